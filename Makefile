@@ -1,0 +1,40 @@
+# Wisp — make help lists the targets.
+GO        ?= go
+PKGS      ?= ./...
+BENCHTIME ?= 2s
+VERSION   ?= dev
+BIN       := bin
+LDFLAGS   := -s -w -X github.com/wispfn/wisp/internal/version.Version=$(VERSION)
+
+.PHONY: help build test test-short bench fixtures lint services clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build the binaries into bin/
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+test: ## run every test with the race detector (skips what needs a missing service, and says so)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+test-short: ## quick tests only, no race detector
+	$(GO) test -short -count=1 $(PKGS)
+
+bench: ## run the benchmarks (BENCHTIME=2s by default)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+fixtures: ## rebuild the wasm test functions in testdata/ from their sources
+	bash scripts/build-fixtures.sh
+
+lint: ## gofmt, go vet, and the import rules of DESIGN.md
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -run 'TestImportRules' ./internal/archtest/
+
+services: ## start the local services the tests use (Postgres, Mosquitto, pouchdb-server)
+	bash scripts/test-services.sh
+
+clean: ## remove build outputs
+	rm -rf $(BIN) builds/dist

@@ -1,0 +1,48 @@
+// Package store keeps the controller's durable state: modules, functions and
+// their code, subjects (API users) and APP scheduling scripts.
+//
+// There is one interface, Store, and two implementations in this package:
+// Postgres (a pgx pool, for production and for several controllers sharing one
+// database; see OpenPostgres) and Embedded (one bbolt file in the data dir,
+// used when no DSN is given; see OpenEmbedded). Both live here rather than in
+// sub-packages so that callers write store.OpenPostgres / store.OpenEmbedded
+// and share one errors.go. Both pass the same contract test suite, which lives
+// in the sub-package storetest so that a future implementation (or a failing
+// fake) can run it too.
+//
+// # Rules every implementation keeps
+//
+//   - Names are validated by the caller (controller/api); the store does not
+//     re-check them but never interprets them either (they are parameters,
+//     never SQL text).
+//   - Code bytes are stored once per digest ("sha256:<hex>"); functions refer
+//     to their code by digest. Code no function refers to is dropped in the
+//     same transaction that dropped its last reference (delete or update of a
+//     function, delete of a module). A write whose Digest does not match its
+//     code fails with ErrDigestMismatch; Function.Size is set from the code.
+//   - Every write is atomic: a failed call changes nothing.
+//   - The default module "_" always exists and cannot be deleted or renamed
+//     (nor can another module be renamed to "_"); ErrDefaultModule is checked
+//     before existence. Renaming a module to its own name is a no-op.
+//   - Sorting is by bytes (Go string order, Postgres COLLATE "C"), so both
+//     implementations list in the same order whatever the database locale.
+//   - Timestamps are set by the store from the controller's clock, in UTC,
+//     truncated to microseconds (Postgres's precision). UpdateFunction keeps
+//     Created and sets Updated.
+//   - Events, Sinks, Metadata and Script.Source are kept verbatim; nil stays
+//     nil. Lists are never nil (empty slices instead).
+//   - Errors wrap the sentinels of errors.go so callers use errors.Is.
+//
+// # Notes
+//
+// Both implementations also have CodeCount, the number of distinct code blobs
+// stored; it exists for tests and metrics and is not part of Store.
+//
+// Postgres applies its embedded migrations (migrations/NNNN_name.sql) at open,
+// under a transaction-scoped advisory lock keyed by the current schema, so
+// several controllers may start at once. Embedded keeps its schema version in
+// meta/version and refuses a file written by a newer Wisp.
+//
+// The store is pure persistence: it must never import agent, api or
+// scheduler packages, and it never talks to agents.
+package store

@@ -1,0 +1,19 @@
+package store
+
+import "errors"
+
+var (
+	// ErrNotFound: the module, function, code, subject or script does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: the name is already taken.
+	ErrExists = errors.New("already exists")
+	// ErrDefaultModule: the default module "_" cannot be deleted or renamed.
+	ErrDefaultModule = errors.New("the default module cannot be deleted or renamed")
+	// ErrDigestMismatch: Function.Digest is not "sha256:<hex>" of the code
+	// passed with it. The store refuses such writes because agents and caches
+	// trust digests to name their bytes.
+	ErrDigestMismatch = errors.New("digest does not match the code")
+	// ErrLocked: the embedded store's file is held by another process (another
+	// controller, or `wisp dev`, using the same data directory).
+	ErrLocked = errors.New("locked by another process")
+)

@@ -1,0 +1,26 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// now is the store's clock: UTC, truncated to what Postgres keeps
+// (microseconds), so that a value read back equals the value written.
+func now() time.Time {
+	return time.Now().UTC().Truncate(time.Microsecond)
+}
+
+// prepareFunction checks that fn.Digest names code and sets fn.Size from it.
+// Both implementations call it before writing a function.
+func prepareFunction(fn Function, code []byte) (Function, error) {
+	sum := sha256.Sum256(code)
+	if want := "sha256:" + hex.EncodeToString(sum[:]); fn.Digest != want {
+		return Function{}, fmt.Errorf("store: function %s/%s: digest %q, code hashes to %q: %w",
+			fn.Module, fn.Name, fn.Digest, want, ErrDigestMismatch)
+	}
+	fn.Size = int64(len(code))
+	return fn, nil
+}

@@ -1,0 +1,3 @@
+module wispfixtures/hello
+
+go 1.26
