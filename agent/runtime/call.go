@@ -1,0 +1,252 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// call is the state of one invocation, shared by the host functions (which
+// find it in their context) and by the instance's stdio writers.
+type call struct {
+	input   []byte
+	limits  Limits
+	allowed []string
+	client  *http.Client
+
+	output       []byte
+	outputSet    bool
+	outputTooBig bool
+	errMsg       []byte
+	errSet       bool
+
+	logs        []string
+	logBytes    int
+	logsDropped int
+
+	// console collects stdout/stderr of FunLess-ABI guests; stderr of WASI commands.
+	console boundedBuffer
+	// stdout is a WASI command's output.
+	stdout boundedBuffer
+
+	// trap is set by a host function just before it panics, so the runtime
+	// reports the host's precise reason rather than wazero's wrapping.
+	trap *Error
+	// deadline bounds guest sleeps.
+	deadline time.Time
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// hostTrap records a trap and unwinds the guest. wazero recovers the panic
+// and returns it from Call as an error; the host never crashes.
+func (c *call) hostTrap(format string, args ...any) {
+	e := newError(KindTrap, format, args...)
+	if c != nil && c.trap == nil {
+		c.trap = e
+	}
+	panic(e)
+}
+
+func (c *call) addLog(line string) {
+	if len(c.logs) >= c.limits.LogLines || c.logBytes+len(line) > c.limits.LogBytes {
+		c.logsDropped++
+		return
+	}
+	c.logs = append(c.logs, line)
+	c.logBytes += len(line)
+}
+
+// flushConsole turns what the guest wrote to its stdio into log lines.
+func (c *call) flushConsole() {
+	if c.console.Len() == 0 {
+		return
+	}
+	for line := range strings.Lines(c.console.String()) {
+		if line = strings.TrimRight(line, "\r\n"); line != "" {
+			c.addLog(line)
+		}
+	}
+	if c.console.dropped > 0 {
+		c.logsDropped++
+	}
+}
+
+// sleep bounds a guest's poll_oneoff sleep by the invocation deadline, so a
+// sleeping guest cannot outlive its timeout.
+func (c *call) sleep(ns int64) {
+	d := time.Duration(ns)
+	if !c.deadline.IsZero() {
+		if left := time.Until(c.deadline); left < d {
+			d = left
+		}
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// boundedBuffer keeps at most max bytes and counts what it dropped.
+type boundedBuffer struct {
+	bytes.Buffer
+	max     int
+	dropped int
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	room := b.max - b.Len()
+	if room < len(p) {
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+		b.dropped += len(p) - max(room, 0)
+		return len(p), nil
+	}
+	return b.Buffer.Write(p)
+}
+
+// slot lets an instance built before its invocation (a spare) reach the
+// invocation's state from its stdio writers and sleep function.
+type slot struct{ c *call }
+
+type slotWriter struct {
+	s      *slot
+	stdout bool // a WASI command's stdout is its output
+}
+
+func (w slotWriter) Write(p []byte) (int, error) {
+	c := w.s.c
+	if c == nil {
+		return len(p), nil
+	}
+	if w.stdout {
+		return c.stdout.Write(p)
+	}
+	return c.console.Write(p)
+}
+
+func (s *slot) sleep(ns int64) {
+	if c := s.c; c != nil {
+		c.sleep(ns)
+		return
+	}
+	time.Sleep(min(time.Duration(ns), time.Second))
+}
+
+// capAllocator backs an instance's linear memory with a Go slice and refuses
+// to grow it past the cap: memory.grow then returns -1 in the guest, and the
+// runtime knows the cap was hit.
+type capAllocator struct {
+	limit uint64
+	hit   bool
+}
+
+var _ experimental.MemoryAllocator = (*capAllocator)(nil)
+
+func (a *capAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
+	return &capMemory{a: a, buf: make([]byte, 0, min(capacity, a.limit))}
+}
+
+type capMemory struct {
+	a   *capAllocator
+	buf []byte
+}
+
+func (m *capMemory) Reallocate(size uint64) []byte {
+	if size > m.a.limit {
+		m.a.hit = true
+		return nil
+	}
+	if size <= uint64(cap(m.buf)) {
+		m.buf = m.buf[:size]
+		return m.buf
+	}
+	// Grow geometrically (within the cap) so a guest growing page by page
+	// costs amortised O(n) copying, not O(n²).
+	nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.a.limit))
+	copy(nb, m.buf)
+	m.buf = nb
+	return m.buf
+}
+
+func (m *capMemory) Free() { m.buf = nil }
+
+// FunLess host functions (module fl_imps). Every pointer the guest hands us
+// is bounds-checked; a bad one traps this invocation only.
+
+func hostGetInputData(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		(*call)(nil).hostTrap("__get_input_data called outside an invocation")
+	}
+	if !mod.Memory().Write(api.DecodeU32(stack[0]), c.input) {
+		c.hostTrap("__get_input_data: %d bytes at %#x are outside linear memory", len(c.input), api.DecodeU32(stack[0]))
+	}
+}
+
+func hostInsertResponse(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		(*call)(nil).hostTrap("__insert_response called outside an invocation")
+	}
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if int64(n) > int64(c.limits.OutputBytes) {
+		c.outputTooBig = true
+		c.outputSet = true
+		c.output = nil
+		return
+	}
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		c.hostTrap("__insert_response: %d bytes at %#x are outside linear memory", n, ptr)
+	}
+	c.output = append(c.output[:0], b...)
+	c.outputSet = true
+	c.outputTooBig = false
+}
+
+func hostInsertError(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		(*call)(nil).hostTrap("__insert_error called outside an invocation")
+	}
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	n = min(n, uint32(c.limits.OutputBytes))
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		c.hostTrap("__insert_error: %d bytes at %#x are outside linear memory", n, ptr)
+	}
+	c.errMsg = append(c.errMsg[:0], b...)
+	c.errSet = true
+}
+
+func hostConsoleLog(ctx context.Context, mod api.Module, stack []uint64) {
+	c := callFrom(ctx)
+	if c == nil {
+		return // a log line from a spare's initialisation has nowhere to go
+	}
+	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
+	if len(c.logs) >= c.limits.LogLines || c.logBytes+int(n) > c.limits.LogBytes {
+		// Still check the pointer: a bad one is a bug the guest should see.
+		if uint64(ptr)+uint64(n) > uint64(mod.Memory().Size()) {
+			c.hostTrap("__console_log: %d bytes at %#x are outside linear memory", n, ptr)
+		}
+		c.logsDropped++
+		return
+	}
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		c.hostTrap("__console_log: %d bytes at %#x are outside linear memory", n, ptr)
+	}
+	c.addLog(string(b))
+}

@@ -1,0 +1,163 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	goruntime "runtime"
+	"time"
+)
+
+// Engine names, as reported by Runtime.Engine and accepted by Config.Engine.
+const (
+	EngineAuto        = "auto"
+	EngineCompiler    = "compiler"
+	EngineInterpreter = "interpreter"
+)
+
+// Limits bound one invocation. In a Config a zero field takes the default
+// below; in a Request a zero field takes the Config's value.
+type Limits struct {
+	// Timeout bounds one invocation, instantiation included. Default 10s.
+	// When it passes the guest is stopped (wazero closes the module on
+	// context done), not abandoned.
+	Timeout time.Duration
+	// MemoryBytes caps the guest's linear memory. Default 128 MiB. It is
+	// rounded down to whole 64 KiB pages.
+	MemoryBytes uint64
+	// InputBytes caps the JSON input. Default 1 MiB.
+	InputBytes int
+	// OutputBytes caps the JSON output (or WASI stdout). Default 1 MiB.
+	OutputBytes int
+	// LogLines and LogBytes cap the console lines kept per invocation
+	// (__console_log, and stderr/stdout of FunLess-ABI guests). Defaults 100 and 64 KiB.
+	LogLines int
+	LogBytes int
+	// HTTPTimeout bounds one __http_request. Default 10s.
+	HTTPTimeout time.Duration
+	// HTTPResponseBytes caps the body __http_request hands back. Default 1 MiB.
+	HTTPResponseBytes int
+}
+
+// DefaultLimits are the limits of a zero Config.
+var DefaultLimits = Limits{
+	Timeout:           10 * time.Second,
+	MemoryBytes:       128 << 20,
+	InputBytes:        1 << 20,
+	OutputBytes:       1 << 20,
+	LogLines:          100,
+	LogBytes:          64 << 10,
+	HTTPTimeout:       10 * time.Second,
+	HTTPResponseBytes: 1 << 20,
+}
+
+// merge returns l with every zero field taken from def.
+func (l Limits) merge(def Limits) Limits {
+	if l.Timeout <= 0 {
+		l.Timeout = def.Timeout
+	}
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = def.MemoryBytes
+	}
+	if l.InputBytes <= 0 {
+		l.InputBytes = def.InputBytes
+	}
+	if l.OutputBytes <= 0 {
+		l.OutputBytes = def.OutputBytes
+	}
+	if l.LogLines <= 0 {
+		l.LogLines = def.LogLines
+	}
+	if l.LogBytes <= 0 {
+		l.LogBytes = def.LogBytes
+	}
+	if l.HTTPTimeout <= 0 {
+		l.HTTPTimeout = def.HTTPTimeout
+	}
+	if l.HTTPResponseBytes <= 0 {
+		l.HTTPResponseBytes = def.HTTPResponseBytes
+	}
+	return l
+}
+
+// Config configures a Runtime. The zero Config is valid: compiler engine where
+// supported, no disk cache, default limits.
+type Config struct {
+	// CacheDir, when set, holds wazero's on-disk compilation cache so a
+	// restarted agent does not recompile. The agent points it at its data dir.
+	CacheDir string
+	// Engine is "auto" (default: compiler on amd64/arm64, interpreter
+	// elsewhere, e.g. armv7), "compiler" or "interpreter".
+	Engine string
+	// Limits are the per-invocation defaults.
+	Limits Limits
+	// MaxModules bounds how many compiled modules stay in memory. Default 64.
+	MaxModules int
+	// MaxModuleBytes bounds the summed wasm size of compiled modules in
+	// memory (compiled code is a small multiple of it). Default 64 MiB.
+	MaxModuleBytes int64
+	// SpareInstances is how many pre-instantiated instances are kept ready
+	// for each module whose instantiation is slow (see SpareThreshold).
+	// Default 2; negative disables spares.
+	SpareInstances int
+	// SpareThreshold is the instantiation time above which a module gets
+	// spare instances. Default 500µs.
+	SpareThreshold time.Duration
+	// HTTPClient makes the guests' __http_request calls. Default: a client
+	// that does not follow redirects to hosts off the allowlist.
+	HTTPClient *http.Client
+	// Logger receives the runtime's own events. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch c.Engine {
+	case "", EngineAuto, EngineCompiler, EngineInterpreter:
+	default:
+		return fmt.Errorf("runtime: engine %q: want auto, compiler or interpreter", c.Engine)
+	}
+	l := c.Limits
+	if l.Timeout < 0 || l.InputBytes < 0 || l.OutputBytes < 0 || l.LogLines < 0 || l.LogBytes < 0 || l.HTTPTimeout < 0 || l.HTTPResponseBytes < 0 {
+		return errors.New("runtime: limits must not be negative")
+	}
+	if l.MemoryBytes != 0 && l.MemoryBytes < 1<<16 {
+		return fmt.Errorf("runtime: memory limit %d bytes is below one wasm page (65536)", l.MemoryBytes)
+	}
+	if c.MaxModules < 0 || c.MaxModuleBytes < 0 {
+		return errors.New("runtime: module cache bounds must not be negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Engine == "" {
+		c.Engine = EngineAuto
+	}
+	if c.Engine == EngineAuto {
+		switch goruntime.GOARCH {
+		case "amd64", "arm64":
+			c.Engine = EngineCompiler
+		default:
+			c.Engine = EngineInterpreter
+		}
+	}
+	c.Limits = c.Limits.merge(DefaultLimits)
+	if c.MaxModules == 0 {
+		c.MaxModules = 64
+	}
+	if c.MaxModuleBytes == 0 {
+		c.MaxModuleBytes = 64 << 20
+	}
+	if c.SpareInstances == 0 {
+		c.SpareInstances = 2
+	}
+	if c.SpareThreshold <= 0 {
+		c.SpareThreshold = 500 * time.Microsecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,254 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// module is one compiled digest in the runtime's LRU.
+type module struct {
+	r        *Runtime
+	info     Info
+	compiled wazero.CompiledModule
+
+	mu      sync.Mutex
+	refs    int
+	evicted bool
+	closed  bool
+
+	// Spare instances, for modules whose instantiation is slow (Go guests).
+	slow      atomic.Bool
+	refilling atomic.Bool
+	spareCh   chan *instance
+}
+
+// instance is one instantiated module, used for exactly one invocation.
+type instance struct {
+	mod    api.Module
+	invoke api.Function
+	alloc  *capAllocator
+	slot   *slot
+}
+
+func (i *instance) close() { i.mod.Close(context.Background()) }
+
+func (m *module) acquire() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.refs++
+	return true
+}
+
+func (m *module) release() {
+	m.mu.Lock()
+	m.refs--
+	done := m.evicted && m.refs == 0 && !m.closed
+	if done {
+		m.closed = true
+	}
+	m.mu.Unlock()
+	if done {
+		m.free()
+	}
+}
+
+// evict is the LRU's callback: the module closes once no call holds it.
+func (m *module) evict() {
+	m.mu.Lock()
+	m.evicted = true
+	done := m.refs == 0 && !m.closed
+	if done {
+		m.closed = true
+	}
+	m.mu.Unlock()
+	if done {
+		m.free()
+	}
+}
+
+func (m *module) free() {
+	m.drainSpares()
+	m.compiled.Close(context.Background())
+}
+
+func (m *module) drainSpares() {
+	for {
+		select {
+		case in := <-m.spareCh:
+			m.r.spares.Add(-1)
+			in.close()
+		default:
+			return
+		}
+	}
+}
+
+// instantiate makes a fresh FunLess-ABI instance and runs _initialize.
+func (m *module) instantiate(ctx context.Context, memLimit uint64) (*instance, error) {
+	in := &instance{alloc: &capAllocator{limit: memLimit}, slot: &slot{c: callFrom(ctx)}}
+	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, in.alloc), m.compiled, m.r.moduleConfig(in.slot, false))
+	if err != nil {
+		return in, err
+	}
+	in.mod = mod
+	if m.info.Initialize {
+		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
+			mod.Close(context.Background())
+			in.mod = nil
+			return in, err
+		}
+	}
+	in.invoke = mod.ExportedFunction("__invoke")
+	return in, nil
+}
+
+func (m *module) takeSpare(limits Limits) *instance {
+	if limits.MemoryBytes != m.r.cfg.Limits.MemoryBytes-m.r.cfg.Limits.MemoryBytes%pageSize {
+		return nil // spares are built with the default memory cap
+	}
+	select {
+	case in := <-m.spareCh:
+		m.r.spares.Add(-1)
+		return in
+	default:
+		return nil
+	}
+}
+
+// maxSpares bounds spare instances across all modules: each holds a guest's
+// whole linear memory (a Go guest starts with several MiB).
+const maxSpares = 16
+
+// refill tops up the spare instances in the background.
+func (m *module) refill() {
+	if m.r.cfg.SpareInstances <= 0 || !m.refilling.CompareAndSwap(false, true) {
+		return
+	}
+	if !m.acquire() {
+		m.refilling.Store(false)
+		return
+	}
+	go func() {
+		defer m.refilling.Store(false)
+		defer m.release()
+		limit := m.r.cfg.Limits.MemoryBytes - m.r.cfg.Limits.MemoryBytes%pageSize
+		for len(m.spareCh) < cap(m.spareCh) && m.r.spares.Load() < maxSpares {
+			m.mu.Lock()
+			stop := m.evicted
+			m.mu.Unlock()
+			if stop {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), m.r.cfg.Limits.Timeout)
+			in, err := m.instantiate(ctx, limit)
+			cancel()
+			if err != nil {
+				m.r.cfg.Logger.Warn("spare instance failed", "digest", m.info.Digest, "err", err)
+				return
+			}
+			m.r.spares.Add(1)
+			select {
+			case m.spareCh <- in:
+			default:
+				m.r.spares.Add(-1)
+				in.close()
+				return
+			}
+		}
+	}()
+}
+
+func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error {
+	start := time.Now()
+	in := m.takeSpare(c.limits)
+	if in != nil {
+		in.slot.c = c
+		res.Spare = true
+		m.r.stats.spareHits.Add(1)
+	} else {
+		var err error
+		in, err = m.instantiate(ctx, c.limits.MemoryBytes)
+		res.Instantiate = time.Since(start)
+		if err != nil {
+			return classify(ctx, err, c, in.alloc)
+		}
+		if res.Instantiate > m.r.cfg.SpareThreshold {
+			m.slow.Store(true)
+		}
+	}
+	defer in.close()
+	if m.slow.Load() {
+		m.refill()
+	}
+	runStart := time.Now()
+	ret, err := in.invoke.Call(ctx, uint64(len(c.input)))
+	res.Run = time.Since(runStart)
+	if err != nil {
+		return classify(ctx, err, c, in.alloc)
+	}
+	code := api.DecodeI32(ret[0])
+	switch {
+	case c.errSet || code != 0:
+		msg := string(c.errMsg)
+		if !c.errSet {
+			msg = fmt.Sprintf("__invoke returned %d without an error message", code)
+		}
+		return &Error{Kind: KindGuestError, Msg: msg}
+	case c.outputTooBig:
+		return newError(KindOutputTooLarge, "output exceeds the limit of %d bytes", c.limits.OutputBytes)
+	case !c.outputSet:
+		return newError(KindOutputNotJSON, "__invoke returned 0 without calling __insert_response")
+	}
+	if !json.Valid(c.output) {
+		return newError(KindOutputNotJSON, "output is not JSON: %s", preview(c.output))
+	}
+	res.Output = c.output
+	return nil
+}
+
+// runCommand runs a WASI command: input on stdin, output from stdout.
+func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
+	s := &slot{c: c}
+	alloc := &capAllocator{limit: c.limits.MemoryBytes}
+	cfg := m.r.moduleConfig(s, true).WithStdin(bytes.NewReader(c.input))
+	start := time.Now()
+	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)
+	res.Run = time.Since(start)
+	if mod != nil {
+		defer mod.Close(context.Background())
+	}
+	if err != nil {
+		return classify(ctx, err, c, alloc)
+	}
+	if c.stdout.dropped > 0 {
+		return newError(KindOutputTooLarge, "stdout exceeds the limit of %d bytes", c.limits.OutputBytes)
+	}
+	out := bytes.TrimSpace(c.stdout.Bytes())
+	if len(out) == 0 {
+		return newError(KindOutputNotJSON, "the command wrote nothing to stdout")
+	}
+	if !json.Valid(out) {
+		return newError(KindOutputNotJSON, "stdout is not JSON: %s", preview(out))
+	}
+	res.Output = out
+	return nil
+}
+
+func preview(b []byte) string {
+	const n = 64
+	if len(b) > n {
+		return fmt.Sprintf("%q...", b[:n])
+	}
+	return fmt.Sprintf("%q", b)
+}

@@ -1,0 +1,421 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wispfn/wisp/cache"
+)
+
+// Runtime compiles and runs wasm functions. It is safe for concurrent use;
+// every invocation gets a fresh instance.
+type Runtime struct {
+	cfg    Config
+	rt     wazero.Runtime
+	ccache wazero.CompilationCache
+	client *http.Client
+	// markers records, per wazero version, which digests were compiled into
+	// the disk cache, so a restart can tell a disk hit from a cold compile.
+	markers string
+
+	modules *cache.LRU[string, *module]
+
+	mu      sync.Mutex
+	loading map[string]*loadCall
+	closed  bool
+
+	spares atomic.Int64 // spare instances alive, all modules
+
+	stats struct {
+		compiles, diskHits, memHits, invocations, spareHits, evictions atomic.Uint64
+	}
+}
+
+type loadCall struct {
+	done chan struct{}
+	info Info
+	err  error
+}
+
+// Request is one invocation.
+type Request struct {
+	// Input is the JSON input (FunLess: the compact JSON of args). Empty means {}.
+	Input []byte
+	// AllowedHosts may be reached by __http_request: host, host:port, or "*".
+	// Empty: none.
+	AllowedHosts []string
+	// Limits override the runtime's defaults field by field (zero = default).
+	Limits Limits
+}
+
+// Result is what an invocation produced. Invoke returns it even on error,
+// with the logs and timings gathered so far.
+type Result struct {
+	// Output is the function's JSON output (compact or as the guest wrote it).
+	Output []byte
+	ABI    ABI
+	// Logs are the guest's console lines, at most Limits.LogLines of them.
+	Logs []string
+	// LogsDropped counts lines (or writes) dropped by the log limits.
+	LogsDropped int
+	// Instantiate is the time to get an instance (zero-ish for a spare),
+	// Run the time spent in the guest.
+	Instantiate, Run time.Duration
+	// Spare is true when a pre-instantiated instance served the call.
+	Spare bool
+}
+
+// Stats are counters since the runtime started.
+type Stats struct {
+	// Compiles counts modules compiled, DiskCacheHits those whose compiled
+	// code came from the on-disk cache, MemoryCacheHits Loads of a digest
+	// already in memory.
+	Compiles, DiskCacheHits, MemoryCacheHits uint64
+	Invocations                              uint64
+	// SpareHits counts invocations served by a pre-instantiated instance.
+	SpareHits uint64
+	// Modules and ModuleBytes describe the in-memory cache of compiled modules.
+	Modules     int
+	ModuleBytes int64
+	Evictions   uint64
+	// Spares is how many spare instances are alive.
+	Spares int64
+}
+
+// New builds a Runtime. It does no I/O besides creating cfg.CacheDir.
+func New(ctx context.Context, cfg Config) (*Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	var rc wazero.RuntimeConfig
+	if cfg.Engine == EngineInterpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	} else {
+		rc = wazero.NewRuntimeConfigCompiler()
+	}
+	rc = rc.WithCloseOnContextDone(true)
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient}
+	if r.client == nil {
+		r.client = defaultHTTPClient()
+	}
+	if cfg.CacheDir != "" && cfg.Engine == EngineCompiler {
+		dir := filepath.Join(cfg.CacheDir, "wazero")
+		cc, err := wazero.NewCompilationCacheWithDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache in %s: %w", dir, err)
+		}
+		r.ccache = cc
+		rc = rc.WithCompilationCache(cc)
+		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion())
+		if err := os.MkdirAll(r.markers, 0o700); err != nil {
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
+	}
+	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
+		r.rt.Close(ctx)
+		return nil, fmt.Errorf("runtime: wasi: %w", err)
+	}
+	b := r.rt.NewHostModuleBuilder(flModule)
+	host := []struct {
+		name string
+		fn   api.GoModuleFunc
+	}{
+		{"__get_input_data", hostGetInputData},
+		{"__insert_response", hostInsertResponse},
+		{"__insert_error", hostInsertError},
+		{"__console_log", hostConsoleLog},
+		{"__http_request", hostHTTPRequest},
+	}
+	for _, h := range host {
+		params := make([]api.ValueType, flImports[h.name])
+		for i := range params {
+			params[i] = api.ValueTypeI32
+		}
+		b.NewFunctionBuilder().WithGoModuleFunction(h.fn, params, nil).Export(h.name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		r.rt.Close(ctx)
+		return nil, fmt.Errorf("runtime: fl_imps: %w", err)
+	}
+	r.modules = cache.NewLRU(cache.Limits{Entries: cfg.MaxModules, Cost: cfg.MaxModuleBytes}, func(_ string, m *module) {
+		r.stats.evictions.Add(1)
+		m.evict()
+	})
+	return r, nil
+}
+
+// Engine reports "compiler" or "interpreter".
+func (r *Runtime) Engine() string { return r.cfg.Engine }
+
+// Limits returns the default per-invocation limits in force.
+func (r *Runtime) Limits() Limits { return r.cfg.Limits }
+
+// Stats returns the runtime's counters.
+func (r *Runtime) Stats() Stats {
+	cs := r.modules.Stats()
+	return Stats{
+		Compiles:        r.stats.compiles.Load(),
+		DiskCacheHits:   r.stats.diskHits.Load(),
+		MemoryCacheHits: r.stats.memHits.Load(),
+		Invocations:     r.stats.invocations.Load(),
+		SpareHits:       r.stats.spareHits.Load(),
+		Modules:         cs.Entries,
+		ModuleBytes:     cs.Cost,
+		Evictions:       r.stats.evictions.Load(),
+		Spares:          r.spares.Load(),
+	}
+}
+
+// Load compiles code, unless a module with the same digest is already in
+// memory, and keeps it for Invoke. Concurrent Loads of one digest compile once.
+//
+// # Errors
+//
+// ErrNotWasm, ErrInvalidModule, ErrUnknownImport, ErrMissingExport as for
+// Inspect; ErrClosed.
+func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
+	if err := checkMagic(code); err != nil {
+		return Info{}, err
+	}
+	digest := Digest(code)
+	if m, ok := r.modules.Get(digest); ok {
+		r.stats.memHits.Add(1)
+		return m.info, nil
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return Info{}, ErrClosed
+	}
+	if lc, ok := r.loading[digest]; ok {
+		r.mu.Unlock()
+		select {
+		case <-lc.done:
+			return lc.info, lc.err
+		case <-ctx.Done():
+			return Info{}, ctx.Err()
+		}
+	}
+	lc := &loadCall{done: make(chan struct{})}
+	r.loading[digest] = lc
+	r.mu.Unlock()
+
+	lc.info, lc.err = r.compile(ctx, digest, code)
+	r.mu.Lock()
+	delete(r.loading, digest)
+	r.mu.Unlock()
+	close(lc.done)
+	return lc.info, lc.err
+}
+
+func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info, error) {
+	if int64(len(code)) > r.cfg.MaxModuleBytes {
+		return Info{}, newError(KindInvalidModule, "module of %d bytes exceeds the module cache (%d bytes)", len(code), r.cfg.MaxModuleBytes)
+	}
+	marker := ""
+	diskHit := false
+	if r.markers != "" {
+		marker = filepath.Join(r.markers, strings.TrimPrefix(digest, "sha256:"))
+		_, err := os.Stat(marker)
+		diskHit = err == nil
+	}
+	cm, err := r.rt.CompileModule(ctx, code)
+	if err != nil {
+		return Info{}, &Error{Kind: KindInvalidModule, Msg: err.Error(), Err: err}
+	}
+	info, err := describe(cm, code)
+	if err != nil {
+		cm.Close(ctx)
+		return Info{}, err
+	}
+	r.stats.compiles.Add(1)
+	if diskHit {
+		r.stats.diskHits.Add(1)
+	} else if marker != "" {
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
+		}
+	}
+	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
+	r.modules.Add(digest, m, int64(len(code)))
+	r.cfg.Logger.Debug("module loaded", "digest", digest, "abi", info.ABI, "disk_cache_hit", diskHit)
+	return info, nil
+}
+
+// Loaded reports whether digest is compiled and in memory.
+func (r *Runtime) Loaded(digest string) bool {
+	_, ok := r.modules.Peek(digest)
+	return ok
+}
+
+// Info returns what Load found about a loaded digest.
+func (r *Runtime) Info(digest string) (Info, bool) {
+	m, ok := r.modules.Peek(digest)
+	if !ok {
+		return Info{}, false
+	}
+	return m.info, true
+}
+
+// Evict drops a digest from memory (its disk cache entry stays). In-flight
+// invocations of it finish normally.
+func (r *Runtime) Evict(digest string) bool { return r.modules.Remove(digest) }
+
+// Invoke runs the loaded module with the given digest once, in a fresh
+// instance, under the request's limits.
+//
+// # Errors
+//
+// ErrNotLoaded when the digest is not in memory (Load it and call again);
+// ErrInputTooLarge, ErrInvalidInput; ErrTimeout, ErrCanceled; ErrMemoryLimit;
+// ErrTrap; ErrGuestError (FunLess __insert_error, or a non-zero __invoke);
+// ErrExit (WASI exit code and stderr); ErrOutputNotJSON, ErrOutputTooLarge.
+// All are *Error.
+func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Result, error) {
+	m, ok := r.modules.Get(digest)
+	if !ok || !m.acquire() {
+		return Result{}, newError(KindNotLoaded, "%s", digest)
+	}
+	defer m.release()
+	r.stats.invocations.Add(1)
+	res := Result{ABI: m.info.ABI}
+
+	limits := req.Limits.merge(r.cfg.Limits)
+	input := req.Input
+	if len(input) == 0 {
+		input = []byte("{}")
+	}
+	if len(input) > limits.InputBytes {
+		return res, newError(KindInputTooLarge, "input of %d bytes exceeds the limit of %d bytes", len(input), limits.InputBytes)
+	}
+	if !json.Valid(input) {
+		return res, newError(KindInvalidInput, "input is not valid JSON")
+	}
+	limits.MemoryBytes -= limits.MemoryBytes % pageSize
+	if m.info.MemoryMinBytes > limits.MemoryBytes {
+		return res, newError(KindMemoryLimit, "module needs %d bytes of linear memory at start, over the cap of %d bytes", m.info.MemoryMinBytes, limits.MemoryBytes)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
+	defer cancel()
+	c := &call{input: input, limits: limits, allowed: req.AllowedHosts, client: r.client}
+	c.console.max = limits.LogBytes
+	c.stdout.max = limits.OutputBytes
+	c.deadline, _ = ctx.Deadline()
+	ctx = context.WithValue(ctx, callKey{}, c)
+
+	var err error
+	if m.info.ABI == ABIFunLess {
+		err = m.invokeFunLess(ctx, c, &res)
+	} else {
+		err = m.runCommand(ctx, c, &res)
+	}
+	c.flushConsole()
+	res.Logs, res.LogsDropped = c.logs, c.logsDropped
+	return res, err
+}
+
+// Close stops the runtime: loaded modules and spares are released. Calls in
+// flight are stopped.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.modules.Purge()
+	err := r.rt.Close(ctx)
+	if r.ccache != nil {
+		err = errors.Join(err, r.ccache.Close(ctx))
+	}
+	return err
+}
+
+// moduleConfig is the per-instance configuration: no args, no env, no
+// preopened directories, real clocks, crypto randomness, and stdio and sleep
+// routed to the invocation through s.
+func (r *Runtime) moduleConfig(s *slot, command bool) wazero.ModuleConfig {
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(s.sleep).
+		WithRandSource(rand.Reader).
+		WithStderr(slotWriter{s: s})
+	if command {
+		return cfg.WithStdout(slotWriter{s: s, stdout: true})
+	}
+	return cfg.WithStartFunctions().WithStdout(slotWriter{s: s})
+}
+
+// classify turns what wazero returned into a runtime error.
+func classify(ctx context.Context, err error, c *call, alloc *capAllocator) *Error {
+	if c.trap != nil {
+		return c.trap
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return &Error{Kind: KindTimeout, Msg: fmt.Sprintf("stopped after %v", c.limits.Timeout), Err: err}
+		case sys.ExitCodeContextCanceled:
+			return &Error{Kind: KindCanceled, Msg: "the caller canceled the invocation", Err: err}
+		}
+		return &Error{Kind: KindExit, Msg: exitMsg(exit.ExitCode(), c), ExitCode: exit.ExitCode(), Stderr: c.console.String(), Err: err}
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &Error{Kind: KindTimeout, Msg: fmt.Sprintf("stopped after %v", c.limits.Timeout), Err: err}
+	}
+	msg, _, _ := strings.Cut(err.Error(), "\n") // drop wazero's stack trace
+	if alloc != nil && alloc.hit {
+		return &Error{Kind: KindMemoryLimit, Msg: fmt.Sprintf("the function needed more than its %d MiB of linear memory (%s)", c.limits.MemoryBytes>>20, msg), Err: err}
+	}
+	return &Error{Kind: KindTrap, Msg: msg, Stderr: c.console.String(), Err: err}
+}
+
+func exitMsg(code uint32, c *call) string {
+	s := strings.TrimSpace(c.console.String())
+	if s == "" {
+		return fmt.Sprintf("exit code %d", code)
+	}
+	return fmt.Sprintf("exit code %d: %s", code, s)
+}
+
+func wazeroVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/tetratelabs/wazero" {
+				if d.Replace != nil {
+					return d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
+func withAllocator(ctx context.Context, a *capAllocator) context.Context {
+	return experimental.WithMemoryAllocator(ctx, a)
+}

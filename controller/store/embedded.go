@@ -1,0 +1,690 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Embedded is the Store kept in one bbolt file, for a controller without
+// Postgres (wisp dev, a single box). One process at a time may open the file.
+//
+// The file's buckets (schema version 1):
+//
+//	meta/
+//	  version          -> uint64 big-endian: the schema version (1)
+//	modules/           the bucket's sequence numbers module ids
+//	  <name>           -> module id, uint64 big-endian
+//	functions/
+//	  <module id>/     one bucket per module, keyed by id so a rename moves nothing
+//	    <name>         -> functionRecord (JSON)
+//	code/
+//	  <digest>         -> wasm bytes ("sha256:<hex>" of them is the key)
+//	coderefs/
+//	  <digest>         -> how many functions use the digest, uint64 big-endian;
+//	                      never 0: the last reference deletes it and code/<digest>
+//	subjects/
+//	  <name>           -> subjectRecord (JSON)
+//	tokens/
+//	  <token hash>     -> subject name (the unique index on token hashes)
+//	scripts/
+//	  <name>           -> scriptRecord (JSON)
+//
+// bbolt runs one write transaction at a time, so every method is atomic and
+// the reference counts need no further locking.
+type Embedded struct {
+	db  *bolt.DB
+	log *slog.Logger
+}
+
+var _ Store = (*Embedded)(nil)
+
+// embeddedVersion is the schema version this build writes and reads.
+// History: 1 (first version).
+const embeddedVersion = 1
+
+// embeddedLockTimeout is how long OpenEmbedded waits for another process to
+// release the file before failing with ErrLocked.
+const embeddedLockTimeout = time.Second
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketModules   = []byte("modules")
+	bucketFunctions = []byte("functions")
+	bucketCode      = []byte("code")
+	bucketCodeRefs  = []byte("coderefs")
+	bucketSubjects  = []byte("subjects")
+	bucketTokens    = []byte("tokens")
+	bucketScripts   = []byte("scripts")
+
+	keyVersion = []byte("version")
+
+	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
+		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts}
+)
+
+// functionRecord is a function as stored; its module and name are the keys.
+type functionRecord struct {
+	Digest   string    `json:"digest"`
+	Size     int64     `json:"size"`
+	ABI      string    `json:"abi"`
+	Events   []byte    `json:"events"` // no omitempty: nil and empty must stay apart
+	Sinks    []byte    `json:"sinks"`
+	Metadata []byte    `json:"metadata"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+}
+
+type subjectRecord struct {
+	TokenHash []byte    `json:"token_hash"`
+	Admin     bool      `json:"admin"`
+	Created   time.Time `json:"created"`
+}
+
+type scriptRecord struct {
+	Source  []byte    `json:"source"`
+	Created time.Time `json:"created"`
+}
+
+// OpenEmbedded opens (creating if needed) the store file at path. A new file
+// gets the buckets above and the default module.
+//
+// # Errors
+//
+// ErrLocked when another process holds the file for longer than a second; an
+// error naming the versions when the file was written by a newer Wisp; any
+// I/O or bbolt error.
+func OpenEmbedded(path string, log *slog.Logger) (*Embedded, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: embeddedLockTimeout})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w (waited %s)", path, ErrLocked, embeddedLockTimeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	created := false
+	err = db.Update(func(tx *bolt.Tx) error {
+		var err error
+		created, err = initEmbedded(tx)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if created {
+		log.Info("created embedded store", "path", path, "schema_version", embeddedVersion)
+	}
+	return &Embedded{db: db, log: log}, nil
+}
+
+// initEmbedded lays out a new file, or checks an existing one's version and
+// buckets. It reports whether it laid out a new file.
+func initEmbedded(tx *bolt.Tx) (bool, error) {
+	if meta := tx.Bucket(bucketMeta); meta != nil {
+		v := meta.Get(keyVersion)
+		if len(v) != 8 {
+			return false, errors.New("meta/version is missing or malformed")
+		}
+		if got := binary.BigEndian.Uint64(v); got != embeddedVersion {
+			return false, fmt.Errorf("schema version %d was written by a newer Wisp; this one knows version %d", got, embeddedVersion)
+		}
+		for _, b := range allBuckets {
+			if tx.Bucket(b) == nil {
+				return false, fmt.Errorf("bucket %q is missing", b)
+			}
+		}
+		return false, nil
+	}
+	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		return fmt.Errorf("the file holds bucket %q but no meta bucket: it is not a Wisp store", name)
+	}); err != nil {
+		return false, err
+	}
+	for _, b := range allBuckets {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return false, fmt.Errorf("create bucket %q: %w", b, err)
+		}
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyVersion, u64(embeddedVersion)); err != nil {
+		return false, err
+	}
+	return true, createModule(tx, DefaultModule)
+}
+
+func u64(n uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, n)
+}
+
+func readU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+// view and update run fn in a transaction unless ctx is already done (bbolt
+// itself takes no context).
+func (e *Embedded) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.db.View(fn)
+}
+
+func (e *Embedded) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.db.Update(fn)
+}
+
+// boltFail wraps err with what the call was doing.
+func boltFail(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("store: %s: %w", fmt.Sprintf(format, args...), err)
+}
+
+// moduleBucket returns the functions bucket of a module, or ErrNotFound.
+func moduleBucket(tx *bolt.Tx, module string) (*bolt.Bucket, error) {
+	id := tx.Bucket(bucketModules).Get([]byte(module))
+	if id == nil {
+		return nil, ErrNotFound
+	}
+	b := tx.Bucket(bucketFunctions).Bucket(id)
+	if b == nil {
+		return nil, fmt.Errorf("module %q has id %d but no functions bucket", module, readU64(id))
+	}
+	return b, nil
+}
+
+func createModule(tx *bolt.Tx, name string) error {
+	modules := tx.Bucket(bucketModules)
+	if modules.Get([]byte(name)) != nil {
+		return ErrExists
+	}
+	id, err := modules.NextSequence()
+	if err != nil {
+		return err
+	}
+	if err := modules.Put([]byte(name), u64(id)); err != nil {
+		return err
+	}
+	_, err = tx.Bucket(bucketFunctions).CreateBucket(u64(id))
+	return err
+}
+
+// addCodeRef records one more function using digest, storing code if it is
+// the first.
+func addCodeRef(tx *bolt.Tx, digest string, code []byte) error {
+	refs := tx.Bucket(bucketCodeRefs)
+	n := readU64(refs.Get([]byte(digest)))
+	if n == 0 {
+		if err := tx.Bucket(bucketCode).Put([]byte(digest), code); err != nil {
+			return err
+		}
+	}
+	return refs.Put([]byte(digest), u64(n+1))
+}
+
+// dropCodeRef records one function fewer using digest, deleting the code
+// with the last reference.
+func dropCodeRef(tx *bolt.Tx, digest string) error {
+	refs := tx.Bucket(bucketCodeRefs)
+	n := readU64(refs.Get([]byte(digest)))
+	switch n {
+	case 0:
+		return fmt.Errorf("code %s has no reference to drop", digest)
+	case 1:
+		if err := tx.Bucket(bucketCode).Delete([]byte(digest)); err != nil {
+			return err
+		}
+		return refs.Delete([]byte(digest))
+	default:
+		return refs.Put([]byte(digest), u64(n-1))
+	}
+}
+
+func getFunction(b *bolt.Bucket, module, name string) (Function, error) {
+	v := b.Get([]byte(name))
+	if v == nil {
+		return Function{}, ErrNotFound
+	}
+	var r functionRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Function{}, fmt.Errorf("decode function record: %w", err)
+	}
+	return Function{
+		Module: module, Name: name, Digest: r.Digest, Size: r.Size, ABI: r.ABI,
+		Events: r.Events, Sinks: r.Sinks, Metadata: r.Metadata,
+		Created: r.Created.UTC(), Updated: r.Updated.UTC(),
+	}, nil
+}
+
+func putFunction(b *bolt.Bucket, fn Function) error {
+	v, err := json.Marshal(functionRecord{
+		Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
+		Events: fn.Events, Sinks: fn.Sinks, Metadata: fn.Metadata,
+		Created: fn.Created, Updated: fn.Updated,
+	})
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(fn.Name), v)
+}
+
+// ListModules implements Store.
+func (e *Embedded) ListModules(ctx context.Context) ([]string, error) {
+	names := []string{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketModules).ForEach(func(k, _ []byte) error {
+			names = append(names, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list modules")
+	}
+	return names, nil
+}
+
+// CreateModule implements Store.
+func (e *Embedded) CreateModule(ctx context.Context, name string) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error { return createModule(tx, name) })
+	return boltFail(err, "create module %q", name)
+}
+
+// GetModule implements Store.
+func (e *Embedded) GetModule(ctx context.Context, name string) (Module, error) {
+	m := Module{Name: name, Functions: []string{}}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		b, err := moduleBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			m.Functions = append(m.Functions, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return Module{}, boltFail(err, "get module %q", name)
+	}
+	return m, nil
+}
+
+// RenameModule implements Store.
+func (e *Embedded) RenameModule(ctx context.Context, from, to string) error {
+	if from == DefaultModule || to == DefaultModule {
+		return fmt.Errorf("store: rename module %q to %q: %w", from, to, ErrDefaultModule)
+	}
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		modules := tx.Bucket(bucketModules)
+		id := bytes.Clone(modules.Get([]byte(from)))
+		switch {
+		case id == nil:
+			return ErrNotFound
+		case from == to:
+			return nil
+		case modules.Get([]byte(to)) != nil:
+			return ErrExists
+		}
+		if err := modules.Delete([]byte(from)); err != nil {
+			return err
+		}
+		return modules.Put([]byte(to), id)
+	})
+	return boltFail(err, "rename module %q to %q", from, to)
+}
+
+// DeleteModule implements Store.
+func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
+	if name == DefaultModule {
+		return fmt.Errorf("store: delete module %q: %w", name, ErrDefaultModule)
+	}
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		modules := tx.Bucket(bucketModules)
+		id := bytes.Clone(modules.Get([]byte(name)))
+		if id == nil {
+			return ErrNotFound
+		}
+		b, err := moduleBucket(tx, name)
+		if err != nil {
+			return err
+		}
+		var digests []string
+		if err := b.ForEach(func(k, v []byte) error {
+			var r functionRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode function %q: %w", k, err)
+			}
+			digests = append(digests, r.Digest)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, d := range digests {
+			if err := dropCodeRef(tx, d); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketFunctions).DeleteBucket(id); err != nil {
+			return err
+		}
+		return modules.Delete([]byte(name))
+	})
+	return boltFail(err, "delete module %q", name)
+}
+
+// CreateFunction implements Store.
+func (e *Embedded) CreateFunction(ctx context.Context, fn Function, code []byte) (Function, error) {
+	fn, err := prepareFunction(fn, code)
+	if err != nil {
+		return Function{}, err
+	}
+	fn.Created = now()
+	fn.Updated = fn.Created
+	err = e.update(ctx, func(tx *bolt.Tx) error {
+		b, err := moduleBucket(tx, fn.Module)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(fn.Name)) != nil {
+			return ErrExists
+		}
+		if err := addCodeRef(tx, fn.Digest, code); err != nil {
+			return err
+		}
+		return putFunction(b, fn)
+	})
+	if err != nil {
+		return Function{}, boltFail(err, "create function %s/%s", fn.Module, fn.Name)
+	}
+	return fn, nil
+}
+
+// UpdateFunction implements Store.
+func (e *Embedded) UpdateFunction(ctx context.Context, fn Function, code []byte) (Function, error) {
+	fn, err := prepareFunction(fn, code)
+	if err != nil {
+		return Function{}, err
+	}
+	var prev Function
+	err = e.update(ctx, func(tx *bolt.Tx) error {
+		b, err := moduleBucket(tx, fn.Module)
+		if err != nil {
+			return err
+		}
+		if prev, err = getFunction(b, fn.Module, fn.Name); err != nil {
+			return err
+		}
+		// Add before dropping, so that keeping the same digest never deletes it.
+		if err := addCodeRef(tx, fn.Digest, code); err != nil {
+			return err
+		}
+		if err := dropCodeRef(tx, prev.Digest); err != nil {
+			return err
+		}
+		fn.Created, fn.Updated = prev.Created, now()
+		return putFunction(b, fn)
+	})
+	if err != nil {
+		return Function{}, boltFail(err, "update function %s/%s", fn.Module, fn.Name)
+	}
+	return prev, nil
+}
+
+// GetFunction implements Store.
+func (e *Embedded) GetFunction(ctx context.Context, module, name string) (Function, error) {
+	var fn Function
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		b, err := moduleBucket(tx, module)
+		if err != nil {
+			return err
+		}
+		fn, err = getFunction(b, module, name)
+		return err
+	})
+	if err != nil {
+		return Function{}, boltFail(err, "get function %s/%s", module, name)
+	}
+	return fn, nil
+}
+
+// ListFunctions implements Store.
+func (e *Embedded) ListFunctions(ctx context.Context) ([]Function, error) {
+	fns := []Function{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketModules).ForEach(func(module, _ []byte) error {
+			b, err := moduleBucket(tx, string(module))
+			if err != nil {
+				return err
+			}
+			return b.ForEach(func(name, _ []byte) error {
+				fn, err := getFunction(b, string(module), string(name))
+				fns = append(fns, fn)
+				return err
+			})
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list functions")
+	}
+	return fns, nil
+}
+
+// DeleteFunction implements Store.
+func (e *Embedded) DeleteFunction(ctx context.Context, module, name string) (Function, error) {
+	var fn Function
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		b, err := moduleBucket(tx, module)
+		if err != nil {
+			return err
+		}
+		if fn, err = getFunction(b, module, name); err != nil {
+			return err
+		}
+		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		return dropCodeRef(tx, fn.Digest)
+	})
+	if err != nil {
+		return Function{}, boltFail(err, "delete function %s/%s", module, name)
+	}
+	return fn, nil
+}
+
+// Code implements Store.
+func (e *Embedded) Code(ctx context.Context, digest string) ([]byte, error) {
+	var code []byte
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCode).Get([]byte(digest))
+		if v == nil {
+			return ErrNotFound
+		}
+		code = bytes.Clone(v) // v is only valid inside the transaction
+		return nil
+	})
+	if err != nil {
+		return nil, boltFail(err, "code %s", digest)
+	}
+	return code, nil
+}
+
+// CodeCount returns how many distinct code blobs are stored. It is not part
+// of Store; tests use it to check that code is kept once per digest and
+// dropped when unused.
+func (e *Embedded) CodeCount(ctx context.Context) (int, error) {
+	n := 0
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketCode).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, boltFail(err, "count code")
+	}
+	return n, nil
+}
+
+// CreateSubject implements Store.
+func (e *Embedded) CreateSubject(ctx context.Context, s Subject) (Subject, error) {
+	s.Created = now()
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		subjects, tokens := tx.Bucket(bucketSubjects), tx.Bucket(bucketTokens)
+		if subjects.Get([]byte(s.Name)) != nil || tokens.Get(s.TokenHash) != nil {
+			return ErrExists
+		}
+		v, err := json.Marshal(subjectRecord{TokenHash: s.TokenHash, Admin: s.Admin, Created: s.Created})
+		if err != nil {
+			return err
+		}
+		if err := subjects.Put([]byte(s.Name), v); err != nil {
+			return err
+		}
+		return tokens.Put(s.TokenHash, []byte(s.Name))
+	})
+	if err != nil {
+		return Subject{}, boltFail(err, "create subject %q", s.Name)
+	}
+	return s, nil
+}
+
+func getSubject(tx *bolt.Tx, name []byte) (Subject, error) {
+	v := tx.Bucket(bucketSubjects).Get(name)
+	if v == nil {
+		return Subject{}, ErrNotFound
+	}
+	var r subjectRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Subject{}, fmt.Errorf("decode subject %q: %w", name, err)
+	}
+	return Subject{Name: string(name), TokenHash: r.TokenHash, Admin: r.Admin, Created: r.Created.UTC()}, nil
+}
+
+// ListSubjects implements Store.
+func (e *Embedded) ListSubjects(ctx context.Context) ([]Subject, error) {
+	ss := []Subject{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSubjects).ForEach(func(k, _ []byte) error {
+			s, err := getSubject(tx, k)
+			ss = append(ss, s)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list subjects")
+	}
+	return ss, nil
+}
+
+// SubjectByTokenHash implements Store.
+func (e *Embedded) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject, error) {
+	var s Subject
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		name := tx.Bucket(bucketTokens).Get(hash)
+		if name == nil {
+			return ErrNotFound
+		}
+		var err error
+		s, err = getSubject(tx, name)
+		return err
+	})
+	if err != nil {
+		return Subject{}, boltFail(err, "subject by token")
+	}
+	return s, nil
+}
+
+// PutScript implements Store.
+func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
+	s.Created = now()
+	if s.Source == nil {
+		s.Source = []byte{}
+	}
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		scripts := tx.Bucket(bucketScripts)
+		if scripts.Get([]byte(s.Name)) != nil {
+			return ErrExists
+		}
+		v, err := json.Marshal(scriptRecord{Source: s.Source, Created: s.Created})
+		if err != nil {
+			return err
+		}
+		return scripts.Put([]byte(s.Name), v)
+	})
+	if err != nil {
+		return Script{}, boltFail(err, "put script %q", s.Name)
+	}
+	return s, nil
+}
+
+func getScript(tx *bolt.Tx, name []byte) (Script, error) {
+	v := tx.Bucket(bucketScripts).Get(name)
+	if v == nil {
+		return Script{}, ErrNotFound
+	}
+	var r scriptRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Script{}, fmt.Errorf("decode script %q: %w", name, err)
+	}
+	if r.Source == nil {
+		r.Source = []byte{}
+	}
+	return Script{Name: string(name), Source: r.Source, Created: r.Created.UTC()}, nil
+}
+
+// GetScript implements Store.
+func (e *Embedded) GetScript(ctx context.Context, name string) (Script, error) {
+	var s Script
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		s, err = getScript(tx, []byte(name))
+		return err
+	})
+	if err != nil {
+		return Script{}, boltFail(err, "get script %q", name)
+	}
+	return s, nil
+}
+
+// ListScripts implements Store.
+func (e *Embedded) ListScripts(ctx context.Context) ([]Script, error) {
+	ss := []Script{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketScripts).ForEach(func(k, _ []byte) error {
+			s, err := getScript(tx, k)
+			ss = append(ss, s)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list scripts")
+	}
+	return ss, nil
+}
+
+// Close closes the file, waiting for running transactions. Closing twice is
+// harmless.
+func (e *Embedded) Close() error {
+	if err := e.db.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", e.db.Path(), err)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// CheckEmbeddedFile opens the closed store file at path read-only and runs
+// bbolt's consistency check plus the store's own invariants: every function
+// belongs to a module, coderefs counts exactly the functions using each
+// digest, and code/ holds exactly the referenced digests.
+func CheckEmbeddedFile(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		errs = append(errs, checkInvariants(tx))
+		return errors.Join(errs...)
+	})
+}
+
+func checkInvariants(tx *bolt.Tx) error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if v := readU64(tx.Bucket(bucketMeta).Get(keyVersion)); v != embeddedVersion {
+		fail("meta/version = %d, want %d", v, embeddedVersion)
+	}
+	if tx.Bucket(bucketModules).Get([]byte(DefaultModule)) == nil {
+		fail("the default module is missing")
+	}
+	ids := map[string]bool{}
+	_ = tx.Bucket(bucketModules).ForEach(func(name, id []byte) error {
+		if tx.Bucket(bucketFunctions).Bucket(id) == nil {
+			fail("module %q: no functions bucket", name)
+		}
+		ids[string(id)] = true
+		return nil
+	})
+	refs := map[string]uint64{}
+	_ = tx.Bucket(bucketFunctions).ForEachBucket(func(id []byte) error {
+		if !ids[string(id)] {
+			fail("functions bucket %x belongs to no module", id)
+		}
+		return tx.Bucket(bucketFunctions).Bucket(id).ForEach(func(name, v []byte) error {
+			var r functionRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				fail("function %q: %v", name, err)
+			}
+			refs[r.Digest]++
+			return nil
+		})
+	})
+	_ = tx.Bucket(bucketCodeRefs).ForEach(func(d, n []byte) error {
+		if readU64(n) != refs[string(d)] {
+			fail("coderefs/%s = %d, but %d functions use it", d, readU64(n), refs[string(d)])
+		}
+		return nil
+	})
+	for d, n := range refs {
+		if got := readU64(tx.Bucket(bucketCodeRefs).Get([]byte(d))); got != n {
+			fail("coderefs/%s = %d, but %d functions use it", d, got, n)
+		}
+		if tx.Bucket(bucketCode).Get([]byte(d)) == nil {
+			fail("code/%s is missing", d)
+		}
+	}
+	_ = tx.Bucket(bucketCode).ForEach(func(d, _ []byte) error {
+		if refs[string(d)] == 0 {
+			fail("code/%s is kept but unused", d)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketSubjects).ForEach(func(name, v []byte) error {
+		var r subjectRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			fail("subject %q: %v", name, err)
+		}
+		if got := tx.Bucket(bucketTokens).Get(r.TokenHash); string(got) != string(name) {
+			fail("tokens index points %x at %q, want %q", r.TokenHash, got, name)
+		}
+		return nil
+	})
+	if a, b := tx.Bucket(bucketSubjects).Stats().KeyN, tx.Bucket(bucketTokens).Stats().KeyN; a != b {
+		fail("%d subjects but %d token index entries", a, b)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,572 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the Store kept in PostgreSQL through a pgx pool. Several
+// controllers may share one database: every write is one transaction, and the
+// code garbage collection is serialised per digest (see lockDigests).
+type Postgres struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+var _ Store = (*Postgres)(nil)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one numbered SQL file of migrations/.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// maxTxAttempts bounds how often a transaction is retried after Postgres
+// aborted it for a deadlock or a serialization failure.
+const maxTxAttempts = 5
+
+// OpenPostgres connects to the database named by dsn (a URL or key=value
+// string as pgx accepts; empty means the standard PG* environment variables)
+// and applies any missing schema migration before returning.
+//
+// # Notes
+//
+// Migrations run in one transaction under an advisory lock keyed by the
+// current schema, so controllers starting together apply each migration once
+// and the others wait, then find nothing to do. A database already migrated
+// past what this binary knows is used as is, with a warning: migrations are
+// additive, so an older controller keeps working during a rolling upgrade.
+//
+// The tables go in the first schema of the connection's search_path; set it
+// in the DSN (search_path=...) to keep Wisp out of "public".
+//
+// # Errors
+//
+// A bad DSN, an unreachable server or a failed migration; the pool is closed
+// before returning.
+func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse postgres dsn: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open postgres pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: connect to postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	p := &Postgres{pool: pool, log: log}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// loadMigrations reads migrations/NNNN_name.sql, sorted by number, and checks
+// that they are numbered 1, 2, 3... without gaps.
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("store: read migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("store: migration file %q is not named NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("store: read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("store: migrations must be numbered 1, 2, 3...: found %d where %d belongs", m.version, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies the missing migrations in one transaction. The advisory
+// lock serialises concurrent controllers on the same schema; it is released
+// at commit or rollback, so a crashed controller never leaves it held.
+func (p *Postgres) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx,
+			`SELECT pg_advisory_xact_lock(hashtextextended('wisp.migrate:' || coalesce(current_schema(), ''), 0))`); err != nil {
+			return fmt.Errorf("take migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY,
+			name    text NOT NULL,
+			applied timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", err)
+		}
+		rows, _ := tx.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+		applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("read schema_migrations: %w", err)
+		}
+		for _, m := range ms {
+			if slices.Contains(applied, int32(m.version)) {
+				continue
+			}
+			// No arguments: pgx uses the simple protocol, which allows several statements.
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("apply migration %d (%s): %w", m.version, m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+				return fmt.Errorf("record migration %d: %w", m.version, err)
+			}
+			p.log.Info("applied schema migration", "version", m.version, "name", m.name)
+		}
+		if n := len(applied); n > 0 && int(applied[n-1]) > len(ms) {
+			p.log.Warn("database schema is newer than this controller", "schema_version", applied[n-1], "known_version", len(ms))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: migrate postgres schema: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction, retrying when Postgres aborted it for a
+// deadlock or a serialization failure (fn must be safe to run again).
+func (p *Postgres) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := pgx.BeginFunc(ctx, p.pool, fn)
+		var pgErr *pgconn.PgError
+		if attempt < maxTxAttempts && errors.As(err, &pgErr) &&
+			(pgErr.Code == "40P01" || pgErr.Code == "40001") {
+			p.log.Debug("retrying transaction", "attempt", attempt, "sqlstate", pgErr.Code)
+			continue
+		}
+		return err
+	}
+}
+
+// pgFail wraps err with what the call was doing, translating Postgres errors
+// to the package's sentinels: no rows and foreign-key violations (a missing
+// module) become ErrNotFound, unique violations ErrExists.
+func pgFail(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	what := fmt.Sprintf(format, args...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("store: %s: %w", what, ErrExists)
+		case "23503": // foreign_key_violation
+			return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+		}
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// lockDigests takes, for the rest of tx, an advisory lock per digest, in
+// sorted order so that two transactions never wait on each other.
+//
+// Every transaction that adds or drops a reference to code holds its
+// digest's lock before it looks at the code table. So, under READ COMMITTED,
+// the statement that garbage-collects a digest sees every committed function
+// using it, and a writer that finds the code missing knows no one else is
+// deleting or inserting it.
+func lockDigests(ctx context.Context, tx pgx.Tx, digests ...string) error {
+	digests = slices.Clone(digests)
+	slices.Sort(digests)
+	for _, d := range slices.Compact(digests) {
+		if _, err := tx.Exec(ctx,
+			`SELECT pg_advisory_xact_lock(hashtextextended(coalesce(current_schema(), '') || ':wisp.code:' || $1, 0))`, d); err != nil {
+			return fmt.Errorf("lock code %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// putCode stores code under digest unless it is there already. The caller
+// holds the digest's lock.
+func putCode(ctx context.Context, tx pgx.Tx, digest string, code []byte) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM code WHERE digest = $1)`, digest).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO code (digest, bytes) VALUES ($1, $2)`, digest, code)
+	return err
+}
+
+// dropUnusedCode deletes the code of digests no function refers to any more.
+// The caller holds the digests' locks.
+func dropUnusedCode(ctx context.Context, tx pgx.Tx, digests ...string) error {
+	for _, d := range digests {
+		if _, err := tx.Exec(ctx,
+			`DELETE FROM code WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM functions WHERE digest = $1)`, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListModules implements Store.
+func (p *Postgres) ListModules(ctx context.Context) ([]string, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT name FROM modules ORDER BY name`)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, pgFail(err, "list modules")
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+// CreateModule implements Store.
+func (p *Postgres) CreateModule(ctx context.Context, name string) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO modules (name) VALUES ($1)`, name)
+	return pgFail(err, "create module %q", name)
+}
+
+// GetModule implements Store.
+func (p *Postgres) GetModule(ctx context.Context, name string) (Module, error) {
+	rows, _ := p.pool.Query(ctx, `
+		SELECT f.name FROM modules m LEFT JOIN functions f ON f.module_id = m.id
+		WHERE m.name = $1 ORDER BY f.name`, name)
+	fns, err := pgx.CollectRows(rows, pgx.RowTo[*string])
+	if err != nil {
+		return Module{}, pgFail(err, "get module %q", name)
+	}
+	if len(fns) == 0 {
+		return Module{}, pgFail(pgx.ErrNoRows, "get module %q", name)
+	}
+	m := Module{Name: name, Functions: []string{}}
+	for _, f := range fns {
+		if f != nil { // the LEFT JOIN's row for a module without functions
+			m.Functions = append(m.Functions, *f)
+		}
+	}
+	return m, nil
+}
+
+// RenameModule implements Store.
+func (p *Postgres) RenameModule(ctx context.Context, from, to string) error {
+	if from == DefaultModule || to == DefaultModule {
+		return fmt.Errorf("store: rename module %q to %q: %w", from, to, ErrDefaultModule)
+	}
+	tag, err := p.pool.Exec(ctx, `UPDATE modules SET name = $2 WHERE name = $1`, from, to)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
+	return pgFail(err, "rename module %q to %q", from, to)
+}
+
+// DeleteModule implements Store.
+func (p *Postgres) DeleteModule(ctx context.Context, name string) error {
+	if name == DefaultModule {
+		return fmt.Errorf("store: delete module %q: %w", name, ErrDefaultModule)
+	}
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		// FOR UPDATE makes a concurrent CreateFunction in this module wait,
+		// then fail its foreign key (ErrNotFound) rather than add a function
+		// whose code this transaction would not collect.
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM modules WHERE name = $1 FOR UPDATE`, name).Scan(&id); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `DELETE FROM functions WHERE module_id = $1 RETURNING digest`, id)
+		digests, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM modules WHERE id = $1`, id); err != nil {
+			return err
+		}
+		if err := lockDigests(ctx, tx, digests...); err != nil {
+			return err
+		}
+		return dropUnusedCode(ctx, tx, digests...)
+	})
+	return pgFail(err, "delete module %q", name)
+}
+
+// functionColumns are read by scanFunction, in this order.
+const functionColumns = `m.name, f.name, f.digest, f.size, f.abi, f.events, f.sinks, f.metadata, f.created, f.updated`
+
+// scanFunction reads functionColumns, after the extra destinations if any.
+func scanFunction(row pgx.Row, extra ...any) (Function, error) {
+	var fn Function
+	err := row.Scan(append(extra, &fn.Module, &fn.Name, &fn.Digest, &fn.Size, &fn.ABI,
+		&fn.Events, &fn.Sinks, &fn.Metadata, &fn.Created, &fn.Updated)...)
+	fn.Created, fn.Updated = fn.Created.UTC(), fn.Updated.UTC()
+	return fn, err
+}
+
+// CreateFunction implements Store.
+func (p *Postgres) CreateFunction(ctx context.Context, fn Function, code []byte) (Function, error) {
+	fn, err := prepareFunction(fn, code)
+	if err != nil {
+		return Function{}, err
+	}
+	fn.Created = now()
+	fn.Updated = fn.Created
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		// Lock the module row first (KEY SHARE: renames proceed, deletes
+		// wait), then the digest: DeleteModule takes them in the same order.
+		var moduleID int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM modules WHERE name = $1 FOR KEY SHARE`, fn.Module).Scan(&moduleID); err != nil {
+			return err
+		}
+		if err := lockDigests(ctx, tx, fn.Digest); err != nil {
+			return err
+		}
+		if err := putCode(ctx, tx, fn.Digest, code); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			INSERT INTO functions (module_id, name, digest, size, abi, events, sinks, metadata, created, updated)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, fn.Events, fn.Sinks, fn.Metadata, fn.Created, fn.Updated)
+		return err
+	})
+	if err != nil {
+		return Function{}, pgFail(err, "create function %s/%s", fn.Module, fn.Name)
+	}
+	return fn, nil
+}
+
+// UpdateFunction implements Store.
+func (p *Postgres) UpdateFunction(ctx context.Context, fn Function, code []byte) (Function, error) {
+	fn, err := prepareFunction(fn, code)
+	if err != nil {
+		return Function{}, err
+	}
+	var prev Function
+	err = p.inTx(ctx, func(tx pgx.Tx) error {
+		var (
+			moduleID int64
+			err      error
+		)
+		prev, err = scanFunction(tx.QueryRow(ctx, `
+			SELECT f.module_id, `+functionColumns+` FROM functions f JOIN modules m ON m.id = f.module_id
+			WHERE m.name = $1 AND f.name = $2 FOR UPDATE OF f`, fn.Module, fn.Name), &moduleID)
+		if err != nil {
+			return err
+		}
+		if err := lockDigests(ctx, tx, prev.Digest, fn.Digest); err != nil {
+			return err
+		}
+		if err := putCode(ctx, tx, fn.Digest, code); err != nil {
+			return err
+		}
+		fn.Created, fn.Updated = prev.Created, now()
+		if _, err := tx.Exec(ctx, `
+			UPDATE functions SET digest = $3, size = $4, abi = $5, events = $6, sinks = $7, metadata = $8, updated = $9
+			WHERE module_id = $1 AND name = $2`,
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, fn.Events, fn.Sinks, fn.Metadata, fn.Updated); err != nil {
+			return err
+		}
+		if prev.Digest != fn.Digest {
+			return dropUnusedCode(ctx, tx, prev.Digest)
+		}
+		return nil
+	})
+	if err != nil {
+		return Function{}, pgFail(err, "update function %s/%s", fn.Module, fn.Name)
+	}
+	return prev, nil
+}
+
+// GetFunction implements Store.
+func (p *Postgres) GetFunction(ctx context.Context, module, name string) (Function, error) {
+	fn, err := scanFunction(p.pool.QueryRow(ctx, `
+		SELECT `+functionColumns+` FROM functions f JOIN modules m ON m.id = f.module_id
+		WHERE m.name = $1 AND f.name = $2`, module, name))
+	if err != nil {
+		return Function{}, pgFail(err, "get function %s/%s", module, name)
+	}
+	return fn, nil
+}
+
+// ListFunctions implements Store.
+func (p *Postgres) ListFunctions(ctx context.Context) ([]Function, error) {
+	rows, _ := p.pool.Query(ctx, `
+		SELECT `+functionColumns+` FROM functions f JOIN modules m ON m.id = f.module_id
+		ORDER BY m.name, f.name`)
+	fns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Function, error) { return scanFunction(r) })
+	if err != nil {
+		return nil, pgFail(err, "list functions")
+	}
+	if fns == nil {
+		fns = []Function{}
+	}
+	return fns, nil
+}
+
+// DeleteFunction implements Store.
+func (p *Postgres) DeleteFunction(ctx context.Context, module, name string) (Function, error) {
+	var fn Function
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		fn, err = scanFunction(tx.QueryRow(ctx, `
+			DELETE FROM functions f USING modules m
+			WHERE m.id = f.module_id AND m.name = $1 AND f.name = $2
+			RETURNING `+functionColumns, module, name))
+		if err != nil {
+			return err
+		}
+		if err := lockDigests(ctx, tx, fn.Digest); err != nil {
+			return err
+		}
+		return dropUnusedCode(ctx, tx, fn.Digest)
+	})
+	if err != nil {
+		return Function{}, pgFail(err, "delete function %s/%s", module, name)
+	}
+	return fn, nil
+}
+
+// Code implements Store.
+func (p *Postgres) Code(ctx context.Context, digest string) ([]byte, error) {
+	var b []byte
+	if err := p.pool.QueryRow(ctx, `SELECT bytes FROM code WHERE digest = $1`, digest).Scan(&b); err != nil {
+		return nil, pgFail(err, "code %s", digest)
+	}
+	return b, nil
+}
+
+// CodeCount returns how many distinct code blobs are stored. It is not part
+// of Store; tests use it to check that code is kept once per digest and
+// dropped when unused.
+func (p *Postgres) CodeCount(ctx context.Context) (int, error) {
+	var n int
+	if err := p.pool.QueryRow(ctx, `SELECT count(*) FROM code`).Scan(&n); err != nil {
+		return 0, pgFail(err, "count code")
+	}
+	return n, nil
+}
+
+// CreateSubject implements Store.
+func (p *Postgres) CreateSubject(ctx context.Context, s Subject) (Subject, error) {
+	s.Created = now()
+	_, err := p.pool.Exec(ctx, `INSERT INTO subjects (name, token_hash, admin, created) VALUES ($1, $2, $3, $4)`,
+		s.Name, s.TokenHash, s.Admin, s.Created)
+	if err != nil {
+		return Subject{}, pgFail(err, "create subject %q", s.Name)
+	}
+	return s, nil
+}
+
+func scanSubject(row pgx.Row) (Subject, error) {
+	var s Subject
+	err := row.Scan(&s.Name, &s.TokenHash, &s.Admin, &s.Created)
+	s.Created = s.Created.UTC()
+	return s, err
+}
+
+// ListSubjects implements Store.
+func (p *Postgres) ListSubjects(ctx context.Context) ([]Subject, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT name, token_hash, admin, created FROM subjects ORDER BY name`)
+	ss, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subject, error) { return scanSubject(r) })
+	if err != nil {
+		return nil, pgFail(err, "list subjects")
+	}
+	if ss == nil {
+		ss = []Subject{}
+	}
+	return ss, nil
+}
+
+// SubjectByTokenHash implements Store.
+func (p *Postgres) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject, error) {
+	s, err := scanSubject(p.pool.QueryRow(ctx,
+		`SELECT name, token_hash, admin, created FROM subjects WHERE token_hash = $1`, hash))
+	if err != nil {
+		return Subject{}, pgFail(err, "subject by token")
+	}
+	return s, nil
+}
+
+// PutScript implements Store.
+func (p *Postgres) PutScript(ctx context.Context, s Script) (Script, error) {
+	s.Created = now()
+	if s.Source == nil {
+		s.Source = []byte{}
+	}
+	_, err := p.pool.Exec(ctx, `INSERT INTO scripts (name, source, created) VALUES ($1, $2, $3)`, s.Name, s.Source, s.Created)
+	if err != nil {
+		return Script{}, pgFail(err, "put script %q", s.Name)
+	}
+	return s, nil
+}
+
+func scanScript(row pgx.Row) (Script, error) {
+	var s Script
+	err := row.Scan(&s.Name, &s.Source, &s.Created)
+	s.Created = s.Created.UTC()
+	return s, err
+}
+
+// GetScript implements Store.
+func (p *Postgres) GetScript(ctx context.Context, name string) (Script, error) {
+	s, err := scanScript(p.pool.QueryRow(ctx, `SELECT name, source, created FROM scripts WHERE name = $1`, name))
+	if err != nil {
+		return Script{}, pgFail(err, "get script %q", name)
+	}
+	return s, nil
+}
+
+// ListScripts implements Store.
+func (p *Postgres) ListScripts(ctx context.Context) ([]Script, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT name, source, created FROM scripts ORDER BY name`)
+	ss, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Script, error) { return scanScript(r) })
+	if err != nil {
+		return nil, pgFail(err, "list scripts")
+	}
+	if ss == nil {
+		ss = []Script{}
+	}
+	return ss, nil
+}
+
+// Close closes the pool, waiting for connections in use to be released.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}

@@ -1,0 +1,316 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/store/storetest"
+	"github.com/wispfn/wisp/internal/testenv"
+)
+
+const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// pgAdmin connects to WISP_TEST_DATABASE_URL, or skips t (fails it under
+// WISP_REQUIRE_SERVICES=1) when Postgres is not there.
+func pgAdmin(t testing.TB) (*pgx.Conn, string) {
+	t.Helper()
+	base := testenv.Env("WISP_TEST_DATABASE_URL", defaultTestDatabaseURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		testenv.Missing(t, "PostgreSQL", fmt.Sprintf(
+			"cannot connect to WISP_TEST_DATABASE_URL (default %s; start one with scripts or docker compose): %v",
+			defaultTestDatabaseURL, err))
+	}
+	return conn, base
+}
+
+// pgSchema creates a uniquely named schema, drops it on cleanup, and returns
+// a DSN whose connections use it (search_path) with a small pool, so that
+// tests run in parallel without seeing each other or exhausting connections.
+func pgSchema(t testing.TB) string {
+	t.Helper()
+	conn, base := pgAdmin(t)
+	defer conn.Close(context.Background())
+	schema := "wisp_test_" + strings.ToLower(rand.Text()[:12])
+	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
+		t.Fatalf("create schema %s: %v", schema, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return withParams(t, base, map[string]string{"search_path": schema, "pool_max_conns": "4"})
+}
+
+// withParams adds connection parameters to a URL or key=value DSN.
+func withParams(t testing.TB, dsn string, params map[string]string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("WISP_TEST_DATABASE_URL: %v", err)
+		}
+		q := u.Query()
+		for k, v := range params {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	for k, v := range params {
+		dsn += fmt.Sprintf(" %s='%s'", k, v)
+	}
+	return dsn
+}
+
+func openPostgresDSN(t testing.TB, dsn string) *store.Postgres {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.OpenPostgres(ctx, dsn, testLogger(t))
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	return s
+}
+
+// openPostgres is the storetest.Opener of Postgres: a fresh schema per test.
+func openPostgres(t *testing.T) (store.Store, func(*testing.T) store.Store) {
+	dsn := pgSchema(t)
+	open := func(t *testing.T) store.Store {
+		t.Helper()
+		s := openPostgresDSN(t, dsn)
+		t.Cleanup(func() { s.Close() }) // runs before the schema is dropped
+		return s
+	}
+	return open(t), open
+}
+
+func TestPostgresContract(t *testing.T) {
+	t.Parallel()
+	conn, _ := pgAdmin(t) // skip once, not in every subtest
+	conn.Close(context.Background())
+	storetest.Run(t, openPostgres)
+}
+
+// TestPostgresConcurrentMigration starts several stores on one fresh schema
+// at the same moment: all must open, and each migration must be applied once.
+func TestPostgresConcurrentMigration(t *testing.T) {
+	t.Parallel()
+	dsn := pgSchema(t)
+	const n = 4
+	stores := make([]*store.Postgres, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = store.OpenPostgres(t.Context(), dsn, testLogger(t))
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range stores {
+		if s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+		if errs[i] != nil {
+			t.Errorf("store %d: %v", i, errs[i])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	wantOneRowPerMigration(t, dsn)
+	mods, err := stores[0].ListModules(t.Context())
+	if err != nil || len(mods) != 1 || mods[0] != store.DefaultModule {
+		t.Fatalf("ListModules = %v, %v; want just the default module", mods, err)
+	}
+}
+
+func wantOneRowPerMigration(t *testing.T, dsn string) []time.Time {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rows, _ := pool.Query(t.Context(), `SELECT version, applied FROM schema_migrations ORDER BY version`)
+	type row struct {
+		Version int32
+		Applied time.Time
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 {
+		t.Fatal("schema_migrations is empty")
+	}
+	var applied []time.Time
+	for i, r := range got {
+		if r.Version != int32(i+1) {
+			t.Fatalf("schema_migrations versions = %+v, want 1..n once each", got)
+		}
+		applied = append(applied, r.Applied)
+	}
+	return applied
+}
+
+func TestPostgresMigrationIdempotent(t *testing.T) {
+	t.Parallel()
+	dsn := pgSchema(t)
+	s := openPostgresDSN(t, dsn)
+	if err := s.CreateModule(t.Context(), "m"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	first := wantOneRowPerMigration(t, dsn)
+
+	s = openPostgresDSN(t, dsn)
+	defer s.Close()
+	again := wantOneRowPerMigration(t, dsn)
+	if len(first) != len(again) || !first[0].Equal(again[0]) {
+		t.Fatalf("reopening re-applied migrations: %v then %v", first, again)
+	}
+	if mods, err := s.ListModules(t.Context()); err != nil || strings.Join(mods, ",") != "_,m" {
+		t.Fatalf("ListModules after reopen = %v, %v", mods, err)
+	}
+}
+
+// TestPostgresUnreachable needs no server: opening a closed port fails
+// promptly with an error saying where it tried.
+func TestPostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := store.OpenPostgres(ctx, "postgres://nobody@127.0.0.1:1/x?connect_timeout=5", nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenPostgres of a closed port succeeded")
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("error %q does not say where it tried", err)
+	}
+	if _, err := store.OpenPostgres(ctx, "postgres://%zz", nil); err == nil {
+		t.Fatal("OpenPostgres accepted a malformed DSN")
+	}
+}
+
+// TestPostgresEmptyDSNUsesEnvironment opens with dsn "" and PG* variables.
+func TestPostgresEmptyDSNUsesEnvironment(t *testing.T) {
+	dsn := pgSchema(t) // before Setenv: t.Setenv forbids t.Parallel anyway
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pcfg.ConnConfig
+	schema := cfg.RuntimeParams["search_path"]
+	t.Setenv("PGHOST", cfg.Host)
+	t.Setenv("PGPORT", fmt.Sprint(cfg.Port))
+	t.Setenv("PGUSER", cfg.User)
+	t.Setenv("PGPASSWORD", cfg.Password)
+	t.Setenv("PGDATABASE", cfg.Database)
+	t.Setenv("PGSSLMODE", "prefer")
+	if cfg.TLSConfig == nil {
+		t.Setenv("PGSSLMODE", "disable")
+	}
+	t.Setenv("PGOPTIONS", "-c search_path="+schema)
+	s := openPostgresDSN(t, "")
+	defer s.Close()
+	if err := s.CreateModule(t.Context(), "from_env"); err != nil {
+		t.Fatal(err)
+	}
+	// The tables went to the test schema, not to public.
+	wantOneRowPerMigration(t, dsn)
+}
+
+func BenchmarkPostgresGetFunction(b *testing.B) {
+	dsn := pgSchema(b)
+	ctx := b.Context()
+	s, err := store.OpenPostgres(ctx, dsn, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchGetFunction(b, s)
+}
+
+func BenchmarkEmbeddedGetFunction(b *testing.B) {
+	s, err := store.OpenEmbedded(b.TempDir()+"/wisp.db", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchGetFunction(b, s)
+}
+
+func BenchmarkEmbeddedCreateFunction(b *testing.B) {
+	s, err := store.OpenEmbedded(b.TempDir()+"/wisp.db", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchCreateFunction(b, s)
+}
+
+func BenchmarkPostgresCreateFunction(b *testing.B) {
+	s, err := store.OpenPostgres(b.Context(), pgSchema(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchCreateFunction(b, s)
+}
+
+func benchGetFunction(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	code, digest := storetest.Code("bench")
+	if _, err := s.CreateFunction(ctx, store.Function{Module: "_", Name: "f", Digest: digest, ABI: "funless-v1"}, code); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetFunction(ctx, "_", "f"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func benchCreateFunction(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	code, digest := storetest.Code(strings.Repeat("x", 64<<10)) // a small 64 KiB module
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := s.CreateFunction(ctx, store.Function{Module: "_", Name: fmt.Sprintf("f%d", i), Digest: digest}, code); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,906 @@
+// Package storetest is the contract test suite of store.Store: every
+// implementation (Postgres, Embedded, and any fake a test wants to trust)
+// runs Run and so keeps exactly the same semantics.
+//
+// It is test support only: production code must never import it, and it
+// never knows which implementation it is testing. Checks that need more than
+// the Store interface go through small optional interfaces (CodeCounter).
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/controller/store"
+)
+
+// Opener opens a fresh, empty store for one test and registers (with
+// t.Cleanup) whatever closing and checking the implementation needs. reopen
+// opens the same data again; the suite calls it only after closing s, and the
+// store it returns must be cleaned up by the Opener too.
+type Opener func(t *testing.T) (s store.Store, reopen func(t *testing.T) store.Store)
+
+// CodeCounter is implemented by stores that can count their stored code
+// blobs. The suite uses it to check that code is stored once per digest and
+// dropped when no function uses it; without it those checks fall back to
+// Store.Code alone.
+type CodeCounter interface {
+	CodeCount(ctx context.Context) (int, error)
+}
+
+// Run runs the contract suite against the stores open makes. Every subtest
+// gets its own store and runs in parallel with the others.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store, reopen func(*testing.T) store.Store)
+	}{
+		{"DefaultModule", testDefaultModule},
+		{"Modules", testModules},
+		{"RenameKeepsFunctions", testRenameKeepsFunctions},
+		{"DeleteModuleDeletesFunctions", testDeleteModuleDeletesFunctions},
+		{"Functions", testFunctions},
+		{"FunctionFieldsVerbatim", testFunctionFieldsVerbatim},
+		{"UpdateFunction", testUpdateFunction},
+		{"CodeOncePerDigest", testCodeOncePerDigest},
+		{"DigestMismatch", testDigestMismatch},
+		{"Subjects", testSubjects},
+		{"Scripts", testScripts},
+		{"FailedWritesChangeNothing", testFailedWritesChangeNothing},
+		{"ConcurrentDuplicateCreate", testConcurrentDuplicateCreate},
+		{"ConcurrentCreate", testConcurrentCreate},
+		{"ConcurrentCodeChurn", testConcurrentCodeChurn},
+		{"ConcurrentDeleteModule", testConcurrentDeleteModule},
+		{"Reopen", testReopen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, reopen := open(t)
+			tt.fn(t, s, reopen)
+		})
+	}
+}
+
+// Code returns distinct fake wasm bytes for seed and their digest. The store
+// does not parse code, only hashes it.
+func Code(seed string) (code []byte, digest string) {
+	code = append([]byte("\x00asm\x01\x00\x00\x00"), seed...)
+	sum := sha256.Sum256(code)
+	return code, "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// newFunction returns a function of module named name using code.
+func newFunction(module, name string, code []byte) store.Function {
+	sum := sha256.Sum256(code)
+	return store.Function{
+		Module:   module,
+		Name:     name,
+		Digest:   "sha256:" + hex.EncodeToString(sum[:]),
+		ABI:      "funless-v1",
+		Events:   []byte(`[{"type":"mqtt","params":{"topic":"t/` + name + `"}}]`),
+		Sinks:    []byte(`[{"type":"couchdb"}]`),
+		Metadata: []byte(`{"tag":"` + name + `"}`),
+	}
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got error %v, want %v", what, err, target)
+	}
+}
+
+func noErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func mustCreateModule(t *testing.T, s store.Store, name string) {
+	t.Helper()
+	noErr(t, "CreateModule "+name, s.CreateModule(t.Context(), name))
+}
+
+func mustCreateFunction(t *testing.T, s store.Store, module, name string, code []byte) store.Function {
+	t.Helper()
+	fn, err := s.CreateFunction(t.Context(), newFunction(module, name, code), code)
+	noErr(t, "CreateFunction "+module+"/"+name, err)
+	return fn
+}
+
+func moduleFunctions(t *testing.T, s store.Store, module string) []string {
+	t.Helper()
+	m, err := s.GetModule(t.Context(), module)
+	noErr(t, "GetModule "+module, err)
+	if m.Name != module {
+		t.Fatalf("GetModule(%q).Name = %q", module, m.Name)
+	}
+	if m.Functions == nil {
+		t.Fatalf("GetModule(%q).Functions is nil, want a slice", module)
+	}
+	return m.Functions
+}
+
+func equal[T any](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got  %#v\n want %#v", what, got, want)
+	}
+}
+
+// codeCount returns the number of stored code blobs, or -1 when the store
+// cannot count them.
+func codeCount(t *testing.T, s store.Store) int {
+	t.Helper()
+	c, ok := s.(CodeCounter)
+	if !ok {
+		return -1
+	}
+	n, err := c.CodeCount(t.Context())
+	noErr(t, "CodeCount", err)
+	return n
+}
+
+func wantCodeCount(t *testing.T, s store.Store, want int) {
+	t.Helper()
+	if got := codeCount(t, s); got >= 0 && got != want {
+		t.Fatalf("CodeCount = %d, want %d", got, want)
+	}
+}
+
+func wantCode(t *testing.T, s store.Store, digest string, code []byte) {
+	t.Helper()
+	got, err := s.Code(t.Context(), digest)
+	noErr(t, "Code "+digest, err)
+	equal(t, "Code "+digest, got, code)
+}
+
+func wantNoCode(t *testing.T, s store.Store, digest string) {
+	t.Helper()
+	_, err := s.Code(t.Context(), digest)
+	wantErr(t, "Code of unused digest "+digest, err, store.ErrNotFound)
+}
+
+// wantTime checks that a store-set timestamp lies in [before, after], is UTC
+// and carries no more than microsecond precision.
+func wantTime(t *testing.T, what string, got, before, after time.Time) {
+	t.Helper()
+	if got.Before(before.Truncate(time.Microsecond)) || got.After(after) {
+		t.Fatalf("%s = %v, want between %v and %v", what, got, before, after)
+	}
+	if got.Location() != time.UTC {
+		t.Fatalf("%s = %v, want UTC", what, got)
+	}
+	if got.Truncate(time.Microsecond) != got {
+		t.Fatalf("%s = %v has sub-microsecond precision", what, got)
+	}
+}
+
+func testDefaultModule(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mods, err := s.ListModules(ctx)
+	noErr(t, "ListModules", err)
+	equal(t, "modules of a new store", mods, []string{store.DefaultModule})
+	equal(t, "functions of the default module", moduleFunctions(t, s, store.DefaultModule), []string{})
+
+	wantErr(t, "CreateModule _", s.CreateModule(ctx, store.DefaultModule), store.ErrExists)
+	wantErr(t, "DeleteModule _", s.DeleteModule(ctx, store.DefaultModule), store.ErrDefaultModule)
+	wantErr(t, "RenameModule _ -> x", s.RenameModule(ctx, store.DefaultModule, "x"), store.ErrDefaultModule)
+	mustCreateModule(t, s, "m")
+	wantErr(t, "RenameModule m -> _", s.RenameModule(ctx, "m", store.DefaultModule), store.ErrDefaultModule)
+	wantErr(t, "RenameModule missing -> _", s.RenameModule(ctx, "missing", store.DefaultModule), store.ErrDefaultModule)
+
+	// The default module holds functions like any other.
+	code, _ := Code("default")
+	mustCreateFunction(t, s, store.DefaultModule, "f", code)
+	equal(t, "functions of the default module", moduleFunctions(t, s, store.DefaultModule), []string{"f"})
+	mods, err = s.ListModules(ctx)
+	noErr(t, "ListModules", err)
+	equal(t, "modules", mods, []string{store.DefaultModule, "m"})
+}
+
+func testModules(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	// Byte order: digits < upper case < "_" < lower case, whatever the locale.
+	for _, name := range []string{"b", "B", "a_1", "a", "Z9", "9z", "A"} {
+		mustCreateModule(t, s, name)
+	}
+	mods, err := s.ListModules(ctx)
+	noErr(t, "ListModules", err)
+	equal(t, "ListModules", mods, []string{"9z", "A", "B", "Z9", "_", "a", "a_1", "b"})
+
+	wantErr(t, "CreateModule duplicate", s.CreateModule(ctx, "a"), store.ErrExists)
+	_, err = s.GetModule(ctx, "missing")
+	wantErr(t, "GetModule missing", err, store.ErrNotFound)
+	wantErr(t, "DeleteModule missing", s.DeleteModule(ctx, "missing"), store.ErrNotFound)
+	wantErr(t, "RenameModule missing", s.RenameModule(ctx, "missing", "x"), store.ErrNotFound)
+	wantErr(t, "RenameModule missing -> taken", s.RenameModule(ctx, "missing", "a"), store.ErrNotFound)
+	wantErr(t, "RenameModule a -> b (taken)", s.RenameModule(ctx, "a", "b"), store.ErrExists)
+	noErr(t, "RenameModule a -> a", s.RenameModule(ctx, "a", "a"))
+
+	noErr(t, "RenameModule a -> c", s.RenameModule(ctx, "a", "c"))
+	noErr(t, "DeleteModule B", s.DeleteModule(ctx, "B"))
+	wantErr(t, "DeleteModule B again", s.DeleteModule(ctx, "B"), store.ErrNotFound)
+	mods, err = s.ListModules(ctx)
+	noErr(t, "ListModules", err)
+	equal(t, "ListModules after rename and delete", mods, []string{"9z", "A", "Z9", "_", "a_1", "b", "c"})
+
+	// A deleted or renamed-away name can be used again.
+	mustCreateModule(t, s, "a")
+	mustCreateModule(t, s, "B")
+	equal(t, "functions of re-created module", moduleFunctions(t, s, "a"), []string{})
+}
+
+func testRenameKeepsFunctions(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "old")
+	code, digest := Code("rename")
+	f1 := mustCreateFunction(t, s, "old", "f1", code)
+	mustCreateFunction(t, s, "old", "f2", code)
+
+	noErr(t, "RenameModule", s.RenameModule(ctx, "old", "new"))
+	equal(t, "functions after rename", moduleFunctions(t, s, "new"), []string{"f1", "f2"})
+	_, err := s.GetModule(ctx, "old")
+	wantErr(t, "GetModule old name", err, store.ErrNotFound)
+	_, err = s.GetFunction(ctx, "old", "f1")
+	wantErr(t, "GetFunction under old name", err, store.ErrNotFound)
+
+	got, err := s.GetFunction(ctx, "new", "f1")
+	noErr(t, "GetFunction under new name", err)
+	want := f1
+	want.Module = "new"
+	equal(t, "renamed function", got, want)
+
+	fns, err := s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	if len(fns) != 2 || fns[0].Module != "new" || fns[1].Module != "new" {
+		t.Fatalf("ListFunctions after rename = %+v", fns)
+	}
+	wantCode(t, s, digest, code)
+	wantCodeCount(t, s, 1)
+
+	// The old name is free again and starts empty.
+	mustCreateModule(t, s, "old")
+	equal(t, "functions of re-created old", moduleFunctions(t, s, "old"), []string{})
+	mustCreateFunction(t, s, "old", "f1", code)
+	equal(t, "functions after rename", moduleFunctions(t, s, "new"), []string{"f1", "f2"})
+}
+
+func testDeleteModuleDeletesFunctions(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "gone")
+	mustCreateModule(t, s, "kept")
+	only, onlyDigest := Code("only in gone")
+	shared, sharedDigest := Code("shared")
+	mustCreateFunction(t, s, "gone", "a", only)
+	mustCreateFunction(t, s, "gone", "b", only)
+	mustCreateFunction(t, s, "gone", "c", shared)
+	kept := mustCreateFunction(t, s, "kept", "c", shared)
+	wantCodeCount(t, s, 2)
+
+	noErr(t, "DeleteModule", s.DeleteModule(ctx, "gone"))
+	for _, name := range []string{"a", "b", "c"} {
+		_, err := s.GetFunction(ctx, "gone", name)
+		wantErr(t, "GetFunction of deleted module", err, store.ErrNotFound)
+	}
+	fns, err := s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	equal(t, "ListFunctions after DeleteModule", fns, []store.Function{kept})
+	wantNoCode(t, s, onlyDigest)
+	wantCode(t, s, sharedDigest, shared)
+	wantCodeCount(t, s, 1)
+
+	// A module re-created under the same name does not resurrect anything.
+	mustCreateModule(t, s, "gone")
+	equal(t, "functions of re-created module", moduleFunctions(t, s, "gone"), []string{})
+}
+
+func testFunctions(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	code, digest := Code("functions")
+
+	before := time.Now()
+	fn, err := s.CreateFunction(ctx, newFunction("m", "f", code), code)
+	after := time.Now()
+	noErr(t, "CreateFunction", err)
+	wantTime(t, "Created", fn.Created, before, after)
+	if !fn.Updated.Equal(fn.Created) {
+		t.Fatalf("Updated = %v, want Created %v", fn.Updated, fn.Created)
+	}
+	if fn.Size != int64(len(code)) || fn.Digest != digest || fn.Module != "m" || fn.Name != "f" {
+		t.Fatalf("CreateFunction returned %+v", fn)
+	}
+	got, err := s.GetFunction(ctx, "m", "f")
+	noErr(t, "GetFunction", err)
+	equal(t, "GetFunction", got, fn)
+
+	_, err = s.CreateFunction(ctx, newFunction("m", "f", code), code)
+	wantErr(t, "CreateFunction duplicate", err, store.ErrExists)
+	_, err = s.CreateFunction(ctx, newFunction("missing", "f", code), code)
+	wantErr(t, "CreateFunction in missing module", err, store.ErrNotFound)
+	_, err = s.GetFunction(ctx, "m", "missing")
+	wantErr(t, "GetFunction missing function", err, store.ErrNotFound)
+	_, err = s.GetFunction(ctx, "missing", "f")
+	wantErr(t, "GetFunction missing module", err, store.ErrNotFound)
+
+	// Same name in another module is another function.
+	mustCreateModule(t, s, "B")
+	other := mustCreateFunction(t, s, "B", "f", code)
+	g := mustCreateFunction(t, s, "m", "a", code)
+	def := mustCreateFunction(t, s, store.DefaultModule, "z", code)
+	fns, err := s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	equal(t, "ListFunctions (module, then name)", fns, []store.Function{other, def, g, fn})
+	equal(t, "functions of m", moduleFunctions(t, s, "m"), []string{"a", "f"})
+
+	deleted, err := s.DeleteFunction(ctx, "m", "f")
+	noErr(t, "DeleteFunction", err)
+	equal(t, "DeleteFunction returns the deleted function", deleted, fn)
+	_, err = s.DeleteFunction(ctx, "m", "f")
+	wantErr(t, "DeleteFunction again", err, store.ErrNotFound)
+	_, err = s.DeleteFunction(ctx, "missing", "f")
+	wantErr(t, "DeleteFunction in missing module", err, store.ErrNotFound)
+	_, err = s.GetFunction(ctx, "m", "f")
+	wantErr(t, "GetFunction deleted", err, store.ErrNotFound)
+	equal(t, "functions of m after delete", moduleFunctions(t, s, "m"), []string{"a"})
+
+	// The name is free again.
+	mustCreateFunction(t, s, "m", "f", code)
+
+	// An empty store lists an empty, non-nil slice.
+	for _, f := range []store.Function{other, def, g, fn} {
+		_, err := s.DeleteFunction(ctx, f.Module, f.Name)
+		noErr(t, "DeleteFunction", err)
+	}
+	fns, err = s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	equal(t, "ListFunctions of no functions", fns, []store.Function{})
+}
+
+func testFunctionFieldsVerbatim(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	code, _ := Code("verbatim")
+	tests := []struct {
+		name                     string
+		events, sinks, metadata  []byte
+		wantEvents, wantMetadata []byte
+	}{
+		{"nil stays nil", nil, nil, nil, nil, nil},
+		{"empty stays empty", []byte{}, []byte{}, []byte{}, []byte{}, []byte{}},
+		// Not normalised: whitespace and key order are the API layer's business.
+		{"bytes kept", []byte(` [ {"b":1, "a":2} ]`), []byte(`[]`), []byte("{\"k\":\"\u00e9\\n\"}"),
+			[]byte(` [ {"b":1, "a":2} ]`), []byte("{\"k\":\"\u00e9\\n\"}")},
+	}
+	for i, tt := range tests {
+		in := newFunction(store.DefaultModule, fmt.Sprintf("f%d", i), code)
+		in.Events, in.Sinks, in.Metadata = tt.events, tt.sinks, tt.metadata
+		in.ABI = "wasi-command"
+		in.Size = 12345 // ignored: the store sets Size from the code
+		created, err := s.CreateFunction(ctx, in, code)
+		noErr(t, tt.name, err)
+		got, err := s.GetFunction(ctx, in.Module, in.Name)
+		noErr(t, tt.name, err)
+		equal(t, tt.name+": GetFunction", got, created)
+		equal(t, tt.name+": Events", got.Events, tt.wantEvents)
+		equal(t, tt.name+": Sinks", got.Sinks, tt.sinks)
+		equal(t, tt.name+": Metadata", got.Metadata, tt.wantMetadata)
+		if got.ABI != "wasi-command" || got.Size != int64(len(code)) {
+			t.Fatalf("%s: ABI %q, Size %d", tt.name, got.ABI, got.Size)
+		}
+	}
+}
+
+func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	oldCode, oldDigest := Code("old")
+	newCode, newDigest := Code("new, and longer")
+	orig := mustCreateFunction(t, s, "m", "f", oldCode)
+
+	upd := newFunction("m", "f", newCode)
+	upd.ABI = "wasi-command"
+	upd.Events, upd.Sinks, upd.Metadata = nil, []byte(`[]`), []byte(`{"tag":"x"}`)
+	before := time.Now()
+	prev, err := s.UpdateFunction(ctx, upd, newCode)
+	after := time.Now()
+	noErr(t, "UpdateFunction", err)
+	equal(t, "UpdateFunction returns the previous version", prev, orig)
+
+	got, err := s.GetFunction(ctx, "m", "f")
+	noErr(t, "GetFunction", err)
+	wantTime(t, "Updated", got.Updated, before, after)
+	if !got.Created.Equal(orig.Created) {
+		t.Fatalf("Created changed by update: %v, was %v", got.Created, orig.Created)
+	}
+	want := upd
+	want.Size = int64(len(newCode))
+	want.Created, want.Updated = orig.Created, got.Updated
+	equal(t, "updated function", got, want)
+	wantCode(t, s, newDigest, newCode)
+	wantNoCode(t, s, oldDigest)
+	wantCodeCount(t, s, 1)
+
+	// Same code again: the code stays.
+	prev, err = s.UpdateFunction(ctx, upd, newCode)
+	noErr(t, "UpdateFunction with the same code", err)
+	equal(t, "previous version", prev, got)
+	wantCode(t, s, newDigest, newCode)
+	wantCodeCount(t, s, 1)
+
+	_, err = s.UpdateFunction(ctx, newFunction("m", "missing", newCode), newCode)
+	wantErr(t, "UpdateFunction missing function", err, store.ErrNotFound)
+	_, err = s.UpdateFunction(ctx, newFunction("missing", "f", newCode), newCode)
+	wantErr(t, "UpdateFunction missing module", err, store.ErrNotFound)
+	wantCodeCount(t, s, 1)
+}
+
+func testCodeOncePerDigest(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	a, da := Code("a")
+	b, db := Code("b")
+	_, err := s.Code(ctx, da)
+	wantErr(t, "Code before any function", err, store.ErrNotFound)
+	wantCodeCount(t, s, 0)
+
+	mustCreateFunction(t, s, "m", "a1", a)
+	mustCreateFunction(t, s, "m", "a2", a)
+	mustCreateFunction(t, s, store.DefaultModule, "a3", a)
+	wantCodeCount(t, s, 1)
+	wantCode(t, s, da, a)
+
+	// Moving one user of a to b keeps a for the others.
+	_, err = s.UpdateFunction(ctx, newFunction("m", "a1", b), b)
+	noErr(t, "UpdateFunction a1 to b", err)
+	wantCodeCount(t, s, 2)
+	wantCode(t, s, da, a)
+	wantCode(t, s, db, b)
+
+	_, err = s.DeleteFunction(ctx, "m", "a2")
+	noErr(t, "DeleteFunction a2", err)
+	wantCode(t, s, da, a)
+	_, err = s.DeleteFunction(ctx, store.DefaultModule, "a3")
+	noErr(t, "DeleteFunction a3", err)
+	wantNoCode(t, s, da) // last user of a gone
+	wantCodeCount(t, s, 1)
+
+	_, err = s.DeleteFunction(ctx, "m", "a1")
+	noErr(t, "DeleteFunction a1", err)
+	wantNoCode(t, s, db)
+	wantCodeCount(t, s, 0)
+
+	// Code comes back with a new user.
+	mustCreateFunction(t, s, "m", "again", a)
+	wantCode(t, s, da, a)
+	wantCodeCount(t, s, 1)
+}
+
+func testDigestMismatch(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	code, _ := Code("real")
+	other, otherDigest := Code("other")
+	bad := newFunction(store.DefaultModule, "f", code)
+	bad.Digest = otherDigest
+	_, err := s.CreateFunction(ctx, bad, code)
+	wantErr(t, "CreateFunction with another code's digest", err, store.ErrDigestMismatch)
+	_, err = s.GetFunction(ctx, store.DefaultModule, "f")
+	wantErr(t, "GetFunction after refused create", err, store.ErrNotFound)
+	wantCodeCount(t, s, 0)
+
+	mustCreateFunction(t, s, store.DefaultModule, "f", other)
+	bad.Digest = "sha256:00"
+	_, err = s.UpdateFunction(ctx, bad, code)
+	wantErr(t, "UpdateFunction with a wrong digest", err, store.ErrDigestMismatch)
+	got, err := s.GetFunction(ctx, store.DefaultModule, "f")
+	noErr(t, "GetFunction", err)
+	if got.Digest != otherDigest {
+		t.Fatalf("refused update changed the digest to %s", got.Digest)
+	}
+	wantCodeCount(t, s, 1)
+}
+
+func tokenHash(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+func testSubjects(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	subs, err := s.ListSubjects(ctx)
+	noErr(t, "ListSubjects", err)
+	equal(t, "ListSubjects of a new store", subs, []store.Subject{})
+
+	before := time.Now()
+	bob, err := s.CreateSubject(ctx, store.Subject{Name: "bob", TokenHash: tokenHash("bob's token")})
+	after := time.Now()
+	noErr(t, "CreateSubject bob", err)
+	wantTime(t, "Subject.Created", bob.Created, before, after)
+	admin, err := s.CreateSubject(ctx, store.Subject{Name: "Admin", TokenHash: tokenHash("admin token"), Admin: true})
+	noErr(t, "CreateSubject Admin", err)
+	if !admin.Admin || bob.Admin {
+		t.Fatalf("admin flags: Admin %v, bob %v", admin.Admin, bob.Admin)
+	}
+
+	_, err = s.CreateSubject(ctx, store.Subject{Name: "bob", TokenHash: tokenHash("another")})
+	wantErr(t, "CreateSubject duplicate name", err, store.ErrExists)
+	_, err = s.CreateSubject(ctx, store.Subject{Name: "eve", TokenHash: tokenHash("bob's token")})
+	wantErr(t, "CreateSubject duplicate token hash", err, store.ErrExists)
+
+	got, err := s.SubjectByTokenHash(ctx, tokenHash("bob's token"))
+	noErr(t, "SubjectByTokenHash", err)
+	equal(t, "SubjectByTokenHash", got, bob)
+	got, err = s.SubjectByTokenHash(ctx, tokenHash("admin token"))
+	noErr(t, "SubjectByTokenHash", err)
+	equal(t, "SubjectByTokenHash admin", got, admin)
+	_, err = s.SubjectByTokenHash(ctx, tokenHash("unknown"))
+	wantErr(t, "SubjectByTokenHash unknown", err, store.ErrNotFound)
+	_, err = s.SubjectByTokenHash(ctx, tokenHash("another")) // from the refused create
+	wantErr(t, "SubjectByTokenHash of refused subject", err, store.ErrNotFound)
+
+	subs, err = s.ListSubjects(ctx)
+	noErr(t, "ListSubjects", err)
+	equal(t, "ListSubjects", subs, []store.Subject{admin, bob})
+}
+
+func testScripts(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	scripts, err := s.ListScripts(ctx)
+	noErr(t, "ListScripts", err)
+	equal(t, "ListScripts of a new store", scripts, []store.Script{})
+
+	src := []byte("- tag_a:\n    - workers: [edge1, edge2]\n      strategy: random\n")
+	before := time.Now()
+	b, err := s.PutScript(ctx, store.Script{Name: "b", Source: src})
+	after := time.Now()
+	noErr(t, "PutScript", err)
+	wantTime(t, "Script.Created", b.Created, before, after)
+	a, err := s.PutScript(ctx, store.Script{Name: "a", Source: nil})
+	noErr(t, "PutScript with no source", err)
+	equal(t, "nil source is stored empty", a.Source, []byte{})
+
+	_, err = s.PutScript(ctx, store.Script{Name: "b", Source: []byte("other")})
+	wantErr(t, "PutScript duplicate", err, store.ErrExists)
+	got, err := s.GetScript(ctx, "b")
+	noErr(t, "GetScript", err)
+	equal(t, "GetScript", got, b)
+	_, err = s.GetScript(ctx, "missing")
+	wantErr(t, "GetScript missing", err, store.ErrNotFound)
+
+	scripts, err = s.ListScripts(ctx)
+	noErr(t, "ListScripts", err)
+	equal(t, "ListScripts", scripts, []store.Script{a, b})
+}
+
+// snapshot is everything a store shows through its interface.
+type snapshot struct {
+	Modules   []store.Module
+	Functions []store.Function
+	Code      map[string][]byte
+	CodeCount int
+	Subjects  []store.Subject
+	Scripts   []store.Script
+}
+
+func take(t *testing.T, s store.Store) snapshot {
+	t.Helper()
+	ctx := t.Context()
+	var snap snapshot
+	names, err := s.ListModules(ctx)
+	noErr(t, "ListModules", err)
+	for _, n := range names {
+		m, err := s.GetModule(ctx, n)
+		noErr(t, "GetModule", err)
+		snap.Modules = append(snap.Modules, m)
+	}
+	snap.Functions, err = s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	snap.Code = map[string][]byte{}
+	for _, fn := range snap.Functions {
+		if snap.Code[fn.Digest], err = s.Code(ctx, fn.Digest); err != nil {
+			t.Fatalf("Code of %s/%s: %v", fn.Module, fn.Name, err)
+		}
+	}
+	snap.CodeCount = codeCount(t, s)
+	snap.Subjects, err = s.ListSubjects(ctx)
+	noErr(t, "ListSubjects", err)
+	snap.Scripts, err = s.ListScripts(ctx)
+	noErr(t, "ListScripts", err)
+	return snap
+}
+
+// populate gives s some of everything.
+func populate(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	mustCreateModule(t, s, "n")
+	a, _ := Code("pop a")
+	b, _ := Code("pop b")
+	mustCreateFunction(t, s, "m", "f", a)
+	mustCreateFunction(t, s, "m", "g", b)
+	mustCreateFunction(t, s, "n", "f", a)
+	mustCreateFunction(t, s, store.DefaultModule, "h", b)
+	_, err := s.CreateSubject(ctx, store.Subject{Name: "alice", TokenHash: tokenHash("alice"), Admin: true})
+	noErr(t, "CreateSubject", err)
+	_, err = s.CreateSubject(ctx, store.Subject{Name: "bob", TokenHash: tokenHash("bob")})
+	noErr(t, "CreateSubject", err)
+	_, err = s.PutScript(ctx, store.Script{Name: "s", Source: []byte("- t:\n  - workers: \"*\"\n")})
+	noErr(t, "PutScript", err)
+}
+
+func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	populate(t, s)
+	want := take(t, s)
+	code, _ := Code("fresh code")
+	mismatched := newFunction("m", "new", code)
+	mismatched.Digest = "sha256:ff"
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+
+	tests := []struct {
+		name   string
+		write  func(ctx context.Context) error
+		target error // nil: any error
+	}{
+		{"CreateModule taken", func(ctx context.Context) error { return s.CreateModule(ctx, "m") }, store.ErrExists},
+		{"RenameModule onto taken", func(ctx context.Context) error { return s.RenameModule(ctx, "m", "n") }, store.ErrExists},
+		{"RenameModule missing", func(ctx context.Context) error { return s.RenameModule(ctx, "x", "y") }, store.ErrNotFound},
+		{"RenameModule default", func(ctx context.Context) error { return s.RenameModule(ctx, "_", "y") }, store.ErrDefaultModule},
+		{"DeleteModule missing", func(ctx context.Context) error { return s.DeleteModule(ctx, "x") }, store.ErrNotFound},
+		{"DeleteModule default", func(ctx context.Context) error { return s.DeleteModule(ctx, "_") }, store.ErrDefaultModule},
+		{"CreateFunction taken, new code", func(ctx context.Context) error {
+			_, err := s.CreateFunction(ctx, newFunction("m", "f", code), code)
+			return err
+		}, store.ErrExists},
+		{"CreateFunction missing module, new code", func(ctx context.Context) error {
+			_, err := s.CreateFunction(ctx, newFunction("x", "f", code), code)
+			return err
+		}, store.ErrNotFound},
+		{"CreateFunction digest mismatch", func(ctx context.Context) error {
+			_, err := s.CreateFunction(ctx, mismatched, code)
+			return err
+		}, store.ErrDigestMismatch},
+		{"UpdateFunction missing, new code", func(ctx context.Context) error {
+			_, err := s.UpdateFunction(ctx, newFunction("m", "x", code), code)
+			return err
+		}, store.ErrNotFound},
+		{"DeleteFunction missing", func(ctx context.Context) error {
+			_, err := s.DeleteFunction(ctx, "m", "x")
+			return err
+		}, store.ErrNotFound},
+		{"CreateSubject name taken", func(ctx context.Context) error {
+			_, err := s.CreateSubject(ctx, store.Subject{Name: "alice", TokenHash: tokenHash("new")})
+			return err
+		}, store.ErrExists},
+		{"CreateSubject token taken", func(ctx context.Context) error {
+			_, err := s.CreateSubject(ctx, store.Subject{Name: "carol", TokenHash: tokenHash("bob")})
+			return err
+		}, store.ErrExists},
+		{"PutScript taken", func(ctx context.Context) error {
+			_, err := s.PutScript(ctx, store.Script{Name: "s", Source: []byte("x")})
+			return err
+		}, store.ErrExists},
+		{"CreateModule canceled context", func(context.Context) error { return s.CreateModule(canceled, "new") }, nil},
+		{"CreateFunction canceled context", func(context.Context) error {
+			_, err := s.CreateFunction(canceled, newFunction("m", "new", code), code)
+			return err
+		}, nil},
+		{"DeleteModule canceled context", func(context.Context) error { return s.DeleteModule(canceled, "m") }, nil},
+		{"UpdateFunction canceled context", func(context.Context) error {
+			_, err := s.UpdateFunction(canceled, newFunction("m", "f", code), code)
+			return err
+		}, nil},
+	}
+	for _, tt := range tests {
+		err := tt.write(t.Context())
+		if err == nil {
+			t.Fatalf("%s: succeeded, want an error", tt.name)
+		}
+		if tt.target != nil {
+			wantErr(t, tt.name, err, tt.target)
+		}
+		equal(t, "state after "+tt.name, take(t, s), want)
+	}
+}
+
+const goroutines = 32
+
+// parallel runs fn(i) for i in [0, n) at once and waits for all.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+func testConcurrentDuplicateCreate(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	errs := make([]error, goroutines)
+	parallel(goroutines, func(i int) {
+		code, _ := Code(fmt.Sprintf("racer %d", i)) // each racer brings its own code
+		_, errs[i] = s.CreateFunction(ctx, newFunction("m", "f", code), code)
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("racers %d and %d both created m/f", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrExists):
+			t.Fatalf("racer %d: %v, want ErrExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no racer created m/f")
+	}
+	code, digest := Code(fmt.Sprintf("racer %d", winner))
+	got, err := s.GetFunction(ctx, "m", "f")
+	noErr(t, "GetFunction", err)
+	if got.Digest != digest {
+		t.Fatalf("m/f has digest %s, want the winner's %s", got.Digest, digest)
+	}
+	wantCode(t, s, digest, code)
+	wantCodeCount(t, s, 1) // the losers' code was not kept
+}
+
+func testConcurrentCreate(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	code, digest := Code("shared by all")
+	errs := make([]error, goroutines)
+	parallel(goroutines, func(i int) {
+		_, errs[i] = s.CreateFunction(ctx, newFunction(store.DefaultModule, fmt.Sprintf("f%02d", i), code), code)
+	})
+	var want []string
+	for i, err := range errs {
+		noErr(t, fmt.Sprintf("CreateFunction f%02d", i), err)
+		want = append(want, fmt.Sprintf("f%02d", i))
+	}
+	equal(t, "functions", moduleFunctions(t, s, store.DefaultModule), want)
+	wantCode(t, s, digest, code)
+	wantCodeCount(t, s, 1)
+}
+
+// testConcurrentCodeChurn creates, updates and deletes functions sharing two
+// digests from many goroutines: no call may fail (a collector must never
+// delete code a concurrent writer just started using), and at the end only
+// the code still in use remains.
+func testConcurrentCodeChurn(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	x, dx := Code("x")
+	y, dy := Code("y")
+	const rounds = 8
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	parallel(goroutines/2, func(i int) {
+		name := fmt.Sprintf("churn%02d", i)
+		first, second := x, y
+		if i%2 == 1 {
+			first, second = y, x
+		}
+		for range rounds {
+			if _, err := s.CreateFunction(ctx, newFunction(store.DefaultModule, name, first), first); err != nil {
+				fail(fmt.Errorf("create %s: %w", name, err))
+				return
+			}
+			if _, err := s.UpdateFunction(ctx, newFunction(store.DefaultModule, name, second), second); err != nil {
+				fail(fmt.Errorf("update %s: %w", name, err))
+				return
+			}
+			if _, err := s.DeleteFunction(ctx, store.DefaultModule, name); err != nil {
+				fail(fmt.Errorf("delete %s: %w", name, err))
+				return
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	wantNoCode(t, s, dx)
+	wantNoCode(t, s, dy)
+	wantCodeCount(t, s, 0)
+
+	// Again, with a function that keeps using x throughout.
+	mustCreateFunction(t, s, store.DefaultModule, "keeper", x)
+	parallel(goroutines/2, func(i int) {
+		name := fmt.Sprintf("churn%02d", i)
+		for range rounds {
+			if _, err := s.CreateFunction(ctx, newFunction(store.DefaultModule, name, x), x); err != nil {
+				fail(fmt.Errorf("create %s: %w", name, err))
+				return
+			}
+			if _, err := s.DeleteFunction(ctx, store.DefaultModule, name); err != nil {
+				fail(fmt.Errorf("delete %s: %w", name, err))
+				return
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, s, dx, x)
+	wantCodeCount(t, s, 1)
+}
+
+// testConcurrentDeleteModule deletes a module while functions are being
+// created in it: each create either happened before (and is deleted with the
+// module) or fails with ErrNotFound, and no code is left behind.
+func testConcurrentDeleteModule(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "doomed")
+	errs := make([]error, goroutines)
+	var deleteErr error
+	parallel(goroutines+1, func(i int) {
+		if i == goroutines {
+			deleteErr = s.DeleteModule(ctx, "doomed")
+			return
+		}
+		code, _ := Code(fmt.Sprintf("doomed %d", i))
+		_, errs[i] = s.CreateFunction(ctx, newFunction("doomed", fmt.Sprintf("f%02d", i), code), code)
+	})
+	noErr(t, "DeleteModule", deleteErr)
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("create %d: %v, want success or ErrNotFound", i, err)
+		}
+	}
+	_, err := s.GetModule(ctx, "doomed")
+	wantErr(t, "GetModule doomed", err, store.ErrNotFound)
+	fns, err := s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	equal(t, "functions left", fns, []store.Function{})
+	for i := range goroutines {
+		_, digest := Code(fmt.Sprintf("doomed %d", i))
+		wantNoCode(t, s, digest)
+	}
+	wantCodeCount(t, s, 0)
+}
+
+func testReopen(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
+	populate(t, s)
+	// Leave a renamed module, a deleted function and updated code behind too.
+	ctx := t.Context()
+	noErr(t, "RenameModule", s.RenameModule(ctx, "n", "renamed"))
+	_, err := s.DeleteFunction(ctx, "m", "g")
+	noErr(t, "DeleteFunction", err)
+	c, _ := Code("updated before close")
+	_, err = s.UpdateFunction(ctx, newFunction("m", "f", c), c)
+	noErr(t, "UpdateFunction", err)
+	want := take(t, s)
+	noErr(t, "Close", s.Close())
+
+	s = reopen(t)
+	equal(t, "state after reopen", take(t, s), want)
+	if !slices.ContainsFunc(want.Modules, func(m store.Module) bool { return m.Name == "renamed" }) {
+		t.Fatalf("snapshot lacks the renamed module: %+v", want.Modules)
+	}
+	// Still writable, and still enforcing its rules.
+	mustCreateModule(t, s, "after")
+	wantErr(t, "CreateModule m after reopen", s.CreateModule(ctx, "m"), store.ErrExists)
+	wantErr(t, "DeleteModule _ after reopen", s.DeleteModule(ctx, store.DefaultModule), store.ErrDefaultModule)
+}
