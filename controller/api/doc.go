@@ -1,0 +1,24 @@
+// Package api is the controller's REST API: FunLess's routes, bodies,
+// envelopes and status codes (see FUNLESS.md and openapi/openapi.yaml) on
+// fiber v2.
+//
+// Success bodies are {"data": ...}; every error is {"errors":{"detail":"..."}}
+// and goes through one function, statusOf in errors.go, which maps store,
+// auth, runtime and invoker errors to status codes. Handlers return errors;
+// they never write error responses themselves.
+//
+// Uploaded code is validated with agent/runtime.Inspect, the loader agents
+// use, so that what the controller accepts every agent can run. Events, sinks
+// and metadata are validated, normalised and persisted with the function;
+// connecting them is not this package's job. Invocations go through the
+// Invoker interface; without one, every invocation of an existing function
+// answers 503 "No worker available", as FunLess does with no workers.
+//
+// # Must never
+//
+//   - show a token except once, in the response that created it;
+//   - leak internal errors (SQL, file paths, stacks) to clients: 500s say
+//     "internal error" and the cause goes to the log;
+//   - touch the store before a request is fully validated, so a bad request
+//     changes nothing.
+package api

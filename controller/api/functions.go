@@ -1,0 +1,310 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/store"
+)
+
+// upload is a validated function create or update request.
+type upload struct {
+	fn             store.Function
+	code           []byte
+	waitForWorkers bool
+}
+
+// readUpload parses and validates the multipart body of a function create
+// or update, including the code (with runtime.Inspect). It touches no
+// store. pathFn is the function name of the path ("" on create).
+func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error) {
+	form, err := c.MultipartForm()
+	if errors.Is(err, fasthttp.ErrNoMultipartForm) {
+		return upload{}, fail(ErrBadRequest, "Content-Type must be multipart/form-data with a name field and a code file")
+	}
+	if err != nil {
+		return upload{}, failCause(ErrBadRequest, err, "Malformed multipart body")
+	}
+	defer form.RemoveAll()
+	field := func(name string) (string, bool) {
+		if v := form.Value[name]; len(v) > 0 {
+			return v[0], true
+		}
+		return "", false
+	}
+
+	name, hasName := field("name")
+	switch {
+	case pathFn == "" && !hasName:
+		return upload{}, fail(ErrBadRequest, "Missing the function name: send a name field")
+	case pathFn != "" && !hasName:
+		name = pathFn
+	case pathFn != "" && name != pathFn:
+		return upload{}, fail(ErrBadRequest, "The name field (%q) differs from the function in the path (%q); functions cannot be renamed", name, pathFn)
+	}
+	if err := checkName("function", name); err != nil {
+		return upload{}, err
+	}
+
+	u := upload{fn: store.Function{Module: module, Name: name}}
+	for _, f := range []struct {
+		name   string
+		decode func([]byte) ([]byte, error)
+		dst    *[]byte
+	}{
+		{"events", decodeEvents, &u.fn.Events},
+		{"sinks", decodeSinks, &u.fn.Sinks},
+		{"metadata", decodeMetadata, &u.fn.Metadata},
+	} {
+		v, _ := field(f.name)
+		if *f.dst, err = f.decode([]byte(v)); err != nil {
+			return upload{}, err
+		}
+	}
+	wait, _ := field("wait_for_workers")
+	if u.waitForWorkers, err = parseBool("wait_for_workers", wait); err != nil {
+		return upload{}, err
+	}
+
+	files := form.File["code"]
+	if len(files) == 0 {
+		if _, ok := field("code"); ok {
+			return upload{}, fail(ErrBadRequest, "The code must be sent as a file part (with a filename), not as a text field")
+		}
+		return upload{}, fail(ErrBadRequest, "Missing the code: send the .wasm as a file part named code")
+	}
+	if u.code, err = s.readCode(files[0]); err != nil {
+		return upload{}, err
+	}
+	info, err := runtime.Inspect(c.UserContext(), u.code)
+	if err != nil {
+		return upload{}, badCode(err)
+	}
+	u.fn.Digest, u.fn.ABI = info.Digest, info.ABI.String()
+	return u, nil
+}
+
+// readCode reads a code file part, refusing more than the upload limit.
+func (s *Server) readCode(fh *multipart.FileHeader) ([]byte, error) {
+	if fh.Size > s.maxCode {
+		return nil, fail(ErrTooLarge, "The code is %d bytes; the limit is %d", fh.Size, s.maxCode)
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return nil, fmt.Errorf("api: open code part: %w", err)
+	}
+	defer f.Close()
+	code, err := io.ReadAll(io.LimitReader(f, s.maxCode+1))
+	if err != nil {
+		return nil, fmt.Errorf("api: read code part: %w", err)
+	}
+	if int64(len(code)) > s.maxCode {
+		return nil, fail(ErrTooLarge, "The code is over the limit of %d bytes", s.maxCode)
+	}
+	return code, nil
+}
+
+// badCode turns the loader's verdict into a 400 naming its reason.
+func badCode(err error) error {
+	switch runtime.KindOf(err) {
+	case runtime.KindNotWasm:
+		return failCause(ErrBadRequest, err, "The code is not a wasm module: it does not start with \\0asm")
+	case runtime.KindInvalidModule:
+		return failCause(ErrBadRequest, err, "Invalid wasm module: %s", reason(err))
+	case runtime.KindUnknownImport:
+		return failCause(ErrBadRequest, err, "Unknown import %s", reason(err))
+	case runtime.KindMissingExport:
+		return failCause(ErrBadRequest, err, "Missing export: %s", reason(err))
+	}
+	return fmt.Errorf("api: inspect code: %w", err)
+}
+
+func reason(err error) string {
+	var rerr *runtime.Error
+	if errors.As(err, &rerr) && rerr.Msg != "" {
+		return rerr.Msg
+	}
+	return err.Error()
+}
+
+func (s *Server) createFunction(c *fiber.Ctx) error {
+	module, err := pathName(c, "mod", "module")
+	if err != nil {
+		return err
+	}
+	u, err := s.readUpload(c, module, "")
+	if err != nil {
+		return err
+	}
+	fn, err := s.store.CreateFunction(c.UserContext(), u.fn, u.code)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return failCause(store.ErrExists, err, "Function %s already exists in module %s", u.fn.Name, module)
+	case err != nil:
+		return notFound("Module", module, err)
+	}
+	s.log.Info("function created", "module", fn.Module, "function", fn.Name, "digest", fn.Digest, "size", fn.Size, "abi", fn.ABI, "wait_for_workers", u.waitForWorkers)
+	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{fn.Name}})
+}
+
+func (s *Server) updateFunction(c *fiber.Ctx) error {
+	module, err := pathName(c, "mod", "module")
+	if err != nil {
+		return err
+	}
+	name, err := pathName(c, "fn", "function")
+	if err != nil {
+		return err
+	}
+	u, err := s.readUpload(c, module, name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.UpdateFunction(c.UserContext(), u.fn, u.code); err != nil {
+		return notFound("Function", module+"/"+name, err)
+	}
+	s.log.Info("function updated", "module", module, "function", name, "digest", u.fn.Digest, "abi", u.fn.ABI, "wait_for_workers", u.waitForWorkers)
+	return c.JSON(dataBody[nameItem]{nameItem{name}})
+}
+
+// functionInfo is GET /v1/fn/{mod}/{fn}.
+type functionInfo struct {
+	Name     string          `json:"name"`
+	Module   string          `json:"module"`
+	Digest   string          `json:"digest"`
+	Size     int64           `json:"size"`
+	ABI      string          `json:"abi"`
+	Events   json.RawMessage `json:"events"`
+	Sinks    json.RawMessage `json:"sinks"`
+	Metadata json.RawMessage `json:"metadata"`
+	Created  time.Time       `json:"created"`
+	Updated  time.Time       `json:"updated"`
+}
+
+// lookupFunction checks the path's names and finds the function.
+func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
+	module, err := pathName(c, "mod", "module")
+	if err != nil {
+		return store.Function{}, err
+	}
+	name, err := pathName(c, "fn", "function")
+	if err != nil {
+		return store.Function{}, err
+	}
+	fn, err := s.store.GetFunction(c.UserContext(), module, name)
+	if err != nil {
+		return store.Function{}, notFound("Function", module+"/"+name, err)
+	}
+	return fn, nil
+}
+
+func (s *Server) getFunction(c *fiber.Ctx) error {
+	fn, err := s.lookupFunction(c)
+	if err != nil {
+		return err
+	}
+	info := functionInfo{
+		Name: fn.Name, Module: fn.Module, Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
+		Events: orJSON(fn.Events, "[]"), Sinks: redactSinks(fn.Sinks), Metadata: orJSON(fn.Metadata, "{}"),
+		Created: fn.Created, Updated: fn.Updated,
+	}
+	return c.JSON(dataBody[functionInfo]{info})
+}
+
+func orJSON(b []byte, empty string) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage(empty)
+	}
+	return b
+}
+
+// redactSinks hides sink passwords: they are kept to connect, never shown.
+func redactSinks(raw []byte) json.RawMessage {
+	var sinks []Sink
+	if len(raw) == 0 || json.Unmarshal(raw, &sinks) != nil {
+		return json.RawMessage("[]")
+	}
+	for i := range sinks {
+		if sinks[i].Params.Password != "" {
+			sinks[i].Params.Password = redacted
+		}
+	}
+	b, _ := json.Marshal(sinks)
+	return b
+}
+
+// redacted stands for a stored secret in responses.
+const redacted = "********"
+
+func (s *Server) deleteFunction(c *fiber.Ctx) error {
+	module, err := pathName(c, "mod", "module")
+	if err != nil {
+		return err
+	}
+	name, err := pathName(c, "fn", "function")
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteFunction(c.UserContext(), module, name); err != nil {
+		return notFound("Function", module+"/"+name, err)
+	}
+	s.log.Info("function deleted", "module", module, "function", name)
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// invokeBody is {"args":{...},"scheduling":{"language":"app","script":"s"}}.
+type invokeBody struct {
+	Args       json.RawMessage `json:"args"`
+	Scheduling *Scheduling     `json:"scheduling"`
+}
+
+func (s *Server) invoke(c *fiber.Ctx) error {
+	var body invokeBody
+	if _, err := decodeJSONBody(c, &body, true); err != nil {
+		return err
+	}
+	req := InvokeRequest{Args: json.RawMessage("{}")}
+	if len(body.Args) > 0 && string(body.Args) != "null" {
+		if body.Args[0] != '{' {
+			return fail(ErrBadRequest, "Invalid args: want a JSON object")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body.Args); err != nil {
+			return fail(ErrBadRequest, "Invalid args: %v", err)
+		}
+		req.Args = buf.Bytes()
+	}
+	if sc := body.Scheduling; sc != nil {
+		if sc.Language != "app" {
+			return fail(ErrBadRequest, "Invalid scheduling: language %q is not supported (want \"app\")", sc.Language)
+		}
+		if err := checkName("script", sc.Script); err != nil {
+			return fail(ErrBadRequest, "Invalid scheduling: the script name must be 1 to %d letters, digits or underscores", MaxNameLen)
+		}
+		req.Scheduling = *sc
+	}
+	fn, err := s.lookupFunction(c)
+	if err != nil {
+		return err
+	}
+	req.Module, req.Function, req.Digest, req.Metadata = fn.Module, fn.Name, fn.Digest, fn.Metadata
+	res, err := s.invoker.Invoke(c.UserContext(), req)
+	if err != nil {
+		return err
+	}
+	out := res.Output
+	if len(out) == 0 {
+		out = json.RawMessage("null")
+	}
+	return c.JSON(dataBody[json.RawMessage]{out})
+}

@@ -1,0 +1,207 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/version"
+)
+
+const (
+	// DefaultMaxUploadBytes is the largest wasm upload accepted by default.
+	DefaultMaxUploadBytes = 16 << 20
+	// DefaultShutdownTimeout bounds how long Run waits for in-flight requests.
+	DefaultShutdownTimeout = 10 * time.Second
+	// multipartSlack is what a request may hold besides the code: the other
+	// form fields and the multipart framing.
+	multipartSlack = 1 << 20
+	// maxJSONBody bounds a JSON request body (modules, subjects, invoke).
+	maxJSONBody = 6 << 20
+)
+
+// Config is what New needs. Store is required; the rest has defaults.
+type Config struct {
+	Store store.Store
+	// Invoker runs invocations; nil means NoWorkers (503).
+	Invoker Invoker
+	Log     *slog.Logger
+	// MaxUploadBytes bounds a function's wasm code; 0 means
+	// DefaultMaxUploadBytes. Larger uploads get 413.
+	MaxUploadBytes int64
+	// Registerer receives the Go and HTTP metrics and Gatherer serves them
+	// on /metrics; nil means a fresh registry of the server's own.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// ShutdownTimeout bounds the drain in Run; 0 means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// Server is the REST API. Build it with New, serve it with Run.
+type Server struct {
+	app     *fiber.App
+	store   store.Store
+	invoker Invoker
+	log     *slog.Logger
+	maxCode int64
+	drain   time.Duration
+}
+
+// New builds the API without doing any I/O.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: Config.Store is required")
+	}
+	if cfg.MaxUploadBytes < 0 {
+		return nil, fmt.Errorf("api: MaxUploadBytes %d is negative", cfg.MaxUploadBytes)
+	}
+	s := &Server{
+		store:   cfg.Store,
+		invoker: cfg.Invoker,
+		log:     cfg.Log,
+		maxCode: cfg.MaxUploadBytes,
+		drain:   cfg.ShutdownTimeout,
+	}
+	if s.invoker == nil {
+		s.invoker = NoWorkers{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxCode == 0 {
+		s.maxCode = DefaultMaxUploadBytes
+	}
+	if s.drain == 0 {
+		s.drain = DefaultShutdownTimeout
+	}
+	reg, gat := cfg.Registerer, cfg.Gatherer
+	if reg == nil || gat == nil {
+		r := prometheus.NewRegistry()
+		reg, gat = r, r
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+
+	bodyLimit := s.maxCode + multipartSlack
+	if bodyLimit > 1<<31-1 {
+		bodyLimit = 1<<31 - 1
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "wisp-controller",
+		BodyLimit:             int(bodyLimit),
+		DisableStartupMessage: true,
+		// Handlers hand names and bodies to the store and the Invoker, which
+		// may keep them: give them memory fasthttp does not reuse.
+		Immutable:    true,
+		UnescapePath: true,
+		ReadTimeout:  60 * time.Second,
+		WriteTimeout: 60 * time.Second,
+		IdleTimeout:  120 * time.Second,
+		ErrorHandler: s.writeError,
+	})
+	routes := map[string]bool{}
+	s.app.Hooks().OnRoute(func(r fiber.Route) error {
+		routes[r.Method+" "+r.Path] = true
+		return nil
+	})
+	s.app.Use(m.middleware(routes, s.writeError))
+
+	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gat, promhttp.HandlerOpts{})))
+	s.app.Get("/v1", s.banner)
+
+	v1 := s.app.Group("/v1", s.authenticate)
+	v1.Get("/fn", s.listModules)
+	v1.Post("/fn", s.createModule)
+	v1.Get("/fn/:mod", s.getModule)
+	v1.Put("/fn/:mod", s.renameModule)
+	v1.Delete("/fn/:mod", s.deleteModule)
+	v1.Post("/fn/:mod", s.createFunction)
+	v1.Get("/fn/:mod/:fn", s.getFunction)
+	v1.Put("/fn/:mod/:fn", s.updateFunction)
+	v1.Delete("/fn/:mod/:fn", s.deleteFunction)
+	v1.Post("/fn/:mod/:fn", s.invoke)
+	v1.Get("/scripts/app", s.listScripts)
+	v1.Post("/scripts/app", s.createScript)
+	v1.Get("/scripts/app/:name", s.getScript)
+	v1.Get("/admin/subjects", s.requireAdmin, s.listSubjects)
+	v1.Post("/admin/subjects", s.requireAdmin, s.createSubject)
+	return s, nil
+}
+
+// Run serves on ln until ctx is done, then stops accepting, lets in-flight
+// requests finish within the shutdown timeout (on a fresh context, since
+// ctx is already done) and returns. It does not close the store.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down the REST API", "timeout", s.drain)
+	if err := s.app.ShutdownWithTimeout(s.drain); err != nil {
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil {
+		return fmt.Errorf("api: serve: %w", err)
+	}
+	return nil
+}
+
+// writeError is fiber's error handler: every error response goes through it.
+func (s *Server) writeError(c *fiber.Ctx, err error) error {
+	code, detail := statusOf(err)
+	if code >= 500 {
+		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "status", code, "err", err)
+	} else {
+		s.log.Debug("request refused", "method", c.Method(), "path", c.Path(), "status", code, "err", err)
+	}
+	return c.Status(code).JSON(errorBody{Errors: errorDetail{Detail: detail}})
+}
+
+func (s *Server) banner(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMETextPlainCharsetUTF8)
+	return c.SendString("Wisp " + version.Version + " (FunLess API) is up and running\n")
+}
+
+const subjectKey = "wisp.subject"
+
+// authenticate checks the bearer token and keeps the subject for later
+// handlers.
+func (s *Server) authenticate(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return fail(ErrUnauthorized, "Missing or invalid token: send Authorization: Bearer <token>")
+	}
+	subj, err := auth.Authenticate(c.UserContext(), s.store, strings.TrimSpace(token))
+	if errors.Is(err, auth.ErrBadToken) {
+		return fail(ErrUnauthorized, "Missing or invalid token")
+	}
+	if err != nil {
+		return err
+	}
+	c.Locals(subjectKey, subj)
+	return c.Next()
+}
+
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	if subj, _ := c.Locals(subjectKey).(store.Subject); !subj.Admin {
+		return fail(ErrForbidden, "Only the admin may manage subjects")
+	}
+	return c.Next()
+}

@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/wispfn/wisp/controller/store"
+)
+
+const (
+	// TokenPrefix starts every Wisp token, so that a leaked one is easy to
+	// recognise (secret scanners, logs).
+	TokenPrefix = "wisp_"
+	// AdminName is the subject the controller creates on first start.
+	AdminName = "admin"
+	// AdminTokenFile is the admin token's file name in the data dir.
+	AdminTokenFile = "admin.token"
+
+	tokenBytes = 32
+	// maxTokenLen bounds what Authenticate hashes; real tokens are 48 chars.
+	maxTokenLen = 256
+)
+
+// NewToken returns a fresh random token.
+func NewToken() string {
+	b := make([]byte, tokenBytes)
+	rand.Read(b) // never fails (crypto/rand panics rather than return an error)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Hash is what the store keeps of a token.
+func Hash(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// NewSubject makes a subject and its token. The caller stores the subject and
+// hands the token to its owner once.
+func NewSubject(name string, admin bool) (store.Subject, string) {
+	tok := NewToken()
+	return store.Subject{Name: name, TokenHash: Hash(tok), Admin: admin}, tok
+}
+
+// Authenticate returns the subject holding token.
+//
+// # Errors
+//
+// ErrBadToken for an empty, oversized or unknown token; a store error
+// otherwise.
+func Authenticate(ctx context.Context, st store.Store, token string) (store.Subject, error) {
+	if token == "" || len(token) > maxTokenLen {
+		return store.Subject{}, ErrBadToken
+	}
+	h := Hash(token)
+	s, err := st.SubjectByTokenHash(ctx, h)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Subject{}, ErrBadToken
+	}
+	if err != nil {
+		return store.Subject{}, fmt.Errorf("auth: look up token: %w", err)
+	}
+	if subtle.ConstantTimeCompare(s.TokenHash, h) != 1 {
+		return store.Subject{}, ErrBadToken
+	}
+	return s, nil
+}
+
+// EnsureAdmin makes sure an admin subject exists. When none does, it creates
+// one named AdminName and writes its token to dataDir/admin.token with mode
+// 0600 (replacing any stale file). It returns the token file's path and
+// whether it created the admin.
+//
+// # Notes
+//
+// The token file is written (to a temporary name) before the subject is
+// stored and renamed into place after, so a crash never leaves an admin whose
+// token nobody has. When several controllers share one Postgres and start
+// together, one wins; the others find the subject exists, drop their file,
+// and report created=false.
+func EnsureAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.Logger) (path string, created bool, err error) {
+	path = filepath.Join(dataDir, AdminTokenFile)
+	subjects, err := st.ListSubjects(ctx)
+	if err != nil {
+		return path, false, fmt.Errorf("auth: list subjects: %w", err)
+	}
+	for _, s := range subjects {
+		if s.Admin {
+			log.Info("admin subject exists", "subject", s.Name, "token_file", path)
+			return path, false, nil
+		}
+	}
+	subject, tok := NewSubject(AdminName, true)
+	tmp, err := os.CreateTemp(dataDir, ".admin.token-*")
+	if err != nil {
+		return path, false, fmt.Errorf("auth: write admin token: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return path, false, fmt.Errorf("auth: write admin token: %w", err)
+	}
+	if _, err := tmp.WriteString(tok + "\n"); err != nil {
+		tmp.Close()
+		return path, false, fmt.Errorf("auth: write admin token: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return path, false, fmt.Errorf("auth: write admin token: %w", err)
+	}
+	if _, err := st.CreateSubject(ctx, subject); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			log.Info("admin subject created by another controller", "subject", AdminName)
+			return path, false, nil
+		}
+		return path, false, fmt.Errorf("auth: create admin subject: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return path, true, fmt.Errorf("auth: admin created but its token could not be moved to %s: %w", path, err)
+	}
+	log.Info("created admin subject; its token is in the token file", "subject", AdminName, "token_file", path)
+	return path, true, nil
+}
+
+// ReadTokenFile reads a token written by EnsureAdmin.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: read token file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
