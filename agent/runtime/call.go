@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"math/bits"
+	"sync"
 	"net/http"
 	"strings"
 	"time"
@@ -149,12 +151,13 @@ func (s *slot) sleep(ns int64) {
 type capAllocator struct {
 	limit uint64
 	hit   bool
+	pool  *memoryPool
 }
 
 var _ experimental.MemoryAllocator = (*capAllocator)(nil)
 
 func (a *capAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	return &capMemory{a: a, buf: make([]byte, 0, min(capacity, a.limit))}
+	return &capMemory{a: a, buf: a.pool.get(min(capacity, a.limit))}
 }
 
 type capMemory struct {
@@ -173,13 +176,68 @@ func (m *capMemory) Reallocate(size uint64) []byte {
 	}
 	// Grow geometrically (within the cap) so a guest growing page by page
 	// costs amortised O(n) copying, not O(n²).
-	nb := make([]byte, size, min(max(size, 2*uint64(cap(m.buf))), m.a.limit))
+	nb := m.a.pool.get(min(max(size, 2*uint64(cap(m.buf))), m.a.limit))[:size]
 	copy(nb, m.buf)
+	m.a.pool.put(m.buf)
 	m.buf = nb
 	return m.buf
 }
 
-func (m *capMemory) Free() { m.buf = nil }
+// Free is called by wazero when the instance is closed normally, after its
+// last call returned (a module stopped by its deadline is never freed here,
+// its memory goes to the GC), so the buffer is no longer reachable by guest
+// code and may be reused.
+func (m *capMemory) Free() {
+	m.a.pool.put(m.buf)
+	m.buf = nil
+}
+
+// memoryPool recycles linear-memory buffers of power-of-two sizes from 64 KiB
+// to 4 MiB: allocating a fresh zeroed buffer per invocation made garbage
+// collection the main cost of a small function. Buffers are zeroed when they
+// come back, so no guest ever sees another's data. A pool belongs to one
+// Runtime.
+type memoryPool struct {
+	classes [poolClasses]sync.Pool
+}
+
+const (
+	poolMinShift = 16 // 64 KiB, one wasm page
+	poolClasses  = 7  // up to 4 MiB
+)
+
+func poolClass(n uint64) (int, bool) {
+	if n == 0 {
+		n = 1
+	}
+	shift := bits.Len64(n - 1)
+	if shift < poolMinShift {
+		shift = poolMinShift
+	}
+	c := shift - poolMinShift
+	return c, c < poolClasses
+}
+
+func (p *memoryPool) get(n uint64) []byte {
+	c, ok := poolClass(n)
+	if !ok {
+		return make([]byte, 0, n)
+	}
+	if b, _ := p.classes[c].Get().(*[]byte); b != nil {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 1<<(c+poolMinShift))
+}
+
+func (p *memoryPool) put(b []byte) {
+	c, ok := poolClass(uint64(cap(b)))
+	if !ok || cap(b) != 1<<(c+poolMinShift) {
+		return
+	}
+	b = b[:cap(b)]
+	clear(b)
+	p.classes[c].Put(&b)
+}
 
 // FunLess host functions (module fl_imps). Every pointer the guest hands us
 // is bounds-checked; a bad one traps this invocation only.

@@ -104,6 +104,11 @@ type Config struct {
 	// SpareThreshold is the instantiation time above which a module gets
 	// spare instances. Default 500µs.
 	SpareThreshold time.Duration
+	// MaxConcurrent bounds how many instances exist at once; further
+	// invocations wait their turn (within their deadline). It bounds host
+	// memory: at most MaxConcurrent guest memories are alive. Default
+	// 8 × GOMAXPROCS.
+	MaxConcurrent int
 	// HTTPClient makes the guests' __http_request calls. Default: a client
 	// that does not follow redirects to hosts off the allowlist.
 	HTTPClient *http.Client
@@ -125,7 +130,7 @@ func (c Config) Validate() error {
 	if l.MemoryBytes != 0 && l.MemoryBytes < 1<<16 {
 		return fmt.Errorf("runtime: memory limit %d bytes is below one wasm page (65536)", l.MemoryBytes)
 	}
-	if c.MaxModules < 0 || c.MaxModuleBytes < 0 {
+	if c.MaxModules < 0 || c.MaxModuleBytes < 0 || c.MaxConcurrent < 0 {
 		return errors.New("runtime: module cache bounds must not be negative")
 	}
 	return nil
@@ -149,6 +154,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxModuleBytes == 0 {
 		c.MaxModuleBytes = 64 << 20
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 8 * goruntime.GOMAXPROCS(0)
 	}
 	if c.SpareInstances == 0 {
 		c.SpareInstances = 2

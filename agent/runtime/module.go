@@ -25,6 +25,9 @@ type module struct {
 	closed  bool
 
 	// Spare instances, for modules whose instantiation is slow (Go guests).
+	// fastest is the quickest instantiation seen (ns): the module's intrinsic
+	// cost, unlike one sample that a GC pause or a page fault can inflate.
+	fastest   atomic.Int64
 	slow      atomic.Bool
 	refilling atomic.Bool
 	spareCh   chan *instance
@@ -96,7 +99,7 @@ func (m *module) drainSpares() {
 
 // instantiate makes a fresh FunLess-ABI instance and runs _initialize.
 func (m *module) instantiate(ctx context.Context, memLimit uint64) (*instance, error) {
-	in := &instance{alloc: &capAllocator{limit: memLimit}, slot: &slot{c: callFrom(ctx)}}
+	in := &instance{alloc: &capAllocator{limit: memLimit, pool: &m.r.memory}, slot: &slot{c: callFrom(ctx)}}
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, in.alloc), m.compiled, m.r.moduleConfig(in.slot, false))
 	if err != nil {
 		return in, err
@@ -135,11 +138,17 @@ func (m *module) refill() {
 	if m.r.cfg.SpareInstances <= 0 || !m.refilling.CompareAndSwap(false, true) {
 		return
 	}
+	if !m.r.begin() {
+		m.refilling.Store(false)
+		return
+	}
 	if !m.acquire() {
+		m.r.active.Done()
 		m.refilling.Store(false)
 		return
 	}
 	go func() {
+		defer m.r.active.Done()
 		defer m.refilling.Store(false)
 		defer m.release()
 		limit := m.r.cfg.Limits.MemoryBytes - m.r.cfg.Limits.MemoryBytes%pageSize
@@ -147,6 +156,9 @@ func (m *module) refill() {
 			m.mu.Lock()
 			stop := m.evicted
 			m.mu.Unlock()
+			m.r.mu.RLock()
+			stop = stop || m.r.closed
+			m.r.mu.RUnlock()
 			if stop {
 				return
 			}
@@ -169,6 +181,21 @@ func (m *module) refill() {
 	}()
 }
 
+// noteInstantiate keeps the fastest instantiation time and decides whether
+// the module deserves spare instances.
+func (m *module) noteInstantiate(d time.Duration) {
+	for {
+		old := m.fastest.Load()
+		if old != 0 && old <= int64(d) {
+			break
+		}
+		if m.fastest.CompareAndSwap(old, int64(d)) {
+			break
+		}
+	}
+	m.slow.Store(time.Duration(m.fastest.Load()) > m.r.cfg.SpareThreshold)
+}
+
 func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error {
 	start := time.Now()
 	in := m.takeSpare(c.limits)
@@ -183,9 +210,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 		if err != nil {
 			return classify(ctx, err, c, in.alloc)
 		}
-		if res.Instantiate > m.r.cfg.SpareThreshold {
-			m.slow.Store(true)
-		}
+		m.noteInstantiate(res.Instantiate)
 	}
 	defer in.close()
 	if m.slow.Load() {
@@ -220,7 +245,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 // runCommand runs a WASI command: input on stdin, output from stdout.
 func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	s := &slot{c: c}
-	alloc := &capAllocator{limit: c.limits.MemoryBytes}
+	alloc := &capAllocator{limit: c.limits.MemoryBytes, pool: &m.r.memory}
 	cfg := m.r.moduleConfig(s, true).WithStdin(bytes.NewReader(c.input))
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)

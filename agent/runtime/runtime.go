@@ -37,11 +37,16 @@ type Runtime struct {
 
 	modules *cache.LRU[string, *module]
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	loading map[string]*loadCall
 	closed  bool
+	// active counts invocations and background spare refills, so Close can
+	// let them finish before it releases what they use.
+	active sync.WaitGroup
 
 	spares atomic.Int64 // spare instances alive, all modules
+	slots  chan struct{} // one token per instance allowed to exist
+	memory memoryPool
 
 	stats struct {
 		compiles, diskHits, memHits, invocations, spareHits, evictions atomic.Uint64
@@ -75,6 +80,8 @@ type Result struct {
 	Logs []string
 	// LogsDropped counts lines (or writes) dropped by the log limits.
 	LogsDropped int
+	// Queue is the time spent waiting for a free instance slot (MaxConcurrent).
+	Queue time.Duration
 	// Instantiate is the time to get an instance (zero-ish for a spare),
 	// Run the time spent in the guest.
 	Instantiate, Run time.Duration
@@ -112,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		rc = wazero.NewRuntimeConfigCompiler()
 	}
 	rc = rc.WithCloseOnContextDone(true)
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient}
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient, slots: make(chan struct{}, cfg.MaxConcurrent)}
 	if r.client == nil {
 		r.client = defaultHTTPClient()
 	}
@@ -291,6 +298,10 @@ func (r *Runtime) Evict(digest string) bool { return r.modules.Remove(digest) }
 // ErrExit (WASI exit code and stderr); ErrOutputNotJSON, ErrOutputTooLarge.
 // All are *Error.
 func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Result, error) {
+	if !r.begin() {
+		return Result{}, ErrClosed
+	}
+	defer r.active.Done()
 	m, ok := r.modules.Get(digest)
 	if !ok || !m.acquire() {
 		return Result{}, newError(KindNotLoaded, "%s", digest)
@@ -317,6 +328,21 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 	defer cancel()
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		queued := time.Now()
+		select {
+		case r.slots <- struct{}{}:
+			res.Queue = time.Since(queued)
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return res, newError(KindTimeout, "waited %v for a free instance slot (%d busy)", time.Since(queued).Round(time.Millisecond), cap(r.slots))
+			}
+			return res, newError(KindCanceled, "the caller canceled the invocation while it was queued")
+		}
+	}
+	defer func() { <-r.slots }()
 	c := &call{input: input, limits: limits, allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
 	c.stdout.max = limits.OutputBytes
@@ -334,8 +360,20 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	return res, err
 }
 
-// Close stops the runtime: loaded modules and spares are released. Calls in
-// flight are stopped.
+// begin registers an invocation or background job; false once closed.
+func (r *Runtime) begin() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return false
+	}
+	r.active.Add(1)
+	return true
+}
+
+// Close stops the runtime. New invocations fail with ErrClosed; those in
+// flight may finish until ctx is done, after which they are stopped. Loaded
+// modules and spare instances are then released.
 func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
@@ -344,6 +382,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.closed = true
 	r.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { r.active.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		r.cfg.Logger.Warn("runtime: closing with invocations still running", "err", ctx.Err())
+	}
 	r.modules.Purge()
 	err := r.rt.Close(ctx)
 	if r.ccache != nil {
