@@ -1,0 +1,90 @@
+// Package runtime runs Wisp functions: WebAssembly modules executed with
+// wazero, one fresh instance per invocation. It is used by the agent for
+// every invocation and by the controller (Inspect only) to validate uploads
+// with the very loader agents use.
+//
+// It must never import controller code, talk to the network on its own
+// behalf, or give a guest anything the host did not explicitly allow.
+//
+// # Life of a module
+//
+// Load compiles code once per digest ("sha256:<hex>") and keeps the compiled
+// module in a bounded LRU (cache.LRU: Config.MaxModules entries and
+// Config.MaxModuleBytes of wasm). With Config.CacheDir set, wazero also
+// writes the compiled machine code to disk, so an agent that restarts loads
+// its functions without recompiling; Stats.DiskCacheHits counts those loads
+// (the runtime keeps a marker per digest and wazero version next to wazero's
+// cache to tell a disk hit from a cold compile). The interpreter engine
+// (armv7, or Engine: "interpreter") has no disk cache.
+//
+// Invoke runs a loaded digest. Evicting a module while it runs is safe: it is
+// closed when its last invocation ends.
+//
+// # ABIs
+//
+// The ABI is detected from the exports:
+//
+//   - __invoke(i32) -> i32 exported: FunLess ABI v1. The host provides
+//     fl_imps.{__get_input_data, __insert_response, __insert_error,
+//     __console_log, __http_request}. If the module exports _initialize
+//     (a WASI reactor: clang -mexec-model=reactor, Go -buildmode=c-shared)
+//     it is called once per instance before __invoke; _start is never run,
+//     as in FunLess's own worker.
+//   - otherwise _start exported: a WASI command. The JSON input is its stdin,
+//     its stdout must be one JSON document, a non-zero exit is KindExit with
+//     the exit code and stderr.
+//   - neither: KindMissingExport.
+//
+// Every guest gets WASI preview1 with no arguments, no environment, no
+// preopened directories (so no filesystem) and no sockets; real clocks and
+// crypto/rand randomness. Importing anything else is KindUnknownImport at
+// load time, naming the import.
+//
+// # __http_request
+//
+// The guest's response buffer size is unknown in FunLess's ABI. Wisp reads
+// the u32 at resp_len_ptr as the buffer's capacity before the call (0 means
+// "not said", as FunLess's own guests do); it never writes past that
+// capacity, past the end of linear memory, or past Limits.HTTPResponseBytes,
+// and a longer body is truncated with a log line. Lengths are bytes. Only
+// hosts on the invocation's allowlist (Request.AllowedHosts: host,
+// host:port, or "*") are reached, redirects included; anything else is
+// status 0 (FunLess's transport failure) with a log line saying why. Any
+// pointer outside linear memory traps that invocation, never the host.
+//
+// # Limits
+//
+// Per invocation (Config.Limits, overridable per Request): a deadline after
+// which the guest is really stopped (wazero closes the module when its
+// context is done), a linear-memory cap enforced by the memory allocator
+// (memory.grow fails in the guest; a guest that then traps gets
+// KindMemoryLimit), input, output and log bounds. Config.MaxConcurrent
+// bounds how many instances exist at once, which bounds host memory: extra
+// invocations wait for a slot within their deadline.
+//
+// # Speed
+//
+// Instantiating a small C function takes tens of microseconds, so every
+// invocation gets a fresh instance; linear-memory buffers are recycled
+// through a per-runtime pool and zeroed on return, which removed garbage
+// collection as the main cost of a warm call.
+//
+// Go guests (wasip1) take milliseconds to instantiate because the Go runtime
+// initialises in _initialize. Wisp hides this with spare instances: when a
+// module's fastest instantiation so far exceeds Config.SpareThreshold
+// (500µs), up to Config.SpareInstances (2) instances are instantiated and
+// initialised in the background, and an invocation takes one if ready. A
+// spare has never run __invoke, so "a fresh instance per call" still holds
+// and no state leaks between calls; reusing one instance for many calls
+// (for reactors that declare themselves reusable) was rejected for that
+// reason. Spares cost their guest's memory (a Go guest starts near 3 MiB),
+// so at most 16 exist per runtime, only with the default memory cap, and they
+// go when their module is evicted. On a saturated agent spares do not add
+// capacity: they move the instantiation off the caller's critical path.
+//
+// # Errors
+//
+// Every failure is an *Error with a Kind; match with errors.Is against the
+// Err* sentinels or read details (exit code, stderr) with errors.As.
+// Invoke returns the Result (logs, timings) even when it fails.
+package runtime

@@ -1,0 +1,20 @@
+// Command wisp-agent is Wisp's edge agent.
+//
+//	wisp-agent invoke [flags] <file.wasm> [json-input]
+//
+// runs one function locally with the agent's runtime, with no controller:
+// the output JSON goes to stdout, the function's log lines to stderr.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
