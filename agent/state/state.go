@@ -1,0 +1,192 @@
+package state
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	// ErrLocked: another process holds the state file.
+	ErrLocked = errors.New("agent state is locked by another process")
+	// ErrNotFound: no such code.
+	ErrNotFound = errors.New("not found")
+	// ErrDigestMismatch: code does not hash to the digest it was stored under.
+	ErrDigestMismatch = errors.New("code does not match its digest")
+	// ErrVersion: the file was written by a newer agent.
+	ErrVersion = errors.New("agent state file has an unknown version")
+)
+
+const schemaVersion = "1"
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketIdentity = []byte("identity")
+	bucketCode     = []byte("code")
+
+	keyVersion    = []byte("version")
+	keyAgentID    = []byte("agent_id")
+	keyCredential = []byte("credential")
+	keyController = []byte("controller")
+)
+
+// State is the agent's bbolt file. Safe for concurrent use.
+type State struct {
+	db *bolt.DB
+}
+
+// Identity is who the agent is to its controller.
+type Identity struct {
+	AgentID    string
+	Credential []byte
+	// Controller is the pinned fingerprint of the controller's key.
+	Controller []byte
+}
+
+// Open opens or creates the state file at path.
+func Open(path string) (*State, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("%s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open agent state %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			if err := meta.Put(keyVersion, []byte(schemaVersion)); err != nil {
+				return err
+			}
+		case string(v) != schemaVersion:
+			return fmt.Errorf("%w: %q (this agent knows %q)", ErrVersion, v, schemaVersion)
+		}
+		for _, b := range [][]byte{bucketIdentity, bucketCode} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open agent state %s: %w", path, err)
+	}
+	return &State{db: db}, nil
+}
+
+// Close closes the file.
+func (s *State) Close() error { return s.db.Close() }
+
+// Identity returns the stored identity; zero fields when the agent never joined.
+func (s *State) Identity() (Identity, error) {
+	var id Identity
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdentity)
+		id.AgentID = string(b.Get(keyAgentID))
+		id.Credential = bytes.Clone(b.Get(keyCredential))
+		id.Controller = bytes.Clone(b.Get(keyController))
+		return nil
+	})
+	return id, err
+}
+
+// SetIdentity stores the identity issued at join.
+func (s *State) SetIdentity(id Identity) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdentity)
+		for k, v := range map[string][]byte{string(keyAgentID): []byte(id.AgentID), string(keyCredential): id.Credential, string(keyController): id.Controller} {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PutCode stores wasm bytes under their digest ("sha256:<hex>").
+func (s *State) PutCode(digest string, code []byte) error {
+	if want := digestOf(code); want != digest {
+		return fmt.Errorf("%w: got %s, bytes hash to %s", ErrDigestMismatch, digest, want)
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCode).Put([]byte(digest), code)
+	})
+}
+
+// Code returns the bytes stored under digest, or ErrNotFound.
+func (s *State) Code(digest string) ([]byte, error) {
+	var code []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCode).Get([]byte(digest))
+		if v == nil {
+			return fmt.Errorf("code %s: %w", digest, ErrNotFound)
+		}
+		code = bytes.Clone(v)
+		return nil
+	})
+	return code, err
+}
+
+// HasCode reports whether digest is stored.
+func (s *State) HasCode(digest string) bool {
+	found := false
+	s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketCode).Get([]byte(digest)) != nil
+		return nil
+	})
+	return found
+}
+
+// Digests lists stored digests, sorted.
+func (s *State) Digests() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCode).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	slices.Sort(out)
+	return out, err
+}
+
+// DeleteCode removes digests; absent ones are ignored.
+func (s *State) DeleteCode(digests ...string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCode)
+		for _, d := range digests {
+			if err := b.Delete([]byte(d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Check runs bbolt's consistency check; tests call it on cleanup.
+func (s *State) Check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func digestOf(code []byte) string {
+	sum := sha256.Sum256(code)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
