@@ -38,6 +38,11 @@ type Info struct {
 	// Initialize is true when the module exports _initialize (a WASI reactor,
 	// such as a Go -buildmode=c-shared or clang -mexec-model=reactor build).
 	Initialize bool
+
+	// Compiled and DiskCacheHit describe the Load call that returned this
+	// Info: it compiled the module (rather than finding it in memory), and
+	// the compiled code came from the on-disk cache.
+	Compiled, DiskCacheHit bool
 }
 
 const (

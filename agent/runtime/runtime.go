@@ -206,7 +206,7 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 	digest := Digest(code)
 	if m, ok := r.modules.Get(digest); ok {
 		r.stats.memHits.Add(1)
-		return m.info, nil
+		return m.info, nil // Compiled and DiskCacheHit are false in m.info
 	}
 	r.mu.Lock()
 	if r.closed {
@@ -265,6 +265,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
 	r.modules.Add(digest, m, int64(len(code)))
 	r.cfg.Logger.Debug("module loaded", "digest", digest, "abi", info.ABI, "disk_cache_hit", diskHit)
+	info.Compiled, info.DiskCacheHit = true, diskHit
 	return info, nil
 }
 

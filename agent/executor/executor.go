@@ -1,0 +1,178 @@
+// Package executor runs invocations on an agent: it makes sure the code of a
+// digest is in the agent's state and compiled in the runtime (fetching it
+// from the controller through a callback when it is missing), runs the
+// function, and accounts for what it did (in-flight count, phase timings,
+// Prometheus metrics).
+//
+// It is transport-agnostic: the QUIC link, the local invoke API and local
+// triggers all call Invoke. It must never import controller packages.
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
+)
+
+// Call is one invocation as the executor sees it.
+type Call struct {
+	ActivationID string
+	Module       string
+	Function     string
+	Digest       string
+	Args         json.RawMessage
+	AllowedHosts []string
+	// Limits override the runtime defaults (zero fields: default).
+	Limits runtime.Limits
+}
+
+// Outcome is what a call produced. Err is nil on success; otherwise it is a
+// *runtime.Error (function failure) or an infrastructure error (code
+// unavailable).
+type Outcome struct {
+	Output json.RawMessage
+	Logs   []string
+	Err    error
+
+	Queue, Transfer, Compile, Instantiate, Run time.Duration
+	// Compiled: this call compiled the module; DiskCacheHit: from disk.
+	Compiled, DiskCacheHit bool
+}
+
+// Fetch returns the code of a digest from elsewhere (the controller).
+type Fetch func(ctx context.Context, digest string) ([]byte, error)
+
+// ErrNoCode: the digest is not on this agent and could not be fetched.
+var ErrNoCode = errors.New("function code not available on this agent")
+
+// Executor runs calls. Safe for concurrent use.
+type Executor struct {
+	rt      *runtime.Runtime
+	st      *state.State
+	log     *slog.Logger
+	metrics *Metrics
+
+	inflight atomic.Int64
+	total    atomic.Uint64
+}
+
+// New returns an Executor over a runtime and a state file. metrics may be nil.
+func New(rt *runtime.Runtime, st *state.State, m *Metrics, log *slog.Logger) *Executor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{rt: rt, st: st, log: log, metrics: m}
+}
+
+// InFlight is the number of calls running now.
+func (e *Executor) InFlight() int64 { return e.inflight.Load() }
+
+// Total is the number of calls started since the executor was made.
+func (e *Executor) Total() uint64 { return e.total.Load() }
+
+// Runtime returns the runtime calls run on.
+func (e *Executor) Runtime() *runtime.Runtime { return e.rt }
+
+// Store keeps code pushed by the controller and compiles it, so the first
+// call is warm.
+func (e *Executor) Store(ctx context.Context, digest string, code []byte) error {
+	if err := e.st.PutCode(digest, code); err != nil {
+		return err
+	}
+	info, err := e.rt.Load(ctx, code)
+	if err == nil {
+		e.metrics.observeLoad(info)
+	}
+	return err
+}
+
+// Drop forgets digests: from memory and from the state file.
+func (e *Executor) Drop(digests ...string) error {
+	for _, d := range digests {
+		e.rt.Evict(d)
+	}
+	return e.st.DeleteCode(digests...)
+}
+
+// Digests lists the code this agent holds.
+func (e *Executor) Digests() []string {
+	ds, err := e.st.Digests()
+	if err != nil {
+		e.log.Warn("listing stored code", "err", err)
+	}
+	return ds
+}
+
+// Invoke runs one call. fetch may be nil (no controller): a digest that is
+// neither compiled nor stored then fails with ErrNoCode.
+func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
+	e.inflight.Add(1)
+	e.total.Add(1)
+	e.metrics.inflight(1)
+	defer func() {
+		e.inflight.Add(-1)
+		e.metrics.inflight(-1)
+	}()
+	var out Outcome
+	if err := e.ensureLoaded(ctx, c.Digest, fetch, &out); err != nil {
+		out.Err = err
+		e.metrics.observe(c, &out)
+		return out
+	}
+	res, err := e.rt.Invoke(ctx, c.Digest, runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits})
+	if errors.Is(err, runtime.ErrNotLoaded) {
+		// Evicted between ensureLoaded and Invoke: load again once.
+		if err = e.ensureLoaded(ctx, c.Digest, fetch, &out); err == nil {
+			res, err = e.rt.Invoke(ctx, c.Digest, runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits})
+		}
+	}
+	out.Output, out.Logs, out.Err = res.Output, res.Logs, err
+	out.Queue, out.Instantiate, out.Run = res.Queue, res.Instantiate, res.Run
+	e.metrics.observe(c, &out)
+	if err != nil {
+		e.log.Debug("invocation failed", "activation", c.ActivationID, "module", c.Module, "function", c.Function, "err", err)
+	}
+	return out
+}
+
+func (e *Executor) ensureLoaded(ctx context.Context, digest string, fetch Fetch, out *Outcome) error {
+	if e.rt.Loaded(digest) {
+		return nil
+	}
+	code, err := e.st.Code(digest)
+	if errors.Is(err, state.ErrNotFound) {
+		if fetch == nil {
+			return fmt.Errorf("%w: %s", ErrNoCode, digest)
+		}
+		start := time.Now()
+		code, err = fetch(ctx, digest)
+		out.Transfer = time.Since(start)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrNoCode, digest, err)
+		}
+		if runtime.Digest(code) != digest {
+			return fmt.Errorf("%w: %s: received bytes hash to %s", ErrNoCode, digest, runtime.Digest(code))
+		}
+		if err := e.st.PutCode(digest, code); err != nil {
+			return fmt.Errorf("storing code %s: %w", digest, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("reading code %s: %w", digest, err)
+	}
+	start := time.Now()
+	info, err := e.rt.Load(ctx, code)
+	out.Compile = time.Since(start)
+	if err != nil {
+		return err
+	}
+	out.Compiled, out.DiskCacheHit = info.Compiled, info.DiskCacheHit
+	e.metrics.observeLoad(info)
+	return nil
+}

@@ -1,0 +1,118 @@
+package executor
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wispfn/wisp/agent/runtime"
+)
+
+// Metrics are the agent's invocation metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	invocations *prometheus.CounterVec
+	phases      *prometheus.HistogramVec
+	inFlight    prometheus.Gauge
+	loads       *prometheus.CounterVec
+}
+
+// NewMetrics registers the executor's metrics and the runtime's counters on reg.
+func NewMetrics(reg prometheus.Registerer, rt *runtime.Runtime) *Metrics {
+	m := &Metrics{
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wisp_agent_invocations_total",
+			Help: "Invocations run by this agent, by result (ok or the error kind).",
+		}, []string{"result"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wisp_agent_invocation_phase_seconds",
+			Help:    "Time spent per invocation phase: queue, transfer (code fetch), compile, instantiate, run.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. 2.6s
+		}, []string{"phase"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wisp_agent_invocations_in_flight",
+			Help: "Invocations running now.",
+		}),
+		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wisp_agent_module_loads_total",
+			Help: "Modules compiled by this agent, by source: disk (compilation cache hit) or cold.",
+		}, []string{"source"}),
+	}
+	reg.MustRegister(m.invocations, m.phases, m.inFlight, m.loads)
+	if rt != nil {
+		reg.MustRegister(runtimeCollector{rt})
+	}
+	return m
+}
+
+func (m *Metrics) inflight(d float64) {
+	if m != nil {
+		m.inFlight.Add(d)
+	}
+}
+
+func (m *Metrics) observeLoad(info runtime.Info) {
+	if m == nil || !info.Compiled {
+		return
+	}
+	src := "cold"
+	if info.DiskCacheHit {
+		src = "disk"
+	}
+	m.loads.WithLabelValues(src).Inc()
+}
+
+func (m *Metrics) observe(_ Call, o *Outcome) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if o.Err != nil {
+		var rerr *runtime.Error
+		if errors.As(o.Err, &rerr) {
+			result = rerr.Kind.String()
+		} else {
+			result = "infrastructure"
+		}
+	}
+	m.invocations.WithLabelValues(result).Inc()
+	phases := [...]struct {
+		name string
+		d    float64
+	}{
+		{"queue", o.Queue.Seconds()}, {"transfer", o.Transfer.Seconds()}, {"compile", o.Compile.Seconds()},
+		{"instantiate", o.Instantiate.Seconds()}, {"run", o.Run.Seconds()},
+	}
+	for _, p := range phases {
+		if p.d > 0 || p.name == "run" {
+			m.phases.WithLabelValues(p.name).Observe(p.d)
+		}
+	}
+}
+
+// runtimeCollector exports the runtime's own counters.
+type runtimeCollector struct{ rt *runtime.Runtime }
+
+var (
+	descCompiles  = prometheus.NewDesc("wisp_agent_runtime_compiles_total", "Modules compiled (including disk cache loads).", nil, nil)
+	descDiskHits  = prometheus.NewDesc("wisp_agent_runtime_disk_cache_hits_total", "Compiles served by the on-disk compilation cache.", nil, nil)
+	descMemHits   = prometheus.NewDesc("wisp_agent_runtime_memory_cache_hits_total", "Loads of a digest already compiled in memory.", nil, nil)
+	descSpareHits = prometheus.NewDesc("wisp_agent_runtime_spare_hits_total", "Invocations served by a pre-instantiated spare instance.", nil, nil)
+	descModules   = prometheus.NewDesc("wisp_agent_runtime_modules", "Compiled modules in memory.", nil, nil)
+	descEvictions = prometheus.NewDesc("wisp_agent_runtime_evictions_total", "Compiled modules evicted from memory.", nil, nil)
+)
+
+func (runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCompiles, descDiskHits, descMemHits, descSpareHits, descModules, descEvictions} {
+		ch <- d
+	}
+}
+
+func (c runtimeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.rt.Stats()
+	ch <- prometheus.MustNewConstMetric(descCompiles, prometheus.CounterValue, float64(s.Compiles))
+	ch <- prometheus.MustNewConstMetric(descDiskHits, prometheus.CounterValue, float64(s.DiskCacheHits))
+	ch <- prometheus.MustNewConstMetric(descMemHits, prometheus.CounterValue, float64(s.MemoryCacheHits))
+	ch <- prometheus.MustNewConstMetric(descSpareHits, prometheus.CounterValue, float64(s.SpareHits))
+	ch <- prometheus.MustNewConstMetric(descModules, prometheus.GaugeValue, float64(s.Modules))
+	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions))
+}
