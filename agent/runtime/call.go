@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"math/bits"
-	"sync"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"

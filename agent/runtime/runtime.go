@@ -44,7 +44,7 @@ type Runtime struct {
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
 
-	spares atomic.Int64 // spare instances alive, all modules
+	spares atomic.Int64  // spare instances alive, all modules
 	slots  chan struct{} // one token per instance allowed to exist
 	memory memoryPool
 

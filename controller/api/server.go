@@ -153,11 +153,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down the REST API", "timeout", s.drain)
-	if err := s.app.ShutdownWithTimeout(s.drain); err != nil {
-		return fmt.Errorf("api: shutdown: %w", err)
-	}
-	if err := <-errc; err != nil {
+	shutErr := s.app.ShutdownWithTimeout(s.drain)
+	// Shutdown closes only the listeners Serve has registered; close ln too
+	// in case Serve had not started yet, so that it cannot start serving now.
+	ln.Close()
+	if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("api: serve: %w", err)
+	}
+	if shutErr != nil {
+		return fmt.Errorf("api: shutdown: %w", shutErr)
 	}
 	return nil
 }

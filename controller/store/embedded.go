@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,10 +19,10 @@ import (
 // Embedded is the Store kept in one bbolt file, for a controller without
 // Postgres (wisp dev, a single box). One process at a time may open the file.
 //
-// The file's buckets (schema version 1):
+// The file's buckets (schema version 2):
 //
 //	meta/
-//	  version          -> uint64 big-endian: the schema version (1)
+//	  version          -> uint64 big-endian: the schema version (2)
 //	modules/           the bucket's sequence numbers module ids
 //	  <name>           -> module id, uint64 big-endian
 //	functions/
@@ -37,6 +39,17 @@ import (
 //	  <token hash>     -> subject name (the unique index on token hashes)
 //	scripts/
 //	  <name>           -> scriptRecord (JSON)
+//	jointokens/        (since version 2)
+//	  <id>             -> joinTokenRecord (JSON)
+//	jointokenhashes/   (since version 2)
+//	  <secret hash>    -> join token id (the unique index on secret hashes)
+//	agents/            (since version 2)
+//	  <id>             -> agentRecord (JSON)
+//	agentcreds/        (since version 2)
+//	  <credential hash> -> agent id (the unique index on credential hashes)
+//
+// OpenEmbedded upgrades an older file in place, in the transaction that
+// opens it (see embeddedUpgrades); a file written by a newer Wisp is refused.
 //
 // bbolt runs one write transaction at a time, so every method is atomic and
 // the reference counts need no further locking.
@@ -48,8 +61,8 @@ type Embedded struct {
 var _ Store = (*Embedded)(nil)
 
 // embeddedVersion is the schema version this build writes and reads.
-// History: 1 (first version).
-const embeddedVersion = 1
+// History: 1 (first version); 2 (join tokens and agents).
+const embeddedVersion = 2
 
 // embeddedLockTimeout is how long OpenEmbedded waits for another process to
 // release the file before failing with ErrLocked.
@@ -65,11 +78,32 @@ var (
 	bucketTokens    = []byte("tokens")
 	bucketScripts   = []byte("scripts")
 
+	bucketJoinTokens      = []byte("jointokens")
+	bucketJoinTokenHashes = []byte("jointokenhashes")
+	bucketAgents          = []byte("agents")
+	bucketAgentCreds      = []byte("agentcreds")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
-		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts}
+		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts,
+		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds}
 )
+
+// embeddedUpgrades[v] turns a file of schema version v+1 into one of version
+// v+2. Each runs in the transaction that opens the file, which also writes
+// the new meta/version, so an upgrade is all or nothing. Upgrades only add.
+var embeddedUpgrades = []func(tx *bolt.Tx) error{
+	// 1 -> 2: join tokens and agents.
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return fmt.Errorf("create bucket %q: %w", b, err)
+			}
+		}
+		return nil
+	},
+}
 
 // functionRecord is a function as stored; its module and name are the keys.
 type functionRecord struct {
@@ -94,8 +128,29 @@ type scriptRecord struct {
 	Created time.Time `json:"created"`
 }
 
+type joinTokenRecord struct {
+	SecretHash []byte    `json:"secret_hash"`
+	Created    time.Time `json:"created"`
+	Expires    time.Time `json:"expires"` // zero: never
+}
+
+type agentRecord struct {
+	Name           string    `json:"name"`
+	CredentialHash []byte    `json:"credential_hash"`
+	Labels         []string  `json:"labels"`
+	Created        time.Time `json:"created"`
+	LastSeen       time.Time `json:"last_seen"`
+}
+
 // OpenEmbedded opens (creating if needed) the store file at path. A new file
-// gets the buckets above and the default module.
+// gets the buckets above and the default module; a file of an older schema
+// version is upgraded in place.
+//
+// # Notes
+//
+// An upgraded file can no longer be opened by the older Wisp that wrote it
+// (it refuses newer files), so keep a copy before upgrading if a downgrade
+// may be needed.
 //
 // # Errors
 //
@@ -113,54 +168,72 @@ func OpenEmbedded(path string, log *slog.Logger) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	created := false
+	var found uint64 // the version before opening; 0: a new file
 	err = db.Update(func(tx *bolt.Tx) error {
 		var err error
-		created, err = initEmbedded(tx)
+		found, err = initEmbedded(tx)
 		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	if created {
+	switch {
+	case found == 0:
 		log.Info("created embedded store", "path", path, "schema_version", embeddedVersion)
+	case found < embeddedVersion:
+		log.Info("upgraded embedded store", "path", path, "from_schema_version", found, "schema_version", embeddedVersion)
 	}
 	return &Embedded{db: db, log: log}, nil
 }
 
-// initEmbedded lays out a new file, or checks an existing one's version and
-// buckets. It reports whether it laid out a new file.
-func initEmbedded(tx *bolt.Tx) (bool, error) {
+// initEmbedded lays out a new file, or checks an existing one's version,
+// upgrades it to embeddedVersion if it is older, and checks its buckets. It
+// returns the version it found, 0 for a new file.
+func initEmbedded(tx *bolt.Tx) (uint64, error) {
 	if meta := tx.Bucket(bucketMeta); meta != nil {
 		v := meta.Get(keyVersion)
 		if len(v) != 8 {
-			return false, errors.New("meta/version is missing or malformed")
+			return 0, errors.New("meta/version is missing or malformed")
 		}
-		if got := binary.BigEndian.Uint64(v); got != embeddedVersion {
-			return false, fmt.Errorf("schema version %d was written by a newer Wisp; this one knows version %d", got, embeddedVersion)
+		found := binary.BigEndian.Uint64(v)
+		switch {
+		case found == 0:
+			return 0, errors.New("meta/version is 0")
+		case found > embeddedVersion:
+			return 0, fmt.Errorf("schema version %d was written by a newer Wisp; this one knows version %d", found, embeddedVersion)
+		}
+		for v := found; v < embeddedVersion; v++ {
+			if err := embeddedUpgrades[v-1](tx); err != nil {
+				return 0, fmt.Errorf("upgrade schema version %d to %d: %w", v, v+1, err)
+			}
+		}
+		if found < embeddedVersion {
+			if err := meta.Put(keyVersion, u64(embeddedVersion)); err != nil {
+				return 0, err
+			}
 		}
 		for _, b := range allBuckets {
 			if tx.Bucket(b) == nil {
-				return false, fmt.Errorf("bucket %q is missing", b)
+				return 0, fmt.Errorf("bucket %q is missing", b)
 			}
 		}
-		return false, nil
+		return found, nil
 	}
 	if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
 		return fmt.Errorf("the file holds bucket %q but no meta bucket: it is not a Wisp store", name)
 	}); err != nil {
-		return false, err
+		return 0, err
 	}
 	for _, b := range allBuckets {
 		if _, err := tx.CreateBucket(b); err != nil {
-			return false, fmt.Errorf("create bucket %q: %w", b, err)
+			return 0, fmt.Errorf("create bucket %q: %w", b, err)
 		}
 	}
 	if err := tx.Bucket(bucketMeta).Put(keyVersion, u64(embeddedVersion)); err != nil {
-		return false, err
+		return 0, err
 	}
-	return true, createModule(tx, DefaultModule)
+	return 0, createModule(tx, DefaultModule)
 }
 
 func u64(n uint64) []byte {
@@ -678,6 +751,186 @@ func (e *Embedded) ListScripts(ctx context.Context) ([]Script, error) {
 		return nil, boltFail(err, "list scripts")
 	}
 	return ss, nil
+}
+
+// CreateJoinToken implements Store.
+func (e *Embedded) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken, error) {
+	jt.Created = now()
+	jt.Expires = storeTime(jt.Expires)
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		tokens, hashes := tx.Bucket(bucketJoinTokens), tx.Bucket(bucketJoinTokenHashes)
+		if tokens.Get([]byte(jt.ID)) != nil || hashes.Get(jt.SecretHash) != nil {
+			return ErrExists
+		}
+		v, err := json.Marshal(joinTokenRecord{SecretHash: jt.SecretHash, Created: jt.Created, Expires: jt.Expires})
+		if err != nil {
+			return err
+		}
+		if err := tokens.Put([]byte(jt.ID), v); err != nil {
+			return err
+		}
+		return hashes.Put(jt.SecretHash, []byte(jt.ID))
+	})
+	if err != nil {
+		return JoinToken{}, boltFail(err, "create join token %q", jt.ID)
+	}
+	return jt, nil
+}
+
+func getJoinToken(tx *bolt.Tx, id []byte) (JoinToken, error) {
+	v := tx.Bucket(bucketJoinTokens).Get(id)
+	if v == nil {
+		return JoinToken{}, ErrNotFound
+	}
+	var r joinTokenRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return JoinToken{}, fmt.Errorf("decode join token %q: %w", id, err)
+	}
+	return JoinToken{ID: string(id), SecretHash: r.SecretHash, Created: r.Created.UTC(), Expires: storeTime(r.Expires)}, nil
+}
+
+// JoinTokenByHash implements Store.
+func (e *Embedded) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error) {
+	var jt JoinToken
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketJoinTokenHashes).Get(hash)
+		if id == nil {
+			return ErrNotFound
+		}
+		var err error
+		if jt, err = getJoinToken(tx, id); err != nil {
+			return err
+		}
+		if expired(jt.Expires, now()) {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return JoinToken{}, boltFail(err, "join token by hash")
+	}
+	return jt, nil
+}
+
+// ListJoinTokens implements Store.
+func (e *Embedded) ListJoinTokens(ctx context.Context) ([]JoinToken, error) {
+	jts := []JoinToken{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketJoinTokens).ForEach(func(k, _ []byte) error {
+			jt, err := getJoinToken(tx, k)
+			jts = append(jts, jt)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list join tokens")
+	}
+	// Keys are in id order and the sort is stable, so ties on Created keep it.
+	slices.SortStableFunc(jts, func(a, b JoinToken) int { return a.Created.Compare(b.Created) })
+	return jts, nil
+}
+
+// DeleteJoinToken implements Store.
+func (e *Embedded) DeleteJoinToken(ctx context.Context, id string) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		jt, err := getJoinToken(tx, []byte(id))
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketJoinTokenHashes).Delete(jt.SecretHash); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketJoinTokens).Delete([]byte(id))
+	})
+	return boltFail(err, "delete join token %q", id)
+}
+
+func putAgent(tx *bolt.Tx, a Agent) error {
+	v, err := json.Marshal(agentRecord{Name: a.Name, CredentialHash: a.CredentialHash, Labels: a.Labels,
+		Created: a.Created, LastSeen: a.LastSeen})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAgents).Put([]byte(a.ID), v)
+}
+
+func getAgent(tx *bolt.Tx, id []byte) (Agent, error) {
+	v := tx.Bucket(bucketAgents).Get(id)
+	if v == nil {
+		return Agent{}, ErrNotFound
+	}
+	var r agentRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return Agent{}, fmt.Errorf("decode agent %q: %w", id, err)
+	}
+	return Agent{ID: string(id), Name: r.Name, CredentialHash: r.CredentialHash, Labels: prepareLabels(r.Labels),
+		Created: r.Created.UTC(), LastSeen: storeTime(r.LastSeen)}, nil
+}
+
+// CreateAgent implements Store.
+func (e *Embedded) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
+	a.Labels = prepareLabels(a.Labels)
+	a.Created = now()
+	a.LastSeen = a.Created
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		creds := tx.Bucket(bucketAgentCreds)
+		if tx.Bucket(bucketAgents).Get([]byte(a.ID)) != nil || creds.Get(a.CredentialHash) != nil {
+			return ErrExists
+		}
+		if err := putAgent(tx, a); err != nil {
+			return err
+		}
+		return creds.Put(a.CredentialHash, []byte(a.ID))
+	})
+	if err != nil {
+		return Agent{}, boltFail(err, "create agent %q", a.ID)
+	}
+	return a, nil
+}
+
+// AgentByID implements Store.
+func (e *Embedded) AgentByID(ctx context.Context, id string) (Agent, error) {
+	var a Agent
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		a, err = getAgent(tx, []byte(id))
+		return err
+	})
+	if err != nil {
+		return Agent{}, boltFail(err, "agent %q", id)
+	}
+	return a, nil
+}
+
+// ListAgents implements Store.
+func (e *Embedded) ListAgents(ctx context.Context) ([]Agent, error) {
+	as := []Agent{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAgents).ForEach(func(k, _ []byte) error {
+			a, err := getAgent(tx, k)
+			as = append(as, a)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "list agents")
+	}
+	// Keys are in id order and the sort is stable, so ties on Name keep it.
+	slices.SortStableFunc(as, func(a, b Agent) int { return strings.Compare(a.Name, b.Name) })
+	return as, nil
+}
+
+// TouchAgent implements Store.
+func (e *Embedded) TouchAgent(ctx context.Context, id string, name string, labels []string, seen time.Time) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		a, err := getAgent(tx, []byte(id))
+		if err != nil {
+			return err
+		}
+		a.Name, a.Labels, a.LastSeen = name, prepareLabels(labels), storeTime(seen)
+		return putAgent(tx, a)
+	})
+	return boltFail(err, "touch agent %q", id)
 }
 
 // Close closes the file, waiting for running transactions. Closing twice is

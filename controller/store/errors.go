@@ -3,9 +3,10 @@ package store
 import "errors"
 
 var (
-	// ErrNotFound: the module, function, code, subject or script does not exist.
+	// ErrNotFound: the module, function, code, subject, script, join token
+	// (or it has expired) or agent does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrExists: the name is already taken.
+	// ErrExists: the name, id or hash is already taken.
 	ErrExists = errors.New("already exists")
 	// ErrDefaultModule: the default module "_" cannot be deleted or renamed.
 	ErrDefaultModule = errors.New("the default module cannot be deleted or renamed")

@@ -9,10 +9,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// EmbeddedVersion is the schema version this build of Embedded writes.
+const EmbeddedVersion = embeddedVersion
+
 // CheckEmbeddedFile opens the closed store file at path read-only and runs
 // bbolt's consistency check plus the store's own invariants: every function
 // belongs to a module, coderefs counts exactly the functions using each
-// digest, and code/ holds exactly the referenced digests.
+// digest, code/ holds exactly the referenced digests, and the unique
+// indexes (tokens/, jointokenhashes/, agentcreds/) match their records.
 func CheckEmbeddedFile(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -93,6 +97,32 @@ func checkInvariants(tx *bolt.Tx) error {
 	})
 	if a, b := tx.Bucket(bucketSubjects).Stats().KeyN, tx.Bucket(bucketTokens).Stats().KeyN; a != b {
 		fail("%d subjects but %d token index entries", a, b)
+	}
+	_ = tx.Bucket(bucketJoinTokens).ForEach(func(id, v []byte) error {
+		var r joinTokenRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			fail("join token %q: %v", id, err)
+		}
+		if got := tx.Bucket(bucketJoinTokenHashes).Get(r.SecretHash); string(got) != string(id) {
+			fail("jointokenhashes index points %x at %q, want %q", r.SecretHash, got, id)
+		}
+		return nil
+	})
+	if a, b := tx.Bucket(bucketJoinTokens).Stats().KeyN, tx.Bucket(bucketJoinTokenHashes).Stats().KeyN; a != b {
+		fail("%d join tokens but %d secret hash index entries", a, b)
+	}
+	_ = tx.Bucket(bucketAgents).ForEach(func(id, v []byte) error {
+		var r agentRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			fail("agent %q: %v", id, err)
+		}
+		if got := tx.Bucket(bucketAgentCreds).Get(r.CredentialHash); string(got) != string(id) {
+			fail("agentcreds index points %x at %q, want %q", r.CredentialHash, got, id)
+		}
+		return nil
+	})
+	if a, b := tx.Bucket(bucketAgents).Stats().KeyN, tx.Bucket(bucketAgentCreds).Stats().KeyN; a != b {
+		fail("%d agents but %d credential index entries", a, b)
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -569,4 +570,126 @@ func (p *Postgres) ListScripts(ctx context.Context) ([]Script, error) {
 func (p *Postgres) Close() error {
 	p.pool.Close()
 	return nil
+}
+
+// CreateJoinToken implements Store.
+func (p *Postgres) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken, error) {
+	jt.Created = now()
+	jt.Expires = storeTime(jt.Expires)
+	var expires *time.Time // NULL: never
+	if !jt.Expires.IsZero() {
+		expires = &jt.Expires
+	}
+	_, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, secret_hash, created, expires) VALUES ($1, $2, $3, $4)`,
+		jt.ID, jt.SecretHash, jt.Created, expires)
+	if err != nil {
+		return JoinToken{}, pgFail(err, "create join token %q", jt.ID)
+	}
+	return jt, nil
+}
+
+const joinTokenColumns = `id, secret_hash, created, expires`
+
+func scanJoinToken(row pgx.Row) (JoinToken, error) {
+	var (
+		jt      JoinToken
+		expires *time.Time
+	)
+	err := row.Scan(&jt.ID, &jt.SecretHash, &jt.Created, &expires)
+	jt.Created = jt.Created.UTC()
+	if expires != nil {
+		jt.Expires = expires.UTC()
+	}
+	return jt, err
+}
+
+// JoinTokenByHash implements Store. Expiry is compared with the store's
+// clock, passed as a parameter, so that Postgres and Embedded agree.
+func (p *Postgres) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error) {
+	jt, err := scanJoinToken(p.pool.QueryRow(ctx, `
+		SELECT `+joinTokenColumns+` FROM join_tokens
+		WHERE secret_hash = $1 AND (expires IS NULL OR expires > $2)`, hash, now()))
+	if err != nil {
+		return JoinToken{}, pgFail(err, "join token by hash")
+	}
+	return jt, nil
+}
+
+// ListJoinTokens implements Store.
+func (p *Postgres) ListJoinTokens(ctx context.Context) ([]JoinToken, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT `+joinTokenColumns+` FROM join_tokens ORDER BY created, id`)
+	jts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JoinToken, error) { return scanJoinToken(r) })
+	if err != nil {
+		return nil, pgFail(err, "list join tokens")
+	}
+	if jts == nil {
+		jts = []JoinToken{}
+	}
+	return jts, nil
+}
+
+// DeleteJoinToken implements Store.
+func (p *Postgres) DeleteJoinToken(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM join_tokens WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
+	return pgFail(err, "delete join token %q", id)
+}
+
+// CreateAgent implements Store.
+func (p *Postgres) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
+	a.Labels = prepareLabels(a.Labels)
+	a.Created = now()
+	a.LastSeen = a.Created
+	_, err := p.pool.Exec(ctx, `
+		INSERT INTO agents (id, name, credential_hash, labels, created, last_seen)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		a.ID, a.Name, a.CredentialHash, a.Labels, a.Created, a.LastSeen)
+	if err != nil {
+		return Agent{}, pgFail(err, "create agent %q", a.ID)
+	}
+	return a, nil
+}
+
+const agentColumns = `id, name, credential_hash, labels, created, last_seen`
+
+func scanAgent(row pgx.Row) (Agent, error) {
+	var a Agent
+	err := row.Scan(&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen)
+	a.Labels = prepareLabels(a.Labels)
+	a.Created, a.LastSeen = a.Created.UTC(), a.LastSeen.UTC()
+	return a, err
+}
+
+// AgentByID implements Store.
+func (p *Postgres) AgentByID(ctx context.Context, id string) (Agent, error) {
+	a, err := scanAgent(p.pool.QueryRow(ctx, `SELECT `+agentColumns+` FROM agents WHERE id = $1`, id))
+	if err != nil {
+		return Agent{}, pgFail(err, "agent %q", id)
+	}
+	return a, nil
+}
+
+// ListAgents implements Store.
+func (p *Postgres) ListAgents(ctx context.Context) ([]Agent, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT `+agentColumns+` FROM agents ORDER BY name, id`)
+	as, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Agent, error) { return scanAgent(r) })
+	if err != nil {
+		return nil, pgFail(err, "list agents")
+	}
+	if as == nil {
+		as = []Agent{}
+	}
+	return as, nil
+}
+
+// TouchAgent implements Store.
+func (p *Postgres) TouchAgent(ctx context.Context, id string, name string, labels []string, seen time.Time) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE agents SET name = $2, labels = $3, last_seen = $4 WHERE id = $1`,
+		id, name, prepareLabels(labels), storeTime(seen))
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
+	return pgFail(err, "touch agent %q", id)
 }

@@ -48,6 +48,25 @@ type Script struct {
 	Created time.Time
 }
 
+// JoinToken lets new agents join. The plain secret is shown once by
+// `wisp-controller token create`; only its sha256 is kept.
+type JoinToken struct {
+	ID         string    // short public id, e.g. "jt_<8 hex>", unique
+	SecretHash []byte    // sha256 of the secret, unique; secrets are high-entropy so no KDF is needed
+	Created    time.Time // set by the store
+	Expires    time.Time // zero: never; kept in UTC, truncated to microseconds
+}
+
+// Agent is an edge agent known to the controller.
+type Agent struct {
+	ID             string    // "ag_<16 hex>", unique, chosen by the controller at join
+	Name           string    // human name (not unique)
+	CredentialHash []byte    // sha256 of the agent's credential, unique
+	Labels         []string  // "key=value", as last reported, in the order reported; never nil
+	Created        time.Time // set by the store
+	LastSeen       time.Time // set by the store at creation, then by TouchAgent
+}
+
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -93,6 +112,29 @@ type Store interface {
 	GetScript(ctx context.Context, name string) (Script, error)
 	// ListScripts returns scripts sorted by name.
 	ListScripts(ctx context.Context) ([]Script, error)
+
+	// CreateJoinToken stores a join token and sets its Created. ErrExists if
+	// its ID or its SecretHash is taken.
+	CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken, error)
+	// JoinTokenByHash finds the token whose secret hashes to hash. ErrNotFound,
+	// also when the token has expired (Expires is not after the store's clock).
+	JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error)
+	// ListJoinTokens returns every token, expired ones included (so that they
+	// can be shown and deleted), sorted by Created then ID.
+	ListJoinTokens(ctx context.Context) ([]JoinToken, error)
+	// DeleteJoinToken fails with ErrNotFound.
+	DeleteJoinToken(ctx context.Context, id string) error
+
+	// CreateAgent stores an agent and sets its Created and LastSeen to the
+	// store's clock. ErrExists if its ID or its CredentialHash is taken.
+	CreateAgent(ctx context.Context, a Agent) (Agent, error)
+	// AgentByID fails with ErrNotFound.
+	AgentByID(ctx context.Context, id string) (Agent, error)
+	// ListAgents returns agents sorted by Name then ID.
+	ListAgents(ctx context.Context) ([]Agent, error)
+	// TouchAgent replaces an agent's name and labels and sets its LastSeen to
+	// seen (in UTC, truncated to microseconds). ErrNotFound.
+	TouchAgent(ctx context.Context, id string, name string, labels []string, seen time.Time) error
 
 	// Close releases the store's resources.
 	Close() error

@@ -8,6 +8,7 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,11 +56,17 @@ func Run(t *testing.T, open Opener) {
 		{"DigestMismatch", testDigestMismatch},
 		{"Subjects", testSubjects},
 		{"Scripts", testScripts},
+		{"JoinTokens", testJoinTokens},
+		{"JoinTokenExpires", testJoinTokenExpires},
+		{"Agents", testAgents},
+		{"TouchAgent", testTouchAgent},
 		{"FailedWritesChangeNothing", testFailedWritesChangeNothing},
 		{"ConcurrentDuplicateCreate", testConcurrentDuplicateCreate},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentCodeChurn", testConcurrentCodeChurn},
 		{"ConcurrentDeleteModule", testConcurrentDeleteModule},
+		{"ConcurrentCreateAgent", testConcurrentCreateAgent},
+		{"ConcurrentDuplicateAgent", testConcurrentDuplicateAgent},
 		{"Reopen", testReopen},
 	}
 	for _, tt := range tests {
@@ -582,14 +590,227 @@ func testScripts(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	equal(t, "ListScripts", scripts, []store.Script{a, b})
 }
 
+// sortJoinTokens sorts as ListJoinTokens must: by Created, then ID.
+func sortJoinTokens(jts []store.JoinToken) {
+	slices.SortFunc(jts, func(a, b store.JoinToken) int {
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+}
+
+func testJoinTokens(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	jts, err := s.ListJoinTokens(ctx)
+	noErr(t, "ListJoinTokens", err)
+	equal(t, "ListJoinTokens of a new store", jts, []store.JoinToken{})
+
+	// Expires is given in another zone and with nanoseconds: the store keeps
+	// it in UTC, truncated to microseconds.
+	paris := time.FixedZone("CET", 3600)
+	future := time.Now().Add(time.Hour).In(paris)
+	future = future.Add(time.Duration(999 - future.Nanosecond()%1000)) // sub-microsecond digits
+	before := time.Now()
+	never, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000b", SecretHash: tokenHash("never")})
+	after := time.Now()
+	noErr(t, "CreateJoinToken never", err)
+	wantTime(t, "JoinToken.Created", never.Created, before, after)
+	if !never.Expires.IsZero() {
+		t.Fatalf("Expires of a token that never expires = %v, want zero", never.Expires)
+	}
+	soon, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000a", SecretHash: tokenHash("soon"), Expires: future})
+	noErr(t, "CreateJoinToken soon", err)
+	equal(t, "Expires", soon.Expires, future.UTC().Truncate(time.Microsecond))
+	past, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000c", SecretHash: tokenHash("past"),
+		Expires: time.Now().Add(-time.Minute)})
+	noErr(t, "CreateJoinToken already expired", err)
+
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000b", SecretHash: tokenHash("other")})
+	wantErr(t, "CreateJoinToken duplicate id", err, store.ErrExists)
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000d", SecretHash: tokenHash("soon")})
+	wantErr(t, "CreateJoinToken duplicate secret hash", err, store.ErrExists)
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_0000000e", SecretHash: tokenHash("past")})
+	wantErr(t, "CreateJoinToken secret hash of an expired token", err, store.ErrExists)
+
+	got, err := s.JoinTokenByHash(ctx, tokenHash("never"))
+	noErr(t, "JoinTokenByHash never", err)
+	equal(t, "JoinTokenByHash never", got, never)
+	got, err = s.JoinTokenByHash(ctx, tokenHash("soon"))
+	noErr(t, "JoinTokenByHash soon", err)
+	equal(t, "JoinTokenByHash soon", got, soon)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("past"))
+	wantErr(t, "JoinTokenByHash expired", err, store.ErrNotFound)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("unknown"))
+	wantErr(t, "JoinTokenByHash unknown", err, store.ErrNotFound)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("other")) // from the refused create
+	wantErr(t, "JoinTokenByHash of refused token", err, store.ErrNotFound)
+
+	// Expired tokens are listed, so that they can be seen and deleted.
+	jts, err = s.ListJoinTokens(ctx)
+	noErr(t, "ListJoinTokens", err)
+	want := []store.JoinToken{never, soon, past}
+	sortJoinTokens(want)
+	equal(t, "ListJoinTokens (created, then id)", jts, want)
+
+	noErr(t, "DeleteJoinToken expired", s.DeleteJoinToken(ctx, past.ID))
+	noErr(t, "DeleteJoinToken never", s.DeleteJoinToken(ctx, never.ID))
+	wantErr(t, "DeleteJoinToken again", s.DeleteJoinToken(ctx, never.ID), store.ErrNotFound)
+	wantErr(t, "DeleteJoinToken missing", s.DeleteJoinToken(ctx, "jt_missing"), store.ErrNotFound)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("never"))
+	wantErr(t, "JoinTokenByHash deleted", err, store.ErrNotFound)
+	jts, err = s.ListJoinTokens(ctx)
+	noErr(t, "ListJoinTokens", err)
+	equal(t, "ListJoinTokens after delete", jts, []store.JoinToken{soon})
+
+	// A deleted token's id and hash are free again.
+	again, err := s.CreateJoinToken(ctx, store.JoinToken{ID: never.ID, SecretHash: tokenHash("past")})
+	noErr(t, "CreateJoinToken with a deleted token's id and hash", err)
+	got, err = s.JoinTokenByHash(ctx, tokenHash("past"))
+	noErr(t, "JoinTokenByHash re-created", err)
+	equal(t, "JoinTokenByHash re-created", got, again)
+}
+
+// testJoinTokenExpires watches a token expire: found before Expires by the
+// store's clock, ErrNotFound from then on. It polls instead of sleeping and
+// judges each answer by the wall clock, so a slow machine cannot make it fail.
+func testJoinTokenExpires(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	const life = 500 * time.Millisecond
+	jt, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_expiring", SecretHash: tokenHash("expiring"),
+		Expires: time.Now().Add(life)})
+	noErr(t, "CreateJoinToken", err)
+	deadline := time.Now().Add(life + 10*time.Second)
+	for {
+		asked := time.Now()
+		_, err := s.JoinTokenByHash(ctx, tokenHash("expiring"))
+		answered := time.Now()
+		switch {
+		case err == nil && !answered.Before(jt.Expires.Add(time.Millisecond)):
+			// A little slack for the gap between the store's clock reading and ours.
+			t.Fatalf("JoinTokenByHash found the token at %v, after it expired at %v", answered, jt.Expires)
+		case err == nil:
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatalf("JoinTokenByHash: %v", err)
+		case asked.Before(jt.Expires.Add(-time.Millisecond)):
+			t.Fatalf("JoinTokenByHash: ErrNotFound at %v, before the token expires at %v", asked, jt.Expires)
+		default:
+			// Expired, and it stays listed until deleted.
+			jts, err := s.ListJoinTokens(ctx)
+			noErr(t, "ListJoinTokens", err)
+			equal(t, "ListJoinTokens after expiry", jts, []store.JoinToken{jt})
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token expiring at %v was still found at %v", jt.Expires, time.Now())
+		}
+		time.Sleep(20 * time.Millisecond) // the poll interval, not a wait for an outcome
+	}
+}
+
+func agentID(i int) string { return fmt.Sprintf("ag_%016x", i) }
+
+func testAgents(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	as, err := s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	equal(t, "ListAgents of a new store", as, []store.Agent{})
+
+	labels := []string{"zone=eu-west", "arch=arm64", "gpu=none"} // not sorted: kept as given
+	before := time.Now()
+	edge, err := s.CreateAgent(ctx, store.Agent{ID: agentID(3), Name: "edge", CredentialHash: tokenHash("cred 3"),
+		Labels: labels, LastSeen: time.Unix(1, 0), Created: time.Unix(2, 0)})
+	after := time.Now()
+	noErr(t, "CreateAgent", err)
+	wantTime(t, "Agent.Created", edge.Created, before, after)
+	if !edge.LastSeen.Equal(edge.Created) {
+		t.Fatalf("LastSeen = %v, want Created %v", edge.LastSeen, edge.Created)
+	}
+	equal(t, "Labels", edge.Labels, []string{"zone=eu-west", "arch=arm64", "gpu=none"})
+	labels[0] = "changed=by caller" // the store keeps its own copy
+	got, err := s.AgentByID(ctx, edge.ID)
+	noErr(t, "AgentByID", err)
+	equal(t, "AgentByID", got, edge)
+
+	// Names need not be unique; byte order, then id.
+	noLabels, err := s.CreateAgent(ctx, store.Agent{ID: agentID(1), Name: "edge", CredentialHash: tokenHash("cred 1")})
+	noErr(t, "CreateAgent without labels", err)
+	equal(t, "nil labels are stored empty", noLabels.Labels, []string{})
+	got, err = s.AgentByID(ctx, noLabels.ID)
+	noErr(t, "AgentByID", err)
+	equal(t, "AgentByID without labels", got, noLabels)
+	upper, err := s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "Edge", CredentialHash: tokenHash("cred 2"),
+		Labels: []string{}})
+	noErr(t, "CreateAgent", err)
+	b, err := s.CreateAgent(ctx, store.Agent{ID: agentID(0), Name: "b", CredentialHash: tokenHash("cred 0"),
+		Labels: []string{"a=1"}})
+	noErr(t, "CreateAgent", err)
+
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(3), Name: "x", CredentialHash: tokenHash("fresh")})
+	wantErr(t, "CreateAgent duplicate id", err, store.ErrExists)
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(9), Name: "x", CredentialHash: tokenHash("cred 1")})
+	wantErr(t, "CreateAgent duplicate credential hash", err, store.ErrExists)
+	_, err = s.AgentByID(ctx, agentID(9))
+	wantErr(t, "AgentByID of refused agent", err, store.ErrNotFound)
+	_, err = s.AgentByID(ctx, "ag_missing")
+	wantErr(t, "AgentByID missing", err, store.ErrNotFound)
+
+	as, err = s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	equal(t, "ListAgents (name, then id)", as, []store.Agent{upper, b, noLabels, edge})
+}
+
+func testTouchAgent(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	a, err := s.CreateAgent(ctx, store.Agent{ID: agentID(1), Name: "old", CredentialHash: tokenHash("cred"),
+		Labels: []string{"k=v"}})
+	noErr(t, "CreateAgent", err)
+	other, err := s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "other", CredentialHash: tokenHash("other")})
+	noErr(t, "CreateAgent", err)
+
+	seen := time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("X", -5*3600))
+	labels := []string{"zone=b", "zone=a"}
+	noErr(t, "TouchAgent", s.TouchAgent(ctx, a.ID, "new", labels, seen))
+	labels[0] = "changed=by caller"
+	got, err := s.AgentByID(ctx, a.ID)
+	noErr(t, "AgentByID", err)
+	want := a
+	want.Name, want.Labels = "new", []string{"zone=b", "zone=a"}
+	want.LastSeen = time.Date(2031, 5, 6, 12, 8, 9, 123456000, time.UTC)
+	equal(t, "touched agent", got, want)
+	if got.LastSeen.Location() != time.UTC {
+		t.Fatalf("LastSeen = %v, want UTC", got.LastSeen)
+	}
+
+	// nil labels clear them; the other agent is untouched.
+	noErr(t, "TouchAgent nil labels", s.TouchAgent(ctx, a.ID, "new", nil, seen))
+	got, err = s.AgentByID(ctx, a.ID)
+	noErr(t, "AgentByID", err)
+	equal(t, "labels after touching with nil", got.Labels, []string{})
+	got, err = s.AgentByID(ctx, other.ID)
+	noErr(t, "AgentByID other", err)
+	equal(t, "untouched agent", got, other)
+
+	wantErr(t, "TouchAgent missing", s.TouchAgent(ctx, "ag_missing", "x", nil, seen), store.ErrNotFound)
+	_, err = s.AgentByID(ctx, "ag_missing")
+	wantErr(t, "AgentByID after touching a missing agent", err, store.ErrNotFound)
+
+	// The new name sorts the list.
+	noErr(t, "TouchAgent rename", s.TouchAgent(ctx, other.ID, "a", nil, seen))
+	as, err := s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	if len(as) != 2 || as[0].ID != other.ID || as[1].ID != a.ID {
+		t.Fatalf("ListAgents after rename = %+v, want %s then %s", as, other.ID, a.ID)
+	}
+}
+
 // snapshot is everything a store shows through its interface.
 type snapshot struct {
-	Modules   []store.Module
-	Functions []store.Function
-	Code      map[string][]byte
-	CodeCount int
-	Subjects  []store.Subject
-	Scripts   []store.Script
+	Modules    []store.Module
+	Functions  []store.Function
+	Code       map[string][]byte
+	CodeCount  int
+	Subjects   []store.Subject
+	Scripts    []store.Script
+	JoinTokens []store.JoinToken
+	Agents     []store.Agent
 }
 
 func take(t *testing.T, s store.Store) snapshot {
@@ -616,6 +837,10 @@ func take(t *testing.T, s store.Store) snapshot {
 	noErr(t, "ListSubjects", err)
 	snap.Scripts, err = s.ListScripts(ctx)
 	noErr(t, "ListScripts", err)
+	snap.JoinTokens, err = s.ListJoinTokens(ctx)
+	noErr(t, "ListJoinTokens", err)
+	snap.Agents, err = s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
 	return snap
 }
 
@@ -637,6 +862,20 @@ func populate(t *testing.T, s store.Store) {
 	noErr(t, "CreateSubject", err)
 	_, err = s.PutScript(ctx, store.Script{Name: "s", Source: []byte("- t:\n  - workers: \"*\"\n")})
 	noErr(t, "PutScript", err)
+	for _, jt := range []store.JoinToken{
+		{ID: "jt_never", SecretHash: tokenHash("jt never")},
+		{ID: "jt_later", SecretHash: tokenHash("jt later"), Expires: time.Now().Add(24 * time.Hour)},
+		{ID: "jt_past", SecretHash: tokenHash("jt past"), Expires: time.Now().Add(-time.Hour)},
+	} {
+		_, err = s.CreateJoinToken(ctx, jt)
+		noErr(t, "CreateJoinToken "+jt.ID, err)
+	}
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(1), Name: "edge", CredentialHash: tokenHash("ag 1"),
+		Labels: []string{"zone=eu", "arch=arm64"}})
+	noErr(t, "CreateAgent", err)
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "edge", CredentialHash: tokenHash("ag 2")})
+	noErr(t, "CreateAgent", err)
+	noErr(t, "TouchAgent", s.TouchAgent(ctx, agentID(2), "edge", []string{"zone=us"}, time.Now().Add(time.Second)))
 }
 
 func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
@@ -691,6 +930,38 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.
 			_, err := s.PutScript(ctx, store.Script{Name: "s", Source: []byte("x")})
 			return err
 		}, store.ErrExists},
+		{"CreateJoinToken id taken", func(ctx context.Context) error {
+			_, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_never", SecretHash: tokenHash("new")})
+			return err
+		}, store.ErrExists},
+		{"CreateJoinToken hash taken", func(ctx context.Context) error {
+			_, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_new", SecretHash: tokenHash("jt past")})
+			return err
+		}, store.ErrExists},
+		{"DeleteJoinToken missing", func(ctx context.Context) error { return s.DeleteJoinToken(ctx, "jt_x") }, store.ErrNotFound},
+		{"CreateAgent id taken", func(ctx context.Context) error {
+			_, err := s.CreateAgent(ctx, store.Agent{ID: agentID(1), Name: "x", CredentialHash: tokenHash("new")})
+			return err
+		}, store.ErrExists},
+		{"CreateAgent credential taken", func(ctx context.Context) error {
+			_, err := s.CreateAgent(ctx, store.Agent{ID: agentID(9), Name: "x", CredentialHash: tokenHash("ag 2")})
+			return err
+		}, store.ErrExists},
+		{"TouchAgent missing", func(ctx context.Context) error {
+			return s.TouchAgent(ctx, agentID(9), "x", []string{"a=b"}, time.Now())
+		}, store.ErrNotFound},
+		{"CreateJoinToken canceled context", func(context.Context) error {
+			_, err := s.CreateJoinToken(canceled, store.JoinToken{ID: "jt_new", SecretHash: tokenHash("new")})
+			return err
+		}, nil},
+		{"DeleteJoinToken canceled context", func(context.Context) error { return s.DeleteJoinToken(canceled, "jt_never") }, nil},
+		{"CreateAgent canceled context", func(context.Context) error {
+			_, err := s.CreateAgent(canceled, store.Agent{ID: agentID(9), Name: "x", CredentialHash: tokenHash("new")})
+			return err
+		}, nil},
+		{"TouchAgent canceled context", func(context.Context) error {
+			return s.TouchAgent(canceled, agentID(1), "x", nil, time.Now())
+		}, nil},
 		{"CreateModule canceled context", func(context.Context) error { return s.CreateModule(canceled, "new") }, nil},
 		{"CreateFunction canceled context", func(context.Context) error {
 			_, err := s.CreateFunction(canceled, newFunction("m", "new", code), code)
@@ -881,6 +1152,78 @@ func testConcurrentDeleteModule(t *testing.T, s store.Store, _ func(*testing.T) 
 	wantCodeCount(t, s, 0)
 }
 
+// agentGoroutines is how many agents join at once in the concurrency tests.
+const agentGoroutines = 16
+
+func testConcurrentCreateAgent(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	created := make([]store.Agent, agentGoroutines)
+	errs := make([]error, agentGoroutines)
+	parallel(agentGoroutines, func(i int) {
+		created[i], errs[i] = s.CreateAgent(ctx, store.Agent{ID: agentID(i), Name: "edge",
+			CredentialHash: tokenHash(fmt.Sprintf("cred %d", i)), Labels: []string{fmt.Sprintf("n=%d", i)}})
+	})
+	for i, err := range errs {
+		noErr(t, "CreateAgent "+agentID(i), err)
+	}
+	as, err := s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	equal(t, "ListAgents (same name: by id)", as, created)
+}
+
+// testConcurrentDuplicateAgent races pairs of joins that clash on the
+// credential hash, or on the id: exactly one of each pair wins.
+func testConcurrentDuplicateAgent(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	const rounds = 8
+	for round := range rounds {
+		for _, clash := range []string{"credential", "id"} {
+			racers := make([]store.Agent, 2)
+			for i := range racers {
+				n := 100*round + 10*len(clash) + i
+				racers[i] = store.Agent{ID: agentID(n), Name: fmt.Sprintf("racer %d", i),
+					CredentialHash: tokenHash(fmt.Sprintf("cred %d", n))}
+				if clash == "credential" {
+					racers[i].CredentialHash = tokenHash(fmt.Sprintf("shared cred %d", round))
+				} else {
+					racers[i].ID = agentID(100*round + 10*len(clash))
+				}
+			}
+			errs := make([]error, len(racers))
+			parallel(len(racers), func(i int) { _, errs[i] = s.CreateAgent(ctx, racers[i]) })
+			what := fmt.Sprintf("round %d, same %s", round, clash)
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Fatalf("%s: both racers joined", what)
+				case err == nil:
+					winner = i
+				case !errors.Is(err, store.ErrExists):
+					t.Fatalf("%s: racer %d: %v, want ErrExists", what, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("%s: no racer joined", what)
+			}
+			got, err := s.AgentByID(ctx, racers[winner].ID)
+			noErr(t, what+": AgentByID", err)
+			if got.Name != racers[winner].Name || !slices.Equal(got.CredentialHash, racers[winner].CredentialHash) {
+				t.Fatalf("%s: stored %+v, want the winner %+v", what, got, racers[winner])
+			}
+			if loser := racers[1-winner]; clash == "credential" {
+				_, err := s.AgentByID(ctx, loser.ID)
+				wantErr(t, what+": AgentByID of the loser", err, store.ErrNotFound)
+			}
+		}
+	}
+	as, err := s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	if len(as) != 2*rounds {
+		t.Fatalf("ListAgents: %d agents, want %d", len(as), 2*rounds)
+	}
+}
+
 func testReopen(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
 	populate(t, s)
 	// Leave a renamed module, a deleted function and updated code behind too.
@@ -903,4 +1246,14 @@ func testReopen(t *testing.T, s store.Store, reopen func(*testing.T) store.Store
 	mustCreateModule(t, s, "after")
 	wantErr(t, "CreateModule m after reopen", s.CreateModule(ctx, "m"), store.ErrExists)
 	wantErr(t, "DeleteModule _ after reopen", s.DeleteModule(ctx, store.DefaultModule), store.ErrDefaultModule)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("jt past"))
+	wantErr(t, "JoinTokenByHash of an expired token after reopen", err, store.ErrNotFound)
+	jt, err := s.JoinTokenByHash(ctx, tokenHash("jt later"))
+	noErr(t, "JoinTokenByHash after reopen", err)
+	if jt.ID != "jt_later" {
+		t.Fatalf("JoinTokenByHash after reopen = %+v", jt)
+	}
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(3), Name: "x", CredentialHash: tokenHash("ag 1")})
+	wantErr(t, "CreateAgent with a taken credential after reopen", err, store.ErrExists)
+	noErr(t, "TouchAgent after reopen", s.TouchAgent(ctx, agentID(1), "renamed", nil, time.Now()))
 }
