@@ -1,0 +1,169 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/wispfn/wisp/controller/api"
+)
+
+// config is the controller's whole configuration, one flat struct.
+// Precedence: defaults < file < environment < flags.
+type config struct {
+	Listen          string        `yaml:"listen"`
+	DataDir         string        `yaml:"data_dir"`
+	DatabaseURL     string        `yaml:"database_url"`
+	MaxUploadBytes  int64         `yaml:"max_upload_bytes"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"`
+}
+
+func defaults() config {
+	return config{
+		Listen:          ":4000",
+		DataDir:         "./wisp-data",
+		MaxUploadBytes:  api.DefaultMaxUploadBytes,
+		ShutdownTimeout: api.DefaultShutdownTimeout,
+		LogLevel:        "info",
+		LogFormat:       "text",
+	}
+}
+
+// envVars maps each setting to its environment variable.
+var envVars = []struct {
+	name string
+	set  func(*config, string) error
+}{
+	{"WISP_LISTEN", func(c *config, v string) error { c.Listen = v; return nil }},
+	{"WISP_DATA_DIR", func(c *config, v string) error { c.DataDir = v; return nil }},
+	{"WISP_DATABASE_URL", func(c *config, v string) error { c.DatabaseURL = v; return nil }},
+	{"WISP_MAX_UPLOAD_BYTES", func(c *config, v string) (err error) { c.MaxUploadBytes, err = parseBytes(v); return err }},
+	{"WISP_SHUTDOWN_TIMEOUT", func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return err }},
+	{"WISP_LOG_LEVEL", func(c *config, v string) error { c.LogLevel = v; return nil }},
+	{"WISP_LOG_FORMAT", func(c *config, v string) error { c.LogFormat = v; return nil }},
+}
+
+// loadConfig builds the configuration from args and getenv. It returns
+// flag.ErrHelp for -h.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	cfg := defaults()
+	fs := flag.NewFlagSet("wisp-controller", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("WISP_CONFIG"), "YAML config `file` (env WISP_CONFIG)")
+	listen := fs.String("listen", "", "REST API listen `address` (env WISP_LISTEN, default :4000)")
+	dataDir := fs.String("data-dir", "", "data `dir`: admin token, embedded store (env WISP_DATA_DIR, default ./wisp-data)")
+	dsn := fs.String("database-url", "", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db (env WISP_DATABASE_URL)")
+	maxUpload := fs.String("max-upload-bytes", "", "largest wasm upload, `bytes` or with KiB/MiB suffix (env WISP_MAX_UPLOAD_BYTES, default 16MiB)")
+	shutdown := fs.Duration("shutdown-timeout", 0, "how long to let in-flight requests finish on shutdown (env WISP_SHUTDOWN_TIMEOUT, default 10s)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (env WISP_LOG_LEVEL)")
+	logFormat := fs.String("log-format", "", "text or json (env WISP_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	if *configFile != "" {
+		b, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, fmt.Errorf("config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config file %s: %w", *configFile, err)
+		}
+	}
+	for _, ev := range envVars {
+		if v := getenv(ev.name); v != "" {
+			if err := ev.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("%s=%q: %w", ev.name, v, err)
+			}
+		}
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "database-url":
+			cfg.DatabaseURL = *dsn
+		case "max-upload-bytes":
+			if n, e := parseBytes(*maxUpload); e != nil {
+				err = fmt.Errorf("-max-upload-bytes: %w", e)
+			} else {
+				cfg.MaxUploadBytes = n
+			}
+		case "shutdown-timeout":
+			cfg.ShutdownTimeout = *shutdown
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		case "log-format":
+			cfg.LogFormat = *logFormat
+		}
+	})
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks the values loadConfig cannot check one by one.
+func (c config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen address is empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if c.MaxUploadBytes <= 0 || c.MaxUploadBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("max upload bytes %d: want 1 byte to 1 GiB", c.MaxUploadBytes))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout %s: want more than 0", c.ShutdownTimeout))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// parseBytes reads 1048576, 1024KiB, 16MiB or 1GiB.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a positive size (bytes, or with a KiB, MiB or GiB suffix)", s)
+	}
+	return n * mult, nil
+}
