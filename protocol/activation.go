@@ -1,0 +1,89 @@
+package protocol
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"sync"
+	"time"
+)
+
+// Activation ids name one invocation everywhere: in results, outboxes,
+// activation records and sink documents (the CouchDB _id), so a replay is
+// recognised as the same activation.
+//
+// Layout (ULID-like, 26 characters of Crockford base32, sortable as text):
+// 48 bits of Unix milliseconds, then 80 random bits. Ids made in the same
+// millisecond by one process increase monotonically (the random part is
+// incremented), so ids from one agent sort in the order they were made;
+// ids from different agents never collide in practice (80 random bits).
+const activationAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+var activationGen struct {
+	sync.Mutex
+	lastMS uint64
+	hi     uint16 // top 16 of the 80 random bits
+	lo     uint64 // low 64
+}
+
+// NewActivationID returns a new id; now is usually time.Now().
+func NewActivationID(now time.Time) string {
+	ms := uint64(now.UnixMilli())
+	g := &activationGen
+	g.Lock()
+	if ms <= g.lastMS {
+		ms = g.lastMS // clock went back or same ms: keep order
+		g.lo++
+		if g.lo == 0 {
+			g.hi++
+		}
+	} else {
+		var b [10]byte
+		rand.Read(b[:])
+		g.hi = binary.BigEndian.Uint16(b[:2])
+		g.lo = binary.BigEndian.Uint64(b[2:])
+		g.lastMS = ms
+	}
+	hi, lo := g.hi, g.lo
+	g.Unlock()
+
+	// 128 bits: ms(48) | hi(16) | lo(64), encoded as 26 base32 digits (130 bits, top 2 zero).
+	var out [26]byte
+	top := ms<<16 | uint64(hi) // 64 bits
+	for i := 25; i >= 0; i-- {
+		out[i] = activationAlphabet[lo&31]
+		lo = lo>>5 | (top&31)<<59
+		top >>= 5
+	}
+	return string(out[:])
+}
+
+// ActivationTime returns the time encoded in an activation id, and false if
+// id is not one.
+func ActivationTime(id string) (time.Time, bool) {
+	if len(id) != 26 {
+		return time.Time{}, false
+	}
+	var ms uint64
+	for i := 0; i < 10; i++ { // first 10 digits = 50 bits: 2 zero bits, then the 48-bit ms
+		v := indexByte(id[i])
+		if v < 0 {
+			return time.Time{}, false
+		}
+		ms = ms<<5 | uint64(v)
+	}
+	for i := 10; i < 26; i++ {
+		if indexByte(id[i]) < 0 {
+			return time.Time{}, false
+		}
+	}
+	return time.UnixMilli(int64(ms)), true
+}
+
+func indexByte(c byte) int {
+	for i := 0; i < len(activationAlphabet); i++ {
+		if activationAlphabet[i] == c {
+			return i
+		}
+	}
+	return -1
+}
