@@ -1,5 +1,6 @@
 // Package store keeps the controller's durable state: modules, functions and
-// their code, subjects (API users) and APP scheduling scripts.
+// their code, subjects (API users), APP scheduling scripts, and the edge
+// agents known to the controller with the join tokens that let them join.
 //
 // There is one interface, Store, and two implementations in this package:
 // Postgres (a pgx pool, for production and for several controllers sharing one
@@ -28,9 +29,17 @@
 //     implementations list in the same order whatever the database locale.
 //   - Timestamps are set by the store from the controller's clock, in UTC,
 //     truncated to microseconds (Postgres's precision). UpdateFunction keeps
-//     Created and sets Updated.
+//     Created and sets Updated. Times the caller gives (JoinToken.Expires,
+//     TouchAgent's seen) are kept in UTC, truncated the same way; a zero
+//     Expires means never and stays zero.
+//   - Secrets are never stored, only their sha256 (Subject.TokenHash,
+//     JoinToken.SecretHash, Agent.CredentialHash), each unique. A join token
+//     is expired when its Expires is not after the controller's clock (not
+//     the database's); JoinTokenByHash then answers ErrNotFound, but
+//     ListJoinTokens still lists it so that it can be deleted.
 //   - Events, Sinks, Metadata and Script.Source are kept verbatim; nil stays
-//     nil. Lists are never nil (empty slices instead).
+//     nil. Agent.Labels are kept in the order given. Lists are never nil
+//     (empty slices instead).
 //   - Errors wrap the sentinels of errors.go so callers use errors.Is.
 //
 // # Notes
@@ -41,7 +50,9 @@
 // Postgres applies its embedded migrations (migrations/NNNN_name.sql) at open,
 // under a transaction-scoped advisory lock keyed by the current schema, so
 // several controllers may start at once. Embedded keeps its schema version in
-// meta/version and refuses a file written by a newer Wisp.
+// meta/version, upgrades an older file in place when it opens it, and refuses
+// a file written by a newer Wisp. testdata/embedded-v<N>.db holds a file
+// written by each schema version N; the tests open every one.
 //
 // The store is pure persistence: it must never import agent, api or
 // scheduler packages, and it never talks to agents.

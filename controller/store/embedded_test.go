@@ -1,12 +1,15 @@
 package store_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +84,45 @@ func TestEmbeddedLockedByAnotherProcess(t *testing.T) {
 	}
 }
 
+// fileVersion reads meta/version of the closed store file at path.
+func fileVersion(t *testing.T, path string) uint64 {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v uint64
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("meta")).Get([]byte("version"))
+		if len(b) != 8 {
+			return fmt.Errorf("meta/version = %x", b)
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// setFileVersion writes meta/version of the closed store file at path.
+func setFileVersion(t *testing.T, path string, v uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("version"), binary.BigEndian.AppendUint64(nil, v))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestEmbeddedMetaVersion(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "wisp.db")
@@ -94,36 +136,35 @@ func TestEmbeddedMetaVersion(t *testing.T) {
 	if err := store.CheckEmbeddedFile(path); err != nil {
 		t.Fatalf("new file: %v", err)
 	}
+	if v := fileVersion(t, path); v != store.EmbeddedVersion {
+		t.Fatalf("meta/version of a new file = %d, want %d", v, store.EmbeddedVersion)
+	}
 
-	setVersion := func(v uint64) {
-		t.Helper()
-		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
+	refused := []struct {
+		name    string
+		version uint64
+		want    string // in the error
+	}{
+		{"newer", store.EmbeddedVersion + 1, "newer"},
+		{"much newer", 1 << 40, "newer"},
+		{"zero", 0, "version is 0"},
+	}
+	for _, tt := range refused {
+		setFileVersion(t, path, tt.version)
+		if s, err := store.OpenEmbedded(path, testLogger(t)); err == nil {
+			s.Close()
+			t.Fatalf("%s: OpenEmbedded accepted a file of schema version %d", tt.name, tt.version)
+		} else if !strings.Contains(err.Error(), tt.want) {
+			t.Fatalf("%s: OpenEmbedded of version %d: %v, want an error saying %q", tt.name, tt.version, err, tt.want)
 		}
-		defer db.Close()
-		err = db.Update(func(tx *bolt.Tx) error {
-			meta := tx.Bucket([]byte("meta"))
-			if got := binary.BigEndian.Uint64(meta.Get([]byte("version"))); got != 1 && v != 1 {
-				t.Errorf("meta/version = %d, want 1", got)
-			}
-			return meta.Put([]byte("version"), binary.BigEndian.AppendUint64(nil, v))
-		})
-		if err != nil {
-			t.Fatal(err)
+		if v := fileVersion(t, path); v != tt.version {
+			t.Fatalf("%s: the refused open changed meta/version to %d", tt.name, v)
 		}
 	}
-	setVersion(2)
-	if s, err := store.OpenEmbedded(path, testLogger(t)); err == nil {
-		s.Close()
-		t.Fatal("OpenEmbedded accepted a file of schema version 2")
-	} else if !strings.Contains(err.Error(), "newer") {
-		t.Fatalf("OpenEmbedded of version 2: %v, want an error saying the file is newer", err)
-	}
-	setVersion(1)
+	setFileVersion(t, path, store.EmbeddedVersion)
 	s, err = store.OpenEmbedded(path, testLogger(t))
 	if err != nil {
-		t.Fatalf("reopen after restoring version 1: %v", err)
+		t.Fatalf("reopen after restoring version %d: %v", store.EmbeddedVersion, err)
 	}
 	s.Close()
 }
@@ -179,12 +220,16 @@ func TestEmbeddedCheckCatchesBrokenRefs(t *testing.T) {
 	}
 }
 
-// TestEmbeddedReadsVersion1File opens a file written by schema version 1
-// (testdata/embedded-v1.db, made by TestEmbeddedWriteV1Fixture) so that a
-// change to the file format cannot go unnoticed.
-func TestEmbeddedReadsVersion1File(t *testing.T) {
-	t.Parallel()
-	fixture, err := os.ReadFile(filepath.Join("testdata", "embedded-v1.db"))
+// fixtureFile is testdata/embedded-v<version>.db: a file written by the
+// build whose schema version that was (see TestEmbeddedWriteFixture).
+func fixtureFile(version uint64) string {
+	return filepath.Join("testdata", fmt.Sprintf("embedded-v%d.db", version))
+}
+
+// copyFixture copies the fixture of a schema version into a temporary file.
+func copyFixture(t *testing.T, version uint64) string {
+	t.Helper()
+	fixture, err := os.ReadFile(fixtureFile(version))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +237,57 @@ func TestEmbeddedReadsVersion1File(t *testing.T) {
 	if err := os.WriteFile(path, fixture, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := openEmbeddedAt(t, path)
+	return path
+}
+
+// Contents of the fixtures: what TestEmbeddedWriteFixture stores from the
+// schema version that introduced it on.
+var (
+	fixtureSeen   = time.Date(2030, 1, 2, 3, 4, 5, 123456000, time.UTC)
+	fixtureLater  = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	fixtureBefore = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// writeFixtureData stores the fixture contents of schema version.
+func writeFixtureData(ctx context.Context, s store.Store, version uint64) error {
+	code, digest := storetest.Code("fixture")
+	steps := []error{
+		s.CreateModule(ctx, "math"),
+		func() error {
+			_, err := s.CreateFunction(ctx, store.Function{Module: "math", Name: "add", Digest: digest,
+				ABI: "funless-v1", Metadata: []byte(`{"tag":"t"}`)}, code)
+			return err
+		}(),
+		func() error {
+			_, err := s.CreateSubject(ctx, store.Subject{Name: "admin", TokenHash: []byte("fixture token hash"), Admin: true})
+			return err
+		}(),
+		func() error {
+			_, err := s.PutScript(ctx, store.Script{Name: "app", Source: []byte("- t:\n  - workers: \"*\"\n")})
+			return err
+		}(),
+	}
+	if version >= 2 {
+		for _, jt := range []store.JoinToken{
+			{ID: "jt_00000001", SecretHash: []byte("fixture join secret never")},
+			{ID: "jt_00000002", SecretHash: []byte("fixture join secret later"), Expires: fixtureLater},
+			{ID: "jt_00000003", SecretHash: []byte("fixture join secret before"), Expires: fixtureBefore},
+		} {
+			_, err := s.CreateJoinToken(ctx, jt)
+			steps = append(steps, err)
+		}
+		_, err := s.CreateAgent(ctx, store.Agent{ID: "ag_00000000000000f1", Name: "fixture edge",
+			CredentialHash: []byte("fixture credential"), Labels: []string{"zone=eu", "arch=arm64"}})
+		steps = append(steps, err,
+			s.TouchAgent(ctx, "ag_00000000000000f1", "fixture edge", []string{"zone=eu", "arch=arm64", "gpu=no"}, fixtureSeen))
+	}
+	return errors.Join(steps...)
+}
+
+// checkFixtureData checks that s holds the fixture contents of schema version
+// (and maybe more).
+func checkFixtureData(t *testing.T, s store.Store, version uint64) {
+	t.Helper()
 	ctx := t.Context()
 	mods, err := s.ListModules(ctx)
 	if err != nil || strings.Join(mods, ",") != "_,math" {
@@ -212,40 +307,122 @@ func TestEmbeddedReadsVersion1File(t *testing.T) {
 	if sc, err := s.GetScript(ctx, "app"); err != nil || string(sc.Source) != "- t:\n  - workers: \"*\"\n" {
 		t.Fatalf("GetScript = %+v, %v", sc, err)
 	}
+	if version < 2 {
+		return
+	}
+	jts, err := s.ListJoinTokens(ctx)
+	if err != nil {
+		t.Fatalf("ListJoinTokens: %v", err)
+	}
+	var ids []string
+	for _, jt := range jts {
+		ids = append(ids, jt.ID)
+	}
+	if strings.Join(ids, ",") != "jt_00000001,jt_00000002,jt_00000003" {
+		t.Fatalf("ListJoinTokens = %+v", jts)
+	}
+	if jt, err := s.JoinTokenByHash(ctx, []byte("fixture join secret later")); err != nil || !jt.Expires.Equal(fixtureLater) {
+		t.Fatalf("JoinTokenByHash later = %+v, %v", jt, err)
+	}
+	if jt, err := s.JoinTokenByHash(ctx, []byte("fixture join secret never")); err != nil || !jt.Expires.IsZero() {
+		t.Fatalf("JoinTokenByHash never = %+v, %v", jt, err)
+	}
+	if _, err := s.JoinTokenByHash(ctx, []byte("fixture join secret before")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("JoinTokenByHash of an expired token: %v, want ErrNotFound", err)
+	}
+	a, err := s.AgentByID(ctx, "ag_00000000000000f1")
+	if err != nil || a.Name != "fixture edge" || string(a.CredentialHash) != "fixture credential" ||
+		strings.Join(a.Labels, ",") != "zone=eu,arch=arm64,gpu=no" || !a.LastSeen.Equal(fixtureSeen) || a.Created.IsZero() {
+		t.Fatalf("AgentByID = %+v, %v", a, err)
+	}
 }
 
-// TestEmbeddedWriteV1Fixture rewrites testdata/embedded-v1.db when
-// WISP_UPDATE_TESTDATA=1. Only do that when adding a fixture: the point of
-// the file is that it was written by an older build.
-func TestEmbeddedWriteV1Fixture(t *testing.T) {
+// wantNoAgents checks that s has neither join tokens nor agents, as a file
+// from before version 2 must not.
+func wantNoAgents(t *testing.T, s store.Store) {
+	t.Helper()
+	jts, err := s.ListJoinTokens(t.Context())
+	if err != nil || len(jts) != 0 {
+		t.Fatalf("ListJoinTokens = %+v, %v; want none", jts, err)
+	}
+	as, err := s.ListAgents(t.Context())
+	if err != nil || len(as) != 0 {
+		t.Fatalf("ListAgents = %+v, %v; want none", as, err)
+	}
+}
+
+// TestEmbeddedReadsOldFiles opens the file written by every schema version
+// (testdata/embedded-v<N>.db) so that a change to the file format cannot go
+// unnoticed; the cleanup check then sees each upgraded to the current version.
+func TestEmbeddedReadsOldFiles(t *testing.T) {
+	t.Parallel()
+	for v := uint64(1); v <= store.EmbeddedVersion; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			t.Parallel()
+			s, _ := openEmbeddedAt(t, copyFixture(t, v))
+			checkFixtureData(t, s, v)
+			if v < 2 {
+				wantNoAgents(t, s)
+			}
+		})
+	}
+}
+
+// TestEmbeddedUpgradesVersion1File opens a version 1 file: it is upgraded in
+// place, keeps its data, takes join tokens and agents, and keeps them too.
+func TestEmbeddedUpgradesVersion1File(t *testing.T) {
+	t.Parallel()
+	path := copyFixture(t, 1)
+	if v := fileVersion(t, path); v != 1 {
+		t.Fatalf("meta/version of %s = %d, want 1", fixtureFile(1), v)
+	}
+	ctx := t.Context()
+	s, reopen := openEmbeddedAt(t, path)
+	checkFixtureData(t, s, 1)
+	wantNoAgents(t, s)
+	jt, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_upgraded", SecretHash: []byte("upgraded secret")})
+	if err != nil {
+		t.Fatalf("CreateJoinToken after upgrade: %v", err)
+	}
+	a, err := s.CreateAgent(ctx, store.Agent{ID: "ag_0000000000000001", Name: "upgraded",
+		CredentialHash: []byte("upgraded credential"), Labels: []string{"k=v"}})
+	if err != nil {
+		t.Fatalf("CreateAgent after upgrade: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := fileVersion(t, path); v != store.EmbeddedVersion {
+		t.Fatalf("meta/version after upgrade = %d, want %d", v, store.EmbeddedVersion)
+	}
+	if err := store.CheckEmbeddedFile(path); err != nil {
+		t.Fatalf("upgraded file: %v", err)
+	}
+
+	s = reopen(t)
+	checkFixtureData(t, s, 1)
+	if got, err := s.ListJoinTokens(ctx); err != nil || !reflect.DeepEqual(got, []store.JoinToken{jt}) {
+		t.Fatalf("ListJoinTokens after reopen = %+v, %v; want %+v", got, err, jt)
+	}
+	if got, err := s.ListAgents(ctx); err != nil || !reflect.DeepEqual(got, []store.Agent{a}) {
+		t.Fatalf("ListAgents after reopen = %+v, %v; want %+v", got, err, a)
+	}
+}
+
+// TestEmbeddedWriteFixture writes testdata/embedded-v<N>.db for the current
+// schema version N when WISP_UPDATE_TESTDATA=1. Only do that when the
+// version has just been bumped: the point of each file is that it was
+// written by the build of its version, so older files are never rewritten.
+func TestEmbeddedWriteFixture(t *testing.T) {
 	if os.Getenv("WISP_UPDATE_TESTDATA") != "1" {
-		t.Skip("set WISP_UPDATE_TESTDATA=1 to rewrite testdata/embedded-v1.db")
+		t.Skipf("set WISP_UPDATE_TESTDATA=1 to rewrite %s", fixtureFile(store.EmbeddedVersion))
 	}
 	path := filepath.Join(t.TempDir(), "wisp.db")
 	s, err := store.OpenEmbedded(path, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
-	code, digest := storetest.Code("fixture")
-	steps := []error{
-		s.CreateModule(ctx, "math"),
-		func() error {
-			_, err := s.CreateFunction(ctx, store.Function{Module: "math", Name: "add", Digest: digest,
-				ABI: "funless-v1", Metadata: []byte(`{"tag":"t"}`)}, code)
-			return err
-		}(),
-		func() error {
-			_, err := s.CreateSubject(ctx, store.Subject{Name: "admin", TokenHash: []byte("fixture token hash"), Admin: true})
-			return err
-		}(),
-		func() error {
-			_, err := s.PutScript(ctx, store.Script{Name: "app", Source: []byte("- t:\n  - workers: \"*\"\n")})
-			return err
-		}(),
-		s.Close(),
-	}
-	if err := errors.Join(steps...); err != nil {
+	if err := errors.Join(writeFixtureData(t.Context(), s, store.EmbeddedVersion), s.Close()); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -256,7 +433,7 @@ func TestEmbeddedWriteV1Fixture(t *testing.T) {
 	if err := os.MkdirAll("testdata", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.Create(filepath.Join("testdata", "embedded-v1.db"))
+	out, err := os.Create(fixtureFile(store.EmbeddedVersion))
 	if err != nil {
 		t.Fatal(err)
 	}
