@@ -188,4 +188,3 @@ func testBadInput(t *testing.T, e *env) {
 		})
 	}
 }
-

@@ -282,7 +282,9 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
-func codePart(code []byte) part { return part{name: "code", value: string(code), file: true, filename: "f.wasm"} }
+func codePart(code []byte) part {
+	return part{name: "code", value: string(code), file: true, filename: "f.wasm"}
+}
 
 // wantData checks a 2xx answer and decodes its data.
 func wantData[T any](t testing.TB, status int, body []byte, wantStatus int) T {

@@ -72,8 +72,9 @@ type Invalidate struct {
 	// CapacityUsed is a percentage (1-100) of the worker's memory that
 	// running the function must not exceed; 0 means no limit.
 	CapacityUsed int `json:"capacity_used,omitempty"`
-	// MaxConcurrentInvocations is how many invocations the worker may be
-	// running already; 0 means no limit.
+	// MaxConcurrentInvocations is how many invocations the worker may run
+	// at once, counting the one being placed: a worker already running
+	// this many is not valid. 0 means no limit.
 	MaxConcurrentInvocations int `json:"max_concurrent_invocations,omitempty"`
 }
 
@@ -89,6 +90,7 @@ func (s Script) Tag(name string) (Tag, bool) {
 
 // ParseAPP parses and validates an APP script:
 //
+//	# an APP script (this line keeps gofmt from reading the example as a list)
 //	- tag_a:                                  # a function metadata tag
 //	    - workers: [edge1, edge2]             # agent names, or "*"
 //	      strategy: best-first                # best-first | random | platform

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/controller/api"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// startController runs the controller with args and env until the returned
+// stop is called; stop returns the exit code.
+func startController(t *testing.T, args []string, env map[string]string) (base string, logs *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuffer{}
+	addrc := make(chan net.Addr, 1)
+	codec := make(chan int, 1)
+	go func() {
+		codec <- runWith(ctx, args, deps{getenv: envFrom(env), stdout: io.Discard, stderr: logs, ready: func(a net.Addr) { addrc <- a }})
+	}()
+	select {
+	case a := <-addrc:
+		base = "http://" + a.String()
+	case code := <-codec:
+		cancel()
+		t.Fatalf("controller exited with %d before serving:\n%s", code, logs)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("controller did not start:\n%s", logs)
+	}
+	var once sync.Once
+	var code int
+	stop = func() int {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-codec:
+			case <-time.After(20 * time.Second):
+				t.Errorf("controller did not stop:\n%s", logs)
+				code = -1
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return base, logs, stop
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	r, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunEmbeddedAndRestart(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	env := map[string]string{"WISP_DATA_DIR": dir, "WISP_LISTEN": "127.0.0.1:0"}
+	base, logs, stop := startController(t, nil, env)
+
+	tokenFile := filepath.Join(dir, "admin.token")
+	fi, err := os.Stat(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !strings.Contains(logs.String(), tokenFile) {
+		t.Fatalf("the log does not say where the admin token is:\n%s", logs)
+	}
+	raw, _ := os.ReadFile(tokenFile)
+	token := strings.TrimSpace(string(raw))
+	if strings.Contains(logs.String(), token) {
+		t.Fatal("the admin token was logged")
+	}
+	if code, body := get(t, base+"/v1/", ""); code != 200 || !strings.Contains(body, "up and running") {
+		t.Fatalf("GET /v1/ = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/v1/fn", ""); code != 401 {
+		t.Fatalf("GET /v1/fn without token = %d", code)
+	}
+	if code, body := get(t, base+"/v1/fn", token); code != 200 || body != `{"data":[{"name":"_"}]}` {
+		t.Fatalf("GET /v1/fn = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/metrics", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("GET /metrics = %d", code)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, logs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "controller.db")); err != nil {
+		t.Fatalf("embedded store: %v", err)
+	}
+
+	// A second start reuses the admin: same file, same token, still valid.
+	base, logs, stop = startController(t, []string{"-listen", "127.0.0.1:0"}, map[string]string{"WISP_DATA_DIR": dir})
+	raw2, _ := os.ReadFile(tokenFile)
+	if string(raw2) != string(raw) {
+		t.Fatal("the second start rewrote admin.token")
+	}
+	if !strings.Contains(logs.String(), "admin subject exists") {
+		t.Fatalf("second start log:\n%s", logs)
+	}
+	if code, _ := get(t, base+"/v1/admin/subjects", token); code != 200 {
+		t.Fatalf("admin token after restart: %d", code)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestRunPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := pgSchema(t)
+	dir := t.TempDir()
+	base, logs, stop := startController(t, []string{"-database-url", dsn, "-data-dir", dir, "-listen", "127.0.0.1:0"}, nil)
+	raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"/v1/fn", strings.TrimSpace(string(raw))); code != 200 || body != `{"data":[{"name":"_"}]}` {
+		t.Fatalf("GET /v1/fn = %d %q", code, body)
+	}
+	if !strings.Contains(logs.String(), "store: postgres") {
+		t.Fatalf("log:\n%s", logs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "controller.db")); !os.IsNotExist(err) {
+		t.Fatalf("an embedded store was created next to Postgres: %v", err)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad flag", []string{"-nope"}, nil, "flag provided but not defined"},
+		{"bad env size", nil, map[string]string{"WISP_MAX_UPLOAD_BYTES": "lots"}, "WISP_MAX_UPLOAD_BYTES"},
+		{"bad flag size", []string{"-max-upload-bytes", "-1"}, nil, "max-upload-bytes"},
+		{"extra args", []string{"serve", "now"}, nil, "unexpected arguments"},
+		{"bad level", []string{"-log-level", "loud"}, nil, "log level"},
+		{"missing config file", []string{"-config", "/nonexistent/wisp.yaml"}, nil, "config file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := runWith(context.Background(), tc.args, deps{getenv: envFrom(tc.env), stdout: io.Discard, stderr: &stderr})
+			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("code %d, stderr %q; want 2 and %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "wisp.yaml")
+	os.WriteFile(file, []byte("listen: ':5000'\ndata_dir: /from/file\nmax_upload_bytes: 1024\nshutdown_timeout: 3s\n"), 0o600)
+
+	cfg, err := loadConfig(nil, envFrom(nil), io.Discard)
+	if err != nil || cfg.Listen != ":4000" || cfg.DataDir != "./wisp-data" || cfg.MaxUploadBytes != api.DefaultMaxUploadBytes || cfg.DatabaseURL != "" {
+		t.Fatalf("defaults = %+v, %v", cfg, err)
+	}
+	cfg, err = loadConfig([]string{"-config", file}, envFrom(nil), io.Discard)
+	if err != nil || cfg.Listen != ":5000" || cfg.DataDir != "/from/file" || cfg.MaxUploadBytes != 1024 || cfg.ShutdownTimeout != 3*time.Second {
+		t.Fatalf("file = %+v, %v", cfg, err)
+	}
+	env := map[string]string{"WISP_CONFIG": file, "WISP_LISTEN": ":6000", "WISP_MAX_UPLOAD_BYTES": "2MiB", "WISP_DATABASE_URL": "postgres://x"}
+	cfg, err = loadConfig(nil, envFrom(env), io.Discard)
+	if err != nil || cfg.Listen != ":6000" || cfg.DataDir != "/from/file" || cfg.MaxUploadBytes != 2<<20 || cfg.DatabaseURL != "postgres://x" {
+		t.Fatalf("env = %+v, %v", cfg, err)
+	}
+	cfg, err = loadConfig([]string{"-listen", ":7000", "-max-upload-bytes", "512KiB", "-database-url", ""}, envFrom(env), io.Discard)
+	if err != nil || cfg.Listen != ":7000" || cfg.MaxUploadBytes != 512<<10 || cfg.DatabaseURL != "" {
+		t.Fatalf("flags = %+v, %v", cfg, err)
+	}
+	if _, err := loadConfig([]string{"-config", file}, envFrom(nil), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, []byte("lissen: ':5000'\n"), 0o600)
+	if _, err := loadConfig([]string{"-config", file}, envFrom(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "lissen") {
+		t.Fatalf("unknown key in config file: %v", err)
+	}
+}
