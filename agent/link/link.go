@@ -1,0 +1,467 @@
+package link
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/wispfn/wisp/agent/executor"
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/version"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// Config configures a Link.
+type Config struct {
+	// Addr is the controller's QUIC address, host:port.
+	Addr string
+	// JoinToken is needed only until the agent has joined (its identity is
+	// then in State). Empty when the agent already has an identity.
+	JoinToken string
+	State     *state.State
+	Executor  *executor.Executor
+	// Name and Labels describe the agent (labels are "key=value").
+	Name   string
+	Labels []string
+	// MinBackoff and MaxBackoff bound reconnection delays. Defaults 200ms, 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// PacketConn, when set, is used instead of a new UDP socket (tests).
+	PacketConn net.PacketConn
+	Logger     *slog.Logger
+}
+
+// maxControlFrame bounds control-stream frames; code frames may be larger.
+const maxControlFrame = 1 << 20
+
+// ErrRefused: the controller refused this agent's credentials and no join
+// token can fix it. Run stops with it.
+var ErrRefused = errors.New("the controller refused this agent")
+
+// Link is one agent↔controller connection, kept up by Run.
+type Link struct {
+	cfg       Config
+	token     *protocol.JoinToken
+	log       *slog.Logger
+	connected atomic.Bool
+	joinMu    sync.Mutex
+}
+
+// New checks cfg and returns a Link; it does no I/O.
+func New(cfg Config) (*Link, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("link: controller address is required")
+	}
+	if cfg.State == nil || cfg.Executor == nil {
+		return nil, errors.New("link: state and executor are required")
+	}
+	l := &Link{cfg: cfg, log: cfg.Logger}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.log = l.log.With("controller", cfg.Addr)
+	if cfg.JoinToken != "" {
+		t, err := protocol.ParseJoinToken(cfg.JoinToken)
+		if err != nil {
+			return nil, fmt.Errorf("link: %w", err)
+		}
+		l.token = &t
+	}
+	if l.cfg.MinBackoff <= 0 {
+		l.cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if l.cfg.MaxBackoff <= 0 {
+		l.cfg.MaxBackoff = 30 * time.Second
+	}
+	if l.cfg.Name == "" {
+		l.cfg.Name, _ = osHostname()
+	}
+	return l, nil
+}
+
+// Connected reports whether the link is up now.
+func (l *Link) Connected() bool { return l.connected.Load() }
+
+// Run keeps the link up until ctx is done. It returns ErrRefused when the
+// controller refuses the agent for good, otherwise ctx's error.
+func (l *Link) Run(ctx context.Context) error {
+	backoff := l.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := l.session(ctx)
+		l.connected.Store(false)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrRefused) {
+			l.log.Error("giving up", "err", err)
+			return err
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = l.cfg.MinBackoff // it was up for a while: start over
+		}
+		// Full jitter between backoff/2 and backoff.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		l.log.Warn("controller link down, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, l.cfg.MaxBackoff)
+	}
+}
+
+func (l *Link) tlsConfig(pin []byte) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{protocol.ALPN},
+		ServerName:         "wisp-controller",
+		InsecureSkipVerify: true, // verified below by pinning the key, no CA involved
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("controller sent no certificate")
+			}
+			fp := protocol.KeyFingerprint(cs.PeerCertificates[0])
+			if subtle.ConstantTimeCompare(fp[:], pin) != 1 {
+				return fmt.Errorf("controller key fingerprint %x does not match the pinned one", fp[:8])
+			}
+			return nil
+		},
+	}
+}
+
+var quicConfig = &quic.Config{
+	KeepAlivePeriod:       2 * time.Second,
+	MaxIdleTimeout:        6 * time.Second,
+	MaxIncomingStreams:    10000,
+	MaxIncomingUniStreams: -1,
+}
+
+// session dials, authenticates and serves one connection until it fails.
+func (l *Link) session(ctx context.Context) error {
+	id, err := l.cfg.State.Identity()
+	if err != nil {
+		return err
+	}
+	pin := id.Controller
+	joining := id.AgentID == "" || len(id.Credential) == 0
+	if joining {
+		if l.token == nil {
+			return fmt.Errorf("%w: the agent has no identity yet and no join token was given", ErrRefused)
+		}
+		pin = l.token.Fingerprint[:]
+	} else if l.token != nil && subtle.ConstantTimeCompare(pin, l.token.Fingerprint[:]) != 1 {
+		l.log.Warn("join token names another controller key than the one pinned; keeping the pinned one")
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var conn *quic.Conn
+	if l.cfg.PacketConn != nil {
+		raddr, rerr := net.ResolveUDPAddr("udp", l.cfg.Addr)
+		if rerr != nil {
+			return rerr
+		}
+		conn, err = quic.Dial(dctx, l.cfg.PacketConn, raddr, l.tlsConfig(pin), quicConfig)
+	} else {
+		conn, err = quic.DialAddr(dctx, l.cfg.Addr, l.tlsConfig(pin), quicConfig)
+	}
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "agent shutting down")
+
+	ctrl, err := conn.OpenStreamSync(dctx)
+	if err != nil {
+		return fmt.Errorf("control stream: %w", err)
+	}
+	hello := l.hello(id, joining)
+	if err := protocol.WriteMsg(ctrl, hello); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
+	if err != nil {
+		return fmt.Errorf("waiting for welcome: %w", err)
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	var welcome *protocol.Welcome
+	switch m := msg.(type) {
+	case *protocol.Welcome:
+		welcome = m
+	case *protocol.Error:
+		if m.Code == protocol.Unauthorized {
+			if !joining && l.token != nil {
+				// The controller forgot us (new database?): join again.
+				l.log.Warn("credential refused; joining again with the join token", "err", m)
+				if err := l.cfg.State.SetIdentity(state.Identity{}); err != nil {
+					return err
+				}
+				return fmt.Errorf("credential refused: %w", m)
+			}
+			return fmt.Errorf("%w: %v", ErrRefused, m)
+		}
+		return fmt.Errorf("controller answered hello with %w", m)
+	default:
+		return fmt.Errorf("controller answered hello with %v", msg.Type())
+	}
+	if joining {
+		if len(welcome.Credential) == 0 || welcome.AgentID == "" {
+			return errors.New("controller welcomed a join without issuing a credential")
+		}
+		if err := l.cfg.State.SetIdentity(state.Identity{AgentID: welcome.AgentID, Credential: welcome.Credential, Controller: pin}); err != nil {
+			return fmt.Errorf("saving identity: %w", err)
+		}
+		l.log.Info("joined", "agent", welcome.AgentID)
+	}
+	l.connected.Store(true)
+	l.log.Info("connected", "agent", welcome.AgentID, "controller_id", welcome.ControllerID)
+
+	interval := time.Duration(welcome.HeartbeatIntervalMS) * time.Millisecond
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, 3)
+	go func() { errc <- l.heartbeats(sctx, ctrl, interval) }()
+	go func() { errc <- l.control(sctx, ctrl) }()
+	go func() { errc <- l.acceptStreams(sctx, conn) }()
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	return err
+}
+
+func (l *Link) hello(id state.Identity, joining bool) *protocol.Hello {
+	total, avail := memInfo()
+	rt := l.cfg.Executor.Runtime()
+	h := &protocol.Hello{
+		Name:            l.cfg.Name,
+		OS:              goruntime.GOOS,
+		Arch:            goruntime.GOARCH,
+		Engine:          rt.Engine(),
+		Labels:          l.cfg.Labels,
+		MemTotalBytes:   total,
+		MemAvailBytes:   avail,
+		CPUs:            uint64(goruntime.NumCPU()),
+		Inflight:        uint64(l.cfg.Executor.InFlight()),
+		Digests:         l.cfg.Executor.Digests(),
+		AgentVersion:    version.Version,
+		ProtocolVersion: protocol.Version,
+	}
+	if joining {
+		h.JoinSecret = l.token.Secret
+	} else {
+		h.AgentID, h.Credential = id.AgentID, id.Credential
+	}
+	return h
+}
+
+func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		_, avail := memInfo()
+		hb := &protocol.Heartbeat{
+			MemAvailBytes:    avail,
+			Inflight:         uint64(l.cfg.Executor.InFlight()),
+			InvocationsTotal: l.cfg.Executor.Total(),
+			SentUnixMS:       uint64(time.Now().UnixMilli()),
+		}
+		if err := protocol.WriteMsg(ctrl, hb); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+	}
+}
+
+// control reads what the controller sends on the control stream.
+func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
+	for {
+		msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
+		if err != nil {
+			return fmt.Errorf("control stream: %w", err)
+		}
+		switch m := msg.(type) {
+		case *protocol.Drop:
+			if err := l.cfg.Executor.Drop(m.Digests...); err != nil {
+				l.log.Error("dropping code", "err", err)
+			}
+		case *protocol.Unknown:
+			l.log.Debug("skipping unknown control message", "type", m.Type())
+		default:
+			l.log.Warn("unexpected control message", "type", msg.Type())
+		}
+	}
+}
+
+func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
+	for {
+		s, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return fmt.Errorf("accepting streams: %w", err)
+		}
+		go l.serveStream(ctx, s)
+	}
+}
+
+// serveStream handles one controller-opened stream.
+func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
+	defer s.Close()
+	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
+	if err != nil {
+		s.CancelRead(0)
+		return
+	}
+	switch m := msg.(type) {
+	case *protocol.Invoke:
+		res := l.invoke(ctx, s, m)
+		if err := protocol.WriteMsg(s, res); err != nil {
+			l.log.Warn("sending result", "activation", m.ActivationID, "err", err)
+		}
+	case *protocol.Code:
+		var reply protocol.Message = &protocol.Ack{ID: m.Digest}
+		if err := l.cfg.Executor.Store(ctx, m.Digest, m.Wasm); err != nil {
+			reply = &protocol.Error{Code: codeOf(err), Message: err.Error()}
+		}
+		protocol.WriteMsg(s, reply)
+	case *protocol.Ping:
+		protocol.WriteMsg(s, &protocol.Pong{Nonce: m.Nonce, Payload: m.Payload})
+	default:
+		protocol.WriteMsg(s, &protocol.Error{Code: protocol.BadRequest, Message: fmt.Sprintf("unexpected %v on a new stream", msg.Type())})
+	}
+}
+
+func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke) *protocol.Result {
+	if m.DeadlineUnixMS != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(int64(m.DeadlineUnixMS)))
+		defer cancel()
+	}
+	fetch := func(ctx context.Context, digest string) ([]byte, error) {
+		if err := protocol.WriteMsg(s, &protocol.NeedCode{Digest: digest}); err != nil {
+			return nil, err
+		}
+		msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
+		if err != nil {
+			return nil, err
+		}
+		switch c := msg.(type) {
+		case *protocol.Code:
+			if c.Digest != digest {
+				return nil, fmt.Errorf("asked for %s, got %s", digest, c.Digest)
+			}
+			return c.Wasm, nil
+		case *protocol.Error:
+			return nil, c
+		}
+		return nil, fmt.Errorf("expected code, got %v", msg.Type())
+	}
+	out := l.cfg.Executor.Invoke(ctx, executor.Call{
+		ActivationID: m.ActivationID,
+		Module:       m.Module,
+		Function:     m.Function,
+		Digest:       m.Digest,
+		Args:         m.Args,
+		AllowedHosts: m.AllowedHosts,
+		Limits: runtime.Limits{
+			Timeout:     time.Duration(m.TimeoutMS) * time.Millisecond,
+			MemoryBytes: m.MemoryLimitBytes,
+		},
+	}, fetch)
+	res := &protocol.Result{
+		ActivationID:  m.ActivationID,
+		Output:        out.Output,
+		Logs:          out.Logs,
+		QueueUS:       uint64(out.Queue.Microseconds()),
+		TransferUS:    uint64(out.Transfer.Microseconds()),
+		CompileUS:     uint64(out.Compile.Microseconds()),
+		InstantiateUS: uint64(out.Instantiate.Microseconds()),
+		RunUS:         uint64(out.Run.Microseconds()),
+		Compiled:      out.Compiled,
+		DiskCacheHit:  out.DiskCacheHit,
+	}
+	if out.Err != nil {
+		res.Code, res.Message = codeOf(out.Err), out.Err.Error()
+		var rerr *runtime.Error
+		if errors.As(out.Err, &rerr) {
+			res.Message = rerr.Msg
+			res.ExitCode = rerr.ExitCode
+		}
+	}
+	return res
+}
+
+// codeOf maps an executor or runtime error to its wire code.
+func codeOf(err error) protocol.ErrorCode {
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return perr.Code
+	}
+	if errors.Is(err, executor.ErrNoCode) {
+		return protocol.UnknownDigest
+	}
+	switch runtime.KindOf(err) {
+	case runtime.KindNotWasm:
+		return protocol.NotWasm
+	case runtime.KindInvalidModule:
+		return protocol.InvalidModule
+	case runtime.KindUnknownImport:
+		return protocol.UnknownImport
+	case runtime.KindMissingExport:
+		return protocol.MissingExport
+	case runtime.KindTrap:
+		return protocol.Trap
+	case runtime.KindTimeout:
+		return protocol.Timeout
+	case runtime.KindCanceled:
+		return protocol.Canceled
+	case runtime.KindMemoryLimit:
+		return protocol.MemoryLimit
+	case runtime.KindInputTooLarge:
+		return protocol.InputTooLarge
+	case runtime.KindInvalidInput:
+		return protocol.InvalidInput
+	case runtime.KindOutputNotJSON:
+		return protocol.OutputNotJSON
+	case runtime.KindOutputTooLarge:
+		return protocol.OutputTooLarge
+	case runtime.KindGuestError:
+		return protocol.GuestError
+	case runtime.KindExit:
+		return protocol.Exit
+	case runtime.KindClosed:
+		return protocol.Draining
+	}
+	return protocol.Internal
+}
+
+// CertFingerprint is a helper for tests and tools: the pin of a DER certificate.
+func CertFingerprint(der []byte) ([32]byte, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(c.RawSubjectPublicKeyInfo), nil
+}

@@ -1,0 +1,183 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/scheduler"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// ScriptSource finds APP scripts by name.
+type ScriptSource interface {
+	GetScript(ctx context.Context, name string) (store.Script, error)
+}
+
+// Dispatcher implements api.Invoker on a Fleet: it picks an agent with the
+// scheduler and runs the invocation there, retrying on another agent only
+// when the invocation never started.
+type Dispatcher struct {
+	fleet   *Fleet
+	scripts ScriptSource
+	// Timeout bounds an invocation whose request carries no deadline.
+	timeout time.Duration
+
+	mu     sync.RWMutex
+	parsed map[string]*scheduler.Script // APP scripts are immutable once created
+}
+
+var _ api.Invoker = (*Dispatcher)(nil)
+
+// maxAttempts bounds retries of invocations that never started.
+const maxAttempts = 3
+
+// NewDispatcher returns a Dispatcher. timeout <= 0 means 30s.
+func NewDispatcher(f *Fleet, scripts ScriptSource, timeout time.Duration) *Dispatcher {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	return &Dispatcher{fleet: f, scripts: scripts, timeout: timeout, parsed: map[string]*scheduler.Script{}}
+}
+
+// metadata is the part of a function's metadata the scheduler uses.
+type metadata struct {
+	Tag      string `json:"tag"`
+	Capacity uint64 `json:"capacity"` // KiB
+}
+
+func (d *Dispatcher) script(ctx context.Context, name string) (*scheduler.Script, error) {
+	d.mu.RLock()
+	s, ok := d.parsed[name]
+	d.mu.RUnlock()
+	if ok {
+		return s, nil
+	}
+	src, err := d.scripts.GetScript(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := scheduler.ParseAPP(src.Source)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.parsed[name] = &parsed
+	d.mu.Unlock()
+	return &parsed, nil
+}
+
+// Invoke implements api.Invoker.
+func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.InvokeResult, error) {
+	start := time.Now()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.timeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+	var meta metadata
+	if len(req.Metadata) > 0 {
+		if err := json.Unmarshal(req.Metadata, &meta); err != nil {
+			return api.InvokeResult{}, api.InvocationError("the function's metadata is unreadable", err)
+		}
+	}
+	var script *scheduler.Script
+	if req.Scheduling.Script != "" {
+		if req.Scheduling.Language != "" && req.Scheduling.Language != "app" {
+			return api.InvokeResult{}, api.InvocationError(fmt.Sprintf("unknown scheduling language %q", req.Scheduling.Language), nil)
+		}
+		s, err := d.script(ctx, req.Scheduling.Script)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return api.InvokeResult{}, fmt.Errorf("APP script %q: %w", req.Scheduling.Script, err)
+			}
+			return api.InvokeResult{}, api.InvocationError("cannot read the APP script", err)
+		}
+		script = s
+	}
+	inv := &protocol.Invoke{
+		ActivationID:   protocol.NewActivationID(start),
+		Module:         req.Module,
+		Function:       req.Function,
+		Digest:         req.Digest,
+		Args:           req.Args,
+		DeadlineUnixMS: uint64(deadline.UnixMilli()),
+	}
+	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.Capacity}
+	m := d.fleet.cfg.Metrics
+	var tried []*Session
+	for attempt := 0; ; attempt++ {
+		t0 := time.Now()
+		sessions, cands := d.fleet.candidates(req.Digest, tried)
+		idx, err := scheduler.Pick(cands, fn, script, rand.IntN)
+		m.scheduled(time.Since(t0))
+		if err != nil {
+			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			return api.InvokeResult{}, fmt.Errorf("%w: %v", api.ErrNoWorker, err)
+		}
+		s := sessions[idx]
+		res, err := s.Invoke(ctx, inv)
+		if errors.Is(err, ErrNotStarted) || errors.Is(err, ErrDisconnected) {
+			tried = append(tried, s)
+			if attempt+1 < maxAttempts {
+				m.retried()
+				continue
+			}
+		}
+		if err != nil {
+			m.invoked("error", time.Since(start), 0, 0, 0, 0, 0)
+			return api.InvokeResult{}, invocationFailure(s, err, ctx)
+		}
+		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		return resultOf(res)
+	}
+}
+
+func resultLabel(c protocol.ErrorCode) string {
+	if c == protocol.OK {
+		return "ok"
+	}
+	return c.String()
+}
+
+func invocationFailure(s *Session, err error, ctx context.Context) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return api.InvocationError("the invocation timed out", err)
+	case errors.Is(err, context.Canceled):
+		return api.InvocationError("the invocation was canceled", err)
+	case errors.Is(err, ErrAgentLost):
+		return api.InvocationError(fmt.Sprintf("agent %s was lost during the invocation", s.Name()), err)
+	case errors.Is(err, ErrNotStarted), errors.Is(err, ErrDisconnected):
+		return fmt.Errorf("%w: no agent could start the invocation: %v", api.ErrNoWorker, err)
+	}
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return api.InvocationError(fmt.Sprintf("agent %s: %s", s.Name(), perr.Message), err)
+	}
+	return api.InvocationError("the invocation failed", err)
+}
+
+// resultOf maps an agent's Result to the API's answer: the function's own
+// error (422), any other failure (500, with the runtime's message), or the
+// output.
+func resultOf(r *protocol.Result) (api.InvokeResult, error) {
+	switch r.Code {
+	case protocol.OK:
+		return api.InvokeResult{Output: r.Output}, nil
+	case protocol.GuestError:
+		return api.InvokeResult{}, api.GuestError(r.Message)
+	}
+	detail := r.Code.String()
+	if r.Message != "" {
+		detail += ": " + r.Message
+	}
+	return api.InvokeResult{}, api.InvocationError(detail, nil)
+}

@@ -1,0 +1,591 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/wispfn/wisp/controller/scheduler"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// Store is what the fleet needs from the controller's store.
+type Store interface {
+	JoinTokenByHash(ctx context.Context, hash []byte) (store.JoinToken, error)
+	CreateAgent(ctx context.Context, a store.Agent) (store.Agent, error)
+	AgentByID(ctx context.Context, id string) (store.Agent, error)
+	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error
+	Code(ctx context.Context, digest string) ([]byte, error)
+}
+
+// Config configures a Fleet.
+type Config struct {
+	Identity Identity
+	Store    Store
+	// ControllerID names this controller to agents (logs only).
+	ControllerID string
+	// HeartbeatInterval is what agents are told; default 2s. An agent that
+	// misses MissedHeartbeats (default 3) is marked disconnected.
+	HeartbeatInterval time.Duration
+	MissedHeartbeats  int
+	Metrics           *Metrics
+	Logger            *slog.Logger
+}
+
+// Errors of Invoke and Push.
+var (
+	// ErrNotStarted: the invocation never reached the agent (no stream, or
+	// the Invoke frame could not be written); it is safe to retry elsewhere.
+	ErrNotStarted = errors.New("invocation did not start on the agent")
+	// ErrAgentLost: the agent went away after the invocation started.
+	ErrAgentLost = errors.New("agent lost during the invocation")
+	// ErrDisconnected: the session is not connected.
+	ErrDisconnected = errors.New("agent disconnected")
+)
+
+// Fleet holds the agents' sessions. Safe for concurrent use.
+type Fleet struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	sessions map[string]*Session // by agent id, connected or not
+}
+
+// New returns a Fleet; it does no I/O.
+func New(cfg Config) (*Fleet, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("fleet: a store is required")
+	}
+	if len(cfg.Identity.Cert.Certificate) == 0 {
+		return nil, errors.New("fleet: an identity is required")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.MissedHeartbeats <= 0 {
+		cfg.MissedHeartbeats = 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}}, nil
+}
+
+// Session is one agent, connected or not.
+type Session struct {
+	ID     string
+	hello  protocol.Hello // immutable after connect (digests tracked below)
+	f      *Fleet
+	conn   *quic.Conn
+	ctrl   *quic.Stream
+	ctrlMu sync.Mutex
+
+	connected atomic.Bool
+	lastSeen  atomic.Int64 // unix ns
+	memAvail  atomic.Uint64
+	memKnown  atomic.Bool
+	inflight  atomic.Int64
+	total     atomic.Uint64
+
+	digestMu sync.RWMutex
+	digests  map[string]struct{}
+}
+
+// AgentInfo is what GET /v1/agents shows of an agent.
+type AgentInfo struct {
+	ID            string    `json:"id"`
+	Name          string    `json:"name"`
+	Connected     bool      `json:"connected"`
+	OS            string    `json:"os"`
+	Arch          string    `json:"arch"`
+	Engine        string    `json:"engine"`
+	Labels        []string  `json:"labels"`
+	CPUs          uint64    `json:"cpus"`
+	MemTotalBytes uint64    `json:"mem_total_bytes"`
+	MemAvailBytes uint64    `json:"mem_avail_bytes"`
+	InFlight      int64     `json:"in_flight"`
+	Digests       int       `json:"digests"`
+	Version       string    `json:"version"`
+	LastSeen      time.Time `json:"last_seen"`
+}
+
+func (s *Session) info() AgentInfo {
+	s.digestMu.RLock()
+	n := len(s.digests)
+	s.digestMu.RUnlock()
+	return AgentInfo{
+		ID: s.ID, Name: s.hello.Name, Connected: s.connected.Load(), OS: s.hello.OS, Arch: s.hello.Arch,
+		Engine: s.hello.Engine, Labels: append([]string{}, s.hello.Labels...), CPUs: s.hello.CPUs,
+		MemTotalBytes: s.hello.MemTotalBytes, MemAvailBytes: s.memAvail.Load(), InFlight: s.inflight.Load(),
+		Digests: n, Version: s.hello.AgentVersion, LastSeen: time.Unix(0, s.lastSeen.Load()).UTC(),
+	}
+}
+
+// HasDigest reports whether the agent holds the code.
+func (s *Session) HasDigest(d string) bool {
+	s.digestMu.RLock()
+	_, ok := s.digests[d]
+	s.digestMu.RUnlock()
+	return ok
+}
+
+func (s *Session) addDigest(d string) {
+	s.digestMu.Lock()
+	s.digests[d] = struct{}{}
+	s.digestMu.Unlock()
+}
+
+// Agents lists every agent this controller has seen since it started,
+// connected first, then by name.
+func (f *Fleet) Agents() []AgentInfo {
+	f.mu.RLock()
+	out := make([]AgentInfo, 0, len(f.sessions))
+	for _, s := range f.sessions {
+		out = append(out, s.info())
+	}
+	f.mu.RUnlock()
+	slices.SortFunc(out, func(a, b AgentInfo) int {
+		if a.Connected != b.Connected {
+			if a.Connected {
+				return -1
+			}
+			return 1
+		}
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Connected counts connected agents.
+func (f *Fleet) Connected() int {
+	n := 0
+	f.mu.RLock()
+	for _, s := range f.sessions {
+		if s.connected.Load() {
+			n++
+		}
+	}
+	f.mu.RUnlock()
+	return n
+}
+
+// candidates returns the connected sessions and their scheduler view.
+func (f *Fleet) candidates(digest string, exclude []*Session) ([]*Session, []scheduler.Candidate) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	ss := make([]*Session, 0, len(f.sessions))
+	cs := make([]scheduler.Candidate, 0, len(f.sessions))
+	for _, s := range f.sessions {
+		if !s.connected.Load() || slices.Contains(exclude, s) {
+			continue
+		}
+		ss = append(ss, s)
+		cs = append(cs, scheduler.Candidate{
+			ID: s.ID, Name: s.hello.Name,
+			MemTotal: s.hello.MemTotalBytes, MemAvail: s.memAvail.Load(), MemKnown: s.memKnown.Load(),
+			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(digest),
+		})
+	}
+	return ss, cs
+}
+
+// Serve accepts agents on pc until ctx is done, then closes every
+// connection with CloseShutdown.
+func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
+	tlsConf := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{protocol.ALPN},
+		Certificates: []tls.Certificate{f.cfg.Identity.Cert},
+	}
+	qconf := &quic.Config{
+		KeepAlivePeriod:       f.cfg.HeartbeatInterval,
+		MaxIdleTimeout:        time.Duration(f.cfg.MissedHeartbeats+1) * f.cfg.HeartbeatInterval,
+		MaxIncomingStreams:    16,
+		MaxIncomingUniStreams: -1,
+	}
+	tr := &quic.Transport{Conn: pc}
+	ln, err := tr.Listen(tlsConf, qconf)
+	if err != nil {
+		return fmt.Errorf("fleet: listen: %w", err)
+	}
+	defer tr.Close()
+	defer ln.Close()
+	go f.watchHeartbeats(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			f.closeAll()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fleet: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.serveConn(ctx, conn)
+		}()
+	}
+}
+
+func (f *Fleet) closeAll() {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, s := range f.sessions {
+		if s.connected.Load() {
+			s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
+		}
+	}
+}
+
+// watchHeartbeats marks agents that went quiet as disconnected.
+func (f *Fleet) watchHeartbeats(ctx context.Context) {
+	t := time.NewTicker(f.cfg.HeartbeatInterval)
+	defer t.Stop()
+	limit := time.Duration(f.cfg.MissedHeartbeats) * f.cfg.HeartbeatInterval
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		f.mu.RLock()
+		for _, s := range f.sessions {
+			if s.connected.Load() && time.Duration(now-s.lastSeen.Load()) > limit {
+				f.log.Warn("agent missed heartbeats", "agent", s.ID, "name", s.hello.Name)
+				s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "missed heartbeats")
+			}
+		}
+		f.mu.RUnlock()
+	}
+}
+
+const maxControlFrame = 1 << 20
+
+func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
+	log := f.log.With("remote", conn.RemoteAddr().String())
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctrl, err := conn.AcceptStream(hctx)
+	cancel()
+	if err != nil {
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "no control stream")
+		return
+	}
+	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
+	ctrl.SetReadDeadline(time.Time{})
+	hello, ok := msg.(*protocol.Hello)
+	if err != nil || !ok {
+		log.Warn("refusing connection: no hello", "err", err)
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "expected hello")
+		return
+	}
+	agent, credential, perr := f.authenticate(ctx, hello)
+	if perr != nil {
+		log.Warn("refusing agent", "name", hello.Name, "err", perr)
+		f.cfg.Metrics.refused()
+		protocol.WriteMsg(ctrl, perr)
+		ctrl.Close()
+		// Give the Error frame a moment to leave before the close overtakes it.
+		time.AfterFunc(200*time.Millisecond, func() {
+			conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
+		})
+		return
+	}
+	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, digests: map[string]struct{}{}}
+	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests = nil, nil, nil
+	for _, d := range hello.Digests {
+		s.digests[d] = struct{}{}
+	}
+	s.memAvail.Store(hello.MemAvailBytes)
+	s.memKnown.Store(hello.MemTotalBytes > 0)
+	s.lastSeen.Store(time.Now().UnixNano())
+	welcome := &protocol.Welcome{
+		AgentID: agent.ID, Credential: credential, ControllerID: f.cfg.ControllerID,
+		HeartbeatIntervalMS: uint64(f.cfg.HeartbeatInterval.Milliseconds()), ProtocolVersion: protocol.Version,
+	}
+	if err := protocol.WriteMsg(ctrl, welcome); err != nil {
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
+		return
+	}
+	s.connected.Store(true)
+	f.mu.Lock()
+	old := f.sessions[s.ID]
+	f.sessions[s.ID] = s
+	f.mu.Unlock()
+	if old != nil && old.connected.Load() {
+		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
+	}
+	f.cfg.Metrics.connected(f.Connected())
+	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine)
+
+	err = f.readControl(s)
+	s.connected.Store(false)
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
+	f.cfg.Metrics.connected(f.Connected())
+	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
+}
+
+// authenticate checks a hello's credential or join secret. On a join it
+// creates the agent and returns its new credential.
+func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agent, []byte, *protocol.Error) {
+	if h.ProtocolVersion != protocol.Version {
+		return store.Agent{}, nil, &protocol.Error{Code: protocol.UnsupportedVersion, Message: fmt.Sprintf("protocol version %d; this controller speaks %d", h.ProtocolVersion, protocol.Version)}
+	}
+	refused := &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential"}
+	now := time.Now().UTC()
+	switch {
+	case len(h.Credential) > 0:
+		a, err := f.cfg.Store.AgentByID(ctx, h.AgentID)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				return a, nil, &protocol.Error{Code: protocol.Internal, Message: "cannot check credentials now"}
+			}
+			return a, nil, refused
+		}
+		sum := sha256.Sum256(h.Credential)
+		if subtle.ConstantTimeCompare(sum[:], a.CredentialHash) != 1 {
+			return a, nil, refused
+		}
+		if err := f.cfg.Store.TouchAgent(ctx, a.ID, h.Name, h.Labels, now); err != nil {
+			f.log.Warn("recording agent", "agent", a.ID, "err", err)
+		}
+		return a, nil, nil
+	case len(h.JoinSecret) > 0:
+		sum := sha256.Sum256(h.JoinSecret)
+		if _, err := f.cfg.Store.JoinTokenByHash(ctx, sum[:]); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return store.Agent{}, nil, &protocol.Error{Code: protocol.Unauthorized, Message: "unknown or expired join token"}
+			}
+			return store.Agent{}, nil, &protocol.Error{Code: protocol.Internal, Message: "cannot check the join token now"}
+		}
+		cred := make([]byte, 32)
+		rand.Read(cred)
+		idb := make([]byte, 8)
+		rand.Read(idb)
+		credSum := sha256.Sum256(cred)
+		a, err := f.cfg.Store.CreateAgent(ctx, store.Agent{ID: "ag_" + hex.EncodeToString(idb), Name: h.Name, CredentialHash: credSum[:], Labels: h.Labels})
+		if err != nil {
+			return a, nil, &protocol.Error{Code: protocol.Internal, Message: "cannot register the agent now"}
+		}
+		f.log.Info("agent joined", "agent", a.ID, "name", h.Name)
+		return a, cred, nil
+	}
+	return store.Agent{}, nil, refused
+}
+
+func (f *Fleet) readControl(s *Session) error {
+	for {
+		msg, err := protocol.ReadMsg(s.ctrl, maxControlFrame)
+		if err != nil {
+			return err
+		}
+		s.lastSeen.Store(time.Now().UnixNano())
+		switch m := msg.(type) {
+		case *protocol.Heartbeat:
+			s.memAvail.Store(m.MemAvailBytes)
+			if m.MemAvailBytes > 0 {
+				s.memKnown.Store(s.hello.MemTotalBytes > 0)
+			}
+			s.total.Store(m.InvocationsTotal)
+		case *protocol.Unknown:
+		default:
+			f.log.Warn("unexpected control message", "agent", s.ID, "type", msg.Type())
+		}
+	}
+}
+
+// Invoke runs inv on the session's agent. Code is sent on the same stream if
+// the agent asks for it.
+//
+// # Errors
+//
+// ErrNotStarted (retry elsewhere), ErrAgentLost, ErrDisconnected, the ctx's
+// error, or a *protocol.Error the agent answered with instead of a Result.
+// A function's own failure is a Result with a non-OK Code, not an error.
+func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.Result, error) {
+	if !s.connected.Load() {
+		return nil, fmt.Errorf("%s: %w", s.ID, ErrDisconnected)
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	str, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+	}
+	defer str.CancelRead(0)
+	defer str.Close()
+	stop := context.AfterFunc(ctx, func() {
+		str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
+		str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
+	})
+	defer stop()
+	if err := protocol.WriteMsg(str, inv); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+	}
+	for {
+		msg, err := protocol.ReadMsg(str, maxControlFrame*64)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%w: %s: %v", ErrAgentLost, s.hello.Name, err)
+		}
+		s.lastSeen.Store(time.Now().UnixNano()) // any frame proves the agent alive
+		switch m := msg.(type) {
+		case *protocol.Result:
+			if m.Code == protocol.OK {
+				s.addDigest(inv.Digest)
+			}
+			return m, nil
+		case *protocol.NeedCode:
+			code, codeErr := s.f.cfg.Store.Code(ctx, m.Digest)
+			var reply protocol.Message = &protocol.Code{Digest: m.Digest, Wasm: code}
+			if codeErr != nil {
+				reply = &protocol.Error{Code: protocol.UnknownDigest, Message: codeErr.Error()}
+			}
+			if err := protocol.WriteMsg(str, reply); err != nil {
+				return nil, fmt.Errorf("%w: sending code: %v", ErrAgentLost, err)
+			}
+			if codeErr == nil {
+				s.f.cfg.Metrics.codeSent(len(code))
+			}
+		case *protocol.Error:
+			return nil, m
+		case *protocol.Unknown:
+		default:
+			return nil, fmt.Errorf("agent %s answered Invoke with %v", s.ID, msg.Type())
+		}
+	}
+}
+
+// Push sends code to the agent, which stores and compiles it.
+func (s *Session) Push(ctx context.Context, digest string, code []byte) error {
+	if !s.connected.Load() {
+		return ErrDisconnected
+	}
+	str, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer str.CancelRead(0)
+	defer str.Close()
+	stop := context.AfterFunc(ctx, func() { str.CancelRead(0); str.CancelWrite(0) })
+	defer stop()
+	if err := protocol.WriteMsg(str, &protocol.Code{Digest: digest, Wasm: code}); err != nil {
+		return err
+	}
+	msg, err := protocol.ReadMsg(str, maxControlFrame)
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *protocol.Ack:
+		s.addDigest(digest)
+		s.f.cfg.Metrics.codeSent(len(code))
+		return nil
+	case *protocol.Error:
+		return m
+	}
+	return fmt.Errorf("agent %s answered Code with %v", s.ID, msg.Type())
+}
+
+// Ping measures one stream round trip (a floor for benchmarks).
+func (s *Session) Ping(ctx context.Context, payload []byte) error {
+	str, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer str.CancelRead(0)
+	defer str.Close()
+	if err := protocol.WriteMsg(str, &protocol.Ping{Nonce: 1, Payload: payload}); err != nil {
+		return err
+	}
+	msg, err := protocol.ReadMsg(str, maxControlFrame)
+	if err != nil {
+		return err
+	}
+	if _, ok := msg.(*protocol.Pong); !ok {
+		return fmt.Errorf("expected pong, got %v", msg.Type())
+	}
+	return nil
+}
+
+// Drop tells every connected agent to forget digests.
+func (f *Fleet) Drop(digests ...string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, s := range f.sessions {
+		if !s.connected.Load() {
+			continue
+		}
+		s.digestMu.Lock()
+		for _, d := range digests {
+			delete(s.digests, d)
+		}
+		s.digestMu.Unlock()
+		s.ctrlMu.Lock()
+		err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
+		s.ctrlMu.Unlock()
+		if err != nil {
+			f.log.Warn("sending drop", "agent", s.ID, "err", err)
+		}
+	}
+}
+
+// Sessions returns the connected sessions (for pushes and tests).
+func (f *Fleet) Sessions() []*Session {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*Session, 0, len(f.sessions))
+	for _, s := range f.sessions {
+		if s.connected.Load() {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Session) int {
+		if a.hello.Name < b.hello.Name {
+			return -1
+		} else if a.hello.Name > b.hello.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Name is the agent's name.
+func (s *Session) Name() string { return s.hello.Name }

@@ -1,0 +1,396 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/agent/executor"
+	"github.com/wispfn/wisp/agent/link"
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+type testController struct {
+	fleet *Fleet
+	store *store.Embedded
+	addr  string
+	token string
+	disp  *Dispatcher
+}
+
+func startController(t *testing.T) *testController {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	id, err := LoadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	sum := sha256.Sum256(secret)
+	if _, err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt_test", SecretHash: sum[:]}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(Config{Identity: id, Store: st, HeartbeatInterval: 500 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Serve(ctx, pc) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		pc.Close()
+	})
+	return &testController{
+		fleet: f, store: st, addr: pc.LocalAddr().String(),
+		token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(),
+		disp:  NewDispatcher(f, st, 10*time.Second),
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type testAgent struct {
+	link   *link.Link
+	exec   *executor.Executor
+	state  *state.State
+	rt     *runtime.Runtime
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, addr, token, name, dir string) *testAgent {
+	t.Helper()
+	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(dir, "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := executor.New(rt, st, nil, nil)
+	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testLogger(t).With("agent", name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &testAgent{link: l, exec: ex, state: st, rt: rt, cancel: cancel, done: make(chan error, 1)}
+	go func() { a.done <- l.Run(ctx) }()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *testAgent) stop() {
+	if a.cancel == nil {
+		return
+	}
+	a.cancel()
+	<-a.done
+	a.cancel = nil
+	a.rt.Close(context.Background())
+	a.state.Close()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func createFunction(t *testing.T, st store.Store, name, fixture string, meta string) store.Function {
+	t.Helper()
+	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fixture+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := runtime.Inspect(context.Background(), code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := store.Function{Module: "_", Name: name, Digest: info.Digest, ABI: string(info.ABI)}
+	if meta != "" {
+		fn.Metadata = []byte(meta)
+	}
+	fn, err = st.CreateFunction(context.Background(), fn, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fn
+}
+
+func invoke(t *testing.T, c *testController, fn store.Function, args string, sched api.Scheduling) (string, error) {
+	t.Helper()
+	res, err := c.disp.Invoke(context.Background(), api.InvokeRequest{
+		Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Metadata,
+		Args: json.RawMessage(args), Scheduling: sched,
+	})
+	return string(res.Output), err
+}
+
+func TestInvokeAcrossTwoAgents(t *testing.T) {
+	c := startController(t)
+	a1 := startAgent(t, c.addr, c.token, "edge1", t.TempDir())
+	a2 := startAgent(t, c.addr, c.token, "edge2", t.TempDir())
+	waitFor(t, "two agents", func() bool { return c.fleet.Connected() == 2 })
+
+	hello := createFunction(t, c.store, "hello", "hello_c", "")
+	echo := createFunction(t, c.store, "echo", "echo_rust", "")
+	for i := range 20 {
+		out, err := invoke(t, c, hello, `{"name":"Ada"}`, api.Scheduling{})
+		if err != nil || out != `{"payload":"Hello Ada!"}` {
+			t.Fatalf("call %d: %s %v", i, out, err)
+		}
+	}
+	out, err := invoke(t, c, echo, `{"wasi":true}`, api.Scheduling{})
+	if err != nil || out != `{"wasi":true}` {
+		t.Fatalf("WASI echo: %s %v", out, err)
+	}
+	// The code was pulled (NeedCode) by whichever agents ran it and is now stored there.
+	if !a1.state.HasCode(hello.Digest) && !a2.state.HasCode(hello.Digest) {
+		t.Fatal("no agent stored the pulled code")
+	}
+
+	// Function failures map to the API's errors.
+	guest := createFunction(t, c.store, "guest", "guest_error", "")
+	if _, err := invoke(t, c, guest, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrGuest) || !strings.Contains(err.Error(), "something went wrong") {
+		t.Fatalf("guest error: %v", err)
+	}
+	trap := createFunction(t, c.store, "trap", "trap", "")
+	if _, err := invoke(t, c, trap, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrInvocation) || !strings.Contains(err.Error(), "divide by zero") {
+		t.Fatalf("trap: %v", err)
+	}
+
+	// APP script routes to the named agent.
+	if _, err := c.store.PutScript(context.Background(), store.Script{Name: "only2", Source: []byte("- default:\n    - workers: [edge2]\n  followup: fail\n")}); err != nil {
+		t.Fatal(err)
+	}
+	before := a2.exec.Total()
+	for range 5 {
+		if _, err := invoke(t, c, hello, `{}`, api.Scheduling{Language: "app", Script: "only2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a2.exec.Total() - before; got != 5 {
+		t.Fatalf("edge2 ran %d of 5 APP-routed calls", got)
+	}
+
+	// An agent stopped: calls go to the other one.
+	a1.stop()
+	waitFor(t, "edge1 disconnected", func() bool { return c.fleet.Connected() == 1 })
+	for range 5 {
+		if out, err := invoke(t, c, hello, `{"name":"B"}`, api.Scheduling{}); err != nil || out != `{"payload":"Hello B!"}` {
+			t.Fatalf("after edge1 stopped: %s %v", out, err)
+		}
+	}
+	agents := c.fleet.Agents()
+	if len(agents) != 2 || !agents[0].Connected || agents[1].Connected || agents[1].Name != "edge1" {
+		t.Fatalf("agents list: %+v", agents)
+	}
+	a2.stop()
+	waitFor(t, "no agents", func() bool { return c.fleet.Connected() == 0 })
+	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrNoWorker) {
+		t.Fatalf("no agents: %v", err)
+	}
+}
+
+func TestAgentRestartKeepsIdentityAndCompiledCode(t *testing.T) {
+	c := startController(t)
+	dir := t.TempDir()
+	a := startAgent(t, c.addr, c.token, "edge", dir)
+	waitFor(t, "agent", func() bool { return c.fleet.Connected() == 1 })
+	hello := createFunction(t, c.store, "hello", "hello_c", "")
+	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); err != nil {
+		t.Fatal(err)
+	}
+	id1 := c.fleet.Agents()[0].ID
+	a.stop()
+	waitFor(t, "disconnect", func() bool { return c.fleet.Connected() == 0 })
+
+	// Restart without a join token: the stored credential is enough.
+	a = startAgent(t, c.addr, "", "edge", dir)
+	waitFor(t, "reconnect", func() bool { return c.fleet.Connected() == 1 })
+	if got := c.fleet.Agents(); len(got) != 1 || got[0].ID != id1 {
+		t.Fatalf("identity changed: %+v (was %s)", got, id1)
+	}
+	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.rt.Stats(); s.DiskCacheHits != 1 {
+		t.Fatalf("restarted agent recompiled: %+v", s)
+	}
+}
+
+func TestControllerRestartAgentsReconnect(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id, _ := LoadOrCreateIdentity(dir)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	sum := sha256.Sum256(secret)
+	st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt_x", SecretHash: sum[:]})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	serve := func(pc net.PacketConn) (*Fleet, context.CancelFunc, chan error) {
+		f, _ := New(Config{Identity: id, Store: st, HeartbeatInterval: 500 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f.Serve(ctx, pc) }()
+		return f, cancel, done
+	}
+	f, cancel, done := serve(pc)
+	startAgent(t, addr, protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(), "edge", t.TempDir())
+	waitFor(t, "agent", func() bool { return f.Connected() == 1 })
+	cancel()
+	<-done
+	pc.Close()
+
+	pc, err = net.ListenPacket("udp", addr) // same address, new controller
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	f, cancel, done = serve(pc)
+	defer func() { cancel(); <-done }()
+	waitFor(t, "agent reconnects by itself", func() bool { return f.Connected() == 1 })
+}
+
+func TestRefusals(t *testing.T) {
+	c := startController(t)
+	good, _ := protocol.ParseJoinToken(c.token)
+
+	wrongSecret := protocol.JoinToken{Fingerprint: good.Fingerprint, Secret: make([]byte, 32)}.String()
+	otherKey := protocol.JoinToken{Secret: good.Secret}.String() // pins a key the controller does not have
+
+	for name, tok := range map[string]string{"wrong secret": wrongSecret, "forged certificate": otherKey} {
+		t.Run(name, func(t *testing.T) {
+			a := startAgent(t, c.addr, tok, "intruder", t.TempDir())
+			if name == "wrong secret" {
+				select {
+				case err := <-a.done:
+					if !errors.Is(err, link.ErrRefused) {
+						t.Fatalf("Run: %v, want ErrRefused", err)
+					}
+					a.done <- err // let stop() drain it
+				case <-time.After(10 * time.Second):
+					t.Fatal("agent with a wrong secret was not refused")
+				}
+			} else {
+				time.Sleep(300 * time.Millisecond) // a few dial attempts, all failing the pin
+				if a.link.Connected() {
+					t.Fatal("agent connected to a controller whose key does not match its pin")
+				}
+			}
+			if c.fleet.Connected() != 0 {
+				t.Fatal("an intruder is connected")
+			}
+		})
+	}
+
+	t.Run("garbage datagrams", func(t *testing.T) {
+		conn, err := net.Dial("udp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		junk := make([]byte, 1200)
+		for i := range 2000 {
+			rand.Read(junk[:1+i%1200])
+			conn.Write(junk[:1+i%1200])
+		}
+		a := startAgent(t, c.addr, c.token, "honest", t.TempDir())
+		waitFor(t, "honest agent after the garbage", func() bool { return c.fleet.Connected() == 1 && a.link.Connected() })
+	})
+}
+
+func TestPushAndDrop(t *testing.T) {
+	c := startController(t)
+	a := startAgent(t, c.addr, c.token, "edge", t.TempDir())
+	waitFor(t, "agent", func() bool { return c.fleet.Connected() == 1 })
+	fn := createFunction(t, c.store, "hello", "hello_wat", "")
+	code, _ := c.store.Code(context.Background(), fn.Digest)
+	s := c.fleet.Sessions()[0]
+	if err := s.Push(context.Background(), fn.Digest, code); err != nil {
+		t.Fatal(err)
+	}
+	if !a.rt.Loaded(fn.Digest) || !a.state.HasCode(fn.Digest) || !s.HasDigest(fn.Digest) {
+		t.Fatal("pushed code not compiled, stored and recorded")
+	}
+	if err := s.Push(context.Background(), fn.Digest, []byte("\x00asm garbage")); err == nil {
+		t.Fatal("a push whose bytes do not match the digest was accepted")
+	}
+	c.fleet.Drop(fn.Digest)
+	waitFor(t, "drop", func() bool { return !a.state.HasCode(fn.Digest) && !a.rt.Loaded(fn.Digest) })
+	if err := s.Ping(context.Background(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConcurrentInvocations(t *testing.T) {
+	c := startController(t)
+	startAgent(t, c.addr, c.token, "edge1", t.TempDir())
+	startAgent(t, c.addr, c.token, "edge2", t.TempDir())
+	waitFor(t, "agents", func() bool { return c.fleet.Connected() == 2 })
+	fn := createFunction(t, c.store, "hello", "hello_c", "")
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := invoke(t, c, fn, `{"name":"X"}`, api.Scheduling{})
+			if err != nil || out != `{"payload":"Hello X!"}` {
+				errs <- errors.Join(err, errors.New(out))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,96 @@
+package fleet
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the controller's fleet and invocation metrics. A nil *Metrics
+// records nothing.
+type Metrics struct {
+	agents      prometheus.Gauge
+	refusals    prometheus.Counter
+	invocations *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	codeBytes   prometheus.Counter
+	retries     prometheus.Counter
+	schedule    prometheus.Histogram
+}
+
+// NewMetrics registers the fleet's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	buckets := prometheus.ExponentialBuckets(10e-6, 4, 10)
+	m := &Metrics{
+		agents: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wisp_controller_agents_connected", Help: "Agents connected to this controller.",
+		}),
+		refusals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wisp_controller_agent_refusals_total", Help: "Agent connections refused (bad join token or credential, bad version).",
+		}),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wisp_controller_invocations_total", Help: "Invocations dispatched to agents, by result.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wisp_controller_invocation_phase_seconds", Buckets: buckets,
+			Help: "Invocation time by phase as reported by agents (queue, transfer, compile, instantiate, run) and end to end (total).",
+		}, []string{"phase"}),
+		codeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wisp_controller_code_sent_bytes_total", Help: "Wasm bytes sent to agents (pushes and pulls).",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wisp_controller_invocation_retries_total", Help: "Invocations retried on another agent because they never started.",
+		}),
+		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wisp_controller_schedule_seconds", Help: "Time to pick an agent.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		}),
+	}
+	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule)
+	return m
+}
+
+func (m *Metrics) connected(n int) {
+	if m != nil {
+		m.agents.Set(float64(n))
+	}
+}
+
+func (m *Metrics) refused() {
+	if m != nil {
+		m.refusals.Inc()
+	}
+}
+
+func (m *Metrics) codeSent(n int) {
+	if m != nil {
+		m.codeBytes.Add(float64(n))
+	}
+}
+
+func (m *Metrics) retried() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+func (m *Metrics) scheduled(d time.Duration) {
+	if m != nil {
+		m.schedule.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) invoked(result string, total time.Duration, queueUS, transferUS, compileUS, instUS, runUS uint64) {
+	if m == nil {
+		return
+	}
+	m.invocations.WithLabelValues(result).Inc()
+	m.duration.WithLabelValues("total").Observe(total.Seconds())
+	for _, p := range [...]struct {
+		name string
+		us   uint64
+	}{{"queue", queueUS}, {"transfer", transferUS}, {"compile", compileUS}, {"instantiate", instUS}, {"run", runUS}} {
+		if p.us > 0 || p.name == "run" {
+			m.duration.WithLabelValues(p.name).Observe(float64(p.us) / 1e6)
+		}
+	}
+}
