@@ -3,8 +3,11 @@ package store_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -197,6 +200,70 @@ func TestPostgresMigrationIdempotent(t *testing.T) {
 	}
 	if mods, err := s.ListModules(t.Context()); err != nil || strings.Join(mods, ",") != "_,m" {
 		t.Fatalf("ListModules after reopen = %v, %v", mods, err)
+	}
+}
+
+// TestPostgresUpgradesFromVersion1 lays out a schema as a controller that
+// knew only migration 1 left it, with data, then opens it: the missing
+// migrations are applied once, the data is kept, and agents can join.
+func TestPostgresUpgradesFromVersion1(t *testing.T) {
+	t.Parallel()
+	dsn := pgSchema(t)
+	ctx := t.Context()
+	init, err := os.ReadFile(filepath.Join("migrations", "0001_init.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, digest := storetest.Code("v1")
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// As migrate did in the build that knew only 0001.
+		for _, sql := range []string{
+			`CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied timestamptz NOT NULL DEFAULT now())`,
+			string(init),
+			`INSERT INTO schema_migrations (version, name) VALUES (1, 'init')`,
+			`INSERT INTO code (digest, bytes) VALUES ('` + digest + `', '\x` + hex.EncodeToString(code) + `')`,
+			`INSERT INTO functions (module_id, name, digest, size, abi, created, updated)
+			 SELECT id, 'f', '` + digest + `', ` + fmt.Sprint(len(code)) + `, 'funless-v1', now(), now() FROM modules WHERE name = '_'`,
+			`INSERT INTO subjects (name, token_hash, admin, created) VALUES ('admin', '\x01', true, now())`,
+		} {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("%s: %w", sql, err)
+			}
+		}
+		return nil
+	})
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := openPostgresDSN(t, dsn)
+	defer s.Close()
+	if applied := wantOneRowPerMigration(t, dsn); len(applied) < 2 {
+		t.Fatalf("%d migrations recorded after upgrade, want at least 2", len(applied))
+	}
+	if fn, err := s.GetFunction(ctx, store.DefaultModule, "f"); err != nil || fn.Digest != digest {
+		t.Fatalf("GetFunction after upgrade = %+v, %v", fn, err)
+	}
+	if got, err := s.Code(ctx, digest); err != nil || string(got) != string(code) {
+		t.Fatalf("Code after upgrade = %q, %v", got, err)
+	}
+	if sub, err := s.SubjectByTokenHash(ctx, []byte{1}); err != nil || sub.Name != "admin" || !sub.Admin {
+		t.Fatalf("SubjectByTokenHash after upgrade = %+v, %v", sub, err)
+	}
+	a, err := s.CreateAgent(ctx, store.Agent{ID: "ag_0000000000000001", Name: "edge", CredentialHash: []byte{2}})
+	if err != nil {
+		t.Fatalf("CreateAgent after upgrade: %v", err)
+	}
+	if as, err := s.ListAgents(ctx); err != nil || len(as) != 1 || as[0].ID != a.ID {
+		t.Fatalf("ListAgents after upgrade = %+v, %v", as, err)
+	}
+	if _, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_00000001", SecretHash: []byte{3}}); err != nil {
+		t.Fatalf("CreateJoinToken after upgrade: %v", err)
 	}
 }
 
