@@ -17,6 +17,7 @@ import (
 const usage = `usage: wisp-agent <command> [flags]
 
 commands:
+  run [flags]                 connect to the controller(s) and run functions (flags: run -h)
   invoke <file.wasm> [json]   run a function once on this machine (input: argument, or stdin when "-")
   version                     print the version
 `
@@ -28,6 +29,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	switch args[0] {
+	case "run":
+		return runAgent(ctx, args[1:], stderr, getenv)
 	case "invoke":
 		return invoke(ctx, args[1:], stdin, stdout, stderr, getenv)
 	case "version", "--version", "-version":
