@@ -1,0 +1,182 @@
+// Package protocol owns every byte that crosses the wire between the Wisp
+// controller and its agents: the ALPN name and version, the frame format, the
+// field encoding inside frames, every message with its layout, the stable
+// numeric error codes, and the QUIC application codes used to close a
+// connection.
+//
+// It imports only the standard library (internal/archtest enforces it) and it
+// never does I/O of its own beyond reading and writing frames on an
+// io.Reader or io.Writer that the caller hands it: it knows nothing of QUIC
+// libraries, sockets, timers or logging. It must never grow business logic
+// (scheduling, caching, authentication checks): it says what the bytes mean,
+// the controller and the agent decide what to do with them.
+//
+// # Version
+//
+// The ALPN name ("wisp/1") is the major version: a change that an older peer
+// cannot ignore safely gets a new ALPN ("wisp/2"), and a peer offers every
+// ALPN it speaks. [Version] is the minor version inside one ALPN; it grows
+// only by additions that older peers may ignore or that are gated on the
+// version the peers agreed on (see Forward compatibility). History:
+//
+//	1: 2026-11-25: first version: Hello, Welcome, Heartbeat, Invoke, NeedCode,
+//	   Code, Result, Error, Ack, Drop, Ping, Pong.
+//
+// # Transport and message flow
+//
+// There is one QUIC connection per agent–controller pair, dialled by the agent
+// with ALPN "wisp/1". The agent opens the control stream first (bidirectional,
+// the only stream an agent ever opens in version 1) and sends Hello. The
+// controller answers Welcome (or Error, then closes the connection with
+// [CloseRefused] or [CloseProtocolViolation]); after that the control stream
+// stays open for the life of the connection. Every other stream is opened by
+// the controller, and its first frame says what it is for: Invoke, Code or
+// Ping.
+//
+//	agent                                        controller
+//	  |==== QUIC connect, ALPN "wisp/1" ============>|
+//	  |                                              |
+//	  |  control stream (agent opens, first stream)  |
+//	  |---- Hello --------------------------------->|
+//	  |<--- Welcome | Error ------------------------|  Error: then close(Refused)
+//	  |---- Heartbeat (every heartbeat interval) -->|
+//	  |<--- Drop (whenever the controller likes) ---|
+//	  |<--> Ping / Pong (either side asks) ---------|
+//	  |     ... desired set, outbox (0x10-0x1F, reserved, a later version)
+//	  |                                              |
+//	  |  invocation stream (controller opens, one per invocation)
+//	  |<--- Invoke ---------------------------------|
+//	  |---- NeedCode (only if the digest is unknown)>|
+//	  |<--- Code (same stream) ---------------------|
+//	  |---- Result --------------------------------->|
+//	  |                                              |
+//	  |  code push stream (controller opens)         |
+//	  |<--- Code -----------------------------------|
+//	  |---- Ack{id: digest} | Error --------------->|
+//	  |                                              |
+//	  |  ping stream (controller opens; measures a fresh stream's round trip)
+//	  |<--- Ping -----------------------------------|
+//	  |---- Pong (same nonce and payload) --------->|
+//
+// Notes on the flow:
+//   - Each side closes its write direction (QUIC FIN) after its last frame on
+//     a stream; [ReadFrame] reports io.EOF only at a frame boundary, so a
+//     clean end and a truncated frame (io.ErrUnexpectedEOF) are told apart.
+//   - An invocation stream always ends with Result, whose code may be any
+//     [ErrorCode]: OK, a function failure (100–199) or a general one such as
+//     [Overloaded], [Draining] or [UnknownDigest]. Error on an invocation
+//     stream means the request itself could not be understood (BadRequest).
+//   - The receiver of Code checks that the digest is the SHA-256 of the wasm
+//     bytes ("sha256:<hex>") and answers [BadRequest] if it is not.
+//   - Invoke carries both an absolute deadline (wall clock, including queueing
+//     and code transfer) and a relative run timeout; the agent stops the guest
+//     at whichever comes first. Clocks are assumed to be NTP-synchronised;
+//     the timeout is what to trust when they are not.
+//   - To cancel an invocation the controller resets the stream
+//     (CancelWrite/CancelRead) with the [ErrorCode] as the QUIC stream error
+//     code, normally [Canceled].
+//   - A peer that receives a frame it cannot accept on a stream (a Hello on an
+//     invocation stream, a second Hello, a stream opened by the agent after the
+//     control stream) closes the connection with [CloseProtocolViolation].
+//   - The controller closes an agent's older connection with [CloseSuperseded]
+//     when the same agent connects again, and every connection with
+//     [CloseShutdown] when it shuts down after draining.
+//   - Authentication: on first contact Hello carries an empty agent_id and the
+//     join secret; Welcome issues an agent_id and a credential, which the agent
+//     stores and presents (with its agent_id, without the join secret) on every
+//     later Hello. Welcome's credential is empty unless newly issued. A bad
+//     secret or credential gets Error{Unauthorized} and CloseRefused.
+//
+// # Frames
+//
+// A stream carries a sequence of frames:
+//
+//	type (1 byte) | payload length (uint32, big-endian) | payload (length bytes)
+//
+// The payload is at most [MaxFrameSize] (64 MiB) bytes; a reader may set a
+// lower limit (see [ReadFrame]) and refuses a larger frame from its header,
+// before allocating anything. Frame types are split into ranges:
+//
+//	0x00        invalid, never sent.
+//	0x01-0x3F   core: a receiver must understand every core type introduced by
+//	            the version the peers agreed on. A peer never sends a core type
+//	            newer than that version. An unknown core type is an error that
+//	            closes the connection with CloseProtocolViolation.
+//	            0x10-0x1F are reserved for the desired set and the outbox.
+//	0x40-0x7F   optional: a receiver that does not know the type skips the
+//	            frame (ReadMsg returns it as *Unknown). Use them for hints and
+//	            telemetry that an older peer may lose without harm.
+//	0x80-0xFF   reserved for a future change of the framing itself; treated
+//	            like unknown core types (an error) by version 1.
+//
+// The version the peers agreed on is the smaller of Hello.protocol_version and
+// Welcome.protocol_version.
+//
+// # Payload fields
+//
+// A payload is a sequence of fields, each
+//
+//	tag (uvarint) | value length (uvarint) | value (length bytes)
+//
+// with these value encodings (uvarint and zigzag varint are those of
+// encoding/binary):
+//
+//	string, bytes   the raw bytes (strings are UTF-8 by convention; not checked)
+//	unsigned int    one uvarint filling the whole value
+//	signed int      one zigzag varint filling the whole value
+//	bool            one byte, 0 or 1
+//	repeated        the same tag once per element, in order
+//	nested message  the nested message's payload
+//
+// Rules, for writers and readers:
+//   - Writers emit fields in ascending tag order and omit fields that hold
+//     their zero value (0, "", empty bytes, false, no elements); elements of a
+//     repeated field are always written, even when empty. Readers accept any
+//     order, and an absent field is its zero value.
+//   - Readers skip fields with unknown tags, so a later version may add fields
+//     to any message. Tags are never reused or retyped.
+//   - A known tag whose value is malformed (a uvarint that does not fill the
+//     value exactly or overflows its Go type, a bool that is not one byte of 0
+//     or 1) makes the whole message malformed ([ErrMalformed]); so does a
+//     field that runs past the end of the payload.
+//   - A non-repeated tag that appears twice keeps its last value.
+//   - Lengths are counted in bytes; a value of length zero is written only for
+//     empty elements of repeated fields.
+//
+// Every message's layout is written next to its frame type constant
+// (TypeHello and so on); the Go structs in messages.go follow it field by
+// field.
+//
+// # Errors
+//
+// Errors cross the wire as [ErrorCode] values, which are stable and never
+// renumbered: 0 is OK, 1–99 are general, 100–199 are function failures (they
+// mirror the agent runtime's kinds; see [IsFunctionError]), 200 and up are
+// reserved. A receiver that meets a code it does not know treats 1–99 as
+// [Internal] and 100–199 as a function failure, and keeps the number. The
+// [*Error] type is both the Error message (0x08) and a Go error, so errors.Is
+// matches it by code against sentinels such as [ErrUnauthorized].
+// Connections are closed with a [CloseCode] as the QUIC application error
+// code.
+//
+// # Choices made here
+//
+//   - Messages implement Append(dst) []byte, which cannot fail, and also the
+//     standard encoding.BinaryAppender (AppendBinary(dst) ([]byte, error)) and
+//     encoding.BinaryMarshaler/BinaryUnmarshaler, so they fit wherever the
+//     standard interfaces are expected. An AppendBinary returning only []byte
+//     would have clashed with encoding.BinaryAppender's signature.
+//   - The Error message and the Go error type are one type, [Error].
+//   - Welcome carries protocol_version (tag 5), the version the controller
+//     will speak: without it the agent could not know which core types it may
+//     send.
+//   - UnmarshalBinary copies byte fields (as encoding.BinaryUnmarshaler
+//     requires); [ReadMsg] and [Decode] let them alias the frame's payload,
+//     which ReadMsg allocates afresh for every frame, so the wasm of a Code
+//     message is never copied on receipt.
+//   - [ReadFrame] grows the payload buffer as bytes actually arrive once the
+//     declared length passes 1 MiB, so a peer that declares 64 MiB and sends
+//     nothing costs the reader little memory.
+//   - [WriteMsg] encodes the frame into one pooled buffer and writes it with a
+//     single Write, so a QUIC stream sees one write per message.
+package protocol
