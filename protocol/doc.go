@@ -17,7 +17,7 @@
 // cannot ignore safely gets a new ALPN ("wisp/2"), and a peer offers every
 // ALPN it speaks. [Version] is the minor version inside one ALPN; it grows
 // only by additions that older peers may ignore or that are gated on the
-// version the peers agreed on (see Forward compatibility). History:
+// version the peers agreed on (see Forward compatibility below). History:
 //
 //	1: 2026-11-25: first version: Hello, Welcome, Heartbeat, Invoke, NeedCode,
 //	   Code, Result, Error, Ack, Drop, Ping, Pong.
@@ -33,30 +33,30 @@
 // the controller, and its first frame says what it is for: Invoke, Code or
 // Ping.
 //
-//	agent                                        controller
-//	  |==== QUIC connect, ALPN "wisp/1" ============>|
-//	  |                                              |
-//	  |  control stream (agent opens, first stream)  |
-//	  |---- Hello --------------------------------->|
-//	  |<--- Welcome | Error ------------------------|  Error: then close(Refused)
-//	  |---- Heartbeat (every heartbeat interval) -->|
-//	  |<--- Drop (whenever the controller likes) ---|
-//	  |<--> Ping / Pong (either side asks) ---------|
-//	  |     ... desired set, outbox (0x10-0x1F, reserved, a later version)
-//	  |                                              |
-//	  |  invocation stream (controller opens, one per invocation)
-//	  |<--- Invoke ---------------------------------|
-//	  |---- NeedCode (only if the digest is unknown)>|
-//	  |<--- Code (same stream) ---------------------|
-//	  |---- Result --------------------------------->|
-//	  |                                              |
-//	  |  code push stream (controller opens)         |
-//	  |<--- Code -----------------------------------|
-//	  |---- Ack{id: digest} | Error --------------->|
-//	  |                                              |
-//	  |  ping stream (controller opens; measures a fresh stream's round trip)
-//	  |<--- Ping -----------------------------------|
-//	  |---- Pong (same nonce and payload) --------->|
+//	agent                                               controller
+//	  |====== QUIC connect, ALPN "wisp/1" ======================>|
+//	  |                                                          |
+//	  |  control stream (the agent opens it, first and only)     |
+//	  |------ Hello -------------------------------------------->|
+//	  |<----- Welcome | Error -----------------------------------|  after Error: close(Refused)
+//	  |------ Heartbeat (every heartbeat interval) ------------->|
+//	  |<----- Drop (whenever the controller likes) --------------|
+//	  |<----> Ping / Pong (either side asks) ------------------->|
+//	  |       desired set, outbox (0x10-0x1F, a later version)   |
+//	  |                                                          |
+//	  |  invocation stream (the controller opens one per call)   |
+//	  |<----- Invoke --------------------------------------------|
+//	  |------ NeedCode (only if the digest is unknown) --------->|
+//	  |<----- Code (same stream, only after NeedCode) -----------|
+//	  |------ Result ------------------------------------------->|
+//	  |                                                          |
+//	  |  code push stream (the controller opens it)              |
+//	  |<----- Code ----------------------------------------------|
+//	  |------ Ack{id: digest} | Error -------------------------->|
+//	  |                                                          |
+//	  |  ping stream (the controller opens it, to time a stream) |
+//	  |<----- Ping ----------------------------------------------|
+//	  |------ Pong (same nonce and payload) -------------------->|
 //
 // Notes on the flow:
 //   - Each side closes its write direction (QUIC FIN) after its last frame on
@@ -143,6 +143,21 @@
 //   - Lengths are counted in bytes; a value of length zero is written only for
 //     empty elements of repeated fields.
 //
+// # Forward compatibility
+//
+// Within ALPN "wisp/1", and only with a new entry in the Version history:
+//   - Any message may gain fields with new tags; older readers skip them, so a
+//     new field must be safe to lose. Tags are never reused or retyped.
+//   - New optional frame types (0x40–0x7F) may be sent to any peer.
+//   - New core frame types (0x01–0x3F; 0x10–0x1F are already set aside for
+//     the desired set and the outbox) are sent only to a peer whose agreed
+//     version introduced them.
+//   - New error codes may appear; see Errors for how a reader treats an
+//     unknown one.
+//
+// Anything else (changing the frame header, retyping or renumbering a tag, a
+// type or a code, making an ignorable thing mandatory) needs a new ALPN.
+//
 // Every message's layout is written next to its frame type constant
 // (TypeHello and so on); the Go structs in messages.go follow it field by
 // field.
@@ -178,5 +193,14 @@
 //     declared length passes 1 MiB, so a peer that declares 64 MiB and sends
 //     nothing costs the reader little memory.
 //   - [WriteMsg] encodes the frame into one pooled buffer and writes it with a
-//     single Write, so a QUIC stream sees one write per message.
+//     single Write, so a QUIC stream sees one write per message; only a Code
+//     frame with a module over 64 KiB is written in two, to avoid copying it.
+//   - [Unknown]'s frame type field is named FrameType, not Type, because Type
+//     is the method every [Message] has. Empty payloads decode as nil slices,
+//     so a decoded message compares equal (reflect.DeepEqual) to the one sent.
+//   - Result.code and Error.code are uint16 on the wire's terms: a value above
+//     65535 is malformed, as is a Result.exit_code above 2^32-1.
+//   - Decoding does not check that strings are UTF-8 or that digests look like
+//     "sha256:<hex>": that is the receiver's business, and a digest that does
+//     not match its code is caught by hashing anyway.
 package protocol

@@ -98,6 +98,7 @@ func (d *decoder) next() bool {
 	}
 	tag, n := binary.Uvarint(d.buf)
 	if n <= 0 {
+		d.tag = 0
 		d.err = d.malformed("bad tag varint")
 		return false
 	}
