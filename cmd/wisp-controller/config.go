@@ -19,6 +19,8 @@ import (
 // Precedence: defaults < file < environment < flags.
 type config struct {
 	Listen          string        `yaml:"listen"`
+	QUICListen      string        `yaml:"quic_listen"`
+	InvokeTimeout   time.Duration `yaml:"invoke_timeout"`
 	DataDir         string        `yaml:"data_dir"`
 	DatabaseURL     string        `yaml:"database_url"`
 	MaxUploadBytes  int64         `yaml:"max_upload_bytes"`
@@ -30,6 +32,8 @@ type config struct {
 func defaults() config {
 	return config{
 		Listen:          ":4000",
+		QUICListen:      ":4433",
+		InvokeTimeout:   30 * time.Second,
 		DataDir:         "./wisp-data",
 		MaxUploadBytes:  api.DefaultMaxUploadBytes,
 		ShutdownTimeout: api.DefaultShutdownTimeout,
@@ -44,6 +48,8 @@ var envVars = []struct {
 	set  func(*config, string) error
 }{
 	{"WISP_LISTEN", func(c *config, v string) error { c.Listen = v; return nil }},
+	{"WISP_QUIC_LISTEN", func(c *config, v string) error { c.QUICListen = v; return nil }},
+	{"WISP_INVOKE_TIMEOUT", func(c *config, v string) (err error) { c.InvokeTimeout, err = time.ParseDuration(v); return err }},
 	{"WISP_DATA_DIR", func(c *config, v string) error { c.DataDir = v; return nil }},
 	{"WISP_DATABASE_URL", func(c *config, v string) error { c.DatabaseURL = v; return nil }},
 	{"WISP_MAX_UPLOAD_BYTES", func(c *config, v string) (err error) { c.MaxUploadBytes, err = parseBytes(v); return err }},
@@ -60,6 +66,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("WISP_CONFIG"), "YAML config `file` (env WISP_CONFIG)")
 	listen := fs.String("listen", "", "REST API listen `address` (env WISP_LISTEN, default :4000)")
+	quicListen := fs.String("quic-listen", "", "UDP `address` agents connect to over QUIC (env WISP_QUIC_LISTEN, default :4433)")
+	invokeTimeout := fs.Duration("invoke-timeout", 0, "deadline of an invocation whose request sets none (env WISP_INVOKE_TIMEOUT, default 30s)")
 	dataDir := fs.String("data-dir", "", "data `dir`: admin token, embedded store (env WISP_DATA_DIR, default ./wisp-data)")
 	dsn := fs.String("database-url", "", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db (env WISP_DATABASE_URL)")
 	maxUpload := fs.String("max-upload-bytes", "", "largest wasm upload, `bytes` or with KiB/MiB suffix (env WISP_MAX_UPLOAD_BYTES, default 16MiB)")
@@ -96,6 +104,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		switch f.Name {
 		case "listen":
 			cfg.Listen = *listen
+		case "quic-listen":
+			cfg.QUICListen = *quicListen
+		case "invoke-timeout":
+			cfg.InvokeTimeout = *invokeTimeout
 		case "data-dir":
 			cfg.DataDir = *dataDir
 		case "database-url":
@@ -125,6 +137,12 @@ func (c config) Validate() error {
 	var errs []error
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen address is empty"))
+	}
+	if c.QUICListen == "" {
+		errs = append(errs, errors.New("QUIC listen address is empty"))
+	}
+	if c.InvokeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("invoke timeout %s: want more than 0", c.InvokeTimeout))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is empty"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -38,6 +39,9 @@ type deps struct {
 // runWith dispatches to a command. There is one, serve, for now; a later
 // "token create" becomes another case here with its own flag set.
 func runWith(ctx context.Context, args []string, d deps) int {
+	if len(args) >= 1 && args[0] == "token" {
+		return runToken(ctx, args[1:], d)
+	}
 	cfg, err := loadConfig(args, d.getenv, d.stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -103,9 +107,28 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, ready func(net.Add
 	if _, _, err := auth.EnsureAdmin(ctx, st, cfg.DataDir, log); err != nil {
 		return err
 	}
+	identity, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
+	hostname, _ := os.Hostname()
+	fl, err := fleet.New(fleet.Config{
+		Identity:     identity,
+		Store:        st,
+		ControllerID: hostname,
+		Metrics:      fleet.NewMetrics(reg),
+		Logger:       log,
+	})
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		Store:           st,
+		Invoker:         fleet.NewDispatcher(fl, st, cfg.InvokeTimeout),
+		Distributor:     fl,
+		Agents:          fl,
+		JoinTokens:      fl,
 		Log:             log,
 		MaxUploadBytes:  cfg.MaxUploadBytes,
 		Registerer:      reg,
@@ -115,16 +138,32 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, ready func(net.Add
 	if err != nil {
 		return err
 	}
+	pc, err := net.ListenPacket("udp", cfg.QUICListen)
+	if err != nil {
+		return fmt.Errorf("QUIC listen: %w", err)
+	}
+	defer pc.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The fleet outlives the REST server: in-flight invocations drain
+	// through it after the API stops accepting requests.
+	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	fleetDone := make(chan error, 1)
+	go func() { fleetDone <- fl.Serve(fleetCtx, pc) }()
+	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
 	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	if err := srv.Run(ctx, ln); err != nil {
-		return err
+	runErr := srv.Run(ctx, ln)
+	stopFleet()
+	if err := <-fleetDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return runErr
 	}
 	log.Info("stopped; closing the store")
 	return nil

@@ -154,6 +154,7 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 		return notFound("Module", module, err)
 	}
 	s.log.Info("function created", "module", fn.Module, "function", fn.Name, "digest", fn.Digest, "size", fn.Size, "abi", fn.ABI, "wait_for_workers", u.waitForWorkers)
+	s.stored(c.UserContext(), fn, u.code, u.waitForWorkers)
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{fn.Name}})
 }
 
@@ -170,10 +171,15 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.UpdateFunction(c.UserContext(), u.fn, u.code); err != nil {
+	prev, err := s.store.UpdateFunction(c.UserContext(), u.fn, u.code)
+	if err != nil {
 		return notFound("Function", module+"/"+name, err)
 	}
 	s.log.Info("function updated", "module", module, "function", name, "digest", u.fn.Digest, "abi", u.fn.ABI, "wait_for_workers", u.waitForWorkers)
+	s.stored(c.UserContext(), u.fn, u.code, u.waitForWorkers)
+	if prev.Digest != u.fn.Digest {
+		s.removed(c.UserContext(), prev.Digest)
+	}
 	return c.JSON(dataBody[nameItem]{nameItem{name}})
 }
 
@@ -255,10 +261,12 @@ func (s *Server) deleteFunction(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.DeleteFunction(c.UserContext(), module, name); err != nil {
+	prev, err := s.store.DeleteFunction(c.UserContext(), module, name)
+	if err != nil {
 		return notFound("Function", module+"/"+name, err)
 	}
 	s.log.Info("function deleted", "module", module, "function", name)
+	s.removed(c.UserContext(), prev.Digest)
 	return c.SendStatus(http.StatusNoContent)
 }
 

@@ -158,6 +158,16 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	var digests []string
+	if s.dist != nil {
+		if fns, lerr := s.store.ListFunctions(c.UserContext()); lerr == nil {
+			for _, f := range fns {
+				if f.Module == name {
+					digests = append(digests, f.Digest)
+				}
+			}
+		}
+	}
 	err = s.store.DeleteModule(c.UserContext(), name)
 	if errors.Is(err, store.ErrDefaultModule) {
 		return failCause(store.ErrDefaultModule, err, "Cannot delete default module")
@@ -166,5 +176,6 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 		return notFound("Module", name, err)
 	}
 	s.log.Info("module deleted", "module", name)
+	s.removed(c.UserContext(), digests...)
 	return c.SendStatus(http.StatusNoContent)
 }

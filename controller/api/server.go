@@ -46,6 +46,13 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// ShutdownTimeout bounds the drain in Run; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Distributor pushes code to agents on create/update and drops it on
+	// delete; nil means none.
+	Distributor Distributor
+	// Agents lists agents for GET /v1/agents (admin); nil lists none.
+	Agents AgentLister
+	// JoinTokens makes agent join tokens (POST /v1/admin/tokens); nil: 503.
+	JoinTokens JoinTokens
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -56,6 +63,9 @@ type Server struct {
 	log     *slog.Logger
 	maxCode int64
 	drain   time.Duration
+	dist    Distributor
+	agents  AgentLister
+	tokens  JoinTokens
 }
 
 // New builds the API without doing any I/O.
@@ -72,6 +82,9 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Log,
 		maxCode: cfg.MaxUploadBytes,
 		drain:   cfg.ShutdownTimeout,
+		dist:    cfg.Distributor,
+		agents:  cfg.Agents,
+		tokens:  cfg.JoinTokens,
 	}
 	if s.invoker == nil {
 		s.invoker = NoWorkers{}
@@ -138,6 +151,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/scripts/app/:name", s.getScript)
 	v1.Get("/admin/subjects", s.requireAdmin, s.listSubjects)
 	v1.Post("/admin/subjects", s.requireAdmin, s.createSubject)
+	v1.Get("/agents", s.requireAdmin, s.listAgents)
+	v1.Post("/admin/tokens", s.requireAdmin, s.createToken)
 	return s, nil
 }
 

@@ -26,6 +26,7 @@ import (
 // Store is what the fleet needs from the controller's store.
 type Store interface {
 	JoinTokenByHash(ctx context.Context, hash []byte) (store.JoinToken, error)
+	CreateJoinToken(ctx context.Context, jt store.JoinToken) (store.JoinToken, error)
 	CreateAgent(ctx context.Context, a store.Agent) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error

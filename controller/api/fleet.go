@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/wispfn/wisp/controller/store"
+)
+
+// Distributor moves code to agents ahead of invocations (FunLess "store on
+// create") and tells them to forget code no function uses any more. The
+// fleet implements it; nil means no distribution (agents pull code on their
+// first invocation).
+type Distributor interface {
+	// Stored is called after a function was created or updated. With wait
+	// (the client's wait_for_workers), the request waits for the pushes.
+	Stored(ctx context.Context, fn store.Function, code []byte, wait bool)
+	// Removed is called with digests that no function refers to any more.
+	Removed(ctx context.Context, digests []string)
+}
+
+// AgentLister lists the agents for GET /v1/agents. The fleet implements it.
+type AgentLister interface {
+	// AgentsJSON returns the agents as JSON-serialisable values.
+	AgentsJSON() any
+}
+
+// JoinTokens makes join tokens for new agents (POST /v1/admin/tokens). The
+// fleet implements it; nil answers 503.
+type JoinTokens interface {
+	CreateJoinToken(ctx context.Context, ttl time.Duration) (JoinTokenInfo, error)
+}
+
+// JoinTokenInfo is a new join token. Token is shown once.
+type JoinTokenInfo struct {
+	ID      string     `json:"id"`
+	Token   string     `json:"token"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// createToken is POST /v1/admin/tokens with an optional {"ttl":"24h"}.
+func (s *Server) createToken(c *fiber.Ctx) error {
+	var body struct {
+		TTL string `json:"ttl"`
+	}
+	if _, err := decodeJSONBody(c, &body, true); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if body.TTL != "" {
+		d, err := time.ParseDuration(body.TTL)
+		if err != nil || d <= 0 {
+			return fail(ErrBadRequest, "ttl %q: want a positive duration such as 24h", body.TTL)
+		}
+		ttl = d
+	}
+	if s.tokens == nil {
+		return fail(ErrNoWorker, "This controller does not accept agents")
+	}
+	info, err := s.tokens.CreateJoinToken(c.UserContext(), ttl)
+	if err != nil {
+		return fmt.Errorf("api: create join token: %w", err)
+	}
+	s.log.Info("join token created", "id", info.ID, "expires", info.Expires)
+	return c.Status(http.StatusCreated).JSON(dataBody[JoinTokenInfo]{info})
+}
+
+func (s *Server) listAgents(c *fiber.Ctx) error {
+	var agents any = []struct{}{}
+	if s.agents != nil {
+		agents = s.agents.AgentsJSON()
+	}
+	return c.JSON(dataBody[any]{agents})
+}
+
+// stored hands a created or updated function to the distributor.
+func (s *Server) stored(ctx context.Context, fn store.Function, code []byte, wait bool) {
+	if s.dist == nil {
+		return
+	}
+	if wait {
+		s.dist.Stored(ctx, fn, code, true)
+		return
+	}
+	go s.dist.Stored(context.WithoutCancel(ctx), fn, code, false)
+}
+
+// unreferenced returns the digests among ds whose code the store dropped
+// (no function uses them any more), and tells the distributor.
+func (s *Server) removed(ctx context.Context, ds ...string) {
+	if s.dist == nil {
+		return
+	}
+	var gone []string
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if d == "" || seen[d] {
+			continue
+		}
+		seen[d] = true
+		if _, err := s.store.Code(ctx, d); errors.Is(err, store.ErrNotFound) {
+			gone = append(gone, d)
+		}
+	}
+	if len(gone) > 0 {
+		s.dist.Removed(context.WithoutCancel(ctx), gone)
+	}
+}

@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var bin string // directory holding the built binaries
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wisp-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	// The binaries are built without the race detector even under -race:
+	// the in-process fleet tests cover races, and race-built processes on
+	// two cores would make every timing here meaningless.
+	args := []string{"build", "-o", dir + "/", "../../cmd/wisp-controller", "../../cmd/wisp-agent"}
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running binary whose log we watch.
+type proc struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(bin, strings.Fields(name)[0]), args...)
+	p.cmd.Env = append(os.Environ(), "WISP_LOG_LEVEL=debug")
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		p.cmd.Wait()
+		w.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", p.name, p.logText())
+		}
+	})
+	return p
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// await waits for a log line matching re and returns its first group.
+func (p *proc) await(re string) string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := rx.FindStringSubmatch(p.logText()); m != nil {
+			if len(m) > 1 {
+				return m[1]
+			}
+			return m[0]
+		}
+		select {
+		case <-p.done:
+			if m := rx.FindStringSubmatch(p.logText()); m != nil && len(m) > 1 {
+				return m[1]
+			}
+			p.t.Fatalf("%s exited while waiting for %q", p.name, re)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("%s: no log line matching %q", p.name, re)
+	return ""
+}
+
+// kill sends SIGKILL (kill -9) and waits.
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+}
+
+// controller is a running wisp-controller.
+type controller struct {
+	*proc
+	dataDir, url, quic, admin string
+}
+
+func startController(t *testing.T, dataDir, dsn, quicAddr string) *controller {
+	t.Helper()
+	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", quicAddr, "--data-dir", dataDir}
+	if dsn != "" {
+		args = append(args, "--database-url", dsn)
+	}
+	p := start(t, "wisp-controller", args...)
+	c := &controller{proc: p, dataDir: dataDir}
+	c.url = "http://" + p.await(`msg="REST API listening" addr=(\S+)`)
+	c.quic = p.await(`msg="QUIC listening" addr=(\S+)`)
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.admin = strings.TrimSpace(string(tok))
+	return c
+}
+
+// joinToken runs `wisp-controller token create`.
+func (c *controller) joinToken(t *testing.T, dsn string) string {
+	t.Helper()
+	args := []string{"token", "create", "--data-dir", c.dataDir}
+	if dsn != "" {
+		args = append(args, "--database-url", dsn)
+	}
+	out, err := exec.Command(filepath.Join(bin, "wisp-controller"), args...).Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(tok, "wispjoin1.") {
+		t.Fatalf("token create printed %q", out)
+	}
+	return tok
+}
+
+func startAgent(t *testing.T, c *controller, token, name, dataDir string) *proc {
+	t.Helper()
+	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0"}
+	if token != "" {
+		args = append(args, "--join-token", token)
+	}
+	p := start(t, "wisp-agent "+name, args...)
+	p.await(`msg=connected`)
+	return p
+}
+
+// do sends a REST request with the admin token and decodes the answer.
+func (c *controller) do(t *testing.T, method, path string, body io.Reader, contentType string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.admin)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (c *controller) upload(t *testing.T, module, name, fixture string, fields map[string]string) {
+	t.Helper()
+	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fixture+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("name", name)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile("code", fixture+".wasm")
+	fw.Write(code)
+	mw.Close()
+	status, body := c.do(t, "POST", "/v1/fn/"+module, &buf, mw.FormDataContentType())
+	if status != 201 {
+		t.Fatalf("upload %s: %d %s", name, status, body)
+	}
+}
+
+func (c *controller) invoke(t *testing.T, module, name, body string) (int, string) {
+	t.Helper()
+	status, b := c.do(t, "POST", "/v1/fn/"+module+"/"+name, strings.NewReader(body), "application/json")
+	return status, string(b)
+}
+
+type agentInfo struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Connected bool   `json:"connected"`
+}
+
+func (c *controller) agents(t *testing.T) []agentInfo {
+	t.Helper()
+	status, b := c.do(t, "GET", "/v1/agents", nil, "")
+	if status != 200 {
+		t.Fatalf("GET /v1/agents: %d %s", status, b)
+	}
+	var env struct{ Data []agentInfo }
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	return env.Data
+}
+
+func (c *controller) connected(t *testing.T) map[string]agentInfo {
+	out := map[string]agentInfo{}
+	for _, a := range c.agents(t) {
+		if a.Connected {
+			out[a.Name] = a
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metric scrapes one value from an agent's /metrics.
+func metric(t *testing.T, addr, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(string(b))
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+var _ = context.Background
+
+func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile(fileField, fileName)
+	fw.Write(content)
+	mw.Close()
+	return &buf, mw.FormDataContentType()
+}
