@@ -20,7 +20,7 @@
 // version the peers agreed on (see Forward compatibility below). History:
 //
 //	1: 2026-11-25: first version: Hello, Welcome, Heartbeat, Invoke, NeedCode,
-//	   Code, Result, Error, Ack, Drop, Ping, Pong.
+//	   Code, Result, Error, Ack, Drop, Ping, Pong, Started.
 //
 // # Transport and message flow
 //
@@ -46,6 +46,7 @@
 //	  |                                                          |
 //	  |  invocation stream (the controller opens one per call)   |
 //	  |<----- Invoke --------------------------------------------|
+//	  |------ Started (at once: the agent has it) -------------->|
 //	  |------ NeedCode (only if the digest is unknown) --------->|
 //	  |<----- Code (same stream, only after NeedCode) -----------|
 //	  |------ Result ------------------------------------------->|
@@ -62,6 +63,10 @@
 //   - Each side closes its write direction (QUIC FIN) after its last frame on
 //     a stream; [ReadFrame] reports io.EOF only at a frame boundary, so a
 //     clean end and a truncated frame (io.ErrUnexpectedEOF) are told apart.
+//   - The agent answers Invoke with Started before anything else. A
+//     controller that gets no Started within a short start timeout treats
+//     the invocation as never started (the agent is dead or unreachable)
+//     and may run it on another agent; after Started it never retries.
 //   - An invocation stream always ends with Result, whose code may be any
 //     [ErrorCode]: OK, a function failure (100–199) or a general one such as
 //     [Overloaded], [Draining] or [UnknownDigest]. Error on an invocation

@@ -137,7 +137,15 @@ const (
 	//	2 payload  bytes
 	TypePong FrameType = 0x0C
 
-	// 0x0D-0x0F: unassigned core types.
+	// TypeStarted is the agent's first answer on an invocation stream: it
+	// has the Invoke and is running it (or fetching its code). A controller
+	// that gets no Started within its start timeout may run the invocation
+	// elsewhere: it never started. See [Started].
+	//
+	//	1 activation_id string
+	TypeStarted FrameType = 0x0D
+
+	// 0x0E-0x0F: unassigned core types.
 	// 0x10-0x1F: reserved for the desired set and the outbox (a later
 	// version); version 1 treats them as unknown core types.
 )
@@ -159,6 +167,7 @@ var typeNames = [...]string{
 	TypeDrop:      "Drop",
 	TypePing:      "Ping",
 	TypePong:      "Pong",
+	TypeStarted:   "Started",
 }
 
 func (t FrameType) String() string {

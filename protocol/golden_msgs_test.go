@@ -29,5 +29,6 @@ func goldenMsgs() []Message {
 		&Drop{Digests: []string{"sha256:ab", "sha256:cd"}},
 		&Ping{Nonce: 7, Payload: []byte{1, 2}},
 		&Pong{Nonce: 7, Payload: []byte{1, 2}},
+		&Started{ActivationID: "a1"},
 	}
 }

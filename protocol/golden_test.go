@@ -91,6 +91,9 @@ var golden = []string{
 	`0c 00000007
 	 01 01 07                           nonce 7
 	 02 02 0102                         payload`,
+	// Started
+	`0d 00000004
+	 01 02 6131                         activation_id "a1"`,
 }
 
 // unhex decodes an annotated golden string: on each line, the hex words up to

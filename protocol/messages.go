@@ -229,6 +229,31 @@ func (v *Invoke) decode(d decoder) error {
 	return d.err
 }
 
+// Started tells the controller that the agent has an Invoke and runs it.
+type Started struct {
+	ActivationID string // 1
+}
+
+func (*Started) Type() FrameType                           { return TypeStarted }
+func (m *Started) AppendBinary(dst []byte) ([]byte, error) { return m.Append(dst), nil }
+func (m *Started) MarshalBinary() ([]byte, error)          { return m.Append(nil), nil }
+func (m *Started) UnmarshalBinary(p []byte) error          { return unmarshal(m, p) }
+
+func (m *Started) Append(dst []byte) []byte {
+	e := encoder{dst}
+	e.string(1, m.ActivationID)
+	return e.buf
+}
+
+func (m *Started) decode(d decoder) error {
+	for d.next() {
+		if d.tag == 1 {
+			m.ActivationID = d.string()
+		}
+	}
+	return d.err
+}
+
 // NeedCode asks, on an invocation stream, for the code of the Invoke.
 type NeedCode struct {
 	Digest string // 1

@@ -35,6 +35,7 @@ func roundTripMsgs() map[string]Message {
 		"Drop/zero":      &Drop{},
 		"Ping/zero":      &Ping{},
 		"Pong/zero":      &Pong{},
+		"Started/zero":   &Started{},
 		"Hello/max": &Hello{
 			AgentID: "agent-\x00-\xff", Labels: []string{"", "", "a=b"},
 			MemTotalBytes: max, MemAvailBytes: max, CPUs: max, Inflight: max,
@@ -51,10 +52,11 @@ func roundTripMsgs() map[string]Message {
 			Code: math.MaxUint16, Logs: []string{"", "x"}, QueueUS: max, TransferUS: max, CompileUS: max,
 			InstantiateUS: max, RunUS: max, Compiled: true, DiskCacheHit: true, ExitCode: math.MaxUint32,
 		},
-		"Error/max": &Error{Code: math.MaxUint16, Message: "m"},
-		"Drop/one":  &Drop{Digests: []string{""}},
-		"Ping/max":  &Ping{Nonce: max, Payload: make([]byte, 200)},
-		"Pong/max":  &Pong{Nonce: max, Payload: make([]byte, 200)},
+		"Error/max":  &Error{Code: math.MaxUint16, Message: "m"},
+		"Drop/one":   &Drop{Digests: []string{""}},
+		"Ping/max":   &Ping{Nonce: max, Payload: make([]byte, 200)},
+		"Pong/max":   &Pong{Nonce: max, Payload: make([]byte, 200)},
+		"Started/id": &Started{ActivationID: "01KAW0000000000000000000AB"},
 	}
 	for _, m := range goldenMsgs() {
 		msgs[m.Type().String()+"/golden"] = m
@@ -320,7 +322,7 @@ func TestStableNumbers(t *testing.T) {
 	}
 	types := map[FrameType]uint8{
 		TypeHello: 1, TypeWelcome: 2, TypeHeartbeat: 3, TypeInvoke: 4, TypeNeedCode: 5, TypeCode: 6,
-		TypeResult: 7, TypeError: 8, TypeAck: 9, TypeDrop: 10, TypePing: 11, TypePong: 12,
+		TypeResult: 7, TypeError: 8, TypeAck: 9, TypeDrop: 10, TypePing: 11, TypePong: 12, TypeStarted: 13,
 	}
 	for ft, n := range types {
 		if uint8(ft) != n {

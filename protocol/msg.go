@@ -49,6 +49,8 @@ func newMessage(t FrameType) decodable {
 		return new(Ping)
 	case TypePong:
 		return new(Pong)
+	case TypeStarted:
+		return new(Started)
 	}
 	return nil
 }

@@ -54,6 +54,7 @@ var ErrRefused = errors.New("the controller refused this agent")
 // Link is one agent↔controller connection, kept up by Run.
 type Link struct {
 	cfg       Config
+	handlers  sync.WaitGroup // stream handlers in flight
 	token     *protocol.JoinToken
 	log       *slog.Logger
 	connected atomic.Bool
@@ -245,8 +246,24 @@ func (l *Link) session(ctx context.Context) error {
 	case err = <-errc:
 	case <-ctx.Done():
 		err = ctx.Err()
+		// Lame duck: no new streams are accepted (acceptStreams stops with
+		// sctx); let the invocations in flight send their results, within
+		// a bound, before the deferred close ends the connection.
+		stop()
+		l.drain(10 * time.Second)
 	}
 	return err
+}
+
+// drain waits for in-flight stream handlers, at most d.
+func (l *Link) drain(d time.Duration) {
+	done := make(chan struct{})
+	go func() { l.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		l.log.Warn("shutting down with invocations still running")
+	}
 }
 
 func (l *Link) hello(id state.Identity, joining bool) *protocol.Hello {
@@ -322,7 +339,14 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
 		if err != nil {
 			return fmt.Errorf("accepting streams: %w", err)
 		}
-		go l.serveStream(ctx, s)
+		l.handlers.Add(1)
+		go func() {
+			defer l.handlers.Done()
+			// The stream's context ends when the controller cancels the
+			// invocation or the connection dies, not when the agent starts
+			// shutting down: in-flight work drains.
+			l.serveStream(s.Context(), s)
+		}()
 	}
 }
 
@@ -336,6 +360,9 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	}
 	switch m := msg.(type) {
 	case *protocol.Invoke:
+		if err := protocol.WriteMsg(s, &protocol.Started{ActivationID: m.ActivationID}); err != nil {
+			return // the controller gave up on this stream already
+		}
 		res := l.invoke(ctx, s, m)
 		if err := protocol.WriteMsg(s, res); err != nil {
 			l.log.Warn("sending result", "activation", m.ActivationID, "err", err)

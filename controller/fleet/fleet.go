@@ -43,8 +43,13 @@ type Config struct {
 	// misses MissedHeartbeats (default 3) is marked disconnected.
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
-	Metrics           *Metrics
-	Logger            *slog.Logger
+	// StartTimeout is how long an agent has to acknowledge an Invoke
+	// (protocol.Started) before the invocation counts as never started and
+	// may run elsewhere; default 2s. The agent is then left out of
+	// scheduling until its next heartbeat.
+	StartTimeout time.Duration
+	Metrics      *Metrics
+	Logger       *slog.Logger
 }
 
 // Errors of Invoke and Push.
@@ -81,6 +86,9 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.MissedHeartbeats <= 0 {
 		cfg.MissedHeartbeats = 3
 	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 2 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -98,10 +106,14 @@ type Session struct {
 
 	connected atomic.Bool
 	lastSeen  atomic.Int64 // unix ns
-	memAvail  atomic.Uint64
-	memKnown  atomic.Bool
-	inflight  atomic.Int64
-	total     atomic.Uint64
+	// suspect is when the agent last failed to acknowledge an Invoke (unix
+	// ns); it is not scheduled until a heartbeat arrives after that.
+	suspect  atomic.Int64
+	lastBeat atomic.Int64 // unix ns of the last heartbeat
+	memAvail atomic.Uint64
+	memKnown atomic.Bool
+	inflight atomic.Int64
+	total    atomic.Uint64
 
 	digestMu sync.RWMutex
 	digests  map[string]struct{}
@@ -201,7 +213,7 @@ func (f *Fleet) candidates(digest string, exclude []*Session) ([]*Session, []sch
 	ss := make([]*Session, 0, len(f.sessions))
 	cs := make([]scheduler.Candidate, 0, len(f.sessions))
 	for _, s := range f.sessions {
-		if !s.connected.Load() || slices.Contains(exclude, s) {
+		if !s.connected.Load() || slices.Contains(exclude, s) || s.suspect.Load() > s.lastBeat.Load() {
 			continue
 		}
 		ss = append(ss, s)
@@ -411,6 +423,7 @@ func (f *Fleet) readControl(s *Session) error {
 		s.lastSeen.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *protocol.Heartbeat:
+			s.lastBeat.Store(time.Now().UnixNano())
 			s.memAvail.Store(m.MemAvailBytes)
 			if m.MemAvailBytes > 0 {
 				s.memKnown.Store(s.hello.MemTotalBytes > 0)
@@ -456,6 +469,26 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.R
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+	}
+	// The agent acknowledges at once; silence means it is gone (kill -9
+	// leaves the connection open until the idle timeout) or hopelessly
+	// overloaded. Cancelling the stream also stops the agent's copy.
+	str.SetReadDeadline(time.Now().Add(s.f.cfg.StartTimeout))
+	first, err := protocol.ReadMsg(str, maxControlFrame)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
+		str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
+		s.suspect.Store(time.Now().UnixNano())
+		s.f.log.Warn("agent did not acknowledge an invocation", "agent", s.ID, "name", s.hello.Name, "activation", inv.ActivationID, "err", err)
+		return nil, fmt.Errorf("%w: %s did not acknowledge it: %v", ErrNotStarted, s.hello.Name, err)
+	}
+	str.SetReadDeadline(time.Time{})
+	s.lastSeen.Store(time.Now().UnixNano())
+	if _, ok := first.(*protocol.Started); !ok {
+		return nil, fmt.Errorf("agent %s answered Invoke with %v instead of Started", s.ID, first.Type())
 	}
 	for {
 		msg, err := protocol.ReadMsg(str, maxControlFrame*64)

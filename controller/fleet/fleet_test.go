@@ -93,6 +93,12 @@ type testAgent struct {
 
 func startAgent(t *testing.T, addr, token, name, dir string) *testAgent {
 	t.Helper()
+	return startAgentOn(t, addr, token, name, dir, nil)
+}
+
+// startAgentOn runs an agent whose QUIC traffic goes through pc (nil: its own socket).
+func startAgentOn(t *testing.T, addr, token, name, dir string, pc net.PacketConn) *testAgent {
+	t.Helper()
 	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +108,7 @@ func startAgent(t *testing.T, addr, token, name, dir string) *testAgent {
 		t.Fatal(err)
 	}
 	ex := executor.New(rt, st, nil, nil)
-	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name,
+	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name, PacketConn: pc,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testLogger(t).With("agent", name)})
 	if err != nil {
 		t.Fatal(err)
@@ -392,5 +398,38 @@ func TestConcurrentInvocations(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestSilentAgentIsBypassed: an agent that vanishes without closing its
+// connection (kill -9, a cut cable) never acknowledges an Invoke; the
+// invocation runs on another agent instead of failing, and the silent agent
+// is left out of scheduling.
+func TestSilentAgentIsBypassed(t *testing.T) {
+	c := startController(t)
+	c.fleet.cfg.StartTimeout = 300 * time.Millisecond
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomed := startAgentOn(t, c.addr, c.token, "doomed", t.TempDir(), pc)
+	waitFor(t, "doomed agent", func() bool { return c.fleet.Connected() == 1 })
+	startAgent(t, c.addr, c.token, "survivor", t.TempDir())
+	waitFor(t, "both agents", func() bool { return c.fleet.Connected() == 2 })
+	fn := createFunction(t, c.store, "hello", "hello_c", "")
+	// Make the doomed agent the scheduler's favourite, then silence it.
+	if _, err := c.store.PutScript(context.Background(), store.Script{Name: "prefer_doomed",
+		Source: []byte("- default:\n    - workers: [doomed, survivor]\n      strategy: best-first\n  followup: fail\n")}); err != nil {
+		t.Fatal(err)
+	}
+	pc.Close() // the agent's packets stop; its connection is not closed
+	for i := range 5 {
+		out, err := invoke(t, c, fn, `{"name":"S"}`, api.Scheduling{Language: "app", Script: "prefer_doomed"})
+		if err != nil || out != `{"payload":"Hello S!"}` {
+			t.Fatalf("call %d with a silent agent: %s %v", i, out, err)
+		}
+	}
+	if doomed.exec.Total() != 0 {
+		t.Fatalf("the silent agent ran %d invocations", doomed.exec.Total())
 	}
 }

@@ -160,7 +160,7 @@ func startController(t *testing.T, dataDir, dsn, quicAddr string) *controller {
 // joinToken runs `wisp-controller token create`.
 func (c *controller) joinToken(t *testing.T, dsn string) string {
 	t.Helper()
-	args := []string{"token", "create", "--data-dir", c.dataDir}
+	args := []string{"token", "create", "--data-dir", c.dataDir, "--url", c.url}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
 	}
