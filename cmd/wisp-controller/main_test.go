@@ -95,7 +95,7 @@ func get(t *testing.T, url, token string) (int, string) {
 func TestRunEmbeddedAndRestart(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
-	env := map[string]string{"WISP_DATA_DIR": dir, "WISP_LISTEN": "127.0.0.1:0"}
+	env := map[string]string{"WISP_DATA_DIR": dir, "WISP_LISTEN": "127.0.0.1:0", "WISP_QUIC_LISTEN": "127.0.0.1:0"}
 	base, logs, stop := startController(t, nil, env)
 
 	tokenFile := filepath.Join(dir, "admin.token")
@@ -134,7 +134,7 @@ func TestRunEmbeddedAndRestart(t *testing.T) {
 	}
 
 	// A second start reuses the admin: same file, same token, still valid.
-	base, logs, stop = startController(t, []string{"-listen", "127.0.0.1:0"}, map[string]string{"WISP_DATA_DIR": dir})
+	base, logs, stop = startController(t, []string{"-listen", "127.0.0.1:0", "-quic-listen", "127.0.0.1:0"}, map[string]string{"WISP_DATA_DIR": dir})
 	raw2, _ := os.ReadFile(tokenFile)
 	if string(raw2) != string(raw) {
 		t.Fatal("the second start rewrote admin.token")
@@ -154,7 +154,7 @@ func TestRunPostgres(t *testing.T) {
 	t.Parallel()
 	dsn := pgSchema(t)
 	dir := t.TempDir()
-	base, logs, stop := startController(t, []string{"-database-url", dsn, "-data-dir", dir, "-listen", "127.0.0.1:0"}, nil)
+	base, logs, stop := startController(t, []string{"-database-url", dsn, "-data-dir", dir, "-listen", "127.0.0.1:0", "-quic-listen", "127.0.0.1:0"}, nil)
 	raw, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,18 @@ func TestFunLessFlow(t *testing.T) {
 	for _, ts := range testStores() {
 		t.Run(ts.name, func(t *testing.T) {
 			t.Parallel()
-			e := start(t, ts.open(t))
+			e := start(t, ts.open(t), func(c *Config) {
+				c.Agents = fakeAgents{{"id": "ag_01", "name": "edge", "connected": false, "os": "linux", "arch": "arm",
+					"engine": "interpreter", "labels": []string{}, "last_seen": "2026-11-25T12:00:00Z"}}
+				c.JoinTokens = &fakeTokens{}
+			})
 			testFlow(t, e)
 			testBadInput(t, e)
+			// Agents and join tokens (their behaviour: TestDistributionAndAgents).
+			status, body := e.do(req{method: "GET", path: "/v1/agents"})
+			wantData[[]map[string]any](t, status, body, 200)
+			status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
+			wantData[JoinTokenInfo](t, status, body, 201)
 			if miss := e.spec.missing(); len(miss) > 0 {
 				t.Errorf("operations of openapi.yaml no test request reached: %v", miss)
 			}
