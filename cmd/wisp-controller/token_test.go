@@ -52,4 +52,3 @@ func TestTokenCreate(t *testing.T) {
 		}
 	}
 }
-
