@@ -360,11 +360,12 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	}
 	switch m := msg.(type) {
 	case *protocol.Invoke:
-		if err := protocol.WriteMsg(s, &protocol.Started{ActivationID: m.ActivationID}); err != nil {
-			return // the controller gave up on this stream already
-		}
-		res := l.invoke(ctx, s, m)
-		if err := protocol.WriteMsg(s, res); err != nil {
+		ack := &startAck{s: s, id: m.ActivationID}
+		ack.mu.Lock() // the timer's send waits until ack.timer is set
+		ack.timer = time.AfterFunc(startAckDelay, func() { ack.send(nil) })
+		ack.mu.Unlock()
+		res := l.invoke(ctx, s, m, ack)
+		if err := ack.send(res); err != nil {
 			l.log.Warn("sending result", "activation", m.ActivationID, "err", err)
 		}
 	case *protocol.Code:
@@ -380,14 +381,58 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	}
 }
 
-func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke) *protocol.Result {
+// startAckDelay is how long the agent may hold back Started hoping to send
+// it in the same packet as the Result: most invocations finish well within
+// it, which saves a packet and a wake-up on both sides. It is far below the
+// controller's start timeout (2s by default).
+const startAckDelay = 5 * time.Millisecond
+
+// startAck sends protocol.Started exactly once, before anything else on the
+// stream: on its own when startAckDelay passes or code must be fetched, or
+// together with the Result.
+type startAck struct {
+	s     *quic.Stream
+	id    string
+	timer *time.Timer
+	mu    sync.Mutex
+	sent  bool
+	err   error
+}
+
+// send writes Started if it has not been written, followed by next (if any),
+// in one write.
+func (a *startAck) send(next protocol.Message) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return a.err
+	}
+	var buf []byte
+	if !a.sent {
+		a.timer.Stop()
+		buf, _ = protocol.AppendMsg(nil, &protocol.Started{ActivationID: a.id})
+		a.sent = true
+	}
+	if next != nil {
+		var err error
+		if buf, err = protocol.AppendMsg(buf, next); err != nil {
+			return err
+		}
+	}
+	if len(buf) > 0 {
+		_, a.err = a.s.Write(buf)
+	}
+	return a.err
+}
+
+func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke, ack *startAck) *protocol.Result {
 	if m.DeadlineUnixMS != 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(int64(m.DeadlineUnixMS)))
 		defer cancel()
 	}
 	fetch := func(ctx context.Context, digest string) ([]byte, error) {
-		if err := protocol.WriteMsg(s, &protocol.NeedCode{Digest: digest}); err != nil {
+		if err := ack.send(&protocol.NeedCode{Digest: digest}); err != nil {
 			return nil, err
 		}
 		msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)

@@ -32,7 +32,7 @@ type testController struct {
 	disp  *Dispatcher
 }
 
-func startController(t *testing.T) *testController {
+func startController(t testing.TB) *testController {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), nil)
@@ -75,7 +75,7 @@ func startController(t *testing.T) *testController {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -91,13 +91,13 @@ type testAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, addr, token, name, dir string) *testAgent {
+func startAgent(t testing.TB, addr, token, name, dir string) *testAgent {
 	t.Helper()
 	return startAgentOn(t, addr, token, name, dir, nil)
 }
 
 // startAgentOn runs an agent whose QUIC traffic goes through pc (nil: its own socket).
-func startAgentOn(t *testing.T, addr, token, name, dir string, pc net.PacketConn) *testAgent {
+func startAgentOn(t testing.TB, addr, token, name, dir string, pc net.PacketConn) *testAgent {
 	t.Helper()
 	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
 	if err != nil {
@@ -131,7 +131,7 @@ func (a *testAgent) stop() {
 	a.state.Close()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -142,7 +142,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func createFunction(t *testing.T, st store.Store, name, fixture string, meta string) store.Function {
+func createFunction(t testing.TB, st store.Store, name, fixture string, meta string) store.Function {
 	t.Helper()
 	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fixture+".wasm"))
 	if err != nil {

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running binary whose log we watch.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	cmd  *exec.Cmd
 	mu   sync.Mutex
@@ -52,7 +52,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(bin, strings.Fields(name)[0]), args...)
@@ -139,7 +139,7 @@ type controller struct {
 	dataDir, url, quic, admin string
 }
 
-func startController(t *testing.T, dataDir, dsn, quicAddr string) *controller {
+func startController(t testing.TB, dataDir, dsn, quicAddr string) *controller {
 	t.Helper()
 	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", quicAddr, "--data-dir", dataDir}
 	if dsn != "" {
@@ -158,7 +158,7 @@ func startController(t *testing.T, dataDir, dsn, quicAddr string) *controller {
 }
 
 // joinToken runs `wisp-controller token create`.
-func (c *controller) joinToken(t *testing.T, dsn string) string {
+func (c *controller) joinToken(t testing.TB, dsn string) string {
 	t.Helper()
 	args := []string{"token", "create", "--data-dir", c.dataDir, "--url", c.url}
 	if dsn != "" {
@@ -175,7 +175,7 @@ func (c *controller) joinToken(t *testing.T, dsn string) string {
 	return tok
 }
 
-func startAgent(t *testing.T, c *controller, token, name, dataDir string) *proc {
+func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc {
 	t.Helper()
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0"}
 	if token != "" {
@@ -187,7 +187,7 @@ func startAgent(t *testing.T, c *controller, token, name, dataDir string) *proc 
 }
 
 // do sends a REST request with the admin token and decodes the answer.
-func (c *controller) do(t *testing.T, method, path string, body io.Reader, contentType string) (int, []byte) {
+func (c *controller) do(t testing.TB, method, path string, body io.Reader, contentType string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, c.url+path, body)
 	if err != nil {
@@ -206,7 +206,7 @@ func (c *controller) do(t *testing.T, method, path string, body io.Reader, conte
 	return resp.StatusCode, b
 }
 
-func (c *controller) upload(t *testing.T, module, name, fixture string, fields map[string]string) {
+func (c *controller) upload(t testing.TB, module, name, fixture string, fields map[string]string) {
 	t.Helper()
 	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fixture+".wasm"))
 	if err != nil {
@@ -227,7 +227,7 @@ func (c *controller) upload(t *testing.T, module, name, fixture string, fields m
 	}
 }
 
-func (c *controller) invoke(t *testing.T, module, name, body string) (int, string) {
+func (c *controller) invoke(t testing.TB, module, name, body string) (int, string) {
 	t.Helper()
 	status, b := c.do(t, "POST", "/v1/fn/"+module+"/"+name, strings.NewReader(body), "application/json")
 	return status, string(b)
@@ -239,7 +239,7 @@ type agentInfo struct {
 	Connected bool   `json:"connected"`
 }
 
-func (c *controller) agents(t *testing.T) []agentInfo {
+func (c *controller) agents(t testing.TB) []agentInfo {
 	t.Helper()
 	status, b := c.do(t, "GET", "/v1/agents", nil, "")
 	if status != 200 {
@@ -252,7 +252,7 @@ func (c *controller) agents(t *testing.T) []agentInfo {
 	return env.Data
 }
 
-func (c *controller) connected(t *testing.T) map[string]agentInfo {
+func (c *controller) connected(t testing.TB) map[string]agentInfo {
 	out := map[string]agentInfo{}
 	for _, a := range c.agents(t) {
 		if a.Connected {
@@ -262,7 +262,7 @@ func (c *controller) connected(t *testing.T) map[string]agentInfo {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -274,7 +274,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // metric scrapes one value from an agent's /metrics.
-func metric(t *testing.T, addr, name string) string {
+func metric(t testing.TB, addr, name string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

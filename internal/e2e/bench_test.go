@@ -1,0 +1,392 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
+)
+
+// procCPU returns the user+system CPU time a process has used.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// benchPlatform starts a controller and one agent as processes, with the
+// C hello function uploaded and warm.
+func benchPlatform(b *testing.B) (*controller, *proc) {
+	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
+	agent := startAgent(b, c, c.joinToken(b, ""), "edge1", b.TempDir())
+	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
+	if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {
+		b.Fatalf("warm-up: %d %s", status, body)
+	}
+	return c, agent
+}
+
+// BenchmarkInvokeLatency: warm invoke of the C hello function through REST →
+// controller → QUIC → agent and back, beside three floors measured in the
+// same run: a loopback HTTP round trip to the same server (GET /v1/), a
+// loopback QUIC stream round trip (quic-go echo), and the in-process runtime
+// call.
+func BenchmarkInvokeLatency(b *testing.B) {
+	c, _ := benchPlatform(b)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	body := []byte(`{"args":{"name":"Ada"}}`)
+	rest := func() time.Duration {
+		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		req.Header.Set("Content-Type", "application/json")
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if resp.StatusCode != 200 || !bytes.Contains(out, []byte("Hello Ada!")) {
+			b.Fatalf("%d %s", resp.StatusCode, out)
+		}
+		return d
+	}
+	httpRTT := func() time.Duration {
+		t0 := time.Now()
+		resp, err := client.Get(c.url + "/v1/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(t0)
+	}
+	quicRTT := quicEcho(b)
+	rtCall := runtimeCall(b)
+
+	var lr, lh, lq, lrt []time.Duration
+	for b.Loop() {
+		lr = append(lr, rest())
+		lh = append(lh, httpRTT())
+		lq = append(lq, quicRTT())
+		lrt = append(lrt, rtCall())
+	}
+	floor := pct(lh, .5) + pct(lq, .5) + pct(lrt, .5)
+	b.ReportMetric(float64(pct(lr, .5).Microseconds()), "invoke-p50-µs")
+	b.ReportMetric(float64(pct(lr, .99).Microseconds()), "invoke-p99-µs")
+	b.ReportMetric(float64(pct(lh, .5).Microseconds()), "http-rtt-p50-µs")
+	b.ReportMetric(float64(pct(lq, .5).Microseconds()), "quic-rtt-p50-µs")
+	b.ReportMetric(float64(pct(lrt, .5).Microseconds()), "runtime-p50-µs")
+	b.ReportMetric(float64(pct(lr, .5))/float64(floor), "x-floor-sum")
+}
+
+// quicEcho starts an in-process quic-go echo server and returns a function
+// timing one stream round trip with a small frame.
+func quicEcho(b *testing.B) func() time.Duration {
+	id, err := fleet.LoadOrCreateIdentity(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{"echo"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				for {
+					s, err := conn.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					go func() { io.Copy(s, s); s.Close() }()
+				}
+			}()
+		}
+	}()
+	conn, err := quic.DialAddr(context.Background(), ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"echo"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.CloseWithError(0, "") })
+	msg := make([]byte, 128)
+	buf := make([]byte, 128)
+	return func() time.Duration {
+		t0 := time.Now()
+		s, err := conn.OpenStreamSync(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Write(msg)
+		s.Close()
+		if _, err := io.ReadFull(s, buf); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+}
+
+func runtimeCall(b *testing.B) func() time.Duration {
+	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", "hello_c.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := runtime.New(context.Background(), runtime.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close(context.Background()) })
+	info, err := rt.Load(context.Background(), code)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func() time.Duration {
+		t0 := time.Now()
+		if _, err := rt.Invoke(context.Background(), info.Digest, runtime.Request{Input: []byte(`{"name":"Ada"}`)}); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+}
+
+// BenchmarkInvokeThroughput: 64 concurrent REST clients invoking the C hello
+// function; reports invocations/s and the CPU the controller and the agent
+// processes spent per invocation.
+func BenchmarkInvokeThroughput(b *testing.B) {
+	c, agent := benchPlatform(b)
+	const clients = 64
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	client := &http.Client{Transport: tr}
+	body := []byte(`{"args":{"name":"Ada"}}`)
+	var failed atomic.Int64
+	cpu0 := procCPU(c.cmd.Process.Pid) + procCPU(agent.cmd.Process.Pid)
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+c.admin)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cpu := procCPU(c.cmd.Process.Pid) + procCPU(agent.cmd.Process.Pid) - cpu0
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d invocations failed", n, b.N)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "invocations/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-µs/inv")
+}
+
+// BenchmarkFirstInvocation: a new 100 KiB function, pushed to the agent
+// and compiled there on create (wait_for_workers=true), then invoked; and the
+// same without the push, where the first invocation pulls and compiles.
+func BenchmarkFirstInvocation(b *testing.B) {
+	c, _ := benchPlatform(b)
+	wat, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", "hello_wat.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pushed, firstAfterPush, pulled []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		for _, wait := range []string{"true", "false"} {
+			name := fmt.Sprintf("f%d_%s", i, wait)
+			code := padModule(wat, 100<<10, name)
+			t0 := time.Now()
+			uploadBytes(b, c, name, code, wait)
+			up := time.Since(t0)
+			t1 := time.Now()
+			if status, body := c.invoke(b, "_", name, `{}`); status != 200 {
+				b.Fatalf("%d %s", status, body)
+			}
+			first := time.Since(t1)
+			if wait == "true" {
+				pushed, firstAfterPush = append(pushed, up), append(firstAfterPush, first)
+			} else {
+				pulled = append(pulled, first)
+			}
+		}
+	}
+	b.ReportMetric(float64(pct(pushed, .5).Microseconds()), "create+push-p50-µs")
+	b.ReportMetric(float64(pct(firstAfterPush, .5).Microseconds()), "first-after-push-p50-µs")
+	b.ReportMetric(float64(pct(pulled, .5).Microseconds()), "first-with-pull-p50-µs")
+}
+
+// padModule appends a custom section so the module is size bytes and unique.
+func padModule(wasm []byte, size int, name string) []byte {
+	out := slices.Clone(wasm)
+	pad := size - len(wasm) - len(name) - 12
+	payload := append([]byte{byte(len(name))}, name...)
+	payload = append(payload, make([]byte, pad)...)
+	out = append(out, 0)
+	n := uint32(len(payload))
+	for { // LEB128 section size
+		c := byte(n & 0x7f)
+		n >>= 7
+		if n != 0 {
+			out = append(out, c|0x80)
+			continue
+		}
+		out = append(out, c)
+		break
+	}
+	return append(out, payload...)
+}
+
+func uploadBytes(b *testing.B, c *controller, name string, code []byte, wait string) {
+	body, ct := multipartBody(map[string]string{"name": name, "wait_for_workers": wait}, "code", name+".wasm", code)
+	if status, out := c.do(b, "POST", "/v1/fn/_", body, ct); status != 201 {
+		b.Fatalf("upload: %d %s", status, out)
+	}
+}
+
+// BenchmarkThousandAgents: 1,000 simulated agents (one process, one QUIC
+// connection each) held by one controller process. Reports the controller's
+// RSS and CPU at idle with them connected, and the scheduling time per
+// decision from the controller's own histogram.
+func BenchmarkThousandAgents(b *testing.B) {
+	const agents = 1000
+	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
+	token := c.joinToken(b, "")
+	rss0 := procRSS(c.cmd.Process.Pid)
+	var sims []*simAgent
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range agents {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			a, err := dialSimAgent(ctx, c.quic, token, fmt.Sprintf("sim%04d", i))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			mu.Lock()
+			sims = append(sims, a)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	b.Cleanup(func() {
+		for _, a := range sims {
+			a.close()
+		}
+	})
+	if len(sims) != agents {
+		b.Fatalf("%d of %d agents connected", len(sims), agents)
+	}
+	c.upload(b, "_", "hello", "hello_wat", nil)
+	time.Sleep(3 * time.Second) // let joins, pushes and the first heartbeats settle
+	cpu0, t0 := procCPU(c.cmd.Process.Pid), time.Now()
+	time.Sleep(10 * time.Second)
+	idleCPU := float64(procCPU(c.cmd.Process.Pid)-cpu0) / float64(time.Since(t0))
+	rss := procRSS(c.cmd.Process.Pid)
+
+	for b.Loop() {
+		if status, body := c.invoke(b, "_", "hello", `{}`); status != 200 {
+			b.Fatalf("%d %s", status, body)
+		}
+	}
+	sum, count := scheduleHistogram(b, c)
+	b.ReportMetric(float64(rss)/(1<<20), "controller-rss-MiB")
+	b.ReportMetric(float64(rss-rss0)/(1<<10)/agents, "rss-KiB/agent")
+	b.ReportMetric(idleCPU*100, "idle-cpu-%")
+	if count > 0 {
+		b.ReportMetric(sum/count*1e6, "schedule-µs/decision")
+	}
+}
+
+func scheduleHistogram(b *testing.B, c *controller) (sum, count float64) {
+	resp, err := http.Get(c.url + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	for line := range strings.Lines(string(out)) {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "wisp_controller_schedule_seconds_sum":
+			sum = v
+		case "wisp_controller_schedule_seconds_count":
+			count = v
+		}
+	}
+	return sum, count
+}
