@@ -34,4 +34,3 @@ func BenchmarkDispatch(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 }
-
