@@ -41,6 +41,9 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// PacketConn, when set, is used instead of a new UDP socket (tests).
 	PacketConn net.PacketConn
+	// MaxStreams bounds the streams the controller may open at once
+	// (concurrent invocations and code pushes). Default 10000.
+	MaxStreams int
 	Logger     *slog.Logger
 }
 
@@ -86,6 +89,9 @@ func New(cfg Config) (*Link, error) {
 	}
 	if l.cfg.MaxBackoff <= 0 {
 		l.cfg.MaxBackoff = 30 * time.Second
+	}
+	if l.cfg.MaxStreams <= 0 {
+		l.cfg.MaxStreams = 10000
 	}
 	if l.cfg.Name == "" {
 		l.cfg.Name, _ = osHostname()
@@ -145,11 +151,16 @@ func (l *Link) tlsConfig(pin []byte) *tls.Config {
 	}
 }
 
-var quicConfig = &quic.Config{
-	KeepAlivePeriod:       2 * time.Second,
-	MaxIdleTimeout:        6 * time.Second,
-	MaxIncomingStreams:    10000,
-	MaxIncomingUniStreams: -1,
+// quicConfig is the agent's QUIC configuration. maxStreams bounds the
+// streams the controller may have open at once (concurrent invocations and
+// pushes).
+func quicConfig(maxStreams int) *quic.Config {
+	return &quic.Config{
+		KeepAlivePeriod:       2 * time.Second,
+		MaxIdleTimeout:        6 * time.Second,
+		MaxIncomingStreams:    int64(maxStreams),
+		MaxIncomingUniStreams: -1,
+	}
 }
 
 // session dials, authenticates and serves one connection until it fails.
@@ -177,9 +188,9 @@ func (l *Link) session(ctx context.Context) error {
 		if rerr != nil {
 			return rerr
 		}
-		conn, err = quic.Dial(dctx, l.cfg.PacketConn, raddr, l.tlsConfig(pin), quicConfig)
+		conn, err = quic.Dial(dctx, l.cfg.PacketConn, raddr, l.tlsConfig(pin), quicConfig(l.cfg.MaxStreams))
 	} else {
-		conn, err = quic.DialAddr(dctx, l.cfg.Addr, l.tlsConfig(pin), quicConfig)
+		conn, err = quic.DialAddr(dctx, l.cfg.Addr, l.tlsConfig(pin), quicConfig(l.cfg.MaxStreams))
 	}
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
@@ -352,6 +363,11 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
 
 // serveStream handles one controller-opened stream.
 func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
+	// Both directions must end for QUIC to count the stream as closed and
+	// grant the controller a new one: close ours, and stop reading theirs
+	// (nothing more is expected after the exchange). Forgetting the read side
+	// leaks one stream credit per invocation until the connection stalls.
+	defer s.CancelRead(0)
 	defer s.Close()
 	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 	if err != nil {

@@ -113,16 +113,21 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.Capacity}
 	m := d.fleet.cfg.Metrics
 	var tried []*Session
+	buf := candidateBufs.Get().(*candidateBuf)
+	defer func() {
+		clear(buf.ss) // drop session references before pooling
+		candidateBufs.Put(buf)
+	}()
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
-		sessions, cands := d.fleet.candidates(req.Digest, tried)
-		idx, err := scheduler.Pick(cands, fn, script, rand.IntN)
+		d.fleet.candidates(req.Digest, tried, buf)
+		idx, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
 		m.scheduled(time.Since(t0))
 		if err != nil {
 			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			return api.InvokeResult{}, fmt.Errorf("%w: %v", api.ErrNoWorker, err)
 		}
-		s := sessions[idx]
+		s := buf.ss[idx]
 		res, err := s.Invoke(ctx, inv)
 		if errors.Is(err, ErrNotStarted) || errors.Is(err, ErrDisconnected) {
 			tried = append(tried, s)

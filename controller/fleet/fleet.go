@@ -70,6 +70,9 @@ type Fleet struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Session // by agent id, connected or not
+	// live is the connected sessions, rebuilt under mu whenever one
+	// connects or disconnects, read without locking by the scheduler.
+	live atomic.Pointer[[]*Session]
 }
 
 // New returns a Fleet; it does no I/O.
@@ -92,7 +95,9 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}}, nil
+	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}}
+	f.live.Store(&[]*Session{})
+	return f, nil
 }
 
 // Session is one agent, connected or not.
@@ -115,8 +120,10 @@ type Session struct {
 	inflight atomic.Int64
 	total    atomic.Uint64
 
-	digestMu sync.RWMutex
-	digests  map[string]struct{}
+	// digests is the set of code the agent holds, copied on write (rare:
+	// pushes, pulls, drops) so the scheduler reads it without locking.
+	digestMu sync.Mutex
+	digests  atomic.Pointer[map[string]struct{}]
 }
 
 // AgentInfo is what GET /v1/agents shows of an agent.
@@ -138,9 +145,7 @@ type AgentInfo struct {
 }
 
 func (s *Session) info() AgentInfo {
-	s.digestMu.RLock()
-	n := len(s.digests)
-	s.digestMu.RUnlock()
+	n := len(*s.digests.Load())
 	return AgentInfo{
 		ID: s.ID, Name: s.hello.Name, Connected: s.connected.Load(), OS: s.hello.OS, Arch: s.hello.Arch,
 		Engine: s.hello.Engine, Labels: append([]string{}, s.hello.Labels...), CPUs: s.hello.CPUs,
@@ -151,16 +156,28 @@ func (s *Session) info() AgentInfo {
 
 // HasDigest reports whether the agent holds the code.
 func (s *Session) HasDigest(d string) bool {
-	s.digestMu.RLock()
-	_, ok := s.digests[d]
-	s.digestMu.RUnlock()
+	_, ok := (*s.digests.Load())[d]
 	return ok
 }
 
-func (s *Session) addDigest(d string) {
+// updateDigests applies change to a copy of the digest set and publishes it.
+func (s *Session) updateDigests(change func(map[string]struct{})) {
 	s.digestMu.Lock()
-	s.digests[d] = struct{}{}
-	s.digestMu.Unlock()
+	defer s.digestMu.Unlock()
+	old := *s.digests.Load()
+	m := make(map[string]struct{}, len(old)+1)
+	for k := range old {
+		m[k] = struct{}{}
+	}
+	change(m)
+	s.digests.Store(&m)
+}
+
+func (s *Session) addDigest(d string) {
+	if s.HasDigest(d) {
+		return
+	}
+	s.updateDigests(func(m map[string]struct{}) { m[d] = struct{}{} })
 }
 
 // Agents lists every agent this controller has seen since it started,
@@ -206,24 +223,42 @@ func (f *Fleet) Connected() int {
 	return n
 }
 
-// candidates returns the connected sessions and their scheduler view.
-func (f *Fleet) candidates(digest string, exclude []*Session) ([]*Session, []scheduler.Candidate) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	ss := make([]*Session, 0, len(f.sessions))
-	cs := make([]scheduler.Candidate, 0, len(f.sessions))
+// rebuildLive republishes the connected sessions; f.mu must be held.
+func (f *Fleet) rebuildLive() {
+	live := make([]*Session, 0, len(f.sessions))
 	for _, s := range f.sessions {
-		if !s.connected.Load() || slices.Contains(exclude, s) || s.suspect.Load() > s.lastBeat.Load() {
+		if s.connected.Load() {
+			live = append(live, s)
+		}
+	}
+	f.live.Store(&live)
+}
+
+// candidateBuf holds the slices of one scheduling decision; pooled, since
+// with thousands of agents they are the decision's only allocations.
+type candidateBuf struct {
+	ss []*Session
+	cs []scheduler.Candidate
+}
+
+var candidateBufs = sync.Pool{New: func() any { return new(candidateBuf) }}
+
+// candidates fills buf with the schedulable sessions and their scheduler
+// view. It takes no lock: a scheduling decision costs O(agents) reads.
+func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf) {
+	live := *f.live.Load()
+	buf.ss, buf.cs = buf.ss[:0], buf.cs[:0]
+	for _, s := range live {
+		if !s.connected.Load() || s.suspect.Load() > s.lastBeat.Load() || slices.Contains(exclude, s) {
 			continue
 		}
-		ss = append(ss, s)
-		cs = append(cs, scheduler.Candidate{
+		buf.ss = append(buf.ss, s)
+		buf.cs = append(buf.cs, scheduler.Candidate{
 			ID: s.ID, Name: s.hello.Name,
 			MemTotal: s.hello.MemTotalBytes, MemAvail: s.memAvail.Load(), MemKnown: s.memKnown.Load(),
 			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(digest),
 		})
 	}
-	return ss, cs
 }
 
 // Serve accepts agents on pc until ctx is done, then closes every
@@ -235,7 +270,8 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 		Certificates: []tls.Certificate{f.cfg.Identity.Cert},
 	}
 	qconf := &quic.Config{
-		KeepAlivePeriod:       f.cfg.HeartbeatInterval,
+		// No keep-alives from this side: the agents' heartbeats keep the
+		// connections alive, and with thousands of agents every packet counts.
 		MaxIdleTimeout:        time.Duration(f.cfg.MissedHeartbeats+1) * f.cfg.HeartbeatInterval,
 		MaxIncomingStreams:    16,
 		MaxIncomingUniStreams: -1,
@@ -332,11 +368,13 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		})
 		return
 	}
-	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, digests: map[string]struct{}{}}
+	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl}
 	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests = nil, nil, nil
+	held := make(map[string]struct{}, len(hello.Digests))
 	for _, d := range hello.Digests {
-		s.digests[d] = struct{}{}
+		held[d] = struct{}{}
 	}
+	s.digests.Store(&held)
 	s.memAvail.Store(hello.MemAvailBytes)
 	s.memKnown.Store(hello.MemTotalBytes > 0)
 	s.lastSeen.Store(time.Now().UnixNano())
@@ -352,6 +390,7 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	f.mu.Lock()
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
+	f.rebuildLive()
 	f.mu.Unlock()
 	if old != nil && old.connected.Load() {
 		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
@@ -361,6 +400,9 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 
 	err = f.readControl(s)
 	s.connected.Store(false)
+	f.mu.Lock()
+	f.rebuildLive()
+	f.mu.Unlock()
 	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
@@ -586,11 +628,11 @@ func (f *Fleet) Drop(digests ...string) {
 		if !s.connected.Load() {
 			continue
 		}
-		s.digestMu.Lock()
-		for _, d := range digests {
-			delete(s.digests, d)
-		}
-		s.digestMu.Unlock()
+		s.updateDigests(func(m map[string]struct{}) {
+			for _, d := range digests {
+				delete(m, d)
+			}
+		})
 		s.ctrlMu.Lock()
 		err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
 		s.ctrlMu.Unlock()

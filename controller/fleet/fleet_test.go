@@ -99,6 +99,12 @@ func startAgent(t testing.TB, addr, token, name, dir string) *testAgent {
 // startAgentOn runs an agent whose QUIC traffic goes through pc (nil: its own socket).
 func startAgentOn(t testing.TB, addr, token, name, dir string, pc net.PacketConn) *testAgent {
 	t.Helper()
+	return startAgentWith(t, addr, token, name, dir, link.Config{PacketConn: pc})
+}
+
+// startAgentWith runs an agent with extra link settings.
+func startAgentWith(t testing.TB, addr, token, name, dir string, extra link.Config) *testAgent {
+	t.Helper()
 	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +114,7 @@ func startAgentOn(t testing.TB, addr, token, name, dir string, pc net.PacketConn
 		t.Fatal(err)
 	}
 	ex := executor.New(rt, st, nil, nil)
-	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name, PacketConn: pc,
+	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name, PacketConn: extra.PacketConn, MaxStreams: extra.MaxStreams,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testLogger(t).With("agent", name)})
 	if err != nil {
 		t.Fatal(err)
@@ -431,5 +437,30 @@ func TestSilentAgentIsBypassed(t *testing.T) {
 	}
 	if doomed.exec.Total() != 0 {
 		t.Fatalf("the silent agent ran %d invocations", doomed.exec.Total())
+	}
+}
+
+// TestStreamsAreReleased: every invocation and push uses one stream; both
+// sides must end it so that QUIC gives the controller a new one. With a
+// limit of 4 concurrent streams, 60 sequential calls and pushes only pass if
+// none leaks.
+func TestStreamsAreReleased(t *testing.T) {
+	c := startController(t)
+	startAgentWith(t, c.addr, c.token, "edge", t.TempDir(), link.Config{MaxStreams: 4})
+	waitFor(t, "agent", func() bool { return c.fleet.Connected() == 1 })
+	fn := createFunction(t, c.store, "hello", "hello_wat", "")
+	code, _ := c.store.Code(context.Background(), fn.Digest)
+	for i := range 60 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if i%10 == 0 {
+			if err := c.fleet.Sessions()[0].Push(ctx, fn.Digest, code); err != nil {
+				t.Fatalf("push %d: %v", i, err)
+			}
+		}
+		_, err := c.disp.Invoke(ctx, api.InvokeRequest{Module: "_", Function: "hello", Digest: fn.Digest, Args: json.RawMessage(`{}`)})
+		cancel()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
 	}
 }

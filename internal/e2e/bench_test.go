@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,7 +313,10 @@ func uploadBytes(b *testing.B, c *controller, name string, code []byte, wait str
 // RSS and CPU at idle with them connected, and the scheduling time per
 // decision from the controller's own histogram.
 func BenchmarkThousandAgents(b *testing.B) {
-	const agents = 1000
+	agents := 1000
+	if v := os.Getenv("WISP_BENCH_AGENTS"); v != "" {
+		agents, _ = strconv.Atoi(v)
+	}
 	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
 	token := c.joinToken(b, "")
 	rss0 := procRSS(c.cmd.Process.Pid)
@@ -356,12 +360,16 @@ func BenchmarkThousandAgents(b *testing.B) {
 
 	for b.Loop() {
 		if status, body := c.invoke(b, "_", "hello", `{}`); status != 200 {
+			if os.Getenv("WISP_BENCH_DUMP") != "" {
+				c.cmd.Process.Signal(syscall.SIGQUIT)
+				time.Sleep(2 * time.Second)
+			}
 			b.Fatalf("%d %s", status, body)
 		}
 	}
 	sum, count := scheduleHistogram(b, c)
 	b.ReportMetric(float64(rss)/(1<<20), "controller-rss-MiB")
-	b.ReportMetric(float64(rss-rss0)/(1<<10)/agents, "rss-KiB/agent")
+	b.ReportMetric(float64(rss-rss0)/(1<<10)/float64(agents), "rss-KiB/agent")
 	b.ReportMetric(idleCPU*100, "idle-cpu-%")
 	if count > 0 {
 		b.ReportMetric(sum/count*1e6, "schedule-µs/decision")

@@ -81,6 +81,7 @@ func dialSimAgent(ctx context.Context, addr, token, name string) (*simAgent, err
 				return
 			}
 			go func() {
+				defer s.CancelRead(0) // end both directions, or stream credit leaks
 				defer s.Close()
 				msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 				if err != nil {
