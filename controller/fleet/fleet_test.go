@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/link"
@@ -462,5 +465,53 @@ func TestStreamsAreReleased(t *testing.T) {
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
+	}
+}
+
+// TestHelloWithoutSecretIsRefused: a client that reaches the controller with
+// the right key pin but presents neither a join secret nor a credential is
+// answered Unauthorized and disconnected; a Hello of another protocol
+// version is refused too.
+func TestHelloWithoutSecretIsRefused(t *testing.T) {
+	c := startController(t)
+	tok, _ := protocol.ParseJoinToken(c.token)
+	for name, hello := range map[string]*protocol.Hello{
+		"no secret":      {Name: "anon", ProtocolVersion: protocol.Version},
+		"old version":    {Name: "old", ProtocolVersion: 0, JoinSecret: tok.Secret},
+		"bad credential": {Name: "liar", AgentID: "ag_0000000000000000", Credential: []byte("guess"), ProtocolVersion: protocol.Version},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tlsConf := &tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}, InsecureSkipVerify: true}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			conn, err := quic.DialAddr(ctx, c.addr, tlsConf, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.CloseWithError(0, "")
+			s, err := conn.OpenStreamSync(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := protocol.WriteMsg(s, hello); err != nil {
+				t.Fatal(err)
+			}
+			msg, err := protocol.ReadMsg(s, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			perr, ok := msg.(*protocol.Error)
+			if !ok || (perr.Code != protocol.Unauthorized && perr.Code != protocol.UnsupportedVersion) {
+				t.Fatalf("answer %#v", msg)
+			}
+			select {
+			case <-conn.Context().Done():
+			case <-ctx.Done():
+				t.Fatal("connection not closed after the refusal")
+			}
+			if c.fleet.Connected() != 0 {
+				t.Fatal("refused client counted as connected")
+			}
+		})
 	}
 }
