@@ -1,4 +1,5 @@
 # Wisp — make help lists the targets.
+SHELL := /bin/bash
 GO        ?= go
 PKGS      ?= ./...
 BENCHTIME ?= 2s
@@ -15,9 +16,13 @@ build: ## build the binaries into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
-test: ## run every test with the race detector (skips what needs a missing service, and says so)
+test: ## run every test with the race detector (skips what needs a missing service, and lists them)
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) build -o bin/testreport ./internal/tools/testreport
+	set -o pipefail; $(GO) test -race -count=1 -json $(PKGS) | bin/testreport
+	@# Memory-bound tests measure RSS, which the race detector inflates: they
+	@# skip themselves under -race and run here without it.
+	$(GO) test -count=1 -run 'RSSBounded' ./agent/runtime/
 
 test-short: ## quick tests only, no race detector
 	$(GO) test -short -count=1 $(PKGS)
