@@ -20,13 +20,14 @@
 // version the peers agreed on (see Forward compatibility below). History:
 //
 //	1: 2026-11-25: first version: Hello, Welcome, Heartbeat, Invoke, NeedCode,
-//	   Code, Result, Error, Ack, Drop, Ping, Pong, Started.
+//	   Code, Result, Error, Ack, Drop, Ping, Pong, Started, DesiredSet,
+//	   OutboxBatch, OutboxAck.
 //
 // # Transport and message flow
 //
 // There is one QUIC connection per agent–controller pair, dialled by the agent
 // with ALPN "wisp/1". The agent opens the control stream first (bidirectional,
-// the only stream an agent ever opens in version 1) and sends Hello. The
+// one of the two kinds of stream an agent opens; the other carries outbox batches) and sends Hello. The
 // controller answers Welcome (or Error, then closes the connection with
 // [CloseRefused] or [CloseProtocolViolation]); after that the control stream
 // stays open for the life of the connection. Every other stream is opened by
@@ -42,7 +43,11 @@
 //	  |------ Heartbeat (every heartbeat interval) ------------->|
 //	  |<----- Drop (whenever the controller likes) --------------|
 //	  |<----> Ping / Pong (either side asks) ------------------->|
-//	  |       desired set, outbox (0x10-0x1F, a later version)   |
+//	  |<----- DesiredSet (on connect and after every change) ----|
+//	  |                                                          |
+//	  |  outbox stream (the agent opens one per batch)           |
+//	  |------ OutboxBatch (activations run while alone) -------->|
+//	  |<----- OutboxAck (ids now recorded by the controller) ----|
 //	  |                                                          |
 //	  |  invocation stream (the controller opens one per call)   |
 //	  |<----- Invoke --------------------------------------------|
@@ -107,7 +112,7 @@
 //	            the version the peers agreed on. A peer never sends a core type
 //	            newer than that version. An unknown core type is an error that
 //	            closes the connection with CloseProtocolViolation.
-//	            0x10-0x1F are reserved for the desired set and the outbox.
+//	            0x10-0x1F belong to the desired set and the outbox.
 //	0x40-0x7F   optional: a receiver that does not know the type skips the
 //	            frame (ReadMsg returns it as *Unknown). Use them for hints and
 //	            telemetry that an older peer may lose without harm.

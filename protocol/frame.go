@@ -146,8 +146,33 @@ const (
 	TypeStarted FrameType = 0x0D
 
 	// 0x0E-0x0F: unassigned core types.
-	// 0x10-0x1F: reserved for the desired set and the outbox (a later
-	// version); version 1 treats them as unknown core types.
+
+	// TypeDesiredSet (controller -> agent, control stream) is the full set
+	// of functions the agent must hold and serve on its own; it replaces
+	// the previous one. See [DesiredSet].
+	//
+	//	1 functions (repeated, nested DesiredFunction:
+	//	    1 module, 2 name, 3 digest, 4 local_topics (repeated string))
+	TypeDesiredSet FrameType = 0x10
+
+	// TypeOutboxBatch (agent -> controller, on a stream the agent opens)
+	// carries activations the agent ran on its own. See [OutboxBatch].
+	//
+	//	1 entries (repeated, nested OutboxEntry:
+	//	    1 activation_id, 2 module, 3 function, 4 digest, 5 source,
+	//	    6 code uint, 7 message, 8 output bytes, 9 started_unix_us uint,
+	//	    10 duration_us uint)
+	TypeOutboxBatch FrameType = 0x11
+
+	// TypeOutboxAck (controller -> agent, same stream) lists the
+	// activation ids the controller has recorded; only those may leave the
+	// agent's outbox.
+	//
+	//	1 ids (repeated string)
+	TypeOutboxAck FrameType = 0x12
+
+	// 0x13-0x1F: unassigned, kept for the edge features; version 1
+	// treats them as unknown core types.
 )
 
 // Optional reports whether a receiver that does not know t may skip the
@@ -155,19 +180,22 @@ const (
 func (t FrameType) Optional() bool { return t >= 0x40 && t <= 0x7F }
 
 var typeNames = [...]string{
-	TypeHello:     "Hello",
-	TypeWelcome:   "Welcome",
-	TypeHeartbeat: "Heartbeat",
-	TypeInvoke:    "Invoke",
-	TypeNeedCode:  "NeedCode",
-	TypeCode:      "Code",
-	TypeResult:    "Result",
-	TypeError:     "Error",
-	TypeAck:       "Ack",
-	TypeDrop:      "Drop",
-	TypePing:      "Ping",
-	TypePong:      "Pong",
-	TypeStarted:   "Started",
+	TypeHello:       "Hello",
+	TypeWelcome:     "Welcome",
+	TypeHeartbeat:   "Heartbeat",
+	TypeInvoke:      "Invoke",
+	TypeNeedCode:    "NeedCode",
+	TypeCode:        "Code",
+	TypeResult:      "Result",
+	TypeError:       "Error",
+	TypeAck:         "Ack",
+	TypeDrop:        "Drop",
+	TypePing:        "Ping",
+	TypePong:        "Pong",
+	TypeStarted:     "Started",
+	TypeDesiredSet:  "DesiredSet",
+	TypeOutboxBatch: "OutboxBatch",
+	TypeOutboxAck:   "OutboxAck",
 }
 
 func (t FrameType) String() string {

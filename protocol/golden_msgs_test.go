@@ -30,5 +30,8 @@ func goldenMsgs() []Message {
 		&Ping{Nonce: 7, Payload: []byte{1, 2}},
 		&Pong{Nonce: 7, Payload: []byte{1, 2}},
 		&Started{ActivationID: "a1"},
+		&DesiredSet{Functions: []DesiredFunction{{Module: "m", Name: "f", Digest: "sha256:ab", LocalTopics: []string{"t"}}}},
+		&OutboxBatch{Entries: []OutboxEntry{{ActivationID: "a1", Module: "m", Function: "f", Source: "local-api", Code: Trap, Output: []byte("{}"), StartedUnixUS: 1, DurationUS: 2}}},
+		&OutboxAck{IDs: []string{"a1", "a2"}},
 	}
 }

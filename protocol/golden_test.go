@@ -94,6 +94,28 @@ var golden = []string{
 	// Started
 	`0d 00000004
 	 01 02 6131                         activation_id "a1"`,
+	// DesiredSet
+	`10 00000016
+	 01 14                              function (nested, 20 bytes)
+	 01 01 6d                           module "m"
+	 02 01 66                           name "f"
+	 03 09 7368613235363a6162           digest "sha256:ab"
+	 04 01 74                           local_topics "t"`,
+	// OutboxBatch
+	`11 00000024
+	 01 22                              entry (nested, 34 bytes)
+	 01 02 6131                         activation_id "a1"
+	 02 01 6d                           module "m"
+	 03 01 66                           function "f"
+	 05 09 6c6f63616c2d617069           source "local-api"
+	 06 01 68                           code 104 (Trap)
+	 08 02 7b7d                         output {}
+	 09 01 01                           started_unix_us 1
+	 0a 01 02                           duration_us 2`,
+	// OutboxAck
+	`12 00000008
+	 01 02 6131                         ids "a1"
+	 01 02 6132                         ids "a2"`,
 }
 
 // unhex decodes an annotated golden string: on each line, the hex words up to

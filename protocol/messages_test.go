@@ -23,19 +23,22 @@ var (
 func roundTripMsgs() map[string]Message {
 	max := uint64(math.MaxUint64)
 	msgs := map[string]Message{
-		"Hello/zero":     &Hello{},
-		"Welcome/zero":   &Welcome{},
-		"Heartbeat/zero": &Heartbeat{},
-		"Invoke/zero":    &Invoke{},
-		"NeedCode/zero":  &NeedCode{},
-		"Code/zero":      &Code{},
-		"Result/zero":    &Result{},
-		"Error/zero":     &Error{},
-		"Ack/zero":       &Ack{},
-		"Drop/zero":      &Drop{},
-		"Ping/zero":      &Ping{},
-		"Pong/zero":      &Pong{},
-		"Started/zero":   &Started{},
+		"Hello/zero":       &Hello{},
+		"Welcome/zero":     &Welcome{},
+		"Heartbeat/zero":   &Heartbeat{},
+		"Invoke/zero":      &Invoke{},
+		"NeedCode/zero":    &NeedCode{},
+		"Code/zero":        &Code{},
+		"Result/zero":      &Result{},
+		"Error/zero":       &Error{},
+		"Ack/zero":         &Ack{},
+		"Drop/zero":        &Drop{},
+		"Ping/zero":        &Ping{},
+		"Pong/zero":        &Pong{},
+		"Started/zero":     &Started{},
+		"DesiredSet/zero":  &DesiredSet{},
+		"OutboxBatch/zero": &OutboxBatch{},
+		"OutboxAck/zero":   &OutboxAck{},
 		"Hello/max": &Hello{
 			AgentID: "agent-\x00-\xff", Labels: []string{"", "", "a=b"},
 			MemTotalBytes: max, MemAvailBytes: max, CPUs: max, Inflight: max,
@@ -323,6 +326,7 @@ func TestStableNumbers(t *testing.T) {
 	types := map[FrameType]uint8{
 		TypeHello: 1, TypeWelcome: 2, TypeHeartbeat: 3, TypeInvoke: 4, TypeNeedCode: 5, TypeCode: 6,
 		TypeResult: 7, TypeError: 8, TypeAck: 9, TypeDrop: 10, TypePing: 11, TypePong: 12, TypeStarted: 13,
+		TypeDesiredSet: 16, TypeOutboxBatch: 17, TypeOutboxAck: 18,
 	}
 	for ft, n := range types {
 		if uint8(ft) != n {

@@ -51,6 +51,12 @@ func newMessage(t FrameType) decodable {
 		return new(Pong)
 	case TypeStarted:
 		return new(Started)
+	case TypeDesiredSet:
+		return new(DesiredSet)
+	case TypeOutboxBatch:
+		return new(OutboxBatch)
+	case TypeOutboxAck:
+		return new(OutboxAck)
 	}
 	return nil
 }

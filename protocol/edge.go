@@ -1,0 +1,194 @@
+package protocol
+
+// DesiredSet is the full set of functions an agent must hold and serve on
+// its own (local invoke API, local triggers), sent on the control stream
+// when the agent connects and after every change. It replaces the previous
+// set; the agent persists it.
+type DesiredSet struct {
+	Functions []DesiredFunction // 1, nested
+}
+
+// DesiredFunction is one function of a DesiredSet.
+type DesiredFunction struct {
+	Module      string   // 1
+	Name        string   // 2
+	Digest      string   // 3
+	LocalTopics []string // 4: MQTT topics of its edge-local triggers
+}
+
+func (*DesiredSet) Type() FrameType                           { return TypeDesiredSet }
+func (m *DesiredSet) AppendBinary(dst []byte) ([]byte, error) { return m.Append(dst), nil }
+func (m *DesiredSet) MarshalBinary() ([]byte, error)          { return m.Append(nil), nil }
+func (m *DesiredSet) UnmarshalBinary(p []byte) error          { return unmarshal(m, p) }
+
+func (m *DesiredSet) Append(dst []byte) []byte {
+	e := encoder{dst}
+	var sub []byte
+	for _, f := range m.Functions {
+		sub = f.append(sub[:0])
+		e.bytes(1, sub)
+	}
+	return e.buf
+}
+
+func (f *DesiredFunction) append(dst []byte) []byte {
+	e := encoder{dst}
+	e.string(1, f.Module)
+	e.string(2, f.Name)
+	e.string(3, f.Digest)
+	e.strings(4, f.LocalTopics)
+	return e.buf
+}
+
+func (m *DesiredSet) decode(d decoder) error {
+	for d.next() {
+		if d.tag == 1 {
+			var f DesiredFunction
+			if err := f.decode(decoder{buf: d.val, typ: d.typ}); err != nil {
+				return err
+			}
+			m.Functions = append(m.Functions, f)
+		}
+	}
+	return d.err
+}
+
+func (f *DesiredFunction) decode(d decoder) error {
+	for d.next() {
+		switch d.tag {
+		case 1:
+			f.Module = d.string()
+		case 2:
+			f.Name = d.string()
+		case 3:
+			f.Digest = d.string()
+		case 4:
+			f.LocalTopics = append(f.LocalTopics, d.string())
+		}
+	}
+	return d.err
+}
+
+// OutboxBatch carries activations an agent ran on its own (local invoke
+// API, local triggers) to the controller, which records them (dropping ids
+// it already has) and answers OutboxAck on the same stream.
+type OutboxBatch struct {
+	Entries []OutboxEntry // 1, nested
+}
+
+// OutboxEntry is one activation in an OutboxBatch.
+type OutboxEntry struct {
+	ActivationID  string    // 1
+	Module        string    // 2
+	Function      string    // 3
+	Digest        string    // 4
+	Source        string    // 5: "local-api", "local-mqtt"
+	Code          ErrorCode // 6: OK on success
+	Message       string    // 7
+	Output        []byte    // 8: JSON
+	StartedUnixUS uint64    // 9
+	DurationUS    uint64    // 10
+}
+
+func (*OutboxBatch) Type() FrameType                           { return TypeOutboxBatch }
+func (m *OutboxBatch) AppendBinary(dst []byte) ([]byte, error) { return m.Append(dst), nil }
+func (m *OutboxBatch) MarshalBinary() ([]byte, error)          { return m.Append(nil), nil }
+func (m *OutboxBatch) UnmarshalBinary(p []byte) error          { return unmarshal(m, p) }
+
+func (m *OutboxBatch) Append(dst []byte) []byte {
+	e := encoder{dst}
+	var sub []byte
+	for i := range m.Entries {
+		sub = m.Entries[i].Append(sub[:0])
+		e.bytes(1, sub)
+	}
+	return e.buf
+}
+
+// Append encodes the entry alone (the agent stores entries in this form).
+func (o *OutboxEntry) Append(dst []byte) []byte {
+	e := encoder{dst}
+	e.string(1, o.ActivationID)
+	e.string(2, o.Module)
+	e.string(3, o.Function)
+	e.string(4, o.Digest)
+	e.string(5, o.Source)
+	e.uint(6, uint64(o.Code))
+	e.string(7, o.Message)
+	e.bytes(8, o.Output)
+	e.uint(9, o.StartedUnixUS)
+	e.uint(10, o.DurationUS)
+	return e.buf
+}
+
+// UnmarshalBinary decodes what Append encoded, copying the bytes it keeps.
+func (o *OutboxEntry) UnmarshalBinary(p []byte) error {
+	*o = OutboxEntry{}
+	return o.decode(decoder{buf: p, typ: TypeOutboxBatch})
+}
+
+func (m *OutboxBatch) decode(d decoder) error {
+	for d.next() {
+		if d.tag == 1 {
+			var o OutboxEntry
+			if err := o.decode(decoder{buf: d.val, typ: d.typ, alias: d.alias}); err != nil {
+				return err
+			}
+			m.Entries = append(m.Entries, o)
+		}
+	}
+	return d.err
+}
+
+func (o *OutboxEntry) decode(d decoder) error {
+	for d.next() {
+		switch d.tag {
+		case 1:
+			o.ActivationID = d.string()
+		case 2:
+			o.Module = d.string()
+		case 3:
+			o.Function = d.string()
+		case 4:
+			o.Digest = d.string()
+		case 5:
+			o.Source = d.string()
+		case 6:
+			o.Code = ErrorCode(d.uint(16))
+		case 7:
+			o.Message = d.string()
+		case 8:
+			o.Output = d.bytes()
+		case 9:
+			o.StartedUnixUS = d.uint64()
+		case 10:
+			o.DurationUS = d.uint64()
+		}
+	}
+	return d.err
+}
+
+// OutboxAck lists the activation ids the controller has recorded.
+type OutboxAck struct {
+	IDs []string // 1
+}
+
+func (*OutboxAck) Type() FrameType                           { return TypeOutboxAck }
+func (m *OutboxAck) AppendBinary(dst []byte) ([]byte, error) { return m.Append(dst), nil }
+func (m *OutboxAck) MarshalBinary() ([]byte, error)          { return m.Append(nil), nil }
+func (m *OutboxAck) UnmarshalBinary(p []byte) error          { return unmarshal(m, p) }
+
+func (m *OutboxAck) Append(dst []byte) []byte {
+	e := encoder{dst}
+	e.strings(1, m.IDs)
+	return e.buf
+}
+
+func (m *OutboxAck) decode(d decoder) error {
+	for d.next() {
+		if d.tag == 1 {
+			m.IDs = append(m.IDs, d.string())
+		}
+	}
+	return d.err
+}
