@@ -13,6 +13,10 @@
 //	    controller   -> pinned public-key fingerprint (sha256 of the SPKI)
 //	code/
 //	    <digest>     -> wasm bytes      ("sha256:<hex>" of exactly these bytes)
+//	desired/
+//	    <module>/<name> -> protocol.DesiredSet with that one function
+//	outbox/
+//	    <activation id> -> protocol.OutboxEntry (ids sort by time: oldest first)
 //
 // # Contracts
 //
@@ -21,6 +25,10 @@
 //   - Code is checked against its digest on the way in; a mismatch is
 //     refused, so a corrupted transfer is never stored under a digest that
 //     the runtime trusts.
+//   - AppendOutbox returns only once the entry is fsync'd; concurrent appends
+//     share one commit (group commit), a lone append is not delayed. An
+//     entry leaves the outbox only through AckOutbox, after the controller
+//     recorded it.
 //   - The file is opened with a timeout: a second agent on the same data dir
 //     gets ErrLocked instead of hanging.
 //

@@ -39,7 +39,8 @@ var (
 
 // State is the agent's bbolt file. Safe for concurrent use.
 type State struct {
-	db *bolt.DB
+	db        *bolt.DB
+	committer outboxCommitter
 }
 
 // Identity is who the agent is to its controller.
@@ -86,8 +87,13 @@ func Open(path string) (*State, error) {
 	return &State{db: db}, nil
 }
 
-// Close closes the file.
-func (s *State) Close() error { return s.db.Close() }
+// Close closes the file. No AppendOutbox may be running or start after it.
+func (s *State) Close() error {
+	if s.committer.reqs != nil {
+		close(s.committer.reqs)
+	}
+	return s.db.Close()
+}
 
 // Identity returns the stored identity; zero fields when the agent never joined.
 func (s *State) Identity() (Identity, error) {

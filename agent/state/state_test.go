@@ -4,7 +4,12 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 func open(t *testing.T, path string) *State {
@@ -75,4 +80,104 @@ func TestFreshIdentityIsEmpty(t *testing.T) {
 	if err != nil || id.AgentID != "" || id.Credential != nil {
 		t.Fatalf("%+v %v", id, err)
 	}
+}
+
+func TestDesiredSet(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	fs := []protocol.DesiredFunction{{Module: "_", Name: "b", Digest: "sha256:2"}, {Module: "_", Name: "a", Digest: "sha256:1", LocalTopics: []string{"x/y"}}}
+	if err := s.SetDesired(fs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Desired()
+	if err != nil || len(got) != 2 || got[0].Name != "a" || got[0].LocalTopics[0] != "x/y" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if f, ok := s.DesiredFunction("_", "b"); !ok || f.Digest != "sha256:2" {
+		t.Fatalf("lookup: %+v %v", f, ok)
+	}
+	if err := s.SetDesired(fs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.DesiredFunction("_", "a"); ok {
+		t.Fatal("a replaced set kept a function it no longer has")
+	}
+}
+
+func TestOutboxGroupCommitAndAck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = protocol.NewActivationID(time.Now())
+	}
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.AppendOutbox(&protocol.OutboxEntry{ActivationID: ids[i], Module: "_", Function: "f", Output: []byte(`{}`)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s.Close()
+
+	s = open(t, path) // what AppendOutbox returned for survives a reopen
+	if n := s.OutboxLen(); n != 300 {
+		t.Fatalf("outbox has %d entries, want 300", n)
+	}
+	first, err := s.Outbox(100)
+	if err != nil || len(first) != 100 {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(first, func(a, b protocol.OutboxEntry) int { return strings.Compare(a.ActivationID, b.ActivationID) }) {
+		t.Fatal("outbox not oldest first")
+	}
+	var acked []string
+	for _, e := range first {
+		acked = append(acked, e.ActivationID)
+	}
+	if err := s.AckOutbox(acked...); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.OutboxLen(); n != 200 {
+		t.Fatalf("after ack: %d", n)
+	}
+	if err := s.AppendOutbox(&protocol.OutboxEntry{}); err == nil {
+		t.Fatal("entry without id accepted")
+	}
+}
+
+func BenchmarkAppendOutbox(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "agent.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	e := protocol.OutboxEntry{Module: "_", Function: "hello", Output: []byte(`{"payload":"Hello Ada!"}`)}
+	b.Run("sequential", func(b *testing.B) {
+		for b.Loop() {
+			e.ActivationID = protocol.NewActivationID(time.Now())
+			if err := s.AppendOutbox(&e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel-64", func(b *testing.B) {
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			e := e
+			for pb.Next() {
+				e.ActivationID = protocol.NewActivationID(time.Now())
+				if err := s.AppendOutbox(&e); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }

@@ -1,0 +1,191 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/wispfn/wisp/protocol"
+)
+
+var (
+	bucketDesired = []byte("desired")
+	bucketOutbox  = []byte("outbox")
+)
+
+func desiredKey(module, name string) []byte { return []byte(module + "/" + name) }
+
+// SetDesired replaces the desired set: the functions this agent serves on
+// its own.
+func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketDesired); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		b, err := tx.CreateBucket(bucketDesired)
+		if err != nil {
+			return err
+		}
+		for i := range fs {
+			set := protocol.DesiredSet{Functions: fs[i : i+1]}
+			if err := b.Put(desiredKey(fs[i].Module, fs[i].Name), set.Append(nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Desired returns the desired set, sorted by module then name.
+func (s *State) Desired() ([]protocol.DesiredFunction, error) {
+	var out []protocol.DesiredFunction
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDesired)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var set protocol.DesiredSet
+			if err := set.UnmarshalBinary(v); err != nil || len(set.Functions) != 1 {
+				return fmt.Errorf("corrupt desired-set entry: %v", err)
+			}
+			out = append(out, set.Functions[0])
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DesiredFunction looks one function of the desired set up.
+func (s *State) DesiredFunction(module, name string) (protocol.DesiredFunction, bool) {
+	var f protocol.DesiredFunction
+	found := false
+	s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDesired)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get(desiredKey(module, name)); v != nil {
+			var set protocol.DesiredSet
+			if set.UnmarshalBinary(v) == nil && len(set.Functions) == 1 {
+				f, found = set.Functions[0], true
+			}
+		}
+		return nil
+	})
+	return f, found
+}
+
+// outboxCommitter batches outbox appends from concurrent callers into one
+// transaction (one fsync) without delaying a lone caller: a commit starts
+// as soon as the previous one ends, with everything queued meanwhile.
+type outboxCommitter struct {
+	once sync.Once
+	reqs chan outboxReq
+}
+
+type outboxReq struct {
+	entry []byte
+	id    string
+	done  chan error
+}
+
+// AppendOutbox stores a locally run activation durably: when it returns
+// nil the entry is on disk (fsync'd) and survives kill -9. Concurrent calls
+// share commits.
+func (s *State) AppendOutbox(e *protocol.OutboxEntry) error {
+	if e.ActivationID == "" {
+		return errors.New("outbox entry without an activation id")
+	}
+	s.committer.once.Do(func() {
+		s.committer.reqs = make(chan outboxReq, 1024)
+		go s.commitLoop()
+	})
+	r := outboxReq{entry: e.Append(nil), id: e.ActivationID, done: make(chan error, 1)}
+	s.committer.reqs <- r
+	return <-r.done
+}
+
+func (s *State) commitLoop() {
+	for r := range s.committer.reqs {
+		batch := []outboxReq{r}
+	more:
+		for len(batch) < 1000 {
+			select {
+			case r2, ok := <-s.committer.reqs:
+				if !ok {
+					break more
+				}
+				batch = append(batch, r2)
+			default:
+				break more
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b, err := tx.CreateBucketIfNotExists(bucketOutbox)
+			if err != nil {
+				return err
+			}
+			for _, q := range batch {
+				if err := b.Put([]byte(q.id), q.entry); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		for _, q := range batch {
+			q.done <- err
+		}
+	}
+}
+
+// Outbox returns up to limit entries, oldest first (activation ids sort by time).
+func (s *State) Outbox(limit int) ([]protocol.OutboxEntry, error) {
+	var out []protocol.OutboxEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var e protocol.OutboxEntry
+			if err := e.UnmarshalBinary(v); err != nil {
+				return fmt.Errorf("corrupt outbox entry %s: %w", k, err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OutboxLen counts the entries waiting for the controller.
+func (s *State) OutboxLen() int {
+	n := 0
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketOutbox); b != nil {
+			n = b.Stats().KeyN
+		}
+		return nil
+	})
+	return n
+}
+
+// AckOutbox deletes entries the controller has recorded.
+func (s *State) AckOutbox(ids ...string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		if b == nil {
+			return nil
+		}
+		for _, id := range ids {
+			if err := b.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
