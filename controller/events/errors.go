@@ -1,0 +1,16 @@
+package events
+
+import "errors"
+
+var (
+	// ErrClosed is returned by Sync after Run has returned.
+	ErrClosed = errors.New("events: manager closed")
+	// ErrInvalidEvent marks an events field or event that cannot be used.
+	ErrInvalidEvent = errors.New("events: invalid event")
+	// ErrNotConnected is the status of a binding whose broker is not
+	// connected when Sync's wait ends; the Manager keeps retrying it.
+	ErrNotConnected = errors.New("events: broker not connected")
+	// ErrSubscribe is the status of a binding the broker refused or did not
+	// acknowledge in time.
+	ErrSubscribe = errors.New("events: subscribe failed")
+)
