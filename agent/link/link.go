@@ -387,7 +387,7 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	case *protocol.Code:
 		var reply protocol.Message = &protocol.Ack{ID: m.Digest}
 		if err := l.cfg.Executor.Store(ctx, m.Digest, m.Wasm); err != nil {
-			reply = &protocol.Error{Code: codeOf(err), Message: err.Error()}
+			reply = &protocol.Error{Code: executor.WireCode(err), Message: err.Error()}
 		}
 		protocol.WriteMsg(s, reply)
 	case *protocol.Ping:
@@ -491,7 +491,7 @@ func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke, a
 		DiskCacheHit:  out.DiskCacheHit,
 	}
 	if out.Err != nil {
-		res.Code, res.Message = codeOf(out.Err), out.Err.Error()
+		res.Code, res.Message = executor.WireCode(out.Err), out.Err.Error()
 		var rerr *runtime.Error
 		if errors.As(out.Err, &rerr) {
 			res.Message = rerr.Msg
@@ -499,50 +499,6 @@ func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke, a
 		}
 	}
 	return res
-}
-
-// codeOf maps an executor or runtime error to its wire code.
-func codeOf(err error) protocol.ErrorCode {
-	var perr *protocol.Error
-	if errors.As(err, &perr) {
-		return perr.Code
-	}
-	if errors.Is(err, executor.ErrNoCode) {
-		return protocol.UnknownDigest
-	}
-	switch runtime.KindOf(err) {
-	case runtime.KindNotWasm:
-		return protocol.NotWasm
-	case runtime.KindInvalidModule:
-		return protocol.InvalidModule
-	case runtime.KindUnknownImport:
-		return protocol.UnknownImport
-	case runtime.KindMissingExport:
-		return protocol.MissingExport
-	case runtime.KindTrap:
-		return protocol.Trap
-	case runtime.KindTimeout:
-		return protocol.Timeout
-	case runtime.KindCanceled:
-		return protocol.Canceled
-	case runtime.KindMemoryLimit:
-		return protocol.MemoryLimit
-	case runtime.KindInputTooLarge:
-		return protocol.InputTooLarge
-	case runtime.KindInvalidInput:
-		return protocol.InvalidInput
-	case runtime.KindOutputNotJSON:
-		return protocol.OutputNotJSON
-	case runtime.KindOutputTooLarge:
-		return protocol.OutputTooLarge
-	case runtime.KindGuestError:
-		return protocol.GuestError
-	case runtime.KindExit:
-		return protocol.Exit
-	case runtime.KindClosed:
-		return protocol.Draining
-	}
-	return protocol.Internal
 }
 
 // CertFingerprint is a helper for tests and tools: the pin of a DER certificate.

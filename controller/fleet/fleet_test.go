@@ -53,7 +53,7 @@ func startController(t testing.TB) *testController {
 	if _, err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt_test", SecretHash: sum[:]}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(Config{Identity: id, Store: st, HeartbeatInterval: 500 * time.Millisecond, Logger: testLogger(t)})
+	f, err := New(Config{Identity: id, Store: st, HeartbeatInterval: time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestControllerRestartAgentsReconnect(t *testing.T) {
 	}
 	addr := pc.LocalAddr().String()
 	serve := func(pc net.PacketConn) (*Fleet, context.CancelFunc, chan error) {
-		f, _ := New(Config{Identity: id, Store: st, HeartbeatInterval: 500 * time.Millisecond})
+		f, _ := New(Config{Identity: id, Store: st, HeartbeatInterval: time.Second})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- f.Serve(ctx, pc) }()

@@ -1,0 +1,255 @@
+// Package localapi is the agent's own invoke API: the controller's
+// `POST /v1/fn/{module}/{function}` with the same bodies, envelopes and
+// status codes, served by the agent from its desired set and its stored
+// code, so local callers keep working when the controller is unreachable.
+//
+// It listens on loopback by default and needs the agent-local token (a
+// random secret kept in <data dir>/local.token, mode 0600). Every
+// activation it runs is appended to the durable outbox before the caller
+// gets the answer, so the controller and the function's sinks receive it
+// exactly once when the link is back.
+//
+// It uses net/http only: the agent binary must not link fiber.
+package localapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/wispfn/wisp/agent/executor"
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// Recorder keeps a locally run activation; the agent's outbox.
+type Recorder interface {
+	AppendOutbox(e *protocol.OutboxEntry) error
+}
+
+// Server is the local invoke API.
+type Server struct {
+	exec      *executor.Executor
+	state     *state.State
+	rec       Recorder
+	tokenHash [32]byte
+	log       *slog.Logger
+	onRecord  func() // called after each outbox append (wakes the drainer)
+	srv       *http.Server
+}
+
+// Config configures a Server.
+type Config struct {
+	Executor *executor.Executor
+	State    *state.State
+	// Recorder defaults to State.
+	Recorder Recorder
+	// Token is the bearer token callers present.
+	Token string
+	// OnRecord, when set, is called after each activation is recorded.
+	OnRecord func()
+	Logger   *slog.Logger
+}
+
+// New builds the server; it does no I/O.
+func New(cfg Config) (*Server, error) {
+	if cfg.Executor == nil || cfg.State == nil || cfg.Token == "" {
+		return nil, errors.New("localapi: executor, state and token are required")
+	}
+	s := &Server{exec: cfg.Executor, state: cfg.State, rec: cfg.Recorder, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, onRecord: cfg.OnRecord}
+	if s.rec == nil {
+		s.rec = cfg.State
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "wisp agent local API up and running\n")
+	})
+	mux.HandleFunc("POST /v1/fn/{mod}/{fn}", s.invoke)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Run serves on ln until ctx is done, then lets requests in flight finish
+// (at most 10s).
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(sctx)
+}
+
+// LoadOrCreateToken returns the agent-local token kept in dir/local.token,
+// creating it (0600) on first use.
+func LoadOrCreateToken(dir string) (string, error) {
+	path := filepath.Join(dir, "local.token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	tok := "wispl_" + base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+var nameRE = regexp.MustCompile(`^[_a-zA-Z0-9]{1,160}$`)
+
+// maxBody bounds a request body.
+const maxBody = 6 << 20
+
+type errorBody struct {
+	Errors struct {
+		Detail string `json:"detail"`
+	} `json:"errors"`
+}
+
+func writeError(w http.ResponseWriter, status int, detail string) {
+	var b errorBody
+	b.Errors.Detail = detail
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(b)
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "Missing or invalid token")
+		return
+	}
+	module, name := r.PathValue("mod"), r.PathValue("fn")
+	if !nameRE.MatchString(module) || !nameRE.MatchString(name) {
+		writeError(w, http.StatusUnprocessableEntity, "Names must contain only alphanumeric characters and underscores (1-160)")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Cannot read the request body")
+		return
+	}
+	if len(body) > maxBody {
+		writeError(w, http.StatusRequestEntityTooLarge, "Request body too large")
+		return
+	}
+	args := json.RawMessage(`{}`)
+	if len(strings.TrimSpace(string(body))) > 0 {
+		var req struct {
+			Args json.RawMessage `json:"args"`
+		}
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, "The body is not valid JSON: "+err.Error())
+			return
+		}
+		if len(req.Args) > 0 && string(req.Args) != "null" {
+			if req.Args[0] != '{' {
+				writeError(w, http.StatusBadRequest, "args must be a JSON object")
+				return
+			}
+			args = req.Args
+		}
+	}
+	fn, ok := s.state.DesiredFunction(module, name)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
+		return
+	}
+	status, out := s.Invoke(r.Context(), fn, args, "local-api")
+	if status == http.StatusOK {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"data":`))
+		w.Write(out)
+		w.Write([]byte("}\n"))
+		return
+	}
+	writeError(w, status, string(out))
+}
+
+// Invoke runs a desired function locally, records the activation in the
+// outbox (durably, before returning), and returns the HTTP status and
+// either the output (200) or the error detail. Local triggers call it too,
+// with their own source.
+func (s *Server) Invoke(ctx context.Context, fn protocol.DesiredFunction, args []byte, source string) (int, []byte) {
+	return s.InvokeWithID(ctx, fn, args, source, protocol.NewActivationID(time.Now()))
+}
+
+// InvokeWithID is Invoke with a given activation id.
+func (s *Server) InvokeWithID(ctx context.Context, fn protocol.DesiredFunction, args []byte, source, id string) (int, []byte) {
+	started := time.Now()
+	out := s.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: args}, nil)
+	entry := protocol.OutboxEntry{
+		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: source,
+		Output: out.Output, StartedUnixUS: uint64(started.UnixMicro()), DurationUS: uint64(time.Since(started).Microseconds()),
+	}
+	status, detail := http.StatusOK, []byte(nil)
+	if out.Err != nil {
+		status, detail = statusOf(out.Err)
+		entry.Code, entry.Message, entry.Output = executor.WireCode(out.Err), out.Err.Error(), nil
+	}
+	if errors.Is(out.Err, executor.ErrNoCode) {
+		// Nothing ran: there is no activation to record.
+		return status, detail
+	}
+	if err := s.rec.AppendOutbox(&entry); err != nil {
+		s.log.Error("outbox append failed; the activation is not recorded", "activation", id, "module", fn.Module, "function", fn.Name, "err", err)
+		return http.StatusInternalServerError, []byte("The activation could not be recorded: " + err.Error())
+	}
+	if s.onRecord != nil {
+		s.onRecord()
+	}
+	if status == http.StatusOK {
+		return status, out.Output
+	}
+	return status, detail
+}
+
+// statusOf maps a failure to FunLess's status codes and detail.
+func statusOf(err error) (int, []byte) {
+	if errors.Is(err, executor.ErrNoCode) {
+		return http.StatusServiceUnavailable, []byte("The function's code is not on this agent yet")
+	}
+	var rerr *runtime.Error
+	if errors.As(err, &rerr) {
+		if rerr.Kind == runtime.KindGuestError {
+			return http.StatusUnprocessableEntity, []byte("Error: " + rerr.Msg)
+		}
+		return http.StatusInternalServerError, []byte(rerr.Error())
+	}
+	return http.StatusInternalServerError, []byte("Internal server error")
+}

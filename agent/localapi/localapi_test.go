@@ -1,0 +1,172 @@
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/agent/executor"
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/protocol"
+)
+
+type env struct {
+	url, token string
+	st         *state.State
+}
+
+func start(t testing.TB) *env {
+	t.Helper()
+	dir := t.TempDir()
+	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(filepath.Join(dir, "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs []protocol.DesiredFunction
+	for _, f := range []string{"hello_c", "guest_error", "trap"} {
+		code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", f+".wasm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := runtime.Digest(code)
+		if err := st.PutCode(d, code); err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, protocol.DesiredFunction{Module: "_", Name: f, Digest: d})
+	}
+	fs = append(fs, protocol.DesiredFunction{Module: "_", Name: "missing_code", Digest: "sha256:00"})
+	if err := st.SetDesired(fs); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := LoadOrCreateToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := LoadOrCreateToken(dir); again != tok {
+		t.Fatal("token changed on reload")
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "local.token")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v", fi.Mode())
+	}
+	srv, err := New(Config{Executor: executor.New(rt, st, nil, nil), State: st, Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		rt.Close(context.Background())
+		st.Close()
+	})
+	return &env{url: "http://" + ln.Addr().String(), token: tok, st: st}
+}
+
+func (e *env) post(t testing.TB, path, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func TestLocalInvoke(t *testing.T) {
+	e := start(t)
+	tests := []struct {
+		name, path, token, body string
+		status                  int
+		want                    string
+	}{
+		{"hello", "/v1/fn/_/hello_c", e.token, `{"args":{"name":"Ada"}}`, 200, `{"data":{"payload":"Hello Ada!"}}`},
+		{"no body", "/v1/fn/_/hello_c", e.token, ``, 200, `{"data":{"payload":"Hello World!"}}`},
+		{"guest error", "/v1/fn/_/guest_error", e.token, `{}`, 422, `{"errors":{"detail":"Error: something went wrong"}}`},
+		{"trap", "/v1/fn/_/trap", e.token, `{}`, 500, `integer divide by zero`},
+		{"unknown function", "/v1/fn/_/nope", e.token, `{}`, 404, `Function _/nope not found on this agent`},
+		{"code not here", "/v1/fn/_/missing_code", e.token, `{}`, 503, `not on this agent`},
+		{"no token", "/v1/fn/_/hello_c", "", `{}`, 401, `Missing or invalid token`},
+		{"wrong token", "/v1/fn/_/hello_c", "wispl_nope", `{}`, 401, `Missing or invalid token`},
+		{"bad JSON", "/v1/fn/_/hello_c", e.token, `{"args":`, 400, `not valid JSON`},
+		{"args not object", "/v1/fn/_/hello_c", e.token, `{"args":[1]}`, 400, `args must be a JSON object`},
+		{"bad name", "/v1/fn/_/bad-name", e.token, `{}`, 422, `alphanumeric`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := e.post(t, tt.path, tt.token, tt.body)
+			if status != tt.status || !strings.Contains(body, tt.want) {
+				t.Fatalf("%d %s, want %d containing %s", status, body, tt.status, tt.want)
+			}
+		})
+	}
+	// Every activation that ran (ok, guest error, trap) is in the outbox;
+	// refused requests and the one without code are not.
+	entries, err := e.st.Outbox(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range entries {
+		got = append(got, en.Function+":"+en.Code.String())
+		if en.Source != "local-api" || len(en.ActivationID) != 26 {
+			t.Errorf("entry %+v", en)
+		}
+	}
+	want := []string{"hello_c:ok", "hello_c:ok", "guest_error:guest error", "trap:trap"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("outbox %v, want %v", got, want)
+	}
+	if !bytes.Equal(entries[0].Output, []byte(`{"payload":"Hello Ada!"}`)) {
+		t.Fatalf("output %s", entries[0].Output)
+	}
+}
+
+// BenchmarkLocalInvoke: the agent's local API, warm C hello function, one
+// client; every call includes the fsync'd outbox append.
+func BenchmarkLocalInvoke(b *testing.B) {
+	e := start(b)
+	client := &http.Client{}
+	var lat []time.Duration
+	for b.Loop() {
+		req, _ := http.NewRequest("POST", e.url+"/v1/fn/_/hello_c", strings.NewReader(`{"args":{"name":"Ada"}}`))
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		lat = append(lat, time.Since(t0))
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.Status)
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

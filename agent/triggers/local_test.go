@@ -1,0 +1,373 @@
+package triggers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wispfn/wisp/internal/testenv"
+)
+
+const brokerAddr = "127.0.0.1:1883"
+
+func needBroker(t testing.TB) {
+	t.Helper()
+	testenv.TCP(t, "Mosquitto", brokerAddr, "run make services")
+}
+
+func suffix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func checkFor(t testing.TB, d time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type call struct{ module, function, args, id string }
+
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+	fail  func(args string) error // nil: always succeed
+}
+
+func (r *recorder) invoke(_ context.Context, module, function string, args []byte, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, call{module, function, string(args), id})
+	if r.fail != nil {
+		return r.fail(string(args))
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]call(nil), r.calls...)
+}
+
+// count returns how many calls had args.
+func (r *recorder) count(args string) int {
+	n := 0
+	for _, c := range r.snapshot() {
+		if c.args == args {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recorder) waitArgs(t testing.TB, args string, n int) {
+	t.Helper()
+	checkFor(t, 10*time.Second, func() error {
+		if got := r.count(args); got < n {
+			return fmt.Errorf("%d calls with %s, want %d", got, args, n)
+		}
+		return nil
+	})
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type running struct {
+	*Local
+	stop func() // cancels Run and waits for it
+}
+
+// start builds a Local, gives it bindings and runs it until stop or the end of the test.
+func start(t testing.TB, cfg Config, bindings ...Binding) running {
+	t.Helper()
+	if cfg.ClientID == "" {
+		cfg.ClientID = ClientID("test-" + suffix())
+	}
+	cfg.Broker = "tcp://" + brokerAddr
+	cfg.Logger = testLogger()
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(context.Background(), bindings); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return running{l, stop}
+}
+
+func publisher(t testing.TB) mqtt.Client {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("wisp-test-pub-" + suffix()))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publisher: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func publish(t testing.TB, c mqtt.Client, topic, payload string) {
+	t.Helper()
+	if tok := c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish on %s: %v", topic, tok.Error())
+	}
+}
+
+// waitSubscribed publishes probes on topic until one arrives, so the test
+// knows the subscription is live.
+func waitSubscribed(t testing.TB, pub mqtt.Client, rec *recorder, topic string) {
+	t.Helper()
+	n := 0
+	checkFor(t, 10*time.Second, func() error {
+		n++
+		publish(t, pub, topic, fmt.Sprintf(`{"probe":%d}`, n))
+		time.Sleep(50 * time.Millisecond)
+		for _, c := range rec.snapshot() {
+			if len(c.args) > 8 && c.args[:8] == `{"probe"` {
+				return nil
+			}
+		}
+		return errors.New("no probe arrived")
+	})
+}
+
+func TestMessageInvokesFunction(t *testing.T) {
+	needBroker(t)
+	rec := &recorder{}
+	topic := "wisp/test/local/" + suffix()
+	l := start(t, Config{Invoke: rec.invoke}, Binding{"mod", "fn", topic}, Binding{"mod", "other", topic + "/#"})
+	pub := publisher(t)
+	waitSubscribed(t, pub, rec, topic)
+
+	const args = `{"v": [1, 2, 3]}`
+	publish(t, pub, topic, args)
+	rec.waitArgs(t, args, 2) // both bindings: the exact topic and topic/#
+	ids := map[string]bool{}
+	for _, c := range rec.snapshot() {
+		if c.args == args {
+			if c.module != "mod" || (c.function != "fn" && c.function != "other") || len(c.id) != 26 {
+				t.Errorf("bad call %+v", c)
+			}
+			ids[c.id] = true
+		}
+	}
+	if len(ids) != 2 {
+		t.Errorf("activation ids %v, want 2 distinct", ids)
+	}
+	if n := testutil.CollectAndCount(l.metrics.latency); n != 1 {
+		t.Errorf("latency histogram series = %d", n)
+	}
+	if got := testutil.ToFloat64(l.metrics.connected); got != 1 {
+		t.Errorf("connected = %v", got)
+	}
+}
+
+// TestPersistentSession: messages published while no agent is connected are
+// delivered to the next Local with the same client id.
+func TestPersistentSession(t *testing.T) {
+	needBroker(t)
+	id := ClientID("test-persist-" + suffix())
+	topic := "wisp/test/persist/" + suffix()
+	b := Binding{"mod", "fn", topic}
+	pub := publisher(t)
+
+	rec1 := &recorder{}
+	l1 := start(t, Config{Invoke: rec1.invoke, ClientID: id}, b)
+	waitSubscribed(t, pub, rec1, topic)
+	l1.stop()
+
+	const n = 100
+	for i := range n {
+		publish(t, pub, topic, fmt.Sprintf(`{"i":%d}`, i))
+	}
+	rec2 := &recorder{}
+	start(t, Config{Invoke: rec2.invoke, ClientID: id}, b)
+	checkFor(t, 10*time.Second, func() error {
+		for i := range n {
+			if rec2.count(fmt.Sprintf(`{"i":%d}`, i)) == 0 {
+				return fmt.Errorf("message %d not delivered after the restart (%d calls)", i, len(rec2.snapshot()))
+			}
+		}
+		return nil
+	})
+	if rec1.count(`{"i":0}`) != 0 {
+		t.Error("the stopped Local was invoked")
+	}
+}
+
+// TestInvokeErrorRedelivers: a failed Invoke leaves the message unacked; the
+// session restart gets it again, and once Invoke succeeds it is acked (no
+// third delivery, even across a later restart).
+func TestInvokeErrorRedelivers(t *testing.T) {
+	needBroker(t)
+	id := ClientID("test-redeliver-" + suffix())
+	topic := "wisp/test/redeliver/" + suffix()
+	b := Binding{"mod", "fn", topic}
+	const args = `{"flaky":true}`
+	var mu sync.Mutex
+	failures := 1
+	rec := &recorder{fail: func(a string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if a == args && failures > 0 {
+			failures--
+			return errors.New("outbox full")
+		}
+		return nil
+	}}
+	pub := publisher(t)
+	l := start(t, Config{Invoke: rec.invoke, ClientID: id, RedeliverDelay: 100 * time.Millisecond}, b)
+	waitSubscribed(t, pub, rec, topic)
+	publish(t, pub, topic, args)
+	rec.waitArgs(t, args, 2)
+	calls := rec.snapshot()
+	var ids []string
+	for _, c := range calls {
+		if c.args == args {
+			ids = append(ids, c.id)
+		}
+	}
+	if ids[0] == ids[1] {
+		t.Errorf("a redelivery reused activation id %s", ids[0])
+	}
+	if got := testutil.ToFloat64(l.metrics.messages.WithLabelValues(resultError)); got != 1 {
+		t.Errorf("error count = %v, want 1", got)
+	}
+
+	// Acked now: a new session with the same id does not get it again.
+	l.stop()
+	rec2 := &recorder{}
+	start(t, Config{Invoke: rec2.invoke, ClientID: id}, b)
+	waitSubscribed(t, pub, rec2, topic)
+	if n := rec2.count(args); n != 0 {
+		t.Errorf("the acknowledged message came back %d times", n)
+	}
+}
+
+func TestNotJSONAckedAndCounted(t *testing.T) {
+	needBroker(t)
+	id := ClientID("test-notjson-" + suffix())
+	topic := "wisp/test/notjson/" + suffix()
+	b := Binding{"mod", "fn", topic}
+	rec := &recorder{}
+	pub := publisher(t)
+	l := start(t, Config{Invoke: rec.invoke, ClientID: id}, b)
+	waitSubscribed(t, pub, rec, topic)
+	publish(t, pub, topic, "<xml/>")
+	checkFor(t, 5*time.Second, func() error {
+		if got := testutil.ToFloat64(l.metrics.messages.WithLabelValues(resultNotJSON)); got != 1 {
+			return fmt.Errorf("not_json = %v, want 1", got)
+		}
+		return nil
+	})
+	if rec.count("<xml/>") != 0 {
+		t.Error("a non-JSON message was invoked")
+	}
+	l.stop()
+
+	// Acked: the next session does not see it again.
+	rec2 := &recorder{}
+	l2 := start(t, Config{Invoke: rec2.invoke, ClientID: id}, b)
+	waitSubscribed(t, pub, rec2, topic)
+	if got := testutil.ToFloat64(l2.metrics.messages.WithLabelValues(resultNotJSON)); got != 0 {
+		t.Errorf("the non-JSON message was delivered again (%v)", got)
+	}
+}
+
+func TestSyncRemovesBinding(t *testing.T) {
+	needBroker(t)
+	s := suffix()
+	a, b := Binding{"mod", "a", "wisp/test/lrm/a/" + s}, Binding{"mod", "b", "wisp/test/lrm/b/" + s}
+	rec := &recorder{}
+	pub := publisher(t)
+	l := start(t, Config{Invoke: rec.invoke}, a, b)
+	waitSubscribed(t, pub, rec, a.Topic)
+	if err := l.Sync(context.Background(), []Binding{b}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub, a.Topic, `{"gone":1}`)
+	publish(t, pub, b.Topic, `{"kept":1}`)
+	rec.waitArgs(t, `{"kept":1}`, 1)
+	if rec.count(`{"gone":1}`) != 0 {
+		t.Error("a removed binding was invoked")
+	}
+	if err := l.Sync(context.Background(), []Binding{{"", "x", "t"}}); !errors.Is(err, ErrInvalidBinding) {
+		t.Errorf("invalid binding: %v", err)
+	}
+}
+
+func TestRunWaitsForFirstSync(t *testing.T) {
+	l, err := New(Config{Invoke: (&recorder{}).invoke, ClientID: "x", Broker: "tcp://127.0.0.1:1", Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Sync(context.Background(), nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Sync after Run: %v, want ErrClosed", err)
+	}
+}
+
+func TestMatchTopic(t *testing.T) {
+	tests := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true}, {"a/b", "a/b/c", false}, {"a/+", "a/b", true}, {"a/+", "a/b/c", false},
+		{"a/#", "a", true}, {"a/#", "a/b/c", true}, {"#", "$SYS/x", false}, {"a/b/c", "a/b", false},
+	}
+	for _, tt := range tests {
+		if got := matchTopic(tt.filter, tt.topic); got != tt.want {
+			t.Errorf("matchTopic(%q, %q) = %v", tt.filter, tt.topic, got)
+		}
+	}
+	for f, want := range map[string]bool{"a/#": true, "a/#/b": false, "a+": false, "": false, "+/+": true} {
+		if validFilter(f) != want {
+			t.Errorf("validFilter(%q) != %v", f, want)
+		}
+	}
+}
