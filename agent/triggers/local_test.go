@@ -119,6 +119,7 @@ func start(t testing.TB, cfg Config, bindings ...Binding) running {
 	if err := l.Sync(context.Background(), bindings); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { forgetSession(cfg.ClientID) }) // runs after stop
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
@@ -133,6 +134,15 @@ func start(t testing.TB, cfg Config, bindings ...Binding) running {
 	}
 	t.Cleanup(stop)
 	return running{l, stop}
+}
+
+// forgetSession removes the broker's persistent session of id (a clean
+// connect ends it), so tests leave nothing behind in the shared broker.
+func forgetSession(id string) {
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(id).SetCleanSession(true))
+	if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+		c.Disconnect(100)
+	}
 }
 
 func publisher(t testing.TB) mqtt.Client {
