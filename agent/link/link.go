@@ -44,7 +44,10 @@ type Config struct {
 	// MaxStreams bounds the streams the controller may open at once
 	// (concurrent invocations and code pushes). Default 10000.
 	MaxStreams int
-	Logger     *slog.Logger
+	// OnDesired, when set, is called after a new desired set was stored
+	// (the agent re-syncs its local triggers).
+	OnDesired func([]protocol.DesiredFunction)
+	Logger    *slog.Logger
 }
 
 // maxControlFrame bounds control-stream frames; code frames may be larger.
@@ -57,6 +60,7 @@ var ErrRefused = errors.New("the controller refused this agent")
 // Link is one agent↔controller connection, kept up by Run.
 type Link struct {
 	cfg       Config
+	kick      chan struct{}  // wakes the outbox drain
 	handlers  sync.WaitGroup // stream handlers in flight
 	token     *protocol.JoinToken
 	log       *slog.Logger
@@ -72,7 +76,7 @@ func New(cfg Config) (*Link, error) {
 	if cfg.State == nil || cfg.Executor == nil {
 		return nil, errors.New("link: state and executor are required")
 	}
-	l := &Link{cfg: cfg, log: cfg.Logger}
+	l := &Link{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1)}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -249,8 +253,9 @@ func (l *Link) session(ctx context.Context) error {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- l.heartbeats(sctx, ctrl, interval) }()
+	go func() { errc <- l.drainOutbox(sctx, conn) }()
 	go func() { errc <- l.control(sctx, ctrl) }()
 	go func() { errc <- l.acceptStreams(sctx, conn) }()
 	select {
@@ -332,6 +337,15 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 			return fmt.Errorf("control stream: %w", err)
 		}
 		switch m := msg.(type) {
+		case *protocol.DesiredSet:
+			if err := l.cfg.State.SetDesired(m.Functions); err != nil {
+				l.log.Error("storing the desired set", "err", err)
+				continue
+			}
+			l.log.Info("desired set updated", "functions", len(m.Functions))
+			if l.cfg.OnDesired != nil {
+				l.cfg.OnDesired(m.Functions)
+			}
 		case *protocol.Drop:
 			if err := l.cfg.Executor.Drop(m.Digests...); err != nil {
 				l.log.Error("dropping code", "err", err)
@@ -342,6 +356,71 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 			l.log.Warn("unexpected control message", "type", msg.Type())
 		}
 	}
+}
+
+// Kick wakes the outbox drain: new entries are waiting.
+func (l *Link) Kick() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// outboxBatch bounds the activations sent in one OutboxBatch.
+const outboxBatch = 500
+
+// drainOutbox streams the outbox to the controller while connected: a batch
+// at a time on a stream of its own, deleting entries only once the
+// controller acknowledged them. A crash at any point leaves unacknowledged
+// entries in place to be sent again; the controller drops ids it already
+// has, so a replay never duplicates.
+func (l *Link) drainOutbox(ctx context.Context, conn *quic.Conn) error {
+	for {
+		entries, err := l.cfg.State.Outbox(outboxBatch)
+		if err != nil {
+			return fmt.Errorf("reading the outbox: %w", err)
+		}
+		if len(entries) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-l.kick:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if err := l.sendBatch(ctx, conn, entries); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+}
+
+func (l *Link) sendBatch(ctx context.Context, conn *quic.Conn, entries []protocol.OutboxEntry) error {
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.CancelRead(0)
+	defer s.Close()
+	if err := protocol.WriteMsg(s, &protocol.OutboxBatch{Entries: entries}); err != nil {
+		return err
+	}
+	s.SetReadDeadline(time.Now().Add(60 * time.Second))
+	msg, err := protocol.ReadMsg(s, maxControlFrame*16)
+	if err != nil {
+		return err
+	}
+	switch m := msg.(type) {
+	case *protocol.OutboxAck:
+		if err := l.cfg.State.AckOutbox(m.IDs...); err != nil {
+			return fmt.Errorf("deleting acknowledged entries: %w", err)
+		}
+		l.log.Debug("outbox batch acknowledged", "entries", len(m.IDs))
+		return nil
+	case *protocol.Error:
+		return m
+	}
+	return fmt.Errorf("controller answered OutboxBatch with %v", msg.Type())
 }
 
 func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {

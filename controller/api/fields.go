@@ -37,10 +37,14 @@ type Event struct {
 }
 
 // EventParams are an MQTT subscription's. Port is normalised to a number.
+// Local (Wisp's addition) makes it an edge-local trigger: every agent that
+// holds the function subscribes on its own broker (--mqtt-broker), so it
+// fires during a partition; host and port are then optional and ignored.
 type EventParams struct {
-	Host  string `json:"host"`
-	Port  int    `json:"port"`
+	Host  string `json:"host,omitempty"`
+	Port  int    `json:"port,omitempty"`
 	Topic string `json:"topic"`
+	Local bool   `json:"local,omitempty"`
 }
 
 // Sink is where a function's outputs are stored. Only CouchDB exists.
@@ -123,6 +127,7 @@ func decodeEvents(raw []byte) ([]byte, error) {
 			Host  string          `json:"host"`
 			Port  json.RawMessage `json:"port"`
 			Topic string          `json:"topic"`
+			Local bool            `json:"local"`
 		} `json:"params"`
 	}
 	if err := strictUnmarshal("events", raw, &in); err != nil {
@@ -140,11 +145,15 @@ func decodeEvents(raw []byte) ([]byte, error) {
 			return nil, fail(ErrBadRequest, "Invalid events: event %d: params are missing", i)
 		}
 		p := e.Params
-		if strings.TrimSpace(p.Host) == "" {
-			return nil, fail(ErrBadRequest, "Invalid events: event %d: params.host is missing", i)
-		}
 		if p.Topic == "" {
 			return nil, fail(ErrBadRequest, "Invalid events: event %d: params.topic is missing", i)
+		}
+		if p.Local {
+			out = append(out, Event{Type: e.Type, Params: EventParams{Topic: p.Topic, Local: true}})
+			continue
+		}
+		if strings.TrimSpace(p.Host) == "" {
+			return nil, fail(ErrBadRequest, "Invalid events: event %d: params.host is missing", i)
 		}
 		port, err := decodePort(p.Port)
 		if err != nil {

@@ -18,6 +18,8 @@ func TestDecodeFields(t *testing.T) {
 		{"events string port", decodeEvents, `[{"type":"mqtt","params":{"host":"b","port":"1883","topic":"t"}}]`, `[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"t"}}]`},
 		{"events number port", decodeEvents, `[{"type":"mqtt","params":{"topic":"t","port":8883,"host":"b"}}]`, `[{"type":"mqtt","params":{"host":"b","port":8883,"topic":"t"}}]`},
 		{"events none", decodeEvents, `[]`, `[]`},
+		{"events local", decodeEvents, `[{"type":"mqtt","params":{"topic":"sensors/t","local":true}}]`, `[{"type":"mqtt","params":{"topic":"sensors/t","local":true}}]`},
+		{"events local ignores broker", decodeEvents, `[{"type":"mqtt","params":{"host":"b","port":1,"topic":"t","local":true}}]`, `[{"type":"mqtt","params":{"topic":"t","local":true}}]`},
 		{"sinks", decodeSinks, `[{"type":"couchdb","params":{"url":"https://c/db"}}]`, `[{"type":"couchdb","params":{"url":"https://c/db"}}]`},
 		{"metadata", decodeMetadata, `{"capacity":128,"tag":"x"}`, `{"tag":"x","capacity":128}`},
 		{"metadata empty", decodeMetadata, `{}`, `{}`},
