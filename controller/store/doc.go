@@ -1,6 +1,8 @@
 // Package store keeps the controller's durable state: modules, functions and
-// their code, subjects (API users), APP scheduling scripts, and the edge
-// agents known to the controller with the join tokens that let them join.
+// their code, subjects (API users), APP scheduling scripts, the edge agents
+// known to the controller with the join tokens that let them join, the
+// record of every activation, and the durable queue of results still to be
+// delivered to sinks.
 //
 // There is one interface, Store, and two implementations in this package:
 // Postgres (a pgx pool, for production and for several controllers sharing one
@@ -40,6 +42,13 @@
 //   - Events, Sinks, Metadata and Script.Source are kept verbatim; nil stays
 //     nil. Agent.Labels are kept in the order given. Lists are never nil
 //     (empty slices instead).
+//   - Activations are recorded once per id: a second record of an id (an
+//     outbox replay) changes nothing and reports created=false, in a batch
+//     as alone. Recording an ok activation queues, in the same transaction,
+//     one delivery per sink given, with a copy of that sink's JSON, so that
+//     exactly one delivery per (activation, sink) ever exists and a later
+//     edit of the function does not redirect it. Activations outlive their
+//     function and module; a delivery leaves the queue only by DeliveryDone.
 //   - Errors wrap the sentinels of errors.go so callers use errors.Is.
 //
 // # Notes

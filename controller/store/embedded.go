@@ -19,10 +19,10 @@ import (
 // Embedded is the Store kept in one bbolt file, for a controller without
 // Postgres (wisp dev, a single box). One process at a time may open the file.
 //
-// The file's buckets (schema version 2):
+// The file's buckets (schema version 3):
 //
 //	meta/
-//	  version          -> uint64 big-endian: the schema version (2)
+//	  version          -> uint64 big-endian: the schema version (3)
 //	modules/           the bucket's sequence numbers module ids
 //	  <name>           -> module id, uint64 big-endian
 //	functions/
@@ -47,6 +47,22 @@ import (
 //	  <id>             -> agentRecord (JSON)
 //	agentcreds/        (since version 2)
 //	  <credential hash> -> agent id (the unique index on credential hashes)
+//	activations/       (since version 3)
+//	  <id>             -> started (µs since 1970, int64 big-endian), then activationRecord (JSON)
+//	activationsbyfn/   (since version 3)
+//	  <fn key>/        one bucket per (module, function) that has activations;
+//	                   fn key = len(module) (uint16 big-endian), module, function
+//	    <id>           -> started, as in activations/
+//	deliveries/        (since version 3) the sink delivery queue
+//	  <id> 0x00 <sink index, uint32 big-endian>
+//	                   -> next attempt (µs, int64 big-endian), then deliveryRecord (JSON)
+//
+// Activation ids are kept in bytes order, which is their time order; the
+// started time leads each value so that a Since filter reads 8 bytes, not
+// the record. The queue is keyed by activation, so PendingDeliveries (oldest
+// activation first) walks it in order and skips the entries not yet due by
+// their 8-byte prefix; a second index by next attempt would make every
+// write twice as expensive to speed up only a queue that is backing off.
 //
 // OpenEmbedded upgrades an older file in place, in the transaction that
 // opens it (see embeddedUpgrades); a file written by a newer Wisp is refused.
@@ -61,8 +77,9 @@ type Embedded struct {
 var _ Store = (*Embedded)(nil)
 
 // embeddedVersion is the schema version this build writes and reads.
-// History: 1 (first version); 2 (join tokens and agents).
-const embeddedVersion = 2
+// History: 1 (first version); 2 (join tokens and agents); 3 (activations
+// and the sink delivery queue).
+const embeddedVersion = 3
 
 // embeddedLockTimeout is how long OpenEmbedded waits for another process to
 // release the file before failing with ErrLocked.
@@ -83,11 +100,16 @@ var (
 	bucketAgents          = []byte("agents")
 	bucketAgentCreds      = []byte("agentcreds")
 
+	bucketActivations     = []byte("activations")
+	bucketActivationsByFn = []byte("activationsbyfn")
+	bucketDeliveries      = []byte("deliveries")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
 		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts,
-		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds}
+		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds,
+		bucketActivations, bucketActivationsByFn, bucketDeliveries}
 )
 
 // embeddedUpgrades[v] turns a file of schema version v+1 into one of version
@@ -96,13 +118,21 @@ var (
 var embeddedUpgrades = []func(tx *bolt.Tx) error{
 	// 1 -> 2: join tokens and agents.
 	func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds} {
-			if _, err := tx.CreateBucket(b); err != nil {
-				return fmt.Errorf("create bucket %q: %w", b, err)
-			}
-		}
-		return nil
+		return createBuckets(tx, bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds)
 	},
+	// 2 -> 3: activations and the sink delivery queue.
+	func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketActivations, bucketActivationsByFn, bucketDeliveries)
+	},
+}
+
+func createBuckets(tx *bolt.Tx, names ...[]byte) error {
+	for _, b := range names {
+		if _, err := tx.CreateBucket(b); err != nil {
+			return fmt.Errorf("create bucket %q: %w", b, err)
+		}
+	}
+	return nil
 }
 
 // functionRecord is a function as stored; its module and name are the keys.
@@ -225,10 +255,8 @@ func initEmbedded(tx *bolt.Tx) (uint64, error) {
 	}); err != nil {
 		return 0, err
 	}
-	for _, b := range allBuckets {
-		if _, err := tx.CreateBucket(b); err != nil {
-			return 0, fmt.Errorf("create bucket %q: %w", b, err)
-		}
+	if err := createBuckets(tx, allBuckets...); err != nil {
+		return 0, err
 	}
 	if err := tx.Bucket(bucketMeta).Put(keyVersion, u64(embeddedVersion)); err != nil {
 		return 0, err

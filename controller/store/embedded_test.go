@@ -281,7 +281,80 @@ func writeFixtureData(ctx context.Context, s store.Store, version uint64) error 
 		steps = append(steps, err,
 			s.TouchAgent(ctx, "ag_00000000000000f1", "fixture edge", []string{"zone=eu", "arch=arm64", "gpu=no"}, fixtureSeen))
 	}
+	if version >= 3 {
+		n, err := s.RecordActivations(ctx, fixtureActivations())
+		if err == nil && n != len(fixtureActivations()) {
+			err = fmt.Errorf("recorded %d fixture activations, want %d", n, len(fixtureActivations()))
+		}
+		steps = append(steps, err,
+			s.DeliveryDone(ctx, fixtureActivationID(1), 0),
+			s.DeliveryFailed(ctx, fixtureActivationID(1), 1, "couchdb down", fixtureLater))
+	}
 	return errors.Join(steps...)
+}
+
+func fixtureActivationID(i int) string { return fmt.Sprintf("01FIXTURE%017d", i) }
+
+// fixtureActivations are recorded from schema version 3 on: an ok one with
+// two sinks (the first delivered, the second failed once), a failed one, and
+// an ok one without sinks.
+func fixtureActivations() []store.ActivationWithSinks {
+	return []store.ActivationWithSinks{
+		{Activation: store.Activation{ID: fixtureActivationID(1), Module: "math", Function: "add", Digest: "sha256:aa",
+			Agent: "ag_00000000000000f1", Source: "local-mqtt", Output: []byte(`{"sum":3}`),
+			Started: fixtureSeen, Duration: 1234567 * time.Nanosecond},
+			Sinks: [][]byte{[]byte(`{"type":"couchdb","params":{"url":"http://a/db"}}`), []byte(`{"type":"couchdb","params":{"url":"http://b/db"}}`)}},
+		{Activation: store.Activation{ID: fixtureActivationID(2), Module: "math", Function: "add", Digest: "sha256:aa",
+			Source: "api", Code: 3, Message: "function trapped", Started: fixtureSeen.Add(time.Second), Duration: time.Millisecond},
+			Sinks: [][]byte{[]byte(`{"type":"couchdb"}`)}},
+		{Activation: store.Activation{ID: fixtureActivationID(3), Module: "_", Function: "hello", Digest: "sha256:bb",
+			Agent: "ag_00000000000000f1", Source: "local-api", Output: []byte{}, Started: fixtureSeen.Add(2 * time.Second)}},
+	}
+}
+
+// checkFixtureActivations checks the activations and deliveries of a
+// version 3 fixture.
+func checkFixtureActivations(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	for _, want := range fixtureActivations() {
+		a, err := s.GetActivation(ctx, want.ID)
+		if err != nil || a.Recorded.IsZero() {
+			t.Fatalf("GetActivation %s = %+v, %v", want.ID, a, err)
+		}
+		want.Recorded = a.Recorded
+		if !reflect.DeepEqual(a, want.Activation) {
+			t.Fatalf("GetActivation %s = %+v, want %+v", want.ID, a, want.Activation)
+		}
+	}
+	as, err := s.ListActivations(ctx, store.ActivationFilter{Module: "math", Function: "add"})
+	if err != nil || len(as) != 2 || as[0].ID != fixtureActivationID(1) || as[1].ID != fixtureActivationID(2) {
+		t.Fatalf("ListActivations of math/add = %+v, %v", as, err)
+	}
+	if ds, err := s.PendingDeliveries(ctx, fixtureLater.Add(-time.Second), 0); err != nil || len(ds) != 0 {
+		t.Fatalf("PendingDeliveries before the retry = %+v, %v", ds, err)
+	}
+	ds, err := s.PendingDeliveries(ctx, fixtureLater, 0)
+	if err != nil || len(ds) != 1 || ds[0].ActivationID != fixtureActivationID(1) || ds[0].SinkIndex != 1 ||
+		ds[0].Attempts != 1 || ds[0].LastError != "couchdb down" || string(ds[0].Output) != `{"sum":3}` ||
+		string(ds[0].Sink) != `{"type":"couchdb","params":{"url":"http://b/db"}}` {
+		t.Fatalf("PendingDeliveries = %+v, %v", ds, err)
+	}
+	if fs, err := s.SinkFailures(ctx, "math", "add"); err != nil || !reflect.DeepEqual(fs, ds) {
+		t.Fatalf("SinkFailures = %+v, %v; want %+v", fs, err, ds)
+	}
+}
+
+// wantNoActivations checks that s has no activation and no queued
+// delivery, as a file from before version 3 must not.
+func wantNoActivations(t *testing.T, s store.Store) {
+	t.Helper()
+	if as, err := s.ListActivations(t.Context(), store.ActivationFilter{}); err != nil || len(as) != 0 {
+		t.Fatalf("ListActivations = %+v, %v; want none", as, err)
+	}
+	if ds, err := s.PendingDeliveries(t.Context(), fixtureLater, 0); err != nil || len(ds) != 0 {
+		t.Fatalf("PendingDeliveries = %+v, %v; want none", ds, err)
+	}
 }
 
 // checkFixtureData checks that s holds the fixture contents of schema version
@@ -364,6 +437,11 @@ func TestEmbeddedReadsOldFiles(t *testing.T) {
 			if v < 2 {
 				wantNoAgents(t, s)
 			}
+			if v < 3 {
+				wantNoActivations(t, s)
+			} else {
+				checkFixtureActivations(t, s)
+			}
 		})
 	}
 }
@@ -407,6 +485,41 @@ func TestEmbeddedUpgradesVersion1File(t *testing.T) {
 	if got, err := s.ListAgents(ctx); err != nil || !reflect.DeepEqual(got, []store.Agent{a}) {
 		t.Fatalf("ListAgents after reopen = %+v, %v; want %+v", got, err, a)
 	}
+}
+
+// TestEmbeddedUpgradesVersion2File opens a version 2 file: it is upgraded in
+// place, keeps its data, records activations and queues deliveries, and
+// keeps them too.
+func TestEmbeddedUpgradesVersion2File(t *testing.T) {
+	t.Parallel()
+	path := copyFixture(t, 2)
+	if v := fileVersion(t, path); v != 2 {
+		t.Fatalf("meta/version of %s = %d, want 2", fixtureFile(2), v)
+	}
+	ctx := t.Context()
+	s, reopen := openEmbeddedAt(t, path)
+	checkFixtureData(t, s, 2)
+	wantNoActivations(t, s)
+	n, err := s.RecordActivations(ctx, fixtureActivations())
+	if err != nil || n != len(fixtureActivations()) {
+		t.Fatalf("RecordActivations after upgrade = %d, %v", n, err)
+	}
+	if err := errors.Join(s.DeliveryDone(ctx, fixtureActivationID(1), 0),
+		s.DeliveryFailed(ctx, fixtureActivationID(1), 1, "couchdb down", fixtureLater)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := fileVersion(t, path); v != store.EmbeddedVersion {
+		t.Fatalf("meta/version after upgrade = %d, want %d", v, store.EmbeddedVersion)
+	}
+	if err := store.CheckEmbeddedFile(path); err != nil {
+		t.Fatalf("upgraded file: %v", err)
+	}
+	s = reopen(t)
+	checkFixtureData(t, s, 2)
+	checkFixtureActivations(t, s)
 }
 
 // TestEmbeddedWriteFixture writes testdata/embedded-v<N>.db for the current

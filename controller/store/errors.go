@@ -4,7 +4,8 @@ import "errors"
 
 var (
 	// ErrNotFound: the module, function, code, subject, script, join token
-	// (or it has expired) or agent does not exist.
+	// (or it has expired), agent, activation or queued sink delivery does
+	// not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrExists: the name, id or hash is already taken.
 	ErrExists = errors.New("already exists")
@@ -14,6 +15,9 @@ var (
 	// passed with it. The store refuses such writes because agents and caches
 	// trust digests to name their bytes.
 	ErrDigestMismatch = errors.New("digest does not match the code")
+	// ErrInvalid: a value the store cannot keep as given (an empty
+	// activation id). The callers validate; this guards against their bugs.
+	ErrInvalid = errors.New("invalid value")
 	// ErrLocked: the embedded store's file is held by another process (another
 	// controller, or `wisp dev`, using the same data directory).
 	ErrLocked = errors.New("locked by another process")

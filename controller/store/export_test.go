@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,10 @@ const EmbeddedVersion = embeddedVersion
 // CheckEmbeddedFile opens the closed store file at path read-only and runs
 // bbolt's consistency check plus the store's own invariants: every function
 // belongs to a module, coderefs counts exactly the functions using each
-// digest, code/ holds exactly the referenced digests, and the unique
-// indexes (tokens/, jointokenhashes/, agentcreds/) match their records.
+// digest, code/ holds exactly the referenced digests, the unique indexes
+// (tokens/, jointokenhashes/, agentcreds/) match their records,
+// activationsbyfn/ indexes exactly the activations, and every queued
+// delivery belongs to a recorded activation that succeeded.
 func CheckEmbeddedFile(path string) error {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -124,5 +127,51 @@ func checkInvariants(tx *bolt.Tx) error {
 	if a, b := tx.Bucket(bucketAgents).Stats().KeyN, tx.Bucket(bucketAgentCreds).Stats().KeyN; a != b {
 		fail("%d agents but %d credential index entries", a, b)
 	}
+	errs = append(errs, checkActivations(tx))
+	return errors.Join(errs...)
+}
+
+func checkActivations(tx *bolt.Tx) error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	indexed := 0
+	_ = tx.Bucket(bucketActivations).ForEach(func(id, v []byte) error {
+		a, err := getActivation(tx, id)
+		if err != nil {
+			fail("activation %q: %v", id, err)
+			return nil
+		}
+		b := tx.Bucket(bucketActivationsByFn).Bucket(fnKey(a.Module, a.Function))
+		if b == nil || !bytes.Equal(b.Get(id), v[:8]) {
+			fail("activation %q of %s/%s: missing or wrong in activationsbyfn", id, a.Module, a.Function)
+		}
+		return nil
+	})
+	_ = tx.Bucket(bucketActivationsByFn).ForEachBucket(func(k []byte) error {
+		if _, _, ok := parseFnKey(k); !ok {
+			fail("malformed activationsbyfn key %x", k)
+		}
+		n := tx.Bucket(bucketActivationsByFn).Bucket(k).Stats().KeyN
+		if n == 0 {
+			fail("activationsbyfn bucket %x is empty", k)
+		}
+		indexed += n
+		return nil
+	})
+	if n := tx.Bucket(bucketActivations).Stats().KeyN; n != indexed {
+		fail("%d activations but %d activationsbyfn entries", n, indexed)
+	}
+	_ = tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
+		d, err := getDelivery(tx, k, v)
+		if err != nil {
+			fail("delivery %x: %v", k, err)
+			return nil
+		}
+		if a, _ := getActivation(tx, []byte(d.ActivationID)); a.Code != 0 {
+			fail("delivery %q/%d queued for a failed activation (code %d)", d.ActivationID, d.SinkIndex, a.Code)
+		}
+		return nil
+	})
 	return errors.Join(errs...)
 }

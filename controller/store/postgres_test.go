@@ -19,6 +19,7 @@ import (
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/protocol"
 )
 
 const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -205,7 +206,8 @@ func TestPostgresMigrationIdempotent(t *testing.T) {
 
 // TestPostgresUpgradesFromVersion1 lays out a schema as a controller that
 // knew only migration 1 left it, with data, then opens it: the missing
-// migrations are applied once, the data is kept, and agents can join.
+// migrations are applied once, the data is kept, agents can join and
+// activations are recorded.
 func TestPostgresUpgradesFromVersion1(t *testing.T) {
 	t.Parallel()
 	dsn := pgSchema(t)
@@ -264,6 +266,14 @@ func TestPostgresUpgradesFromVersion1(t *testing.T) {
 	}
 	if _, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_00000001", SecretHash: []byte{3}}); err != nil {
 		t.Fatalf("CreateJoinToken after upgrade: %v", err)
+	}
+	act := store.Activation{ID: "01UPGRADE0000000000000000A", Module: store.DefaultModule, Function: "f", Digest: digest,
+		Output: []byte(`1`), Started: time.Now()}
+	if created, err := s.RecordActivation(ctx, act, [][]byte{[]byte(`{"type":"couchdb"}`)}); err != nil || !created {
+		t.Fatalf("RecordActivation after upgrade: %v, %v", created, err)
+	}
+	if ds, err := s.PendingDeliveries(ctx, time.Now().Add(time.Minute), 0); err != nil || len(ds) != 1 || ds[0].ActivationID != act.ID {
+		t.Fatalf("PendingDeliveries after upgrade = %+v, %v", ds, err)
 	}
 }
 
@@ -380,4 +390,52 @@ func benchCreateFunction(b *testing.B, s store.Store) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The RecordActivations benchmarks record batches of 500 new activations,
+// each with one sink, as an outbox drain after a partition would, and report
+// activations/s. Run them with
+//
+//	go test -run '^$' -bench RecordActivations -benchtime 20x ./controller/store
+func BenchmarkPostgresRecordActivations(b *testing.B) {
+	s, err := store.OpenPostgres(b.Context(), pgSchema(b), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchRecordActivations(b, s)
+}
+
+func BenchmarkEmbeddedRecordActivations(b *testing.B) {
+	s, err := store.OpenEmbedded(b.TempDir()+"/wisp.db", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	benchRecordActivations(b, s)
+}
+
+func benchRecordActivations(b *testing.B, s store.Store) {
+	const batchSize = 500
+	ctx := b.Context()
+	sinks := [][]byte{[]byte(`{"type":"couchdb","params":{"url":"http://127.0.0.1:5984/results","username":"wisp","password":"secret"}}`)}
+	output := []byte(`{"greeting":"hello, world","n":12345,"ok":true}`)
+	batch := make([]store.ActivationWithSinks, batchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		started := time.Now()
+		for i := range batch {
+			batch[i] = store.ActivationWithSinks{Activation: store.Activation{
+				ID: protocol.NewActivationID(started), Module: "_", Function: "hello", Digest: "sha256:" + strings.Repeat("0", 64),
+				Agent: "ag_0000000000000001", Source: "local-mqtt", Output: output, Started: started, Duration: 150 * time.Microsecond,
+			}, Sinks: sinks}
+		}
+		b.StartTimer()
+		n, err := s.RecordActivations(ctx, batch)
+		if err != nil || n != batchSize {
+			b.Fatalf("RecordActivations = %d, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "activations/s")
 }

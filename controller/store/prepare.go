@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -44,4 +47,53 @@ func prepareFunction(fn Function, code []byte) (Function, error) {
 	}
 	fn.Size = int64(len(code))
 	return fn, nil
+}
+
+// listLimit turns a caller's limit into the one a list uses: <= 0 means
+// DefaultActivationLimit, and no more than MaxActivationLimit.
+func listLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultActivationLimit
+	case n > MaxActivationLimit:
+		return MaxActivationLimit
+	}
+	return n
+}
+
+// prepareActivations readies a batch for recording at recorded: it checks
+// every id, keeps only the first element of each id, sorts by id (so that
+// concurrent batches take row locks in one order), sets Recorded, keeps
+// Started in UTC to the microsecond, and drops the sinks of failed
+// activations. The caller's slices are not modified.
+func prepareActivations(as []ActivationWithSinks, recorded time.Time) ([]ActivationWithSinks, error) {
+	out := make([]ActivationWithSinks, 0, len(as))
+	seen := make(map[string]bool, len(as))
+	for _, a := range as {
+		if a.ID == "" || strings.IndexByte(a.ID, 0) >= 0 {
+			return nil, fmt.Errorf("activation %q of %s/%s: the id is empty or holds a NUL byte: %w",
+				a.ID, a.Module, a.Function, ErrInvalid)
+		}
+		if a.Code < math.MinInt32 || a.Code > math.MaxInt32 {
+			return nil, fmt.Errorf("activation %q: code %d does not fit 32 bits: %w", a.ID, a.Code, ErrInvalid)
+		}
+		if seen[a.ID] {
+			continue
+		}
+		seen[a.ID] = true
+		a.Started = storeTime(a.Started)
+		a.Recorded = recorded
+		if a.Code != 0 {
+			a.Sinks = nil
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b ActivationWithSinks) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// sinkIndexOK reports whether i can name a queued delivery: sink indexes are
+// kept in 32 bits (a function has a handful of sinks).
+func sinkIndexOK(i int) bool {
+	return i >= 0 && i <= math.MaxInt32
 }

@@ -67,6 +67,62 @@ type Agent struct {
 	LastSeen       time.Time // set by the store at creation, then by TouchAgent
 }
 
+// Activation is one invocation's record. IDs are 26-character sortable
+// strings (protocol.NewActivationID): their text order is their time order.
+type Activation struct {
+	ID       string
+	Module   string
+	Function string
+	Digest   string
+	Agent    string // id of the agent that ran it; "" if none ran it
+	Source   string // "api", "mqtt", "local-api", "local-mqtt"
+	Code     int    // 0: ok; otherwise a stable wire error code (protocol.ErrorCode)
+	Message  string // the error message; "" when ok
+	Output   []byte // the function's JSON output (nil on error); kept verbatim
+	Started  time.Time
+	Duration time.Duration // kept exactly (nanoseconds)
+	Recorded time.Time     // set by the store
+}
+
+// ActivationWithSinks is one element of a RecordActivations batch: the
+// activation and the JSON of each of its function's sinks at record time.
+type ActivationWithSinks struct {
+	Activation
+	Sinks [][]byte
+}
+
+// SinkDelivery is one (activation, sink) pair waiting to be delivered.
+type SinkDelivery struct {
+	ActivationID string
+	SinkIndex    int    // index in the function's sinks at record time
+	Sink         []byte // that sink's JSON, copied at record time (later edits of the function do not change it)
+	// Module, Function, Output and Started are the activation's.
+	Module      string
+	Function    string
+	Output      []byte
+	Started     time.Time
+	Attempts    int       // failed attempts so far
+	LastError   string    // the error of the last failed attempt; "" before any
+	NextAttempt time.Time // not to be delivered before; set to Recorded when queued
+}
+
+// ActivationFilter selects activations for ListActivations.
+type ActivationFilter struct {
+	Module   string    // "" = any
+	Function string    // "" = any
+	Since    time.Time // activations started at or after; zero = any
+	After    string    // only ids > After (cursor paging); "" = from the start
+	Limit    int       // <= 0: DefaultActivationLimit; capped at MaxActivationLimit
+}
+
+const (
+	// DefaultActivationLimit is how many activations (or deliveries) a list
+	// returns when the caller gives no limit.
+	DefaultActivationLimit = 100
+	// MaxActivationLimit caps the limit of one list call.
+	MaxActivationLimit = 1000
+)
+
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -135,6 +191,33 @@ type Store interface {
 	// TouchAgent replaces an agent's name and labels and sets its LastSeen to
 	// seen (in UTC, truncated to microseconds). ErrNotFound.
 	TouchAgent(ctx context.Context, id string, name string, labels []string, seen time.Time) error
+
+	// RecordActivation stores a unless an activation with its ID exists and,
+	// in the same transaction, queues one SinkDelivery per element of sinks
+	// (only when a.Code == 0), due at once. It reports created=false, and
+	// changes nothing, for a known ID: replays are recognised by id and
+	// dropped. Recorded is set by the store. ErrInvalid for an empty ID.
+	RecordActivation(ctx context.Context, a Activation, sinks [][]byte) (created bool, err error)
+	// RecordActivations is RecordActivation for a batch (an outbox drain), in
+	// one transaction: all are recorded or none is. It returns how many were
+	// new; of several elements with one ID, the first counts.
+	RecordActivations(ctx context.Context, as []ActivationWithSinks) (created int, err error)
+	// GetActivation fails with ErrNotFound.
+	GetActivation(ctx context.Context, id string) (Activation, error)
+	// ListActivations returns the activations f selects, ascending by ID.
+	ListActivations(ctx context.Context, f ActivationFilter) ([]Activation, error)
+	// PendingDeliveries returns up to limit queued deliveries whose
+	// NextAttempt is not after now, ascending by activation ID then sink
+	// index (oldest activation first). limit as in ActivationFilter.
+	PendingDeliveries(ctx context.Context, now time.Time, limit int) ([]SinkDelivery, error)
+	// DeliveryDone removes a delivery from the queue. ErrNotFound.
+	DeliveryDone(ctx context.Context, activationID string, sinkIndex int) error
+	// DeliveryFailed counts a failed attempt: Attempts++, LastError = errMsg,
+	// NextAttempt = next (UTC, microseconds). ErrNotFound.
+	DeliveryFailed(ctx context.Context, activationID string, sinkIndex int, errMsg string, next time.Time) error
+	// SinkFailures returns the queued deliveries of a function that failed at
+	// least once (Attempts > 0), ascending by activation ID then sink index.
+	SinkFailures(ctx context.Context, module, function string) ([]SinkDelivery, error)
 
 	// Close releases the store's resources.
 	Close() error

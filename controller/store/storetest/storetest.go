@@ -68,6 +68,18 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentCreateAgent", testConcurrentCreateAgent},
 		{"ConcurrentDuplicateAgent", testConcurrentDuplicateAgent},
 		{"Reopen", testReopen},
+		{"ActivationRecordGet", testActivationRecordGet},
+		{"ActivationDuplicate", testActivationDuplicate},
+		{"ActivationBatch", testActivationBatch},
+		{"ActivationFilters", testActivationFilters},
+		{"ActivationLimits", testActivationLimits},
+		{"ActivationDeleteFunction", testActivationDeleteFunction},
+		{"DeliveriesQueued", testDeliveriesQueued},
+		{"DeliveryCopiesSink", testDeliveryCopiesSink},
+		{"PendingDeliveries", testPendingDeliveries},
+		{"DeliveryTransitions", testDeliveryTransitions},
+		{"ConcurrentRecord", testConcurrentRecord},
+		{"ActivationsReopen", testActivationsReopen},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

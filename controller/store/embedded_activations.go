@@ -1,0 +1,400 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Activations and sink deliveries in the embedded store (schema version 3;
+// the layout is drawn on Embedded). A batch is one bbolt write transaction,
+// so one fsync however many activations it holds.
+
+// activationRecord is an activation as stored after its 8-byte started
+// prefix; its id is the key.
+type activationRecord struct {
+	Module   string    `json:"module"`
+	Function string    `json:"function"`
+	Digest   string    `json:"digest"`
+	Agent    string    `json:"agent"`
+	Source   string    `json:"source"`
+	Code     int       `json:"code"`
+	Message  string    `json:"message"`
+	Output   []byte    `json:"output"` // no omitempty: nil and empty must stay apart
+	Duration int64     `json:"duration_ns"`
+	Recorded time.Time `json:"recorded"`
+}
+
+// deliveryRecord is a queued delivery as stored after its 8-byte next
+// attempt prefix; the activation's fields are read from activations/.
+type deliveryRecord struct {
+	Sink      []byte `json:"sink"`
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error"`
+}
+
+// errBadValue is returned for a value too short to hold its time prefix.
+var errBadValue = errors.New("value shorter than its 8-byte time prefix")
+
+func appendMicros(b []byte, t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(t.UnixMicro()))
+}
+
+// splitMicros splits a value into its leading time and the rest.
+func splitMicros(v []byte) (time.Time, []byte, error) {
+	if len(v) < 8 {
+		return time.Time{}, nil, errBadValue
+	}
+	return microsTime(int64(binary.BigEndian.Uint64(v))), v[8:], nil
+}
+
+// microsTime is the inverse of UnixMicro, keeping the zero time zero.
+func microsTime(us int64) time.Time {
+	if us == (time.Time{}).UnixMicro() {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+// fnKey names the activationsbyfn bucket of a function. The module's length
+// leads so that no two (module, function) pairs share a key, and so that the
+// keys of one module are contiguous.
+func fnKey(module, function string) []byte {
+	k := binary.BigEndian.AppendUint16(nil, uint16(len(module)))
+	return append(append(k, module...), function...)
+}
+
+// parseFnKey is the inverse of fnKey.
+func parseFnKey(k []byte) (module, function string, ok bool) {
+	if len(k) < 2 {
+		return "", "", false
+	}
+	n := int(binary.BigEndian.Uint16(k))
+	if len(k) < 2+n {
+		return "", "", false
+	}
+	return string(k[2 : 2+n]), string(k[2+n:]), true
+}
+
+// deliveryKey is the deliveries/ key of (activation id, sink index). Ids
+// hold no NUL byte (prepareActivations), so keys sort by id then index.
+func deliveryKey(id string, index int) []byte {
+	k := append([]byte(id), 0)
+	return binary.BigEndian.AppendUint32(k, uint32(index))
+}
+
+func parseDeliveryKey(k []byte) (id string, index int, ok bool) {
+	if len(k) < 6 || k[len(k)-5] != 0 {
+		return "", 0, false
+	}
+	return string(k[:len(k)-5]), int(binary.BigEndian.Uint32(k[len(k)-4:])), true
+}
+
+func putActivation(tx *bolt.Tx, a Activation) error {
+	if len(a.Module) > math.MaxUint16 {
+		return fmt.Errorf("activation %q: module name of %d bytes: %w", a.ID, len(a.Module), ErrInvalid)
+	}
+	rec, err := json.Marshal(activationRecord{Module: a.Module, Function: a.Function, Digest: a.Digest,
+		Agent: a.Agent, Source: a.Source, Code: a.Code, Message: a.Message, Output: a.Output,
+		Duration: int64(a.Duration), Recorded: a.Recorded})
+	if err != nil {
+		return err
+	}
+	v := append(appendMicros(make([]byte, 0, 8+len(rec)), a.Started), rec...)
+	if err := tx.Bucket(bucketActivations).Put([]byte(a.ID), v); err != nil {
+		return err
+	}
+	byFn, err := tx.Bucket(bucketActivationsByFn).CreateBucketIfNotExists(fnKey(a.Module, a.Function))
+	if err != nil {
+		return err
+	}
+	// bbolt keeps values until commit; neither slice is written again.
+	return byFn.Put([]byte(a.ID), v[:8])
+}
+
+func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
+	v := tx.Bucket(bucketActivations).Get(id)
+	if v == nil {
+		return Activation{}, ErrNotFound
+	}
+	started, rec, err := splitMicros(v)
+	if err != nil {
+		return Activation{}, fmt.Errorf("decode activation %q: %w", id, err)
+	}
+	var r activationRecord
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return Activation{}, fmt.Errorf("decode activation %q: %w", id, err)
+	}
+	return Activation{ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
+		Agent: r.Agent, Source: r.Source, Code: r.Code, Message: r.Message, Output: r.Output,
+		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC()}, nil
+}
+
+// RecordActivation implements Store.
+func (e *Embedded) RecordActivation(ctx context.Context, a Activation, sinks [][]byte) (bool, error) {
+	n, err := e.recordActivations(ctx, []ActivationWithSinks{{Activation: a, Sinks: sinks}})
+	if err != nil {
+		return false, boltFail(err, "record activation %q", a.ID)
+	}
+	return n == 1, nil
+}
+
+// RecordActivations implements Store.
+func (e *Embedded) RecordActivations(ctx context.Context, as []ActivationWithSinks) (int, error) {
+	n, err := e.recordActivations(ctx, as)
+	if err != nil {
+		return 0, boltFail(err, "record %d activations", len(as))
+	}
+	return n, nil
+}
+
+func (e *Embedded) recordActivations(ctx context.Context, as []ActivationWithSinks) (int, error) {
+	recorded := now()
+	batch, err := prepareActivations(as, recorded)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	next := appendMicros(nil, recorded)
+	var created int
+	err = e.update(ctx, func(tx *bolt.Tx) error {
+		created = 0
+		acts, deliveries := tx.Bucket(bucketActivations), tx.Bucket(bucketDeliveries)
+		for _, a := range batch {
+			if acts.Get([]byte(a.ID)) != nil {
+				continue // a replay
+			}
+			if err := putActivation(tx, a.Activation); err != nil {
+				return err
+			}
+			for i, sink := range a.Sinks {
+				rec, err := json.Marshal(deliveryRecord{Sink: sink})
+				if err != nil {
+					return err
+				}
+				if err := deliveries.Put(deliveryKey(a.ID, i), append(slices.Clip(next), rec...)); err != nil {
+					return err
+				}
+			}
+			created++
+		}
+		return nil
+	})
+	return created, err
+}
+
+// GetActivation implements Store.
+func (e *Embedded) GetActivation(ctx context.Context, id string) (Activation, error) {
+	var a Activation
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		a, err = getActivation(tx, []byte(id))
+		return err
+	})
+	if err != nil {
+		return Activation{}, boltFail(err, "get activation %q", id)
+	}
+	return a, nil
+}
+
+// idCursor is one ascending walk over activation ids, in activations/ or in
+// one bucket of activationsbyfn/; each value starts with the started time.
+type idCursor struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// ListActivations implements Store. Without a module or function it walks
+// activations/; otherwise it merges, by id, the walks of every
+// activationsbyfn/ bucket that matches (one for module and function, the
+// module's functions for a module alone, every module's function of that
+// name for a function alone).
+func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]Activation, error) {
+	limit := listLimit(f.Limit)
+	since := storeTime(f.Since)
+	as := []Activation{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		var cursors []*idCursor
+		switch byFn := tx.Bucket(bucketActivationsByFn); {
+		case f.Module == "" && f.Function == "":
+			cursors = append(cursors, &idCursor{c: tx.Bucket(bucketActivations).Cursor()})
+		case f.Module != "" && f.Function != "":
+			if b := byFn.Bucket(fnKey(f.Module, f.Function)); b != nil {
+				cursors = append(cursors, &idCursor{c: b.Cursor()})
+			}
+		default:
+			c := byFn.Cursor()
+			k, _ := c.First()
+			if f.Module != "" {
+				k, _ = c.Seek(fnKey(f.Module, "")) // the module's keys are contiguous
+			}
+			for ; k != nil; k, _ = c.Next() {
+				module, function, ok := parseFnKey(k)
+				if !ok {
+					return fmt.Errorf("malformed activationsbyfn key %x", k)
+				}
+				if f.Module != "" && module != f.Module {
+					break // past the module's keys
+				}
+				if f.Function == "" || function == f.Function {
+					cursors = append(cursors, &idCursor{c: byFn.Bucket(k).Cursor()})
+				}
+			}
+		}
+		for _, ic := range cursors {
+			ic.k, ic.v = ic.c.Seek([]byte(f.After))
+			if f.After != "" && ic.k != nil && string(ic.k) == f.After {
+				ic.k, ic.v = ic.c.Next()
+			}
+		}
+		for len(as) < limit {
+			var min *idCursor
+			for _, ic := range cursors {
+				if ic.k != nil && (min == nil || bytes.Compare(ic.k, min.k) < 0) {
+					min = ic
+				}
+			}
+			if min == nil {
+				return nil
+			}
+			started, _, err := splitMicros(min.v)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", min.k, err)
+			}
+			if since.IsZero() || !started.Before(since) {
+				a, err := getActivation(tx, min.k)
+				if err != nil {
+					return err
+				}
+				as = append(as, a)
+			}
+			min.k, min.v = min.c.Next()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, boltFail(err, "list activations")
+	}
+	return as, nil
+}
+
+// getDelivery decodes the delivery at key k with value v and joins it with
+// its activation.
+func getDelivery(tx *bolt.Tx, k, v []byte) (SinkDelivery, error) {
+	id, index, ok := parseDeliveryKey(k)
+	if !ok {
+		return SinkDelivery{}, fmt.Errorf("malformed delivery key %x", k)
+	}
+	next, rec, err := splitMicros(v)
+	if err != nil {
+		return SinkDelivery{}, fmt.Errorf("decode delivery %q/%d: %w", id, index, err)
+	}
+	var r deliveryRecord
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return SinkDelivery{}, fmt.Errorf("decode delivery %q/%d: %w", id, index, err)
+	}
+	a, err := getActivation(tx, []byte(id))
+	if err != nil {
+		return SinkDelivery{}, fmt.Errorf("activation of delivery %q/%d: %w", id, index, err)
+	}
+	return SinkDelivery{ActivationID: id, SinkIndex: index, Sink: r.Sink,
+		Module: a.Module, Function: a.Function, Output: a.Output, Started: a.Started,
+		Attempts: r.Attempts, LastError: r.LastError, NextAttempt: next}, nil
+}
+
+// PendingDeliveries implements Store.
+func (e *Embedded) PendingDeliveries(ctx context.Context, now time.Time, limit int) ([]SinkDelivery, error) {
+	limit = listLimit(limit)
+	due := storeTime(now)
+	ds := []SinkDelivery{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDeliveries).Cursor()
+		for k, v := c.First(); k != nil && len(ds) < limit; k, v = c.Next() {
+			next, _, err := splitMicros(v)
+			if err != nil {
+				return fmt.Errorf("delivery %x: %w", k, err)
+			}
+			if next.After(due) {
+				continue
+			}
+			d, err := getDelivery(tx, k, v)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, boltFail(err, "pending deliveries")
+	}
+	return ds, nil
+}
+
+// SinkFailures implements Store.
+func (e *Embedded) SinkFailures(ctx context.Context, module, function string) ([]SinkDelivery, error) {
+	ds := []SinkDelivery{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDeliveries).ForEach(func(k, v []byte) error {
+			d, err := getDelivery(tx, k, v)
+			if err != nil {
+				return err
+			}
+			if d.Attempts > 0 && d.Module == module && d.Function == function {
+				ds = append(ds, d)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "sink failures of %s/%s", module, function)
+	}
+	return ds, nil
+}
+
+// DeliveryDone implements Store.
+func (e *Embedded) DeliveryDone(ctx context.Context, activationID string, sinkIndex int) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		k := deliveryKey(activationID, sinkIndex)
+		if !sinkIndexOK(sinkIndex) || b.Get(k) == nil {
+			return ErrNotFound
+		}
+		return b.Delete(k)
+	})
+	return boltFail(err, "delivery of activation %q to sink %d done", activationID, sinkIndex)
+}
+
+// DeliveryFailed implements Store.
+func (e *Embedded) DeliveryFailed(ctx context.Context, activationID string, sinkIndex int, errMsg string, next time.Time) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDeliveries)
+		k := deliveryKey(activationID, sinkIndex)
+		v := b.Get(k)
+		if !sinkIndexOK(sinkIndex) || v == nil {
+			return ErrNotFound
+		}
+		_, rec, err := splitMicros(v)
+		if err != nil {
+			return err
+		}
+		var r deliveryRecord
+		if err := json.Unmarshal(rec, &r); err != nil {
+			return fmt.Errorf("decode delivery: %w", err)
+		}
+		r.Attempts++
+		r.LastError = errMsg
+		if rec, err = json.Marshal(r); err != nil {
+			return err
+		}
+		return b.Put(k, append(appendMicros(nil, storeTime(next)), rec...))
+	})
+	return boltFail(err, "delivery of activation %q to sink %d failed", activationID, sinkIndex)
+}
