@@ -1,0 +1,463 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kivik/kivik/v4"
+	_ "github.com/go-kivik/kivik/v4/couchdb"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wispfn/wisp/internal/testenv"
+)
+
+// couchServer returns the URL of the CouchDB-compatible test server
+// (pouchdb-server, started by scripts/test-services.sh), or skips.
+func couchServer(t testing.TB) string {
+	t.Helper()
+	raw := testenv.Env("WISP_TEST_COUCHDB_URL", "http://127.0.0.1:5984")
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("WISP_TEST_COUCHDB_URL: %v", err)
+	}
+	testenv.TCP(t, "CouchDB (pouchdb-server)", u.Host, "run make services")
+	return strings.TrimSuffix(raw, "/")
+}
+
+// testDB makes a database name of its own for t and destroys the database
+// when t ends.
+func testDB(t testing.TB, server string) (string, *kivik.DB) {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := "wisp_test_" + hex.EncodeToString(b)
+	client, err := kivik.New("couch", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.DestroyDB(ctx, name); err != nil && kivik.HTTPStatus(err) != 404 {
+			t.Errorf("destroying %s: %v", name, err)
+		}
+		client.Close()
+	})
+	return name, client.DB(name)
+}
+
+func docCount(t testing.TB, db *kivik.DB) int64 {
+	t.Helper()
+	st, err := db.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("stats of %s: %v", db.Name(), err)
+	}
+	return st.DocCount
+}
+
+// checkFor polls f until it returns nil or timeout passes.
+func checkFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func activationID(i int) string { return fmt.Sprintf("01JTEST%019d", i) } // 26 characters, sortable
+
+func TestCouchStoresDocuments(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name, output string
+		check        func(doc map[string]any) error
+	}{
+		{"object", `{"greeting":"hello","n":7}`, func(doc map[string]any) error {
+			if doc["greeting"] != "hello" || doc["n"] != 7.0 || doc["output"] != nil {
+				return fmt.Errorf("output fields not merged")
+			}
+			return nil
+		}},
+		{"array", `[1,2,3]`, func(doc map[string]any) error {
+			if fmt.Sprint(doc["output"]) != "[1 2 3]" {
+				return fmt.Errorf("output = %v", doc["output"])
+			}
+			return nil
+		}},
+		{"number", `3.5`, func(doc map[string]any) error {
+			if doc["output"] != 3.5 {
+				return fmt.Errorf("output = %v", doc["output"])
+			}
+			return nil
+		}},
+		{"reserved key", `{"_rev":"1-x"}`, func(doc map[string]any) error {
+			if fmt.Sprint(doc["output"]) != "map[_rev:1-x]" {
+				return fmt.Errorf("output = %v", doc["output"])
+			}
+			return nil
+		}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Delivery{ActivationID: activationID(i), Module: "mod", Function: "fn", Sink: Params{URL: server + "/" + name}, Output: []byte(tt.output), Time: at}
+			out, err := c.Send(context.Background(), d)
+			if err != nil || out != Stored {
+				t.Fatalf("Send = %v, %v; want Stored", out, err)
+			}
+			var doc map[string]any
+			if err := db.Get(context.Background(), d.ActivationID).ScanDoc(&doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc["_id"] != d.ActivationID || doc["wisp_module"] != "mod" || doc["wisp_function"] != "fn" ||
+				doc["wisp_activation"] != d.ActivationID || doc["wisp_time"] != "2026-01-02T03:04:05.000Z" {
+				t.Errorf("metadata wrong: %v", doc)
+			}
+			if err := tt.check(doc); err != nil {
+				t.Errorf("%v: %v", err, doc)
+			}
+		})
+	}
+}
+
+// TestCouchReplayIsConflict: the same activation sent again is a conflict,
+// reported as AlreadyStored, and the database keeps one document.
+func TestCouchReplayIsConflict(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	d := Delivery{ActivationID: activationID(1), Module: "m", Function: "f", Sink: Params{URL: server + "/" + name}, Output: []byte(`{"v":1}`), Time: time.Now()}
+	for i, want := range []Outcome{Stored, AlreadyStored, AlreadyStored} {
+		out, err := c.Send(context.Background(), d)
+		if err != nil || out != want {
+			t.Fatalf("send %d = %v, %v; want %v", i+1, out, err, want)
+		}
+	}
+	// Through the worker: a replayed activation counts as a conflict.
+	q := NewMemQueue()
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, PollInterval: 10 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	q.Add(d)
+	w.Kick()
+	checkFor(t, 10*time.Second, func() error {
+		if q.Len() != 0 {
+			return fmt.Errorf("%d pending", q.Len())
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues("conflict")); got != 1 {
+		t.Errorf("conflicts counted = %v, want 1", got)
+	}
+	if n := docCount(t, db); n != 1 {
+		t.Errorf("documents = %d, want 1", n)
+	}
+}
+
+// TestCouchRecreatesDatabase: a database deleted behind Couch's back is
+// created again.
+func TestCouchRecreatesDatabase(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	d := Delivery{ActivationID: activationID(1), Sink: Params{URL: server + "/" + name}, Output: []byte(`1`)}
+	if _, err := c.Send(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	client, _ := kivik.New("couch", server)
+	defer client.Close()
+	if err := client.DestroyDB(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	d.ActivationID = activationID(2)
+	if out, err := c.Send(context.Background(), d); err != nil || out != Stored {
+		t.Fatalf("Send after the database was deleted = %v, %v", out, err)
+	}
+	if n := docCount(t, db); n != 1 {
+		t.Errorf("documents = %d, want 1", n)
+	}
+}
+
+// TestWorkerDeliversEachOnce: 500 activations, each to two sinks (two
+// databases), through the worker: every document arrives exactly once.
+func TestWorkerDeliversEachOnce(t *testing.T) {
+	server := couchServer(t)
+	name1, db1 := testDB(t, server)
+	name2, db2 := testDB(t, server)
+	q := NewMemQueue()
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: NewCouch(CouchConfig{}), PollInterval: 10 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	const n = 500
+	for i := range n {
+		for s, name := range []string{name1, name2} {
+			q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", SinkIndex: s,
+				Sink: Params{URL: server + "/" + name}, Output: fmt.Appendf(nil, `{"i":%d}`, i), Time: time.Now()})
+		}
+		if i%50 == 0 {
+			w.Kick()
+		}
+	}
+	w.Kick()
+	checkFor(t, 60*time.Second, func() error {
+		if q.Len() != 0 {
+			return fmt.Errorf("%d pending", q.Len())
+		}
+		return nil
+	})
+	for _, db := range []*kivik.DB{db1, db2} {
+		if got := docCount(t, db); got != n {
+			t.Errorf("%s holds %d documents, want %d", db.Name(), got, n)
+		}
+	}
+	if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues("ok")); got != 2*n {
+		t.Errorf("stored = %v, want %d", got, 2*n)
+	}
+	if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues("error")); got != 0 {
+		t.Errorf("errors = %v, want 0", got)
+	}
+}
+
+// proxy forwards TCP connections from a port of its own to the test server;
+// closing it makes the sink unreachable (connection refused) and reopening
+// it on the same port brings the sink back.
+type proxy struct {
+	addr, to string
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    []net.Conn
+}
+
+func (p *proxy) start(t testing.TB) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	addr := p.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	checkFor(t, 5*time.Second, func() error { ln, err = net.Listen("tcp", addr); return err })
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestWorkerSinkDown: deliveries to an unreachable sink are retried with
+// backoff, show in Health, and all arrive, once, when the sink is back.
+func TestWorkerSinkDown(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	u, _ := url.Parse(server)
+	p := &proxy{to: u.Host}
+	p.start(t)
+	p.stop() // the port is now closed: connection refused
+	t.Cleanup(p.stop)
+
+	q := NewMemQueue()
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: NewCouch(CouchConfig{Timeout: 2 * time.Second}),
+		PollInterval: 5 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	const n = 50
+	for i := range n {
+		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: Params{URL: "http://" + p.addr + "/" + name},
+			Output: []byte(`{"ok":true}`), Time: time.Now()})
+	}
+	w.Kick()
+	// Every delivery fails a few times.
+	checkFor(t, 20*time.Second, func() error {
+		for i := range n {
+			if msg, attempts, _ := q.LastError(activationID(i), 0); attempts < 3 || msg == "" {
+				return fmt.Errorf("delivery %d: %d attempts (%q)", i, attempts, msg)
+			}
+		}
+		return nil
+	})
+	h := w.Health("m", "f")
+	if len(h) != 1 || h[0].ConsecutiveFailures < 3*n || !strings.Contains(h[0].LastError, "refused") {
+		t.Fatalf("Health while down = %+v", h)
+	}
+	msg, _, _ := q.LastError(activationID(0), 0)
+	t.Logf("while down: %d failed attempts; last error %q", h[0].Failures, msg)
+
+	p.start(t) // the same port again
+	checkFor(t, 20*time.Second, func() error {
+		if q.Len() != 0 {
+			return fmt.Errorf("%d pending after the sink came back", q.Len())
+		}
+		return nil
+	})
+	if got := docCount(t, db); got != n {
+		t.Errorf("documents = %d, want %d", got, n)
+	}
+	if h := w.Health("m", "f"); h[0].ConsecutiveFailures != 0 || h[0].Delivered != n {
+		t.Errorf("Health after recovery = %+v", h)
+	}
+}
+
+// syncBuffer is a bytes.Buffer for concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestCredentialsNeverLogged: failures against a sink with passwords (in the
+// fields, in the URL, against an unreachable port and against a server that
+// rejects them) leave them out of logs, errors and health.
+func TestCredentialsNeverLogged(t *testing.T) {
+	server := couchServer(t)
+	name, _ := testDB(t, server)
+	closed := func() string { // a port with nothing listening
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}()
+	su, _ := url.Parse(server)
+	sinks := []Params{
+		{URL: "http://" + closed + "/db", Username: "alice", Password: "field-s3cret"},
+		{URL: "http://bob:url-s3cret@" + closed + "/db"},
+		{URL: "http://" + su.Host + "/" + name, Username: "alice", Password: "rejected-s3cret"}, // pouchdb-server: 401
+		{URL: "http://carol:url2-s3cret@" + su.Host + "/" + name},
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	q := NewMemQueue()
+	c := NewCouch(CouchConfig{})
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, Logger: log, LogEvery: time.Nanosecond,
+		PollInterval: 5 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	for i, p := range sinks {
+		q.Add(Delivery{ActivationID: activationID(1), Module: "m", Function: "f", SinkIndex: i, Sink: p, Output: []byte(`{}`)})
+	}
+	w.Kick()
+	checkFor(t, 20*time.Second, func() error {
+		for i := range sinks {
+			if _, attempts, _ := q.LastError(activationID(1), i); attempts < 2 {
+				return fmt.Errorf("sink %d: %d attempts", i, attempts)
+			}
+		}
+		return nil
+	})
+	var seen []string
+	seen = append(seen, logs.String())
+	for i, p := range sinks {
+		msg, _, _ := q.LastError(activationID(1), i)
+		_, err := c.Send(context.Background(), Delivery{ActivationID: activationID(2), Sink: p})
+		seen = append(seen, msg, errString(err))
+		t.Logf("sink %d error: %s", i, msg)
+	}
+	for _, h := range w.Health("m", "f") {
+		seen = append(seen, fmt.Sprintf("%+v", h))
+	}
+	for _, s := range seen {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("a password leaked: %s", s)
+		}
+	}
+	if !strings.Contains(logs.String(), `"activation"`) || !strings.Contains(logs.String(), `"sink":"http://bob:xxxxx@`) {
+		t.Errorf("the log lacks the expected keys:\n%s", logs.String())
+	}
+}
+
+// BenchmarkWorker measures deliveries per second through the worker into
+// the test server (one database, default concurrency of 8).
+func BenchmarkWorker(b *testing.B) {
+	server := couchServer(b)
+	name, db := testDB(b, server)
+	q := NewMemQueue()
+	w, err := NewWorker(Config{Queue: q, Sender: NewCouch(CouchConfig{}), PollInterval: time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }()
+	defer func() { cancel(); <-errc }()
+	// Create the database outside the measurement.
+	q.Add(Delivery{ActivationID: "warmup", Sink: Params{URL: server + "/" + name}, Output: []byte(`{}`)})
+	w.Kick()
+	for q.Len() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	now := time.Now()
+	b.ResetTimer()
+	for i := range b.N {
+		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: Params{URL: server + "/" + name},
+			Output: fmt.Appendf(nil, `{"i":%d,"greeting":"hello"}`, i), Time: now})
+	}
+	w.Kick()
+	for q.Len() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+	if got := docCount(b, db); got != int64(b.N)+1 {
+		b.Fatalf("documents = %d, want %d", got, b.N+1)
+	}
+}
