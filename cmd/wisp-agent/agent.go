@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,8 +22,11 @@ import (
 
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/link"
+	"github.com/wispfn/wisp/agent/localapi"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/agent/triggers"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // runAgent is `wisp-agent run`: connect to the controllers and serve them
@@ -83,15 +88,42 @@ func serveAgent(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Info("metrics", "addr", ln.Addr().String())
 	}
 
-	var wg sync.WaitGroup
-	errc := make(chan error, len(cfg.Controllers))
-	for _, addr := range cfg.Controllers {
-		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: ex,
-			Name: cfg.Name, Labels: cfg.Labels, Logger: log})
+	// Edge-local triggers follow the desired set, stored or fresh.
+	var local atomic.Pointer[triggers.Local]
+	var links []*link.Link
+	kick := func() {
+		for _, l := range links {
+			l.Kick()
+		}
+	}
+	var lapi *localapi.Server
+	if cfg.LocalAPI != "" {
+		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
 		if err != nil {
 			rt.Close(context.Background())
 			return err
 		}
+		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log}); err != nil {
+			rt.Close(context.Background())
+			return err
+		}
+	}
+	onDesired := func(fs []protocol.DesiredFunction) {
+		if l := local.Load(); l != nil {
+			syncTriggers(ctx, l, fs, log)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(cfg.Controllers))
+	for _, addr := range cfg.Controllers {
+		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: ex,
+			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: onDesired})
+		if err != nil {
+			rt.Close(context.Background())
+			return err
+		}
+		links = append(links, l)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,6 +133,55 @@ func serveAgent(ctx context.Context, cfg config, log *slog.Logger) error {
 		}()
 	}
 	log.Info("agent running", "controllers", cfg.Controllers, "engine", rt.Engine(), "data_dir", cfg.DataDir)
+	if lapi != nil {
+		ln, err := net.Listen("tcp", cfg.LocalAPI)
+		if err != nil {
+			rt.Close(context.Background())
+			return fmt.Errorf("local API listener: %w", err)
+		}
+		log.Info("local invoke API", "addr", ln.Addr().String(), "token_file", filepath.Join(cfg.DataDir, "local.token"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := lapi.Run(ctx, ln); err != nil {
+				log.Error("local API stopped", "err", err)
+			}
+		}()
+	}
+	if cfg.MQTTBroker != "" && lapi != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The MQTT client id derives from the agent id: wait for the first join.
+			id, err := st.Identity()
+			for err == nil && id.AgentID == "" {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				id, err = st.Identity()
+			}
+			if err != nil {
+				log.Error("reading identity", "err", err)
+				return
+			}
+			l, err := triggers.New(triggers.Config{
+				Broker: cfg.MQTTBroker, ClientID: triggers.ClientID(id.AgentID), Logger: log, Registry: reg,
+				Invoke: triggerInvoker(st, lapi),
+			})
+			if err != nil {
+				log.Error("local triggers", "err", err)
+				return
+			}
+			local.Store(l)
+			fs, _ := st.Desired()
+			syncTriggers(ctx, l, fs, log)
+			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("local triggers stopped", "err", err)
+			}
+		}()
+	}
 
 	var runErr error
 	select {
@@ -123,4 +204,37 @@ func serveAgent(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// syncTriggers subscribes the local triggers of the desired set.
+func syncTriggers(ctx context.Context, l *triggers.Local, fs []protocol.DesiredFunction, log *slog.Logger) {
+	var bs []triggers.Binding
+	for _, f := range fs {
+		for _, t := range f.LocalTopics {
+			bs = append(bs, triggers.Binding{Module: f.Module, Function: f.Name, Topic: t})
+		}
+	}
+	if err := l.Sync(ctx, bs); err != nil {
+		log.Warn("syncing local triggers", "err", err)
+		return
+	}
+	log.Info("local triggers synced", "bindings", len(bs))
+}
+
+// triggerInvoker runs a function for a local MQTT message through the local
+// API's path (outbox included). It fails, so that the broker redelivers the
+// message later, only when the activation could not run or be recorded; a
+// function that fails is still a recorded activation.
+func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
+	return func(ctx context.Context, module, function string, args []byte, activationID string) error {
+		fn, ok := st.DesiredFunction(module, function)
+		if !ok {
+			return fmt.Errorf("%s/%s is not in the desired set", module, function)
+		}
+		status, detail := lapi.InvokeWithID(ctx, fn, args, "local-mqtt", activationID)
+		if status == http.StatusServiceUnavailable || (status == http.StatusInternalServerError && strings.HasPrefix(string(detail), "The activation could not be recorded")) {
+			return fmt.Errorf("%s/%s: %s", module, function, detail)
+		}
+		return nil
+	}
 }

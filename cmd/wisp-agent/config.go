@@ -28,6 +28,8 @@ type config struct {
 	Labels        []string // WISP_LABELS, comma-separated key=value
 	Engine        string   // WISP_ENGINE
 	MetricsAddr   string   // WISP_METRICS_ADDR
+	LocalAPI      string   // WISP_LOCAL_API: address of the local invoke API ("" disables)
+	MQTTBroker    string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
 	Timeout       time.Duration
 	MemoryMiB     uint64
 	MaxConcurrent int
@@ -38,6 +40,8 @@ func defaultConfig() config {
 		DataDir:     "wisp-agent-data",
 		Engine:      runtime.EngineAuto,
 		MetricsAddr: "127.0.0.1:9464",
+		LocalAPI:    "127.0.0.1:4080",
+		MQTTBroker:  "tcp://127.0.0.1:1883",
 		Timeout:     runtime.DefaultLimits.Timeout,
 		MemoryMiB:   runtime.DefaultLimits.MemoryBytes >> 20,
 	}
@@ -45,7 +49,7 @@ func defaultConfig() config {
 
 // envKeys maps each setting to its environment variable.
 var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
-	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
+	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
 
 func (c *config) set(key, v string) error {
 	var err error
@@ -64,6 +68,10 @@ func (c *config) set(key, v string) error {
 		c.Engine = v
 	case "WISP_METRICS_ADDR":
 		c.MetricsAddr = v
+	case "WISP_LOCAL_API":
+		c.LocalAPI = v
+	case "WISP_MQTT_BROKER":
+		c.MQTTBroker = v
 	case "WISP_TIMEOUT":
 		c.Timeout, err = time.ParseDuration(v)
 	case "WISP_MEMORY_MIB":

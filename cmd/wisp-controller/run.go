@@ -14,9 +14,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -113,20 +116,38 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, ready func(net.Add
 	}
 	reg := prometheus.NewRegistry()
 	hostname, _ := os.Hostname()
+	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: sinkQueue{st}, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	recorder := activations.New(st, sinkWorker.Kick, log)
 	fl, err := fleet.New(fleet.Config{
 		Identity:     identity,
 		Store:        st,
 		ControllerID: hostname,
 		Metrics:      fleet.NewMetrics(reg),
 		Logger:       log,
+		Outbox:       recorder,
 	})
 	if err != nil {
 		return err
 	}
+	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher.RecordWith(recorder)
+	evs, err := events.New(events.Config{
+		Invoke:   eventInvoker(st, dispatcher),
+		Instance: hostname,
+		Logger:   log,
+		Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
 	srv, err := api.New(api.Config{
 		Store:           st,
-		Invoker:         fleet.NewDispatcher(fl, st, cfg.InvokeTimeout),
-		Distributor:     fl,
+		Invoker:         dispatcher,
+		Distributor:     dist,
 		Agents:          fl,
 		JoinTokens:      fl,
 		Log:             log,
@@ -152,6 +173,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, ready func(net.Add
 	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Serve(fleetCtx, pc) }()
+	recorderDone := make(chan error, 1)
+	go func() { recorderDone <- recorder.Run(fleetCtx) }()
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- evs.Run(fleetCtx) }()
+	sinksDone := make(chan error, 1)
+	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
+	// Restore the cloud MQTT events of every stored function.
+	go dist.syncEvents(fleetCtx)
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
 	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
 	if ready != nil {
@@ -162,6 +191,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, ready func(net.Add
 	if err := <-fleetDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	<-eventsDone
+	<-recorderDone // flushes the activations still queued
+	<-sinksDone
 	if runErr != nil {
 		return runErr
 	}

@@ -33,6 +33,7 @@ func TestFunLessFlow(t *testing.T) {
 			wantData[[]map[string]any](t, status, body, 200)
 			status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
 			wantData[JoinTokenInfo](t, status, body, 201)
+			testActivations(t, e)
 			if miss := e.spec.missing(); len(miss) > 0 {
 				t.Errorf("operations of openapi.yaml no test request reached: %v", miss)
 			}

@@ -22,6 +22,9 @@ type Distributor interface {
 	Stored(ctx context.Context, fn store.Function, code []byte, wait bool)
 	// Removed is called with digests that no function refers to any more.
 	Removed(ctx context.Context, digests []string)
+	// Changed is called after every change of the set of functions (create,
+	// update, delete, module rename or delete), after Stored or Removed.
+	Changed(ctx context.Context)
 }
 
 // AgentLister lists the agents for GET /v1/agents. The fleet implements it.
@@ -88,6 +91,13 @@ func (s *Server) stored(ctx context.Context, fn store.Function, code []byte, wai
 		return
 	}
 	go s.dist.Stored(context.WithoutCancel(ctx), fn, code, false)
+}
+
+// changed tells the distributor that the set of functions changed.
+func (s *Server) changed(ctx context.Context) {
+	if s.dist != nil {
+		go s.dist.Changed(context.WithoutCancel(ctx))
+	}
 }
 
 // unreferenced returns the digests among ds whose code the store dropped

@@ -37,6 +37,8 @@ func (d *recordingDist) Removed(_ context.Context, ds []string) {
 	d.removed = append(d.removed, ds...)
 }
 
+func (d *recordingDist) Changed(context.Context) {}
+
 func (d *recordingDist) snapshot() ([]string, []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -155,6 +155,7 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 	}
 	s.log.Info("function created", "module", fn.Module, "function", fn.Name, "digest", fn.Digest, "size", fn.Size, "abi", fn.ABI, "wait_for_workers", u.waitForWorkers)
 	s.stored(c.UserContext(), fn, u.code, u.waitForWorkers)
+	s.changed(c.UserContext())
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{fn.Name}})
 }
 
@@ -180,6 +181,7 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 	if prev.Digest != u.fn.Digest {
 		s.removed(c.UserContext(), prev.Digest)
 	}
+	s.changed(c.UserContext())
 	return c.JSON(dataBody[nameItem]{nameItem{name}})
 }
 
@@ -267,6 +269,7 @@ func (s *Server) deleteFunction(c *fiber.Ctx) error {
 	}
 	s.log.Info("function deleted", "module", module, "function", name)
 	s.removed(c.UserContext(), prev.Digest)
+	s.changed(c.UserContext())
 	return c.SendStatus(http.StatusNoContent)
 }
 
@@ -305,7 +308,7 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	req.Module, req.Function, req.Digest, req.Metadata = fn.Module, fn.Name, fn.Digest, fn.Metadata
+	req.Module, req.Function, req.Digest, req.Metadata, req.Sinks = fn.Module, fn.Name, fn.Digest, fn.Metadata, fn.Sinks
 	res, err := s.invoker.Invoke(c.UserContext(), req)
 	if err != nil {
 		return err

@@ -25,6 +25,12 @@ type InvokeRequest struct {
 	Digest string
 	// Metadata is the function's normalised metadata JSON, nil when absent.
 	Metadata []byte
+	// Sinks is the function's sinks JSON, nil when absent: its outputs are
+	// delivered there.
+	Sinks []byte
+	// Source says what started the invocation: "api" (REST, the default)
+	// or "mqtt" (a cloud event).
+	Source string
 	// Args is the compact JSON object of the request's args, "{}" when absent.
 	Args json.RawMessage
 	// Scheduling is the request's scheduling choice; zero when absent.

@@ -150,6 +150,7 @@ func (s *Server) renameModule(c *fiber.Ctx) error {
 		return notFound("Module", from, err)
 	}
 	s.log.Info("module renamed", "module", to, "from", from)
+	s.changed(c.UserContext())
 	return c.JSON(dataBody[nameItem]{nameItem{to}})
 }
 
@@ -177,5 +178,6 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 	}
 	s.log.Info("module deleted", "module", name)
 	s.removed(c.UserContext(), digests...)
+	s.changed(c.UserContext())
 	return c.SendStatus(http.StatusNoContent)
 }

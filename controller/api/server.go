@@ -152,6 +152,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/admin/subjects", s.requireAdmin, s.listSubjects)
 	v1.Post("/admin/subjects", s.requireAdmin, s.createSubject)
 	v1.Get("/agents", s.requireAdmin, s.listAgents)
+	v1.Get("/activations", s.listActivations)
+	v1.Get("/activations/:id", s.getActivation)
 	v1.Post("/admin/tokens", s.requireAdmin, s.createToken)
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
@@ -31,6 +32,33 @@ type Dispatcher struct {
 
 	mu     sync.RWMutex
 	parsed map[string]*scheduler.Script // APP scripts are immutable once created
+
+	recorder ActivationRecorder
+}
+
+// ActivationRecorder records the activations the dispatcher ran.
+type ActivationRecorder interface {
+	Dispatched(ctx context.Context, a store.Activation, sinks [][]byte, wait bool) error
+}
+
+// RecordWith makes the dispatcher record every activation it ran. A
+// function with sinks is recorded before the caller gets its answer (its
+// sink deliveries must not be lost); others are recorded in the
+// background, in batches.
+func (d *Dispatcher) RecordWith(r ActivationRecorder) { d.recorder = r }
+
+func (d *Dispatcher) record(ctx context.Context, req api.InvokeRequest, inv *protocol.Invoke, s *Session, res *protocol.Result, started time.Time) error {
+	if d.recorder == nil {
+		return nil
+	}
+	sinks := activations.SplitSinks(req.Sinks)
+	a := store.Activation{
+		ID: inv.ActivationID, Module: req.Module, Function: req.Function, Digest: req.Digest, Agent: s.ID,
+		Source: source(req), Code: int(res.Code), Message: res.Message, Output: res.Output,
+		Started: started.UTC(), Duration: time.Since(started),
+	}
+	wait := len(sinks) > 0 && res.Code == protocol.OK
+	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, sinks, wait)
 }
 
 var _ api.Invoker = (*Dispatcher)(nil)
@@ -141,6 +169,9 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 			return api.InvokeResult{}, invocationFailure(s, err, ctx)
 		}
 		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		if err := d.record(ctx, req, inv, s, res, start); err != nil {
+			return api.InvokeResult{}, api.InvocationError("the function ran but its activation could not be recorded", err)
+		}
 		return resultOf(res)
 	}
 }
@@ -185,4 +216,11 @@ func resultOf(r *protocol.Result) (api.InvokeResult, error) {
 		detail += ": " + r.Message
 	}
 	return api.InvokeResult{}, api.InvocationError(detail, nil)
+}
+
+func source(req api.InvokeRequest) string {
+	if req.Source == "" {
+		return "api"
+	}
+	return req.Source
 }

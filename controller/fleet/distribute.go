@@ -48,7 +48,11 @@ func (f *Fleet) Stored(ctx context.Context, fn store.Function, code []byte, wait
 }
 
 // Removed tells every connected agent to forget code no function uses.
-func (f *Fleet) Removed(_ context.Context, digests []string) { f.Drop(digests...) }
+func (f *Fleet) Removed(ctx context.Context, digests []string) { f.Drop(digests...) }
+
+// Changed sends the new desired sets after a change that moved no code
+// (a function deleted whose code another function still uses).
+func (f *Fleet) Changed(ctx context.Context) { f.SyncDesired(ctx) }
 
 // AgentsJSON implements api.AgentLister.
 func (f *Fleet) AgentsJSON() any { return f.Agents() }

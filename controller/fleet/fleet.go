@@ -31,6 +31,7 @@ type Store interface {
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error
 	Code(ctx context.Context, digest string) ([]byte, error)
+	ListFunctions(ctx context.Context) ([]store.Function, error)
 }
 
 // Config configures a Fleet.
@@ -50,6 +51,9 @@ type Config struct {
 	StartTimeout time.Duration
 	Metrics      *Metrics
 	Logger       *slog.Logger
+	// Outbox records the activations agents replay from their outboxes;
+	// nil refuses them (agents keep them and retry).
+	Outbox OutboxRecorder
 }
 
 // Errors of Invoke and Push.
@@ -273,7 +277,7 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 		// No keep-alives from this side: the agents' heartbeats keep the
 		// connections alive, and with thousands of agents every packet counts.
 		MaxIdleTimeout:        time.Duration(f.cfg.MissedHeartbeats+1) * f.cfg.HeartbeatInterval,
-		MaxIncomingStreams:    16,
+		MaxIncomingStreams:    64, // control stream + outbox batches
 		MaxIncomingUniStreams: -1,
 	}
 	tr := &quic.Transport{Conn: pc}
@@ -397,6 +401,17 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine)
+	sctx, stopStreams := context.WithCancel(ctx)
+	defer stopStreams()
+	go f.serveAgentStreams(sctx, s)
+	go func() {
+		fns, err := f.cfg.Store.ListFunctions(sctx)
+		if err != nil {
+			log.Error("listing functions for the desired set", "err", err)
+			return
+		}
+		f.syncDesired(sctx, s, fns)
+	}()
 
 	err = f.readControl(s)
 	s.connected.Store(false)

@@ -1,0 +1,95 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/wispfn/wisp/controller/store"
+)
+
+// activationInfo is one activation as GET /v1/activations shows it.
+type activationInfo struct {
+	ID         string          `json:"id"`
+	Module     string          `json:"module"`
+	Function   string          `json:"function"`
+	Digest     string          `json:"digest"`
+	Agent      string          `json:"agent"`
+	Source     string          `json:"source"`
+	Status     string          `json:"status"` // "success" or "error"
+	Code       int             `json:"code"`
+	Message    string          `json:"message,omitempty"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Started    time.Time       `json:"started"`
+	DurationUS int64           `json:"duration_us"`
+}
+
+func toActivationInfo(a store.Activation) activationInfo {
+	status := "success"
+	if a.Code != 0 {
+		status = "error"
+	}
+	info := activationInfo{ID: a.ID, Module: a.Module, Function: a.Function, Digest: a.Digest, Agent: a.Agent,
+		Source: a.Source, Status: status, Code: a.Code, Message: a.Message, Started: a.Started, DurationUS: a.Duration.Microseconds()}
+	if len(a.Output) > 0 && json.Valid(a.Output) {
+		info.Output = a.Output
+	}
+	return info
+}
+
+// getActivation is GET /v1/activations/{id}.
+func (s *Server) getActivation(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if len(id) != 26 {
+		return fail(store.ErrNotFound, "Activation %q not found", id)
+	}
+	a, err := s.store.GetActivation(c.UserContext(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return failCause(store.ErrNotFound, err, "Activation %s not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(dataBody[activationInfo]{toActivationInfo(a)})
+}
+
+// listActivations is GET /v1/activations?module=&function=&since=&after=&limit=.
+func (s *Server) listActivations(c *fiber.Ctx) error {
+	f := store.ActivationFilter{Module: c.Query("module"), Function: c.Query("function"), After: c.Query("after")}
+	if f.Module != "" {
+		if err := checkName("module", f.Module); err != nil {
+			return err
+		}
+	}
+	if f.Function != "" {
+		if err := checkName("function", f.Function); err != nil {
+			return err
+		}
+	}
+	if v := c.Query("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return fail(ErrBadRequest, "since %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", v)
+		}
+		f.Since = t
+	}
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fail(ErrBadRequest, "limit %q: want 1 to 1000", v)
+		}
+		f.Limit = n
+	}
+	as, err := s.store.ListActivations(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]activationInfo, len(as))
+	for i, a := range as {
+		out[i] = toActivationInfo(a)
+	}
+	return c.JSON(dataBody[[]activationInfo]{out})
+}

@@ -1,0 +1,58 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// testActivations records activations in the store and reads them back
+// through the REST API.
+func testActivations(t *testing.T, e *env) {
+	t.Helper()
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 5 {
+		id := protocol.NewActivationID(base.Add(time.Duration(i) * time.Minute))
+		ids = append(ids, id)
+		a := store.Activation{ID: id, Module: "_", Function: fmt.Sprintf("f%d", i%2), Digest: "sha256:ab", Agent: "ag_1",
+			Source: "local-api", Output: []byte(`{"n":1}`), Started: base.Add(time.Duration(i) * time.Minute), Duration: time.Millisecond}
+		if i == 4 {
+			a.Code, a.Message, a.Output = int(protocol.Trap), "trap: unreachable", nil
+		}
+		if _, err := e.st.RecordActivation(context.Background(), a, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status, body := e.do(req{method: "GET", path: "/v1/activations/" + ids[0]})
+	got := wantData[activationInfo](t, status, body, 200)
+	if got.ID != ids[0] || got.Status != "success" || string(got.Output) != `{"n":1}` || got.DurationUS != 1000 {
+		t.Fatalf("activation %s", body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations/" + ids[4]})
+	if got := wantData[activationInfo](t, status, body, 200); got.Status != "error" || got.Message == "" {
+		t.Fatalf("failed activation %s", body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations?function=f0"})
+	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 3 || list[0].ID != ids[0] {
+		t.Fatalf("function filter: %s", body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations?since=2026-11-25T10:03:00Z&limit=1"})
+	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 1 || list[0].ID != ids[3] {
+		t.Fatalf("since+limit: %s", body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations?module=_&after=" + ids[3]})
+	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 1 || list[0].ID != ids[4] {
+		t.Fatalf("after: %s", body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations/0123456789ABCDEFGHJKMNPQRS"})
+	wantError(t, status, body, 404, "not found")
+	status, body = e.do(req{method: "GET", path: "/v1/activations?since=yesterday"})
+	wantError(t, status, body, 400, "since")
+	status, body = e.do(req{method: "GET", path: "/v1/activations?limit=0"})
+	wantError(t, status, body, 400, "limit")
+}

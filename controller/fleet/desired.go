@@ -1,0 +1,148 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// OutboxRecorder records activations agents ran on their own.
+type OutboxRecorder interface {
+	Outbox(ctx context.Context, agentID string, entries []protocol.OutboxEntry) error
+}
+
+// Assignment rule (Wisp's decision): a function is assigned to every agent
+// — it holds the code and serves the function on its own (local invoke API,
+// edge-local triggers) — unless the function's metadata names a tag; then
+// only agents labelled tag=<that tag> hold it. The controller still
+// schedules any function on any agent; assignment decides what works
+// offline.
+func assigned(s *Session, fn store.Function) bool {
+	var meta struct {
+		Tag string `json:"tag"`
+	}
+	if len(fn.Metadata) > 0 && json.Unmarshal(fn.Metadata, &meta) == nil && meta.Tag != "" {
+		return slices.Contains(s.hello.Labels, "tag="+meta.Tag)
+	}
+	return true
+}
+
+// localTopics returns the topics of a function's edge-local triggers.
+func localTopics(events []byte) []string {
+	var evs []struct {
+		Params struct {
+			Topic string `json:"topic"`
+			Local bool   `json:"local"`
+		} `json:"params"`
+	}
+	if len(events) == 0 || json.Unmarshal(events, &evs) != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range evs {
+		if e.Params.Local && e.Params.Topic != "" {
+			out = append(out, e.Params.Topic)
+		}
+	}
+	return out
+}
+
+// syncDesired sends a session its desired set and pushes the code it lacks.
+func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
+	set := &protocol.DesiredSet{}
+	var missing []store.Function
+	for _, fn := range fns {
+		if !assigned(s, fn) {
+			continue
+		}
+		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: localTopics(fn.Events)})
+		if !s.HasDigest(fn.Digest) {
+			missing = append(missing, fn)
+		}
+	}
+	s.ctrlMu.Lock()
+	err := protocol.WriteMsg(s.ctrl, set)
+	s.ctrlMu.Unlock()
+	if err != nil {
+		f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
+		return
+	}
+	pushed := map[string]bool{}
+	for _, fn := range missing {
+		if pushed[fn.Digest] {
+			continue
+		}
+		pushed[fn.Digest] = true
+		code, err := f.cfg.Store.Code(ctx, fn.Digest)
+		if err != nil {
+			f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, pushTimeout)
+		if err := s.Push(pctx, fn.Digest, code); err != nil {
+			f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
+		}
+		cancel()
+	}
+}
+
+// SyncDesired sends every connected agent its desired set (after a
+// function changed) and pushes the code it lacks.
+func (f *Fleet) SyncDesired(ctx context.Context) {
+	fns, err := f.cfg.Store.ListFunctions(ctx)
+	if err != nil {
+		f.log.Error("listing functions for the desired sets", "err", err)
+		return
+	}
+	for _, s := range f.Sessions() {
+		go f.syncDesired(context.WithoutCancel(ctx), s, fns)
+	}
+}
+
+// serveAgentStreams handles the streams an agent opens after its hello:
+// outbox batches.
+func (f *Fleet) serveAgentStreams(ctx context.Context, s *Session) {
+	for {
+		str, err := s.conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go f.serveOutbox(ctx, s, str)
+	}
+}
+
+func (f *Fleet) serveOutbox(ctx context.Context, s *Session, str *quic.Stream) {
+	defer str.CancelRead(0)
+	defer str.Close()
+	str.SetReadDeadline(time.Now().Add(60 * time.Second))
+	msg, err := protocol.ReadMsg(str, protocol.MaxFrameSize)
+	if err != nil {
+		return
+	}
+	batch, ok := msg.(*protocol.OutboxBatch)
+	if !ok {
+		protocol.WriteMsg(str, &protocol.Error{Code: protocol.BadRequest, Message: "expected OutboxBatch"})
+		return
+	}
+	s.lastSeen.Store(time.Now().UnixNano())
+	if f.cfg.Outbox == nil {
+		protocol.WriteMsg(str, &protocol.Error{Code: protocol.Internal, Message: "this controller does not record activations"})
+		return
+	}
+	if err := f.cfg.Outbox.Outbox(ctx, s.ID, batch.Entries); err != nil {
+		f.log.Error("recording an outbox batch", "agent", s.ID, "entries", len(batch.Entries), "err", err)
+		protocol.WriteMsg(str, &protocol.Error{Code: protocol.Internal, Message: "cannot record activations now"})
+		return
+	}
+	ack := &protocol.OutboxAck{IDs: make([]string, len(batch.Entries))}
+	for i, e := range batch.Entries {
+		ack.IDs[i] = e.ActivationID
+	}
+	protocol.WriteMsg(str, ack)
+}
