@@ -37,7 +37,7 @@ type Config struct {
 	// Name and Labels describe the agent (labels are "key=value").
 	Name   string
 	Labels []string
-	// MinBackoff and MaxBackoff bound reconnection delays. Defaults 200ms, 30s.
+	// MinBackoff and MaxBackoff bound reconnection delays. Defaults 200ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
 	// PacketConn, when set, is used instead of a new UDP socket (tests).
 	PacketConn net.PacketConn
@@ -92,7 +92,9 @@ func New(cfg Config) (*Link, error) {
 		l.cfg.MinBackoff = 200 * time.Millisecond
 	}
 	if l.cfg.MaxBackoff <= 0 {
-		l.cfg.MaxBackoff = 30 * time.Second
+		// Short: a failed dial costs a few packets, and an edge box that
+		// comes back from a partition should be heard from within seconds.
+		l.cfg.MaxBackoff = 5 * time.Second
 	}
 	if l.cfg.MaxStreams <= 0 {
 		l.cfg.MaxStreams = 10000
@@ -184,7 +186,7 @@ func (l *Link) session(ctx context.Context) error {
 		l.log.Warn("join token names another controller key than the one pinned; keeping the pinned one")
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var conn *quic.Conn
 	if l.cfg.PacketConn != nil {
