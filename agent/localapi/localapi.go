@@ -37,9 +37,11 @@ import (
 	"github.com/wispfn/wisp/protocol"
 )
 
-// Recorder keeps a locally run activation; the agent's outbox.
+// Recorder keeps a locally run activation; the agent's outbox. key, when
+// not nil, identifies the trigger message that started it (remembered in
+// the same transaction).
 type Recorder interface {
-	AppendOutbox(e *protocol.OutboxEntry) error
+	AppendOutboxKeyed(e *protocol.OutboxEntry, key []byte) error
 }
 
 // Server is the local invoke API.
@@ -211,6 +213,11 @@ func (s *Server) Invoke(ctx context.Context, fn protocol.DesiredFunction, args [
 
 // InvokeWithID is Invoke with a given activation id.
 func (s *Server) InvokeWithID(ctx context.Context, fn protocol.DesiredFunction, args []byte, source, id string) (int, []byte) {
+	return s.InvokeKeyed(ctx, fn, args, source, id, nil)
+}
+
+// InvokeKeyed is InvokeWithID for a trigger message identified by key.
+func (s *Server) InvokeKeyed(ctx context.Context, fn protocol.DesiredFunction, args []byte, source, id string, key []byte) (int, []byte) {
 	started := time.Now()
 	out := s.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: args}, nil)
 	entry := protocol.OutboxEntry{
@@ -226,7 +233,7 @@ func (s *Server) InvokeWithID(ctx context.Context, fn protocol.DesiredFunction, 
 		// Nothing ran: there is no activation to record.
 		return status, detail
 	}
-	if err := s.rec.AppendOutbox(&entry); err != nil {
+	if err := s.rec.AppendOutboxKeyed(&entry, key); err != nil {
 		s.log.Error("outbox append failed; the activation is not recorded", "activation", id, "module", fn.Module, "function", fn.Name, "err", err)
 		return http.StatusInternalServerError, []byte("The activation could not be recorded: " + err.Error())
 	}

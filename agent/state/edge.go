@@ -11,9 +11,14 @@ import (
 )
 
 var (
-	bucketDesired = []byte("desired")
-	bucketOutbox  = []byte("outbox")
+	bucketDesired   = []byte("desired")
+	bucketOutbox    = []byte("outbox")
+	bucketSeen      = []byte("seen")      // message key -> activation id
+	bucketSeenOrder = []byte("seenorder") // activation id -> message key (oldest first, for pruning)
 )
+
+// maxSeen bounds the remembered message keys (32 + 26 bytes each, twice).
+const maxSeen = 100_000
 
 func desiredKey(module, name string) []byte { return []byte(module + "/" + name) }
 
@@ -89,13 +94,18 @@ type outboxCommitter struct {
 type outboxReq struct {
 	entry []byte
 	id    string
+	key   []byte // message key to remember with the entry; nil: none
 	done  chan error
 }
 
 // AppendOutbox stores a locally run activation durably: when it returns
 // nil the entry is on disk (fsync'd) and survives kill -9. Concurrent calls
 // share commits.
-func (s *State) AppendOutbox(e *protocol.OutboxEntry) error {
+func (s *State) AppendOutbox(e *protocol.OutboxEntry) error { return s.AppendOutboxKeyed(e, nil) }
+
+// AppendOutboxKeyed is AppendOutbox that also remembers key (a trigger
+// message's), in the same transaction, for Seen.
+func (s *State) AppendOutboxKeyed(e *protocol.OutboxEntry, key []byte) error {
 	if e.ActivationID == "" {
 		return errors.New("outbox entry without an activation id")
 	}
@@ -103,7 +113,7 @@ func (s *State) AppendOutbox(e *protocol.OutboxEntry) error {
 		s.committer.reqs = make(chan outboxReq, 1024)
 		go s.commitLoop()
 	})
-	r := outboxReq{entry: e.Append(nil), id: e.ActivationID, done: make(chan error, 1)}
+	r := outboxReq{entry: e.Append(nil), id: e.ActivationID, key: key, done: make(chan error, 1)}
 	s.committer.reqs <- r
 	return <-r.done
 }
@@ -131,6 +141,11 @@ func (s *State) commitLoop() {
 			for _, q := range batch {
 				if err := b.Put([]byte(q.id), q.entry); err != nil {
 					return err
+				}
+				if q.key != nil {
+					if err := remember(tx, q.key, q.id); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -188,4 +203,49 @@ func (s *State) AckOutbox(ids ...string) error {
 		}
 		return nil
 	})
+}
+
+// remember records a message key, pruning the oldest beyond maxSeen.
+func remember(tx *bolt.Tx, key []byte, id string) error {
+	seen, err := tx.CreateBucketIfNotExists(bucketSeen)
+	if err != nil {
+		return err
+	}
+	order, err := tx.CreateBucketIfNotExists(bucketSeenOrder)
+	if err != nil {
+		return err
+	}
+	if err := seen.Put(key, []byte(id)); err != nil {
+		return err
+	}
+	if err := order.Put([]byte(id), key); err != nil {
+		return err
+	}
+	if n := order.Stats().KeyN; n > maxSeen {
+		c := order.Cursor()
+		for k, v := c.First(); k != nil && n > maxSeen; k, v = c.Next() {
+			if err := seen.Delete(v); err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n--
+		}
+	}
+	return nil
+}
+
+// Seen returns the activation id a message key was run as, if remembered.
+func (s *State) Seen(key []byte) (string, bool) {
+	var id string
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSeen); b != nil {
+			if v := b.Get(key); v != nil {
+				id = string(v)
+			}
+		}
+		return nil
+	})
+	return id, id != ""
 }

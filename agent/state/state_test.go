@@ -181,3 +181,26 @@ func BenchmarkAppendOutbox(b *testing.B) {
 		})
 	})
 }
+
+func TestSeenKeysAreWrittenWithTheEntry(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	key := []byte("0123456789abcdef0123456789abcdef")
+	if _, ok := s.Seen(key); ok {
+		t.Fatal("unknown key seen")
+	}
+	id := protocol.NewActivationID(time.Now())
+	if err := s.AppendOutboxKeyed(&protocol.OutboxEntry{ActivationID: id}, key); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.Seen(key); !ok || got != id {
+		t.Fatalf("Seen = %q %v, want %s", got, ok, id)
+	}
+	// Acknowledging the entry keeps the key: a redelivery after the drain
+	// must still be recognised.
+	if err := s.AckOutbox(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Seen(key); !ok {
+		t.Fatal("key forgotten when the entry was acknowledged")
+	}
+}

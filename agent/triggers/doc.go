@@ -22,10 +22,17 @@
 //     sessions, so nothing in a redelivered message identifies the first
 //     delivery; a message redelivered after a crash, after a failed Invoke, or
 //     after a connection loss that dropped its PUBACK runs the function again
-//     under a new id. The outbox and the sinks deduplicate by activation id,
-//     which makes replays of one activation exactly-once, not redeliveries of
-//     one message. Functions bound to triggers should be idempotent where a
-//     rare second run matters.
+//     under a new id, unless Invoke recognises it: every call carries a
+//     Delivery (DeliveryFrom) with the MQTT DUP flag and a key of
+//     (function, topic, payload); the agent stores the keys of the messages
+//     it ran in the same transaction as their outbox entries, and
+//     acknowledges a redelivered (DUP) message whose key it already holds
+//     without running it. That makes a kill -9 between the outbox append
+//     and the acknowledgement exactly-once. The remaining cases: a message
+//     never appended before the crash runs once (it never ran), and a
+//     redelivered message whose payload equals another message already run
+//     for the same function on the same topic is taken for that one and
+//     skipped.
 //   - When Invoke fails the message stays unacknowledged and Local restarts its
 //     session after a backoff (Config.RedeliverDelay, doubling up to
 //     Config.MaxReconnectInterval) so the broker redelivers it; an unacked

@@ -2,6 +2,7 @@ package triggers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,37 @@ import (
 // a recorded result, not an error here. An error leaves the message
 // unacknowledged, so it is delivered again.
 type Invoke func(ctx context.Context, module, function string, args []byte, activationID string) error
+
+// Delivery describes the MQTT message behind an Invoke call; Invoke finds
+// it in its context with DeliveryFrom.
+type Delivery struct {
+	Topic string
+	// Duplicate is the MQTT DUP flag: the broker sent this message before
+	// (the agent may have run it and crashed before acknowledging).
+	Duplicate bool
+	// Key identifies (function, topic, payload); the agent remembers the
+	// keys of messages it ran, so a redelivered duplicate it already ran is
+	// acknowledged without running it again.
+	Key [32]byte
+}
+
+type deliveryKey struct{}
+
+// DeliveryFrom returns the delivery an Invoke call is for.
+func DeliveryFrom(ctx context.Context) (Delivery, bool) {
+	d, ok := ctx.Value(deliveryKey{}).(Delivery)
+	return d, ok
+}
+
+// messageKey identifies one message for one function.
+func messageKey(module, function, topic string, payload []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(module + "/" + function + "\x00" + topic + "\x00"))
+	h.Write(payload)
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
 
 // Binding is one local trigger: messages on Topic (an MQTT topic filter; + and
 // # are allowed) invoke Module/Function.
@@ -438,7 +470,8 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	for _, t := range targets {
 		id := protocol.NewActivationID(time.Now())
 		l.metrics.latency.Observe(time.Since(received).Seconds())
-		if err := l.cfg.Invoke(l.invokeCtx, t.module, t.function, payload, id); err != nil {
+		ctx := context.WithValue(l.invokeCtx, deliveryKey{}, Delivery{Topic: topic, Duplicate: msg.Duplicate(), Key: messageKey(t.module, t.function, topic, payload)})
+		if err := l.cfg.Invoke(ctx, t.module, t.function, payload, id); err != nil {
 			failed = true
 			l.metrics.messages.WithLabelValues(resultError).Inc()
 			l.log.Warn("triggers: invocation failed; the message stays unacknowledged and will be delivered again",

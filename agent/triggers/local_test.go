@@ -47,7 +47,11 @@ func checkFor(t testing.TB, d time.Duration, f func() error) {
 	}
 }
 
-type call struct{ module, function, args, id string }
+type call struct {
+	module, function, args, id string
+	dup                        bool
+	key                        [32]byte
+}
 
 type recorder struct {
 	mu    sync.Mutex
@@ -55,10 +59,11 @@ type recorder struct {
 	fail  func(args string) error // nil: always succeed
 }
 
-func (r *recorder) invoke(_ context.Context, module, function string, args []byte, id string) error {
+func (r *recorder) invoke(ctx context.Context, module, function string, args []byte, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, call{module, function, string(args), id})
+	d, _ := DeliveryFrom(ctx)
+	r.calls = append(r.calls, call{module, function, string(args), id, d.Duplicate, d.Key})
 	if r.fail != nil {
 		return r.fail(string(args))
 	}
@@ -271,13 +276,20 @@ func TestInvokeErrorRedelivers(t *testing.T) {
 	rec.waitArgs(t, args, 2)
 	calls := rec.snapshot()
 	var ids []string
+	var same []call
 	for _, c := range calls {
 		if c.args == args {
 			ids = append(ids, c.id)
+			same = append(same, c)
 		}
 	}
 	if ids[0] == ids[1] {
 		t.Errorf("a redelivery reused activation id %s", ids[0])
+	}
+	// The redelivery carries the DUP flag and the same message key, which
+	// is what lets the agent recognise a message it already ran.
+	if same[0].dup || !same[1].dup || same[0].key != same[1].key {
+		t.Errorf("first delivery dup=%v, redelivery dup=%v, keys equal=%v", same[0].dup, same[1].dup, same[0].key == same[1].key)
 	}
 	if got := testutil.ToFloat64(l.metrics.messages.WithLabelValues(resultError)); got != 1 {
 		t.Errorf("error count = %v, want 1", got)

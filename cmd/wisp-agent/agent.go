@@ -231,7 +231,16 @@ func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
 		if !ok {
 			return fmt.Errorf("%s/%s is not in the desired set", module, function)
 		}
-		status, detail := lapi.InvokeWithID(ctx, fn, args, "local-mqtt", activationID)
+		var key []byte
+		if d, ok := triggers.DeliveryFrom(ctx); ok {
+			key = d.Key[:]
+			if d.Duplicate {
+				if _, ran := st.Seen(key); ran {
+					return nil // ran before a crash; acknowledge, do not run again
+				}
+			}
+		}
+		status, detail := lapi.InvokeKeyed(ctx, fn, args, "local-mqtt", activationID, key)
 		if status == http.StatusServiceUnavailable || (status == http.StatusInternalServerError && strings.HasPrefix(string(detail), "The activation could not be recorded")) {
 			return fmt.Errorf("%s/%s: %s", module, function, detail)
 		}
