@@ -35,10 +35,23 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
-// Sender writes one delivery to its sink. [Couch] is the implementation;
+// Result is what became of one delivery of a [Sender.SendBatch]: an
+// Outcome when Err is nil.
+type Result struct {
+	Outcome Outcome
+	Err     error
+}
+
+// Sender writes deliveries to their sinks. [Couch] is the implementation;
 // tests use fakes.
 type Sender interface {
+	// Send writes one delivery.
 	Send(ctx context.Context, d Delivery) (Outcome, error)
+	// SendBatch writes several, as few requests as it can, and returns one
+	// Result per delivery, in the order of ds. The [Worker] passes only
+	// deliveries to one sink target (same server, database and
+	// credentials), at most Config.BatchSize of them.
+	SendBatch(ctx context.Context, ds []Delivery) []Result
 }
 
 var _ Sender = (*Couch)(nil)
@@ -103,8 +116,9 @@ func NewCouch(cfg CouchConfig) *Couch {
 // # Errors
 //
 // Invalid parameters wrap [ErrInvalidParams]; a failed request gives an
-// error whose HTTPStatus method (see [kivik.HTTPStatus]) reports the status,
-// 0 for a transport failure. No error contains the sink's credentials.
+// error whose HTTPStatus method (see [kivik.HTTPStatus]) reports the status
+// (kivik reports a transport failure, such as a refused connection, as 502).
+// No error contains the sink's credentials.
 func (c *Couch) Send(ctx context.Context, d Delivery) (Outcome, error) {
 	t, err := d.Sink.target()
 	if err != nil {
@@ -142,6 +156,134 @@ func (c *Couch) send(ctx context.Context, t target, d Delivery) (Outcome, error)
 		return AlreadyStored, nil
 	}
 	return 0, fmt.Errorf("put document %s in %s: %w", d.ActivationID, t.db, err)
+}
+
+// SendBatch stores the documents of ds with CouchDB's _bulk_docs, one
+// request per sink target (server, database and credentials) among them,
+// creating each database first as [Couch.Send] does, and returns one Result
+// per delivery, in the order of ds. The caller bounds how many it passes.
+//
+// # Notes
+//
+//   - A document the server reports as a conflict is [AlreadyStored]; any
+//     other error the server reports for one document fails that delivery
+//     only.
+//   - A request that fails as a whole (no connection, 401, 5xx) fails every
+//     delivery of its target, with the same error.
+//   - A request the server rejects as malformed or too large (400, 413, 417)
+//     is repeated one document at a time, so that one document the server
+//     will not take (pouchdb-server and CouchDB reject the whole
+//     _bulk_docs request for an illegal _id) cannot hold back the others.
+//
+// # Errors
+//
+// As for [Couch.Send]: invalid parameters wrap [ErrInvalidParams], other
+// errors report the HTTP status through HTTPStatus and none contains the
+// sink's credentials. For an error the server gave for one document of a
+// 201 response, kivik reports the status 500.
+func (c *Couch) SendBatch(ctx context.Context, ds []Delivery) []Result {
+	res := make([]Result, len(ds))
+	groups := map[target][]int{} // positions in ds
+	var order []target
+	for i, d := range ds {
+		t, err := d.Sink.target()
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		if _, ok := groups[t]; !ok {
+			order = append(order, t)
+		}
+		groups[t] = append(groups[t], i)
+	}
+	for _, t := range order {
+		pos := groups[t]
+		batch := make([]Delivery, len(pos))
+		for j, i := range pos {
+			batch[j] = ds[i]
+		}
+		for j, r := range c.sendBatch(ctx, t, batch) {
+			d := ds[pos[j]]
+			if r.Err != nil {
+				r.Err = &sendError{status: kivik.HTTPStatus(r.Err), msg: d.Sink.scrub(r.Err.Error())}
+			}
+			res[pos[j]] = r
+		}
+	}
+	return res
+}
+
+// sendBatch writes ds, all to t, in one _bulk_docs request.
+func (c *Couch) sendBatch(ctx context.Context, t target, ds []Delivery) []Result {
+	res := make([]Result, len(ds))
+	all := func(err error) []Result {
+		for i := range res {
+			res[i] = Result{Err: err}
+		}
+		return res
+	}
+	client, err := c.client(t)
+	if err != nil {
+		return all(err)
+	}
+	if err := c.ensureDB(ctx, client, t, false); err != nil {
+		return all(err)
+	}
+	docs := make([]any, len(ds))
+	for i, d := range ds {
+		docs[i] = bulkDocument(d)
+	}
+	db := client.DB(t.db)
+	rs, err := db.BulkDocs(ctx, docs)
+	if kivik.HTTPStatus(err) == http.StatusNotFound {
+		// As in send: the database went away; create it again, once.
+		if err := c.ensureDB(ctx, client, t, true); err != nil {
+			return all(err)
+		}
+		rs, err = db.BulkDocs(ctx, docs)
+	}
+	if err != nil {
+		switch kivik.HTTPStatus(err) {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusExpectationFailed:
+			if len(ds) > 1 {
+				for i, d := range ds {
+					res[i].Outcome, res[i].Err = c.send(ctx, t, d)
+				}
+				return res
+			}
+		}
+		return all(fmt.Errorf("bulk write of %d documents to %s: %w", len(ds), t.db, err))
+	}
+	if len(rs) != len(ds) {
+		return all(fmt.Errorf("bulk write of %d documents to %s: the server returned %d results", len(ds), t.db, len(rs)))
+	}
+	// CouchDB answers in the order of the request; the ids are checked
+	// anyway, as a mismatch would mark the wrong deliveries done.
+	for i, r := range rs {
+		switch {
+		case r.ID != ds[i].ActivationID:
+			res[i].Err = fmt.Errorf("bulk write to %s: result %d is for document %q, not %s", t.db, i, r.ID, ds[i].ActivationID)
+		case r.Error == nil:
+			res[i].Outcome = Stored
+		case kivik.HTTPStatus(r.Error) == http.StatusConflict:
+			res[i].Outcome = AlreadyStored
+		default:
+			res[i].Err = fmt.Errorf("put document %s in %s: %w", ds[i].ActivationID, t.db, r.Error)
+		}
+	}
+	return res
+}
+
+// bulkDocument is [Document](d) with its _id, which _bulk_docs takes in the
+// body.
+func bulkDocument(d Delivery) json.RawMessage {
+	doc := Document(d) // an object with at least the metadata fields: {"...
+	id, _ := json.Marshal(d.ActivationID)
+	b := make([]byte, 0, len(doc)+len(id)+8)
+	b = append(b, `{"_id":`...)
+	b = append(b, id...)
+	b = append(b, ',')
+	return append(b, doc[1:]...)
 }
 
 func (c *Couch) client(t target) (*kivik.Client, error) {

@@ -5,13 +5,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -426,12 +431,21 @@ func TestCredentialsNeverLogged(t *testing.T) {
 }
 
 // BenchmarkWorker measures deliveries per second through the worker into
-// the test server (one database, default concurrency of 8).
+// the test server (one database, default concurrency of 8 requests), with
+// one document per request and with the default batches of 200. The
+// deliveries are queued before the worker is kicked, as when an agent's
+// outbox arrives after a partition heals; -benchtime 5500x is that case.
 func BenchmarkWorker(b *testing.B) {
+	for _, size := range []int{1, 200} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchmarkWorker(b, size) })
+	}
+}
+
+func benchmarkWorker(b *testing.B, batchSize int) {
 	server := couchServer(b)
 	name, db := testDB(b, server)
 	q := NewMemQueue()
-	w, err := NewWorker(Config{Queue: q, Sender: NewCouch(CouchConfig{}), PollInterval: time.Millisecond})
+	w, err := NewWorker(Config{Queue: q, Sender: NewCouch(CouchConfig{}), PollInterval: time.Millisecond, BatchSize: batchSize})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -459,5 +473,327 @@ func BenchmarkWorker(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 	if got := docCount(b, db); got != int64(b.N)+1 {
 		b.Fatalf("documents = %d, want %d", got, b.N+1)
+	}
+	if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues(resultError)); got != 0 {
+		b.Fatalf("%v failed attempts", got)
+	}
+}
+
+// countingTransport counts the requests that write documents.
+type countingTransport struct {
+	rt        http.RoundTripper
+	bulk, put atomic.Int64
+}
+
+func newCountingTransport() *countingTransport {
+	return &countingTransport{rt: http.DefaultTransport.(*http.Transport).Clone()}
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/_bulk_docs"):
+		c.bulk.Add(1)
+	case r.Method == http.MethodPut && strings.Count(strings.Trim(r.URL.Path, "/"), "/") > 0:
+		c.put.Add(1) // a document, not a database
+	}
+	return c.rt.RoundTrip(r)
+}
+
+// TestWorkerDeliversBatches: 2,000 deliveries to one sink, queued at once,
+// arrive exactly once, in full batches.
+func TestWorkerDeliversBatches(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	tr := newCountingTransport()
+	q := NewMemQueue()
+	const n = 2000
+	for i := range n {
+		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: Params{URL: server + "/" + name},
+			Output: fmt.Appendf(nil, `{"i":%d}`, i), Time: time.Now()})
+	}
+	start := time.Now()
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: NewCouch(CouchConfig{Transport: tr}), PollInterval: 10 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	checkFor(t, 60*time.Second, func() error {
+		if q.Len() != 0 {
+			return fmt.Errorf("%d pending", q.Len())
+		}
+		return nil
+	})
+	t.Logf("%d deliveries in %v (%.0f/s) with %d _bulk_docs requests", n, time.Since(start).Round(time.Millisecond),
+		n/time.Since(start).Seconds(), tr.bulk.Load())
+	if got := docCount(t, db); got != n {
+		t.Errorf("documents = %d, want %d", got, n)
+	}
+	for result, want := range map[string]float64{"ok": n, "conflict": 0, "error": 0} {
+		if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues(result)); got != want {
+			t.Errorf("deliveries{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := tr.bulk.Load(); got != n/200 {
+		t.Errorf("_bulk_docs requests = %d, want %d (batches of 200)", got, n/200)
+	}
+	if got := tr.put.Load(); got != 0 {
+		t.Errorf("single-document PUTs = %d, want 0", got)
+	}
+	var doc map[string]any
+	if err := db.Get(context.Background(), activationID(1234)).ScanDoc(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc["i"] != 1234.0 || doc[FieldActivation] != activationID(1234) {
+		t.Errorf("document %s = %v", activationID(1234), doc)
+	}
+	if h := w.Health("m", "f"); len(h) != 1 || h[0].Delivered != n || h[0].Failures != 0 {
+		t.Errorf("Health = %+v", h)
+	}
+}
+
+// TestCouchSendBatchConflicts: ids already stored are conflicts, reported
+// as AlreadyStored (and counted as conflicts by the worker); the rest are
+// stored, in the same request.
+func TestCouchSendBatchConflicts(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	tr := newCountingTransport()
+	c := NewCouch(CouchConfig{Transport: tr})
+	defer c.Close()
+	sink := Params{URL: server + "/" + name}
+	var ds []Delivery
+	for i := range 10 {
+		ds = append(ds, Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: sink, Output: []byte(`{"v":1}`)})
+	}
+	for _, i := range []int{0, 4, 9} {
+		if _, err := c.Send(context.Background(), ds[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.bulk.Store(0)
+	for i, r := range c.SendBatch(context.Background(), ds) {
+		want := Stored
+		if i == 0 || i == 4 || i == 9 {
+			want = AlreadyStored
+		}
+		if r.Err != nil || r.Outcome != want {
+			t.Errorf("delivery %d: %v, %v; want %v", i, r.Outcome, r.Err, want)
+		}
+	}
+	if got := tr.bulk.Load(); got != 1 {
+		t.Errorf("_bulk_docs requests = %d, want 1", got)
+	}
+	if got := docCount(t, db); got != 10 {
+		t.Errorf("documents = %d, want 10", got)
+	}
+
+	// Through the worker: ten more, five of them replays.
+	q := NewMemQueue()
+	for i := 5; i < 15; i++ {
+		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: sink, Output: []byte(`{"v":2}`)})
+	}
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, PollInterval: 10 * time.Millisecond})
+	defer func() { cancel(); <-errc }()
+	checkFor(t, 10*time.Second, func() error {
+		if q.Len() != 0 {
+			return fmt.Errorf("%d pending", q.Len())
+		}
+		return nil
+	})
+	for result, want := range map[string]float64{"ok": 5, "conflict": 5, "error": 0} {
+		if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues(result)); got != want {
+			t.Errorf("deliveries{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if got := docCount(t, db); got != 15 {
+		t.Errorf("documents = %d, want 15", got)
+	}
+}
+
+// TestCouchSendBatchRejectedDocument: a document the server will not take
+// fails alone. pouchdb-server (like CouchDB) rejects the whole _bulk_docs
+// request with 400 for an id that begins with "_"; Couch then writes the
+// batch document by document.
+func TestCouchSendBatchRejectedDocument(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	sink := Params{URL: server + "/" + name}
+	q := NewMemQueue()
+	for i := range 10 {
+		id := activationID(i)
+		if i == 3 {
+			id = "_illegal"
+		}
+		q.Add(Delivery{ActivationID: id, Module: "m", Function: "f", Sink: sink, Output: []byte(`{}`)})
+	}
+	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, PollInterval: 10 * time.Millisecond, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	defer func() { cancel(); <-errc }()
+	checkFor(t, 10*time.Second, func() error {
+		if q.Len() != 1 {
+			return fmt.Errorf("%d pending, want 1", q.Len())
+		}
+		return nil
+	})
+	msg, attempts, ok := q.LastError("_illegal", 0)
+	if !ok || attempts != 1 || !strings.Contains(msg, "underscore") {
+		t.Errorf("rejected delivery: queued %v, %d attempts, last error %q", ok, attempts, msg)
+	}
+	t.Logf("rejected: %s", msg)
+	if got := docCount(t, db); got != 9 {
+		t.Errorf("documents = %d, want 9", got)
+	}
+	for result, want := range map[string]float64{"ok": 9, "error": 1} {
+		if got := testutil.ToFloat64(w.metrics.deliveries.WithLabelValues(result)); got != want {
+			t.Errorf("deliveries{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if h := w.Health("m", "f"); len(h) != 1 || h[0].Delivered != 9 || h[0].Failures != 1 {
+		t.Errorf("Health = %+v", h)
+	}
+}
+
+// TestCouchSendBatchRequestFails: a request that fails as a whole fails
+// every delivery of the batch, without the credentials in any error.
+func TestCouchSendBatchRequestFails(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	su, _ := url.Parse(server)
+	closed := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}()
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	tests := []struct {
+		name   string
+		sink   Params
+		status int
+		want   string
+	}{
+		{"unauthorized", Params{URL: "http://" + su.Host + "/" + name, Username: "alice", Password: "wrong-s3cret"}, 401, "Name or password is incorrect"},
+		{"credentials in url", Params{URL: "http://bob:url-s3cret@" + su.Host + "/" + name}, 401, "Name or password is incorrect"},
+		{"connection refused", Params{URL: "http://carol:url-s3cret@" + closed + "/" + name}, http.StatusBadGateway, "refused"}, // kivik's status for a transport failure
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ds []Delivery
+			for i := range 5 {
+				ds = append(ds, Delivery{ActivationID: activationID(i), Sink: tt.sink, Output: []byte(`{}`)})
+			}
+			for i, r := range c.SendBatch(context.Background(), ds) {
+				if r.Err == nil || kivik.HTTPStatus(r.Err) != tt.status || !strings.Contains(r.Err.Error(), tt.want) || strings.Contains(r.Err.Error(), "s3cret") {
+					t.Errorf("delivery %d: %v (status %d); want status %d, %q, no password", i, r.Err, kivik.HTTPStatus(r.Err), tt.status, tt.want)
+				}
+			}
+		})
+	}
+	if _, err := db.Stats(context.Background()); kivik.HTTPStatus(err) != http.StatusNotFound {
+		t.Errorf("the database exists (%v); it was never created, so nothing was written", err)
+	}
+	// Invalid parameters fail without a request, as for Send.
+	rs := c.SendBatch(context.Background(), []Delivery{{ActivationID: "a", Sink: Params{URL: "ftp://x/db"}}})
+	if !errors.Is(rs[0].Err, ErrInvalidParams) {
+		t.Errorf("invalid parameters: %v", rs[0].Err)
+	}
+}
+
+// TestCouchSendBatchRecreatesDatabase: a batch creates its database, and
+// creates it again when it was deleted behind Couch's back.
+func TestCouchSendBatchRecreatesDatabase(t *testing.T) {
+	server := couchServer(t)
+	name, db := testDB(t, server)
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	batch := func(from int) []Delivery {
+		var ds []Delivery
+		for i := from; i < from+5; i++ {
+			ds = append(ds, Delivery{ActivationID: activationID(i), Sink: Params{URL: server + "/" + name}, Output: []byte(`1`)})
+		}
+		return ds
+	}
+	check := func(rs []Result) {
+		t.Helper()
+		for i, r := range rs {
+			if r.Err != nil || r.Outcome != Stored {
+				t.Fatalf("delivery %d: %v, %v", i, r.Outcome, r.Err)
+			}
+		}
+	}
+	check(c.SendBatch(context.Background(), batch(0)))
+	client, _ := kivik.New("couch", server)
+	defer client.Close()
+	if err := client.DestroyDB(context.Background(), name); err != nil {
+		t.Fatal(err)
+	}
+	check(c.SendBatch(context.Background(), batch(5)))
+	if n := docCount(t, db); n != 5 {
+		t.Errorf("documents = %d, want 5", n)
+	}
+}
+
+// TestCouchSendBatchDocumentErrors uses a fake CouchDB, as pouchdb-server
+// reports no per-document error but conflicts: a document refused in a 201
+// response (CouchDB's validate_doc_update answers "forbidden") fails alone,
+// and a 5xx fails the whole batch.
+func TestCouchSendBatchDocumentErrors(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/db":
+			w.WriteHeader(http.StatusCreated)
+			io.WriteString(w, `{"ok":true}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/db/_bulk_docs" && fail.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":"unavailable","reason":"maintenance"}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/db/_bulk_docs":
+			var body struct {
+				Docs []map[string]any `json:"docs"`
+			}
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			var res []map[string]any
+			for _, d := range body.Docs {
+				switch {
+				case d["reject"] == true:
+					res = append(res, map[string]any{"id": d["_id"], "error": "forbidden", "reason": "rejected by validate_doc_update"})
+				case d["dup"] == true:
+					res = append(res, map[string]any{"id": d["_id"], "error": "conflict", "reason": "Document update conflict."})
+				default:
+					res = append(res, map[string]any{"ok": true, "id": d["_id"], "rev": "1-x"})
+				}
+			}
+			w.WriteHeader(http.StatusCreated)
+			json.NewEncoder(w).Encode(res)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	c := NewCouch(CouchConfig{})
+	defer c.Close()
+	sink := Params{URL: srv.URL + "/db", Username: "u", Password: "pw-s3cret"}
+	outputs := []string{`{}`, `{"reject":true}`, `{"dup":true}`, `{}`}
+	var ds []Delivery
+	for i, o := range outputs {
+		ds = append(ds, Delivery{ActivationID: activationID(i), Sink: sink, Output: []byte(o)})
+	}
+	rs := c.SendBatch(context.Background(), ds)
+	if rs[0].Outcome != Stored || rs[2].Outcome != AlreadyStored || rs[3].Outcome != Stored || rs[0].Err != nil || rs[2].Err != nil || rs[3].Err != nil {
+		t.Errorf("results = %+v", rs)
+	}
+	if rs[1].Err == nil || !strings.Contains(rs[1].Err.Error(), "rejected by validate_doc_update") {
+		t.Errorf("rejected document: %v", rs[1].Err)
+	}
+	fail.Store(true)
+	for i, r := range c.SendBatch(context.Background(), ds) {
+		if kivik.HTTPStatus(r.Err) != http.StatusServiceUnavailable || strings.Contains(r.Err.Error(), "s3cret") {
+			t.Errorf("delivery %d with the server failing: %v", i, r.Err)
+		}
 	}
 }

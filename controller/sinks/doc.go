@@ -8,14 +8,28 @@
 // per sink of the function in a durable [Queue] (the store implements it;
 // [MemQueue] is the in-memory one for tests and the embedded single-process
 // case). It then calls [Worker.Kick]. The [Worker] takes pending deliveries
-// oldest first, writes each with a [Sender] ([Couch] for CouchDB) under a
-// bounded number of concurrent writes, and marks it delivered, or failed with
-// the time of its next attempt (exponential backoff with jitter).
+// oldest first, groups them by sink target (server, database and
+// credentials) into batches of up to Config.BatchSize, writes each batch in
+// one request with a [Sender] ([Couch] for CouchDB: _bulk_docs) under a
+// bounded number of concurrent requests, and marks each delivery delivered,
+// or failed with the time of its next attempt (exponential backoff with
+// jitter). A document the server refuses fails alone; a request that fails
+// as a whole fails every delivery of its batch.
+//
+// Batches are what make a burst affordable: pouchdb-server takes about
+// 25 ms per single-document write, and well under 1 ms per document in a
+// batch of 200. Measured with
+// `go test -run '^$' -bench BenchmarkWorker -benchtime 5500x -count 3`
+// against pouchdb-server 4.2.0 (in memory) on a shared 2-vCPU VM: 210-480
+// deliveries/s with batches of 1 (as with one PUT per document before
+// batches), 6,000-9,200/s with batches of 200, so 5,500 deliveries queued at
+// once take under a second instead of 11-26 s.
 //
 // The CouchDB document _id is the activation id, so a delivery that is
 // repeated (a crash between the write and [Queue.Delivered], a replayed
-// outbox) meets a 409 conflict, which counts as delivered: each activation is
-// one document, however often it is sent.
+// outbox) meets a conflict (409, or "conflict" for one document of a batch),
+// which counts as delivered: each activation is one document, however often
+// it is sent.
 //
 // # Contracts
 //

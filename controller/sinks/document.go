@@ -20,8 +20,9 @@ const (
 // sort like the times they stand for.
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// Document returns the CouchDB document stored for d (its _id, the
-// activation id, goes in the request path, not in the body).
+// Document returns the CouchDB document stored for d, without its _id (the
+// activation id), which goes in the request path of a single write and is
+// added in front by a batch write.
 //
 // The function's output, when it is a JSON object, is merged with the
 // metadata fields wisp_module, wisp_function, wisp_activation and wisp_time

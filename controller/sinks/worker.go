@@ -23,7 +23,12 @@ type Config struct {
 	// Registerer receives the metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
 
-	Concurrency  int           // deliveries written at once; default 8
+	// Concurrency is how many requests (batches) are written at once;
+	// default 8.
+	Concurrency int
+	// BatchSize is the most deliveries written in one request (CouchDB's
+	// _bulk_docs); default 200. A batch also closes at 8 MiB of output.
+	BatchSize    int
 	PollInterval time.Duration // how often to look for due retries without a Kick; default 1 s
 	MinBackoff   time.Duration // wait after the first failure; default 1 s, doubling per failure
 	MaxBackoff   time.Duration // longest wait between attempts; default 1 min
@@ -47,6 +52,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 200
 	}
 	def(&c.PollInterval, time.Second)
 	def(&c.MinBackoff, time.Second)
@@ -129,8 +137,9 @@ func (w *Worker) Kick() {
 	}
 }
 
-// Run delivers until ctx is done. Then it takes no new deliveries, lets
-// those in flight finish for up to Config.DrainTimeout, cancels the rest
+// Run delivers until ctx is done, in batches (see the package
+// documentation). Then it takes no new deliveries, lets the batches in
+// flight finish for up to Config.DrainTimeout, cancels the rest
 // (they stay pending: a cancelled write is not counted as a failure) and
 // returns nil.
 //
@@ -151,45 +160,54 @@ func (w *Worker) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 
-	inFlight := map[deliveryKey]bool{}
-	done := make(chan deliveryKey, w.cfg.Concurrency)
+	inFlight := map[deliveryKey]bool{} // deliveries in the batches being written
+	requests := 0                      // batches being written
+	done := make(chan []deliveryKey, w.cfg.Concurrency)
+	finish := func(keys []deliveryKey) {
+		for _, k := range keys {
+			delete(inFlight, k)
+		}
+		requests--
+	}
 	var wg sync.WaitGroup
 	timer := time.NewTimer(w.cfg.PollInterval)
 	defer timer.Stop()
 
 	for {
-		if free := w.cfg.Concurrency - len(inFlight); free > 0 {
-			// Ask for enough to fill the free slots even if the oldest
-			// pending ones are those in flight.
-			ds, err := w.cfg.Queue.Pending(ctx, free+len(inFlight))
+		if free := w.cfg.Concurrency - requests; free > 0 {
+			// The oldest pending deliveries include those in flight: ask
+			// for enough beyond them to fill the free requests, and at
+			// least pendingAhead, so that batches fill when the deliveries
+			// of several sinks are interleaved.
+			ds, err := w.cfg.Queue.Pending(ctx, len(inFlight)+max(free*w.cfg.BatchSize, pendingAhead))
 			if err != nil && ctx.Err() == nil {
 				w.log.Error("sinks: reading pending deliveries", "err", err)
 			}
-			for _, d := range ds {
-				k := deliveryKey{d.ActivationID, d.SinkIndex}
-				if free == 0 || inFlight[k] {
-					continue
+			for _, b := range w.batches(ds, inFlight, free) {
+				keys := make([]deliveryKey, len(b))
+				for i, d := range b {
+					keys[i] = deliveryKey{d.ActivationID, d.SinkIndex}
+					inFlight[keys[i]] = true
 				}
-				inFlight[k] = true
-				free--
-				w.metrics.inFlight.Inc()
+				requests++
+				w.metrics.inFlight.Add(float64(len(b)))
 				wg.Go(func() {
-					w.deliver(sendCtx, d)
-					w.metrics.inFlight.Dec()
-					done <- k
+					w.deliver(sendCtx, b)
+					w.metrics.inFlight.Sub(float64(len(b)))
+					done <- keys
 				})
 			}
 		}
 
 		timer.Reset(w.cfg.PollInterval)
 		select {
-		case k := <-done:
-			delete(inFlight, k)
-		drained: // collect every other finished write before asking the queue again
+		case keys := <-done:
+			finish(keys)
+		drained: // collect every other finished batch before asking the queue again
 			for {
 				select {
-				case k := <-done:
-					delete(inFlight, k)
+				case keys := <-done:
+					finish(keys)
 				default:
 					break drained
 				}
@@ -197,43 +215,113 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-w.kick:
 		case <-timer.C:
 		case <-ctx.Done():
-			w.drain(&wg, done, len(inFlight), cancelSends)
+			w.drain(&wg, done, requests, cancelSends)
 			return nil
 		}
 	}
 }
 
-// drain waits for n writes in flight, cancelling them after DrainTimeout.
-func (w *Worker) drain(wg *sync.WaitGroup, done <-chan deliveryKey, n int, cancel context.CancelFunc) {
+// pendingAhead is the fewest deliveries not in flight that Run asks the
+// queue for at a time.
+const pendingAhead = 1000
+
+// maxBatchBytes closes a batch before its outputs pass it (a larger output
+// goes alone), keeping requests well under CouchDB's request size limit.
+const maxBatchBytes = 8 << 20
+
+// batchKey groups the deliveries one request can carry: those to the same
+// server and database as the same user. Deliveries with invalid parameters
+// are grouped by their parameters; they fail without a request.
+type batchKey struct {
+	t       target
+	invalid Params
+}
+
+func batchKeyOf(p Params) batchKey {
+	if t, err := p.target(); err == nil {
+		return batchKey{t: t}
+	}
+	return batchKey{invalid: p}
+}
+
+// batches groups the deliveries of ds that are not in skip by sink target
+// into at most n batches of at most Config.BatchSize deliveries (and about
+// maxBatchBytes of output), keeping the order of ds within each and ordered
+// by their oldest delivery.
+func (w *Worker) batches(ds []Delivery, skip map[deliveryKey]bool, n int) [][]Delivery {
+	var out [][]Delivery
+	var size []int
+	open := map[batchKey]int{} // the batch in out being filled for a target
+	for _, d := range ds {
+		if skip[deliveryKey{d.ActivationID, d.SinkIndex}] {
+			continue
+		}
+		key := batchKeyOf(d.Sink)
+		i, ok := open[key]
+		if ok && (len(out[i]) >= w.cfg.BatchSize || size[i]+len(d.Output) > maxBatchBytes) {
+			ok = false
+		}
+		if !ok {
+			if len(out) == n {
+				continue // a later delivery may still fit in an open batch
+			}
+			i = len(out)
+			open[key] = i
+			out = append(out, nil)
+			size = append(size, 0)
+		}
+		out[i] = append(out[i], d)
+		size[i] += len(d.Output)
+	}
+	return out
+}
+
+// drain waits for n batches in flight, cancelling them after DrainTimeout.
+func (w *Worker) drain(wg *sync.WaitGroup, done <-chan []deliveryKey, n int, cancel context.CancelFunc) {
 	t := time.NewTimer(w.cfg.DrainTimeout)
 	defer t.Stop()
 	for ; n > 0; n-- {
 		select {
 		case <-done:
 		case <-t.C:
-			w.log.Warn("sinks: writes still in flight after the drain timeout; cancelling them (they stay pending)", "in_flight", n, "timeout", w.cfg.DrainTimeout)
+			w.log.Warn("sinks: writes still in flight after the drain timeout; cancelling them (they stay pending)", "requests", n, "timeout", w.cfg.DrainTimeout)
 			cancel()
-			wg.Wait() // done has room for every write, so none blocks on it
+			wg.Wait() // done has room for every batch, so none blocks on it
 			return
 		}
 	}
 	wg.Wait()
 }
 
-// deliver makes one attempt and records its result in the queue, the
-// metrics, the health table and (throttled) the log.
-func (w *Worker) deliver(ctx context.Context, d Delivery) {
-	out, err := w.cfg.Sender.Send(ctx, d)
-	if err != nil && ctx.Err() != nil {
-		return // shutting down: not the sink's fault; the delivery stays pending
+// deliver makes one attempt at a batch and records the result of each
+// delivery in the queue, the metrics, the health table and (throttled) the
+// log.
+func (w *Worker) deliver(ctx context.Context, batch []Delivery) {
+	results := w.cfg.Sender.SendBatch(ctx, batch)
+	if len(results) != len(batch) { // a broken Sender: retry them all later
+		err := fmt.Errorf("sinks: sender returned %d results for %d deliveries", len(results), len(batch))
+		results = make([]Result, len(batch))
+		for i := range results {
+			results[i].Err = err
+		}
 	}
 	// Marks must land even when Run is shutting down.
 	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	for i, d := range batch {
+		w.record(ctx, mctx, d, results[i])
+	}
+}
+
+// record marks one delivery of a batch done or failed.
+func (w *Worker) record(ctx, mctx context.Context, d Delivery, r Result) {
+	if r.Err != nil && ctx.Err() != nil {
+		return // shutting down: not the sink's fault; the delivery stays pending
+	}
 	attrs := []any{"activation", d.ActivationID, "module", d.Module, "function", d.Function, "sink", d.Sink, "sink_index", d.SinkIndex}
 
-	if err == nil {
-		if out == AlreadyStored {
+	if r.Err == nil {
+		if r.Outcome == AlreadyStored {
 			w.metrics.deliveries.WithLabelValues(resultConflict).Inc()
 		} else {
 			w.metrics.deliveries.WithLabelValues(resultOK).Inc()
@@ -248,7 +336,7 @@ func (w *Worker) deliver(ctx context.Context, d Delivery) {
 
 	w.metrics.deliveries.WithLabelValues(resultError).Inc()
 	wait := w.backoff(d.Attempts)
-	msg := d.Sink.scrub(err.Error())
+	msg := d.Sink.scrub(r.Err.Error())
 	if merr := w.cfg.Queue.Failed(mctx, d.ActivationID, d.SinkIndex, msg, time.Now().Add(wait)); merr != nil {
 		w.log.Error("sinks: recording a failed delivery", append(attrs, "err", merr)...)
 	}

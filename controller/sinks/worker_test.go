@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -20,6 +21,9 @@ type fakeSender struct {
 	fail     map[string]int
 	attempts map[string][]time.Time
 	block    chan struct{} // when not nil, Send waits for it or ctx
+	batches  [][]string    // the activations of each SendBatch call
+	active   int           // SendBatch calls running now
+	most     int           // the most SendBatch calls running at once
 }
 
 func newFakeSender() *fakeSender {
@@ -47,6 +51,32 @@ func (f *fakeSender) Send(ctx context.Context, d Delivery) (Outcome, error) {
 		return AlreadyStored, nil
 	}
 	return Stored, nil
+}
+
+// SendBatch sends each delivery with Send, concurrently, as one request
+// would carry them together.
+func (f *fakeSender) SendBatch(ctx context.Context, ds []Delivery) []Result {
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ActivationID
+	}
+	f.mu.Lock()
+	f.batches = append(f.batches, ids)
+	f.active++
+	f.most = max(f.most, f.active)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.active--
+		f.mu.Unlock()
+	}()
+	res := make([]Result, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { res[i].Outcome, res[i].Err = f.Send(ctx, d) })
+	}
+	wg.Wait()
+	return res
 }
 
 func (f *fakeSender) times(id string) []time.Time {
@@ -164,33 +194,105 @@ func TestWorkerKick(t *testing.T) {
 	})
 }
 
-// TestWorkerConcurrency: never more writes at once than configured.
+// TestWorkerConcurrency: never more requests at once than configured, each
+// of at most BatchSize deliveries to one sink.
 func TestWorkerConcurrency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := NewMemQueue()
 		f := newFakeSender()
 		f.block = make(chan struct{})
-		w, cancel, errc := startWorker(t, Config{Queue: q, Sender: f, Concurrency: 3})
-		for i := range 10 {
-			q.Add(Delivery{ActivationID: fmt.Sprint(i)})
+		w, cancel, errc := startWorker(t, Config{Queue: q, Sender: f, Concurrency: 3, BatchSize: 2})
+		for i := range 20 { // five sinks, interleaved
+			q.Add(Delivery{ActivationID: fmt.Sprintf("%02d", i), Sink: Params{URL: fmt.Sprintf("http://couch/db%d", i%5)}})
 		}
 		w.Kick()
 		synctest.Wait()
-		if got := testutil.ToFloat64(w.metrics.inFlight); got != 3 {
-			t.Fatalf("in flight = %v, want 3", got)
+		if got := testutil.ToFloat64(w.metrics.inFlight); got != 6 {
+			t.Fatalf("deliveries in flight = %v, want 6 (3 requests of 2)", got)
 		}
 		close(f.block)
 		for q.Len() > 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
-		for i := range 10 {
-			if n := len(f.times(fmt.Sprint(i))); n != 1 {
+		for i := range 20 {
+			if n := len(f.times(fmt.Sprintf("%02d", i))); n != 1 {
 				t.Errorf("delivery %d sent %d times, want 1", i, n)
+			}
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.most != 3 {
+			t.Errorf("at most %d requests at once, want 3", f.most)
+		}
+		// Oldest first, two of one sink per batch: the first three batches
+		// are those of the three oldest sinks.
+		first := fmt.Sprint(f.batches[:3])
+		for _, b := range []string{"[00 05]", "[01 06]", "[02 07]"} {
+			if !strings.Contains(first, b) {
+				t.Errorf("first batches = %s, want %s among them", first, b)
+			}
+		}
+		for _, b := range f.batches {
+			if len(b) != 2 {
+				t.Errorf("batch %v: want 2 deliveries of one sink", b)
 			}
 		}
 		cancel()
 		<-errc
 	})
+}
+
+func TestWorkerBatches(t *testing.T) {
+	w, err := NewWorker(Config{Queue: NewMemQueue(), BatchSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(id string, sink Params, out int) Delivery {
+		return Delivery{ActivationID: id, Sink: sink, Output: make([]byte, out)}
+	}
+	a := Params{URL: "http://couch:5984/a"}
+	aSlash := Params{URL: "http://couch:5984/a/"} // the same target
+	aBob := Params{URL: "http://couch:5984/a", Username: "bob", Password: "pw"}
+	b := Params{URL: "http://couch:5984/b"}
+	bad := Params{URL: "ftp://couch/x"}
+	ids := func(bs [][]Delivery) string {
+		var s []string
+		for _, b := range bs {
+			var ids []string
+			for _, d := range b {
+				ids = append(ids, d.ActivationID)
+			}
+			s = append(s, strings.Join(ids, ","))
+		}
+		return strings.Join(s, " ")
+	}
+	tests := []struct {
+		name string
+		ds   []Delivery
+		skip []string
+		n    int
+		want string
+	}{
+		{"one target", []Delivery{d("1", a, 1), d("2", a, 1), d("3", a, 1), d("4", a, 1), d("5", a, 1)}, nil, 8, "1,2,3 4,5"},
+		{"same target spelled otherwise", []Delivery{d("1", a, 1), d("2", aSlash, 1)}, nil, 8, "1,2"},
+		{"credentials split", []Delivery{d("1", a, 1), d("2", aBob, 1), d("3", a, 1)}, nil, 8, "1,3 2"},
+		{"interleaved", []Delivery{d("1", a, 1), d("2", b, 1), d("3", a, 1), d("4", b, 1)}, nil, 8, "1,3 2,4"},
+		{"at most n", []Delivery{d("1", a, 1), d("2", b, 1), d("3", bad, 1), d("4", a, 1), d("5", a, 1), d("6", a, 1)}, nil, 2, "1,4,5 2"},
+		{"in flight skipped", []Delivery{d("1", a, 1), d("2", a, 1), d("3", a, 1)}, []string{"1", "2"}, 8, "3"},
+		{"invalid grouped apart", []Delivery{d("1", bad, 1), d("2", a, 1), d("3", bad, 1)}, nil, 8, "1,3 2"},
+		{"bytes", []Delivery{d("1", a, maxBatchBytes/2), d("2", a, maxBatchBytes/2), d("3", a, 1), d("4", a, maxBatchBytes+1)}, nil, 8, "1,2 3 4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			skip := map[deliveryKey]bool{}
+			for _, id := range tt.skip {
+				skip[deliveryKey{id, 0}] = true
+			}
+			if got := ids(w.batches(tt.ds, skip, tt.n)); got != tt.want {
+				t.Errorf("batches = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
 
 // TestWorkerDrain: on shutdown a write in flight gets DrainTimeout, is then
