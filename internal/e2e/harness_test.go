@@ -177,7 +177,7 @@ func (c *controller) joinToken(t testing.TB, dsn string) string {
 
 func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc {
 	t.Helper()
-	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0"}
+	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}

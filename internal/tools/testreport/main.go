@@ -84,7 +84,7 @@ func run(in io.Reader, out io.Writer) int {
 				continue
 			}
 			failed++
-			if b := outputs[key(e)]; b != nil && !strings.Contains(e.Test, "/") {
+			if b := outputs[key(e)]; b != nil {
 				failures = append(failures, b.String())
 			}
 			delete(outputs, key(e))
