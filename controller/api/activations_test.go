@@ -56,3 +56,28 @@ func testActivations(t *testing.T, e *env) {
 	status, body = e.do(req{method: "GET", path: "/v1/activations?limit=0"})
 	wantError(t, status, body, 400, "limit")
 }
+
+func TestSinkFailuresShown(t *testing.T) {
+	t.Parallel()
+	e := start(t, openEmbedded(t))
+	sinks := `[{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}]`
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "s"}, part{name: "sinks", value: sinks}, codePart(fixture(t, "hello_wat.wasm")))
+	wantData[nameItem](t, status, body, 201)
+	status, body = e.do(req{method: "GET", path: "/v1/fn/_/s"})
+	if fi := wantData[functionInfo](t, status, body, 200); len(fi.SinkFailures) != 0 {
+		t.Fatalf("fresh function shows failures: %s", body)
+	}
+	id := protocol.NewActivationID(time.Now())
+	a := store.Activation{ID: id, Module: "_", Function: "s", Source: "api", Output: []byte(`{}`), Started: time.Now()}
+	if _, err := e.st.RecordActivation(context.Background(), a, [][]byte{[]byte(`{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.DeliveryFailed(context.Background(), id, 0, "connection refused", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/fn/_/s"})
+	fi := wantData[functionInfo](t, status, body, 200)
+	if len(fi.SinkFailures) != 1 || fi.SinkFailures[0].Activation != id || fi.SinkFailures[0].LastError != "connection refused" || fi.SinkFailures[0].Attempts != 1 {
+		t.Fatalf("sink failures: %s", body)
+	}
+}

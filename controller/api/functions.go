@@ -197,7 +197,21 @@ type functionInfo struct {
 	Metadata json.RawMessage `json:"metadata"`
 	Created  time.Time       `json:"created"`
 	Updated  time.Time       `json:"updated"`
+	// SinkFailures lists deliveries to this function's sinks that failed
+	// and are being retried (empty when every sink is keeping up).
+	SinkFailures []sinkFailure `json:"sink_failures"`
 }
+
+type sinkFailure struct {
+	Activation  string    `json:"activation"`
+	Sink        int       `json:"sink"`
+	Attempts    int       `json:"attempts"`
+	LastError   string    `json:"last_error"`
+	NextAttempt time.Time `json:"next_attempt"`
+}
+
+// maxSinkFailures bounds the failures GET /v1/fn/{mod}/{fn} shows.
+const maxSinkFailures = 20
 
 // lookupFunction checks the path's names and finds the function.
 func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
@@ -224,7 +238,16 @@ func (s *Server) getFunction(c *fiber.Ctx) error {
 	info := functionInfo{
 		Name: fn.Name, Module: fn.Module, Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
 		Events: orJSON(fn.Events, "[]"), Sinks: redactSinks(fn.Sinks), Metadata: orJSON(fn.Metadata, "{}"),
-		Created: fn.Created, Updated: fn.Updated,
+		Created: fn.Created, Updated: fn.Updated, SinkFailures: []sinkFailure{},
+	}
+	if len(fn.Sinks) > 0 {
+		fails, err := s.store.SinkFailures(c.UserContext(), fn.Module, fn.Name)
+		if err != nil {
+			return err
+		}
+		for _, f := range fails[:min(len(fails), maxSinkFailures)] {
+			info.SinkFailures = append(info.SinkFailures, sinkFailure{Activation: f.ActivationID, Sink: f.SinkIndex, Attempts: f.Attempts, LastError: f.LastError, NextAttempt: f.NextAttempt})
+		}
 	}
 	return c.JSON(dataBody[functionInfo]{info})
 }
