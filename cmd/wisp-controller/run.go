@@ -42,6 +42,10 @@ type deps struct {
 // runWith dispatches to a command. There is one, serve, for now; a later
 // "token create" becomes another case here with its own flag set.
 func runWith(ctx context.Context, args []string, d deps) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(d.stdout, "wisp-controller", version.Version)
+		return 0
+	}
 	if len(args) >= 1 && args[0] == "token" {
 		return runToken(ctx, args[1:], d)
 	}

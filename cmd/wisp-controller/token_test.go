@@ -52,3 +52,10 @@ func TestTokenCreate(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := runWith(context.Background(), []string{"--version"}, deps{getenv: envFrom(nil), stdout: &out, stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "wisp-controller ") {
+		t.Fatalf("exit %d: %q", code, out.String())
+	}
+}
