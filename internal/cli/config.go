@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultHost is where the controller listens by default (FunLess's port).
+const DefaultHost = "http://127.0.0.1:4000"
+
+// fileConfig is the config file: YAML with FunLess's key names.
+//
+//	api_host: http://127.0.0.1:4000
+//	api_token: wisp_...
+type fileConfig struct {
+	Host  string `yaml:"api_host,omitempty"`
+	Token string `yaml:"api_token,omitempty"`
+}
+
+// settings are the resolved connection settings and where each came from.
+type settings struct {
+	host, token         string
+	hostFrom, tokenFrom string // "default", the file path, "WISP_HOST", "--host"...
+	path                string // config file
+}
+
+// configPath is $WISP_CONFIG, else $XDG_CONFIG_HOME/wisp/config.yaml, else
+// $HOME/.config/wisp/config.yaml.
+func configPath(flagPath string, getenv func(string) string) (string, error) {
+	if flagPath != "" {
+		return flagPath, nil
+	}
+	if p := getenv("WISP_CONFIG"); p != "" {
+		return p, nil
+	}
+	if x := getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "wisp", "config.yaml"), nil
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".config", "wisp", "config.yaml"), nil
+	}
+	return "", errors.New("cannot find a place for the config file: set HOME, XDG_CONFIG_HOME or WISP_CONFIG")
+}
+
+func readConfig(path string) (fileConfig, error) {
+	var fc fileConfig
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fc, nil
+	}
+	if err != nil {
+		return fc, fmt.Errorf("reading the config file: %v", err)
+	}
+	if err := yaml.Unmarshal(b, &fc); err != nil {
+		return fc, fmt.Errorf("config file %s: %v", path, oneLine(err.Error()))
+	}
+	return fc, nil
+}
+
+// writeConfig writes fc with mode 0600 (the token is a secret), atomically.
+func writeConfig(path string, fc fileConfig) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing the config file: %v", err)
+	}
+	b, err := yaml.Marshal(fc)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*.yaml")
+	if err != nil {
+		return fmt.Errorf("writing the config file: %v", err)
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(b)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the config file %s: %v", path, err)
+	}
+	return nil
+}
+
+// resolve applies defaults < file < environment < flags.
+func resolve(g *globals, getenv func(string) string) (settings, error) {
+	s := settings{host: DefaultHost, hostFrom: "default", tokenFrom: "unset"}
+	path, err := configPath(g.config, getenv)
+	if err != nil {
+		return s, err
+	}
+	s.path = path
+	fc, err := readConfig(path)
+	if err != nil {
+		return s, err
+	}
+	set := func(dst, from *string, v, src string) {
+		if v != "" {
+			*dst, *from = v, src
+		}
+	}
+	set(&s.host, &s.hostFrom, fc.Host, path)
+	set(&s.token, &s.tokenFrom, fc.Token, path)
+	set(&s.host, &s.hostFrom, getenv("WISP_HOST"), "WISP_HOST")
+	set(&s.token, &s.tokenFrom, getenv("WISP_TOKEN"), "WISP_TOKEN")
+	set(&s.host, &s.hostFrom, g.host, "--host")
+	set(&s.token, &s.tokenFrom, g.token, "--token")
+	host, err := normalizeHost(s.host)
+	if err != nil {
+		return s, fmt.Errorf("controller address from %s: %v", s.hostFrom, err)
+	}
+	s.host = host
+	return s, nil
+}
+
+// normalizeHost accepts "host:port", "http://host:port" or "https://...",
+// and drops a trailing slash or /v1.
+func normalizeHost(h string) (string, error) {
+	h = strings.TrimSpace(h)
+	if !strings.Contains(h, "://") {
+		h = "http://" + h
+	}
+	u, err := url.Parse(h)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", fmt.Errorf("%q is not an http(s) address such as http://127.0.0.1:4000", h)
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1")
+	return u.Scheme + "://" + u.Host + strings.TrimSuffix(p, "/"), nil
+}

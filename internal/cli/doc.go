@@ -1,0 +1,26 @@
+// Package cli is the `wisp` command line: the FunLess `fl` habits (fn, mod,
+// app, admin) on top of the controller's REST API (openapi/openapi.yaml),
+// plus `fn new`/`fn build` for function projects (internal/fntemplate).
+//
+// Run is the whole program without the process: cmd/wisp's main only wires
+// os.Args, the standard streams and os.Getenv into it, and tests call it
+// in-process. Every command is built fresh per Run, so there is no global
+// state.
+//
+// Settings come from defaults, then the config file
+// ($XDG_CONFIG_HOME/wisp/config.yaml or ~/.config/wisp/config.yaml, mode
+// 0600), then WISP_HOST / WISP_TOKEN, then --host / --token.
+//
+// # Output
+//
+// Human text on stdout by default (aligned tables for lists); with -o json
+// the `data` value of the controller's answer, indented, for scripts.
+// `fn invoke` always prints the function's output JSON.
+//
+// # Errors
+//
+// One line on stderr ("wisp: ...") and exit code 1; a usage error (unknown
+// flag or command, wrong number of arguments) exits 2. The package must never
+// print a multi-line error, a stack trace or a Go-internal error string when
+// a plainer one is known (an unreachable host, a refused token).
+package cli

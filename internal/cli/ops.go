@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// maxScript is the controller's limit on an APP script.
+const maxScript = 1 << 20
+
+func (a *app) appCommand() *cobra.Command {
+	cmd := group("app", "Manage APP scheduling scripts", "script", "apps")
+	create := &cobra.Command{
+		Use: "create <name> <file.yaml>", Short: "Upload an APP scheduling script", Args: nargs(2, 2, "<name> <file.yaml>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkName("script", args[0]); err != nil {
+				return err
+			}
+			src, err := readLimited(args[1], maxScript, "the script limit")
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			mw := multipart.NewWriter(&buf)
+			mw.WriteField("name", args[0])
+			part, _ := mw.CreateFormFile("file", filepath.Base(args[1]))
+			part.Write(src)
+			mw.Close()
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/scripts/app", body: &buf, length: int64(buf.Len()), contentType: mw.FormDataContentType()}, nil)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "created APP script %s\n", args[0])
+				return err
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List APP scripts", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var items []nameItem
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/scripts/app"}, &items)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, len(items))
+				for i, s := range items {
+					rows[i] = []string{s.Name}
+				}
+				return table(w, []string{"NAME"}, rows)
+			})
+		},
+	}
+	get := &cobra.Command{
+		Use: "get <name>", Short: "Show an APP script and its source", Args: nargs(1, 1, "<name>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkName("script", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var s struct{ Name, Source, Created string }
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/scripts/app/" + url.PathEscape(args[0])}, &s)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				fmt.Fprintf(w, "# APP script %s, created %s\n", s.Name, when(s.Created))
+				_, err := io.WriteString(w, strings.TrimRight(s.Source, "\n")+"\n")
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(create, list, get)
+	return cmd
+}
+
+func (a *app) adminCommand() *cobra.Command {
+	cmd := group("admin", "Administration (needs the admin token)")
+	user := group("user", "Manage users (subjects) and their API tokens", "users", "subject")
+	create := &cobra.Command{
+		Use: "create <name>", Short: "Create a user; prints its token, which is shown only once", Args: nargs(1, 1, "<name>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkName("user", args[0]); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var r struct{ Name, Token string }
+			body, n := jsonBody(map[string]any{"subject": map[string]string{"name": args[0]}})
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/subjects", body: body, length: n, contentType: "application/json"}, &r)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				a.note("created user %s; its token follows and is never shown again", r.Name)
+				_, err := fmt.Fprintln(w, r.Token)
+				return err
+			})
+		},
+	}
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List users", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var users []struct {
+				Name    string `json:"name"`
+				Admin   bool   `json:"admin"`
+				Created string `json:"created"`
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/admin/subjects"}, &users)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, len(users))
+				for i, u := range users {
+					rows[i] = []string{u.Name, yesNo(u.Admin), when(u.Created)}
+				}
+				return table(w, []string{"NAME", "ADMIN", "CREATED"}, rows)
+			})
+		},
+	}
+	user.AddCommand(create, list)
+	cmd.AddCommand(user)
+	return cmd
+}
+
+func (a *app) agentCommand() *cobra.Command {
+	cmd := group("agent", "Edge agents known to the controller", "agents")
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List agents, connected first (needs the admin token)", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var agents []struct {
+				ID        string   `json:"id"`
+				Name      string   `json:"name"`
+				Connected bool     `json:"connected"`
+				OS        string   `json:"os"`
+				Arch      string   `json:"arch"`
+				Engine    string   `json:"engine"`
+				Labels    []string `json:"labels"`
+				CPUs      int      `json:"cpus"`
+				MemTotal  int64    `json:"mem_total_bytes"`
+				MemAvail  int64    `json:"mem_avail_bytes"`
+				InFlight  int      `json:"in_flight"`
+				Digests   int      `json:"digests"`
+				Version   string   `json:"version"`
+				LastSeen  string   `json:"last_seen"`
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/agents"}, &agents)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, len(agents))
+				for i, g := range agents {
+					mem := ""
+					if g.MemTotal > 0 {
+						mem = humanBytes(g.MemAvail) + " / " + humanBytes(g.MemTotal)
+					}
+					rows[i] = []string{g.Name, g.ID, yesNo(g.Connected), g.OS + "/" + g.Arch, g.Engine,
+						strconv.Itoa(g.CPUs), mem, strconv.Itoa(g.InFlight), strconv.Itoa(g.Digests),
+						strings.Join(g.Labels, ","), g.Version, when(g.LastSeen)}
+				}
+				return table(w, []string{"NAME", "ID", "CONNECTED", "PLATFORM", "ENGINE", "CPUS", "MEM AVAIL", "IN FLIGHT", "CODES", "LABELS", "VERSION", "LAST SEEN"}, rows)
+			})
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+type activation struct {
+	ID         string          `json:"id"`
+	Module     string          `json:"module"`
+	Function   string          `json:"function"`
+	Digest     string          `json:"digest"`
+	Agent      string          `json:"agent"`
+	Source     string          `json:"source"`
+	Status     string          `json:"status"`
+	Code       int             `json:"code"`
+	Message    string          `json:"message"`
+	Output     json.RawMessage `json:"output"`
+	Started    string          `json:"started"`
+	DurationUS int64           `json:"duration_us"`
+}
+
+func duration(us int64) string {
+	return (time.Duration(us) * time.Microsecond).String()
+}
+
+func (a *app) activationCommand() *cobra.Command {
+	cmd := group("activation", "Records of past invocations", "activations", "act")
+	get := &cobra.Command{
+		Use: "get <id>", Short: "Show one activation", Args: nargs(1, 1, "<id>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var r activation
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/activations/" + url.PathEscape(args[0])}, &r)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				kv := [][2]string{{"id", r.ID}, {"function", r.Module + "/" + r.Function}, {"status", r.Status},
+					{"source", r.Source}, {"agent", r.Agent}, {"started", when(r.Started)},
+					{"duration", duration(r.DurationUS)}, {"digest", r.Digest}}
+				if r.Status != "success" {
+					kv = append(kv, [2]string{"code", strconv.Itoa(r.Code)}, [2]string{"message", r.Message})
+				}
+				if len(r.Output) > 0 {
+					kv = append(kv, [2]string{"output", compactOrNone(r.Output)})
+				}
+				return fields(w, kv)
+			})
+		},
+	}
+	var mod, fn, since, after string
+	var limit int
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List activations, oldest first", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			if mod != "" {
+				q.Set("module", mod)
+			}
+			if fn != "" {
+				q.Set("function", fn)
+			}
+			if since != "" {
+				t, err := parseSince(since, time.Now())
+				if err != nil {
+					return usagef(cmd, "--since %q: want an RFC 3339 time (2025-01-02T15:04:05Z) or a duration ago (1h, 30m)", since)
+				}
+				q.Set("since", t)
+			}
+			if after != "" {
+				q.Set("after", after)
+			}
+			if cmd.Flags().Changed("limit") {
+				if limit < 1 || limit > 1000 {
+					return usagef(cmd, "--limit %d: want 1 to 1000", limit)
+				}
+				q.Set("limit", strconv.Itoa(limit))
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var acts []activation
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/activations", query: q}, &acts)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, len(acts))
+				for i, r := range acts {
+					rows[i] = []string{r.ID, r.Module + "/" + r.Function, r.Status, r.Source, r.Agent, when(r.Started), duration(r.DurationUS)}
+				}
+				return table(w, []string{"ID", "FUNCTION", "STATUS", "SOURCE", "AGENT", "STARTED", "DURATION"}, rows)
+			})
+		},
+	}
+	f := list.Flags()
+	f.StringVarP(&mod, "module", "m", "", "only this module")
+	f.StringVarP(&fn, "function", "f", "", "only this function")
+	f.StringVar(&since, "since", "", "only activations started since an RFC 3339 time or a duration ago (1h)")
+	f.StringVar(&after, "after", "", "only activations after this id (paging)")
+	f.IntVar(&limit, "limit", 100, "at most this many (1 to 1000)")
+	cmd.AddCommand(get, list)
+	return cmd
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (string, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC().Format(time.RFC3339Nano), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return "", fmt.Errorf("bad time")
+	}
+	return now.Add(-d).UTC().Format(time.RFC3339Nano), nil
+}
+
+func (a *app) tokenCommand() *cobra.Command {
+	cmd := group("token", "Join tokens for new agents")
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token for a new agent (needs the admin token)",
+		Long: `Create a join token and print it. Start an agent with it once:
+  wisp-agent run --controllers <host:4433> --join-token <token> ...`,
+		Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			req := map[string]string{}
+			if cmd.Flags().Changed("ttl") {
+				if ttl <= 0 {
+					return usagef(cmd, "--ttl must be positive")
+				}
+				req["ttl"] = ttl.String()
+			}
+			body, n := jsonBody(req)
+			var r struct{ ID, Token, Expires string }
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, length: n, contentType: "application/json"}, &r)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				exp := "never expires"
+				if r.Expires != "" {
+					exp = "expires " + when(r.Expires)
+				}
+				a.note("join token %s (%s); it is shown only once", r.ID, exp)
+				_, err := fmt.Fprintln(w, r.Token)
+				return err
+			})
+		},
+	}
+	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime of the token (24h, 90m); default: never expires")
+	cmd.AddCommand(create)
+	return cmd
+}
