@@ -323,10 +323,10 @@ func TestConfig(t *testing.T) {
 	}
 
 	tests := []struct {
-		name  string
-		env   env
-		args  []string
-		want  string
+		name string
+		env  env
+		args []string
+		want string
 	}{
 		{"file host", nil, []string{"config", "get", "host"}, "http://ctl.example:4000\n"},
 		{"file token", nil, []string{"config", "get", "token"}, "wisp_secret_token_123\n"},

@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin holds wisp-controller and wisp-agent, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wisp-cli-")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	// Built without -race even under -race: the processes are the
+	// environment of these tests, not their subject.
+	out, err := exec.Command("go", "build", "-o", dir+"/", "../../cmd/wisp-controller", "../../cmd/wisp-agent").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building wisp-controller and wisp-agent: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running binary whose log we watch.
+type proc struct {
+	t    testing.TB
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+}
+
+func startProc(t testing.TB, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(filepath.Join(bin, name), args...)
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		p.cmd.Wait()
+		w.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", p.name, p.logText())
+		}
+	})
+	return p
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// await polls the log for a line matching re and returns its first group.
+func (p *proc) await(re string) string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := rx.FindStringSubmatch(p.logText()); m != nil {
+			if len(m) > 1 {
+				return m[1]
+			}
+			return m[0]
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited while waiting for %q", p.name, re)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("%s: no log line matching %q", p.name, re)
+	return ""
+}
+
+// TestAgainstController drives the whole CLI against a real controller and
+// a real agent.
+func TestAgainstController(t *testing.T) {
+	dataDir := t.TempDir()
+	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
+	url := "http://" + ctl.await(`msg="REST API listening" addr=(\S+)`)
+	quic := ctl.await(`msg="QUIC listening" addr=(\S+)`)
+	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e := env{"XDG_CONFIG_HOME": t.TempDir()}
+	work := t.TempDir()
+	hello := filepath.Join("..", "..", "testdata", "wasm", "hello_c.wasm")
+
+	// ok runs a command that must succeed and returns its stdout.
+	ok := func(args ...string) string {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, e, args...)
+		if code != 0 {
+			t.Fatalf("wisp %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+		}
+		return stdout
+	}
+	// fails runs a command that must fail with one line containing want.
+	fails := func(want string, args ...string) {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, e, args...)
+		if code == 0 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+			t.Fatalf("wisp %s: exit %d, stdout %q, stderr %q; want a failure saying %q", strings.Join(args, " "), code, stdout, stderr, want)
+		}
+	}
+	has := func(out string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Fatalf("output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+
+	fails("no token set", "mod", "list", "--host", url)
+	ok("config", "set", "host", url)
+	fails("no token set", "mod", "list")
+	fails("refused the token (it is wrong or expired", "mod", "list", "--token", "wisp_"+strings.Repeat("A", 43))
+	ok("config", "set", "token", strings.TrimSpace(string(admin)))
+
+	// Modules.
+	has(ok("mod", "create", "m1"), "created module m1")
+	fails("already exists", "mod", "create", "m1")
+	has(ok("mod", "list"), "NAME\n_\n", "m1\n")
+	has(ok("mod", "get", "m1"), "module m1: 0 function(s)")
+
+	// Functions.
+	has(ok("fn", "upload", "hello", hello, "-m", "m1"), "uploaded function hello in module m1")
+	fails("", "fn", "upload", "hello", hello, "-m", "m1") // duplicate: 409's detail
+	var fi functionInfo
+	if err := json.Unmarshal([]byte(ok("fn", "get", "hello", "-m", "m1", "-o", "json")), &fi); err != nil {
+		t.Fatal(err)
+	}
+	if fi.Name != "hello" || fi.Module != "m1" || fi.ABI != "funless-v1" || !strings.HasPrefix(fi.Digest, "sha256:") {
+		t.Fatalf("fn get -o json: %+v", fi)
+	}
+	has(ok("fn", "get", "hello", "-m", "m1"), "abi:", "funless-v1", "size:")
+	has(ok("fn", "list", "-m", "m1"), "NAME   MODULE\nhello  m1\n")
+	has(ok("fn", "update", "hello", hello, "-m", "m1", "--metadata", `{"tag":"t1","capacity":64}`), "updated function hello in module m1")
+	has(ok("fn", "get", "hello", "-m", "m1"), `{"tag":"t1","capacity":64}`)
+	fails("not found", "fn", "get", "nope", "-m", "m1")
+	bad := writeFile(t, work, "bad.wasm", []byte("\x00asm\x01\x00\x00\x00garbage"))
+	fails("", "fn", "upload", "bad", bad) // the controller's loader refuses it
+
+	// APP scripts.
+	script := writeFile(t, work, "app.yaml", []byte("- default:\n    - workers: \"*\"\n      strategy: best-first\n  followup: fail\n"))
+	has(ok("app", "create", "s1", script), "created APP script s1")
+	has(ok("app", "list"), "s1")
+	has(ok("app", "get", "s1"), "strategy: best-first")
+
+	// Users.
+	userToken := strings.TrimSpace(ok("admin", "user", "create", "bob"))
+	if !strings.HasPrefix(userToken, "wisp_") {
+		t.Fatalf("admin user create printed %q", userToken)
+	}
+	has(ok("admin", "user", "list"), "bob", "no")
+	fails("needs the admin token", "agent", "list", "--token", userToken)
+	has(ok("mod", "list", "--token", userToken), "m1")
+
+	// An agent joins with a token from the CLI.
+	join := strings.TrimSpace(ok("token", "create", "--ttl", "1h"))
+	if !strings.HasPrefix(join, "wispjoin1.") {
+		t.Fatalf("token create printed %q", join)
+	}
+	agent := startProc(t, "wisp-agent", "run", "--controllers", quic, "--join-token", join, "--data-dir", t.TempDir(),
+		"--agent-name", "edge1", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
+	agent.await(`msg=connected`)
+	has(ok("agent", "list"), "edge1", "yes")
+
+	// Invoke.
+	has(ok("fn", "upload", "hello", hello, "--wait"), "uploaded function hello in module _")
+	if got := ok("fn", "invoke", "hello", "-a", "name=Ada"); got != "{\"payload\":\"Hello Ada!\"}\n" {
+		t.Fatalf("fn invoke printed %q", got)
+	}
+	if got := ok("fn", "invoke", "hello", "-m", "m1", "-j", `{"name":"Bob"}`, "--script", "s1"); got != "{\"payload\":\"Hello Bob!\"}\n" {
+		t.Fatalf("fn invoke -j --script printed %q", got)
+	}
+	fails("not found", "fn", "invoke", "nope")
+
+	// Activations.
+	// Records arrive asynchronously (agent -> controller): poll.
+	var acts []activation
+	for deadline := time.Now().Add(20 * time.Second); len(acts) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("activation list -o json: %d records, want 2", len(acts))
+		}
+		if err := json.Unmarshal([]byte(ok("activation", "list", "--since", "1h", "-o", "json", "--limit", "10")), &acts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	has(ok("activation", "list", "-m", "_", "-f", "hello"), "_/hello", "success")
+	has(ok("activation", "get", acts[0].ID), acts[0].ID, "success", `{"payload":"Hello Ada!"}`)
+
+	// Clean up.
+	has(ok("fn", "delete", "hello"), "deleted function hello from module _")
+	fails("not found", "fn", "invoke", "hello")
+	has(ok("mod", "rename", "m1", "m2"), "renamed module m1 to m2")
+	has(ok("fn", "list", "-m", "m2"), "hello")
+	fails("", "mod", "delete", "_")
+	has(ok("mod", "delete", "m2"), "deleted module m2")
+	fails("not found", "mod", "get", "m2")
+}
