@@ -7,7 +7,7 @@ VERSION   ?= dev
 BIN       := bin
 LDFLAGS   := -s -w -X github.com/wispfn/wisp/internal/version.Version=$(VERSION)
 
-.PHONY: help build test test-short bench fixtures lint services clean
+.PHONY: help build test test-short bench fixtures lint services clean release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ lint: ## gofmt, go vet, and the import rules of DESIGN.md
 
 services: ## start the local services the tests use (Postgres, Mosquitto, pouchdb-server)
 	bash scripts/test-services.sh
+
+release: ## static binaries, tarballs and SHA256SUMS for every platform into builds/dist/ (VERSION=x)
+	GO=$(GO) bash scripts/release.sh '$(VERSION)'
 
 clean: ## remove build outputs
 	rm -rf $(BIN) builds/dist

@@ -1,0 +1,17 @@
+// Package deploytest checks what Wisp ships rather than what it runs: the
+// release binaries on other architectures and the deployment files in
+// builds/ and docker-compose.yml.
+//
+//   - TestAgentsUnderQEMU builds the linux/arm64 and linux/arm (GOARM=7)
+//     agents, runs them under qemu-user against a native controller on
+//     loopback, invokes a function on each and logs the latency beside a
+//     native agent's.
+//   - TestDeploymentFiles parses every Dockerfile, the systemd unit, the
+//     install script, the Kubernetes manifests, docker-compose.yml and the
+//     Prometheus config, and checks that each image has a tag and that each
+//     flag, environment variable, port and file they name exists, taking the
+//     names from the built binaries' help output. No Docker engine is needed.
+//   - TestInstallAgentScript runs builds/install-agent.sh against a fake root.
+//
+// It has no non-test code and must never be imported.
+package deploytest

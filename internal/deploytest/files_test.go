@@ -1,0 +1,99 @@
+package deploytest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDeploymentFiles checks builds/ and docker-compose.yml against the code.
+func TestDeploymentFiles(t *testing.T) {
+	n, err := knownNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &checker{names: n}
+	c.checkAll()
+	for _, p := range c.problems {
+		t.Error(p)
+	}
+	for _, f := range []string{"builds/install-agent.sh"} {
+		if out, err := exec.Command("sh", "-n", filepath.Join(repo, f)).CombinedOutput(); err != nil {
+			t.Errorf("%s: sh -n: %v\n%s", f, err, out)
+		}
+	}
+	for _, f := range []string{"scripts/release.sh", "scripts/install-toolchains.sh"} {
+		if out, err := exec.Command("bash", "-n", filepath.Join(repo, f)).CombinedOutput(); err != nil {
+			t.Errorf("%s: bash -n: %v\n%s", f, err, out)
+		}
+	}
+}
+
+// TestDeploymentChecksCatchMistakes breaks one name at a time in a copy of
+// the files and wants the checker to notice each: a check that cannot fail
+// checks nothing.
+func TestDeploymentChecksCatchMistakes(t *testing.T) {
+	n, err := knownNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutations := []struct {
+		name, file, old, new string
+	}{
+		{"compose env name", "docker-compose.yml", "WISP_CONTROLLERS: controller:4433", "WISP_CONTROLLER: controller:4433"},
+		{"compose QUIC port", "docker-compose.yml", "WISP_CONTROLLERS: controller:4433", "WISP_CONTROLLERS: controller:4434"},
+		{"compose untagged image", "docker-compose.yml", "image: postgres:17-alpine", "image: postgres"},
+		{"compose latest tag", "docker-compose.yml", "couchdb:3.4.3", "couchdb:latest"},
+		{"compose agent flag", "docker-compose.yml", `"--config"`, `"--conf"`},
+		{"compose token flag", "docker-compose.yml", "--ttl 1h", "--expires 1h"},
+		{"compose missing mount", "docker-compose.yml", "./builds/mosquitto/mosquitto.conf", "./builds/mosquitto/missing.conf"},
+		{"compose broker host", "docker-compose.yml", "tcp://mosquitto:1883", "tcp://broker:1883"},
+		{"compose published port", "docker-compose.yml", `"4433:4433/udp"`, `"4433:4433/tcp"`},
+		{"compose DSN password", "docker-compose.yml", "postgres://wisp:wisp@", "postgres://wisp:secret@"},
+		{"compose key typo", "docker-compose.yml", "    environment:\n      WISP_CONTROLLERS", "    enviroment:\n      WISP_CONTROLLERS"},
+		{"prometheus agent port", "builds/prometheus/prometheus.yml", "agent:9464", "agent:9100"},
+		{"prometheus controller host", "builds/prometheus/prometheus.yml", "controller:4000", "wisp:4000"},
+		{"prometheus QUIC as metrics", "builds/prometheus/prometheus.yml", "agent:9464", "agent:4080"},
+		{"dockerfile env name", "builds/agent.Dockerfile", "WISP_METRICS_ADDR=0.0.0.0:9464", "WISP_METRICS=0.0.0.0:9464"},
+		{"dockerfile expose", "builds/controller.Dockerfile", "EXPOSE 4000/tcp 4433/udp", "EXPOSE 4000/tcp 4433/tcp"},
+		{"dockerfile builder tag", "builds/controller.Dockerfile", "golang:1.26 AS build", "golang AS build"},
+		{"dockerfile go version", "builds/agent.Dockerfile", "golang:1.26 AS build", "golang:1.22 AS build"},
+		{"dockerfile cmd", "builds/agent.Dockerfile", "go build -trimpath", "go build -trimpath ./cmd/wisp-edge"},
+		{"dockerfile ldflags var", "builds/agent.Dockerfile", "version.Version=", "version.Release="},
+		{"dockerfile root", "builds/agent.Dockerfile", "USER 10001:10001", "USER root"},
+		{"dockerfile subcommand", "builds/agent.Dockerfile", `CMD ["run"]`, `CMD ["serve"]`},
+		{"unit env file", "builds/systemd/wisp-agent.service", "EnvironmentFile=/etc/wisp/agent.env", "EnvironmentFile=/etc/wisp/wisp.env"},
+		{"unit directive typo", "builds/systemd/wisp-agent.service", "\nProtectSystem=strict", "\nProtectSytem=strict"},
+		{"unit env name", "builds/systemd/wisp-agent.service", "Environment=WISP_DATA_DIR", "Environment=WISP_DATADIR"},
+		{"unit binary", "builds/systemd/wisp-agent.service", "ExecStart=/usr/local/bin/wisp-agent run", "ExecStart=/usr/bin/wisp-agent run"},
+		{"unit restart", "builds/systemd/wisp-agent.service", "Restart=always", "Restart=on-failure"},
+		{"install env name", "builds/install-agent.sh", `WISP_LABELS=$labels`, `WISP_LABEL=$labels`},
+		{"k8s env name", "builds/k8s/agent.yaml", "name: WISP_LOCAL_API", "name: WISP_LOCALAPI"},
+		{"k8s secret key", "builds/k8s/controller.yaml", "key: dsn", "key: url"},
+		{"k8s service port", "builds/k8s/controller.yaml", "      targetPort: quic\n      protocol: UDP", "      targetPort: quic\n      protocol: TCP"},
+		{"k8s controllers address", "builds/k8s/agent.yaml", "wisp-controller.wisp.svc.cluster.local:4433", "wisp-ctl.wisp.svc.cluster.local:4433"},
+		{"k8s identity file", "builds/k8s/controller.yaml", "mountPath: /var/lib/wisp/controller.key", "mountPath: /var/lib/wisp/tls.key"},
+		{"k8s agent flag", "builds/k8s/agent.yaml", `"--mqtt-broker"`, `"--broker"`},
+		{"k8s untagged image", "builds/k8s/agent.yaml", "- name: agent\n          image: wisp-agent:0.1.0", "- name: agent\n          image: wisp-agent"},
+		{"k8s container port", "builds/k8s/agent.yaml", "containerPort: 9464", "containerPort: 9465"},
+	}
+	for _, m := range mutations {
+		t.Run(m.name, func(t *testing.T) {
+			orig, err := os.ReadFile(filepath.Join(repo, m.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(orig), m.old) {
+				t.Fatalf("%s no longer contains %q: update the mutation", m.file, m.old)
+			}
+			c := &checker{names: n, overlay: map[string]string{m.file: strings.Replace(string(orig), m.old, m.new, 1)}}
+			c.checkAll()
+			if len(c.problems) == 0 {
+				t.Fatalf("changing %q to %q in %s went unnoticed", m.old, m.new, m.file)
+			}
+			t.Logf("caught: %s", strings.Join(c.problems, "; "))
+		})
+	}
+}

@@ -1,0 +1,298 @@
+package deploytest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/internal/testenv"
+)
+
+// edge is one agent of TestAgentsUnderQEMU.
+type edge struct {
+	name, goarch, goarm string
+	qemu                string // "" runs natively
+	wantArch, wantEng   string
+}
+
+// TestAgentsUnderQEMU runs the release agents for the Raspberry Pi
+// architectures under qemu-user against a native controller, invokes
+// hello_c.wasm on each through an APP script that names the agent, and logs
+// the latencies beside a native agent's. Under emulation the arm64 agent runs
+// wazero's compiler (arm64 code, translated by qemu) and the armv7 agent
+// wazero's interpreter (Go code, translated by qemu): the figures say how far
+// apart those are, not how fast a real Pi is.
+func TestAgentsUnderQEMU(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Skipf("needs a linux/amd64 host, this is %s/%s", runtime.GOOS, runtime.GOARCH)
+	}
+	for _, q := range []string{"qemu-aarch64-static", "qemu-arm-static"} {
+		if _, err := exec.LookPath(q); err != nil {
+			testenv.Missing(t, "qemu-user-static", q+" not found; install the Debian package qemu-user-static (scripts/install-toolchains.sh)")
+		}
+	}
+	if testing.Short() {
+		t.Skip("-short: builds two cross agents and runs them under emulation")
+	}
+	edges := []edge{
+		{name: "edge_arm64", goarch: "arm64", qemu: "qemu-aarch64-static", wantArch: "arm64", wantEng: "compiler"},
+		{name: "edge_armv7", goarch: "arm", goarm: "7", qemu: "qemu-arm-static", wantArch: "arm", wantEng: "interpreter"},
+		{name: "edge_amd64", goarch: "amd64", wantArch: "amd64", wantEng: "compiler"},
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(edges))
+	for i, e := range edges {
+		if e.qemu == "" {
+			continue
+		}
+		wg.Go(func() { errs[i] = build(filepath.Join(bin, e.name), e.goarch, e.goarm, "./cmd/wisp-agent") })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ctlDir := t.TempDir()
+	ctl := startProc(t, "wisp-controller", nativeBin("wisp-controller"), "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", ctlDir)
+	api := "http://" + ctl.await(t, `msg="REST API listening" addr=(\S+)`)
+	quic := ctl.await(t, `msg="QUIC listening" addr=(\S+)`)
+	admin, err := os.ReadFile(filepath.Join(ctlDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client{url: api, token: strings.TrimSpace(string(admin))}
+	out, err := exec.Command(nativeBin("wisp-controller"), "token", "create", "--data-dir", ctlDir, "--url", api).Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	join := strings.TrimSpace(string(out))
+
+	for _, e := range edges {
+		path := nativeBin("wisp-agent")
+		var argv []string
+		if e.qemu != "" {
+			path, argv = e.qemu, []string{filepath.Join(bin, e.name, "wisp-agent")}
+		}
+		argv = append(argv, "run", "--controllers", quic, "--join-token", join, "--data-dir", t.TempDir(),
+			"--agent-name", e.name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0", "--mqtt-broker", "")
+		startProc(t, e.name, path, argv...)
+	}
+
+	// GET /v1/agents: every agent connected, with its arch and engine.
+	type agentInfo struct {
+		Name      string `json:"name"`
+		Connected bool   `json:"connected"`
+		Arch      string `json:"arch"`
+		Engine    string `json:"engine"`
+		Version   string `json:"version"`
+	}
+	var agents map[string]agentInfo
+	poll(t, 60*time.Second, "three agents connected", func() bool {
+		var env struct{ Data []agentInfo }
+		if status, body := c.do(t, "GET", "/v1/agents", nil, ""); status != 200 || json.Unmarshal(body, &env) != nil {
+			return false
+		}
+		agents = map[string]agentInfo{}
+		for _, a := range env.Data {
+			if a.Connected {
+				agents[a.Name] = a
+			}
+		}
+		return len(agents) == len(edges)
+	})
+	for _, e := range edges {
+		a := agents[e.name]
+		if a.Arch != e.wantArch || a.Engine != e.wantEng {
+			t.Errorf("%s: GET /v1/agents shows arch %q engine %q, want %q %q", e.name, a.Arch, a.Engine, e.wantArch, e.wantEng)
+		}
+	}
+
+	code, err := os.ReadFile(filepath.Join(repo, "testdata", "wasm", "hello_c.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ct := multipartBody(map[string]string{"name": "hello"}, "code", "hello_c.wasm", code)
+	if status, b := c.do(t, "POST", "/v1/fn/_", body, ct); status != 201 {
+		t.Fatalf("upload hello: %d %s", status, b)
+	}
+
+	const warm = 20
+	type figure struct {
+		first, median, min time.Duration
+	}
+	figures := map[string]figure{}
+	for _, e := range edges {
+		script := "to_" + e.name
+		yaml := "- default:\n    - workers: [" + e.name + "]\n  followup: fail\n"
+		body, ct := multipartBody(map[string]string{"name": script}, "file", script+".yaml", []byte(yaml))
+		if status, b := c.do(t, "POST", "/v1/scripts/app", body, ct); status != 200 && status != 201 {
+			t.Fatalf("create APP script %s: %d %s", script, status, b)
+		}
+		req := `{"args":{"name":"Ada"},"scheduling":{"language":"app","script":"` + script + `"}}`
+		invoke := func() time.Duration {
+			start := time.Now()
+			status, b := c.do(t, "POST", "/v1/fn/_/hello", strings.NewReader(req), "application/json")
+			d := time.Since(start)
+			if status != 200 || !bytes.Contains(b, []byte(`"payload":"Hello Ada!"`)) {
+				t.Fatalf("invoke on %s: %d %s", e.name, status, b)
+			}
+			return d
+		}
+		f := figure{first: invoke()}
+		var ds []time.Duration
+		for range warm {
+			ds = append(ds, invoke())
+		}
+		slices.Sort(ds)
+		f.median, f.min = ds[len(ds)/2], ds[0]
+		figures[e.name] = f
+	}
+	native := figures["edge_amd64"].median
+	for _, e := range edges {
+		f := figures[e.name]
+		how := "native"
+		if e.qemu != "" {
+			how = "under " + e.qemu
+		}
+		t.Logf("%-10s %-5s %-11s %-24s first %8s  warm median %8s  min %8s  (%.1fx native)",
+			e.name, e.wantArch, e.wantEng, how, f.first.Round(time.Microsecond), f.median.Round(time.Microsecond),
+			f.min.Round(time.Microsecond), float64(f.median)/float64(native))
+	}
+	arm64, armv7 := figures["edge_arm64"].median, figures["edge_armv7"].median
+	t.Logf("armv7 (interpreter) warm median is %.1fx arm64 (compiler), both under qemu-user; %d warm calls each, end to end through the controller's REST API",
+		float64(armv7)/float64(arm64), warm)
+}
+
+// client talks to the controller's REST API with the admin token.
+type client struct{ url, token string }
+
+func (c client) do(t *testing.T, method, path string, body io.Reader, contentType string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile(fileField, fileName)
+	fw.Write(content)
+	mw.Close()
+	return &buf, mw.FormDataContentType()
+}
+
+// proc is a running process whose output we keep.
+type proc struct {
+	name string
+	mu   sync.Mutex
+	log  bytes.Buffer
+	done chan struct{}
+}
+
+func startProc(t *testing.T, name, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, done: make(chan struct{})}
+	cmd := exec.Command(path, args...)
+	r, w := io.Pipe()
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		w.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", p.name, p.text())
+		}
+	})
+	return p
+}
+
+func (p *proc) text() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// await waits for a log line matching re and returns its first group.
+func (p *proc) await(t *testing.T, re string) string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	var m []string
+	poll(t, 30*time.Second, fmt.Sprintf("%s to log %q", p.name, re), func() bool {
+		m = rx.FindStringSubmatch(p.text())
+		select {
+		case <-p.done:
+			if m == nil {
+				t.Fatalf("%s exited while waiting for %q", p.name, re)
+			}
+		default:
+		}
+		return m != nil
+	})
+	return m[1]
+}
+
+// poll calls cond until it holds or the deadline passes.
+func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
