@@ -7,26 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/wispfn/wisp/agent/executor"
-	"github.com/wispfn/wisp/agent/link"
-	"github.com/wispfn/wisp/agent/localapi"
-	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/agent/triggers"
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/agent/node"
 )
 
 // runAgent is `wisp-agent run`: connect to the controllers and serve them
@@ -42,208 +24,18 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := serveAgent(ctx, cfg, log); err != nil {
+	if err := node.Run(ctx, cfg.node(), log); err != nil {
 		log.Error("agent stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serveAgent(ctx context.Context, cfg config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
-	}
-	rt, err := runtime.New(ctx, runtime.Config{
-		CacheDir:      filepath.Join(cfg.DataDir, "cache"),
-		Engine:        cfg.Engine,
-		MaxConcurrent: cfg.MaxConcurrent,
-		Limits:        runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
-		Logger:        log,
-	})
-	if err != nil {
-		return err
-	}
-	st, err := state.Open(filepath.Join(cfg.DataDir, "agent.db"))
-	if err != nil {
-		rt.Close(context.Background())
-		return err
-	}
-	defer st.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ex := executor.New(rt, st, executor.NewMetrics(reg, rt), log)
-
-	var metricsSrv *http.Server
-	if cfg.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			rt.Close(context.Background())
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go metricsSrv.Serve(ln)
-		log.Info("metrics", "addr", ln.Addr().String())
-	}
-
-	// Edge-local triggers follow the desired set, stored or fresh.
-	var local atomic.Pointer[triggers.Local]
-	var links []*link.Link
-	kick := func() {
-		for _, l := range links {
-			l.Kick()
-		}
-	}
-	var lapi *localapi.Server
-	if cfg.LocalAPI != "" {
-		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
-		if err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log}); err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-	}
-	onDesired := func(fs []protocol.DesiredFunction) {
-		if l := local.Load(); l != nil {
-			syncTriggers(ctx, l, fs, log)
-		}
-	}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(cfg.Controllers))
-	for _, addr := range cfg.Controllers {
-		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: ex,
-			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: onDesired})
-		if err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-		links = append(links, l)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("controller %s: %w", addr, err)
-			}
-		}()
-	}
-	log.Info("agent running", "controllers", cfg.Controllers, "engine", rt.Engine(), "data_dir", cfg.DataDir)
-	if lapi != nil {
-		ln, err := net.Listen("tcp", cfg.LocalAPI)
-		if err != nil {
-			rt.Close(context.Background())
-			return fmt.Errorf("local API listener: %w", err)
-		}
-		log.Info("local invoke API", "addr", ln.Addr().String(), "token_file", filepath.Join(cfg.DataDir, "local.token"))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := lapi.Run(ctx, ln); err != nil {
-				log.Error("local API stopped", "err", err)
-			}
-		}()
-	}
-	if cfg.MQTTBroker != "" && lapi != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// The MQTT client id derives from the agent id: wait for the first join.
-			id, err := st.Identity()
-			for err == nil && id.AgentID == "" {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				id, err = st.Identity()
-			}
-			if err != nil {
-				log.Error("reading identity", "err", err)
-				return
-			}
-			l, err := triggers.New(triggers.Config{
-				Broker: cfg.MQTTBroker, ClientID: triggers.ClientID(id.AgentID), Logger: log, Registry: reg,
-				Invoke: triggerInvoker(st, lapi),
-			})
-			if err != nil {
-				log.Error("local triggers", "err", err)
-				return
-			}
-			local.Store(l)
-			fs, _ := st.Desired()
-			syncTriggers(ctx, l, fs, log)
-			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("local triggers stopped", "err", err)
-			}
-		}()
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc: // refused for good: stop
-	}
-	// Drain: links stop taking work as ctx ends; give running invocations
-	// a fresh deadline to finish, then close everything.
-	log.Info("agent stopping: draining in-flight invocations", "in_flight", ex.InFlight())
-	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := rt.Close(dctx); err != nil {
-		log.Warn("closing runtime", "err", err)
-	}
-	if metricsSrv != nil {
-		metricsSrv.Shutdown(dctx)
-	}
-	if runErr != nil {
-		return runErr
-	}
-	wg.Wait()
-	return nil
-}
-
-// syncTriggers subscribes the local triggers of the desired set.
-func syncTriggers(ctx context.Context, l *triggers.Local, fs []protocol.DesiredFunction, log *slog.Logger) {
-	var bs []triggers.Binding
-	for _, f := range fs {
-		for _, t := range f.LocalTopics {
-			bs = append(bs, triggers.Binding{Module: f.Module, Function: f.Name, Topic: t})
-		}
-	}
-	if err := l.Sync(ctx, bs); err != nil {
-		log.Warn("syncing local triggers", "err", err)
-		return
-	}
-	log.Info("local triggers synced", "bindings", len(bs))
-}
-
-// triggerInvoker runs a function for a local MQTT message through the local
-// API's path (outbox included). It fails, so that the broker redelivers the
-// message later, only when the activation could not run or be recorded; a
-// function that fails is still a recorded activation.
-func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
-	return func(ctx context.Context, module, function string, args []byte, activationID string) error {
-		fn, ok := st.DesiredFunction(module, function)
-		if !ok {
-			return fmt.Errorf("%s/%s is not in the desired set", module, function)
-		}
-		var key []byte
-		if d, ok := triggers.DeliveryFrom(ctx); ok {
-			key = d.Key[:]
-			if d.Duplicate {
-				if _, ran := st.Seen(key); ran {
-					return nil // ran before a crash; acknowledge, do not run again
-				}
-			}
-		}
-		status, detail := lapi.InvokeKeyed(ctx, fn, args, "local-mqtt", activationID, key)
-		if status == http.StatusServiceUnavailable || (status == http.StatusInternalServerError && strings.HasPrefix(string(detail), "The activation could not be recorded")) {
-			return fmt.Errorf("%s/%s: %s", module, function, detail)
-		}
-		return nil
+// node is the configuration node.Run takes.
+func (c config) node() node.Config {
+	return node.Config{
+		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
+		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, MQTTBroker: c.MQTTBroker,
+		Timeout: c.Timeout, MemoryMiB: c.MemoryMiB, MaxConcurrent: c.MaxConcurrent,
 	}
 }

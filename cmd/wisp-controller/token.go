@@ -17,6 +17,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -148,7 +149,7 @@ func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration) (string, 
 	if err != nil {
 		return "", err
 	}
-	st, err := openStore(ctx, cfg, newLogger(cfg, io.Discard))
+	st, err := server.OpenStore(ctx, cfg.server(), newLogger(cfg, io.Discard))
 	if errors.Is(err, store.ErrLocked) {
 		return "", fmt.Errorf("the embedded store is locked by a running controller that does not answer at --url: %w", err)
 	}

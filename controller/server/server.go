@@ -1,0 +1,176 @@
+// Package server assembles a Wisp controller from its parts (store, REST
+// API, fleet, scheduler, activation recorder, sinks, events) and runs it.
+// cmd/wisp-controller parses configuration and calls Run; `wisp dev` runs
+// one in the same process as an agent.
+//
+// It owns no logic of its own beyond wiring: each part is tested in its
+// package.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wispfn/wisp/controller/activations"
+	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/events"
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/sinks"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/version"
+)
+
+// Config is what Run needs; cmd/wisp-controller documents each field's flag.
+type Config struct {
+	Listen          string // REST API, e.g. ":4000"
+	QUICListen      string // agents, e.g. ":4433"
+	DataDir         string
+	DatabaseURL     string // "" = embedded store in DataDir
+	MaxUploadBytes  int64
+	ShutdownTimeout time.Duration
+	InvokeTimeout   time.Duration
+}
+
+// OpenStore opens Postgres when a DSN is configured, else the embedded
+// store in the data dir.
+func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.DatabaseURL != "" {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := store.OpenPostgres(octx, cfg.DatabaseURL, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("store: postgres")
+		return st, nil
+	}
+	path := filepath.Join(cfg.DataDir, "controller.db")
+	st, err := store.OpenEmbedded(path, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store: embedded", "path", path)
+	return st, nil
+}
+
+// Run runs a controller until ctx is done: the REST API, the QUIC listener
+// for agents, the activation recorder, the sink worker and the cloud MQTT
+// events. ready, when set, is called with the REST and QUIC addresses once
+// both listen. Shutdown drains: the API stops accepting and finishes its
+// requests, then the fleet, the recorder (which flushes) and the workers
+// stop, then the store closes.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, quic net.Addr)) (err error) {
+	log.Info("starting wisp-controller", "version", version.Version)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+	if _, _, err := auth.EnsureAdmin(ctx, st, cfg.DataDir, log); err != nil {
+		return err
+	}
+	identity, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	hostname, _ := os.Hostname()
+	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: sinkQueue{st}, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	recorder := activations.New(st, sinkWorker.Kick, log)
+	fl, err := fleet.New(fleet.Config{
+		Identity:     identity,
+		Store:        st,
+		ControllerID: hostname,
+		Metrics:      fleet.NewMetrics(reg),
+		Logger:       log,
+		Outbox:       recorder,
+	})
+	if err != nil {
+		return err
+	}
+	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher.RecordWith(recorder)
+	evs, err := events.New(events.Config{
+		Invoke:   eventInvoker(st, dispatcher),
+		Instance: hostname,
+		Logger:   log,
+		Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
+	srv, err := api.New(api.Config{
+		Store:           st,
+		Invoker:         dispatcher,
+		Distributor:     dist,
+		Agents:          fl,
+		JoinTokens:      fl,
+		Log:             log,
+		MaxUploadBytes:  cfg.MaxUploadBytes,
+		Registerer:      reg,
+		Gatherer:        reg,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	pc, err := net.ListenPacket("udp", cfg.QUICListen)
+	if err != nil {
+		return fmt.Errorf("QUIC listen: %w", err)
+	}
+	defer pc.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The fleet outlives the REST server: in-flight invocations drain
+	// through it after the API stops accepting requests.
+	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	fleetDone := make(chan error, 1)
+	go func() { fleetDone <- fl.Serve(fleetCtx, pc) }()
+	recorderDone := make(chan error, 1)
+	go func() { recorderDone <- recorder.Run(fleetCtx) }()
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- evs.Run(fleetCtx) }()
+	sinksDone := make(chan error, 1)
+	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
+	// Restore the cloud MQTT events of every stored function.
+	go dist.syncEvents(fleetCtx)
+	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
+	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
+	if ready != nil {
+		ready(ln.Addr(), pc.LocalAddr())
+	}
+	runErr := srv.Run(ctx, ln)
+	stopFleet()
+	if err := <-fleetDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	<-eventsDone
+	<-recorderDone // flushes the activations still queued
+	<-sinksDone
+	if runErr != nil {
+		return runErr
+	}
+	log.Info("stopped; closing the store")
+	return nil
+}
