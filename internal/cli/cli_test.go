@@ -403,3 +403,18 @@ func TestHelpOfGroup(t *testing.T) {
 		t.Errorf("wisp fn: %d %q", code, stdout)
 	}
 }
+
+// FuzzErrorDetail: whatever the controller answers, the error is one line.
+func FuzzErrorDetail(f *testing.F) {
+	f.Add([]byte(`{"errors":{"detail":"x\ny"}}`))
+	f.Add([]byte(`{"errors":{"name":["a","b"],"z":1}}`))
+	f.Add([]byte(`<html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c := &client{host: "http://h", token: "t"}
+		for _, status := range []int{400, 401, 403, 500} {
+			if msg := c.statusError(status, body).Error(); msg == "" || strings.ContainsAny(msg, "\n\r") {
+				t.Fatalf("status %d body %q: %q", status, body, msg)
+			}
+		}
+	})
+}

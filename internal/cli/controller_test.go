@@ -113,6 +113,7 @@ func (p *proc) await(re string) string {
 // TestAgainstController drives the whole CLI against a real controller and
 // a real agent.
 func TestAgainstController(t *testing.T) {
+	t.Parallel()
 	dataDir := t.TempDir()
 	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
 	url := "http://" + ctl.await(`msg="REST API listening" addr=(\S+)`)

@@ -38,6 +38,7 @@ func toolchainPresent(t *testing.T, lang string) {
 // TestTemplates makes each template with `wisp fn new`, builds it with
 // `wisp fn build` and runs the module with the agent's runtime.
 func TestTemplates(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rt, err := runtime.New(ctx, runtime.Config{})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"text/template"
 
@@ -105,6 +106,7 @@ func New(dir string, p Project) ([]string, error) {
 		written = append(written, rel)
 		return nil
 	})
+	sort.Strings(written)
 	return written, err
 }
 
