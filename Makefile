@@ -7,7 +7,7 @@ VERSION   ?= dev
 BIN       := bin
 LDFLAGS   := -s -w -X github.com/wispfn/wisp/internal/version.Version=$(VERSION)
 
-.PHONY: help build test test-short bench fixtures lint services clean release
+.PHONY: help build test test-short bench fixtures lint services clean demo release release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: ## gofmt, go vet, and the import rules of DESIGN.md
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -run 'TestImportRules' ./internal/archtest/
+
+demo: ## run wisp dev (controller + agent + MQTT broker in one process) and invoke a sample function
+	bash scripts/demo.sh
 
 services: ## start the local services the tests use (Postgres, Mosquitto, pouchdb-server)
 	bash scripts/test-services.sh
