@@ -92,9 +92,18 @@ func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks [][
 	}
 }
 
+// linger is how long a batch with no waiting caller collects more records
+// before it commits: it bounds the commits (each one an fsync) to about 100
+// a second however many invocations run, which keeps recording off the
+// invocation path's critical resources. A batch with a waiting caller (a
+// function with sinks) commits at once.
+const linger = 10 * time.Millisecond
+
 // Run commits queued records in batches until ctx is done, then flushes
 // what is queued.
 func (r *Recorder) Run(ctx context.Context) error {
+	timer := time.NewTimer(linger)
+	timer.Stop()
 	for {
 		var first pending
 		select {
@@ -104,15 +113,34 @@ func (r *Recorder) Run(ctx context.Context) error {
 			return nil
 		}
 		batch := []pending{first}
+		waiting := first.done != nil
+		if !waiting {
+			timer.Reset(linger)
+		}
 	collect:
 		for len(batch) < 500 {
+			if waiting {
+				select {
+				case p := <-r.queue:
+					batch = append(batch, p)
+				default:
+					break collect
+				}
+				continue
+			}
 			select {
 			case p := <-r.queue:
 				batch = append(batch, p)
-			default:
+				if p.done != nil {
+					waiting = true
+				}
+			case <-timer.C:
+				break collect
+			case <-ctx.Done():
 				break collect
 			}
 		}
+		timer.Stop()
 		r.commit(context.WithoutCancel(ctx), batch)
 	}
 }

@@ -1,0 +1,90 @@
+package activations
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// countingStore records batches.
+type countingStore struct {
+	mu      sync.Mutex
+	batches []int
+	ids     map[string]bool
+}
+
+func (c *countingStore) RecordActivations(_ context.Context, as []store.ActivationWithSinks) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batches = append(c.batches, len(as))
+	n := 0
+	for _, a := range as {
+		if !c.ids[a.ID] {
+			c.ids[a.ID] = true
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (c *countingStore) GetFunction(context.Context, string, string) (store.Function, error) {
+	return store.Function{Sinks: []byte(`[{"type":"couchdb","params":{"url":"http://c/db"}}]`)}, nil
+}
+
+func TestDispatchedBatchesAndWaits(t *testing.T) {
+	st := &countingStore{ids: map[string]bool{}}
+	kicked := 0
+	r := New(st, func() { kicked++ }, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for range 100 { // fire and forget: batched by the linger
+		r.Dispatched(ctx, store.Activation{ID: protocol.NewActivationID(time.Now())}, nil, false)
+	}
+	// A waiting caller returns only once its record is committed.
+	id := protocol.NewActivationID(time.Now())
+	if err := r.Dispatched(ctx, store.Activation{ID: id}, [][]byte{[]byte(`{}`)}, true); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	committed := st.ids[id]
+	batches := len(st.batches)
+	st.mu.Unlock()
+	if !committed {
+		t.Fatal("Dispatched(wait) returned before its record was committed")
+	}
+	if batches > 20 {
+		t.Errorf("101 records took %d commits; the linger should batch them", batches)
+	}
+	// Queued records are flushed on shutdown.
+	r.Dispatched(ctx, store.Activation{ID: "last"}, nil, false)
+	cancel()
+	<-done
+	if !st.ids["last"] {
+		t.Fatal("a queued record was dropped at shutdown")
+	}
+}
+
+func TestOutboxRecordsOnceWithSinks(t *testing.T) {
+	s, err := store.OpenEmbedded(filepath.Join(t.TempDir(), "c.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := New(s, nil, nil)
+	e := protocol.OutboxEntry{ActivationID: protocol.NewActivationID(time.Now()), Module: "_", Function: "gone", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: 1}
+	for range 2 { // a replay
+		if err := r.Outbox(context.Background(), "ag_1", []protocol.OutboxEntry{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	as, err := s.ListActivations(context.Background(), store.ActivationFilter{})
+	if err != nil || len(as) != 1 || as[0].Agent != "ag_1" || as[0].Source != "local-api" {
+		t.Fatalf("%+v %v", as, err)
+	}
+}
