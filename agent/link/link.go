@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -445,11 +446,9 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
 // serveStream handles one controller-opened stream.
 func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	// Both directions must end for QUIC to count the stream as closed and
-	// grant the controller a new one: close ours, and stop reading theirs
-	// (nothing more is expected after the exchange). Forgetting the read side
-	// leaks one stream credit per invocation until the connection stalls.
-	defer s.CancelRead(0)
-	defer s.Close()
+	// grant the controller a new one. Forgetting the read side leaks one
+	// stream credit per invocation until the connection stalls.
+	defer finishStream(s)
 	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 	if err != nil {
 		s.CancelRead(0)
@@ -589,4 +588,24 @@ func CertFingerprint(der []byte) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	return sha256.Sum256(c.RawSubjectPublicKeyInfo), nil
+}
+
+// finishStream ends both directions of a stream whose exchange is over: it
+// closes the write side (FIN) and reads the peer's FIN in the background,
+// cancelling the read side only if none comes (cancelling at once would
+// cost a STOP_SENDING and a RESET_STREAM per invocation).
+func finishStream(s *quic.Stream) {
+	s.Close()
+	go func() {
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var buf [64]byte
+		for {
+			if _, err := s.Read(buf[:]); err != nil {
+				if !errors.Is(err, io.EOF) {
+					s.CancelRead(0)
+				}
+				return
+			}
+		}
+	}()
 }

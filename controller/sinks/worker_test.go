@@ -202,7 +202,7 @@ func TestWorkerConcurrency(t *testing.T) {
 		f := newFakeSender()
 		f.block = make(chan struct{})
 		w, cancel, errc := startWorker(t, Config{Queue: q, Sender: f, Concurrency: 3, BatchSize: 2})
-		synctest.Wait() // the worker's first look at the (empty) queue is over
+		synctest.Wait()     // the worker's first look at the (empty) queue is over
 		for i := range 20 { // five sinks, interleaved
 			q.Add(Delivery{ActivationID: fmt.Sprintf("%02d", i), Sink: Params{URL: fmt.Sprintf("http://couch/db%d", i%5)}})
 		}
