@@ -27,6 +27,63 @@ type Distributor interface {
 	Changed(ctx context.Context)
 }
 
+// Connector connects a function's events and sinks when it is created or
+// updated, so the answer can say which failed (FunLess's 207). The
+// returned slices have one element per event and per sink, nil for a
+// success. The distributor may implement it.
+type Connector interface {
+	Connect(ctx context.Context, fn store.Function) (events, sinks []error)
+}
+
+// connectStatus is one event's or sink's entry of a 207 answer.
+type connectStatus struct {
+	Status  string `json:"status"` // "success" or "error"
+	Message string `json:"message,omitempty"`
+}
+
+type connectCounts struct {
+	Successful int `json:"successful"`
+	Failed     int `json:"failed"`
+	Total      int `json:"total"`
+}
+
+// partialBody is FunLess's 207 answer.
+type partialBody struct {
+	Name           string          `json:"name"`
+	Events         []connectStatus `json:"events"`
+	EventsMetadata connectCounts   `json:"events_metadata"`
+	Sinks          []connectStatus `json:"sinks"`
+	SinksMetadata  connectCounts   `json:"sinks_metadata"`
+}
+
+// connect runs the Connector and reports whether anything failed, with
+// FunLess's 207 body.
+func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, bool) {
+	c, ok := s.dist.(Connector)
+	if !ok || (len(fn.Events) == 0 && len(fn.Sinks) == 0) {
+		return partialBody{}, false
+	}
+	evErrs, sinkErrs := c.Connect(ctx, fn)
+	body := partialBody{Name: fn.Name, Events: []connectStatus{}, Sinks: []connectStatus{}}
+	failed := false
+	fill := func(errs []error, out *[]connectStatus, n *connectCounts) {
+		for _, err := range errs {
+			n.Total++
+			if err != nil {
+				failed = true
+				n.Failed++
+				*out = append(*out, connectStatus{Status: "error", Message: err.Error()})
+				continue
+			}
+			n.Successful++
+			*out = append(*out, connectStatus{Status: "success"})
+		}
+	}
+	fill(evErrs, &body.Events, &body.EventsMetadata)
+	fill(sinkErrs, &body.Sinks, &body.SinksMetadata)
+	return body, failed
+}
+
 // AgentLister lists the agents for GET /v1/agents. The fleet implements it.
 type AgentLister interface {
 	// AgentsJSON returns the agents as JSON-serialisable values.

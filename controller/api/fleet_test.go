@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -144,4 +145,31 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// connectingDist is a Distributor whose Connect fails the second sink.
+type connectingDist struct{ recordingDist }
+
+func (d *connectingDist) Connect(_ context.Context, fn store.Function) (events, sinks []error) {
+	return []error{nil}, []error{nil, errors.New("sink http://c:5984/b: connection refused")}
+}
+
+func TestPartialConnect207(t *testing.T) {
+	t.Parallel()
+	e := start(t, openEmbedded(t), func(c *Config) { c.Distributor = &connectingDist{} })
+	events := `[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"t"}}]`
+	sinks := `[{"type":"couchdb","params":{"url":"http://c:5984/a"}},{"type":"couchdb","params":{"url":"http://c:5984/b"}}]`
+	wat := fixture(t, "hello_wat.wasm")
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "p"}, part{name: "events", value: events}, part{name: "sinks", value: sinks}, codePart(wat))
+	got := wantData[partialBody](t, status, body, 207)
+	if got.Name != "p" || got.EventsMetadata != (connectCounts{1, 0, 1}) || got.SinksMetadata != (connectCounts{1, 1, 2}) ||
+		got.Sinks[1].Status != "error" || !strings.Contains(got.Sinks[1].Message, "connection refused") {
+		t.Fatalf("207 body %s", body)
+	}
+	// The function is stored anyway.
+	status, body = e.do(req{method: "GET", path: "/v1/fn/_/p"})
+	wantData[functionInfo](t, status, body, 200)
+	// Without events or sinks there is nothing to connect: 201.
+	status, body = e.upload("POST", "/v1/fn/_", part{name: "name", value: "q"}, codePart(wat))
+	wantData[nameItem](t, status, body, 201)
 }

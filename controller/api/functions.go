@@ -156,6 +156,9 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 	s.log.Info("function created", "module", fn.Module, "function", fn.Name, "digest", fn.Digest, "size", fn.Size, "abi", fn.ABI, "wait_for_workers", u.waitForWorkers)
 	s.stored(c.UserContext(), fn, u.code, u.waitForWorkers)
 	s.changed(c.UserContext())
+	if partial, failed := s.connect(c.UserContext(), fn); failed {
+		return c.Status(http.StatusMultiStatus).JSON(dataBody[partialBody]{partial})
+	}
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{fn.Name}})
 }
 
@@ -182,6 +185,9 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 		s.removed(c.UserContext(), prev.Digest)
 	}
 	s.changed(c.UserContext())
+	if partial, failed := s.connect(c.UserContext(), u.fn); failed {
+		return c.Status(http.StatusMultiStatus).JSON(dataBody[partialBody]{partial})
+	}
 	return c.JSON(dataBody[nameItem]{nameItem{name}})
 }
 

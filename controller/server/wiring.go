@@ -8,6 +8,7 @@ import (
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -31,13 +32,47 @@ func (d *distributor) Changed(ctx context.Context) {
 	d.syncEvents(ctx)
 }
 
+// Connect implements api.Connector: it syncs the cloud events (waiting for
+// this function's brokers) and checks each CouchDB sink, so the API can
+// answer FunLess's 207 when one fails. Local events belong to the agents
+// and count as connected.
+func (d *distributor) Connect(ctx context.Context, fn store.Function) (evErrs, sinkErrs []error) {
+	if len(fn.Events) > 0 {
+		statuses := d.syncEvents(ctx)
+		evs, err := events.ParseEvents(fn.Events)
+		if err == nil {
+			for _, e := range evs {
+				var got error
+				if !e.Local {
+					b := e.Binding(fn.Module, fn.Name)
+					for _, st := range statuses {
+						if st.Binding == b {
+							got = st.Err
+						}
+					}
+				}
+				evErrs = append(evErrs, got)
+			}
+		}
+	}
+	if len(fn.Sinks) > 0 {
+		var list []sinks.Sink
+		if json.Unmarshal(fn.Sinks, &list) == nil {
+			for _, sk := range list {
+				sinkErrs = append(sinkErrs, sinks.Check(ctx, sk.Params))
+			}
+		}
+	}
+	return evErrs, sinkErrs
+}
+
 // syncEvents makes the live MQTT subscriptions those of the stored
 // functions' cloud events (local events are the agents').
-func (d *distributor) syncEvents(ctx context.Context) {
+func (d *distributor) syncEvents(ctx context.Context) []events.Status {
 	fns, err := d.store.ListFunctions(ctx)
 	if err != nil {
 		d.log.Error("listing functions for events", "err", err)
-		return
+		return nil
 	}
 	var bs []events.Binding
 	for _, fn := range fns {
@@ -58,13 +93,14 @@ func (d *distributor) syncEvents(ctx context.Context) {
 	statuses, err := d.events.Sync(ctx, bs)
 	if err != nil {
 		d.log.Warn("syncing events", "err", err)
-		return
+		return nil
 	}
 	for _, st := range statuses {
 		if st.Err != nil {
 			d.log.Warn("event not connected (retrying)", "module", st.Module, "function", st.Function, "broker", st.Broker(), "topic", st.Topic, "err", st.Err)
 		}
 	}
+	return statuses
 }
 
 // eventInvoker turns an MQTT message into an invocation through the

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,4 +47,32 @@ func TestCloudEventsSurviveControllerRestart(t *testing.T) {
 	c.stop()
 	c = startController(t, ctlDir, "", quicAddr)
 	publishUntil("after", c)
+}
+
+// TestUnreachableEventAndSinkAnswer207: FunLess answers 207 when an event
+// or a sink cannot be connected; the function is stored anyway.
+func TestUnreachableEventAndSinkAnswer207(t *testing.T) {
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
+	body, ct := multipartBody(map[string]string{
+		"name":   "partial",
+		"events": `[{"type":"mqtt","params":{"host":"127.0.0.1","port":1,"topic":"t"}}]`,
+		"sinks":  `[{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}]`,
+	}, "code", "hello.wasm", mustRead(t, "../../testdata/wasm/hello_c.wasm"))
+	status, out := c.do(t, "POST", "/v1/fn/_", body, ct)
+	if status != 207 || !strings.Contains(string(out), `"events_metadata":{"successful":0,"failed":1,"total":1}`) ||
+		!strings.Contains(string(out), `"sinks_metadata":{"successful":0,"failed":1,"total":1}`) {
+		t.Fatalf("upload with unreachable event and sink: %d %s", status, out)
+	}
+	if status, out := c.do(t, "GET", "/v1/fn/_/partial", nil, ""); status != 200 {
+		t.Fatalf("not stored: %d %s", status, out)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
