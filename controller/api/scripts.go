@@ -83,6 +83,7 @@ func (s *Server) createScript(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.changed(c.UserContext()) // scripts can decide which agents hold a function
 	s.log.Info("APP script created", "script", sc.Name)
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{sc.Name}})
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -18,19 +20,62 @@ type OutboxRecorder interface {
 }
 
 // Assignment rule (Wisp's decision): a function is assigned to every agent
-// — it holds the code and serves the function on its own (local invoke API,
-// edge-local triggers) — unless the function's metadata names a tag; then
-// only agents labelled tag=<that tag> hold it. The controller still
+// (it holds the code and serves the function on its own: local invoke API,
+// edge-local triggers) unless its metadata names a tag t. Then it goes to
+// the agents labelled tag=t and to the agents the APP scripts name for t
+// (every block's workers; "*" means every agent). A tag that neither a
+// label nor a script mentions assigns the function to every agent, so a tag
+// used only for scheduling never strands a function. The controller still
 // schedules any function on any agent; assignment decides what works
 // offline.
-func assigned(s *Session, fn store.Function) bool {
+func assigned(s *Session, fn store.Function, scripts []scheduler.Script, labelled map[string]bool) bool {
 	var meta struct {
 		Tag string `json:"tag"`
 	}
-	if len(fn.Metadata) > 0 && json.Unmarshal(fn.Metadata, &meta) == nil && meta.Tag != "" {
-		return slices.Contains(s.hello.Labels, "tag="+meta.Tag)
+	if len(fn.Metadata) == 0 || json.Unmarshal(fn.Metadata, &meta) != nil || meta.Tag == "" {
+		return true
 	}
-	return true
+	named, mentioned := false, labelled[meta.Tag]
+	for _, sc := range scripts {
+		tag, ok := sc.Tag(meta.Tag)
+		if !ok {
+			continue
+		}
+		mentioned = true
+		for _, b := range tag.Blocks {
+			if b.AllWorkers || slices.Contains(b.Workers, s.hello.Name) || slices.Contains(b.Workers, s.ID) {
+				named = true
+			}
+		}
+	}
+	if !mentioned {
+		return true
+	}
+	return named || slices.Contains(s.hello.Labels, "tag="+meta.Tag)
+}
+
+// assignmentInputs gathers what assigned needs beyond the session: the
+// parsed APP scripts and the tags some connected agent is labelled with.
+func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[string]bool) {
+	var scripts []scheduler.Script
+	if all, err := f.cfg.Store.ListScripts(ctx); err == nil {
+		for _, sc := range all {
+			if parsed, err := scheduler.ParseAPP(sc.Source); err == nil {
+				scripts = append(scripts, parsed)
+			}
+		}
+	} else {
+		f.log.Warn("listing APP scripts for assignment", "err", err)
+	}
+	labelled := map[string]bool{}
+	for _, s := range f.Sessions() {
+		for _, l := range s.hello.Labels {
+			if t, ok := strings.CutPrefix(l, "tag="); ok {
+				labelled[t] = true
+			}
+		}
+	}
+	return scripts, labelled
 }
 
 // localTopics returns the topics of a function's edge-local triggers.
@@ -55,10 +100,11 @@ func localTopics(events []byte) []string {
 
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
+	scripts, labelled := f.assignmentInputs(ctx)
 	set := &protocol.DesiredSet{}
 	var missing []store.Function
 	for _, fn := range fns {
-		if !assigned(s, fn) {
+		if !assigned(s, fn, scripts, labelled) {
 			continue
 		}
 		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: localTopics(fn.Events)})

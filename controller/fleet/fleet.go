@@ -33,6 +33,7 @@ type Store interface {
 	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error
 	Code(ctx context.Context, digest string) ([]byte, error)
 	ListFunctions(ctx context.Context) ([]store.Function, error)
+	ListScripts(ctx context.Context) ([]store.Script, error)
 }
 
 // Config configures a Fleet.

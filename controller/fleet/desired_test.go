@@ -1,0 +1,43 @@
+package fleet
+
+import (
+	"testing"
+
+	"github.com/wispfn/wisp/controller/scheduler"
+	"github.com/wispfn/wisp/controller/store"
+)
+
+func TestAssigned(t *testing.T) {
+	script, err := scheduler.ParseAPP([]byte("- gpu:\n    - workers: [edge2]\n  followup: fail\n- any:\n    - workers: \"*\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge1 := &Session{ID: "ag_1"}
+	edge1.hello.Name, edge1.hello.Labels = "edge1", []string{"tag=cam"}
+	edge2 := &Session{ID: "ag_2"}
+	edge2.hello.Name = "edge2"
+	fn := func(meta string) store.Function { return store.Function{Metadata: []byte(meta)} }
+	labelled := map[string]bool{"cam": true}
+	tests := []struct {
+		name         string
+		fn           store.Function
+		edge1, edge2 bool
+	}{
+		{"no tag: everyone", fn(``), true, true},
+		{"tag nobody mentions: everyone", fn(`{"tag":"misc"}`), true, true},
+		{"tag by label", fn(`{"tag":"cam"}`), true, false},
+		{"tag by APP script", fn(`{"tag":"gpu"}`), false, true},
+		{"APP script with *", fn(`{"tag":"any"}`), true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := []scheduler.Script{script}
+			if got := assigned(edge1, tt.fn, s, labelled); got != tt.edge1 {
+				t.Errorf("edge1: %v, want %v", got, tt.edge1)
+			}
+			if got := assigned(edge2, tt.fn, s, labelled); got != tt.edge2 {
+				t.Errorf("edge2: %v, want %v", got, tt.edge2)
+			}
+		})
+	}
+}
