@@ -3,51 +3,15 @@ package events
 import (
 	"net"
 	"strconv"
-	"strings"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
-// validFilter reports whether f is a topic filter MQTT 3.1.1 allows (§4.7):
-// non-empty, no NUL, '#' only as the whole last level, '+' only as a whole
-// level. A broker disconnects a client that subscribes to an invalid filter,
-// so filters are checked before they reach it.
-func validFilter(f string) bool {
-	if f == "" || len(f) > 65535 || strings.ContainsRune(f, 0) {
-		return false
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
-			return false
-		}
-		if strings.Contains(l, "+") && l != "+" {
-			return false
-		}
-	}
-	return true
-}
-
-// matchTopic reports whether topic name t matches filter f. Wildcards at the
-// first level do not match topics starting with '$' (§4.7.2).
-func matchTopic(f, t string) bool {
-	if strings.HasPrefix(t, "$") && (strings.HasPrefix(f, "+") || strings.HasPrefix(f, "#")) {
-		return false
-	}
-	for {
-		fl, frest, fmore := strings.Cut(f, "/")
-		if fl == "#" {
-			return true
-		}
-		tl, trest, tmore := strings.Cut(t, "/")
-		if fl != "+" && fl != tl {
-			return false
-		}
-		if !fmore || !tmore {
-			// "a/#" also matches "a" (# includes the parent level).
-			return fmore == tmore || (fmore && frest == "#")
-		}
-		f, t = frest, trest
-	}
-}
+// The topic-filter rules are shared with the agent's edge-local triggers.
+var (
+	validFilter = protocol.ValidTopicFilter
+	matchTopic  = protocol.MatchTopic
+)
 
 func joinHostPort(host string, port int) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
