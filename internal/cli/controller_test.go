@@ -1,20 +1,16 @@
 package cli
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/testproc"
 )
 
 // bin holds wisp-controller and wisp-agent, built once by TestMain.
@@ -39,75 +35,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a running binary whose log we watch.
-type proc struct {
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-}
-
-func startProc(t testing.TB, name string, args ...string) *proc {
+// startProc runs one of the binaries built by TestMain.
+func startProc(t testing.TB, name string, args ...string) *testproc.Proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(bin, name), args...)
-	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		p.cmd.Wait()
-		w.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", p.name, p.logText())
-		}
-	})
-	return p
-}
-
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// await polls the log for a line matching re and returns its first group.
-func (p *proc) await(re string) string {
-	p.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := rx.FindStringSubmatch(p.logText()); m != nil {
-			if len(m) > 1 {
-				return m[1]
-			}
-			return m[0]
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("%s exited while waiting for %q", p.name, re)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	p.t.Fatalf("%s: no log line matching %q", p.name, re)
-	return ""
+	return testproc.Start(t, name, filepath.Join(bin, name), nil, args...)
 }
 
 // TestAgainstController drives the whole CLI against a real controller and
@@ -116,8 +47,8 @@ func TestAgainstController(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
 	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
-	url := "http://" + ctl.await(`msg="REST API listening" addr=(\S+)`)
-	quic := ctl.await(`msg="QUIC listening" addr=(\S+)`)
+	url := "http://" + ctl.Await(`msg="REST API listening" addr=(\S+)`)
+	quic := ctl.Await(`msg="QUIC listening" addr=(\S+)`)
 	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +136,7 @@ func TestAgainstController(t *testing.T) {
 	}
 	agent := startProc(t, "wisp-agent", "run", "--controllers", quic, "--join-token", join, "--data-dir", t.TempDir(),
 		"--agent-name", "edge1", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
-	agent.await(`msg=connected`)
+	agent.Await(`msg=connected`)
 	has(ok("agent", "list"), "edge1", "yes")
 
 	// Invoke.

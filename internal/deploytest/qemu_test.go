@@ -1,26 +1,23 @@
 package deploytest
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testproc"
 )
 
 // edge is one agent of TestAgentsUnderQEMU.
@@ -71,8 +68,8 @@ func TestAgentsUnderQEMU(t *testing.T) {
 
 	ctlDir := t.TempDir()
 	ctl := startProc(t, "wisp-controller", nativeBin("wisp-controller"), "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", ctlDir)
-	api := "http://" + ctl.await(t, `msg="REST API listening" addr=(\S+)`)
-	quic := ctl.await(t, `msg="QUIC listening" addr=(\S+)`)
+	api := "http://" + ctl.Await(`msg="REST API listening" addr=(\S+)`)
+	quic := ctl.Await(`msg="QUIC listening" addr=(\S+)`)
 	admin, err := os.ReadFile(filepath.Join(ctlDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -214,77 +211,6 @@ func multipartBody(fields map[string]string, fileField, fileName string, content
 	return &buf, mw.FormDataContentType()
 }
 
-// proc is a running process whose output we keep.
-type proc struct {
-	name string
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-}
-
-func startProc(t *testing.T, name, path string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
-	cmd := exec.Command(path, args...)
-	r, w := io.Pipe()
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		cmd.Wait()
-		w.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", p.name, p.text())
-		}
-	})
-	return p
-}
-
-func (p *proc) text() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// await waits for a log line matching re and returns its first group.
-func (p *proc) await(t *testing.T, re string) string {
-	t.Helper()
-	rx := regexp.MustCompile(re)
-	var m []string
-	poll(t, 30*time.Second, fmt.Sprintf("%s to log %q", p.name, re), func() bool {
-		m = rx.FindStringSubmatch(p.text())
-		select {
-		case <-p.done:
-			if m == nil {
-				t.Fatalf("%s exited while waiting for %q", p.name, re)
-			}
-		default:
-		}
-		return m != nil
-	})
-	return m[1]
-}
-
 // poll calls cond until it holds or the deadline passes.
 func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -295,4 +221,10 @@ func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// startProc runs a binary for the test; see internal/testproc.
+func startProc(t *testing.T, name, path string, args ...string) *testproc.Proc {
+	t.Helper()
+	return testproc.Start(t, name, path, nil, args...)
 }

@@ -216,7 +216,7 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	client := &http.Client{Transport: tr}
 	body := []byte(`{"args":{"name":"Ada"}}`)
 	var failed atomic.Int64
-	cpu0 := procCPU(c.cmd.Process.Pid) + procCPU(agent.cmd.Process.Pid)
+	cpu0 := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid)
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -245,7 +245,7 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu := procCPU(c.cmd.Process.Pid) + procCPU(agent.cmd.Process.Pid) - cpu0
+	cpu := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) - cpu0
 	if n := failed.Load(); n > 0 {
 		b.Fatalf("%d of %d invocations failed", n, b.N)
 	}
@@ -328,7 +328,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 	}
 	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
 	token := c.joinToken(b, "")
-	rss0 := procRSS(c.cmd.Process.Pid)
+	rss0 := procRSS(c.Cmd.Process.Pid)
 	var sims []*simAgent
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -362,15 +362,15 @@ func BenchmarkThousandAgents(b *testing.B) {
 	}
 	c.upload(b, "_", "hello", "hello_wat", nil)
 	time.Sleep(3 * time.Second) // let joins, pushes and the first heartbeats settle
-	cpu0, t0 := procCPU(c.cmd.Process.Pid), time.Now()
+	cpu0, t0 := procCPU(c.Cmd.Process.Pid), time.Now()
 	time.Sleep(10 * time.Second)
-	idleCPU := float64(procCPU(c.cmd.Process.Pid)-cpu0) / float64(time.Since(t0))
-	rss := procRSS(c.cmd.Process.Pid)
+	idleCPU := float64(procCPU(c.Cmd.Process.Pid)-cpu0) / float64(time.Since(t0))
+	rss := procRSS(c.Cmd.Process.Pid)
 
 	for b.Loop() {
 		if status, body := c.invoke(b, "_", "hello", `{}`); status != 200 {
 			if os.Getenv("WISP_BENCH_DUMP") != "" {
-				c.cmd.Process.Signal(syscall.SIGQUIT)
+				c.Cmd.Process.Signal(syscall.SIGQUIT)
 				time.Sleep(2 * time.Second)
 			}
 			b.Fatalf("%d %s", status, body)

@@ -80,7 +80,7 @@ func runScenario(t *testing.T, dsn string) {
 
 	// kill -9 one agent: the next invocations go to the other.
 	ids := c.connected(t)
-	edge1.kill()
+	edge1.Kill()
 	for i := range 10 {
 		if status, body := c.invoke(t, "_", "hello", `{"args":{"name":"K"}}`); status != 200 {
 			t.Fatalf("invocation %d after kill -9: %d %s", i, status, body)
@@ -94,7 +94,7 @@ func runScenario(t *testing.T, dsn string) {
 		a, ok := c.connected(t)["edge1"]
 		return ok && a.ID == ids["edge1"].ID
 	})
-	metricsAddr := edge1.await(`msg=metrics addr=(\S+)`)
+	metricsAddr := edge1.Await(`msg=metrics addr=(\S+)`)
 	routeTo("edge1")
 	if got := metric(t, metricsAddr, `wisp_agent_module_loads_total{source="cold"}`); got != "" && got != "0" {
 		t.Errorf("restarted agent compiled from scratch (%s cold loads)", got)
@@ -105,7 +105,7 @@ func runScenario(t *testing.T, dsn string) {
 
 	// Restart the controller on the same ports: agents reconnect by themselves.
 	quicAddr := c.quic
-	c.stop()
+	c.Stop()
 	c = startController(t, ctlDir, dsn, quicAddr)
 	waitFor(t, "agents reconnect to the restarted controller", func() bool { return len(c.connected(t)) == 2 })
 	if status, body := c.invoke(t, "_", "hello", `{"args":{"name":"again"}}`); status != 200 {

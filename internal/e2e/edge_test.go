@@ -29,7 +29,7 @@ func TestEdgeAutonomy(t *testing.T) {
 	c := startController(t, ctlDir, "", "127.0.0.1:0")
 	token := c.joinToken(t, "")
 	edge := startEdgeAgent(t, c.quic, token, edgeDir)
-	localURL := edge.await(`msg="local invoke API" addr=(\S+)`)
+	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
 
 	suffix := make([]byte, 4)
@@ -41,12 +41,12 @@ func TestEdgeAutonomy(t *testing.T) {
 		status, _ := localInvoke(t, localURL, localToken, "hello", `{"args":{"name":"warm"}}`)
 		return status == 200
 	})
-	edge.await(`triggers: connected to the MQTT broker`)
-	edge.await(`msg="local triggers synced" bindings=1`)
+	edge.Await(`triggers: connected to the MQTT broker`)
+	edge.Await(`msg="local triggers synced" bindings=1`)
 
 	// Partition: the controller goes away.
 	quicAddr := c.quic
-	c.stop()
+	c.Stop()
 
 	const calls, messages = 40, 40
 	pub := mqttClient(t)
@@ -56,9 +56,9 @@ func TestEdgeAutonomy(t *testing.T) {
 		}
 		if i == calls/2 {
 			// Crash in the middle, and come back without the controller.
-			edge.kill()
+			edge.Kill()
 			edge = startEdgeAgentOffline(t, quicAddr, edgeDir)
-			localURL = edge.await(`msg="local invoke API" addr=(\S+)`)
+			localURL = edge.Await(`msg="local invoke API" addr=(\S+)`)
 		}
 	}
 	for i := range messages {
@@ -112,7 +112,7 @@ func startEdgeAgent(t *testing.T, quic, token, dir string) *proc {
 	t.Helper()
 	p := start(t, "wisp-agent edge", "run", "--controllers", quic, "--join-token", token, "--data-dir", dir,
 		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
-	p.await(`msg=connected`)
+	p.Await(`msg=connected`)
 	return p
 }
 

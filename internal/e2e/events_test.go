@@ -44,7 +44,7 @@ func TestCloudEventsSurviveControllerRestart(t *testing.T) {
 	publishUntil("before", c)
 
 	quicAddr := c.quic
-	c.stop()
+	c.Stop()
 	c = startController(t, ctlDir, "", quicAddr)
 	publishUntil("after", c)
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,10 +13,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/testproc"
 )
 
 var bin string // directory holding the built binaries
@@ -47,94 +46,12 @@ func TestMain(m *testing.M) {
 }
 
 // proc is a running binary whose log we watch.
-type proc struct {
-	t    testing.TB
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
-}
+type proc = testproc.Proc
 
+// start runs one of the built binaries; name's first word is the binary.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(filepath.Join(bin, strings.Fields(name)[0]), args...)
-	p.cmd.Env = append(os.Environ(), "WISP_LOG_LEVEL=debug")
-	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		p.cmd.Wait()
-		w.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", p.name, p.logText())
-		}
-	})
-	return p
-}
-
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// await waits for a log line matching re and returns its first group.
-func (p *proc) await(re string) string {
-	p.t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := rx.FindStringSubmatch(p.logText()); m != nil {
-			if len(m) > 1 {
-				return m[1]
-			}
-			return m[0]
-		}
-		select {
-		case <-p.done:
-			if m := rx.FindStringSubmatch(p.logText()); m != nil && len(m) > 1 {
-				return m[1]
-			}
-			p.t.Fatalf("%s exited while waiting for %q", p.name, re)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	p.t.Fatalf("%s: no log line matching %q", p.name, re)
-	return ""
-}
-
-// kill sends SIGKILL (kill -9) and waits.
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("%s did not stop on SIGTERM", p.name)
-	}
+	return testproc.Start(t, name, filepath.Join(bin, strings.Fields(name)[0]), []string{"WISP_LOG_LEVEL=debug"}, args...)
 }
 
 // controller is a running wisp-controller.
@@ -151,8 +68,8 @@ func startController(t testing.TB, dataDir, dsn, quicAddr string) *controller {
 	}
 	p := start(t, "wisp-controller", args...)
 	c := &controller{proc: p, dataDir: dataDir}
-	c.url = "http://" + p.await(`msg="REST API listening" addr=(\S+)`)
-	c.quic = p.await(`msg="QUIC listening" addr=(\S+)`)
+	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
+	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +103,7 @@ func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc 
 		args = append(args, "--join-token", token)
 	}
 	p := start(t, "wisp-agent "+name, args...)
-	p.await(`msg=connected`)
+	p.Await(`msg=connected`)
 	return p
 }
 

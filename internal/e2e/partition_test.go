@@ -43,7 +43,7 @@ func TestPartition(t *testing.T) {
 	relay := startRelay(t, c.quic)
 	token := c.joinToken(t, "")
 	edge := startEdgeAgentVia(t, relay.addr(), token, edgeDir)
-	localURL := edge.await(`msg="local invoke API" addr=(\S+)`)
+	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
 
 	suffix := make([]byte, 4)
@@ -67,7 +67,7 @@ func TestPartition(t *testing.T) {
 		status, _ := localInvoke(t, localURL, localToken, "hello", `{"args":{"name":"warm"}}`)
 		return status == 200
 	})
-	edge.await(`msg="local triggers synced" bindings=1`)
+	edge.Await(`msg="local triggers synced" bindings=1`)
 
 	relay.cut.Store(true)
 	cutStart := time.Now()
@@ -93,9 +93,9 @@ func TestPartition(t *testing.T) {
 		url := localURL
 		for i := range calls {
 			if i == calls/2 {
-				edge.kill()
+				edge.Kill()
 				edge = startEdgeAgentOfflineVia(t, relay.addr(), edgeDir)
-				url = edge.await(`msg="local invoke API" addr=(\S+)`)
+				url = edge.Await(`msg="local invoke API" addr=(\S+)`)
 			}
 			t0 := time.Now()
 			status, body := localInvoke(t, url, localToken, "hello", fmt.Sprintf(`{"args":{"name":"L%d"}}`, i))
@@ -209,7 +209,7 @@ func startEdgeAgentVia(t *testing.T, addr, token, dir string) *proc {
 	t.Helper()
 	p := start(t, "wisp-agent edge", "run", "--controllers", addr, "--join-token", token, "--data-dir", dir,
 		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
-	p.await(`msg=connected`)
+	p.Await(`msg=connected`)
 	return p
 }
 
