@@ -139,11 +139,18 @@ func quicEcho(b *testing.B) func() time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ln := serveQUICEcho(id)
+	b.Cleanup(func() { ln.Close() })
+	return echoRoundTrip(b, ln.Addr().String())
+}
+
+// serveQUICEcho serves a quic-go echo on a loopback port: every stream gets
+// back what it sent.
+func serveQUICEcho(id fleet.Identity) *quic.Listener {
 	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{"echo"}}, nil)
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
-	b.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			conn, err := ln.Accept(context.Background())
@@ -161,13 +168,18 @@ func quicEcho(b *testing.B) func() time.Duration {
 			}()
 		}
 	}()
-	conn, err := quic.DialAddr(context.Background(), ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"echo"}}, nil)
+	return ln
+}
+
+// echoRoundTrip dials an echo server and returns a function timing one
+// stream round trip of 128 bytes.
+func echoRoundTrip(b *testing.B, addr string) func() time.Duration {
+	conn, err := quic.DialAddr(context.Background(), addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"echo"}}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.CloseWithError(0, "") })
-	msg := make([]byte, 128)
-	buf := make([]byte, 128)
+	msg, buf := make([]byte, 128), make([]byte, 128)
 	return func() time.Duration {
 		t0 := time.Now()
 		s, err := conn.OpenStreamSync(context.Background())
@@ -409,35 +421,15 @@ func scheduleHistogram(b *testing.B, c *controller) (sum, count float64) {
 }
 
 // runQUICEchoServer is the body of the helper process quicEchoProcess
-// starts: a quic-go echo server that prints its address and serves until
-// its stdin closes.
+// starts: an echo server that prints its address and serves until its stdin
+// closes.
 func runQUICEchoServer() {
 	id, err := fleet.LoadOrCreateIdentity(os.TempDir() + "/wisp-e2e-echo-" + strconv.Itoa(os.Getpid()))
 	if err != nil {
 		panic(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{id.Cert}, NextProtos: []string{"echo"}}, nil)
-	if err != nil {
-		panic(err)
-	}
+	ln := serveQUICEcho(id)
 	fmt.Println(ln.Addr().String())
-	go func() {
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					s, err := conn.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					go func() { io.Copy(s, s); s.Close() }()
-				}
-			}()
-		}
-	}()
 	io.Copy(io.Discard, os.Stdin)
 }
 
@@ -457,23 +449,5 @@ func quicEchoProcess(b *testing.B) func() time.Duration {
 	if err != nil {
 		b.Fatal(err)
 	}
-	conn, err := quic.DialAddr(context.Background(), strings.TrimSpace(line), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"echo"}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.CloseWithError(0, "") })
-	msg, buf := make([]byte, 128), make([]byte, 128)
-	return func() time.Duration {
-		t0 := time.Now()
-		s, err := conn.OpenStreamSync(context.Background())
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.Write(msg)
-		s.Close()
-		if _, err := io.ReadFull(s, buf); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(t0)
-	}
+	return echoRoundTrip(b, strings.TrimSpace(line))
 }
