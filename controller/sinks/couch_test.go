@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testnet"
 )
 
 // couchServer returns the URL of the CouchDB-compatible test server
@@ -244,71 +245,14 @@ func TestWorkerDeliversEachOnce(t *testing.T) {
 	}
 }
 
-// proxy forwards TCP connections from a port of its own to the test server;
-// closing it makes the sink unreachable (connection refused) and reopening
-// it on the same port brings the sink back.
-type proxy struct {
-	addr, to string
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-}
-
-func (p *proxy) start(t testing.TB) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	addr := p.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	checkFor(t, 5*time.Second, func() error { ln, err = net.Listen("tcp", addr); return err })
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-func (p *proxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // TestWorkerSinkDown: deliveries to an unreachable sink are retried with
 // backoff, show in Health, and all arrive, once, when the sink is back.
 func TestWorkerSinkDown(t *testing.T) {
 	server := couchServer(t)
 	name, db := testDB(t, server)
 	u, _ := url.Parse(server)
-	p := &proxy{to: u.Host}
-	p.start(t)
-	p.stop() // the port is now closed: connection refused
-	t.Cleanup(p.stop)
+	p := testnet.NewTCPProxy(t, u.Host)
+	p.Stop() // the port is now closed: connection refused
 
 	q := NewMemQueue()
 	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: NewCouch(CouchConfig{Timeout: 2 * time.Second}),
@@ -316,7 +260,7 @@ func TestWorkerSinkDown(t *testing.T) {
 	defer func() { cancel(); <-errc }()
 	const n = 50
 	for i := range n {
-		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: Params{URL: "http://" + p.addr + "/" + name},
+		q.Add(Delivery{ActivationID: activationID(i), Module: "m", Function: "f", Sink: Params{URL: "http://" + p.Addr() + "/" + name},
 			Output: []byte(`{"ok":true}`), Time: time.Now()})
 	}
 	w.Kick()
@@ -336,7 +280,9 @@ func TestWorkerSinkDown(t *testing.T) {
 	msg, _, _ := q.LastError(activationID(0), 0)
 	t.Logf("while down: %d failed attempts; last error %q", h[0].Failures, msg)
 
-	p.start(t) // the same port again
+	if err := p.Start(); err != nil { // the same port again
+		t.Fatal(err)
+	}
 	checkFor(t, 20*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending after the sink came back", q.Len())

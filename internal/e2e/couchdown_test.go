@@ -2,77 +2,15 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testnet"
 )
-
-// tcpProxy forwards to a target and can be stopped (connections refused,
-// open ones cut) and started again on the same port.
-type tcpProxy struct {
-	target, addr string
-	mu           sync.Mutex
-	ln           net.Listener
-	conns        []net.Conn
-}
-
-func startTCPProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{target: target, addr: "127.0.0.1:0"}
-	if err := p.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *tcpProxy) start() error {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return nil
-}
-
-func (p *tcpProxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
 
 // TestCouchDBDownWhileResultsFlow: the sink's server goes away while
 // invocations keep producing results; when it is back every result
@@ -84,7 +22,7 @@ func TestCouchDBDownWhileResultsFlow(t *testing.T) {
 	if os.Getenv("WISP_E2E_FULL") == "1" {
 		outage = 20 * time.Second
 	}
-	proxy := startTCPProxy(t, strings.TrimPrefix(couch, "http://"))
+	proxy := testnet.NewTCPProxy(t, strings.TrimPrefix(couch, "http://"))
 	db := fmt.Sprintf("wisp_down_%d", time.Now().UnixNano())
 	t.Cleanup(func() {
 		req, _ := http.NewRequest("DELETE", couch+"/"+db, nil)
@@ -94,7 +32,7 @@ func TestCouchDBDownWhileResultsFlow(t *testing.T) {
 	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
 	startAgent(t, c, c.joinToken(t, ""), "edge1", t.TempDir())
 	c.upload(t, "_", "hello", "hello_c", map[string]string{
-		"sinks":            fmt.Sprintf(`[{"type":"couchdb","params":{"url":"http://%s/%s"}}]`, proxy.addr, db),
+		"sinks":            fmt.Sprintf(`[{"type":"couchdb","params":{"url":"http://%s/%s"}}]`, proxy.Addr(), db),
 		"wait_for_workers": "true",
 	})
 	invoke := func(i int) {
@@ -108,7 +46,7 @@ func TestCouchDBDownWhileResultsFlow(t *testing.T) {
 	}
 	waitFor(t, "the first results in CouchDB", func() bool { return couchCount(t, couch, db) == before })
 
-	proxy.stop()
+	proxy.Stop()
 	down := time.Now()
 	for i := before; i < before+during; i++ {
 		invoke(i)
@@ -118,8 +56,8 @@ func TestCouchDBDownWhileResultsFlow(t *testing.T) {
 	if n := couchCount(t, couch, db); n != before {
 		t.Fatalf("documents arrived while the sink was down: %d", n)
 	}
-	if err := proxy.start(); err != nil {
-		t.Fatalf("restarting the proxy on %s: %v", proxy.addr, err)
+	if err := proxy.Start(); err != nil {
+		t.Fatalf("restarting the proxy on %s: %v", proxy.Addr(), err)
 	}
 	back := time.Now()
 	deadline := back.Add(90 * time.Second)

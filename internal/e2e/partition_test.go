@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testnet"
 )
 
 // TestPartition: the agent's link to the controller is cut silently (a UDP
@@ -40,9 +41,9 @@ func TestPartition(t *testing.T) {
 
 	ctlDir, edgeDir := t.TempDir(), t.TempDir()
 	c := startController(t, ctlDir, "", "127.0.0.1:0")
-	relay := startRelay(t, c.quic)
+	relay := testnet.NewUDPRelay(t, c.quic)
 	token := c.joinToken(t, "")
-	edge := startEdgeAgentVia(t, relay.addr(), token, edgeDir)
+	edge := startEdgeAgentVia(t, relay.Addr(), token, edgeDir)
 	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
 
@@ -69,7 +70,7 @@ func TestPartition(t *testing.T) {
 	})
 	edge.Await(`msg="local triggers synced" bindings=1`)
 
-	relay.cut.Store(true)
+	relay.Cut.Store(true)
 	cutStart := time.Now()
 	pub := mqttClient(t)
 	var wg sync.WaitGroup
@@ -94,7 +95,7 @@ func TestPartition(t *testing.T) {
 		for i := range calls {
 			if i == calls/2 {
 				edge.Kill()
-				edge = startEdgeAgentOfflineVia(t, relay.addr(), edgeDir)
+				edge = startEdgeAgentOfflineVia(t, relay.Addr(), edgeDir)
 				url = edge.Await(`msg="local invoke API" addr=(\S+)`)
 			}
 			t0 := time.Now()
@@ -117,7 +118,7 @@ func TestPartition(t *testing.T) {
 	if rest := cut - time.Since(cutStart); rest > 0 {
 		time.Sleep(rest) // the cut lasts its full length
 	}
-	relay.cut.Store(false)
+	relay.Cut.Store(false)
 	healed := time.Now()
 
 	want := 1 + calls + messages
