@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -25,14 +23,11 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testpg"
 )
-
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 // testStore is one Store implementation the API tests run against.
 type testStore struct {
@@ -81,45 +76,7 @@ func openPostgres(t testing.TB) store.Store {
 	return s
 }
 
-func pgSchema(t testing.TB) string {
-	t.Helper()
-	base := testenv.Env("WISP_TEST_DATABASE_URL", defaultTestDatabaseURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		testenv.Missing(t, "PostgreSQL", fmt.Sprintf(
-			"cannot connect to WISP_TEST_DATABASE_URL (default %s; start one with make services): %v", defaultTestDatabaseURL, err))
-	}
-	defer conn.Close(context.Background())
-	schema := "wisp_test_" + strings.ToLower(rand.Text()[:12])
-	ident := pgx.Identifier{schema}.Sanitize()
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WISP_TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("pool_max_conns", "8")
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func pgSchema(t testing.TB) string { return testpg.Schema(t, 8) }
 
 // env is a running API server on a port-0 loopback listener.
 type env struct {

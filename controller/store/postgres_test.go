@@ -2,10 +2,8 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,75 +16,14 @@ import (
 
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testpg"
 	"github.com/wispfn/wisp/protocol"
 )
 
-const defaultTestDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+// pgAdmin and pgSchema: see internal/testpg.
+func pgAdmin(t testing.TB) (*pgx.Conn, string) { return testpg.Admin(t) }
 
-// pgAdmin connects to WISP_TEST_DATABASE_URL, or skips t (fails it under
-// WISP_REQUIRE_SERVICES=1) when Postgres is not there.
-func pgAdmin(t testing.TB) (*pgx.Conn, string) {
-	t.Helper()
-	base := testenv.Env("WISP_TEST_DATABASE_URL", defaultTestDatabaseURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		testenv.Missing(t, "PostgreSQL", fmt.Sprintf(
-			"cannot connect to WISP_TEST_DATABASE_URL (default %s; start one with scripts or docker compose): %v",
-			defaultTestDatabaseURL, err))
-	}
-	return conn, base
-}
-
-// pgSchema creates a uniquely named schema, drops it on cleanup, and returns
-// a DSN whose connections use it (search_path) with a small pool, so that
-// tests run in parallel without seeing each other or exhausting connections.
-func pgSchema(t testing.TB) string {
-	t.Helper()
-	conn, base := pgAdmin(t)
-	defer conn.Close(context.Background())
-	schema := "wisp_test_" + strings.ToLower(rand.Text()[:12])
-	ident := pgx.Identifier{schema}.Sanitize()
-	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return withParams(t, base, map[string]string{"search_path": schema, "pool_max_conns": "4"})
-}
-
-// withParams adds connection parameters to a URL or key=value DSN.
-func withParams(t testing.TB, dsn string, params map[string]string) string {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("WISP_TEST_DATABASE_URL: %v", err)
-		}
-		q := u.Query()
-		for k, v := range params {
-			q.Set(k, v)
-		}
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	for k, v := range params {
-		dsn += fmt.Sprintf(" %s='%s'", k, v)
-	}
-	return dsn
-}
+func pgSchema(t testing.TB) string { return testpg.Schema(t, 4) }
 
 func openPostgresDSN(t testing.TB, dsn string) *store.Postgres {
 	t.Helper()

@@ -1,18 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testpg"
 )
 
 // TestEndToEnd: one controller, two agents, functions created and invoked
@@ -120,38 +113,5 @@ func postScript(t *testing.T, c *controller, name, yaml string) (int, []byte) {
 }
 
 // freshSchema makes an empty Postgres schema for one test and returns a DSN
-// whose search_path points at it.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	base := testenv.Env("WISP_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c, err := net.DialTimeout("tcp", u.Host, 2*time.Second); err != nil {
-		testenv.Missing(t, "PostgreSQL", "set WISP_TEST_DATABASE_URL or run make services: "+err.Error())
-	} else {
-		c.Close()
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		testenv.Missing(t, "PostgreSQL", err.Error())
-	}
-	schema := fmt.Sprintf("e2e_%d_%d", time.Now().UnixNano(), os.Getpid())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			conn.Close(context.Background())
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// whose search_path points at it (internal/testpg).
+func freshSchema(t *testing.T) string { return testpg.Schema(t, 0) }
