@@ -192,58 +192,71 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
 		return
 	}
-	status, out := s.Invoke(r.Context(), fn, args, "local-api")
-	if status == http.StatusOK {
+	ans := s.Invoke(r.Context(), Request{Function: fn, Args: args, Source: "local-api"})
+	if ans.Status == http.StatusOK {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"data":`))
-		w.Write(out)
+		w.Write(ans.Body)
 		w.Write([]byte("}\n"))
 		return
 	}
-	writeError(w, status, string(out))
+	writeError(w, ans.Status, string(ans.Body))
 }
 
-// Invoke runs a desired function locally, records the activation in the
-// outbox (durably, before returning), and returns the HTTP status and
-// either the output (200) or the error detail. Local triggers call it too,
-// with their own source.
-func (s *Server) Invoke(ctx context.Context, fn protocol.DesiredFunction, args []byte, source string) (int, []byte) {
-	return s.InvokeWithID(ctx, fn, args, source, protocol.NewActivationID(time.Now()))
+// Request is one local activation: the HTTP API's, or a trigger's.
+type Request struct {
+	Function protocol.DesiredFunction
+	Args     []byte
+	Source   string // "local-api", "local-mqtt"
+	// ActivationID is the id to record; "" makes a new one.
+	ActivationID string
+	// Key identifies the trigger message that started it; it is remembered
+	// in the same transaction as the outbox entry. nil: none.
+	Key []byte
 }
 
-// InvokeWithID is Invoke with a given activation id.
-func (s *Server) InvokeWithID(ctx context.Context, fn protocol.DesiredFunction, args []byte, source, id string) (int, []byte) {
-	return s.InvokeKeyed(ctx, fn, args, source, id, nil)
+// Answer is what a local activation produced: the HTTP status and body
+// (the output on 200, the error detail otherwise), and whether the
+// activation is durably recorded in the outbox. Recorded is false when
+// nothing ran (the code is not on the agent) or the outbox append failed:
+// a trigger must then leave its message unacknowledged.
+type Answer struct {
+	Status   int
+	Body     []byte
+	Recorded bool
 }
 
-// InvokeKeyed is InvokeWithID for a trigger message identified by key.
-func (s *Server) InvokeKeyed(ctx context.Context, fn protocol.DesiredFunction, args []byte, source, id string, key []byte) (int, []byte) {
+// Invoke runs a desired function locally and appends the activation to the
+// outbox (durably, before returning), whatever the function answered.
+func (s *Server) Invoke(ctx context.Context, req Request) Answer {
+	id := req.ActivationID
+	if id == "" {
+		id = protocol.NewActivationID(time.Now())
+	}
+	fn := req.Function
 	started := time.Now()
-	out := s.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: args}, nil)
+	out := s.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args}, nil)
 	entry := protocol.OutboxEntry{
-		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: source,
+		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: req.Source,
 		Output: out.Output, StartedUnixUS: uint64(started.UnixMicro()), DurationUS: uint64(time.Since(started).Microseconds()),
 	}
-	status, detail := http.StatusOK, []byte(nil)
+	ans := Answer{Status: http.StatusOK, Body: out.Output}
 	if out.Err != nil {
-		status, detail = statusOf(out.Err)
+		ans.Status, ans.Body = statusOf(out.Err)
 		entry.Code, entry.Message, entry.Output = executor.WireCode(out.Err), out.Err.Error(), nil
 	}
 	if errors.Is(out.Err, executor.ErrNoCode) {
-		// Nothing ran: there is no activation to record.
-		return status, detail
+		return ans // nothing ran: there is no activation to record
 	}
-	if err := s.rec.AppendOutboxKeyed(&entry, key); err != nil {
+	if err := s.rec.AppendOutboxKeyed(&entry, req.Key); err != nil {
 		s.log.Error("outbox append failed; the activation is not recorded", "activation", id, "module", fn.Module, "function", fn.Name, "err", err)
-		return http.StatusInternalServerError, []byte("The activation could not be recorded: " + err.Error())
+		return Answer{Status: http.StatusInternalServerError, Body: []byte("The activation could not be recorded: " + err.Error())}
 	}
 	if s.onRecord != nil {
 		s.onRecord()
 	}
-	if status == http.StatusOK {
-		return status, out.Output
-	}
-	return status, detail
+	ans.Recorded = true
+	return ans
 }
 
 // statusOf maps a failure to FunLess's status codes and detail.

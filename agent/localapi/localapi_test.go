@@ -3,6 +3,7 @@ package localapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 type env struct {
 	url, token string
 	st         *state.State
+	exec       *executor.Executor
 }
 
 func start(t testing.TB) *env {
@@ -61,7 +63,8 @@ func start(t testing.TB) *env {
 	if fi, _ := os.Stat(filepath.Join(dir, "local.token")); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file mode %v", fi.Mode())
 	}
-	srv, err := New(Config{Executor: executor.New(rt, st, nil, nil), State: st, Token: tok})
+	ex := executor.New(rt, st, nil, nil)
+	srv, err := New(Config{Executor: ex, State: st, Token: tok})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +81,7 @@ func start(t testing.TB) *env {
 		rt.Close(context.Background())
 		st.Close()
 	})
-	return &env{url: "http://" + ln.Addr().String(), token: tok, st: st}
+	return &env{url: "http://" + ln.Addr().String(), token: tok, st: st, exec: ex}
 }
 
 func (e *env) post(t testing.TB, path, token, body string) (int, string) {
@@ -169,4 +172,32 @@ func BenchmarkLocalInvoke(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+type failingRecorder struct{}
+
+func (failingRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error {
+	return errors.New("disk full")
+}
+
+// TestAnswerRecorded: Recorded is what a trigger acks on, so it must be
+// false when nothing ran or the outbox append failed.
+func TestAnswerRecorded(t *testing.T) {
+	e := start(t)
+	s, err := New(Config{Executor: e.exec, State: e.st, Token: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, _ := e.st.DesiredFunction("_", "hello_c")
+	missing, _ := e.st.DesiredFunction("_", "missing_code")
+	if a := s.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`), Source: "local-mqtt"}); !a.Recorded || a.Status != 200 {
+		t.Fatalf("ok call: %+v", a)
+	}
+	if a := s.Invoke(context.Background(), Request{Function: missing, Args: []byte(`{}`)}); a.Recorded || a.Status != 503 {
+		t.Fatalf("no code: %+v", a)
+	}
+	bad, _ := New(Config{Executor: e.exec, State: e.st, Token: "x", Recorder: failingRecorder{}})
+	if a := bad.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`)}); a.Recorded || a.Status != 500 {
+		t.Fatalf("failed append: %+v", a)
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,9 +244,9 @@ func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
 				}
 			}
 		}
-		status, detail := lapi.InvokeKeyed(ctx, fn, args, "local-mqtt", activationID, key)
-		if status == http.StatusServiceUnavailable || (status == http.StatusInternalServerError && strings.HasPrefix(string(detail), "The activation could not be recorded")) {
-			return fmt.Errorf("%s/%s: %s", module, function, detail)
+		ans := lapi.Invoke(ctx, localapi.Request{Function: fn, Args: args, Source: "local-mqtt", ActivationID: activationID, Key: key})
+		if !ans.Recorded {
+			return fmt.Errorf("%s/%s: %s", module, function, ans.Body)
 		}
 		return nil
 	}
