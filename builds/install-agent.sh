@@ -159,6 +159,8 @@ umask 027
 	echo "#WISP_METRICS_ADDR=0.0.0.0:9464"
 	echo "#WISP_LOCAL_API=127.0.0.1:4080"
 	echo "#WISP_MQTT_BROKER=tcp://127.0.0.1:1883"
+	echo "# Answer local API calls before the outbox fsync (survives a crash, not a power cut):"
+	echo "#WISP_LOCAL_API_SYNC=false"
 } >"$env.new"
 mv -f "$env.new" "$env"
 chmod 0640 "$env"

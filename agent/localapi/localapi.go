@@ -5,9 +5,16 @@
 //
 // It listens on loopback by default and needs the agent-local token (a
 // random secret kept in <data dir>/local.token, mode 0600). Every
-// activation it runs is appended to the durable outbox before the caller
-// gets the answer, so the controller and the function's sinks receive it
-// exactly once when the link is back.
+// activation it runs is appended to the durable outbox (fsync'd) before the
+// caller gets the answer, so the controller and the function's sinks
+// receive it exactly once when the link is back.
+//
+// Config.Unsynced trades a little of that for latency: the answer goes out
+// once the outbox entry is written to the operating system, and the fsync
+// follows within 25ms. An agent crash or kill -9 still loses nothing; a
+// power cut in those 25ms can lose the record (not the answer) of the
+// activations it answered. Triggers always wait for the fsync, since the
+// broker redelivers what they do not acknowledge.
 //
 // It uses net/http only: the agent binary must not link fiber.
 package localapi
@@ -42,6 +49,8 @@ import (
 // the same transaction).
 type Recorder interface {
 	AppendOutboxKeyed(e *protocol.OutboxEntry, key []byte) error
+	// AppendOutboxUnsynced returns before the fsync (Config.Unsynced).
+	AppendOutboxUnsynced(e *protocol.OutboxEntry) error
 }
 
 // Server is the local invoke API.
@@ -52,6 +61,7 @@ type Server struct {
 	tokenHash [32]byte
 	log       *slog.Logger
 	onRecord  func() // called after each outbox append (wakes the drainer)
+	unsynced  bool
 	srv       *http.Server
 }
 
@@ -65,6 +75,9 @@ type Config struct {
 	Token string
 	// OnRecord, when set, is called after each activation is recorded.
 	OnRecord func()
+	// Unsynced answers API calls before the outbox fsync (see the package
+	// doc); false waits for it.
+	Unsynced bool
 	Logger   *slog.Logger
 }
 
@@ -73,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Executor == nil || cfg.State == nil || cfg.Token == "" {
 		return nil, errors.New("localapi: executor, state and token are required")
 	}
-	s := &Server{exec: cfg.Executor, state: cfg.State, rec: cfg.Recorder, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, onRecord: cfg.OnRecord}
+	s := &Server{exec: cfg.Executor, state: cfg.State, rec: cfg.Recorder, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, onRecord: cfg.OnRecord, unsynced: cfg.Unsynced}
 	if s.rec == nil {
 		s.rec = cfg.State
 	}
@@ -192,7 +205,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
 		return
 	}
-	ans := s.Invoke(r.Context(), Request{Function: fn, Args: args, Source: "local-api"})
+	ans := s.Invoke(r.Context(), Request{Function: fn, Args: args, Source: "local-api", Unsynced: s.unsynced})
 	if ans.Status == http.StatusOK {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"data":`))
@@ -213,11 +226,14 @@ type Request struct {
 	// Key identifies the trigger message that started it; it is remembered
 	// in the same transaction as the outbox entry. nil: none.
 	Key []byte
+	// Unsynced returns once the outbox entry is written, before its fsync;
+	// ignored with a Key (a trigger acknowledges only what is fsync'd).
+	Unsynced bool
 }
 
 // Answer is what a local activation produced: the HTTP status and body
 // (the output on 200, the error detail otherwise), and whether the
-// activation is durably recorded in the outbox. Recorded is false when
+// activation is recorded in the outbox. Recorded is false when
 // nothing ran (the code is not on the agent) or the outbox append failed:
 // a trigger must then leave its message unacknowledged.
 type Answer struct {
@@ -248,7 +264,13 @@ func (s *Server) Invoke(ctx context.Context, req Request) Answer {
 	if errors.Is(out.Err, executor.ErrNoCode) {
 		return ans // nothing ran: there is no activation to record
 	}
-	if err := s.rec.AppendOutboxKeyed(&entry, req.Key); err != nil {
+	var err error
+	if req.Unsynced && req.Key == nil {
+		err = s.rec.AppendOutboxUnsynced(&entry)
+	} else {
+		err = s.rec.AppendOutboxKeyed(&entry, req.Key)
+	}
+	if err != nil {
 		s.log.Error("outbox append failed; the activation is not recorded", "activation", id, "module", fn.Module, "function", fn.Name, "err", err)
 		return Answer{Status: http.StatusInternalServerError, Body: []byte("The activation could not be recorded: " + err.Error())}
 	}

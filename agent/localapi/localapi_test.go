@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,14 +150,31 @@ func TestLocalInvoke(t *testing.T) {
 }
 
 // BenchmarkLocalInvoke: the agent's local API, warm C hello function, one
-// client; every call includes the fsync'd outbox append.
+// client, in the default mode (the answer waits for the outbox fsync) and
+// unsynced, beside floors measured in the same run: the same call with an
+// outbox that records nothing (HTTP + runtime), and one fsync of a
+// small overwrite in the same directory (the disk).
 func BenchmarkLocalInvoke(b *testing.B) {
 	e := start(b)
+	serve := func(cfg Config) string {
+		cfg.Executor, cfg.State, cfg.Token = e.exec, e.st, "t"
+		s, err := New(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b.Cleanup(cancel)
+		go s.Run(ctx, ln)
+		return "http://" + ln.Addr().String()
+	}
 	client := &http.Client{}
-	var lat []time.Duration
-	for b.Loop() {
-		req, _ := http.NewRequest("POST", e.url+"/v1/fn/_/hello_c", strings.NewReader(`{"args":{"name":"Ada"}}`))
-		req.Header.Set("Authorization", "Bearer "+e.token)
+	call := func(url string) time.Duration {
+		req, _ := http.NewRequest("POST", url+"/v1/fn/_/hello_c", strings.NewReader(`{"args":{"name":"Ada"}}`))
+		req.Header.Set("Authorization", "Bearer t")
 		t0 := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -164,19 +182,110 @@ func BenchmarkLocalInvoke(b *testing.B) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		lat = append(lat, time.Since(t0))
 		if resp.StatusCode != 200 {
 			b.Fatal(resp.Status)
 		}
+		return time.Since(t0)
 	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	f, err := os.Create(filepath.Join(b.TempDir(), "fsync-floor"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	f.Write(make([]byte, 4096))
+	f.Sync()
+	fsync := func() time.Duration {
+		t0 := time.Now()
+		f.WriteAt(make([]byte, 150), 0)
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	synced, unsynced, nothing := serve(Config{}), serve(Config{Unsynced: true}), serve(Config{Recorder: nopRecorder{}})
+	var ls, lu, ln, lf []time.Duration
+	for b.Loop() {
+		ls = append(ls, call(synced))
+		lu = append(lu, call(unsynced))
+		ln = append(ln, call(nothing))
+		lf = append(lf, fsync())
+	}
+	p50 := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2].Microseconds())
+	}
+	b.ReportMetric(p50(ls), "fsync-p50-µs")
+	b.ReportMetric(float64(ls[len(ls)*99/100].Microseconds()), "fsync-p99-µs")
+	b.ReportMetric(p50(lu), "unsynced-p50-µs")
+	b.ReportMetric(p50(ln), "floor-http+run-p50-µs")
+	b.ReportMetric(p50(lf), "floor-fsync-p50-µs")
+	b.ReportMetric(p50(ls)/(p50(ln)+p50(lf)), "fsync-x-floors")
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error { return nil }
+func (nopRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error      { return nil }
+
+// spyRecorder counts which append each activation used.
+type spyRecorder struct {
+	mu             sync.Mutex
+	synced, unsync int
+}
+
+func (r *spyRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.synced++
+	return nil
+}
+
+func (r *spyRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unsync++
+	return nil
+}
+
+// TestUnsyncedAppliesToAPICallsOnly: with Unsynced, API calls skip the
+// fsync wait, trigger activations (with a message key) never do.
+func TestUnsyncedAppliesToAPICallsOnly(t *testing.T) {
+	e := start(t)
+	hello, _ := e.st.DesiredFunction("_", "hello_c")
+	for _, unsynced := range []bool{false, true} {
+		spy := &spyRecorder{}
+		s, err := New(Config{Executor: e.exec, State: e.st, Token: "t", Recorder: spy, Unsynced: unsynced})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		ctx, cancel := context.WithCancel(context.Background())
+		go s.Run(ctx, ln)
+		api := &env{url: "http://" + ln.Addr().String()}
+		if status, body := api.post(t, "/v1/fn/_/hello_c", "t", `{}`); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+		if a := s.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`), Source: "local-mqtt", Key: []byte("k"), Unsynced: true}); !a.Recorded {
+			t.Fatalf("trigger activation: %+v", a)
+		}
+		cancel()
+		want := [2]int{2, 0}
+		if unsynced {
+			want = [2]int{1, 1}
+		}
+		if got := [2]int{spy.synced, spy.unsync}; got != want {
+			t.Fatalf("unsynced=%v: synced/unsynced appends %v, want %v", unsynced, got, want)
+		}
+	}
 }
 
 type failingRecorder struct{}
 
 func (failingRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error {
+	return errors.New("disk full")
+}
+
+func (failingRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
 	return errors.New("disk full")
 }
 

@@ -34,18 +34,21 @@ import (
 
 // Config is what Run needs; cmd/wisp-agent documents each field's flag.
 type Config struct {
-	Controllers   []string
-	JoinToken     string
-	DataDir       string
-	Name          string
-	Labels        []string
-	Engine        string
-	MetricsAddr   string // "" disables
-	LocalAPI      string // "" disables
-	MQTTBroker    string // "" disables edge-local triggers
-	Timeout       time.Duration
-	MemoryMiB     uint64
-	MaxConcurrent int
+	Controllers []string
+	JoinToken   string
+	DataDir     string
+	Name        string
+	Labels      []string
+	Engine      string
+	MetricsAddr string // "" disables
+	LocalAPI    string // "" disables
+	// LocalAPIUnsynced answers local API calls before the outbox fsync
+	// (localapi.Config.Unsynced).
+	LocalAPIUnsynced bool
+	MQTTBroker       string // "" disables edge-local triggers
+	Timeout          time.Duration
+	MemoryMiB        uint64
+	MaxConcurrent    int
 }
 
 // Run runs an agent until ctx is done: its runtime and state, one link per
@@ -107,7 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			rt.Close(context.Background())
 			return err
 		}
-		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log}); err != nil {
+		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
 			rt.Close(context.Background())
 			return err
 		}
@@ -136,6 +139,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 	}
+	// Appended entries reach the drain's reads a little after they are
+	// durable (agent/state's journal): wake it then too.
+	st.OnOutboxCommit(kick)
 	log.Info("agent running", "controllers", cfg.Controllers, "engine", rt.Engine(), "data_dir", cfg.DataDir)
 	if lapi != nil {
 		ln, err := net.Listen("tcp", cfg.LocalAPI)

@@ -1,7 +1,8 @@
 // Package state is the agent's durable state: one bbolt file in the agent's
 // data dir holding its identity (id, credential, the controller key it
-// pinned), the code of every function it was given, keyed by digest, and
-// (later) its desired set and outbox.
+// pinned), the code of every function it was given, keyed by digest, its
+// desired set, and the outbox of locally run activations, with an outbox
+// journal beside it (<file>.journal, see journal.go).
 //
 // # Layout
 //
@@ -17,18 +18,25 @@
 //	    <module>/<name> -> protocol.DesiredSet with that one function
 //	outbox/
 //	    <activation id> -> protocol.OutboxEntry (ids sort by time: oldest first)
+//	seen/
+//	    <message key>   -> activation id   (trigger messages already run)
+//	seenorder/
+//	    <activation id> -> message key     (prunes seen/ beyond 100,000 keys)
 //
 // # Contracts
 //
-//   - Every write is one bbolt transaction, fsync'd before it returns: what
+//   - Every write but an outbox append is one bbolt transaction, fsync'd
+//     before it returns: what
 //     PutCode returned nil for survives kill -9.
 //   - Code is checked against its digest on the way in; a mismatch is
 //     refused, so a corrupted transfer is never stored under a digest that
 //     the runtime trusts.
-//   - AppendOutbox returns only once the entry is fsync'd; concurrent appends
-//     share one commit (group commit), a lone append is not delayed. An
-//     entry leaves the outbox only through AckOutbox, after the controller
-//     recorded it.
+//   - AppendOutbox returns only once the entry is fsync'd (in the journal;
+//     bbolt gets it in the background, and Open replays the journal
+//     first); concurrent appends share one fsync, a lone append is not
+//     delayed. Outbox and Seen see an append as soon as it returned.
+//     AppendOutboxUnsynced returns before the fsync. An entry leaves the
+//     outbox only through AckOutbox, after the controller recorded it.
 //   - The file is opened with a timeout: a second agent on the same data dir
 //     gets ErrLocked instead of hanging.
 //

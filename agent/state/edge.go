@@ -3,7 +3,6 @@ package state
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -83,81 +82,42 @@ func (s *State) DesiredFunction(module, name string) (protocol.DesiredFunction, 
 	return f, found
 }
 
-// outboxCommitter batches outbox appends from concurrent callers into one
-// transaction (one fsync) without delaying a lone caller: a commit starts
-// as soon as the previous one ends, with everything queued meanwhile.
-type outboxCommitter struct {
-	once sync.Once
-	reqs chan outboxReq
-}
-
-type outboxReq struct {
-	entry []byte
-	id    string
-	key   []byte // message key to remember with the entry; nil: none
-	done  chan error
-}
-
 // AppendOutbox stores a locally run activation durably: when it returns
-// nil the entry is on disk (fsync'd) and survives kill -9. Concurrent calls
-// share commits.
+// nil the entry is on disk (fsync'd, in the outbox journal) and survives
+// kill -9 and power loss. Concurrent calls share one fsync; a lone call is
+// not delayed. See journal.go for the two stages of the write path.
 func (s *State) AppendOutbox(e *protocol.OutboxEntry) error { return s.AppendOutboxKeyed(e, nil) }
 
 // AppendOutboxKeyed is AppendOutbox that also remembers key (a trigger
-// message's), in the same transaction, for Seen.
+// message's) with the entry, for Seen.
 func (s *State) AppendOutboxKeyed(e *protocol.OutboxEntry, key []byte) error {
 	if e.ActivationID == "" {
 		return errors.New("outbox entry without an activation id")
 	}
-	s.committer.once.Do(func() {
-		s.committer.reqs = make(chan outboxReq, 1024)
-		go s.commitLoop()
-	})
-	r := outboxReq{entry: e.Append(nil), id: e.ActivationID, key: key, done: make(chan error, 1)}
-	s.committer.reqs <- r
-	return <-r.done
+	return s.journal.append(outboxReq{entry: e.Append(nil), id: e.ActivationID, key: key, sync: true})
 }
 
-func (s *State) commitLoop() {
-	for r := range s.committer.reqs {
-		batch := []outboxReq{r}
-	more:
-		for len(batch) < 1000 {
-			select {
-			case r2, ok := <-s.committer.reqs:
-				if !ok {
-					break more
-				}
-				batch = append(batch, r2)
-			default:
-				break more
-			}
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(bucketOutbox)
-			if err != nil {
-				return err
-			}
-			for _, q := range batch {
-				if err := b.Put([]byte(q.id), q.entry); err != nil {
-					return err
-				}
-				if q.key != nil {
-					if err := remember(tx, q.key, q.id); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
-		for _, q := range batch {
-			q.done <- err
-		}
+// AppendOutboxUnsynced is AppendOutbox that returns once the entry is
+// written to the operating system, before the fsync: the entry survives the
+// agent crashing or being killed, not a power cut in the next
+// commitLinger (25ms), after which it is fsync'd with the bbolt outbox.
+// It saves the caller one fsync (about 0.1 ms on an SSD, several ms on an
+// SD card).
+func (s *State) AppendOutboxUnsynced(e *protocol.OutboxEntry) error {
+	if e.ActivationID == "" {
+		return errors.New("outbox entry without an activation id")
 	}
+	return s.journal.append(outboxReq{entry: e.Append(nil), id: e.ActivationID})
 }
+
+// OnOutboxCommit sets a function called each time appended entries become
+// visible to Outbox (the agent wakes its drain with it).
+func (s *State) OnOutboxCommit(f func()) { s.journal.onCommit.Store(&f) }
 
 // Outbox returns up to limit entries, oldest first (activation ids sort by time).
+// It sees every entry whose AppendOutbox returned before the call.
 func (s *State) Outbox(limit int) ([]protocol.OutboxEntry, error) {
+	s.journal.flush()
 	var out []protocol.OutboxEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
@@ -179,6 +139,7 @@ func (s *State) Outbox(limit int) ([]protocol.OutboxEntry, error) {
 
 // OutboxLen counts the entries waiting for the controller.
 func (s *State) OutboxLen() int {
+	s.journal.flush()
 	n := 0
 	s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketOutbox); b != nil {
@@ -238,6 +199,9 @@ func remember(tx *bolt.Tx, key []byte, id string) error {
 
 // Seen returns the activation id a message key was run as, if remembered.
 func (s *State) Seen(key []byte) (string, bool) {
+	if id, ok := s.journal.seen(key); ok {
+		return id, true
+	}
 	var id string
 	s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bucketSeen); b != nil {

@@ -39,8 +39,8 @@ var (
 
 // State is the agent's bbolt file. Safe for concurrent use.
 type State struct {
-	db        *bolt.DB
-	committer outboxCommitter
+	db      *bolt.DB
+	journal *journal
 }
 
 // Identity is who the agent is to its controller.
@@ -84,15 +84,18 @@ func Open(path string) (*State, error) {
 		db.Close()
 		return nil, fmt.Errorf("open agent state %s: %w", path, err)
 	}
-	return &State{db: db}, nil
+	j, err := openJournal(db, path+journalSuffix)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &State{db: db, journal: j}, nil
 }
 
-// Close closes the file. No AppendOutbox may be running or start after it.
+// Close moves what the outbox journal holds into bbolt and closes both
+// files. No AppendOutbox may be running or start after it.
 func (s *State) Close() error {
-	if s.committer.reqs != nil {
-		close(s.committer.reqs)
-	}
-	return s.db.Close()
+	return errors.Join(s.journal.close(), s.db.Close())
 }
 
 // Identity returns the stored identity; zero fields when the agent never joined.

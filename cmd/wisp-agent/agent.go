@@ -35,7 +35,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 func (c config) node() node.Config {
 	return node.Config{
 		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
-		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, MQTTBroker: c.MQTTBroker,
+		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,
 		Timeout: c.Timeout, MemoryMiB: c.MemoryMiB, MaxConcurrent: c.MaxConcurrent,
 	}
 }

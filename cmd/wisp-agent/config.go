@@ -29,6 +29,7 @@ type config struct {
 	Engine        string   // WISP_ENGINE
 	MetricsAddr   string   // WISP_METRICS_ADDR
 	LocalAPI      string   // WISP_LOCAL_API: address of the local invoke API ("" disables)
+	LocalAPISync  bool     // WISP_LOCAL_API_SYNC: answer local API calls only after the outbox fsync
 	MQTTBroker    string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
 	Timeout       time.Duration
 	MemoryMiB     uint64
@@ -37,19 +38,20 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		DataDir:     "wisp-agent-data",
-		Engine:      runtime.EngineAuto,
-		MetricsAddr: "127.0.0.1:9464",
-		LocalAPI:    "127.0.0.1:4080",
-		MQTTBroker:  "tcp://127.0.0.1:1883",
-		Timeout:     runtime.DefaultLimits.Timeout,
-		MemoryMiB:   runtime.DefaultLimits.MemoryBytes >> 20,
+		DataDir:      "wisp-agent-data",
+		Engine:       runtime.EngineAuto,
+		MetricsAddr:  "127.0.0.1:9464",
+		LocalAPI:     "127.0.0.1:4080",
+		LocalAPISync: true,
+		MQTTBroker:   "tcp://127.0.0.1:1883",
+		Timeout:      runtime.DefaultLimits.Timeout,
+		MemoryMiB:    runtime.DefaultLimits.MemoryBytes >> 20,
 	}
 }
 
 // envKeys maps each setting to its environment variable.
 var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
-	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
+	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
 
 func (c *config) set(key, v string) error {
 	var err error
@@ -70,6 +72,8 @@ func (c *config) set(key, v string) error {
 		c.MetricsAddr = v
 	case "WISP_LOCAL_API":
 		c.LocalAPI = v
+	case "WISP_LOCAL_API_SYNC":
+		c.LocalAPISync, err = strconv.ParseBool(v)
 	case "WISP_MQTT_BROKER":
 		c.MQTTBroker = v
 	case "WISP_TIMEOUT":

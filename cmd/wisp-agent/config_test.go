@@ -25,6 +25,14 @@ func TestConfigPrecedence(t *testing.T) {
 		c.Timeout != 3*time.Second || !slices.Equal(c.Labels, []string{"zone=b", "rack=7"}) || c.DataDir != "wisp-agent-data" {
 		t.Fatalf("%+v", c)
 	}
+	if !c.LocalAPISync || c.node().LocalAPIUnsynced {
+		t.Fatal("the local API must wait for the outbox fsync by default")
+	}
+	fs = flag.NewFlagSet("run", flag.ContinueOnError)
+	c, err = loadConfig([]string{"-controllers", "x:1"}, func(k string) string { return map[string]string{"WISP_LOCAL_API_SYNC": "false"}[k] }, fs)
+	if err != nil || c.LocalAPISync || !c.node().LocalAPIUnsynced {
+		t.Fatalf("WISP_LOCAL_API_SYNC=false: %v %+v", err, c)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -39,6 +47,7 @@ func TestConfigErrors(t *testing.T) {
 		"bad engine":     {[]string{"-controllers", "x:1", "-engine", "jit"}, nil, "engine"},
 		"missing config": {[]string{"-config", "/nonexistent/agent.env"}, nil, "no such file"},
 		"stray argument": {[]string{"-controllers", "x:1", "extra"}, nil, "unexpected arguments"},
+		"bad sync":       {[]string{"-controllers", "x:1", "-local-api-sync", "sometimes"}, nil, "WISP_LOCAL_API_SYNC"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			fs := flag.NewFlagSet("run", flag.ContinueOnError)

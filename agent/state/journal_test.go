@@ -1,0 +1,248 @@
+package state
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/protocol"
+)
+
+func entry(id string) outboxReq {
+	e := protocol.OutboxEntry{ActivationID: id, Module: "_", Function: "f", Output: []byte(`{"ok":true}`)}
+	return outboxReq{entry: e.Append(nil), id: id}
+}
+
+func outboxIDs(t *testing.T, s *State) []string {
+	t.Helper()
+	es, err := s.Outbox(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range es {
+		ids = append(ids, e.ActivationID)
+	}
+	return ids
+}
+
+// TestJournalReplay: what a crash leaves in the journal reaches the outbox
+// at the next Open; a torn tail, a frame of an older epoch and a zeroed
+// header each end the replay.
+func TestJournalReplay(t *testing.T) {
+	ids := []string{"01a", "01b", "01c", "01d"}
+	key := []byte("message-key")
+	cases := []struct {
+		name  string
+		write func() []byte
+		want  []string
+	}{
+		{"intact", func() []byte {
+			var b []byte
+			for _, id := range ids[:3] {
+				b = appendFrame(b, 7, new(entry(id)))
+			}
+			return b
+		}, ids[:3]},
+		{"torn tail", func() []byte {
+			var b []byte
+			for _, id := range ids[:3] {
+				b = appendFrame(b, 7, new(entry(id)))
+			}
+			return b[:len(b)-5]
+		}, ids[:2]},
+		{"corrupt frame", func() []byte {
+			b := appendFrame(nil, 7, new(entry(ids[0])))
+			n := len(b)
+			b = appendFrame(b, 7, new(entry(ids[1])))
+			b[n+frameHeaderLen+3] ^= 0xff
+			return appendFrame(b, 7, new(entry(ids[2])))
+		}, ids[:1]},
+		{"older epoch behind", func() []byte {
+			b := appendFrame(nil, 8, new(entry(ids[0])))
+			b = appendFrame(b, 8, new(entry(ids[1])))
+			return appendFrame(b, 7, new(entry(ids[3]))) // left from before a start over
+		}, ids[:2]},
+		{"zero header first", func() []byte {
+			return append(make([]byte, frameHeaderLen), appendFrame(nil, 7, new(entry(ids[0])))...)
+		}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agent.db")
+			if err := os.WriteFile(path+journalSuffix, c.write(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := open(t, path)
+			if got := outboxIDs(t, s); !slices.Equal(got, c.want) {
+				t.Fatalf("outbox %v, want %v", got, c.want)
+			}
+		})
+	}
+
+	t.Run("key", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "agent.db")
+		r := entry(ids[0])
+		r.key = key
+		os.WriteFile(path+journalSuffix, appendFrame(nil, 1, &r), 0o600)
+		s := open(t, path)
+		if id, ok := s.Seen(key); !ok || id != ids[0] {
+			t.Fatalf("Seen = %q %v after replay", id, ok)
+		}
+	})
+
+	t.Run("replayed once", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "agent.db")
+		os.WriteFile(path+journalSuffix, appendFrame(nil, 1, new(entry(ids[0]))), 0o600)
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AckOutbox(ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s = open(t, path)
+		if got := outboxIDs(t, s); len(got) != 0 {
+			t.Fatalf("an acknowledged entry came back from the journal: %v", got)
+		}
+	})
+}
+
+// TestAppendVisibleAtOnce: Outbox and Seen see an append as soon as it
+// returned, although bbolt gets it in the background.
+func TestAppendVisibleAtOnce(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	for i := range 50 {
+		id := protocol.NewActivationID(time.Now())
+		key := []byte(fmt.Sprintf("key-%d", i))
+		var err error
+		if i%2 == 0 {
+			err = s.AppendOutboxKeyed(&protocol.OutboxEntry{ActivationID: id}, key)
+		} else {
+			err = s.AppendOutboxUnsynced(&protocol.OutboxEntry{ActivationID: id})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if got, ok := s.Seen(key); !ok || got != id {
+				t.Fatalf("Seen right after the append = %q %v", got, ok)
+			}
+		}
+		if got := outboxIDs(t, s); len(got) != i+1 || got[i] != id {
+			t.Fatalf("after %d appends the outbox holds %d, last %v", i+1, len(got), got[len(got)-1:])
+		}
+	}
+}
+
+// TestJournalFailureRefusesAppends: once a journal write fails, appends
+// fail (they are not counted as recorded) until the state is reopened.
+func TestJournalFailureRefusesAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendOutbox(&protocol.OutboxEntry{ActivationID: "01ok"}); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.f.Close() // every write fails from now on
+	for range 2 {
+		if err := s.AppendOutbox(&protocol.OutboxEntry{ActivationID: "01lost"}); err == nil {
+			t.Fatal("append succeeded on a failed journal")
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	if got := outboxIDs(t, s); !slices.Equal(got, []string{"01ok"}) {
+		t.Fatalf("outbox %v, want only the entry that was acknowledged", got)
+	}
+}
+
+// TestKill9KeepsEveryAppend runs appends in a child process, kills it with
+// SIGKILL while they go on, and checks that every append the child saw
+// return is in the outbox after a reopen. The journal's 25ms linger means
+// the kill nearly always finds entries that bbolt does not hold yet.
+func TestKill9KeepsEveryAppend(t *testing.T) {
+	if path := os.Getenv("WISP_STATE_KILL_CHILD"); path != "" {
+		killChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "agent.db")
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9KeepsEveryAppend$")
+		cmd.Env = append(os.Environ(), "WISP_STATE_KILL_CHILD="+path, "WISP_STATE_KILL_ROUND="+strconv.Itoa(round))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var acked []string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() && len(acked) < 300+round*100 {
+			if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+				acked = append(acked, id)
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		for sc.Scan() { // what it printed before dying counts too
+			if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+				acked = append(acked, id)
+			}
+		}
+		cmd.Wait()
+		if len(acked) == 0 {
+			t.Fatal("the child acknowledged nothing")
+		}
+		s, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := outboxIDs(t, s)
+		for _, id := range acked {
+			if _, found := slices.BinarySearch(have, id); !found {
+				t.Fatalf("round %d: %s was acknowledged before the kill and is not in the outbox (%d acked, %d in the outbox)", round, id, len(acked), len(have))
+			}
+		}
+		if err := s.Check(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		t.Logf("round %d: %d acknowledged before kill -9, all in the outbox (%d entries)", round, len(acked), len(have))
+	}
+}
+
+func killChild(path string) {
+	s, err := Open(path)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	round := os.Getenv("WISP_STATE_KILL_ROUND")
+	for i := 0; ; i++ {
+		id := protocol.NewActivationID(time.Now())
+		e := &protocol.OutboxEntry{ActivationID: id, Module: "_", Function: "f", Output: []byte(`{}`)}
+		var err error
+		if i%2 == 0 {
+			err = s.AppendOutboxUnsynced(e)
+		} else {
+			err = s.AppendOutboxKeyed(e, []byte("round-"+round+"-"+strconv.Itoa(i)))
+		}
+		if err == nil {
+			fmt.Fprintln(w, "acked", id)
+			w.Flush()
+		}
+	}
+}
