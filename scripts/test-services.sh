@@ -49,9 +49,14 @@ if ! listening 5984; then
 			run_dir="${TMPDIR:-/tmp}/wisp-pouchdb-server"
 			mkdir -p "$run_dir"
 			echo "test-services: starting pouchdb-server (in memory) on 127.0.0.1:5984; log in $run_dir"
-			(cd "$run_dir" && nohup setsid "$couch_dir/node_modules/.bin/pouchdb-server" \
-				--in-memory --host 127.0.0.1 --port 5984 --config "$run_dir/config.json" \
-				--no-stdout-logs >"$run_dir/server.log" 2>&1 </dev/null &)
+			# Only the server goes to the background (no shell waits on it
+			# holding this script's stdout).
+			(
+				cd "$run_dir" || exit 1
+				nohup setsid "$couch_dir/node_modules/.bin/pouchdb-server" \
+					--in-memory --host 127.0.0.1 --port 5984 --config "$run_dir/config.json" \
+					--no-stdout-logs >"$run_dir/server.log" 2>&1 </dev/null &
+			)
 			wait_port pouchdb-server 5984 || true
 		else
 			echo "test-services: pouchdb-server could not be installed; CouchDB sink tests will skip (or fail under WISP_REQUIRE_SERVICES=1)"
