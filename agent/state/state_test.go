@@ -188,6 +188,32 @@ func BenchmarkAppendOutbox(b *testing.B) {
 			}
 		}
 	})
+	// Space per activation of a hello call: the encoded entry, and what
+	// bbolt's outbox leaves hold per entry (key, value, element header).
+	b.Run("bytes", func(b *testing.B) {
+		s, err := Open(filepath.Join(b.TempDir(), "agent.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		e := protocol.OutboxEntry{Module: "_", Function: "hello", Source: "local-mqtt", Digest: "sha256:" + strings.Repeat("ab", 32),
+			Output: []byte(`{"payload":"Hello Ada!"}`), StartedUnixUS: uint64(time.Now().UnixMicro()), DurationUS: 42}
+		for b.Loop() {
+			for range 1000 {
+				e.ActivationID = protocol.NewActivationID(time.Now())
+				if err := s.AppendOutboxUnsynced(&e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		s.journal.flush()
+		b.ReportMetric(float64(len(e.Append(nil))), "entry-bytes")
+		s.db.View(func(tx *bolt.Tx) error {
+			st := tx.Bucket(bucketOutbox).Stats()
+			b.ReportMetric(float64(st.LeafInuse)/float64(st.KeyN), "bbolt-bytes/entry")
+			return nil
+		})
+	})
 	b.Run("parallel-64", func(b *testing.B) {
 		b.SetParallelism(32)
 		b.RunParallel(func(pb *testing.PB) {
