@@ -63,7 +63,8 @@ const (
 
 // commitLinger is how long stage 2 gathers journaled entries before one
 // bbolt transaction. Readers of the outbox (the drain) cut it short.
-const commitLinger = 25 * time.Millisecond
+// A variable for tests.
+var commitLinger = 25 * time.Millisecond
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
@@ -95,11 +96,13 @@ type journal struct {
 	journaled []outboxReq // in the journal, not yet in bbolt
 	written   uint64      // entries journaled so far
 	committed uint64      // of those, entries in bbolt
+	commits   uint64      // bbolt transactions stage 2 made
 	hurry     bool        // a reader waits: commit without lingering
 	closing   bool
 	broken    error // a journal write or fsync failed: refuse appends until reopened
 
-	wake    chan struct{} // stage 2 has entries to commit
+	wake    chan struct{} // stage 2 has entries to commit, or must stop
+	hurryc  chan struct{} // stage 2 must not linger: a reader waits, or close
 	stopped chan struct{} // stage 2 has ended
 
 	pendingMu sync.Mutex
@@ -120,6 +123,7 @@ func openJournal(db *bolt.DB, path string) (*journal, error) {
 		db: db, f: f,
 		epoch:   rand.Uint64(),
 		wake:    make(chan struct{}, 1),
+		hurryc:  make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		pending: map[string]string{},
 		log:     slog.Default().With("component", "outbox"),
@@ -269,10 +273,7 @@ func (j *journal) write(batch []outboxReq) {
 			j.size = max(j.size, j.off)
 			j.journaled = append(j.journaled, batch...)
 			j.written += uint64(len(batch))
-			select {
-			case j.wake <- struct{}{}:
-			default:
-			}
+			poke(j.wake)
 		} else {
 			// After a failed fsync the kernel may have dropped the dirty
 			// pages and a retry could falsely succeed (PostgreSQL panics
@@ -308,7 +309,8 @@ func (j *journal) write(batch []outboxReq) {
 // started over once bbolt has all of it.
 func (j *journal) commitLoop() {
 	backoff := 50 * time.Millisecond
-	linger := time.NewTimer(commitLinger)
+	wait := commitLinger
+	linger := time.NewTimer(wait)
 	for {
 		j.mu.Lock()
 		for len(j.journaled) == 0 && !j.closing {
@@ -322,10 +324,10 @@ func (j *journal) commitLoop() {
 		}
 		if !j.hurry && !j.closing {
 			j.mu.Unlock()
-			linger.Reset(commitLinger)
+			linger.Reset(wait)
 			select {
 			case <-linger.C:
-			case <-j.wake: // a reader, or close: do not linger
+			case <-j.hurryc:
 				linger.Stop()
 			}
 			j.mu.Lock()
@@ -353,6 +355,7 @@ func (j *journal) commitLoop() {
 		backoff = 50 * time.Millisecond
 		j.journaled = j.journaled[len(all):]
 		j.committed += uint64(len(all))
+		j.commits++
 		if len(j.journaled) == 0 {
 			// Start over: everything in the file is in bbolt. The zero
 			// header is not synced; if it is lost, a replay re-adds
@@ -385,10 +388,7 @@ func (j *journal) flush() {
 		return
 	}
 	j.hurry = true
-	select {
-	case j.wake <- struct{}{}:
-	default:
-	}
+	poke(j.hurryc)
 	for j.committed < target && !j.closing {
 		j.cond.Wait()
 	}
@@ -409,12 +409,18 @@ func (j *journal) close() error {
 	j.closing = true
 	j.cond.Broadcast()
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
-	}
+	poke(j.wake)
+	poke(j.hurryc)
 	<-j.stopped
 	return j.f.Close()
+}
+
+// poke signals c without blocking; one pending signal is enough.
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 func putBatch(tx *bolt.Tx, batch []outboxReq) error {

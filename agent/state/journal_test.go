@@ -246,3 +246,38 @@ func killChild(path string) {
 		}
 	}
 }
+
+// TestStage2Gathers: appends do not each cost a bbolt transaction; a reader
+// of the outbox gets them committed at once instead of after the linger.
+func TestStage2Gathers(t *testing.T) {
+	defer func(d time.Duration) { commitLinger = d }(commitLinger)
+	commitLinger = time.Hour
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	for i := range 100 {
+		e := &protocol.OutboxEntry{ActivationID: protocol.NewActivationID(time.Now())}
+		var err error
+		if i%2 == 0 {
+			err = s.AppendOutbox(e)
+		} else {
+			err = s.AppendOutboxUnsynced(e)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.journal.mu.Lock()
+	commits := s.journal.commits
+	s.journal.mu.Unlock()
+	if commits != 0 {
+		t.Fatalf("%d bbolt transactions while lingering", commits)
+	}
+	if n := s.OutboxLen(); n != 100 {
+		t.Fatalf("outbox holds %d, want 100", n)
+	}
+	s.journal.mu.Lock()
+	commits = s.journal.commits
+	s.journal.mu.Unlock()
+	if commits != 1 {
+		t.Fatalf("the reader's flush took %d bbolt transactions, want 1", commits)
+	}
+}
