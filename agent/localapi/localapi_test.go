@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,7 +66,21 @@ func start(t testing.TB) *env {
 		t.Fatalf("token file mode %v", fi.Mode())
 	}
 	ex := executor.New(rt, st, nil, nil)
-	srv, err := New(Config{Executor: ex, State: st, Token: tok})
+	t.Cleanup(func() { // after every server serve started has stopped
+		rt.Close(context.Background())
+		st.Close()
+	})
+	e := &env{token: tok, st: st, exec: ex}
+	e.url = e.serve(t, Config{Token: tok})
+	return e
+}
+
+// serve runs a Server with cfg (its executor and state are e's) until the
+// test ends, and returns its base URL.
+func (e *env) serve(t testing.TB, cfg Config) string {
+	t.Helper()
+	cfg.Executor, cfg.State = e.exec, e.st
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +94,8 @@ func start(t testing.TB) *env {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		rt.Close(context.Background())
-		st.Close()
 	})
-	return &env{url: "http://" + ln.Addr().String(), token: tok, st: st, exec: ex}
+	return "http://" + ln.Addr().String()
 }
 
 func (e *env) post(t testing.TB, path, token, body string) (int, string) {
@@ -157,19 +170,8 @@ func TestLocalInvoke(t *testing.T) {
 func BenchmarkLocalInvoke(b *testing.B) {
 	e := start(b)
 	serve := func(cfg Config) string {
-		cfg.Executor, cfg.State, cfg.Token = e.exec, e.st, "t"
-		s, err := New(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		b.Cleanup(cancel)
-		go s.Run(ctx, ln)
-		return "http://" + ln.Addr().String()
+		cfg.Token = "t"
+		return e.serve(b, cfg)
 	}
 	client := &http.Client{}
 	call := func(url string) time.Duration {
@@ -258,17 +260,16 @@ func TestUnsyncedAppliesToAPICallsOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		ctx, cancel := context.WithCancel(context.Background())
-		go s.Run(ctx, ln)
-		api := &env{url: "http://" + ln.Addr().String()}
-		if status, body := api.post(t, "/v1/fn/_/hello_c", "t", `{}`); status != 200 {
-			t.Fatalf("%d %s", status, body)
+		req := httptest.NewRequest("POST", "/v1/fn/_/hello_c", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer t")
+		w := httptest.NewRecorder()
+		s.srv.Handler.ServeHTTP(w, req)
+		if w.Code != 200 {
+			t.Fatalf("%d %s", w.Code, w.Body)
 		}
 		if a := s.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`), Source: "local-mqtt", Key: []byte("k"), Unsynced: true}); !a.Recorded {
 			t.Fatalf("trigger activation: %+v", a)
 		}
-		cancel()
 		want := [2]int{2, 0}
 		if unsynced {
 			want = [2]int{1, 1}
