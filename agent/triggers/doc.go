@@ -25,7 +25,7 @@
 //     under a new id, unless Invoke recognises it: every call carries a
 //     Delivery (DeliveryFrom) with the MQTT DUP flag and a key of
 //     (function, topic, payload); the agent stores the keys of the messages
-//     it ran in the same transaction as their outbox entries, and
+//     it ran in the same journal frame as their outbox entries, and
 //     acknowledges a redelivered (DUP) message whose key it already holds
 //     without running it. That makes a kill -9 between the outbox append
 //     and the acknowledgement exactly-once. The remaining cases: a message
