@@ -150,9 +150,37 @@ func (s *State) OutboxLen() int {
 	return n
 }
 
+// OutboxStats are the outbox's counters, for metrics.
+type OutboxStats struct {
+	Entries   int     // waiting for the controller (in bbolt or still in the journal)
+	Appended  uint64  // appends since Open
+	Failed    uint64  // appends refused by a failed journal write
+	Acked     uint64  // entries the controller acknowledged since Open
+	Fsyncs    uint64  // journal fsyncs (one per group of appends)
+	FsyncSecs float64 // time spent in them
+}
+
+// OutboxStats reads the counters without waiting for the background commit.
+func (s *State) OutboxStats() OutboxStats {
+	j := s.journal
+	st := OutboxStats{Appended: j.appended.Load(), Failed: j.failed.Load(), Acked: s.acked.Load(),
+		Fsyncs: j.fsyncs.Load(), FsyncSecs: float64(j.fsyncNanos.Load()) / 1e9}
+	j.mu.Lock()
+	st.Entries = len(j.journaled)
+	j.mu.Unlock()
+	s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketOutbox); b != nil {
+			st.Entries += b.Stats().KeyN
+		}
+		return nil
+	})
+	return st
+}
+
 // AckOutbox deletes entries the controller has recorded.
 func (s *State) AckOutbox(ids ...string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	s.journal.flush() // an id still in the journal would come back after the delete
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		if b == nil {
 			return nil
@@ -164,6 +192,10 @@ func (s *State) AckOutbox(ids ...string) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.acked.Add(uint64(len(ids)))
+	}
+	return err
 }
 
 // remember records a message key, pruning the oldest beyond maxSeen.

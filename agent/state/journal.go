@@ -110,6 +110,9 @@ type journal struct {
 
 	onCommit atomic.Pointer[func()]
 	log      *slog.Logger
+
+	// Counters for OutboxStats.
+	appended, failed, fsyncs, fsyncNanos atomic.Uint64
 }
 
 // openJournal replays path into db, starts the journal over, and starts
@@ -266,7 +269,10 @@ func (j *journal) write(batch []outboxReq) {
 		j.buf = buf
 		_, err = j.f.WriteAt(buf, j.off)
 		if err == nil && slices.ContainsFunc(batch, func(r outboxReq) bool { return r.sync }) {
+			t0 := time.Now()
 			err = fdatasync(j.f)
+			j.fsyncs.Add(1)
+			j.fsyncNanos.Add(uint64(time.Since(t0)))
 		}
 		if err == nil {
 			j.off += int64(len(buf))
@@ -287,12 +293,14 @@ func (j *journal) write(batch []outboxReq) {
 	}
 	j.mu.Unlock()
 	if err != nil {
+		j.failed.Add(uint64(len(batch)))
 		err = fmt.Errorf("outbox journal: %w", err)
 		for _, q := range batch {
 			q.done <- err
 		}
 		return
 	}
+	j.appended.Add(uint64(len(batch)))
 	j.pendingMu.Lock()
 	for _, q := range batch {
 		if q.key != nil {

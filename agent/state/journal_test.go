@@ -320,3 +320,34 @@ func checkFrame(t *testing.T, b []byte) {
 		t.Fatalf("round trip: %v %d %q %q, was %d %q %q", ok, epoch2, r2.id, r2.key, epoch, r.id, r.key)
 	}
 }
+
+// TestOutboxStats: the counters behind the agent's outbox metrics.
+func TestOutboxStats(t *testing.T) {
+	defer func(d time.Duration) { commitLinger = d }(commitLinger)
+	commitLinger = time.Hour // entries stay journaled: Entries must count them
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	var ids []string
+	for i := range 6 {
+		id := protocol.NewActivationID(time.Now())
+		ids = append(ids, id)
+		var err error
+		if i < 2 {
+			err = s.AppendOutbox(&protocol.OutboxEntry{ActivationID: id})
+		} else {
+			err = s.AppendOutboxUnsynced(&protocol.OutboxEntry{ActivationID: id})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.OutboxStats()
+	if st.Entries != 6 || st.Appended != 6 || st.Fsyncs != 2 || st.FsyncSecs <= 0 || st.Acked != 0 || st.Failed != 0 {
+		t.Fatalf("after 2 synced and 4 unsynced appends: %+v", st)
+	}
+	if err := s.AckOutbox(ids[:4]...); err != nil { // moves the journaled entries into bbolt first
+		t.Fatal(err)
+	}
+	if st = s.OutboxStats(); st.Entries != 2 || st.Acked != 4 {
+		t.Fatalf("after acknowledging 4: %+v", st)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,6 +42,7 @@ var (
 type State struct {
 	db      *bolt.DB
 	journal *journal
+	acked   atomic.Uint64
 }
 
 // Identity is who the agent is to its controller.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -67,8 +68,17 @@ func TestEdgeAutonomy(t *testing.T) {
 			t.Fatalf("publish %d: %v", i, tok.Error())
 		}
 	}
-	// The trigger fires with the controller down: wait until the agent's
-	// outbox holds all of them (its metric counts invoked messages).
+	// The trigger fires with the controller down. The agent's outbox, as its
+	// metrics show, holds every call (those from before the kill too: the
+	// journal replayed them) and every message.
+	metricsAddr := edge.Await(`msg=metrics addr=(\S+)`)
+	waitFor(t, "the outbox to hold every activation", func() bool {
+		n, _ := strconv.Atoi(metric(t, metricsAddr, "wisp_agent_outbox_entries"))
+		return n >= calls+messages
+	})
+	if got := metric(t, metricsAddr, "wisp_agent_outbox_append_failures_total"); got != "0" {
+		t.Fatalf("outbox append failures: %s", got)
+	}
 
 	// Heal: the controller comes back on the same address.
 	c = startController(t, ctlDir, "", quicAddr)
@@ -105,6 +115,12 @@ func TestEdgeAutonomy(t *testing.T) {
 		if n := names[fmt.Sprintf("Hello L%d!", i)]; n != 1 {
 			t.Errorf("local call %d recorded %d times", i, n)
 		}
+	}
+	waitFor(t, "the agent's outbox to drain", func() bool {
+		return metric(t, metricsAddr, "wisp_agent_outbox_entries") == "0"
+	})
+	if n, _ := strconv.Atoi(metric(t, metricsAddr, "wisp_agent_outbox_acked_total")); n < calls+messages-calls/2 {
+		t.Fatalf("the restarted agent counted %d acknowledged entries", n)
 	}
 }
 

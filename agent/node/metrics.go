@@ -1,0 +1,36 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wispfn/wisp/agent/state"
+)
+
+// outboxCollector exports the outbox: the backlog a partition builds up
+// and how it drains, and what its fsyncs cost.
+type outboxCollector struct{ st *state.State }
+
+var (
+	descOutboxEntries  = prometheus.NewDesc("wisp_agent_outbox_entries", "Locally run activations waiting for the controller to record them.", nil, nil)
+	descOutboxAppended = prometheus.NewDesc("wisp_agent_outbox_appends_total", "Activations appended to the outbox.", nil, nil)
+	descOutboxFailed   = prometheus.NewDesc("wisp_agent_outbox_append_failures_total", "Activations the outbox could not record (the caller got an error).", nil, nil)
+	descOutboxAcked    = prometheus.NewDesc("wisp_agent_outbox_acked_total", "Outbox entries the controller acknowledged.", nil, nil)
+	descOutboxFsyncs   = prometheus.NewDesc("wisp_agent_outbox_fsyncs_total", "Outbox journal fsyncs (one per group of appends).", nil, nil)
+	descOutboxFsyncSec = prometheus.NewDesc("wisp_agent_outbox_fsync_seconds_total", "Time spent in outbox journal fsyncs.", nil, nil)
+)
+
+func (outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descOutboxEntries, descOutboxAppended, descOutboxFailed, descOutboxAcked, descOutboxFsyncs, descOutboxFsyncSec} {
+		ch <- d
+	}
+}
+
+func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.st.OutboxStats()
+	ch <- prometheus.MustNewConstMetric(descOutboxEntries, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(descOutboxAppended, prometheus.CounterValue, float64(s.Appended))
+	ch <- prometheus.MustNewConstMetric(descOutboxFailed, prometheus.CounterValue, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(descOutboxAcked, prometheus.CounterValue, float64(s.Acked))
+	ch <- prometheus.MustNewConstMetric(descOutboxFsyncs, prometheus.CounterValue, float64(s.Fsyncs))
+	ch <- prometheus.MustNewConstMetric(descOutboxFsyncSec, prometheus.CounterValue, s.FsyncSecs)
+}
