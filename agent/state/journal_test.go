@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -349,5 +350,72 @@ func TestOutboxStats(t *testing.T) {
 	}
 	if st = s.OutboxStats(); st.Entries != 2 || st.Acked != 4 {
 		t.Fatalf("after acknowledging 4: %+v", st)
+	}
+}
+
+// TestConcurrentAppendAndDrain: writers (synced, unsynced, keyed) and a
+// drain that reads and acknowledges, all at once, as on a busy agent:
+// every entry is drained exactly once and nothing is left.
+func TestConcurrentAppendAndDrain(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
+	const writers, each = 8, 300
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e := &protocol.OutboxEntry{ActivationID: fmt.Sprintf("01%02d%05d", w, i)}
+				var err error
+				switch i % 3 {
+				case 0:
+					err = s.AppendOutbox(e)
+				case 1:
+					err = s.AppendOutboxUnsynced(e)
+				default:
+					err = s.AppendOutboxKeyed(e, []byte(e.ActivationID))
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	drained := map[string]int{}
+	for finished := false; ; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		es, err := s.Outbox(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, e := range es {
+			drained[e.ActivationID]++
+			ids = append(ids, e.ActivationID)
+		}
+		if err := s.AckOutbox(ids...); err != nil {
+			t.Fatal(err)
+		}
+		if finished && len(es) == 0 {
+			break
+		}
+	}
+	if len(drained) != writers*each {
+		t.Fatalf("drained %d distinct entries, want %d", len(drained), writers*each)
+	}
+	for id, n := range drained {
+		if n != 1 {
+			t.Fatalf("%s drained %d times", id, n)
+		}
+	}
+	if st := s.OutboxStats(); st.Entries != 0 || st.Appended != writers*each {
+		t.Fatalf("after the drain: %+v", st)
 	}
 }
