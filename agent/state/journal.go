@@ -370,6 +370,11 @@ func (j *journal) commitLoop() {
 			// committed entries, which is harmless.
 			j.journaled, j.off, j.epoch = nil, 0, j.epoch+1
 			j.f.WriteAt(make([]byte, frameHeaderLen), 0)
+			if j.size > 8*journalPrealloc { // a backlog grew it: give the space back
+				if err := j.f.Truncate(journalPrealloc); err == nil {
+					j.size = journalPrealloc
+				}
+			}
 		}
 		j.cond.Broadcast()
 		j.mu.Unlock()

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -417,5 +418,29 @@ func TestConcurrentAppendAndDrain(t *testing.T) {
 	}
 	if st := s.OutboxStats(); st.Entries != 0 || st.Appended != writers*each {
 		t.Fatalf("after the drain: %+v", st)
+	}
+}
+
+// TestJournalShrinksAfterABacklog: a journal grown by a backlog goes back
+// to its preallocated size once bbolt has caught up.
+func TestJournalShrinksAfterABacklog(t *testing.T) {
+	defer func(d time.Duration) { commitLinger = d }(commitLinger)
+	commitLinger = time.Hour
+	path := filepath.Join(t.TempDir(), "agent.db")
+	s := open(t, path)
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	for i := range 200 { // 12.8 MiB, more than 8 preallocations
+		if err := s.AppendOutboxUnsynced(&protocol.OutboxEntry{ActivationID: fmt.Sprintf("01big%04d", i), Output: big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, _ := os.Stat(path + journalSuffix); fi.Size() < 8*journalPrealloc {
+		t.Fatalf("journal is %d bytes after the backlog", fi.Size())
+	}
+	if n := s.OutboxLen(); n != 200 {
+		t.Fatalf("outbox %d", n)
+	}
+	if fi, _ := os.Stat(path + journalSuffix); fi.Size() != journalPrealloc {
+		t.Fatalf("journal is %d bytes once bbolt caught up, want %d", fi.Size(), journalPrealloc)
 	}
 }
