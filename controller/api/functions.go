@@ -163,11 +163,7 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 }
 
 func (s *Server) updateFunction(c *fiber.Ctx) error {
-	module, err := pathName(c, "mod", "module")
-	if err != nil {
-		return err
-	}
-	name, err := pathName(c, "fn", "function")
+	module, name, err := functionPath(c)
 	if err != nil {
 		return err
 	}
@@ -220,12 +216,18 @@ type sinkFailure struct {
 const maxSinkFailures = 20
 
 // lookupFunction checks the path's names and finds the function.
-func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
-	module, err := pathName(c, "mod", "module")
-	if err != nil {
-		return store.Function{}, err
+// functionPath returns the checked module and function names of a
+// /v1/fn/{mod}/{fn} route.
+func functionPath(c *fiber.Ctx) (module, name string, err error) {
+	if module, err = pathName(c, "mod", "module"); err != nil {
+		return "", "", err
 	}
-	name, err := pathName(c, "fn", "function")
+	name, err = pathName(c, "fn", "function")
+	return module, name, err
+}
+
+func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
+	module, name, err := functionPath(c)
 	if err != nil {
 		return store.Function{}, err
 	}
@@ -284,11 +286,7 @@ func redactSinks(raw []byte) json.RawMessage {
 const redacted = "********"
 
 func (s *Server) deleteFunction(c *fiber.Ctx) error {
-	module, err := pathName(c, "mod", "module")
-	if err != nil {
-		return err
-	}
-	name, err := pathName(c, "fn", "function")
+	module, name, err := functionPath(c)
 	if err != nil {
 		return err
 	}

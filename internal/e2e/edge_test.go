@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -124,17 +123,17 @@ func TestEdgeAutonomy(t *testing.T) {
 	}
 }
 
-func startEdgeAgent(t *testing.T, quic, token, dir string) *proc {
+func startEdgeAgent(t *testing.T, addr, token, dir string) *proc {
 	t.Helper()
-	p := start(t, "wisp-agent edge", "run", "--controllers", quic, "--join-token", token, "--data-dir", dir,
+	p := start(t, "wisp-agent edge", "run", "--controllers", addr, "--join-token", token, "--data-dir", dir,
 		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 	p.Await(`msg=connected`)
 	return p
 }
 
-func startEdgeAgentOffline(t *testing.T, quic, dir string) *proc {
+func startEdgeAgentOffline(t *testing.T, addr, dir string) *proc {
 	t.Helper()
-	return start(t, "wisp-agent edge (restarted)", "run", "--controllers", quic, "--data-dir", dir,
+	return start(t, "wisp-agent edge (restarted)", "run", "--controllers", addr, "--data-dir", dir,
 		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 }
 
@@ -197,5 +196,3 @@ func listActivations(t *testing.T, c *controller, fn string) []activation {
 		after = env.Data[len(env.Data)-1].ID
 	}
 }
-
-var _ = sync.Mutex{}

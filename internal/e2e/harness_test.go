@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -209,8 +208,6 @@ func metric(t testing.TB, addr, name string) string {
 	}
 	return m[1]
 }
-
-var _ = context.Background
 
 func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
 	var buf bytes.Buffer

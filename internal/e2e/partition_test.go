@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -43,7 +42,7 @@ func TestPartition(t *testing.T) {
 	c := startController(t, ctlDir, "", "127.0.0.1:0")
 	relay := testnet.NewUDPRelay(t, c.quic)
 	token := c.joinToken(t, "")
-	edge := startEdgeAgentVia(t, relay.Addr(), token, edgeDir)
+	edge := startEdgeAgent(t, relay.Addr(), token, edgeDir)
 	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
 
@@ -95,7 +94,7 @@ func TestPartition(t *testing.T) {
 		for i := range calls {
 			if i == calls/2 {
 				edge.Kill()
-				edge = startEdgeAgentOfflineVia(t, relay.Addr(), edgeDir)
+				edge = startEdgeAgentOffline(t, relay.Addr(), edgeDir)
 				url = edge.Await(`msg="local invoke API" addr=(\S+)`)
 			}
 			t0 := time.Now()
@@ -205,19 +204,3 @@ func couchCount(t *testing.T, base, db string) int {
 	json.NewDecoder(resp.Body).Decode(&info)
 	return info.DocCount
 }
-
-func startEdgeAgentVia(t *testing.T, addr, token, dir string) *proc {
-	t.Helper()
-	p := start(t, "wisp-agent edge", "run", "--controllers", addr, "--join-token", token, "--data-dir", dir,
-		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
-	p.Await(`msg=connected`)
-	return p
-}
-
-func startEdgeAgentOfflineVia(t *testing.T, addr, dir string) *proc {
-	t.Helper()
-	return start(t, "wisp-agent edge (restarted)", "run", "--controllers", addr, "--data-dir", dir,
-		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
-}
-
-var _ = net.Dial
