@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -22,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/quicstream"
 	"github.com/wispfn/wisp/internal/version"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -448,7 +448,7 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	// Both directions must end for QUIC to count the stream as closed and
 	// grant the controller a new one. Forgetting the read side leaks one
 	// stream credit per invocation until the connection stalls.
-	defer finishStream(s)
+	defer quicstream.Finish(s)
 	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 	if err != nil {
 		s.CancelRead(0)
@@ -588,24 +588,4 @@ func CertFingerprint(der []byte) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	return sha256.Sum256(c.RawSubjectPublicKeyInfo), nil
-}
-
-// finishStream ends both directions of a stream whose exchange is over: it
-// closes the write side (FIN) and reads the peer's FIN in the background,
-// cancelling the read side only if none comes (cancelling at once would
-// cost a STOP_SENDING and a RESET_STREAM per invocation).
-func finishStream(s *quic.Stream) {
-	s.Close()
-	go func() {
-		s.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var buf [64]byte
-		for {
-			if _, err := s.Read(buf[:]); err != nil {
-				if !errors.Is(err, io.EOF) {
-					s.CancelRead(0)
-				}
-				return
-			}
-		}
-	}()
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/quicstream"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -516,7 +516,7 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.R
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 	}
-	defer finishStream(str)
+	defer quicstream.Finish(str)
 	stop := context.AfterFunc(ctx, func() {
 		str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
 		str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
@@ -681,24 +681,3 @@ func (f *Fleet) Sessions() []*Session {
 
 // Name is the agent's name.
 func (s *Session) Name() string { return s.hello.Name }
-
-// finishStream ends both directions of a stream whose exchange is over, so
-// QUIC counts it closed and grants a new one: it closes the write side
-// (FIN) and reads the peer's FIN in the background, cancelling the read side
-// only if none comes. Cancelling at once would cost a STOP_SENDING and a
-// RESET_STREAM per invocation, packets every invocation would pay for.
-func finishStream(s *quic.Stream) {
-	s.Close()
-	go func() {
-		s.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var buf [64]byte
-		for {
-			if _, err := s.Read(buf[:]); err != nil {
-				if !errors.Is(err, io.EOF) {
-					s.CancelRead(0)
-				}
-				return
-			}
-		}
-	}()
-}

@@ -1,0 +1,40 @@
+// Package quicstream holds the quic-go stream handling that the agent's
+// link and the controller's fleet share. It sits outside both: the agent
+// binary must not link controller code, and protocol/ stays standard
+// library only.
+package quicstream
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// FinTimeout is how long Finish waits for the peer's FIN before it cancels
+// the read side.
+const FinTimeout = 5 * time.Second
+
+// Finish ends both directions of a stream whose exchange is over, so that
+// QUIC counts it closed and grants the peer a new one. It closes the write
+// side (FIN) and reads the peer's FIN in the background, cancelling the
+// read side only if none comes within FinTimeout. Cancelling at once would
+// cost a STOP_SENDING and a RESET_STREAM, two packets every invocation
+// would pay for; forgetting the read side leaks one stream credit per
+// exchange until the connection stalls.
+func Finish(s *quic.Stream) {
+	s.Close()
+	go func() {
+		s.SetReadDeadline(time.Now().Add(FinTimeout))
+		var buf [64]byte
+		for {
+			if _, err := s.Read(buf[:]); err != nil {
+				if !errors.Is(err, io.EOF) {
+					s.CancelRead(0)
+				}
+				return
+			}
+		}
+	}()
+}

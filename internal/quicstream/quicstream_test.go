@@ -1,0 +1,83 @@
+package quicstream
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+func selfSigned(t *testing.T) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestFinishReturnsStreamCredit: with the peer allowed two open streams,
+// fifty request/answer exchanges in a row only go through if Finish on
+// both sides really closes each stream in both directions.
+func TestFinishReturnsStreamCredit(t *testing.T) {
+	conf := &quic.Config{MaxIncomingStreams: 2}
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		for {
+			s, err := conn.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				defer Finish(s)
+				var req [4]byte
+				if _, err := io.ReadFull(s, req[:]); err != nil {
+					return
+				}
+				s.Write(append(req[:], '!'))
+			}()
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	for i := range 50 {
+		s, err := conn.OpenStreamSync(ctx) // blocks for good if credits leak
+		if err != nil {
+			t.Fatalf("exchange %d: no stream: %v", i, err)
+		}
+		if _, err := s.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		var ans [5]byte
+		if _, err := io.ReadFull(s, ans[:]); err != nil || string(ans[:]) != "ping!" {
+			t.Fatalf("exchange %d: %q %v", i, ans, err)
+		}
+		Finish(s)
+	}
+}
