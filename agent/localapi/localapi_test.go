@@ -19,6 +19,7 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -100,17 +101,8 @@ func (e *env) serve(t testing.TB, cfg Config) string {
 
 func (e *env) post(t testing.TB, path, token, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", e.url+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b))
+	code, b := testhttp.Do(t, "POST", e.url+path, token, "", strings.NewReader(body))
+	return code, strings.TrimSpace(string(b))
 }
 
 func TestLocalInvoke(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/internal/testhttp"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
@@ -79,17 +79,8 @@ func startController(t *testing.T, args []string, env map[string]string) (base s
 
 func get(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	r, _ := http.NewRequest("GET", url, nil)
-	if token != "" {
-		r.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	code, b := testhttp.Do(t, "GET", url, token, "", nil)
+	return code, string(b)
 }
 
 func TestRunEmbeddedAndRestart(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"mime/multipart"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/internal/testproc"
 )
 
@@ -182,21 +182,7 @@ type client struct{ url, token string }
 
 func (c client) do(t *testing.T, method, path string, body io.Reader, contentType string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, c.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return testhttp.Do(t, method, c.url+path, c.token, contentType, body)
 }
 
 func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {

@@ -6,11 +6,12 @@ import (
 	"io"
 	"mime/multipart"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/testhttp"
 )
 
 // TestDevPlatform runs the whole platform in-process on free ports, uploads
@@ -66,16 +67,8 @@ func TestDevPlatform(t *testing.T) {
 
 func call(t *testing.T, method, url, token, ct string, body io.Reader) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, body)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", ct)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b))
+	code, b := testhttp.Do(t, method, url, token, ct, body)
+	return code, strings.TrimSpace(string(b))
 }
 
 func freeAddr(t *testing.T) string {

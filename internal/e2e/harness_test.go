@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/internal/testproc"
 )
 
@@ -109,21 +110,7 @@ func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc 
 // do sends a REST request with the admin token and decodes the answer.
 func (c *controller) do(t testing.TB, method, path string, body io.Reader, contentType string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, c.url+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.admin)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return testhttp.Do(t, method, c.url+path, c.admin, contentType, body)
 }
 
 func (c *controller) upload(t testing.TB, module, name, fixture string, fields map[string]string) {

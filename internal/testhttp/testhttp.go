@@ -1,0 +1,36 @@
+// Package testhttp sends the HTTP requests tests make to the project's
+// servers (controller REST API, agent local API). Test support only.
+package testhttp
+
+import (
+	"io"
+	"net/http"
+	"testing"
+)
+
+// Do sends one request and returns the status and the body. token, when
+// not empty, goes as a bearer token; contentType, when not empty, as the
+// Content-Type. A request that cannot be sent fails the test.
+func Do(t testing.TB, method, url, token, contentType string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, url, err)
+	}
+	return resp.StatusCode, b
+}
