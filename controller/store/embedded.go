@@ -284,6 +284,22 @@ func (e *Embedded) view(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return e.db.View(fn)
 }
 
+// viewOne reads one record by key with get in a read transaction; what
+// names it in errors ("get script %q").
+func viewOne[T any](ctx context.Context, e *Embedded, key string, get func(*bolt.Tx, []byte) (T, error), what string) (T, error) {
+	var v T
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		v, err = get(tx, []byte(key))
+		return err
+	})
+	if err != nil {
+		var zero T
+		return zero, boltFail(err, what, key)
+	}
+	return v, nil
+}
+
 func (e *Embedded) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -753,16 +769,7 @@ func getScript(tx *bolt.Tx, name []byte) (Script, error) {
 
 // GetScript implements Store.
 func (e *Embedded) GetScript(ctx context.Context, name string) (Script, error) {
-	var s Script
-	err := e.view(ctx, func(tx *bolt.Tx) error {
-		var err error
-		s, err = getScript(tx, []byte(name))
-		return err
-	})
-	if err != nil {
-		return Script{}, boltFail(err, "get script %q", name)
-	}
-	return s, nil
+	return viewOne(ctx, e, name, getScript, "get script %q")
 }
 
 // ListScripts implements Store.
@@ -918,16 +925,7 @@ func (e *Embedded) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
 
 // AgentByID implements Store.
 func (e *Embedded) AgentByID(ctx context.Context, id string) (Agent, error) {
-	var a Agent
-	err := e.view(ctx, func(tx *bolt.Tx) error {
-		var err error
-		a, err = getAgent(tx, []byte(id))
-		return err
-	})
-	if err != nil {
-		return Agent{}, boltFail(err, "agent %q", id)
-	}
-	return a, nil
+	return viewOne(ctx, e, id, getAgent, "agent %q")
 }
 
 // ListAgents implements Store.

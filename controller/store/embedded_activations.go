@@ -192,16 +192,7 @@ func (e *Embedded) recordActivations(ctx context.Context, as []ActivationWithSin
 
 // GetActivation implements Store.
 func (e *Embedded) GetActivation(ctx context.Context, id string) (Activation, error) {
-	var a Activation
-	err := e.view(ctx, func(tx *bolt.Tx) error {
-		var err error
-		a, err = getActivation(tx, []byte(id))
-		return err
-	})
-	if err != nil {
-		return Activation{}, boltFail(err, "get activation %q", id)
-	}
-	return a, nil
+	return viewOne(ctx, e, id, getActivation, "get activation %q")
 }
 
 // idCursor is one ascending walk over activation ids, in activations/ or in
