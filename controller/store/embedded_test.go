@@ -467,15 +467,7 @@ func TestEmbeddedUpgradesVersion1File(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CreateAgent after upgrade: %v", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if v := fileVersion(t, path); v != store.EmbeddedVersion {
-		t.Fatalf("meta/version after upgrade = %d, want %d", v, store.EmbeddedVersion)
-	}
-	if err := store.CheckEmbeddedFile(path); err != nil {
-		t.Fatalf("upgraded file: %v", err)
-	}
+	closeUpgraded(t, s, path)
 
 	s = reopen(t)
 	checkFixtureData(t, s, 1)
@@ -484,6 +476,21 @@ func TestEmbeddedUpgradesVersion1File(t *testing.T) {
 	}
 	if got, err := s.ListAgents(ctx); err != nil || !reflect.DeepEqual(got, []store.Agent{a}) {
 		t.Fatalf("ListAgents after reopen = %+v, %v; want %+v", got, err, a)
+	}
+}
+
+// closeUpgraded closes an upgraded store and checks its file: the current
+// version, and consistent.
+func closeUpgraded(t *testing.T, s store.Store, path string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if v := fileVersion(t, path); v != store.EmbeddedVersion {
+		t.Fatalf("meta/version after upgrade = %d, want %d", v, store.EmbeddedVersion)
+	}
+	if err := store.CheckEmbeddedFile(path); err != nil {
+		t.Fatalf("upgraded file: %v", err)
 	}
 }
 
@@ -508,15 +515,7 @@ func TestEmbeddedUpgradesVersion2File(t *testing.T) {
 		s.DeliveryFailed(ctx, fixtureActivationID(1), 1, "couchdb down", fixtureLater)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if v := fileVersion(t, path); v != store.EmbeddedVersion {
-		t.Fatalf("meta/version after upgrade = %d, want %d", v, store.EmbeddedVersion)
-	}
-	if err := store.CheckEmbeddedFile(path); err != nil {
-		t.Fatalf("upgraded file: %v", err)
-	}
+	closeUpgraded(t, s, path)
 	s = reopen(t)
 	checkFixtureData(t, s, 2)
 	checkFixtureActivations(t, s)
