@@ -388,10 +388,9 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		AgentID: agent.ID, Credential: credential, ControllerID: f.cfg.ControllerID,
 		HeartbeatIntervalMS: uint64(f.cfg.HeartbeatInterval.Milliseconds()), ProtocolVersion: protocol.Version,
 	}
-	if err := protocol.WriteMsg(ctrl, welcome); err != nil {
-		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
-		return
-	}
+	// The session is live before the Welcome leaves, so once the agent
+	// says it is connected the scheduler already routes to this
+	// connection, never to a stale one of the same agent.
 	s.connected.Store(true)
 	f.mu.Lock()
 	old := f.sessions[s.ID]
@@ -400,6 +399,14 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	f.mu.Unlock()
 	if old != nil && old.connected.Load() {
 		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
+	}
+	if err := protocol.WriteMsg(ctrl, welcome); err != nil {
+		s.connected.Store(false)
+		f.mu.Lock()
+		f.rebuildLive()
+		f.mu.Unlock()
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
+		return
 	}
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine)

@@ -71,6 +71,11 @@ func runScenario(t *testing.T, dsn string) {
 	}
 	routeTo("edge2")
 
+	// Code reaches agents in the background (only hello_go waited for
+	// them). The restart check below is about code edge1 had compiled, so
+	// let it hold all five functions before it dies.
+	waitFor(t, "edge1 holds the five functions", func() bool { return c.connected(t)["edge1"].Digests == 5 })
+
 	// kill -9 one agent: the next invocations go to the other.
 	ids := c.connected(t)
 	edge1.Kill()

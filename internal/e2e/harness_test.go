@@ -144,6 +144,7 @@ type agentInfo struct {
 	ID        string `json:"id"`
 	Name      string `json:"name"`
 	Connected bool   `json:"connected"`
+	Digests   int    `json:"digests"`
 }
 
 func (c *controller) agents(t testing.TB) []agentInfo {
