@@ -113,10 +113,13 @@ func TestWorkerBackoff(t *testing.T) {
 		q.Add(Delivery{ActivationID: "B", Module: "m", Function: "f", SinkIndex: 1, Sink: Params{URL: "http://couch/other"}})
 		w.Kick()
 
-		// Poll the fake clock until A is delivered.
+		// Poll the fake clock until A is delivered, then let the worker
+		// finish recording it (the health table is updated after the
+		// queue's mark).
 		for q.Len() > 0 {
 			time.Sleep(100 * time.Millisecond)
 		}
+		synctest.Wait()
 		at := f.times("A")
 		if len(at) != 6 {
 			t.Fatalf("A was tried %d times, want 6", len(at))

@@ -45,6 +45,10 @@ func TestPartition(t *testing.T) {
 	edge := startEdgeAgent(t, relay.Addr(), token, edgeDir)
 	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
+	// The MQTT session must be up before the function arrives: only then is
+	// "local triggers synced" logged after the broker's SUBACK. Otherwise
+	// it can precede the subscription and the first messages are lost.
+	edge.Await(`triggers: connected to the MQTT broker`)
 
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
