@@ -115,9 +115,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
-	onDesired := func(fs []protocol.DesiredFunction) {
+	// Syncs take turns and each applies the desired set as stored when it
+	// runs, so a slow sync can never put back an older set.
+	var syncMu sync.Mutex
+	resync := func(l *triggers.Local) {
+		syncMu.Lock()
+		defer syncMu.Unlock()
+		fs, err := st.Desired()
+		if err != nil {
+			log.Error("reading the desired set for local triggers", "err", err)
+			return
+		}
+		syncTriggers(ctx, l, fs, log)
+	}
+	onDesired := func([]protocol.DesiredFunction) {
 		if l := local.Load(); l != nil {
-			syncTriggers(ctx, l, fs, log)
+			resync(l)
 		}
 	}
 
@@ -185,8 +198,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return
 			}
 			local.Store(l)
-			fs, _ := st.Desired()
-			syncTriggers(ctx, l, fs, log)
+			resync(l)
 			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("local triggers stopped", "err", err)
 			}
