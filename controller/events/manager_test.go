@@ -286,8 +286,10 @@ func TestRefusingBrokerReportsError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if el := time.Since(start); el > 2*time.Second+500*time.Millisecond {
-		t.Errorf("Sync took %s, want at most the 2s timeout", el)
+	// A refused broker must not hold Sync beyond the connect timeout (no
+	// retry loop inside Sync); generous slack for a slow machine.
+	if el := time.Since(start); el > 2*time.Second+3*time.Second {
+		t.Errorf("Sync took %s, want about the 2s timeout at most", el)
 	}
 	if !errors.Is(st[0].Err, ErrNotConnected) {
 		t.Errorf("refusing broker: status %v, want ErrNotConnected", st[0].Err)
