@@ -75,6 +75,12 @@ func (p *TCPProxy) Start() error {
 				continue
 			}
 			p.mu.Lock()
+			if p.ln != ln { // stopped while this one was being set up
+				p.mu.Unlock()
+				c.Close()
+				up.Close()
+				continue
+			}
 			p.conns = append(p.conns, c, up)
 			p.mu.Unlock()
 			go func() { io.Copy(up, c); up.Close() }()
