@@ -18,17 +18,21 @@ import (
 // ids from different agents never collide in practice (80 random bits).
 const activationAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-var activationGen struct {
+// idGen makes monotonic ids; the process shares one (activationGen).
+type idGen struct {
 	sync.Mutex
 	lastMS uint64
 	hi     uint16 // top 16 of the 80 random bits
 	lo     uint64 // low 64
 }
 
+var activationGen idGen
+
 // NewActivationID returns a new id; now is usually time.Now().
-func NewActivationID(now time.Time) string {
+func NewActivationID(now time.Time) string { return activationGen.next(now) }
+
+func (g *idGen) next(now time.Time) string {
 	ms := uint64(now.UnixMilli())
-	g := &activationGen
 	g.Lock()
 	if ms <= g.lastMS {
 		ms = g.lastMS // clock went back or same ms: keep order

@@ -7,10 +7,13 @@ import (
 )
 
 func TestActivationIDsSortAndCarryTime(t *testing.T) {
+	// A generator of its own: the process's one has seen later times (an
+	// earlier -count run), and would keep its order rather than this time.
+	var g idGen
 	now := time.UnixMilli(1_764_000_000_123)
 	var ids []string
 	for i := range 1000 {
-		ids = append(ids, NewActivationID(now.Add(time.Duration(i/100)*time.Millisecond)))
+		ids = append(ids, g.next(now.Add(time.Duration(i/100)*time.Millisecond)))
 	}
 	if !sort.StringsAreSorted(ids) {
 		t.Fatal("ids made in order do not sort in order")
