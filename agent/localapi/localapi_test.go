@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -202,20 +203,20 @@ func BenchmarkLocalInvoke(b *testing.B) {
 		return float64(d[len(d)/2].Microseconds())
 	}
 	var ls, lu, ln, lf []time.Duration
-	// Each iteration starts with the next of the four, so none of them is
-	// always measured right after an idle wait (an fsync) or a busy call.
+	// Each iteration runs the four in a fresh random order: a call measured
+	// right after an fsync pays for waking an idle CPU, and a fixed order
+	// would charge that to one of them only.
 	steps := []func(){
 		func() { ls = append(ls, call(synced)) },
 		func() { lu = append(lu, call(unsynced)) },
 		func() { ln = append(ln, call(nothing)) },
 		func() { lf = append(lf, fsync()) },
 	}
-	i := 0
 	for b.Loop() {
-		for k := range steps {
-			steps[(i+k)%len(steps)]()
+		rand.Shuffle(len(steps), func(i, j int) { steps[i], steps[j] = steps[j], steps[i] })
+		for _, step := range steps {
+			step()
 		}
-		i++
 	}
 	b.ReportMetric(p50(ls), "fsync-p50-µs")
 	b.ReportMetric(float64(ls[len(ls)*99/100].Microseconds()), "fsync-p99-µs")
