@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 func fixture(t testing.TB, name string) []byte {
@@ -385,7 +387,7 @@ func TestSpareInstances(t *testing.T) {
 	if _, err := r.Invoke(ctx, d, Request{Input: []byte(`{"name":"a"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return r.Stats().Spares == 2 })
+	testwait.For(t, 10*time.Second, "two spare instances", func() bool { return r.Stats().Spares == 2 })
 	res, err := r.Invoke(ctx, d, Request{Input: []byte(`{"name":"b"}`)})
 	if err != nil || string(res.Output) != `{"payload":"Hello b!"}` || !res.Spare {
 		t.Fatalf("spare call: %s %v spare=%v", res.Output, err, res.Spare)
@@ -399,18 +401,7 @@ func TestSpareInstances(t *testing.T) {
 		t.Fatalf("%s %v", res2.Output, err)
 	}
 	r.Evict(d)
-	waitFor(t, 10*time.Second, func() bool { return r.Stats().Spares == 0 })
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, "no spare instances", func() bool { return r.Stats().Spares == 0 })
 }
 
 // TestMemoryBombDoesNotGrowHost runs many capped memory bombs and checks the

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 const brokerAddr = "127.0.0.1:1883"
@@ -30,21 +31,6 @@ func suffix() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func checkFor(t testing.TB, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type call struct {
@@ -89,7 +75,7 @@ func (r *recorder) count(args string) int {
 
 func (r *recorder) waitArgs(t testing.TB, args string, n int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if got := r.count(args); got < n {
 			return fmt.Errorf("%d calls with %s, want %d", got, args, n)
 		}
@@ -172,7 +158,7 @@ func publish(t testing.TB, c mqtt.Client, topic, payload string) {
 func waitSubscribed(t testing.TB, pub mqtt.Client, rec *recorder, topic string) {
 	t.Helper()
 	n := 0
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		n++
 		publish(t, pub, topic, fmt.Sprintf(`{"probe":%d}`, n))
 		time.Sleep(50 * time.Millisecond)
@@ -236,7 +222,7 @@ func TestPersistentSession(t *testing.T) {
 	}
 	rec2 := &recorder{}
 	start(t, Config{Invoke: rec2.invoke, ClientID: id}, b)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		for i := range n {
 			if rec2.count(fmt.Sprintf(`{"i":%d}`, i)) == 0 {
 				return fmt.Errorf("message %d not delivered after the restart (%d calls)", i, len(rec2.snapshot()))
@@ -315,7 +301,7 @@ func TestNotJSONAckedAndCounted(t *testing.T) {
 	l := start(t, Config{Invoke: rec.invoke, ClientID: id}, b)
 	waitSubscribed(t, pub, rec, topic)
 	publish(t, pub, topic, "<xml/>")
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if got := testutil.ToFloat64(l.metrics.messages.WithLabelValues(resultNotJSON)); got != 1 {
 			return fmt.Errorf("not_json = %v, want 1", got)
 		}

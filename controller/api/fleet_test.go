@@ -11,6 +11,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 type recordingDist struct {
@@ -103,7 +104,7 @@ func TestDistributionAndAgents(t *testing.T) {
 	if _, removed := dist.snapshot(); status != 204 || !slices.Equal(removed, []string{dw, dw}) {
 		t.Fatalf("after module delete: %d removed=%v", status, removed)
 	}
-	waitUntil(t, func() bool { s, _ := dist.snapshot(); return len(s) == 4 }) // g was pushed asynchronously
+	testwait.For(t, 10*time.Second, "the asynchronous push of g", func() bool { s, _ := dist.snapshot(); return len(s) == 4 }) // g was pushed asynchronously
 	if stored, _ := dist.snapshot(); !slices.Contains(stored, "f "+dc+" wait") {
 		t.Fatalf("update not pushed: %v", stored)
 	}
@@ -134,17 +135,6 @@ func TestDistributionAndAgents(t *testing.T) {
 	wantError(t, status, body, 400, "ttl")
 	status, body = e.do(req{method: "POST", path: "/v1/admin/tokens", token: "Bearer " + carol.Token})
 	wantError(t, status, body, 403, "admin")
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // connectingDist is a Distributor whose Connect fails the second sink.

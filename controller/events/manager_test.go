@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 const brokerAddr = "127.0.0.1:1883"
@@ -34,22 +35,6 @@ func suffix() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// checkFor polls f until it returns nil or d passes.
-func checkFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type call struct{ module, function, args string }
@@ -84,7 +69,7 @@ func (r *recorder) has(c call) bool {
 
 func (r *recorder) waitFor(t *testing.T, c call) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if r.has(c) {
 			return nil
 		}
@@ -173,7 +158,7 @@ func TestMessageInvokesFunction(t *testing.T) {
 	const args = `{"temp": 21.5, "unit":"C"}`
 	publish(t, pub, topic, args)
 	rec.waitFor(t, call{"mod", "fn", args}) // the exact bytes, spacing included
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if got := testutil.ToFloat64(m.metrics.messages.WithLabelValues(resultInvoked)); got != 1 {
 			return fmt.Errorf("invoked = %v, want 1", got)
 		}
@@ -210,7 +195,7 @@ func TestInvokeErrorIsCounted(t *testing.T) {
 	topic := "wisp/test/fail/" + suffix()
 	mustSync(t, m, local("mod", "fn", topic))
 	publish(t, publisher(t, brokerAddr), topic, `{}`)
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if got := testutil.ToFloat64(m.metrics.messages.WithLabelValues(resultError)); got != 1 {
 			return fmt.Errorf("error = %v, want 1", got)
 		}
@@ -363,14 +348,14 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 	stop()
 	gauge := m.metrics.connected.WithLabelValues(addr)
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if testutil.ToFloat64(gauge) != 0 {
 			return errors.New("still connected after the broker was killed")
 		}
 		return nil
 	})
 	startMosquitto(t, bin, port)
-	checkFor(t, 15*time.Second, func() error {
+	testwait.Until(t, 15*time.Second, func() error {
 		if testutil.ToFloat64(gauge) != 1 {
 			return errors.New("not reconnected")
 		}
@@ -378,7 +363,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 	})
 	// The re-subscription may trail the connection: publish until one arrives.
 	var n int
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		n++
 		args := fmt.Sprintf(`{"after":%d}`, n)
 		if tok := pub.Publish(topic, 1, false, args); !tok.WaitTimeout(time.Second) {
@@ -427,7 +412,7 @@ func startMosquitto(t *testing.T, bin string, port int) (kill func()) {
 	}
 	t.Cleanup(kill)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
 			return err

@@ -24,6 +24,7 @@ import (
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -142,13 +143,7 @@ func (a *testAgent) stop() {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 15*time.Second, what, cond)
 }
 
 func createFunction(t testing.TB, st store.Store, name, fixture string, meta string) store.Function {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/wispfn/wisp/internal/testenv"
 	"github.com/wispfn/wisp/internal/testnet"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 // couchServer returns the URL of the CouchDB-compatible test server
@@ -70,22 +71,6 @@ func docCount(t testing.TB, db *kivik.DB) int64 {
 		t.Fatalf("stats of %s: %v", db.Name(), err)
 	}
 	return st.DocCount
-}
-
-// checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func activationID(i int) string { return fmt.Sprintf("01JTEST%019d", i) } // 26 characters, sortable
@@ -167,7 +152,7 @@ func TestCouchReplayIsConflict(t *testing.T) {
 	defer func() { cancel(); <-errc }()
 	q.Add(d)
 	w.Kick()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending", q.Len())
 		}
@@ -226,7 +211,7 @@ func TestWorkerDeliversEachOnce(t *testing.T) {
 		}
 	}
 	w.Kick()
-	checkFor(t, 60*time.Second, func() error {
+	testwait.Until(t, 60*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending", q.Len())
 		}
@@ -267,7 +252,7 @@ func TestWorkerSinkDown(t *testing.T) {
 	// Every delivery fails a few times. The health table is updated just
 	// after the queue records a failure: poll it too.
 	var h []SinkHealth
-	checkFor(t, 20*time.Second, func() error {
+	testwait.Until(t, 20*time.Second, func() error {
 		for i := range n {
 			if msg, attempts, _ := q.LastError(activationID(i), 0); attempts < 3 || msg == "" {
 				return fmt.Errorf("delivery %d: %d attempts (%q)", i, attempts, msg)
@@ -287,7 +272,7 @@ func TestWorkerSinkDown(t *testing.T) {
 	if err := p.Start(); err != nil { // the same port again
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	testwait.Until(t, 20*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending after the sink came back", q.Len())
 		}
@@ -297,7 +282,7 @@ func TestWorkerSinkDown(t *testing.T) {
 		t.Errorf("documents = %d, want %d", got, n)
 	}
 	// The health table is updated just after the queue's mark.
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if h := w.Health("m", "f"); h[0].ConsecutiveFailures != 0 || h[0].Delivered != n {
 			return fmt.Errorf("Health after recovery = %+v", h)
 		}
@@ -355,7 +340,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		q.Add(Delivery{ActivationID: activationID(1), Module: "m", Function: "f", SinkIndex: i, Sink: p, Output: []byte(`{}`)})
 	}
 	w.Kick()
-	checkFor(t, 20*time.Second, func() error {
+	testwait.Until(t, 20*time.Second, func() error {
 		for i := range sinks {
 			if _, attempts, _ := q.LastError(activationID(1), i); attempts < 2 {
 				return fmt.Errorf("sink %d: %d attempts", i, attempts)
@@ -468,7 +453,7 @@ func TestWorkerDeliversBatches(t *testing.T) {
 	start := time.Now()
 	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: NewCouch(CouchConfig{Transport: tr}), PollInterval: 10 * time.Millisecond})
 	defer func() { cancel(); <-errc }()
-	checkFor(t, 60*time.Second, func() error {
+	testwait.Until(t, 60*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending", q.Len())
 		}
@@ -498,7 +483,7 @@ func TestWorkerDeliversBatches(t *testing.T) {
 		t.Errorf("document %s = %v", activationID(1234), doc)
 	}
 	// The health table is updated just after the queue's mark.
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if h := w.Health("m", "f"); len(h) != 1 || h[0].Delivered != n || h[0].Failures != 0 {
 			return fmt.Errorf("Health = %+v", h)
 		}
@@ -549,7 +534,7 @@ func TestCouchSendBatchConflicts(t *testing.T) {
 	}
 	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, PollInterval: 10 * time.Millisecond})
 	defer func() { cancel(); <-errc }()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if q.Len() != 0 {
 			return fmt.Errorf("%d pending", q.Len())
 		}
@@ -585,7 +570,7 @@ func TestCouchSendBatchRejectedDocument(t *testing.T) {
 	}
 	w, cancel, errc := startWorker(t, Config{Queue: q, Sender: c, PollInterval: 10 * time.Millisecond, MinBackoff: time.Minute, MaxBackoff: time.Minute})
 	defer func() { cancel(); <-errc }()
-	checkFor(t, 10*time.Second, func() error {
+	testwait.Until(t, 10*time.Second, func() error {
 		if q.Len() != 1 {
 			return fmt.Errorf("%d pending, want 1", q.Len())
 		}
@@ -605,7 +590,7 @@ func TestCouchSendBatchRejectedDocument(t *testing.T) {
 		}
 	}
 	// The health table is updated just after the queue's mark.
-	checkFor(t, 5*time.Second, func() error {
+	testwait.Until(t, 5*time.Second, func() error {
 		if h := w.Health("m", "f"); len(h) != 1 || h[0].Delivered != 9 || h[0].Failures != 1 {
 			return fmt.Errorf("Health = %+v", h)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/internal/testproc"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 var bin string // directory holding the built binaries
@@ -172,13 +173,7 @@ func (c *controller) connected(t testing.TB) map[string]agentInfo {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, what, cond)
 }
 
 // metric scrapes one value from an agent's /metrics.
