@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/testenv"
 )
 
 // BenchmarkLocalThroughput measures messages/s from a QoS 1 publisher through
@@ -17,10 +19,10 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkLocalThroughput -benchtime 20000x ./agent/triggers/
 func BenchmarkLocalThroughput(b *testing.B) {
-	needBroker(b)
+	testenv.Mosquitto(b)
 	var invoked atomic.Int64
 	noop := func(context.Context, string, string, []byte, string) error { invoked.Add(1); return nil }
-	topic := "wisp/bench/tput/" + suffix()
+	topic := "wisp/bench/tput/" + testenv.Unique()
 	rec := &recorder{}
 	probe := func(ctx context.Context, m, f string, a []byte, id string) error {
 		if string(a[:min(8, len(a))]) == `{"probe"` {
@@ -59,7 +61,7 @@ func BenchmarkLocalThroughput(b *testing.B) {
 //
 //	go test -run '^$' -bench BenchmarkTriggerLatency -benchtime 2000x ./agent/triggers/
 func BenchmarkTriggerLatency(b *testing.B) {
-	needBroker(b)
+	testenv.Mosquitto(b)
 	got := make(chan time.Duration, 1)
 	rec := &recorder{}
 	invoke := func(ctx context.Context, m, f string, a []byte, id string) error {
@@ -74,7 +76,7 @@ func BenchmarkTriggerLatency(b *testing.B) {
 		}
 		return rec.invoke(ctx, m, f, a, id)
 	}
-	topic := "wisp/bench/lat/" + suffix()
+	topic := "wisp/bench/lat/" + testenv.Unique()
 	start(b, Config{Invoke: invoke}, Binding{"bench", "lat", topic})
 	pub := publisher(b)
 	waitSubscribed(b, pub, rec, topic)

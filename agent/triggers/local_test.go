@@ -2,8 +2,6 @@ package triggers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,19 +17,6 @@ import (
 	"github.com/wispfn/wisp/internal/testenv"
 	"github.com/wispfn/wisp/internal/testwait"
 )
-
-const brokerAddr = "127.0.0.1:1883"
-
-func needBroker(t testing.TB) {
-	t.Helper()
-	testenv.TCP(t, "Mosquitto", brokerAddr, "run make services")
-}
-
-func suffix() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 type call struct {
 	module, function, args, id string
@@ -99,9 +84,9 @@ type running struct {
 func start(t testing.TB, cfg Config, bindings ...Binding) running {
 	t.Helper()
 	if cfg.ClientID == "" {
-		cfg.ClientID = ClientID("test-" + suffix())
+		cfg.ClientID = ClientID("test-" + testenv.Unique())
 	}
-	cfg.Broker = "tcp://" + brokerAddr
+	cfg.Broker = "tcp://" + testenv.MosquittoAddr
 	cfg.Logger = testLogger()
 	l, err := New(cfg)
 	if err != nil {
@@ -130,7 +115,7 @@ func start(t testing.TB, cfg Config, bindings ...Binding) running {
 // forgetSession removes the broker's persistent session of id (a clean
 // connect ends it), so tests leave nothing behind in the shared broker.
 func forgetSession(id string) {
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID(id).SetCleanSession(true))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + testenv.MosquittoAddr).SetClientID(id).SetCleanSession(true))
 	if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
 		c.Disconnect(100)
 	}
@@ -138,7 +123,7 @@ func forgetSession(id string) {
 
 func publisher(t testing.TB) mqtt.Client {
 	t.Helper()
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("wisp-test-pub-" + suffix()))
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + testenv.MosquittoAddr).SetClientID("wisp-test-pub-" + testenv.Unique()))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("publisher: %v", tok.Error())
 	}
@@ -172,9 +157,9 @@ func waitSubscribed(t testing.TB, pub mqtt.Client, rec *recorder, topic string) 
 }
 
 func TestMessageInvokesFunction(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
-	topic := "wisp/test/local/" + suffix()
+	topic := "wisp/test/local/" + testenv.Unique()
 	l := start(t, Config{Invoke: rec.invoke}, Binding{"mod", "fn", topic}, Binding{"mod", "other", topic + "/#"})
 	pub := publisher(t)
 	waitSubscribed(t, pub, rec, topic)
@@ -205,9 +190,9 @@ func TestMessageInvokesFunction(t *testing.T) {
 // TestPersistentSession: messages published while no agent is connected are
 // delivered to the next Local with the same client id.
 func TestPersistentSession(t *testing.T) {
-	needBroker(t)
-	id := ClientID("test-persist-" + suffix())
-	topic := "wisp/test/persist/" + suffix()
+	testenv.Mosquitto(t)
+	id := ClientID("test-persist-" + testenv.Unique())
+	topic := "wisp/test/persist/" + testenv.Unique()
 	b := Binding{"mod", "fn", topic}
 	pub := publisher(t)
 
@@ -239,9 +224,9 @@ func TestPersistentSession(t *testing.T) {
 // session restart gets it again, and once Invoke succeeds it is acked (no
 // third delivery, even across a later restart).
 func TestInvokeErrorRedelivers(t *testing.T) {
-	needBroker(t)
-	id := ClientID("test-redeliver-" + suffix())
-	topic := "wisp/test/redeliver/" + suffix()
+	testenv.Mosquitto(t)
+	id := ClientID("test-redeliver-" + testenv.Unique())
+	topic := "wisp/test/redeliver/" + testenv.Unique()
 	b := Binding{"mod", "fn", topic}
 	const args = `{"flaky":true}`
 	var mu sync.Mutex
@@ -292,9 +277,9 @@ func TestInvokeErrorRedelivers(t *testing.T) {
 }
 
 func TestNotJSONAckedAndCounted(t *testing.T) {
-	needBroker(t)
-	id := ClientID("test-notjson-" + suffix())
-	topic := "wisp/test/notjson/" + suffix()
+	testenv.Mosquitto(t)
+	id := ClientID("test-notjson-" + testenv.Unique())
+	topic := "wisp/test/notjson/" + testenv.Unique()
 	b := Binding{"mod", "fn", topic}
 	rec := &recorder{}
 	pub := publisher(t)
@@ -322,8 +307,8 @@ func TestNotJSONAckedAndCounted(t *testing.T) {
 }
 
 func TestSyncRemovesBinding(t *testing.T) {
-	needBroker(t)
-	s := suffix()
+	testenv.Mosquitto(t)
+	s := testenv.Unique()
 	a, b := Binding{"mod", "a", "wisp/test/lrm/a/" + s}, Binding{"mod", "b", "wisp/test/lrm/b/" + s}
 	rec := &recorder{}
 	pub := publisher(t)

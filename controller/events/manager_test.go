@@ -2,8 +2,6 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,19 +21,6 @@ import (
 	"github.com/wispfn/wisp/internal/testenv"
 	"github.com/wispfn/wisp/internal/testwait"
 )
-
-const brokerAddr = "127.0.0.1:1883"
-
-func needBroker(t *testing.T) {
-	t.Helper()
-	testenv.TCP(t, "Mosquitto", brokerAddr, "run make services")
-}
-
-func suffix() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 type call struct{ module, function, args string }
 
@@ -88,7 +73,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func startManager(t *testing.T, cfg Config) *Manager {
 	t.Helper()
 	if cfg.Instance == "" {
-		cfg.Instance = "test-" + suffix()
+		cfg.Instance = "test-" + testenv.Unique()
 	}
 	cfg.Logger = testLogger(t)
 	if cfg.ConnectTimeout == 0 {
@@ -112,7 +97,7 @@ func startManager(t *testing.T, cfg Config) *Manager {
 
 func publisher(t *testing.T, addr string) mqtt.Client {
 	t.Helper()
-	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("wisp-test-pub-" + suffix()).
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("wisp-test-pub-" + testenv.Unique()).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond)
 	c := mqtt.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -148,13 +133,13 @@ func local(module, function, topic string) Binding {
 }
 
 func TestMessageInvokesFunction(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke})
-	topic := "wisp/test/invoke/" + suffix()
+	topic := "wisp/test/invoke/" + testenv.Unique()
 	mustSync(t, m, local("mod", "fn", topic))
 
-	pub := publisher(t, brokerAddr)
+	pub := publisher(t, testenv.MosquittoAddr)
 	const args = `{"temp": 21.5, "unit":"C"}`
 	publish(t, pub, topic, args)
 	rec.waitFor(t, call{"mod", "fn", args}) // the exact bytes, spacing included
@@ -164,19 +149,19 @@ func TestMessageInvokesFunction(t *testing.T) {
 		}
 		return nil
 	})
-	if got := testutil.ToFloat64(m.metrics.connected.WithLabelValues(brokerAddr)); got != 1 {
+	if got := testutil.ToFloat64(m.metrics.connected.WithLabelValues(testenv.MosquittoAddr)); got != 1 {
 		t.Errorf("wisp_events_connected = %v, want 1", got)
 	}
 }
 
 func TestNotJSONIsCountedNotInvoked(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke})
-	topic := "wisp/test/notjson/" + suffix()
+	topic := "wisp/test/notjson/" + testenv.Unique()
 	mustSync(t, m, local("mod", "fn", topic))
 
-	pub := publisher(t, brokerAddr)
+	pub := publisher(t, testenv.MosquittoAddr)
 	publish(t, pub, topic, "this is not json")
 	publish(t, pub, topic, `{"after":true}`) // same publisher and topic: delivered in order
 	rec.waitFor(t, call{"mod", "fn", `{"after":true}`})
@@ -189,12 +174,12 @@ func TestNotJSONIsCountedNotInvoked(t *testing.T) {
 }
 
 func TestInvokeErrorIsCounted(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{fail: errors.New("no agent")}
 	m := startManager(t, Config{Invoke: rec.invoke})
-	topic := "wisp/test/fail/" + suffix()
+	topic := "wisp/test/fail/" + testenv.Unique()
 	mustSync(t, m, local("mod", "fn", topic))
-	publish(t, publisher(t, brokerAddr), topic, `{}`)
+	publish(t, publisher(t, testenv.MosquittoAddr), topic, `{}`)
 	testwait.Until(t, 5*time.Second, func() error {
 		if got := testutil.ToFloat64(m.metrics.messages.WithLabelValues(resultError)); got != 1 {
 			return fmt.Errorf("error = %v, want 1", got)
@@ -204,13 +189,13 @@ func TestInvokeErrorIsCounted(t *testing.T) {
 }
 
 func TestSyncRemovesBinding(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke})
-	s := suffix()
+	s := testenv.Unique()
 	a, b := local("mod", "a", "wisp/test/rm/a/"+s), local("mod", "b", "wisp/test/rm/b/"+s)
 	mustSync(t, m, a, b)
-	pub := publisher(t, brokerAddr)
+	pub := publisher(t, testenv.MosquittoAddr)
 	publish(t, pub, a.Topic, `{"n":1}`)
 	rec.waitFor(t, call{"mod", "a", `{"n":1}`})
 
@@ -232,10 +217,10 @@ func TestSyncRemovesBinding(t *testing.T) {
 }
 
 func TestBindingsShareOneConnection(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke})
-	s := suffix()
+	s := testenv.Unique()
 	shared := "wisp/test/share/" + s
 	mustSync(t, m,
 		local("mod", "f1", shared),
@@ -248,7 +233,7 @@ func TestBindingsShareOneConnection(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d broker connections, want 1", n)
 	}
-	pub := publisher(t, brokerAddr)
+	pub := publisher(t, testenv.MosquittoAddr)
 	publish(t, pub, shared, `{"x":1}`)
 	publish(t, pub, shared+"/room1", `{"x":2}`)
 	rec.waitFor(t, call{"mod", "f1", `{"x":1}`})
@@ -257,11 +242,11 @@ func TestBindingsShareOneConnection(t *testing.T) {
 }
 
 func TestRefusingBrokerReportsError(t *testing.T) {
-	needBroker(t)
+	testenv.Mosquitto(t)
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke, ConnectTimeout: 2 * time.Second})
 	closed := freePort(t)
-	topic := "wisp/test/refused/" + suffix()
+	topic := "wisp/test/refused/" + testenv.Unique()
 	bad := Binding{Module: "mod", Function: "bad", Host: "127.0.0.1", Port: closed, Topic: topic}
 	good := local("mod", "good", topic)
 	invalid := Binding{Module: "mod", Function: "inv", Host: "127.0.0.1", Port: 1883, Topic: "a/#/b"}
@@ -285,7 +270,7 @@ func TestRefusingBrokerReportsError(t *testing.T) {
 	if !errors.Is(st[2].Err, ErrInvalidEvent) {
 		t.Errorf("invalid filter: status %v, want ErrInvalidEvent", st[2].Err)
 	}
-	publish(t, publisher(t, brokerAddr), topic, `{"ok":1}`)
+	publish(t, publisher(t, testenv.MosquittoAddr), topic, `{"ok":1}`)
 	rec.waitFor(t, call{"mod", "good", `{"ok":1}`})
 	if got := testutil.ToFloat64(m.metrics.connected.WithLabelValues(net.JoinHostPort("127.0.0.1", strconv.Itoa(closed)))); got != 0 {
 		t.Errorf("connected gauge of the refusing broker = %v", got)
@@ -293,11 +278,11 @@ func TestRefusingBrokerReportsError(t *testing.T) {
 }
 
 func TestRestoredAfterRestart(t *testing.T) {
-	needBroker(t)
-	instance := "test-restart-" + suffix()
-	topic := "wisp/test/restore/" + suffix()
+	testenv.Mosquitto(t)
+	instance := "test-restart-" + testenv.Unique()
+	topic := "wisp/test/restore/" + testenv.Unique()
 	b := local("mod", "fn", topic)
-	pub := publisher(t, brokerAddr)
+	pub := publisher(t, testenv.MosquittoAddr)
 
 	rec1 := &recorder{}
 	m1, err := New(Config{Invoke: rec1.invoke, Instance: instance, Logger: testLogger(t)})
@@ -339,7 +324,7 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 	rec := &recorder{}
 	m := startManager(t, Config{Invoke: rec.invoke, MaxReconnectInterval: time.Second})
-	topic := "wisp/test/reconnect/" + suffix()
+	topic := "wisp/test/reconnect/" + testenv.Unique()
 	b := Binding{Module: "mod", Function: "fn", Host: "127.0.0.1", Port: port, Topic: topic}
 	mustSync(t, m, b)
 	pub := publisher(t, addr)

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,7 +22,7 @@ import (
 // restarted in the middle; when the controller is back, every activation
 // reaches it exactly once.
 func TestEdgeAutonomy(t *testing.T) {
-	testenv.TCP(t, "Mosquitto", "127.0.0.1:1883", "run make services")
+	testenv.Mosquitto(t)
 	ctlDir, edgeDir := t.TempDir(), t.TempDir()
 	c := startController(t, ctlDir, "", "127.0.0.1:0")
 	token := c.joinToken(t, "")
@@ -32,9 +30,7 @@ func TestEdgeAutonomy(t *testing.T) {
 	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
 	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
 
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	topic := "wisp/e2e/" + hex.EncodeToString(suffix)
+	topic := "wisp/e2e/" + testenv.Unique()
 	events := fmt.Sprintf(`[{"type":"mqtt","params":{"topic":%q,"local":true}}]`, topic)
 	c.upload(t, "_", "hello", "hello_c", map[string]string{"events": events, "wait_for_workers": "true"})
 	waitFor(t, "the function in the agent's desired set", func() bool {
@@ -161,9 +157,7 @@ func localInvoke(t *testing.T, url, token, fn, body string) (int, string) {
 
 func mqttClient(t *testing.T) mqtt.Client {
 	t.Helper()
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	opts := mqtt.NewClientOptions().AddBroker("tcp://127.0.0.1:1883").SetClientID("wisp-e2e-pub-" + hex.EncodeToString(suffix))
+	opts := mqtt.NewClientOptions().AddBroker("tcp://127.0.0.1:1883").SetClientID("wisp-e2e-pub-" + testenv.Unique())
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt connect: %v", tok.Error())

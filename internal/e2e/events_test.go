@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -16,13 +14,11 @@ import (
 // event (run by the controller) is invoked by messages, and still is after
 // the controller restarted: its subscriptions are restored from the store.
 func TestCloudEventsSurviveControllerRestart(t *testing.T) {
-	testenv.TCP(t, "Mosquitto", "127.0.0.1:1883", "run make services")
+	testenv.Mosquitto(t)
 	ctlDir := t.TempDir()
 	c := startController(t, ctlDir, "", "127.0.0.1:0")
 	startAgent(t, c, c.joinToken(t, ""), "edge1", t.TempDir())
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	topic := "wisp/cloud/" + hex.EncodeToString(suffix)
+	topic := "wisp/cloud/" + testenv.Unique()
 	c.upload(t, "_", "hello", "hello_c", map[string]string{
 		"events": fmt.Sprintf(`[{"type":"mqtt","params":{"host":"127.0.0.1","port":"1883","topic":%q}}]`, topic),
 	})

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -27,7 +25,7 @@ import (
 // Default size is CI-friendly; WISP_E2E_FULL=1 runs the issue's full size
 // (30 s cut, 5,000 messages, 500 local calls).
 func TestPartition(t *testing.T) {
-	testenv.TCP(t, "Mosquitto", "127.0.0.1:1883", "run make services")
+	testenv.Mosquitto(t)
 	cut, messages, calls := 6*time.Second, 1000, 100
 	if os.Getenv("WISP_E2E_FULL") == "1" {
 		cut, messages, calls = 30*time.Second, 5000, 500
@@ -50,9 +48,7 @@ func TestPartition(t *testing.T) {
 	// it can precede the subscription and the first messages are lost.
 	edge.Await(`triggers: connected to the MQTT broker`)
 
-	suffix := make([]byte, 4)
-	rand.Read(suffix)
-	tag := hex.EncodeToString(suffix)
+	tag := testenv.Unique()
 	topic := "wisp/partition/" + tag
 	fields := map[string]string{
 		"events":           fmt.Sprintf(`[{"type":"mqtt","params":{"topic":%q,"local":true}}]`, topic),

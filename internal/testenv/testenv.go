@@ -4,10 +4,14 @@
 // On a laptop such a test is skipped with a message naming the service and how
 // to start it. When WISP_REQUIRE_SERVICES=1 (CI sets it through .ci/run) the
 // same condition fails the test instead, so nothing silently stops being
-// tested. It is test support only; production code must not import it.
+// tested. It also names things on those shared services (topics, client ids)
+// so that test runs do not collide. It is test support only; production code
+// must not import it.
 package testenv
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"os"
 	"testing"
@@ -38,6 +42,24 @@ func TCP(t testing.TB, service, addr, hint string) {
 		return
 	}
 	c.Close()
+}
+
+// MosquittoAddr is where the tests' MQTT broker listens (make services).
+const MosquittoAddr = "127.0.0.1:1883"
+
+// Mosquitto checks that the MQTT broker is up and returns its address.
+func Mosquitto(t testing.TB) string {
+	t.Helper()
+	TCP(t, "Mosquitto", MosquittoAddr, "run make services")
+	return MosquittoAddr
+}
+
+// Unique returns 12 random hex digits, to make a topic or client id that no
+// other test run uses.
+func Unique() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Env returns the value of the environment variable key, or def when it is empty.
