@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"mime/multipart"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/wispfn/wisp/internal/testenv"
 	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/internal/testproc"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 // edge is one agent of TestAgentsUnderQEMU.
@@ -101,7 +101,7 @@ func TestAgentsUnderQEMU(t *testing.T) {
 		Version   string `json:"version"`
 	}
 	var agents map[string]agentInfo
-	poll(t, 60*time.Second, "three agents connected", func() bool {
+	testwait.For(t, 60*time.Second, "three agents connected", func() bool {
 		var env struct{ Data []agentInfo }
 		if status, body := c.do(t, "GET", "/v1/agents", nil, ""); status != 200 || json.Unmarshal(body, &env) != nil {
 			return false
@@ -125,7 +125,7 @@ func TestAgentsUnderQEMU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, ct := multipartBody(map[string]string{"name": "hello"}, "code", "hello_c.wasm", code)
+	body, ct := testhttp.Multipart(map[string]string{"name": "hello"}, "code", "hello_c.wasm", code)
 	if status, b := c.do(t, "POST", "/v1/fn/_", body, ct); status != 201 {
 		t.Fatalf("upload hello: %d %s", status, b)
 	}
@@ -138,7 +138,7 @@ func TestAgentsUnderQEMU(t *testing.T) {
 	for _, e := range edges {
 		script := "to_" + e.name
 		yaml := "- default:\n    - workers: [" + e.name + "]\n  followup: fail\n"
-		body, ct := multipartBody(map[string]string{"name": script}, "file", script+".yaml", []byte(yaml))
+		body, ct := testhttp.Multipart(map[string]string{"name": script}, "file", script+".yaml", []byte(yaml))
 		if status, b := c.do(t, "POST", "/v1/scripts/app", body, ct); status != 200 && status != 201 {
 			t.Fatalf("create APP script %s: %d %s", script, status, b)
 		}
@@ -183,30 +183,6 @@ type client struct{ url, token string }
 func (c client) do(t *testing.T, method, path string, body io.Reader, contentType string) (int, []byte) {
 	t.Helper()
 	return testhttp.Do(t, method, c.url+path, c.token, contentType, body)
-}
-
-func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range fields {
-		mw.WriteField(k, v)
-	}
-	fw, _ := mw.CreateFormFile(fileField, fileName)
-	fw.Write(content)
-	mw.Close()
-	return &buf, mw.FormDataContentType()
-}
-
-// poll calls cond until it holds or the deadline passes.
-func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // startProc runs a binary for the test; see internal/testproc.

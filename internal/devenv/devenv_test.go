@@ -1,10 +1,9 @@
 package devenv
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"io"
-	"mime/multipart"
 	"net"
 	"os"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testwait"
 )
 
 // TestDevPlatform runs the whole platform in-process on free ports, uploads
@@ -39,30 +39,20 @@ func TestDevPlatform(t *testing.T) {
 		}
 	}()
 	code, _ := os.ReadFile("../../testdata/wasm/hello_c.wasm")
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("name", "hello")
-	mw.WriteField("wait_for_workers", "true")
-	fw, _ := mw.CreateFormFile("code", "hello.wasm")
-	fw.Write(code)
-	mw.Close()
-	if status, body := call(t, "POST", in.URL+"/v1/fn/_", in.AdminToken, mw.FormDataContentType(), &buf); status != 201 {
+	form, ct := testhttp.Multipart(map[string]string{"name": "hello", "wait_for_workers": "true"}, "code", "hello.wasm", code)
+	if status, body := call(t, "POST", in.URL+"/v1/fn/_", in.AdminToken, ct, form); status != 201 {
 		t.Fatalf("upload: %d %s", status, body)
 	}
 	if status, body := call(t, "POST", in.URL+"/v1/fn/_/hello", in.AdminToken, "application/json", strings.NewReader(`{"args":{"name":"Ada"}}`)); status != 200 || body != `{"data":{"payload":"Hello Ada!"}}` {
 		t.Fatalf("invoke: %d %s", status, body)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.Until(t, 20*time.Second, func() error {
 		status, body := call(t, "POST", in.LocalAPI+"/v1/fn/_/hello", in.LocalToken, "application/json", strings.NewReader(`{"args":{"name":"Edge"}}`))
-		if status == 200 && strings.Contains(body, "Hello Edge!") {
-			break
+		if status != 200 || !strings.Contains(body, "Hello Edge!") {
+			return fmt.Errorf("local API: %d %s", status, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("local API: %d %s", status, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func call(t *testing.T, method, url, token, ct string, body io.Reader) (int, string) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/internal/testhttp"
 )
 
 // procCPU returns the user+system CPU time a process has used.
@@ -323,7 +324,7 @@ func padModule(wasm []byte, size int, name string) []byte {
 }
 
 func uploadBytes(b *testing.B, c *controller, name string, code []byte, wait string) {
-	body, ct := multipartBody(map[string]string{"name": name, "wait_for_workers": wait}, "code", name+".wasm", code)
+	body, ct := testhttp.Multipart(map[string]string{"name": name, "wait_for_workers": wait}, "code", name+".wasm", code)
 	if status, out := c.do(b, "POST", "/v1/fn/_", body, ct); status != 201 {
 		b.Fatalf("upload: %d %s", status, out)
 	}

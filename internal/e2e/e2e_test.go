@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wispfn/wisp/internal/testhttp"
 	"github.com/wispfn/wisp/internal/testpg"
 )
 
@@ -113,7 +114,7 @@ func runScenario(t *testing.T, dsn string) {
 
 func postScript(t *testing.T, c *controller, name, yaml string) (int, []byte) {
 	t.Helper()
-	body, ct := multipartBody(map[string]string{"name": name}, "file", name+".yaml", []byte(yaml))
+	body, ct := testhttp.Multipart(map[string]string{"name": name}, "file", name+".yaml", []byte(yaml))
 	return c.do(t, "POST", "/v1/scripts/app", body, ct)
 }
 

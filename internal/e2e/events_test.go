@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testhttp"
 )
 
 // TestCloudEventsSurviveControllerRestart: a function with a FunLess MQTT
@@ -49,7 +50,7 @@ func TestCloudEventsSurviveControllerRestart(t *testing.T) {
 // or a sink cannot be connected; the function is stored anyway.
 func TestUnreachableEventAndSinkAnswer207(t *testing.T) {
 	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
-	body, ct := multipartBody(map[string]string{
+	body, ct := testhttp.Multipart(map[string]string{
 		"name":   "partial",
 		"events": `[{"type":"mqtt","params":{"host":"127.0.0.1","port":1,"topic":"t"}}]`,
 		"sinks":  `[{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}]`,

@@ -1,11 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime/multipart"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -120,16 +119,10 @@ func (c *controller) upload(t testing.TB, module, name, fixture string, fields m
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	mw.WriteField("name", name)
-	for k, v := range fields {
-		mw.WriteField(k, v)
-	}
-	fw, _ := mw.CreateFormFile("code", fixture+".wasm")
-	fw.Write(code)
-	mw.Close()
-	status, body := c.do(t, "POST", "/v1/fn/"+module, &buf, mw.FormDataContentType())
+	all := map[string]string{"name": name}
+	maps.Copy(all, fields)
+	form, ct := testhttp.Multipart(all, "code", fixture+".wasm", code)
+	status, body := c.do(t, "POST", "/v1/fn/"+module, form, ct)
 	if status != 201 {
 		t.Fatalf("upload %s: %d %s", name, status, body)
 	}
@@ -190,16 +183,4 @@ func metric(t testing.TB, addr, name string) string {
 		return ""
 	}
 	return m[1]
-}
-
-func multipartBody(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	for k, v := range fields {
-		mw.WriteField(k, v)
-	}
-	fw, _ := mw.CreateFormFile(fileField, fileName)
-	fw.Write(content)
-	mw.Close()
-	return &buf, mw.FormDataContentType()
 }

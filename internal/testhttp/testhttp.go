@@ -1,9 +1,11 @@
-// Package testhttp sends the HTTP requests tests make to the project's
+// Package testhttp sends, and builds the bodies of, the HTTP requests tests make to the project's
 // servers (controller REST API, agent local API). Test support only.
 package testhttp
 
 import (
+	"bytes"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"testing"
 )
@@ -33,4 +35,18 @@ func Do(t testing.TB, method, url, token, contentType string, body io.Reader) (i
 		t.Fatalf("%s %s: reading the body: %v", method, url, err)
 	}
 	return resp.StatusCode, b
+}
+
+// Multipart builds a multipart/form-data body with fields and one file, the
+// shape of a function upload, and returns it with its Content-Type.
+func Multipart(fields map[string]string, fileField, fileName string, content []byte) (io.Reader, string) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile(fileField, fileName)
+	fw.Write(content)
+	mw.Close()
+	return &buf, mw.FormDataContentType()
 }
