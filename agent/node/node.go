@@ -49,6 +49,10 @@ type Config struct {
 	Timeout          time.Duration
 	MemoryMiB        uint64
 	MaxConcurrent    int
+	// ModuleLimits and Compile bound what the agent compiles: it checks
+	// every module itself, whatever its controller accepted.
+	ModuleLimits runtime.ModuleLimits
+	Compile      runtime.CompileBudget
 }
 
 // Run runs an agent until ctx is done: its runtime and state, one link per
@@ -65,6 +69,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Engine:        cfg.Engine,
 		MaxConcurrent: cfg.MaxConcurrent,
 		Limits:        runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
+		ModuleLimits:  cfg.ModuleLimits,
+		Compile:       cfg.Compile,
 		Logger:        log,
 	})
 	if err != nil {

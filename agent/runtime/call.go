@@ -16,10 +16,13 @@ import (
 // call is the state of one invocation, shared by the host functions (which
 // find it in their context) and by the instance's stdio writers.
 type call struct {
-	input   []byte
-	limits  Limits
-	allowed []string
-	client  *http.Client
+	input  []byte
+	limits Limits
+	// linearCap is what linear memory may take: the memory cap less what
+	// the module's tables can take.
+	linearCap uint64
+	allowed   []string
+	client    *http.Client
 
 	output       []byte
 	outputSet    bool

@@ -109,6 +109,11 @@ type Config struct {
 	// memory: at most MaxConcurrent guest memories are alive. Default
 	// 8 × GOMAXPROCS.
 	MaxConcurrent int
+	// ModuleLimits bound what a module may declare; checked before anything
+	// compiles it (zero fields: DefaultModuleLimits).
+	ModuleLimits ModuleLimits
+	// Compile bounds compilation (zero fields: defaults; see CompileBudget).
+	Compile CompileBudget
 	// HTTPClient makes the guests' __http_request calls. Default: a client
 	// that does not follow redirects to hosts off the allowlist.
 	HTTPClient *http.Client

@@ -27,6 +27,8 @@ const (
 	KindExit                // a WASI command exited non-zero
 	KindNotLoaded           // no module with that digest is loaded
 	KindClosed              // the runtime is closed
+	KindModuleLimit         // the module exceeds a static limit (ModuleLimits)
+	KindCompileBudget       // compiling the module exceeded its time or memory budget
 )
 
 var kindNames = [...]string{
@@ -47,6 +49,8 @@ var kindNames = [...]string{
 	KindExit:           "exit",
 	KindNotLoaded:      "not loaded",
 	KindClosed:         "closed",
+	KindModuleLimit:    "module limit",
+	KindCompileBudget:  "compile budget",
 }
 
 func (k Kind) String() string {
@@ -108,6 +112,8 @@ var (
 	ErrExit           = &Error{Kind: KindExit}
 	ErrNotLoaded      = &Error{Kind: KindNotLoaded}
 	ErrClosed         = &Error{Kind: KindClosed}
+	ErrModuleLimit    = &Error{Kind: KindModuleLimit}
+	ErrCompileBudget  = &Error{Kind: KindCompileBudget}
 )
 
 func newError(k Kind, format string, args ...any) *Error {

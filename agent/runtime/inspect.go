@@ -38,6 +38,9 @@ type Info struct {
 	// Initialize is true when the module exports _initialize (a WASI reactor,
 	// such as a Go -buildmode=c-shared or clang -mexec-model=reactor build).
 	Initialize bool
+	// TableBytes is the host memory the module's tables can take (see
+	// Profile); it counts against an invocation's memory cap.
+	TableBytes uint64
 
 	// Compiled and DiskCacheHit describe the Load call that returned this
 	// Info: it compiled the module (rather than finding it in memory), and
@@ -83,11 +86,48 @@ var wasiFuncs = sync.OnceValue(func() map[string]bool {
 	return names
 })
 
-// inspectRuntime validates modules for Inspect. The interpreter compiles
-// fast and validates exactly what the compiler does.
-var inspectRuntime = sync.OnceValue(func() wazero.Runtime {
-	return wazero.NewRuntimeWithConfig(context.Background(), wazero.NewRuntimeConfigInterpreter())
-})
+// InspectConfig configures an Inspector. The zero value is valid.
+type InspectConfig struct {
+	// Limits are the static limits uploads must fit (zero fields:
+	// DefaultModuleLimits).
+	Limits ModuleLimits
+	// Compile bounds validation; it compiles with the interpreter, which
+	// validates exactly what the compiler does (zero fields: defaults).
+	Compile CompileBudget
+	// MemoryBytes is the memory cap invocations run under; a module whose
+	// tables alone can take more is refused. Default DefaultLimits.MemoryBytes.
+	MemoryBytes uint64
+}
+
+// Inspector validates uploads with the rules every Runtime applies on Load.
+// Safe for concurrent use.
+type Inspector struct {
+	c      *compiler
+	memory uint64
+	rt     func() wazero.Runtime
+}
+
+// NewInspector returns an Inspector; it does no I/O.
+func NewInspector(cfg InspectConfig) *Inspector {
+	if cfg.MemoryBytes == 0 {
+		cfg.MemoryBytes = DefaultLimits.MemoryBytes
+	}
+	return &Inspector{
+		c:      newCompiler(cfg.Limits, cfg.Compile, EngineInterpreter),
+		memory: cfg.MemoryBytes,
+		rt: sync.OnceValue(func() wazero.Runtime {
+			return wazero.NewRuntimeWithConfig(context.Background(), runtimeConfig(EngineInterpreter, nil))
+		}),
+	}
+}
+
+var defaultInspector = sync.OnceValue(func() *Inspector { return NewInspector(InspectConfig{}) })
+
+// Inspect is Inspector.Inspect with a zero InspectConfig: default limits,
+// every compilation in this process.
+func Inspect(ctx context.Context, code []byte) (Info, error) {
+	return defaultInspector().Inspect(ctx, code)
+}
 
 // Inspect validates code with the same rules Load applies, without keeping
 // anything: the controller calls it on upload so that what it accepts every
@@ -95,13 +135,41 @@ var inspectRuntime = sync.OnceValue(func() wazero.Runtime {
 //
 // # Errors
 //
-// ErrNotWasm, ErrInvalidModule (with wazero's reason), ErrUnknownImport
-// (naming the import), ErrMissingExport.
-func Inspect(ctx context.Context, code []byte) (Info, error) {
+// ErrNotWasm, ErrModuleLimit (naming the limit), ErrInvalidModule (with
+// wazero's reason), ErrUnknownImport (naming the import), ErrMissingExport,
+// ErrCompileBudget; ErrCanceled or ErrTimeout when ctx ends first.
+func (i *Inspector) Inspect(ctx context.Context, code []byte) (Info, error) {
 	if err := checkMagic(code); err != nil {
 		return Info{}, err
 	}
-	cm, err := inspectRuntime().CompileModule(ctx, code)
+	digest := Digest(code)
+	prof, err := i.c.check(digest, code)
+	if err != nil {
+		return Info{}, err
+	}
+	if prof.TableBytes > i.memory {
+		return Info{}, newError(KindModuleLimit, "the module's tables can take %d bytes, over the memory cap of %d bytes", prof.TableBytes, i.memory)
+	}
+	var info Info
+	if i.c.isolated(prof) {
+		info, err = i.c.inWorker(ctx, digest, code, "")
+	} else {
+		info, err = i.local(ctx, code)
+	}
+	if err != nil {
+		return Info{}, err
+	}
+	info.TableBytes = prof.TableBytes
+	return info, nil
+}
+
+func (i *Inspector) local(ctx context.Context, code []byte) (Info, error) {
+	release, err := i.c.inProcess(ctx)
+	if err != nil {
+		return Info{}, err
+	}
+	defer release()
+	cm, err := i.rt().CompileModule(ctx, code)
 	if err != nil {
 		return Info{}, &Error{Kind: KindInvalidModule, Msg: err.Error(), Err: err}
 	}

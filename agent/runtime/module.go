@@ -116,6 +116,13 @@ func (m *module) instantiate(ctx context.Context, memLimit uint64) (*instance, e
 	return in, nil
 }
 
+// linearCap is the linear memory an instance may take under a memory cap
+// of total bytes: tables are host memory too, and count against the cap.
+func (m *module) linearCap(total uint64) uint64 {
+	c := total - min(total, m.info.TableBytes)
+	return c - c%pageSize
+}
+
 func (m *module) takeSpare(limits Limits) *instance {
 	if limits.MemoryBytes != m.r.cfg.Limits.MemoryBytes-m.r.cfg.Limits.MemoryBytes%pageSize {
 		return nil // spares are built with the default memory cap
@@ -151,7 +158,7 @@ func (m *module) refill() {
 		defer m.r.active.Done()
 		defer m.refilling.Store(false)
 		defer m.release()
-		limit := m.r.cfg.Limits.MemoryBytes - m.r.cfg.Limits.MemoryBytes%pageSize
+		limit := m.linearCap(m.r.cfg.Limits.MemoryBytes - m.r.cfg.Limits.MemoryBytes%pageSize)
 		for len(m.spareCh) < cap(m.spareCh) && m.r.spares.Load() < maxSpares {
 			m.mu.Lock()
 			stop := m.evicted
@@ -205,7 +212,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 		m.r.stats.spareHits.Add(1)
 	} else {
 		var err error
-		in, err = m.instantiate(ctx, c.limits.MemoryBytes)
+		in, err = m.instantiate(ctx, c.linearCap)
 		res.Instantiate = time.Since(start)
 		if err != nil {
 			return classify(ctx, err, c, in.alloc)
@@ -245,7 +252,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 // runCommand runs a WASI command: input on stdin, output from stdout.
 func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	s := &slot{c: c}
-	alloc := &capAllocator{limit: c.limits.MemoryBytes, pool: &m.r.memory}
+	alloc := &capAllocator{limit: c.linearCap, pool: &m.r.memory}
 	cfg := m.r.moduleConfig(s, true).WithStdin(bytes.NewReader(c.input))
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)

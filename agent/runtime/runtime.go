@@ -35,7 +35,11 @@ type Runtime struct {
 	// the disk cache, so a restart can tell a disk hit from a cold compile.
 	markers string
 
-	modules *cache.LRU[string, *module]
+	modules  *cache.LRU[string, *module]
+	compiler *compiler
+	// wazeroDir is the on-disk compilation cache workers compile into
+	// ("" without one, or with the interpreter).
+	wazeroDir string
 
 	mu      sync.RWMutex
 	loading map[string]*loadCall
@@ -53,10 +57,15 @@ type Runtime struct {
 	}
 }
 
+// loadCall is one compilation of a digest, shared by every Load of it
+// that arrives meanwhile. It runs detached from its callers (each waits
+// within its own context) and stops only when its digest is evicted or the
+// runtime closes.
 type loadCall struct {
-	done chan struct{}
-	info Info
-	err  error
+	done   chan struct{}
+	cancel context.CancelFunc
+	info   Info
+	err    error
 }
 
 // Request is one invocation.
@@ -112,31 +121,26 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	var rc wazero.RuntimeConfig
-	if cfg.Engine == EngineInterpreter {
-		rc = wazero.NewRuntimeConfigInterpreter()
-	} else {
-		rc = wazero.NewRuntimeConfigCompiler()
-	}
-	rc = rc.WithCloseOnContextDone(true)
 	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
+	var cc wazero.CompilationCache
 	if r.client == nil {
 		r.client = defaultHTTPClient()
 	}
 	if cfg.CacheDir != "" && cfg.Engine == EngineCompiler {
 		dir := filepath.Join(cfg.CacheDir, "wazero")
-		cc, err := wazero.NewCompilationCacheWithDir(dir)
+		var err error
+		cc, err = wazero.NewCompilationCacheWithDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("runtime: compilation cache in %s: %w", dir, err)
 		}
-		r.ccache = cc
-		rc = rc.WithCompilationCache(cc)
+		r.ccache, r.wazeroDir = cc, dir
 		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion())
 		if err := os.MkdirAll(r.markers, 0o700); err != nil {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
 	}
-	r.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	r.rt = wazero.NewRuntimeWithConfig(ctx, runtimeConfig(cfg.Engine, cc))
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
 		r.rt.Close(ctx)
 		return nil, fmt.Errorf("runtime: wasi: %w", err)
@@ -193,12 +197,17 @@ func (r *Runtime) Stats() Stats {
 }
 
 // Load compiles code, unless a module with the same digest is already in
-// memory, and keeps it for Invoke. Concurrent Loads of one digest compile once.
+// memory, and keeps it for Invoke. Concurrent Loads of one digest compile
+// once. The code is checked against Config.ModuleLimits before anything
+// compiles it, and compiled under Config.Compile (see CompileBudget); the
+// compilation goes on when ctx is done (another Load may want it) and stops
+// only when the digest is evicted or the runtime closes.
 //
 // # Errors
 //
 // ErrNotWasm, ErrInvalidModule, ErrUnknownImport, ErrMissingExport as for
-// Inspect; ErrClosed.
+// Inspect; ErrModuleLimit, ErrCompileBudget; ErrCanceled or ErrTimeout when
+// ctx is done first (or the digest was evicted); ErrClosed.
 func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 	if err := checkMagic(code); err != nil {
 		return Info{}, err
@@ -213,30 +222,51 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 		r.mu.Unlock()
 		return Info{}, ErrClosed
 	}
-	if lc, ok := r.loading[digest]; ok {
-		r.mu.Unlock()
-		select {
-		case <-lc.done:
-			return lc.info, lc.err
-		case <-ctx.Done():
-			return Info{}, ctx.Err()
+	lc, ok := r.loading[digest]
+	if !ok {
+		// A compilation may have finished since the lookup above: it adds
+		// the module before it leaves r.loading, both seen under r.mu.
+		if m, ok := r.modules.Peek(digest); ok {
+			r.mu.Unlock()
+			r.stats.memHits.Add(1)
+			return m.info, nil
 		}
+		var lctx context.Context
+		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		lc = &loadCall{done: make(chan struct{}), cancel: cancel}
+		r.loading[digest] = lc
+		r.active.Add(1)
+		go func() {
+			defer r.active.Done()
+			lc.info, lc.err = r.compile(lctx, digest, code)
+			cancel()
+			r.mu.Lock()
+			if r.loading[digest] == lc {
+				delete(r.loading, digest)
+			}
+			r.mu.Unlock()
+			close(lc.done)
+		}()
 	}
-	lc := &loadCall{done: make(chan struct{})}
-	r.loading[digest] = lc
 	r.mu.Unlock()
-
-	lc.info, lc.err = r.compile(ctx, digest, code)
-	r.mu.Lock()
-	delete(r.loading, digest)
-	r.mu.Unlock()
-	close(lc.done)
-	return lc.info, lc.err
+	select {
+	case <-lc.done:
+		return lc.info, lc.err
+	case <-ctx.Done():
+		return Info{}, canceled(ctx, "waiting for the module to compile")
+	}
 }
 
 func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info, error) {
 	if int64(len(code)) > r.cfg.MaxModuleBytes {
 		return Info{}, newError(KindInvalidModule, "module of %d bytes exceeds the module cache (%d bytes)", len(code), r.cfg.MaxModuleBytes)
+	}
+	prof, err := r.compiler.check(digest, code)
+	if err != nil {
+		return Info{}, err
+	}
+	if prof.TableBytes > r.cfg.Limits.MemoryBytes {
+		return Info{}, newError(KindModuleLimit, "the module's tables can take %d bytes, over the memory cap of %d bytes", prof.TableBytes, r.cfg.Limits.MemoryBytes)
 	}
 	marker := ""
 	diskHit := false
@@ -245,15 +275,43 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		_, err := os.Stat(marker)
 		diskHit = err == nil
 	}
+	// A digest already in the disk cache compiled within its budget once:
+	// loading it back costs little, whatever its profile.
+	if !diskHit && r.compiler.isolated(prof) {
+		dir := ""
+		if r.cfg.Engine == EngineCompiler {
+			dir = r.wazeroDir
+		}
+		if _, err := r.compiler.inWorker(ctx, digest, code, dir); err != nil {
+			return Info{}, err
+		}
+	}
+	release, err := r.compiler.inProcess(ctx)
+	if err != nil {
+		return Info{}, err
+	}
 	cm, err := r.rt.CompileModule(ctx, code)
+	release()
 	if err != nil {
 		return Info{}, &Error{Kind: KindInvalidModule, Msg: err.Error(), Err: err}
 	}
 	info, err := describe(cm, code)
 	if err != nil {
-		cm.Close(ctx)
+		cm.Close(context.Background())
 		return Info{}, err
 	}
+	info.TableBytes = prof.TableBytes
+	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
+	// Evict cancels ctx under r.mu: checking it under r.mu too means a
+	// module evicted while it compiled is never kept.
+	r.mu.Lock()
+	if ctx.Err() != nil {
+		r.mu.Unlock()
+		cm.Close(context.Background())
+		return Info{}, canceled(ctx, "compiling")
+	}
+	r.modules.Add(digest, m, int64(len(code)))
+	r.mu.Unlock()
 	r.stats.compiles.Add(1)
 	if diskHit {
 		r.stats.diskHits.Add(1)
@@ -262,8 +320,6 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 			r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
 		}
 	}
-	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
-	r.modules.Add(digest, m, int64(len(code)))
 	r.cfg.Logger.Debug("module loaded", "digest", digest, "abi", info.ABI, "disk_cache_hit", diskHit)
 	info.Compiled, info.DiskCacheHit = true, diskHit
 	return info, nil
@@ -284,9 +340,18 @@ func (r *Runtime) Info(digest string) (Info, bool) {
 	return m.info, true
 }
 
-// Evict drops a digest from memory (its disk cache entry stays). In-flight
-// invocations of it finish normally.
-func (r *Runtime) Evict(digest string) bool { return r.modules.Remove(digest) }
+// Evict drops a digest from memory (its disk cache entry stays) and stops
+// a compilation of it that is under way. In-flight invocations of it finish
+// normally.
+func (r *Runtime) Evict(digest string) bool {
+	r.mu.Lock()
+	if lc, ok := r.loading[digest]; ok {
+		lc.cancel()
+		delete(r.loading, digest)
+	}
+	r.mu.Unlock()
+	return r.modules.Remove(digest)
+}
 
 // Invoke runs the loaded module with the given digest once, in a fresh
 // instance, under the request's limits.
@@ -323,8 +388,9 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		return res, newError(KindInvalidInput, "input is not valid JSON")
 	}
 	limits.MemoryBytes -= limits.MemoryBytes % pageSize
-	if m.info.MemoryMinBytes > limits.MemoryBytes {
-		return res, newError(KindMemoryLimit, "module needs %d bytes of linear memory at start, over the cap of %d bytes", m.info.MemoryMinBytes, limits.MemoryBytes)
+	if m.info.MemoryMinBytes+m.info.TableBytes > limits.MemoryBytes {
+		return res, newError(KindMemoryLimit, "module needs %d bytes at start (linear memory %d, tables %d), over the cap of %d bytes",
+			m.info.MemoryMinBytes+m.info.TableBytes, m.info.MemoryMinBytes, m.info.TableBytes, limits.MemoryBytes)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
@@ -344,7 +410,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		}
 	}
 	defer func() { <-r.slots }()
-	c := &call{input: input, limits: limits, allowed: req.AllowedHosts, client: r.client}
+	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
 	c.stdout.max = limits.OutputBytes
 	c.deadline, _ = ctx.Deadline()
@@ -382,6 +448,9 @@ func (r *Runtime) Close(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
+	for _, lc := range r.loading {
+		lc.cancel()
+	}
 	r.mu.Unlock()
 	drained := make(chan struct{})
 	go func() { r.active.Wait(); close(drained) }()
@@ -435,7 +504,7 @@ func classify(ctx context.Context, err error, c *call, alloc *capAllocator) *Err
 	}
 	msg, _, _ := strings.Cut(err.Error(), "\n") // drop wazero's stack trace
 	if alloc != nil && alloc.hit {
-		return &Error{Kind: KindMemoryLimit, Msg: fmt.Sprintf("the function needed more than its %d MiB of linear memory (%s)", c.limits.MemoryBytes>>20, msg), Err: err}
+		return &Error{Kind: KindMemoryLimit, Msg: fmt.Sprintf("the function needed more than its %d MiB of linear memory (%s)", c.linearCap>>20, msg), Err: err}
 	}
 	return &Error{Kind: KindTrap, Msg: msg, Stderr: c.console.String(), Err: err}
 }

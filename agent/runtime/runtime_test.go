@@ -32,6 +32,7 @@ func fixture(t testing.TB, name string) []byte {
 var sharedCacheDir string
 
 func TestMain(m *testing.M) {
+	RunCompileWorkerIfAsked() // workerBudget names this test binary
 	dir, err := os.MkdirTemp("", "wisp-runtime-test-")
 	if err != nil {
 		panic(err)

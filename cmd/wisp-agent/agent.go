@@ -9,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/wispfn/wisp/agent/node"
+	"github.com/wispfn/wisp/agent/runtime"
 )
 
 // runAgent is `wisp-agent run`: connect to the controllers and serve them
@@ -33,9 +34,14 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(
 
 // node is the configuration node.Run takes.
 func (c config) node() node.Config {
+	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by set
 	return node.Config{
 		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
 		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,
 		Timeout: c.Timeout, MemoryMiB: c.MemoryMiB, MaxConcurrent: c.MaxConcurrent,
+		ModuleLimits: limits, Compile: runtime.CompileBudget{
+			Timeout: c.CompileTimeout, MemoryBytes: c.CompileMemoryMiB << 20, Concurrent: c.CompileWorkers,
+			Worker: runtime.SelfWorker(),
+		},
 	}
 }

@@ -34,6 +34,13 @@ type config struct {
 	Timeout       time.Duration
 	MemoryMiB     uint64
 	MaxConcurrent int
+	// ModuleLimits (WISP_MODULE_LIMITS) is "key=value,..." over
+	// runtime.DefaultModuleLimits; the compile budget is
+	// WISP_COMPILE_TIMEOUT, WISP_COMPILE_MEMORY_MIB, WISP_COMPILE_WORKERS.
+	ModuleLimits     string
+	CompileTimeout   time.Duration
+	CompileMemoryMiB uint64
+	CompileWorkers   int
 }
 
 func defaultConfig() config {
@@ -51,7 +58,8 @@ func defaultConfig() config {
 
 // envKeys maps each setting to its environment variable.
 var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
-	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
+	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT",
+	"WISP_MODULE_LIMITS", "WISP_COMPILE_TIMEOUT", "WISP_COMPILE_MEMORY_MIB", "WISP_COMPILE_WORKERS"}
 
 func (c *config) set(key, v string) error {
 	var err error
@@ -82,6 +90,15 @@ func (c *config) set(key, v string) error {
 		c.MemoryMiB, err = strconv.ParseUint(v, 10, 64)
 	case "WISP_MAX_CONCURRENT":
 		c.MaxConcurrent, err = strconv.Atoi(v)
+	case "WISP_MODULE_LIMITS":
+		_, err = runtime.ParseModuleLimits(v)
+		c.ModuleLimits = v
+	case "WISP_COMPILE_TIMEOUT":
+		c.CompileTimeout, err = time.ParseDuration(v)
+	case "WISP_COMPILE_MEMORY_MIB":
+		c.CompileMemoryMiB, err = strconv.ParseUint(v, 10, 64)
+	case "WISP_COMPILE_WORKERS":
+		c.CompileWorkers, err = strconv.Atoi(v)
 	default:
 		return fmt.Errorf("unknown setting %s", key)
 	}

@@ -77,7 +77,7 @@ func invoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if *allow != "" {
 		hosts = strings.Split(*allow, ",")
 	}
-	rt, err := runtime.New(ctx, runtime.Config{Engine: *engine})
+	rt, err := runtime.New(ctx, runtime.Config{Engine: *engine, Compile: runtime.CompileBudget{Worker: runtime.SelfWorker()}})
 	if err != nil {
 		fmt.Fprintf(stderr, "wisp-agent: %v\n", err)
 		return 2

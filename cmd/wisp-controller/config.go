@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/api"
 )
 
@@ -27,6 +28,13 @@ type config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
 	LogFormat       string        `yaml:"log_format"`
+	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits
+	// (see runtime.ParseModuleLimits); module size defaults to the upload
+	// limit.
+	ModuleLimits   string        `yaml:"module_limits"`
+	CompileTimeout time.Duration `yaml:"compile_timeout"`
+	CompileMemory  int64         `yaml:"compile_memory"`
+	CompileWorkers int           `yaml:"compile_workers"`
 }
 
 func defaults() config {
@@ -56,6 +64,10 @@ var envVars = []struct {
 	{"WISP_SHUTDOWN_TIMEOUT", func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return err }},
 	{"WISP_LOG_LEVEL", func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"WISP_LOG_FORMAT", func(c *config, v string) error { c.LogFormat = v; return nil }},
+	{"WISP_MODULE_LIMITS", func(c *config, v string) error { c.ModuleLimits = v; return nil }},
+	{"WISP_COMPILE_TIMEOUT", func(c *config, v string) (err error) { c.CompileTimeout, err = time.ParseDuration(v); return err }},
+	{"WISP_COMPILE_MEMORY", func(c *config, v string) (err error) { c.CompileMemory, err = parseBytes(v); return err }},
+	{"WISP_COMPILE_WORKERS", func(c *config, v string) (err error) { c.CompileWorkers, err = strconv.Atoi(v); return err }},
 }
 
 // loadConfig builds the configuration from args and getenv. It returns
@@ -74,6 +86,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	shutdown := fs.Duration("shutdown-timeout", 0, "how long to let in-flight requests finish on shutdown (env WISP_SHUTDOWN_TIMEOUT, default 10s)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env WISP_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env WISP_LOG_FORMAT)")
+	moduleLimits := fs.String("module-limits", "", "static limits on uploaded modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()+" (env WISP_MODULE_LIMITS)")
+	compileTimeout := fs.Duration("compile-timeout", 0, "time budget of one upload's compilation (env WISP_COMPILE_TIMEOUT, default 60s)")
+	compileMemory := fs.String("compile-memory", "", "memory budget of one compilation, `bytes` or with KiB/MiB/GiB suffix (env WISP_COMPILE_MEMORY, default 1GiB)")
+	compileWorkers := fs.Int("compile-workers", 0, "compilations in worker processes at once (env WISP_COMPILE_WORKERS, default GOMAXPROCS/2, at least 1)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -124,6 +140,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			cfg.LogLevel = *logLevel
 		case "log-format":
 			cfg.LogFormat = *logFormat
+		case "module-limits":
+			cfg.ModuleLimits = *moduleLimits
+		case "compile-timeout":
+			cfg.CompileTimeout = *compileTimeout
+		case "compile-memory":
+			if n, e := parseBytes(*compileMemory); e != nil {
+				err = fmt.Errorf("-compile-memory: %w", e)
+			} else {
+				cfg.CompileMemory = n
+			}
+		case "compile-workers":
+			cfg.CompileWorkers = *compileWorkers
 		}
 	})
 	if err != nil {
@@ -152,6 +180,12 @@ func (c config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want more than 0", c.ShutdownTimeout))
+	}
+	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CompileTimeout < 0 || c.CompileMemory < 0 || c.CompileWorkers < 0 {
+		errs = append(errs, errors.New("compile timeout, memory and workers must not be negative"))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

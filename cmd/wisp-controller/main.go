@@ -15,9 +15,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/wispfn/wisp/agent/runtime"
 )
 
 func main() {
+	runtime.RunCompileWorkerIfAsked() // a compile worker started by this very binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr)) // tests call run directly

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -71,8 +72,13 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 
 // serverConfig is the part of the configuration server.Run takes.
 func (c config) server() server.Config {
+	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by Validate
 	return server.Config{
 		Listen: c.Listen, QUICListen: c.QUICListen, DataDir: c.DataDir, DatabaseURL: c.DatabaseURL,
 		MaxUploadBytes: c.MaxUploadBytes, ShutdownTimeout: c.ShutdownTimeout, InvokeTimeout: c.InvokeTimeout,
+		ModuleLimits: limits, Compile: runtime.CompileBudget{
+			Timeout: c.CompileTimeout, MemoryBytes: uint64(c.CompileMemory), Concurrent: c.CompileWorkers,
+			Worker: runtime.SelfWorker(),
+		},
 	}
 }

@@ -7,8 +7,11 @@
 // auth, runtime and invoker errors to status codes. Handlers return errors;
 // they never write error responses themselves.
 //
-// Uploaded code is validated with agent/runtime.Inspect, the loader agents
-// use, so that what the controller accepts every agent can run. Events, sinks
+// Uploaded code is validated with an agent/runtime.Inspector, the loader
+// agents use, so that what the controller accepts every agent can run: the
+// static module limits first (a refusal is 400 naming the limit), then a
+// compilation under a time and memory budget, in a worker process for any
+// module that is not cheap to compile by construction. Events, sinks
 // and metadata are validated, normalised and persisted with the function;
 // connecting them is not this package's job. Invocations go through the
 // Invoker interface; without one, every invocation of an existing function

@@ -25,7 +25,8 @@ type upload struct {
 }
 
 // readUpload parses and validates the multipart body of a function create
-// or update, including the code (with runtime.Inspect). It touches no
+// or update, including the code (with the runtime's Inspector: static
+// limits, then a budgeted compilation). It touches no
 // store. pathFn is the function name of the path ("" on create).
 func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error) {
 	form, err := c.MultipartForm()
@@ -86,7 +87,7 @@ func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error)
 	if u.code, err = s.readCode(files[0]); err != nil {
 		return upload{}, err
 	}
-	info, err := runtime.Inspect(c.UserContext(), u.code)
+	info, err := s.inspect.Inspect(c.UserContext(), u.code)
 	if err != nil {
 		return upload{}, badCode(err)
 	}
@@ -125,6 +126,10 @@ func badCode(err error) error {
 		return failCause(ErrBadRequest, err, "Unknown import %s", reason(err))
 	case runtime.KindMissingExport:
 		return failCause(ErrBadRequest, err, "Missing export: %s", reason(err))
+	case runtime.KindModuleLimit:
+		return failCause(ErrBadRequest, err, "The module exceeds a limit: %s", reason(err))
+	case runtime.KindCompileBudget:
+		return failCause(ErrBadRequest, err, "The module cannot be compiled within its budget: %s", reason(err))
 	}
 	return fmt.Errorf("api: inspect code: %w", err)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/version"
@@ -53,6 +54,10 @@ type Config struct {
 	Agents AgentLister
 	// JoinTokens makes agent join tokens (POST /v1/admin/tokens); nil: 503.
 	JoinTokens JoinTokens
+	// Inspector validates uploaded code (static limits, budgeted
+	// compilation); nil means runtime.NewInspector with default limits
+	// (module size: MaxUploadBytes) compiling in this process.
+	Inspector *runtime.Inspector
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -66,6 +71,7 @@ type Server struct {
 	dist    Distributor
 	agents  AgentLister
 	tokens  JoinTokens
+	inspect *runtime.Inspector
 }
 
 // New builds the API without doing any I/O.
@@ -85,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 		dist:    cfg.Distributor,
 		agents:  cfg.Agents,
 		tokens:  cfg.JoinTokens,
+		inspect: cfg.Inspector,
 	}
 	if s.invoker == nil {
 		s.invoker = NoWorkers{}
@@ -94,6 +101,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.maxCode == 0 {
 		s.maxCode = DefaultMaxUploadBytes
+	}
+	if s.inspect == nil {
+		s.inspect = runtime.NewInspector(runtime.InspectConfig{Limits: runtime.ModuleLimits{Bytes: int(min(s.maxCode, 1<<30))}})
 	}
 	if s.drain == 0 {
 		s.drain = DefaultShutdownTimeout

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/auth"
@@ -37,6 +38,10 @@ type Config struct {
 	MaxUploadBytes  int64
 	ShutdownTimeout time.Duration
 	InvokeTimeout   time.Duration
+	// ModuleLimits bound uploads (zero fields: runtime defaults; Bytes
+	// defaults to MaxUploadBytes). Compile bounds their validation.
+	ModuleLimits runtime.ModuleLimits
+	Compile      runtime.CompileBudget
 }
 
 // OpenStore opens Postgres when a DSN is configured, else the embedded
@@ -120,6 +125,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
+	limits := cfg.ModuleLimits
+	if limits.Bytes == 0 {
+		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
+	}
 	srv, err := api.New(api.Config{
 		Store:           st,
 		Invoker:         dispatcher,
@@ -131,6 +140,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Registerer:      reg,
 		Gatherer:        reg,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Inspector:       runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/internal/testproc"
 )
 
@@ -17,6 +18,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	runtime.RunCompileWorkerIfAsked()
 	dir, err := os.MkdirTemp("", "wisp-cli-")
 	if err != nil {
 		panic(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/internal/devenv"
 )
 
@@ -28,6 +29,7 @@ config is pointed at it, so the next wisp command just works.`,
 				level = slog.LevelInfo
 			}
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+			cfg.CompileWorker = runtime.SelfWorker()
 			return devenv.Run(a.ctx, cfg, log, func(in devenv.Info) {
 				path, err := configPath(a.g.config, a.getenv)
 				if err == nil {

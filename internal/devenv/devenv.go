@@ -27,6 +27,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/wispfn/wisp/agent/node"
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/server"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	MQTTListen string
 	// LocalAPI is the agent's local invoke API (default 127.0.0.1:4080).
 	LocalAPI string
+	// CompileWorker is the compile worker command of both the controller
+	// and the agent (runtime.CompileBudget.Worker); nil compiles in process.
+	CompileWorker []string
 }
 
 // Info is what a running dev platform tells its user.
@@ -99,6 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) er
 		ctlDone <- server.Run(ctx, server.Config{
 			Listen: cfg.Listen, QUICListen: cfg.QUICListen, DataDir: ctlDir,
 			MaxUploadBytes: 16 << 20, ShutdownTimeout: 10 * time.Second, InvokeTimeout: 30 * time.Second,
+			Compile: runtime.CompileBudget{Worker: cfg.CompileWorker},
 		}, log.With("component", "controller"), func(rest, quic net.Addr) { up <- addrs{rest, quic} })
 	}()
 	var a addrs
@@ -124,6 +129,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) er
 		agentDone <- node.Run(ctx, node.Config{
 			Controllers: []string{a.quic.String()}, JoinToken: join, DataDir: agentDir, Name: "dev",
 			LocalAPI: cfg.LocalAPI, MQTTBroker: mqttAddr, Timeout: 10 * time.Second, MemoryMiB: 128,
+			Compile: runtime.CompileBudget{Worker: cfg.CompileWorker},
 		}, log.With("component", "agent"))
 	}()
 	if err := waitAgent(ctx, url, admin); err != nil {

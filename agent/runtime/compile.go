@@ -1,0 +1,266 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	goruntime "runtime"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/wispfn/wisp/cache"
+)
+
+// CompileBudget bounds compilation. A module whose profile (see Scan) makes
+// it cheap to compile by construction is compiled in the calling process;
+// any other is compiled first in a worker process (Worker) that runs under
+// Timeout and MemoryBytes and is killed when either is exceeded, when the
+// caller cancels, or when its digest is evicted. The compiled code then
+// reaches this process through the on-disk compilation cache (compiler
+// engine with Config.CacheDir), or this process compiles it again, now
+// known to fit the budget (interpreter, or no cache dir).
+//
+// A module that exceeds the budget fails with KindCompileBudget, and the
+// runtime remembers the verdict for its digest: it is not compiled again.
+type CompileBudget struct {
+	// Timeout bounds one compilation in a worker. Default 60s.
+	Timeout time.Duration
+	// MemoryBytes bounds a worker's memory (on Linux its RLIMIT_DATA, the
+	// heap and every private writable mapping). Default 1 GiB.
+	MemoryBytes uint64
+	// Concurrent bounds workers running at once; further compilations
+	// wait for one, within their caller's context. Default GOMAXPROCS/2,
+	// at least 1, so compiling never takes every core.
+	Concurrent int
+	// Worker is the command that runs a compile worker: a program that
+	// calls ServeCompileWorker when started with these arguments (the
+	// Wisp binaries do, with WorkerArg). Empty: every module is compiled
+	// in the calling process, bounded only by ModuleLimits (for libraries
+	// and tests that cannot spawn a worker).
+	Worker []string
+}
+
+// WorkerArg is the first argument that makes a Wisp binary a compile
+// worker (see RunCompileWorkerIfAsked).
+const WorkerArg = "__wisp_compile_worker"
+
+// Thresholds under which a module is cheap to compile by construction and
+// compiled in process. They bound what makes wazero's optimising compiler
+// superlinear: locals times blocks (SSA), br_table targets (a block edge
+// each) and the sheer amount of code. docs/decisions.md has the worst
+// cases measured at these bounds.
+const (
+	cheapCodeBytes = 128 << 10
+	cheapLocals    = 1_000
+	cheapBrTargets = 8_192
+	cheapNesting   = 512
+)
+
+// cheap reports whether p may be compiled in process.
+func cheap(p Profile) bool {
+	return p.CodeBytes <= cheapCodeBytes && p.MaxLocals <= cheapLocals &&
+		p.BrTableTargets <= cheapBrTargets && p.MaxNesting <= cheapNesting
+}
+
+func (b CompileBudget) withDefaults() CompileBudget {
+	if b.Timeout <= 0 {
+		b.Timeout = 60 * time.Second
+	}
+	if b.MemoryBytes == 0 {
+		b.MemoryBytes = 1 << 30
+	}
+	if b.Concurrent <= 0 {
+		b.Concurrent = max(1, goruntime.GOMAXPROCS(0)/2)
+	}
+	return b
+}
+
+// compiler holds what Inspect and Load share: the limits, the budget, the
+// worker slots and the digests that failed their budget.
+type compiler struct {
+	limits  ModuleLimits
+	budget  CompileBudget
+	engine  string
+	workers chan struct{}
+	// local bounds compilations in this process (GOMAXPROCS at once).
+	local chan struct{}
+	// failed remembers digests whose compilation exceeded the budget or
+	// crashed a worker: retrying would only cost the same again.
+	failed *cache.LRU[string, *Error]
+}
+
+// maxFailed bounds the remembered failures.
+const maxFailed = 4096
+
+func newCompiler(limits ModuleLimits, budget CompileBudget, engine string) *compiler {
+	budget = budget.withDefaults()
+	return &compiler{
+		limits:  limits.withDefaults(),
+		budget:  budget,
+		engine:  engine,
+		workers: make(chan struct{}, budget.Concurrent),
+		local:   make(chan struct{}, goruntime.GOMAXPROCS(0)),
+		failed:  cache.NewLRU[string, *Error](cache.Limits{Entries: maxFailed}, nil),
+	}
+}
+
+// check scans code against the limits and the remembered failures.
+func (c *compiler) check(digest string, code []byte) (Profile, error) {
+	p, err := Scan(code, c.limits)
+	if err != nil {
+		return p, err
+	}
+	if e, ok := c.failed.Get(digest); ok {
+		return p, e
+	}
+	return p, nil
+}
+
+// isolated tells whether code must be compiled in a worker first.
+func (c *compiler) isolated(p Profile) bool {
+	return len(c.budget.Worker) > 0 && !cheap(p)
+}
+
+// workerRequest is the first line a worker reads; the code follows.
+type workerRequest struct {
+	Engine      string `json:"engine"`
+	CacheDir    string `json:"cache_dir,omitempty"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+	CodeBytes   int    `json:"code_bytes"`
+}
+
+// workerReply is the one line a worker writes.
+type workerReply struct {
+	Info  *Info  `json:"info,omitempty"`
+	Kind  Kind   `json:"kind,omitempty"`
+	Msg   string `json:"msg,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// inWorker compiles code in a worker process under the budget. With
+// cacheDir set (compiler engine) the worker leaves the compiled code in the
+// on-disk cache. It returns what the worker found, a *Error of
+// KindCompileBudget, KindCanceled or the module's own verdict, or an error
+// when no worker could run.
+func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cacheDir string) (Info, error) {
+	select {
+	case c.workers <- struct{}{}:
+	case <-ctx.Done():
+		return Info{}, canceled(ctx, "waiting for a compile worker")
+	}
+	defer func() { <-c.workers }()
+
+	wctx, cancel := context.WithTimeout(ctx, c.budget.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(wctx, c.budget.Worker[0], c.budget.Worker[1:]...)
+	cmd.Env = []string{"GOMAXPROCS=1"}
+	setWorkerAttrs(cmd)
+	req, _ := json.Marshal(workerRequest{Engine: c.engine, CacheDir: cacheDir, MemoryBytes: c.budget.MemoryBytes, CodeBytes: len(code)})
+	cmd.Stdin = io.MultiReader(bytes.NewReader(append(req, '\n')), bytes.NewReader(code))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &limitedBuffer{b: &stdout, n: 1 << 20}, &limitedBuffer{b: &stderr, n: 64 << 10}
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	switch {
+	case errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling took longer than the budget of %v", c.budget.Timeout))
+	case ctx.Err() != nil:
+		return Info{}, canceled(ctx, "compiling")
+	case err != nil:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			return Info{}, fmt.Errorf("runtime: starting a compile worker: %w", err)
+		}
+		tail := lastLine(stderr.String())
+		if strings.Contains(stderr.String(), "out of memory") || strings.Contains(stderr.String(), "cannot allocate memory") {
+			return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling needed more than the budget of %d MiB of memory", c.budget.MemoryBytes>>20))
+		}
+		return Info{}, c.remember(digest, newError(KindCompileBudget, "the compile worker failed after %v (%v): %s", took.Round(time.Millisecond), exit, tail))
+	}
+	var rep workerReply
+	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &rep); err != nil {
+		return Info{}, fmt.Errorf("runtime: unreadable compile worker reply %q: %w", preview(stdout.Bytes()), err)
+	}
+	switch {
+	case rep.Error != "":
+		return Info{}, fmt.Errorf("runtime: compile worker: %s", rep.Error)
+	case rep.Kind != KindUnknown:
+		return Info{}, &Error{Kind: rep.Kind, Msg: rep.Msg}
+	case rep.Info == nil:
+		return Info{}, errors.New("runtime: the compile worker answered nothing")
+	}
+	return *rep.Info, nil
+}
+
+// inProcess takes a slot for a compilation in this process; the caller
+// calls release when done.
+func (c *compiler) inProcess(ctx context.Context) (release func(), err error) {
+	select {
+	case c.local <- struct{}{}:
+		return func() { <-c.local }, nil
+	case <-ctx.Done():
+		return nil, canceled(ctx, "waiting to compile")
+	}
+}
+
+func (c *compiler) remember(digest string, e *Error) *Error {
+	c.failed.Add(digest, e, 1)
+	return e
+}
+
+func canceled(ctx context.Context, doing string) *Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return newError(KindTimeout, "the deadline passed while %s", doing)
+	}
+	return newError(KindCanceled, "canceled while %s", doing)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// limitedBuffer keeps the first n bytes written to it and drops the rest.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// runtimeConfig is the wazero configuration of every runtime that compiles
+// for an engine, worker or not: the compiled code of one must be what the
+// other loads from the cache.
+func runtimeConfig(engine string, cc wazero.CompilationCache) wazero.RuntimeConfig {
+	var rc wazero.RuntimeConfig
+	if engine == EngineInterpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	} else {
+		rc = wazero.NewRuntimeConfigCompiler()
+	}
+	// DWARF stays off: parsing a module's debug sections is work (and an
+	// attack surface) that only improves stack traces Wisp does not show.
+	rc = rc.WithCloseOnContextDone(true).WithDebugInfoEnabled(false)
+	if cc != nil {
+		rc = rc.WithCompilationCache(cc)
+	}
+	return rc
+}

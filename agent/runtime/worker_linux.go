@@ -1,0 +1,17 @@
+package runtime
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// limitMemory caps the process's data segment and private writable
+// mappings (RLIMIT_DATA): the Go heap and wazero's code buffers.
+func limitMemory(n uint64) error {
+	return syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: n, Max: n})
+}
+
+// setWorkerAttrs makes a worker die with the process that started it.
+func setWorkerAttrs(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}

@@ -1,0 +1,3 @@
+module wispfixtures/big
+
+go 1.26
