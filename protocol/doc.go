@@ -22,6 +22,9 @@
 //	1: 2026-11-25: first version: Hello, Welcome, Heartbeat, Invoke, NeedCode,
 //	   Code, Result, Error, Ack, Drop, Ping, Pong, Started, DesiredSet,
 //	   OutboxBatch, OutboxAck.
+//	   2026-12-04: function failure codes 114 ModuleLimit and 115
+//	   CompileBudget (no new version: a reader that does not know them
+//	   treats them by their range, as function failures).
 //
 // # Transport and message flow
 //

@@ -54,6 +54,8 @@ const (
 	OutputTooLarge ErrorCode = 111 // the output exceeds the output limit
 	GuestError     ErrorCode = 112 // the function reported an error
 	Exit           ErrorCode = 113 // a WASI command exited non-zero
+	ModuleLimit    ErrorCode = 114 // the module exceeds a static limit of the agent
+	CompileBudget  ErrorCode = 115 // compiling the module exceeded the agent's time or memory budget
 )
 
 var codeNames = map[ErrorCode]string{
@@ -79,6 +81,8 @@ var codeNames = map[ErrorCode]string{
 	OutputTooLarge:     "output too large",
 	GuestError:         "guest error",
 	Exit:               "exit",
+	ModuleLimit:        "module limit",
+	CompileBudget:      "compile budget",
 }
 
 func (c ErrorCode) String() string {

@@ -313,7 +313,7 @@ func TestStableNumbers(t *testing.T) {
 		Draining: 6, UnknownDigest: 7, NotWasm: 100, InvalidModule: 101, UnknownImport: 102,
 		MissingExport: 103, Trap: 104, Timeout: 105, Canceled: 106, MemoryLimit: 107,
 		InputTooLarge: 108, InvalidInput: 109, OutputNotJSON: 110, OutputTooLarge: 111,
-		GuestError: 112, Exit: 113,
+		GuestError: 112, Exit: 113, ModuleLimit: 114, CompileBudget: 115,
 	}
 	if len(codes) != len(codeNames) {
 		t.Errorf("%d codes pinned, %d named", len(codes), len(codeNames))

@@ -19,6 +19,10 @@ func WireCode(err error) protocol.ErrorCode {
 	switch runtime.KindOf(err) {
 	case runtime.KindNotWasm:
 		return protocol.NotWasm
+	case runtime.KindModuleLimit:
+		return protocol.ModuleLimit
+	case runtime.KindCompileBudget:
+		return protocol.CompileBudget
 	case runtime.KindInvalidModule:
 		return protocol.InvalidModule
 	case runtime.KindUnknownImport:
