@@ -199,3 +199,117 @@ func BrTable(n int) []byte {
 	b = append(b, OpEnd)
 	return I32Const(b, 0)
 }
+
+// Adds returns about size bytes of i32.const 1 / i32.add, leaving one i32
+// on the stack: straight-line code that costs compilers memory per byte.
+func Adds(size int) []byte {
+	b := I32Const(nil, 1)
+	for len(b) < size-4 {
+		b = I32Const(b, 1)
+		b = append(b, OpI32Add)
+	}
+	return b
+}
+
+// Shuffle returns about size bytes of blocks that copy random locals among
+// the first n into each other and branch out on one: SSA construction pays
+// for every local in every block. It leaves nothing on the stack.
+func Shuffle(n, size int, seed uint64) []byte {
+	x := seed | 1
+	next := func() uint64 { // xorshift: deterministic, no math/rand state
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		return x % uint64(n)
+	}
+	var b []byte
+	for len(b) < size-16 {
+		b = append(b, OpBlock, OpBlockEmpty)
+		for range 200 {
+			b = ULEB(append(b, OpLocalGet), next())
+			b = ULEB(append(b, OpLocalSet), next())
+		}
+		b = ULEB(append(b, OpLocalGet), next())
+		b = append(b, OpBrIf, 0, OpEnd)
+	}
+	return b
+}
+
+// Hostile is a module that attacks the host that loads or runs it.
+type Hostile struct {
+	Name string
+	// Limit is the module limit (runtime.ModuleLimits key) that must
+	// refuse it; "invalid" when its structure must be refused as malformed;
+	// "" when it is within every static limit and only the compile budget
+	// can stop it.
+	Limit string
+	// Why says what it does to an unprotected host, as measured.
+	Why  string
+	Code []byte
+}
+
+// HostileModules returns the catalogue of hostile modules built in code
+// (the WAT ones are testdata/src/wat/table_*.wat and tables_many.wat).
+// Building all of them takes a few hundred milliseconds and about 40 MB.
+func HostileModules() []Hostile {
+	const MiB = 1 << 20
+	ret0 := I32Const(nil, 0)
+	return []Hostile{
+		{"locals_4g", "locals", "one declaration of 2^32-1 locals: the decoder asks for one 4 GiB block, the Go runtime dies",
+			Module{Locals: [][2]uint32{{0xffffffff, I32}}, Body: ret0}.Bytes()},
+		{"locals_5m", "locals", "5 million locals: 1.1-1.4 GiB per compile",
+			Module{Locals: [][2]uint32{{5_000_000, I32}}, Body: ret0}.Bytes()},
+		{"nesting_300k", "nesting", "300,000 nested blocks: a compile that runs for minutes",
+			Module{Body: Nested(300_000)}.Bytes()},
+		{"br_table_1m", "br_table", "a br_table of a million targets: gigabytes and minutes of compile",
+			Module{Body: BrTable(1_000_000)}.Bytes()},
+		{"body_15m", "body_bytes", "one 15 MB function body: 2.3 GB of heap in validation",
+			Module{Body: append(Adds(15*MiB), OpDrop, OpI32Const, 0)}.Bytes()},
+		{"tables_100k", "tables", "100,000 tables of 2^20 entries: 800 GiB of host pointers at instantiation",
+			Module{Tables: repeat(Table{Min: 1 << 20}, 100_000), Body: ret0}.Bytes()},
+		{"functions_200k", "functions", "200,000 functions",
+			Module{ExtraFunctions: 200_000, Body: ret0}.Bytes()},
+		{"globals_100k", "globals", "100,000 globals",
+			Module{Globals: 100_000, Body: ret0}.Bytes()},
+		{"function_count_4g", "invalid", "a function section that declares 2^32-1 entries in 5 bytes: a decoder that trusts it allocates 16 GiB",
+			Raw(Section(3, ULEB(nil, 0xffffffff)))},
+		{"names_4g", "invalid", "a name section that declares 2^28 function names in a few bytes",
+			Raw(Section(0, append(name(nil, "name"), Section(1, ULEB(nil, 1<<28))...)))},
+		{"compile_br_tables", "", "fifteen br_tables of 65,536 targets in one 1 MiB body: within every limit, but 2.3 GB and 19 s in wazero's optimising compiler",
+			Module{Body: append(brTables(MiB, 65_536), ret0...)}.Bytes()},
+		{"compile_locals", "", "50,000 locals shuffled through 256 KiB of blocks: within every limit, but 3+ minutes in wazero's optimising compiler",
+			Module{Locals: [][2]uint32{{50_000, I32}}, Body: append(Shuffle(50_000, 256<<10, 1), ret0...)}.Bytes()},
+		{"validate_adds", "", "15 functions of 1 MiB of additions: within every limit, but 680 MB in wazero's interpreter (the controller's validation)",
+			Module{ExtraFunctions: 15, Extra: append(Adds(MiB-64), OpDrop), Body: ret0}.Bytes()},
+	}
+}
+
+func repeat(t Table, n int) []Table {
+	ts := make([]Table, n)
+	for i := range ts {
+		ts[i] = t
+	}
+	return ts
+}
+
+// brTables fills about size bytes with br_tables of n targets each.
+func brTables(size, n int) []byte {
+	var b []byte
+	for len(b) < size-2*n-16 {
+		b = append(b, BrTable(n)...)
+		b = append(b, OpDrop)
+	}
+	return b
+}
+
+// Section encodes one section.
+func Section(id byte, payload []byte) []byte { return section(nil, id, payload) }
+
+// Raw is a module of the wasm header followed by the given sections.
+func Raw(sections ...[]byte) []byte {
+	b := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	for _, s := range sections {
+		b = append(b, s...)
+	}
+	return b
+}
