@@ -110,16 +110,13 @@ func newCompiler(limits ModuleLimits, budget CompileBudget, engine string) *comp
 	}
 }
 
-// check scans code against the limits and the remembered failures.
+// check looks code up in the remembered failures, then scans it against
+// the limits.
 func (c *compiler) check(digest string, code []byte) (Profile, error) {
-	p, err := Scan(code, c.limits)
-	if err != nil {
-		return p, err
-	}
 	if e, ok := c.failed.Get(digest); ok {
-		return p, e
+		return Profile{}, e
 	}
-	return p, nil
+	return Scan(code, c.limits)
 }
 
 // isolated tells whether code must be compiled in a worker first.
