@@ -39,13 +39,19 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
-func procRSS(pid int) int64 {
+func procRSS(pid int) int64 { return procStatus(pid, "VmRSS") }
+
+// procPeakRSS is the most resident memory a process has had (VmHWM).
+func procPeakRSS(pid int) int64 { return procStatus(pid, "VmHWM") }
+
+// procStatus reads one kB field of /proc/pid/status, in bytes.
+func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			return kb << 10
 		}

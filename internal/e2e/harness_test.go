@@ -51,7 +51,13 @@ type proc = testproc.Proc
 // start runs one of the built binaries; name's first word is the binary.
 func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
-	return testproc.Start(t, name, filepath.Join(bin, strings.Fields(name)[0]), []string{"WISP_LOG_LEVEL=debug"}, args...)
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with environment variables added.
+func startEnv(t testing.TB, name string, env []string, args ...string) *proc {
+	t.Helper()
+	return testproc.Start(t, name, filepath.Join(bin, strings.Fields(name)[0]), append([]string{"WISP_LOG_LEVEL=debug"}, env...), args...)
 }
 
 // controller is a running wisp-controller.
@@ -62,11 +68,17 @@ type controller struct {
 
 func startController(t testing.TB, dataDir, dsn, quicAddr string) *controller {
 	t.Helper()
+	return startControllerEnv(t, dataDir, dsn, quicAddr, nil)
+}
+
+// startControllerEnv is startController with environment variables added.
+func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []string) *controller {
+	t.Helper()
 	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", quicAddr, "--data-dir", dataDir}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
 	}
-	p := start(t, "wisp-controller", args...)
+	p := startEnv(t, "wisp-controller", env, args...)
 	c := &controller{proc: p, dataDir: dataDir}
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
 	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
@@ -98,11 +110,17 @@ func (c *controller) joinToken(t testing.TB, dsn string) string {
 
 func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc {
 	t.Helper()
+	return startAgentEnv(t, c, token, name, dataDir, nil)
+}
+
+// startAgentEnv is startAgent with environment variables added.
+func startAgentEnv(t testing.TB, c *controller, token, name, dataDir string, env []string) *proc {
+	t.Helper()
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}
-	p := start(t, "wisp-agent "+name, args...)
+	p := startEnv(t, "wisp-agent "+name, env, args...)
 	p.Await(`msg=connected`)
 	return p
 }
@@ -119,13 +137,18 @@ func (c *controller) upload(t testing.TB, module, name, fixture string, fields m
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := map[string]string{"name": name}
-	maps.Copy(all, fields)
-	form, ct := testhttp.Multipart(all, "code", fixture+".wasm", code)
-	status, body := c.do(t, "POST", "/v1/fn/"+module, form, ct)
-	if status != 201 {
+	if status, body := c.uploadCode(t, module, name, code, fields); status != 201 {
 		t.Fatalf("upload %s: %d %s", name, status, body)
 	}
+}
+
+// uploadCode creates a function from code and returns the answer.
+func (c *controller) uploadCode(t testing.TB, module, name string, code []byte, fields map[string]string) (int, []byte) {
+	t.Helper()
+	all := map[string]string{"name": name}
+	maps.Copy(all, fields)
+	form, ct := testhttp.Multipart(all, "code", name+".wasm", code)
+	return c.do(t, "POST", "/v1/fn/"+module, form, ct)
 }
 
 func (c *controller) invoke(t testing.TB, module, name, body string) (int, string) {
