@@ -308,6 +308,59 @@ func BenchmarkFirstInvocation(b *testing.B) {
 	b.ReportMetric(float64(pct(pulled, .5).Microseconds()), "first-with-pull-p50-µs")
 }
 
+// BenchmarkUpload: creating a function from hello_c, hello_rust and
+// hello_go (each upload made unique, so nothing is cached anywhere) and its
+// first call, on the embedded store with one agent: upload alone
+// (wait_for_workers=false) and the first call right after it, which waits
+// for the agent's cold compile; and create with the push awaited
+// (wait_for_workers=true) and the first call after that. With
+// WISP_E2E_BASELINE_BIN naming a directory of other wisp-controller and
+// wisp-agent binaries, the same is measured on them in the same run.
+func BenchmarkUpload(b *testing.B) {
+	bins := []struct{ name, dir string }{{"current", bin}}
+	if base := os.Getenv("WISP_E2E_BASELINE_BIN"); base != "" {
+		bins = append(bins, struct{ name, dir string }{"baseline", base})
+	}
+	for _, fx := range []string{"hello_c", "hello_rust", "hello_go"} {
+		code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", fx+".wasm"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, bb := range bins {
+			b.Run(fx+"/"+bb.name, func(b *testing.B) {
+				defer func(old string) { bin = old }(bin)
+				bin = bb.dir
+				c, _ := benchPlatform(b)
+				var up, cold, pushed, warm []time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					for _, wait := range []string{"false", "true"} {
+						name := fmt.Sprintf("u%d_%s", i, wait)
+						mod := padModule(code, len(code)+64, name)
+						t0 := time.Now()
+						uploadBytes(b, c, name, mod, wait)
+						t1 := time.Now()
+						if status, out := c.invoke(b, "_", name, `{"args":{"name":"Ada"}}`); status != 200 {
+							b.Fatalf("%s: %d %s", name, status, out)
+						}
+						t2 := time.Now()
+						if wait == "false" {
+							up, cold = append(up, t1.Sub(t0)), append(cold, t2.Sub(t1))
+						} else {
+							pushed, warm = append(pushed, t1.Sub(t0)), append(warm, t2.Sub(t1))
+						}
+					}
+				}
+				b.ReportMetric(float64(pct(up, .5).Microseconds()), "upload-p50-µs")
+				b.ReportMetric(float64(pct(cold, .5).Microseconds()), "cold-first-call-p50-µs")
+				b.ReportMetric(float64(pct(pushed, .5).Microseconds()), "create+push-p50-µs")
+				b.ReportMetric(float64(pct(warm, .5).Microseconds()), "first-after-push-p50-µs")
+			})
+		}
+	}
+}
+
 // padModule appends a custom section so the module is size bytes and unique.
 func padModule(wasm []byte, size int, name string) []byte {
 	out := slices.Clone(wasm)
