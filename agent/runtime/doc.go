@@ -8,6 +8,17 @@
 //
 // # Life of a module
 //
+// Load (and the controller's Inspector, on upload) first checks the raw
+// bytes against ModuleLimits with Scan: function count, body size, locals,
+// nesting, br_table size, tables, globals, segments, imports, exports and
+// the counts of every vector, before wazero decodes anything (wazero's
+// decoder trusts declared counts). It then compiles under a CompileBudget:
+// in process when the module is cheap to compile by construction, else
+// first in a worker process (the same binary started with WorkerArg) bounded
+// in time and memory and killed when the digest is evicted. A verdict of the
+// budget is remembered per digest. docs/decisions.md has the measurements
+// behind the thresholds.
+//
 // Load compiles code once per digest ("sha256:<hex>") and keeps the compiled
 // module in a bounded LRU (cache.LRU: Config.MaxModules entries and
 // Config.MaxModuleBytes of wasm). With Config.CacheDir set, wazero also
@@ -56,9 +67,15 @@
 //
 // Per invocation (Config.Limits, overridable per Request): a deadline after
 // which the guest is really stopped (wazero closes the module when its
-// context is done), a linear-memory cap enforced by the memory allocator
-// (memory.grow fails in the guest; a guest that then traps gets
-// KindMemoryLimit), input, output and log bounds. Config.MaxConcurrent
+// context is done), a memory cap (Limits.MemoryBytes) that covers linear
+// memory and tables, input, output and log bounds. Tables are host memory
+// outside linear memory: a module's tables count at their minimum, or at
+// twice their maximum when it uses table.grow (which then requires every
+// table to declare a maximum, ModuleLimits.TableEntries at most), and linear
+// memory may take the cap less that; the allocator enforces it (memory.grow
+// fails in the guest; a guest that then traps gets KindMemoryLimit). A
+// module whose tables alone exceed the runtime's cap is refused at Load
+// (KindModuleLimit). Config.MaxConcurrent
 // bounds how many instances exist at once, which bounds host memory: extra
 // invocations wait for a slot within their deadline.
 //
