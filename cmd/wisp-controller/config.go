@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 )
 
@@ -27,6 +28,15 @@ type config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
 	LogFormat       string        `yaml:"log_format"`
+
+	// What the store keeps of activations: each record's output and error
+	// message are cut to the first two; the last three bound how many
+	// records are kept (0: no bound).
+	ActivationMaxOutputBytes  int64         `yaml:"activation_max_output_bytes"`
+	ActivationMaxMessageBytes int64         `yaml:"activation_max_message_bytes"`
+	ActivationRetention       time.Duration `yaml:"activation_retention"`
+	ActivationMaxCount        int           `yaml:"activation_max_count"`
+	ActivationMaxPerFunction  int           `yaml:"activation_max_per_function"`
 }
 
 func defaults() config {
@@ -39,6 +49,12 @@ func defaults() config {
 		ShutdownTimeout: api.DefaultShutdownTimeout,
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
+		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
+		ActivationRetention:       activations.DefaultRetention.MaxAge,
+		ActivationMaxCount:        activations.DefaultRetention.MaxCount,
+		ActivationMaxPerFunction:  activations.DefaultRetention.MaxPerFunction,
 	}
 }
 
@@ -56,6 +72,11 @@ var envVars = []struct {
 	{"WISP_SHUTDOWN_TIMEOUT", func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return err }},
 	{"WISP_LOG_LEVEL", func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"WISP_LOG_FORMAT", func(c *config, v string) error { c.LogFormat = v; return nil }},
+	{"WISP_ACTIVATION_MAX_OUTPUT_BYTES", func(c *config, v string) (err error) { c.ActivationMaxOutputBytes, err = parseBytes(v); return err }},
+	{"WISP_ACTIVATION_MAX_MESSAGE_BYTES", func(c *config, v string) (err error) { c.ActivationMaxMessageBytes, err = parseBytes(v); return err }},
+	{"WISP_ACTIVATION_RETENTION", func(c *config, v string) (err error) { c.ActivationRetention, err = time.ParseDuration(v); return err }},
+	{"WISP_ACTIVATION_MAX_COUNT", func(c *config, v string) (err error) { c.ActivationMaxCount, err = strconv.Atoi(v); return err }},
+	{"WISP_ACTIVATION_MAX_PER_FUNCTION", func(c *config, v string) (err error) { c.ActivationMaxPerFunction, err = strconv.Atoi(v); return err }},
 }
 
 // loadConfig builds the configuration from args and getenv. It returns
@@ -74,6 +95,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	shutdown := fs.Duration("shutdown-timeout", 0, "how long to let in-flight requests finish on shutdown (env WISP_SHUTDOWN_TIMEOUT, default 10s)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env WISP_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env WISP_LOG_FORMAT)")
+	maxOutput := fs.String("activation-max-output-bytes", "", "most of a function's output an activation record keeps, `bytes` or with KiB/MiB suffix; the rest is cut and the record marked truncated (env WISP_ACTIVATION_MAX_OUTPUT_BYTES, default 64KiB)")
+	maxMessage := fs.String("activation-max-message-bytes", "", "most of an error message an activation record keeps, `bytes` or with KiB suffix (env WISP_ACTIVATION_MAX_MESSAGE_BYTES, default 8KiB)")
+	retention := fs.Duration("activation-retention", 0, "remove activation records older than this; 0 keeps them whatever their age (env WISP_ACTIVATION_RETENTION, default 168h)")
+	maxCount := fs.Int("activation-max-count", 0, "keep at most the newest `N` activation records in all; 0: no bound (env WISP_ACTIVATION_MAX_COUNT, default 100000)")
+	maxPerFunction := fs.Int("activation-max-per-function", 0, "keep at most the newest `N` activation records of each function; 0: no bound (env WISP_ACTIVATION_MAX_PER_FUNCTION, default 10000)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -124,6 +150,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			cfg.LogLevel = *logLevel
 		case "log-format":
 			cfg.LogFormat = *logFormat
+		case "activation-max-output-bytes":
+			if n, e := parseBytes(*maxOutput); e != nil {
+				err = fmt.Errorf("-activation-max-output-bytes: %w", e)
+			} else {
+				cfg.ActivationMaxOutputBytes = n
+			}
+		case "activation-max-message-bytes":
+			if n, e := parseBytes(*maxMessage); e != nil {
+				err = fmt.Errorf("-activation-max-message-bytes: %w", e)
+			} else {
+				cfg.ActivationMaxMessageBytes = n
+			}
+		case "activation-retention":
+			cfg.ActivationRetention = *retention
+		case "activation-max-count":
+			cfg.ActivationMaxCount = *maxCount
+		case "activation-max-per-function":
+			cfg.ActivationMaxPerFunction = *maxPerFunction
 		}
 	})
 	if err != nil {
@@ -153,6 +197,21 @@ func (c config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want more than 0", c.ShutdownTimeout))
 	}
+	if c.ActivationMaxOutputBytes <= 0 || c.ActivationMaxOutputBytes > maxActivationOutputBytes {
+		errs = append(errs, fmt.Errorf("activation max output bytes %d: want 1 byte to 64 MiB", c.ActivationMaxOutputBytes))
+	}
+	if c.ActivationMaxMessageBytes <= 0 || c.ActivationMaxMessageBytes > maxActivationMessageBytes {
+		errs = append(errs, fmt.Errorf("activation max message bytes %d: want 1 byte to 1 MiB", c.ActivationMaxMessageBytes))
+	}
+	if c.ActivationRetention < 0 {
+		errs = append(errs, fmt.Errorf("activation retention %s: want 0 (no bound) or more", c.ActivationRetention))
+	}
+	if c.ActivationMaxCount < 0 {
+		errs = append(errs, fmt.Errorf("activation max count %d: want 0 (no bound) or more", c.ActivationMaxCount))
+	}
+	if c.ActivationMaxPerFunction < 0 {
+		errs = append(errs, fmt.Errorf("activation max per function %d: want 0 (no bound) or more", c.ActivationMaxPerFunction))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -165,6 +224,13 @@ func (c config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Upper bounds of the activation record bounds: an agent's output is 1 MiB
+// by default, so 64 MiB already means "keep every output whole".
+const (
+	maxActivationOutputBytes  = 64 << 20
+	maxActivationMessageBytes = 1 << 20
+)
 
 // parseBytes reads 1048576, 1024KiB, 16MiB or 1GiB.
 func parseBytes(s string) (int64, error) {

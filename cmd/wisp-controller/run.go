@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -74,5 +75,11 @@ func (c config) server() server.Config {
 	return server.Config{
 		Listen: c.Listen, QUICListen: c.QUICListen, DataDir: c.DataDir, DatabaseURL: c.DatabaseURL,
 		MaxUploadBytes: c.MaxUploadBytes, ShutdownTimeout: c.ShutdownTimeout, InvokeTimeout: c.InvokeTimeout,
+		ActivationBounds: activations.Bounds{
+			OutputBytes: int(c.ActivationMaxOutputBytes), MessageBytes: int(c.ActivationMaxMessageBytes),
+		},
+		ActivationRetention: activations.Retention{
+			MaxAge: c.ActivationRetention, MaxCount: c.ActivationMaxCount, MaxPerFunction: c.ActivationMaxPerFunction,
+		},
 	}
 }

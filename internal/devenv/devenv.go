@@ -27,6 +27,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/wispfn/wisp/agent/node"
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/server"
 )
 
@@ -99,6 +100,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) er
 		ctlDone <- server.Run(ctx, server.Config{
 			Listen: cfg.Listen, QUICListen: cfg.QUICListen, DataDir: ctlDir,
 			MaxUploadBytes: 16 << 20, ShutdownTimeout: 10 * time.Second, InvokeTimeout: 30 * time.Second,
+			ActivationRetention: activations.DefaultRetention,
 		}, log.With("component", "controller"), func(rest, quic net.Addr) { up <- addrs{rest, quic} })
 	}()
 	var a addrs
