@@ -30,13 +30,14 @@ type config struct {
 	LogFormat       string        `yaml:"log_format"`
 
 	// What the store keeps of activations: each record's output and error
-	// message are cut to the first two; the last three bound how many
-	// records are kept (0: no bound).
+	// message are cut to the first two; the next three bound how many
+	// records are kept (0: no bound), checked every prune interval.
 	ActivationMaxOutputBytes  int64         `yaml:"activation_max_output_bytes"`
 	ActivationMaxMessageBytes int64         `yaml:"activation_max_message_bytes"`
 	ActivationRetention       time.Duration `yaml:"activation_retention"`
 	ActivationMaxCount        int           `yaml:"activation_max_count"`
 	ActivationMaxPerFunction  int           `yaml:"activation_max_per_function"`
+	ActivationPruneInterval   time.Duration `yaml:"activation_prune_interval"`
 }
 
 func defaults() config {
@@ -55,6 +56,7 @@ func defaults() config {
 		ActivationRetention:       activations.DefaultRetention.MaxAge,
 		ActivationMaxCount:        activations.DefaultRetention.MaxCount,
 		ActivationMaxPerFunction:  activations.DefaultRetention.MaxPerFunction,
+		ActivationPruneInterval:   activations.DefaultPruneInterval,
 	}
 }
 
@@ -77,6 +79,10 @@ var envVars = []struct {
 	{"WISP_ACTIVATION_RETENTION", func(c *config, v string) (err error) { c.ActivationRetention, err = time.ParseDuration(v); return err }},
 	{"WISP_ACTIVATION_MAX_COUNT", func(c *config, v string) (err error) { c.ActivationMaxCount, err = strconv.Atoi(v); return err }},
 	{"WISP_ACTIVATION_MAX_PER_FUNCTION", func(c *config, v string) (err error) { c.ActivationMaxPerFunction, err = strconv.Atoi(v); return err }},
+	{"WISP_ACTIVATION_PRUNE_INTERVAL", func(c *config, v string) (err error) {
+		c.ActivationPruneInterval, err = time.ParseDuration(v)
+		return err
+	}},
 }
 
 // loadConfig builds the configuration from args and getenv. It returns
@@ -100,6 +106,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	retention := fs.Duration("activation-retention", 0, "remove activation records older than this; 0 keeps them whatever their age (env WISP_ACTIVATION_RETENTION, default 168h)")
 	maxCount := fs.Int("activation-max-count", 0, "keep at most the newest `N` activation records in all; 0: no bound (env WISP_ACTIVATION_MAX_COUNT, default 100000)")
 	maxPerFunction := fs.Int("activation-max-per-function", 0, "keep at most the newest `N` activation records of each function; 0: no bound (env WISP_ACTIVATION_MAX_PER_FUNCTION, default 10000)")
+	pruneInterval := fs.Duration("activation-prune-interval", 0, "time between two removals of the activation records out of those bounds; one runs at start (env WISP_ACTIVATION_PRUNE_INTERVAL, default 1m)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -168,6 +175,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			cfg.ActivationMaxCount = *maxCount
 		case "activation-max-per-function":
 			cfg.ActivationMaxPerFunction = *maxPerFunction
+		case "activation-prune-interval":
+			cfg.ActivationPruneInterval = *pruneInterval
 		}
 	})
 	if err != nil {
@@ -211,6 +220,9 @@ func (c config) Validate() error {
 	}
 	if c.ActivationMaxPerFunction < 0 {
 		errs = append(errs, fmt.Errorf("activation max per function %d: want 0 (no bound) or more", c.ActivationMaxPerFunction))
+	}
+	if c.ActivationPruneInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("activation prune interval %s: want 100ms or more", c.ActivationPruneInterval))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

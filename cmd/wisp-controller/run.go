@@ -81,5 +81,6 @@ func (c config) server() server.Config {
 		ActivationRetention: activations.Retention{
 			MaxAge: c.ActivationRetention, MaxCount: c.ActivationMaxCount, MaxPerFunction: c.ActivationMaxPerFunction,
 		},
+		PruneInterval: c.ActivationPruneInterval,
 	}
 }
