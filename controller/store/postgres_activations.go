@@ -264,27 +264,35 @@ func (p *Postgres) PruneActivationsBefore(ctx context.Context, id string, limit 
 		ORDER BY a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED`, id, listLimit(limit))
 }
 
-// PruneActivationsBeyond implements Store. The boundary (the newest
-// activation not kept) costs a walk of keep index entries from the end of
-// the primary key.
+// PruneActivationsBeyond implements Store. It counts the activations (a
+// pass over the primary key), and only when there are more than keep walks
+// the primary key from its start to the newest one not kept, so a call with
+// nothing to remove costs the count alone.
 func (p *Postgres) PruneActivationsBeyond(ctx context.Context, keep, limit int) (int, error) {
 	return p.prune(ctx, fmt.Sprintf("prune activations beyond the newest %d", keep), `
+		WITH total AS (SELECT count(*) AS n FROM activations)
 		SELECT a.id FROM activations a
-		WHERE a.id <= (SELECT id FROM activations ORDER BY id DESC OFFSET $1 LIMIT 1) AND `+notHeld+`
+		WHERE a.id <= (SELECT id FROM activations WHERE (SELECT n FROM total) > $1
+				ORDER BY id OFFSET greatest((SELECT n FROM total) - $1 - 1, 0) LIMIT 1)
+			AND `+notHeld+`
 		ORDER BY a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED`, max(keep, 0), listLimit(limit))
 }
 
-// PruneActivationsBeyondPerFunction implements Store. It ranks every
-// activation within its function (one pass over the (module, function, id)
-// index), so its cost grows with the whole table, which the other bounds
-// keep small.
+// PruneActivationsBeyondPerFunction implements Store. It counts each
+// function's activations (one pass over the (module, function, id) index),
+// then, for those over keep, finds the newest one not kept by walking keep
+// entries of that index backwards.
 func (p *Postgres) PruneActivationsBeyondPerFunction(ctx context.Context, keep, limit int) (int, error) {
 	return p.prune(ctx, fmt.Sprintf("prune activations beyond the newest %d of each function", keep), `
-		SELECT a.id FROM activations a
-		WHERE a.id IN (SELECT r.id FROM (
-				SELECT id, row_number() OVER (PARTITION BY module, function ORDER BY id DESC) AS newer FROM activations
-			) r WHERE r.newer > $1)
-			AND `+notHeld+`
+		WITH over AS (
+			SELECT module, function FROM activations GROUP BY module, function HAVING count(*) > $1
+		), bound AS (
+			SELECT o.module, o.function, (SELECT x.id FROM activations x WHERE x.module = o.module AND x.function = o.function
+				ORDER BY x.id DESC OFFSET $1 LIMIT 1) AS newest_out
+			FROM over o
+		)
+		SELECT a.id FROM bound b JOIN activations a ON a.module = b.module AND a.function = b.function AND a.id <= b.newest_out
+		WHERE `+notHeld+`
 		ORDER BY a.id LIMIT $2 FOR UPDATE OF a SKIP LOCKED`, max(keep, 0), listLimit(limit))
 }
 
