@@ -30,8 +30,8 @@ type deps struct {
 	ready func(addr net.Addr)
 }
 
-// runWith dispatches to a command. There is one, serve, for now; a later
-// "token create" becomes another case here with its own flag set.
+// runWith dispatches to a command: serve (no command word), "token
+// create" or "compact".
 func runWith(ctx context.Context, args []string, d deps) int {
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
 		fmt.Fprintln(d.stdout, "wisp-controller", version.Version)
@@ -39,6 +39,9 @@ func runWith(ctx context.Context, args []string, d deps) int {
 	}
 	if len(args) >= 1 && args[0] == "token" {
 		return runToken(ctx, args[1:], d)
+	}
+	if len(args) >= 1 && args[0] == "compact" {
+		return runCompact(ctx, args[1:], d)
 	}
 	cfg, err := loadConfig(args, d.getenv, d.stderr)
 	if errors.Is(err, flag.ErrHelp) {
