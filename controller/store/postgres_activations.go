@@ -86,16 +86,25 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 			dIndexes []int32
 			dSinks   [][]byte
 			dOutputs [][]byte // nil: read the activation's
+			whole    bool     // some delivery keeps its own output
 		)
 		for _, id := range inserted {
 			a := batch[byID[id]]
 			for i, sink := range a.Sinks {
 				dIDs, dIndexes, dSinks = append(dIDs, id), append(dIndexes, int32(i)), append(dSinks, sink)
 				dOutputs = append(dOutputs, a.SinkOutput)
+				whole = whole || a.SinkOutput != nil
 			}
 		}
 		if len(dIDs) == 0 {
 			return nil
+		}
+		if !whole { // the usual batch: no array of NULL outputs to send
+			_, err = tx.Exec(ctx, `
+				INSERT INTO sink_deliveries (activation_id, sink_index, sink, next_attempt)
+				SELECT u.*, $4::timestamptz FROM unnest($1::text[], $2::integer[], $3::bytea[]) AS u (activation_id, sink_index, sink)`,
+				dIDs, dIndexes, dSinks, recorded)
+			return err
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO sink_deliveries (activation_id, sink_index, sink, output, next_attempt)
