@@ -359,3 +359,50 @@ func TestSinkGetsWholeOutputOfTruncatedRecord(t *testing.T) {
 		return len(left) == 1 && left[0].ID == held[2].ID
 	})
 }
+
+// TestOutboxAndEventRecordsBounded: the records of an agent's local
+// invocation (replayed from its outbox) and of a cloud MQTT event are
+// bounded too, while the local caller gets the whole output.
+func TestOutboxAndEventRecordsBounded(t *testing.T) {
+	testenv.Mosquitto(t)
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0", "--activation-max-output-bytes", "4KiB")
+	agentDir := t.TempDir()
+	agent := startAgent(t, c, c.joinToken(t, ""), "edge1", agentDir)
+	localURL := agent.Await(`msg="local invoke API" addr=(\S+)`)
+	localToken := readToken(t, filepath.Join(agentDir, "local.token"))
+	topic := "wisp/bounded/" + testenv.Unique()
+	c.upload(t, "_", "echo", "echo_c", map[string]string{
+		"events":           fmt.Sprintf(`[{"type":"mqtt","params":{"host":"127.0.0.1","port":1883,"topic":%q}}]`, topic),
+		"wait_for_workers": "true",
+	})
+	local, event := bigText("L", 20_000), bigText("M", 20_000)
+	waitFor(t, "the local call answered whole", func() bool {
+		status, body := localInvoke(t, localURL, localToken, "echo", `{"args":{"s":"`+local+`"}}`)
+		return status == 200 && strings.Contains(body, local)
+	})
+	pub := mqttClient(t)
+	bySource := map[string]retainedActivation{}
+	waitFor(t, "the local and the event records", func() bool {
+		if _, ok := bySource["mqtt"]; !ok {
+			pub.Publish(topic, 1, false, `{"s":"`+event+`"}`).WaitTimeout(5 * time.Second)
+		}
+		status, b := c.do(t, "GET", "/v1/activations?function=echo", nil, "")
+		var env struct {
+			Data []struct {
+				retainedActivation
+				Source string `json:"source"`
+			}
+		}
+		if status != 200 || json.Unmarshal(b, &env) != nil {
+			return false
+		}
+		for _, a := range env.Data {
+			bySource[a.Source] = a.retainedActivation
+		}
+		_, okLocal := bySource["local-api"]
+		_, okEvent := bySource["mqtt"]
+		return okLocal && okEvent
+	})
+	c.wantTruncatedPrefix(t, bySource["local-api"].ID, local, 4<<10)
+	c.wantTruncatedPrefix(t, bySource["mqtt"].ID, event, 4<<10)
+}
