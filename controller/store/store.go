@@ -254,8 +254,10 @@ type Store interface {
 	// after its last delivery is done.
 	PruneActivationsBefore(ctx context.Context, id string, limit int) (int, error)
 	// PruneActivationsBeyond removes, oldest first, at most limit of the
-	// activations older than the newest keep (by ID; the held ones count
-	// among the newest if they are). keep < 0 counts as 0.
+	// activations older than the newest keep (by ID). Held activations
+	// count when the newest keep are found, so after all is removed there
+	// are the newest keep and the older ones still held. keep < 0 counts
+	// as 0.
 	PruneActivationsBeyond(ctx context.Context, keep, limit int) (int, error)
 	// PruneActivationsBeyondPerFunction is PruneActivationsBeyond within
 	// each (module, function): of each, the newest keep stay. Each
