@@ -61,6 +61,27 @@ func (g *idGen) next(now time.Time) string {
 	return string(out[:])
 }
 
+// FirstActivationID returns the smallest id NewActivationID can make at t
+// (its millisecond, random bits all zero): every id made at or after t sorts
+// at or after it, every id made before t sorts before it. The controller
+// removes activations older than its retention as the ids below
+// FirstActivationID(now - retention). Times before 1970 give the id of 1970.
+func FirstActivationID(t time.Time) string {
+	ms := t.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	var out [26]byte
+	top := uint64(ms) << 16 // the 48-bit ms, then 16 zero bits; the low 64 bits are zero
+	lo := uint64(0)
+	for i := 25; i >= 0; i-- {
+		out[i] = activationAlphabet[lo&31]
+		lo = lo>>5 | (top&31)<<59
+		top >>= 5
+	}
+	return string(out[:])
+}
+
 // ActivationTime returns the time encoded in an activation id, and false if
 // id is not one.
 func ActivationTime(id string) (time.Time, bool) {

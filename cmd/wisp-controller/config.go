@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 )
 
@@ -35,6 +36,16 @@ type config struct {
 	CompileTimeout time.Duration `yaml:"compile_timeout"`
 	CompileMemory  int64         `yaml:"compile_memory"`
 	CompileWorkers int           `yaml:"compile_workers"`
+
+	// What the store keeps of activations: each record's output and error
+	// message are cut to the first two; the next three bound how many
+	// records are kept (0: no bound), checked every prune interval.
+	ActivationMaxOutputBytes  int64         `yaml:"activation_max_output_bytes"`
+	ActivationMaxMessageBytes int64         `yaml:"activation_max_message_bytes"`
+	ActivationRetention       time.Duration `yaml:"activation_retention"`
+	ActivationMaxCount        int           `yaml:"activation_max_count"`
+	ActivationMaxPerFunction  int           `yaml:"activation_max_per_function"`
+	ActivationPruneInterval   time.Duration `yaml:"activation_prune_interval"`
 }
 
 func defaults() config {
@@ -47,6 +58,13 @@ func defaults() config {
 		ShutdownTimeout: api.DefaultShutdownTimeout,
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
+		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
+		ActivationRetention:       activations.DefaultRetention.MaxAge,
+		ActivationMaxCount:        activations.DefaultRetention.MaxCount,
+		ActivationMaxPerFunction:  activations.DefaultRetention.MaxPerFunction,
+		ActivationPruneInterval:   activations.DefaultPruneInterval,
 	}
 }
 
@@ -68,6 +86,15 @@ var envVars = []struct {
 	{"WISP_COMPILE_TIMEOUT", func(c *config, v string) (err error) { c.CompileTimeout, err = time.ParseDuration(v); return err }},
 	{"WISP_COMPILE_MEMORY", func(c *config, v string) (err error) { c.CompileMemory, err = parseBytes(v); return err }},
 	{"WISP_COMPILE_WORKERS", func(c *config, v string) (err error) { c.CompileWorkers, err = strconv.Atoi(v); return err }},
+	{"WISP_ACTIVATION_MAX_OUTPUT_BYTES", func(c *config, v string) (err error) { c.ActivationMaxOutputBytes, err = parseBytes(v); return err }},
+	{"WISP_ACTIVATION_MAX_MESSAGE_BYTES", func(c *config, v string) (err error) { c.ActivationMaxMessageBytes, err = parseBytes(v); return err }},
+	{"WISP_ACTIVATION_RETENTION", func(c *config, v string) (err error) { c.ActivationRetention, err = time.ParseDuration(v); return err }},
+	{"WISP_ACTIVATION_MAX_COUNT", func(c *config, v string) (err error) { c.ActivationMaxCount, err = strconv.Atoi(v); return err }},
+	{"WISP_ACTIVATION_MAX_PER_FUNCTION", func(c *config, v string) (err error) { c.ActivationMaxPerFunction, err = strconv.Atoi(v); return err }},
+	{"WISP_ACTIVATION_PRUNE_INTERVAL", func(c *config, v string) (err error) {
+		c.ActivationPruneInterval, err = time.ParseDuration(v)
+		return err
+	}},
 }
 
 // loadConfig builds the configuration from args and getenv. It returns
@@ -90,6 +117,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	compileTimeout := fs.Duration("compile-timeout", 0, "time budget of one upload's compilation (env WISP_COMPILE_TIMEOUT, default 60s)")
 	compileMemory := fs.String("compile-memory", "", "memory budget of one compilation, `bytes` or with KiB/MiB/GiB suffix (env WISP_COMPILE_MEMORY, default 1GiB)")
 	compileWorkers := fs.Int("compile-workers", 0, "compilations in worker processes at once (env WISP_COMPILE_WORKERS, default GOMAXPROCS/2, at least 1)")
+	maxOutput := fs.String("activation-max-output-bytes", "", "most of a function's output an activation record keeps, `bytes` or with KiB/MiB suffix; the rest is cut and the record marked truncated (env WISP_ACTIVATION_MAX_OUTPUT_BYTES, default 64KiB)")
+	maxMessage := fs.String("activation-max-message-bytes", "", "most of an error message an activation record keeps, `bytes` or with KiB suffix (env WISP_ACTIVATION_MAX_MESSAGE_BYTES, default 8KiB)")
+	retention := fs.Duration("activation-retention", 0, "remove activation records older than this; 0 keeps them whatever their age (env WISP_ACTIVATION_RETENTION, default 168h)")
+	maxCount := fs.Int("activation-max-count", 0, "keep at most the newest `N` activation records in all; 0: no bound (env WISP_ACTIVATION_MAX_COUNT, default 100000)")
+	maxPerFunction := fs.Int("activation-max-per-function", 0, "keep at most the newest `N` activation records of each function; 0: no bound (env WISP_ACTIVATION_MAX_PER_FUNCTION, default 10000)")
+	pruneInterval := fs.Duration("activation-prune-interval", 0, "time between two removals of the activation records out of those bounds; one runs at start (env WISP_ACTIVATION_PRUNE_INTERVAL, default 1m)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -152,6 +185,26 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			}
 		case "compile-workers":
 			cfg.CompileWorkers = *compileWorkers
+		case "activation-max-output-bytes":
+			if n, e := parseBytes(*maxOutput); e != nil {
+				err = fmt.Errorf("-activation-max-output-bytes: %w", e)
+			} else {
+				cfg.ActivationMaxOutputBytes = n
+			}
+		case "activation-max-message-bytes":
+			if n, e := parseBytes(*maxMessage); e != nil {
+				err = fmt.Errorf("-activation-max-message-bytes: %w", e)
+			} else {
+				cfg.ActivationMaxMessageBytes = n
+			}
+		case "activation-retention":
+			cfg.ActivationRetention = *retention
+		case "activation-max-count":
+			cfg.ActivationMaxCount = *maxCount
+		case "activation-max-per-function":
+			cfg.ActivationMaxPerFunction = *maxPerFunction
+		case "activation-prune-interval":
+			cfg.ActivationPruneInterval = *pruneInterval
 		}
 	})
 	if err != nil {
@@ -187,6 +240,24 @@ func (c config) Validate() error {
 	if c.CompileTimeout < 0 || c.CompileMemory < 0 || c.CompileWorkers < 0 {
 		errs = append(errs, errors.New("compile timeout, memory and workers must not be negative"))
 	}
+	if c.ActivationMaxOutputBytes <= 0 || c.ActivationMaxOutputBytes > maxActivationOutputBytes {
+		errs = append(errs, fmt.Errorf("activation max output bytes %d: want 1 byte to 64 MiB", c.ActivationMaxOutputBytes))
+	}
+	if c.ActivationMaxMessageBytes <= 0 || c.ActivationMaxMessageBytes > maxActivationMessageBytes {
+		errs = append(errs, fmt.Errorf("activation max message bytes %d: want 1 byte to 1 MiB", c.ActivationMaxMessageBytes))
+	}
+	if c.ActivationRetention < 0 {
+		errs = append(errs, fmt.Errorf("activation retention %s: want 0 (no bound) or more", c.ActivationRetention))
+	}
+	if c.ActivationMaxCount < 0 {
+		errs = append(errs, fmt.Errorf("activation max count %d: want 0 (no bound) or more", c.ActivationMaxCount))
+	}
+	if c.ActivationMaxPerFunction < 0 {
+		errs = append(errs, fmt.Errorf("activation max per function %d: want 0 (no bound) or more", c.ActivationMaxPerFunction))
+	}
+	if c.ActivationPruneInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("activation prune interval %s: want 100ms or more", c.ActivationPruneInterval))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -199,6 +270,13 @@ func (c config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Upper bounds of the activation record bounds: an agent's output is 1 MiB
+// by default, so 64 MiB already means "keep every output whole".
+const (
+	maxActivationOutputBytes  = 64 << 20
+	maxActivationMessageBytes = 1 << 20
+)
 
 // parseBytes reads 1048576, 1024KiB, 16MiB or 1GiB.
 func parseBytes(s string) (int64, error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/internal/testhttp"
 )
@@ -178,6 +179,12 @@ func TestRunBadConfig(t *testing.T) {
 		{"extra args", []string{"serve", "now"}, nil, "unexpected arguments"},
 		{"bad level", []string{"-log-level", "loud"}, nil, "log level"},
 		{"missing config file", []string{"-config", "/nonexistent/wisp.yaml"}, nil, "config file"},
+		{"negative retention", []string{"-activation-retention", "-1h"}, nil, "activation retention"},
+		{"negative max count", nil, map[string]string{"WISP_ACTIVATION_MAX_COUNT": "-5"}, "activation max count"},
+		{"bad max per function", nil, map[string]string{"WISP_ACTIVATION_MAX_PER_FUNCTION": "many"}, "WISP_ACTIVATION_MAX_PER_FUNCTION"},
+		{"zero output bound", []string{"-activation-max-output-bytes", "0"}, nil, "activation-max-output-bytes"},
+		{"huge message bound", []string{"-activation-max-message-bytes", "2MiB"}, nil, "activation max message bytes"},
+		{"prune interval too short", []string{"-activation-prune-interval", "1ms"}, nil, "activation prune interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -217,5 +224,34 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	os.WriteFile(file, []byte("lissen: ':5000'\n"), 0o600)
 	if _, err := loadConfig([]string{"-config", file}, envFrom(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "lissen") {
 		t.Fatalf("unknown key in config file: %v", err)
+	}
+}
+
+func TestLoadConfigActivationBounds(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(nil, envFrom(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := activations.DefaultRetention
+	if cfg.ActivationMaxOutputBytes != activations.DefaultOutputBytes || cfg.ActivationMaxMessageBytes != activations.DefaultMessageBytes ||
+		cfg.ActivationRetention != def.MaxAge || cfg.ActivationMaxCount != def.MaxCount || cfg.ActivationMaxPerFunction != def.MaxPerFunction {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+	file := filepath.Join(t.TempDir(), "wisp.yaml")
+	os.WriteFile(file, []byte("activation_retention: 24h\nactivation_max_count: 50\nactivation_max_output_bytes: 1024\n"), 0o600)
+	env := map[string]string{"WISP_CONFIG": file, "WISP_ACTIVATION_MAX_COUNT": "0", "WISP_ACTIVATION_MAX_MESSAGE_BYTES": "1KiB"}
+	cfg, err = loadConfig([]string{"-activation-max-per-function", "7", "-activation-retention", "0", "-activation-prune-interval", "2s"}, envFrom(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ActivationRetention != 0 || cfg.ActivationMaxCount != 0 || cfg.ActivationMaxPerFunction != 7 ||
+		cfg.ActivationMaxOutputBytes != 1024 || cfg.ActivationMaxMessageBytes != 1024 {
+		t.Fatalf("file < env < flags, 0 disabling: %+v", cfg)
+	}
+	sc := cfg.server()
+	if sc.ActivationRetention != (activations.Retention{MaxPerFunction: 7}) || sc.ActivationBounds != (activations.Bounds{OutputBytes: 1024, MessageBytes: 1024}) ||
+		sc.PruneInterval != 2*time.Second {
+		t.Fatalf("server config: %+v %+v", sc.ActivationRetention, sc.ActivationBounds)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -30,8 +31,8 @@ type deps struct {
 	ready func(addr net.Addr)
 }
 
-// runWith dispatches to a command. There is one, serve, for now; a later
-// "token create" becomes another case here with its own flag set.
+// runWith dispatches to a command: serve (no command word), "token
+// create" or "compact".
 func runWith(ctx context.Context, args []string, d deps) int {
 	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
 		fmt.Fprintln(d.stdout, "wisp-controller", version.Version)
@@ -39,6 +40,9 @@ func runWith(ctx context.Context, args []string, d deps) int {
 	}
 	if len(args) >= 1 && args[0] == "token" {
 		return runToken(ctx, args[1:], d)
+	}
+	if len(args) >= 1 && args[0] == "compact" {
+		return runCompact(ctx, args[1:], d)
 	}
 	cfg, err := loadConfig(args, d.getenv, d.stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -80,5 +84,12 @@ func (c config) server() server.Config {
 			Timeout: c.CompileTimeout, MemoryBytes: uint64(c.CompileMemory), Concurrent: c.CompileWorkers,
 			Worker: runtime.SelfWorker(),
 		},
+		ActivationBounds: activations.Bounds{
+			OutputBytes: int(c.ActivationMaxOutputBytes), MessageBytes: int(c.ActivationMaxMessageBytes),
+		},
+		ActivationRetention: activations.Retention{
+			MaxAge: c.ActivationRetention, MaxCount: c.ActivationMaxCount, MaxPerFunction: c.ActivationMaxPerFunction,
+		},
+		PruneInterval: c.ActivationPruneInterval,
 	}
 }

@@ -1,20 +1,42 @@
-// Package activations records activations on the controller: the ones the
-// controller dispatched itself (REST and cloud MQTT invocations) and the
-// ones agents ran on their own and replay from their outboxes. Records are
-// idempotent by activation id, so a replay never duplicates, and recording
-// a successful activation queues its sink deliveries in the same
-// transaction, so a sink never misses one.
+// Package activations records activations on the controller and bounds
+// what the store keeps of them.
+//
+// The [Recorder] records the activations the controller dispatched itself
+// (REST and cloud MQTT invocations) and the ones agents ran on their own
+// and replay from their outboxes: every path that stores an activation goes
+// through it. Records are idempotent by activation id, so a replay never
+// duplicates, and recording a successful activation queues its sink
+// deliveries in the same transaction, so a sink never misses one.
+//
+// # Bounds
+//
+// A record keeps at most [Bounds] of the function's output and of its error
+// message (64 KiB and 8 KiB by default): a longer one is cut, at a UTF-8
+// boundary, and the record is marked Truncated. The caller of a synchronous
+// invocation still gets the whole output (the recorder never sees its
+// answer), and so do the sinks: the deliveries of a truncated activation
+// keep their own copy of the whole output (store.ActivationWithSinks.SinkOutput).
+// An error message has no sink, and is only cut.
+//
+// The [Pruner] removes old records: those older than the retention, those
+// beyond the newest N of each function, then those beyond the newest N in
+// all ([Retention]), in batches of one short transaction each. It never
+// removes an activation whose sink deliveries are still queued (they read
+// it); it goes at the first pass after they are done.
 //
 // It must never talk to agents or sinks itself.
 package activations
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
@@ -26,13 +48,47 @@ type Store interface {
 	GetFunction(ctx context.Context, module, name string) (store.Function, error)
 }
 
-// Recorder records activations. Build it with New and run it with Run.
-type Recorder struct {
-	st  Store
-	log *slog.Logger
+// Default bounds of one record.
+const (
+	DefaultOutputBytes  = 64 << 10
+	DefaultMessageBytes = 8 << 10
+)
+
+// Bounds caps what one activation record keeps, in bytes. Zero fields take
+// the defaults.
+type Bounds struct {
+	OutputBytes  int
+	MessageBytes int
+}
+
+func (b Bounds) withDefaults() Bounds {
+	if b.OutputBytes <= 0 {
+		b.OutputBytes = DefaultOutputBytes
+	}
+	if b.MessageBytes <= 0 {
+		b.MessageBytes = DefaultMessageBytes
+	}
+	return b
+}
+
+// Config configures a Recorder. Store is required.
+type Config struct {
+	Store Store
 	// Recorded is called after new activations were stored (it wakes the
 	// sink worker); may be nil.
+	Recorded func()
+	Bounds   Bounds
+	Metrics  *Metrics // nil records nothing
+	Logger   *slog.Logger
+}
+
+// Recorder records activations. Build it with New and run it with Run.
+type Recorder struct {
+	st       Store
+	log      *slog.Logger
 	recorded func()
+	bounds   Bounds
+	metrics  *Metrics
 
 	queue chan pending
 }
@@ -43,11 +99,51 @@ type pending struct {
 }
 
 // New returns a Recorder; it does no I/O.
-func New(st Store, recorded func(), log *slog.Logger) *Recorder {
+func New(cfg Config) *Recorder {
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Recorder{st: st, log: log, recorded: recorded, queue: make(chan pending, 4096)}
+	return &Recorder{st: cfg.Store, log: log, recorded: cfg.Recorded, bounds: cfg.Bounds.withDefaults(),
+		metrics: cfg.Metrics, queue: make(chan pending, 4096)}
+}
+
+// bound returns a with its output and message cut to the recorder's
+// bounds, and the sinks it is recorded with. When the output was cut and
+// the activation has sinks, they get the whole output (SinkOutput). A cut
+// output or message is copied, so the record does not keep the whole one
+// in memory while it waits in the queue.
+func (r *Recorder) bound(a store.Activation, sinks [][]byte) store.ActivationWithSinks {
+	out := store.ActivationWithSinks{Activation: a, Sinks: sinks}
+	if len(a.Output) > r.bounds.OutputBytes {
+		out.Output = bytes.Clone(a.Output[:utf8Cut(a.Output, r.bounds.OutputBytes)])
+		out.Truncated = true
+		if len(sinks) > 0 && a.Code == 0 {
+			out.SinkOutput = a.Output
+		}
+		r.metrics.truncated(fieldOutput)
+	}
+	if len(a.Message) > r.bounds.MessageBytes {
+		out.Message = strings.Clone(a.Message[:utf8Cut(a.Message, r.bounds.MessageBytes)])
+		out.Truncated = true
+		r.metrics.truncated(fieldMessage)
+	}
+	return out
+}
+
+// utf8Cut returns the length of the longest prefix of b that is at most n
+// bytes and does not end inside a UTF-8 sequence (b is cut before the
+// sequence that n would split; bytes that are not UTF-8 are cut at n).
+func utf8Cut[T string | []byte](b T, n int) int {
+	if len(b) <= n {
+		return len(b)
+	}
+	for i := n; i >= 0 && i > n-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			return i
+		}
+	}
+	return n
 }
 
 // SplitSinks turns a function's sinks JSON array into one JSON value per sink.
@@ -71,8 +167,11 @@ func SplitSinks(raw []byte) [][]byte {
 // its answer; a crash before the batch commits loses the record, never an
 // answer); with wait true (the function has sinks, which must not miss it)
 // it returns once the record is committed.
+//
+// a is bounded here, before it is queued: the queue holds bounded records,
+// and the whole output only of an activation with sinks, whose caller waits.
 func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks [][]byte, wait bool) error {
-	p := pending{a: store.ActivationWithSinks{Activation: a, Sinks: sinks}}
+	p := pending{a: r.bound(a, sinks)}
 	if wait {
 		p.done = make(chan error, 1)
 	}
@@ -102,6 +201,7 @@ const linger = 10 * time.Millisecond
 // Run commits queued records in batches until ctx is done, then flushes
 // what is queued.
 func (r *Recorder) Run(ctx context.Context) error {
+	r.log.Info("activation records bounded", "max_output_bytes", r.bounds.OutputBytes, "max_message_bytes", r.bounds.MessageBytes)
 	timer := time.NewTimer(linger)
 	timer.Stop()
 	for {
@@ -207,7 +307,7 @@ func (r *Recorder) Outbox(ctx context.Context, agentID string, entries []protoco
 			Started:  time.UnixMicro(int64(e.StartedUnixUS)).UTC(),
 			Duration: time.Duration(e.DurationUS) * time.Microsecond,
 		}
-		as = append(as, store.ActivationWithSinks{Activation: a, Sinks: s})
+		as = append(as, r.bound(a, s))
 	}
 	n, err := r.st.RecordActivations(ctx, as)
 	if err != nil {

@@ -39,7 +39,7 @@ func (c *countingStore) GetFunction(context.Context, string, string) (store.Func
 func TestDispatchedBatchesAndWaits(t *testing.T) {
 	st := &countingStore{ids: map[string]bool{}}
 	kicked := 0
-	r := New(st, func() { kicked++ }, nil)
+	r := New(Config{Store: st, Recorded: func() { kicked++ }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -76,7 +76,7 @@ func TestOutboxRecordsOnceWithSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	r := New(s, nil, nil)
+	r := New(Config{Store: s})
 	e := protocol.OutboxEntry{ActivationID: protocol.NewActivationID(time.Now()), Module: "_", Function: "gone", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: 1}
 	for range 2 { // a replay
 		if err := r.Outbox(context.Background(), "ag_1", []protocol.OutboxEntry{e}); err != nil {

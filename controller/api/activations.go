@@ -25,6 +25,10 @@ type activationInfo struct {
 	Output     json.RawMessage `json:"output,omitempty"`
 	Started    time.Time       `json:"started"`
 	DurationUS int64           `json:"duration_us"`
+	// Truncated: the record keeps only the beginning of the output or of
+	// the message (controller/activations bounds them); the output is then
+	// shown as a JSON string of that beginning, which is not JSON itself.
+	Truncated bool `json:"truncated"`
 }
 
 func toActivationInfo(a store.Activation) activationInfo {
@@ -33,8 +37,15 @@ func toActivationInfo(a store.Activation) activationInfo {
 		status = "error"
 	}
 	info := activationInfo{ID: a.ID, Module: a.Module, Function: a.Function, Digest: a.Digest, Agent: a.Agent,
-		Source: a.Source, Status: status, Code: a.Code, Message: a.Message, Started: a.Started, DurationUS: a.Duration.Microseconds()}
-	if len(a.Output) > 0 && json.Valid(a.Output) {
+		Source: a.Source, Status: status, Code: a.Code, Message: a.Message, Started: a.Started, DurationUS: a.Duration.Microseconds(),
+		Truncated: a.Truncated}
+	switch {
+	case len(a.Output) == 0:
+	case a.Truncated:
+		// A cut JSON text is no JSON (or worse, other JSON: "12345" cut
+		// to "123"): it is shown as a string, never as a value.
+		info.Output, _ = json.Marshal(string(a.Output))
+	case json.Valid(a.Output):
 		info.Output = a.Output
 	}
 	return info

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,30 @@ func testActivations(t *testing.T, e *env) {
 	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 1 || list[0].ID != ids[4] {
 		t.Fatalf("after: %s", body)
 	}
+	if got.Truncated || !strings.Contains(string(body), `"truncated":false`) {
+		t.Fatalf("a whole record shows truncated: %s", body)
+	}
+
+	// A truncated record: its output, cut, is shown as a string, never as
+	// the JSON it may happen to be.
+	for _, tt := range []struct{ stored, want string }{{`{"n":"abc`, `"{\"n\":\"abc"`}, {`12345`, `"12345"`}} {
+		id := protocol.NewActivationID(base.Add(time.Hour))
+		a := store.Activation{ID: id, Module: "_", Function: "big", Digest: "sha256:ab", Agent: "ag_1", Source: "api",
+			Output: []byte(tt.stored), Started: base.Add(time.Hour), Truncated: true}
+		if _, err := e.st.RecordActivation(context.Background(), a, nil); err != nil {
+			t.Fatal(err)
+		}
+		status, body := e.do(req{method: "GET", path: "/v1/activations/" + id})
+		got := wantData[activationInfo](t, status, body, 200)
+		if !got.Truncated || string(got.Output) != tt.want {
+			t.Fatalf("truncated record with output %s: %s", tt.stored, body)
+		}
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/activations?function=big"})
+	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 2 || !list[0].Truncated || !list[1].Truncated {
+		t.Fatalf("list of truncated records: %s", body)
+	}
+
 	status, body = e.do(req{method: "GET", path: "/v1/activations/0123456789ABCDEFGHJKMNPQRS"})
 	wantError(t, status, body, 404, "not found")
 	status, body = e.do(req{method: "GET", path: "/v1/activations?since=yesterday"})

@@ -42,6 +42,13 @@ type Config struct {
 	// defaults to MaxUploadBytes). Compile bounds their validation.
 	ModuleLimits runtime.ModuleLimits
 	Compile      runtime.CompileBudget
+	// ActivationBounds caps each activation record (zero fields: the
+	// defaults); ActivationRetention bounds how many are kept (zero
+	// fields: no bound); PruneInterval is the time between two retention
+	// passes (0: activations.DefaultPruneInterval).
+	ActivationBounds    activations.Bounds
+	ActivationRetention activations.Retention
+	PruneInterval       time.Duration
 }
 
 // OpenStore opens Postgres when a DSN is configured, else the embedded
@@ -67,11 +74,11 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 }
 
 // Run runs a controller until ctx is done: the REST API, the QUIC listener
-// for agents, the activation recorder, the sink worker and the cloud MQTT
-// events. ready, when set, is called with the REST and QUIC addresses once
-// both listen. Shutdown drains: the API stops accepting and finishes its
-// requests, then the fleet, the recorder (which flushes) and the workers
-// stop, then the store closes.
+// for agents, the activation recorder and pruner, the sink worker and the
+// cloud MQTT events. ready, when set, is called with the REST and QUIC
+// addresses once both listen. Shutdown drains: the API stops accepting and
+// finishes its requests, then the fleet, the recorder (which flushes) and
+// the workers stop, then the store closes.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, quic net.Addr)) (err error) {
 	log.Info("starting wisp-controller", "version", version.Version)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -101,7 +108,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	recorder := activations.New(st, sinkWorker.Kick, log)
+	activationMetrics := activations.NewMetrics(reg)
+	recorder := activations.New(activations.Config{Store: st, Recorded: sinkWorker.Kick,
+		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log})
+	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
+		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
 	fl, err := fleet.New(fleet.Config{
 		Identity:     identity,
 		Store:        st,
@@ -165,6 +176,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { eventsDone <- evs.Run(fleetCtx) }()
 	sinksDone := make(chan error, 1)
 	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
+	prunerDone := make(chan error, 1)
+	go func() { prunerDone <- pruner.Run(fleetCtx) }()
 	// Restore the cloud MQTT events of every stored function.
 	go dist.syncEvents(fleetCtx)
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
@@ -180,6 +193,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-eventsDone
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
+	<-prunerDone // stops between two batches
 	if runErr != nil {
 		return runErr
 	}

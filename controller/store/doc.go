@@ -49,12 +49,25 @@
 //     exactly one delivery per (activation, sink) ever exists and a later
 //     edit of the function does not redirect it. Activations outlive their
 //     function and module; a delivery leaves the queue only by DeliveryDone.
+//   - An activation's Truncated flag is kept as given (the recorder bounds
+//     records before they reach the store); a SinkOutput given with it is
+//     copied into each of its deliveries, which then deliver it instead of
+//     the record's Output.
+//   - Records leave only by the three prune calls, which remove the oldest
+//     first, in one short transaction per call, and never an activation
+//     that still has a queued delivery.
 //   - Errors wrap the sentinels of errors.go so callers use errors.Is.
 //
 // # Notes
 //
 // Both implementations also have CodeCount, the number of distinct code blobs
 // stored; it exists for tests and metrics and is not part of Store.
+//
+// Neither gives the room of removed records back to the file system. bbolt
+// keeps the freed pages in its file for later writes, so the file keeps the
+// largest size it ever had; CompactEmbedded rewrites a file (its controller
+// stopped) without them. Postgres reuses the room of deleted rows once
+// (auto)VACUUM has seen them; VACUUM FULL gives it back.
 //
 // Postgres applies its embedded migrations (migrations/NNNN_name.sql) at open,
 // under a transaction-scoped advisory lock keyed by the current schema, so

@@ -48,14 +48,17 @@ import (
 //	agentcreds/        (since version 2)
 //	  <credential hash> -> agent id (the unique index on credential hashes)
 //	activations/       (since version 3)
-//	  <id>             -> started (µs since 1970, int64 big-endian), then activationRecord (JSON)
+//	  <id>             -> started (µs since 1970, int64 big-endian), then activationRecord (JSON;
+//	                      its optional "truncated" came later without a new version: absent = false)
 //	activationsbyfn/   (since version 3)
 //	  <fn key>/        one bucket per (module, function) that has activations;
 //	                   fn key = len(module) (uint16 big-endian), module, function
 //	    <id>           -> started, as in activations/
 //	deliveries/        (since version 3) the sink delivery queue
 //	  <id> 0x00 <sink index, uint32 big-endian>
-//	                   -> next attempt (µs, int64 big-endian), then deliveryRecord (JSON)
+//	                   -> next attempt (µs, int64 big-endian), then deliveryRecord (JSON; its
+//	                      optional "output", the whole output of a truncated activation, came
+//	                      later without a new version: absent = read the activation's)
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not

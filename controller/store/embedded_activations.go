@@ -31,6 +31,9 @@ type activationRecord struct {
 	Output   []byte    `json:"output"` // no omitempty: nil and empty must stay apart
 	Duration int64     `json:"duration_ns"`
 	Recorded time.Time `json:"recorded"`
+	// Truncated is absent from records written before it existed, which
+	// were whole.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // deliveryRecord is a queued delivery as stored after its 8-byte next
@@ -39,6 +42,10 @@ type deliveryRecord struct {
 	Sink      []byte `json:"sink"`
 	Attempts  int    `json:"attempts"`
 	LastError string `json:"last_error"`
+	// Output is the whole output when the activation's record holds only
+	// its beginning (ActivationWithSinks.SinkOutput); absent otherwise, and
+	// then the activation's output is read.
+	Output []byte `json:"output,omitempty"`
 }
 
 // errBadValue is returned for a value too short to hold its time prefix.
@@ -104,7 +111,7 @@ func putActivation(tx *bolt.Tx, a Activation) error {
 	}
 	rec, err := json.Marshal(activationRecord{Module: a.Module, Function: a.Function, Digest: a.Digest,
 		Agent: a.Agent, Source: a.Source, Code: a.Code, Message: a.Message, Output: a.Output,
-		Duration: int64(a.Duration), Recorded: a.Recorded})
+		Duration: int64(a.Duration), Recorded: a.Recorded, Truncated: a.Truncated})
 	if err != nil {
 		return err
 	}
@@ -135,7 +142,7 @@ func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
 	}
 	return Activation{ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
 		Agent: r.Agent, Source: r.Source, Code: r.Code, Message: r.Message, Output: r.Output,
-		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC()}, nil
+		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC(), Truncated: r.Truncated}, nil
 }
 
 // RecordActivation implements Store.
@@ -175,7 +182,7 @@ func (e *Embedded) recordActivations(ctx context.Context, as []ActivationWithSin
 				return err
 			}
 			for i, sink := range a.Sinks {
-				rec, err := json.Marshal(deliveryRecord{Sink: sink})
+				rec, err := json.Marshal(deliveryRecord{Sink: sink, Output: a.SinkOutput})
 				if err != nil {
 					return err
 				}
@@ -295,8 +302,12 @@ func getDelivery(tx *bolt.Tx, k, v []byte) (SinkDelivery, error) {
 	if err != nil {
 		return SinkDelivery{}, fmt.Errorf("activation of delivery %q/%d: %w", id, index, err)
 	}
+	output := a.Output
+	if r.Output != nil {
+		output = r.Output
+	}
 	return SinkDelivery{ActivationID: id, SinkIndex: index, Sink: r.Sink,
-		Module: a.Module, Function: a.Function, Output: a.Output, Started: a.Started,
+		Module: a.Module, Function: a.Function, Output: output, Started: a.Started,
 		Attempts: r.Attempts, LastError: r.LastError, NextAttempt: next}, nil
 }
 
@@ -388,4 +399,179 @@ func (e *Embedded) DeliveryFailed(ctx context.Context, activationID string, sink
 		return b.Put(k, append(appendMicros(nil, storeTime(next)), rec...))
 	})
 	return boltFail(err, "delivery of activation %q to sink %d failed", activationID, sinkIndex)
+}
+
+// held reports whether a queued delivery still reads activation id.
+func held(tx *bolt.Tx, id []byte) bool {
+	prefix := append(slices.Clip(id), 0)
+	k, _ := tx.Bucket(bucketDeliveries).Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
+
+// recordFunction reads the module and function of an activation record
+// without decoding the rest: json.Marshal writes the fields in struct order,
+// module and function first, so a large output is never scanned.
+func recordFunction(rec []byte) (module, function string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	if _, err := dec.Token(); err != nil { // {
+		return "", "", err
+	}
+	var found int
+	for found < 2 && dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return "", "", err
+		}
+		switch key {
+		case "module":
+			err = dec.Decode(&module)
+			found++
+		case "function":
+			err = dec.Decode(&function)
+			found++
+		default:
+			err = dec.Decode(&json.RawMessage{})
+		}
+		if err != nil {
+			return "", "", err
+		}
+	}
+	if found < 2 {
+		return "", "", errors.New("no module or function")
+	}
+	return module, function, nil
+}
+
+// deleteActivations removes activations of known functions: each element
+// of ids is an id, and fns[i] its fn key. A function's activationsbyfn
+// bucket goes with its last activation.
+func deleteActivations(tx *bolt.Tx, ids, fns [][]byte) error {
+	acts, byFn := tx.Bucket(bucketActivations), tx.Bucket(bucketActivationsByFn)
+	emptied := map[string]bool{}
+	for i, id := range ids {
+		if err := acts.Delete(id); err != nil {
+			return err
+		}
+		b := byFn.Bucket(fns[i])
+		if b == nil {
+			return fmt.Errorf("activation %q: no activationsbyfn bucket %x", id, fns[i])
+		}
+		if err := b.Delete(id); err != nil {
+			return err
+		}
+		emptied[string(fns[i])] = true
+	}
+	for k := range emptied {
+		if k, _ := byFn.Bucket([]byte(k)).Cursor().First(); k != nil {
+			continue
+		}
+		if err := byFn.DeleteBucket([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pruneWalk removes, in one write transaction, at most limit of the first
+// n activations of activations/ (n < 0: all), stopping at the first id
+// that stop rejects. Held ones are skipped (and counted in n).
+func (e *Embedded) pruneWalk(ctx context.Context, what string, n func(tx *bolt.Tx) int, stop func(id []byte) bool, limit int) (int, error) {
+	limit = listLimit(limit)
+	var removed int
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		removed = 0
+		var ids, fns [][]byte
+		c := tx.Bucket(bucketActivations).Cursor()
+		walk := n(tx)
+		for k, v := c.First(); k != nil && walk != 0 && len(ids) < limit && !stop(k); k, v = c.Next() {
+			walk--
+			if held(tx, k) {
+				continue
+			}
+			_, rec, err := splitMicros(v)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", k, err)
+			}
+			module, function, err := recordFunction(rec)
+			if err != nil {
+				return fmt.Errorf("decode activation %q: %w", k, err)
+			}
+			ids, fns = append(ids, slices.Clone(k)), append(fns, fnKey(module, function))
+		}
+		removed = len(ids)
+		return deleteActivations(tx, ids, fns)
+	})
+	if err != nil {
+		return 0, boltFail(err, "%s", what)
+	}
+	return removed, nil
+}
+
+// PruneActivationsBefore implements Store.
+func (e *Embedded) PruneActivationsBefore(ctx context.Context, id string, limit int) (int, error) {
+	return e.pruneWalk(ctx, fmt.Sprintf("prune activations before %q", id),
+		func(*bolt.Tx) int { return -1 },
+		func(k []byte) bool { return string(k) >= id }, limit)
+}
+
+// PruneActivationsBeyond implements Store. It counts the activations from
+// the bucket's pages (bolt.Bucket.Stats), without reading the records.
+func (e *Embedded) PruneActivationsBeyond(ctx context.Context, keep, limit int) (int, error) {
+	return e.pruneWalk(ctx, fmt.Sprintf("prune activations beyond the newest %d", keep),
+		func(tx *bolt.Tx) int { return max(tx.Bucket(bucketActivations).Stats().KeyN-max(keep, 0), 0) },
+		func([]byte) bool { return false }, limit)
+}
+
+// PruneActivationsBeyondPerFunction implements Store: it counts each
+// function's activationsbyfn bucket and walks the first ones of those over
+// keep.
+func (e *Embedded) PruneActivationsBeyondPerFunction(ctx context.Context, keep, limit int) (int, error) {
+	limit, keep = listLimit(limit), max(keep, 0)
+	var removed int
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		removed = 0
+		var ids, fns [][]byte
+		byFn := tx.Bucket(bucketActivationsByFn)
+		err := byFn.ForEachBucket(func(fn []byte) error {
+			b := byFn.Bucket(fn)
+			walk := b.Stats().KeyN - keep
+			c := b.Cursor()
+			for k, _ := c.First(); k != nil && walk > 0 && len(ids) < limit; k, _ = c.Next() {
+				walk--
+				if !held(tx, k) {
+					ids, fns = append(ids, slices.Clone(k)), append(fns, slices.Clone(fn))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		removed = len(ids)
+		return deleteActivations(tx, ids, fns)
+	})
+	if err != nil {
+		return 0, boltFail(err, "prune activations beyond the newest %d of each function", keep)
+	}
+	return removed, nil
+}
+
+// ActivationVolume implements Store. bolt.Bucket.Stats walks the buckets'
+// pages (their headers, not the records).
+func (e *Embedded) ActivationVolume(ctx context.Context) (ActivationVolume, error) {
+	var v ActivationVolume
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketActivations, bucketActivationsByFn, bucketDeliveries} {
+			st := tx.Bucket(name).Stats()
+			if bytes.Equal(name, bucketActivations) {
+				v.Count = int64(st.KeyN)
+			}
+			v.Bytes += int64(st.BranchAlloc + st.LeafAlloc)
+		}
+		return nil
+	})
+	if err != nil {
+		return ActivationVolume{}, boltFail(err, "activation volume")
+	}
+	return v, nil
 }

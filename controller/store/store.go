@@ -82,6 +82,10 @@ type Activation struct {
 	Started  time.Time
 	Duration time.Duration // kept exactly (nanoseconds)
 	Recorded time.Time     // set by the store
+	// Truncated says that Output or Message holds only the beginning of what
+	// the function returned: the recorder (controller/activations) bounds
+	// both before they are stored. The store keeps the flag as given.
+	Truncated bool
 }
 
 // ActivationWithSinks is one element of a RecordActivations batch: the
@@ -89,6 +93,11 @@ type Activation struct {
 type ActivationWithSinks struct {
 	Activation
 	Sinks [][]byte
+	// SinkOutput, when not nil, is what the sinks receive instead of
+	// Activation.Output: the whole output, when the recorder kept only its
+	// beginning in the record. Each queued delivery keeps its own copy, so
+	// a sink gets all of it however the record was bounded.
+	SinkOutput []byte
 }
 
 // SinkDelivery is one (activation, sink) pair waiting to be delivered.
@@ -96,7 +105,9 @@ type SinkDelivery struct {
 	ActivationID string
 	SinkIndex    int    // index in the function's sinks at record time
 	Sink         []byte // that sink's JSON, copied at record time (later edits of the function do not change it)
-	// Module, Function, Output and Started are the activation's.
+	// Module, Function and Started are the activation's. Output is the
+	// activation's too, unless it was recorded with a SinkOutput: then it
+	// is that (the whole output, not the record's truncated one).
 	Module      string
 	Function    string
 	Output      []byte
@@ -117,11 +128,23 @@ type ActivationFilter struct {
 
 const (
 	// DefaultActivationLimit is how many activations (or deliveries) a list
-	// returns when the caller gives no limit.
+	// returns, or a prune removes, when the caller gives no limit.
 	DefaultActivationLimit = 100
-	// MaxActivationLimit caps the limit of one list call.
+	// MaxActivationLimit caps the limit of one list or prune call.
 	MaxActivationLimit = 1000
 )
+
+// ActivationVolume is how much of the store activations take.
+type ActivationVolume struct {
+	// Count is the number of activation records.
+	Count int64
+	// Bytes is the room they take, with their indexes and the sink delivery
+	// queue: in Postgres the total relation size (heap, TOAST, indexes) of
+	// activations and sink_deliveries; in the embedded store the pages of
+	// its activations, activationsbyfn and deliveries buckets. Neither
+	// counts room freed and not yet reused (see the package doc).
+	Bytes int64
+}
 
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
@@ -218,6 +241,31 @@ type Store interface {
 	// SinkFailures returns the queued deliveries of a function that failed at
 	// least once (Attempts > 0), ascending by activation ID then sink index.
 	SinkFailures(ctx context.Context, module, function string) ([]SinkDelivery, error)
+
+	// PruneActivationsBefore removes, oldest first, at most limit of the
+	// activations whose ID sorts before id (with protocol.FirstActivationID,
+	// those older than a time). It returns how many it removed: fewer than
+	// limit means none is left to remove. limit as in ActivationFilter.
+	//
+	// The three prune calls each run in one short transaction, so a caller
+	// removes many records in many calls without holding a lock for long.
+	// None removes an activation that still has a queued delivery (a
+	// delivery is read with its activation): it goes at the first prune
+	// after its last delivery is done.
+	PruneActivationsBefore(ctx context.Context, id string, limit int) (int, error)
+	// PruneActivationsBeyond removes, oldest first, at most limit of the
+	// activations older than the newest keep (by ID). Held activations
+	// count when the newest keep are found, so after all is removed there
+	// are the newest keep and the older ones still held. keep < 0 counts
+	// as 0.
+	PruneActivationsBeyond(ctx context.Context, keep, limit int) (int, error)
+	// PruneActivationsBeyondPerFunction is PruneActivationsBeyond within
+	// each (module, function): of each, the newest keep stay. Each
+	// function's are removed oldest first.
+	PruneActivationsBeyondPerFunction(ctx context.Context, keep, limit int) (int, error)
+	// ActivationVolume reports how many activations the store holds and
+	// the room they take.
+	ActivationVolume(ctx context.Context) (ActivationVolume, error)
 
 	// Close releases the store's resources.
 	Close() error

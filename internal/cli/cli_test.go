@@ -215,6 +215,10 @@ func TestRequests(t *testing.T) {
 			`{"data":{"name":"m1","functions":[{"name":"a"},{"name":"bb"}]}}`, "NAME  MODULE\na     m1\nbb    m1\n"},
 		{"activation list", []string{"activation", "list", "-m", "m", "-f", "f", "--limit", "5", "--after", "X"}, "GET", "/v1/activations", "after=X&function=f&limit=5&module=m",
 			`{"data":[]}`, "ID  FUNCTION  STATUS  SOURCE  AGENT  STARTED  DURATION\n"},
+		{"activation get, truncated", []string{"activation", "get", "01ABC"}, "GET", "/v1/activations/01ABC", "",
+			`{"data":{"id":"01ABC","module":"_","function":"f","status":"success","output":"{\"s\":\"ab","truncated":true,"started":"2026-01-02T03:04:05Z","duration_us":1500}}`,
+			"id:        01ABC\nfunction:  _/f\nstatus:    success\nsource:    \nagent:     \nstarted:   2026-01-02 03:04:05\nduration:  1.5ms\ndigest:    \n" +
+				"output:    \"{\\\"s\\\":\\\"ab\"\ntruncated: yes: the record kept only the beginning of the output or message\n"},
 		{"token create", []string{"token", "create", "--ttl", "1h"}, "POST", "/v1/admin/tokens", "",
 			`{"data":{"id":"jt_1","token":"wispjoin1.x.y"}}`, "wispjoin1.x.y\n"},
 		{"user create", []string{"admin", "user", "create", "bob"}, "POST", "/v1/admin/subjects", "",

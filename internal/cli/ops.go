@@ -215,6 +215,7 @@ type activation struct {
 	Output     json.RawMessage `json:"output"`
 	Started    string          `json:"started"`
 	DurationUS int64           `json:"duration_us"`
+	Truncated  bool            `json:"truncated"`
 }
 
 func duration(us int64) string {
@@ -244,6 +245,9 @@ func (a *app) activationCommand() *cobra.Command {
 				}
 				if len(r.Output) > 0 {
 					kv = append(kv, [2]string{"output", compactOrNone(r.Output)})
+				}
+				if r.Truncated {
+					kv = append(kv, [2]string{"truncated", "yes: the record kept only the beginning of the output or message"})
 				}
 				return fields(w, kv)
 			})

@@ -28,6 +28,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/node"
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/server"
 )
 
@@ -103,7 +104,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(Info)) er
 		ctlDone <- server.Run(ctx, server.Config{
 			Listen: cfg.Listen, QUICListen: cfg.QUICListen, DataDir: ctlDir,
 			MaxUploadBytes: 16 << 20, ShutdownTimeout: 10 * time.Second, InvokeTimeout: 30 * time.Second,
-			Compile: runtime.CompileBudget{Worker: cfg.CompileWorker},
+			Compile:             runtime.CompileBudget{Worker: cfg.CompileWorker},
+			ActivationRetention: activations.DefaultRetention,
 		}, log.With("component", "controller"), func(rest, quic net.Addr) { up <- addrs{rest, quic} })
 	}()
 	var a addrs

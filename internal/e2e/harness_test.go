@@ -66,18 +66,21 @@ type controller struct {
 	dataDir, url, quic, admin string
 }
 
-func startController(t testing.TB, dataDir, dsn, quicAddr string) *controller {
+// startController runs wisp-controller on dataDir (and Postgres at dsn, if
+// not empty) with extra flags.
+func startController(t testing.TB, dataDir, dsn, quicAddr string, extra ...string) *controller {
 	t.Helper()
-	return startControllerEnv(t, dataDir, dsn, quicAddr, nil)
+	return startControllerEnv(t, dataDir, dsn, quicAddr, nil, extra...)
 }
 
 // startControllerEnv is startController with environment variables added.
-func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []string) *controller {
+func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []string, extra ...string) *controller {
 	t.Helper()
 	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", quicAddr, "--data-dir", dataDir}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
 	}
+	args = append(args, extra...)
 	p := startEnv(t, "wisp-controller", env, args...)
 	c := &controller{proc: p, dataDir: dataDir}
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)

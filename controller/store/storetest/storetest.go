@@ -80,6 +80,11 @@ func Run(t *testing.T, open Opener) {
 		{"DeliveryTransitions", testDeliveryTransitions},
 		{"ConcurrentRecord", testConcurrentRecord},
 		{"ActivationsReopen", testActivationsReopen},
+		{"ActivationTruncated", testActivationTruncated},
+		{"PruneBefore", testPruneBefore},
+		{"PruneBeyond", testPruneBeyond},
+		{"PruneBeyondPerFunction", testPruneBeyondPerFunction},
+		{"ActivationVolume", testActivationVolume},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
