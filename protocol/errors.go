@@ -54,6 +54,10 @@ const (
 	OutputTooLarge ErrorCode = 111 // the output exceeds the output limit
 	GuestError     ErrorCode = 112 // the function reported an error
 	Exit           ErrorCode = 113 // a WASI command exited non-zero
+
+	// Quarantined: the code was running when an agent died, so no agent
+	// runs it until an operator releases it. Nothing ran. Since version 2.
+	Quarantined ErrorCode = 116
 )
 
 var codeNames = map[ErrorCode]string{
@@ -79,6 +83,7 @@ var codeNames = map[ErrorCode]string{
 	OutputTooLarge:     "output too large",
 	GuestError:         "guest error",
 	Exit:               "exit",
+	Quarantined:        "quarantined",
 }
 
 func (c ErrorCode) String() string {
@@ -91,6 +96,14 @@ func (c ErrorCode) String() string {
 // IsFunctionError reports whether c is a function failure (100–199): the
 // user's code, not the platform, is at fault.
 func IsFunctionError(c ErrorCode) bool { return c >= 100 && c <= 199 }
+
+// NotStarted reports whether a Result with code c says that the agent
+// refused the invocation before running any of it ([Overloaded],
+// [Draining]): the one case, besides an Invoke that never left, in which a
+// controller may run a synchronous invocation on another agent. An agent
+// sends these codes only when it ran nothing (see "Delivery" in the package
+// doc).
+func NotStarted(c ErrorCode) bool { return c == Overloaded || c == Draining }
 
 // Error is both the Error message (frame type 0x08) and a Go error carrying
 // an [ErrorCode]. errors.Is matches two *Error values by code alone:
