@@ -245,7 +245,9 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		_, err := os.Stat(marker)
 		diskHit = err == nil
 	}
+	tracked := r.cfg.Track(ctx, digest, WorkCompile)
 	cm, err := r.rt.CompileModule(ctx, code)
+	tracked()
 	if err != nil {
 		return Info{}, &Error{Kind: KindInvalidModule, Msg: err.Error(), Err: err}
 	}
@@ -344,6 +346,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		}
 	}
 	defer func() { <-r.slots }()
+	defer r.cfg.Track(ctx, digest, WorkRun)()
 	c := &call{input: input, limits: limits, allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
 	c.stdout.max = limits.OutputBytes
