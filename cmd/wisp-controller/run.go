@@ -71,8 +71,13 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 
 // serverConfig is the part of the configuration server.Run takes.
 func (c config) server() server.Config {
+	hold := c.CrashHold
+	if hold == 0 {
+		hold = -1 // off
+	}
 	return server.Config{
 		Listen: c.Listen, QUICListen: c.QUICListen, DataDir: c.DataDir, DatabaseURL: c.DatabaseURL,
 		MaxUploadBytes: c.MaxUploadBytes, ShutdownTimeout: c.ShutdownTimeout, InvokeTimeout: c.InvokeTimeout,
+		MaxInputBytes: int(c.MaxInputBytes), CrashHold: hold,
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/version"
@@ -53,6 +54,13 @@ type Config struct {
 	Agents AgentLister
 	// JoinTokens makes agent join tokens (POST /v1/admin/tokens); nil: 503.
 	JoinTokens JoinTokens
+	// Quarantine lists and releases quarantined code (admin routes under
+	// /v1/admin/quarantine); nil: 503.
+	Quarantine Quarantine
+	// MaxInvokeInputBytes bounds the compact JSON of an invocation's args,
+	// checked before dispatch (413); 0 means the agents' default input
+	// limit, runtime.DefaultLimits.InputBytes.
+	MaxInvokeInputBytes int
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -66,6 +74,9 @@ type Server struct {
 	dist    Distributor
 	agents  AgentLister
 	tokens  JoinTokens
+	// quarantine may be nil.
+	quarantine Quarantine
+	maxInput   int
 }
 
 // New builds the API without doing any I/O.
@@ -76,6 +87,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxUploadBytes < 0 {
 		return nil, fmt.Errorf("api: MaxUploadBytes %d is negative", cfg.MaxUploadBytes)
 	}
+	if cfg.MaxInvokeInputBytes < 0 {
+		return nil, fmt.Errorf("api: MaxInvokeInputBytes %d is negative", cfg.MaxInvokeInputBytes)
+	}
 	s := &Server{
 		store:   cfg.Store,
 		invoker: cfg.Invoker,
@@ -85,6 +99,12 @@ func New(cfg Config) (*Server, error) {
 		dist:    cfg.Distributor,
 		agents:  cfg.Agents,
 		tokens:  cfg.JoinTokens,
+
+		quarantine: cfg.Quarantine,
+		maxInput:   cfg.MaxInvokeInputBytes,
+	}
+	if s.maxInput == 0 {
+		s.maxInput = runtime.DefaultLimits.InputBytes
 	}
 	if s.invoker == nil {
 		s.invoker = NoWorkers{}
@@ -155,6 +175,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/activations", s.listActivations)
 	v1.Get("/activations/:id", s.getActivation)
 	v1.Post("/admin/tokens", s.requireAdmin, s.createToken)
+	v1.Get("/admin/quarantine", s.requireAdmin, s.listQuarantine)
+	v1.Delete("/admin/quarantine/:digest", s.requireAdmin, s.releaseQuarantine)
 	return s, nil
 }
 

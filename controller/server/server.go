@@ -37,6 +37,11 @@ type Config struct {
 	MaxUploadBytes  int64
 	ShutdownTimeout time.Duration
 	InvokeTimeout   time.Duration
+	// MaxInputBytes bounds an invocation's args (413 before dispatch); 0:
+	// the agents' default input limit.
+	MaxInputBytes int
+	// CrashHold is fleet.Config.CrashHold; 0: its default.
+	CrashHold time.Duration
 }
 
 // OpenStore opens Postgres when a DSN is configured, else the embedded
@@ -104,6 +109,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Metrics:      fleet.NewMetrics(reg),
 		Logger:       log,
 		Outbox:       recorder,
+		CrashHold:    cfg.CrashHold,
 	})
 	if err != nil {
 		return err
@@ -121,16 +127,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}
 	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
 	srv, err := api.New(api.Config{
-		Store:           st,
-		Invoker:         dispatcher,
-		Distributor:     dist,
-		Agents:          fl,
-		JoinTokens:      fl,
-		Log:             log,
-		MaxUploadBytes:  cfg.MaxUploadBytes,
-		Registerer:      reg,
-		Gatherer:        reg,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		Store:               st,
+		Invoker:             dispatcher,
+		Distributor:         dist,
+		Agents:              fl,
+		JoinTokens:          fl,
+		Quarantine:          fl,
+		MaxInvokeInputBytes: cfg.MaxInputBytes,
+		Log:                 log,
+		MaxUploadBytes:      cfg.MaxUploadBytes,
+		Registerer:          reg,
+		Gatherer:            reg,
+		ShutdownTimeout:     cfg.ShutdownTimeout,
 	})
 	if err != nil {
 		return err
