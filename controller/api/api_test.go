@@ -261,6 +261,9 @@ func TestInvokeThroughInvoker(t *testing.T) {
 	}{
 		{"guest error", GuestError("something went wrong"), 422, "Error: something went wrong"},
 		{"no worker", ErrNoWorker, 503, "No worker available"},
+		{"lost", InvocationLost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
+		{"quarantined", Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
+		{"too large for the agent", TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
 		{"trap", InvocationError("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
 		{"other", io.ErrUnexpectedEOF, 500, "Internal server error"},
 	} {
