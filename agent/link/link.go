@@ -62,8 +62,8 @@ var ErrRefused = errors.New("the controller refused this agent")
 // Link is one agent↔controller connection, kept up by Run.
 type Link struct {
 	cfg       Config
-	kick      chan struct{}  // wakes the outbox drain
-	handlers  atomic.Int64 // stream handlers in flight
+	kick      chan struct{} // wakes the outbox drain
+	handlers  atomic.Int64  // stream handlers in flight
 	token     *protocol.JoinToken
 	log       *slog.Logger
 	connected atomic.Bool

@@ -1,7 +1,9 @@
 // Package localapi is the agent's own invoke API: the controller's
 // `POST /v1/fn/{module}/{function}` with the same bodies, envelopes and
-// status codes, served by the agent from its desired set and its stored
-// code, so local callers keep working when the controller is unreachable.
+// status codes (413 for args over the agent's input limit, checked before
+// anything runs or is recorded; 423 for quarantined code), served by the
+// agent from its desired set and its stored code, so local callers keep
+// working when the controller is unreachable.
 //
 // It listens on loopback by default and needs the agent-local token (a
 // random secret kept in <data dir>/local.token, mode 0600). Every

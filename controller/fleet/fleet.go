@@ -64,8 +64,8 @@ type Config struct {
 	// store (other controllers on the same database change it too);
 	// default 5s.
 	QuarantineRefresh time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	Metrics           *Metrics
+	Logger            *slog.Logger
 	// Outbox records the activations agents replay from their outboxes;
 	// nil refuses them (agents keep them and retry).
 	Outbox OutboxRecorder
@@ -137,14 +137,14 @@ func New(cfg Config) (*Fleet, error) {
 
 // Session is one agent, connected or not.
 type Session struct {
-	ID     string
-	hello  protocol.Hello // immutable after connect (digests tracked below)
+	ID    string
+	hello protocol.Hello // immutable after connect (digests tracked below)
 	// version is the protocol version agreed with the agent.
 	version uint64
 	f       *Fleet
-	conn   *quic.Conn
-	ctrl   *quic.Stream
-	ctrlMu sync.Mutex
+	conn    *quic.Conn
+	ctrl    *quic.Stream
+	ctrlMu  sync.Mutex
 
 	connected atomic.Bool
 	lastSeen  atomic.Int64 // unix ns
