@@ -207,12 +207,21 @@ func (f *Fleet) quarantineCounts() (quarantined, held int) {
 	return len(*f.quarantine.known.Load()), len(*f.quarantine.holds.Load())
 }
 
+// maxCrashReports bounds the crash reports one Hello may make the
+// controller store: a crash marks at most a few hundred digests (the
+// agent's crash-marker slots), and a Hello is at most 1 MiB anyway.
+const maxCrashReports = 1024
+
 // recordCrashes stores the crashes an agent reported in its Hello and
 // reports whether every one is stored (the agent may then stop reporting
-// them). Entries whose digest is not a digest are dropped: the agent is
-// authenticated, not trusted.
+// them). Entries whose digest is not a digest are dropped, and so is
+// everything past maxCrashReports: the agent is authenticated, not trusted.
 func (f *Fleet) recordCrashes(ctx context.Context, agentID, name string, crashes []protocol.QuarantineEntry) bool {
 	ok := true
+	if len(crashes) > maxCrashReports {
+		f.log.Warn("ignoring crash reports past the limit", "agent", agentID, "reports", len(crashes), "limit", maxCrashReports)
+		crashes = crashes[:maxCrashReports]
+	}
 	for _, c := range crashes {
 		if !digestRE.MatchString(c.Digest) {
 			f.log.Warn("ignoring a crash report with a malformed digest", "agent", agentID, "digest", fmt.Sprintf("%.80q", c.Digest))
