@@ -3,11 +3,11 @@ package api
 import (
 	"context"
 	"net/http"
-	"regexp"
-	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 // Quarantine keeps the code no agent may run: digests that were running
@@ -47,8 +47,6 @@ const (
 	QuarantineStateHeld        = "held"
 )
 
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
 // listQuarantine is GET /v1/admin/quarantine.
 func (s *Server) listQuarantine(c *fiber.Ctx) error {
 	if s.quarantine == nil {
@@ -67,7 +65,7 @@ func (s *Server) listQuarantine(c *fiber.Ctx) error {
 		byDigest[fn.Digest] = append(byDigest[fn.Digest], fn.Module+"/"+fn.Name)
 	}
 	for i := range qs {
-		qs[i].Functions = slices.Clip(append([]string{}, byDigest[qs[i].Digest]...))
+		qs[i].Functions = append([]string{}, byDigest[qs[i].Digest]...)
 	}
 	if qs == nil {
 		qs = []QuarantineInfo{}
@@ -78,7 +76,7 @@ func (s *Server) listQuarantine(c *fiber.Ctx) error {
 // releaseQuarantine is DELETE /v1/admin/quarantine/{digest}.
 func (s *Server) releaseQuarantine(c *fiber.Ctx) error {
 	digest := c.Params("digest")
-	if !digestRE.MatchString(digest) {
+	if !protocol.IsDigest(digest) {
 		return fail(ErrBadRequest, "Invalid digest: want sha256:<64 lowercase hex digits>")
 	}
 	if s.quarantine == nil {

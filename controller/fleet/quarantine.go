@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -57,8 +56,6 @@ type hold struct {
 	since  time.Time
 	until  time.Time
 }
-
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 // refused returns the error for an invocation of digest, or nil if it may
 // run.
@@ -223,7 +220,7 @@ func (f *Fleet) recordCrashes(ctx context.Context, agentID, name string, crashes
 		crashes = crashes[:maxCrashReports]
 	}
 	for _, c := range crashes {
-		if !digestRE.MatchString(c.Digest) {
+		if !protocol.IsDigest(c.Digest) {
 			f.log.Warn("ignoring a crash report with a malformed digest", "agent", agentID, "digest", fmt.Sprintf("%.80q", c.Digest))
 			continue
 		}

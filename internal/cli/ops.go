@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 // maxScript is the controller's limit on an APP script.
@@ -361,9 +362,6 @@ func (a *app) tokenCommand() *cobra.Command {
 	return cmd
 }
 
-// digestRE is a code digest as the controller names it.
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
 func (a *app) quarantineCommand() *cobra.Command {
 	cmd := group("quarantine", "Code no agent may run: it was running when an agent died (needs the admin token)")
 	list := &cobra.Command{
@@ -406,7 +404,7 @@ quarantine and tells every agent, so the code runs again at once. If it is
 still a poison pill, it takes down the agent that runs it next, and is
 quarantined again when that agent restarts.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !digestRE.MatchString(args[0]) {
+			if !protocol.IsDigest(args[0]) {
 				return usagef(cmd, "%q is not a digest: want sha256:<64 lowercase hex digits>, as quarantine list shows", args[0])
 			}
 			c, err := a.client()
