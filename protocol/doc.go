@@ -25,6 +25,11 @@
 //	   2026-12-04: function failure codes 114 ModuleLimit and 115
 //	   CompileBudget (no new version: a reader that does not know them
 //	   treats them by their range, as function failures).
+//	2: 2026-12-04: poison pills: Hello.crashed (tag 16), Welcome.crashes_recorded
+//	   (tag 6), the Quarantine message (0x0E, core, sent only when the agreed
+//	   version is 2 or more), the error code Quarantined (116). A controller
+//	   accepts every Hello.protocol_version from 1 up and speaks the smaller
+//	   of the two.
 //
 // # Transport and message flow
 //
@@ -47,6 +52,7 @@
 //	  |<----- Drop (whenever the controller likes) --------------|
 //	  |<----> Ping / Pong (either side asks) ------------------->|
 //	  |<----- DesiredSet (on connect and after every change) ----|
+//	  |<----- Quarantine (v2: on connect and after every change) |
 //	  |                                                          |
 //	  |  outbox stream (the agent opens one per batch)           |
 //	  |------ OutboxBatch (activations run while alone) -------->|
@@ -58,6 +64,9 @@
 //	  |------ NeedCode (only if the digest is unknown) --------->|
 //	  |<----- Code (same stream, only after NeedCode) -----------|
 //	  |------ Result ------------------------------------------->|
+//	  |       (or, instead of all of the above, a Result whose   |
+//	  |        code says nothing ran: Overloaded, Draining,      |
+//	  |        Quarantined)                                      |
 //	  |                                                          |
 //	  |  code push stream (the controller opens it)              |
 //	  |<----- Code ----------------------------------------------|
@@ -71,14 +80,39 @@
 //   - Each side closes its write direction (QUIC FIN) after its last frame on
 //     a stream; [ReadFrame] reports io.EOF only at a frame boundary, so a
 //     clean end and a truncated frame (io.ErrUnexpectedEOF) are told apart.
-//   - The agent answers Invoke with Started before anything else. A
-//     controller that gets no Started within a short start timeout treats
-//     the invocation as never started (the agent is dead or unreachable)
-//     and may run it on another agent; after Started it never retries.
+//   - The agent answers Invoke with Started before anything else, or with
+//     a Result alone when it refuses the call without running any of it
+//     ([NotStarted] codes). It may hold Started back a few milliseconds to
+//     send it in one packet with the Result. A refusal may also follow
+//     Started ([Quarantined]): the code says whether anything ran, not the
+//     frames before it.
+//   - Delivery (since version 2; docs/delivery.md has the whole guarantee):
+//     a synchronous invocation runs at most once. The controller runs it on
+//     another agent only when it provably never reached the runtime: the
+//     stream could not be opened, the Invoke frame could not be written,
+//     the agent answered a [NotStarted] code, or the agent closed the
+//     connection with [CloseShutdown] before its Started (an agent closes
+//     with CloseShutdown only after it answered every invocation stream it
+//     accepted). A missing Started within the controller's start timeout
+//     proves nothing, since an agent killed by the function it was running
+//     sends none: the controller stops scheduling on that agent and keeps
+//     waiting for the Result until the deadline. The only exception is a
+//     function marked idempotent, which the controller may cancel and run
+//     elsewhere after a start timeout if the agent still answers a Ping;
+//     never after the connection was lost.
 //   - An invocation stream always ends with Result, whose code may be any
 //     [ErrorCode]: OK, a function failure (100–199) or a general one such as
 //     [Overloaded], [Draining] or [UnknownDigest]. Error on an invocation
 //     stream means the request itself could not be understood (BadRequest).
+//   - Poison pills (since version 2): an agent records every digest it is
+//     compiling or running in a small file before it starts, and clears the
+//     record when it ends. After a crash it quarantines the digests it finds
+//     there, refuses to run them on every path ([Quarantined]), and reports
+//     them in Hello.crashed until a Welcome says crashes_recorded. The
+//     controller stores them, refuses their invocations, and sends every
+//     agent the full Quarantine set; an operator's release sends it again
+//     without them. The Quarantine set replaces what the agent received
+//     before; the crashes it has not yet seen recorded stay.
 //   - The receiver of Code checks that the digest is the SHA-256 of the wasm
 //     bytes ("sha256:<hex>") and answers [BadRequest] if it is not.
 //   - Invoke carries both an absolute deadline (wall clock, including queueing
@@ -93,7 +127,9 @@
 //     control stream) closes the connection with [CloseProtocolViolation].
 //   - The controller closes an agent's older connection with [CloseSuperseded]
 //     when the same agent connects again, and every connection with
-//     [CloseShutdown] when it shuts down after draining.
+//     [CloseShutdown] when it shuts down after draining. An agent closes
+//     with [CloseShutdown] only once it has drained: while draining it
+//     answers new Invokes with Result{Draining}.
 //   - Authentication: on first contact Hello carries an empty agent_id and the
 //     join secret; Welcome issues an agent_id and a credential, which the agent
 //     stores and presents (with its agent_id, without the join secret) on every
@@ -123,7 +159,9 @@
 //	            like unknown core types (an error) by version 1.
 //
 // The version the peers agreed on is the smaller of Hello.protocol_version and
-// Welcome.protocol_version.
+// Welcome.protocol_version. A controller refuses only a Hello whose
+// protocol_version is 0; an agent whose version is newer is spoken to at the
+// controller's version.
 //
 // # Payload fields
 //

@@ -56,6 +56,10 @@ const (
 	Exit           ErrorCode = 113 // a WASI command exited non-zero
 	ModuleLimit    ErrorCode = 114 // the module exceeds a static limit of the agent
 	CompileBudget  ErrorCode = 115 // compiling the module exceeded the agent's time or memory budget
+
+	// Quarantined: the code was running when an agent died, so no agent
+	// runs it until an operator releases it. Nothing ran. Since version 2.
+	Quarantined ErrorCode = 116
 )
 
 var codeNames = map[ErrorCode]string{
@@ -83,6 +87,7 @@ var codeNames = map[ErrorCode]string{
 	Exit:               "exit",
 	ModuleLimit:        "module limit",
 	CompileBudget:      "compile budget",
+	Quarantined:        "quarantined",
 }
 
 func (c ErrorCode) String() string {
@@ -95,6 +100,14 @@ func (c ErrorCode) String() string {
 // IsFunctionError reports whether c is a function failure (100–199): the
 // user's code, not the platform, is at fault.
 func IsFunctionError(c ErrorCode) bool { return c >= 100 && c <= 199 }
+
+// NotStarted reports whether a Result with code c says that the agent
+// refused the invocation before running any of it ([Overloaded],
+// [Draining]): the one case, besides an Invoke that never left, in which a
+// controller may run a synchronous invocation on another agent. An agent
+// sends these codes only when it ran nothing (see "Delivery" in the package
+// doc).
+func NotStarted(c ErrorCode) bool { return c == Overloaded || c == Draining }
 
 // Error is both the Error message (frame type 0x08) and a Go error carrying
 // an [ErrorCode]. errors.Is matches two *Error values by code alone:

@@ -40,6 +40,10 @@ const (
 	//	13 join_secret        bytes     first contact only
 	//	14 credential         bytes     later contacts
 	//	15 protocol_version   uint      the agent's Version
+	//	16 crashed            nested*   since version 2: QuarantineEntry
+	//	                                (1 digest, 2 reason, 3 since_unix_ms
+	//	                                uint): code that was running when
+	//	                                the agent died, not yet recorded
 	TypeHello FrameType = 0x01
 
 	// TypeWelcome (controller→agent, control stream) accepts a Hello; see
@@ -50,6 +54,8 @@ const (
 	//	3 controller_id          string
 	//	4 heartbeat_interval_ms  uint
 	//	5 protocol_version       uint     the controller's Version
+	//	6 crashes_recorded       bool     since version 2: every Hello.crashed
+	//	                                  entry is stored by the controller
 	TypeWelcome FrameType = 0x02
 
 	// TypeHeartbeat (agent→controller, control stream) reports the agent's
@@ -138,14 +144,25 @@ const (
 	TypePong FrameType = 0x0C
 
 	// TypeStarted is the agent's first answer on an invocation stream: it
-	// has the Invoke and is running it (or fetching its code). A controller
-	// that gets no Started within its start timeout may run the invocation
-	// elsewhere: it never started. See [Started].
+	// has the Invoke and is running it (or fetching its code). It proves
+	// the agent alive, nothing more: an agent may die running the function
+	// before its Started leaves, so a controller that gets no Started
+	// within its start timeout must not assume the function did not run
+	// (see "Delivery" in the package doc). See [Started].
 	//
 	//	1 activation_id string
 	TypeStarted FrameType = 0x0D
 
-	// 0x0E-0x0F: unassigned core types.
+	// TypeQuarantine (controller→agent, control stream; since version 2,
+	// sent only when the agreed version is 2 or more) is the full set of
+	// quarantined digests, which no agent may run; it replaces the set the
+	// agent last received. See [Quarantine].
+	//
+	//	1 entries (repeated, nested QuarantineEntry:
+	//	    1 digest, 2 reason, 3 since_unix_ms uint)
+	TypeQuarantine FrameType = 0x0E
+
+	// 0x0F: unassigned core type.
 
 	// TypeDesiredSet (controller -> agent, control stream) is the full set
 	// of functions the agent must hold and serve on its own; it replaces
@@ -196,6 +213,7 @@ var typeNames = [...]string{
 	TypeDesiredSet:  "DesiredSet",
 	TypeOutboxBatch: "OutboxBatch",
 	TypeOutboxAck:   "OutboxAck",
+	TypeQuarantine:  "Quarantine",
 }
 
 func (t FrameType) String() string {

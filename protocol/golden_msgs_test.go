@@ -33,5 +33,6 @@ func goldenMsgs() []Message {
 		&DesiredSet{Functions: []DesiredFunction{{Module: "m", Name: "f", Digest: "sha256:ab", LocalTopics: []string{"t"}}}},
 		&OutboxBatch{Entries: []OutboxEntry{{ActivationID: "a1", Module: "m", Function: "f", Source: "local-api", Code: Trap, Output: []byte("{}"), StartedUnixUS: 1, DurationUS: 2}}},
 		&OutboxAck{IDs: []string{"a1", "a2"}},
+		&Quarantine{Entries: []QuarantineEntry{{Digest: "sha256:ab", Reason: "oom", SinceUnixMS: 1764028800000}}},
 	}
 }

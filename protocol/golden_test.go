@@ -116,6 +116,12 @@ var golden = []string{
 	`12 00000008
 	 01 02 6131                         ids "a1"
 	 01 02 6132                         ids "a2"`,
+	// Quarantine
+	`0e 0000001a
+	 01 18                              entry (nested, 24 bytes)
+	 01 09 7368613235363a6162           digest "sha256:ab"
+	 02 03 6f6f6d                       reason "oom"
+	 03 06 80b8bdc2ab33                 since_unix_ms 1764028800000`,
 }
 
 // unhex decodes an annotated golden string: on each line, the hex words up to

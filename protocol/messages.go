@@ -26,6 +26,10 @@ type Hello struct {
 	JoinSecret      []byte   // 13, first contact only
 	Credential      []byte   // 14, later contacts
 	ProtocolVersion uint64   // 15
+	// Crashed lists the digests that were running when this agent last
+	// died and that it has not yet seen recorded by a controller (see
+	// Welcome.CrashesRecorded). Since version 2.
+	Crashed []QuarantineEntry // 16, nested
 }
 
 func (*Hello) Type() FrameType                           { return TypeHello }
@@ -50,6 +54,7 @@ func (h *Hello) Append(dst []byte) []byte {
 	e.bytes(13, h.JoinSecret)
 	e.bytes(14, h.Credential)
 	e.uint(15, h.ProtocolVersion)
+	appendQuarantineEntries(&e, 16, h.Crashed)
 	return e.buf
 }
 
@@ -86,6 +91,8 @@ func (h *Hello) decode(d decoder) error {
 			h.Credential = d.bytes()
 		case 15:
 			h.ProtocolVersion = d.uint64()
+		case 16:
+			h.Crashed = decodeQuarantineEntry(&d, h.Crashed)
 		}
 	}
 	return d.err
@@ -98,6 +105,9 @@ type Welcome struct {
 	ControllerID        string // 3
 	HeartbeatIntervalMS uint64 // 4
 	ProtocolVersion     uint64 // 5
+	// CrashesRecorded: the controller has stored every Hello.Crashed entry,
+	// so the agent may stop reporting them. Since version 2.
+	CrashesRecorded bool // 6
 }
 
 func (*Welcome) Type() FrameType                           { return TypeWelcome }
@@ -112,6 +122,7 @@ func (w *Welcome) Append(dst []byte) []byte {
 	e.string(3, w.ControllerID)
 	e.uint(4, w.HeartbeatIntervalMS)
 	e.uint(5, w.ProtocolVersion)
+	e.bool(6, w.CrashesRecorded)
 	return e.buf
 }
 
@@ -128,6 +139,8 @@ func (w *Welcome) decode(d decoder) error {
 			w.HeartbeatIntervalMS = d.uint64()
 		case 5:
 			w.ProtocolVersion = d.uint64()
+		case 6:
+			w.CrashesRecorded = d.bool()
 		}
 	}
 	return d.err

@@ -39,14 +39,17 @@ func roundTripMsgs() map[string]Message {
 		"DesiredSet/zero":  &DesiredSet{},
 		"OutboxBatch/zero": &OutboxBatch{},
 		"OutboxAck/zero":   &OutboxAck{},
+		"Quarantine/zero":  &Quarantine{},
 		"Hello/max": &Hello{
 			AgentID: "agent-\x00-\xff", Labels: []string{"", "", "a=b"},
 			MemTotalBytes: max, MemAvailBytes: max, CPUs: max, Inflight: max,
 			Digests: []string{"", "sha256:00"}, JoinSecret: []byte{0}, Credential: bytes.Repeat([]byte{0xff}, 300),
 			ProtocolVersion: max,
+			Crashed:         []QuarantineEntry{{}, {Digest: "sha256:00", Reason: "r", SinceUnixMS: max}},
 		},
-		"Welcome/max":   &Welcome{AgentID: "a", Credential: []byte{1}, ControllerID: "c", HeartbeatIntervalMS: max, ProtocolVersion: Version},
-		"Heartbeat/max": &Heartbeat{MemAvailBytes: max, Inflight: max, InvocationsTotal: max, SentUnixMS: max},
+		"Welcome/max":    &Welcome{AgentID: "a", Credential: []byte{1}, ControllerID: "c", HeartbeatIntervalMS: max, ProtocolVersion: Version, CrashesRecorded: true},
+		"Quarantine/max": &Quarantine{Entries: []QuarantineEntry{{}, {Digest: "sha256:ff", Reason: "x", SinceUnixMS: max}}},
+		"Heartbeat/max":  &Heartbeat{MemAvailBytes: max, Inflight: max, InvocationsTotal: max, SentUnixMS: max},
 		"Invoke/max": &Invoke{
 			ActivationID: "x", Args: bytes.Repeat([]byte("a"), 1<<16), DeadlineUnixMS: max,
 			AllowedHosts: []string{""}, TimeoutMS: max, MemoryLimitBytes: max,
@@ -151,7 +154,7 @@ func TestUnknownFields(t *testing.T) {
 			p = append(p, extra(99, "\xff\xff\xff")...)       // not a valid uvarint: unknown tags are not parsed
 			p = append(p, extra(1<<40, "")...)                // huge tag, empty value
 			p = append(p, m.Append(nil)...)                   // the real fields
-			p = append(p, extra(16, "future field value")...) // the next tag a version might add
+			p = append(p, extra(60, "future field value")...) // a tag a later version might add
 			p = append(p, extra(0, "x")...)                   // tag 0 is never assigned
 			got, err := Decode(Frame{Type: m.Type(), Payload: p})
 			if err != nil {
@@ -211,6 +214,8 @@ func TestMalformed(t *testing.T) {
 		{"result code overflows uint16", TypeResult, `02 03 808004`},
 		{"exit code overflows uint32", TypeResult, `0d 05 8080808010`},
 		{"error after good fields", TypeInvoke, `01 02 6131  06 00`},
+		{"bad nested quarantine entry", TypeQuarantine, `01 02 0300`},
+		{"bad nested crash in hello", TypeHello, `10 03 01 05 61`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,6 +302,12 @@ func TestErrorCodes(t *testing.T) {
 			t.Errorf("%d %s: IsFunctionError = %v", c, name, IsFunctionError(c))
 		}
 	}
+	for c := range ErrorCode(1000) {
+		want := c == Overloaded || c == Draining
+		if NotStarted(c) != want {
+			t.Errorf("NotStarted(%v) = %v", c, !want)
+		}
+	}
 	if (&Result{Code: OK}).Err() != nil {
 		t.Fatal("Result{OK}.Err() != nil")
 	}
@@ -313,7 +324,7 @@ func TestStableNumbers(t *testing.T) {
 		Draining: 6, UnknownDigest: 7, NotWasm: 100, InvalidModule: 101, UnknownImport: 102,
 		MissingExport: 103, Trap: 104, Timeout: 105, Canceled: 106, MemoryLimit: 107,
 		InputTooLarge: 108, InvalidInput: 109, OutputNotJSON: 110, OutputTooLarge: 111,
-		GuestError: 112, Exit: 113, ModuleLimit: 114, CompileBudget: 115,
+		GuestError: 112, Exit: 113, ModuleLimit: 114, CompileBudget: 115, Quarantined: 116,
 	}
 	if len(codes) != len(codeNames) {
 		t.Errorf("%d codes pinned, %d named", len(codes), len(codeNames))
@@ -326,7 +337,7 @@ func TestStableNumbers(t *testing.T) {
 	types := map[FrameType]uint8{
 		TypeHello: 1, TypeWelcome: 2, TypeHeartbeat: 3, TypeInvoke: 4, TypeNeedCode: 5, TypeCode: 6,
 		TypeResult: 7, TypeError: 8, TypeAck: 9, TypeDrop: 10, TypePing: 11, TypePong: 12, TypeStarted: 13,
-		TypeDesiredSet: 16, TypeOutboxBatch: 17, TypeOutboxAck: 18,
+		TypeQuarantine: 14, TypeDesiredSet: 16, TypeOutboxBatch: 17, TypeOutboxAck: 18,
 	}
 	for ft, n := range types {
 		if uint8(ft) != n {
@@ -342,7 +353,7 @@ func TestStableNumbers(t *testing.T) {
 			t.Errorf("%v = %d, want %d", c, c, n)
 		}
 	}
-	if ALPN != "wisp/1" || Version != 1 || MaxFrameSize != 64<<20 {
+	if ALPN != "wisp/1" || Version != 2 || MaxFrameSize != 64<<20 {
 		t.Errorf("ALPN %q, Version %d, MaxFrameSize %d", ALPN, Version, MaxFrameSize)
 	}
 }

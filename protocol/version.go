@@ -10,4 +10,6 @@ const ALPN = "wisp/1"
 // History:
 //
 //	1: 2026-11-25: first version.
-const Version = 1
+//	2: 2026-12-04: poison pills: Hello.crashed (16), Welcome.crashes_recorded
+//	   (6), the Quarantine message (0x0E), the Quarantined error code (116).
+const Version = 2

@@ -5,7 +5,13 @@
 // Prometheus metrics).
 //
 // It is transport-agnostic: the QUIC link, the local invoke API and local
-// triggers all call Invoke. It must never import controller packages.
+// triggers all call Invoke, so the quarantine is enforced here, once for
+// every path: a quarantined digest is neither compiled nor run, and the
+// call fails with a *state.QuarantineError (wire code Quarantined).
+// CrashMarks is the runtime's Track hook that records, in the agent's
+// crash-marker file, what is about to compile or run.
+//
+// It must never import controller packages.
 package executor
 
 import (
@@ -19,6 +25,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/fault"
 )
 
 // Call is one invocation as the executor sees it.
@@ -81,10 +88,15 @@ func (e *Executor) Total() uint64 { return e.total.Load() }
 func (e *Executor) Runtime() *runtime.Runtime { return e.rt }
 
 // Store keeps code pushed by the controller and compiles it, so the first
-// call is warm.
+// call is warm. Quarantined code is kept (it may be released) but not
+// compiled.
 func (e *Executor) Store(ctx context.Context, digest string, code []byte) error {
 	if err := e.st.PutCode(digest, code); err != nil {
 		return err
+	}
+	if _, ok := e.st.Quarantined(digest); ok {
+		e.log.Info("keeping quarantined code without compiling it", "digest", digest)
+		return nil
 	}
 	info, err := e.rt.Load(ctx, code)
 	if err == nil {
@@ -121,11 +133,17 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		e.metrics.inflight(-1)
 	}()
 	var out Outcome
+	if q, ok := e.st.Quarantined(c.Digest); ok {
+		out.Err = &state.QuarantineError{Entry: q}
+		e.metrics.observe(c, &out)
+		return out
+	}
 	if err := e.ensureLoaded(ctx, c.Digest, fetch, &out); err != nil {
 		out.Err = err
 		e.metrics.observe(c, &out)
 		return out
 	}
+	ctx = fault.WithInput(ctx, c.Args)
 	res, err := e.rt.Invoke(ctx, c.Digest, runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits})
 	if errors.Is(err, runtime.ErrNotLoaded) {
 		// Evicted between ensureLoaded and Invoke: load again once.
@@ -175,4 +193,25 @@ func (e *Executor) ensureLoaded(ctx context.Context, digest string, fetch Fetch,
 	out.Compiled, out.DiskCacheHit = info.Compiled, info.DiskCacheHit
 	e.metrics.observeLoad(info)
 	return nil
+}
+
+// CrashMarks returns the runtime's Config.Track hook for an agent: it
+// writes what is about to compile or run into the state's crash-marker file
+// (see state.MarkRunning), so that code that kills the process is
+// quarantined when the agent starts again. A marker that cannot be written
+// is logged, and the work goes on unmarked.
+func CrashMarks(st *state.State, log *slog.Logger) func(ctx context.Context, digest string, w runtime.Work) func() {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, digest string, w runtime.Work) func() {
+		clear, err := st.MarkRunning(digest, w.String())
+		if err != nil {
+			log.Warn("cannot write a crash marker; running unmarked", "digest", digest, "work", w.String(), "err", err)
+		}
+		if w == runtime.WorkRun {
+			fault.AtRun(ctx)
+		}
+		return clear
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/protocol"
 )
 
 func newExecutor(t *testing.T, dir string) (*Executor, *prometheus.Registry, func()) {
@@ -123,5 +124,46 @@ func TestStoreAndDrop(t *testing.T) {
 	}
 	if e.rt.Loaded(d) || len(e.Digests()) != 0 {
 		t.Fatal("dropped code still there")
+	}
+}
+
+// TestQuarantinedCodeNeverRuns: a quarantined digest is neither fetched,
+// compiled nor run, on Invoke as on a push; the error is typed and maps to
+// the Quarantined wire code; once released it runs.
+func TestQuarantinedCodeNeverRuns(t *testing.T) {
+	code, err := os.ReadFile("../../testdata/wasm/hello_c.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := runtime.Digest(code)
+	e, _, _ := newExecutor(t, t.TempDir())
+	if _, err := e.st.SetQuarantine([]protocol.QuarantineEntry{{Digest: digest, Reason: "the agent died while running this code", SinceUnixMS: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	fetches := 0
+	fetch := func(context.Context, string) ([]byte, error) { fetches++; return code, nil }
+	call := Call{ActivationID: "a1", Module: "_", Function: "hello", Digest: digest, Args: []byte(`{}`)}
+	out := e.Invoke(context.Background(), call, fetch)
+	var qerr *state.QuarantineError
+	if !errors.As(out.Err, &qerr) || !errors.Is(out.Err, state.ErrQuarantined) || WireCode(out.Err) != protocol.Quarantined {
+		t.Fatalf("Invoke of quarantined code: %v (wire code %v)", out.Err, WireCode(out.Err))
+	}
+	if !strings.Contains(out.Err.Error(), "died while running") {
+		t.Fatalf("the error does not say why: %v", out.Err)
+	}
+	if err := e.Store(context.Background(), digest, code); err != nil {
+		t.Fatalf("Store of quarantined code: %v", err)
+	}
+	if fetches != 0 || e.rt.Loaded(digest) || e.rt.Stats().Compiles != 0 {
+		t.Fatalf("quarantined code was fetched %d times or compiled (%d compiles)", fetches, e.rt.Stats().Compiles)
+	}
+	if !e.st.HasCode(digest) {
+		t.Fatal("a push of quarantined code was not kept")
+	}
+	if _, err := e.st.SetQuarantine(nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.Invoke(context.Background(), call, fetch); out.Err != nil || string(out.Output) != `{"payload":"Hello World!"}` {
+		t.Fatalf("after the release: %s %v", out.Output, out.Err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
 )
 
 // Metrics are the agent's invocation metrics. A nil *Metrics records nothing.
@@ -68,9 +69,12 @@ func (m *Metrics) observe(_ Call, o *Outcome) {
 	result := "ok"
 	if o.Err != nil {
 		var rerr *runtime.Error
-		if errors.As(o.Err, &rerr) {
+		switch {
+		case errors.As(o.Err, &rerr):
 			result = rerr.Kind.String()
-		} else {
+		case errors.Is(o.Err, state.ErrQuarantined):
+			result = "quarantined"
+		default:
 			result = "infrastructure"
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -15,6 +16,9 @@ func WireCode(err error) protocol.ErrorCode {
 	}
 	if errors.Is(err, ErrNoCode) {
 		return protocol.UnknownDigest
+	}
+	if errors.Is(err, state.ErrQuarantined) {
+		return protocol.Quarantined
 	}
 	switch runtime.KindOf(err) {
 	case runtime.KindNotWasm:

@@ -8,5 +8,13 @@
 // A Link reconnects by itself with exponential backoff and jitter; an agent
 // given several controllers runs one Link per address.
 //
+// Every Hello reports the crashes the agent has not yet seen a controller
+// record (agent/state's quarantine); the controller's Quarantine sets replace
+// what the agent holds from controllers. When the agent stops it drains:
+// invocations in flight finish, new ones are answered Result{Draining}
+// without running, and only then is the connection closed with
+// CloseShutdown, which tells the controller that every stream it accepted
+// was answered (protocol doc: Delivery).
+//
 // It must never import controller packages.
 package link

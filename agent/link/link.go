@@ -21,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/fault"
 	"github.com/wispfn/wisp/internal/quicstream"
 	"github.com/wispfn/wisp/internal/version"
 	"github.com/wispfn/wisp/protocol"
@@ -61,12 +62,15 @@ var ErrRefused = errors.New("the controller refused this agent")
 // Link is one agent↔controller connection, kept up by Run.
 type Link struct {
 	cfg       Config
-	kick      chan struct{}  // wakes the outbox drain
-	handlers  sync.WaitGroup // stream handlers in flight
+	kick      chan struct{} // wakes the outbox drain
+	handlers  atomic.Int64  // stream handlers in flight
 	token     *protocol.JoinToken
 	log       *slog.Logger
 	connected atomic.Bool
 	joinMu    sync.Mutex
+	// draining: the agent is stopping; new invocations are answered
+	// Result{Draining} without running.
+	draining atomic.Bool
 }
 
 // New checks cfg and returns a Link; it does no I/O.
@@ -202,7 +206,11 @@ func (l *Link) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
-	defer conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "agent shutting down")
+	// CloseShutdown tells the controller that every invocation stream this
+	// agent accepted was answered (protocol doc: Delivery), so it is sent
+	// only after a drain; any other end is a plain close.
+	closeCode, closeReason := protocol.CloseNoError, "agent link ended"
+	defer func() { conn.CloseWithError(quic.ApplicationErrorCode(closeCode), closeReason) }()
 
 	ctrl, err := conn.OpenStreamSync(dctx)
 	if err != nil {
@@ -222,6 +230,7 @@ func (l *Link) session(ctx context.Context) error {
 	switch m := msg.(type) {
 	case *protocol.Welcome:
 		welcome = m
+		l.crashesRecorded(hello, m)
 	case *protocol.Error:
 		if m.Code == protocol.Unauthorized {
 			if !joining && l.token != nil {
@@ -254,35 +263,68 @@ func (l *Link) session(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
+	// Streams are accepted until the session ends, past ctx: while the
+	// agent drains, new invocations are refused with Draining (nothing
+	// ran, so the controller runs them elsewhere) instead of being left
+	// unanswered.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	actx, stopAccepting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAccepting()
 	errc := make(chan error, 4)
 	go func() { errc <- l.heartbeats(sctx, ctrl, interval) }()
 	go func() { errc <- l.drainOutbox(sctx, conn) }()
 	go func() { errc <- l.control(sctx, ctrl) }()
-	go func() { errc <- l.acceptStreams(sctx, conn) }()
+	go func() { errc <- l.acceptStreams(actx, conn) }()
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		err = ctx.Err()
-		// Lame duck: no new streams are accepted (acceptStreams stops with
-		// sctx); let the invocations in flight send their results, within
-		// a bound, before the deferred close ends the connection.
+		// Lame duck: refuse new invocations, let those in flight send
+		// their results, within a bound, then close.
+		l.draining.Store(true)
 		stop()
-		l.drain(10 * time.Second)
+		if l.drain(10 * time.Second) {
+			closeCode, closeReason = protocol.CloseShutdown, "agent shutting down"
+		}
 	}
 	return err
 }
 
-// drain waits for in-flight stream handlers, at most d.
-func (l *Link) drain(d time.Duration) {
-	done := make(chan struct{})
-	go func() { l.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		l.log.Warn("shutting down with invocations still running")
+// drain waits for in-flight stream handlers, at most d, and reports
+// whether they all finished. Streams still arrive meanwhile (and are
+// refused at once), so it polls a count rather than waiting on a group.
+func (l *Link) drain(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for l.handlers.Load() > 0 {
+		if time.Now().After(deadline) {
+			l.log.Warn("shutting down with invocations still running", "in_flight", l.handlers.Load())
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	return true
+}
+
+// crashesRecorded marks the crash reports of hello as held by the
+// controller when its welcome says it recorded them.
+func (l *Link) crashesRecorded(hello *protocol.Hello, w *protocol.Welcome) {
+	if len(hello.Crashed) == 0 {
+		return
+	}
+	digests := make([]string, len(hello.Crashed))
+	for i, c := range hello.Crashed {
+		digests[i] = c.Digest
+	}
+	if !w.CrashesRecorded {
+		l.log.Warn("the controller did not record this agent's crash reports; they stay quarantined here and are sent again", "digests", digests)
+		return
+	}
+	if err := l.cfg.State.CrashesRecorded(digests); err != nil {
+		l.log.Error("noting recorded crash reports", "err", err)
+		return
+	}
+	l.log.Info("crash reports recorded by the controller", "digests", digests)
 }
 
 func (l *Link) hello(id state.Identity, joining bool) *protocol.Hello {
@@ -301,6 +343,7 @@ func (l *Link) hello(id state.Identity, joining bool) *protocol.Hello {
 		Digests:         l.cfg.Executor.Digests(),
 		AgentVersion:    version.Version,
 		ProtocolVersion: protocol.Version,
+		Crashed:         l.cfg.State.UnreportedCrashes(),
 	}
 	if joining {
 		h.JoinSecret = l.token.Secret
@@ -353,6 +396,13 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 			if err := l.cfg.Executor.Drop(m.Digests...); err != nil {
 				l.log.Error("dropping code", "err", err)
 			}
+		case *protocol.Quarantine:
+			released, err := l.cfg.State.SetQuarantine(m.Entries)
+			if err != nil {
+				l.log.Error("storing the quarantine", "err", err)
+				continue
+			}
+			l.log.Info("quarantine updated", "quarantined", len(m.Entries), "released", released)
 		case *protocol.Unknown:
 			l.log.Debug("skipping unknown control message", "type", m.Type())
 		default:
@@ -434,7 +484,7 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
 		}
 		l.handlers.Add(1)
 		go func() {
-			defer l.handlers.Done()
+			defer l.handlers.Add(-1)
 			// The stream's context ends when the controller cancels the
 			// invocation or the connection dies, not when the agent starts
 			// shutting down: in-flight work drains.
@@ -456,9 +506,20 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	}
 	switch m := msg.(type) {
 	case *protocol.Invoke:
+		if l.draining.Load() {
+			res := &protocol.Result{ActivationID: m.ActivationID, Code: protocol.Draining, Message: "the agent is shutting down"}
+			if err := protocol.WriteMsg(s, res); err != nil {
+				l.log.Warn("refusing an invocation while draining", "activation", m.ActivationID, "err", err)
+			}
+			return
+		}
 		ack := &startAck{s: s, id: m.ActivationID}
 		ack.mu.Lock() // the timer's send waits until ack.timer is set
-		ack.timer = time.AfterFunc(startAckDelay, func() { ack.send(nil) })
+		delay := startAckDelay
+		if d := fault.StartedDelay(); d > 0 {
+			ack.notBefore, delay = time.Now().Add(d), d
+		}
+		ack.timer = time.AfterFunc(delay, func() { ack.send(nil) })
 		ack.mu.Unlock()
 		res := l.invoke(ctx, s, m, ack)
 		if err := ack.send(res); err != nil {
@@ -493,6 +554,9 @@ type startAck struct {
 	mu    sync.Mutex
 	sent  bool
 	err   error
+	// notBefore holds the first frame back (the delay-started test fault;
+	// zero in release builds).
+	notBefore time.Time
 }
 
 // send writes Started if it has not been written, followed by next (if any),
@@ -506,6 +570,9 @@ func (a *startAck) send(next protocol.Message) error {
 	var buf []byte
 	if !a.sent {
 		a.timer.Stop()
+		if d := time.Until(a.notBefore); d > 0 {
+			time.Sleep(d)
+		}
 		buf, _ = protocol.AppendMsg(nil, &protocol.Started{ActivationID: a.id})
 		a.sent = true
 	}

@@ -1,7 +1,9 @@
 // Package localapi is the agent's own invoke API: the controller's
 // `POST /v1/fn/{module}/{function}` with the same bodies, envelopes and
-// status codes, served by the agent from its desired set and its stored
-// code, so local callers keep working when the controller is unreachable.
+// status codes (413 for args over the agent's input limit, checked before
+// anything runs or is recorded; 423 for quarantined code), served by the
+// agent from its desired set and its stored code, so local callers keep
+// working when the controller is unreachable.
 //
 // It listens on loopback by default and needs the agent-local token (a
 // random secret kept in <data dir>/local.token, mode 0600). Every
@@ -205,6 +207,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
 		return
 	}
+	// Refused before anything runs or is recorded, as the controller does.
+	if limit := s.exec.Runtime().Limits().InputBytes; len(args) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The args are %d bytes; this agent's input limit is %d bytes", len(args), limit))
+		return
+	}
 	ans := s.Invoke(r.Context(), Request{Function: fn, Args: args, Source: "local-api", Unsynced: s.unsynced})
 	if ans.Status == http.StatusOK {
 		w.Header().Set("Content-Type", "application/json")
@@ -243,7 +250,10 @@ type Answer struct {
 }
 
 // Invoke runs a desired function locally and appends the activation to the
-// outbox (durably, before returning), whatever the function answered.
+// outbox (durably, before returning), whatever the function answered. A
+// quarantined function does not run; its refusal is recorded all the same
+// (code Quarantined), so that a trigger acknowledges the message instead of
+// getting it again and again until an operator releases the code.
 func (s *Server) Invoke(ctx context.Context, req Request) Answer {
 	id := req.ActivationID
 	if id == "" {
@@ -281,15 +291,22 @@ func (s *Server) Invoke(ctx context.Context, req Request) Answer {
 	return ans
 }
 
-// statusOf maps a failure to FunLess's status codes and detail.
+// statusOf maps a failure to the controller's status codes and detail
+// (FunLess's, and Wisp's 413 and 423).
 func statusOf(err error) (int, []byte) {
 	if errors.Is(err, executor.ErrNoCode) {
 		return http.StatusServiceUnavailable, []byte("The function's code is not on this agent yet")
 	}
+	if errors.Is(err, state.ErrQuarantined) {
+		return http.StatusLocked, []byte("The function is quarantined: " + err.Error())
+	}
 	var rerr *runtime.Error
 	if errors.As(err, &rerr) {
-		if rerr.Kind == runtime.KindGuestError {
+		switch rerr.Kind {
+		case runtime.KindGuestError:
 			return http.StatusUnprocessableEntity, []byte("Error: " + rerr.Msg)
+		case runtime.KindInputTooLarge:
+			return http.StatusRequestEntityTooLarge, []byte(rerr.Error())
 		}
 		return http.StatusInternalServerError, []byte(rerr.Error())
 	}

@@ -313,3 +313,48 @@ func TestAnswerRecorded(t *testing.T) {
 		t.Fatalf("failed append: %+v", a)
 	}
 }
+
+// TestTooLargeAndQuarantined: args over the runtime's input limit are 413
+// before anything runs or is recorded (and 413 too through Invoke, the
+// triggers' path, where the runtime refuses them); a quarantined function
+// is 423, saying why, and its refusal is recorded so that a trigger
+// acknowledges its message.
+func TestTooLargeAndQuarantined(t *testing.T) {
+	e := start(t)
+	limit := e.exec.Runtime().Limits().InputBytes
+	big := `{"args":{"s":"` + strings.Repeat("x", limit) + `"}}`
+	if status, body := e.post(t, "/v1/fn/_/hello_c", e.token, big); status != 413 || !strings.Contains(body, "input limit") {
+		t.Fatalf("args over the limit: %d %s", status, body)
+	}
+	if n := e.st.OutboxLen(); n != 0 {
+		t.Fatalf("the refused call was recorded (%d entries)", n)
+	}
+	hello, _ := e.st.DesiredFunction("_", "hello_c")
+	srv, err := New(Config{Executor: e.exec, State: e.st, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := srv.Invoke(context.Background(), Request{Function: hello, Args: []byte(big[8 : len(big)-1])}); a.Status != 413 {
+		t.Fatalf("Invoke with args over the limit: %d %s", a.Status, a.Body)
+	}
+
+	if _, err := e.st.SetQuarantine([]protocol.QuarantineEntry{{Digest: hello.Digest, Reason: "the agent died while running this code", SinceUnixMS: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := e.post(t, "/v1/fn/_/hello_c", e.token, `{}`)
+	if status != 423 || !strings.Contains(body, "quarantined") || !strings.Contains(body, "died while running") {
+		t.Fatalf("quarantined function: %d %s", status, body)
+	}
+	entries, err := e.st.Outbox(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := entries[len(entries)-1]
+	if last.Function != "hello_c" || last.Code != protocol.Quarantined {
+		t.Fatalf("last outbox entry %+v, want hello_c refused as quarantined", last)
+	}
+	// Another function still runs.
+	if status, body := e.post(t, "/v1/fn/_/guest_error", e.token, `{}`); status != 422 {
+		t.Fatalf("another function: %d %s", status, body)
+	}
+}

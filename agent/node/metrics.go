@@ -34,3 +34,14 @@ func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOutboxFsyncs, prometheus.CounterValue, float64(s.Fsyncs))
 	ch <- prometheus.MustNewConstMetric(descOutboxFsyncSec, prometheus.CounterValue, s.FsyncSecs)
 }
+
+// quarantineCollector exports how much code the agent refuses to run.
+type quarantineCollector struct{ st *state.State }
+
+var descQuarantined = prometheus.NewDesc("wisp_agent_quarantined_digests", "Digests this agent refuses to run: code that was running when an agent died, until an operator releases it.", nil, nil)
+
+func (quarantineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descQuarantined }
+
+func (c quarantineCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descQuarantined, prometheus.GaugeValue, float64(len(c.st.Quarantine())))
+}

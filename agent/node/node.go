@@ -64,6 +64,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	// The state first: opening it quarantines the code that was running
+	// when a previous process died, before anything can run it again.
+	st, err := state.Open(filepath.Join(cfg.DataDir, "agent.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close() // after the runtime's Close below: it clears the crash markers
+	for _, c := range st.Crashes() {
+		log.Warn("the agent died while this code was "+c.Activity+"; it is quarantined until an operator releases it",
+			"digest", c.Digest, "since", c.Since, "alongside", c.Alongside)
+	}
 	rt, err := runtime.New(ctx, runtime.Config{
 		CacheDir:      filepath.Join(cfg.DataDir, "cache"),
 		Engine:        cfg.Engine,
@@ -72,19 +83,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ModuleLimits:  cfg.ModuleLimits,
 		Compile:       cfg.Compile,
 		Logger:        log,
+		Track:         executor.CrashMarks(st, log),
 	})
 	if err != nil {
 		return err
 	}
-	st, err := state.Open(filepath.Join(cfg.DataDir, "agent.db"))
-	if err != nil {
-		rt.Close(context.Background())
-		return err
-	}
-	defer st.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), outboxCollector{st})
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), outboxCollector{st}, quarantineCollector{st})
 	ex := executor.New(rt, st, executor.NewMetrics(reg, rt), log)
 
 	var metricsSrv *http.Server

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,7 +120,39 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives the runtime's own events. Default: discard.
 	Logger *slog.Logger
+	// Track, when set, is told just before the runtime compiles a module,
+	// runs a guest for an invocation (its instantiation included) or
+	// instantiates a spare instance, and the func it returns is called when
+	// that is over. The agent records them in its crash-marker file
+	// (agent/state) so that code which kills the process is known after a
+	// restart. It is on every invocation's path and must be fast. ctx is
+	// Load's or Invoke's (a background context for spares).
+	Track func(ctx context.Context, digest string, w Work) (done func())
 }
+
+// Work is what the runtime is about to do with a module, as Config.Track
+// is told.
+type Work uint8
+
+const (
+	WorkCompile Work = iota + 1 // compile it (or load it from the disk cache)
+	WorkRun                     // instantiate and run a guest for an invocation
+	WorkSpare                   // instantiate a spare instance in the background
+)
+
+func (w Work) String() string {
+	switch w {
+	case WorkCompile:
+		return "compiling"
+	case WorkRun:
+		return "running"
+	case WorkSpare:
+		return "instantiating"
+	}
+	return fmt.Sprintf("work(%d)", uint8(w))
+}
+
+func untracked(context.Context, string, Work) func() { return func() {} }
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
@@ -171,6 +204,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Track == nil {
+		c.Track = untracked
 	}
 	return c
 }

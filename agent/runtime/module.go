@@ -170,7 +170,9 @@ func (m *module) refill() {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), m.r.cfg.Limits.Timeout)
+			tracked := m.r.cfg.Track(ctx, m.info.Digest, WorkSpare)
 			in, err := m.instantiate(ctx, limit)
+			tracked()
 			cancel()
 			if err != nil {
 				m.r.cfg.Logger.Warn("spare instance failed", "digest", m.info.Digest, "err", err)

@@ -290,7 +290,11 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 	if err != nil {
 		return Info{}, err
 	}
+	// Only a compilation in this process can take the agent down with it:
+	// a worker's cannot.
+	tracked := r.cfg.Track(ctx, digest, WorkCompile)
 	cm, err := r.rt.CompileModule(ctx, code)
+	tracked()
 	release()
 	if err != nil {
 		return Info{}, &Error{Kind: KindInvalidModule, Msg: err.Error(), Err: err}
@@ -410,6 +414,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		}
 	}
 	defer func() { <-r.slots }()
+	defer r.cfg.Track(ctx, digest, WorkRun)()
 	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
 	c.stdout.max = limits.OutputBytes

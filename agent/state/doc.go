@@ -1,8 +1,10 @@
 // Package state is the agent's durable state: one bbolt file in the agent's
 // data dir holding its identity (id, credential, the controller key it
 // pinned), the code of every function it was given, keyed by digest, its
-// desired set, and the outbox of locally run activations, with an outbox
-// journal beside it (<file>.journal, see journal.go).
+// desired set, the outbox of locally run activations and the quarantine of
+// code that crashed an agent, with an outbox journal beside it
+// (<file>.journal, see journal.go) and a crash-marker file (<file>.running,
+// see running.go) that says which code is compiling or running now.
 //
 // # Layout
 //
@@ -22,6 +24,8 @@
 //	    <message key>   -> activation id   (trigger messages already run)
 //	seenorder/
 //	    <activation id> -> message key     (prunes seen/ beyond 100,000 keys)
+//	quarantine/
+//	    <digest>        -> QuarantineEntry (JSON: reason, since, reported)
 //
 // # Contracts
 //
@@ -39,6 +43,17 @@
 //     outbox only through AckOutbox, after the controller recorded it.
 //   - The file is opened with a timeout: a second agent on the same data dir
 //     gets ErrLocked instead of hanging.
+//   - MarkRunning is on every invocation's path: it writes the crash-marker
+//     file (two pwrites to the page cache, no fsync, no transaction), so a
+//     mark survives kill -9 and OOM kills but not a power cut. Open
+//     quarantines whatever the previous process left marked before it
+//     returns, so nothing can run such code after a crash; Close clears the
+//     marks (an orderly stop is not a crash), so close the state only after
+//     the runtime stopped.
+//   - Quarantined is read without a transaction (an in-memory copy of the
+//     quarantine bucket, replaced after every write); SetQuarantine replaces
+//     what a controller sent before and never drops a crash no controller
+//     has recorded yet (see quarantine.go).
 //
 // It must never import controller packages.
 package state

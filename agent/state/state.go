@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,9 @@ var (
 	ErrDigestMismatch = errors.New("code does not match its digest")
 	// ErrVersion: the file was written by a newer agent.
 	ErrVersion = errors.New("agent state file has an unknown version")
+	// ErrQuarantined is matched by a *QuarantineError: the code is
+	// quarantined on this agent.
+	ErrQuarantined = errors.New("quarantined")
 )
 
 const schemaVersion = "1"
@@ -43,6 +47,13 @@ type State struct {
 	db      *bolt.DB
 	journal *journal
 	acked   atomic.Uint64
+
+	marks   *marks  // the crash-marker file
+	crashes []Crash // what Open found in it
+	// quarantine is the quarantine bucket, in memory; replaced whole
+	// under quarantineMu after each write.
+	quarantine   atomic.Pointer[map[string]QuarantineEntry]
+	quarantineMu sync.Mutex
 }
 
 // Identity is who the agent is to its controller.
@@ -91,13 +102,59 @@ func Open(path string) (*State, error) {
 		db.Close()
 		return nil, err
 	}
-	return &State{db: db, journal: j}, nil
+	s := &State{db: db, journal: j}
+	if err := s.recoverCrashes(path + runningSuffix); err != nil {
+		j.close()
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// recoverCrashes opens the crash-marker file, quarantines what it holds
+// (code that was running when the previous process died), loads the
+// quarantine into memory, and only then empties the file: a crash in
+// between finds the marks again, and quarantining twice changes nothing.
+func (s *State) recoverCrashes(path string) error {
+	m, crashes, err := openMarks(path)
+	if err != nil {
+		return err
+	}
+	var q map[string]QuarantineEntry
+	load := func(tx *bolt.Tx) (err error) {
+		q, err = loadQuarantine(tx)
+		return err
+	}
+	if len(crashes) > 0 {
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			if err := quarantineCrashes(tx, crashes); err != nil {
+				return err
+			}
+			return load(tx)
+		})
+	} else {
+		err = s.db.View(load)
+	}
+	if err == nil {
+		err = m.reset()
+	}
+	if err != nil {
+		m.f.Close()
+		return fmt.Errorf("recover crash markers %s: %w", path, err)
+	}
+	s.marks, s.crashes = m, crashes
+	s.quarantine.Store(&q)
+	return nil
 }
 
 // Close moves what the outbox journal holds into bbolt and closes both
 // files. No AppendOutbox may be running or start after it.
+//
+// Close also clears the crash markers: a process that stops in order did
+// not die of the code it was running. Close it only after the runtime
+// stopped running guests.
 func (s *State) Close() error {
-	return errors.Join(s.journal.close(), s.db.Close())
+	return errors.Join(s.journal.close(), s.marks.close(), s.db.Close())
 }
 
 // Identity returns the stored identity; zero fields when the agent never joined.

@@ -26,6 +26,8 @@ type config struct {
 	DataDir         string        `yaml:"data_dir"`
 	DatabaseURL     string        `yaml:"database_url"`
 	MaxUploadBytes  int64         `yaml:"max_upload_bytes"`
+	MaxInputBytes   int64         `yaml:"max_input_bytes"`
+	CrashHold       time.Duration `yaml:"crash_hold"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	LogLevel        string        `yaml:"log_level"`
 	LogFormat       string        `yaml:"log_format"`
@@ -55,6 +57,8 @@ func defaults() config {
 		InvokeTimeout:   30 * time.Second,
 		DataDir:         "./wisp-data",
 		MaxUploadBytes:  api.DefaultMaxUploadBytes,
+		MaxInputBytes:   int64(runtime.DefaultLimits.InputBytes),
+		CrashHold:       30 * time.Second,
 		ShutdownTimeout: api.DefaultShutdownTimeout,
 		LogLevel:        "info",
 		LogFormat:       "text",
@@ -79,6 +83,8 @@ var envVars = []struct {
 	{"WISP_DATA_DIR", func(c *config, v string) error { c.DataDir = v; return nil }},
 	{"WISP_DATABASE_URL", func(c *config, v string) error { c.DatabaseURL = v; return nil }},
 	{"WISP_MAX_UPLOAD_BYTES", func(c *config, v string) (err error) { c.MaxUploadBytes, err = parseBytes(v); return err }},
+	{"WISP_MAX_INPUT_BYTES", func(c *config, v string) (err error) { c.MaxInputBytes, err = parseBytes(v); return err }},
+	{"WISP_CRASH_HOLD", func(c *config, v string) (err error) { c.CrashHold, err = time.ParseDuration(v); return err }},
 	{"WISP_SHUTDOWN_TIMEOUT", func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return err }},
 	{"WISP_LOG_LEVEL", func(c *config, v string) error { c.LogLevel = v; return nil }},
 	{"WISP_LOG_FORMAT", func(c *config, v string) error { c.LogFormat = v; return nil }},
@@ -110,6 +116,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	dataDir := fs.String("data-dir", "", "data `dir`: admin token, embedded store (env WISP_DATA_DIR, default ./wisp-data)")
 	dsn := fs.String("database-url", "", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db (env WISP_DATABASE_URL)")
 	maxUpload := fs.String("max-upload-bytes", "", "largest wasm upload, `bytes` or with KiB/MiB suffix (env WISP_MAX_UPLOAD_BYTES, default 16MiB)")
+	maxInput := fs.String("max-input-bytes", "", "largest invocation args (compact JSON), `bytes` or with KiB/MiB suffix; larger is 413 before dispatch; keep it at the agents' input limit (env WISP_MAX_INPUT_BYTES, default 1MiB)")
+	crashHold := fs.Duration("crash-hold", 0, "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables (env WISP_CRASH_HOLD, default 30s)")
 	shutdown := fs.Duration("shutdown-timeout", 0, "how long to let in-flight requests finish on shutdown (env WISP_SHUTDOWN_TIMEOUT, default 10s)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (env WISP_LOG_LEVEL)")
 	logFormat := fs.String("log-format", "", "text or json (env WISP_LOG_FORMAT)")
@@ -167,6 +175,14 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			} else {
 				cfg.MaxUploadBytes = n
 			}
+		case "max-input-bytes":
+			if n, e := parseBytes(*maxInput); e != nil {
+				err = fmt.Errorf("-max-input-bytes: %w", e)
+			} else {
+				cfg.MaxInputBytes = n
+			}
+		case "crash-hold":
+			cfg.CrashHold = *crashHold
 		case "shutdown-timeout":
 			cfg.ShutdownTimeout = *shutdown
 		case "log-level":
@@ -230,6 +246,12 @@ func (c config) Validate() error {
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxUploadBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("max upload bytes %d: want 1 byte to 1 GiB", c.MaxUploadBytes))
+	}
+	if c.MaxInputBytes <= 0 || c.MaxInputBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("max input bytes %d: want 1 byte to 64 MiB", c.MaxInputBytes))
+	}
+	if c.CrashHold < 0 {
+		errs = append(errs, fmt.Errorf("crash hold %s: want 0 (off) or more", c.CrashHold))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want more than 0", c.ShutdownTimeout))

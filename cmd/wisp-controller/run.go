@@ -77,6 +77,10 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 // serverConfig is the part of the configuration server.Run takes.
 func (c config) server() server.Config {
 	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by Validate
+	hold := c.CrashHold
+	if hold == 0 {
+		hold = -1 // off
+	}
 	return server.Config{
 		Listen: c.Listen, QUICListen: c.QUICListen, DataDir: c.DataDir, DatabaseURL: c.DatabaseURL,
 		MaxUploadBytes: c.MaxUploadBytes, ShutdownTimeout: c.ShutdownTimeout, InvokeTimeout: c.InvokeTimeout,
@@ -91,5 +95,6 @@ func (c config) server() server.Config {
 			MaxAge: c.ActivationRetention, MaxCount: c.ActivationMaxCount, MaxPerFunction: c.ActivationMaxPerFunction,
 		},
 		PruneInterval: c.ActivationPruneInterval,
+		MaxInputBytes: int(c.MaxInputBytes), CrashHold: hold,
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/store"
@@ -25,6 +26,8 @@ func TestFunLessFlow(t *testing.T) {
 				c.Agents = fakeAgents{{"id": "ag_01", "name": "edge", "connected": false, "os": "linux", "arch": "arm",
 					"engine": "interpreter", "labels": []string{}, "last_seen": "2026-11-25T12:00:00Z"}}
 				c.JoinTokens = &fakeTokens{}
+				c.Quarantine = &fakeQuarantine{entries: []QuarantineInfo{{Digest: "sha256:" + strings.Repeat("cd", 32),
+					State: QuarantineStateQuarantined, Reason: "the agent died while running this code", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}}
 			})
 			testFlow(t, e)
 			testBadInput(t, e)
@@ -33,6 +36,14 @@ func TestFunLessFlow(t *testing.T) {
 			wantData[[]map[string]any](t, status, body, 200)
 			status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
 			wantData[JoinTokenInfo](t, status, body, 201)
+			// The quarantine (its behaviour: TestQuarantineRoutes).
+			status, body = e.do(req{method: "GET", path: "/v1/admin/quarantine"})
+			if got := wantData[[]QuarantineInfo](t, status, body, 200); len(got) != 1 {
+				t.Fatalf("quarantine list = %s", body)
+			}
+			if status, body = e.do(req{method: "DELETE", path: "/v1/admin/quarantine/sha256:" + strings.Repeat("cd", 32)}); status != 204 {
+				t.Fatalf("quarantine release = %d %s", status, body)
+			}
 			testActivations(t, e)
 			if miss := e.spec.missing(); len(miss) > 0 {
 				t.Errorf("operations of openapi.yaml no test request reached: %v", miss)
@@ -261,6 +272,9 @@ func TestInvokeThroughInvoker(t *testing.T) {
 	}{
 		{"guest error", GuestError("something went wrong"), 422, "Error: something went wrong"},
 		{"no worker", ErrNoWorker, 503, "No worker available"},
+		{"lost", InvocationLost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
+		{"quarantined", Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
+		{"too large for the agent", TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
 		{"trap", InvocationError("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
 		{"other", io.ErrUnexpectedEOF, 500, "Internal server error"},
 	} {

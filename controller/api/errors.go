@@ -30,9 +30,18 @@ var (
 	// Invokers build it with GuestError.
 	ErrGuest = errors.New("function error")
 	// ErrInvocation: the invocation failed for a reason that is not the
-	// function's answer: a trap, a timeout, a lost agent (500). Invokers
-	// build it with InvocationError.
+	// function's answer: a trap, a timeout (500). Invokers build it with
+	// InvocationError.
 	ErrInvocation = errors.New("invocation failed")
+	// ErrInvocationLost: the agent running the invocation was lost after
+	// the invocation reached it, so the function may have run; it is not
+	// run again (502). Invokers build it with InvocationLost.
+	ErrInvocationLost = errors.New("invocation lost")
+	// ErrQuarantined: the function's code is quarantined (it was running
+	// when an agent died) or held while such a crash is being confirmed;
+	// nothing ran, and retrying does not help until an operator releases
+	// it or the hold ends (423). Invokers build it with Quarantined.
+	ErrQuarantined = errors.New("quarantined")
 )
 
 // problem is an error with the detail a client sees. Its kind (a sentinel)
@@ -81,6 +90,25 @@ func InvocationError(detail string, cause error) error {
 	return &problem{kind: ErrInvocation, detail: detail, cause: cause}
 }
 
+// InvocationLost is what an Invoker returns when the agent was lost after
+// the invocation reached it: 502 with detail, which must say that the
+// function may have run.
+func InvocationLost(detail string, cause error) error {
+	return &problem{kind: ErrInvocationLost, detail: detail, cause: cause}
+}
+
+// Quarantined is what an Invoker returns for code it refuses to run: 423
+// with detail, which must say why and what ends it.
+func Quarantined(detail string) error {
+	return &problem{kind: ErrQuarantined, detail: detail}
+}
+
+// TooLarge is what an Invoker returns when the request is over a limit of
+// the agent's (the input limit): 413 with detail.
+func TooLarge(detail string) error {
+	return &problem{kind: ErrTooLarge, detail: detail}
+}
+
 // statusOf is the one place that maps errors to HTTP status codes and the
 // detail text clients see.
 func statusOf(err error) (int, string) {
@@ -106,8 +134,12 @@ func statusOf(err error) (int, string) {
 		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrInvalidName), errors.Is(err, ErrGuest):
 		code = http.StatusUnprocessableEntity
+	case errors.Is(err, ErrQuarantined):
+		code = http.StatusLocked
 	case errors.Is(err, ErrNoWorker):
 		code = http.StatusServiceUnavailable
+	case errors.Is(err, ErrInvocationLost):
+		code = http.StatusBadGateway
 	case errors.Is(err, ErrInvocation):
 		code = http.StatusInternalServerError
 	case errors.As(err, &fe):

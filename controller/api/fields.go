@@ -60,12 +60,17 @@ type SinkParams struct {
 	Password string `json:"password,omitempty"`
 }
 
-// Metadata is what scheduling needs to know about a function.
+// Metadata is what scheduling and dispatch need to know about a function.
 type Metadata struct {
 	Tag string `json:"tag,omitempty"`
 	// Capacity is the memory the function needs, in KiB (FunLess says KB
 	// and compares bytes; Wisp uses KiB throughout).
 	Capacity *int64 `json:"capacity,omitempty"`
+	// Idempotent (Wisp's addition) says that running the function twice
+	// for one call does no harm, which lets the controller run a call on
+	// another agent when the first one is alive but does not start it
+	// (docs/delivery.md).
+	Idempotent bool `json:"idempotent,omitempty"`
 }
 
 // strictUnmarshal decodes one JSON value with unknown fields refused and
@@ -215,14 +220,16 @@ func decodeSinks(raw []byte) ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// decodeMetadata validates the metadata field: {"tag":"t","capacity":<KiB>}.
+// decodeMetadata validates the metadata field:
+// {"tag":"t","capacity":<KiB>,"idempotent":true}.
 func decodeMetadata(raw []byte) ([]byte, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
 	var in *struct {
-		Tag      *string      `json:"tag"`
-		Capacity *json.Number `json:"capacity"`
+		Tag        *string      `json:"tag"`
+		Capacity   *json.Number `json:"capacity"`
+		Idempotent *bool        `json:"idempotent"`
 	}
 	if err := strictUnmarshal("metadata", raw, &in); err != nil {
 		return nil, err
@@ -240,6 +247,9 @@ func decodeMetadata(raw []byte) ([]byte, error) {
 			return nil, fail(ErrBadRequest, "Invalid metadata: capacity must be a whole number of KiB, 0 or more")
 		}
 		m.Capacity = &c
+	}
+	if in.Idempotent != nil {
+		m.Idempotent = *in.Idempotent
 	}
 	return json.Marshal(m)
 }

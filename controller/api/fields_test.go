@@ -24,6 +24,8 @@ func TestDecodeFields(t *testing.T) {
 		{"metadata", decodeMetadata, `{"capacity":128,"tag":"x"}`, `{"tag":"x","capacity":128}`},
 		{"metadata empty", decodeMetadata, `{}`, `{}`},
 		{"metadata zero", decodeMetadata, `{"capacity":0}`, `{"capacity":0}`},
+		{"metadata idempotent", decodeMetadata, `{"idempotent":true,"tag":"x"}`, `{"tag":"x","idempotent":true}`},
+		{"metadata not idempotent", decodeMetadata, `{"idempotent":false}`, `{}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.decode([]byte(tc.in))
@@ -31,6 +33,9 @@ func TestDecodeFields(t *testing.T) {
 				t.Fatalf("decode(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
 			}
 		})
+	}
+	if _, err := decodeMetadata([]byte(`{"idempotent":"yes"}`)); !errors.Is(err, ErrBadRequest) {
+		t.Errorf(`decodeMetadata({"idempotent":"yes"}) = %v, want ErrBadRequest`, err)
 	}
 	for _, in := range []string{"true", "TRUE", "1", " True "} {
 		if b, err := parseBool("f", in); err != nil || !b {
@@ -93,5 +98,5 @@ func FuzzDecodeSinks(f *testing.F) {
 }
 
 func FuzzDecodeMetadata(f *testing.F) {
-	fuzzDecoder(f, decodeMetadata, `{"tag":"t","capacity":1024}`, `{}`, `{"capacity":1e3}`, `{"capacity":"12"}`, `null`)
+	fuzzDecoder(f, decodeMetadata, `{"tag":"t","capacity":1024}`, `{}`, `{"capacity":1e3}`, `{"capacity":"12"}`, `null`, `{"idempotent":true}`)
 }

@@ -327,6 +327,9 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		}
 		req.Args = buf.Bytes()
 	}
+	if len(req.Args) > s.maxInput {
+		return fail(ErrTooLarge, "The args are %d bytes as compact JSON; the input limit is %d bytes", len(req.Args), s.maxInput)
+	}
 	if sc := body.Scheduling; sc != nil {
 		if sc.Language != "app" {
 			return fail(ErrBadRequest, "Invalid scheduling: language %q is not supported (want \"app\")", sc.Language)

@@ -6,12 +6,15 @@ import (
 )
 
 // Invoker runs a function somewhere. The scheduler implements it; the API
-// has already checked that the function exists.
+// has already checked that the function exists and that its args are
+// within the input limit.
 //
 // # Errors
 //
-// ErrNoWorker (503), GuestError (422), InvocationError (500); anything else
-// is a 500 "Internal server error" with the cause logged.
+// ErrNoWorker (503: nothing ran, and never returned once the function may
+// have run), GuestError (422), InvocationError (500), InvocationLost (502:
+// the function may have run), Quarantined (423), TooLarge (413); anything
+// else is a 500 "Internal server error" with the cause logged.
 type Invoker interface {
 	Invoke(ctx context.Context, req InvokeRequest) (InvokeResult, error)
 }

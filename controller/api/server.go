@@ -58,6 +58,13 @@ type Config struct {
 	// compilation); nil means runtime.NewInspector with default limits
 	// (module size: MaxUploadBytes) compiling in this process.
 	Inspector *runtime.Inspector
+	// Quarantine lists and releases quarantined code (admin routes under
+	// /v1/admin/quarantine); nil: 503.
+	Quarantine Quarantine
+	// MaxInvokeInputBytes bounds the compact JSON of an invocation's args,
+	// checked before dispatch (413); 0 means the agents' default input
+	// limit, runtime.DefaultLimits.InputBytes.
+	MaxInvokeInputBytes int
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -72,6 +79,9 @@ type Server struct {
 	agents  AgentLister
 	tokens  JoinTokens
 	inspect *runtime.Inspector
+	// quarantine may be nil.
+	quarantine Quarantine
+	maxInput   int
 }
 
 // New builds the API without doing any I/O.
@@ -81,6 +91,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxUploadBytes < 0 {
 		return nil, fmt.Errorf("api: MaxUploadBytes %d is negative", cfg.MaxUploadBytes)
+	}
+	if cfg.MaxInvokeInputBytes < 0 {
+		return nil, fmt.Errorf("api: MaxInvokeInputBytes %d is negative", cfg.MaxInvokeInputBytes)
 	}
 	s := &Server{
 		store:   cfg.Store,
@@ -92,6 +105,12 @@ func New(cfg Config) (*Server, error) {
 		agents:  cfg.Agents,
 		tokens:  cfg.JoinTokens,
 		inspect: cfg.Inspector,
+
+		quarantine: cfg.Quarantine,
+		maxInput:   cfg.MaxInvokeInputBytes,
+	}
+	if s.maxInput == 0 {
+		s.maxInput = runtime.DefaultLimits.InputBytes
 	}
 	if s.invoker == nil {
 		s.invoker = NoWorkers{}
@@ -165,6 +184,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/activations", s.listActivations)
 	v1.Get("/activations/:id", s.getActivation)
 	v1.Post("/admin/tokens", s.requireAdmin, s.createToken)
+	v1.Get("/admin/quarantine", s.requireAdmin, s.listQuarantine)
+	v1.Delete("/admin/quarantine/:digest", s.requireAdmin, s.releaseQuarantine)
 	return s, nil
 }
 

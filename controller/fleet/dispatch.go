@@ -21,9 +21,12 @@ type ScriptSource interface {
 	GetScript(ctx context.Context, name string) (store.Script, error)
 }
 
-// Dispatcher implements api.Invoker on a Fleet: it picks an agent with the
-// scheduler and runs the invocation there, retrying on another agent only
-// when the invocation never started.
+// Dispatcher implements api.Invoker on a Fleet: it refuses quarantined and
+// held code, picks an agent with the scheduler and runs the invocation
+// there, running it on another agent only when it provably never reached
+// the first one's runtime (or, for an idempotent function, when that agent
+// did not start it in time). Synchronous invocations run at most once
+// otherwise: docs/delivery.md.
 type Dispatcher struct {
 	fleet   *Fleet
 	scripts ScriptSource
@@ -63,7 +66,7 @@ func (d *Dispatcher) record(ctx context.Context, req api.InvokeRequest, inv *pro
 
 var _ api.Invoker = (*Dispatcher)(nil)
 
-// maxAttempts bounds retries of invocations that never started.
+// maxAttempts bounds the agents one invocation is tried on.
 const maxAttempts = 3
 
 // NewDispatcher returns a Dispatcher. timeout <= 0 means 30s.
@@ -72,12 +75,6 @@ func NewDispatcher(f *Fleet, scripts ScriptSource, timeout time.Duration) *Dispa
 		timeout = 30 * time.Second
 	}
 	return &Dispatcher{fleet: f, scripts: scripts, timeout: timeout, parsed: map[string]*scheduler.Script{}}
-}
-
-// metadata is the part of a function's metadata the scheduler uses.
-type metadata struct {
-	Tag      string `json:"tag"`
-	Capacity uint64 `json:"capacity"` // KiB
 }
 
 func (d *Dispatcher) script(ctx context.Context, name string) (*scheduler.Script, error) {
@@ -104,13 +101,18 @@ func (d *Dispatcher) script(ctx context.Context, name string) (*scheduler.Script
 // Invoke implements api.Invoker.
 func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.InvokeResult, error) {
 	start := time.Now()
+	m := d.fleet.cfg.Metrics
+	if err := d.fleet.refused(req.Digest); err != nil {
+		m.invoked("quarantined", time.Since(start), 0, 0, 0, 0, 0)
+		return api.InvokeResult{}, err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d.timeout)
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	var meta metadata
+	var meta api.Metadata
 	if len(req.Metadata) > 0 {
 		if err := json.Unmarshal(req.Metadata, &meta); err != nil {
 			return api.InvokeResult{}, api.InvocationError("the function's metadata is unreadable", err)
@@ -138,42 +140,94 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
 	}
-	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.Capacity}
-	m := d.fleet.cfg.Metrics
+	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag}
+	if meta.Capacity != nil && *meta.Capacity > 0 {
+		fn.CapacityKiB = uint64(*meta.Capacity)
+	}
 	var tried []*Session
 	buf := candidateBufs.Get().(*candidateBuf)
 	defer func() {
 		clear(buf.ss) // drop session references before pooling
 		candidateBufs.Put(buf)
 	}()
+	// mayHaveRun: an earlier attempt was cancelled after it may have
+	// started (ErrSlowStart); the answer must never say "no worker" then.
+	var mayHaveRun *Session
+	var refusal error
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
 		d.fleet.candidates(req.Digest, tried, buf)
 		idx, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
 		m.scheduled(time.Since(t0))
 		if err != nil {
+			if mayHaveRun != nil {
+				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				return api.InvokeResult{}, api.InvocationLost(fmt.Sprintf("agent %s did not start the invocation in time and no other agent could take it; it may have run there", mayHaveRun.Name()), err)
+			}
 			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			if refusal != nil {
+				return api.InvokeResult{}, fmt.Errorf("%w: %v (and no other agent could take it: %v)", api.ErrNoWorker, refusal, err)
+			}
 			return api.InvokeResult{}, fmt.Errorf("%w: %v", api.ErrNoWorker, err)
 		}
 		s := buf.ss[idx]
-		res, err := s.Invoke(ctx, inv)
-		if errors.Is(err, ErrNotStarted) || errors.Is(err, ErrDisconnected) {
+		res, err := s.Invoke(ctx, inv, meta.Idempotent)
+		again := false
+		switch {
+		case err == nil && protocol.NotStarted(res.Code):
+			// The agent refused it before running any of it.
+			again, refusal = true, fmt.Errorf("agent %s: %v", s.Name(), res.Err())
+		case errors.Is(err, ErrNotStarted), errors.Is(err, ErrDisconnected):
+			again, refusal = true, err
+		case errors.Is(err, ErrSlowStart):
+			again, mayHaveRun = true, s
+		}
+		if again {
 			tried = append(tried, s)
 			if attempt+1 < maxAttempts {
 				m.retried()
 				continue
 			}
+			if mayHaveRun != nil {
+				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				return api.InvokeResult{}, api.InvocationLost(fmt.Sprintf("no agent started the invocation in time (%d tried); it may have run on %s", len(tried), mayHaveRun.Name()), err)
+			}
+			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			return api.InvokeResult{}, fmt.Errorf("%w: no agent could start the invocation (%d tried): %v", api.ErrNoWorker, len(tried), refusal)
+		}
+		if errors.Is(err, ErrAgentLost) {
+			m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+			return api.InvokeResult{}, d.lost(s, inv, err)
 		}
 		if err != nil {
 			m.invoked("error", time.Since(start), 0, 0, 0, 0, 0)
 			return api.InvokeResult{}, invocationFailure(s, err, ctx)
 		}
 		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		if res.Code == protocol.Quarantined {
+			return resultOf(s, res) // refused: nothing ran, nothing to record
+		}
 		if err := d.record(ctx, req, inv, s, res, start); err != nil {
 			return api.InvokeResult{}, api.InvocationError("the function ran but its activation could not be recorded", err)
 		}
-		return resultOf(res)
+		return resultOf(s, res)
 	}
+}
+
+// lost answers an invocation whose agent went away after the Invoke
+// reached it. The function may have run, so it is not run again; if the
+// agent went silent (rather than closing or reconnecting), it may have
+// died of this very code, which is held until it says so. An agent that
+// already came back and reported the crash made the code quarantined: the
+// answer says so.
+func (d *Dispatcher) lost(s *Session, inv *protocol.Invoke, err error) error {
+	if lostSilently(err) {
+		d.fleet.holdDigest(inv.Digest, s, "connection lost during the invocation")
+	}
+	if q, ok := (*d.fleet.quarantine.known.Load())[inv.Digest]; ok {
+		return api.Quarantined(quarantineDetail(q, d.fleet.agentName(q.Agent)))
+	}
+	return api.InvocationLost(fmt.Sprintf("agent %s was lost during the invocation; the function may have run, and it is not run again", s.Name()), err)
 }
 
 func resultLabel(c protocol.ErrorCode) string {
@@ -189,10 +243,6 @@ func invocationFailure(s *Session, err error, ctx context.Context) error {
 		return api.InvocationError("the invocation timed out", err)
 	case errors.Is(err, context.Canceled):
 		return api.InvocationError("the invocation was canceled", err)
-	case errors.Is(err, ErrAgentLost):
-		return api.InvocationError(fmt.Sprintf("agent %s was lost during the invocation", s.Name()), err)
-	case errors.Is(err, ErrNotStarted), errors.Is(err, ErrDisconnected):
-		return fmt.Errorf("%w: no agent could start the invocation: %v", api.ErrNoWorker, err)
 	}
 	var perr *protocol.Error
 	if errors.As(err, &perr) {
@@ -202,14 +252,19 @@ func invocationFailure(s *Session, err error, ctx context.Context) error {
 }
 
 // resultOf maps an agent's Result to the API's answer: the function's own
-// error (422), any other failure (500, with the runtime's message), or the
-// output.
-func resultOf(r *protocol.Result) (api.InvokeResult, error) {
+// error (422), input over the agent's limit (413), code the agent holds in
+// quarantine (423), any other failure (500, with the runtime's message), or
+// the output.
+func resultOf(s *Session, r *protocol.Result) (api.InvokeResult, error) {
 	switch r.Code {
 	case protocol.OK:
 		return api.InvokeResult{Output: r.Output}, nil
 	case protocol.GuestError:
 		return api.InvokeResult{}, api.GuestError(r.Message)
+	case protocol.InputTooLarge:
+		return api.InvokeResult{}, api.TooLarge(fmt.Sprintf("agent %s: %s", s.Name(), r.Message))
+	case protocol.Quarantined:
+		return api.InvokeResult{}, api.Quarantined(fmt.Sprintf("agent %s refuses the function's code: %s", s.Name(), r.Message))
 	}
 	detail := r.Code.String()
 	if r.Message != "" {

@@ -9,6 +9,18 @@
 // disconnected; it is never deleted, and it comes back as the same agent
 // when it reconnects with its credential.
 //
+// Synchronous invocations run at most once (docs/delivery.md): Session.Invoke
+// reports "run it elsewhere" only when the Invoke provably never reached the
+// agent's runtime, and the Dispatcher never runs a call again once it may
+// have run, except an idempotent function on a live agent that did not start
+// it in time. The fleet also keeps the quarantine (quarantine.go): code an
+// agent reported dying of, stored and sent to every agent, and code held in
+// memory while an agent that went silent running it may be restarting.
+//
+// It must never run a call on a second agent after the first may have
+// started it (unless the function is idempotent and the first agent is
+// alive), nor answer "no worker" for a call that may have run.
+//
 // It must never hold a database transaction open across network I/O, and
 // scheduling must not touch the database: everything Pick needs is in
 // memory here.

@@ -34,6 +34,9 @@ type Store interface {
 	Code(ctx context.Context, digest string) ([]byte, error)
 	ListFunctions(ctx context.Context) ([]store.Function, error)
 	ListScripts(ctx context.Context) ([]store.Script, error)
+	QuarantineDigest(ctx context.Context, q store.Quarantine) (bool, error)
+	ListQuarantine(ctx context.Context) ([]store.Quarantine, error)
+	ReleaseDigest(ctx context.Context, digest string) (store.Quarantine, error)
 }
 
 // Config configures a Fleet.
@@ -47,12 +50,22 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
 	// StartTimeout is how long an agent has to acknowledge an Invoke
-	// (protocol.Started) before the invocation counts as never started and
-	// may run elsewhere; default 2s. The agent is then left out of
-	// scheduling until its next heartbeat.
+	// (protocol.Started); default 2s. An agent that does not is left out of
+	// scheduling until its next heartbeat and probed with a Ping; the
+	// invocation keeps waiting for its Result (it may be running), unless
+	// the function is idempotent and the agent answers the Ping: it is then
+	// cancelled there and run elsewhere.
 	StartTimeout time.Duration
-	Metrics      *Metrics
-	Logger       *slog.Logger
+	// CrashHold is how long a digest is held (its invocations refused)
+	// after an agent went silent while running it, unless the agent
+	// reconnects sooner; default 30s, negative disables holds.
+	CrashHold time.Duration
+	// QuarantineRefresh is how often the quarantine is re-read from the
+	// store (other controllers on the same database change it too);
+	// default 5s.
+	QuarantineRefresh time.Duration
+	Metrics           *Metrics
+	Logger            *slog.Logger
 	// Outbox records the activations agents replay from their outboxes;
 	// nil refuses them (agents keep them and retry).
 	Outbox OutboxRecorder
@@ -60,13 +73,20 @@ type Config struct {
 
 // Errors of Invoke and Push.
 var (
-	// ErrNotStarted: the invocation never reached the agent (no stream, or
-	// the Invoke frame could not be written); it is safe to retry elsewhere.
+	// ErrNotStarted: the invocation provably never reached the agent's
+	// runtime (no stream, the Invoke frame could not be written, or the
+	// agent closed after draining without taking it); it is safe to run
+	// elsewhere.
 	ErrNotStarted = errors.New("invocation did not start on the agent")
-	// ErrAgentLost: the agent went away after the invocation started.
+	// ErrAgentLost: the agent went away, or dropped the stream, after the
+	// Invoke reached it: the function may have run.
 	ErrAgentLost = errors.New("agent lost during the invocation")
 	// ErrDisconnected: the session is not connected.
 	ErrDisconnected = errors.New("agent disconnected")
+	// ErrSlowStart: an idempotent invocation was cancelled on an agent that
+	// answers Pings but did not start it within the start timeout, to run
+	// elsewhere. It may have run there too.
+	ErrSlowStart = errors.New("agent did not start the invocation in time")
 )
 
 // Fleet holds the agents' sessions. Safe for concurrent use.
@@ -79,6 +99,8 @@ type Fleet struct {
 	// live is the connected sessions, rebuilt under mu whenever one
 	// connects or disconnects, read without locking by the scheduler.
 	live atomic.Pointer[[]*Session]
+
+	quarantine quarantineState
 }
 
 // New returns a Fleet; it does no I/O.
@@ -98,22 +120,31 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 2 * time.Second
 	}
+	if cfg.CrashHold == 0 {
+		cfg.CrashHold = 30 * time.Second
+	}
+	if cfg.QuarantineRefresh <= 0 {
+		cfg.QuarantineRefresh = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}}
 	f.live.Store(&[]*Session{})
+	f.quarantine.init()
 	return f, nil
 }
 
 // Session is one agent, connected or not.
 type Session struct {
-	ID     string
-	hello  protocol.Hello // immutable after connect (digests tracked below)
-	f      *Fleet
-	conn   *quic.Conn
-	ctrl   *quic.Stream
-	ctrlMu sync.Mutex
+	ID    string
+	hello protocol.Hello // immutable after connect (digests tracked below)
+	// version is the protocol version agreed with the agent.
+	version uint64
+	f       *Fleet
+	conn    *quic.Conn
+	ctrl    *quic.Stream
+	ctrlMu  sync.Mutex
 
 	connected atomic.Bool
 	lastSeen  atomic.Int64 // unix ns
@@ -289,7 +320,11 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 	defer tr.Close()
 	defer ln.Close()
+	if _, err := f.refreshQuarantine(ctx); err != nil {
+		f.log.Error("reading the quarantine; retrying in the background", "err", err)
+	}
 	go f.watchHeartbeats(ctx)
+	go f.watchQuarantine(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -374,8 +409,8 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		})
 		return
 	}
-	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl}
-	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests = nil, nil, nil
+	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version)}
+	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests, s.hello.Crashed = nil, nil, nil, nil
 	held := make(map[string]struct{}, len(hello.Digests))
 	for _, d := range hello.Digests {
 		held[d] = struct{}{}
@@ -388,6 +423,14 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		AgentID: agent.ID, Credential: credential, ControllerID: f.cfg.ControllerID,
 		HeartbeatIntervalMS: uint64(f.cfg.HeartbeatInterval.Milliseconds()), ProtocolVersion: protocol.Version,
 	}
+	// Crash reports are stored before the Welcome that says so, and
+	// before the session takes invocations.
+	if len(hello.Crashed) > 0 {
+		welcome.CrashesRecorded = f.recordCrashes(ctx, agent.ID, hello.Name, hello.Crashed)
+	}
+	if _, err := f.refreshQuarantine(ctx); err != nil {
+		log.Warn("reading the quarantine", "err", err)
+	}
 	// The session is live before the Welcome leaves, so once the agent
 	// says it is connected the scheduler already routes to this
 	// connection, never to a stale one of the same agent.
@@ -396,6 +439,9 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
 	f.rebuildLive()
+	// It came back, and reported its crashes: what it was running when it
+	// went silent did not kill it (or is quarantined now).
+	f.releaseHolds(s.ID)
 	f.mu.Unlock()
 	if old != nil && old.connected.Load() {
 		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
@@ -409,7 +455,8 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	f.cfg.Metrics.connected(f.Connected())
-	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine)
+	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine, "protocol_version", s.version)
+	f.sendQuarantine(s)
 	sctx, stopStreams := context.WithCancel(ctx)
 	defer stopStreams()
 	go f.serveAgentStreams(sctx, s)
@@ -435,8 +482,8 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 // authenticate checks a hello's credential or join secret. On a join it
 // creates the agent and returns its new credential.
 func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agent, []byte, *protocol.Error) {
-	if h.ProtocolVersion != protocol.Version {
-		return store.Agent{}, nil, &protocol.Error{Code: protocol.UnsupportedVersion, Message: fmt.Sprintf("protocol version %d; this controller speaks %d", h.ProtocolVersion, protocol.Version)}
+	if h.ProtocolVersion == 0 {
+		return store.Agent{}, nil, &protocol.Error{Code: protocol.UnsupportedVersion, Message: fmt.Sprintf("protocol version %d; this controller speaks 1 to %d", h.ProtocolVersion, protocol.Version)}
 	}
 	refused := &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential"}
 	now := time.Now().UTC()
@@ -505,12 +552,23 @@ func (f *Fleet) readControl(s *Session) error {
 // Invoke runs inv on the session's agent. Code is sent on the same stream if
 // the agent asks for it.
 //
+// The invocation runs at most once here: Invoke returns an error meaning
+// "run it elsewhere" (ErrNotStarted, ErrDisconnected) only when the Invoke
+// provably never reached the agent's runtime. An agent that sends no
+// Started within the start timeout is left out of scheduling and probed
+// with a Ping; the call keeps waiting for its Result, since the agent may be
+// running it (or have died of it: if the Ping fails too, the digest is held,
+// see holdDigest). Only when idempotent is set and the agent answers the
+// Ping is the call cancelled there, with ErrSlowStart.
+//
 // # Errors
 //
-// ErrNotStarted (retry elsewhere), ErrAgentLost, ErrDisconnected, the ctx's
-// error, or a *protocol.Error the agent answered with instead of a Result.
-// A function's own failure is a Result with a non-OK Code, not an error.
-func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.Result, error) {
+// ErrNotStarted, ErrDisconnected, ErrSlowStart (run it elsewhere);
+// ErrAgentLost (it may have run; do not run it again); the ctx's error; or a
+// *protocol.Error the agent answered with instead of a Result. A function's
+// own failure is a Result with a non-OK Code, not an error, and so is an
+// agent's refusal (protocol.NotStarted codes: run it elsewhere).
+func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke, idempotent bool) (*protocol.Result, error) {
 	if !s.connected.Load() {
 		return nil, fmt.Errorf("%s: %w", s.ID, ErrDisconnected)
 	}
@@ -524,10 +582,7 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.R
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 	}
 	defer quicstream.Finish(str)
-	stop := context.AfterFunc(ctx, func() {
-		str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
-		str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
-	})
+	stop := context.AfterFunc(ctx, func() { cancelStream(str) })
 	defer stop()
 	if err := protocol.WriteMsg(str, inv); err != nil {
 		if ctx.Err() != nil {
@@ -535,36 +590,30 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.R
 		}
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 	}
-	// The agent acknowledges at once; silence means it is gone (kill -9
-	// leaves the connection open until the idle timeout) or hopelessly
-	// overloaded. Cancelling the stream also stops the agent's copy.
-	str.SetReadDeadline(time.Now().Add(s.f.cfg.StartTimeout))
-	first, err := protocol.ReadMsg(str, maxControlFrame)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
-		str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
-		s.suspect.Store(time.Now().UnixNano())
-		s.f.log.Warn("agent did not acknowledge an invocation", "agent", s.ID, "name", s.hello.Name, "activation", inv.ActivationID, "err", err)
-		return nil, fmt.Errorf("%w: %s did not acknowledge it: %v", ErrNotStarted, s.hello.Name, err)
-	}
-	str.SetReadDeadline(time.Time{})
-	s.lastSeen.Store(time.Now().UnixNano())
-	if _, ok := first.(*protocol.Started); !ok {
-		return nil, fmt.Errorf("agent %s answered Invoke with %v instead of Started", s.ID, first.Type())
-	}
+	// From here on the agent may have the Invoke. It acknowledges at once;
+	// silence means it is slow, cut off, or dead (kill -9 leaves the
+	// connection open until the idle timeout), perhaps of this very call.
+	w := &startWatch{}
+	timer := time.AfterFunc(s.f.cfg.StartTimeout, func() { s.noStart(inv, str, idempotent, w) })
+	defer timer.Stop()
 	for {
 		msg, err := protocol.ReadMsg(str, maxControlFrame*64)
 		if err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				return nil, ctx.Err()
+			case w.redispatch.Load():
+				return nil, fmt.Errorf("%w: %s: no Started within %v", ErrSlowStart, s.hello.Name, s.f.cfg.StartTimeout)
+			case !w.answered.Load() && closedAfterDrain(err):
+				return nil, fmt.Errorf("%w: %s shut down without taking it", ErrNotStarted, s.hello.Name)
 			}
-			return nil, fmt.Errorf("%w: %s: %v", ErrAgentLost, s.hello.Name, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrAgentLost, s.hello.Name, err)
 		}
+		w.answered.Store(true)
+		w.state.CompareAndSwap(startWaiting, startAnswered)
 		s.lastSeen.Store(time.Now().UnixNano()) // any frame proves the agent alive
 		switch m := msg.(type) {
+		case *protocol.Started:
 		case *protocol.Result:
 			if m.Code == protocol.OK {
 				s.addDigest(inv.Digest)
@@ -589,6 +638,60 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke) (*protocol.R
 			return nil, fmt.Errorf("agent %s answered Invoke with %v", s.ID, msg.Type())
 		}
 	}
+}
+
+func cancelStream(str *quic.Stream) {
+	str.CancelRead(quic.StreamErrorCode(protocol.Canceled))
+	str.CancelWrite(quic.StreamErrorCode(protocol.Canceled))
+}
+
+// startWatch is what an invocation and its start timer share.
+type startWatch struct {
+	state      atomic.Int32 // startWaiting, then startAnswered or startLate
+	answered   atomic.Bool  // a frame came back on the stream
+	redispatch atomic.Bool  // the timer cancelled the stream to run it elsewhere
+}
+
+const (
+	startWaiting int32 = iota
+	startAnswered
+	startLate
+)
+
+// noStart runs when an invocation got no frame within the start timeout:
+// the agent leaves scheduling until its next heartbeat and is probed. An
+// agent that answers the probe is slow: an idempotent call is cancelled
+// there to run elsewhere, any other keeps waiting. One that does not may
+// have died of this call: the digest is held.
+func (s *Session) noStart(inv *protocol.Invoke, str *quic.Stream, idempotent bool, w *startWatch) {
+	if !w.state.CompareAndSwap(startWaiting, startLate) {
+		return
+	}
+	s.suspect.Store(time.Now().UnixNano())
+	alive := s.probe() == nil
+	if w.answered.Load() {
+		return // it answered meanwhile
+	}
+	log := s.f.log.With("agent", s.ID, "name", s.hello.Name, "activation", inv.ActivationID, "digest", inv.Digest)
+	switch {
+	case alive && idempotent:
+		log.Warn("agent alive but did not start an idempotent invocation in time; running it elsewhere", "start_timeout", s.f.cfg.StartTimeout)
+		w.redispatch.Store(true)
+		cancelStream(str)
+	case alive:
+		log.Warn("agent alive but slow to start an invocation; waiting for its result (it is not run twice)", "start_timeout", s.f.cfg.StartTimeout)
+	default:
+		log.Warn("agent silent after an invocation reached it; waiting for its result until the deadline", "start_timeout", s.f.cfg.StartTimeout)
+		s.f.holdDigest(inv.Digest, s, "no Started and no Pong")
+	}
+}
+
+// probe asks the agent for a Pong on a fresh stream, within the start
+// timeout (at most 1s).
+func (s *Session) probe() error {
+	ctx, cancel := context.WithTimeout(context.Background(), min(s.f.cfg.StartTimeout, time.Second))
+	defer cancel()
+	return s.Ping(ctx, nil)
 }
 
 // Push sends code to the agent, which stores and compiles it.
@@ -622,7 +725,8 @@ func (s *Session) Push(ctx context.Context, digest string, code []byte) error {
 	return fmt.Errorf("agent %s answered Code with %v", s.ID, msg.Type())
 }
 
-// Ping measures one stream round trip (a floor for benchmarks).
+// Ping measures one stream round trip (a floor for benchmarks, and a
+// liveness probe). It gives up when ctx is done.
 func (s *Session) Ping(ctx context.Context, payload []byte) error {
 	str, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -630,6 +734,8 @@ func (s *Session) Ping(ctx context.Context, payload []byte) error {
 	}
 	defer str.CancelRead(0)
 	defer str.Close()
+	stop := context.AfterFunc(ctx, func() { str.CancelRead(0); str.CancelWrite(0) })
+	defer stop()
 	if err := protocol.WriteMsg(str, &protocol.Ping{Nonce: 1, Payload: payload}); err != nil {
 		return err
 	}

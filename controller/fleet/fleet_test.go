@@ -405,39 +405,6 @@ func TestConcurrentInvocations(t *testing.T) {
 	}
 }
 
-// TestSilentAgentIsBypassed: an agent that vanishes without closing its
-// connection (kill -9, a cut cable) never acknowledges an Invoke; the
-// invocation runs on another agent instead of failing, and the silent agent
-// is left out of scheduling.
-func TestSilentAgentIsBypassed(t *testing.T) {
-	c := startController(t)
-	c.fleet.cfg.StartTimeout = 300 * time.Millisecond
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doomed := startAgentOn(t, c.addr, c.token, "doomed", t.TempDir(), pc)
-	waitFor(t, "doomed agent", func() bool { return c.fleet.Connected() == 1 })
-	startAgent(t, c.addr, c.token, "survivor", t.TempDir())
-	waitFor(t, "both agents", func() bool { return c.fleet.Connected() == 2 })
-	fn := createFunction(t, c.store, "hello", "hello_c", "")
-	// Make the doomed agent the scheduler's favourite, then silence it.
-	if _, err := c.store.PutScript(context.Background(), store.Script{Name: "prefer_doomed",
-		Source: []byte("- default:\n    - workers: [doomed, survivor]\n      strategy: best-first\n  followup: fail\n")}); err != nil {
-		t.Fatal(err)
-	}
-	pc.Close() // the agent's packets stop; its connection is not closed
-	for i := range 5 {
-		out, err := invoke(t, c, fn, `{"name":"S"}`, api.Scheduling{Language: "app", Script: "prefer_doomed"})
-		if err != nil || out != `{"payload":"Hello S!"}` {
-			t.Fatalf("call %d with a silent agent: %s %v", i, out, err)
-		}
-	}
-	if doomed.exec.Total() != 0 {
-		t.Fatalf("the silent agent ran %d invocations", doomed.exec.Total())
-	}
-}
-
 // TestStreamsAreReleased: every invocation and push uses one stream; both
 // sides must end it so that QUIC gives the controller a new one. With a
 // limit of 4 concurrent streams, 60 sequential calls and pushes only pass if

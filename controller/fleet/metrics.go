@@ -16,6 +16,7 @@ type Metrics struct {
 	codeBytes   prometheus.Counter
 	retries     prometheus.Counter
 	schedule    prometheus.Histogram
+	quarantined *prometheus.GaugeVec
 }
 
 // NewMetrics registers the fleet's metrics on reg.
@@ -39,14 +40,26 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wisp_controller_code_sent_bytes_total", Help: "Wasm bytes sent to agents (pushes and pulls).",
 		}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wisp_controller_invocation_retries_total", Help: "Invocations retried on another agent because they never started.",
+			Name: "wisp_controller_invocation_retries_total", Help: "Invocations run on another agent because they provably never started (or, idempotent ones, did not start in time).",
 		}),
+		quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wisp_controller_quarantined_digests", Help: "Code no agent may run, by state: quarantined (an agent died running it) or held (an agent was lost running it, for a while).",
+		}, []string{"state"}),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "wisp_controller_schedule_seconds", Help: "Time to pick an agent.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 		}),
 	}
-	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule)
+	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule, m.quarantined)
+	m.quarantined.WithLabelValues("quarantined")
+	m.quarantined.WithLabelValues("held")
 	return m
+}
+
+func (m *Metrics) quarantine(quarantined, held int) {
+	if m != nil {
+		m.quarantined.WithLabelValues("quarantined").Set(float64(quarantined))
+		m.quarantined.WithLabelValues("held").Set(float64(held))
+	}
 }
 
 func (m *Metrics) connected(n int) {

@@ -49,6 +49,11 @@ type Config struct {
 	ActivationBounds    activations.Bounds
 	ActivationRetention activations.Retention
 	PruneInterval       time.Duration
+	// MaxInputBytes bounds an invocation's args (413 before dispatch); 0:
+	// the agents' default input limit.
+	MaxInputBytes int
+	// CrashHold is fleet.Config.CrashHold; 0: its default.
+	CrashHold time.Duration
 }
 
 // OpenStore opens Postgres when a DSN is configured, else the embedded
@@ -120,6 +125,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Metrics:      fleet.NewMetrics(reg),
 		Logger:       log,
 		Outbox:       recorder,
+		CrashHold:    cfg.CrashHold,
 	})
 	if err != nil {
 		return err
@@ -141,17 +147,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
 	}
 	srv, err := api.New(api.Config{
-		Store:           st,
-		Invoker:         dispatcher,
-		Distributor:     dist,
-		Agents:          fl,
-		JoinTokens:      fl,
-		Log:             log,
-		MaxUploadBytes:  cfg.MaxUploadBytes,
-		Registerer:      reg,
-		Gatherer:        reg,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Inspector:       runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
+		Store:               st,
+		Invoker:             dispatcher,
+		Distributor:         dist,
+		Agents:              fl,
+		JoinTokens:          fl,
+		Quarantine:          fl,
+		Log:                 log,
+		MaxUploadBytes:      cfg.MaxUploadBytes,
+		Registerer:          reg,
+		Gatherer:            reg,
+		ShutdownTimeout:     cfg.ShutdownTimeout,
+		MaxInvokeInputBytes: cfg.MaxInputBytes,
+		Inspector:           runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
 	})
 	if err != nil {
 		return err

@@ -1,8 +1,9 @@
 // Package store keeps the controller's durable state: modules, functions and
 // their code, subjects (API users), APP scheduling scripts, the edge agents
 // known to the controller with the join tokens that let them join, the
-// record of every activation, and the durable queue of results still to be
-// delivered to sinks.
+// record of every activation, the durable queue of results still to be
+// delivered to sinks, and the quarantine of code that was running when an
+// agent died.
 //
 // There is one interface, Store, and two implementations in this package:
 // Postgres (a pgx pool, for production and for several controllers sharing one
@@ -56,6 +57,11 @@
 //   - Records leave only by the three prune calls, which remove the oldest
 //     first, in one short transaction per call, and never an activation
 //     that still has a queued delivery.
+//   - A digest is quarantined at most once: the first report is kept and a
+//     second one changes nothing (created=false) until ReleaseDigest. The
+//     quarantine names a digest, not a function, and has no reference to the
+//     code: deleting every function that used it releases nothing. Its
+//     reason comes from an agent and is kept as bounded, valid UTF-8 text.
 //   - Errors wrap the sentinels of errors.go so callers use errors.Is.
 //
 // # Notes

@@ -19,10 +19,10 @@ import (
 // Embedded is the Store kept in one bbolt file, for a controller without
 // Postgres (wisp dev, a single box). One process at a time may open the file.
 //
-// The file's buckets (schema version 3):
+// The file's buckets (schema version 4):
 //
 //	meta/
-//	  version          -> uint64 big-endian: the schema version (3)
+//	  version          -> uint64 big-endian: the schema version (4)
 //	modules/           the bucket's sequence numbers module ids
 //	  <name>           -> module id, uint64 big-endian
 //	functions/
@@ -59,6 +59,8 @@ import (
 //	                   -> next attempt (µs, int64 big-endian), then deliveryRecord (JSON; its
 //	                      optional "output", the whole output of a truncated activation, came
 //	                      later without a new version: absent = read the activation's)
+//	quarantine/        (since version 4)
+//	  <digest>         -> quarantineRecord (JSON)
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not
@@ -81,8 +83,8 @@ var _ Store = (*Embedded)(nil)
 
 // embeddedVersion is the schema version this build writes and reads.
 // History: 1 (first version); 2 (join tokens and agents); 3 (activations
-// and the sink delivery queue).
-const embeddedVersion = 3
+// and the sink delivery queue); 4 (the quarantine).
+const embeddedVersion = 4
 
 // embeddedLockTimeout is how long OpenEmbedded waits for another process to
 // release the file before failing with ErrLocked.
@@ -107,12 +109,14 @@ var (
 	bucketActivationsByFn = []byte("activationsbyfn")
 	bucketDeliveries      = []byte("deliveries")
 
+	bucketQuarantine = []byte("quarantine")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
 		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts,
 		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds,
-		bucketActivations, bucketActivationsByFn, bucketDeliveries}
+		bucketActivations, bucketActivationsByFn, bucketDeliveries, bucketQuarantine}
 )
 
 // embeddedUpgrades[v] turns a file of schema version v+1 into one of version
@@ -126,6 +130,10 @@ var embeddedUpgrades = []func(tx *bolt.Tx) error{
 	// 2 -> 3: activations and the sink delivery queue.
 	func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketActivations, bucketActivationsByFn, bucketDeliveries)
+	},
+	// 3 -> 4: the quarantine.
+	func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketQuarantine)
 	},
 }
 

@@ -290,7 +290,39 @@ func writeFixtureData(ctx context.Context, s store.Store, version uint64) error 
 			s.DeliveryDone(ctx, fixtureActivationID(1), 0),
 			s.DeliveryFailed(ctx, fixtureActivationID(1), 1, "couchdb down", fixtureLater))
 	}
+	if version >= 4 {
+		_, err := s.QuarantineDigest(ctx, fixtureQuarantine)
+		steps = append(steps, err)
+	}
 	return errors.Join(steps...)
+}
+
+// fixtureQuarantine is stored from schema version 4 on.
+var fixtureQuarantine = store.Quarantine{Digest: "sha256:cc", Reason: "the agent died while running this code",
+	Agent: "ag_00000000000000f1", Since: fixtureSeen}
+
+// checkFixtureQuarantine checks the quarantine of a version 4 fixture, or
+// that there is none before.
+func checkFixtureQuarantine(t *testing.T, s store.Store, version uint64) {
+	t.Helper()
+	qs, err := s.ListQuarantine(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version < 4 {
+		if len(qs) != 0 {
+			t.Fatalf("ListQuarantine of a version %d file = %+v, want none", version, qs)
+		}
+		return
+	}
+	if len(qs) != 1 || qs[0].Created.IsZero() {
+		t.Fatalf("ListQuarantine = %+v", qs)
+	}
+	want := fixtureQuarantine
+	want.Created = qs[0].Created
+	if !reflect.DeepEqual(qs[0], want) {
+		t.Fatalf("ListQuarantine = %+v, want %+v", qs[0], want)
+	}
 }
 
 func fixtureActivationID(i int) string { return fmt.Sprintf("01FIXTURE%017d", i) }
@@ -442,6 +474,7 @@ func TestEmbeddedReadsOldFiles(t *testing.T) {
 			} else {
 				checkFixtureActivations(t, s)
 			}
+			checkFixtureQuarantine(t, s, v)
 		})
 	}
 }
@@ -519,6 +552,29 @@ func TestEmbeddedUpgradesVersion2File(t *testing.T) {
 	s = reopen(t)
 	checkFixtureData(t, s, 2)
 	checkFixtureActivations(t, s)
+}
+
+// TestEmbeddedUpgradesVersion3File opens a version 3 file: it is upgraded
+// in place, keeps its data, takes a quarantine, and keeps it too.
+func TestEmbeddedUpgradesVersion3File(t *testing.T) {
+	t.Parallel()
+	path := copyFixture(t, 3)
+	if v := fileVersion(t, path); v != 3 {
+		t.Fatalf("meta/version of %s = %d, want 3", fixtureFile(3), v)
+	}
+	ctx := t.Context()
+	s, reopen := openEmbeddedAt(t, path)
+	checkFixtureData(t, s, 3)
+	checkFixtureActivations(t, s)
+	checkFixtureQuarantine(t, s, 3)
+	if created, err := s.QuarantineDigest(ctx, fixtureQuarantine); err != nil || !created {
+		t.Fatalf("QuarantineDigest after upgrade = %v, %v", created, err)
+	}
+	closeUpgraded(t, s, path)
+	s = reopen(t)
+	checkFixtureData(t, s, 3)
+	checkFixtureActivations(t, s)
+	checkFixtureQuarantine(t, s, 4)
 }
 
 // TestEmbeddedWriteFixture writes testdata/embedded-v<N>.db for the current

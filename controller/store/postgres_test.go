@@ -212,6 +212,9 @@ func TestPostgresUpgradesFromVersion1(t *testing.T) {
 	if ds, err := s.PendingDeliveries(ctx, time.Now().Add(time.Minute), 0); err != nil || len(ds) != 1 || ds[0].ActivationID != act.ID {
 		t.Fatalf("PendingDeliveries after upgrade = %+v, %v", ds, err)
 	}
+	if created, err := s.QuarantineDigest(ctx, store.Quarantine{Digest: digest, Reason: "r", Agent: a.ID, Since: time.Now()}); err != nil || !created {
+		t.Fatalf("QuarantineDigest after upgrade: %v, %v", created, err)
+	}
 }
 
 // TestPostgresUnreachable needs no server: opening a closed port fails

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // now is the store's clock: UTC, truncated to what Postgres keeps
@@ -96,4 +97,22 @@ func prepareActivations(as []ActivationWithSinks, recorded time.Time) ([]Activat
 // kept in 32 bits (a function has a handful of sinks).
 func sinkIndexOK(i int) bool {
 	return i >= 0 && i <= math.MaxInt32
+}
+
+// prepareQuarantine readies a quarantine for storing at created: a digest
+// that can be a key, a reason that any store keeps as text, times in UTC to
+// the microsecond.
+func prepareQuarantine(q Quarantine, created time.Time) (Quarantine, error) {
+	if q.Digest == "" || strings.IndexByte(q.Digest, 0) >= 0 || !utf8.ValidString(q.Digest) {
+		return Quarantine{}, fmt.Errorf("quarantine of %q: the digest is empty or not text: %w", q.Digest, ErrInvalid)
+	}
+	r := strings.ToValidUTF8(strings.ReplaceAll(q.Reason, "\x00", ""), "\uFFFD")
+	if len(r) > MaxQuarantineReason {
+		r = strings.ToValidUTF8(r[:MaxQuarantineReason], "")
+	}
+	q.Reason = r
+	q.Agent = strings.ToValidUTF8(strings.ReplaceAll(q.Agent, "\x00", ""), "")
+	q.Since = storeTime(q.Since)
+	q.Created = created
+	return q, nil
 }

@@ -88,6 +88,19 @@ type Activation struct {
 	Truncated bool
 }
 
+// Quarantine is a digest that no agent may run: it was compiling or
+// running when an agent died (a poison pill). It stays until an operator
+// releases it, whatever happens to the functions that use it.
+type Quarantine struct {
+	Digest string // "sha256:<hex>"
+	// Reason says what the reporting agent was doing with the code.
+	Reason string
+	Agent  string    // id of the agent that reported the crash; "" when none did
+	Since  time.Time // when the agent died with it, as the agent reported it (UTC, µs)
+	// Created is set by the store.
+	Created time.Time
+}
+
 // ActivationWithSinks is one element of a RecordActivations batch: the
 // activation and the JSON of each of its function's sinks at record time.
 type ActivationWithSinks struct {
@@ -266,7 +279,21 @@ type Store interface {
 	// ActivationVolume reports how many activations the store holds and
 	// the room they take.
 	ActivationVolume(ctx context.Context) (ActivationVolume, error)
+	// QuarantineDigest stores q unless its digest is quarantined already
+	// (the first report is kept) and reports whether it stored it. Created
+	// is set by the store; Since is kept in UTC to the microsecond; Reason
+	// is kept as valid UTF-8 without NUL bytes, at most MaxQuarantineReason
+	// bytes. ErrInvalid for an empty digest or one holding a NUL byte.
+	QuarantineDigest(ctx context.Context, q Quarantine) (created bool, err error)
+	// ListQuarantine returns every quarantined digest, sorted by digest.
+	ListQuarantine(ctx context.Context) ([]Quarantine, error)
+	// ReleaseDigest ends a digest's quarantine and returns what it was.
+	// ErrNotFound.
+	ReleaseDigest(ctx context.Context, digest string) (Quarantine, error)
 
 	// Close releases the store's resources.
 	Close() error
 }
+
+// MaxQuarantineReason bounds a quarantine's stored reason, in bytes.
+const MaxQuarantineReason = 1024

@@ -104,7 +104,7 @@ The controller's address and token come from the config file
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(a.fnCommand(), a.modCommand(), a.appCommand(), a.adminCommand(),
-		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.configCommand(), a.devCommand())
+		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.quarantineCommand(), a.configCommand(), a.devCommand())
 	return root
 }
 

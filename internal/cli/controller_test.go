@@ -140,6 +140,10 @@ func TestAgainstController(t *testing.T) {
 		"--agent-name", "edge1", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 	agent.Await(`msg=connected`)
 	has(ok("agent", "list"), "edge1", "yes")
+	has(ok("quarantine", "list"), "DIGEST  STATE")
+	fails("not found", "quarantine", "release", "sha256:"+strings.Repeat("0", 64))
+	fails("not a digest", "quarantine", "release", "hello")
+	fails("needs the admin token", "quarantine", "list", "--token", userToken)
 
 	// Invoke.
 	has(ok("fn", "upload", "hello", hello, "--wait"), "uploaded function hello in module _")

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 // maxScript is the controller's limit on an APP script.
@@ -361,5 +363,68 @@ func (a *app) tokenCommand() *cobra.Command {
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime of the token (24h, 90m); default: never expires")
 	cmd.AddCommand(create)
+	return cmd
+}
+
+func (a *app) quarantineCommand() *cobra.Command {
+	cmd := group("quarantine", "Code no agent may run: it was running when an agent died (needs the admin token)")
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List quarantined and held code, with the functions that use it", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var qs []struct {
+				Digest    string   `json:"digest"`
+				State     string   `json:"state"`
+				Reason    string   `json:"reason"`
+				AgentName string   `json:"agent_name"`
+				Since     string   `json:"since"`
+				Until     string   `json:"until"`
+				Functions []string `json:"functions"`
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/admin/quarantine"}, &qs)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, len(qs))
+				for i, q := range qs {
+					state := q.State
+					if q.Until != "" {
+						state += " until " + when(q.Until)
+					}
+					rows[i] = []string{q.Digest, state, strings.Join(q.Functions, ","), q.AgentName, when(q.Since), q.Reason}
+				}
+				return table(w, []string{"DIGEST", "STATE", "FUNCTIONS", "AGENT", "SINCE", "REASON"}, rows)
+			})
+		},
+	}
+	release := &cobra.Command{
+		Use: "release <digest>", Short: "Let quarantined or held code run again, on every agent", Args: nargs(1, 1, "<digest>"),
+		Long: `Release a digest (as quarantine list shows it): the controller forgets the
+quarantine and tells every agent, so the code runs again at once. If it is
+still a poison pill, it takes down the agent that runs it next, and is
+quarantined again when that agent restarts.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !protocol.IsDigest(args[0]) {
+				return usagef(cmd, "%q is not a digest: want sha256:<64 lowercase hex digits>, as quarantine list shows", args[0])
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodDelete, path: "/v1/admin/quarantine/" + args[0]}, nil)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "released %s\n", args[0])
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(list, release)
 	return cmd
 }

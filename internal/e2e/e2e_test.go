@@ -77,9 +77,13 @@ func runScenario(t *testing.T, dsn string) {
 	// let it hold all five functions before it dies.
 	waitFor(t, "edge1 holds the five functions", func() bool { return c.connected(t)["edge1"].Digests == 5 })
 
-	// kill -9 one agent: the next invocations go to the other.
+	// kill -9 one agent: once the controller noticed, the invocations go
+	// to the other. (A call the controller sends to the dead agent before
+	// it notices is answered 502, "may have run", and never run twice:
+	// TestPoisonPillStopsAtOneAgent.)
 	ids := c.connected(t)
 	edge1.Kill()
+	waitFor(t, "the controller to notice edge1 is gone", func() bool { _, ok := c.connected(t)["edge1"]; return !ok })
 	for i := range 10 {
 		if status, body := c.invoke(t, "_", "hello", `{"args":{"name":"K"}}`); status != 200 {
 			t.Fatalf("invocation %d after kill -9: %d %s", i, status, body)

@@ -21,6 +21,10 @@ import (
 
 var bin string // directory holding the built binaries
 
+// faultBin is the wisp-agent built with -tags wispfault (internal/fault),
+// for the tests that need an agent to die or stall on cue.
+var faultBin string
+
 func TestMain(m *testing.M) {
 	if os.Getenv("WISP_E2E_QUIC_ECHO") == "1" {
 		runQUICEchoServer() // this process is the other end of a floor measurement
@@ -37,6 +41,12 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", dir + "/", "../../cmd/wisp-controller", "../../cmd/wisp-agent"}
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	faultBin = filepath.Join(dir, "fault", "wisp-agent")
+	if out, err := exec.Command("go", "build", "-tags", "wispfault", "-o", faultBin, "../../cmd/wisp-agent").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the fault agent: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -119,11 +129,25 @@ func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc 
 // startAgentEnv is startAgent with environment variables added.
 func startAgentEnv(t testing.TB, c *controller, token, name, dataDir string, env []string) *proc {
 	t.Helper()
+	p := startEnv(t, "wisp-agent "+name, env, agentArgs(c, token, name, dataDir)...)
+	p.Await(`msg=connected`)
+	return p
+}
+
+func agentArgs(c *controller, token, name, dataDir string) []string {
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}
-	p := startEnv(t, "wisp-agent "+name, env, args...)
+	return args
+}
+
+// startFaultAgent runs the wispfault build of wisp-agent with WISP_FAULT
+// set to fault (see internal/fault).
+func startFaultAgent(t testing.TB, c *controller, token, name, dataDir, fault string) *proc {
+	t.Helper()
+	p := testproc.Start(t, "wisp-agent "+name+" (fault "+fault+")", faultBin, []string{"WISP_LOG_LEVEL=debug", "WISP_FAULT=" + fault},
+		agentArgs(c, token, name, dataDir)...)
 	p.Await(`msg=connected`)
 	return p
 }

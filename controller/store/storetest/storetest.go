@@ -85,6 +85,8 @@ func Run(t *testing.T, open Opener) {
 		{"PruneBeyond", testPruneBeyond},
 		{"PruneBeyondPerFunction", testPruneBeyondPerFunction},
 		{"ActivationVolume", testActivationVolume},
+		{"Quarantine", testQuarantine},
+		{"ConcurrentQuarantine", testConcurrentQuarantine},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -828,6 +830,7 @@ type snapshot struct {
 	Scripts    []store.Script
 	JoinTokens []store.JoinToken
 	Agents     []store.Agent
+	Quarantine []store.Quarantine
 }
 
 func take(t *testing.T, s store.Store) snapshot {
@@ -858,6 +861,8 @@ func take(t *testing.T, s store.Store) snapshot {
 	noErr(t, "ListJoinTokens", err)
 	snap.Agents, err = s.ListAgents(ctx)
 	noErr(t, "ListAgents", err)
+	snap.Quarantine, err = s.ListQuarantine(ctx)
+	noErr(t, "ListQuarantine", err)
 	return snap
 }
 
@@ -893,6 +898,9 @@ func populate(t *testing.T, s store.Store) {
 	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "edge", CredentialHash: tokenHash("ag 2")})
 	noErr(t, "CreateAgent", err)
 	noErr(t, "TouchAgent", s.TouchAgent(ctx, agentID(2), "edge", []string{"zone=us"}, time.Now().Add(time.Second)))
+	_, digest := Code("pop poison")
+	_, err = s.QuarantineDigest(ctx, store.Quarantine{Digest: digest, Reason: "the agent died while running this code", Agent: agentID(1), Since: time.Now()})
+	noErr(t, "QuarantineDigest", err)
 }
 
 func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
@@ -978,6 +986,22 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.
 		}, nil},
 		{"TouchAgent canceled context", func(context.Context) error {
 			return s.TouchAgent(canceled, agentID(1), "x", nil, time.Now())
+		}, nil},
+		{"ReleaseDigest missing", func(ctx context.Context) error {
+			_, err := s.ReleaseDigest(ctx, "sha256:00")
+			return err
+		}, store.ErrNotFound},
+		{"QuarantineDigest empty digest", func(ctx context.Context) error {
+			_, err := s.QuarantineDigest(ctx, store.Quarantine{Reason: "r"})
+			return err
+		}, store.ErrInvalid},
+		{"QuarantineDigest canceled context", func(context.Context) error {
+			_, err := s.QuarantineDigest(canceled, store.Quarantine{Digest: "sha256:01"})
+			return err
+		}, nil},
+		{"ReleaseDigest canceled context", func(context.Context) error {
+			_, err := s.ReleaseDigest(canceled, want.Quarantine[0].Digest)
+			return err
 		}, nil},
 		{"CreateModule canceled context", func(context.Context) error { return s.CreateModule(canceled, "new") }, nil},
 		{"CreateFunction canceled context", func(context.Context) error {
