@@ -48,7 +48,11 @@ type Config struct {
 	MQTTBroker       string // "" disables edge-local triggers
 	Timeout          time.Duration
 	MemoryMiB        uint64
-	MaxConcurrent    int
+	// MaxConcurrent, MaxPerFunction and MaxQueuedPerFunction bound the
+	// runtime's instance slots (runtime.Config; zero: its defaults).
+	MaxConcurrent        int
+	MaxPerFunction       int
+	MaxQueuedPerFunction int
 }
 
 // Run runs an agent until ctx is done: its runtime and state, one link per
@@ -61,11 +65,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	rt, err := runtime.New(ctx, runtime.Config{
-		CacheDir:      filepath.Join(cfg.DataDir, "cache"),
-		Engine:        cfg.Engine,
-		MaxConcurrent: cfg.MaxConcurrent,
-		Limits:        runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
-		Logger:        log,
+		CacheDir:             filepath.Join(cfg.DataDir, "cache"),
+		Engine:               cfg.Engine,
+		MaxConcurrent:        cfg.MaxConcurrent,
+		MaxPerFunction:       cfg.MaxPerFunction,
+		MaxQueuedPerFunction: cfg.MaxQueuedPerFunction,
+		Limits:               runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
+		Logger:               log,
 	})
 	if err != nil {
 		return err

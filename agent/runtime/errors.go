@@ -27,6 +27,7 @@ const (
 	KindExit                // a WASI command exited non-zero
 	KindNotLoaded           // no module with that digest is loaded
 	KindClosed              // the runtime is closed
+	KindOverloaded          // the function's queue on this agent is full; nothing ran
 )
 
 var kindNames = [...]string{
@@ -47,6 +48,7 @@ var kindNames = [...]string{
 	KindExit:           "exit",
 	KindNotLoaded:      "not loaded",
 	KindClosed:         "closed",
+	KindOverloaded:     "overloaded",
 }
 
 func (k Kind) String() string {
@@ -108,6 +110,7 @@ var (
 	ErrExit           = &Error{Kind: KindExit}
 	ErrNotLoaded      = &Error{Kind: KindNotLoaded}
 	ErrClosed         = &Error{Kind: KindClosed}
+	ErrOverloaded     = &Error{Kind: KindOverloaded}
 )
 
 func newError(k Kind, format string, args ...any) *Error {

@@ -37,5 +37,6 @@ func (c config) node() node.Config {
 		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
 		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,
 		Timeout: c.Timeout, MemoryMiB: c.MemoryMiB, MaxConcurrent: c.MaxConcurrent,
+		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction,
 	}
 }

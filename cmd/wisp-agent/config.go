@@ -33,7 +33,12 @@ type config struct {
 	MQTTBroker    string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
 	Timeout       time.Duration
 	MemoryMiB     uint64
-	MaxConcurrent int
+	MaxConcurrent int // WISP_MAX_CONCURRENT: instances at once (0: 8 × GOMAXPROCS)
+	// WISP_MAX_PER_FUNCTION: instances of one function at once (0: GOMAXPROCS-1, at least 1)
+	MaxPerFunction int
+	// WISP_MAX_QUEUED_PER_FUNCTION: calls of one function waiting for an
+	// instance before more are refused as overloaded (0: 256)
+	MaxQueuedPerFunction int
 }
 
 func defaultConfig() config {
@@ -51,7 +56,8 @@ func defaultConfig() config {
 
 // envKeys maps each setting to its environment variable.
 var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
-	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT"}
+	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT",
+	"WISP_MAX_PER_FUNCTION", "WISP_MAX_QUEUED_PER_FUNCTION"}
 
 func (c *config) set(key, v string) error {
 	var err error
@@ -82,6 +88,10 @@ func (c *config) set(key, v string) error {
 		c.MemoryMiB, err = strconv.ParseUint(v, 10, 64)
 	case "WISP_MAX_CONCURRENT":
 		c.MaxConcurrent, err = strconv.Atoi(v)
+	case "WISP_MAX_PER_FUNCTION":
+		c.MaxPerFunction, err = strconv.Atoi(v)
+	case "WISP_MAX_QUEUED_PER_FUNCTION":
+		c.MaxQueuedPerFunction, err = strconv.Atoi(v)
 	default:
 		return fmt.Errorf("unknown setting %s", key)
 	}
@@ -180,5 +190,6 @@ func (c config) Validate() error {
 	if c.Timeout <= 0 {
 		return errors.New("timeout must be positive")
 	}
-	return runtime.Config{Engine: c.Engine, MaxConcurrent: c.MaxConcurrent}.Validate()
+	return runtime.Config{Engine: c.Engine, MaxConcurrent: c.MaxConcurrent,
+		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction}.Validate()
 }

@@ -157,7 +157,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		}
 		s := buf.ss[idx]
 		res, err := s.Invoke(ctx, inv)
-		if errors.Is(err, ErrNotStarted) || errors.Is(err, ErrDisconnected) {
+		if errors.Is(err, ErrNotStarted) || errors.Is(err, ErrDisconnected) || refused(res) {
 			tried = append(tried, s)
 			if attempt+1 < maxAttempts {
 				m.retried()
@@ -169,11 +169,21 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 			return api.InvokeResult{}, invocationFailure(s, err, ctx)
 		}
 		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		if refused(res) {
+			return resultOf(res) // nothing ran: no activation to record
+		}
 		if err := d.record(ctx, req, inv, s, res, start); err != nil {
 			return api.InvokeResult{}, api.InvocationError("the function ran but its activation could not be recorded", err)
 		}
 		return resultOf(res)
 	}
+}
+
+// refused reports whether the agent answered that it has no room for the
+// function now (its queue for it is full): the agent refuses before it runs
+// anything, so the invocation may run on another agent.
+func refused(res *protocol.Result) bool {
+	return res != nil && res.Code == protocol.Overloaded
 }
 
 func resultLabel(c protocol.ErrorCode) string {
@@ -202,14 +212,16 @@ func invocationFailure(s *Session, err error, ctx context.Context) error {
 }
 
 // resultOf maps an agent's Result to the API's answer: the function's own
-// error (422), any other failure (500, with the runtime's message), or the
-// output.
+// error (422), a refusal before it ran (503), any other failure (500, with
+// the runtime's message), or the output.
 func resultOf(r *protocol.Result) (api.InvokeResult, error) {
 	switch r.Code {
 	case protocol.OK:
 		return api.InvokeResult{Output: r.Output}, nil
 	case protocol.GuestError:
 		return api.InvokeResult{}, api.GuestError(r.Message)
+	case protocol.Overloaded: // every agent tried refused it before running it
+		return api.InvokeResult{}, fmt.Errorf("%w: the agents are at their limit for this function: %s", api.ErrNoWorker, r.Message)
 	}
 	detail := r.Code.String()
 	if r.Message != "" {
