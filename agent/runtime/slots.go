@@ -203,8 +203,8 @@ func (s *slotScheduler) function(key ShareKey) *functionShare {
 
 // forget drops f once nothing runs, waits or holds a turn.
 func (s *slotScheduler) forget(f *functionShare) {
-	if f.running > 0 || len(f.waiters) > 0 || f.inTurns {
-		return
+	if f.owner == nil || f.running > 0 || len(f.waiters) > 0 || f.inTurns {
+		return // forgotten already, or still in use
 	}
 	o := f.owner
 	delete(o.functions, f.name)
