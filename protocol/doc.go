@@ -71,7 +71,10 @@
 //   - The agent answers Invoke with Started before anything else. A
 //     controller that gets no Started within a short start timeout treats
 //     the invocation as never started (the agent is dead or unreachable)
-//     and may run it on another agent; after Started it never retries.
+//     and may run it on another agent; after Started it never retries,
+//     except on a Result of [Overloaded]: the agent sends that only for a
+//     call it refused before running anything (its queue for the function
+//     was full), so the call may run on another agent.
 //   - An invocation stream always ends with Result, whose code may be any
 //     [ErrorCode]: OK, a function failure (100–199) or a general one such as
 //     [Overloaded], [Draining] or [UnknownDigest]. Error on an invocation
