@@ -96,9 +96,11 @@ func (c *controller) joinToken(t testing.TB, dsn string) string {
 	return tok
 }
 
-func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc {
+// startAgent runs wisp-agent with extra flags after the test's own.
+func startAgent(t testing.TB, c *controller, token, name, dataDir string, extra ...string) *proc {
 	t.Helper()
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
+	args = append(args, extra...)
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}
