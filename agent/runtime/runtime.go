@@ -356,12 +356,12 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	if share.Function == "" {
 		share.Function = digest
 	}
-	queue, denied := r.slots.acquire(ctx, share)
+	held, queue, denied := r.slots.acquire(ctx, share)
 	res.Queue = queue
 	if denied != nil {
 		return res, r.slotError(denied, queue)
 	}
-	defer r.slots.release(share)
+	defer r.slots.release(held)
 	c := &call{input: input, limits: limits, allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
 	c.stdout.max = limits.OutputBytes

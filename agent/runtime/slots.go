@@ -36,18 +36,20 @@ type slotScheduler struct {
 	perFunction int // instances of one function at once
 	queueBound  int // waiting calls of one function
 
-	mu     sync.Mutex
-	free   int
-	closed bool
-	owners map[string]*ownerShare
-	turns  queue[*ownerShare] // owners that may have an eligible function, in turn order
-	// spare keeps one emptied functionShare, so a warm call of an idle
-	// function does not allocate one each time.
-	spare *functionShare
+	mu        sync.Mutex
+	free      int
+	closed    bool
+	functions map[ShareKey]*functionShare // running, waiting, or idle (kept up to keptIdle)
+	owners    map[string]*ownerShare      // kept once seen: owners are few
+	turns     queue[*ownerShare]          // owners that may have an eligible function, in turn order
 
 	waiting int
 	stats   slotStats
 }
+
+// keptIdle bounds the idle functions the scheduler remembers, so a warm
+// call allocates nothing while memory stays bounded whatever the keys.
+const keptIdle = 1024
 
 // slotStats are the scheduler's counters, read under its lock.
 type slotStats struct {
@@ -55,19 +57,18 @@ type slotStats struct {
 }
 
 type ownerShare struct {
-	name      string
-	functions map[string]*functionShare
-	turns     queue[*functionShare] // functions that may be eligible, in turn order
-	inTurns   bool
+	turns   queue[*functionShare] // functions that may be eligible, in turn order
+	inTurns bool
 }
 
 type functionShare struct {
 	owner   *ownerShare
-	name    string
 	running int
 	waiters []*slotWaiter // FIFO
 	inTurns bool
 }
+
+func (f *functionShare) idle() bool { return f.running == 0 && len(f.waiters) == 0 && !f.inTurns }
 
 type slotWaiter struct {
 	ready   chan struct{} // closed when the slot is granted or the scheduler closes
@@ -85,7 +86,8 @@ const (
 )
 
 func newSlotScheduler(slots, perFunction, queueBound int) *slotScheduler {
-	return &slotScheduler{free: slots, perFunction: perFunction, queueBound: queueBound, owners: map[string]*ownerShare{}}
+	return &slotScheduler{free: slots, perFunction: perFunction, queueBound: queueBound,
+		functions: map[ShareKey]*functionShare{}, owners: map[string]*ownerShare{}}
 }
 
 // slotDenied says why acquire gave no slot.
@@ -99,25 +101,27 @@ type slotDenied struct {
 
 // acquire takes a slot for key, waiting its turn until ctx ends, and
 // returns how long the call waited. After a nil *slotDenied the caller must
-// release(key).
-func (s *slotScheduler) acquire(ctx context.Context, key ShareKey) (time.Duration, *slotDenied) {
+// release the returned share.
+func (s *slotScheduler) acquire(ctx context.Context, key ShareKey) (*functionShare, time.Duration, *slotDenied) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return 0, &slotDenied{closed: true}
+		return nil, 0, &slotDenied{closed: true}
 	}
-	f := s.function(key)
+	f := s.functions[key]
+	if f == nil {
+		f = s.newFunction(key)
+	}
 	if f.running < s.perFunction && s.free > 0 {
 		f.running++
 		s.free--
 		s.mu.Unlock()
-		return 0, nil
+		return f, 0, nil
 	}
 	if len(f.waiters) >= s.queueBound {
 		s.stats.refused++
-		s.forget(f)
 		s.mu.Unlock()
-		return 0, &slotDenied{full: true, bound: s.queueBound}
+		return nil, 0, &slotDenied{full: true, bound: s.queueBound}
 	}
 	why := waitAgent
 	if f.running >= s.perFunction {
@@ -141,7 +145,7 @@ func (s *slotScheduler) acquire(ctx context.Context, key ShareKey) (time.Duratio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if w.granted && ctx.Err() == nil {
-		return waited, nil
+		return f, waited, nil
 	}
 	if w.granted {
 		// Granted as the context ended: the slot goes to the next in turn.
@@ -149,23 +153,22 @@ func (s *slotScheduler) acquire(ctx context.Context, key ShareKey) (time.Duratio
 	} else if i := slices.Index(f.waiters, w); i >= 0 {
 		f.waiters = slices.Delete(f.waiters, i, i+1)
 		s.waiting--
-		s.forget(f)
 	}
 	if ctx.Err() == nil { // woken by close
-		return waited, &slotDenied{closed: true}
+		return nil, waited, &slotDenied{closed: true}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		s.stats.queueTimeouts++
 	} else {
 		s.stats.queueCanceled++
 	}
-	return waited, &slotDenied{why: why, ctxErr: ctx.Err(), bound: s.perFunction}
+	return nil, waited, &slotDenied{why: why, ctxErr: ctx.Err(), bound: s.perFunction}
 }
 
-// release gives back the slot of a call of key.
-func (s *slotScheduler) release(key ShareKey) {
+// release gives back a slot acquire granted to f.
+func (s *slotScheduler) release(f *functionShare) {
 	s.mu.Lock()
-	s.releaseLocked(s.owners[key.Owner].functions[key.Function])
+	s.releaseLocked(f)
 	s.mu.Unlock()
 }
 
@@ -176,40 +179,26 @@ func (s *slotScheduler) releaseLocked(f *functionShare) {
 		s.offer(f)
 	}
 	s.dispatch()
-	s.forget(f)
 }
 
-// function returns key's share, making it (and its owner's) if needed.
-func (s *slotScheduler) function(key ShareKey) *functionShare {
+// newFunction makes key's share (and its owner's), first forgetting the
+// idle functions if too many are kept.
+func (s *slotScheduler) newFunction(key ShareKey) *functionShare {
+	if len(s.functions) >= keptIdle {
+		for k, f := range s.functions {
+			if f.idle() {
+				delete(s.functions, k)
+			}
+		}
+	}
 	o := s.owners[key.Owner]
 	if o == nil {
-		// Owners stay once seen: they are few (subjects), and a warm
-		// call then allocates nothing here.
-		o = &ownerShare{name: key.Owner, functions: map[string]*functionShare{}}
+		o = &ownerShare{}
 		s.owners[key.Owner] = o
 	}
-	f := o.functions[key.Function]
-	if f == nil {
-		if f = s.spare; f != nil {
-			s.spare = nil
-			f.owner, f.name = o, key.Function
-		} else {
-			f = &functionShare{owner: o, name: key.Function}
-		}
-		o.functions[key.Function] = f
-	}
+	f := &functionShare{owner: o}
+	s.functions[key] = f
 	return f
-}
-
-// forget drops f once nothing runs, waits or holds a turn.
-func (s *slotScheduler) forget(f *functionShare) {
-	if f.owner == nil || f.running > 0 || len(f.waiters) > 0 || f.inTurns {
-		return // forgotten already, or still in use
-	}
-	o := f.owner
-	delete(o.functions, f.name)
-	f.owner, f.name, f.waiters = nil, "", f.waiters[:0]
-	s.spare = f
 }
 
 // offer gives f a turn (and its owner one) if it may use a slot, then
@@ -248,7 +237,6 @@ func (s *slotScheduler) dispatch() {
 		if f.running >= s.perFunction || len(f.waiters) == 0 {
 			o.turns.pop()
 			f.inTurns = false
-			s.forget(f)
 			continue
 		}
 		w := f.waiters[0]
@@ -273,14 +261,12 @@ func (s *slotScheduler) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	for _, o := range s.owners {
-		for _, f := range o.functions {
-			for _, w := range f.waiters {
-				close(w.ready)
-			}
-			s.waiting -= len(f.waiters)
-			f.waiters = nil
+	for _, f := range s.functions {
+		for _, w := range f.waiters {
+			close(w.ready)
 		}
+		s.waiting -= len(f.waiters)
+		f.waiters = nil
 	}
 }
 

@@ -249,29 +249,28 @@ func grantOrder(t *testing.T, keys []ShareKey) []string {
 	var got []string
 	synctest.Test(t, func(t *testing.T) {
 		s := newSlotScheduler(1, 100, 100)
-		hold := ShareKey{Function: "holder"}
-		if _, d := s.acquire(context.Background(), hold); d != nil {
+		hold, _, d := s.acquire(context.Background(), ShareKey{Function: "holder"})
+		if d != nil {
 			t.Fatal(d)
 		}
 		var mu sync.Mutex
 		for _, k := range keys {
 			go func() {
-				if _, d := s.acquire(context.Background(), k); d != nil {
+				f, _, d := s.acquire(context.Background(), k)
+				if d != nil {
 					t.Error(d)
 					return
 				}
 				mu.Lock()
 				got = append(got, k.Owner+"/"+k.Function)
 				mu.Unlock()
-				s.release(k)
+				s.release(f)
 			}()
 			synctest.Wait() // queued before the next one arrives
 		}
 		s.release(hold)
 		synctest.Wait()
-		if _, busy, waiting := s.snapshot(1); busy != 0 || waiting != 0 || len(s.owners[""].functions) != 0 {
-			t.Errorf("after the queue drained: %d busy, %d waiting, %d functions kept", busy, waiting, len(s.owners[""].functions))
-		}
+		checkDrained(t, s, 1)
 	})
 	return got
 }
@@ -320,7 +319,8 @@ func TestSchedulerNeverExceedsBounds(t *testing.T) {
 			if i%5 == 0 {
 				ctx = context.Background()
 			}
-			if _, d := s.acquire(ctx, k); d != nil {
+			f, _, d := s.acquire(ctx, k)
+			if d != nil {
 				if d.ctxErr == nil {
 					t.Errorf("denied without a context error: %+v", d)
 				}
@@ -338,17 +338,53 @@ func TestSchedulerNeverExceedsBounds(t *testing.T) {
 			running[k]--
 			total--
 			mu.Unlock()
-			s.release(k)
+			s.release(f)
 		}()
 	}
 	wg.Wait()
+	checkDrained(t, s, slots)
+}
+
+// checkDrained checks that nothing runs, waits or holds a turn.
+func checkDrained(t *testing.T, s *slotScheduler, slots int) {
+	t.Helper()
 	if _, busy, waiting := s.snapshot(slots); busy != 0 || waiting != 0 {
-		t.Fatalf("%d busy, %d waiting after all calls ended", busy, waiting)
+		t.Errorf("%d busy, %d waiting after all calls ended", busy, waiting)
+	}
+	for k, f := range s.functions {
+		if !f.idle() {
+			t.Errorf("%v: %d running, %d waiting, in turns %v", k, f.running, len(f.waiters), f.inTurns)
+		}
 	}
 	for name, o := range s.owners {
-		if len(o.functions) != 0 || o.inTurns {
-			t.Fatalf("owner %q keeps %d functions (in turns: %v)", name, len(o.functions), o.inTurns)
+		if o.inTurns {
+			t.Errorf("owner %q still holds a turn", name)
 		}
+	}
+}
+
+// TestIdleFunctionsAreBounded: the scheduler keeps idle functions (a warm
+// call then allocates nothing) but at most keptIdle of them.
+func TestIdleFunctionsAreBounded(t *testing.T) {
+	s := newSlotScheduler(4, 1, 1)
+	for i := range 5 * keptIdle {
+		f, _, d := s.acquire(context.Background(), ShareKey{Owner: fmt.Sprint(i % 3), Function: fmt.Sprint(i)})
+		if d != nil {
+			t.Fatal(d)
+		}
+		s.release(f)
+	}
+	if len(s.functions) > keptIdle {
+		t.Fatalf("%d functions kept", len(s.functions))
+	}
+	k := ShareKey{Function: "warm"}
+	f, _, _ := s.acquire(context.Background(), k)
+	s.release(f)
+	if n := testing.AllocsPerRun(100, func() {
+		f, _, _ := s.acquire(context.Background(), k)
+		s.release(f)
+	}); n != 0 {
+		t.Fatalf("a warm acquire and release allocate %v times", n)
 	}
 }
 
