@@ -80,9 +80,8 @@ type slotWaiter struct {
 type wait uint8
 
 const (
-	noWait wait = iota
-	waitFunction
-	waitAgent
+	waitAgent    wait = iota // every slot was busy
+	waitFunction             // the function had MaxPerFunction instances
 )
 
 func newSlotScheduler(slots, perFunction, queueBound int) *slotScheduler {
