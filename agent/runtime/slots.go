@@ -40,8 +40,8 @@ type slotScheduler struct {
 	free      int
 	closed    bool
 	functions map[ShareKey]*functionShare // running, waiting, or idle (kept up to keptIdle)
-	owners    map[string]*ownerShare      // kept once seen: owners are few
-	turns     queue[*ownerShare]          // owners that may have an eligible function, in turn order
+	owners    map[string]*ownerShare      // kept once seen: owners are few (subjects)
+	turns     fifo[*ownerShare]           // owners that may have an eligible function, in turn order
 
 	waiting int
 	stats   slotStats
@@ -57,7 +57,7 @@ type slotStats struct {
 }
 
 type ownerShare struct {
-	turns   queue[*functionShare] // functions that may be eligible, in turn order
+	turns   fifo[*functionShare] // functions that may be eligible, in turn order
 	inTurns bool
 }
 
@@ -75,13 +75,13 @@ type slotWaiter struct {
 	granted bool
 }
 
-// wait is why a call had to queue: its function was at its cap, or every
+// waitReason is why a call had to queue: its function was at its cap, or every
 // slot was busy.
-type wait uint8
+type waitReason uint8
 
 const (
-	waitAgent    wait = iota // every slot was busy
-	waitFunction             // the function had MaxPerFunction instances
+	waitAgent    waitReason = iota // every slot was busy
+	waitFunction                   // the function had MaxPerFunction instances
 )
 
 func newSlotScheduler(slots, perFunction, queueBound int) *slotScheduler {
@@ -91,9 +91,9 @@ func newSlotScheduler(slots, perFunction, queueBound int) *slotScheduler {
 
 // slotDenied says why acquire gave no slot.
 type slotDenied struct {
-	closed bool // the runtime is closing
-	full   bool // the function's queue was full: the call did not wait
-	why    wait // else: why it waited, until its context ended
+	closed bool       // the runtime is closing
+	full   bool       // the function's queue was full: the call did not wait
+	why    waitReason // else: why it waited, until its context ended
 	ctxErr error
 	bound  int // the bound that applied: MaxQueuedPerFunction (full) or MaxPerFunction
 }
@@ -276,13 +276,13 @@ func (s *slotScheduler) snapshot(slots int) (slotStats, int, int) {
 	return s.stats, slots - s.free, s.waiting
 }
 
-// queue is a FIFO that reuses its backing array.
-type queue[T any] struct {
+// fifo is a queue that reuses its backing array.
+type fifo[T any] struct {
 	items []T
 	head  int
 }
 
-func (q *queue[T]) push(v T) {
+func (q *fifo[T]) push(v T) {
 	if q.head > 0 && q.head >= len(q.items)/2 {
 		n := copy(q.items, q.items[q.head:])
 		clear(q.items[n:])
@@ -291,7 +291,7 @@ func (q *queue[T]) push(v T) {
 	q.items = append(q.items, v)
 }
 
-func (q *queue[T]) front() (T, bool) {
+func (q *fifo[T]) front() (T, bool) {
 	if q.head == len(q.items) {
 		var zero T
 		return zero, false
@@ -299,7 +299,7 @@ func (q *queue[T]) front() (T, bool) {
 	return q.items[q.head], true
 }
 
-func (q *queue[T]) pop() {
+func (q *fifo[T]) pop() {
 	var zero T
 	q.items[q.head] = zero
 	q.head++
