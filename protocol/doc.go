@@ -82,10 +82,11 @@
 //     clean end and a truncated frame (io.ErrUnexpectedEOF) are told apart.
 //   - The agent answers Invoke with Started before anything else, or with
 //     a Result alone when it refuses the call without running any of it
-//     ([NotStarted] codes). It may hold Started back a few milliseconds to
-//     send it in one packet with the Result. A refusal may also follow
-//     Started ([Quarantined]): the code says whether anything ran, not the
-//     frames before it.
+//     ([NotStarted] codes: [Overloaded] when its queue for the function is
+//     full, [Draining] while it stops). It may hold Started back a few
+//     milliseconds to send it in one packet with the Result. A refusal may
+//     also follow Started ([Quarantined], [Overloaded]): the code says
+//     whether anything ran, not the frames before it.
 //   - Delivery (since version 2; docs/delivery.md has the whole guarantee):
 //     a synchronous invocation runs at most once. The controller runs it on
 //     another agent only when it provably never reached the runtime: the

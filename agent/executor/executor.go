@@ -144,11 +144,12 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		return out
 	}
 	ctx = fault.WithInput(ctx, c.Args)
-	res, err := e.rt.Invoke(ctx, c.Digest, runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits})
+	req := runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits, Share: shareOf(c)}
+	res, err := e.rt.Invoke(ctx, c.Digest, req)
 	if errors.Is(err, runtime.ErrNotLoaded) {
 		// Evicted between ensureLoaded and Invoke: load again once.
 		if err = e.ensureLoaded(ctx, c.Digest, fetch, &out); err == nil {
-			res, err = e.rt.Invoke(ctx, c.Digest, runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits})
+			res, err = e.rt.Invoke(ctx, c.Digest, req)
 		}
 	}
 	out.Output, out.Logs, out.Err = res.Output, res.Logs, err
@@ -158,6 +159,14 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		e.log.Debug("invocation failed", "activation", c.ActivationID, "module", c.Module, "function", c.Function, "err", err)
 	}
 	return out
+}
+
+// shareOf is whose share of the instance slots a call uses: its function,
+// "module/function" (names cannot contain '/'), whichever path it came
+// from. Functions have no owner yet; when subjects own modules, the owner
+// goes in Owner and fairness between subjects applies with no other change.
+func shareOf(c Call) runtime.ShareKey {
+	return runtime.ShareKey{Function: c.Module + "/" + c.Function}
 }
 
 func (e *Executor) ensureLoaded(ctx context.Context, digest string, fetch Fetch, out *Outcome) error {

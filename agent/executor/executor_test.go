@@ -8,18 +8,26 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
 
 func newExecutor(t *testing.T, dir string) (*Executor, *prometheus.Registry, func()) {
 	t.Helper()
-	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
+	return newExecutorWith(t, runtime.Config{CacheDir: dir})
+}
+
+func newExecutorWith(t *testing.T, cfg runtime.Config) (*Executor, *prometheus.Registry, func()) {
+	t.Helper()
+	dir := cfg.CacheDir
+	rt, err := runtime.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,4 +174,87 @@ func TestQuarantinedCodeNeverRuns(t *testing.T) {
 	if out := e.Invoke(context.Background(), call, fetch); out.Err != nil || string(out.Output) != `{"payload":"Hello World!"}` {
 		t.Fatalf("after the release: %s %v", out.Output, out.Err)
 	}
+}
+
+// TestFunctionsShareSlotsByName: the executor keys a call's share of the
+// instance slots by module/function, so two functions with the same code
+// have a cap and a queue each, while calls of one function share them; a
+// refusal is Overloaded on the wire and shows in the queue metrics.
+func TestFunctionsShareSlotsByName(t *testing.T) {
+	e, reg, _ := newExecutorWith(t, runtime.Config{CacheDir: t.TempDir(), MaxConcurrent: 4, MaxPerFunction: 1, MaxQueuedPerFunction: 1})
+	code, err := os.ReadFile("../../testdata/wasm/loop.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := runtime.Digest(code)
+	if err := e.Store(context.Background(), d, code); err != nil {
+		t.Fatal(err)
+	}
+	spin := Call{Module: "m", Function: "spin", Digest: d, Limits: runtime.Limits{Timeout: time.Minute}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 { // one runs, one waits
+		wg.Add(1)
+		go func() { defer wg.Done(); e.Invoke(ctx, spin, nil) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	testwait.For(t, 30*time.Second, "one running and one queued call", func() bool {
+		s := e.Runtime().Stats()
+		return s.Busy == 1 && s.Waiting == 1
+	})
+
+	out := e.Invoke(context.Background(), spin, nil)
+	if !errors.Is(out.Err, runtime.ErrOverloaded) || WireCode(out.Err) != protocol.Overloaded {
+		t.Fatalf("a third call of a function with a full queue: %v (wire %v)", out.Err, WireCode(out.Err))
+	}
+	// Same code, another function: its own share, so it runs at once.
+	other := Call{Module: "m", Function: "spin2", Digest: d, Limits: runtime.Limits{Timeout: 100 * time.Millisecond}}
+	out = e.Invoke(context.Background(), other, nil)
+	if !errors.Is(out.Err, runtime.ErrTimeout) || out.Queue != 0 || out.Run == 0 {
+		t.Fatalf("another function with the same code: %v, queued %v, ran %v", out.Err, out.Queue, out.Run)
+	}
+	for name, want := range map[string]float64{
+		`wisp_agent_queue_refusals_total{reason="queue_full"}`:  1,
+		`wisp_agent_queue_waits_total{reason="function_limit"}`: 1,
+		`wisp_agent_queue_waits_total{reason="agent_full"}`:     0,
+		`wisp_agent_queued`:                                 1,
+		`wisp_agent_slots_busy`:                             1,
+		`wisp_agent_invocations_total{result="overloaded"}`: 1,
+	} {
+		if got := gathered(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// gathered returns the value of one series, written name{label="value"}.
+func gathered(t *testing.T, reg *prometheus.Registry, series string) float64 {
+	t.Helper()
+	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			if strings.Join(ls, ",") != labels {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }

@@ -103,10 +103,19 @@ var (
 	descSpareHits = prometheus.NewDesc("wisp_agent_runtime_spare_hits_total", "Invocations served by a pre-instantiated spare instance.", nil, nil)
 	descModules   = prometheus.NewDesc("wisp_agent_runtime_modules", "Compiled modules in memory.", nil, nil)
 	descEvictions = prometheus.NewDesc("wisp_agent_runtime_evictions_total", "Compiled modules evicted from memory.", nil, nil)
+	descSlotsBusy = prometheus.NewDesc("wisp_agent_slots_busy", "Instance slots in use (at most the runtime's MaxConcurrent).", nil, nil)
+	descQueued    = prometheus.NewDesc("wisp_agent_queued", "Invocations waiting for an instance slot now.", nil, nil)
+	descWaits     = prometheus.NewDesc("wisp_agent_queue_waits_total",
+		"Invocations that had to wait for an instance slot, by reason: function_limit (their function had --max-per-function instances) or agent_full (every slot busy).",
+		[]string{"reason"}, nil)
+	descRefusals = prometheus.NewDesc("wisp_agent_queue_refusals_total",
+		"Invocations that never got an instance slot, by reason: queue_full (refused at once, overloaded), deadline (timed out while queued) or canceled (the caller gave up while queued).",
+		[]string{"reason"}, nil)
 )
 
 func (runtimeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCompiles, descDiskHits, descMemHits, descSpareHits, descModules, descEvictions} {
+	for _, d := range []*prometheus.Desc{descCompiles, descDiskHits, descMemHits, descSpareHits, descModules, descEvictions,
+		descSlotsBusy, descQueued, descWaits, descRefusals} {
 		ch <- d
 	}
 }
@@ -119,4 +128,11 @@ func (c runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSpareHits, prometheus.CounterValue, float64(s.SpareHits))
 	ch <- prometheus.MustNewConstMetric(descModules, prometheus.GaugeValue, float64(s.Modules))
 	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions))
+	ch <- prometheus.MustNewConstMetric(descSlotsBusy, prometheus.GaugeValue, float64(s.Busy))
+	ch <- prometheus.MustNewConstMetric(descQueued, prometheus.GaugeValue, float64(s.Waiting))
+	ch <- prometheus.MustNewConstMetric(descWaits, prometheus.CounterValue, float64(s.WaitedFunctionLimit), "function_limit")
+	ch <- prometheus.MustNewConstMetric(descWaits, prometheus.CounterValue, float64(s.WaitedAgentFull), "agent_full")
+	ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.RefusedQueueFull), "queue_full")
+	ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.QueueTimeouts), "deadline")
+	ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(s.QueueCanceled), "canceled")
 }

@@ -55,6 +55,8 @@ func WireCode(err error) protocol.ErrorCode {
 		return protocol.Exit
 	case runtime.KindClosed:
 		return protocol.Draining
+	case runtime.KindOverloaded:
+		return protocol.Overloaded
 	}
 	return protocol.Internal
 }

@@ -240,9 +240,10 @@ type Request struct {
 
 // Answer is what a local activation produced: the HTTP status and body
 // (the output on 200, the error detail otherwise), and whether the
-// activation is recorded in the outbox. Recorded is false when
-// nothing ran (the code is not on the agent) or the outbox append failed:
-// a trigger must then leave its message unacknowledged.
+// activation is recorded in the outbox. Recorded is false when nothing ran
+// (the code is not on the agent, or the function's queue was full) or the
+// outbox append failed: a trigger must then leave its message
+// unacknowledged.
 type Answer struct {
 	Status   int
 	Body     []byte
@@ -271,7 +272,7 @@ func (s *Server) Invoke(ctx context.Context, req Request) Answer {
 		ans.Status, ans.Body = statusOf(out.Err)
 		entry.Code, entry.Message, entry.Output = executor.WireCode(out.Err), out.Err.Error(), nil
 	}
-	if errors.Is(out.Err, executor.ErrNoCode) {
+	if errors.Is(out.Err, executor.ErrNoCode) || errors.Is(out.Err, runtime.ErrOverloaded) {
 		return ans // nothing ran: there is no activation to record
 	}
 	var err error
@@ -307,6 +308,8 @@ func statusOf(err error) (int, []byte) {
 			return http.StatusUnprocessableEntity, []byte("Error: " + rerr.Msg)
 		case runtime.KindInputTooLarge:
 			return http.StatusRequestEntityTooLarge, []byte(rerr.Error())
+		case runtime.KindOverloaded: // refused before it ran
+			return http.StatusServiceUnavailable, []byte("The function is at its limit on this agent; try again later (" + rerr.Msg + ")")
 		}
 		return http.StatusInternalServerError, []byte(rerr.Error())
 	}

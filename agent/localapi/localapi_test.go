@@ -21,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -32,8 +33,15 @@ type env struct {
 
 func start(t testing.TB) *env {
 	t.Helper()
+	return startWith(t, runtime.Config{})
+}
+
+// startWith is start with a runtime configured by cfg (CacheDir is set).
+func startWith(t testing.TB, cfg runtime.Config) *env {
+	t.Helper()
 	dir := t.TempDir()
-	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
+	cfg.CacheDir = dir
+	rt, err := runtime.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +50,7 @@ func start(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	var fs []protocol.DesiredFunction
-	for _, f := range []string{"hello_c", "guest_error", "trap"} {
+	for _, f := range []string{"hello_c", "guest_error", "trap", "loop"} {
 		code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", f+".wasm"))
 		if err != nil {
 			t.Fatal(err)
@@ -290,6 +298,46 @@ func (failingRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error {
 
 func (failingRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
 	return errors.New("disk full")
+}
+
+// TestOverloadedIsRefusedUnrecorded: a call refused because its function's
+// queue on the agent is full gets 503 (it did not run), is not in the
+// outbox (a trigger leaves its message for redelivery), and another function
+// still answers.
+func TestOverloadedIsRefusedUnrecorded(t *testing.T) {
+	e := startWith(t, runtime.Config{MaxPerFunction: 1, MaxQueuedPerFunction: 1})
+	s, err := New(Config{Executor: e.exec, State: e.st, Token: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop, _ := e.st.DesiredFunction("_", "loop")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 { // one runs, one waits
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Invoke(ctx, Request{Function: loop, Args: []byte(`{}`)}) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	testwait.For(t, 30*time.Second, "one running and one queued loop call", func() bool {
+		st := e.exec.Runtime().Stats()
+		return st.Busy == 1 && st.Waiting == 1
+	})
+	if status, body := e.post(t, "/v1/fn/_/loop", e.token, `{}`); status != 503 || !strings.Contains(body, "at its limit on this agent") {
+		t.Fatalf("loop with a full queue: %d %s", status, body)
+	}
+	if a := s.Invoke(context.Background(), Request{Function: loop, Args: []byte(`{}`), Source: "local-mqtt"}); a.Recorded || a.Status != 503 {
+		t.Fatalf("trigger call with a full queue: %+v", a)
+	}
+	if status, body := e.post(t, "/v1/fn/_/hello_c", e.token, `{}`); status != 200 {
+		t.Fatalf("hello during the flood: %d %s", status, body)
+	}
+	entries, err := e.st.Outbox(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Function != "hello_c" {
+		t.Fatalf("outbox %+v: the refused calls must not be there", entries)
+	}
 }
 
 // TestAnswerRecorded: Recorded is what a trigger acks on, so it must be

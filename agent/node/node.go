@@ -48,7 +48,11 @@ type Config struct {
 	MQTTBroker       string // "" disables edge-local triggers
 	Timeout          time.Duration
 	MemoryMiB        uint64
-	MaxConcurrent    int
+	// MaxConcurrent, MaxPerFunction and MaxQueuedPerFunction bound the
+	// runtime's instance slots (runtime.Config; zero: its defaults).
+	MaxConcurrent        int
+	MaxPerFunction       int
+	MaxQueuedPerFunction int
 	// ModuleLimits and Compile bound what the agent compiles: it checks
 	// every module itself, whatever its controller accepted.
 	ModuleLimits runtime.ModuleLimits
@@ -76,14 +80,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			"digest", c.Digest, "since", c.Since, "alongside", c.Alongside)
 	}
 	rt, err := runtime.New(ctx, runtime.Config{
-		CacheDir:      filepath.Join(cfg.DataDir, "cache"),
-		Engine:        cfg.Engine,
-		MaxConcurrent: cfg.MaxConcurrent,
-		Limits:        runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
-		ModuleLimits:  cfg.ModuleLimits,
-		Compile:       cfg.Compile,
-		Logger:        log,
-		Track:         executor.CrashMarks(st, log),
+		CacheDir:             filepath.Join(cfg.DataDir, "cache"),
+		Engine:               cfg.Engine,
+		MaxConcurrent:        cfg.MaxConcurrent,
+		MaxPerFunction:       cfg.MaxPerFunction,
+		MaxQueuedPerFunction: cfg.MaxQueuedPerFunction,
+		Limits:               runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
+		ModuleLimits:         cfg.ModuleLimits,
+		Compile:              cfg.Compile,
+		Logger:               log,
+		Track:                executor.CrashMarks(st, log),
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -282,7 +283,9 @@ func TestParallelRSSBounded(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's shadow memory makes RSS meaningless")
 	}
-	r := newRuntime(t, Config{MaxConcurrent: 16})
+	// One function, allowed every slot and a queue for every call: the
+	// bound under test is MaxConcurrent's.
+	r := newRuntime(t, Config{MaxConcurrent: 16, MaxPerFunction: 16, MaxQueuedPerFunction: 1000})
 	d := load(t, r, "mem1m")
 	parallelRSS(t, r, d, 200) // warm up allocator and pools
 	grown := parallelRSS(t, r, d, 1000)
@@ -297,7 +300,8 @@ func TestParallelRSSBounded(t *testing.T) {
 // BenchmarkParallelRSS reports the RSS growth of 1,000 parallel invocations
 // of a function with 1 MiB of linear memory.
 func BenchmarkParallelRSS(b *testing.B) {
-	r := newRuntime(b, Config{})
+	slots := 8 * runtime.GOMAXPROCS(0) // the default MaxConcurrent
+	r := newRuntime(b, Config{MaxPerFunction: slots, MaxQueuedPerFunction: 1000})
 	d := load(b, r, "mem1m")
 	parallelRSS(b, r, d, 200)
 	var worst int64

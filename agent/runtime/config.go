@@ -82,6 +82,9 @@ func (l Limits) merge(def Limits) Limits {
 	return l
 }
 
+// DefaultMaxQueuedPerFunction is Config.MaxQueuedPerFunction when unset.
+const DefaultMaxQueuedPerFunction = 256
+
 // Config configures a Runtime. The zero Config is valid: compiler engine where
 // supported, no disk cache, default limits.
 type Config struct {
@@ -115,6 +118,20 @@ type Config struct {
 	ModuleLimits ModuleLimits
 	// Compile bounds compilation (zero fields: defaults; see CompileBudget).
 	Compile CompileBudget
+	// MaxPerFunction bounds how many instances of one function
+	// (Request.Share) exist at once; its further calls wait, and slots go
+	// round-robin to the functions waiting, so a flooded function cannot
+	// starve the others. A guest running flat out costs a whole core (the
+	// Go scheduler time-slices guests at their loop headers), so the
+	// default, max(1, GOMAXPROCS-1), leaves one core to every other
+	// function even when one of them loops. Capped at MaxConcurrent.
+	MaxPerFunction int
+	// MaxQueuedPerFunction bounds how many calls of one function wait for
+	// a slot; one more is refused at once with ErrOverloaded, before
+	// anything runs. Default 256: a burst that size is absorbed (a queued
+	// call costs little, and its deadline bounds its wait); past it the
+	// agent refuses, so the sender can spread the load.
+	MaxQueuedPerFunction int
 	// HTTPClient makes the guests' __http_request calls. Default: a client
 	// that does not follow redirects to hosts off the allowlist.
 	HTTPClient *http.Client
@@ -168,8 +185,11 @@ func (c Config) Validate() error {
 	if l.MemoryBytes != 0 && l.MemoryBytes < 1<<16 {
 		return fmt.Errorf("runtime: memory limit %d bytes is below one wasm page (65536)", l.MemoryBytes)
 	}
-	if c.MaxModules < 0 || c.MaxModuleBytes < 0 || c.MaxConcurrent < 0 {
+	if c.MaxModules < 0 || c.MaxModuleBytes < 0 {
 		return errors.New("runtime: module cache bounds must not be negative")
+	}
+	if c.MaxConcurrent < 0 || c.MaxPerFunction < 0 || c.MaxQueuedPerFunction < 0 {
+		return errors.New("runtime: instance slot bounds must not be negative")
 	}
 	return nil
 }
@@ -195,6 +215,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 8 * goruntime.GOMAXPROCS(0)
+	}
+	if c.MaxPerFunction == 0 {
+		c.MaxPerFunction = max(1, goruntime.GOMAXPROCS(0)-1)
+	}
+	c.MaxPerFunction = min(c.MaxPerFunction, c.MaxConcurrent)
+	if c.MaxQueuedPerFunction == 0 {
+		c.MaxQueuedPerFunction = DefaultMaxQueuedPerFunction
 	}
 	if c.SpareInstances == 0 {
 		c.SpareInstances = 2

@@ -75,9 +75,36 @@
 // memory may take the cap less that; the allocator enforces it (memory.grow
 // fails in the guest; a guest that then traps gets KindMemoryLimit). A
 // module whose tables alone exceed the runtime's cap is refused at Load
-// (KindModuleLimit). Config.MaxConcurrent
-// bounds how many instances exist at once, which bounds host memory: extra
-// invocations wait for a slot within their deadline.
+// (KindModuleLimit).
+//
+// Instance slots are shared fairly. Config.MaxConcurrent (default
+// 8 × GOMAXPROCS) bounds how many instances exist at once, which bounds host
+// memory. Each call carries a ShareKey (owner, function; the agent's
+// executor sets "module/function" and, until functions have owners, an
+// empty owner):
+//
+//   - Config.MaxPerFunction (default max(1, GOMAXPROCS-1)) bounds the
+//     instances of one function. A guest running flat out costs a whole
+//     core: wazero returns to Go at loop headers (WithCloseOnContextDone),
+//     so the Go scheduler time-slices guests, but only across GOMAXPROCS
+//     cores. With the default one function, even looping, leaves a core
+//     to the others.
+//   - A call that cannot have a slot now waits in its function's FIFO
+//     queue, within its deadline (KindTimeout, or KindCanceled, naming the
+//     wait; Result.Queue says how long). When a slot frees it goes to the
+//     next owner in turn, then to that owner's next function in turn, then
+//     to that function's oldest call: round-robin by calls, not by time
+//     (the per-function cap is what bounds a slow function's time). A
+//     function that starts waiting is served after at most one call of
+//     each other waiting function, however many calls those have queued.
+//   - Config.MaxQueuedPerFunction (default 256) bounds a function's queue:
+//     one more call is refused at once with KindOverloaded, before anything
+//     runs, so its sender may try another agent. A queued call costs a
+//     goroutine and its input, which the agent holds anyway; its deadline
+//     bounds its wait.
+//
+// Spare instances are not slots (at most 16 exist, see Speed). Close
+// refuses the calls still queued with KindClosed.
 //
 // # Speed
 //

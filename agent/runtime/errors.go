@@ -29,6 +29,7 @@ const (
 	KindClosed              // the runtime is closed
 	KindModuleLimit         // the module exceeds a static limit (ModuleLimits)
 	KindCompileBudget       // compiling the module exceeded its time or memory budget
+	KindOverloaded          // the function's queue on this agent is full; nothing ran
 )
 
 var kindNames = [...]string{
@@ -51,6 +52,7 @@ var kindNames = [...]string{
 	KindClosed:         "closed",
 	KindModuleLimit:    "module limit",
 	KindCompileBudget:  "compile budget",
+	KindOverloaded:     "overloaded",
 }
 
 func (k Kind) String() string {
@@ -114,6 +116,7 @@ var (
 	ErrClosed         = &Error{Kind: KindClosed}
 	ErrModuleLimit    = &Error{Kind: KindModuleLimit}
 	ErrCompileBudget  = &Error{Kind: KindCompileBudget}
+	ErrOverloaded     = &Error{Kind: KindOverloaded}
 )
 
 func newError(k Kind, format string, args ...any) *Error {

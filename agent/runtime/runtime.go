@@ -48,8 +48,8 @@ type Runtime struct {
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
 
-	spares atomic.Int64  // spare instances alive, all modules
-	slots  chan struct{} // one token per instance allowed to exist
+	spares atomic.Int64 // spare instances alive, all modules
+	slots  *slotScheduler
 	memory memoryPool
 
 	stats struct {
@@ -77,6 +77,9 @@ type Request struct {
 	AllowedHosts []string
 	// Limits override the runtime's defaults field by field (zero = default).
 	Limits Limits
+	// Share says whose share of the instance slots the call uses (see
+	// ShareKey). Zero: the digest's own.
+	Share ShareKey
 }
 
 // Result is what an invocation produced. Invoke returns it even on error,
@@ -89,7 +92,8 @@ type Result struct {
 	Logs []string
 	// LogsDropped counts lines (or writes) dropped by the log limits.
 	LogsDropped int
-	// Queue is the time spent waiting for a free instance slot (MaxConcurrent).
+	// Queue is the time spent waiting for an instance slot (MaxConcurrent,
+	// MaxPerFunction).
 	Queue time.Duration
 	// Instantiate is the time to get an instance (zero-ish for a spare),
 	// Run the time spent in the guest.
@@ -113,6 +117,17 @@ type Stats struct {
 	Evictions   uint64
 	// Spares is how many spare instances are alive.
 	Spares int64
+
+	// Instance slots: Busy are in use and Waiting calls wait for one now.
+	Busy, Waiting int
+	// WaitedFunctionLimit and WaitedAgentFull count the calls that had to
+	// wait for a slot because their function had MaxPerFunction instances,
+	// or because all MaxConcurrent slots were busy.
+	WaitedFunctionLimit, WaitedAgentFull uint64
+	// RefusedQueueFull counts calls refused with ErrOverloaded;
+	// QueueTimeouts and QueueCanceled those whose deadline passed, or whose
+	// caller gave up, while they waited.
+	RefusedQueueFull, QueueTimeouts, QueueCanceled uint64
 }
 
 // New builds a Runtime. It does no I/O besides creating cfg.CacheDir.
@@ -121,7 +136,8 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient,
+		slots: newSlotScheduler(cfg.MaxConcurrent, cfg.MaxPerFunction, cfg.MaxQueuedPerFunction)}
 	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
 	var cc wazero.CompilationCache
 	if r.client == nil {
@@ -183,7 +199,12 @@ func (r *Runtime) Limits() Limits { return r.cfg.Limits }
 // Stats returns the runtime's counters.
 func (r *Runtime) Stats() Stats {
 	cs := r.modules.Stats()
+	ss, busy, waiting := r.slots.snapshot(r.cfg.MaxConcurrent)
 	return Stats{
+		Busy: busy, Waiting: waiting,
+		WaitedFunctionLimit: ss.waitedFunction, WaitedAgentFull: ss.waitedAgent,
+		RefusedQueueFull: ss.refused, QueueTimeouts: ss.queueTimeouts, QueueCanceled: ss.queueCanceled,
+
 		Compiles:        r.stats.compiles.Load(),
 		DiskCacheHits:   r.stats.diskHits.Load(),
 		MemoryCacheHits: r.stats.memHits.Load(),
@@ -363,7 +384,9 @@ func (r *Runtime) Evict(digest string) bool {
 // # Errors
 //
 // ErrNotLoaded when the digest is not in memory (Load it and call again);
-// ErrInputTooLarge, ErrInvalidInput; ErrTimeout, ErrCanceled; ErrMemoryLimit;
+// ErrInputTooLarge, ErrInvalidInput; ErrOverloaded when the function's
+// queue is full (nothing ran); ErrTimeout, ErrCanceled (also while queued:
+// Result.Queue says how long); ErrClosed; ErrMemoryLimit;
 // ErrTrap; ErrGuestError (FunLess __insert_error, or a non-zero __invoke);
 // ErrExit (WASI exit code and stderr); ErrOutputNotJSON, ErrOutputTooLarge.
 // All are *Error.
@@ -399,21 +422,16 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 
 	ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 	defer cancel()
-	select {
-	case r.slots <- struct{}{}:
-	default:
-		queued := time.Now()
-		select {
-		case r.slots <- struct{}{}:
-			res.Queue = time.Since(queued)
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return res, newError(KindTimeout, "waited %v for a free instance slot (%d busy)", time.Since(queued).Round(time.Millisecond), cap(r.slots))
-			}
-			return res, newError(KindCanceled, "the caller canceled the invocation while it was queued")
-		}
+	share := req.Share
+	if share.Function == "" {
+		share.Function = digest
 	}
-	defer func() { <-r.slots }()
+	held, queue, denied := r.slots.acquire(ctx, share)
+	res.Queue = queue
+	if denied != nil {
+		return res, r.slotError(denied, queue)
+	}
+	defer r.slots.release(held)
 	defer r.cfg.Track(ctx, digest, WorkRun)()
 	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
 	c.console.max = limits.LogBytes
@@ -430,6 +448,24 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	c.flushConsole()
 	res.Logs, res.LogsDropped = c.logs, c.logsDropped
 	return res, err
+}
+
+// slotError explains why a call got no instance slot.
+func (r *Runtime) slotError(d *slotDenied, waited time.Duration) *Error {
+	switch {
+	case d.closed:
+		return newError(KindClosed, "the runtime closed while the invocation was queued")
+	case d.full:
+		return newError(KindOverloaded, "the function already has %d calls waiting on this agent, its limit", d.bound)
+	}
+	why := fmt.Sprintf("all %d instance slots busy", r.cfg.MaxConcurrent)
+	if d.why == waitFunction {
+		why = fmt.Sprintf("the function has %d instances running, its limit", d.bound)
+	}
+	if errors.Is(d.ctxErr, context.DeadlineExceeded) {
+		return newError(KindTimeout, "waited %v for an instance slot (%s)", waited.Round(time.Millisecond), why)
+	}
+	return newError(KindCanceled, "the caller canceled the invocation while it was queued (%s)", why)
 }
 
 // begin registers an invocation or background job; false once closed.
@@ -457,6 +493,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 		lc.cancel()
 	}
 	r.mu.Unlock()
+	r.slots.close()
 	drained := make(chan struct{})
 	go func() { r.active.Wait(); close(drained) }()
 	select {

@@ -43,5 +43,6 @@ func (c config) node() node.Config {
 			Timeout: c.CompileTimeout, MemoryBytes: c.CompileMemoryMiB << 20, Concurrent: c.CompileWorkers,
 			Worker: runtime.SelfWorker(),
 		},
+		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction,
 	}
 }

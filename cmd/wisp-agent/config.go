@@ -21,19 +21,18 @@ import (
 // (# comments, blank lines ignored), so one vocabulary covers systemd
 // EnvironmentFile=, Docker env files and the file.
 type config struct {
-	Controllers   []string // WISP_CONTROLLERS, comma-separated host:port
-	JoinToken     string   // WISP_JOIN_TOKEN
-	DataDir       string   // WISP_DATA_DIR
-	Name          string   // WISP_AGENT_NAME
-	Labels        []string // WISP_LABELS, comma-separated key=value
-	Engine        string   // WISP_ENGINE
-	MetricsAddr   string   // WISP_METRICS_ADDR
-	LocalAPI      string   // WISP_LOCAL_API: address of the local invoke API ("" disables)
-	LocalAPISync  bool     // WISP_LOCAL_API_SYNC: answer local API calls only after the outbox fsync
-	MQTTBroker    string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
-	Timeout       time.Duration
-	MemoryMiB     uint64
-	MaxConcurrent int
+	Controllers  []string // WISP_CONTROLLERS, comma-separated host:port
+	JoinToken    string   // WISP_JOIN_TOKEN
+	DataDir      string   // WISP_DATA_DIR
+	Name         string   // WISP_AGENT_NAME
+	Labels       []string // WISP_LABELS, comma-separated key=value
+	Engine       string   // WISP_ENGINE
+	MetricsAddr  string   // WISP_METRICS_ADDR
+	LocalAPI     string   // WISP_LOCAL_API: address of the local invoke API ("" disables)
+	LocalAPISync bool     // WISP_LOCAL_API_SYNC: answer local API calls only after the outbox fsync
+	MQTTBroker   string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
+	Timeout      time.Duration
+	MemoryMiB    uint64
 	// ModuleLimits (WISP_MODULE_LIMITS) is "key=value,..." over
 	// runtime.DefaultModuleLimits; the compile budget is
 	// WISP_COMPILE_TIMEOUT, WISP_COMPILE_MEMORY_MIB, WISP_COMPILE_WORKERS.
@@ -41,6 +40,12 @@ type config struct {
 	CompileTimeout   time.Duration
 	CompileMemoryMiB uint64
 	CompileWorkers   int
+	MaxConcurrent    int // WISP_MAX_CONCURRENT: instances at once (0: 8 × GOMAXPROCS)
+	// WISP_MAX_PER_FUNCTION: instances of one function at once (0: GOMAXPROCS-1, at least 1)
+	MaxPerFunction int
+	// WISP_MAX_QUEUED_PER_FUNCTION: calls of one function waiting for an
+	// instance before more are refused as overloaded (0: 256)
+	MaxQueuedPerFunction int
 }
 
 func defaultConfig() config {
@@ -59,7 +64,8 @@ func defaultConfig() config {
 // envKeys maps each setting to its environment variable.
 var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
 	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT",
-	"WISP_MODULE_LIMITS", "WISP_COMPILE_TIMEOUT", "WISP_COMPILE_MEMORY_MIB", "WISP_COMPILE_WORKERS"}
+	"WISP_MODULE_LIMITS", "WISP_COMPILE_TIMEOUT", "WISP_COMPILE_MEMORY_MIB", "WISP_COMPILE_WORKERS",
+	"WISP_MAX_PER_FUNCTION", "WISP_MAX_QUEUED_PER_FUNCTION"}
 
 func (c *config) set(key, v string) error {
 	var err error
@@ -99,6 +105,10 @@ func (c *config) set(key, v string) error {
 		c.CompileMemoryMiB, err = strconv.ParseUint(v, 10, 64)
 	case "WISP_COMPILE_WORKERS":
 		c.CompileWorkers, err = strconv.Atoi(v)
+	case "WISP_MAX_PER_FUNCTION":
+		c.MaxPerFunction, err = strconv.Atoi(v)
+	case "WISP_MAX_QUEUED_PER_FUNCTION":
+		c.MaxQueuedPerFunction, err = strconv.Atoi(v)
 	default:
 		return fmt.Errorf("unknown setting %s", key)
 	}
@@ -197,5 +207,6 @@ func (c config) Validate() error {
 	if c.Timeout <= 0 {
 		return errors.New("timeout must be positive")
 	}
-	return runtime.Config{Engine: c.Engine, MaxConcurrent: c.MaxConcurrent}.Validate()
+	return runtime.Config{Engine: c.Engine, MaxConcurrent: c.MaxConcurrent,
+		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction}.Validate()
 }

@@ -35,6 +35,19 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestConfigSlotBounds(t *testing.T) {
+	env := map[string]string{"WISP_MAX_QUEUED_PER_FUNCTION": "7", "WISP_MAX_PER_FUNCTION": "5"}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c, err := loadConfig([]string{"-controllers", "x:1", "-max-per-function", "3"}, func(k string) string { return env[k] }, fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.node(); n.MaxPerFunction != 3 || n.MaxQueuedPerFunction != 7 {
+		t.Fatalf("flag over env: %+v", n)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for name, tc := range map[string]struct {
 		args []string
@@ -48,6 +61,9 @@ func TestConfigErrors(t *testing.T) {
 		"missing config": {[]string{"-config", "/nonexistent/agent.env"}, nil, "no such file"},
 		"stray argument": {[]string{"-controllers", "x:1", "extra"}, nil, "unexpected arguments"},
 		"bad sync":       {[]string{"-controllers", "x:1", "-local-api-sync", "sometimes"}, nil, "WISP_LOCAL_API_SYNC"},
+		"negative cap":   {[]string{"-controllers", "x:1", "-max-per-function", "-1"}, nil, "instance slot bounds"},
+		"negative queue": {[]string{"-controllers", "x:1"}, map[string]string{"WISP_MAX_QUEUED_PER_FUNCTION": "-2"}, "instance slot bounds"},
+		"bad cap":        {[]string{"-controllers", "x:1", "-max-per-function", "two"}, nil, "WISP_MAX_PER_FUNCTION"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			fs := flag.NewFlagSet("run", flag.ContinueOnError)

@@ -265,6 +265,8 @@ func resultOf(s *Session, r *protocol.Result) (api.InvokeResult, error) {
 		return api.InvokeResult{}, api.TooLarge(fmt.Sprintf("agent %s: %s", s.Name(), r.Message))
 	case protocol.Quarantined:
 		return api.InvokeResult{}, api.Quarantined(fmt.Sprintf("agent %s refuses the function's code: %s", s.Name(), r.Message))
+	case protocol.Overloaded: // every agent tried refused it before running it
+		return api.InvokeResult{}, fmt.Errorf("%w: the agents are at their limit for this function: %s", api.ErrNoWorker, r.Message)
 	}
 	detail := r.Code.String()
 	if r.Message != "" {

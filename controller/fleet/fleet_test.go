@@ -109,7 +109,14 @@ func startAgentOn(t testing.TB, addr, token, name, dir string, pc net.PacketConn
 // startAgentWith runs an agent with extra link settings.
 func startAgentWith(t testing.TB, addr, token, name, dir string, extra link.Config) *testAgent {
 	t.Helper()
-	rt, err := runtime.New(context.Background(), runtime.Config{CacheDir: dir})
+	return startAgentRuntime(t, addr, token, name, dir, runtime.Config{}, extra)
+}
+
+// startAgentRuntime runs an agent with runtime and extra link settings.
+func startAgentRuntime(t testing.TB, addr, token, name, dir string, rcfg runtime.Config, extra link.Config) *testAgent {
+	t.Helper()
+	rcfg.CacheDir = dir
+	rt, err := runtime.New(context.Background(), rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,21 +121,24 @@ func (c *controller) joinToken(t testing.TB, dsn string) string {
 	return tok
 }
 
-func startAgent(t testing.TB, c *controller, token, name, dataDir string) *proc {
+// startAgent runs wisp-agent with extra flags after the test's own.
+func startAgent(t testing.TB, c *controller, token, name, dataDir string, extra ...string) *proc {
 	t.Helper()
-	return startAgentEnv(t, c, token, name, dataDir, nil)
+	return startAgentEnv(t, c, token, name, dataDir, nil, extra...)
 }
 
 // startAgentEnv is startAgent with environment variables added.
-func startAgentEnv(t testing.TB, c *controller, token, name, dataDir string, env []string) *proc {
+func startAgentEnv(t testing.TB, c *controller, token, name, dataDir string, env []string, extra ...string) *proc {
 	t.Helper()
-	p := startEnv(t, "wisp-agent "+name, env, agentArgs(c, token, name, dataDir)...)
+	p := startEnv(t, "wisp-agent "+name, env, agentArgs(c, token, name, dataDir, extra...)...)
 	p.Await(`msg=connected`)
 	return p
 }
 
-func agentArgs(c *controller, token, name, dataDir string) []string {
+// agentArgs are the flags of an agent of c named name, with extra flags.
+func agentArgs(c *controller, token, name, dataDir string, extra ...string) []string {
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
+	args = append(args, extra...)
 	if token != "" {
 		args = append(args, "--join-token", token)
 	}
