@@ -156,7 +156,7 @@ func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cac
 	wctx, cancel := context.WithTimeout(ctx, c.budget.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(wctx, c.budget.Worker[0], c.budget.Worker[1:]...)
-	cmd.Env = []string{"GOMAXPROCS=1"}
+	cmd.Env = []string{} // nothing of this process's environment
 	setWorkerAttrs(cmd)
 	req, _ := json.Marshal(workerRequest{Engine: c.engine, CacheDir: cacheDir, MemoryBytes: c.budget.MemoryBytes, CodeBytes: len(code)})
 	cmd.Stdin = io.MultiReader(bytes.NewReader(append(req, '\n')), bytes.NewReader(code))

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	goruntime "runtime"
 	"runtime/debug"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // RunCompileWorkerIfAsked turns the calling program into a compile worker
@@ -54,13 +56,24 @@ func ServeCompileWorker(in io.Reader, out io.Writer) int {
 		if err := limitMemory(req.MemoryBytes); err != nil {
 			return reply(workerReply{Error: fmt.Sprintf("limiting memory: %v", err)})
 		}
+		// No collection before the heap nears the budget: a compile is
+		// short-lived, and a fresh heap would otherwise be collected at
+		// every doubling from 4 MB up.
 		debug.SetMemoryLimit(int64(req.MemoryBytes / 4 * 3))
+		debug.SetGCPercent(-1)
 	}
 	code := make([]byte, req.CodeBytes)
 	if _, err := io.ReadFull(br, code); err != nil {
 		return reply(workerReply{Error: fmt.Sprintf("reading the code: %v", err)})
 	}
+	// A worker yields the CPU to the processes that serve (its nice value
+	// is raised, never lowered back) and, with the optimising compiler,
+	// compiles functions on every core it may use.
+	lowerPriority()
 	ctx := context.Background()
+	if req.Engine == EngineCompiler {
+		ctx = experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
+	}
 	var cc wazero.CompilationCache
 	if req.CacheDir != "" {
 		if cc, err = wazero.NewCompilationCacheWithDir(req.CacheDir); err != nil {

@@ -15,3 +15,14 @@ func limitMemory(n uint64) error {
 func setWorkerAttrs(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// lowerPriority raises this process's nice value by 10: a compile worker
+// takes the CPU that serving leaves.
+func lowerPriority() {
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return
+	}
+	// The raw syscall returns 20 - nice.
+	syscall.Setpriority(syscall.PRIO_PROCESS, 0, min(19, 20-prio+10))
+}

@@ -9,3 +9,5 @@ import "os/exec"
 func limitMemory(uint64) error { return nil }
 
 func setWorkerAttrs(*exec.Cmd) {}
+
+func lowerPriority() {}
