@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/wispfn/wisp/cache"
 )
@@ -51,21 +52,37 @@ type CompileBudget struct {
 const WorkerArg = "__wisp_compile_worker"
 
 // Thresholds under which a module is cheap to compile by construction and
-// compiled in process. They bound what makes wazero's optimising compiler
-// superlinear: locals times blocks (SSA), br_table targets (a block edge
-// each) and the sheer amount of code. docs/decisions.md has the worst
-// cases measured at these bounds.
+// compiled in process. For wazero's optimising compiler they bound what
+// makes it superlinear: locals times blocks (SSA), br_table targets (a
+// block edge each) and the sheer amount of code. The interpreter is linear
+// in the code (about 50 bytes of heap per byte of code at worst), so only
+// the amount of code counts. docs/decisions.md has the worst cases
+// measured at these bounds.
 const (
 	cheapCodeBytes = 128 << 10
 	cheapLocals    = 1_000
 	cheapBrTargets = 8_192
 	cheapNesting   = 512
+
+	cheapInterpretedCodeBytes = 3 << 20
 )
 
-// cheap reports whether p may be compiled in process.
-func cheap(p Profile) bool {
+// cheap reports whether p may be compiled in process by engine.
+func cheap(p Profile, engine string) bool {
+	if engine == EngineInterpreter {
+		return p.CodeBytes <= cheapInterpretedCodeBytes
+	}
 	return p.CodeBytes <= cheapCodeBytes && p.MaxLocals <= cheapLocals &&
 		p.BrTableTargets <= cheapBrTargets && p.MaxNesting <= cheapNesting
+}
+
+// localCodeBytes bounds the code being compiled in this process at once:
+// what bounds the memory those compilations take.
+func localCodeBytes(engine string) int64 {
+	if engine == EngineInterpreter {
+		return cheapInterpretedCodeBytes
+	}
+	return int64(goruntime.GOMAXPROCS(0)) * cheapCodeBytes
 }
 
 func (b CompileBudget) withDefaults() CompileBudget {
@@ -88,8 +105,10 @@ type compiler struct {
 	budget  CompileBudget
 	engine  string
 	workers chan struct{}
-	// local bounds compilations in this process (GOMAXPROCS at once).
-	local chan struct{}
+	// local bounds the code compiling in this process at once, weighted
+	// by code bytes (localCodeBytes).
+	local     *semaphore.Weighted
+	localSize int64
 	// failed remembers digests whose compilation exceeded the budget or
 	// crashed a worker: retrying would only cost the same again.
 	failed *cache.LRU[string, *Error]
@@ -105,7 +124,8 @@ func newCompiler(limits ModuleLimits, budget CompileBudget, engine string) *comp
 		budget:  budget,
 		engine:  engine,
 		workers: make(chan struct{}, budget.Concurrent),
-		local:   make(chan struct{}, goruntime.GOMAXPROCS(0)),
+		local:     semaphore.NewWeighted(localCodeBytes(engine)),
+		localSize: localCodeBytes(engine),
 		failed:  cache.NewLRU[string, *Error](cache.Limits{Entries: maxFailed}, nil),
 	}
 }
@@ -121,7 +141,7 @@ func (c *compiler) check(digest string, code []byte) (Profile, error) {
 
 // isolated tells whether code must be compiled in a worker first.
 func (c *compiler) isolated(p Profile) bool {
-	return len(c.budget.Worker) > 0 && !cheap(p)
+	return len(c.budget.Worker) > 0 && !cheap(p, c.engine)
 }
 
 // workerRequest is the first line a worker reads; the code follows.
@@ -175,11 +195,14 @@ func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cac
 		if !errors.As(err, &exit) {
 			return Info{}, fmt.Errorf("runtime: starting a compile worker: %w", err)
 		}
-		tail := lastLine(stderr.String())
 		if strings.Contains(stderr.String(), "out of memory") || strings.Contains(stderr.String(), "cannot allocate memory") {
 			return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling needed more than the budget of %d MiB of memory", c.budget.MemoryBytes>>20))
 		}
-		return Info{}, c.remember(digest, newError(KindCompileBudget, "the compile worker failed after %v (%v): %s", took.Round(time.Millisecond), exit, tail))
+		// A Go runtime that runs out of room in the middle of a collection
+		// can also die of a fault rather than say so: a worker that died
+		// without answering is over its budget either way.
+		return Info{}, c.remember(digest, newError(KindCompileBudget, "the compile worker died after %v (%v: %s); compiling most likely needed more than the budget of %d MiB of memory",
+			took.Round(time.Millisecond), exit, firstLine(stderr.String()), c.budget.MemoryBytes>>20))
 	}
 	var rep workerReply
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &rep); err != nil {
@@ -196,15 +219,15 @@ func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cac
 	return *rep.Info, nil
 }
 
-// inProcess takes a slot for a compilation in this process; the caller
+// inProcess admits a compilation of p in this process, weighted by its
+// code (a module over the whole bound waits to compile alone); the caller
 // calls release when done.
-func (c *compiler) inProcess(ctx context.Context) (release func(), err error) {
-	select {
-	case c.local <- struct{}{}:
-		return func() { <-c.local }, nil
-	case <-ctx.Done():
+func (c *compiler) inProcess(ctx context.Context, p Profile) (release func(), err error) {
+	w := min(max(int64(p.CodeBytes), 1), c.localSize)
+	if err := c.local.Acquire(ctx, w); err != nil {
 		return nil, canceled(ctx, "waiting to compile")
 	}
+	return func() { c.local.Release(w) }, nil
 }
 
 func (c *compiler) remember(digest string, e *Error) *Error {
@@ -219,13 +242,10 @@ func canceled(ctx context.Context, doing string) *Error {
 	return newError(KindCanceled, "canceled while %s", doing)
 }
 
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	if len(s) > 300 {
-		s = s[:300]
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 200 {
+		s = s[:200]
 	}
 	return s
 }

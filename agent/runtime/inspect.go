@@ -154,7 +154,7 @@ func (i *Inspector) Inspect(ctx context.Context, code []byte) (Info, error) {
 	if i.c.isolated(prof) {
 		info, err = i.c.inWorker(ctx, digest, code, "")
 	} else {
-		info, err = i.local(ctx, code)
+		info, err = i.local(ctx, code, prof)
 	}
 	if err != nil {
 		return Info{}, err
@@ -163,8 +163,8 @@ func (i *Inspector) Inspect(ctx context.Context, code []byte) (Info, error) {
 	return info, nil
 }
 
-func (i *Inspector) local(ctx context.Context, code []byte) (Info, error) {
-	release, err := i.c.inProcess(ctx)
+func (i *Inspector) local(ctx context.Context, code []byte, prof Profile) (Info, error) {
+	release, err := i.c.inProcess(ctx, prof)
 	if err != nil {
 		return Info{}, err
 	}

@@ -307,7 +307,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 			return Info{}, err
 		}
 	}
-	release, err := r.compiler.inProcess(ctx)
+	release, err := r.compiler.inProcess(ctx, prof)
 	if err != nil {
 		return Info{}, err
 	}

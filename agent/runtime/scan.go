@@ -610,15 +610,15 @@ func (s *scanner) code(r *reader) error {
 		if size > uint64(r.left()) {
 			return errTruncated
 		}
-		fn := fmt.Sprintf("function %d", s.p.Functions-n+i)
-		if err := over("body_bytes", fn, int(size), s.lim.BodyBytes); err != nil {
+		fn := funcName(s.p.Functions - n + i)
+		if err := over("body_bytes", fn.String(), int(size), s.lim.BodyBytes); err != nil {
 			return err
 		}
 		s.p.CodeBytes += int(size)
 		s.p.MaxBodyBytes = max(s.p.MaxBodyBytes, int(size))
-		body := &reader{b: r.b[r.i : r.i+int(size)], off: r.off + r.i}
+		body := reader{b: r.b[r.i : r.i+int(size)], off: r.off + r.i}
 		r.i += int(size)
-		if err := s.body(fn, body); err != nil {
+		if err := s.body(fn, &body); err != nil {
 			var rerr *Error
 			if errors.As(err, &rerr) {
 				return rerr
@@ -629,7 +629,13 @@ func (s *scanner) code(r *reader) error {
 	return nil
 }
 
-func (s *scanner) body(fn string, r *reader) error {
+// funcName names a function in messages; the text is made only when one
+// is written.
+type funcName int
+
+func (f funcName) String() string { return fmt.Sprintf("function %d", int(f)) }
+
+func (s *scanner) body(fn funcName, r *reader) error {
 	groups, err := r.count(2)
 	if err != nil {
 		return err
@@ -645,7 +651,7 @@ func (s *scanner) body(fn string, r *reader) error {
 		}
 		locals += k
 		if locals > uint64(s.lim.Locals) {
-			return limitError("locals", fn, locals, uint64(s.lim.Locals))
+			return limitError("locals", fn.String(), locals, uint64(s.lim.Locals))
 		}
 	}
 	s.p.MaxLocals = max(s.p.MaxLocals, int(locals))
@@ -739,7 +745,7 @@ func (s *scanner) nameMap(r *reader) error {
 type funcScan struct {
 	s     *scanner
 	r     *reader
-	fn    string
+	fn    funcName
 	depth int
 }
 
@@ -781,7 +787,7 @@ func (f *funcScan) instructions() error {
 			if f.depth > f.s.p.MaxNesting {
 				f.s.p.MaxNesting = f.depth
 				if f.depth > f.s.lim.Nesting {
-					return limitError("nesting", f.fn, uint64(f.depth), uint64(f.s.lim.Nesting))
+					return limitError("nesting", f.fn.String(), uint64(f.depth), uint64(f.s.lim.Nesting))
 				}
 			}
 			err = f.blockType()
@@ -801,7 +807,7 @@ func (f *funcScan) instructions() error {
 				f.s.p.MaxBrTable = max(f.s.p.MaxBrTable, n)
 				f.s.p.BrTableTargets += n
 				if n > f.s.lim.BrTable {
-					return limitError("br_table", f.fn, uint64(n), uint64(f.s.lim.BrTable))
+					return limitError("br_table", f.fn.String(), uint64(n), uint64(f.s.lim.BrTable))
 				}
 				for i := 0; i <= n && err == nil; i++ {
 					_, err = r.u32()

@@ -279,6 +279,8 @@ func HostileModules() []Hostile {
 			Module{Body: append(brTables(MiB, 65_536), ret0...)}.Bytes()},
 		{"compile_locals", "", "50,000 locals shuffled through 256 KiB of blocks: within every limit, but 3+ minutes in wazero's optimising compiler",
 			Module{Locals: [][2]uint32{{50_000, I32}}, Body: append(Shuffle(50_000, 256<<10, 1), ret0...)}.Bytes()},
+		{"validate_adds_3m", "", "3 MiB of additions: within every limit, the most code the interpreter validates in process (about 160 MB)",
+			Module{ExtraFunctions: 3, Extra: append(Adds(MiB-64), OpDrop), Body: ret0}.Bytes()},
 		{"validate_adds", "", "15 functions of 1 MiB of additions: within every limit, but 680 MB in wazero's interpreter (the controller's validation)",
 			Module{ExtraFunctions: 15, Extra: append(Adds(MiB-64), OpDrop), Body: ret0}.Bytes()},
 	}
