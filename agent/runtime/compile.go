@@ -120,13 +120,13 @@ const maxFailed = 4096
 func newCompiler(limits ModuleLimits, budget CompileBudget, engine string) *compiler {
 	budget = budget.withDefaults()
 	return &compiler{
-		limits:  limits.withDefaults(),
-		budget:  budget,
-		engine:  engine,
-		workers: make(chan struct{}, budget.Concurrent),
+		limits:    limits.withDefaults(),
+		budget:    budget,
+		engine:    engine,
+		workers:   make(chan struct{}, budget.Concurrent),
 		local:     semaphore.NewWeighted(localCodeBytes(engine)),
 		localSize: localCodeBytes(engine),
-		failed:  cache.NewLRU[string, *Error](cache.Limits{Entries: maxFailed}, nil),
+		failed:    cache.NewLRU[string, *Error](cache.Limits{Entries: maxFailed}, nil),
 	}
 }
 
