@@ -21,16 +21,22 @@ import (
 // CompileBudget bounds compilation. A module whose profile (see Scan) makes
 // it cheap to compile by construction is compiled in the calling process;
 // any other is compiled first in a worker process (Worker) that runs under
-// Timeout and MemoryBytes and is killed when either is exceeded, when the
-// caller cancels, or when its digest is evicted. The compiled code then
+// Timeout (of CPU time) and MemoryBytes and is killed when either is
+// exceeded, when the caller cancels, or when its digest is evicted. The compiled code then
 // reaches this process through the on-disk compilation cache (compiler
 // engine with Config.CacheDir), or this process compiles it again, now
 // known to fit the budget (interpreter, or no cache dir).
 //
 // A module that exceeds the budget fails with KindCompileBudget, and the
 // runtime remembers the verdict for its digest: it is not compiled again.
+// The verdict depends on the module, not on how busy the machine is: the
+// time budget counts the worker's CPU time, and a worker that the machine
+// starves (it runs at a lower priority) until wallFactor × Timeout has
+// passed is stopped with KindOverloaded, which nothing remembers.
 type CompileBudget struct {
-	// Timeout bounds one compilation in a worker. Default 60s.
+	// Timeout bounds the CPU time of one compilation in a worker, summed
+	// over its threads (on Linux its RLIMIT_CPU, in whole seconds, rounded
+	// up; elsewhere the wall time). Default 60s.
 	Timeout time.Duration
 	// MemoryBytes bounds a worker's memory (on Linux its RLIMIT_DATA, the
 	// heap and every private writable mapping). Default 1 GiB.
@@ -147,6 +153,7 @@ func (c *compiler) isolated(p Profile) bool {
 // workerRequest is the first line a worker reads; the code follows.
 type workerRequest struct {
 	Engine      string `json:"engine"`
+	CPUSeconds  uint64 `json:"cpu_seconds,omitempty"`
 	CacheDir    string `json:"cache_dir,omitempty"`
 	MemoryBytes uint64 `json:"memory_bytes"`
 	CodeBytes   int    `json:"code_bytes"`
@@ -173,23 +180,37 @@ func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cac
 	}
 	defer func() { <-c.workers }()
 
-	wctx, cancel := context.WithTimeout(ctx, c.budget.Timeout)
+	cpuSeconds := uint64((c.budget.Timeout + time.Second - 1) / time.Second)
+	wall := c.budget.Timeout
+	if cpuLimited {
+		wall *= wallFactor
+	}
+	wctx, cancel := context.WithTimeout(ctx, wall)
 	defer cancel()
 	cmd := exec.CommandContext(wctx, c.budget.Worker[0], c.budget.Worker[1:]...)
 	cmd.Env = []string{} // nothing of this process's environment
 	setWorkerAttrs(cmd)
-	req, _ := json.Marshal(workerRequest{Engine: c.engine, CacheDir: cacheDir, MemoryBytes: c.budget.MemoryBytes, CodeBytes: len(code)})
+	req, _ := json.Marshal(workerRequest{Engine: c.engine, CacheDir: cacheDir, MemoryBytes: c.budget.MemoryBytes, CPUSeconds: cpuSeconds, CodeBytes: len(code)})
 	cmd.Stdin = io.MultiReader(bytes.NewReader(append(req, '\n')), bytes.NewReader(code))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &limitedBuffer{b: &stdout, n: 1 << 20}, &limitedBuffer{b: &stderr, n: 64 << 10}
 	start := time.Now()
 	err := cmd.Run()
 	took := time.Since(start)
+	var cpu time.Duration
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
 	switch {
-	case errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
-		return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling took longer than the budget of %v", c.budget.Timeout))
 	case ctx.Err() != nil:
 		return Info{}, canceled(ctx, "compiling")
+	case errors.Is(wctx.Err(), context.DeadlineExceeded) && !cpuLimited:
+		return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling took longer than the budget of %v", c.budget.Timeout))
+	case errors.Is(wctx.Err(), context.DeadlineExceeded):
+		return Info{}, newError(KindOverloaded, "the machine is too busy to compile: the compile worker had %v of CPU in %v; try again later",
+			cpu.Round(time.Millisecond), took.Round(time.Second))
+	case err != nil && cpuLimited && cpu >= time.Duration(cpuSeconds)*time.Second:
+		return Info{}, c.remember(digest, newError(KindCompileBudget, "compiling took longer than the budget of %v of CPU time", c.budget.Timeout))
 	case err != nil:
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) {
@@ -229,6 +250,10 @@ func (c *compiler) inProcess(ctx context.Context, p Profile) (release func(), er
 	}
 	return func() { c.local.Release(w) }, nil
 }
+
+// wallFactor × the time budget stops a worker that is starved of CPU
+// where the budget counts CPU time (cpuLimited).
+const wallFactor = 10
 
 func (c *compiler) remember(digest string, e *Error) *Error {
 	c.failed.Add(digest, e, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -66,17 +67,50 @@ func TestWorkerBudgetMemory(t *testing.T) {
 }
 
 // TestWorkerBudgetTime: a module whose compile runs for minutes is
-// stopped at the time budget.
+// stopped at the time budget, counted in CPU time on Linux.
 func TestWorkerBudgetTime(t *testing.T) {
 	r := newRuntime(t, Config{CacheDir: t.TempDir(), Engine: EngineCompiler, Compile: workerBudget(t, time.Second, 0)})
 	start := time.Now()
 	_, err := r.Load(context.Background(), hostile(t, "compile_locals"))
 	took := time.Since(start)
-	if !errors.Is(err, ErrCompileBudget) || !strings.Contains(err.Error(), "longer than the budget of 1s") {
-		t.Fatalf("Load: %v, want the time budget", err)
+	want := "longer than the budget of 1s"
+	if cpuLimited {
+		want += " of CPU time"
+	}
+	if !errors.Is(err, ErrCompileBudget) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Load: %v, want the time budget (%q)", err, want)
 	}
 	if took > 10*time.Second {
 		t.Fatalf("refused only after %v", took)
+	}
+}
+
+// TestWorkerStarvedIsNotRemembered: a worker that gets almost no CPU
+// (here a stand-in that sleeps) is stopped after ten times the budget of
+// wall time with KindOverloaded, and the verdict is not remembered: how
+// busy the machine is says nothing about the module.
+func TestWorkerStarvedIsNotRemembered(t *testing.T) {
+	if !cpuLimited {
+		t.Skip("the time budget is wall time here")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	budget := CompileBudget{Worker: []string{sleep, "30"}, Timeout: 100 * time.Millisecond}
+	r := newRuntime(t, Config{CacheDir: t.TempDir(), Engine: EngineCompiler, Compile: budget})
+	code := hostile(t, "compile_locals")
+	start := time.Now()
+	_, err = r.Load(context.Background(), code)
+	took := time.Since(start)
+	if !errors.Is(err, ErrOverloaded) || !strings.Contains(err.Error(), "too busy") {
+		t.Fatalf("Load: %v, want KindOverloaded saying the machine is too busy", err)
+	}
+	if took < time.Second || took > 10*time.Second {
+		t.Fatalf("stopped after %v, want ten times the 100ms budget", took)
+	}
+	if _, ok := r.compiler.failed.Get(Digest(code)); ok {
+		t.Fatal("a starved compile was remembered as the module's verdict")
 	}
 }
 

@@ -62,6 +62,11 @@ func ServeCompileWorker(in io.Reader, out io.Writer) int {
 		debug.SetMemoryLimit(int64(req.MemoryBytes / 4 * 3))
 		debug.SetGCPercent(-1)
 	}
+	if req.CPUSeconds > 0 {
+		if err := limitCPU(req.CPUSeconds); err != nil {
+			return reply(workerReply{Error: fmt.Sprintf("limiting CPU time: %v", err)})
+		}
+	}
 	code := make([]byte, req.CodeBytes)
 	if _, err := io.ReadFull(br, code); err != nil {
 		return reply(workerReply{Error: fmt.Sprintf("reading the code: %v", err)})

@@ -8,6 +8,11 @@ import "os/exec"
 // the Go memory limit (a soft one) apply there.
 func limitMemory(uint64) error { return nil }
 
+// cpuLimited: outside Linux the time budget is wall time.
+const cpuLimited = false
+
+func limitCPU(uint64) error { return nil }
+
 func setWorkerAttrs(*exec.Cmd) {}
 
 func lowerPriority() {}

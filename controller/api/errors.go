@@ -26,6 +26,9 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrNoWorker: no agent can run the invocation (503 "No worker available").
 	ErrNoWorker = errors.New("No worker available")
+	// ErrBusy: the controller cannot do the work now, for reasons that
+	// are not the request's (503 with Retry-After); retrying later helps.
+	ErrBusy = errors.New("busy")
 	// ErrGuest: the function itself reported an error (422 "Error: <message>").
 	// Invokers build it with GuestError.
 	ErrGuest = errors.New("function error")
@@ -136,7 +139,7 @@ func statusOf(err error) (int, string) {
 		code = http.StatusUnprocessableEntity
 	case errors.Is(err, ErrQuarantined):
 		code = http.StatusLocked
-	case errors.Is(err, ErrNoWorker):
+	case errors.Is(err, ErrNoWorker), errors.Is(err, ErrBusy):
 		code = http.StatusServiceUnavailable
 	case errors.Is(err, ErrInvocationLost):
 		code = http.StatusBadGateway

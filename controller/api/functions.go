@@ -130,6 +130,8 @@ func badCode(err error) error {
 		return failCause(ErrBadRequest, err, "The module exceeds a limit: %s", reason(err))
 	case runtime.KindCompileBudget:
 		return failCause(ErrBadRequest, err, "The module cannot be compiled within its budget: %s", reason(err))
+	case runtime.KindOverloaded:
+		return failCause(ErrBusy, err, "The controller is too busy to validate the module now; retry later (%s)", reason(err))
 	}
 	return fmt.Errorf("api: inspect code: %w", err)
 }

@@ -1,7 +1,13 @@
 package api
 
 import (
+	"os/exec"
+	goruntime "runtime"
 	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/internal/testwasm"
 )
 
 // TestUploadLimit checks 413 at the default limit (16 MiB) and at a
@@ -43,4 +49,34 @@ func TestUploadLimit(t *testing.T) {
 		status, body = e.upload("POST", "/v1/fn/_", part{name: "name", value: "small"}, codePart(padModule(t, wat, 64<<10)))
 		wantData[nameItem](t, status, body, 201)
 	})
+}
+
+// TestUploadBusy: when the validating compile worker is starved of CPU
+// (here a stand-in that sleeps), the upload is refused with 503, saying
+// the controller is busy, not that the module is bad; nothing is stored.
+func TestUploadBusy(t *testing.T) {
+	t.Parallel()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	var code []byte
+	for _, h := range testwasm.HostileModules() {
+		if h.Name == "validate_adds" { // over what the interpreter compiles in process
+			code = h.Code
+		}
+	}
+	if code == nil {
+		t.Fatal("no validate_adds in testwasm")
+	}
+	inspector := runtime.NewInspector(runtime.InspectConfig{Compile: runtime.CompileBudget{Worker: []string{sleep, "30"}, Timeout: 100 * time.Millisecond}})
+	e := start(t, openEmbedded(t), func(c *Config) { c.Inspector = inspector })
+	before := e.snapshot()
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "starved"}, codePart(code))
+	if goruntime.GOOS == "linux" {
+		wantError(t, status, body, 503, "too busy")
+	} else { // the budget is wall time there: the verdict is the module's
+		wantError(t, status, body, 400, "budget")
+	}
+	e.wantUnchanged(before)
 }

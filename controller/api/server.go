@@ -222,6 +222,9 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 	} else {
 		s.log.Debug("request refused", "method", c.Method(), "path", c.Path(), "status", code, "err", err)
 	}
+	if errors.Is(err, ErrBusy) {
+		c.Set(fiber.HeaderRetryAfter, "10")
+	}
 	return c.Status(code).JSON(errorBody{Errors: errorDetail{Detail: detail}})
 }
 
