@@ -17,6 +17,9 @@ var (
 	ErrBadRequest = errors.New("bad request")
 	// ErrUnauthorized: missing or unknown bearer token (401).
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrTooManyRequests: the client failed to authenticate too often
+	// (429 with Retry-After).
+	ErrTooManyRequests = errors.New("too many requests")
 	// ErrForbidden: the subject is not allowed (403).
 	ErrForbidden = errors.New("forbidden")
 	// ErrInvalidName: a module, function, subject or script name breaks the
@@ -129,6 +132,8 @@ func statusOf(err error) (int, string) {
 		code = http.StatusUnauthorized
 	case errors.Is(err, ErrForbidden):
 		code = http.StatusForbidden
+	case errors.Is(err, ErrTooManyRequests):
+		code = http.StatusTooManyRequests
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, store.ErrExists):

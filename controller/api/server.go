@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/authlimit"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -65,6 +67,10 @@ type Config struct {
 	// checked before dispatch (413); 0 means the agents' default input
 	// limit, runtime.DefaultLimits.InputBytes.
 	MaxInvokeInputBytes int
+	// AuthLimit bounds failed authentications per client address (zero
+	// fields: authlimit's defaults, 20 in a row then one a second); a
+	// client over it gets 429 before its token is looked up.
+	AuthLimit authlimit.Config
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -82,6 +88,7 @@ type Server struct {
 	// quarantine may be nil.
 	quarantine Quarantine
 	maxInput   int
+	authLimit  *authlimit.Limiter
 }
 
 // New builds the API without doing any I/O.
@@ -108,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 
 		quarantine: cfg.Quarantine,
 		maxInput:   cfg.MaxInvokeInputBytes,
+		authLimit:  authlimit.New(cfg.AuthLimit),
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -243,8 +251,14 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return fail(ErrUnauthorized, "Missing or invalid token: send Authorization: Bearer <token>")
 	}
+	if ok, wait := s.authLimit.Allow(c.IP()); !ok {
+		secs := int(max(1, (wait+time.Second-1)/time.Second))
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
+		return fail(ErrTooManyRequests, "Too many failed authentications from this address; retry in %d s", secs)
+	}
 	subj, err := auth.Authenticate(c.UserContext(), s.store, strings.TrimSpace(token))
 	if errors.Is(err, auth.ErrBadToken) {
+		s.authLimit.Fail(c.IP())
 		return fail(ErrUnauthorized, "Missing or invalid token")
 	}
 	if err != nil {
