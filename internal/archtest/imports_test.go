@@ -64,6 +64,12 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s depends on %s: protocol/ and cache/ may use only the standard library", rel, d)
 				}
 			}
+		case rel == "internal/authlimit":
+			for _, d := range p.Deps {
+				if dp, ok := pkgs[d]; ok && !dp.Standard && d != module+"/cache" {
+					t.Errorf("%s depends on %s: it may use only the standard library and cache/, so both servers can link it", rel, d)
+				}
+			}
 		case strings.HasPrefix(rel, "agent"):
 			for _, d := range p.Deps {
 				if strings.HasPrefix(d, module+"/controller") {
