@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 
@@ -41,7 +42,9 @@ func decodeJSONBody(c *fiber.Ctx, v any, allowEmpty bool) (empty bool, err error
 	if err := dec.Decode(v); err != nil {
 		return false, fail(ErrBadRequest, "Invalid JSON body: %s", jsonReason(err))
 	}
-	if dec.More() {
+	// Exactly one value: anything after it but white space is refused,
+	// including closing brackets that Decoder.More would not see.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return false, fail(ErrBadRequest, "Invalid JSON body: unexpected data after the JSON value")
 	}
 	return false, nil
