@@ -168,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		return nil
 	})
 	s.app.Use(m.middleware(routes, s.writeError))
+	s.app.Use(checkFraming)
 
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gat, promhttp.HandlerOpts{})))
 	s.app.Get("/v1", s.banner)
