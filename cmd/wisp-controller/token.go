@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 	"github.com/wispfn/wisp/controller/store"
 )
 
-const tokenUsage = "usage: wisp-controller token create [--ttl DURATION] [--url URL] [controller flags: --data-dir, --database-url, --listen, --config]"
+const tokenUsage = "usage: wisp-controller token create [--ttl DURATION (default 24h)] [--uses N (default 1)] [--url URL] [controller flags: --data-dir, --database-url, --listen, --config]"
 
 // runToken is `wisp-controller token create`: it makes a join token for
 // new agents and prints it on stdout.
@@ -37,7 +38,7 @@ func runToken(ctx context.Context, args []string, d deps) int {
 		fmt.Fprintln(d.stderr, tokenUsage)
 		return 2
 	}
-	ttl, url, rest, err := tokenFlags(args[1:])
+	ttl, uses, url, rest, err := tokenFlags(args[1:])
 	if err != nil {
 		fmt.Fprintf(d.stderr, "wisp-controller: %v\n%s\n", err, tokenUsage)
 		return 2
@@ -53,9 +54,9 @@ func runToken(ctx context.Context, args []string, d deps) int {
 	if url == "" {
 		url = localURL(cfg.Listen)
 	}
-	tok, err := tokenViaAPI(ctx, url, cfg.DataDir, ttl)
+	tok, err := tokenViaAPI(ctx, url, cfg.DataDir, ttl, uses)
 	if errors.Is(err, errNoController) {
-		tok, err = tokenViaStore(ctx, cfg, ttl)
+		tok, err = tokenViaStore(ctx, cfg, ttl, uses)
 	}
 	if err != nil {
 		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
@@ -65,17 +66,19 @@ func runToken(ctx context.Context, args []string, d deps) int {
 	return 0
 }
 
-// tokenFlags takes --ttl and --url out of args and leaves the rest to loadConfig.
-func tokenFlags(args []string) (ttl time.Duration, url string, rest []string, err error) {
+// tokenFlags takes --ttl, --uses and --url out of args and leaves the rest
+// to loadConfig.
+func tokenFlags(args []string) (ttl time.Duration, uses int, url string, rest []string, err error) {
+	uses = 1
 	for i := 0; i < len(args); i++ {
 		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !strings.HasPrefix(args[i], "-") || (name != "ttl" && name != "url") {
+		if !strings.HasPrefix(args[i], "-") || (name != "ttl" && name != "url" && name != "uses") {
 			rest = append(rest, args[i])
 			continue
 		}
 		if !hasValue {
 			if i+1 >= len(args) {
-				return 0, "", nil, fmt.Errorf("--%s needs a value", name)
+				return 0, 0, "", nil, fmt.Errorf("--%s needs a value", name)
 			}
 			i++
 			value = args[i]
@@ -83,13 +86,17 @@ func tokenFlags(args []string) (ttl time.Duration, url string, rest []string, er
 		switch name {
 		case "ttl":
 			if ttl, err = time.ParseDuration(value); err != nil || ttl <= 0 {
-				return 0, "", nil, fmt.Errorf("--ttl %q: want a positive duration such as 24h", value)
+				return 0, 0, "", nil, fmt.Errorf("--ttl %q: want a positive duration such as 24h", value)
+			}
+		case "uses":
+			if uses, err = strconv.Atoi(value); err != nil || uses < 1 || uses > api.MaxJoinTokenUses {
+				return 0, 0, "", nil, fmt.Errorf("--uses %q: want a whole number from 1 to %d", value, api.MaxJoinTokenUses)
 			}
 		case "url":
 			url = strings.TrimRight(value, "/")
 		}
 	}
-	return ttl, url, rest, nil
+	return ttl, uses, url, rest, nil
 }
 
 func localURL(listen string) string {
@@ -105,24 +112,25 @@ func localURL(listen string) string {
 
 var errNoController = errors.New("no controller answers")
 
-func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration) (string, error) {
+func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration, uses int) (string, error) {
 	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		return "", errNoController // never started: no admin token yet
 	}
-	body, _ := json.Marshal(map[string]string{"ttl": ttlString(ttl)})
-	if ttl == 0 {
-		body = []byte("{}")
+	req := map[string]any{"uses": uses}
+	if ttl > 0 {
+		req["ttl"] = ttl.String()
 	}
+	body, _ := json.Marshal(req)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/admin/tokens", bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/admin/tokens", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {
@@ -142,9 +150,7 @@ func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration) (s
 	return env.Data.Token, nil
 }
 
-func ttlString(d time.Duration) string { return d.String() }
-
-func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration) (string, error) {
+func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration, uses int) (string, error) {
 	id, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		return "", err
@@ -157,7 +163,7 @@ func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration) (string, 
 		return "", err
 	}
 	defer st.Close()
-	info, err := fleet.NewJoinToken(ctx, st, id, ttl)
+	info, err := fleet.NewJoinToken(ctx, st, id, ttl, uses)
 	if err != nil {
 		return "", fmt.Errorf("storing the join token: %w", err)
 	}

@@ -93,20 +93,26 @@ type AgentLister interface {
 // JoinTokens makes join tokens for new agents (POST /v1/admin/tokens). The
 // fleet implements it; nil answers 503.
 type JoinTokens interface {
-	CreateJoinToken(ctx context.Context, ttl time.Duration) (JoinTokenInfo, error)
+	CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (JoinTokenInfo, error)
 }
+
+// MaxJoinTokenUses bounds how many agents one join token may let in.
+const MaxJoinTokenUses = 1_000_000
 
 // JoinTokenInfo is a new join token. Token is shown once.
 type JoinTokenInfo struct {
 	ID      string     `json:"id"`
 	Token   string     `json:"token"`
 	Expires *time.Time `json:"expires,omitempty"`
+	Uses    int        `json:"uses"`
 }
 
-// createToken is POST /v1/admin/tokens with an optional {"ttl":"24h"}.
+// createToken is POST /v1/admin/tokens with an optional
+// {"ttl":"24h","uses":1}; a token lets one agent join by default.
 func (s *Server) createToken(c *fiber.Ctx) error {
 	var body struct {
-		TTL string `json:"ttl"`
+		TTL  string `json:"ttl"`
+		Uses *int   `json:"uses"`
 	}
 	if _, err := decodeJSONBody(c, &body, true); err != nil {
 		return err
@@ -119,14 +125,21 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 		}
 		ttl = d
 	}
+	uses := 1
+	if body.Uses != nil {
+		if *body.Uses < 1 || *body.Uses > MaxJoinTokenUses {
+			return fail(ErrBadRequest, "uses %d: want 1 to %d", *body.Uses, MaxJoinTokenUses)
+		}
+		uses = *body.Uses
+	}
 	if s.tokens == nil {
 		return fail(ErrNoWorker, "This controller does not accept agents")
 	}
-	info, err := s.tokens.CreateJoinToken(c.UserContext(), ttl)
+	info, err := s.tokens.CreateJoinToken(c.UserContext(), ttl, uses)
 	if err != nil {
 		return fmt.Errorf("api: create join token: %w", err)
 	}
-	s.log.Info("join token created", "id", info.ID, "expires", info.Expires)
+	s.log.Info("join token created", "id", info.ID, "expires", info.Expires, "uses", info.Uses)
 	return c.Status(http.StatusCreated).JSON(dataBody[JoinTokenInfo]{info})
 }
 

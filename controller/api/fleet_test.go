@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -47,16 +48,15 @@ func (d *recordingDist) snapshot() ([]string, []string) {
 	return slices.Clone(d.stored), slices.Clone(d.removed)
 }
 
-type fakeTokens struct{ ttl time.Duration }
+type fakeTokens struct {
+	ttl  time.Duration
+	uses int
+}
 
-func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration) (JoinTokenInfo, error) {
-	f.ttl = ttl
-	info := JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0"}
-	if ttl > 0 {
-		e := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-		info.Expires = &e
-	}
-	return info, nil
+func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration, uses int) (JoinTokenInfo, error) {
+	f.ttl, f.uses = ttl, uses
+	e := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	return JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0", Expires: &e, Uses: uses}, nil
 }
 
 type fakeAgents []map[string]any
@@ -124,15 +124,24 @@ func TestDistributionAndAgents(t *testing.T) {
 	// Join tokens.
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "24h"})
 	tok := wantData[JoinTokenInfo](t, status, body, 201)
-	if tokens.ttl != 24*time.Hour || tok.Expires == nil || !strings.HasPrefix(tok.Token, "wispjoin1.") {
-		t.Fatalf("token %+v ttl %v", tok, tokens.ttl)
+	if tokens.ttl != 24*time.Hour || tokens.uses != 1 || tok.Uses != 1 || tok.Expires == nil || !strings.HasPrefix(tok.Token, "wispjoin1.") {
+		t.Fatalf("token %+v ttl %v uses %d", tok, tokens.ttl, tokens.uses)
 	}
+	// No ttl: the Invoker's default (0 here); no uses: one.
 	status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
-	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Expires != nil || tokens.ttl != 0 {
+	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Uses != 1 || tokens.ttl != 0 {
 		t.Fatalf("no ttl: %+v", tok)
+	}
+	status, body = e.json("POST", "/v1/admin/tokens", map[string]any{"uses": 5})
+	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Uses != 5 || tokens.uses != 5 {
+		t.Fatalf("uses 5: %+v", tok)
 	}
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "soon"})
 	wantError(t, status, body, 400, "ttl")
+	for _, n := range []int{0, -1, MaxJoinTokenUses + 1} {
+		status, body = e.do(req{method: "POST", path: "/v1/admin/tokens", body: fmt.Appendf(nil, `{"uses":%d}`, n), contentType: "application/json", bad: true})
+		wantError(t, status, body, 400, "uses")
+	}
 	status, body = e.do(req{method: "POST", path: "/v1/admin/tokens", token: "Bearer " + carol.Token})
 	wantError(t, status, body, 403, "admin")
 }

@@ -57,11 +57,16 @@ func (f *Fleet) Changed(ctx context.Context) { f.SyncDesired(ctx) }
 // AgentsJSON implements api.AgentLister.
 func (f *Fleet) AgentsJSON() any { return f.Agents() }
 
+// DefaultJoinTokenTTL is how long a join token lasts when its maker does
+// not say.
+const DefaultJoinTokenTTL = 24 * time.Hour
+
 // CreateJoinToken makes a join token for new agents: it stores the hash
 // of a fresh secret and returns the token text (the controller's key
-// fingerprint and the secret). ttl <= 0 means it never expires.
-func (f *Fleet) CreateJoinToken(ctx context.Context, ttl time.Duration) (api.JoinTokenInfo, error) {
-	return NewJoinToken(ctx, f.cfg.Store, f.cfg.Identity, ttl)
+// fingerprint and the secret). It lets uses agents join (uses < 1 means
+// one); ttl <= 0 means DefaultJoinTokenTTL.
+func (f *Fleet) CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (api.JoinTokenInfo, error) {
+	return NewJoinToken(ctx, f.cfg.Store, f.cfg.Identity, ttl, uses)
 }
 
 // TokenStore is where join tokens are kept.
@@ -71,21 +76,22 @@ type TokenStore interface {
 
 // NewJoinToken is CreateJoinToken without a running fleet (the
 // `wisp-controller token create` command with the controller stopped).
-func NewJoinToken(ctx context.Context, st TokenStore, id Identity, ttl time.Duration) (api.JoinTokenInfo, error) {
+func NewJoinToken(ctx context.Context, st TokenStore, id Identity, ttl time.Duration, uses int) (api.JoinTokenInfo, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	idb := make([]byte, 4)
 	rand.Read(idb)
 	sum := sha256.Sum256(secret)
-	jt := store.JoinToken{ID: "jt_" + hex.EncodeToString(idb), SecretHash: sum[:]}
-	if ttl > 0 {
-		jt.Expires = time.Now().Add(ttl)
+	if ttl <= 0 {
+		ttl = DefaultJoinTokenTTL
 	}
+	uses = max(uses, 1)
+	jt := store.JoinToken{ID: "jt_" + hex.EncodeToString(idb), SecretHash: sum[:], Uses: uses, Expires: time.Now().Add(ttl)}
 	jt, err := st.CreateJoinToken(ctx, jt)
 	if err != nil {
 		return api.JoinTokenInfo{}, err
 	}
-	info := api.JoinTokenInfo{ID: jt.ID, Token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String()}
+	info := api.JoinTokenInfo{ID: jt.ID, Token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(), Uses: jt.Uses}
 	if !jt.Expires.IsZero() {
 		e := jt.Expires
 		info.Expires = &e

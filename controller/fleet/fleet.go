@@ -26,9 +26,8 @@ import (
 
 // Store is what the fleet needs from the controller's store.
 type Store interface {
-	JoinTokenByHash(ctx context.Context, hash []byte) (store.JoinToken, error)
 	CreateJoinToken(ctx context.Context, jt store.JoinToken) (store.JoinToken, error)
-	CreateAgent(ctx context.Context, a store.Agent) (store.Agent, error)
+	JoinAgent(ctx context.Context, hash []byte, a store.Agent) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error
 	Code(ctx context.Context, digest string) ([]byte, error)
@@ -506,18 +505,17 @@ func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agen
 		return a, nil, nil
 	case len(h.JoinSecret) > 0:
 		sum := sha256.Sum256(h.JoinSecret)
-		if _, err := f.cfg.Store.JoinTokenByHash(ctx, sum[:]); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return store.Agent{}, nil, &protocol.Error{Code: protocol.Unauthorized, Message: "unknown or expired join token"}
-			}
-			return store.Agent{}, nil, &protocol.Error{Code: protocol.Internal, Message: "cannot check the join token now"}
-		}
 		cred := make([]byte, 32)
 		rand.Read(cred)
 		idb := make([]byte, 8)
 		rand.Read(idb)
 		credSum := sha256.Sum256(cred)
-		a, err := f.cfg.Store.CreateAgent(ctx, store.Agent{ID: "ag_" + hex.EncodeToString(idb), Name: h.Name, CredentialHash: credSum[:], Labels: h.Labels})
+		// The token's use is spent in the transaction that creates the
+		// agent: a single-use token lets exactly one agent in.
+		a, err := f.cfg.Store.JoinAgent(ctx, sum[:], store.Agent{ID: "ag_" + hex.EncodeToString(idb), Name: h.Name, CredentialHash: credSum[:], Labels: h.Labels})
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Agent{}, nil, &protocol.Error{Code: protocol.Unauthorized, Message: "unknown, expired, revoked or used-up join token"}
+		}
 		if err != nil {
 			return a, nil, &protocol.Error{Code: protocol.Internal, Message: "cannot register the agent now"}
 		}

@@ -173,6 +173,8 @@ type joinTokenRecord struct {
 	SecretHash []byte    `json:"secret_hash"`
 	Created    time.Time `json:"created"`
 	Expires    time.Time `json:"expires"` // zero: never
+	Uses       int       `json:"uses,omitempty"` // 0: no limit (tokens made before uses were counted)
+	Used       int       `json:"used,omitempty"`
 }
 
 type agentRecord struct {
@@ -808,17 +810,38 @@ func (e *Embedded) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken
 		if tokens.Get([]byte(jt.ID)) != nil || hashes.Get(jt.SecretHash) != nil {
 			return ErrExists
 		}
-		v, err := json.Marshal(joinTokenRecord{SecretHash: jt.SecretHash, Created: jt.Created, Expires: jt.Expires})
-		if err != nil {
-			return err
-		}
-		if err := tokens.Put([]byte(jt.ID), v); err != nil {
+		jt.Used = 0
+		if err := putJoinToken(tx, jt); err != nil {
 			return err
 		}
 		return hashes.Put(jt.SecretHash, []byte(jt.ID))
 	})
 	if err != nil {
 		return JoinToken{}, boltFail(err, "create join token %q", jt.ID)
+	}
+	return jt, nil
+}
+
+func putJoinToken(tx *bolt.Tx, jt JoinToken) error {
+	v, err := json.Marshal(joinTokenRecord{SecretHash: jt.SecretHash, Created: jt.Created, Expires: jt.Expires, Uses: jt.Uses, Used: jt.Used})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketJoinTokens).Put([]byte(jt.ID), v)
+}
+
+// usableJoinToken finds the token of hash that may still be used.
+func usableJoinToken(tx *bolt.Tx, hash []byte) (JoinToken, error) {
+	id := tx.Bucket(bucketJoinTokenHashes).Get(hash)
+	if id == nil {
+		return JoinToken{}, ErrNotFound
+	}
+	jt, err := getJoinToken(tx, id)
+	if err != nil {
+		return JoinToken{}, err
+	}
+	if expired(jt.Expires, now()) || jt.UsedUp() {
+		return JoinToken{}, ErrNotFound
 	}
 	return jt, nil
 }
@@ -832,30 +855,43 @@ func getJoinToken(tx *bolt.Tx, id []byte) (JoinToken, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return JoinToken{}, fmt.Errorf("decode join token %q: %w", id, err)
 	}
-	return JoinToken{ID: string(id), SecretHash: r.SecretHash, Created: r.Created.UTC(), Expires: storeTime(r.Expires)}, nil
+	return JoinToken{ID: string(id), SecretHash: r.SecretHash, Created: r.Created.UTC(), Expires: storeTime(r.Expires), Uses: r.Uses, Used: r.Used}, nil
 }
 
 // JoinTokenByHash implements Store.
 func (e *Embedded) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error) {
 	var jt JoinToken
 	err := e.view(ctx, func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketJoinTokenHashes).Get(hash)
-		if id == nil {
-			return ErrNotFound
-		}
 		var err error
-		if jt, err = getJoinToken(tx, id); err != nil {
-			return err
-		}
-		if expired(jt.Expires, now()) {
-			return ErrNotFound
-		}
-		return nil
+		jt, err = usableJoinToken(tx, hash)
+		return err
 	})
 	if err != nil {
 		return JoinToken{}, boltFail(err, "join token by hash")
 	}
 	return jt, nil
+}
+
+// JoinAgent implements Store.
+func (e *Embedded) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error) {
+	a.Labels = prepareLabels(a.Labels)
+	a.Created = now()
+	a.LastSeen = a.Created
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		jt, err := usableJoinToken(tx, hash)
+		if err != nil {
+			return err
+		}
+		jt.Used++
+		if err := putJoinToken(tx, jt); err != nil {
+			return err
+		}
+		return createAgent(tx, a)
+	})
+	if err != nil {
+		return Agent{}, boltFail(err, "join agent %q", a.ID)
+	}
+	return a, nil
 }
 
 // ListJoinTokens implements Store.
@@ -918,20 +954,22 @@ func (e *Embedded) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
 	a.Labels = prepareLabels(a.Labels)
 	a.Created = now()
 	a.LastSeen = a.Created
-	err := e.update(ctx, func(tx *bolt.Tx) error {
-		creds := tx.Bucket(bucketAgentCreds)
-		if tx.Bucket(bucketAgents).Get([]byte(a.ID)) != nil || creds.Get(a.CredentialHash) != nil {
-			return ErrExists
-		}
-		if err := putAgent(tx, a); err != nil {
-			return err
-		}
-		return creds.Put(a.CredentialHash, []byte(a.ID))
-	})
+	err := e.update(ctx, func(tx *bolt.Tx) error { return createAgent(tx, a) })
 	if err != nil {
 		return Agent{}, boltFail(err, "create agent %q", a.ID)
 	}
 	return a, nil
+}
+
+func createAgent(tx *bolt.Tx, a Agent) error {
+	creds := tx.Bucket(bucketAgentCreds)
+	if tx.Bucket(bucketAgents).Get([]byte(a.ID)) != nil || creds.Get(a.CredentialHash) != nil {
+		return ErrExists
+	}
+	if err := putAgent(tx, a); err != nil {
+		return err
+	}
+	return creds.Put(a.CredentialHash, []byte(a.ID))
 }
 
 // AgentByID implements Store.

@@ -580,25 +580,34 @@ func (p *Postgres) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken
 	if !jt.Expires.IsZero() {
 		expires = &jt.Expires
 	}
-	_, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, secret_hash, created, expires) VALUES ($1, $2, $3, $4)`,
-		jt.ID, jt.SecretHash, jt.Created, expires)
+	var uses *int // NULL: no limit
+	if jt.Uses > 0 {
+		uses = &jt.Uses
+	}
+	jt.Used = 0
+	_, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, secret_hash, created, expires, uses) VALUES ($1, $2, $3, $4, $5)`,
+		jt.ID, jt.SecretHash, jt.Created, expires, uses)
 	if err != nil {
 		return JoinToken{}, pgFail(err, "create join token %q", jt.ID)
 	}
 	return jt, nil
 }
 
-const joinTokenColumns = `id, secret_hash, created, expires`
+const joinTokenColumns = `id, secret_hash, created, expires, uses, used`
 
 func scanJoinToken(row pgx.Row) (JoinToken, error) {
 	var (
 		jt      JoinToken
 		expires *time.Time
+		uses    *int
 	)
-	err := row.Scan(&jt.ID, &jt.SecretHash, &jt.Created, &expires)
+	err := row.Scan(&jt.ID, &jt.SecretHash, &jt.Created, &expires, &uses, &jt.Used)
 	jt.Created = jt.Created.UTC()
 	if expires != nil {
 		jt.Expires = expires.UTC()
+	}
+	if uses != nil {
+		jt.Uses = *uses
 	}
 	return jt, err
 }
@@ -608,11 +617,38 @@ func scanJoinToken(row pgx.Row) (JoinToken, error) {
 func (p *Postgres) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error) {
 	jt, err := scanJoinToken(p.pool.QueryRow(ctx, `
 		SELECT `+joinTokenColumns+` FROM join_tokens
-		WHERE secret_hash = $1 AND (expires IS NULL OR expires > $2)`, hash, now()))
+		WHERE secret_hash = $1 AND (expires IS NULL OR expires > $2) AND (uses IS NULL OR used < uses)`, hash, now()))
 	if err != nil {
 		return JoinToken{}, pgFail(err, "join token by hash")
 	}
 	return jt, nil
+}
+
+// JoinAgent implements Store. The UPDATE takes the token's row lock, so
+// concurrent joins with one token are counted one after another.
+func (p *Postgres) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error) {
+	a.Labels = prepareLabels(a.Labels)
+	a.Created = now()
+	a.LastSeen = a.Created
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var id string
+		err := tx.QueryRow(ctx, `
+			UPDATE join_tokens SET used = used + 1
+			WHERE secret_hash = $1 AND (expires IS NULL OR expires > $2) AND (uses IS NULL OR used < uses)
+			RETURNING id`, hash, a.Created).Scan(&id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO agents (id, name, credential_hash, labels, created, last_seen)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			a.ID, a.Name, a.CredentialHash, a.Labels, a.Created, a.LastSeen)
+		return err
+	})
+	if err != nil {
+		return Agent{}, pgFail(err, "join agent %q", a.ID)
+	}
+	return a, nil
 }
 
 // ListJoinTokens implements Store.

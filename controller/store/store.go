@@ -55,7 +55,16 @@ type JoinToken struct {
 	SecretHash []byte    // sha256 of the secret, unique; secrets are high-entropy so no KDF is needed
 	Created    time.Time // set by the store
 	Expires    time.Time // zero: never; kept in UTC, truncated to microseconds
+	// Uses is how many agents may join with the token; 0 means no limit,
+	// which only tokens made before join tokens were counted (migration
+	// 0006) have: the controller makes every new one with Uses ≥ 1.
+	Uses int
+	// Used counts the agents that joined with it; set by the store.
+	Used int
 }
+
+// UsedUp reports whether no agent may join with jt any more.
+func (jt JoinToken) UsedUp() bool { return jt.Uses > 0 && jt.Used >= jt.Uses }
 
 // Agent is an edge agent known to the controller.
 type Agent struct {
@@ -209,8 +218,14 @@ type Store interface {
 	// its ID or its SecretHash is taken.
 	CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken, error)
 	// JoinTokenByHash finds the token whose secret hashes to hash. ErrNotFound,
-	// also when the token has expired (Expires is not after the store's clock).
+	// also when the token has expired (Expires is not after the store's clock)
+	// or is used up.
 	JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken, error)
+	// JoinAgent spends one use of the token whose secret hashes to hash and
+	// creates a (as CreateAgent does), in one transaction: of concurrent
+	// joins with a token of N uses, N succeed. ErrNotFound when the token is
+	// unknown, expired or used up; ErrExists as CreateAgent.
+	JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error)
 	// ListJoinTokens returns every token, expired ones included (so that they
 	// can be shown and deleted), sorted by Created then ID.
 	ListJoinTokens(ctx context.Context) ([]JoinToken, error)

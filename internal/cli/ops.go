@@ -326,10 +326,12 @@ func parseSince(s string, now time.Time) (string, error) {
 func (a *app) tokenCommand() *cobra.Command {
 	cmd := group("token", "Join tokens for new agents")
 	var ttl time.Duration
+	var uses int
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token for a new agent (needs the admin token)",
-		Long: `Create a join token and print it. Start an agent with it once:
+		Long: `Create a join token and print it. It lets one agent join (--uses for more)
+within 24 hours (--ttl). Start an agent with it once:
   wisp-agent run --controllers <host:4433> --join-token <token> ...`,
 		Args: nargs(0, 0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -337,15 +339,21 @@ func (a *app) tokenCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := map[string]string{}
+			req := map[string]any{"uses": uses}
 			if cmd.Flags().Changed("ttl") {
 				if ttl <= 0 {
 					return usagef(cmd, "--ttl must be positive")
 				}
 				req["ttl"] = ttl.String()
 			}
+			if uses < 1 {
+				return usagef(cmd, "--uses must be at least 1")
+			}
 			body, n := jsonBody(req)
-			var r struct{ ID, Token, Expires string }
+			var r struct {
+				ID, Token, Expires string
+				Uses               int
+			}
 			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, length: n, contentType: "application/json"}, &r)
 			if err != nil {
 				return err
@@ -355,13 +363,14 @@ func (a *app) tokenCommand() *cobra.Command {
 				if r.Expires != "" {
 					exp = "expires " + when(r.Expires)
 				}
-				a.note("join token %s (%s); it is shown only once", r.ID, exp)
+				a.note("join token %s for %d agent(s) (%s); it is shown only once", r.ID, r.Uses, exp)
 				_, err := fmt.Fprintln(w, r.Token)
 				return err
 			})
 		},
 	}
-	create.Flags().DurationVar(&ttl, "ttl", 0, "lifetime of the token (24h, 90m); default: never expires")
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime of the token (24h, 90m)")
+	create.Flags().IntVar(&uses, "uses", 1, "how many agents may join with the token")
 	cmd.AddCommand(create)
 	return cmd
 }

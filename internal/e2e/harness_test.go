@@ -106,7 +106,9 @@ func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []strin
 // joinToken runs `wisp-controller token create`.
 func (c *controller) joinToken(t testing.TB, dsn string) string {
 	t.Helper()
-	args := []string{"token", "create", "--data-dir", c.dataDir, "--url", c.url}
+	// One token for every agent a test starts (a token lets one agent in
+	// by default).
+	args := []string{"token", "create", "--uses", "100", "--data-dir", c.dataDir, "--url", c.url}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
 	}

@@ -58,6 +58,7 @@ func Run(t *testing.T, open Opener) {
 		{"Scripts", testScripts},
 		{"JoinTokens", testJoinTokens},
 		{"JoinTokenExpires", testJoinTokenExpires},
+		{"JoinTokenUses", testJoinTokenUses},
 		{"Agents", testAgents},
 		{"TouchAgent", testTouchAgent},
 		{"FailedWritesChangeNothing", testFailedWritesChangeNothing},
@@ -685,6 +686,79 @@ func testJoinTokens(t *testing.T, s store.Store, _ func(*testing.T) store.Store)
 	got, err = s.JoinTokenByHash(ctx, tokenHash("past"))
 	noErr(t, "JoinTokenByHash re-created", err)
 	equal(t, "JoinTokenByHash re-created", got, again)
+}
+
+// testJoinTokenUses: JoinAgent spends a use and creates the agent in one
+// transaction. A single-use token lets one agent in; of 12 concurrent
+// joins with a token of 3 uses, exactly 3 succeed and exactly 3 agents
+// exist; a token without a count (made before they were counted) has no
+// limit; an expired or deleted token lets nobody in; a refused join
+// leaves no agent behind.
+func testJoinTokenUses(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	agent := func(i int) store.Agent {
+		return store.Agent{ID: fmt.Sprintf("ag_use%012d", i), Name: "edge", CredentialHash: tokenHash(fmt.Sprintf("cred%d", i)), Labels: []string{}}
+	}
+	once, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_once", SecretHash: tokenHash("once"), Uses: 1})
+	noErr(t, "CreateJoinToken once", err)
+	equal(t, "a new token's Used", once.Used, 0)
+	a, err := s.JoinAgent(ctx, tokenHash("once"), agent(1))
+	noErr(t, "JoinAgent with a single-use token", err)
+	got, err := s.AgentByID(ctx, a.ID)
+	noErr(t, "AgentByID of the joined agent", err)
+	equal(t, "the joined agent", got, a)
+	_, err = s.JoinAgent(ctx, tokenHash("once"), agent(2))
+	wantErr(t, "JoinAgent with a used-up token", err, store.ErrNotFound)
+	_, err = s.AgentByID(ctx, agent(2).ID)
+	wantErr(t, "AgentByID of a refused join", err, store.ErrNotFound)
+	_, err = s.JoinTokenByHash(ctx, tokenHash("once"))
+	wantErr(t, "JoinTokenByHash of a used-up token", err, store.ErrNotFound)
+
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_three", SecretHash: tokenHash("three"), Uses: 3})
+	noErr(t, "CreateJoinToken three", err)
+	var wg sync.WaitGroup
+	errs := make([]error, 12)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = s.JoinAgent(ctx, tokenHash("three"), agent(100+i)) })
+	}
+	wg.Wait()
+	joined := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			joined++
+			_, err := s.AgentByID(ctx, agent(100+i).ID)
+			noErr(t, "AgentByID of a concurrent join", err)
+		case errors.Is(err, store.ErrNotFound):
+			_, err := s.AgentByID(ctx, agent(100+i).ID)
+			wantErr(t, "AgentByID of a refused concurrent join", err, store.ErrNotFound)
+		default:
+			t.Fatalf("concurrent JoinAgent: %v", err)
+		}
+	}
+	equal(t, "concurrent joins admitted by a token of 3 uses", joined, 3)
+
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_legacy", SecretHash: tokenHash("legacy")})
+	noErr(t, "CreateJoinToken without a count", err)
+	for i := range 5 {
+		_, err := s.JoinAgent(ctx, tokenHash("legacy"), agent(200+i))
+		noErr(t, "JoinAgent with a token without a count", err)
+	}
+	_, err = s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_gone", SecretHash: tokenHash("gone"), Uses: 5, Expires: time.Now().Add(-time.Second)})
+	noErr(t, "CreateJoinToken expired", err)
+	_, err = s.JoinAgent(ctx, tokenHash("gone"), agent(300))
+	wantErr(t, "JoinAgent with an expired token", err, store.ErrNotFound)
+	noErr(t, "DeleteJoinToken three", s.DeleteJoinToken(ctx, "jt_three"))
+	_, err = s.JoinAgent(ctx, tokenHash("three"), agent(301))
+	wantErr(t, "JoinAgent with a deleted token", err, store.ErrNotFound)
+
+	jts, err := s.ListJoinTokens(ctx)
+	noErr(t, "ListJoinTokens", err)
+	used := map[string][2]int{}
+	for _, jt := range jts {
+		used[jt.ID] = [2]int{jt.Uses, jt.Used}
+	}
+	equal(t, "uses and used per token", used, map[string][2]int{"jt_once": {1, 1}, "jt_legacy": {0, 5}, "jt_gone": {5, 0}})
 }
 
 // testJoinTokenExpires watches a token expire: found before Expires by the
