@@ -172,7 +172,7 @@ type scriptRecord struct {
 type joinTokenRecord struct {
 	SecretHash []byte    `json:"secret_hash"`
 	Created    time.Time `json:"created"`
-	Expires    time.Time `json:"expires"` // zero: never
+	Expires    time.Time `json:"expires"`        // zero: never
 	Uses       int       `json:"uses,omitempty"` // 0: no limit (tokens made before uses were counted)
 	Used       int       `json:"used,omitempty"`
 }
