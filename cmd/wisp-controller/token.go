@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,16 +14,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-const tokenUsage = "usage: wisp-controller token create [--ttl DURATION] [--url URL] [controller flags: --data-dir, --database-url, --listen, --config]"
-
-// runToken is `wisp-controller token create`: it makes a join token for
-// new agents and prints it on stdout.
+// tokenCommand is `wisp-controller token create`: it makes a join token
+// for new agents and prints it on stdout.
 //
 // It asks the running controller (POST /v1/admin/tokens with the admin
 // token from the data dir) at --url, by default the address of --listen on
@@ -32,64 +32,50 @@ const tokenUsage = "usage: wisp-controller token create [--ttl DURATION] [--url 
 // the store itself, which is what a first setup before the controller's
 // first start needs (an embedded store is locked while its controller runs,
 // so that path works only with the controller stopped, or with Postgres).
-func runToken(ctx context.Context, args []string, d deps) int {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(d.stderr, tokenUsage)
-		return 2
-	}
-	ttl, url, rest, err := tokenFlags(args[1:])
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n%s\n", err, tokenUsage)
-		return 2
-	}
-	cfg, err := loadConfig(rest, d.getenv, d.stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
-		return 2
-	}
-	if url == "" {
-		url = localURL(cfg.Listen)
-	}
-	tok, err := tokenViaAPI(ctx, url, cfg.DataDir, ttl)
-	if errors.Is(err, errNoController) {
-		tok, err = tokenViaStore(ctx, cfg, ttl)
-	}
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(d.stdout, tok)
-	return 0
-}
+func tokenCommand(d deps) *cobra.Command {
+	var ttl time.Duration
+	var url string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Make a join token for new agents and print it",
+		Long: `Make a join token for new agents and print it on stdout.
 
-// tokenFlags takes --ttl and --url out of args and leaves the rest to loadConfig.
-func tokenFlags(args []string) (ttl time.Duration, url string, rest []string, err error) {
-	for i := 0; i < len(args); i++ {
-		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !strings.HasPrefix(args[i], "-") || (name != "ttl" && name != "url") {
-			rest = append(rest, args[i])
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(args) {
-				return 0, "", nil, fmt.Errorf("--%s needs a value", name)
+It asks the running controller at --url (by default the address of --listen
+on this machine) with the admin token from the data dir. When no controller
+answers there, it writes the token to the store itself: a first setup before
+the controller's first start, or with Postgres (an embedded store is locked
+while its controller runs).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < 0 {
+				return settings.UsageError(fmt.Errorf("--ttl %s: want a positive duration such as 24h", ttl))
 			}
-			i++
-			value = args[i]
-		}
-		switch name {
-		case "ttl":
-			if ttl, err = time.ParseDuration(value); err != nil || ttl <= 0 {
-				return 0, "", nil, fmt.Errorf("--ttl %q: want a positive duration such as 24h", value)
+			cfg, err := load(cmd, d)
+			if err != nil {
+				return err
 			}
-		case "url":
-			url = strings.TrimRight(value, "/")
-		}
+			if url == "" {
+				url = localURL(cfg.Listen)
+			}
+			url = strings.TrimRight(url, "/")
+			tok, err := tokenViaAPI(cmd.Context(), url, cfg.DataDir, ttl)
+			if errors.Is(err, errNoController) {
+				tok, err = tokenViaStore(cmd.Context(), cfg, ttl)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(d.stdout, tok)
+			return err
+		},
 	}
-	return ttl, url, rest, nil
+	f := create.Flags()
+	f.DurationVar(&ttl, "ttl", 0, "how long the token stays valid; 0: the controller's default (24h)")
+	f.StringVar(&url, "url", "", "the running controller's REST `address` (default: --listen on this machine)")
+	addFlags(create, "listen", "data_dir", "database_url", "log_level", "log_format")
+	token := settings.Group("token", "Manage join tokens")
+	token.AddCommand(create)
+	return token
 }
 
 func localURL(listen string) string {
@@ -149,7 +135,7 @@ func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration) (string, 
 	if err != nil {
 		return "", err
 	}
-	st, err := server.OpenStore(ctx, cfg.server(), newLogger(cfg, io.Discard))
+	st, err := server.OpenStore(ctx, cfg.server(), cfg.Log.Logger(io.Discard))
 	if errors.Is(err, store.ErrLocked) {
 		return "", fmt.Errorf("the embedded store is locked by a running controller that does not answer at --url: %w", err)
 	}

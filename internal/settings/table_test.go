@@ -235,6 +235,26 @@ func TestSizes(t *testing.T) {
 	}
 }
 
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0s", time.Minute: "1m", 168 * time.Hour: "168h", 90 * time.Minute: "1h30m",
+		time.Hour + time.Second: "1h0m1s", 2500 * time.Millisecond: "2.5s", 100 * time.Millisecond: "100ms", 10 * time.Minute: "10m"} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(FormatDuration(d)); err != nil || back != d {
+			t.Errorf("ParseDuration(FormatDuration(%v)) = %v, %v", d, back, err)
+		}
+	}
+}
+
+func TestDoubleDash(t *testing.T) {
+	in := []string{"-listen", ":1", "-data-dir=x", "--log-level", "info", "-h", "-v", "-1h", "-", "file.wasm", "--", "-keep"}
+	want := []string{"--listen", ":1", "--data-dir=x", "--log-level", "info", "-h", "-v", "-1h", "-", "file.wasm", "--", "-keep"}
+	if got := DoubleDash(in); !slices.Equal(got, want) {
+		t.Fatalf("DoubleDash = %q, want %q", got, want)
+	}
+}
+
 func TestLogger(t *testing.T) {
 	var buf bytes.Buffer
 	Logging{Level: "warn", Format: "json"}.Logger(&buf).Info("hidden")

@@ -34,7 +34,19 @@ func (v durationValue) set(s string) error {
 }
 
 func (v durationValue) kind() string   { return "duration" }
-func (v durationValue) String() string { return v.p.String() }
+func (v durationValue) String() string { return FormatDuration(*v.p) }
+
+// FormatDuration is d.String() without its zero tails: 168h, 1m, 1h30m, 2.5s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 type intValue struct{ p *int }
 

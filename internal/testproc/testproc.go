@@ -8,7 +8,9 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"syscall"
@@ -117,4 +119,20 @@ func (p *Proc) Stop() {
 	case <-time.After(30 * time.Second):
 		p.t.Fatalf("%s did not stop on SIGTERM", p.Name)
 	}
+}
+
+// Build compiles the main package pkg (a path as go build takes it,
+// relative to the test's folder) into a temporary folder and returns the
+// binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if pkg == "." {
+		wd, _ := os.Getwd()
+		out = filepath.Join(filepath.Dir(out), filepath.Base(wd))
+	}
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
 }
