@@ -342,8 +342,25 @@ func (t *Table) Reference(w io.Writer) error {
 			def = s.v.String()
 		}
 		fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s | `%s` | %s |\n", s.Flag(), s.Env(), s.Key,
-			strings.ReplaceAll(s.v.kind(), "|", `\|`), strings.ReplaceAll(def, "|", `\|`), strings.ReplaceAll(s.Usage, "|", `\|`))
+			strings.ReplaceAll(s.v.kind(), "|", `\|`), strings.ReplaceAll(def, "|", `\|`), strings.ReplaceAll(strings.ReplaceAll(s.Usage, "`", ""), "|", `\|`))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ReplaceReference returns doc with the text between the lines
+// "<!-- settings:NAME -->" and "<!-- end settings:NAME -->" replaced by t's
+// Reference, so a document's tables are the table itself. It fails when
+// doc lacks the markers.
+func (t *Table) ReplaceReference(doc []byte, name string) ([]byte, error) {
+	begin, end := []byte("<!-- settings:"+name+" -->\n"), []byte("<!-- end settings:"+name+" -->")
+	i, j := bytes.Index(doc, begin), bytes.Index(doc, end)
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("no %q ... %q block", begin, end)
+	}
+	var ref bytes.Buffer
+	t.Reference(&ref)
+	out := append([]byte{}, doc[:i+len(begin)]...)
+	out = append(out, ref.Bytes()...)
+	return append(out, doc[j:]...), nil
 }

@@ -214,6 +214,23 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+func TestReplaceReference(t *testing.T) {
+	c := defaults()
+	tab := newTable(&c)
+	doc := []byte("# Title\n\n<!-- settings:test -->\nstale\n<!-- end settings:test -->\nafter\n")
+	got, err := tab.ReplaceReference(doc, "test")
+	if err != nil || !bytes.HasPrefix(got, []byte("# Title\n\n<!-- settings:test -->\n| flag |")) ||
+		!bytes.HasSuffix(got, []byte("| `--log-format` | `WISP_LOG_FORMAT` | `log_format` | text\\|json | `text` | log line format: text (key=value) or json |\n<!-- end settings:test -->\nafter\n")) {
+		t.Fatalf("%s %v", got, err)
+	}
+	if again, _ := tab.ReplaceReference(got, "test"); !bytes.Equal(again, got) {
+		t.Fatalf("not idempotent:\n%s", again)
+	}
+	if _, err := tab.ReplaceReference(doc, "other"); err == nil {
+		t.Fatal("a missing block was accepted")
+	}
+}
+
 func TestSizes(t *testing.T) {
 	for in, want := range map[string]int64{"1": 1, "1024": 1024, "3B": 3, "16MiB": 16 << 20, " 2 GiB ": 2 << 30, "1536KiB": 1536 << 10} {
 		if got, err := ParseSize(in); err != nil || got != want {
