@@ -1,13 +1,11 @@
 package main
 
 import (
-	"debug/buildinfo"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/wispfn/wisp/internal/testproc"
-	"github.com/wispfn/wisp/internal/version"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -45,24 +43,7 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
-	t.Run("version", func(t *testing.T) {
-		want := "wisp-agent " + version.Version
-		info, err := buildinfo.ReadFile(bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" {
-				want += " (revision " + s.Value
-			}
-		}
-		for _, args := range [][]string{{"version"}, {"--version"}} {
-			out, err := exec.Command(bin, args...).CombinedOutput()
-			if err != nil || !strings.HasPrefix(string(out), want) || strings.Count(string(out), "\n") != 1 {
-				t.Errorf("wisp-agent %s: %v %q, want %q...", args[0], err, out, want)
-			}
-		}
-	})
+	t.Run("version", func(t *testing.T) { testproc.CheckVersion(t, bin, "wisp-agent") })
 
 	// The agent logs "local invoke API" right after "agent running" when it
 	// serves one; with WISP_LOCAL_API= it must not, and the same run with an

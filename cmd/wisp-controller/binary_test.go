@@ -1,13 +1,11 @@
 package main
 
 import (
-	"debug/buildinfo"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/wispfn/wisp/internal/testproc"
-	"github.com/wispfn/wisp/internal/version"
 )
 
 // TestBinaryHelpAndVersion runs the built binary: every command's --help
@@ -43,20 +41,5 @@ func TestBinaryHelpAndVersion(t *testing.T) {
 		}
 	}
 
-	want := "wisp-controller " + version.Version
-	info, err := buildinfo.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" {
-			want += " (revision " + s.Value
-		}
-	}
-	for _, args := range [][]string{{"version"}, {"--version"}} {
-		out, err := exec.Command(bin, args...).CombinedOutput()
-		if err != nil || !strings.HasPrefix(string(out), want) || strings.Count(string(out), "\n") != 1 {
-			t.Errorf("wisp-controller %s: %v %q, want %q...", args[0], err, out, want)
-		}
-	}
+	testproc.CheckVersion(t, bin, "wisp-controller")
 }

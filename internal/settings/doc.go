@@ -29,6 +29,11 @@
 //   - One parser per kind of value (duration, size with a unit, integer,
 //     boolean, list, choice), used by the three sources alike.
 //
+// Server, Group and Execute give the servers' cobra commands the habits
+// of the wisp CLI: --version and a version command (internal/version.Line),
+// one-line errors, exit code 2 for a wrong command line or setting, and
+// single-dash long flags still read (DoubleDash).
+//
 // It must never import controller or agent packages: both servers use it
 // and the agent binary must stay free of the controller's dependencies
 // (internal/archtest).
