@@ -1,9 +1,8 @@
 // Package testproc runs the project's binaries as real processes in tests:
 // it starts one with its output captured, waits for log lines, and kills or
 // stops it; the log is printed when the test fails. Build compiles a
-// binary for such a test and CheckVersion checks its version command. It is
-// test support
-// only; production code must not import it.
+// binary for such a test and CheckVersion checks its version command. It
+// is test support only; production code must not import it.
 package testproc
 
 import (
