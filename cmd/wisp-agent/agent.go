@@ -16,7 +16,12 @@ func runAgent(cmd *cobra.Command, d deps) error {
 	if err != nil {
 		return settings.UsageError(err)
 	}
-	return node.Run(cmd.Context(), cfg.node(), cfg.Log.Logger(d.stderr))
+	log := cfg.Log.Logger(d.stderr)
+	if err := node.Run(cmd.Context(), cfg.node(), log); err != nil {
+		log.Error("agent stopped", "err", err)
+		return settings.Logged(err)
+	}
+	return nil
 }
 
 // node is the configuration node.Run takes.

@@ -87,7 +87,11 @@ func serve(cmd *cobra.Command, d deps) error {
 	if d.ready != nil {
 		ready = func(rest, _ net.Addr) { d.ready(rest) }
 	}
-	return server.Run(cmd.Context(), cfg.server(), log, ready)
+	if err := server.Run(cmd.Context(), cfg.server(), log, ready); err != nil {
+		log.Error("controller stopped", "err", err)
+		return settings.Logged(err)
+	}
+	return nil
 }
 
 // server is the part of the configuration server.Run takes.

@@ -33,6 +33,23 @@ func UsageError(err error) error {
 	return usageError{err}
 }
 
+// loggedError is an error the command already logged (exit code 1, not
+// printed again).
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
+
+// Logged marks err as already logged by the command: Execute exits 1
+// without printing it a second time (a server logs why it stopped in its
+// own log format).
+func Logged(err error) error {
+	if err == nil {
+		return nil
+	}
+	return loggedError{err}
+}
+
 // Server gives root, a server binary's root command, the habits the three
 // Wisp binaries share: --version and a `version` command printing
 // version.Line, errors printed once by Execute, flag errors as usage errors.
@@ -67,6 +84,10 @@ func Execute(ctx context.Context, root *cobra.Command, args []string, stdout, st
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	var le loggedError
+	if errors.As(err, &le) {
+		return ExitError
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", root.Name(), err)
 	var ue usageError

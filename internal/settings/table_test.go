@@ -2,6 +2,7 @@ package settings
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
@@ -284,5 +286,36 @@ func TestLogger(t *testing.T) {
 	DefaultLogging().Logger(&buf).Info("shown")
 	if s := buf.String(); strings.Contains(s, "hidden") || !strings.Contains(s, "level=INFO msg=shown") {
 		t.Fatalf("text at info: %q", s)
+	}
+}
+
+// TestExecute: exit codes and what is printed for each kind of error.
+func TestExecute(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		err     error
+		code    int
+		wantErr string
+	}{
+		{"ok", nil, nil, ExitOK, ""},
+		{"failed", nil, errors.New("boom"), ExitError, "prog: boom\n"},
+		{"logged", nil, Logged(errors.New("boom")), ExitError, ""},
+		{"setting", nil, UsageError(errors.New("bad setting")), ExitUsage, "prog: bad setting\n"},
+		{"unknown flag", []string{"--nope"}, nil, ExitUsage, "prog: unknown flag: --nope (see 'prog --help')\n"},
+		{"unknown command", []string{"nope"}, nil, ExitUsage, `prog: unknown command "nope" for "prog"` + "\n"},
+		{"group alone", []string{"grp"}, nil, ExitUsage, "prog: prog grp needs a command (see 'prog grp --help')\n"},
+		{"help", []string{"--help"}, nil, ExitOK, ""},
+		{"single dash", []string{"-long-flag", "x"}, nil, ExitOK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			root := Server(&cobra.Command{Use: "prog", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error { return tc.err }})
+			root.Flags().String("long-flag", "", "")
+			root.AddCommand(Group("grp", "a group"))
+			if code := Execute(t.Context(), root, tc.args, &out, &errb); code != tc.code || errb.String() != tc.wantErr {
+				t.Fatalf("exit %d, stderr %q; want %d, %q", code, errb.String(), tc.code, tc.wantErr)
+			}
+		})
 	}
 }
