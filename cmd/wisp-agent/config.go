@@ -58,11 +58,11 @@ func defaultConfig() config {
 // is called are the defaults --help shows.
 func (c *config) table() *settings.Table {
 	return &settings.Table{Program: "wisp-agent", ConfigEnv: "WISP_AGENT_CONFIG", Settings: append([]settings.Setting{
-		settings.List(&c.Controllers, "controllers", "the controllers' QUIC `host:port,...` (port 4433 by default)"),
+		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default)"),
 		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only"),
 		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, local API token, compilation cache"),
 		settings.String(&c.Name, "agent_name", "this agent's `name` in the fleet").WithDefault(`"": the host name`),
-		settings.List(&c.Labels, "labels", "labels for APP scheduling, `key=value,...`"),
+		settings.List(&c.Labels, "labels", "this agent's `key=value,...` labels, for APP scheduling"),
 		settings.Choice(&c.Engine, "engine", "wasm engine", runtime.EngineAuto, runtime.EngineCompiler, runtime.EngineInterpreter),
 		settings.String(&c.MetricsAddr, "metrics_addr", "Prometheus /metrics listen `address`; empty disables"),
 		settings.String(&c.LocalAPI, "local_api", "local invoke API listen `address`; empty disables"),
