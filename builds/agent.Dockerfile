@@ -6,7 +6,7 @@
 #   docker build -f builds/agent.Dockerfile --build-arg VERSION=0.1.0 -t wisp-agent:0.1.0 .
 #
 # Run it with WISP_CONTROLLERS=<host>:4433 and, on first start only,
-# WISP_JOIN_TOKEN (or --config FILE of KEY=value lines). /var/lib/wisp keeps
+# WISP_JOIN_TOKEN (or a YAML --config FILE with join_token: ...). /var/lib/wisp keeps
 # its credential, code and outbox: keep it on a volume.
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build

@@ -149,7 +149,7 @@ if [ -f "$env" ]; then cp -p "$env" "$env.bak"; fi
 umask 027
 {
 	echo "# Wisp agent settings, read by wisp-agent.service (EnvironmentFile=)."
-	echo "# Written by $prog on $(date -u +%Y-%m-%dT%H:%M:%SZ); names: wisp-agent run -h."
+	echo "# Written by $prog on $(date -u +%Y-%m-%dT%H:%M:%SZ); names: wisp-agent run --help."
 	echo "WISP_CONTROLLERS=$controllers"
 	echo "WISP_JOIN_TOKEN=$token"
 	echo "WISP_DATA_DIR=/var/lib/wisp"

@@ -1,40 +1,32 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"log/slog"
+	"github.com/spf13/cobra"
 
 	"github.com/wispfn/wisp/agent/node"
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-// runAgent is `wisp-agent run`: connect to the controllers and serve them
-// until ctx is done, then drain.
-func runAgent(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg, err := loadConfig(args, getenv, fs)
+// runAgent is `wisp-agent run` (and bare `wisp-agent`): connect to the
+// controllers and serve them until the command's context is done, then
+// drain.
+func runAgent(cmd *cobra.Command, d deps) error {
+	cfg, err := loadConfig(cmd.Flags(), d.env, d.stderr)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "wisp-agent: %v\n", err)
-		}
-		return 2
+		return settings.UsageError(err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if err := node.Run(ctx, cfg.node(), log); err != nil {
+	log := cfg.Log.Logger(d.stderr)
+	if err := node.Run(cmd.Context(), cfg.node(), log); err != nil {
 		log.Error("agent stopped", "err", err)
-		return 1
+		return settings.Logged(err)
 	}
-	return 0
+	return nil
 }
 
 // node is the configuration node.Run takes.
 func (c config) node() node.Config {
-	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by set
+	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by Validate
 	return node.Config{
 		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
 		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,

@@ -1,51 +1,42 @@
 package main
 
 import (
-	"bufio"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"strconv"
+	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-// config is the agent's whole configuration, one flat struct. Sources, each
-// overriding the one before: defaults, the --config file, WISP_*
-// environment variables, flags.
-//
-// The config file uses the environment's names, one KEY=value per line
-// (# comments, blank lines ignored), so one vocabulary covers systemd
-// EnvironmentFile=, Docker env files and the file.
+// config is the agent's whole configuration, one flat struct, filled by its
+// settings table (table): defaults < file < environment < flags.
 type config struct {
-	Controllers  []string // WISP_CONTROLLERS, comma-separated host:port
-	JoinToken    string   // WISP_JOIN_TOKEN
-	DataDir      string   // WISP_DATA_DIR
-	Name         string   // WISP_AGENT_NAME
-	Labels       []string // WISP_LABELS, comma-separated key=value
-	Engine       string   // WISP_ENGINE
-	MetricsAddr  string   // WISP_METRICS_ADDR
-	LocalAPI     string   // WISP_LOCAL_API: address of the local invoke API ("" disables)
-	LocalAPISync bool     // WISP_LOCAL_API_SYNC: answer local API calls only after the outbox fsync
-	MQTTBroker   string   // WISP_MQTT_BROKER: the box's broker for edge-local triggers ("" disables)
+	Controllers  []string
+	JoinToken    string
+	DataDir      string
+	Name         string
+	Labels       []string
+	Engine       string
+	MetricsAddr  string
+	LocalAPI     string // "" disables
+	LocalAPISync bool
+	MQTTBroker   string // "" disables
 	Timeout      time.Duration
 	MemoryMiB    uint64
-	// ModuleLimits (WISP_MODULE_LIMITS) is "key=value,..." over
-	// runtime.DefaultModuleLimits; the compile budget is
-	// WISP_COMPILE_TIMEOUT, WISP_COMPILE_MEMORY_MIB, WISP_COMPILE_WORKERS.
-	ModuleLimits     string
-	CompileTimeout   time.Duration
-	CompileMemoryMiB uint64
-	CompileWorkers   int
-	MaxConcurrent    int // WISP_MAX_CONCURRENT: instances at once (0: 8 × GOMAXPROCS)
-	// WISP_MAX_PER_FUNCTION: instances of one function at once (0: GOMAXPROCS-1, at least 1)
-	MaxPerFunction int
-	// WISP_MAX_QUEUED_PER_FUNCTION: calls of one function waiting for an
-	// instance before more are refused as overloaded (0: 256)
+	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits.
+	ModuleLimits         string
+	CompileTimeout       time.Duration
+	CompileMemoryMiB     uint64
+	CompileWorkers       int
+	MaxConcurrent        int
+	MaxPerFunction       int
 	MaxQueuedPerFunction int
+	Log                  settings.Logging
 }
 
 func defaultConfig() config {
@@ -58,137 +49,52 @@ func defaultConfig() config {
 		MQTTBroker:   "tcp://127.0.0.1:1883",
 		Timeout:      runtime.DefaultLimits.Timeout,
 		MemoryMiB:    runtime.DefaultLimits.MemoryBytes >> 20,
+		Log:          settings.DefaultLogging(),
 	}
 }
 
-// envKeys maps each setting to its environment variable.
-var envKeys = []string{"WISP_CONTROLLERS", "WISP_JOIN_TOKEN", "WISP_DATA_DIR", "WISP_AGENT_NAME", "WISP_LABELS",
-	"WISP_ENGINE", "WISP_METRICS_ADDR", "WISP_LOCAL_API", "WISP_LOCAL_API_SYNC", "WISP_MQTT_BROKER", "WISP_TIMEOUT", "WISP_MEMORY_MIB", "WISP_MAX_CONCURRENT",
-	"WISP_MODULE_LIMITS", "WISP_COMPILE_TIMEOUT", "WISP_COMPILE_MEMORY_MIB", "WISP_COMPILE_WORKERS",
-	"WISP_MAX_PER_FUNCTION", "WISP_MAX_QUEUED_PER_FUNCTION"}
-
-func (c *config) set(key, v string) error {
-	var err error
-	switch key {
-	case "WISP_CONTROLLERS":
-		c.Controllers = splitList(v)
-	case "WISP_JOIN_TOKEN":
-		c.JoinToken = v
-	case "WISP_DATA_DIR":
-		c.DataDir = v
-	case "WISP_AGENT_NAME":
-		c.Name = v
-	case "WISP_LABELS":
-		c.Labels = splitList(v)
-	case "WISP_ENGINE":
-		c.Engine = v
-	case "WISP_METRICS_ADDR":
-		c.MetricsAddr = v
-	case "WISP_LOCAL_API":
-		c.LocalAPI = v
-	case "WISP_LOCAL_API_SYNC":
-		c.LocalAPISync, err = strconv.ParseBool(v)
-	case "WISP_MQTT_BROKER":
-		c.MQTTBroker = v
-	case "WISP_TIMEOUT":
-		c.Timeout, err = time.ParseDuration(v)
-	case "WISP_MEMORY_MIB":
-		c.MemoryMiB, err = strconv.ParseUint(v, 10, 64)
-	case "WISP_MAX_CONCURRENT":
-		c.MaxConcurrent, err = strconv.Atoi(v)
-	case "WISP_MODULE_LIMITS":
-		_, err = runtime.ParseModuleLimits(v)
-		c.ModuleLimits = v
-	case "WISP_COMPILE_TIMEOUT":
-		c.CompileTimeout, err = time.ParseDuration(v)
-	case "WISP_COMPILE_MEMORY_MIB":
-		c.CompileMemoryMiB, err = strconv.ParseUint(v, 10, 64)
-	case "WISP_COMPILE_WORKERS":
-		c.CompileWorkers, err = strconv.Atoi(v)
-	case "WISP_MAX_PER_FUNCTION":
-		c.MaxPerFunction, err = strconv.Atoi(v)
-	case "WISP_MAX_QUEUED_PER_FUNCTION":
-		c.MaxQueuedPerFunction, err = strconv.Atoi(v)
-	default:
-		return fmt.Errorf("unknown setting %s", key)
-	}
-	if err != nil {
-		return fmt.Errorf("%s=%q: %v", key, v, err)
-	}
-	return nil
+// table is the agent's settings table over c: every setting's flag, WISP_*
+// variable and config-file key (internal/settings). The values in c when it
+// is called are the defaults --help shows.
+func (c *config) table() *settings.Table {
+	return &settings.Table{Program: "wisp-agent", ConfigEnv: "WISP_AGENT_CONFIG", Settings: append([]settings.Setting{
+		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default)"),
+		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, local API token, compilation cache"),
+		settings.String(&c.Name, "agent_name", "this agent's `name` in the fleet").WithDefault(`"": the host name`),
+		settings.List(&c.Labels, "labels", "this agent's `key=value,...` labels, for APP scheduling"),
+		settings.Choice(&c.Engine, "engine", "wasm engine", runtime.EngineAuto, runtime.EngineCompiler, runtime.EngineInterpreter),
+		settings.String(&c.MetricsAddr, "metrics_addr", "Prometheus /metrics listen `address`; empty disables"),
+		settings.String(&c.LocalAPI, "local_api", "local invoke API listen `address`; empty disables"),
+		settings.Bool(&c.LocalAPISync, "local_api_sync", "answer local API calls only after their activation is fsync'd to the outbox"),
+		settings.String(&c.MQTTBroker, "mqtt_broker", "the box's MQTT broker `URL` for edge-local triggers; empty disables"),
+		settings.Duration(&c.Timeout, "timeout", "deadline of an invocation whose request sets none"),
+		settings.Uint(&c.MemoryMiB, "memory_mib", "linear memory cap of an instance, in `MiB`"),
+		settings.Int(&c.MaxConcurrent, "max_concurrent", "instances at once").WithDefault("0: 8 × GOMAXPROCS"),
+		settings.Int(&c.MaxPerFunction, "max_per_function", "instances of one function at once").WithDefault("0: GOMAXPROCS-1, at least 1"),
+		settings.Int(&c.MaxQueuedPerFunction, "max_queued_per_function", "calls of one function waiting for an instance before more are refused as overloaded").WithDefault("0: 256"),
+		settings.String(&c.ModuleLimits, "module_limits", "static limits on modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
+		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one compilation in a worker").WithDefault("0: 60s"),
+		settings.Uint(&c.CompileMemoryMiB, "compile_memory_mib", "memory budget of one compilation worker, in `MiB`").WithDefault("0: 1024"),
+		settings.Int(&c.CompileWorkers, "compile_workers", "compilations in worker processes at once").WithDefault("0: GOMAXPROCS/2, at least 1"),
+	}, c.Log.Settings()...)}
 }
 
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
+// addFlags adds the settings' flags (the keys given, or all) to fs, with
+// their defaults.
+func addFlags(fs *pflag.FlagSet, keys ...string) {
+	def := defaultConfig()
+	def.table().AddFlags(fs, keys...)
 }
 
-// loadConfig applies file, environment and flags over the defaults.
-func loadConfig(args []string, getenv func(string) string, fs *flag.FlagSet) (config, error) {
+// loadConfig is the configuration: the defaults, then the config file, the
+// environment and the flags set on fs (see settings.Table.Load), checked.
+func loadConfig(fs *pflag.FlagSet, env settings.LookupEnv, warn io.Writer) (config, error) {
 	c := defaultConfig()
-	path := fs.String("config", getenv("WISP_CONFIG"), "config file of KEY=value lines (env WISP_CONFIG)")
-	byFlag := map[string]string{} // flag name -> env key
-	for _, k := range envKeys {
-		name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, "WISP_"), "_", "-"))
-		byFlag[name] = k
-		fs.String(name, "", "overrides "+k)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.table().Load(fs, env, warn); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if *path != "" {
-		if err := c.loadFile(*path); err != nil {
-			return c, err
-		}
-	}
-	for _, k := range envKeys {
-		if v := getenv(k); v != "" {
-			if err := c.set(k, v); err != nil {
-				return c, err
-			}
-		}
-	}
-	var ferr error
-	fs.Visit(func(f *flag.Flag) {
-		if k, ok := byFlag[f.Name]; ok && ferr == nil {
-			ferr = c.set(k, f.Value.String())
-		}
-	})
-	if ferr != nil {
-		return c, ferr
-	}
 	return c, c.Validate()
-}
-
-func (c *config) loadFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return fmt.Errorf("%s:%d: want KEY=value", path, n)
-		}
-		if err := c.set(strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)); err != nil {
-			return fmt.Errorf("%s:%d: %v", path, n, err)
-		}
-	}
-	return sc.Err()
 }
 
 // Validate reports the first problem.
@@ -206,6 +112,12 @@ func (c config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return errors.New("timeout must be positive")
+	}
+	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
+		return err
+	}
+	if c.CompileTimeout < 0 || c.CompileWorkers < 0 {
+		return errors.New("compile timeout and workers must not be negative")
 	}
 	return runtime.Config{Engine: c.Engine, MaxConcurrent: c.MaxConcurrent,
 		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction}.Validate()

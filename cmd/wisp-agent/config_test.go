@@ -1,7 +1,7 @@
 package main
 
 import (
-	"flag"
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,15 +9,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/wispfn/wisp/internal/settings"
 )
+
+// load is loadConfig over a command line of run's flags and the variables of env.
+func load(args []string, env map[string]string) (config, error) {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	addFlags(fs)
+	if err := fs.Parse(settings.DoubleDash(args)); err != nil {
+		return config{}, err
+	}
+	return loadConfig(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+}
 
 func TestConfigPrecedence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "agent.env")
 	os.WriteFile(file, []byte("# comment\nWISP_CONTROLLERS=file:4433\nWISP_AGENT_NAME=from-file\nWISP_TIMEOUT=3s\nWISP_LABELS=zone=a\n"), 0o600)
-	env := map[string]string{"WISP_CONFIG": file, "WISP_AGENT_NAME": "from-env", "WISP_MEMORY_MIB": "64"}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c, err := loadConfig([]string{"-memory-mib", "32", "-labels", "zone=b,rack=7"}, func(k string) string { return env[k] }, fs)
+	env := map[string]string{"WISP_AGENT_CONFIG": file, "WISP_AGENT_NAME": "from-env", "WISP_MEMORY_MIB": "64"}
+	c, err := load([]string{"-memory-mib", "32", "-labels", "zone=b,rack=7"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +41,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if !c.LocalAPISync || c.node().LocalAPIUnsynced {
 		t.Fatal("the local API must wait for the outbox fsync by default")
 	}
-	fs = flag.NewFlagSet("run", flag.ContinueOnError)
-	c, err = loadConfig([]string{"-controllers", "x:1"}, func(k string) string { return map[string]string{"WISP_LOCAL_API_SYNC": "false"}[k] }, fs)
+	c, err = load([]string{"-controllers", "x:1"}, map[string]string{"WISP_LOCAL_API_SYNC": "false"})
 	if err != nil || c.LocalAPISync || !c.node().LocalAPIUnsynced {
 		t.Fatalf("WISP_LOCAL_API_SYNC=false: %v %+v", err, c)
 	}
@@ -37,9 +49,7 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestConfigSlotBounds(t *testing.T) {
 	env := map[string]string{"WISP_MAX_QUEUED_PER_FUNCTION": "7", "WISP_MAX_PER_FUNCTION": "5"}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c, err := loadConfig([]string{"-controllers", "x:1", "-max-per-function", "3"}, func(k string) string { return env[k] }, fs)
+	c, err := load([]string{"-controllers", "x:1", "-max-per-function", "3"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,19 +69,58 @@ func TestConfigErrors(t *testing.T) {
 		"bad duration":   {[]string{"-controllers", "x:1"}, map[string]string{"WISP_TIMEOUT": "soon"}, "WISP_TIMEOUT"},
 		"bad engine":     {[]string{"-controllers", "x:1", "-engine", "jit"}, nil, "engine"},
 		"missing config": {[]string{"-config", "/nonexistent/agent.env"}, nil, "no such file"},
-		"stray argument": {[]string{"-controllers", "x:1", "extra"}, nil, "unexpected arguments"},
-		"bad sync":       {[]string{"-controllers", "x:1", "-local-api-sync", "sometimes"}, nil, "WISP_LOCAL_API_SYNC"},
+		"bad sync":       {[]string{"-controllers", "x:1", "-local-api-sync=sometimes"}, nil, "--local-api-sync"},
 		"negative cap":   {[]string{"-controllers", "x:1", "-max-per-function", "-1"}, nil, "instance slot bounds"},
 		"negative queue": {[]string{"-controllers", "x:1"}, map[string]string{"WISP_MAX_QUEUED_PER_FUNCTION": "-2"}, "instance slot bounds"},
-		"bad cap":        {[]string{"-controllers", "x:1", "-max-per-function", "two"}, nil, "WISP_MAX_PER_FUNCTION"},
+		"bad cap":        {[]string{"-controllers", "x:1", "-max-per-function", "two"}, nil, "--max-per-function"},
+		"bad sync env":   {[]string{"-controllers", "x:1"}, map[string]string{"WISP_LOCAL_API_SYNC": "sometimes"}, "WISP_LOCAL_API_SYNC"},
+		"bad limits":     {[]string{"-controllers", "x:1", "-module-limits", "nope=1"}, nil, "nope"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			fs := flag.NewFlagSet("run", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			_, err := loadConfig(tc.args, func(k string) string { return tc.env[k] }, fs)
+			_, err := load(tc.args, tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigFiles: the YAML file, the former KEY=value file (with a
+// warning) and the former WISP_CONFIG variable (with a warning) all work;
+// an empty variable turns a listener off.
+func TestConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	yamlFile := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(yamlFile, []byte("controllers: [a:4433, b:4433]\nlabels: zone=a,rack=1\nlocal_api_sync: false\nmetrics_addr: ''\nlog_format: json\n"), 0o600)
+	envFile := filepath.Join(dir, "agent.env")
+	os.WriteFile(envFile, []byte("WISP_CONTROLLERS=a:4433,b:4433\nWISP_LABELS=zone=a,rack=1\nWISP_LOCAL_API_SYNC=false\nWISP_METRICS_ADDR=\nWISP_LOG_FORMAT=json\n"), 0o600)
+	for _, tc := range []struct {
+		name     string
+		env      map[string]string
+		wantWarn string
+	}{
+		{"yaml", map[string]string{"WISP_AGENT_CONFIG": yamlFile}, ""},
+		{"KEY=value", map[string]string{"WISP_AGENT_CONFIG": envFile}, "KEY=value lines, a format that is deprecated"},
+		{"WISP_CONFIG", map[string]string{"WISP_CONFIG": yamlFile}, "WISP_CONFIG is deprecated, use WISP_AGENT_CONFIG"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var warn bytes.Buffer
+			c, err := loadConfig(nil, func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }, &warn)
+			if err != nil || !slices.Equal(c.Controllers, []string{"a:4433", "b:4433"}) || !slices.Equal(c.Labels, []string{"zone=a", "rack=1"}) ||
+				c.LocalAPISync || c.MetricsAddr != "" || c.LocalAPI != "127.0.0.1:4080" || c.Log.Format != "json" {
+				t.Fatalf("%+v %v", c, err)
+			}
+			if (tc.wantWarn == "") != (warn.Len() == 0) || !strings.Contains(warn.String(), tc.wantWarn) {
+				t.Fatalf("warnings %q, want %q", warn.String(), tc.wantWarn)
+			}
+		})
+	}
+	c, err := load([]string{"--controllers", "x:1"}, map[string]string{"WISP_LOCAL_API": "", "WISP_MQTT_BROKER": ""})
+	if err != nil || c.node().LocalAPI != "" || c.node().MQTTBroker != "" {
+		t.Fatalf("WISP_LOCAL_API= WISP_MQTT_BROKER=: %+v %v", c.node(), err)
+	}
+	c, err = load([]string{"--controllers", "x:1", "--local-api", "127.0.0.1:9"}, map[string]string{"WISP_LOCAL_API": ""})
+	if err != nil || c.LocalAPI != "127.0.0.1:9" {
+		t.Fatalf("the flag over WISP_LOCAL_API=: %q %v", c.LocalAPI, err)
 	}
 }

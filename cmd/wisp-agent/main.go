@@ -1,9 +1,13 @@
 // Command wisp-agent is Wisp's edge agent.
 //
-//	wisp-agent invoke [flags] <file.wasm> [json-input]
+//	wisp-agent [run] [flags]                       run the agent (the default command)
+//	wisp-agent invoke [flags] <file.wasm> [json]   run one function here, no controller
+//	wisp-agent version
 //
-// runs one function locally with the agent's runtime, with no controller:
-// the output JSON goes to stdout, the function's log lines to stderr.
+// invoke prints the output JSON on stdout and the function's log lines on
+// stderr. Every setting is a flag, a WISP_* variable and a key of the YAML
+// file named by --config or WISP_AGENT_CONFIG, from one table (config.go,
+// internal/settings): defaults < file < environment < flags.
 package main
 
 import (
@@ -19,5 +23,5 @@ func main() {
 	runtime.RunCompileWorkerIfAsked() // a compile worker started by this very binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)) // tests call run directly
 }

@@ -3,95 +3,115 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/internal/version"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-const usage = `usage: wisp-agent <command> [flags]
-
-commands:
-  run [flags]                 connect to the controller(s) and run functions (flags: run -h)
-  invoke <file.wasm> [json]   run a function once on this machine (input: argument, or stdin when "-")
-  version                     print the version
-`
-
 // run is main without the process: tests call it directly.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[0] {
-	case "run":
-		return runAgent(ctx, args[1:], stderr, getenv)
-	case "invoke":
-		return invoke(ctx, args[1:], stdin, stdout, stderr, getenv)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "wisp-agent", version.Version)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "wisp-agent: unknown command %q\n%s", args[0], usage)
-	return 2
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env settings.LookupEnv) int {
+	d := deps{env: env, stdin: stdin, stdout: stdout, stderr: stderr}
+	return settings.Execute(ctx, rootCommand(d), args, stdout, stderr)
 }
 
-func invoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	fs := flag.NewFlagSet("invoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	timeout := fs.Duration("timeout", runtime.DefaultLimits.Timeout, "deadline of the invocation")
-	memory := fs.Uint64("memory-mib", runtime.DefaultLimits.MemoryBytes>>20, "linear memory cap in MiB")
-	engine := fs.String("engine", envOr(getenv, "WISP_ENGINE", runtime.EngineAuto), "wasm engine: auto, compiler or interpreter (env WISP_ENGINE)")
-	allow := fs.String("allow-hosts", "", "comma-separated hosts the function may reach with __http_request")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// deps is what run takes from the process.
+type deps struct {
+	env            settings.LookupEnv
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func rootCommand(d deps) *cobra.Command {
+	root := settings.Server(&cobra.Command{
+		Use:   "wisp-agent",
+		Short: "Run the Wisp edge agent",
+		Long: `wisp-agent is Wisp's edge agent: it dials the controllers over QUIC, keeps
+the functions it was given in its data dir, runs them with wazero, and serves
+the box's own callers (local invoke API, MQTT triggers) with or without the
+controllers. Without a command it runs the agent, as 'wisp-agent run' does.
+
+Every setting is a flag, a WISP_* environment variable and a key of the
+YAML config file (--config or WISP_AGENT_CONFIG): --data-dir is
+WISP_DATA_DIR and data_dir. Each source overrides the one before:
+defaults < config file < environment < flags. A variable set to the empty
+string counts as set: WISP_LOCAL_API= turns the local API off.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, d) },
+	})
+	addFlags(root.Flags())
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "Connect to the controllers and run functions until SIGINT or SIGTERM (the default command)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, d) },
 	}
-	if fs.NArg() < 1 || fs.NArg() > 2 {
-		fmt.Fprint(stderr, "usage: wisp-agent invoke [flags] <file.wasm> [json-input|-]\n")
-		return 2
+	addFlags(runCmd.Flags())
+	root.AddCommand(runCmd, invokeCommand(d))
+	return root
+}
+
+// invokeCommand is `wisp-agent invoke`: one function run on this machine
+// with the agent's runtime, no controller.
+func invokeCommand(d deps) *cobra.Command {
+	var allow []string
+	cmd := &cobra.Command{
+		Use:   "invoke [flags] <file.wasm> [json-input|-]",
+		Short: "Run a function once on this machine (input: argument, or stdin when \"-\")",
+		Long: `Run a function once on this machine with the agent's runtime, no controller:
+the output JSON goes to stdout, the function's log lines to stderr. The input
+is the second argument, stdin when it is "-", else {}.
+
+--timeout, --memory-mib and --engine are the agent's settings (WISP_TIMEOUT,
+WISP_MEMORY_MIB, WISP_ENGINE, the config file).`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := defaultConfig()
+			if err := cfg.table().Load(cmd.Flags(), d.env, d.stderr); err != nil {
+				return settings.UsageError(err)
+			}
+			return invoke(cmd.Context(), cfg, allow, args, d)
+		},
 	}
-	code, err := os.ReadFile(fs.Arg(0))
+	addFlags(cmd.Flags(), "timeout", "memory_mib", "engine")
+	cmd.Flags().StringSliceVar(&allow, "allow-hosts", nil, "`hosts` the function may reach with __http_request, comma-separated")
+	return cmd
+}
+
+func invoke(ctx context.Context, cfg config, hosts []string, args []string, d deps) error {
+	stdin, stdout, stderr := d.stdin, d.stdout, d.stderr
+	code, err := os.ReadFile(args[0])
 	if err != nil {
-		fmt.Fprintf(stderr, "wisp-agent: %v\n", err)
-		return 1
+		return err
 	}
 	input := []byte("{}")
-	if fs.NArg() == 2 {
-		input = []byte(fs.Arg(1))
-		if fs.Arg(1) == "-" {
+	if len(args) == 2 {
+		input = []byte(args[1])
+		if args[1] == "-" {
 			if input, err = io.ReadAll(stdin); err != nil {
-				fmt.Fprintf(stderr, "wisp-agent: reading stdin: %v\n", err)
-				return 1
+				return fmt.Errorf("reading stdin: %w", err)
 			}
 		}
 	}
-	var hosts []string
-	if *allow != "" {
-		hosts = strings.Split(*allow, ",")
-	}
-	rt, err := runtime.New(ctx, runtime.Config{Engine: *engine, Compile: runtime.CompileBudget{Worker: runtime.SelfWorker()}})
+	rt, err := runtime.New(ctx, runtime.Config{Engine: cfg.Engine, Compile: runtime.CompileBudget{Worker: runtime.SelfWorker()}})
 	if err != nil {
-		fmt.Fprintf(stderr, "wisp-agent: %v\n", err)
-		return 2
+		return settings.UsageError(err)
 	}
 	defer rt.Close(context.Background())
 	info, err := rt.Load(ctx, code)
 	if err != nil {
-		fmt.Fprintf(stderr, "wisp-agent: %s: %v\n", fs.Arg(0), err)
-		return 1
+		return fmt.Errorf("%s: %w", args[0], err)
 	}
 	res, err := rt.Invoke(ctx, info.Digest, runtime.Request{
 		Input:        input,
 		AllowedHosts: hosts,
-		Limits:       runtime.Limits{Timeout: *timeout, MemoryBytes: *memory << 20},
+		Limits:       runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
 	})
 	for _, l := range res.Logs {
 		fmt.Fprintf(stderr, "log: %s\n", l)
@@ -101,17 +121,9 @@ func invoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if errors.As(err, &rerr) && rerr.Stderr != "" && rerr.Kind != runtime.KindExit {
 			fmt.Fprintf(stderr, "stderr: %s\n", strings.TrimSpace(rerr.Stderr))
 		}
-		fmt.Fprintf(stderr, "wisp-agent: %v\n", err)
-		return 1
+		return err
 	}
 	fmt.Fprintf(stdout, "%s\n", res.Output)
 	fmt.Fprintf(stderr, "%s, %s, instantiate %v, run %v\n", info.ABI, rt.Engine(), res.Instantiate.Round(time.Microsecond), res.Run.Round(time.Microsecond))
-	return 0
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
+	return nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func TestInvokeCommand(t *testing.T) {
-	noenv := func(string) string { return "" }
+	noenv := func(string) (string, bool) { return "", false }
 	tests := []struct {
 		name       string
 		args       []string
@@ -25,8 +25,10 @@ func TestInvokeCommand(t *testing.T) {
 		{"missing file", []string{"invoke", "nope.wasm"}, "", 1, "", "no such file"},
 		{"timeout", []string{"invoke", "-timeout", "100ms", "../../testdata/wasm/loop.wasm"}, "", 1, "", "timeout"},
 		{"bad engine", []string{"invoke", "-engine", "jit", "../../testdata/wasm/hello_c.wasm"}, "", 2, "", "engine"},
-		{"no command", nil, "", 2, "", "usage"},
+		{"no command runs the agent", nil, "", 2, "", "no controller address"},
+		{"no file", []string{"invoke"}, "", 2, "", "accepts between 1 and 2 arg(s)"},
 		{"unknown command", []string{"fly"}, "", 2, "", `unknown command "fly"`},
+		{"stray argument", []string{"run", "--controllers", "x:1", "extra"}, "", 2, "", `unknown command "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ func TestCompact(t *testing.T) {
 	env := map[string]string{"WISP_DATA_DIR": dir, "WISP_LISTEN": "127.0.0.1:0", "WISP_QUIC_LISTEN": "127.0.0.1:0"}
 	compact := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		code := runWith(context.Background(), append([]string{"compact"}, args...), deps{getenv: envFrom(env), stdout: &out, stderr: &errb})
+		code := runWith(context.Background(), append([]string{"compact"}, args...), deps{env: envFrom(env), stdout: &out, stderr: &errb})
 		return code, out.String(), errb.String()
 	}
 	_, _, stop := startController(t, nil, env)

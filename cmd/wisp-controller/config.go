@@ -2,52 +2,48 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/spf13/pflag"
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-// config is the controller's whole configuration, one flat struct.
-// Precedence: defaults < file < environment < flags.
+// config is the controller's whole configuration, one flat struct, filled
+// by its settings table (table): defaults < file < environment < flags.
 type config struct {
-	Listen          string        `yaml:"listen"`
-	QUICListen      string        `yaml:"quic_listen"`
-	InvokeTimeout   time.Duration `yaml:"invoke_timeout"`
-	DataDir         string        `yaml:"data_dir"`
-	DatabaseURL     string        `yaml:"database_url"`
-	MaxUploadBytes  int64         `yaml:"max_upload_bytes"`
-	MaxInputBytes   int64         `yaml:"max_input_bytes"`
-	CrashHold       time.Duration `yaml:"crash_hold"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	LogLevel        string        `yaml:"log_level"`
-	LogFormat       string        `yaml:"log_format"`
+	Listen          string
+	QUICListen      string
+	InvokeTimeout   time.Duration
+	DataDir         string
+	DatabaseURL     string
+	MaxUploadBytes  int64
+	MaxInputBytes   int64
+	CrashHold       time.Duration
+	ShutdownTimeout time.Duration
+	Log             settings.Logging
 	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits
 	// (see runtime.ParseModuleLimits); module size defaults to the upload
 	// limit.
-	ModuleLimits   string        `yaml:"module_limits"`
-	CompileTimeout time.Duration `yaml:"compile_timeout"`
-	CompileMemory  int64         `yaml:"compile_memory"`
-	CompileWorkers int           `yaml:"compile_workers"`
+	ModuleLimits   string
+	CompileTimeout time.Duration
+	CompileMemory  int64
+	CompileWorkers int
 
 	// What the store keeps of activations: each record's output and error
 	// message are cut to the first two; the next three bound how many
 	// records are kept (0: no bound), checked every prune interval.
-	ActivationMaxOutputBytes  int64         `yaml:"activation_max_output_bytes"`
-	ActivationMaxMessageBytes int64         `yaml:"activation_max_message_bytes"`
-	ActivationRetention       time.Duration `yaml:"activation_retention"`
-	ActivationMaxCount        int           `yaml:"activation_max_count"`
-	ActivationMaxPerFunction  int           `yaml:"activation_max_per_function"`
-	ActivationPruneInterval   time.Duration `yaml:"activation_prune_interval"`
+	ActivationMaxOutputBytes  int64
+	ActivationMaxMessageBytes int64
+	ActivationRetention       time.Duration
+	ActivationMaxCount        int
+	ActivationMaxPerFunction  int
+	ActivationPruneInterval   time.Duration
 }
 
 func defaults() config {
@@ -60,8 +56,7 @@ func defaults() config {
 		MaxInputBytes:   int64(runtime.DefaultLimits.InputBytes),
 		CrashHold:       30 * time.Second,
 		ShutdownTimeout: api.DefaultShutdownTimeout,
-		LogLevel:        "info",
-		LogFormat:       "text",
+		Log:             settings.DefaultLogging(),
 
 		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
 		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
@@ -72,158 +67,38 @@ func defaults() config {
 	}
 }
 
-// envVars maps each setting to its environment variable.
-var envVars = []struct {
-	name string
-	set  func(*config, string) error
-}{
-	{"WISP_LISTEN", func(c *config, v string) error { c.Listen = v; return nil }},
-	{"WISP_QUIC_LISTEN", func(c *config, v string) error { c.QUICListen = v; return nil }},
-	{"WISP_INVOKE_TIMEOUT", func(c *config, v string) (err error) { c.InvokeTimeout, err = time.ParseDuration(v); return err }},
-	{"WISP_DATA_DIR", func(c *config, v string) error { c.DataDir = v; return nil }},
-	{"WISP_DATABASE_URL", func(c *config, v string) error { c.DatabaseURL = v; return nil }},
-	{"WISP_MAX_UPLOAD_BYTES", func(c *config, v string) (err error) { c.MaxUploadBytes, err = parseBytes(v); return err }},
-	{"WISP_MAX_INPUT_BYTES", func(c *config, v string) (err error) { c.MaxInputBytes, err = parseBytes(v); return err }},
-	{"WISP_CRASH_HOLD", func(c *config, v string) (err error) { c.CrashHold, err = time.ParseDuration(v); return err }},
-	{"WISP_SHUTDOWN_TIMEOUT", func(c *config, v string) (err error) { c.ShutdownTimeout, err = time.ParseDuration(v); return err }},
-	{"WISP_LOG_LEVEL", func(c *config, v string) error { c.LogLevel = v; return nil }},
-	{"WISP_LOG_FORMAT", func(c *config, v string) error { c.LogFormat = v; return nil }},
-	{"WISP_MODULE_LIMITS", func(c *config, v string) error { c.ModuleLimits = v; return nil }},
-	{"WISP_COMPILE_TIMEOUT", func(c *config, v string) (err error) { c.CompileTimeout, err = time.ParseDuration(v); return err }},
-	{"WISP_COMPILE_MEMORY", func(c *config, v string) (err error) { c.CompileMemory, err = parseBytes(v); return err }},
-	{"WISP_COMPILE_WORKERS", func(c *config, v string) (err error) { c.CompileWorkers, err = strconv.Atoi(v); return err }},
-	{"WISP_ACTIVATION_MAX_OUTPUT_BYTES", func(c *config, v string) (err error) { c.ActivationMaxOutputBytes, err = parseBytes(v); return err }},
-	{"WISP_ACTIVATION_MAX_MESSAGE_BYTES", func(c *config, v string) (err error) { c.ActivationMaxMessageBytes, err = parseBytes(v); return err }},
-	{"WISP_ACTIVATION_RETENTION", func(c *config, v string) (err error) { c.ActivationRetention, err = time.ParseDuration(v); return err }},
-	{"WISP_ACTIVATION_MAX_COUNT", func(c *config, v string) (err error) { c.ActivationMaxCount, err = strconv.Atoi(v); return err }},
-	{"WISP_ACTIVATION_MAX_PER_FUNCTION", func(c *config, v string) (err error) { c.ActivationMaxPerFunction, err = strconv.Atoi(v); return err }},
-	{"WISP_ACTIVATION_PRUNE_INTERVAL", func(c *config, v string) (err error) {
-		c.ActivationPruneInterval, err = time.ParseDuration(v)
-		return err
-	}},
+// table is the controller's settings table over c: every setting's flag,
+// WISP_* variable and config-file key (internal/settings). The values in c
+// when it is called are the defaults --help shows.
+func (c *config) table() *settings.Table {
+	return &settings.Table{Program: "wisp-controller", ConfigEnv: "WISP_CONTROLLER_CONFIG", Settings: append([]settings.Setting{
+		settings.String(&c.Listen, "listen", "REST API listen `address`"),
+		settings.String(&c.QUICListen, "quic_listen", "UDP `address` agents connect to over QUIC"),
+		settings.Duration(&c.InvokeTimeout, "invoke_timeout", "deadline of an invocation whose request sets none"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC identity, embedded store"),
+		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
+		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
+		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
+		settings.Duration(&c.CrashHold, "crash_hold", "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables"),
+		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "how long to let in-flight requests finish on shutdown"),
+		settings.String(&c.ModuleLimits, "module_limits", "static limits on uploaded modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
+		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one upload's compilation").WithDefault("0: 60s"),
+		settings.Size(&c.CompileMemory, "compile_memory", "memory budget of one compilation").WithDefault("1GiB"),
+		settings.Int(&c.CompileWorkers, "compile_workers", "compilations in worker processes at once").WithDefault("0: GOMAXPROCS/2, at least 1"),
+		settings.Size(&c.ActivationMaxOutputBytes, "activation_max_output_bytes", "most of a function's output an activation record keeps; the rest is cut and the record marked truncated"),
+		settings.Size(&c.ActivationMaxMessageBytes, "activation_max_message_bytes", "most of an error message an activation record keeps"),
+		settings.Duration(&c.ActivationRetention, "activation_retention", "remove activation records older than this; 0 keeps them whatever their age"),
+		settings.Int(&c.ActivationMaxCount, "activation_max_count", "keep at most the newest `N` activation records in all; 0: no bound"),
+		settings.Int(&c.ActivationMaxPerFunction, "activation_max_per_function", "keep at most the newest `N` activation records of each function; 0: no bound"),
+		settings.Duration(&c.ActivationPruneInterval, "activation_prune_interval", "time between two removals of the activation records out of those bounds; one runs at start"),
+	}, c.Log.Settings()...)}
 }
 
-// loadConfig builds the configuration from args and getenv. It returns
-// flag.ErrHelp for -h.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// loadConfig is the configuration: the defaults, then the config file, the
+// environment and the flags set on fs (see settings.Table.Load), checked.
+func loadConfig(fs *pflag.FlagSet, env settings.LookupEnv, warn io.Writer) (config, error) {
 	cfg := defaults()
-	fs := flag.NewFlagSet("wisp-controller", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configFile := fs.String("config", getenv("WISP_CONFIG"), "YAML config `file` (env WISP_CONFIG)")
-	listen := fs.String("listen", "", "REST API listen `address` (env WISP_LISTEN, default :4000)")
-	quicListen := fs.String("quic-listen", "", "UDP `address` agents connect to over QUIC (env WISP_QUIC_LISTEN, default :4433)")
-	invokeTimeout := fs.Duration("invoke-timeout", 0, "deadline of an invocation whose request sets none (env WISP_INVOKE_TIMEOUT, default 30s)")
-	dataDir := fs.String("data-dir", "", "data `dir`: admin token, embedded store (env WISP_DATA_DIR, default ./wisp-data)")
-	dsn := fs.String("database-url", "", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db (env WISP_DATABASE_URL)")
-	maxUpload := fs.String("max-upload-bytes", "", "largest wasm upload, `bytes` or with KiB/MiB suffix (env WISP_MAX_UPLOAD_BYTES, default 16MiB)")
-	maxInput := fs.String("max-input-bytes", "", "largest invocation args (compact JSON), `bytes` or with KiB/MiB suffix; larger is 413 before dispatch; keep it at the agents' input limit (env WISP_MAX_INPUT_BYTES, default 1MiB)")
-	crashHold := fs.Duration("crash-hold", 0, "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables (env WISP_CRASH_HOLD, default 30s)")
-	shutdown := fs.Duration("shutdown-timeout", 0, "how long to let in-flight requests finish on shutdown (env WISP_SHUTDOWN_TIMEOUT, default 10s)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (env WISP_LOG_LEVEL)")
-	logFormat := fs.String("log-format", "", "text or json (env WISP_LOG_FORMAT)")
-	moduleLimits := fs.String("module-limits", "", "static limits on uploaded modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()+" (env WISP_MODULE_LIMITS)")
-	compileTimeout := fs.Duration("compile-timeout", 0, "time budget of one upload's compilation (env WISP_COMPILE_TIMEOUT, default 60s)")
-	compileMemory := fs.String("compile-memory", "", "memory budget of one compilation, `bytes` or with KiB/MiB/GiB suffix (env WISP_COMPILE_MEMORY, default 1GiB)")
-	compileWorkers := fs.Int("compile-workers", 0, "compilations in worker processes at once (env WISP_COMPILE_WORKERS, default GOMAXPROCS/2, at least 1)")
-	maxOutput := fs.String("activation-max-output-bytes", "", "most of a function's output an activation record keeps, `bytes` or with KiB/MiB suffix; the rest is cut and the record marked truncated (env WISP_ACTIVATION_MAX_OUTPUT_BYTES, default 64KiB)")
-	maxMessage := fs.String("activation-max-message-bytes", "", "most of an error message an activation record keeps, `bytes` or with KiB suffix (env WISP_ACTIVATION_MAX_MESSAGE_BYTES, default 8KiB)")
-	retention := fs.Duration("activation-retention", 0, "remove activation records older than this; 0 keeps them whatever their age (env WISP_ACTIVATION_RETENTION, default 168h)")
-	maxCount := fs.Int("activation-max-count", 0, "keep at most the newest `N` activation records in all; 0: no bound (env WISP_ACTIVATION_MAX_COUNT, default 100000)")
-	maxPerFunction := fs.Int("activation-max-per-function", 0, "keep at most the newest `N` activation records of each function; 0: no bound (env WISP_ACTIVATION_MAX_PER_FUNCTION, default 10000)")
-	pruneInterval := fs.Duration("activation-prune-interval", 0, "time between two removals of the activation records out of those bounds; one runs at start (env WISP_ACTIVATION_PRUNE_INTERVAL, default 1m)")
-	if err := fs.Parse(args); err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-
-	if *configFile != "" {
-		b, err := os.ReadFile(*configFile)
-		if err != nil {
-			return cfg, fmt.Errorf("config file: %w", err)
-		}
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("config file %s: %w", *configFile, err)
-		}
-	}
-	for _, ev := range envVars {
-		if v := getenv(ev.name); v != "" {
-			if err := ev.set(&cfg, v); err != nil {
-				return cfg, fmt.Errorf("%s=%q: %w", ev.name, v, err)
-			}
-		}
-	}
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Listen = *listen
-		case "quic-listen":
-			cfg.QUICListen = *quicListen
-		case "invoke-timeout":
-			cfg.InvokeTimeout = *invokeTimeout
-		case "data-dir":
-			cfg.DataDir = *dataDir
-		case "database-url":
-			cfg.DatabaseURL = *dsn
-		case "max-upload-bytes":
-			if n, e := parseBytes(*maxUpload); e != nil {
-				err = fmt.Errorf("-max-upload-bytes: %w", e)
-			} else {
-				cfg.MaxUploadBytes = n
-			}
-		case "max-input-bytes":
-			if n, e := parseBytes(*maxInput); e != nil {
-				err = fmt.Errorf("-max-input-bytes: %w", e)
-			} else {
-				cfg.MaxInputBytes = n
-			}
-		case "crash-hold":
-			cfg.CrashHold = *crashHold
-		case "shutdown-timeout":
-			cfg.ShutdownTimeout = *shutdown
-		case "log-level":
-			cfg.LogLevel = *logLevel
-		case "log-format":
-			cfg.LogFormat = *logFormat
-		case "module-limits":
-			cfg.ModuleLimits = *moduleLimits
-		case "compile-timeout":
-			cfg.CompileTimeout = *compileTimeout
-		case "compile-memory":
-			if n, e := parseBytes(*compileMemory); e != nil {
-				err = fmt.Errorf("-compile-memory: %w", e)
-			} else {
-				cfg.CompileMemory = n
-			}
-		case "compile-workers":
-			cfg.CompileWorkers = *compileWorkers
-		case "activation-max-output-bytes":
-			if n, e := parseBytes(*maxOutput); e != nil {
-				err = fmt.Errorf("-activation-max-output-bytes: %w", e)
-			} else {
-				cfg.ActivationMaxOutputBytes = n
-			}
-		case "activation-max-message-bytes":
-			if n, e := parseBytes(*maxMessage); e != nil {
-				err = fmt.Errorf("-activation-max-message-bytes: %w", e)
-			} else {
-				cfg.ActivationMaxMessageBytes = n
-			}
-		case "activation-retention":
-			cfg.ActivationRetention = *retention
-		case "activation-max-count":
-			cfg.ActivationMaxCount = *maxCount
-		case "activation-max-per-function":
-			cfg.ActivationMaxPerFunction = *maxPerFunction
-		case "activation-prune-interval":
-			cfg.ActivationPruneInterval = *pruneInterval
-		}
-	})
-	if err != nil {
+	if err := cfg.table().Load(fs, env, warn); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Validate()
@@ -280,16 +155,6 @@ func (c config) Validate() error {
 	if c.ActivationPruneInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("activation prune interval %s: want 100ms or more", c.ActivationPruneInterval))
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
-	}
 	return errors.Join(errs...)
 }
 
@@ -299,23 +164,3 @@ const (
 	maxActivationOutputBytes  = 64 << 20
 	maxActivationMessageBytes = 1 << 20
 )
-
-// parseBytes reads 1048576, 1024KiB, 16MiB or 1GiB.
-func parseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("%q is not a positive size (bytes, or with a KiB, MiB or GiB suffix)", s)
-	}
-	return n * mult, nil
-}

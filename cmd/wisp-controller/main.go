@@ -1,12 +1,18 @@
 // Command wisp-controller runs the Wisp controller: the FunLess REST API over
-// a Postgres store (WISP_DATABASE_URL) or, with no DSN, an embedded bbolt
-// store in the data dir.
+// a Postgres store (--database-url) or, with no DSN, an embedded bbolt
+// store in the data dir, and the QUIC listener agents dial.
 //
-// Configuration comes from defaults, then an optional YAML file (-config or
-// WISP_CONFIG), then WISP_* environment variables, then flags; see config.go.
+//	wisp-controller [run] [flags]     run the controller (the default command)
+//	wisp-controller token create      make a join token for agents
+//	wisp-controller compact           shrink the embedded store (controller stopped)
+//	wisp-controller version
+//
+// Every setting is a flag, a WISP_* variable and a key of the YAML file
+// named by --config or WISP_CONTROLLER_CONFIG, from one table
+// (config.go, internal/settings): defaults < file < environment < flags.
 // On first start it creates the admin subject and writes its token to
 // <data dir>/admin.token (mode 0600). SIGINT or SIGTERM stops it gracefully:
-// it stops accepting, finishes in-flight requests within -shutdown-timeout,
+// it stops accepting, finishes in-flight requests within --shutdown-timeout,
 // then closes the store.
 package main
 

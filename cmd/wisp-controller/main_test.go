@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/internal/settings"
 	"github.com/wispfn/wisp/internal/testhttp"
 )
 
@@ -35,8 +38,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func envFrom(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// envFrom is an environment of m's variables only.
+func envFrom(m map[string]string) settings.LookupEnv {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// loadArgs is loadConfig over a command line of settings flags.
+func loadArgs(args []string, env settings.LookupEnv) (config, error) {
+	fs := pflag.NewFlagSet("wisp-controller", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	def := defaults()
+	def.table().AddFlags(fs)
+	if err := fs.Parse(settings.DoubleDash(args)); err != nil {
+		return config{}, err
+	}
+	return loadConfig(fs, env, io.Discard)
 }
 
 // startController runs the controller with args and env until the returned
@@ -48,7 +64,7 @@ func startController(t *testing.T, args []string, env map[string]string) (base s
 	addrc := make(chan net.Addr, 1)
 	codec := make(chan int, 1)
 	go func() {
-		codec <- runWith(ctx, args, deps{getenv: envFrom(env), stdout: io.Discard, stderr: logs, ready: func(a net.Addr) { addrc <- a }})
+		codec <- runWith(ctx, args, deps{env: envFrom(env), stdout: io.Discard, stderr: logs, ready: func(a net.Addr) { addrc <- a }})
 	}()
 	select {
 	case a := <-addrc:
@@ -173,11 +189,13 @@ func TestRunBadConfig(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"bad flag", []string{"-nope"}, nil, "flag provided but not defined"},
+		{"bad flag", []string{"-nope"}, nil, "unknown flag: --nope"},
 		{"bad env size", nil, map[string]string{"WISP_MAX_UPLOAD_BYTES": "lots"}, "WISP_MAX_UPLOAD_BYTES"},
 		{"bad flag size", []string{"-max-upload-bytes", "-1"}, nil, "max-upload-bytes"},
-		{"extra args", []string{"serve", "now"}, nil, "unexpected arguments"},
-		{"bad level", []string{"-log-level", "loud"}, nil, "log level"},
+		{"extra args", []string{"serve", "now"}, nil, `unknown command "serve"`},
+		{"extra args after run", []string{"run", "now"}, nil, `unknown command "now" for "wisp-controller run"`},
+		{"empty duration in env", nil, map[string]string{"WISP_INVOKE_TIMEOUT": ""}, `WISP_INVOKE_TIMEOUT=""`},
+		{"bad level", []string{"-log-level", "loud"}, nil, "log-level"},
 		{"missing config file", []string{"-config", "/nonexistent/wisp.yaml"}, nil, "config file"},
 		{"negative retention", []string{"-activation-retention", "-1h"}, nil, "activation retention"},
 		{"negative max count", nil, map[string]string{"WISP_ACTIVATION_MAX_COUNT": "-5"}, "activation max count"},
@@ -188,7 +206,7 @@ func TestRunBadConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := runWith(context.Background(), tc.args, deps{getenv: envFrom(tc.env), stdout: io.Discard, stderr: &stderr})
+			code := runWith(context.Background(), tc.args, deps{env: envFrom(tc.env), stdout: io.Discard, stderr: &stderr})
 			if code != 2 || !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("code %d, stderr %q; want 2 and %q", code, stderr.String(), tc.want)
 			}
@@ -201,35 +219,35 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "wisp.yaml")
 	os.WriteFile(file, []byte("listen: ':5000'\ndata_dir: /from/file\nmax_upload_bytes: 1024\nshutdown_timeout: 3s\n"), 0o600)
 
-	cfg, err := loadConfig(nil, envFrom(nil), io.Discard)
+	cfg, err := loadArgs(nil, envFrom(nil))
 	if err != nil || cfg.Listen != ":4000" || cfg.DataDir != "./wisp-data" || cfg.MaxUploadBytes != api.DefaultMaxUploadBytes || cfg.DatabaseURL != "" {
 		t.Fatalf("defaults = %+v, %v", cfg, err)
 	}
-	cfg, err = loadConfig([]string{"-config", file}, envFrom(nil), io.Discard)
+	cfg, err = loadArgs([]string{"-config", file}, envFrom(nil))
 	if err != nil || cfg.Listen != ":5000" || cfg.DataDir != "/from/file" || cfg.MaxUploadBytes != 1024 || cfg.ShutdownTimeout != 3*time.Second {
 		t.Fatalf("file = %+v, %v", cfg, err)
 	}
-	env := map[string]string{"WISP_CONFIG": file, "WISP_LISTEN": ":6000", "WISP_MAX_UPLOAD_BYTES": "2MiB", "WISP_DATABASE_URL": "postgres://x"}
-	cfg, err = loadConfig(nil, envFrom(env), io.Discard)
+	env := map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_LISTEN": ":6000", "WISP_MAX_UPLOAD_BYTES": "2MiB", "WISP_DATABASE_URL": "postgres://x"}
+	cfg, err = loadArgs(nil, envFrom(env))
 	if err != nil || cfg.Listen != ":6000" || cfg.DataDir != "/from/file" || cfg.MaxUploadBytes != 2<<20 || cfg.DatabaseURL != "postgres://x" {
 		t.Fatalf("env = %+v, %v", cfg, err)
 	}
-	cfg, err = loadConfig([]string{"-listen", ":7000", "-max-upload-bytes", "512KiB", "-database-url", ""}, envFrom(env), io.Discard)
+	cfg, err = loadArgs([]string{"-listen", ":7000", "-max-upload-bytes", "512KiB", "-database-url", ""}, envFrom(env))
 	if err != nil || cfg.Listen != ":7000" || cfg.MaxUploadBytes != 512<<10 || cfg.DatabaseURL != "" {
 		t.Fatalf("flags = %+v, %v", cfg, err)
 	}
-	if _, err := loadConfig([]string{"-config", file}, envFrom(nil), io.Discard); err != nil {
+	if _, err := loadArgs([]string{"-config", file}, envFrom(nil)); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(file, []byte("lissen: ':5000'\n"), 0o600)
-	if _, err := loadConfig([]string{"-config", file}, envFrom(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "lissen") {
+	if _, err := loadArgs([]string{"-config", file}, envFrom(nil)); err == nil || !strings.Contains(err.Error(), "lissen") {
 		t.Fatalf("unknown key in config file: %v", err)
 	}
 }
 
 func TestLoadConfigActivationBounds(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(nil, envFrom(nil), io.Discard)
+	cfg, err := loadArgs(nil, envFrom(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,8 +258,8 @@ func TestLoadConfigActivationBounds(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "wisp.yaml")
 	os.WriteFile(file, []byte("activation_retention: 24h\nactivation_max_count: 50\nactivation_max_output_bytes: 1024\n"), 0o600)
-	env := map[string]string{"WISP_CONFIG": file, "WISP_ACTIVATION_MAX_COUNT": "0", "WISP_ACTIVATION_MAX_MESSAGE_BYTES": "1KiB"}
-	cfg, err = loadConfig([]string{"-activation-max-per-function", "7", "-activation-retention", "0", "-activation-prune-interval", "2s"}, envFrom(env), io.Discard)
+	env := map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_ACTIVATION_MAX_COUNT": "0", "WISP_ACTIVATION_MAX_MESSAGE_BYTES": "1KiB"}
+	cfg, err = loadArgs([]string{"-activation-max-per-function", "7", "-activation-retention", "0", "-activation-prune-interval", "2s"}, envFrom(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +271,23 @@ func TestLoadConfigActivationBounds(t *testing.T) {
 	if sc.ActivationRetention != (activations.Retention{MaxPerFunction: 7}) || sc.ActivationBounds != (activations.Bounds{OutputBytes: 1024, MessageBytes: 1024}) ||
 		sc.PruneInterval != 2*time.Second {
 		t.Fatalf("server config: %+v %+v", sc.ActivationRetention, sc.ActivationBounds)
+	}
+}
+
+// TestConfigVariables: WISP_CONTROLLER_CONFIG names the file; the former
+// WISP_CONFIG still does, with a warning; an empty variable counts.
+func TestConfigVariables(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "controller.yaml")
+	os.WriteFile(file, []byte("database_url: postgres://file\nlisten: ':5000'\n"), 0o600)
+	var warn bytes.Buffer
+	cfg, err := loadConfig(nil, envFrom(map[string]string{"WISP_CONFIG": file}), &warn)
+	if err != nil || cfg.DatabaseURL != "postgres://file" || !strings.Contains(warn.String(), "WISP_CONFIG is deprecated, use WISP_CONTROLLER_CONFIG") {
+		t.Fatalf("WISP_CONFIG: %+v %v %q", cfg, err, warn.String())
+	}
+	warn.Reset()
+	cfg, err = loadConfig(nil, envFrom(map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_DATABASE_URL": ""}), &warn)
+	if err != nil || cfg.DatabaseURL != "" || cfg.Listen != ":5000" || warn.Len() != 0 {
+		t.Fatalf("WISP_DATABASE_URL= over the file: %+v %v %q", cfg, err, warn.String())
 	}
 }

@@ -2,28 +2,26 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
+
+	"github.com/spf13/cobra"
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/server"
-	"github.com/wispfn/wisp/internal/version"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
 // run is main without the process: exit code instead of os.Exit.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runWith(ctx, args, deps{getenv: os.Getenv, stdout: stdout, stderr: stderr})
+	return runWith(ctx, args, deps{env: os.LookupEnv, stdout: stdout, stderr: stderr})
 }
 
 // deps is what run takes from the process, so tests can supply their own.
 type deps struct {
-	getenv func(string) string
+	env    settings.LookupEnv
 	stdout io.Writer
 	stderr io.Writer
 	// ready, when set, is called with the REST listener's address once the
@@ -31,50 +29,72 @@ type deps struct {
 	ready func(addr net.Addr)
 }
 
-// runWith dispatches to a command: serve (no command word), "token
-// create" or "compact".
+// runWith runs the command line args: the controller itself (no command,
+// or run), token create, compact, version.
 func runWith(ctx context.Context, args []string, d deps) int {
-	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
-		fmt.Fprintln(d.stdout, "wisp-controller", version.Version)
-		return 0
+	return settings.Execute(ctx, rootCommand(d), args, d.stdout, d.stderr)
+}
+
+func rootCommand(d deps) *cobra.Command {
+	root := settings.Server(&cobra.Command{
+		Use:   "wisp-controller",
+		Short: "Run the Wisp controller (FunLess REST API, QUIC listener for agents)",
+		Long: `wisp-controller runs the Wisp controller: the FunLess REST API over a
+Postgres store (--database-url) or, with none, an embedded store in the
+data dir, and the QUIC listener agents dial. Without a command it runs the
+controller, as 'wisp-controller run' does.
+
+Every setting is a flag, a WISP_* environment variable and a key of the
+YAML config file (--config or WISP_CONTROLLER_CONFIG): --data-dir is
+WISP_DATA_DIR and data_dir. Each source overrides the one before:
+defaults < config file < environment < flags. A variable set to the empty
+string counts as set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd, d) },
+	})
+	addFlags(root)
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the controller until SIGINT or SIGTERM (the default command)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return serve(cmd, d) },
 	}
-	if len(args) >= 1 && args[0] == "token" {
-		return runToken(ctx, args[1:], d)
-	}
-	if len(args) >= 1 && args[0] == "compact" {
-		return runCompact(ctx, args[1:], d)
-	}
-	cfg, err := loadConfig(args, d.getenv, d.stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	addFlags(runCmd)
+	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d))
+	return root
+}
+
+// addFlags adds the settings' flags (the keys given, or all) to cmd, with
+// their defaults.
+func addFlags(cmd *cobra.Command, keys ...string) {
+	def := defaults()
+	def.table().AddFlags(cmd.Flags(), keys...)
+}
+
+// load is loadConfig over cmd's flags, its errors usage errors.
+func load(cmd *cobra.Command, d deps) (config, error) {
+	cfg, err := loadConfig(cmd.Flags(), d.env, d.stderr)
+	return cfg, settings.UsageError(err)
+}
+
+func serve(cmd *cobra.Command, d deps) error {
+	cfg, err := load(cmd, d)
 	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
-		return 2
+		return err
 	}
-	log := newLogger(cfg, d.stderr)
+	log := cfg.Log.Logger(d.stderr)
 	var ready func(rest, quic net.Addr)
 	if d.ready != nil {
 		ready = func(rest, _ net.Addr) { d.ready(rest) }
 	}
-	if err := server.Run(ctx, cfg.server(), log, ready); err != nil {
+	if err := server.Run(cmd.Context(), cfg.server(), log, ready); err != nil {
 		log.Error("controller stopped", "err", err)
-		return 1
+		return settings.Logged(err)
 	}
-	return 0
+	return nil
 }
 
-func newLogger(cfg config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // checked by Validate
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// serverConfig is the part of the configuration server.Run takes.
+// server is the part of the configuration server.Run takes.
 func (c config) server() server.Config {
 	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by Validate
 	hold := c.CrashHold

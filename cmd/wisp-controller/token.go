@@ -5,27 +5,26 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/settings"
 )
 
-const tokenUsage = "usage: wisp-controller token create [--ttl DURATION (default 24h)] [--uses N (default 1)] [--url URL] [controller flags: --data-dir, --database-url, --listen, --config]"
-
-// runToken is `wisp-controller token create`: it makes a join token for
-// new agents and prints it on stdout.
+// tokenCommand is `wisp-controller token create`: it makes a join token
+// for new agents and prints it on stdout.
 //
 // It asks the running controller (POST /v1/admin/tokens with the admin
 // token from the data dir) at --url, by default the address of --listen on
@@ -33,70 +32,55 @@ const tokenUsage = "usage: wisp-controller token create [--ttl DURATION (default
 // the store itself, which is what a first setup before the controller's
 // first start needs (an embedded store is locked while its controller runs,
 // so that path works only with the controller stopped, or with Postgres).
-func runToken(ctx context.Context, args []string, d deps) int {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(d.stderr, tokenUsage)
-		return 2
-	}
-	ttl, uses, url, rest, err := tokenFlags(args[1:])
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n%s\n", err, tokenUsage)
-		return 2
-	}
-	cfg, err := loadConfig(rest, d.getenv, d.stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
-		return 2
-	}
-	if url == "" {
-		url = localURL(cfg.Listen)
-	}
-	tok, err := tokenViaAPI(ctx, url, cfg.DataDir, ttl, uses)
-	if errors.Is(err, errNoController) {
-		tok, err = tokenViaStore(ctx, cfg, ttl, uses)
-	}
-	if err != nil {
-		fmt.Fprintf(d.stderr, "wisp-controller: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(d.stdout, tok)
-	return 0
-}
+func tokenCommand(d deps) *cobra.Command {
+	var ttl time.Duration
+	var uses int
+	var url string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Make a join token for new agents and print it",
+		Long: `Make a join token for new agents and print it on stdout.
 
-// tokenFlags takes --ttl, --uses and --url out of args and leaves the rest
-// to loadConfig.
-func tokenFlags(args []string) (ttl time.Duration, uses int, url string, rest []string, err error) {
-	uses = 1
-	for i := 0; i < len(args); i++ {
-		name, value, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !strings.HasPrefix(args[i], "-") || (name != "ttl" && name != "url" && name != "uses") {
-			rest = append(rest, args[i])
-			continue
-		}
-		if !hasValue {
-			if i+1 >= len(args) {
-				return 0, 0, "", nil, fmt.Errorf("--%s needs a value", name)
+It asks the running controller at --url (by default the address of --listen
+on this machine) with the admin token from the data dir. When no controller
+answers there, it writes the token to the store itself: a first setup before
+the controller's first start, or with Postgres (an embedded store is locked
+while its controller runs).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl < 0 {
+				return settings.UsageError(fmt.Errorf("--ttl %s: want a positive duration such as 24h", ttl))
 			}
-			i++
-			value = args[i]
-		}
-		switch name {
-		case "ttl":
-			if ttl, err = time.ParseDuration(value); err != nil || ttl <= 0 {
-				return 0, 0, "", nil, fmt.Errorf("--ttl %q: want a positive duration such as 24h", value)
+			if uses < 1 || uses > api.MaxJoinTokenUses {
+				return settings.UsageError(fmt.Errorf("--uses %d: want a whole number from 1 to %d", uses, api.MaxJoinTokenUses))
 			}
-		case "uses":
-			if uses, err = strconv.Atoi(value); err != nil || uses < 1 || uses > api.MaxJoinTokenUses {
-				return 0, 0, "", nil, fmt.Errorf("--uses %q: want a whole number from 1 to %d", value, api.MaxJoinTokenUses)
+			cfg, err := load(cmd, d)
+			if err != nil {
+				return err
 			}
-		case "url":
-			url = strings.TrimRight(value, "/")
-		}
+			if url == "" {
+				url = localURL(cfg.Listen)
+			}
+			url = strings.TrimRight(url, "/")
+			tok, err := tokenViaAPI(cmd.Context(), url, cfg.DataDir, ttl, uses)
+			if errors.Is(err, errNoController) {
+				tok, err = tokenViaStore(cmd.Context(), cfg, ttl, uses)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(d.stdout, tok)
+			return err
+		},
 	}
-	return ttl, uses, url, rest, nil
+	f := create.Flags()
+	f.DurationVar(&ttl, "ttl", 0, "how long the token stays valid; 0: the controller's default (24h)")
+	f.IntVar(&uses, "uses", 1, "how many agents may join with the token")
+	f.StringVar(&url, "url", "", "the running controller's REST `address` (default: --listen on this machine)")
+	addFlags(create, "listen", "data_dir", "database_url", "log_level", "log_format")
+	token := settings.Group("token", "Manage join tokens")
+	token.AddCommand(create)
+	return token
 }
 
 func localURL(listen string) string {
@@ -155,7 +139,7 @@ func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration, uses int)
 	if err != nil {
 		return "", err
 	}
-	st, err := server.OpenStore(ctx, cfg.server(), newLogger(cfg, io.Discard))
+	st, err := server.OpenStore(ctx, cfg.server(), cfg.Log.Logger(io.Discard))
 	if errors.Is(err, store.ErrLocked) {
 		return "", fmt.Errorf("the embedded store is locked by a running controller that does not answer at --url: %w", err)
 	}

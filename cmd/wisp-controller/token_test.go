@@ -16,7 +16,7 @@ func TestTokenCreate(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	var out, errb bytes.Buffer
-	d := deps{getenv: envFrom(map[string]string{"WISP_DATA_DIR": dir}), stdout: &out, stderr: &errb}
+	d := deps{env: envFrom(map[string]string{"WISP_DATA_DIR": dir}), stdout: &out, stderr: &errb}
 
 	// No controller has run: the token goes straight into the embedded store.
 	if code := runWith(context.Background(), []string{"token", "create", "--ttl", "1h"}, d); code != 0 {
@@ -45,6 +45,8 @@ func TestTokenCreate(t *testing.T) {
 		"bad verb":  {"token", "delete"},
 		"bad ttl":   {"token", "create", "--ttl", "soon"},
 		"ttl empty": {"token", "create", "--ttl"},
+		"uses 0":    {"token", "create", "--uses", "0"},
+		"uses word": {"token", "create", "--uses", "many"},
 	} {
 		errb.Reset()
 		if code := runWith(context.Background(), args, d); code != 2 {
@@ -54,8 +56,10 @@ func TestTokenCreate(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out bytes.Buffer
-	if code := runWith(context.Background(), []string{"--version"}, deps{getenv: envFrom(nil), stdout: &out, stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "wisp-controller ") {
-		t.Fatalf("exit %d: %q", code, out.String())
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		var out bytes.Buffer
+		if code := runWith(context.Background(), args, deps{env: envFrom(nil), stdout: &out, stderr: &out}); code != 0 || !strings.HasPrefix(out.String(), "wisp-controller ") {
+			t.Fatalf("%s: exit %d: %q", args[0], code, out.String())
+		}
 	}
 }

@@ -70,6 +70,12 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s depends on %s: it may use only the standard library and cache/, so both servers can link it", rel, d)
 				}
 			}
+		case rel == "internal/settings":
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, module+"/controller") || strings.HasPrefix(d, module+"/agent") {
+					t.Errorf("%s depends on %s: the settings table serves both servers and must import neither", rel, d)
+				}
+			}
 		case strings.HasPrefix(rel, "agent"):
 			for _, d := range p.Deps {
 				if strings.HasPrefix(d, module+"/controller") {

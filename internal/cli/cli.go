@@ -85,26 +85,34 @@ func (a *app) rootCommand() *cobra.Command {
 controller, and makes and builds new functions.
 
 The controller's address and token come from the config file
-($XDG_CONFIG_HOME/wisp/config.yaml or ~/.config/wisp/config.yaml; see
-'wisp config'), then WISP_HOST / WISP_TOKEN, then --host / --token.`,
-		Version:           version.Version,
+(--config, WISP_CLI_CONFIG, else $XDG_CONFIG_HOME/wisp/config.yaml or
+~/.config/wisp/config.yaml; see 'wisp config'), then WISP_HOST / WISP_TOKEN,
+then --host / --token.`,
+		Version:           version.Line("wisp"),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		Args:              cobra.ArbitraryArgs,
 		RunE:              groupRun,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return a.checkOutput(cmd) },
 	}
-	root.SetVersionTemplate("wisp {{.Version}}\n")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.g.host, "host", "", "controller address, e.g. http://127.0.0.1:4000 (env WISP_HOST)")
 	pf.StringVar(&a.g.token, "token", "", "API token (env WISP_TOKEN)")
-	pf.StringVar(&a.g.config, "config", "", "config file (env WISP_CONFIG; default $XDG_CONFIG_HOME/wisp/config.yaml)")
+	pf.StringVar(&a.g.config, "config", "", "config file (env WISP_CLI_CONFIG; default $XDG_CONFIG_HOME/wisp/config.yaml)")
 	pf.StringVarP(&a.g.output, "output", "o", "text", "output format: text or json")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(a.fnCommand(), a.modCommand(), a.appCommand(), a.adminCommand(),
-		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.quarantineCommand(), a.configCommand(), a.devCommand())
+		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.quarantineCommand(), a.configCommand(), a.devCommand(),
+		&cobra.Command{
+			Use: "version", Short: "Print the version and the source revision", Args: nargs(0, 0, ""),
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				_, err := fmt.Fprintln(a.stdout, root.Version)
+				return err
+			},
+		})
 	return root
 }
 
@@ -165,7 +173,7 @@ func checkName(kind, name string) error {
 
 // client resolves the settings and returns a REST client.
 func (a *app) client() (*client, error) {
-	s, err := resolve(&a.g, a.getenv)
+	s, err := resolve(&a.g, a.getenv, a.stderr)
 	if err != nil {
 		return nil, err
 	}

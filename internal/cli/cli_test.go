@@ -379,12 +379,24 @@ func TestConfig(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(stdout), &m) != nil || m["api_token"] != "x" || m["api_host"] != DefaultHost {
 		t.Errorf("config get -o json: %d %q", code, stdout)
 	}
+
+	// WISP_CLI_CONFIG names the file; the former WISP_CONFIG too, with a warning.
+	code, stdout, stderr := runCLI(t, env{"HOME": home, "WISP_CLI_CONFIG": other}, "config", "get", "host")
+	if code != 0 || stdout != "http://h:1\n" || stderr != "" {
+		t.Errorf("WISP_CLI_CONFIG: %d %q %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI(t, env{"HOME": home, "WISP_CONFIG": other}, "config", "get", "host")
+	if code != 0 || stdout != "http://h:1\n" || !strings.Contains(stderr, "WISP_CONFIG is deprecated, use WISP_CLI_CONFIG") {
+		t.Errorf("WISP_CONFIG: %d %q %q", code, stdout, stderr)
+	}
 }
 
 func TestVersionAndCompletion(t *testing.T) {
-	code, stdout, _ := runCLI(t, env{}, "--version")
-	if code != 0 || stdout != "wisp "+version.Version+"\n" {
-		t.Errorf("--version: %d %q", code, stdout)
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, stdout, _ := runCLI(t, env{}, args...)
+		if code != 0 || stdout != "wisp "+version.Version+"\n" {
+			t.Errorf("%s: %d %q", args[0], code, stdout)
+		}
 	}
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		code, stdout, stderr := runCLI(t, env{}, "completion", shell)
@@ -393,7 +405,7 @@ func TestVersionAndCompletion(t *testing.T) {
 		}
 	}
 	// Cobra's dynamic completion sees our commands and flag values.
-	_, stdout, _ = runCLI(t, env{}, "__complete", "fn", "new", "x", "-l", "")
+	_, stdout, _ := runCLI(t, env{}, "__complete", "fn", "new", "x", "-l", "")
 	for _, l := range []string{"c", "go", "rust"} {
 		if !strings.Contains(stdout, l+"\n") {
 			t.Errorf("completion of -l lacks %s: %q", l, stdout)

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -31,13 +32,18 @@ type settings struct {
 	path                string // config file
 }
 
-// configPath is $WISP_CONFIG, else $XDG_CONFIG_HOME/wisp/config.yaml, else
-// $HOME/.config/wisp/config.yaml.
-func configPath(flagPath string, getenv func(string) string) (string, error) {
+// configPath is --config, else $WISP_CLI_CONFIG, else the former
+// $WISP_CONFIG (with a deprecation warning on warn), else
+// $XDG_CONFIG_HOME/wisp/config.yaml, else $HOME/.config/wisp/config.yaml.
+func configPath(flagPath string, getenv func(string) string, warn io.Writer) (string, error) {
 	if flagPath != "" {
 		return flagPath, nil
 	}
+	if p := getenv("WISP_CLI_CONFIG"); p != "" {
+		return p, nil
+	}
 	if p := getenv("WISP_CONFIG"); p != "" {
+		fmt.Fprintln(warn, "wisp: warning: WISP_CONFIG is deprecated, use WISP_CLI_CONFIG (it names the CLI's config file only)")
 		return p, nil
 	}
 	if x := getenv("XDG_CONFIG_HOME"); x != "" {
@@ -46,7 +52,7 @@ func configPath(flagPath string, getenv func(string) string) (string, error) {
 	if h := getenv("HOME"); h != "" {
 		return filepath.Join(h, ".config", "wisp", "config.yaml"), nil
 	}
-	return "", errors.New("cannot find a place for the config file: set HOME, XDG_CONFIG_HOME or WISP_CONFIG")
+	return "", errors.New("cannot find a place for the config file: set HOME, XDG_CONFIG_HOME or WISP_CLI_CONFIG")
 }
 
 func readConfig(path string) (fileConfig, error) {
@@ -95,9 +101,9 @@ func writeConfig(path string, fc fileConfig) error {
 }
 
 // resolve applies defaults < file < environment < flags.
-func resolve(g *globals, getenv func(string) string) (settings, error) {
+func resolve(g *globals, getenv func(string) string, warn io.Writer) (settings, error) {
 	s := settings{host: DefaultHost, hostFrom: "default", tokenFrom: "unset"}
-	path, err := configPath(g.config, getenv)
+	path, err := configPath(g.config, getenv, warn)
 	if err != nil {
 		return s, err
 	}

@@ -41,7 +41,7 @@ func (a *app) configCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path, err := configPath(a.g.config, a.getenv)
+			path, err := configPath(a.g.config, a.getenv, a.stderr)
 			if err != nil {
 				return err
 			}
@@ -82,7 +82,7 @@ its value (the token in full, for scripts).`,
 				}
 				key = k
 			}
-			s, err := resolve(&a.g, a.getenv)
+			s, err := resolve(&a.g, a.getenv, a.stderr)
 			if err != nil {
 				return err
 			}

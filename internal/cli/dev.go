@@ -31,7 +31,7 @@ config is pointed at it, so the next wisp command just works.`,
 			log := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			cfg.CompileWorker = runtime.SelfWorker()
 			return devenv.Run(a.ctx, cfg, log, func(in devenv.Info) {
-				path, err := configPath(a.g.config, a.getenv)
+				path, err := configPath(a.g.config, a.getenv, a.stderr)
 				if err == nil {
 					fc, _ := readConfig(path)
 					fc.Host, fc.Token = in.URL, in.AdminToken

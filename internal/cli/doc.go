@@ -7,9 +7,10 @@
 // in-process. Every command is built fresh per Run, so there is no global
 // state.
 //
-// Settings come from defaults, then the config file
-// ($XDG_CONFIG_HOME/wisp/config.yaml or ~/.config/wisp/config.yaml, mode
-// 0600), then WISP_HOST / WISP_TOKEN, then --host / --token.
+// Settings come from defaults, then the config file (--config,
+// WISP_CLI_CONFIG, else $XDG_CONFIG_HOME/wisp/config.yaml or
+// ~/.config/wisp/config.yaml, mode 0600), then WISP_HOST / WISP_TOKEN, then
+// --host / --token. The former WISP_CONFIG is still read, with a warning.
 //
 // # Output
 //

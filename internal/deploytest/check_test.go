@@ -155,15 +155,12 @@ func (c *checker) checkEnv(file, binary string, env map[string]string) {
 	if b == nil {
 		return
 	}
-	for k, v := range env {
+	for k := range env {
 		if !strings.HasPrefix(k, "WISP_") {
 			continue
 		}
 		if !b.env[k] {
 			c.errorf(file, "%s reads no %s", binary, k)
-		}
-		if v == "" {
-			c.errorf(file, "%s is empty, which %s reads as unset (use the flag with an empty value to turn a listener off)", k, binary)
 		}
 	}
 }

@@ -75,7 +75,8 @@ func TestDeploymentChecksCatchMistakes(t *testing.T) {
 		{"k8s service port", "builds/k8s/controller.yaml", "      targetPort: quic\n      protocol: UDP", "      targetPort: quic\n      protocol: TCP"},
 		{"k8s controllers address", "builds/k8s/agent.yaml", "wisp-controller.wisp.svc.cluster.local:4433", "wisp-ctl.wisp.svc.cluster.local:4433"},
 		{"k8s identity file", "builds/k8s/controller.yaml", "mountPath: /var/lib/wisp/controller.key", "mountPath: /var/lib/wisp/tls.key"},
-		{"k8s agent flag", "builds/k8s/agent.yaml", `"--mqtt-broker"`, `"--broker"`},
+		{"k8s agent variable", "builds/k8s/agent.yaml", "- name: WISP_MQTT_BROKER", "- name: WISP_BROKER"},
+		{"k8s agent command", "builds/k8s/agent.yaml", `args: ["run"]`, `args: ["start"]`},
 		{"k8s untagged image", "builds/k8s/agent.yaml", "- name: agent\n          image: wisp-agent:0.1.0", "- name: agent\n          image: wisp-agent"},
 		{"k8s container port", "builds/k8s/agent.yaml", "containerPort: 9464", "containerPort: 9465"},
 	}

@@ -3,9 +3,7 @@ package deploytest
 import (
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -17,7 +15,7 @@ type binNames struct {
 	flags    map[string]bool // flag names without dashes, main command and subcommands together
 	env      map[string]bool // WISP_* variables
 	// listens maps the WISP_* variable of each listen address to its
-	// protocol and its default from cmd/<binary>/config.go.
+	// protocol and the default its --help shows.
 	listens map[string]listen
 }
 
@@ -33,7 +31,7 @@ var (
 )
 
 // knownNames runs the native binaries' help commands once and reads the
-// listen defaults out of their config.go.
+// commands, flags, variables and listen defaults they show.
 func knownNames() (names, error) {
 	namesOnce.Do(func() { namesVal, namesErr = loadNames() })
 	return namesVal, namesErr
@@ -41,76 +39,80 @@ func knownNames() (names, error) {
 
 var (
 	flagLine = regexp.MustCompile(`(?m)^\s+-{1,2}([a-z][a-z0-9-]*)`)
-	flagWord = regexp.MustCompile(`(?:^|[\s\[])--?([a-z][a-z0-9-]+)`)
 	envWord  = regexp.MustCompile(`\bWISP_[A-Z0-9_]+\b`)
 	cmdLine  = regexp.MustCompile(`(?m)^  ([a-z]+)\s`)
 )
 
-func helpOutput(bin string, args ...string) string {
-	out, _ := exec.Command(nativeBin(bin), args...).CombinedOutput() // -h exits non-zero
-	return string(out)
+// helpOutput runs a help command, which must exit 0.
+func helpOutput(bin string, args ...string) (string, error) {
+	out, err := exec.Command(nativeBin(bin), args...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
-func loadNames() (names, error) {
-	ctl := &binNames{commands: map[string]bool{"token": true}, flags: map[string]bool{}, env: map[string]bool{}}
-	help := helpOutput("wisp-controller", "--help")
-	for _, m := range flagLine.FindAllStringSubmatch(help, -1) {
-		ctl.flags[m[1]] = true
-	}
-	for _, m := range flagWord.FindAllStringSubmatch(helpOutput("wisp-controller", "token"), -1) {
-		ctl.flags[m[1]] = true // token create's own --ttl and --url
-	}
-	for _, e := range envWord.FindAllString(help, -1) {
-		ctl.env[e] = true
-	}
-	if !ctl.flags["listen"] || !ctl.env["WISP_LISTEN"] {
-		return nil, fmt.Errorf("wisp-controller --help lists no -listen / WISP_LISTEN:\n%s", help)
-	}
+// helpDefault is a flag's default and variable in --help.
+var helpDefault = regexp.MustCompile(`\(default "([^"]*)"; env (WISP_[A-Z0-9_]+)\)`)
 
+func loadNames() (names, error) {
+	ctl := &binNames{commands: map[string]bool{}, flags: map[string]bool{}, env: map[string]bool{}}
 	agent := &binNames{commands: map[string]bool{}, flags: map[string]bool{}, env: map[string]bool{}}
-	usage := helpOutput("wisp-agent", "help")
-	for _, m := range cmdLine.FindAllStringSubmatch(usage, -1) {
-		agent.commands[m[1]] = true
+	defaults := map[string]string{} // WISP_* -> default, both binaries
+	for _, h := range []struct {
+		b    *binNames
+		bin  string
+		args [][]string
+	}{
+		{ctl, "wisp-controller", [][]string{{"--help"}, {"token", "create", "--help"}, {"compact", "--help"}}},
+		{agent, "wisp-agent", [][]string{{"--help"}, {"run", "--help"}, {"invoke", "--help"}}},
+	} {
+		for i, args := range h.args {
+			help, err := helpOutput(h.bin, args...)
+			if err != nil {
+				return nil, err
+			}
+			if i == 0 {
+				for _, m := range cmdLine.FindAllStringSubmatch(help, -1) {
+					h.b.commands[m[1]] = true
+				}
+			}
+			for _, m := range flagLine.FindAllStringSubmatch(help, -1) {
+				h.b.flags[m[1]] = true
+			}
+			for _, e := range envWord.FindAllString(help, -1) {
+				h.b.env[e] = true
+			}
+			for _, m := range helpDefault.FindAllStringSubmatch(help, -1) {
+				defaults[m[2]] = m[1]
+			}
+		}
 	}
-	for _, sub := range []string{"run", "invoke"} {
-		h := helpOutput("wisp-agent", sub, "-h")
-		for _, m := range flagLine.FindAllStringSubmatch(h, -1) {
-			agent.flags[m[1]] = true
-		}
-		for _, e := range envWord.FindAllString(h, -1) {
-			agent.env[e] = true
-		}
+	if !ctl.flags["listen"] || !ctl.env["WISP_LISTEN"] || !ctl.commands["token"] || !ctl.flags["ttl"] {
+		return nil, fmt.Errorf("wisp-controller's help lists no --listen / WISP_LISTEN / token, or token create no --ttl: %v", ctl)
 	}
 	if !agent.commands["run"] || !agent.flags["controllers"] || !agent.env["WISP_CONTROLLERS"] {
-		return nil, fmt.Errorf("wisp-agent help / run -h lack run, -controllers or WISP_CONTROLLERS:\n%s", usage)
+		return nil, fmt.Errorf("wisp-agent's help lacks run, --controllers or WISP_CONTROLLERS: %v", agent)
 	}
-
 	var err error
-	if ctl.listens, err = listenDefaults("cmd/wisp-controller/config.go", map[string]string{
-		"WISP_LISTEN": "tcp Listen", "WISP_QUIC_LISTEN": "udp QUICListen"}); err != nil {
+	if ctl.listens, err = listenDefaults(defaults, map[string]string{"WISP_LISTEN": "tcp", "WISP_QUIC_LISTEN": "udp"}); err != nil {
 		return nil, err
 	}
-	if agent.listens, err = listenDefaults("cmd/wisp-agent/config.go", map[string]string{
-		"WISP_METRICS_ADDR": "tcp MetricsAddr", "WISP_LOCAL_API": "tcp LocalAPI"}); err != nil {
+	if agent.listens, err = listenDefaults(defaults, map[string]string{"WISP_METRICS_ADDR": "tcp", "WISP_LOCAL_API": "tcp"}); err != nil {
 		return nil, err
 	}
 	return names{"wisp-controller": ctl, "wisp-agent": agent}, nil
 }
 
-// listenDefaults reads `Field: "addr",` defaults out of a config.go.
-func listenDefaults(file string, fields map[string]string) (map[string]listen, error) {
-	src, err := os.ReadFile(filepath.Join(repo, file))
-	if err != nil {
-		return nil, err
-	}
+// listenDefaults picks the listen variables' defaults out of the help's.
+func listenDefaults(defaults map[string]string, protos map[string]string) (map[string]listen, error) {
 	out := map[string]listen{}
-	for env, pf := range fields {
-		proto, field, _ := strings.Cut(pf, " ")
-		m := regexp.MustCompile(`\b` + field + `:\s+"([^"]*)"`).FindSubmatch(src)
-		if m == nil {
-			return nil, fmt.Errorf("%s: no default for %s", file, field)
+	for env, proto := range protos {
+		def, ok := defaults[env]
+		if !ok {
+			return nil, fmt.Errorf("no help shows the default of %s", env)
 		}
-		out[env] = listen{proto: proto, def: string(m[1])}
+		out[env] = listen{proto: proto, def: def}
 	}
 	return out, nil
 }

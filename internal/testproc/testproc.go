@@ -1,19 +1,26 @@
 // Package testproc runs the project's binaries as real processes in tests:
 // it starts one with its output captured, waits for log lines, and kills or
-// stops it; the log is printed when the test fails. It is test support
-// only; production code must not import it.
+// stops it; the log is printed when the test fails. Build compiles a
+// binary for such a test and CheckVersion checks its version command. It
+// is test support only; production code must not import it.
 package testproc
 
 import (
 	"bufio"
 	"bytes"
+	"debug/buildinfo"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/internal/version"
 )
 
 // AwaitTimeout bounds Await.
@@ -116,5 +123,45 @@ func (p *Proc) Stop() {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
 		p.t.Fatalf("%s did not stop on SIGTERM", p.Name)
+	}
+}
+
+// Build compiles the main package pkg (a path as go build takes it,
+// relative to the test's folder) into a temporary folder and returns the
+// binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if pkg == "." {
+		wd, _ := os.Getwd()
+		out = filepath.Join(filepath.Dir(out), filepath.Base(wd))
+	}
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// CheckVersion runs the binary's `version` command and --version and fails
+// the test unless each prints one line starting with program,
+// version.Version and the VCS revision the binary's build info holds (when
+// it holds one).
+func CheckVersion(t testing.TB, bin, program string) {
+	t.Helper()
+	want := program + " " + version.Version
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			want += " (revision " + s.Value
+		}
+	}
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), want) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%s %s: %v %q, want one line starting %q", program, arg, err, out, want)
+		}
 	}
 }
