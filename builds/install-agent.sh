@@ -2,15 +2,19 @@
 # Installs the Wisp agent on a Linux box (a Raspberry Pi or any systemd host)
 # from a release tarball, as root:
 #
-#   sudo sh install-agent.sh [--name NAME] [--labels k=v,...] RELEASE CONTROLLER JOIN_TOKEN
+#   wisp-controller token create | sudo sh install-agent.sh [--name NAME] [--labels k=v,...] RELEASE CONTROLLER
+#   sudo sh install-agent.sh ... RELEASE CONTROLLER < join-token.txt
 #
 #   RELEASE     a wisp-<version>-linux-<arch>.tar.gz file, a folder holding the
 #               tarballs (builds/dist/), or an http(s) URL of the tarball (the
 #               URL may contain {arch}, replaced by this box's arch)
 #   CONTROLLER  host:port of the controller's QUIC port (udp 4433), or several
 #               comma-separated
-#   JOIN_TOKEN  from `wisp-controller token create` (used on first start only;
-#               the agent keeps its own credential in /var/lib/wisp)
+#   The join token (from `wisp-controller token create`) is read from standard
+#   input, never from the command line, where every local user could read it
+#   (ps). It is used on the first start only; the agent then keeps its own
+#   credential in /var/lib/wisp. Upgrading an agent that has joined needs no
+#   token: give empty input (< /dev/null).
 #
 # It detects the arch with uname -m (aarch64 -> arm64, armv7l -> armv7,
 # x86_64 -> amd64), checks the tarball against SHA256SUMS when one lies beside
@@ -27,10 +31,10 @@ set -eu
 prog=install-agent.sh
 die() { echo "$prog: $*" >&2; exit 1; }
 usage() {
-	echo "usage: $prog [--name NAME] [--labels k=v,...] RELEASE CONTROLLER JOIN_TOKEN" >&2
+	echo "usage: $prog [--name NAME] [--labels k=v,...] RELEASE CONTROLLER < JOIN_TOKEN" >&2
 	echo "  RELEASE: a wisp-<version>-linux-<arch>.tar.gz, a folder of them, or an http(s) URL ({arch} is replaced)" >&2
 	echo "  CONTROLLER: host:port of the controller's QUIC port (udp 4433), comma-separated for several" >&2
-	echo "  JOIN_TOKEN: from wisp-controller token create" >&2
+	echo "  JOIN_TOKEN on standard input: from wisp-controller token create (empty to upgrade a joined agent)" >&2
 	exit 2
 }
 
@@ -47,16 +51,33 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -eq 3 ] || usage
-release="$1" controllers="$2" token="$3"
+if [ $# -eq 3 ]; then
+	die "the join token goes on standard input, not on the command line (every local user can read command lines): ... | $prog RELEASE CONTROLLER"
+fi
+[ $# -eq 2 ] || usage
+release="$1" controllers="$2"
 [ -n "$controllers" ] || die "controller address is empty"
-[ -n "$token" ] || die "join token is empty"
-case "$token" in wispjoin1.*) ;; *) die "join token does not start with wispjoin1. (make one with: wisp-controller token create)" ;; esac
+if [ -t 0 ]; then
+	printf '%s: paste the join token and press Enter: ' "$prog" >&2
+	stty -echo 2>/dev/null || true
+	IFS= read -r token || token=""
+	stty echo 2>/dev/null || true
+	echo >&2
+else
+	IFS= read -r token || true
+fi
+token="$(printf '%s' "${token:-}" | tr -d '[:space:]')"
+root="${WISP_INSTALL_ROOT:-}"
+if [ -z "$token" ]; then
+	[ -f "$root/etc/wisp/agent.env" ] || die "no join token on standard input (make one with: wisp-controller token create)"
+	echo "$prog: no join token given: upgrading an agent that has joined"
+else
+	case "$token" in wispjoin1.*) ;; *) die "join token does not start with wispjoin1. (make one with: wisp-controller token create)" ;; esac
+fi
 for v in "$controllers" "$token" "$name" "$labels"; do
 	case "$v" in *[[:space:]\"\'\\]*) die "arguments must not contain spaces, quotes or backslashes: $v" ;; esac
 done
 
-root="${WISP_INSTALL_ROOT:-}"
 if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
 	die "run as root (sudo sh $0 ...): it writes /usr/local/bin, /etc/wisp and /etc/systemd/system"
 fi
@@ -151,7 +172,7 @@ umask 027
 	echo "# Wisp agent settings, read by wisp-agent.service (EnvironmentFile=)."
 	echo "# Written by $prog on $(date -u +%Y-%m-%dT%H:%M:%SZ); names: wisp-agent run --help."
 	echo "WISP_CONTROLLERS=$controllers"
-	echo "WISP_JOIN_TOKEN=$token"
+	if [ -n "$token" ]; then echo "WISP_JOIN_TOKEN=$token"; fi
 	echo "WISP_DATA_DIR=/var/lib/wisp"
 	if [ -n "$name" ]; then echo "WISP_AGENT_NAME=$name"; fi
 	if [ -n "$labels" ]; then echo "WISP_LABELS=$labels"; fi
@@ -176,7 +197,7 @@ if [ -n "$root" ]; then
 fi
 if ! command -v systemctl >/dev/null 2>&1; then
 	echo "$prog: installed; systemd is not running here: start the agent with"
-	echo "  sudo -u wisp env \$(grep -v '^#' /etc/wisp/agent.env | xargs) /usr/local/bin/wisp-agent run"
+	echo "  sudo -u wisp sh -c 'set -a; . /etc/wisp/agent.env; exec /usr/local/bin/wisp-agent run'"
 	exit 0
 fi
 systemctl daemon-reload

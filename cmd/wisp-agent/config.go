@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +20,9 @@ import (
 type config struct {
 	Controllers  []string
 	JoinToken    string
+	// JoinTokenFile names a file holding the join token (loadConfig
+	// reads it into JoinToken), so that the token is on no command line.
+	JoinTokenFile string
 	DataDir      string
 	Name         string
 	Labels       []string
@@ -59,7 +64,8 @@ func defaultConfig() config {
 func (c *config) table() *settings.Table {
 	return &settings.Table{Program: "wisp-agent", ConfigEnv: "WISP_AGENT_CONFIG", Settings: append([]settings.Setting{
 		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default)"),
-		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only"),
+		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only. A flag is visible to every local user (ps): prefer WISP_JOIN_TOKEN or --join-token-file"),
+		settings.String(&c.JoinTokenFile, "join_token_file", "`file` holding the join token (first start only; a missing file is fine once the agent has joined)"),
 		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, local API token, compilation cache"),
 		settings.String(&c.Name, "agent_name", "this agent's `name` in the fleet").WithDefault(`"": the host name`),
 		settings.List(&c.Labels, "labels", "this agent's `key=value,...` labels, for APP scheduling"),
@@ -94,7 +100,48 @@ func loadConfig(fs *pflag.FlagSet, env settings.LookupEnv, warn io.Writer) (conf
 	if err := c.table().Load(fs, env, warn); err != nil {
 		return c, err
 	}
+	if fs != nil && fs.Changed("join-token") {
+		fmt.Fprintln(warn, "wisp-agent: warning: --join-token is visible to every local user (ps, /proc/*/cmdline); prefer WISP_JOIN_TOKEN or --join-token-file")
+	}
+	if err := c.readJoinTokenFile(warn); err != nil {
+		return c, err
+	}
 	return c, c.Validate()
+}
+
+// maxJoinTokenFile bounds what readJoinTokenFile reads.
+const maxJoinTokenFile = 4 << 10
+
+// readJoinTokenFile fills JoinToken from JoinTokenFile. The file is needed
+// on the first start only, so a missing one is a warning.
+func (c *config) readJoinTokenFile(warn io.Writer) error {
+	if c.JoinTokenFile == "" {
+		return nil
+	}
+	if c.JoinToken != "" {
+		return errors.New("both join_token and join_token_file are set: keep one")
+	}
+	f, err := os.Open(c.JoinTokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(warn, "wisp-agent: warning: join token file %s does not exist (fine once this agent has joined)\n", c.JoinTokenFile)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("join token file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxJoinTokenFile+1))
+	if err != nil {
+		return fmt.Errorf("join token file: %w", err)
+	}
+	if len(b) > maxJoinTokenFile {
+		return fmt.Errorf("join token file %s is over %d bytes: is it the right file?", c.JoinTokenFile, maxJoinTokenFile)
+	}
+	c.JoinToken = strings.TrimSpace(string(b))
+	if c.JoinToken == "" {
+		return fmt.Errorf("join token file %s is empty", c.JoinTokenFile)
+	}
+	return nil
 }
 
 // Validate reports the first problem.

@@ -124,3 +124,53 @@ func TestConfigFiles(t *testing.T) {
 		t.Fatalf("the flag over WISP_LOCAL_API=: %q %v", c.LocalAPI, err)
 	}
 }
+
+// TestJoinTokenFile: the token can come from a file, so that it is on no
+// command line; a missing file is only a warning (the agent may have joined
+// already), an empty or oversized one and a token set twice are errors, and
+// a token given as a flag draws a warning.
+func TestJoinTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "join")
+	if err := os.WriteFile(file, []byte("wispjoin1.abc.def\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--controllers", "127.0.0.1:4433"}
+	c, err := load(append(base, "--join-token-file", file), nil)
+	if err != nil || c.JoinToken != "wispjoin1.abc.def" {
+		t.Fatalf("from a file: %q %v", c.JoinToken, err)
+	}
+	c, err = load(base, map[string]string{"WISP_JOIN_TOKEN_FILE": file})
+	if err != nil || c.JoinToken != "wispjoin1.abc.def" {
+		t.Fatalf("file named by WISP_JOIN_TOKEN_FILE: %q %v", c.JoinToken, err)
+	}
+	if _, err := load(append(base, "--join-token-file", file), map[string]string{"WISP_JOIN_TOKEN": "x"}); err == nil || !strings.Contains(err.Error(), "keep one") {
+		t.Fatalf("token set twice: %v", err)
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte(" \n"), 0o600)
+	if _, err := load(append(base, "--join-token-file", empty), nil); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty file: %v", err)
+	}
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, 5000), 0o600)
+	if _, err := load(append(base, "--join-token-file", big), nil); err == nil || !strings.Contains(err.Error(), "over") {
+		t.Fatalf("oversized file: %v", err)
+	}
+
+	var warn strings.Builder
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	addFlags(fs)
+	fs.Parse(append(base, "--join-token-file", filepath.Join(dir, "missing")))
+	c, err = loadConfig(fs, func(string) (string, bool) { return "", false }, &warn)
+	if err != nil || c.JoinToken != "" || !strings.Contains(warn.String(), "does not exist") {
+		t.Fatalf("missing file: %q %v, warnings %q", c.JoinToken, err, warn.String())
+	}
+	warn.Reset()
+	fs = pflag.NewFlagSet("run", pflag.ContinueOnError)
+	addFlags(fs)
+	fs.Parse(append(base, "--join-token", "wispjoin1.x.y"))
+	if _, err := loadConfig(fs, func(string) (string, bool) { return "", false }, &warn); err != nil || !strings.Contains(warn.String(), "visible to every local user") {
+		t.Fatalf("token as a flag: %v, warnings %q", err, warn.String())
+	}
+}

@@ -332,7 +332,7 @@ func (a *app) tokenCommand() *cobra.Command {
 		Short: "Create a join token for a new agent (needs the admin token)",
 		Long: `Create a join token and print it. It lets one agent join (--uses for more)
 within 24 hours (--ttl). Start an agent with it once:
-  wisp-agent run --controllers <host:4433> --join-token <token> ...`,
+  wisp-agent run --controllers <host:4433> --join-token-file <file> ...`,
 		Args: nargs(0, 0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()

@@ -38,15 +38,18 @@ func TestInstallAgentScript(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	install := func(root, arch string, args ...string) (string, error) {
+	// install runs the script with args and the join token on standard
+	// input, the only place it takes it from.
+	install := func(root, arch, token string, args ...string) (string, error) {
 		cmd := exec.Command("sh", append([]string{filepath.Join(repo, "builds/install-agent.sh")}, args...)...)
 		cmd.Env = append(os.Environ(), "WISP_INSTALL_ROOT="+root, "WISP_INSTALL_ARCH="+arch)
+		cmd.Stdin = strings.NewReader(token + "\n")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 
 	root := t.TempDir()
-	if out, err := install(root, "arm64", "--name", "pi1", "--labels", "site=lab,rack=2", dist, "ctl.example:4433", "wispjoin1.abc"); err != nil {
+	if out, err := install(root, "arm64", "wispjoin1.abc", "--name", "pi1", "--labels", "site=lab,rack=2", dist, "ctl.example:4433"); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
 	env, err := os.ReadFile(filepath.Join(root, "etc/wisp/agent.env"))
@@ -82,27 +85,33 @@ func TestInstallAgentScript(t *testing.T) {
 		t.Error("the installed unit is not builds/systemd/wisp-agent.service")
 	}
 
-	// Running it again upgrades and keeps the old settings beside the new.
-	if out, err := install(root, "arm64", dist+"/wisp-0.0.0-linux-arm64.tar.gz", "ctl2.example:4433", "wispjoin1.def"); err != nil {
+	// Running it again upgrades and keeps the old settings beside the new;
+	// an agent that has joined needs no token.
+	if out, err := install(root, "arm64", "", dist+"/wisp-0.0.0-linux-arm64.tar.gz", "ctl2.example:4433"); err != nil {
 		t.Fatalf("second install: %v\n%s", err, out)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/wisp/agent.env.bak")); !bytes.Contains(b, []byte("WISP_CONTROLLERS=ctl.example:4433")) {
 		t.Error("the second install kept no agent.env.bak with the first settings")
 	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/wisp/agent.env")); !bytes.Contains(b, []byte("WISP_CONTROLLERS=ctl2.example:4433")) || bytes.Contains(b, []byte("WISP_JOIN_TOKEN=")) {
+		t.Errorf("the upgrade without a token wrote:\n%s", b)
+	}
 
 	for _, tc := range []struct {
-		name, arch string
-		args       []string
-		want       string
+		name, arch, token string
+		args              []string
+		want              string
 	}{
-		{"wrong arch", "armv7", []string{tarball, "ctl:4433", "wispjoin1.abc"}, "not for this machine"},
-		{"no tarball for arch in folder", "amd64", []string{dist, "ctl:4433", "wispjoin1.abc"}, "no wisp-*-linux-amd64.tar.gz"},
-		{"not a join token", "arm64", []string{tarball, "ctl:4433", "abc"}, "wispjoin1."},
-		{"missing argument", "arm64", []string{tarball, "ctl:4433"}, "usage"},
-		{"space in argument", "arm64", []string{"--name", "my pi", tarball, "ctl:4433", "wispjoin1.abc"}, "spaces"},
+		{"wrong arch", "armv7", "wispjoin1.abc", []string{tarball, "ctl:4433"}, "not for this machine"},
+		{"no tarball for arch in folder", "amd64", "wispjoin1.abc", []string{dist, "ctl:4433"}, "no wisp-*-linux-amd64.tar.gz"},
+		{"not a join token", "arm64", "abc", []string{tarball, "ctl:4433"}, "wispjoin1."},
+		{"no token on a first install", "arm64", "", []string{tarball, "ctl:4433"}, "no join token"},
+		{"token on the command line", "arm64", "", []string{tarball, "ctl:4433", "wispjoin1.abc"}, "standard input"},
+		{"missing argument", "arm64", "wispjoin1.abc", []string{tarball}, "usage"},
+		{"space in argument", "arm64", "wispjoin1.abc", []string{"--name", "my pi", tarball, "ctl:4433"}, "spaces"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := install(t.TempDir(), tc.arch, tc.args...)
+			out, err := install(t.TempDir(), tc.arch, tc.token, tc.args...)
 			if err == nil || !strings.Contains(out, tc.want) {
 				t.Errorf("want a failure saying %q, got %v:\n%s", tc.want, err, out)
 			}
@@ -112,7 +121,7 @@ func TestInstallAgentScript(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dist, "SHA256SUMS"), []byte(strings.Repeat("0", 64)+"  wisp-0.0.0-linux-arm64.tar.gz\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := install(t.TempDir(), "arm64", tarball, "ctl:4433", "wispjoin1.abc")
+		out, err := install(t.TempDir(), "arm64", "wispjoin1.abc", tarball, "ctl:4433")
 		if err == nil || !strings.Contains(out, "does not match") {
 			t.Errorf("want a checksum failure, got %v:\n%s", err, out)
 		}

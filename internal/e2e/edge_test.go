@@ -121,7 +121,7 @@ func TestEdgeAutonomy(t *testing.T) {
 
 func startEdgeAgent(t *testing.T, addr, token, dir string) *proc {
 	t.Helper()
-	p := start(t, "wisp-agent edge", "run", "--controllers", addr, "--join-token", token, "--data-dir", dir,
+	p := startEnv(t, "wisp-agent edge", tokenEnv(token), "run", "--controllers", addr, "--data-dir", dir,
 		"--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 	p.Await(`msg=connected`)
 	return p

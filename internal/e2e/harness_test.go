@@ -132,27 +132,32 @@ func startAgent(t testing.TB, c *controller, token, name, dataDir string, extra 
 // startAgentEnv is startAgent with environment variables added.
 func startAgentEnv(t testing.TB, c *controller, token, name, dataDir string, env []string, extra ...string) *proc {
 	t.Helper()
-	p := startEnv(t, "wisp-agent "+name, env, agentArgs(c, token, name, dataDir, extra...)...)
+	p := startEnv(t, "wisp-agent "+name, append(tokenEnv(token), env...), agentArgs(c, name, dataDir, extra...)...)
 	p.Await(`msg=connected`)
 	return p
 }
 
 // agentArgs are the flags of an agent of c named name, with extra flags.
-func agentArgs(c *controller, token, name, dataDir string, extra ...string) []string {
+func agentArgs(c *controller, name, dataDir string, extra ...string) []string {
 	args := []string{"run", "--controllers", c.quic, "--data-dir", dataDir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0"}
-	args = append(args, extra...)
-	if token != "" {
-		args = append(args, "--join-token", token)
+	return append(args, extra...)
+}
+
+// tokenEnv hands an agent its join token as the README says: in the
+// environment, never on its command line (TestJoinTokenNotOnCommandLine).
+func tokenEnv(token string) []string {
+	if token == "" {
+		return nil
 	}
-	return args
+	return []string{"WISP_JOIN_TOKEN=" + token}
 }
 
 // startFaultAgent runs the wispfault build of wisp-agent with WISP_FAULT
 // set to fault (see internal/fault).
 func startFaultAgent(t testing.TB, c *controller, token, name, dataDir, fault string) *proc {
 	t.Helper()
-	p := testproc.Start(t, "wisp-agent "+name+" (fault "+fault+")", faultBin, []string{"WISP_LOG_LEVEL=debug", "WISP_FAULT=" + fault},
-		agentArgs(c, token, name, dataDir)...)
+	p := testproc.Start(t, "wisp-agent "+name+" (fault "+fault+")", faultBin, append([]string{"WISP_LOG_LEVEL=debug", "WISP_FAULT=" + fault}, tokenEnv(token)...),
+		agentArgs(c, name, dataDir)...)
 	p.Await(`msg=connected`)
 	return p
 }

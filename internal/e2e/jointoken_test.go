@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +25,7 @@ func TestJoinTokenSingleUse(t *testing.T) {
 	dir1 := t.TempDir()
 	first := startAgent(t, c, token, "edge1", dir1)
 
-	second := startEnv(t, "wisp-agent edge2", nil, agentArgs(c, token, "edge2", t.TempDir())...)
+	second := startEnv(t, "wisp-agent edge2", tokenEnv(token), agentArgs(c, "edge2", t.TempDir())...)
 	select {
 	case <-second.Done():
 	case <-time.After(30 * time.Second):
@@ -40,5 +43,38 @@ func TestJoinTokenSingleUse(t *testing.T) {
 	startAgent(t, c, token, "edge1", dir1)
 	if agents := c.agents(t); len(agents) != 1 {
 		t.Fatalf("after a restart the controller knows %d agents, want 1", len(agents))
+	}
+}
+
+// TestJoinTokenNotOnCommandLine: an agent started as the README says, with
+// the token in a file or in WISP_JOIN_TOKEN, joins, and the token's secret
+// is in no process's command line.
+func TestJoinTokenNotOnCommandLine(t *testing.T) {
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
+	token := c.joinToken(t, "")
+	secret := token[strings.LastIndexByte(token, '.')+1:]
+	file := filepath.Join(t.TempDir(), "join.token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agents := []*proc{
+		startAgent(t, c, "", "from-file", t.TempDir(), "--join-token-file", file),
+		startAgentEnv(t, c, token, "from-env", t.TempDir(), nil),
+	}
+	waitFor(t, "both agents connected", func() bool { return len(c.connected(t)) == 2 })
+	for _, a := range agents {
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", a.Cmd.Process.Pid)); err != nil || len(cmdline) == 0 {
+			t.Fatalf("%s: cannot read its command line: %v", a.Name, err)
+		}
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte(secret)) {
+			t.Errorf("process %s has the join token's secret on its command line: %q", e.Name(), bytes.ReplaceAll(b, []byte{0}, []byte(" ")))
+		}
 	}
 }
