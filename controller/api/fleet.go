@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -190,4 +191,74 @@ func (s *Server) removed(ctx context.Context, ds ...string) {
 	if len(gone) > 0 {
 		s.dist.Removed(context.WithoutCancel(ctx), gone)
 	}
+}
+
+// JoinTokenState is a join token as GET /v1/admin/tokens lists it: never
+// its secret.
+type JoinTokenState struct {
+	ID      string     `json:"id"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+	// Uses is how many agents may join with it; 0: no limit (a token made
+	// before tokens were counted).
+	Uses int `json:"uses"`
+	Used int `json:"used"`
+	// State is "active", "expired" or "used".
+	State string `json:"state"`
+}
+
+// listTokens is GET /v1/admin/tokens: every join token, expired and
+// used-up ones included, oldest first.
+func (s *Server) listTokens(c *fiber.Ctx) error {
+	jts, err := s.store.ListJoinTokens(c.UserContext())
+	if err != nil {
+		return fmt.Errorf("api: list join tokens: %w", err)
+	}
+	now := time.Now()
+	out := make([]JoinTokenState, 0, len(jts))
+	for _, jt := range jts {
+		st := JoinTokenState{ID: jt.ID, Created: jt.Created, Uses: jt.Uses, Used: jt.Used, State: "active"}
+		if !jt.Expires.IsZero() {
+			e := jt.Expires
+			st.Expires = &e
+			if !e.After(now) {
+				st.State = "expired"
+			}
+		}
+		if jt.UsedUp() {
+			st.State = "used"
+		}
+		out = append(out, st)
+	}
+	return c.JSON(dataBody[[]JoinTokenState]{out})
+}
+
+// revokeToken is DELETE /v1/admin/tokens/{id}: no agent joins with it
+// any more; agents that joined with it keep their own credentials.
+func (s *Server) revokeToken(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validTokenID(id) {
+		return fail(ErrBadRequest, "Invalid join token id %q: want jt_ and hex digits", id)
+	}
+	if err := s.store.DeleteJoinToken(c.UserContext(), id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return failCause(store.ErrNotFound, err, "Join token %s not found", id)
+		}
+		return fmt.Errorf("api: delete join token: %w", err)
+	}
+	s.log.Info("join token revoked", "id", id)
+	return c.SendStatus(http.StatusNoContent)
+}
+
+func validTokenID(id string) bool {
+	hex, ok := strings.CutPrefix(id, "jt_")
+	if !ok || hex == "" || len(hex) > 64 {
+		return false
+	}
+	for _, r := range hex {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -171,4 +172,61 @@ func TestPartialConnect207(t *testing.T) {
 	// Without events or sinks there is nothing to connect: 201.
 	status, body = e.upload("POST", "/v1/fn/_", part{name: "name", value: "q"}, codePart(wat))
 	wantData[nameItem](t, status, body, 201)
+}
+
+// TestJoinTokenListRevoke: the admin lists join tokens with their state
+// and never their secrets, and revokes one (204, then 404); a subject can
+// do neither.
+func TestJoinTokenListRevoke(t *testing.T) {
+	t.Parallel()
+	for _, ts := range testStores() {
+		t.Run(ts.name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, ts.open(t))
+			ctx := t.Context()
+			hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+			mk := func(jt store.JoinToken) {
+				if _, err := e.st.CreateJoinToken(ctx, jt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mk(store.JoinToken{ID: "jt_0a", SecretHash: hash("a"), Uses: 2, Expires: time.Now().Add(time.Hour)})
+			mk(store.JoinToken{ID: "jt_0b", SecretHash: hash("b"), Uses: 1, Expires: time.Now().Add(time.Hour)})
+			mk(store.JoinToken{ID: "jt_0c", SecretHash: hash("c"), Uses: 1, Expires: time.Now().Add(-time.Minute)})
+			if _, err := e.st.JoinAgent(ctx, hash("b"), store.Agent{ID: "ag_01", Name: "edge", CredentialHash: hash("cred")}); err != nil {
+				t.Fatal(err)
+			}
+			status, body := e.do(req{method: "GET", path: "/v1/admin/tokens"})
+			list := wantData[[]JoinTokenState](t, status, body, 200)
+			got := map[string]string{}
+			for _, jt := range list {
+				got[jt.ID] = fmt.Sprintf("%s %d/%d", jt.State, jt.Used, jt.Uses)
+			}
+			want := map[string]string{"jt_0a": "active 0/2", "jt_0b": "used 1/1", "jt_0c": "expired 0/1"}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("tokens %v, want %v", got, want)
+			}
+			if strings.Contains(string(body), "secret") || strings.Contains(string(body), "hash") {
+				t.Fatalf("the list shows secrets: %s", body)
+			}
+			status, body = e.do(req{method: "DELETE", path: "/v1/admin/tokens/jt_0a"})
+			if status != 204 {
+				t.Fatalf("revoke: %d %s", status, body)
+			}
+			if _, err := e.st.JoinAgent(ctx, hash("a"), store.Agent{ID: "ag_02", Name: "edge", CredentialHash: hash("cred2")}); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("join with a revoked token: %v", err)
+			}
+			status, body = e.do(req{method: "DELETE", path: "/v1/admin/tokens/jt_0a"})
+			wantError(t, status, body, 404, "jt_0a")
+			status, body = e.do(req{method: "DELETE", path: "/v1/admin/tokens/nope", bad: true})
+			wantError(t, status, body, 400, "jt_")
+			status, body = e.json("POST", "/v1/admin/subjects", map[string]any{"subject": map[string]string{"name": "bob"}})
+			bob := wantData[newSubject](t, status, body, 201).Token
+			for _, r := range []req{{method: "GET", path: "/v1/admin/tokens"}, {method: "DELETE", path: "/v1/admin/tokens/jt_0b"}} {
+				r.token, r.bad = "Bearer "+bob, true
+				status, body = e.do(r)
+				wantError(t, status, body, 403, "admin")
+			}
+		})
+	}
 }

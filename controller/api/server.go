@@ -193,6 +193,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/activations", s.listActivations)
 	v1.Get("/activations/:id", s.getActivation)
 	v1.Post("/admin/tokens", s.requireAdmin, s.createToken)
+	v1.Get("/admin/tokens", s.requireAdmin, s.listTokens)
+	v1.Delete("/admin/tokens/:id", s.requireAdmin, s.revokeToken)
 	v1.Get("/admin/quarantine", s.requireAdmin, s.listQuarantine)
 	v1.Delete("/admin/quarantine/:digest", s.requireAdmin, s.releaseQuarantine)
 	return s, nil
