@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
@@ -135,7 +134,7 @@ func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration) (s
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("controller at %s answered %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
 	}
-	var env struct{ Data api.JoinTokenInfo }
+	var env struct{ Data fleet.JoinTokenInfo }
 	if err := json.Unmarshal(b, &env); err != nil || env.Data.Token == "" {
 		return "", fmt.Errorf("controller at %s answered an unreadable token: %s", url, b)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -23,11 +25,11 @@ func TestFunLessFlow(t *testing.T) {
 		t.Run(ts.name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, ts.open(t), func(c *Config) {
-				c.Agents = fakeAgents{{"id": "ag_01", "name": "edge", "connected": false, "os": "linux", "arch": "arm",
-					"engine": "interpreter", "labels": []string{}, "last_seen": "2026-11-25T12:00:00Z"}}
+				c.Agents = fakeAgents{{ID: "ag_01", Name: "edge", Connected: false, OS: "linux", Arch: "arm",
+					Engine: "interpreter", Labels: []string{}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 				c.JoinTokens = &fakeTokens{}
-				c.Quarantine = &fakeQuarantine{entries: []QuarantineInfo{{Digest: "sha256:" + strings.Repeat("cd", 32),
-					State: QuarantineStateQuarantined, Reason: "the agent died while running this code", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}}
+				c.Quarantine = &fakeQuarantine{entries: []fleet.QuarantineInfo{{Digest: "sha256:" + strings.Repeat("cd", 32),
+					State: fleet.QuarantineStateQuarantined, Reason: "the agent died while running this code", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}}
 			})
 			testFlow(t, e)
 			testBadInput(t, e)
@@ -35,10 +37,10 @@ func TestFunLessFlow(t *testing.T) {
 			status, body := e.do(req{method: "GET", path: "/v1/agents"})
 			wantData[[]map[string]any](t, status, body, 200)
 			status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
-			wantData[JoinTokenInfo](t, status, body, 201)
+			wantData[fleet.JoinTokenInfo](t, status, body, 201)
 			// The quarantine (its behaviour: TestQuarantineRoutes).
 			status, body = e.do(req{method: "GET", path: "/v1/admin/quarantine"})
-			if got := wantData[[]QuarantineInfo](t, status, body, 200); len(got) != 1 {
+			if got := wantData[[]fleet.QuarantineInfo](t, status, body, 200); len(got) != 1 {
 				t.Fatalf("quarantine list = %s", body)
 			}
 			if status, body = e.do(req{method: "DELETE", path: "/v1/admin/quarantine/sha256:" + strings.Repeat("cd", 32)}); status != 204 {
@@ -216,16 +218,16 @@ func testFlow(t *testing.T, e *env) {
 // fakeInvoker records requests and answers with its fields.
 type fakeInvoker struct {
 	mu   sync.Mutex
-	reqs []InvokeRequest
+	reqs []invoke.Request
 	out  json.RawMessage
 	err  error
 }
 
-func (f *fakeInvoker) Invoke(_ context.Context, r InvokeRequest) (InvokeResult, error) {
+func (f *fakeInvoker) Invoke(_ context.Context, r invoke.Request) (invoke.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, r)
-	return InvokeResult{Output: f.out}, f.err
+	return invoke.Result{Output: f.out}, f.err
 }
 
 func TestInvokeThroughInvoker(t *testing.T) {
@@ -243,8 +245,8 @@ func TestInvokeThroughInvoker(t *testing.T) {
 	}
 	status, body = e.do(req{method: "POST", path: "/v1/fn/_/hello"})
 	wantData[map[string]string](t, status, body, 200)
-	want := []InvokeRequest{
-		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: Scheduling{Language: "app", Script: "s"}},
+	want := []invoke.Request{
+		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: invoke.Scheduling{Language: "app", Script: "s"}},
 		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{}`)},
 	}
 	if len(inv.reqs) != 2 {
@@ -270,12 +272,12 @@ func TestInvokeThroughInvoker(t *testing.T) {
 		status int
 		detail string
 	}{
-		{"guest error", GuestError("something went wrong"), 422, "Error: something went wrong"},
-		{"no worker", ErrNoWorker, 503, "No worker available"},
-		{"lost", InvocationLost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
-		{"quarantined", Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
-		{"too large for the agent", TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
-		{"trap", InvocationError("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
+		{"guest error", invoke.GuestError("something went wrong"), 422, "Error: something went wrong"},
+		{"no worker", invoke.ErrNoWorker, 503, "No worker available"},
+		{"lost", invoke.Lost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
+		{"quarantined", invoke.Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
+		{"too large for the agent", invoke.TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
+		{"trap", invoke.Failed("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
 		{"other", io.ErrUnexpectedEOF, 500, "Internal server error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,10 +299,10 @@ func TestShutdownDrains(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{})
-	inv := invokerFunc(func(ctx context.Context, r InvokeRequest) (InvokeResult, error) {
+	inv := invokerFunc(func(ctx context.Context, r invoke.Request) (invoke.Result, error) {
 		close(entered)
 		<-release
-		return InvokeResult{Output: json.RawMessage(`"done"`)}, nil
+		return invoke.Result{Output: json.RawMessage(`"done"`)}, nil
 	})
 	st := openEmbedded(t)
 	code := fixture(t, "hello_wat.wasm")
@@ -351,8 +353,8 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
-type invokerFunc func(context.Context, InvokeRequest) (InvokeResult, error)
+type invokerFunc func(context.Context, invoke.Request) (invoke.Result, error)
 
-func (f invokerFunc) Invoke(ctx context.Context, r InvokeRequest) (InvokeResult, error) {
+func (f invokerFunc) Invoke(ctx context.Context, r invoke.Request) (invoke.Result, error) {
 	return f(ctx, r)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -86,21 +88,13 @@ func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, b
 
 // AgentLister lists the agents for GET /v1/agents. The fleet implements it.
 type AgentLister interface {
-	// AgentsJSON returns the agents as JSON-serialisable values.
-	AgentsJSON() any
+	Agents() []fleet.AgentInfo
 }
 
 // JoinTokens makes join tokens for new agents (POST /v1/admin/tokens). The
 // fleet implements it; nil answers 503.
 type JoinTokens interface {
-	CreateJoinToken(ctx context.Context, ttl time.Duration) (JoinTokenInfo, error)
-}
-
-// JoinTokenInfo is a new join token. Token is shown once.
-type JoinTokenInfo struct {
-	ID      string     `json:"id"`
-	Token   string     `json:"token"`
-	Expires *time.Time `json:"expires,omitempty"`
+	CreateJoinToken(ctx context.Context, ttl time.Duration) (fleet.JoinTokenInfo, error)
 }
 
 // createToken is POST /v1/admin/tokens with an optional {"ttl":"24h"}.
@@ -120,22 +114,22 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 		ttl = d
 	}
 	if s.tokens == nil {
-		return fail(ErrNoWorker, "This controller does not accept agents")
+		return fail(invoke.ErrNoWorker, "This controller does not accept agents")
 	}
 	info, err := s.tokens.CreateJoinToken(c.UserContext(), ttl)
 	if err != nil {
 		return fmt.Errorf("api: create join token: %w", err)
 	}
 	s.log.Info("join token created", "id", info.ID, "expires", info.Expires)
-	return c.Status(http.StatusCreated).JSON(dataBody[JoinTokenInfo]{info})
+	return c.Status(http.StatusCreated).JSON(dataBody[fleet.JoinTokenInfo]{info})
 }
 
 func (s *Server) listAgents(c *fiber.Ctx) error {
-	var agents any = []struct{}{}
+	agents := []fleet.AgentInfo{}
 	if s.agents != nil {
-		agents = s.agents.AgentsJSON()
+		agents = s.agents.Agents()
 	}
-	return c.JSON(dataBody[any]{agents})
+	return c.JSON(dataBody[[]fleet.AgentInfo]{agents})
 }
 
 // stored hands a created or updated function to the distributor.

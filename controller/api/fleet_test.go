@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testwait"
 )
@@ -49,9 +50,9 @@ func (d *recordingDist) snapshot() ([]string, []string) {
 
 type fakeTokens struct{ ttl time.Duration }
 
-func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration) (JoinTokenInfo, error) {
+func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration) (fleet.JoinTokenInfo, error) {
 	f.ttl = ttl
-	info := JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0"}
+	info := fleet.JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0"}
 	if ttl > 0 {
 		e := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 		info.Expires = &e
@@ -59,15 +60,15 @@ func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration) (Join
 	return info, nil
 }
 
-type fakeAgents []map[string]any
+type fakeAgents []fleet.AgentInfo
 
-func (f fakeAgents) AgentsJSON() any { return f }
+func (f fakeAgents) Agents() []fleet.AgentInfo { return f }
 
 func TestDistributionAndAgents(t *testing.T) {
 	t.Parallel()
 	dist := &recordingDist{}
-	agents := fakeAgents{{"id": "ag_0123", "name": "edge1", "connected": true, "os": "linux", "arch": "arm64",
-		"engine": "compiler", "labels": []string{"zone=a"}, "last_seen": "2026-11-25T12:00:00Z"}}
+	agents := fakeAgents{{ID: "ag_0123", Name: "edge1", Connected: true, OS: "linux", Arch: "arm64",
+		Engine: "compiler", Labels: []string{"zone=a"}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 	tokens := &fakeTokens{}
 	e := start(t, openEmbedded(t), func(c *Config) { c.Distributor = dist; c.Agents = agents; c.JoinTokens = tokens })
 
@@ -123,12 +124,12 @@ func TestDistributionAndAgents(t *testing.T) {
 
 	// Join tokens.
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "24h"})
-	tok := wantData[JoinTokenInfo](t, status, body, 201)
+	tok := wantData[fleet.JoinTokenInfo](t, status, body, 201)
 	if tokens.ttl != 24*time.Hour || tok.Expires == nil || !strings.HasPrefix(tok.Token, "wispjoin1.") {
 		t.Fatalf("token %+v ttl %v", tok, tokens.ttl)
 	}
 	status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
-	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Expires != nil || tokens.ttl != 0 {
+	if tok := wantData[fleet.JoinTokenInfo](t, status, body, 201); tok.Expires != nil || tokens.ttl != 0 {
 		t.Fatalf("no ttl: %+v", tok)
 	}
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "soon"})

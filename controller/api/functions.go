@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -307,8 +308,8 @@ func (s *Server) deleteFunction(c *fiber.Ctx) error {
 
 // invokeBody is {"args":{...},"scheduling":{"language":"app","script":"s"}}.
 type invokeBody struct {
-	Args       json.RawMessage `json:"args"`
-	Scheduling *Scheduling     `json:"scheduling"`
+	Args       json.RawMessage    `json:"args"`
+	Scheduling *invoke.Scheduling `json:"scheduling"`
 }
 
 func (s *Server) invoke(c *fiber.Ctx) error {
@@ -316,7 +317,7 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 	if _, err := decodeJSONBody(c, &body, true); err != nil {
 		return err
 	}
-	req := InvokeRequest{Args: json.RawMessage("{}")}
+	args := json.RawMessage("{}")
 	if len(body.Args) > 0 && string(body.Args) != "null" {
 		if body.Args[0] != '{' {
 			return fail(ErrBadRequest, "Invalid args: want a JSON object")
@@ -325,10 +326,10 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		if err := json.Compact(&buf, body.Args); err != nil {
 			return fail(ErrBadRequest, "Invalid args: %v", err)
 		}
-		req.Args = buf.Bytes()
+		args = buf.Bytes()
 	}
-	if len(req.Args) > s.maxInput {
-		return fail(ErrTooLarge, "The args are %d bytes as compact JSON; the input limit is %d bytes", len(req.Args), s.maxInput)
+	if len(args) > s.maxInput {
+		return fail(ErrTooLarge, "The args are %d bytes as compact JSON; the input limit is %d bytes", len(args), s.maxInput)
 	}
 	if sc := body.Scheduling; sc != nil {
 		if sc.Language != "app" {
@@ -337,13 +338,15 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		if err := checkName("script", sc.Script); err != nil {
 			return fail(ErrBadRequest, "Invalid scheduling: the script name must be 1 to %d letters, digits or underscores", MaxNameLen)
 		}
-		req.Scheduling = *sc
 	}
 	fn, err := s.lookupFunction(c)
 	if err != nil {
 		return err
 	}
-	req.Module, req.Function, req.Digest, req.Metadata, req.Sinks = fn.Module, fn.Name, fn.Digest, fn.Metadata, fn.Sinks
+	req := invoke.ForFunction(fn, args, invoke.SourceAPI)
+	if body.Scheduling != nil {
+		req.Scheduling = *body.Scheduling
+	}
 	res, err := s.invoker.Invoke(c.UserContext(), req)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -35,8 +36,8 @@ const (
 // Config is what New needs. Store is required; the rest has defaults.
 type Config struct {
 	Store store.Store
-	// Invoker runs invocations; nil means NoWorkers (503).
-	Invoker Invoker
+	// Invoker runs invocations; nil means invoke.NoWorkers (503).
+	Invoker invoke.Dispatcher
 	Log     *slog.Logger
 	// MaxUploadBytes bounds a function's wasm code; 0 means
 	// DefaultMaxUploadBytes. Larger uploads get 413.
@@ -71,7 +72,7 @@ type Config struct {
 type Server struct {
 	app     *fiber.App
 	store   store.Store
-	invoker Invoker
+	invoker invoke.Dispatcher
 	log     *slog.Logger
 	maxCode int64
 	drain   time.Duration
@@ -113,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		s.maxInput = runtime.DefaultLimits.InputBytes
 	}
 	if s.invoker == nil {
-		s.invoker = NoWorkers{}
+		s.invoker = invoke.NoWorkers{}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

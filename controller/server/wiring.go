@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"log/slog"
 
-	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 )
@@ -111,10 +111,7 @@ func eventInvoker(st store.Store, disp *fleet.Dispatcher) events.Invoke {
 		if err != nil {
 			return err
 		}
-		_, err = disp.Invoke(ctx, api.InvokeRequest{
-			Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Metadata, Sinks: fn.Sinks,
-			Args: json.RawMessage(args), Source: "mqtt",
-		})
+		_, err = disp.Invoke(ctx, invoke.ForFunction(fn, json.RawMessage(args), invoke.SourceMQTT))
 		return err
 	}
 }
