@@ -13,6 +13,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
@@ -118,8 +119,8 @@ func testFlow(t *testing.T, e *env) {
 		t.Errorf("size = %s, want %d", fn["size"], len(hello))
 	}
 	// The store keeps the sink password (sinks need it).
-	if sf, err := e.st.GetFunction(context.Background(), "m", "hello"); err != nil || !strings.Contains(string(sf.Sinks), `"password":"p"`) {
-		t.Errorf("stored sinks = %s, %v", sf.Sinks, err)
+	if sf, err := e.st.GetFunction(context.Background(), "m", "hello"); err != nil || len(sf.Spec.Sinks) != 1 || sf.Spec.Sinks[0].Params.Password != "p" {
+		t.Errorf("stored sinks = %+v, %v", sf.Spec.Sinks, err)
 	}
 
 	status, body = e.do(req{method: "GET", path: "/v1/fn/m"})
@@ -136,8 +137,9 @@ func testFlow(t *testing.T, e *env) {
 	}
 	status, body = e.do(req{method: "GET", path: "/v1/fn/m/hello"})
 	fi := wantData[functionInfo](t, status, body, 200)
-	if fi.Digest != runtime.Digest(wat) || fi.Size != int64(len(wat)) || string(fi.Events) != "[]" || string(fi.Sinks) != "[]" || string(fi.Metadata) != `{"capacity":0}` {
-		t.Fatalf("after update: %+v", fi)
+	raw := wantData[map[string]json.RawMessage](t, status, body, 200)
+	if fi.Digest != runtime.Digest(wat) || fi.Size != int64(len(wat)) || string(raw["events"]) != "[]" || string(raw["sinks"]) != "[]" || string(raw["metadata"]) != `{"capacity":0}` {
+		t.Fatalf("after update: %s", body)
 	}
 
 	// Invoke: no agents yet.
@@ -246,15 +248,15 @@ func TestInvokeThroughInvoker(t *testing.T) {
 	status, body = e.do(req{method: "POST", path: "/v1/fn/_/hello"})
 	wantData[map[string]string](t, status, body, 200)
 	want := []invoke.Request{
-		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: invoke.Scheduling{Language: "app", Script: "s"}},
-		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{}`)},
+		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: fnspec.Metadata{Tag: "edge"}, Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: invoke.Scheduling{Language: "app", Script: "s"}},
+		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: fnspec.Metadata{Tag: "edge"}, Args: json.RawMessage(`{}`)},
 	}
 	if len(inv.reqs) != 2 {
 		t.Fatalf("invoker got %d requests", len(inv.reqs))
 	}
 	for i := range want {
 		g, w := inv.reqs[i], want[i]
-		if g.Module != w.Module || g.Function != w.Function || g.Digest != w.Digest || string(g.Metadata) != string(w.Metadata) || string(g.Args) != string(w.Args) || g.Scheduling != w.Scheduling {
+		if g.Module != w.Module || g.Function != w.Function || g.Digest != w.Digest || g.Metadata != w.Metadata || string(g.Args) != string(w.Args) || g.Scheduling != w.Scheduling {
 			t.Errorf("request %d = %+v (args %s), want %+v (args %s)", i, g, g.Args, w, w.Args)
 		}
 	}

@@ -62,7 +62,7 @@ type partialBody struct {
 // FunLess's 207 body.
 func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, bool) {
 	c, ok := s.dist.(Connector)
-	if !ok || (len(fn.Events) == 0 && len(fn.Sinks) == 0) {
+	if !ok || (len(fn.Spec.Events) == 0 && len(fn.Spec.Sinks) == 0) {
 		return partialBody{}, false
 	}
 	evErrs, sinkErrs := c.Connect(ctx, fn)

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/jsonerr"
 )
 
 type nameItem struct {
@@ -39,7 +40,7 @@ func decodeJSONBody(c *fiber.Ctx, v any, allowEmpty bool) (empty bool, err error
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
-		return false, fail(ErrBadRequest, "Invalid JSON body: %s", jsonReason(err))
+		return false, fail(ErrBadRequest, "Invalid JSON body: %s", jsonerr.Reason(err))
 	}
 	if dec.More() {
 		return false, fail(ErrBadRequest, "Invalid JSON body: unexpected data after the JSON value")

@@ -2,14 +2,13 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/wispfn/wisp/controller/activations"
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
@@ -41,7 +40,7 @@ type Dispatcher struct {
 
 // ActivationRecorder records the activations the dispatcher ran.
 type ActivationRecorder interface {
-	Dispatched(ctx context.Context, a store.Activation, sinks [][]byte, wait bool) error
+	Dispatched(ctx context.Context, a store.Activation, sinks []fnspec.Sink, wait bool) error
 }
 
 // RecordWith makes the dispatcher record every activation it ran. A
@@ -54,14 +53,13 @@ func (d *Dispatcher) record(ctx context.Context, req invoke.Request, inv *protoc
 	if d.recorder == nil {
 		return nil
 	}
-	sinks := activations.SplitSinks(req.Sinks)
 	a := store.Activation{
 		ID: inv.ActivationID, Module: req.Module, Function: req.Function, Digest: req.Digest, Agent: s.ID,
 		Source: req.SourceOrDefault(), Code: int(res.Code), Message: res.Message, Output: res.Output,
 		Started: started.UTC(), Duration: time.Since(started),
 	}
-	wait := len(sinks) > 0 && res.Code == protocol.OK
-	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, sinks, wait)
+	wait := len(req.Sinks) > 0 && res.Code == protocol.OK
+	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, req.Sinks, wait)
 }
 
 var _ invoke.Dispatcher = (*Dispatcher)(nil)
@@ -112,16 +110,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	var meta struct {
-		Tag        string `json:"tag"`
-		Capacity   *int64 `json:"capacity"`
-		Idempotent bool   `json:"idempotent"`
-	}
-	if len(req.Metadata) > 0 {
-		if err := json.Unmarshal(req.Metadata, &meta); err != nil {
-			return invoke.Result{}, invoke.Failed("the function's metadata is unreadable", err)
-		}
-	}
+	meta := req.Metadata
 	var script *scheduler.Script
 	if req.Scheduling.Script != "" {
 		if req.Scheduling.Language != "" && req.Scheduling.Language != "app" {
@@ -144,10 +133,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
 	}
-	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag}
-	if meta.Capacity != nil && *meta.Capacity > 0 {
-		fn.CapacityKiB = uint64(*meta.Capacity)
-	}
+	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.CapacityKiB()}
 	var tried []*Session
 	buf := candidateBufs.Get().(*candidateBuf)
 	defer func() {

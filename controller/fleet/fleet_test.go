@@ -22,6 +22,7 @@ import (
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testwait"
@@ -164,8 +165,8 @@ func createFunction(t testing.TB, st store.Store, name, fixture string, meta str
 		t.Fatal(err)
 	}
 	fn := store.Function{Module: "_", Name: name, Digest: info.Digest, ABI: string(info.ABI)}
-	if meta != "" {
-		fn.Metadata = []byte(meta)
+	if fn.Spec.Metadata, err = fnspec.ParseMetadata([]byte(meta)); err != nil {
+		t.Fatal(err)
 	}
 	fn, err = st.CreateFunction(context.Background(), fn, code)
 	if err != nil {
@@ -177,7 +178,7 @@ func createFunction(t testing.TB, st store.Store, name, fixture string, meta str
 func invokeFn(t *testing.T, c *testController, fn store.Function, args string, sched invoke.Scheduling) (string, error) {
 	t.Helper()
 	res, err := c.disp.Invoke(context.Background(), invoke.Request{
-		Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Metadata,
+		Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Spec.Metadata,
 		Args: json.RawMessage(args), Scheduling: sched,
 	})
 	return string(res.Output), err

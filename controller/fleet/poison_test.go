@@ -241,7 +241,7 @@ func TestSilentAgentRunsNothingTwice(t *testing.T) {
 
 	_, err = invokeFn(t, c, fn, `{"name":"S"}`, sched)
 	if !errors.Is(err, invoke.ErrLost) || errors.Is(err, invoke.ErrNoWorker) || !strings.Contains(err.Error(), "may have run") {
-		t.Fatalf("call with a silent agent: %v, want ErrInvocationLost", err)
+		t.Fatalf("call with a silent agent: %v, want ErrLost", err)
 	}
 	if doomed.exec.Total() != 0 || survivor.exec.Total() != 0 {
 		t.Fatalf("ran %d times on the silent agent, %d on the survivor; want 0 and 0", doomed.exec.Total(), survivor.exec.Total())

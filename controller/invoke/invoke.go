@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -34,11 +35,10 @@ type Request struct {
 	Function string
 	// Digest names the function's code ("sha256:<hex>").
 	Digest string
-	// Metadata is the function's normalised metadata JSON, nil when absent.
-	Metadata []byte
-	// Sinks is the function's sinks JSON, nil when absent: its outputs are
-	// delivered there.
-	Sinks []byte
+	// Metadata is what scheduling and dispatch need of the function.
+	Metadata fnspec.Metadata
+	// Sinks are the function's sinks: its outputs are delivered there.
+	Sinks []fnspec.Sink
 	// Source says what started the invocation; "" means SourceAPI.
 	Source string
 	// Args is the compact JSON object of the request's args, "{}" when absent.
@@ -48,15 +48,24 @@ type Request struct {
 }
 
 // ForFunction is the request that invokes the stored function fn with
-// args (compact JSON; nil means "{}"), started by src.
-func ForFunction(fn store.Function, args json.RawMessage, src string) Request {
+// args (compact JSON; nil means "{}"), started by src: the one way the
+// REST API and the cloud events build one.
+//
+// # Errors
+//
+// Failed (a 500 on REST) when fn's stored settings are unreadable: such a
+// function is never run (fnspec's "Bad stored data").
+func ForFunction(fn store.Function, args json.RawMessage, src string) (Request, error) {
+	if fn.Unreadable != nil {
+		return Request{}, Failed("The function's stored settings are unreadable; update the function to fix them", fn.Unreadable)
+	}
 	if len(args) == 0 {
 		args = json.RawMessage("{}")
 	}
 	return Request{
 		Module: fn.Module, Function: fn.Name, Digest: fn.Digest,
-		Metadata: fn.Metadata, Sinks: fn.Sinks, Source: src, Args: args,
-	}
+		Metadata: fn.Spec.Metadata, Sinks: fn.Spec.Sinks, Source: src, Args: args,
+	}, nil
 }
 
 // SourceOrDefault is the request's source, SourceAPI when unset.

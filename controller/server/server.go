@@ -107,7 +107,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}
 	reg := prometheus.NewRegistry()
 	hostname, _ := os.Hostname()
-	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: sinkQueue{st}, Logger: log, Registerer: reg,
+	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
 		// A sink back from an outage should see its backlog within seconds.
 		MaxBackoff: 10 * time.Second})
 	if err != nil {
