@@ -141,13 +141,13 @@ func (s *Server) stored(ctx context.Context, fn store.Function, code []byte, wai
 		s.dist.Stored(ctx, fn, code, true)
 		return
 	}
-	go s.dist.Stored(context.WithoutCancel(ctx), fn, code, false)
+	s.bg.Go(func(ctx context.Context) { s.dist.Stored(ctx, fn, code, false) })
 }
 
 // changed tells the distributor that the set of functions changed.
 func (s *Server) changed(ctx context.Context) {
 	if s.dist != nil {
-		go s.dist.Changed(context.WithoutCancel(ctx))
+		s.bg.Go(func(ctx context.Context) { s.dist.Changed(ctx) })
 	}
 }
 

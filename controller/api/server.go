@@ -18,6 +18,7 @@ import (
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/tasks"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -83,6 +84,10 @@ type Server struct {
 	// quarantine may be nil.
 	quarantine Quarantine
 	maxInput   int
+	// bg owns what handlers leave running after their answer (code
+	// pushes without wait_for_workers, desired-set syncs); Run stops it
+	// after the drain.
+	bg *tasks.Group
 }
 
 // New builds the API without doing any I/O.
@@ -109,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 
 		quarantine: cfg.Quarantine,
 		maxInput:   cfg.MaxInvokeInputBytes,
+		bg:         tasks.New(context.Background()),
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -192,8 +198,11 @@ func New(cfg Config) (*Server, error) {
 
 // Run serves on ln until ctx is done, then stops accepting, lets in-flight
 // requests finish within the shutdown timeout (on a fresh context, since
-// ctx is already done) and returns. It does not close the store.
+// ctx is already done), cancels and waits for what the handlers left
+// running (code pushes, desired-set syncs) and returns. It does not close
+// the store. A Server runs once.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	defer s.bg.Stop()
 	errc := make(chan error, 1)
 	go func() { errc <- s.app.Listener(ln) }()
 	select {

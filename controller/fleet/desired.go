@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -129,19 +130,21 @@ func (f *Fleet) SyncDesired(ctx context.Context) {
 		return
 	}
 	for _, s := range f.Sessions() {
-		go f.syncDesired(context.WithoutCancel(ctx), s, fns)
+		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, fns) })
 	}
 }
 
 // serveAgentStreams handles the streams an agent opens after its hello:
 // outbox batches.
 func (f *Fleet) serveAgentStreams(ctx context.Context, s *Session) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		str, err := s.conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		go f.serveOutbox(ctx, s, str)
+		wg.Go(func() { f.serveOutbox(ctx, s, str) })
 	}
 }
 

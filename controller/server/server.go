@@ -187,7 +187,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
 	// Restore the cloud MQTT events of every stored function.
-	go dist.syncEvents(fleetCtx)
+	restored := make(chan struct{})
+	go func() {
+		defer close(restored)
+		dist.syncEvents(fleetCtx)
+	}()
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
 	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
 	if ready != nil {
@@ -202,6 +206,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-restored
 	if runErr != nil {
 		return runErr
 	}
