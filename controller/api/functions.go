@@ -236,7 +236,6 @@ type sinkFailure struct {
 // maxSinkFailures bounds the failures GET /v1/fn/{mod}/{fn} shows.
 const maxSinkFailures = 20
 
-// lookupFunction checks the path's names and finds the function.
 // functionPath returns the checked module and function names of a
 // /v1/fn/{mod}/{fn} route.
 func functionPath(c *fiber.Ctx) (module, name string, err error) {
@@ -247,6 +246,7 @@ func functionPath(c *fiber.Ctx) (module, name string, err error) {
 	return module, name, err
 }
 
+// lookupFunction checks the path's names and finds the function.
 func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
 	module, name, err := functionPath(c)
 	if err != nil {

@@ -4,7 +4,10 @@
 // one in the same process as an agent.
 //
 // It owns no logic of its own beyond wiring: each part is tested in its
-// package.
+// package. The few joins it makes (a function's events and sinks checked
+// for FunLess's 207, cloud bindings of the stored functions, cloud
+// messages turned into invocations) are tested here, in wiring_test.go;
+// that no goroutine outlives Run is checked by internal/devenv's test.
 package server
 
 import (

@@ -104,7 +104,7 @@ func cloudBindings(fns []store.Function, log *slog.Logger) []events.Binding {
 
 // eventInvoker turns an MQTT message into an invocation through the
 // dispatcher, like a REST call with the message as args.
-func eventInvoker(st store.Store, disp *fleet.Dispatcher) events.Invoke {
+func eventInvoker(st store.Store, disp invoke.Dispatcher) events.Invoke {
 	return func(ctx context.Context, module, function string, args []byte) error {
 		fn, err := st.GetFunction(ctx, module, function)
 		if err != nil {
