@@ -360,3 +360,39 @@ type invokerFunc func(context.Context, invoke.Request) (invoke.Result, error)
 func (f invokerFunc) Invoke(ctx context.Context, r invoke.Request) (invoke.Result, error) {
 	return f(ctx, r)
 }
+
+// unreadableStore reads every function as if its stored sinks did not
+// parse (fnspec's "Bad stored data").
+type unreadableStore struct{ store.Store }
+
+func (u unreadableStore) GetFunction(ctx context.Context, module, name string) (store.Function, error) {
+	fn, err := u.Store.GetFunction(ctx, module, name)
+	if err == nil {
+		fn.Spec.Sinks = nil
+		fn.Unreadable = &fnspec.Error{Field: "sinks", Reason: "type \"ftp\" is not supported"}
+	}
+	return fn, err
+}
+
+// TestUnreadableSettings: a function whose stored settings are unreadable
+// is not run (500, nothing dispatched), and is still shown and updated.
+func TestUnreadableSettings(t *testing.T) {
+	t.Parallel()
+	inv := &fakeInvoker{out: json.RawMessage(`{}`)}
+	e := start(t, unreadableStore{openEmbedded(t)}, func(c *Config) { c.Invoker = inv })
+	hello := fixture(t, "hello_c.wasm")
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "hello"}, codePart(hello))
+	wantData[nameItem](t, status, body, 201)
+
+	status, body = e.do(req{method: "POST", path: "/v1/fn/_/hello", contentType: "application/json", body: []byte(`{"args":{}}`)})
+	wantError(t, status, body, 500, "stored settings are unreadable")
+	if len(inv.reqs) != 0 {
+		t.Fatalf("dispatched %d requests for an unreadable function", len(inv.reqs))
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/fn/_/hello"})
+	if raw := wantData[map[string]json.RawMessage](t, status, body, 200); string(raw["sinks"]) != "[]" {
+		t.Fatalf("shown sinks = %s", raw["sinks"])
+	}
+	status, body = e.upload("PUT", "/v1/fn/_/hello", codePart(hello))
+	wantData[nameItem](t, status, body, 200)
+}
