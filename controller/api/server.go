@@ -37,7 +37,8 @@ const (
 // Config is what New needs. Store is required; the rest has defaults.
 type Config struct {
 	Store store.Store
-	// Invoker runs invocations; nil means invoke.NoWorkers (503).
+	// Invoker runs invocations (the fleet's dispatcher); nil means
+	// invoke.NoWorkers (503).
 	Invoker invoke.Dispatcher
 	Log     *slog.Logger
 	// MaxUploadBytes bounds a function's wasm code; 0 means
