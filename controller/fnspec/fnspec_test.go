@@ -4,13 +4,28 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 // The per-field parsers as decoders of one field's JSON to its normalised
 // JSON: nil for an absent field.
-func parseEvents(raw []byte) ([]byte, error)   { return normalised(ParseEvents(raw)) }
+func parseEvents(raw []byte) ([]byte, error) {
+	evs, err := ParseEvents(raw)
+	for _, e := range evs {
+		// What every reader relies on (the agents' triggers, the cloud
+		// subscriptions): a plain error here fails the fuzz target.
+		p := e.Params
+		if e.Type != "mqtt" || !protocol.ValidTopicFilter(p.Topic) ||
+			(p.Local && (p.Host != "" || p.Port != 0)) || (!p.Local && (p.Host == "" || p.Port < 1 || p.Port > 65535)) {
+			return nil, fmt.Errorf("accepted an unusable event %+v", e)
+		}
+	}
+	return normalised(evs, err)
+}
 func parseSinks(raw []byte) ([]byte, error)    { return normalised(ParseSinks(raw)) }
 func parseMetadata(raw []byte) ([]byte, error) { return normalisedMeta(raw) }
 
