@@ -18,21 +18,21 @@ import (
 // config is the agent's whole configuration, one flat struct, filled by its
 // settings table (table): defaults < file < environment < flags.
 type config struct {
-	Controllers  []string
-	JoinToken    string
+	Controllers []string
+	JoinToken   string
 	// JoinTokenFile names a file holding the join token (loadConfig
 	// reads it into JoinToken), so that the token is on no command line.
 	JoinTokenFile string
-	DataDir      string
-	Name         string
-	Labels       []string
-	Engine       string
-	MetricsAddr  string
-	LocalAPI     string // "" disables
-	LocalAPISync bool
-	MQTTBroker   string // "" disables
-	Timeout      time.Duration
-	MemoryMiB    uint64
+	DataDir       string
+	Name          string
+	Labels        []string
+	Engine        string
+	MetricsAddr   string
+	LocalAPI      string // "" disables
+	LocalAPISync  bool
+	MQTTBroker    string // "" disables
+	Timeout       time.Duration
+	MemoryMiB     uint64
 	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits.
 	ModuleLimits         string
 	CompileTimeout       time.Duration

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
@@ -51,8 +50,8 @@ while its controller runs).`,
 			if ttl < 0 {
 				return settings.UsageError(fmt.Errorf("--ttl %s: want a positive duration such as 24h", ttl))
 			}
-			if uses < 1 || uses > api.MaxJoinTokenUses {
-				return settings.UsageError(fmt.Errorf("--uses %d: want a whole number from 1 to %d", uses, api.MaxJoinTokenUses))
+			if uses < 1 || uses > fleet.MaxJoinTokenUses {
+				return settings.UsageError(fmt.Errorf("--uses %d: want a whole number from 1 to %d", uses, fleet.MaxJoinTokenUses))
 			}
 			cfg, err := load(cmd, d)
 			if err != nil {
@@ -127,7 +126,7 @@ func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration, us
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("controller at %s answered %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
 	}
-	var env struct{ Data api.JoinTokenInfo }
+	var env struct{ Data fleet.JoinTokenInfo }
 	if err := json.Unmarshal(b, &env); err != nil || env.Data.Token == "" {
 		return "", fmt.Errorf("controller at %s answered an unreadable token: %s", url, b)
 	}

@@ -30,7 +30,6 @@ package activations
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +37,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -146,18 +146,16 @@ func utf8Cut[T string | []byte](b T, n int) int {
 	return n
 }
 
-// SplitSinks turns a function's sinks JSON array into one JSON value per sink.
-func SplitSinks(raw []byte) [][]byte {
-	if len(raw) == 0 {
+// sinkCopies is what each queued delivery keeps of its sink: the sink's
+// JSON (fnspec.EncodeSink), so later edits of the function do not change
+// where an activation goes.
+func sinkCopies(sinks []fnspec.Sink) [][]byte {
+	if len(sinks) == 0 {
 		return nil
 	}
-	var list []json.RawMessage
-	if json.Unmarshal(raw, &list) != nil {
-		return nil
-	}
-	out := make([][]byte, len(list))
-	for i, s := range list {
-		out[i] = s
+	out := make([][]byte, len(sinks))
+	for i, s := range sinks {
+		out[i] = fnspec.EncodeSink(s)
 	}
 	return out
 }
@@ -170,8 +168,8 @@ func SplitSinks(raw []byte) [][]byte {
 //
 // a is bounded here, before it is queued: the queue holds bounded records,
 // and the whole output only of an activation with sinks, whose caller waits.
-func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks [][]byte, wait bool) error {
-	p := pending{a: r.bound(a, sinks)}
+func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks []fnspec.Sink, wait bool) error {
+	p := pending{a: r.bound(a, sinkCopies(sinks))}
 	if wait {
 		p.done = make(chan error, 1)
 	}
@@ -293,7 +291,10 @@ func (r *Recorder) Outbox(ctx context.Context, agentID string, entries []protoco
 			fn, err := r.st.GetFunction(ctx, e.Module, e.Function)
 			switch {
 			case err == nil:
-				s = SplitSinks(fn.Sinks)
+				// A function whose sinks are unreadable (fnspec's "Bad
+				// stored data") ran on the agent before it knew: its
+				// record is kept, with the sinks that read.
+				s = sinkCopies(fn.Spec.Sinks)
 			case errors.Is(err, store.ErrNotFound):
 				s = nil // deleted since: keep the record, no sinks
 			default:

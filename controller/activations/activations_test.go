@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -33,7 +34,7 @@ func (c *countingStore) RecordActivations(_ context.Context, as []store.Activati
 }
 
 func (c *countingStore) GetFunction(context.Context, string, string) (store.Function, error) {
-	return store.Function{Sinks: []byte(`[{"type":"couchdb","params":{"url":"http://c/db"}}]`)}, nil
+	return store.Function{Spec: fnspec.Spec{Sinks: []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://c/db"}}}}}, nil
 }
 
 func TestDispatchedBatchesAndWaits(t *testing.T) {
@@ -48,7 +49,7 @@ func TestDispatchedBatchesAndWaits(t *testing.T) {
 	}
 	// A waiting caller returns only once its record is committed.
 	id := protocol.NewActivationID(time.Now())
-	if err := r.Dispatched(ctx, store.Activation{ID: id}, [][]byte{[]byte(`{}`)}, true); err != nil {
+	if err := r.Dispatched(ctx, store.Activation{ID: id}, []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch/db"}}}, true); err != nil {
 		t.Fatal(err)
 	}
 	st.mu.Lock()

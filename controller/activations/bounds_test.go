@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
 	"github.com/wispfn/wisp/internal/testpg"
@@ -115,10 +116,10 @@ func TestEveryPathBounds(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			s := st.open(t)
 			ctx := t.Context()
-			sink := `{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}`
+			sink := fnspec.Sink{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://127.0.0.1:1/db"}}
 			code, digest := storetest.Code("bounds")
 			if _, err := s.CreateFunction(ctx, store.Function{Module: "_", Name: "big", Digest: digest, ABI: "wasi-command",
-				Sinks: []byte("[" + sink + "]")}, code); err != nil {
+				Spec: fnspec.Spec{Sinks: []fnspec.Sink{sink}}}, code); err != nil {
 				t.Fatal(err)
 			}
 			r := New(Config{Store: s, Bounds: Bounds{OutputBytes: 1000, MessageBytes: 100}})
@@ -132,7 +133,7 @@ func TestEveryPathBounds(t *testing.T) {
 			withSinks, noSinks, failed, replayed := id(), id(), id(), id()
 			a := store.Activation{Module: "_", Function: "big", Digest: digest, Source: "api", Output: whole, Started: time.Now()}
 			a.ID = withSinks
-			if err := r.Dispatched(ctx, a, [][]byte{[]byte(sink)}, true); err != nil {
+			if err := r.Dispatched(ctx, a, []fnspec.Sink{sink}, true); err != nil {
 				t.Fatal(err)
 			}
 			a.ID = noSinks

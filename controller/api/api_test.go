@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -23,11 +26,11 @@ func TestFunLessFlow(t *testing.T) {
 		t.Run(ts.name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, ts.open(t), func(c *Config) {
-				c.Agents = fakeAgents{{"id": "ag_01", "name": "edge", "connected": false, "os": "linux", "arch": "arm",
-					"engine": "interpreter", "labels": []string{}, "last_seen": "2026-11-25T12:00:00Z"}}
+				c.Agents = fakeAgents{{ID: "ag_01", Name: "edge", Connected: false, OS: "linux", Arch: "arm",
+					Engine: "interpreter", Labels: []string{}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 				c.JoinTokens = &fakeTokens{}
-				c.Quarantine = &fakeQuarantine{entries: []QuarantineInfo{{Digest: "sha256:" + strings.Repeat("cd", 32),
-					State: QuarantineStateQuarantined, Reason: "the agent died while running this code", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}}
+				c.Quarantine = &fakeQuarantine{entries: []fleet.QuarantineInfo{{Digest: "sha256:" + strings.Repeat("cd", 32),
+					State: fleet.QuarantineStateQuarantined, Reason: "the agent died while running this code", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}}}
 			})
 			testFlow(t, e)
 			testBadInput(t, e)
@@ -35,10 +38,15 @@ func TestFunLessFlow(t *testing.T) {
 			status, body := e.do(req{method: "GET", path: "/v1/agents"})
 			wantData[[]map[string]any](t, status, body, 200)
 			status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
-			wantData[JoinTokenInfo](t, status, body, 201)
+			wantData[fleet.JoinTokenInfo](t, status, body, 201)
+			// (their behaviour: TestJoinTokenListRevoke)
+			status, body = e.do(req{method: "GET", path: "/v1/admin/tokens"})
+			wantData[[]JoinTokenState](t, status, body, 200)
+			status, body = e.do(req{method: "DELETE", path: "/v1/admin/tokens/jt_00"})
+			wantError(t, status, body, 404, "jt_00")
 			// The quarantine (its behaviour: TestQuarantineRoutes).
 			status, body = e.do(req{method: "GET", path: "/v1/admin/quarantine"})
-			if got := wantData[[]QuarantineInfo](t, status, body, 200); len(got) != 1 {
+			if got := wantData[[]fleet.QuarantineInfo](t, status, body, 200); len(got) != 1 {
 				t.Fatalf("quarantine list = %s", body)
 			}
 			if status, body = e.do(req{method: "DELETE", path: "/v1/admin/quarantine/sha256:" + strings.Repeat("cd", 32)}); status != 204 {
@@ -116,8 +124,8 @@ func testFlow(t *testing.T, e *env) {
 		t.Errorf("size = %s, want %d", fn["size"], len(hello))
 	}
 	// The store keeps the sink password (sinks need it).
-	if sf, err := e.st.GetFunction(context.Background(), "m", "hello"); err != nil || !strings.Contains(string(sf.Sinks), `"password":"p"`) {
-		t.Errorf("stored sinks = %s, %v", sf.Sinks, err)
+	if sf, err := e.st.GetFunction(context.Background(), "m", "hello"); err != nil || len(sf.Spec.Sinks) != 1 || sf.Spec.Sinks[0].Params.Password != "p" {
+		t.Errorf("stored sinks = %+v, %v", sf.Spec.Sinks, err)
 	}
 
 	status, body = e.do(req{method: "GET", path: "/v1/fn/m"})
@@ -134,8 +142,9 @@ func testFlow(t *testing.T, e *env) {
 	}
 	status, body = e.do(req{method: "GET", path: "/v1/fn/m/hello"})
 	fi := wantData[functionInfo](t, status, body, 200)
-	if fi.Digest != runtime.Digest(wat) || fi.Size != int64(len(wat)) || string(fi.Events) != "[]" || string(fi.Sinks) != "[]" || string(fi.Metadata) != `{"capacity":0}` {
-		t.Fatalf("after update: %+v", fi)
+	raw := wantData[map[string]json.RawMessage](t, status, body, 200)
+	if fi.Digest != runtime.Digest(wat) || fi.Size != int64(len(wat)) || string(raw["events"]) != "[]" || string(raw["sinks"]) != "[]" || string(raw["metadata"]) != `{"capacity":0}` {
+		t.Fatalf("after update: %s", body)
 	}
 
 	// Invoke: no agents yet.
@@ -216,16 +225,16 @@ func testFlow(t *testing.T, e *env) {
 // fakeInvoker records requests and answers with its fields.
 type fakeInvoker struct {
 	mu   sync.Mutex
-	reqs []InvokeRequest
+	reqs []invoke.Request
 	out  json.RawMessage
 	err  error
 }
 
-func (f *fakeInvoker) Invoke(_ context.Context, r InvokeRequest) (InvokeResult, error) {
+func (f *fakeInvoker) Invoke(_ context.Context, r invoke.Request) (invoke.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, r)
-	return InvokeResult{Output: f.out}, f.err
+	return invoke.Result{Output: f.out}, f.err
 }
 
 func TestInvokeThroughInvoker(t *testing.T) {
@@ -243,16 +252,16 @@ func TestInvokeThroughInvoker(t *testing.T) {
 	}
 	status, body = e.do(req{method: "POST", path: "/v1/fn/_/hello"})
 	wantData[map[string]string](t, status, body, 200)
-	want := []InvokeRequest{
-		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: Scheduling{Language: "app", Script: "s"}},
-		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: []byte(`{"tag":"edge"}`), Args: json.RawMessage(`{}`)},
+	want := []invoke.Request{
+		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: fnspec.Metadata{Tag: "edge"}, Args: json.RawMessage(`{"name":"Ada","n":[1,2]}`), Scheduling: invoke.Scheduling{Language: "app", Script: "s"}},
+		{Module: "_", Function: "hello", Digest: runtime.Digest(hello), Metadata: fnspec.Metadata{Tag: "edge"}, Args: json.RawMessage(`{}`)},
 	}
 	if len(inv.reqs) != 2 {
 		t.Fatalf("invoker got %d requests", len(inv.reqs))
 	}
 	for i := range want {
 		g, w := inv.reqs[i], want[i]
-		if g.Module != w.Module || g.Function != w.Function || g.Digest != w.Digest || string(g.Metadata) != string(w.Metadata) || string(g.Args) != string(w.Args) || g.Scheduling != w.Scheduling {
+		if g.Module != w.Module || g.Function != w.Function || g.Digest != w.Digest || g.Metadata != w.Metadata || string(g.Args) != string(w.Args) || g.Scheduling != w.Scheduling {
 			t.Errorf("request %d = %+v (args %s), want %+v (args %s)", i, g, g.Args, w, w.Args)
 		}
 	}
@@ -270,12 +279,12 @@ func TestInvokeThroughInvoker(t *testing.T) {
 		status int
 		detail string
 	}{
-		{"guest error", GuestError("something went wrong"), 422, "Error: something went wrong"},
-		{"no worker", ErrNoWorker, 503, "No worker available"},
-		{"lost", InvocationLost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
-		{"quarantined", Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
-		{"too large for the agent", TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
-		{"trap", InvocationError("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
+		{"guest error", invoke.GuestError("something went wrong"), 422, "Error: something went wrong"},
+		{"no worker", invoke.ErrNoWorker, 503, "No worker available"},
+		{"lost", invoke.Lost("agent edge1 was lost during the invocation; the function may have run", nil), 502, "may have run"},
+		{"quarantined", invoke.Quarantined("The function's code is quarantined: agent edge1 died with it"), 423, "quarantined"},
+		{"too large for the agent", invoke.TooLarge("agent edge1: input of 5 bytes exceeds the limit"), 413, "exceeds the limit"},
+		{"trap", invoke.Failed("the function trapped: integer divide by zero", runtime.ErrTrap), 500, "integer divide by zero"},
 		{"other", io.ErrUnexpectedEOF, 500, "Internal server error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,10 +306,10 @@ func TestShutdownDrains(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{})
-	inv := invokerFunc(func(ctx context.Context, r InvokeRequest) (InvokeResult, error) {
+	inv := invokerFunc(func(ctx context.Context, r invoke.Request) (invoke.Result, error) {
 		close(entered)
 		<-release
-		return InvokeResult{Output: json.RawMessage(`"done"`)}, nil
+		return invoke.Result{Output: json.RawMessage(`"done"`)}, nil
 	})
 	st := openEmbedded(t)
 	code := fixture(t, "hello_wat.wasm")
@@ -351,8 +360,44 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
-type invokerFunc func(context.Context, InvokeRequest) (InvokeResult, error)
+type invokerFunc func(context.Context, invoke.Request) (invoke.Result, error)
 
-func (f invokerFunc) Invoke(ctx context.Context, r InvokeRequest) (InvokeResult, error) {
+func (f invokerFunc) Invoke(ctx context.Context, r invoke.Request) (invoke.Result, error) {
 	return f(ctx, r)
+}
+
+// unreadableStore reads every function as if its stored sinks did not
+// parse (fnspec's "Bad stored data").
+type unreadableStore struct{ store.Store }
+
+func (u unreadableStore) GetFunction(ctx context.Context, module, name string) (store.Function, error) {
+	fn, err := u.Store.GetFunction(ctx, module, name)
+	if err == nil {
+		fn.Spec.Sinks = nil
+		fn.Unreadable = &fnspec.Error{Field: "sinks", Reason: "type \"ftp\" is not supported"}
+	}
+	return fn, err
+}
+
+// TestUnreadableSettings: a function whose stored settings are unreadable
+// is not run (500, nothing dispatched), and is still shown and updated.
+func TestUnreadableSettings(t *testing.T) {
+	t.Parallel()
+	inv := &fakeInvoker{out: json.RawMessage(`{}`)}
+	e := start(t, unreadableStore{openEmbedded(t)}, func(c *Config) { c.Invoker = inv })
+	hello := fixture(t, "hello_c.wasm")
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "hello"}, codePart(hello))
+	wantData[nameItem](t, status, body, 201)
+
+	status, body = e.do(req{method: "POST", path: "/v1/fn/_/hello", contentType: "application/json", body: []byte(`{"args":{}}`)})
+	wantError(t, status, body, 500, "stored settings are unreadable")
+	if len(inv.reqs) != 0 {
+		t.Fatalf("dispatched %d requests for an unreadable function", len(inv.reqs))
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/fn/_/hello"})
+	if raw := wantData[map[string]json.RawMessage](t, status, body, 200); string(raw["sinks"]) != "[]" {
+		t.Fatalf("shown sinks = %s", raw["sinks"])
+	}
+	status, body = e.upload("PUT", "/v1/fn/_/hello", codePart(hello))
+	wantData[nameItem](t, status, body, 200)
 }

@@ -13,9 +13,9 @@
 // compilation under a time and memory budget, in a worker process for any
 // module that is not cheap to compile by construction. Events, sinks
 // and metadata are validated, normalised and persisted with the function;
-// connecting them is not this package's job. Invocations go through the
-// Invoker interface once their args are within the input limit (413
-// otherwise); without one, every invocation of an existing function answers
+// connecting them is not this package's job. Invocations go through an
+// invoke.Dispatcher (Config.Invoker) once their args are within the input
+// limit (413 otherwise); without one, every invocation of an existing function answers
 // 503 "No worker available", as FunLess does with no workers. Wisp's
 // statuses beside FunLess's: 413 (args over the input limit), 423 (the
 // code is quarantined or held), 502 (the agent was lost after the call
@@ -24,8 +24,8 @@
 //
 // # Must never
 //
-//   - answer 503 for a call that may have run: the Invoker says so with
-//     InvocationLost (502);
+//   - answer 503 for a call that may have run: the dispatcher says so with
+//     invoke.Lost (502);
 //   - show a token except once, in the response that created it;
 //   - leak internal errors (SQL, file paths, stacks) to clients: 500s say
 //     "internal error" and the cause goes to the log;

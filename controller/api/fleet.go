@@ -10,6 +10,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -61,7 +63,7 @@ type partialBody struct {
 // FunLess's 207 body.
 func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, bool) {
 	c, ok := s.dist.(Connector)
-	if !ok || (len(fn.Events) == 0 && len(fn.Sinks) == 0) {
+	if !ok || (len(fn.Spec.Events) == 0 && len(fn.Spec.Sinks) == 0) {
 		return partialBody{}, false
 	}
 	evErrs, sinkErrs := c.Connect(ctx, fn)
@@ -87,25 +89,13 @@ func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, b
 
 // AgentLister lists the agents for GET /v1/agents. The fleet implements it.
 type AgentLister interface {
-	// AgentsJSON returns the agents as JSON-serialisable values.
-	AgentsJSON() any
+	Agents() []fleet.AgentInfo
 }
 
 // JoinTokens makes join tokens for new agents (POST /v1/admin/tokens). The
 // fleet implements it; nil answers 503.
 type JoinTokens interface {
-	CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (JoinTokenInfo, error)
-}
-
-// MaxJoinTokenUses bounds how many agents one join token may let in.
-const MaxJoinTokenUses = 1_000_000
-
-// JoinTokenInfo is a new join token. Token is shown once.
-type JoinTokenInfo struct {
-	ID      string     `json:"id"`
-	Token   string     `json:"token"`
-	Expires *time.Time `json:"expires,omitempty"`
-	Uses    int        `json:"uses"`
+	CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (fleet.JoinTokenInfo, error)
 }
 
 // createToken is POST /v1/admin/tokens with an optional
@@ -128,28 +118,28 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 	}
 	uses := 1
 	if body.Uses != nil {
-		if *body.Uses < 1 || *body.Uses > MaxJoinTokenUses {
-			return fail(ErrBadRequest, "uses %d: want 1 to %d", *body.Uses, MaxJoinTokenUses)
+		if *body.Uses < 1 || *body.Uses > fleet.MaxJoinTokenUses {
+			return fail(ErrBadRequest, "uses %d: want 1 to %d", *body.Uses, fleet.MaxJoinTokenUses)
 		}
 		uses = *body.Uses
 	}
 	if s.tokens == nil {
-		return fail(ErrNoWorker, "This controller does not accept agents")
+		return fail(invoke.ErrNoWorker, "This controller does not accept agents")
 	}
 	info, err := s.tokens.CreateJoinToken(c.UserContext(), ttl, uses)
 	if err != nil {
 		return fmt.Errorf("api: create join token: %w", err)
 	}
 	s.log.Info("join token created", "id", info.ID, "expires", info.Expires, "uses", info.Uses)
-	return c.Status(http.StatusCreated).JSON(dataBody[JoinTokenInfo]{info})
+	return c.Status(http.StatusCreated).JSON(dataBody[fleet.JoinTokenInfo]{info})
 }
 
 func (s *Server) listAgents(c *fiber.Ctx) error {
-	var agents any = []struct{}{}
+	agents := []fleet.AgentInfo{}
 	if s.agents != nil {
-		agents = s.agents.AgentsJSON()
+		agents = s.agents.Agents()
 	}
-	return c.JSON(dataBody[any]{agents})
+	return c.JSON(dataBody[[]fleet.AgentInfo]{agents})
 }
 
 // stored hands a created or updated function to the distributor.
@@ -161,13 +151,13 @@ func (s *Server) stored(ctx context.Context, fn store.Function, code []byte, wai
 		s.dist.Stored(ctx, fn, code, true)
 		return
 	}
-	go s.dist.Stored(context.WithoutCancel(ctx), fn, code, false)
+	s.bg.Go(func(ctx context.Context) { s.dist.Stored(ctx, fn, code, false) })
 }
 
 // changed tells the distributor that the set of functions changed.
 func (s *Server) changed(ctx context.Context) {
 	if s.dist != nil {
-		go s.dist.Changed(context.WithoutCancel(ctx))
+		s.bg.Go(func(ctx context.Context) { s.dist.Changed(ctx) })
 	}
 }
 

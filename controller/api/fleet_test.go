@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testwait"
 )
@@ -54,21 +55,21 @@ type fakeTokens struct {
 	uses int
 }
 
-func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration, uses int) (JoinTokenInfo, error) {
+func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration, uses int) (fleet.JoinTokenInfo, error) {
 	f.ttl, f.uses = ttl, uses
 	e := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	return JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0", Expires: &e, Uses: uses}, nil
+	return fleet.JoinTokenInfo{ID: "jt_01ab", Token: "wispjoin1." + strings.Repeat("A", 43) + ".c2VjcmV0", Expires: &e, Uses: uses}, nil
 }
 
-type fakeAgents []map[string]any
+type fakeAgents []fleet.AgentInfo
 
-func (f fakeAgents) AgentsJSON() any { return f }
+func (f fakeAgents) Agents() []fleet.AgentInfo { return f }
 
 func TestDistributionAndAgents(t *testing.T) {
 	t.Parallel()
 	dist := &recordingDist{}
-	agents := fakeAgents{{"id": "ag_0123", "name": "edge1", "connected": true, "os": "linux", "arch": "arm64",
-		"engine": "compiler", "labels": []string{"zone=a"}, "last_seen": "2026-11-25T12:00:00Z"}}
+	agents := fakeAgents{{ID: "ag_0123", Name: "edge1", Connected: true, OS: "linux", Arch: "arm64",
+		Engine: "compiler", Labels: []string{"zone=a"}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 	tokens := &fakeTokens{}
 	e := start(t, openEmbedded(t), func(c *Config) { c.Distributor = dist; c.Agents = agents; c.JoinTokens = tokens })
 
@@ -124,22 +125,22 @@ func TestDistributionAndAgents(t *testing.T) {
 
 	// Join tokens.
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "24h"})
-	tok := wantData[JoinTokenInfo](t, status, body, 201)
+	tok := wantData[fleet.JoinTokenInfo](t, status, body, 201)
 	if tokens.ttl != 24*time.Hour || tokens.uses != 1 || tok.Uses != 1 || tok.Expires == nil || !strings.HasPrefix(tok.Token, "wispjoin1.") {
 		t.Fatalf("token %+v ttl %v uses %d", tok, tokens.ttl, tokens.uses)
 	}
 	// No ttl: the Invoker's default (0 here); no uses: one.
 	status, body = e.do(req{method: "POST", path: "/v1/admin/tokens"})
-	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Uses != 1 || tokens.ttl != 0 {
+	if tok := wantData[fleet.JoinTokenInfo](t, status, body, 201); tok.Uses != 1 || tokens.ttl != 0 {
 		t.Fatalf("no ttl: %+v", tok)
 	}
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]any{"uses": 5})
-	if tok := wantData[JoinTokenInfo](t, status, body, 201); tok.Uses != 5 || tokens.uses != 5 {
+	if tok := wantData[fleet.JoinTokenInfo](t, status, body, 201); tok.Uses != 5 || tokens.uses != 5 {
 		t.Fatalf("uses 5: %+v", tok)
 	}
 	status, body = e.json("POST", "/v1/admin/tokens", map[string]string{"ttl": "soon"})
 	wantError(t, status, body, 400, "ttl")
-	for _, n := range []int{0, -1, MaxJoinTokenUses + 1} {
+	for _, n := range []int{0, -1, fleet.MaxJoinTokenUses + 1} {
 		status, body = e.do(req{method: "POST", path: "/v1/admin/tokens", body: fmt.Appendf(nil, `{"uses":%d}`, n), contentType: "application/json", bad: true})
 		wantError(t, status, body, 400, "uses")
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -58,19 +60,8 @@ func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error)
 	}
 
 	u := upload{fn: store.Function{Module: module, Name: name}}
-	for _, f := range []struct {
-		name   string
-		decode func([]byte) ([]byte, error)
-		dst    *[]byte
-	}{
-		{"events", decodeEvents, &u.fn.Events},
-		{"sinks", decodeSinks, &u.fn.Sinks},
-		{"metadata", decodeMetadata, &u.fn.Metadata},
-	} {
-		v, _ := field(f.name)
-		if *f.dst, err = f.decode([]byte(v)); err != nil {
-			return upload{}, err
-		}
+	if u.fn.Spec, err = parseSpec(field); err != nil {
+		return upload{}, err
 	}
 	wait, _ := field("wait_for_workers")
 	if u.waitForWorkers, err = parseBool("wait_for_workers", wait); err != nil {
@@ -94,6 +85,31 @@ func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error)
 	u.fn.Digest, u.fn.ABI = info.Digest, info.ABI.String()
 	return u, nil
 }
+
+// parseSpec parses the function's settings from their form fields, with
+// fnspec (the one parser of events, sinks and metadata); an absent or empty
+// field means none.
+func parseSpec(field func(string) (string, bool)) (fnspec.Spec, error) {
+	var spec fnspec.Spec
+	var err error
+	events, _ := field("events")
+	if spec.Events, err = fnspec.ParseEvents([]byte(events)); err != nil {
+		return spec, badSetting(err)
+	}
+	sinks, _ := field("sinks")
+	if spec.Sinks, err = fnspec.ParseSinks([]byte(sinks)); err != nil {
+		return spec, badSetting(err)
+	}
+	metadata, _ := field("metadata")
+	if spec.Metadata, err = fnspec.ParseMetadata([]byte(metadata)); err != nil {
+		return spec, badSetting(err)
+	}
+	return spec, nil
+}
+
+// badSetting is fnspec's refusal as a 400 with its text ("Invalid <field>:
+// <reason>").
+func badSetting(err error) error { return fail(ErrBadRequest, "%s", err.Error()) }
 
 // readCode reads a code file part, refusing more than the upload limit.
 func (s *Server) readCode(fh *multipart.FileHeader) ([]byte, error) {
@@ -201,9 +217,9 @@ type functionInfo struct {
 	Digest   string          `json:"digest"`
 	Size     int64           `json:"size"`
 	ABI      string          `json:"abi"`
-	Events   json.RawMessage `json:"events"`
-	Sinks    json.RawMessage `json:"sinks"`
-	Metadata json.RawMessage `json:"metadata"`
+	Events   []fnspec.Event  `json:"events"`
+	Sinks    []fnspec.Sink   `json:"sinks"`
+	Metadata fnspec.Metadata `json:"metadata"`
 	Created  time.Time       `json:"created"`
 	Updated  time.Time       `json:"updated"`
 	// SinkFailures lists deliveries to this function's sinks that failed
@@ -222,7 +238,6 @@ type sinkFailure struct {
 // maxSinkFailures bounds the failures GET /v1/fn/{mod}/{fn} shows.
 const maxSinkFailures = 20
 
-// lookupFunction checks the path's names and finds the function.
 // functionPath returns the checked module and function names of a
 // /v1/fn/{mod}/{fn} route.
 func functionPath(c *fiber.Ctx) (module, name string, err error) {
@@ -233,6 +248,7 @@ func functionPath(c *fiber.Ctx) (module, name string, err error) {
 	return module, name, err
 }
 
+// lookupFunction checks the path's names and finds the function.
 func (s *Server) lookupFunction(c *fiber.Ctx) (store.Function, error) {
 	module, name, err := functionPath(c)
 	if err != nil {
@@ -252,10 +268,13 @@ func (s *Server) getFunction(c *fiber.Ctx) error {
 	}
 	info := functionInfo{
 		Name: fn.Name, Module: fn.Module, Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
-		Events: orJSON(fn.Events, "[]"), Sinks: redactSinks(fn.Sinks), Metadata: orJSON(fn.Metadata, "{}"),
+		Events: orEmpty(fn.Spec.Events), Sinks: redactSinks(fn.Spec.Sinks), Metadata: fn.Spec.Metadata,
 		Created: fn.Created, Updated: fn.Updated, SinkFailures: []sinkFailure{},
 	}
-	if len(fn.Sinks) > 0 {
+	if fn.Unreadable != nil {
+		s.log.Warn("function with unreadable stored settings shown without them", "module", fn.Module, "function", fn.Name, "err", fn.Unreadable)
+	}
+	if len(fn.Spec.Sinks) > 0 {
 		fails, err := s.store.SinkFailures(c.UserContext(), fn.Module, fn.Name)
 		if err != nil {
 			return err
@@ -267,30 +286,22 @@ func (s *Server) getFunction(c *fiber.Ctx) error {
 	return c.JSON(dataBody[functionInfo]{info})
 }
 
-func orJSON(b []byte, empty string) json.RawMessage {
-	if len(b) == 0 {
-		return json.RawMessage(empty)
+// orEmpty shows no events as [] (FunLess's answer), not null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return b
+	return s
 }
 
 // redactSinks hides sink passwords: they are kept to connect, never shown.
-func redactSinks(raw []byte) json.RawMessage {
-	var sinks []Sink
-	if len(raw) == 0 || json.Unmarshal(raw, &sinks) != nil {
-		return json.RawMessage("[]")
+func redactSinks(sinks []fnspec.Sink) []fnspec.Sink {
+	out := make([]fnspec.Sink, len(sinks))
+	for i, s := range sinks {
+		out[i] = s.Redacted()
 	}
-	for i := range sinks {
-		if sinks[i].Params.Password != "" {
-			sinks[i].Params.Password = redacted
-		}
-	}
-	b, _ := json.Marshal(sinks)
-	return b
+	return out
 }
-
-// redacted stands for a stored secret in responses.
-const redacted = "********"
 
 func (s *Server) deleteFunction(c *fiber.Ctx) error {
 	module, name, err := functionPath(c)
@@ -309,8 +320,8 @@ func (s *Server) deleteFunction(c *fiber.Ctx) error {
 
 // invokeBody is {"args":{...},"scheduling":{"language":"app","script":"s"}}.
 type invokeBody struct {
-	Args       json.RawMessage `json:"args"`
-	Scheduling *Scheduling     `json:"scheduling"`
+	Args       json.RawMessage    `json:"args"`
+	Scheduling *invoke.Scheduling `json:"scheduling"`
 }
 
 func (s *Server) invoke(c *fiber.Ctx) error {
@@ -318,7 +329,7 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 	if _, err := decodeJSONBody(c, &body, true); err != nil {
 		return err
 	}
-	req := InvokeRequest{Args: json.RawMessage("{}")}
+	args := json.RawMessage("{}")
 	if len(body.Args) > 0 && string(body.Args) != "null" {
 		if body.Args[0] != '{' {
 			return fail(ErrBadRequest, "Invalid args: want a JSON object")
@@ -327,10 +338,10 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		if err := json.Compact(&buf, body.Args); err != nil {
 			return fail(ErrBadRequest, "Invalid args: %v", err)
 		}
-		req.Args = buf.Bytes()
+		args = buf.Bytes()
 	}
-	if len(req.Args) > s.maxInput {
-		return fail(ErrTooLarge, "The args are %d bytes as compact JSON; the input limit is %d bytes", len(req.Args), s.maxInput)
+	if len(args) > s.maxInput {
+		return fail(ErrTooLarge, "The args are %d bytes as compact JSON; the input limit is %d bytes", len(args), s.maxInput)
 	}
 	if sc := body.Scheduling; sc != nil {
 		if sc.Language != "app" {
@@ -339,13 +350,18 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		if err := checkName("script", sc.Script); err != nil {
 			return fail(ErrBadRequest, "Invalid scheduling: the script name must be 1 to %d letters, digits or underscores", MaxNameLen)
 		}
-		req.Scheduling = *sc
 	}
 	fn, err := s.lookupFunction(c)
 	if err != nil {
 		return err
 	}
-	req.Module, req.Function, req.Digest, req.Metadata, req.Sinks = fn.Module, fn.Name, fn.Digest, fn.Metadata, fn.Sinks
+	req, err := invoke.ForFunction(fn, args, invoke.SourceAPI)
+	if err != nil {
+		return err
+	}
+	if body.Scheduling != nil {
+		req.Scheduling = *body.Scheduling
+	}
 	res, err := s.invoker.Invoke(c.UserContext(), req)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/jsonerr"
 )
 
 type nameItem struct {
@@ -40,7 +41,7 @@ func decodeJSONBody(c *fiber.Ctx, v any, allowEmpty bool) (empty bool, err error
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
-		return false, fail(ErrBadRequest, "Invalid JSON body: %s", jsonReason(err))
+		return false, fail(ErrBadRequest, "Invalid JSON body: %s", jsonerr.Reason(err))
 	}
 	// Exactly one value: anything after it but white space is refused,
 	// including closing brackets that Decoder.More would not see.

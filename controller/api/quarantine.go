@@ -3,10 +3,11 @@ package api
 import (
 	"context"
 	"net/http"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -17,40 +18,16 @@ import (
 type Quarantine interface {
 	// ListQuarantine returns every quarantined or held digest, sorted by
 	// digest.
-	ListQuarantine(ctx context.Context) ([]QuarantineInfo, error)
+	ListQuarantine(ctx context.Context) ([]fleet.QuarantineInfo, error)
 	// ReleaseQuarantine ends a digest's quarantine or hold and tells the
 	// agents. store.ErrNotFound when it has neither.
 	ReleaseQuarantine(ctx context.Context, digest string) error
 }
 
-// QuarantineInfo is one digest of GET /v1/admin/quarantine.
-type QuarantineInfo struct {
-	Digest string `json:"digest"`
-	// State is "quarantined" (until an operator releases it) or "held"
-	// (until the lost agent reconnects, or Until).
-	State  string `json:"state"`
-	Reason string `json:"reason"`
-	// Agent is the id of the agent that died (or was lost) running it, and
-	// AgentName its name when the controller knows it.
-	Agent     string     `json:"agent"`
-	AgentName string     `json:"agent_name"`
-	Since     time.Time  `json:"since"`
-	Until     *time.Time `json:"until,omitempty"`
-	// Functions are the functions ("module/name") whose code it is; the API
-	// fills them in.
-	Functions []string `json:"functions"`
-}
-
-// Quarantine states.
-const (
-	QuarantineStateQuarantined = "quarantined"
-	QuarantineStateHeld        = "held"
-)
-
 // listQuarantine is GET /v1/admin/quarantine.
 func (s *Server) listQuarantine(c *fiber.Ctx) error {
 	if s.quarantine == nil {
-		return fail(ErrNoWorker, "This controller runs no agents")
+		return fail(invoke.ErrNoWorker, "This controller runs no agents")
 	}
 	qs, err := s.quarantine.ListQuarantine(c.UserContext())
 	if err != nil {
@@ -68,9 +45,9 @@ func (s *Server) listQuarantine(c *fiber.Ctx) error {
 		qs[i].Functions = append([]string{}, byDigest[qs[i].Digest]...)
 	}
 	if qs == nil {
-		qs = []QuarantineInfo{}
+		qs = []fleet.QuarantineInfo{}
 	}
-	return c.JSON(dataBody[[]QuarantineInfo]{qs})
+	return c.JSON(dataBody[[]fleet.QuarantineInfo]{qs})
 }
 
 // releaseQuarantine is DELETE /v1/admin/quarantine/{digest}.
@@ -80,7 +57,7 @@ func (s *Server) releaseQuarantine(c *fiber.Ctx) error {
 		return fail(ErrBadRequest, "Invalid digest: want sha256:<64 lowercase hex digits>")
 	}
 	if s.quarantine == nil {
-		return fail(ErrNoWorker, "This controller runs no agents")
+		return fail(invoke.ErrNoWorker, "This controller runs no agents")
 	}
 	if err := s.quarantine.ReleaseQuarantine(c.UserContext(), digest); err != nil {
 		return notFound("Quarantined code", digest, err)

@@ -9,19 +9,20 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/store"
 )
 
 // fakeQuarantine holds QuarantineInfos in memory.
 type fakeQuarantine struct {
 	mu      sync.Mutex
-	entries []QuarantineInfo
+	entries []fleet.QuarantineInfo
 }
 
-func (f *fakeQuarantine) ListQuarantine(context.Context) ([]QuarantineInfo, error) {
+func (f *fakeQuarantine) ListQuarantine(context.Context) ([]fleet.QuarantineInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]QuarantineInfo(nil), f.entries...), nil
+	return append([]fleet.QuarantineInfo(nil), f.entries...), nil
 }
 
 func (f *fakeQuarantine) ReleaseQuarantine(_ context.Context, digest string) error {
@@ -45,9 +46,9 @@ func TestQuarantineRoutes(t *testing.T) {
 	d := runtime.Digest(hello)
 	other := "sha256:" + strings.Repeat("ab", 32)
 	until := time.Date(2030, 1, 1, 0, 0, 30, 0, time.UTC)
-	q := &fakeQuarantine{entries: []QuarantineInfo{
-		{Digest: d, State: QuarantineStateQuarantined, Reason: "the agent died while running this code", Agent: "ag_01", AgentName: "edge1", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
-		{Digest: other, State: QuarantineStateHeld, Reason: "agent edge2 was lost while running it", Agent: "ag_02", AgentName: "edge2", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), Until: &until},
+	q := &fakeQuarantine{entries: []fleet.QuarantineInfo{
+		{Digest: d, State: fleet.QuarantineStateQuarantined, Reason: "the agent died while running this code", Agent: "ag_01", AgentName: "edge1", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Digest: other, State: fleet.QuarantineStateHeld, Reason: "agent edge2 was lost while running it", Agent: "ag_02", AgentName: "edge2", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), Until: &until},
 	}}
 	e := start(t, openEmbedded(t), func(c *Config) { c.Quarantine = q })
 	for _, name := range []string{"a", "b"} {
@@ -55,7 +56,7 @@ func TestQuarantineRoutes(t *testing.T) {
 		wantData[nameItem](t, status, body, 201)
 	}
 	status, body := e.do(req{method: "GET", path: "/v1/admin/quarantine"})
-	got := wantData[[]QuarantineInfo](t, status, body, 200)
+	got := wantData[[]fleet.QuarantineInfo](t, status, body, 200)
 	if len(got) != 2 || got[0].Digest != d || strings.Join(got[0].Functions, ",") != "_/a,_/b" || got[1].Functions == nil || len(got[1].Functions) != 0 ||
 		got[1].State != "held" || got[1].Until == nil || !got[1].Until.Equal(until) {
 		t.Fatalf("GET /v1/admin/quarantine = %s", body)

@@ -17,8 +17,10 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/authlimit"
+	"github.com/wispfn/wisp/internal/tasks"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -37,8 +39,9 @@ const (
 // Config is what New needs. Store is required; the rest has defaults.
 type Config struct {
 	Store store.Store
-	// Invoker runs invocations; nil means NoWorkers (503).
-	Invoker Invoker
+	// Invoker runs invocations (the fleet's dispatcher); nil means
+	// invoke.NoWorkers (503).
+	Invoker invoke.Dispatcher
 	Log     *slog.Logger
 	// MaxUploadBytes bounds a function's wasm code; 0 means
 	// DefaultMaxUploadBytes. Larger uploads get 413.
@@ -77,7 +80,7 @@ type Config struct {
 type Server struct {
 	app     *fiber.App
 	store   store.Store
-	invoker Invoker
+	invoker invoke.Dispatcher
 	log     *slog.Logger
 	maxCode int64
 	drain   time.Duration
@@ -89,6 +92,10 @@ type Server struct {
 	quarantine Quarantine
 	maxInput   int
 	authLimit  *authlimit.Limiter
+	// bg owns what handlers leave running after their answer (code
+	// pushes without wait_for_workers, desired-set syncs); Run stops it
+	// after the drain.
+	bg *tasks.Group
 }
 
 // New builds the API without doing any I/O.
@@ -116,12 +123,13 @@ func New(cfg Config) (*Server, error) {
 		quarantine: cfg.Quarantine,
 		maxInput:   cfg.MaxInvokeInputBytes,
 		authLimit:  authlimit.New(cfg.AuthLimit),
+		bg:         tasks.New(context.Background()),
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
 	}
 	if s.invoker == nil {
-		s.invoker = NoWorkers{}
+		s.invoker = invoke.NoWorkers{}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -202,8 +210,11 @@ func New(cfg Config) (*Server, error) {
 
 // Run serves on ln until ctx is done, then stops accepting, lets in-flight
 // requests finish within the shutdown timeout (on a fresh context, since
-// ctx is already done) and returns. It does not close the store.
+// ctx is already done), cancels and waits for what the handlers left
+// running (code pushes, desired-set syncs) and returns. It does not close
+// the store. A Server runs once.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	defer s.bg.Stop()
 	errc := make(chan error, 1)
 	go func() { errc <- s.app.Listener(ln) }()
 	select {

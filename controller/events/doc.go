@@ -1,21 +1,17 @@
 // Package events runs FunLess "events" on the controller: MQTT subscriptions
 // whose JSON messages invoke a function.
 //
-// An event as FunLess stores it:
-//
-//	{"type":"mqtt","params":{"host":"broker","port":"1883","topic":"t"}}
-//
-// port may be a JSON string or a number. Wisp adds an optional "local": true
-// in params: an edge-local trigger, run by every agent that holds the function
-// on the agent's own broker (package agent/triggers), never by the controller.
-// ParseEvents decodes the field; Event.Binding turns a cloud event into a
-// Binding.
+// A function's events are parsed and validated by controller/fnspec
+// (fnspec.Event); an event with "local": true is an edge-local trigger, run
+// by every agent that holds the function on the agent's own broker (package
+// agent/triggers), never by the controller. Bindings turns the others into
+// the subscriptions Manager.Sync takes.
 //
 // # Contracts
 //
-//   - Local events are not the controller's. Callers filter them out
-//     (Event.Local) before they call Manager.Sync; the Manager does not know the
-//     difference and would subscribe to whatever it is given.
+//   - Local events are not the controller's. Bindings leaves them out; the
+//     Manager does not know the difference and would subscribe to whatever
+//     it is given.
 //   - Sync is declarative: after it returns, the live subscriptions are exactly
 //     the given set. The controller calls it on start with every stored
 //     function's cloud events ("restored after a controller restart") and after

@@ -1,57 +1,21 @@
 package events
 
 import (
-	"errors"
+	"slices"
 	"testing"
+
+	"github.com/wispfn/wisp/controller/fnspec"
 )
 
-func TestParseEvents(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want []Event
-		err  bool
-	}{
-		{"empty", ``, nil, false},
-		{"null", `null`, nil, false},
-		{"port as string", `[{"type":"mqtt","params":{"host":"broker","port":"1883","topic":"t"}}]`,
-			[]Event{{Type: "mqtt", Host: "broker", Port: 1883, Topic: "t"}}, false},
-		{"port as number", `[{"type":"mqtt","params":{"host":"b","port":8883,"topic":"a/+/c"}}]`,
-			[]Event{{Type: "mqtt", Host: "b", Port: 8883, Topic: "a/+/c"}}, false},
-		{"local needs no host", `[{"type":"mqtt","params":{"topic":"sensors/#","local":true}}]`,
-			[]Event{{Type: "mqtt", Topic: "sensors/#", Local: true}}, false},
-		{"other type", `[{"type":"kafka","params":{"host":"b","port":1,"topic":"t"}}]`, nil, true},
-		{"no host", `[{"type":"mqtt","params":{"port":1883,"topic":"t"}}]`, nil, true},
-		{"no port", `[{"type":"mqtt","params":{"host":"b","topic":"t"}}]`, nil, true},
-		{"port zero", `[{"type":"mqtt","params":{"host":"b","port":"0","topic":"t"}}]`, nil, true},
-		{"port too big", `[{"type":"mqtt","params":{"host":"b","port":65536,"topic":"t"}}]`, nil, true},
-		{"fractional port", `[{"type":"mqtt","params":{"host":"b","port":1883.5,"topic":"t"}}]`, nil, true},
-		{"port word", `[{"type":"mqtt","params":{"host":"b","port":"mqtt","topic":"t"}}]`, nil, true},
-		{"no topic", `[{"type":"mqtt","params":{"host":"b","port":1883}}]`, nil, true},
-		{"bad filter", `[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"a/#/b"}}]`, nil, true},
-		{"not an array", `{"type":"mqtt"}`, nil, true},
+func TestBindings(t *testing.T) {
+	evs := []fnspec.Event{
+		{Type: "mqtt", Params: fnspec.EventParams{Host: "b", Port: 8883, Topic: "a/+/c"}},
+		{Type: "mqtt", Params: fnspec.EventParams{Topic: "sensors/#", Local: true}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseEvents([]byte(tt.in))
-			if tt.err {
-				if !errors.Is(err, ErrInvalidEvent) {
-					t.Fatalf("err = %v, want ErrInvalidEvent", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %+v, want %+v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Errorf("[%d] = %+v, want %+v", i, got[i], tt.want[i])
-				}
-			}
-		})
+	got := Bindings("m", "f", evs)
+	want := []Binding{{Module: "m", Function: "f", Host: "b", Port: 8883, Topic: "a/+/c"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Bindings = %+v, want %+v (local events are the agents')", got, want)
 	}
 }
 
@@ -90,22 +54,19 @@ func TestClientIDStable(t *testing.T) {
 	}
 }
 
-func FuzzParseEvents(f *testing.F) {
+// FuzzBindings: every cloud event fnspec accepts is a binding the Manager
+// accepts (the two checks must not disagree).
+func FuzzBindings(f *testing.F) {
 	f.Add([]byte(`[{"type":"mqtt","params":{"host":"broker","port":"1883","topic":"t"}}]`))
-	f.Add([]byte(`[{"type":"mqtt","params":{"topic":"a/+/#","local":true,"port":1e3}}]`))
+	f.Add([]byte(`[{"type":"mqtt","params":{"topic":"a/+/#","local":true}}]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		evs, err := ParseEvents(data)
+		evs, err := fnspec.ParseEvents(data)
 		if err != nil {
 			return
 		}
-		for _, e := range evs {
-			if !validFilter(e.Topic) || e.Port < 0 || e.Port > 65535 || (!e.Local && (e.Host == "" || e.Port == 0)) {
-				t.Fatalf("accepted an unusable event %+v from %q", e, data)
-			}
-			if !e.Local {
-				if err := checkBinding(e.Binding("m", "f")); err != nil {
-					t.Fatalf("parsed event %+v fails checkBinding: %v", e, err)
-				}
+		for _, b := range Bindings("m", "f", evs) {
+			if err := checkBinding(b); err != nil {
+				t.Fatalf("parsed binding %+v fails checkBinding: %v", b, err)
 			}
 		}
 	})

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 )
 
@@ -20,7 +20,7 @@ func BenchmarkDispatch(b *testing.B) {
 	startAgent(b, c.addr, c.token, "edge", b.TempDir())
 	waitFor(b, "agent", func() bool { return c.fleet.Connected() == 1 })
 	fn := createFunction(b, c.store, "hello", "hello_c", "")
-	req := api.InvokeRequest{Module: "_", Function: "hello", Digest: fn.Digest, Args: json.RawMessage(`{"name":"Ada"}`)}
+	req := invoke.Request{Module: "_", Function: "hello", Digest: fn.Digest, Args: json.RawMessage(`{"name":"Ada"}`)}
 	if _, err := c.disp.Invoke(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}

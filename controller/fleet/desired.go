@@ -2,13 +2,14 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
@@ -27,12 +28,14 @@ type OutboxRecorder interface {
 // label nor a script mentions assigns the function to every agent, so a tag
 // used only for scheduling never strands a function. The controller still
 // schedules any function on any agent; assignment decides what works
-// offline.
+// offline. A function whose stored settings are unreadable is assigned to
+// no agent (fnspec's "Bad stored data": it never runs).
 func assigned(s *Session, fn store.Function, scripts []scheduler.Script, labelled map[string]bool) bool {
-	var meta struct {
-		Tag string `json:"tag"`
+	if fn.Unreadable != nil {
+		return false
 	}
-	if len(fn.Metadata) == 0 || json.Unmarshal(fn.Metadata, &meta) != nil || meta.Tag == "" {
+	meta := fn.Spec.Metadata
+	if meta.Tag == "" {
 		return true
 	}
 	named, mentioned := false, labelled[meta.Tag]
@@ -78,26 +81,6 @@ func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[s
 	return scripts, labelled
 }
 
-// localTopics returns the topics of a function's edge-local triggers.
-func localTopics(events []byte) []string {
-	var evs []struct {
-		Params struct {
-			Topic string `json:"topic"`
-			Local bool   `json:"local"`
-		} `json:"params"`
-	}
-	if len(events) == 0 || json.Unmarshal(events, &evs) != nil {
-		return nil
-	}
-	var out []string
-	for _, e := range evs {
-		if e.Params.Local && e.Params.Topic != "" {
-			out = append(out, e.Params.Topic)
-		}
-	}
-	return out
-}
-
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
 	scripts, labelled := f.assignmentInputs(ctx)
@@ -107,7 +90,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		if !assigned(s, fn, scripts, labelled) {
 			continue
 		}
-		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: localTopics(fn.Events)})
+		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events)})
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
@@ -147,19 +130,21 @@ func (f *Fleet) SyncDesired(ctx context.Context) {
 		return
 	}
 	for _, s := range f.Sessions() {
-		go f.syncDesired(context.WithoutCancel(ctx), s, fns)
+		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, fns) })
 	}
 }
 
 // serveAgentStreams handles the streams an agent opens after its hello:
 // outbox batches.
 func (f *Fleet) serveAgentStreams(ctx context.Context, s *Session) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		str, err := s.conn.AcceptStream(ctx)
 		if err != nil {
 			return
 		}
-		go f.serveOutbox(ctx, s, str)
+		wg.Go(func() { f.serveOutbox(ctx, s, str) })
 	}
 }
 

@@ -3,6 +3,7 @@ package fleet
 import (
 	"testing"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 )
@@ -16,7 +17,15 @@ func TestAssigned(t *testing.T) {
 	edge1.hello.Name, edge1.hello.Labels = "edge1", []string{"tag=cam"}
 	edge2 := &Session{ID: "ag_2"}
 	edge2.hello.Name = "edge2"
-	fn := func(meta string) store.Function { return store.Function{Metadata: []byte(meta)} }
+	fn := func(meta string) store.Function {
+		m, err := fnspec.ParseMetadata([]byte(meta))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.Function{Spec: fnspec.Spec{Metadata: m}}
+	}
+	unreadable := fn(``)
+	unreadable.Unreadable = &fnspec.Error{Field: "metadata", Reason: "malformed JSON"}
 	labelled := map[string]bool{"cam": true}
 	tests := []struct {
 		name         string
@@ -28,6 +37,7 @@ func TestAssigned(t *testing.T) {
 		{"tag by label", fn(`{"tag":"cam"}`), true, false},
 		{"tag by APP script", fn(`{"tag":"gpu"}`), false, true},
 		{"APP script with *", fn(`{"tag":"any"}`), true, true},
+		{"unreadable settings: nobody", unreadable, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

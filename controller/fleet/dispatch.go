@@ -2,15 +2,14 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/wispfn/wisp/controller/activations"
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
@@ -21,7 +20,7 @@ type ScriptSource interface {
 	GetScript(ctx context.Context, name string) (store.Script, error)
 }
 
-// Dispatcher implements api.Invoker on a Fleet: it refuses quarantined and
+// Dispatcher implements invoke.Dispatcher on a Fleet: it refuses quarantined and
 // held code, picks an agent with the scheduler and runs the invocation
 // there, running it on another agent only when it provably never reached
 // the first one's runtime (or, for an idempotent function, when that agent
@@ -41,7 +40,7 @@ type Dispatcher struct {
 
 // ActivationRecorder records the activations the dispatcher ran.
 type ActivationRecorder interface {
-	Dispatched(ctx context.Context, a store.Activation, sinks [][]byte, wait bool) error
+	Dispatched(ctx context.Context, a store.Activation, sinks []fnspec.Sink, wait bool) error
 }
 
 // RecordWith makes the dispatcher record every activation it ran. A
@@ -50,21 +49,20 @@ type ActivationRecorder interface {
 // background, in batches.
 func (d *Dispatcher) RecordWith(r ActivationRecorder) { d.recorder = r }
 
-func (d *Dispatcher) record(ctx context.Context, req api.InvokeRequest, inv *protocol.Invoke, s *Session, res *protocol.Result, started time.Time) error {
+func (d *Dispatcher) record(ctx context.Context, req invoke.Request, inv *protocol.Invoke, s *Session, res *protocol.Result, started time.Time) error {
 	if d.recorder == nil {
 		return nil
 	}
-	sinks := activations.SplitSinks(req.Sinks)
 	a := store.Activation{
 		ID: inv.ActivationID, Module: req.Module, Function: req.Function, Digest: req.Digest, Agent: s.ID,
-		Source: source(req), Code: int(res.Code), Message: res.Message, Output: res.Output,
+		Source: req.SourceOrDefault(), Code: int(res.Code), Message: res.Message, Output: res.Output,
 		Started: started.UTC(), Duration: time.Since(started),
 	}
-	wait := len(sinks) > 0 && res.Code == protocol.OK
-	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, sinks, wait)
+	wait := len(req.Sinks) > 0 && res.Code == protocol.OK
+	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, req.Sinks, wait)
 }
 
-var _ api.Invoker = (*Dispatcher)(nil)
+var _ invoke.Dispatcher = (*Dispatcher)(nil)
 
 // maxAttempts bounds the agents one invocation is tried on.
 const maxAttempts = 3
@@ -98,13 +96,13 @@ func (d *Dispatcher) script(ctx context.Context, name string) (*scheduler.Script
 	return &parsed, nil
 }
 
-// Invoke implements api.Invoker.
-func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.InvokeResult, error) {
+// Invoke implements invoke.Dispatcher.
+func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Result, error) {
 	start := time.Now()
 	m := d.fleet.cfg.Metrics
 	if err := d.fleet.refused(req.Digest); err != nil {
 		m.invoked("quarantined", time.Since(start), 0, 0, 0, 0, 0)
-		return api.InvokeResult{}, err
+		return invoke.Result{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -112,23 +110,18 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		defer cancel()
 	}
 	deadline, _ := ctx.Deadline()
-	var meta api.Metadata
-	if len(req.Metadata) > 0 {
-		if err := json.Unmarshal(req.Metadata, &meta); err != nil {
-			return api.InvokeResult{}, api.InvocationError("the function's metadata is unreadable", err)
-		}
-	}
+	meta := req.Metadata
 	var script *scheduler.Script
 	if req.Scheduling.Script != "" {
 		if req.Scheduling.Language != "" && req.Scheduling.Language != "app" {
-			return api.InvokeResult{}, api.InvocationError(fmt.Sprintf("unknown scheduling language %q", req.Scheduling.Language), nil)
+			return invoke.Result{}, invoke.Failed(fmt.Sprintf("unknown scheduling language %q", req.Scheduling.Language), nil)
 		}
 		s, err := d.script(ctx, req.Scheduling.Script)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return api.InvokeResult{}, fmt.Errorf("APP script %q: %w", req.Scheduling.Script, err)
+				return invoke.Result{}, fmt.Errorf("APP script %q: %w", req.Scheduling.Script, err)
 			}
-			return api.InvokeResult{}, api.InvocationError("cannot read the APP script", err)
+			return invoke.Result{}, invoke.Failed("cannot read the APP script", err)
 		}
 		script = s
 	}
@@ -140,10 +133,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
 	}
-	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag}
-	if meta.Capacity != nil && *meta.Capacity > 0 {
-		fn.CapacityKiB = uint64(*meta.Capacity)
-	}
+	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.CapacityKiB()}
 	var tried []*Session
 	buf := candidateBufs.Get().(*candidateBuf)
 	defer func() {
@@ -162,13 +152,13 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		if err != nil {
 			if mayHaveRun != nil {
 				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
-				return api.InvokeResult{}, api.InvocationLost(fmt.Sprintf("agent %s did not start the invocation in time and no other agent could take it; it may have run there", mayHaveRun.Name()), err)
+				return invoke.Result{}, invoke.Lost(fmt.Sprintf("agent %s did not start the invocation in time and no other agent could take it; it may have run there", mayHaveRun.Name()), err)
 			}
 			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			if refusal != nil {
-				return api.InvokeResult{}, fmt.Errorf("%w: %v (and no other agent could take it: %v)", api.ErrNoWorker, refusal, err)
+				return invoke.Result{}, fmt.Errorf("%w: %v (and no other agent could take it: %v)", invoke.ErrNoWorker, refusal, err)
 			}
-			return api.InvokeResult{}, fmt.Errorf("%w: %v", api.ErrNoWorker, err)
+			return invoke.Result{}, fmt.Errorf("%w: %v", invoke.ErrNoWorker, err)
 		}
 		s := buf.ss[idx]
 		res, err := s.Invoke(ctx, inv, meta.Idempotent)
@@ -190,25 +180,25 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 			}
 			if mayHaveRun != nil {
 				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
-				return api.InvokeResult{}, api.InvocationLost(fmt.Sprintf("no agent started the invocation in time (%d tried); it may have run on %s", len(tried), mayHaveRun.Name()), err)
+				return invoke.Result{}, invoke.Lost(fmt.Sprintf("no agent started the invocation in time (%d tried); it may have run on %s", len(tried), mayHaveRun.Name()), err)
 			}
 			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
-			return api.InvokeResult{}, fmt.Errorf("%w: no agent could start the invocation (%d tried): %v", api.ErrNoWorker, len(tried), refusal)
+			return invoke.Result{}, fmt.Errorf("%w: no agent could start the invocation (%d tried): %v", invoke.ErrNoWorker, len(tried), refusal)
 		}
 		if errors.Is(err, ErrAgentLost) {
 			m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
-			return api.InvokeResult{}, d.lost(s, inv, err)
+			return invoke.Result{}, d.lost(s, inv, err)
 		}
 		if err != nil {
 			m.invoked("error", time.Since(start), 0, 0, 0, 0, 0)
-			return api.InvokeResult{}, invocationFailure(s, err, ctx)
+			return invoke.Result{}, invocationFailure(s, err, ctx)
 		}
 		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
 		if res.Code == protocol.Quarantined {
 			return resultOf(s, res) // refused: nothing ran, nothing to record
 		}
 		if err := d.record(ctx, req, inv, s, res, start); err != nil {
-			return api.InvokeResult{}, api.InvocationError("the function ran but its activation could not be recorded", err)
+			return invoke.Result{}, invoke.Failed("the function ran but its activation could not be recorded", err)
 		}
 		return resultOf(s, res)
 	}
@@ -225,9 +215,9 @@ func (d *Dispatcher) lost(s *Session, inv *protocol.Invoke, err error) error {
 		d.fleet.holdDigest(inv.Digest, s, "connection lost during the invocation")
 	}
 	if q, ok := (*d.fleet.quarantine.known.Load())[inv.Digest]; ok {
-		return api.Quarantined(quarantineDetail(q, d.fleet.agentName(q.Agent)))
+		return invoke.Quarantined(quarantineDetail(q, d.fleet.agentName(q.Agent)))
 	}
-	return api.InvocationLost(fmt.Sprintf("agent %s was lost during the invocation; the function may have run, and it is not run again", s.Name()), err)
+	return invoke.Lost(fmt.Sprintf("agent %s was lost during the invocation; the function may have run, and it is not run again", s.Name()), err)
 }
 
 func resultLabel(c protocol.ErrorCode) string {
@@ -240,44 +230,37 @@ func resultLabel(c protocol.ErrorCode) string {
 func invocationFailure(s *Session, err error, ctx context.Context) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return api.InvocationError("the invocation timed out", err)
+		return invoke.Failed("the invocation timed out", err)
 	case errors.Is(err, context.Canceled):
-		return api.InvocationError("the invocation was canceled", err)
+		return invoke.Failed("the invocation was canceled", err)
 	}
 	var perr *protocol.Error
 	if errors.As(err, &perr) {
-		return api.InvocationError(fmt.Sprintf("agent %s: %s", s.Name(), perr.Message), err)
+		return invoke.Failed(fmt.Sprintf("agent %s: %s", s.Name(), perr.Message), err)
 	}
-	return api.InvocationError("the invocation failed", err)
+	return invoke.Failed("the invocation failed", err)
 }
 
 // resultOf maps an agent's Result to the API's answer: the function's own
 // error (422), input over the agent's limit (413), code the agent holds in
 // quarantine (423), any other failure (500, with the runtime's message), or
 // the output.
-func resultOf(s *Session, r *protocol.Result) (api.InvokeResult, error) {
+func resultOf(s *Session, r *protocol.Result) (invoke.Result, error) {
 	switch r.Code {
 	case protocol.OK:
-		return api.InvokeResult{Output: r.Output}, nil
+		return invoke.Result{Output: r.Output}, nil
 	case protocol.GuestError:
-		return api.InvokeResult{}, api.GuestError(r.Message)
+		return invoke.Result{}, invoke.GuestError(r.Message)
 	case protocol.InputTooLarge:
-		return api.InvokeResult{}, api.TooLarge(fmt.Sprintf("agent %s: %s", s.Name(), r.Message))
+		return invoke.Result{}, invoke.TooLarge(fmt.Sprintf("agent %s: %s", s.Name(), r.Message))
 	case protocol.Quarantined:
-		return api.InvokeResult{}, api.Quarantined(fmt.Sprintf("agent %s refuses the function's code: %s", s.Name(), r.Message))
+		return invoke.Result{}, invoke.Quarantined(fmt.Sprintf("agent %s refuses the function's code: %s", s.Name(), r.Message))
 	case protocol.Overloaded: // every agent tried refused it before running it
-		return api.InvokeResult{}, fmt.Errorf("%w: the agents are at their limit for this function: %s", api.ErrNoWorker, r.Message)
+		return invoke.Result{}, fmt.Errorf("%w: the agents are at their limit for this function: %s", invoke.ErrNoWorker, r.Message)
 	}
 	detail := r.Code.String()
 	if r.Message != "" {
 		detail += ": " + r.Message
 	}
-	return api.InvokeResult{}, api.InvocationError(detail, nil)
-}
-
-func source(req api.InvokeRequest) string {
-	if req.Source == "" {
-		return "api"
-	}
-	return req.Source
+	return invoke.Result{}, invoke.Failed(detail, nil)
 }

@@ -8,15 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
-)
-
-var (
-	_ api.Distributor = (*Fleet)(nil)
-	_ api.AgentLister = (*Fleet)(nil)
-	_ api.JoinTokens  = (*Fleet)(nil)
 )
 
 // pushTimeout bounds one code push to one agent.
@@ -47,25 +40,27 @@ func (f *Fleet) Stored(ctx context.Context, fn store.Function, code []byte, wait
 	wg.Wait()
 }
 
-// Removed tells every connected agent to forget code no function uses.
-func (f *Fleet) Removed(ctx context.Context, digests []string) { f.Drop(digests...) }
-
-// Changed sends the new desired sets after a change that moved no code
-// (a function deleted whose code another function still uses).
-func (f *Fleet) Changed(ctx context.Context) { f.SyncDesired(ctx) }
-
-// AgentsJSON implements api.AgentLister.
-func (f *Fleet) AgentsJSON() any { return f.Agents() }
+// JoinTokenInfo is a new join token (POST /v1/admin/tokens). Token is
+// shown once.
+type JoinTokenInfo struct {
+	ID      string     `json:"id"`
+	Token   string     `json:"token"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Uses    int        `json:"uses"`
+}
 
 // DefaultJoinTokenTTL is how long a join token lasts when its maker does
 // not say.
 const DefaultJoinTokenTTL = 24 * time.Hour
 
+// MaxJoinTokenUses bounds how many agents one join token may let in.
+const MaxJoinTokenUses = 1_000_000
+
 // CreateJoinToken makes a join token for new agents: it stores the hash
 // of a fresh secret and returns the token text (the controller's key
 // fingerprint and the secret). It lets uses agents join (uses < 1 means
 // one); ttl <= 0 means DefaultJoinTokenTTL.
-func (f *Fleet) CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (api.JoinTokenInfo, error) {
+func (f *Fleet) CreateJoinToken(ctx context.Context, ttl time.Duration, uses int) (JoinTokenInfo, error) {
 	return NewJoinToken(ctx, f.cfg.Store, f.cfg.Identity, ttl, uses)
 }
 
@@ -76,7 +71,7 @@ type TokenStore interface {
 
 // NewJoinToken is CreateJoinToken without a running fleet (the
 // `wisp-controller token create` command with the controller stopped).
-func NewJoinToken(ctx context.Context, st TokenStore, id Identity, ttl time.Duration, uses int) (api.JoinTokenInfo, error) {
+func NewJoinToken(ctx context.Context, st TokenStore, id Identity, ttl time.Duration, uses int) (JoinTokenInfo, error) {
 	secret := make([]byte, 32)
 	rand.Read(secret)
 	idb := make([]byte, 4)
@@ -89,9 +84,9 @@ func NewJoinToken(ctx context.Context, st TokenStore, id Identity, ttl time.Dura
 	jt := store.JoinToken{ID: "jt_" + hex.EncodeToString(idb), SecretHash: sum[:], Uses: uses, Expires: time.Now().Add(ttl)}
 	jt, err := st.CreateJoinToken(ctx, jt)
 	if err != nil {
-		return api.JoinTokenInfo{}, err
+		return JoinTokenInfo{}, err
 	}
-	info := api.JoinTokenInfo{ID: jt.ID, Token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(), Uses: jt.Uses}
+	info := JoinTokenInfo{ID: jt.ID, Token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(), Uses: jt.Uses}
 	if !jt.Expires.IsZero() {
 		e := jt.Expires
 		info.Expires = &e

@@ -3,7 +3,9 @@
 // credential issued at join), keeps one Session per connected agent with its
 // load from heartbeats and the digests it holds, and opens streams to it for
 // invocations and code pushes. Dispatcher puts the scheduler in front of it
-// and implements the REST API's Invoker.
+// and implements invoke.Dispatcher, which the REST API and the cloud events
+// call; the fleet never imports the REST layer (internal/archtest). Every
+// goroutine it starts ends before Serve returns.
 //
 // An agent that misses heartbeats, or whose connection drops, is marked
 // disconnected; it is never deleted, and it comes back as the same agent

@@ -21,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/quicstream"
+	"github.com/wispfn/wisp/internal/tasks"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -100,6 +101,10 @@ type Fleet struct {
 	live atomic.Pointer[[]*Session]
 
 	quarantine quarantineState
+
+	// bg owns the goroutines that outlive the call that started them
+	// (desired-set syncs, late-start probes); Serve stops it last.
+	bg *tasks.Group
 }
 
 // New returns a Fleet; it does no I/O.
@@ -128,7 +133,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}}
+	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, bg: tasks.New(context.Background())}
 	f.live.Store(&[]*Session{})
 	f.quarantine.init()
 	return f, nil
@@ -298,7 +303,8 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 }
 
 // Serve accepts agents on pc until ctx is done, then closes every
-// connection with CloseShutdown.
+// connection with CloseShutdown. It returns once every goroutine the
+// fleet started has ended (their contexts are cancelled first).
 func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	tlsConf := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -319,13 +325,14 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 	defer tr.Close()
 	defer ln.Close()
+	defer f.bg.Stop() // after the connections' goroutines: they start its tasks
 	if _, err := f.refreshQuarantine(ctx); err != nil {
 		f.log.Error("reading the quarantine; retrying in the background", "err", err)
 	}
-	go f.watchHeartbeats(ctx)
-	go f.watchQuarantine(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { f.watchHeartbeats(ctx) })
+	wg.Go(func() { f.watchQuarantine(ctx) })
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -335,11 +342,7 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 			}
 			return fmt.Errorf("fleet: accept: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f.serveConn(ctx, conn)
-		}()
+		wg.Go(func() { f.serveConn(ctx, conn) })
 	}
 }
 
@@ -403,9 +406,11 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		protocol.WriteMsg(ctrl, perr)
 		ctrl.Close()
 		// Give the Error frame a moment to leave before the close overtakes it.
-		time.AfterFunc(200*time.Millisecond, func() {
-			conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
-		})
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+		}
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
 		return
 	}
 	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version)}
@@ -457,16 +462,18 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine, "protocol_version", s.version)
 	f.sendQuarantine(s)
 	sctx, stopStreams := context.WithCancel(ctx)
+	var streams sync.WaitGroup
+	defer streams.Wait()
 	defer stopStreams()
-	go f.serveAgentStreams(sctx, s)
-	go func() {
+	streams.Go(func() { f.serveAgentStreams(sctx, s) })
+	streams.Go(func() {
 		fns, err := f.cfg.Store.ListFunctions(sctx)
 		if err != nil {
 			log.Error("listing functions for the desired set", "err", err)
 			return
 		}
 		f.syncDesired(sctx, s, fns)
-	}()
+	})
 
 	err = f.readControl(s)
 	s.connected.Store(false)
@@ -592,7 +599,12 @@ func (s *Session) Invoke(ctx context.Context, inv *protocol.Invoke, idempotent b
 	// silence means it is slow, cut off, or dead (kill -9 leaves the
 	// connection open until the idle timeout), perhaps of this very call.
 	w := &startWatch{}
-	timer := time.AfterFunc(s.f.cfg.StartTimeout, func() { s.noStart(inv, str, idempotent, w) })
+	timer := time.AfterFunc(s.f.cfg.StartTimeout, func() {
+		if done, ok := s.f.bg.Enter(); ok {
+			defer done()
+			s.noStart(inv, str, idempotent, w)
+		}
+	})
 	defer timer.Stop()
 	for {
 		msg, err := protocol.ReadMsg(str, maxControlFrame*64)

@@ -22,7 +22,8 @@ import (
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/protocol"
@@ -164,8 +165,8 @@ func createFunction(t testing.TB, st store.Store, name, fixture string, meta str
 		t.Fatal(err)
 	}
 	fn := store.Function{Module: "_", Name: name, Digest: info.Digest, ABI: string(info.ABI)}
-	if meta != "" {
-		fn.Metadata = []byte(meta)
+	if fn.Spec.Metadata, err = fnspec.ParseMetadata([]byte(meta)); err != nil {
+		t.Fatal(err)
 	}
 	fn, err = st.CreateFunction(context.Background(), fn, code)
 	if err != nil {
@@ -174,10 +175,10 @@ func createFunction(t testing.TB, st store.Store, name, fixture string, meta str
 	return fn
 }
 
-func invoke(t *testing.T, c *testController, fn store.Function, args string, sched api.Scheduling) (string, error) {
+func invokeFn(t *testing.T, c *testController, fn store.Function, args string, sched invoke.Scheduling) (string, error) {
 	t.Helper()
-	res, err := c.disp.Invoke(context.Background(), api.InvokeRequest{
-		Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Metadata,
+	res, err := c.disp.Invoke(context.Background(), invoke.Request{
+		Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Spec.Metadata,
 		Args: json.RawMessage(args), Scheduling: sched,
 	})
 	return string(res.Output), err
@@ -192,12 +193,12 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 	hello := createFunction(t, c.store, "hello", "hello_c", "")
 	echo := createFunction(t, c.store, "echo", "echo_rust", "")
 	for i := range 20 {
-		out, err := invoke(t, c, hello, `{"name":"Ada"}`, api.Scheduling{})
+		out, err := invokeFn(t, c, hello, `{"name":"Ada"}`, invoke.Scheduling{})
 		if err != nil || out != `{"payload":"Hello Ada!"}` {
 			t.Fatalf("call %d: %s %v", i, out, err)
 		}
 	}
-	out, err := invoke(t, c, echo, `{"wasi":true}`, api.Scheduling{})
+	out, err := invokeFn(t, c, echo, `{"wasi":true}`, invoke.Scheduling{})
 	if err != nil || out != `{"wasi":true}` {
 		t.Fatalf("WASI echo: %s %v", out, err)
 	}
@@ -208,11 +209,11 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 
 	// Function failures map to the API's errors.
 	guest := createFunction(t, c.store, "guest", "guest_error", "")
-	if _, err := invoke(t, c, guest, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrGuest) || !strings.Contains(err.Error(), "something went wrong") {
+	if _, err := invokeFn(t, c, guest, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrGuest) || !strings.Contains(err.Error(), "something went wrong") {
 		t.Fatalf("guest error: %v", err)
 	}
 	trap := createFunction(t, c.store, "trap", "trap", "")
-	if _, err := invoke(t, c, trap, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrInvocation) || !strings.Contains(err.Error(), "divide by zero") {
+	if _, err := invokeFn(t, c, trap, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrFailed) || !strings.Contains(err.Error(), "divide by zero") {
 		t.Fatalf("trap: %v", err)
 	}
 
@@ -222,7 +223,7 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 	}
 	before := a2.exec.Total()
 	for range 5 {
-		if _, err := invoke(t, c, hello, `{}`, api.Scheduling{Language: "app", Script: "only2"}); err != nil {
+		if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{Language: "app", Script: "only2"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -234,7 +235,7 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 	a1.stop()
 	waitFor(t, "edge1 disconnected", func() bool { return c.fleet.Connected() == 1 })
 	for range 5 {
-		if out, err := invoke(t, c, hello, `{"name":"B"}`, api.Scheduling{}); err != nil || out != `{"payload":"Hello B!"}` {
+		if out, err := invokeFn(t, c, hello, `{"name":"B"}`, invoke.Scheduling{}); err != nil || out != `{"payload":"Hello B!"}` {
 			t.Fatalf("after edge1 stopped: %s %v", out, err)
 		}
 	}
@@ -244,7 +245,7 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 	}
 	a2.stop()
 	waitFor(t, "no agents", func() bool { return c.fleet.Connected() == 0 })
-	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrNoWorker) {
+	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrNoWorker) {
 		t.Fatalf("no agents: %v", err)
 	}
 }
@@ -255,7 +256,7 @@ func TestAgentRestartKeepsIdentityAndCompiledCode(t *testing.T) {
 	a := startAgent(t, c.addr, c.token, "edge", dir)
 	waitFor(t, "agent", func() bool { return c.fleet.Connected() == 1 })
 	hello := createFunction(t, c.store, "hello", "hello_c", "")
-	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); err != nil {
+	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
 		t.Fatal(err)
 	}
 	id1 := c.fleet.Agents()[0].ID
@@ -268,7 +269,7 @@ func TestAgentRestartKeepsIdentityAndCompiledCode(t *testing.T) {
 	if got := c.fleet.Agents(); len(got) != 1 || got[0].ID != id1 {
 		t.Fatalf("identity changed: %+v (was %s)", got, id1)
 	}
-	if _, err := invoke(t, c, hello, `{}`, api.Scheduling{}); err != nil {
+	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
 		t.Fatal(err)
 	}
 	if s := a.rt.Stats(); s.DiskCacheHits != 1 {
@@ -399,7 +400,7 @@ func TestConcurrentInvocations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := invoke(t, c, fn, `{"name":"X"}`, api.Scheduling{})
+			out, err := invokeFn(t, c, fn, `{"name":"X"}`, invoke.Scheduling{})
 			if err != nil || out != `{"payload":"Hello X!"}` {
 				errs <- errors.Join(err, errors.New(out))
 			}
@@ -429,7 +430,7 @@ func TestStreamsAreReleased(t *testing.T) {
 				t.Fatalf("push %d: %v", i, err)
 			}
 		}
-		_, err := c.disp.Invoke(ctx, api.InvokeRequest{Module: "_", Function: "hello", Digest: fn.Digest, Args: json.RawMessage(`{}`)})
+		_, err := c.disp.Invoke(ctx, invoke.Request{Module: "_", Function: "hello", Digest: fn.Digest, Args: json.RawMessage(`{}`)})
 		cancel()
 		if err != nil {
 			t.Fatalf("call %d: %v", i, err)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/invoke"
 )
 
 // TestOverloadedAgentsAreBypassedThenRefused: an agent whose queue for a
@@ -26,7 +26,7 @@ func TestOverloadedAgentsAreBypassedThenRefused(t *testing.T) {
 	waitFor(t, "agents", func() bool { return c.fleet.Connected() == 2 })
 	fn := createFunction(t, c.store, "spin", "loop", "")
 	call := func(ctx context.Context) error {
-		_, err := c.disp.Invoke(ctx, api.InvokeRequest{Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: json.RawMessage(`{}`)})
+		_, err := c.disp.Invoke(ctx, invoke.Request{Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: json.RawMessage(`{}`)})
 		return err
 	}
 
@@ -44,7 +44,7 @@ func TestOverloadedAgentsAreBypassedThenRefused(t *testing.T) {
 
 	t0 := time.Now()
 	err := call(context.Background())
-	if !errors.Is(err, api.ErrNoWorker) {
+	if !errors.Is(err, invoke.ErrNoWorker) {
 		t.Fatalf("a call no agent has room for: %v", err)
 	}
 	if d := time.Since(t0); d > 10*time.Second {

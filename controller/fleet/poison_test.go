@@ -12,7 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -131,13 +131,13 @@ func runs(output string) func(*protocol.Invoke) []protocol.Message {
 }
 
 // preferScript makes name the scheduler's first choice, then the others.
-func preferScript(t *testing.T, c *testController, name string) api.Scheduling {
+func preferScript(t *testing.T, c *testController, name string) invoke.Scheduling {
 	t.Helper()
 	src := "- default:\n    - workers: [" + name + "]\n    - workers: \"*\"\n  followup: fail\n"
 	if _, err := c.store.PutScript(context.Background(), store.Script{Name: "prefer_" + name, Source: []byte(src)}); err != nil && !errors.Is(err, store.ErrExists) {
 		t.Fatal(err)
 	}
-	return api.Scheduling{Language: "app", Script: "prefer_" + name}
+	return invoke.Scheduling{Language: "app", Script: "prefer_" + name}
 }
 
 // TestSlowStartRunsOnce: an agent that starts an invocation only after the
@@ -150,7 +150,7 @@ func TestSlowStartRunsOnce(t *testing.T) {
 	other := startAgent(t, c.addr, c.token, "other", t.TempDir())
 	waitFor(t, "two agents", func() bool { return c.fleet.Connected() == 2 })
 	fn := createFunction(t, c.store, "hello", "hello_c", "")
-	out, err := invoke(t, c, fn, `{}`, preferScript(t, c, "slow"))
+	out, err := invokeFn(t, c, fn, `{}`, preferScript(t, c, "slow"))
 	if err != nil || out != `{"from":"slow"}` {
 		t.Fatalf("slow start: %s %v", out, err)
 	}
@@ -172,7 +172,7 @@ func TestSlowStartIdempotentRunsElsewhere(t *testing.T) {
 	waitFor(t, "two agents", func() bool { return c.fleet.Connected() == 2 })
 	fn := createFunction(t, c.store, "hello", "hello_c", `{"idempotent":true}`)
 	t0 := time.Now()
-	out, err := invoke(t, c, fn, `{"name":"I"}`, preferScript(t, c, "slow"))
+	out, err := invokeFn(t, c, fn, `{"name":"I"}`, preferScript(t, c, "slow"))
 	if err != nil || out != `{"payload":"Hello I!"}` {
 		t.Fatalf("idempotent slow start: %s %v", out, err)
 	}
@@ -197,7 +197,7 @@ func TestRefusalRunsElsewhere(t *testing.T) {
 	draining := startFakeAgent(t, c, "draining", fakeBehaviour{answer: refuse(protocol.Draining)})
 	waitFor(t, "one agent", func() bool { return c.fleet.Connected() == 1 })
 	fn := createFunction(t, c.store, "hello", "hello_c", "")
-	if _, err := invoke(t, c, fn, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrNoWorker) || !strings.Contains(err.Error(), "draining") {
+	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrNoWorker) || !strings.Contains(err.Error(), "draining") {
 		t.Fatalf("the only agent refused: %v, want ErrNoWorker", err)
 	}
 	busy := startFakeAgent(t, c, "busy", fakeBehaviour{answer: refuse(protocol.Overloaded)})
@@ -208,7 +208,7 @@ func TestRefusalRunsElsewhere(t *testing.T) {
 	if _, err := c.store.PutScript(context.Background(), store.Script{Name: "refusers_first", Source: []byte(src)}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := invoke(t, c, fn, `{"name":"R"}`, api.Scheduling{Language: "app", Script: "refusers_first"})
+	out, err := invokeFn(t, c, fn, `{"name":"R"}`, invoke.Scheduling{Language: "app", Script: "refusers_first"})
 	if err != nil || out != `{"payload":"Hello R!"}` {
 		t.Fatalf("after refusals: %s %v", out, err)
 	}
@@ -239,21 +239,21 @@ func TestSilentAgentRunsNothingTwice(t *testing.T) {
 	sched := preferScript(t, c, "doomed")
 	pc.Close() // the agent's packets stop; its connection is not closed
 
-	_, err = invoke(t, c, fn, `{"name":"S"}`, sched)
-	if !errors.Is(err, api.ErrInvocationLost) || errors.Is(err, api.ErrNoWorker) || !strings.Contains(err.Error(), "may have run") {
-		t.Fatalf("call with a silent agent: %v, want ErrInvocationLost", err)
+	_, err = invokeFn(t, c, fn, `{"name":"S"}`, sched)
+	if !errors.Is(err, invoke.ErrLost) || errors.Is(err, invoke.ErrNoWorker) || !strings.Contains(err.Error(), "may have run") {
+		t.Fatalf("call with a silent agent: %v, want ErrLost", err)
 	}
 	if doomed.exec.Total() != 0 || survivor.exec.Total() != 0 {
 		t.Fatalf("ran %d times on the silent agent, %d on the survivor; want 0 and 0", doomed.exec.Total(), survivor.exec.Total())
 	}
-	if _, err := invoke(t, c, fn, `{}`, sched); !errors.Is(err, api.ErrQuarantined) || !strings.Contains(err.Error(), "held") {
+	if _, err := invokeFn(t, c, fn, `{}`, sched); !errors.Is(err, invoke.ErrQuarantined) || !strings.Contains(err.Error(), "held") {
 		t.Fatalf("right after: %v, want the digest held", err)
 	}
-	if out, err := invoke(t, c, echo, `{"other":1}`, sched); err != nil || out != `{"other":1}` {
+	if out, err := invokeFn(t, c, echo, `{"other":1}`, sched); err != nil || out != `{"other":1}` {
 		t.Fatalf("another function while the digest is held: %s %v", out, err)
 	}
 	waitFor(t, "the hold to end", func() bool {
-		out, err := invoke(t, c, fn, `{"name":"S"}`, sched)
+		out, err := invokeFn(t, c, fn, `{"name":"S"}`, sched)
 		return err == nil && out == `{"payload":"Hello S!"}`
 	})
 }
@@ -267,7 +267,7 @@ func TestCrashReportQuarantines(t *testing.T) {
 	real := startAgent(t, c.addr, c.token, "real", t.TempDir())
 	waitFor(t, "real agent", func() bool { return c.fleet.Connected() == 1 })
 	fn := createFunction(t, c.store, "hello", "hello_c", "")
-	if _, err := invoke(t, c, fn, `{}`, api.Scheduling{}); err != nil {
+	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); err != nil {
 		t.Fatal(err)
 	}
 	crashed := startFakeAgent(t, c, "crashed", fakeBehaviour{answer: runs(`{}`), hello: func(h *protocol.Hello) {
@@ -283,7 +283,7 @@ func TestCrashReportQuarantines(t *testing.T) {
 	if err != nil || len(qs) != 1 || qs[0].Digest != fn.Digest || qs[0].Agent == "" || qs[0].Since.UnixMilli() != 1764028800000 {
 		t.Fatalf("store quarantine = %+v, %v", qs, err)
 	}
-	if _, err := invoke(t, c, fn, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrQuarantined) || !strings.Contains(err.Error(), "quarantined: agent crashed died") {
+	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrQuarantined) || !strings.Contains(err.Error(), "quarantined: agent crashed died") {
 		t.Fatalf("invoke of quarantined code: %v", err)
 	}
 	waitFor(t, "the real agent to get the quarantine", func() bool {
@@ -294,7 +294,7 @@ func TestCrashReportQuarantines(t *testing.T) {
 		t.Fatalf("the reporting agent's Quarantine set: %+v", q)
 	}
 	list, err := c.fleet.ListQuarantine(context.Background())
-	if err != nil || len(list) != 1 || list[0].State != api.QuarantineStateQuarantined || list[0].AgentName != "crashed" {
+	if err != nil || len(list) != 1 || list[0].State != QuarantineStateQuarantined || list[0].AgentName != "crashed" {
 		t.Fatalf("ListQuarantine = %+v, %v", list, err)
 	}
 
@@ -311,7 +311,7 @@ func TestCrashReportQuarantines(t *testing.T) {
 	if q := crashed.quarantine.Load(); len(q.Entries) != 0 {
 		t.Fatalf("after the release the reporting agent's set is %+v", q)
 	}
-	if out, err := invoke(t, c, fn, `{"name":"again"}`, preferScript(t, c, "real")); err != nil || out != `{"payload":"Hello again!"}` {
+	if out, err := invokeFn(t, c, fn, `{"name":"again"}`, preferScript(t, c, "real")); err != nil || out != `{"payload":"Hello again!"}` {
 		t.Fatalf("after the release: %s %v", out, err)
 	}
 }
@@ -332,16 +332,16 @@ func TestHoldEndsWhenTheAgentReturns(t *testing.T) {
 	waitFor(t, "doomed agent", func() bool { return c.fleet.Connected() == 1 })
 	fn := createFunction(t, c.store, "hello", "hello_c", "")
 	pc.Close()
-	if _, err := invoke(t, c, fn, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrInvocationLost) {
+	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrLost) {
 		t.Fatalf("call with a silent agent: %v", err)
 	}
-	if _, err := invoke(t, c, fn, `{}`, api.Scheduling{}); !errors.Is(err, api.ErrQuarantined) {
+	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrQuarantined) {
 		t.Fatalf("after: %v, want held", err)
 	}
 	doomed.stop()
 	back := startAgent(t, c.addr, c.token, "doomed", dir)
 	waitFor(t, "the agent back", back.link.Connected)
-	if out, err := invoke(t, c, fn, `{"name":"back"}`, api.Scheduling{}); err != nil || out != `{"payload":"Hello back!"}` {
+	if out, err := invokeFn(t, c, fn, `{"name":"back"}`, invoke.Scheduling{}); err != nil || out != `{"payload":"Hello back!"}` {
 		t.Fatalf("after the agent came back: %s %v", out, err)
 	}
 	if back.exec.Total() != 1 {

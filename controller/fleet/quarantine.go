@@ -13,7 +13,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -64,9 +64,9 @@ func (f *Fleet) refused(digest string) error {
 	h, held := (*f.quarantine.holds.Load())[digest]
 	switch {
 	case quarantined:
-		return api.Quarantined(quarantineDetail(q, f.agentName(q.Agent)))
+		return invoke.Quarantined(quarantineDetail(q, f.agentName(q.Agent)))
 	case held && time.Now().Before(h.until):
-		return api.Quarantined(fmt.Sprintf("The function's code is held: agent %s was lost while running it and may have died of it. "+
+		return invoke.Quarantined(fmt.Sprintf("The function's code is held: agent %s was lost while running it and may have died of it. "+
 			"The hold ends when the agent reconnects or at %s; retry then", names(h.agents), h.until.UTC().Format(time.RFC3339)))
 	}
 	return nil
@@ -316,16 +316,16 @@ func (f *Fleet) sendQuarantine(s *Session) {
 	}
 }
 
-// ListQuarantine implements api.Quarantine: the store's quarantine (read
+// ListQuarantine implements the API's quarantine routes: the store's quarantine (read
 // afresh) and the holds.
-func (f *Fleet) ListQuarantine(ctx context.Context) ([]api.QuarantineInfo, error) {
+func (f *Fleet) ListQuarantine(ctx context.Context) ([]QuarantineInfo, error) {
 	if _, err := f.refreshQuarantine(ctx); err != nil {
 		return nil, err
 	}
 	known, holds := *f.quarantine.known.Load(), *f.quarantine.holds.Load()
-	var out []api.QuarantineInfo
+	var out []QuarantineInfo
 	for d, q := range known {
-		out = append(out, api.QuarantineInfo{Digest: d, State: api.QuarantineStateQuarantined, Reason: q.Reason,
+		out = append(out, QuarantineInfo{Digest: d, State: QuarantineStateQuarantined, Reason: q.Reason,
 			Agent: q.Agent, AgentName: f.agentName(q.Agent), Since: q.Since})
 	}
 	now := time.Now()
@@ -335,15 +335,15 @@ func (f *Fleet) ListQuarantine(ctx context.Context) ([]api.QuarantineInfo, error
 		}
 		until := h.until.UTC()
 		ids := slices.Sorted(maps.Keys(h.agents))
-		out = append(out, api.QuarantineInfo{Digest: d, State: api.QuarantineStateHeld,
+		out = append(out, QuarantineInfo{Digest: d, State: QuarantineStateHeld,
 			Reason: "agent " + names(h.agents) + " was lost while running it",
 			Agent:  strings.Join(ids, ","), AgentName: names(h.agents), Since: h.since.UTC(), Until: &until})
 	}
-	slices.SortFunc(out, func(a, b api.QuarantineInfo) int { return strings.Compare(a.Digest, b.Digest) })
+	slices.SortFunc(out, func(a, b QuarantineInfo) int { return strings.Compare(a.Digest, b.Digest) })
 	return out, nil
 }
 
-// ReleaseQuarantine implements api.Quarantine.
+// ReleaseQuarantine implements the API's quarantine routes.
 func (f *Fleet) ReleaseQuarantine(ctx context.Context, digest string) error {
 	f.quarantine.mu.Lock()
 	_, held := (*f.quarantine.holds.Load())[digest]
@@ -387,3 +387,27 @@ func closedAfterDrain(err error) bool {
 	var app *quic.ApplicationError
 	return errors.As(err, &app) && app.Remote && protocol.CloseCode(app.ErrorCode) == protocol.CloseShutdown
 }
+
+// QuarantineInfo is one digest of GET /v1/admin/quarantine.
+type QuarantineInfo struct {
+	Digest string `json:"digest"`
+	// State is "quarantined" (until an operator releases it) or "held"
+	// (until the lost agent reconnects, or Until).
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+	// Agent is the id of the agent that died (or was lost) running it, and
+	// AgentName its name when the controller knows it.
+	Agent     string     `json:"agent"`
+	AgentName string     `json:"agent_name"`
+	Since     time.Time  `json:"since"`
+	Until     *time.Time `json:"until,omitempty"`
+	// Functions are the functions ("module/name") whose code it is; the API
+	// fills them in.
+	Functions []string `json:"functions"`
+}
+
+// Quarantine states.
+const (
+	QuarantineStateQuarantined = "quarantined"
+	QuarantineStateHeld        = "held"
+)

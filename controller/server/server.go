@@ -4,7 +4,10 @@
 // one in the same process as an agent.
 //
 // It owns no logic of its own beyond wiring: each part is tested in its
-// package.
+// package. The few joins it makes (a function's events and sinks checked
+// for FunLess's 207, cloud bindings of the stored functions, cloud
+// messages turned into invocations) are tested here, in wiring_test.go;
+// that no goroutine outlives Run is checked by internal/devenv's test.
 package server
 
 import (
@@ -107,7 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}
 	reg := prometheus.NewRegistry()
 	hostname, _ := os.Hostname()
-	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: sinkQueue{st}, Logger: log, Registerer: reg,
+	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
 		// A sink back from an outage should see its backlog within seconds.
 		MaxBackoff: 10 * time.Second})
 	if err != nil {
@@ -187,7 +190,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
 	// Restore the cloud MQTT events of every stored function.
-	go dist.syncEvents(fleetCtx)
+	restored := make(chan struct{})
+	go func() {
+		defer close(restored)
+		dist.syncEvents(fleetCtx)
+	}()
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
 	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
 	if ready != nil {
@@ -202,6 +209,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-restored
 	if runErr != nil {
 		return runErr
 	}

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"log/slog"
 
-	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 )
@@ -37,33 +38,32 @@ func (d *distributor) Changed(ctx context.Context) {
 // answer FunLess's 207 when one fails. Local events belong to the agents
 // and count as connected.
 func (d *distributor) Connect(ctx context.Context, fn store.Function) (evErrs, sinkErrs []error) {
-	if len(fn.Events) > 0 {
-		statuses := d.syncEvents(ctx)
-		evs, err := events.ParseEvents(fn.Events)
-		if err == nil {
-			for _, e := range evs {
-				var got error
-				if !e.Local {
-					b := e.Binding(fn.Module, fn.Name)
-					for _, st := range statuses {
-						if st.Binding == b {
-							got = st.Err
-						}
-					}
-				}
-				evErrs = append(evErrs, got)
-			}
-		}
+	if len(fn.Spec.Events) > 0 {
+		evErrs = eventErrors(fn, d.syncEvents(ctx))
 	}
-	if len(fn.Sinks) > 0 {
-		var list []sinks.Sink
-		if json.Unmarshal(fn.Sinks, &list) == nil {
-			for _, sk := range list {
-				sinkErrs = append(sinkErrs, sinks.Check(ctx, sk.Params))
-			}
-		}
+	for _, sk := range fn.Spec.Sinks {
+		sinkErrs = append(sinkErrs, sinks.Check(ctx, sinks.Params(sk.Params)))
 	}
 	return evErrs, sinkErrs
+}
+
+// eventErrors is one entry per event of fn: the error of its binding among
+// statuses (nil when it subscribed, or when it is edge-local: the agents'
+// business).
+func eventErrors(fn store.Function, statuses []events.Status) []error {
+	out := make([]error, 0, len(fn.Spec.Events))
+	for _, e := range fn.Spec.Events {
+		var got error
+		if bs := events.Bindings(fn.Module, fn.Name, []fnspec.Event{e}); len(bs) == 1 {
+			for _, st := range statuses {
+				if st.Binding == bs[0] {
+					got = st.Err
+				}
+			}
+		}
+		out = append(out, got)
+	}
+	return out
 }
 
 // syncEvents makes the live MQTT subscriptions those of the stored
@@ -74,23 +74,7 @@ func (d *distributor) syncEvents(ctx context.Context) []events.Status {
 		d.log.Error("listing functions for events", "err", err)
 		return nil
 	}
-	var bs []events.Binding
-	for _, fn := range fns {
-		if len(fn.Events) == 0 {
-			continue
-		}
-		evs, err := events.ParseEvents(fn.Events)
-		if err != nil {
-			d.log.Warn("unreadable events", "module", fn.Module, "function", fn.Name, "err", err)
-			continue
-		}
-		for _, e := range evs {
-			if !e.Local {
-				bs = append(bs, e.Binding(fn.Module, fn.Name))
-			}
-		}
-	}
-	statuses, err := d.events.Sync(ctx, bs)
+	statuses, err := d.events.Sync(ctx, cloudBindings(fns, d.log))
 	if err != nil {
 		d.log.Warn("syncing events", "err", err)
 		return nil
@@ -103,18 +87,34 @@ func (d *distributor) syncEvents(ctx context.Context) []events.Status {
 	return statuses
 }
 
+// cloudBindings are the subscriptions of the functions' cloud events; a
+// function with unreadable settings gets none (it never runs, fnspec's
+// "Bad stored data").
+func cloudBindings(fns []store.Function, log *slog.Logger) []events.Binding {
+	var bs []events.Binding
+	for _, fn := range fns {
+		if fn.Unreadable != nil {
+			log.Warn("no cloud events for a function with unreadable settings", "module", fn.Module, "function", fn.Name, "err", fn.Unreadable)
+			continue
+		}
+		bs = append(bs, events.Bindings(fn.Module, fn.Name, fn.Spec.Events)...)
+	}
+	return bs
+}
+
 // eventInvoker turns an MQTT message into an invocation through the
 // dispatcher, like a REST call with the message as args.
-func eventInvoker(st store.Store, disp *fleet.Dispatcher) events.Invoke {
+func eventInvoker(st store.Store, disp invoke.Dispatcher) events.Invoke {
 	return func(ctx context.Context, module, function string, args []byte) error {
 		fn, err := st.GetFunction(ctx, module, function)
 		if err != nil {
 			return err
 		}
-		_, err = disp.Invoke(ctx, api.InvokeRequest{
-			Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Metadata: fn.Metadata, Sinks: fn.Sinks,
-			Args: json.RawMessage(args), Source: "mqtt",
-		})
+		req, err := invoke.ForFunction(fn, json.RawMessage(args), invoke.SourceMQTT)
+		if err != nil {
+			return err
+		}
+		_, err = disp.Invoke(ctx, req)
 		return err
 	}
 }

@@ -8,18 +8,8 @@ import (
 	"strings"
 )
 
-// TypeCouchDB is the only sink type: a CouchDB (or compatible) database.
-const TypeCouchDB = "couchdb"
-
-// Sink is one element of a function's FunLess "sinks" field:
-//
-//	{"type":"couchdb","params":{"url":"http://couch:5984/db","username":"u","password":"p"}}
-type Sink struct {
-	Type   string `json:"type"`
-	Params Params `json:"params"`
-}
-
-// Params are the parameters of a CouchDB sink. The database is the last path
+// Params are the parameters of a CouchDB sink: a function's
+// fnspec.SinkParams, converted (Params(p)), with the CouchDB rules. The database is the last path
 // element of URL; what comes before it is the server (a path prefix is
 // allowed, for a CouchDB behind a reverse proxy). Username and Password are
 // optional; credentials written in URL (http://u:p@host/db) are used when
@@ -43,19 +33,6 @@ type target struct {
 	db       string
 	username string
 	password string
-}
-
-// ValidateSink checks a sink as given in a function's "sinks" field.
-//
-// # Errors
-//
-// [ErrUnsupportedType] for a type other than "couchdb"; otherwise those of
-// [ValidateParams].
-func ValidateSink(s Sink) error {
-	if s.Type != TypeCouchDB {
-		return fmt.Errorf("%w: %q (the only sink type is %q)", ErrUnsupportedType, s.Type, TypeCouchDB)
-	}
-	return ValidateParams(s.Params)
 }
 
 // ValidateParams checks that p names a CouchDB database Wisp can write to:

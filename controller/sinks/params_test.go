@@ -55,18 +55,6 @@ func TestValidateParams(t *testing.T) {
 	}
 }
 
-func TestValidateSink(t *testing.T) {
-	if err := ValidateSink(Sink{Type: "couchdb", Params: Params{URL: "http://c/db"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := ValidateSink(Sink{Type: "postgres", Params: Params{URL: "http://c/db"}}); !errors.Is(err, ErrUnsupportedType) {
-		t.Fatalf("err = %v, want ErrUnsupportedType", err)
-	}
-	if err := ValidateSink(Sink{Type: "couchdb"}); !errors.Is(err, ErrInvalidParams) {
-		t.Fatalf("err = %v, want ErrInvalidParams", err)
-	}
-}
-
 // TestParamsRedacted checks every way Params can be shown.
 func TestParamsRedacted(t *testing.T) {
 	p := Params{URL: "http://bob:url-secret@couch:5984/db", Username: "alice", Password: "field-secret"}

@@ -151,7 +151,7 @@ type functionRecord struct {
 	Digest   string    `json:"digest"`
 	Size     int64     `json:"size"`
 	ABI      string    `json:"abi"`
-	Events   []byte    `json:"events"` // no omitempty: nil and empty must stay apart
+	Events   []byte    `json:"events"` // fnspec.Spec.Encode's JSON; nil: absent
 	Sinks    []byte    `json:"sinks"`
 	Metadata []byte    `json:"metadata"`
 	Created  time.Time `json:"created"`
@@ -397,17 +397,19 @@ func getFunction(b *bolt.Bucket, module, name string) (Function, error) {
 	if err := json.Unmarshal(v, &r); err != nil {
 		return Function{}, fmt.Errorf("decode function record: %w", err)
 	}
-	return Function{
+	fn := Function{
 		Module: module, Name: name, Digest: r.Digest, Size: r.Size, ABI: r.ABI,
-		Events: r.Events, Sinks: r.Sinks, Metadata: r.Metadata,
 		Created: r.Created.UTC(), Updated: r.Updated.UTC(),
-	}, nil
+	}
+	fn.Spec, fn.Unreadable = decodeSpec(r.Events, r.Sinks, r.Metadata)
+	return fn, nil
 }
 
 func putFunction(b *bolt.Bucket, fn Function) error {
+	events, sinks, metadata := fn.Spec.Encode()
 	v, err := json.Marshal(functionRecord{
 		Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
-		Events: fn.Events, Sinks: fn.Sinks, Metadata: fn.Metadata,
+		Events: events, Sinks: sinks, Metadata: metadata,
 		Created: fn.Created, Updated: fn.Updated,
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
 )
@@ -59,6 +61,51 @@ func openEmbeddedAt(t *testing.T, path string) (store.Store, func(*testing.T) st
 func TestEmbeddedContract(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, openEmbedded)
+}
+
+// TestEmbeddedUnreadableSettings: fnspec's answer to bad stored data, on
+// a record changed in the bbolt file with the store closed.
+func TestEmbeddedUnreadableSettings(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "wisp.db")
+	s, open := openEmbeddedAt(t, path)
+	storetest.UnreadableSettings(t, s, func(t *testing.T, module, name, field string, raw []byte) store.Store {
+		if err := s.(*store.Embedded).Close(); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			// functions/<module id>/<name> -> the record's JSON; one module here.
+			return tx.Bucket([]byte("functions")).ForEach(func(id, _ []byte) error {
+				b := tx.Bucket([]byte("functions")).Bucket(id)
+				v := b.Get([]byte(name))
+				if v == nil {
+					return nil
+				}
+				var rec map[string]any
+				if err := json.Unmarshal(v, &rec); err != nil {
+					return err
+				}
+				rec[field] = raw // []byte: base64, as the store writes it
+				nv, err := json.Marshal(rec)
+				if err != nil {
+					return err
+				}
+				return b.Put([]byte(name), nv)
+			})
+		})
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = open(t)
+		return s
+	})
 }
 
 func TestEmbeddedLockedByAnotherProcess(t *testing.T) {
@@ -255,7 +302,7 @@ func writeFixtureData(ctx context.Context, s store.Store, version uint64) error 
 		s.CreateModule(ctx, "math"),
 		func() error {
 			_, err := s.CreateFunction(ctx, store.Function{Module: "math", Name: "add", Digest: digest,
-				ABI: "funless-v1", Metadata: []byte(`{"tag":"t"}`)}, code)
+				ABI: "funless-v1", Spec: fnspec.Spec{Metadata: fnspec.Metadata{Tag: "t"}}}, code)
 			return err
 		}(),
 		func() error {
@@ -400,7 +447,7 @@ func checkFixtureData(t *testing.T, s store.Store, version uint64) {
 	}
 	code, digest := storetest.Code("fixture")
 	fn, err := s.GetFunction(ctx, "math", "add")
-	if err != nil || fn.Digest != digest || fn.ABI != "funless-v1" || string(fn.Metadata) != `{"tag":"t"}` || fn.Created.IsZero() {
+	if err != nil || fn.Digest != digest || fn.ABI != "funless-v1" || fn.Spec.Metadata.Tag != "t" || fn.Unreadable != nil || fn.Created.IsZero() {
 		t.Fatalf("GetFunction = %+v, %v", fn, err)
 	}
 	if got, err := s.Code(ctx, digest); err != nil || string(got) != string(code) {

@@ -333,9 +333,11 @@ const functionColumns = `m.name, f.name, f.digest, f.size, f.abi, f.events, f.si
 // scanFunction reads functionColumns, after the extra destinations if any.
 func scanFunction(row pgx.Row, extra ...any) (Function, error) {
 	var fn Function
+	var events, sinks, metadata []byte
 	err := row.Scan(append(extra, &fn.Module, &fn.Name, &fn.Digest, &fn.Size, &fn.ABI,
-		&fn.Events, &fn.Sinks, &fn.Metadata, &fn.Created, &fn.Updated)...)
+		&events, &sinks, &metadata, &fn.Created, &fn.Updated)...)
 	fn.Created, fn.Updated = fn.Created.UTC(), fn.Updated.UTC()
+	fn.Spec, fn.Unreadable = decodeSpec(events, sinks, metadata)
 	return fn, err
 }
 
@@ -360,10 +362,11 @@ func (p *Postgres) CreateFunction(ctx context.Context, fn Function, code []byte)
 		if err := putCode(ctx, tx, fn.Digest, code); err != nil {
 			return err
 		}
+		events, sinks, metadata := fn.Spec.Encode()
 		_, err := tx.Exec(ctx, `
 			INSERT INTO functions (module_id, name, digest, size, abi, events, sinks, metadata, created, updated)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, fn.Events, fn.Sinks, fn.Metadata, fn.Created, fn.Updated)
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, fn.Created, fn.Updated)
 		return err
 	})
 	if err != nil {
@@ -397,10 +400,11 @@ func (p *Postgres) UpdateFunction(ctx context.Context, fn Function, code []byte)
 			return err
 		}
 		fn.Created, fn.Updated = prev.Created, now()
+		events, sinks, metadata := fn.Spec.Encode()
 		if _, err := tx.Exec(ctx, `
 			UPDATE functions SET digest = $3, size = $4, abi = $5, events = $6, sinks = $7, metadata = $8, updated = $9
 			WHERE module_id = $1 AND name = $2`,
-			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, fn.Events, fn.Sinks, fn.Metadata, fn.Updated); err != nil {
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, fn.Updated); err != nil {
 			return err
 		}
 		if prev.Digest != fn.Digest {

@@ -55,6 +55,28 @@ func TestPostgresContract(t *testing.T) {
 	storetest.Run(t, openPostgres)
 }
 
+// TestPostgresUnreadableSettings: fnspec's answer to bad stored data, on
+// a row changed with SQL.
+func TestPostgresUnreadableSettings(t *testing.T) {
+	t.Parallel()
+	dsn := pgSchema(t)
+	s := openPostgresDSN(t, dsn)
+	t.Cleanup(func() { s.Close() })
+	pool, err := pgxpool.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	storetest.UnreadableSettings(t, s, func(t *testing.T, module, name, field string, raw []byte) store.Store {
+		tag, err := pool.Exec(t.Context(), `UPDATE functions f SET `+pgx.Identifier{field}.Sanitize()+` = $3
+			FROM modules m WHERE m.id = f.module_id AND m.name = $1 AND f.name = $2`, module, name, raw)
+		if err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("corrupt %s: %v (%d rows)", field, err, tag.RowsAffected())
+		}
+		return s
+	})
+}
+
 // TestPostgresConcurrentMigration starts several stores on one fresh schema
 // at the same moment: all must open, and each migration must be applied once.
 func TestPostgresConcurrentMigration(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wispfn/wisp/controller/fnspec"
 )
 
 // now is the store's clock: UTC, truncated to what Postgres keeps
@@ -38,9 +40,21 @@ func prepareLabels(labels []string) []string {
 	return append([]string{}, labels...)
 }
 
+// decodeSpec reads a function's stored settings. The error is
+// Function.Unreadable's: it names the store and every unreadable field.
+func decodeSpec(events, sinks, metadata []byte) (fnspec.Spec, error) {
+	spec, err := fnspec.Decode(events, sinks, metadata)
+	if err != nil {
+		return spec, fmt.Errorf("store: the function's stored settings are unreadable: %w", err)
+	}
+	return spec, nil
+}
+
 // prepareFunction checks that fn.Digest names code and sets fn.Size from it.
-// Both implementations call it before writing a function.
+// Both implementations call it before writing a function. Unreadable is
+// cleared: the settings written are the caller's.
 func prepareFunction(fn Function, code []byte) (Function, error) {
+	fn.Unreadable = nil
 	sum := sha256.Sum256(code)
 	if want := "sha256:" + hex.EncodeToString(sum[:]); fn.Digest != want {
 		return Function{}, fmt.Errorf("store: function %s/%s: digest %q, code hashes to %q: %w",

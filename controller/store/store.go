@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/wispfn/wisp/controller/fnspec"
 )
 
 // DefaultModule is the module used when a request names none. It always exists.
@@ -18,13 +20,16 @@ type Function struct {
 	Size int64
 	// ABI is the runtime's name for the detected ABI ("funless-v1" or "wasi-command").
 	ABI string
-	// Events, Sinks and Metadata are the JSON the user sent, validated and
-	// normalised by the API layer; the store keeps them verbatim. nil means absent.
-	Events   []byte
-	Sinks    []byte
-	Metadata []byte
-	Created  time.Time
-	Updated  time.Time
+	// Spec is the function's settings (events, sinks, metadata), parsed
+	// by the API; the store keeps them as their normalised JSON and parses
+	// them back with fnspec.Decode.
+	Spec fnspec.Spec
+	// Unreadable is set on a function read back whose stored settings do
+	// not parse (fnspec's "Bad stored data"): Spec then holds the fields
+	// that do. Such a function must not run. Writes ignore it.
+	Unreadable error
+	Created    time.Time
+	Updated    time.Time
 }
 
 // Module is a module with the names of its functions, sorted.

@@ -50,6 +50,26 @@ func list(t *testing.T, patterns ...string) map[string]pkg {
 	return pkgs
 }
 
+// controllerRules keep the controller's layers apart: the REST layer sits
+// on top, the invocation vocabulary (controller/invoke) and the function
+// settings (controller/fnspec) at the bottom, so the fleet and the other
+// parts speak invoke, never HTTP.
+var controllerRules = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"controller/fleet", []string{"controller/api"}, "the fleet implements controller/invoke and never imports the REST layer"},
+	{"controller/scheduler", []string{"controller/api"}, "only the REST layer may import controller/api"},
+	{"controller/store", []string{"controller/api", "controller/invoke", "controller/fleet"}, "the store is below the layers that use it"},
+	{"controller/events", []string{"controller/api", "controller/fleet"}, "cloud events speak controller/invoke, never the REST layer or the fleet"},
+	{"controller/sinks", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
+	{"controller/activations", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
+	{"controller/invoke", []string{"controller/api", "controller/fleet"}, "controller/invoke is the vocabulary both sides share"},
+	{"controller/fnspec", []string{"controller/api", "controller/store", "controller/fleet", "controller/invoke", "controller/events", "controller/sinks"},
+		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
+}
+
 func TestImportRules(t *testing.T) {
 	pkgs := list(t, "./...")
 	for path, p := range pkgs {
@@ -80,6 +100,18 @@ func TestImportRules(t *testing.T) {
 			for _, d := range p.Deps {
 				if strings.HasPrefix(d, module+"/controller") {
 					t.Errorf("%s depends on %s: agent/ must never import controller/", rel, d)
+				}
+			}
+		}
+		for _, r := range controllerRules {
+			if rel != r.pkg && !strings.HasPrefix(rel, r.pkg+"/") {
+				continue
+			}
+			for _, d := range p.Deps {
+				for _, f := range r.forbidden {
+					if d == module+"/"+f || strings.HasPrefix(d, module+"/"+f+"/") {
+						t.Errorf("%s depends on %s: %s", rel, d, r.why)
+					}
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,9 @@ func TestDevPlatform(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+		// Shutdown waited for every goroutine the controller's server, API
+		// and fleet started: none is left once Run returned.
+		noGoroutinesOf(t, "controller/server.", "controller/api.", "controller/fleet.")
 	}()
 	code, _ := os.ReadFile("../../testdata/wasm/hello_c.wasm")
 	form, ct := testhttp.Multipart(map[string]string{"name": "hello", "wait_for_workers": "true"}, "code", "hello.wasm", code)
@@ -53,6 +57,36 @@ func TestDevPlatform(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// noGoroutinesOf fails if a goroutine has a frame in one of the packages
+// (module-relative prefixes such as "controller/fleet."). A goroutine that
+// was waited for may still be returning from its last frames, so it looks
+// for up to two seconds; one that was not waited for is blocked or busy
+// and stays.
+func noGoroutinesOf(t *testing.T, pkgs ...string) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		left = left[:0]
+		buf := make([]byte, 8<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			for _, p := range pkgs {
+				if strings.Contains(g, "github.com/wispfn/wisp/"+p) {
+					left = append(left, g)
+					break
+				}
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(left) > 0 {
+		t.Errorf("%d goroutines of %v are left after shutdown:\n\n%s", len(left), pkgs, strings.Join(left, "\n\n"))
+	}
 }
 
 func call(t *testing.T, method, url, token, ct string, body io.Reader) (int, string) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -325,8 +326,8 @@ func testActivationDeleteFunction(t *testing.T, s store.Store, _ func(*testing.T
 	ctx := t.Context()
 	mustCreateModule(t, s, "m")
 	code, _ := Code("deleted")
-	fn := mustCreateFunction(t, s, "m", "f", code)
-	mustRecord(t, s, newActivation(1, "m", "f"), [][]byte{fn.Sinks})
+	mustCreateFunction(t, s, "m", "f", code)
+	mustRecord(t, s, newActivation(1, "m", "f"), sinksOf(1, "deleted"))
 	_, err := s.DeleteFunction(ctx, "m", "f")
 	noErr(t, "DeleteFunction", err)
 	noErr(t, "DeleteModule", s.DeleteModule(ctx, "m"))
@@ -377,7 +378,7 @@ func testDeliveryCopiesSink(t *testing.T, s store.Store, _ func(*testing.T) stor
 	mustCreateModule(t, s, "m")
 	code, _ := Code("sinks")
 	fn := newFunction("m", "f", code)
-	fn.Sinks = []byte(`[{"type":"couchdb","params":{"url":"http://old/db"}}]`)
+	fn.Spec.Sinks = []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://old/db"}}}
 	_, err := s.CreateFunction(ctx, fn, code)
 	noErr(t, "CreateFunction", err)
 	sink := []byte(`{"type":"couchdb","params":{"url":"http://old/db"}}`)
@@ -389,7 +390,7 @@ func testDeliveryCopiesSink(t *testing.T, s store.Store, _ func(*testing.T) stor
 	copy(sink, `{"type":"XXXXXXX"`)
 	copy(batchSink, `{"type":"XXXXXXX"`)
 	sinks[0] = []byte(`{}`)
-	fn.Sinks = []byte(`[{"type":"couchdb","params":{"url":"http://new/db"}}]`)
+	fn.Spec.Sinks = []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://new/db"}}}
 	_, err = s.UpdateFunction(ctx, fn, code)
 	noErr(t, "UpdateFunction", err)
 

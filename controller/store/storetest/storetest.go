@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 )
 
@@ -50,7 +51,7 @@ func Run(t *testing.T, open Opener) {
 		{"RenameKeepsFunctions", testRenameKeepsFunctions},
 		{"DeleteModuleDeletesFunctions", testDeleteModuleDeletesFunctions},
 		{"Functions", testFunctions},
-		{"FunctionFieldsVerbatim", testFunctionFieldsVerbatim},
+		{"FunctionSpec", testFunctionSpec},
 		{"UpdateFunction", testUpdateFunction},
 		{"CodeOncePerDigest", testCodeOncePerDigest},
 		{"DigestMismatch", testDigestMismatch},
@@ -110,13 +111,15 @@ func Code(seed string) (code []byte, digest string) {
 func newFunction(module, name string, code []byte) store.Function {
 	sum := sha256.Sum256(code)
 	return store.Function{
-		Module:   module,
-		Name:     name,
-		Digest:   "sha256:" + hex.EncodeToString(sum[:]),
-		ABI:      "funless-v1",
-		Events:   []byte(`[{"type":"mqtt","params":{"topic":"t/` + name + `"}}]`),
-		Sinks:    []byte(`[{"type":"couchdb"}]`),
-		Metadata: []byte(`{"tag":"` + name + `"}`),
+		Module: module,
+		Name:   name,
+		Digest: "sha256:" + hex.EncodeToString(sum[:]),
+		ABI:    "funless-v1",
+		Spec: fnspec.Spec{
+			Events:   []fnspec.Event{{Type: "mqtt", Params: fnspec.EventParams{Topic: "t/" + name, Local: true}}},
+			Sinks:    []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch/db"}}},
+			Metadata: fnspec.Metadata{Tag: name},
+		},
 	}
 }
 
@@ -396,23 +399,30 @@ func testFunctions(t *testing.T, s store.Store, _ func(*testing.T) store.Store) 
 	equal(t, "ListFunctions of no functions", fns, []store.Function{})
 }
 
-func testFunctionFieldsVerbatim(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+// testFunctionSpec: a function's typed settings come back as they were
+// written, absent ones as absent.
+func testFunctionSpec(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	ctx := t.Context()
-	code, _ := Code("verbatim")
+	code, _ := Code("spec")
+	capacity := int64(0)
 	tests := []struct {
-		name                     string
-		events, sinks, metadata  []byte
-		wantEvents, wantMetadata []byte
+		name string
+		spec fnspec.Spec
 	}{
-		{"nil stays nil", nil, nil, nil, nil, nil},
-		{"empty stays empty", []byte{}, []byte{}, []byte{}, []byte{}, []byte{}},
-		// Not normalised: whitespace and key order are the API layer's business.
-		{"bytes kept", []byte(` [ {"b":1, "a":2} ]`), []byte(`[]`), []byte("{\"k\":\"\u00e9\\n\"}"),
-			[]byte(` [ {"b":1, "a":2} ]`), []byte("{\"k\":\"\u00e9\\n\"}")},
+		{"none", fnspec.Spec{}},
+		{"all", fnspec.Spec{
+			Events: []fnspec.Event{
+				{Type: "mqtt", Params: fnspec.EventParams{Host: "broker", Port: 1883, Topic: "a/+/b"}},
+				{Type: "mqtt", Params: fnspec.EventParams{Topic: "local/#", Local: true}},
+			},
+			Sinks:    []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch:5984/db", Username: "u", Password: "p\u00e9"}}},
+			Metadata: fnspec.Metadata{Tag: "edge", Capacity: &capacity, Idempotent: true},
+		}},
+		{"metadata only", fnspec.Spec{Metadata: fnspec.Metadata{Tag: "t"}}},
 	}
 	for i, tt := range tests {
 		in := newFunction(store.DefaultModule, fmt.Sprintf("f%d", i), code)
-		in.Events, in.Sinks, in.Metadata = tt.events, tt.sinks, tt.metadata
+		in.Spec = tt.spec
 		in.ABI = "wasi-command"
 		in.Size = 12345 // ignored: the store sets Size from the code
 		created, err := s.CreateFunction(ctx, in, code)
@@ -420,13 +430,65 @@ func testFunctionFieldsVerbatim(t *testing.T, s store.Store, _ func(*testing.T) 
 		got, err := s.GetFunction(ctx, in.Module, in.Name)
 		noErr(t, tt.name, err)
 		equal(t, tt.name+": GetFunction", got, created)
-		equal(t, tt.name+": Events", got.Events, tt.wantEvents)
-		equal(t, tt.name+": Sinks", got.Sinks, tt.sinks)
-		equal(t, tt.name+": Metadata", got.Metadata, tt.wantMetadata)
+		equal(t, tt.name+": Spec", got.Spec, tt.spec)
+		if got.Unreadable != nil {
+			t.Fatalf("%s: Unreadable = %v", tt.name, got.Unreadable)
+		}
 		if got.ABI != "wasi-command" || got.Size != int64(len(code)) {
 			t.Fatalf("%s: ABI %q, Size %d", tt.name, got.ABI, got.Size)
 		}
+		fns, err := s.ListFunctions(ctx)
+		noErr(t, tt.name+": ListFunctions", err)
+		for _, fn := range fns {
+			if fn.Name == in.Name {
+				equal(t, tt.name+": listed Spec", fn.Spec, tt.spec)
+			}
+		}
 	}
+}
+
+// UnreadableSettings checks fnspec's answer to bad stored data on one
+// store: corrupt must overwrite the stored JSON of field ("events", "sinks"
+// or "metadata") of the function module/name with raw, behind the store's
+// back, and return the store to go on with (the same one, or one opened
+// anew). Each implementation's tests call it with its own corrupt.
+func UnreadableSettings(t *testing.T, s store.Store, corrupt func(t *testing.T, module, name, field string, raw []byte) store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	code, _ := Code("unreadable")
+	in := newFunction(store.DefaultModule, "bad", code)
+	_, err := s.CreateFunction(ctx, in, code)
+	noErr(t, "CreateFunction", err)
+	s = corrupt(t, store.DefaultModule, "bad", "metadata", []byte(`{"tag":`))
+	s = corrupt(t, store.DefaultModule, "bad", "sinks", []byte(`[{"type":"ftp"}]`))
+
+	got, err := s.GetFunction(ctx, store.DefaultModule, "bad")
+	noErr(t, "GetFunction of a function with unreadable settings", err)
+	if got.Unreadable == nil || !errors.Is(got.Unreadable, fnspec.ErrInvalid) ||
+		!strings.Contains(got.Unreadable.Error(), "metadata") || !strings.Contains(got.Unreadable.Error(), "sinks") {
+		t.Fatalf("Unreadable = %v, want an fnspec.ErrInvalid naming metadata and sinks", got.Unreadable)
+	}
+	// What still reads is there; the unreadable fields are zero.
+	equal(t, "readable events", got.Spec.Events, in.Spec.Events)
+	equal(t, "unreadable sinks", got.Spec.Sinks, []fnspec.Sink(nil))
+	equal(t, "unreadable metadata", got.Spec.Metadata, fnspec.Metadata{})
+	fns, err := s.ListFunctions(ctx)
+	noErr(t, "ListFunctions", err)
+	if len(fns) != 1 || fns[0].Unreadable == nil {
+		t.Fatalf("ListFunctions = %+v, want the function, marked unreadable", fns)
+	}
+	// An update writes the settings it is given: readable again.
+	_, err = s.UpdateFunction(ctx, in, code)
+	noErr(t, "UpdateFunction", err)
+	got, err = s.GetFunction(ctx, store.DefaultModule, "bad")
+	noErr(t, "GetFunction after the update", err)
+	if got.Unreadable != nil {
+		t.Fatalf("after the update: Unreadable = %v", got.Unreadable)
+	}
+	equal(t, "settings after the update", got.Spec, in.Spec)
+	// And a delete removes it like any other.
+	_, err = s.DeleteFunction(ctx, store.DefaultModule, "bad")
+	noErr(t, "DeleteFunction", err)
 }
 
 func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
@@ -438,7 +500,7 @@ func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.St
 
 	upd := newFunction("m", "f", newCode)
 	upd.ABI = "wasi-command"
-	upd.Events, upd.Sinks, upd.Metadata = nil, []byte(`[]`), []byte(`{"tag":"x"}`)
+	upd.Spec = fnspec.Spec{Metadata: fnspec.Metadata{Tag: "x"}}
 	before := time.Now()
 	prev, err := s.UpdateFunction(ctx, upd, newCode)
 	after := time.Now()
