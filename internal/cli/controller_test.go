@@ -140,6 +140,17 @@ func TestAgainstController(t *testing.T) {
 		"--agent-name", "edge1", "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 	agent.Await(`msg=connected`)
 	has(ok("agent", "list"), "edge1", "yes")
+	// The token is spent; list and revoke.
+	ok("token", "create", "--uses", "3")
+	has(ok("token", "list"), "ID", "used", "1/1", "active", "0/3")
+	listed := ok("token", "list", "-o", "json")
+	var toks []struct{ ID, State string }
+	if err := json.Unmarshal([]byte(listed), &toks); err != nil || len(toks) != 2 {
+		t.Fatalf("token list -o json: %v %s", err, listed)
+	}
+	has(ok("token", "revoke", toks[1].ID), "revoked "+toks[1].ID)
+	fails("not found", "token", "revoke", toks[1].ID)
+	fails("needs the admin token", "token", "list", "--token", userToken)
 	has(ok("quarantine", "list"), "DIGEST  STATE")
 	fails("not found", "quarantine", "release", "sha256:"+strings.Repeat("0", 64))
 	fails("not a digest", "quarantine", "release", "hello")

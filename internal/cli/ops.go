@@ -371,7 +371,60 @@ within 24 hours (--ttl). Start an agent with it once:
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "lifetime of the token (24h, 90m)")
 	create.Flags().IntVar(&uses, "uses", 1, "how many agents may join with the token")
-	cmd.AddCommand(create)
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List join tokens (never their secrets), used-up and expired ones too", Args: nargs(0, 0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var ts []struct {
+				ID      string `json:"id"`
+				Created string `json:"created"`
+				Expires string `json:"expires"`
+				Uses    int    `json:"uses"`
+				Used    int    `json:"used"`
+				State   string `json:"state"`
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/admin/tokens"}, &ts)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				rows := make([][]string, 0, len(ts))
+				for _, t := range ts {
+					uses := fmt.Sprintf("%d/%d", t.Used, t.Uses)
+					if t.Uses == 0 {
+						uses = fmt.Sprintf("%d/unlimited", t.Used)
+					}
+					exp := "never"
+					if t.Expires != "" {
+						exp = when(t.Expires)
+					}
+					rows = append(rows, []string{t.ID, t.State, uses, exp, when(t.Created)})
+				}
+				return table(w, []string{"ID", "STATE", "USED", "EXPIRES", "CREATED"}, rows)
+			})
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke <id>", Short: "Revoke a join token: no agent joins with it any more (agents that joined keep their credentials)", Args: nargs(1, 1, "<id>"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			data, err := c.call(a.ctx, request{method: http.MethodDelete, path: "/v1/admin/tokens/" + url.PathEscape(args[0])}, nil)
+			if err != nil {
+				return err
+			}
+			return a.emit(data, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "revoked %s\n", args[0])
+				return err
+			})
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
 
