@@ -35,13 +35,25 @@ func TestTrack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	r.Close(context.Background()) // no spare instantiation after this
 	mu.Lock()
 	defer mu.Unlock()
-	want := []string{"compiling " + digest[:13], "done compiling", "running " + digest[:13], "done running", "running " + digest[:13], "done running"}
-	if !slices.Equal(events, want) {
-		t.Fatalf("tracked %q, want %q", events, want)
+	// Instantiations are tracked too, but when they happen depends on how
+	// soon the spare instance is ready (inside a run on a busy machine,
+	// between runs on a quiet one): they are checked apart.
+	var runs []string
+	for _, e := range events {
+		switch e {
+		case "instantiating " + digest[:13], "done instantiating":
+		default:
+			runs = append(runs, e)
+		}
 	}
-	if open[WorkCompile] != 0 || open[WorkRun] != 0 {
+	want := []string{"compiling " + digest[:13], "done compiling", "running " + digest[:13], "done running", "running " + digest[:13], "done running"}
+	if !slices.Equal(runs, want) {
+		t.Fatalf("tracked %q, want %q (instantiations aside)", events, want)
+	}
+	if open[WorkCompile] != 0 || open[WorkRun] != 0 || open[WorkSpare] != 0 {
 		t.Fatalf("work still open: %v", open)
 	}
 }
