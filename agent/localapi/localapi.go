@@ -43,6 +43,7 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -258,7 +259,7 @@ type Answer struct {
 func (s *Server) Invoke(ctx context.Context, req Request) Answer {
 	id := req.ActivationID
 	if id == "" {
-		id = protocol.NewActivationID(time.Now())
+		id = activationid.New(time.Now())
 	}
 	fn := req.Function
 	started := time.Now()

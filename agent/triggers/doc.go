@@ -18,7 +18,7 @@
 //     receipt and acknowledgement makes the broker deliver the message again
 //     instead of losing it.
 //   - At-least-once execution: every delivery gets a fresh activation id
-//     (protocol.NewActivationID). MQTT message ids are reused and change across
+//     (activationid.New). MQTT message ids are reused and change across
 //     sessions, so nothing in a redelivered message identifies the first
 //     delivery; a message redelivered after a crash, after a failed Invoke, or
 //     after a connection loss that dropped its PUBACK runs the function again

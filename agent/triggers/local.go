@@ -16,7 +16,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/activationid"
+	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
 // Invoke runs module/function with args (the exact bytes of a JSON message)
@@ -189,7 +190,7 @@ func New(cfg Config) (*Local, error) {
 func (l *Local) Sync(ctx context.Context, bindings []Binding) error {
 	want := map[string]map[target]struct{}{}
 	for _, b := range bindings {
-		if b.Module == "" || b.Function == "" || !validFilter(b.Topic) {
+		if b.Module == "" || b.Function == "" || !mqtttopic.ValidFilter(b.Topic) {
 			return fmt.Errorf("%w: %+v", ErrInvalidBinding, b)
 		}
 		if want[b.Topic] == nil {
@@ -434,7 +435,7 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	topic := msg.Topic()
 	var targets []target
 	for f, ts := range l.routes {
-		if matchTopic(f, topic) {
+		if mqtttopic.Match(f, topic) {
 			for t := range ts {
 				if !slices.Contains(targets, t) {
 					targets = append(targets, t)
@@ -468,7 +469,7 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	}
 	failed := false
 	for _, t := range targets {
-		id := protocol.NewActivationID(time.Now())
+		id := activationid.New(time.Now())
 		l.metrics.latency.Observe(time.Since(received).Seconds())
 		ctx := context.WithValue(l.invokeCtx, deliveryKey{}, Delivery{Topic: topic, Duplicate: msg.Duplicate(), Key: messageKey(t.module, t.function, topic, payload)})
 		if err := l.cfg.Invoke(ctx, t.module, t.function, payload, id); err != nil {

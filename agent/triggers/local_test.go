@@ -344,23 +344,3 @@ func TestRunWaitsForFirstSync(t *testing.T) {
 		t.Errorf("Sync after Run: %v, want ErrClosed", err)
 	}
 }
-
-func TestMatchTopic(t *testing.T) {
-	tests := []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"a/b", "a/b", true}, {"a/b", "a/b/c", false}, {"a/+", "a/b", true}, {"a/+", "a/b/c", false},
-		{"a/#", "a", true}, {"a/#", "a/b/c", true}, {"#", "$SYS/x", false}, {"a/b/c", "a/b", false},
-	}
-	for _, tt := range tests {
-		if got := matchTopic(tt.filter, tt.topic); got != tt.want {
-			t.Errorf("matchTopic(%q, %q) = %v", tt.filter, tt.topic, got)
-		}
-	}
-	for f, want := range map[string]bool{"a/#": true, "a/#/b": false, "a+": false, "": false, "+/+": true} {
-		if validFilter(f) != want {
-			t.Errorf("validFilter(%q) != %v", f, want)
-		}
-	}
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -133,7 +134,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req api.InvokeRequest) (api.Inv
 		script = s
 	}
 	inv := &protocol.Invoke{
-		ActivationID:   protocol.NewActivationID(start),
+		ActivationID:   activationid.New(start),
 		Module:         req.Module,
 		Function:       req.Function,
 		Digest:         req.Digest,

@@ -1,5 +1,6 @@
 // Package archtest holds no code, only tests that enforce the dependency
-// rules of DESIGN.md with `go list`: protocol/ and cache/ import only the
-// standard library, agent/... never imports controller/..., and the agent
-// binary links neither pgx nor fiber nor any controller package.
+// rules of DESIGN.md with `go list`: protocol/, cache/, internal/activationid
+// and internal/mqtttopic import only the standard library, agent/... never
+// imports controller/..., and the agent binary links neither pgx nor fiber
+// nor any controller package.
 package archtest
