@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/localapi"
@@ -121,6 +122,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			l.Kick()
 		}
 	}
+	// Local activations, from the local API and the triggers alike, run
+	// and are recorded by one runner.
+	runner, err := activation.New(activation.Config{Executor: ex, State: st, OnRecord: kick, Logger: log})
+	if err != nil {
+		rt.Close(context.Background())
+		return err
+	}
 	var lapi *localapi.Server
 	if cfg.LocalAPI != "" {
 		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
@@ -128,7 +136,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			rt.Close(context.Background())
 			return err
 		}
-		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
+		if lapi, err = localapi.New(localapi.Config{Runner: runner, Token: tok, MaxInputBytes: rt.Limits().InputBytes, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
 			rt.Close(context.Background())
 			return err
 		}
@@ -189,7 +197,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 	}
-	if cfg.MQTTBroker != "" && lapi != nil {
+	if cfg.MQTTBroker != "" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -209,7 +217,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 			l, err := triggers.New(triggers.Config{
 				Broker: cfg.MQTTBroker, ClientID: triggers.ClientID(id.AgentID), Logger: log, Registry: reg,
-				Invoke: triggerInvoker(st, lapi),
+				Invoke: triggerInvoker(runner),
 			})
 			if err != nil {
 				log.Error("local triggers", "err", err)
@@ -261,29 +269,16 @@ func syncTriggers(ctx context.Context, l *triggers.Local, fs []protocol.DesiredF
 	log.Info("local triggers synced", "bindings", len(bs))
 }
 
-// triggerInvoker runs a function for a local MQTT message through the local
-// API's path (outbox included). It fails, so that the broker redelivers the
-// message later, only when the activation could not run or be recorded; a
-// function that fails is still a recorded activation.
-func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
-	return func(ctx context.Context, module, function string, args []byte, activationID string) error {
-		fn, ok := st.DesiredFunction(module, function)
-		if !ok {
-			return fmt.Errorf("%s/%s is not in the desired set", module, function)
-		}
-		var key []byte
-		if d, ok := triggers.DeliveryFrom(ctx); ok {
-			key = d.Key[:]
-			if d.Duplicate {
-				if _, ran := st.Seen(key); ran {
-					return nil // ran before a crash; acknowledge, do not run again
-				}
-			}
-		}
-		ans := lapi.Invoke(ctx, localapi.Request{Function: fn, Args: args, Source: "local-mqtt", ActivationID: activationID, Key: key})
-		if !ans.Recorded {
-			return fmt.Errorf("%s/%s: %s", module, function, ans.Body)
-		}
-		return nil
+// triggerInvoker runs a function for a local MQTT message and records it
+// (activation.Runner.RunMessage, with the message's key, so a redelivered
+// message already recorded is not run again). Its error, which leaves the
+// message unacknowledged, is the runner's: the function is not in the
+// desired set, its code is not here, its queue is full, or the activation
+// could not be recorded. A function that fails is a recorded activation.
+func triggerInvoker(runner *activation.Runner) triggers.Invoke {
+	return func(ctx context.Context, m triggers.Message) error {
+		req := activation.Request{Module: m.Module, Function: m.Function, Args: m.Payload, Source: activation.SourceLocalMQTT, ActivationID: m.ActivationID}
+		_, err := runner.RunMessage(ctx, req, activation.MessageKey(m.Module, m.Function, m.Topic, m.Payload), m.Redelivered)
+		return err
 	}
 }

@@ -2,7 +2,6 @@ package triggers
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,43 +19,30 @@ import (
 	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
-// Invoke runs module/function with args (the exact bytes of a JSON message)
-// as activation activationID. It must return nil only once the activation is
-// durably recorded (the agent's outbox append); the function's own failure is
-// a recorded result, not an error here. An error leaves the message
-// unacknowledged, so it is delivered again.
-type Invoke func(ctx context.Context, module, function string, args []byte, activationID string) error
-
-// Delivery describes the MQTT message behind an Invoke call; Invoke finds
-// it in its context with DeliveryFrom.
-type Delivery struct {
-	Topic string
-	// Duplicate is the MQTT DUP flag: the broker sent this message before
-	// (the agent may have run it and crashed before acknowledging).
-	Duplicate bool
-	// Key identifies (function, topic, payload); the agent remembers the
-	// keys of messages it ran, so a redelivered duplicate it already ran is
-	// acknowledged without running it again.
-	Key [32]byte
+// Message is one delivery of an MQTT message to one function bound to its
+// topic.
+type Message struct {
+	Module, Function string
+	Topic            string
+	// Payload is the message's exact bytes, a JSON text: the function's
+	// args.
+	Payload []byte
+	// ActivationID is the id to run it as (fresh for every delivery).
+	ActivationID string
+	// Redelivered is the MQTT DUP flag: the broker sent this message
+	// before, and the agent may have run it and crashed before
+	// acknowledging it.
+	Redelivered bool
 }
 
-type deliveryKey struct{}
-
-// DeliveryFrom returns the delivery an Invoke call is for.
-func DeliveryFrom(ctx context.Context) (Delivery, bool) {
-	d, ok := ctx.Value(deliveryKey{}).(Delivery)
-	return d, ok
-}
-
-// messageKey identifies one message for one function.
-func messageKey(module, function, topic string, payload []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(module + "/" + function + "\x00" + topic + "\x00"))
-	h.Write(payload)
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
-}
+// Invoke runs m. It must return nil only once the activation is durably
+// recorded (the agent's outbox append), or when m is a redelivery of a
+// message already recorded; the function's own failure is a recorded
+// result, not an error here. An error leaves the message unacknowledged, so
+// it is delivered again. The agent's Invoke is agent/activation's
+// RunMessage, whose errors say why (not in the desired set, no code yet,
+// overloaded, not recorded).
+type Invoke func(ctx context.Context, m Message) error
 
 // Binding is one local trigger: messages on Topic (an MQTT topic filter; + and
 // # are allowed) invoke Module/Function.
@@ -471,8 +457,8 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	for _, t := range targets {
 		id := activationid.New(time.Now())
 		l.metrics.latency.Observe(time.Since(received).Seconds())
-		ctx := context.WithValue(l.invokeCtx, deliveryKey{}, Delivery{Topic: topic, Duplicate: msg.Duplicate(), Key: messageKey(t.module, t.function, topic, payload)})
-		if err := l.cfg.Invoke(ctx, t.module, t.function, payload, id); err != nil {
+		m := Message{Module: t.module, Function: t.function, Topic: topic, Payload: payload, ActivationID: id, Redelivered: msg.Duplicate()}
+		if err := l.cfg.Invoke(l.invokeCtx, m); err != nil {
 			failed = true
 			l.metrics.messages.WithLabelValues(resultError).Inc()
 			l.log.Warn("triggers: invocation failed; the message stays unacknowledged and will be delivered again",
