@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/executor"
-	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
@@ -146,7 +145,7 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 	}
 	started := time.Now()
 	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args}, nil)
-	if errors.Is(out.Err, executor.ErrNoCode) || errors.Is(out.Err, runtime.ErrOverloaded) {
+	if errors.Is(out.Err, ErrNoCode) || errors.Is(out.Err, ErrOverloaded) || errors.Is(out.Err, ErrClosed) {
 		return Result{}, out.Err // nothing ran: there is no activation to record
 	}
 	entry := protocol.OutboxEntry{

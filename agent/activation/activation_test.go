@@ -262,3 +262,22 @@ func (r *spyRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
 	r.unsynced++
 	return nil
 }
+
+// TestClosedIsNotRecorded: once the runtime is closed (the agent stops),
+// a call does not run and is not recorded, so a trigger message that
+// arrives then is delivered again after the restart instead of being
+// acknowledged as failed.
+func TestClosedIsNotRecorded(t *testing.T) {
+	e := start(t, runtime.Config{})
+	r := e.runner(t, Config{})
+	if err := e.exec.Runtime().Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req := Request{Module: "_", Function: "hello_c", Args: []byte(`{}`), Source: SourceLocalMQTT}
+	if res, err := r.RunMessage(context.Background(), req, [32]byte{3}, false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %+v %v", res, err)
+	}
+	if n := e.st.OutboxLen(); n != 0 {
+		t.Fatalf("the call was recorded (%d entries)", n)
+	}
+}

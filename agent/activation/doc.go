@@ -16,7 +16,8 @@
 //   - A run that returns an error is not recorded, and nothing of it ran
 //     unless the error is ErrNotRecorded: ErrUnknownFunction (not in the
 //     desired set), ErrNoCode (the code is not on the agent), ErrOverloaded
-//     (the function's queue is full). A trigger leaves its message
+//     (the function's queue is full), ErrClosed (the agent is stopping: a
+//     message that arrives then is left for the next start). A trigger leaves its message
 //     unacknowledged on any of them so the broker delivers it again.
 //   - RunMessage is Run for a message a broker may deliver again. Its key
 //     (MessageKey) is stored in the same journal frame as the outbox entry;

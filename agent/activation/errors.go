@@ -17,6 +17,9 @@ var (
 	// ErrOverloaded: the function's queue on this agent is full; it did
 	// not run.
 	ErrOverloaded = runtime.ErrOverloaded
+	// ErrClosed: the agent is stopping (its runtime is closed); the
+	// function did not run.
+	ErrClosed = runtime.ErrClosed
 	// ErrNotRecorded: the outbox append failed; the function ran, and its
 	// caller must not take the activation for recorded.
 	ErrNotRecorded = errors.New("activation: the activation could not be recorded")

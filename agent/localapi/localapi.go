@@ -227,6 +227,8 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, activation.ErrNoCode):
 		return http.StatusServiceUnavailable, "The function's code is not on this agent yet"
+	case errors.Is(err, activation.ErrClosed):
+		return http.StatusServiceUnavailable, "The agent is shutting down"
 	case errors.Is(err, activation.ErrNotRecorded):
 		return http.StatusInternalServerError, "The activation could not be recorded: " + err.Error()
 	case errors.Is(err, state.ErrQuarantined):
