@@ -94,8 +94,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Run serves on ln until ctx is done, then lets requests in flight finish
-// (at most 10s).
+// Run serves on ln until ctx is done, then stops listening and lets
+// requests in flight finish (at most 10s). It returns once its serving
+// goroutine has ended.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
@@ -106,7 +107,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.srv.Shutdown(sctx)
+	err := s.srv.Shutdown(sctx)
+	<-errc // http.ErrServerClosed, at once: Shutdown closed the listener
+	return err
 }
 
 // LoadOrCreateToken returns the agent-local token kept in dir/local.token,
