@@ -94,7 +94,7 @@ type Result struct {
 	// Output is the function's output when Err is nil.
 	Output []byte
 	// Err is the function's failure, recorded as such: a *runtime.Error
-	// (guest error, trap, timeout, limits) or state.ErrQuarantined (the
+	// (guest error, trap, timeout, limits) or ErrQuarantined (the
 	// code is quarantined: nothing ran, and the refusal is recorded so that
 	// a trigger acknowledges its message instead of getting it forever).
 	Err error

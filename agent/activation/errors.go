@@ -5,6 +5,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/state"
 )
 
 // Errors of Run and RunMessage. Each means the activation is not recorded;
@@ -24,3 +25,7 @@ var (
 	// caller must not take the activation for recorded.
 	ErrNotRecorded = errors.New("activation: the activation could not be recorded")
 )
+
+// ErrQuarantined marks a recorded refusal (Result.Err): the function's
+// code is quarantined on this agent, so nothing ran.
+var ErrQuarantined = state.ErrQuarantined

@@ -45,7 +45,6 @@ import (
 
 	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/agent/state"
 )
 
 // Server is the local invoke API.
@@ -234,7 +233,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "The agent is shutting down"
 	case errors.Is(err, activation.ErrNotRecorded):
 		return http.StatusInternalServerError, "The activation could not be recorded: " + err.Error()
-	case errors.Is(err, state.ErrQuarantined):
+	case errors.Is(err, activation.ErrQuarantined):
 		return http.StatusLocked, "The function is quarantined: " + err.Error()
 	case errors.As(err, &rerr):
 		switch rerr.Kind {

@@ -106,3 +106,31 @@ func TestAgentBinaryDeps(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentLayers keeps the agent's local activations in one place: the
+// local API is HTTP only and the triggers MQTT only, both over
+// agent/activation (the triggers through the Invoke the agent gives them,
+// so they work with the local API off), and agent/activation speaks
+// neither HTTP nor MQTT.
+func TestAgentLayers(t *testing.T) {
+	pkgs := list(t, "./agent/...")
+	forbidden := map[string][]string{
+		"agent/activation": {"net/http", module + "/agent/localapi", module + "/agent/triggers", "github.com/eclipse/paho.mqtt.golang"},
+		"agent/localapi":   {module + "/agent/executor", module + "/agent/state", module + "/agent/triggers"},
+		"agent/triggers":   {module + "/agent/localapi", module + "/agent/activation", module + "/agent/executor", module + "/agent/state"},
+	}
+	for rel, bad := range forbidden {
+		p, ok := pkgs[module+"/"+rel]
+		if !ok {
+			t.Errorf("%s: not found", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			for _, b := range bad {
+				if imp == b || strings.HasPrefix(imp, b+"/") {
+					t.Errorf("%s imports %s", rel, imp)
+				}
+			}
+		}
+	}
+}
