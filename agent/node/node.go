@@ -107,7 +107,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	runErr := a.run(ctx)
-	// Everything that could call the runtime has stopped.
+	// Every part has stopped; a local API request still running past the
+	// API's own 10s is stopped by the runtime's Close.
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := rt.Close(dctx); err != nil {
