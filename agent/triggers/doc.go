@@ -48,6 +48,10 @@
 //     Config.MaxInFlight at a time; the broker's in-flight window bounds them
 //     too, since a message is unacked while its invocation runs. Messages on
 //     one topic may therefore start out of order.
+//   - Shutdown: Run stops taking messages, gives running invocations
+//     Config.DrainTimeout, disconnects, then cancels the context of those
+//     still running and waits for them: no invocation it started outlives
+//     it. Their messages stay unacknowledged and come back.
 //
 // This package must never import controller code.
 package triggers

@@ -136,6 +136,11 @@ type Local struct {
 	synced     chan struct{} // closed by the first Sync
 	syncedOnce sync.Once
 
+	// undrained holds the drains of sessions closed with invocations
+	// still running (Config.DrainTimeout passed); Run waits for them before
+	// it returns. Only Run's goroutine touches it.
+	undrained []chan struct{}
+
 	mu        sync.Mutex
 	closed    bool
 	routes    map[string]map[target]struct{} // filter -> functions
@@ -264,12 +269,19 @@ func (l *Local) apply(ctx context.Context, c mqtt.Client, add, drop []string) er
 // then stops taking messages, gives running invocations Config.DrainTimeout
 // and disconnects. It restarts the session after a failed Invoke so that the
 // broker redelivers the unacked message.
+//
+// When Run returns no invocation it started is running: those still running
+// after the drain have their context cancelled, and Run waits for them to
+// return (their messages stay unacknowledged).
 func (l *Local) Run(ctx context.Context) error {
 	defer func() {
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
 		l.cancelInvoke()
+		for _, drained := range l.undrained {
+			<-drained
+		}
 	}()
 	select {
 	case <-l.synced:
@@ -375,6 +387,7 @@ func (l *Local) close(s *session) {
 	case <-done:
 	case <-t.C:
 		l.log.Warn("triggers: invocations still running after the drain timeout; their messages may be delivered again", "timeout", l.cfg.DrainTimeout)
+		l.undrained = append(l.undrained, done)
 	}
 	t.Stop()
 	s.client.Disconnect(250)
