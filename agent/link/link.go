@@ -507,8 +507,11 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn, wg *sync.Wait
 func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	// Both directions must end for QUIC to count the stream as closed and
 	// grant the controller a new one. Forgetting the read side leaks one
-	// stream credit per invocation until the connection stalls.
-	defer quicstream.Finish(s)
+	// stream credit per invocation until the connection stalls. Waiting
+	// for the controller's FIN (it ends its side once it read the answer)
+	// keeps the stream in flight until then, so a drain never closes the
+	// connection, which drops undelivered stream data, under an answer.
+	defer quicstream.FinishWait(s)
 	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 	if err != nil {
 		s.CancelRead(0)
