@@ -34,18 +34,23 @@
 // # Transport and message flow
 //
 // There is one QUIC connection per agent–controller pair, dialled by the agent
-// with ALPN "wisp/1". The agent opens the control stream first (bidirectional,
-// one of the two kinds of stream an agent opens; the other carries outbox batches) and sends Hello. The
-// controller answers Welcome (or Error, then closes the connection with
-// [CloseRefused] or [CloseProtocolViolation]); after that the control stream
-// stays open for the life of the connection. Every other stream is opened by
-// the controller, and its first frame says what it is for: Invoke, Code or
-// Ping.
+// with ALPN "wisp/1". All streams are bidirectional. The agent opens two
+// kinds of stream, and no other:
+//   - the control stream, first: it sends Hello, the controller answers
+//     Welcome (or Error, then closes the connection with [CloseRefused] or
+//     [CloseProtocolViolation]), and the stream stays open for the life of
+//     the connection;
+//   - after Welcome, one outbox stream per OutboxBatch it sends.
+//
+// Every other stream is opened by the controller, and its first frame says
+// what it is for: Invoke, Code or Ping. The controller takes every stream the
+// agent opens after the control stream for an outbox stream: one whose first
+// frame is not OutboxBatch is answered Error{BadRequest} and closed.
 //
 //	agent                                               controller
 //	  |====== QUIC connect, ALPN "wisp/1" ======================>|
 //	  |                                                          |
-//	  |  control stream (the agent opens it, first and only)     |
+//	  |  control stream (the agent opens it, first)              |
 //	  |------ Hello -------------------------------------------->|
 //	  |<----- Welcome | Error -----------------------------------|  after Error: close(Refused)
 //	  |------ Heartbeat (every heartbeat interval) ------------->|
@@ -123,9 +128,14 @@
 //   - To cancel an invocation the controller resets the stream
 //     (CancelWrite/CancelRead) with the [ErrorCode] as the QUIC stream error
 //     code, normally [Canceled].
-//   - A peer that receives a frame it cannot accept on a stream (a Hello on an
-//     invocation stream, a second Hello, a stream opened by the agent after the
-//     control stream) closes the connection with [CloseProtocolViolation].
+//   - Frames out of place: a connection whose first stream does not start
+//     with Hello is closed with [CloseProtocolViolation], and so is one whose
+//     agent missed its heartbeats. A new stream whose first frame does not
+//     belong there (a Hello on an invocation stream, anything but
+//     OutboxBatch on a stream the agent opened) is answered Error{BadRequest}
+//     and closed; a known message out of place on the control stream (a
+//     second Hello) is logged and skipped. The connection stays up in both
+//     cases.
 //   - The controller closes an agent's older connection with [CloseSuperseded]
 //     when the same agent connects again, and every connection with
 //     [CloseShutdown] when it shuts down after draining. An agent closes
@@ -252,6 +262,12 @@
 //     so a decoded message compares equal (reflect.DeepEqual) to the one sent.
 //   - Result.code and Error.code are uint16 on the wire's terms: a value above
 //     65535 is malformed, as is a Result.exit_code above 2^32-1.
+//   - Activation ids (Invoke, Started, Result, OutboxEntry, OutboxAck) and
+//     MQTT topic filters (DesiredFunction.local_topics) are plain strings
+//     here. How an id is made and what its characters mean (the time it
+//     carries) is internal/activationid's; which filters are valid and what
+//     they match is internal/mqtttopic's. Both binaries share those
+//     packages; the wire only carries the strings.
 //   - Decoding does not check that strings are UTF-8 or that digests look like
 //     "sha256:<hex>": that is the receiver's business, and a digest that does
 //     not match its code is caught by hashing anyway.

@@ -16,5 +16,10 @@
 // CloseShutdown, which tells the controller that every stream it accepted
 // was answered (protocol doc: Delivery).
 //
+// Run owns every goroutine it starts: when it returns, the session's
+// heartbeats, control reader, outbox drain, stream acceptor and every stream
+// handler have ended (the connection is closed first, which ends their
+// reads and the contexts of invocations still running).
+//
 // It must never import controller packages.
 package link

@@ -271,11 +271,15 @@ func (l *Link) session(ctx context.Context) error {
 	defer stop()
 	actx, stopAccepting := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAccepting()
+	// Every goroutine of the session, stream handlers included, has ended
+	// when session returns: closing the connection ends the reads they may
+	// block in and the contexts of the invocations still running.
+	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	go func() { errc <- l.heartbeats(sctx, ctrl, interval) }()
-	go func() { errc <- l.drainOutbox(sctx, conn) }()
-	go func() { errc <- l.control(sctx, ctrl) }()
-	go func() { errc <- l.acceptStreams(actx, conn) }()
+	wg.Go(func() { errc <- l.heartbeats(sctx, ctrl, interval) })
+	wg.Go(func() { errc <- l.drainOutbox(sctx, conn) })
+	wg.Go(func() { errc <- l.control(sctx, ctrl) })
+	wg.Go(func() { errc <- l.acceptStreams(actx, conn, &wg) })
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
@@ -288,6 +292,10 @@ func (l *Link) session(ctx context.Context) error {
 			closeCode, closeReason = protocol.CloseShutdown, "agent shutting down"
 		}
 	}
+	stop()
+	stopAccepting()
+	conn.CloseWithError(quic.ApplicationErrorCode(closeCode), closeReason)
+	wg.Wait()
 	return err
 }
 
@@ -476,20 +484,22 @@ func (l *Link) sendBatch(ctx context.Context, conn *quic.Conn, entries []protoco
 	return fmt.Errorf("controller answered OutboxBatch with %v", msg.Type())
 }
 
-func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
+// acceptStreams serves the streams the controller opens, each in a
+// goroutine counted in wg (and in l.handlers, which drain polls).
+func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn, wg *sync.WaitGroup) error {
 	for {
 		s, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return fmt.Errorf("accepting streams: %w", err)
 		}
 		l.handlers.Add(1)
-		go func() {
+		wg.Go(func() {
 			defer l.handlers.Add(-1)
 			// The stream's context ends when the controller cancels the
 			// invocation or the connection dies, not when the agent starts
 			// shutting down: in-flight work drains.
 			l.serveStream(s.Context(), s)
-		}()
+		})
 	}
 }
 
@@ -497,8 +507,11 @@ func (l *Link) acceptStreams(ctx context.Context, conn *quic.Conn) error {
 func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 	// Both directions must end for QUIC to count the stream as closed and
 	// grant the controller a new one. Forgetting the read side leaks one
-	// stream credit per invocation until the connection stalls.
-	defer quicstream.Finish(s)
+	// stream credit per invocation until the connection stalls. Waiting
+	// for the controller's FIN (it ends its side once it read the answer)
+	// keeps the stream in flight until then, so a drain never closes the
+	// connection, which drops undelivered stream data, under an answer.
+	defer quicstream.FinishWait(s)
 	msg, err := protocol.ReadMsg(s, protocol.MaxFrameSize)
 	if err != nil {
 		s.CancelRead(0)

@@ -1,22 +1,25 @@
-// Package localapi is the agent's own invoke API: the controller's
-// `POST /v1/fn/{module}/{function}` with the same bodies, envelopes and
-// status codes (413 for args over the agent's input limit, checked before
-// anything runs or is recorded; 423 for quarantined code), served by the
-// agent from its desired set and its stored code, so local callers keep
-// working when the controller is unreachable.
+// Package localapi is the agent's own invoke API over HTTP: the
+// controller's `POST /v1/fn/{module}/{function}` with the same bodies,
+// envelopes and status codes (openapi/openapi.yaml; its tests check the
+// routes it serves against that document), served by the agent from its
+// desired set and its stored code, so local callers keep working when the
+// controller is unreachable.
+//
+// It is HTTP only: it decodes the request, checks the token, the names and
+// the size of the args (413 over the agent's input limit, before anything
+// runs or is recorded), calls agent/activation, which runs the function and
+// records the activation in the durable outbox before the caller gets the
+// answer, and encodes the result or maps the error to a status code (404,
+// 423 for quarantined code, 503 when nothing ran, ...).
 //
 // It listens on loopback by default and needs the agent-local token (a
-// random secret kept in <data dir>/local.token, mode 0600). Every
-// activation it runs is appended to the durable outbox (fsync'd) before the
-// caller gets the answer, so the controller and the function's sinks
-// receive it exactly once when the link is back.
+// random secret kept in <data dir>/local.token, mode 0600).
 //
-// Config.Unsynced trades a little of that for latency: the answer goes out
-// once the outbox entry is written to the operating system, and the fsync
-// follows within 25ms. An agent crash or kill -9 still loses nothing; a
-// power cut in those 25ms can lose the record (not the answer) of the
-// activations it answered. Triggers always wait for the fsync, since the
-// broker redelivers what they do not acknowledge.
+// Config.Unsynced trades a little durability for latency: the answer goes
+// out once the outbox entry is written to the operating system, and the
+// fsync follows within 25ms. An agent crash or kill -9 still loses nothing;
+// a power cut in those 25ms can lose the record (not the answer) of the
+// activations it answered.
 //
 // It uses net/http only: the agent binary must not link fiber.
 package localapi
@@ -40,57 +43,43 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wispfn/wisp/agent/executor"
+	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/protocol"
 )
-
-// Recorder keeps a locally run activation; the agent's outbox. key, when
-// not nil, identifies the trigger message that started it (remembered in
-// the same transaction).
-type Recorder interface {
-	AppendOutboxKeyed(e *protocol.OutboxEntry, key []byte) error
-	// AppendOutboxUnsynced returns before the fsync (Config.Unsynced).
-	AppendOutboxUnsynced(e *protocol.OutboxEntry) error
-}
 
 // Server is the local invoke API.
 type Server struct {
-	exec      *executor.Executor
-	state     *state.State
-	rec       Recorder
-	tokenHash [32]byte
-	log       *slog.Logger
-	onRecord  func() // called after each outbox append (wakes the drainer)
-	unsynced  bool
-	srv       *http.Server
+	runner        *activation.Runner
+	tokenHash     [32]byte
+	maxInputBytes int
+	log           *slog.Logger
+	unsynced      bool
+	srv           *http.Server
 }
 
 // Config configures a Server.
 type Config struct {
-	Executor *executor.Executor
-	State    *state.State
-	// Recorder defaults to State.
-	Recorder Recorder
+	// Runner runs and records the activations.
+	Runner *activation.Runner
 	// Token is the bearer token callers present.
 	Token string
-	// OnRecord, when set, is called after each activation is recorded.
-	OnRecord func()
-	// Unsynced answers API calls before the outbox fsync (see the package
-	// doc); false waits for it.
+	// MaxInputBytes bounds the args (the agent runtime's input limit);
+	// default runtime.DefaultLimits.InputBytes.
+	MaxInputBytes int
+	// Unsynced answers before the outbox fsync (see the package doc);
+	// false waits for it.
 	Unsynced bool
 	Logger   *slog.Logger
 }
 
 // New builds the server; it does no I/O.
 func New(cfg Config) (*Server, error) {
-	if cfg.Executor == nil || cfg.State == nil || cfg.Token == "" {
-		return nil, errors.New("localapi: executor, state and token are required")
+	if cfg.Runner == nil || cfg.Token == "" {
+		return nil, errors.New("localapi: runner and token are required")
 	}
-	s := &Server{exec: cfg.Executor, state: cfg.State, rec: cfg.Recorder, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, onRecord: cfg.OnRecord, unsynced: cfg.Unsynced}
-	if s.rec == nil {
-		s.rec = cfg.State
+	s := &Server{runner: cfg.Runner, tokenHash: sha256.Sum256([]byte(cfg.Token)), maxInputBytes: cfg.MaxInputBytes, log: cfg.Logger, unsynced: cfg.Unsynced}
+	if s.maxInputBytes <= 0 {
+		s.maxInputBytes = runtime.DefaultLimits.InputBytes
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -104,8 +93,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Run serves on ln until ctx is done, then lets requests in flight finish
-// (at most 10s).
+// Run serves on ln until ctx is done, then stops listening and lets
+// requests in flight finish (at most 10s). It returns once its serving
+// goroutine has ended.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
@@ -116,7 +106,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.srv.Shutdown(sctx)
+	err := s.srv.Shutdown(sctx)
+	<-errc // http.ErrServerClosed, at once: Shutdown closed the listener
+	return err
 }
 
 // LoadOrCreateToken returns the agent-local token kept in dir/local.token,
@@ -202,116 +194,57 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 			args = req.Args
 		}
 	}
-	fn, ok := s.state.DesiredFunction(module, name)
-	if !ok {
+	// Refused before anything runs or is recorded, as the controller does.
+	if len(args) > s.maxInputBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The args are %d bytes; this agent's input limit is %d bytes", len(args), s.maxInputBytes))
+		return
+	}
+	res, err := s.runner.Run(r.Context(), activation.Request{Module: module, Function: name, Args: args, Source: activation.SourceLocalAPI, Unsynced: s.unsynced})
+	if errors.Is(err, activation.ErrUnknownFunction) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
 		return
 	}
-	// Refused before anything runs or is recorded, as the controller does.
-	if limit := s.exec.Runtime().Limits().InputBytes; len(args) > limit {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The args are %d bytes; this agent's input limit is %d bytes", len(args), limit))
-		return
-	}
-	ans := s.Invoke(r.Context(), Request{Function: fn, Args: args, Source: "local-api", Unsynced: s.unsynced})
-	if ans.Status == http.StatusOK {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"data":`))
-		w.Write(ans.Body)
-		w.Write([]byte("}\n"))
-		return
-	}
-	writeError(w, ans.Status, string(ans.Body))
-}
-
-// Request is one local activation: the HTTP API's, or a trigger's.
-type Request struct {
-	Function protocol.DesiredFunction
-	Args     []byte
-	Source   string // "local-api", "local-mqtt"
-	// ActivationID is the id to record; "" makes a new one.
-	ActivationID string
-	// Key identifies the trigger message that started it; it is remembered
-	// in the same transaction as the outbox entry. nil: none.
-	Key []byte
-	// Unsynced returns once the outbox entry is written, before its fsync;
-	// ignored with a Key (a trigger acknowledges only what is fsync'd).
-	Unsynced bool
-}
-
-// Answer is what a local activation produced: the HTTP status and body
-// (the output on 200, the error detail otherwise), and whether the
-// activation is recorded in the outbox. Recorded is false when nothing ran
-// (the code is not on the agent, or the function's queue was full) or the
-// outbox append failed: a trigger must then leave its message
-// unacknowledged.
-type Answer struct {
-	Status   int
-	Body     []byte
-	Recorded bool
-}
-
-// Invoke runs a desired function locally and appends the activation to the
-// outbox (durably, before returning), whatever the function answered. A
-// quarantined function does not run; its refusal is recorded all the same
-// (code Quarantined), so that a trigger acknowledges the message instead of
-// getting it again and again until an operator releases the code.
-func (s *Server) Invoke(ctx context.Context, req Request) Answer {
-	id := req.ActivationID
-	if id == "" {
-		id = protocol.NewActivationID(time.Now())
-	}
-	fn := req.Function
-	started := time.Now()
-	out := s.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args}, nil)
-	entry := protocol.OutboxEntry{
-		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: req.Source,
-		Output: out.Output, StartedUnixUS: uint64(started.UnixMicro()), DurationUS: uint64(time.Since(started).Microseconds()),
-	}
-	ans := Answer{Status: http.StatusOK, Body: out.Output}
-	if out.Err != nil {
-		ans.Status, ans.Body = statusOf(out.Err)
-		entry.Code, entry.Message, entry.Output = executor.WireCode(out.Err), out.Err.Error(), nil
-	}
-	if errors.Is(out.Err, executor.ErrNoCode) || errors.Is(out.Err, runtime.ErrOverloaded) {
-		return ans // nothing ran: there is no activation to record
-	}
-	var err error
-	if req.Unsynced && req.Key == nil {
-		err = s.rec.AppendOutboxUnsynced(&entry)
-	} else {
-		err = s.rec.AppendOutboxKeyed(&entry, req.Key)
-	}
 	if err != nil {
-		s.log.Error("outbox append failed; the activation is not recorded", "activation", id, "module", fn.Module, "function", fn.Name, "err", err)
-		return Answer{Status: http.StatusInternalServerError, Body: []byte("The activation could not be recorded: " + err.Error())}
+		status, detail := statusOf(err)
+		writeError(w, status, detail)
+		return
 	}
-	if s.onRecord != nil {
-		s.onRecord()
+	if res.Err != nil {
+		status, detail := statusOf(res.Err)
+		writeError(w, status, detail)
+		return
 	}
-	ans.Recorded = true
-	return ans
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"data":`))
+	w.Write(res.Output)
+	w.Write([]byte("}\n"))
 }
 
-// statusOf maps a failure to the controller's status codes and detail
-// (FunLess's, and Wisp's 413 and 423).
-func statusOf(err error) (int, []byte) {
-	if errors.Is(err, executor.ErrNoCode) {
-		return http.StatusServiceUnavailable, []byte("The function's code is not on this agent yet")
-	}
-	if errors.Is(err, state.ErrQuarantined) {
-		return http.StatusLocked, []byte("The function is quarantined: " + err.Error())
-	}
+// statusOf maps an error of activation.Runner.Run (but ErrUnknownFunction,
+// whose detail names the function), or a recorded failure of the
+// function, to the controller's status code and detail (FunLess's, and
+// Wisp's 413 and 423).
+func statusOf(err error) (int, string) {
 	var rerr *runtime.Error
-	if errors.As(err, &rerr) {
+	switch {
+	case errors.Is(err, activation.ErrNoCode):
+		return http.StatusServiceUnavailable, "The function's code is not on this agent yet"
+	case errors.Is(err, activation.ErrClosed):
+		return http.StatusServiceUnavailable, "The agent is shutting down"
+	case errors.Is(err, activation.ErrNotRecorded):
+		return http.StatusInternalServerError, "The activation could not be recorded: " + err.Error()
+	case errors.Is(err, activation.ErrQuarantined):
+		return http.StatusLocked, "The function is quarantined: " + err.Error()
+	case errors.As(err, &rerr):
 		switch rerr.Kind {
 		case runtime.KindGuestError:
-			return http.StatusUnprocessableEntity, []byte("Error: " + rerr.Msg)
+			return http.StatusUnprocessableEntity, "Error: " + rerr.Msg
 		case runtime.KindInputTooLarge:
-			return http.StatusRequestEntityTooLarge, []byte(rerr.Error())
+			return http.StatusRequestEntityTooLarge, rerr.Error()
 		case runtime.KindOverloaded: // refused before it ran
-			return http.StatusServiceUnavailable, []byte("The function is at its limit on this agent; try again later (" + rerr.Msg + ")")
+			return http.StatusServiceUnavailable, "The function is at its limit on this agent; try again later (" + rerr.Msg + ")"
 		}
-		return http.StatusInternalServerError, []byte(rerr.Error())
+		return http.StatusInternalServerError, rerr.Error()
 	}
-	return http.StatusInternalServerError, []byte("Internal server error")
+	return http.StatusInternalServerError, "Internal server error"
 }

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,10 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testopenapi"
 	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -29,6 +29,9 @@ type env struct {
 	url, token string
 	st         *state.State
 	exec       *executor.Executor
+	// spec checks every request post sends, and its answer, against
+	// openapi/openapi.yaml: the local API serves the controller's routes.
+	spec *testopenapi.Checker
 }
 
 func start(t testing.TB) *env {
@@ -82,14 +85,29 @@ func startWith(t testing.TB, cfg runtime.Config) *env {
 	})
 	e := &env{token: tok, st: st, exec: ex}
 	e.url = e.serve(t, Config{Token: tok})
+	e.spec = testopenapi.Load(t, e.url)
 	return e
 }
 
-// serve runs a Server with cfg (its executor and state are e's) until the
-// test ends, and returns its base URL.
+// runner returns an activation runner over e's executor and state,
+// recording into rec (nil: the state's outbox).
+func (e *env) runner(t testing.TB, rec activation.Recorder) *activation.Runner {
+	t.Helper()
+	r, err := activation.New(activation.Config{Executor: e.exec, State: e.st, Recorder: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// serve runs a Server with cfg (with e's runner unless cfg has one, and
+// the runtime's input limit) until the test ends, and returns its base URL.
 func (e *env) serve(t testing.TB, cfg Config) string {
 	t.Helper()
-	cfg.Executor, cfg.State = e.exec, e.st
+	if cfg.Runner == nil {
+		cfg.Runner = e.runner(t, nil)
+	}
+	cfg.MaxInputBytes = e.exec.Runtime().Limits().InputBytes
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -108,10 +126,40 @@ func (e *env) serve(t testing.TB, cfg Config) string {
 	return "http://" + ln.Addr().String()
 }
 
+// post sends a request to e's server and checks it and its answer against
+// openapi/openapi.yaml (the request only when it is meant to be valid).
 func (e *env) post(t testing.TB, path, token, body string) (int, string) {
 	t.Helper()
-	code, b := testhttp.Do(t, "POST", e.url+path, token, "", strings.NewReader(body))
-	return code, strings.TrimSpace(string(b))
+	return e.postTo(t, e.url, path, token, body, true)
+}
+
+// postTo is post to the server at url, checking the request against the
+// document only when valid is set (a request meant to break it is not).
+func (e *env) postTo(t testing.TB, url, path, token, body string, valid bool) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := e.spec
+	if url != e.url {
+		spec = testopenapi.Load(t, url)
+	}
+	spec.Check(t, req, []byte(body), valid, resp, b)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 func TestLocalInvoke(t *testing.T) {
@@ -120,22 +168,23 @@ func TestLocalInvoke(t *testing.T) {
 		name, path, token, body string
 		status                  int
 		want                    string
+		breaksSpec              bool // the request itself is outside openapi.yaml
 	}{
-		{"hello", "/v1/fn/_/hello_c", e.token, `{"args":{"name":"Ada"}}`, 200, `{"data":{"payload":"Hello Ada!"}}`},
-		{"no body", "/v1/fn/_/hello_c", e.token, ``, 200, `{"data":{"payload":"Hello World!"}}`},
-		{"guest error", "/v1/fn/_/guest_error", e.token, `{}`, 422, `{"errors":{"detail":"Error: something went wrong"}}`},
-		{"trap", "/v1/fn/_/trap", e.token, `{}`, 500, `integer divide by zero`},
-		{"unknown function", "/v1/fn/_/nope", e.token, `{}`, 404, `Function _/nope not found on this agent`},
-		{"code not here", "/v1/fn/_/missing_code", e.token, `{}`, 503, `not on this agent`},
-		{"no token", "/v1/fn/_/hello_c", "", `{}`, 401, `Missing or invalid token`},
-		{"wrong token", "/v1/fn/_/hello_c", "wispl_nope", `{}`, 401, `Missing or invalid token`},
-		{"bad JSON", "/v1/fn/_/hello_c", e.token, `{"args":`, 400, `not valid JSON`},
-		{"args not object", "/v1/fn/_/hello_c", e.token, `{"args":[1]}`, 400, `args must be a JSON object`},
-		{"bad name", "/v1/fn/_/bad-name", e.token, `{}`, 422, `alphanumeric`},
+		{"hello", "/v1/fn/_/hello_c", e.token, `{"args":{"name":"Ada"}}`, 200, `{"data":{"payload":"Hello Ada!"}}`, false},
+		{"no body", "/v1/fn/_/hello_c", e.token, ``, 200, `{"data":{"payload":"Hello World!"}}`, false},
+		{"guest error", "/v1/fn/_/guest_error", e.token, `{}`, 422, `{"errors":{"detail":"Error: something went wrong"}}`, false},
+		{"trap", "/v1/fn/_/trap", e.token, `{}`, 500, `integer divide by zero`, false},
+		{"unknown function", "/v1/fn/_/nope", e.token, `{}`, 404, `Function _/nope not found on this agent`, false},
+		{"code not here", "/v1/fn/_/missing_code", e.token, `{}`, 503, `not on this agent`, false},
+		{"no token", "/v1/fn/_/hello_c", "", `{}`, 401, `Missing or invalid token`, false},
+		{"wrong token", "/v1/fn/_/hello_c", "wispl_nope", `{}`, 401, `Missing or invalid token`, false},
+		{"bad JSON", "/v1/fn/_/hello_c", e.token, `{"args":`, 400, `not valid JSON`, true},
+		{"args not object", "/v1/fn/_/hello_c", e.token, `{"args":[1]}`, 400, `args must be a JSON object`, true},
+		{"bad name", "/v1/fn/_/bad-name", e.token, `{}`, 422, `alphanumeric`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body := e.post(t, tt.path, tt.token, tt.body)
+			status, body := e.postTo(t, e.url, tt.path, tt.token, tt.body, !tt.breaksSpec)
 			if status != tt.status || !strings.Contains(body, tt.want) {
 				t.Fatalf("%d %s, want %d containing %s", status, body, tt.status, tt.want)
 			}
@@ -160,6 +209,25 @@ func TestLocalInvoke(t *testing.T) {
 	}
 	if !bytes.Equal(entries[0].Output, []byte(`{"payload":"Hello Ada!"}`)) {
 		t.Fatalf("output %s", entries[0].Output)
+	}
+}
+
+// TestBanner: GET /v1/ answers as openapi.yaml's banner operation says.
+func TestBanner(t *testing.T) {
+	e := start(t)
+	req, _ := http.NewRequest("GET", e.url+"/v1/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "up and running") {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	e.spec.Check(t, req, nil, true, resp, b)
+	if !e.spec.Seen("banner", 200) {
+		t.Fatal("GET /v1/ was not checked against openapi.yaml")
 	}
 }
 
@@ -205,7 +273,7 @@ func BenchmarkLocalInvoke(b *testing.B) {
 		}
 		return time.Since(t0)
 	}
-	synced, unsynced, nothing := serve(Config{}), serve(Config{Unsynced: true}), serve(Config{Recorder: nopRecorder{}})
+	synced, unsynced, nothing := serve(Config{}), serve(Config{Unsynced: true}), serve(Config{Runner: e.runner(b, nopRecorder{e.st})})
 	p50 := func(d []time.Duration) float64 {
 		slices.Sort(d)
 		return float64(d[len(d)/2].Microseconds())
@@ -234,13 +302,14 @@ func BenchmarkLocalInvoke(b *testing.B) {
 	b.ReportMetric(p50(ls)/(p50(ln)+p50(lf)), "fsync-x-floors")
 }
 
-type nopRecorder struct{}
+type nopRecorder struct{ *state.State }
 
 func (nopRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error { return nil }
 func (nopRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error      { return nil }
 
 // spyRecorder counts which append each activation used.
 type spyRecorder struct {
+	*state.State
 	mu             sync.Mutex
 	synced, unsync int
 }
@@ -259,30 +328,20 @@ func (r *spyRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
 	return nil
 }
 
-// TestUnsyncedAppliesToAPICallsOnly: with Unsynced, API calls skip the
-// fsync wait, trigger activations (with a message key) never do.
-func TestUnsyncedAppliesToAPICallsOnly(t *testing.T) {
+// TestUnsynced: with Config.Unsynced, API calls skip the fsync wait;
+// without it they wait. (That trigger activations never skip it is
+// agent/activation's test.)
+func TestUnsynced(t *testing.T) {
 	e := start(t)
-	hello, _ := e.st.DesiredFunction("_", "hello_c")
 	for _, unsynced := range []bool{false, true} {
-		spy := &spyRecorder{}
-		s, err := New(Config{Executor: e.exec, State: e.st, Token: "t", Recorder: spy, Unsynced: unsynced})
-		if err != nil {
-			t.Fatal(err)
+		spy := &spyRecorder{State: e.st}
+		url := e.serve(t, Config{Token: "t", Runner: e.runner(t, spy), Unsynced: unsynced})
+		if status, body := e.postTo(t, url, "/v1/fn/_/hello_c", "t", `{}`, true); status != 200 {
+			t.Fatalf("%d %s", status, body)
 		}
-		req := httptest.NewRequest("POST", "/v1/fn/_/hello_c", strings.NewReader(`{}`))
-		req.Header.Set("Authorization", "Bearer t")
-		w := httptest.NewRecorder()
-		s.srv.Handler.ServeHTTP(w, req)
-		if w.Code != 200 {
-			t.Fatalf("%d %s", w.Code, w.Body)
-		}
-		if a := s.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`), Source: "local-mqtt", Key: []byte("k"), Unsynced: true}); !a.Recorded {
-			t.Fatalf("trigger activation: %+v", a)
-		}
-		want := [2]int{2, 0}
+		want := [2]int{1, 0}
 		if unsynced {
-			want = [2]int{1, 1}
+			want = [2]int{0, 1}
 		}
 		if got := [2]int{spy.synced, spy.unsync}; got != want {
 			t.Fatalf("unsynced=%v: synced/unsynced appends %v, want %v", unsynced, got, want)
@@ -290,7 +349,7 @@ func TestUnsyncedAppliesToAPICallsOnly(t *testing.T) {
 	}
 }
 
-type failingRecorder struct{}
+type failingRecorder struct{ *state.State }
 
 func (failingRecorder) AppendOutboxKeyed(*protocol.OutboxEntry, []byte) error {
 	return errors.New("disk full")
@@ -300,22 +359,30 @@ func (failingRecorder) AppendOutboxUnsynced(*protocol.OutboxEntry) error {
 	return errors.New("disk full")
 }
 
-// TestOverloadedIsRefusedUnrecorded: a call refused because its function's
-// queue on the agent is full gets 503 (it did not run), is not in the
-// outbox (a trigger leaves its message for redelivery), and another function
-// still answers.
-func TestOverloadedIsRefusedUnrecorded(t *testing.T) {
-	e := startWith(t, runtime.Config{MaxPerFunction: 1, MaxQueuedPerFunction: 1})
-	s, err := New(Config{Executor: e.exec, State: e.st, Token: "x"})
-	if err != nil {
-		t.Fatal(err)
+// TestNotRecordedIs500: a call whose activation could not be recorded is
+// not answered as a success.
+func TestNotRecordedIs500(t *testing.T) {
+	e := start(t)
+	url := e.serve(t, Config{Token: "t", Runner: e.runner(t, failingRecorder{e.st})})
+	if status, body := e.postTo(t, url, "/v1/fn/_/hello_c", "t", `{}`, true); status != 500 || !strings.Contains(body, "could not be recorded") || !strings.Contains(body, "disk full") {
+		t.Fatalf("failed append: %d %s", status, body)
 	}
-	loop, _ := e.st.DesiredFunction("_", "loop")
+}
+
+// TestOverloadedIs503: a call refused because its function's queue on the
+// agent is full gets 503 (it did not run) and is not in the outbox, and
+// another function still answers.
+func TestOverloadedIs503(t *testing.T) {
+	e := startWith(t, runtime.Config{MaxPerFunction: 1, MaxQueuedPerFunction: 1})
+	r := e.runner(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 { // one runs, one waits
 		wg.Add(1)
-		go func() { defer wg.Done(); s.Invoke(ctx, Request{Function: loop, Args: []byte(`{}`)}) }()
+		go func() {
+			defer wg.Done()
+			r.Run(ctx, activation.Request{Module: "_", Function: "loop", Args: []byte(`{}`)})
+		}()
 	}
 	defer func() { cancel(); wg.Wait() }()
 	testwait.For(t, 30*time.Second, "one running and one queued loop call", func() bool {
@@ -325,9 +392,6 @@ func TestOverloadedIsRefusedUnrecorded(t *testing.T) {
 	if status, body := e.post(t, "/v1/fn/_/loop", e.token, `{}`); status != 503 || !strings.Contains(body, "at its limit on this agent") {
 		t.Fatalf("loop with a full queue: %d %s", status, body)
 	}
-	if a := s.Invoke(context.Background(), Request{Function: loop, Args: []byte(`{}`), Source: "local-mqtt"}); a.Recorded || a.Status != 503 {
-		t.Fatalf("trigger call with a full queue: %+v", a)
-	}
 	if status, body := e.post(t, "/v1/fn/_/hello_c", e.token, `{}`); status != 200 {
 		t.Fatalf("hello during the flood: %d %s", status, body)
 	}
@@ -336,37 +400,13 @@ func TestOverloadedIsRefusedUnrecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(entries) != 1 || entries[0].Function != "hello_c" {
-		t.Fatalf("outbox %+v: the refused calls must not be there", entries)
-	}
-}
-
-// TestAnswerRecorded: Recorded is what a trigger acks on, so it must be
-// false when nothing ran or the outbox append failed.
-func TestAnswerRecorded(t *testing.T) {
-	e := start(t)
-	s, err := New(Config{Executor: e.exec, State: e.st, Token: "x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hello, _ := e.st.DesiredFunction("_", "hello_c")
-	missing, _ := e.st.DesiredFunction("_", "missing_code")
-	if a := s.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`), Source: "local-mqtt"}); !a.Recorded || a.Status != 200 {
-		t.Fatalf("ok call: %+v", a)
-	}
-	if a := s.Invoke(context.Background(), Request{Function: missing, Args: []byte(`{}`)}); a.Recorded || a.Status != 503 {
-		t.Fatalf("no code: %+v", a)
-	}
-	bad, _ := New(Config{Executor: e.exec, State: e.st, Token: "x", Recorder: failingRecorder{}})
-	if a := bad.Invoke(context.Background(), Request{Function: hello, Args: []byte(`{}`)}); a.Recorded || a.Status != 500 {
-		t.Fatalf("failed append: %+v", a)
+		t.Fatalf("outbox %+v: the refused call must not be there", entries)
 	}
 }
 
 // TestTooLargeAndQuarantined: args over the runtime's input limit are 413
-// before anything runs or is recorded (and 413 too through Invoke, the
-// triggers' path, where the runtime refuses them); a quarantined function
-// is 423, saying why, and its refusal is recorded so that a trigger
-// acknowledges its message.
+// before anything runs or is recorded; a quarantined function is 423,
+// saying why, and its refusal is recorded.
 func TestTooLargeAndQuarantined(t *testing.T) {
 	e := start(t)
 	limit := e.exec.Runtime().Limits().InputBytes
@@ -378,14 +418,6 @@ func TestTooLargeAndQuarantined(t *testing.T) {
 		t.Fatalf("the refused call was recorded (%d entries)", n)
 	}
 	hello, _ := e.st.DesiredFunction("_", "hello_c")
-	srv, err := New(Config{Executor: e.exec, State: e.st, Token: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := srv.Invoke(context.Background(), Request{Function: hello, Args: []byte(big[8 : len(big)-1])}); a.Status != 413 {
-		t.Fatalf("Invoke with args over the limit: %d %s", a.Status, a.Body)
-	}
-
 	if _, err := e.st.SetQuarantine([]protocol.QuarantineEntry{{Digest: hello.Digest, Reason: "the agent died while running this code", SinceUnixMS: 1}}); err != nil {
 		t.Fatal(err)
 	}

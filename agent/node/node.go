@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/localapi"
@@ -61,9 +62,15 @@ type Config struct {
 
 // Run runs an agent until ctx is done: its runtime and state, one link per
 // controller, the local invoke API, the edge-local triggers and the
-// metrics endpoint. Shutdown drains: links stop taking work and let
-// in-flight invocations finish (bounded), then the runtime and the state
-// file close.
+// metrics endpoint. It returns early, with an error, when a controller
+// refuses the agent for good.
+//
+// Every goroutine it starts is waited for before it returns. Shutdown
+// drains: the links refuse new invocations and let those in flight finish,
+// the local API stops listening and finishes its requests, the triggers
+// stop taking messages and finish theirs (each within its own bound, 10s);
+// then the runtime closes (stopping what still runs after a fresh 10s) and
+// the state file last.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
@@ -94,156 +101,212 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), outboxCollector{st}, quarantineCollector{st})
-	ex := executor.New(rt, st, executor.NewMetrics(reg, rt), log)
-
-	var metricsSrv *http.Server
-	if cfg.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			rt.Close(context.Background())
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go metricsSrv.Serve(ln)
-		log.Info("metrics", "addr", ln.Addr().String())
+	a, err := build(cfg, st, rt, log)
+	if err != nil {
+		rt.Close(context.Background())
+		return err
 	}
-
-	// Edge-local triggers follow the desired set, stored or fresh.
-	var local atomic.Pointer[triggers.Local]
-	var links []*link.Link
-	kick := func() {
-		for _, l := range links {
-			l.Kick()
-		}
-	}
-	var lapi *localapi.Server
-	if cfg.LocalAPI != "" {
-		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
-		if err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-		if lapi, err = localapi.New(localapi.Config{Executor: ex, State: st, Token: tok, OnRecord: kick, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-	}
-	// Syncs take turns and each applies the desired set as stored when it
-	// runs, so a slow sync can never put back an older set.
-	var syncMu sync.Mutex
-	resync := func(l *triggers.Local) {
-		syncMu.Lock()
-		defer syncMu.Unlock()
-		fs, err := st.Desired()
-		if err != nil {
-			log.Error("reading the desired set for local triggers", "err", err)
-			return
-		}
-		syncTriggers(ctx, l, fs, log)
-	}
-	onDesired := func([]protocol.DesiredFunction) {
-		if l := local.Load(); l != nil {
-			resync(l)
-		}
-	}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, len(cfg.Controllers))
-	for _, addr := range cfg.Controllers {
-		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: ex,
-			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: onDesired})
-		if err != nil {
-			rt.Close(context.Background())
-			return err
-		}
-		links = append(links, l)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("controller %s: %w", addr, err)
-			}
-		}()
-	}
-	// Appended entries reach the drain's reads a little after they are
-	// durable (agent/state's journal): wake it then too.
-	st.OnOutboxCommit(kick)
-	log.Info("agent running", "controllers", cfg.Controllers, "engine", rt.Engine(), "data_dir", cfg.DataDir)
-	if lapi != nil {
-		ln, err := net.Listen("tcp", cfg.LocalAPI)
-		if err != nil {
-			rt.Close(context.Background())
-			return fmt.Errorf("local API listener: %w", err)
-		}
-		log.Info("local invoke API", "addr", ln.Addr().String(), "token_file", filepath.Join(cfg.DataDir, "local.token"))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := lapi.Run(ctx, ln); err != nil {
-				log.Error("local API stopped", "err", err)
-			}
-		}()
-	}
-	if cfg.MQTTBroker != "" && lapi != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// The MQTT client id derives from the agent id: wait for the first join.
-			id, err := st.Identity()
-			for err == nil && id.AgentID == "" {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(200 * time.Millisecond):
-				}
-				id, err = st.Identity()
-			}
-			if err != nil {
-				log.Error("reading identity", "err", err)
-				return
-			}
-			l, err := triggers.New(triggers.Config{
-				Broker: cfg.MQTTBroker, ClientID: triggers.ClientID(id.AgentID), Logger: log, Registry: reg,
-				Invoke: triggerInvoker(st, lapi),
-			})
-			if err != nil {
-				log.Error("local triggers", "err", err)
-				return
-			}
-			local.Store(l)
-			resync(l)
-			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("local triggers stopped", "err", err)
-			}
-		}()
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc: // refused for good: stop
-	}
-	// Drain: links stop taking work as ctx ends; give running invocations
-	// a fresh deadline to finish, then close everything.
-	log.Info("agent stopping: draining in-flight invocations", "in_flight", ex.InFlight())
+	runErr := a.run(ctx)
+	// Every part has stopped; a local API request still running past the
+	// API's own 10s is stopped by the runtime's Close.
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := rt.Close(dctx); err != nil {
 		log.Warn("closing runtime", "err", err)
 	}
-	if metricsSrv != nil {
-		metricsSrv.Shutdown(dctx)
+	return runErr
+}
+
+// agent is an agent's parts, built without goroutines; run starts them.
+type agent struct {
+	cfg      Config
+	st       *state.State
+	rt       *runtime.Runtime
+	ex       *executor.Executor
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	runner   *activation.Runner
+	links    []*link.Link
+	lapi     *localapi.Server
+	local    atomic.Pointer[triggers.Local]
+	syncMu   sync.Mutex // syncs take turns (resync)
+	metricLn net.Listener
+	apiLn    net.Listener
+}
+
+// build makes the parts and opens the listeners; on error it closes what
+// it opened.
+func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (_ *agent, err error) {
+	a := &agent{cfg: cfg, st: st, rt: rt, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			for _, ln := range []net.Listener{a.metricLn, a.apiLn} {
+				if ln != nil {
+					ln.Close()
+				}
+			}
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), outboxCollector{st}, quarantineCollector{st})
+	a.ex = executor.New(rt, st, executor.NewMetrics(a.reg, rt), log)
+	// Local activations, from the local API and the triggers alike, run
+	// and are recorded by one runner; each wakes the outbox drains.
+	if a.runner, err = activation.New(activation.Config{Executor: a.ex, State: st, OnRecord: a.kick, Logger: log}); err != nil {
+		return nil, err
 	}
-	if runErr != nil {
-		return runErr
+	for _, addr := range cfg.Controllers {
+		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: a.ex,
+			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: a.onDesired})
+		if err != nil {
+			return nil, err
+		}
+		a.links = append(a.links, l)
 	}
-	wg.Wait()
-	return nil
+	if cfg.LocalAPI != "" {
+		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if a.lapi, err = localapi.New(localapi.Config{Runner: a.runner, Token: tok, MaxInputBytes: rt.Limits().InputBytes, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
+			return nil, err
+		}
+		if a.apiLn, err = net.Listen("tcp", cfg.LocalAPI); err != nil {
+			return nil, fmt.Errorf("local API listener: %w", err)
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if a.metricLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// kick wakes every link's outbox drain.
+func (a *agent) kick() {
+	for _, l := range a.links {
+		l.Kick()
+	}
+}
+
+// onDesired re-syncs the local triggers after a link stored a new desired set.
+func (a *agent) onDesired([]protocol.DesiredFunction) {
+	if l := a.local.Load(); l != nil {
+		a.resync(context.Background(), l)
+	}
+}
+
+// resync makes the local triggers follow the desired set as stored when it
+// runs; syncs take turns, so a slow sync can never put back an older set.
+func (a *agent) resync(ctx context.Context, l *triggers.Local) {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	fs, err := a.st.Desired()
+	if err != nil {
+		a.log.Error("reading the desired set for local triggers", "err", err)
+		return
+	}
+	syncTriggers(ctx, l, fs, a.log)
+}
+
+// run starts every part in a goroutine of its own and waits for all of
+// them: until ctx is done, or a link is refused for good (its error is
+// returned), then while they drain.
+func (a *agent) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	errc := make(chan error, len(a.links))
+	for i, l := range a.links {
+		wg.Go(func() {
+			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("controller %s: %w", a.cfg.Controllers[i], err)
+			}
+		})
+	}
+	// Appended entries reach the drain's reads a little after they are
+	// durable (agent/state's journal): wake it then too.
+	a.st.OnOutboxCommit(a.kick)
+	a.log.Info("agent running", "controllers", a.cfg.Controllers, "engine", a.rt.Engine(), "data_dir", a.cfg.DataDir)
+	if a.metricLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		a.log.Info("metrics", "addr", a.metricLn.Addr().String())
+		wg.Go(func() { serveHTTP(ctx, srv, a.metricLn, a.log) })
+	}
+	if a.lapi != nil {
+		a.log.Info("local invoke API", "addr", a.apiLn.Addr().String(), "token_file", filepath.Join(a.cfg.DataDir, "local.token"))
+		wg.Go(func() {
+			if err := a.lapi.Run(ctx, a.apiLn); err != nil {
+				a.log.Error("local API stopped", "err", err)
+			}
+		})
+	}
+	if a.cfg.MQTTBroker != "" {
+		wg.Go(func() { a.runTriggers(ctx) })
+	}
+	select {
+	case <-ctx.Done():
+		a.log.Info("agent stopping: draining in-flight invocations", "in_flight", a.ex.InFlight())
+		return nil
+	case err := <-errc: // refused for good: stop
+		a.log.Info("agent stopping", "err", err)
+		return err
+	}
+}
+
+// runTriggers runs the edge-local triggers until ctx is done. The MQTT
+// client id derives from the agent id: it waits for the first join.
+func (a *agent) runTriggers(ctx context.Context) {
+	id, err := a.st.Identity()
+	for err == nil && id.AgentID == "" {
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		id, err = a.st.Identity()
+	}
+	if err != nil {
+		a.log.Error("reading identity", "err", err)
+		return
+	}
+	l, err := triggers.New(triggers.Config{
+		Broker: a.cfg.MQTTBroker, ClientID: triggers.ClientID(id.AgentID), Logger: a.log, Registry: a.reg,
+		Invoke: triggerInvoker(a.runner),
+	})
+	if err != nil {
+		a.log.Error("local triggers", "err", err)
+		return
+	}
+	a.local.Store(l)
+	a.resync(ctx, l)
+	if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Error("local triggers stopped", "err", err)
+	}
+}
+
+// serveHTTP serves srv on ln until ctx is done, then shuts it down (at
+// most 5s for requests in flight).
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		log.Error("metrics endpoint stopped", "err", err)
+		return
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	<-errc
 }
 
 // syncTriggers subscribes the local triggers of the desired set.
@@ -261,29 +324,16 @@ func syncTriggers(ctx context.Context, l *triggers.Local, fs []protocol.DesiredF
 	log.Info("local triggers synced", "bindings", len(bs))
 }
 
-// triggerInvoker runs a function for a local MQTT message through the local
-// API's path (outbox included). It fails, so that the broker redelivers the
-// message later, only when the activation could not run or be recorded; a
-// function that fails is still a recorded activation.
-func triggerInvoker(st *state.State, lapi *localapi.Server) triggers.Invoke {
-	return func(ctx context.Context, module, function string, args []byte, activationID string) error {
-		fn, ok := st.DesiredFunction(module, function)
-		if !ok {
-			return fmt.Errorf("%s/%s is not in the desired set", module, function)
-		}
-		var key []byte
-		if d, ok := triggers.DeliveryFrom(ctx); ok {
-			key = d.Key[:]
-			if d.Duplicate {
-				if _, ran := st.Seen(key); ran {
-					return nil // ran before a crash; acknowledge, do not run again
-				}
-			}
-		}
-		ans := lapi.Invoke(ctx, localapi.Request{Function: fn, Args: args, Source: "local-mqtt", ActivationID: activationID, Key: key})
-		if !ans.Recorded {
-			return fmt.Errorf("%s/%s: %s", module, function, ans.Body)
-		}
-		return nil
+// triggerInvoker runs a function for a local MQTT message and records it
+// (activation.Runner.RunMessage, with the message's key, so a redelivered
+// message already recorded is not run again). Its error, which leaves the
+// message unacknowledged, is the runner's: the function is not in the
+// desired set, its code is not here, its queue is full, or the activation
+// could not be recorded. A function that fails is a recorded activation.
+func triggerInvoker(runner *activation.Runner) triggers.Invoke {
+	return func(ctx context.Context, m triggers.Message) error {
+		req := activation.Request{Module: m.Module, Function: m.Function, Args: m.Payload, Source: activation.SourceLocalMQTT, ActivationID: m.ActivationID}
+		_, err := runner.RunMessage(ctx, req, activation.MessageKey(m.Module, m.Function, m.Topic, m.Payload), m.Redelivered)
+		return err
 	}
 }

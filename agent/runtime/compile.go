@@ -31,13 +31,17 @@ import (
 // runtime remembers the verdict for its digest: it is not compiled again.
 // The verdict depends on the module, not on how busy the machine is: the
 // time budget counts the worker's CPU time, and a worker that the machine
-// starves (it runs at a lower priority) until wallFactor × Timeout has
-// passed is stopped with KindOverloaded, which nothing remembers.
+// starves (it runs at a lower priority) until Wall has passed is stopped
+// with KindOverloaded, which nothing remembers.
 type CompileBudget struct {
 	// Timeout bounds the CPU time of one compilation in a worker, summed
 	// over its threads (on Linux its RLIMIT_CPU, in whole seconds, rounded
 	// up; elsewhere the wall time). Default 60s.
 	Timeout time.Duration
+	// Wall bounds a worker's wall time where Timeout counts CPU time: a
+	// worker still running then is starved, and stopped as overloaded.
+	// Default wallFactor × Timeout.
+	Wall time.Duration
 	// MemoryBytes bounds a worker's memory (on Linux its RLIMIT_DATA, the
 	// heap and every private writable mapping). Default 1 GiB.
 	MemoryBytes uint64
@@ -94,6 +98,9 @@ func localCodeBytes(engine string) int64 {
 func (b CompileBudget) withDefaults() CompileBudget {
 	if b.Timeout <= 0 {
 		b.Timeout = 60 * time.Second
+	}
+	if b.Wall <= 0 {
+		b.Wall = wallFactor * b.Timeout
 	}
 	if b.MemoryBytes == 0 {
 		b.MemoryBytes = 1 << 30
@@ -183,7 +190,7 @@ func (c *compiler) inWorker(ctx context.Context, digest string, code []byte, cac
 	cpuSeconds := uint64((c.budget.Timeout + time.Second - 1) / time.Second)
 	wall := c.budget.Timeout
 	if cpuLimited {
-		wall *= wallFactor
+		wall = c.budget.Wall
 	}
 	wctx, cancel := context.WithTimeout(ctx, wall)
 	defer cancel()
@@ -251,8 +258,7 @@ func (c *compiler) inProcess(ctx context.Context, p Profile) (release func(), er
 	return func() { c.local.Release(w) }, nil
 }
 
-// wallFactor × the time budget stops a worker that is starved of CPU
-// where the budget counts CPU time (cpuLimited).
+// wallFactor × the time budget is the default CompileBudget.Wall.
 const wallFactor = 10
 
 func (c *compiler) remember(digest string, e *Error) *Error {

@@ -69,7 +69,12 @@ func TestWorkerBudgetMemory(t *testing.T) {
 // TestWorkerBudgetTime: a module whose compile runs for minutes is
 // stopped at the time budget, counted in CPU time on Linux.
 func TestWorkerBudgetTime(t *testing.T) {
-	r := newRuntime(t, Config{CacheDir: t.TempDir(), Engine: EngineCompiler, Compile: workerBudget(t, time.Second, 0)})
+	budget := workerBudget(t, time.Second, 0)
+	// The worker runs at a lower priority: on a busy machine its 1-2 s of
+	// CPU take far longer than 10 s of wall time, which is not what this
+	// test is about (TestWorkerStarvedIsNotRemembered is).
+	budget.Wall = 5 * time.Minute
+	r := newRuntime(t, Config{CacheDir: t.TempDir(), Engine: EngineCompiler, Compile: budget})
 	start := time.Now()
 	_, err := r.Load(context.Background(), hostile(t, "compile_locals"))
 	took := time.Since(start)
@@ -80,9 +85,10 @@ func TestWorkerBudgetTime(t *testing.T) {
 	if !errors.Is(err, ErrCompileBudget) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Load: %v, want the time budget (%q)", err, want)
 	}
-	if took > 10*time.Second {
+	if took > budget.Wall {
 		t.Fatalf("refused only after %v", took)
 	}
+	t.Logf("refused after %v of wall time", took)
 }
 
 // TestWorkerStarvedIsNotRemembered: a worker that gets almost no CPU

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -126,7 +127,7 @@ func TestJournalReplay(t *testing.T) {
 func TestAppendVisibleAtOnce(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
 	for i := range 50 {
-		id := protocol.NewActivationID(time.Now())
+		id := activationid.New(time.Now())
 		key := []byte(fmt.Sprintf("key-%d", i))
 		var err error
 		if i%2 == 0 {
@@ -236,7 +237,7 @@ func killChild(path string) {
 	w := bufio.NewWriter(os.Stdout)
 	round := os.Getenv("WISP_STATE_KILL_ROUND")
 	for i := 0; ; i++ {
-		id := protocol.NewActivationID(time.Now())
+		id := activationid.New(time.Now())
 		e := &protocol.OutboxEntry{ActivationID: id, Module: "_", Function: "f", Output: []byte(`{}`)}
 		var err error
 		if i%2 == 0 {
@@ -258,7 +259,7 @@ func TestStage2Gathers(t *testing.T) {
 	commitLinger = time.Hour
 	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
 	for i := range 100 {
-		e := &protocol.OutboxEntry{ActivationID: protocol.NewActivationID(time.Now())}
+		e := &protocol.OutboxEntry{ActivationID: activationid.New(time.Now())}
 		var err error
 		if i%2 == 0 {
 			err = s.AppendOutbox(e)
@@ -330,7 +331,7 @@ func TestOutboxStats(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
 	var ids []string
 	for i := range 6 {
-		id := protocol.NewActivationID(time.Now())
+		id := activationid.New(time.Now())
 		ids = append(ids, id)
 		var err error
 		if i < 2 {

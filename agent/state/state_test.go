@@ -11,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -114,7 +115,7 @@ func TestOutboxGroupCommitAndAck(t *testing.T) {
 	var wg sync.WaitGroup
 	ids := make([]string, 300)
 	for i := range ids {
-		ids[i] = protocol.NewActivationID(time.Now())
+		ids[i] = activationid.New(time.Now())
 	}
 	for i := range ids {
 		wg.Add(1)
@@ -165,7 +166,7 @@ func BenchmarkAppendOutbox(b *testing.B) {
 	// written before the journal (two fsyncs each).
 	b.Run("bbolt-tx", func(b *testing.B) {
 		for b.Loop() {
-			e.ActivationID = protocol.NewActivationID(time.Now())
+			e.ActivationID = activationid.New(time.Now())
 			r := outboxReq{entry: e.Append(nil), id: e.ActivationID}
 			if err := s.db.Update(func(tx *bolt.Tx) error { return putBatch(tx, []outboxReq{r}) }); err != nil {
 				b.Fatal(err)
@@ -174,7 +175,7 @@ func BenchmarkAppendOutbox(b *testing.B) {
 	})
 	b.Run("unsynced", func(b *testing.B) {
 		for b.Loop() {
-			e.ActivationID = protocol.NewActivationID(time.Now())
+			e.ActivationID = activationid.New(time.Now())
 			if err := s.AppendOutboxUnsynced(&e); err != nil {
 				b.Fatal(err)
 			}
@@ -182,7 +183,7 @@ func BenchmarkAppendOutbox(b *testing.B) {
 	})
 	b.Run("sequential", func(b *testing.B) {
 		for b.Loop() {
-			e.ActivationID = protocol.NewActivationID(time.Now())
+			e.ActivationID = activationid.New(time.Now())
 			if err := s.AppendOutbox(&e); err != nil {
 				b.Fatal(err)
 			}
@@ -200,7 +201,7 @@ func BenchmarkAppendOutbox(b *testing.B) {
 			Output: []byte(`{"payload":"Hello Ada!"}`), StartedUnixUS: uint64(time.Now().UnixMicro()), DurationUS: 42}
 		for b.Loop() {
 			for range 1000 {
-				e.ActivationID = protocol.NewActivationID(time.Now())
+				e.ActivationID = activationid.New(time.Now())
 				if err := s.AppendOutboxUnsynced(&e); err != nil {
 					b.Fatal(err)
 				}
@@ -219,7 +220,7 @@ func BenchmarkAppendOutbox(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			e := e
 			for pb.Next() {
-				e.ActivationID = protocol.NewActivationID(time.Now())
+				e.ActivationID = activationid.New(time.Now())
 				if err := s.AppendOutbox(&e); err != nil {
 					b.Error(err)
 					return
@@ -235,7 +236,7 @@ func TestSeenKeysAreWrittenWithTheEntry(t *testing.T) {
 	if _, ok := s.Seen(key); ok {
 		t.Fatal("unknown key seen")
 	}
-	id := protocol.NewActivationID(time.Now())
+	id := activationid.New(time.Now())
 	if err := s.AppendOutboxKeyed(&protocol.OutboxEntry{ActivationID: id}, key); err != nil {
 		t.Fatal(err)
 	}

@@ -21,14 +21,14 @@ import (
 func BenchmarkLocalThroughput(b *testing.B) {
 	testenv.Mosquitto(b)
 	var invoked atomic.Int64
-	noop := func(context.Context, string, string, []byte, string) error { invoked.Add(1); return nil }
+	noop := func(context.Context, Message) error { invoked.Add(1); return nil }
 	topic := "wisp/bench/tput/" + testenv.Unique()
 	rec := &recorder{}
-	probe := func(ctx context.Context, m, f string, a []byte, id string) error {
-		if string(a[:min(8, len(a))]) == `{"probe"` {
-			return rec.invoke(ctx, m, f, a, id)
+	probe := func(ctx context.Context, m Message) error {
+		if a := m.Payload; string(a[:min(8, len(a))]) == `{"probe"` {
+			return rec.invoke(ctx, m)
 		}
-		return noop(ctx, m, f, a, id)
+		return noop(ctx, m)
 	}
 	start(b, Config{Invoke: probe}, Binding{"bench", "noop", topic})
 	pub := publisher(b)
@@ -64,17 +64,17 @@ func BenchmarkTriggerLatency(b *testing.B) {
 	testenv.Mosquitto(b)
 	got := make(chan time.Duration, 1)
 	rec := &recorder{}
-	invoke := func(ctx context.Context, m, f string, a []byte, id string) error {
+	invoke := func(ctx context.Context, m Message) error {
 		now := time.Now()
 		var p struct {
 			T     int64 `json:"t"`
 			Probe int   `json:"probe"`
 		}
-		if json.Unmarshal(a, &p) == nil && p.T != 0 {
+		if json.Unmarshal(m.Payload, &p) == nil && p.T != 0 {
 			got <- now.Sub(time.Unix(0, p.T))
 			return nil
 		}
-		return rec.invoke(ctx, m, f, a, id)
+		return rec.invoke(ctx, m)
 	}
 	topic := "wisp/bench/lat/" + testenv.Unique()
 	start(b, Config{Invoke: invoke}, Binding{"bench", "lat", topic})

@@ -18,14 +18,14 @@
 //     receipt and acknowledgement makes the broker deliver the message again
 //     instead of losing it.
 //   - At-least-once execution: every delivery gets a fresh activation id
-//     (protocol.NewActivationID). MQTT message ids are reused and change across
+//     (internal/activationid). MQTT message ids are reused and change across
 //     sessions, so nothing in a redelivered message identifies the first
 //     delivery; a message redelivered after a crash, after a failed Invoke, or
 //     after a connection loss that dropped its PUBACK runs the function again
 //     under a new id, unless Invoke recognises it: every call carries a
-//     Delivery (DeliveryFrom) with the MQTT DUP flag and a key of
-//     (function, topic, payload); the agent stores the keys of the messages
-//     it ran in the same journal frame as their outbox entries, and
+//     Message with the MQTT DUP flag (Redelivered), and the agent's Invoke
+//     (agent/activation's RunMessage) stores a key of (function, topic,
+//     payload) in the same journal frame as the outbox entry, and
 //     acknowledges a redelivered (DUP) message whose key it already holds
 //     without running it. That makes a kill -9 between the outbox append
 //     and the acknowledgement exactly-once. The remaining cases: a message
@@ -48,6 +48,10 @@
 //     Config.MaxInFlight at a time; the broker's in-flight window bounds them
 //     too, since a message is unacked while its invocation runs. Messages on
 //     one topic may therefore start out of order.
+//   - Shutdown: Run stops taking messages, gives running invocations
+//     Config.DrainTimeout, disconnects, then cancels the context of those
+//     still running and waits for them: no invocation it started outlives
+//     it. Their messages stay unacknowledged and come back.
 //
 // This package must never import controller code.
 package triggers

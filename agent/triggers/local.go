@@ -2,7 +2,6 @@ package triggers
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,46 +15,34 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/activationid"
+	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
-// Invoke runs module/function with args (the exact bytes of a JSON message)
-// as activation activationID. It must return nil only once the activation is
-// durably recorded (the agent's outbox append); the function's own failure is
-// a recorded result, not an error here. An error leaves the message
-// unacknowledged, so it is delivered again.
-type Invoke func(ctx context.Context, module, function string, args []byte, activationID string) error
-
-// Delivery describes the MQTT message behind an Invoke call; Invoke finds
-// it in its context with DeliveryFrom.
-type Delivery struct {
-	Topic string
-	// Duplicate is the MQTT DUP flag: the broker sent this message before
-	// (the agent may have run it and crashed before acknowledging).
-	Duplicate bool
-	// Key identifies (function, topic, payload); the agent remembers the
-	// keys of messages it ran, so a redelivered duplicate it already ran is
-	// acknowledged without running it again.
-	Key [32]byte
+// Message is one delivery of an MQTT message to one function bound to its
+// topic.
+type Message struct {
+	Module, Function string
+	Topic            string
+	// Payload is the message's exact bytes, a JSON text: the function's
+	// args.
+	Payload []byte
+	// ActivationID is the id to run it as (fresh for every delivery).
+	ActivationID string
+	// Redelivered is the MQTT DUP flag: the broker sent this message
+	// before, and the agent may have run it and crashed before
+	// acknowledging it.
+	Redelivered bool
 }
 
-type deliveryKey struct{}
-
-// DeliveryFrom returns the delivery an Invoke call is for.
-func DeliveryFrom(ctx context.Context) (Delivery, bool) {
-	d, ok := ctx.Value(deliveryKey{}).(Delivery)
-	return d, ok
-}
-
-// messageKey identifies one message for one function.
-func messageKey(module, function, topic string, payload []byte) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(module + "/" + function + "\x00" + topic + "\x00"))
-	h.Write(payload)
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
-}
+// Invoke runs m. It must return nil only once the activation is durably
+// recorded (the agent's outbox append), or when m is a redelivery of a
+// message already recorded; the function's own failure is a recorded
+// result, not an error here. An error leaves the message unacknowledged, so
+// it is delivered again. The agent's Invoke is agent/activation's
+// RunMessage, whose errors say why (not in the desired set, no code yet,
+// overloaded, not recorded).
+type Invoke func(ctx context.Context, m Message) error
 
 // Binding is one local trigger: messages on Topic (an MQTT topic filter; + and
 // # are allowed) invoke Module/Function.
@@ -149,6 +136,11 @@ type Local struct {
 	synced     chan struct{} // closed by the first Sync
 	syncedOnce sync.Once
 
+	// undrained holds the drains of sessions closed with invocations
+	// still running (Config.DrainTimeout passed); Run waits for them before
+	// it returns. Only Run's goroutine touches it.
+	undrained []chan struct{}
+
 	mu        sync.Mutex
 	closed    bool
 	routes    map[string]map[target]struct{} // filter -> functions
@@ -189,7 +181,7 @@ func New(cfg Config) (*Local, error) {
 func (l *Local) Sync(ctx context.Context, bindings []Binding) error {
 	want := map[string]map[target]struct{}{}
 	for _, b := range bindings {
-		if b.Module == "" || b.Function == "" || !validFilter(b.Topic) {
+		if b.Module == "" || b.Function == "" || !mqtttopic.ValidFilter(b.Topic) {
 			return fmt.Errorf("%w: %+v", ErrInvalidBinding, b)
 		}
 		if want[b.Topic] == nil {
@@ -277,12 +269,19 @@ func (l *Local) apply(ctx context.Context, c mqtt.Client, add, drop []string) er
 // then stops taking messages, gives running invocations Config.DrainTimeout
 // and disconnects. It restarts the session after a failed Invoke so that the
 // broker redelivers the unacked message.
+//
+// When Run returns no invocation it started is running: those still running
+// after the drain have their context cancelled, and Run waits for them to
+// return (their messages stay unacknowledged).
 func (l *Local) Run(ctx context.Context) error {
 	defer func() {
 		l.mu.Lock()
 		l.closed = true
 		l.mu.Unlock()
 		l.cancelInvoke()
+		for _, drained := range l.undrained {
+			<-drained
+		}
 	}()
 	select {
 	case <-l.synced:
@@ -388,6 +387,7 @@ func (l *Local) close(s *session) {
 	case <-done:
 	case <-t.C:
 		l.log.Warn("triggers: invocations still running after the drain timeout; their messages may be delivered again", "timeout", l.cfg.DrainTimeout)
+		l.undrained = append(l.undrained, done)
 	}
 	t.Stop()
 	s.client.Disconnect(250)
@@ -434,7 +434,7 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	topic := msg.Topic()
 	var targets []target
 	for f, ts := range l.routes {
-		if matchTopic(f, topic) {
+		if mqtttopic.Match(f, topic) {
 			for t := range ts {
 				if !slices.Contains(targets, t) {
 					targets = append(targets, t)
@@ -468,10 +468,10 @@ func (l *Local) onMessage(s *session, msg mqtt.Message) {
 	}
 	failed := false
 	for _, t := range targets {
-		id := protocol.NewActivationID(time.Now())
+		id := activationid.New(time.Now())
 		l.metrics.latency.Observe(time.Since(received).Seconds())
-		ctx := context.WithValue(l.invokeCtx, deliveryKey{}, Delivery{Topic: topic, Duplicate: msg.Duplicate(), Key: messageKey(t.module, t.function, topic, payload)})
-		if err := l.cfg.Invoke(ctx, t.module, t.function, payload, id); err != nil {
+		m := Message{Module: t.module, Function: t.function, Topic: topic, Payload: payload, ActivationID: id, Redelivered: msg.Duplicate()}
+		if err := l.cfg.Invoke(l.invokeCtx, m); err != nil {
 			failed = true
 			l.metrics.messages.WithLabelValues(resultError).Inc()
 			l.log.Warn("triggers: invocation failed; the message stays unacknowledged and will be delivered again",

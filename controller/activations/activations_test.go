@@ -9,6 +9,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -45,10 +46,10 @@ func TestDispatchedBatchesAndWaits(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	for range 100 { // fire and forget: batched by the linger
-		r.Dispatched(ctx, store.Activation{ID: protocol.NewActivationID(time.Now())}, nil, false)
+		r.Dispatched(ctx, store.Activation{ID: activationid.New(time.Now())}, nil, false)
 	}
 	// A waiting caller returns only once its record is committed.
-	id := protocol.NewActivationID(time.Now())
+	id := activationid.New(time.Now())
 	if err := r.Dispatched(ctx, store.Activation{ID: id}, []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch/db"}}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func TestOutboxRecordsOnceWithSinks(t *testing.T) {
 	}
 	defer s.Close()
 	r := New(Config{Store: s})
-	e := protocol.OutboxEntry{ActivationID: protocol.NewActivationID(time.Now()), Module: "_", Function: "gone", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: 1}
+	e := protocol.OutboxEntry{ActivationID: activationid.New(time.Now()), Module: "_", Function: "gone", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: 1}
 	for range 2 { // a replay
 		if err := r.Outbox(context.Background(), "ag_1", []protocol.OutboxEntry{e}); err != nil {
 			t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/internal/testpg"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -129,7 +130,7 @@ func TestEveryPathBounds(t *testing.T) {
 
 			whole := []byte(`{"s":"` + strings.Repeat("\u00e9", 100_000) + `"}`)
 			message := strings.Repeat("boom ", 1000)
-			id := func() string { return protocol.NewActivationID(time.Now()) }
+			id := func() string { return activationid.New(time.Now()) }
 			withSinks, noSinks, failed, replayed := id(), id(), id(), id()
 			a := store.Activation{Module: "_", Function: "big", Digest: digest, Source: "api", Output: whole, Started: time.Now()}
 			a.ID = withSinks

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/activationid"
 )
 
 // Retention bounds the activation records the store keeps. A zero field is
@@ -121,7 +121,7 @@ func (p *Pruner) Prune(ctx context.Context) (Pruned, error) {
 		st   = p.cfg.Store
 	)
 	if r.MaxAge > 0 {
-		before := protocol.FirstActivationID(p.cfg.Now().Add(-r.MaxAge))
+		before := activationid.First(p.cfg.Now().Add(-r.MaxAge))
 		done.Age, err = p.drain(ctx, reasonAge, func(limit int) (int, error) {
 			return st.PruneActivationsBefore(ctx, before, limit)
 		})

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/activationid"
 )
 
 // TestPrunerEnforcesRetention: on each real store, one pass removes
@@ -32,9 +32,9 @@ func TestPrunerEnforcesRetention(t *testing.T) {
 				if i < 10 {
 					at = now.Add(-10*24*time.Hour + time.Duration(i)*time.Minute)
 				}
-				// Not NewActivationID: its ids never go back in time within
+				// Not activationid.New: its ids never go back in time within
 				// a process, and an earlier test may have made later ones.
-				id := protocol.FirstActivationID(at)
+				id := activationid.First(at)
 				ids = append(ids, id)
 				a := store.ActivationWithSinks{Activation: store.Activation{ID: id, Module: "_", Function: fmt.Sprint("f", i%3),
 					Source: "api", Output: []byte(`{}`), Started: at}}
@@ -121,7 +121,7 @@ func TestPrunerEnforcesRetention(t *testing.T) {
 // is done; a zero Retention removes nothing but still reports the volume.
 func TestPrunerRunStops(t *testing.T) {
 	s := stores[0].open(t)
-	if _, err := s.RecordActivation(t.Context(), store.Activation{ID: protocol.NewActivationID(time.Unix(0, 0)),
+	if _, err := s.RecordActivation(t.Context(), store.Activation{ID: activationid.New(time.Unix(0, 0)),
 		Module: "_", Function: "f"}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -18,7 +19,7 @@ func testActivations(t *testing.T, e *env) {
 	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	var ids []string
 	for i := range 5 {
-		id := protocol.NewActivationID(base.Add(time.Duration(i) * time.Minute))
+		id := activationid.New(base.Add(time.Duration(i) * time.Minute))
 		ids = append(ids, id)
 		a := store.Activation{ID: id, Module: "_", Function: fmt.Sprintf("f%d", i%2), Digest: "sha256:ab", Agent: "ag_1",
 			Source: "local-api", Output: []byte(`{"n":1}`), Started: base.Add(time.Duration(i) * time.Minute), Duration: time.Millisecond}
@@ -57,7 +58,7 @@ func testActivations(t *testing.T, e *env) {
 	// A truncated record: its output, cut, is shown as a string, never as
 	// the JSON it may happen to be.
 	for _, tt := range []struct{ stored, want string }{{`{"n":"abc`, `"{\"n\":\"abc"`}, {`12345`, `"12345"`}} {
-		id := protocol.NewActivationID(base.Add(time.Hour))
+		id := activationid.New(base.Add(time.Hour))
 		a := store.Activation{ID: id, Module: "_", Function: "big", Digest: "sha256:ab", Agent: "ag_1", Source: "api",
 			Output: []byte(tt.stored), Started: base.Add(time.Hour), Truncated: true}
 		if _, err := e.st.RecordActivation(context.Background(), a, nil); err != nil {
@@ -92,7 +93,7 @@ func TestSinkFailuresShown(t *testing.T) {
 	if fi := wantData[functionInfo](t, status, body, 200); len(fi.SinkFailures) != 0 {
 		t.Fatalf("fresh function shows failures: %s", body)
 	}
-	id := protocol.NewActivationID(time.Now())
+	id := activationid.New(time.Now())
 	a := store.Activation{ID: id, Module: "_", Function: "s", Source: "api", Output: []byte(`{}`), Started: time.Now()}
 	if _, err := e.st.RecordActivation(context.Background(), a, [][]byte{[]byte(`{"type":"couchdb","params":{"url":"http://127.0.0.1:1/db"}}`)}); err != nil {
 		t.Fatal(err)

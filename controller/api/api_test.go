@@ -53,7 +53,7 @@ func TestFunLessFlow(t *testing.T) {
 				t.Fatalf("quarantine release = %d %s", status, body)
 			}
 			testActivations(t, e)
-			if miss := e.spec.missing(); len(miss) > 0 {
+			if miss := e.spec.Missing(); len(miss) > 0 {
 				t.Errorf("operations of openapi.yaml no test request reached: %v", miss)
 			}
 		})

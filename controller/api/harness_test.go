@@ -15,17 +15,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
-
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/testopenapi"
 	"github.com/wispfn/wisp/internal/testpg"
 )
 
@@ -85,7 +80,7 @@ type env struct {
 	base   string
 	admin  string // the admin's token
 	client *http.Client
-	spec   *specCheck
+	spec   *testopenapi.Checker
 }
 
 type envOption func(*Config)
@@ -129,7 +124,7 @@ func start(t testing.TB, st store.Store, opts ...envOption) *env {
 		}
 	})
 	base := "http://" + ln.Addr().String()
-	e := &env{t: t, st: st, base: base, admin: token, spec: loadSpec(t, base)}
+	e := &env{t: t, st: st, base: base, admin: token, spec: testopenapi.Load(t, base)}
 	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e
@@ -175,7 +170,7 @@ func (e *env) do(r req) (int, []byte) {
 	if err != nil {
 		e.t.Fatalf("%s %s: read body: %v", r.method, r.path, err)
 	}
-	e.spec.check(e.t, hr, r.body, !r.bad, resp, body)
+	e.spec.Check(e.t, hr, r.body, !r.bad, resp, body)
 	return resp.StatusCode, body
 }
 
@@ -320,88 +315,6 @@ func (e *env) wantUnchanged(before snapshot) {
 	}
 }
 
-// specCheck validates requests and responses against openapi/openapi.yaml
-// and records which operations and statuses were seen.
-type specCheck struct {
-	router routers.Router
-	doc    *openapi3.T
-	mu     sync.Mutex
-	seen   map[string]bool // operationId + " " + status
-}
-
-var loadDoc = sync.OnceValues(func() (*openapi3.T, error) {
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromFile(filepath.Join("..", "..", "openapi", "openapi.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	return doc, doc.Validate(loader.Context)
-})
-
-func loadSpec(t testing.TB, base string) *specCheck {
-	t.Helper()
-	shared, err := loadDoc()
-	if err != nil {
-		t.Fatalf("openapi/openapi.yaml: %v", err)
-	}
-	doc := *shared // shallow copy: only Servers differs
-	doc.Servers = openapi3.Servers{{URL: base}}
-	router, err := gorillamux.NewRouter(&doc)
-	if err != nil {
-		t.Fatalf("openapi router: %v", err)
-	}
-	return &specCheck{router: router, doc: &doc, seen: map[string]bool{}}
-}
-
-func (s *specCheck) check(t testing.TB, hr *http.Request, reqBody []byte, checkRequest bool, resp *http.Response, body []byte) {
-	t.Helper()
-	vr := hr.Clone(context.Background())
-	vr.Body = io.NopCloser(bytes.NewReader(reqBody))
-	route, params, err := s.router.FindRoute(vr)
-	if err != nil {
-		if checkRequest {
-			t.Errorf("%s %s: not in openapi.yaml: %v", hr.Method, hr.URL.Path, err)
-		}
-		return
-	}
-	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true, MultiError: true}
-	in := &openapi3filter.RequestValidationInput{Request: vr, PathParams: params, Route: route, Options: opts}
-	if checkRequest {
-		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
-			t.Errorf("%s %s: the request breaks openapi.yaml: %v", hr.Method, hr.URL.Path, err)
-		}
-	}
-	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header, Options: opts}
-	rin.SetBodyBytes(body)
-	if err := openapi3filter.ValidateResponse(context.Background(), rin); err != nil {
-		t.Errorf("%s %s: the %d response breaks openapi.yaml: %v\nbody: %.500s", hr.Method, hr.URL.Path, resp.StatusCode, err, body)
-	}
-	s.mu.Lock()
-	s.seen[route.Operation.OperationID+" "+fmt.Sprint(resp.StatusCode)] = true
-	s.mu.Unlock()
-}
-
-// operationsSeen lists the operations of the document no request reached.
-func (s *specCheck) missing() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, path := range s.doc.Paths.InMatchingOrder() {
-		for _, op := range s.doc.Paths.Value(path).Operations() {
-			hit := false
-			for k := range s.seen {
-				if strings.HasPrefix(k, op.OperationID+" ") {
-					hit = true
-				}
-			}
-			if !hit {
-				out = append(out, op.OperationID)
-			}
-		}
-	}
-	return out
-}
-
 func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -436,6 +349,6 @@ func (e *env) headersOnly(method, path, contentType string, n int) (int, []byte)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.spec.check(e.t, hr, nil, false, resp, body)
+	e.spec.Check(e.t, hr, nil, false, resp, body)
 	return resp.StatusCode, body
 }

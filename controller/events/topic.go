@@ -4,13 +4,13 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
 // The topic-filter rules are shared with the agent's edge-local triggers.
 var (
-	validFilter = protocol.ValidTopicFilter
-	matchTopic  = protocol.MatchTopic
+	validFilter = mqtttopic.ValidFilter
+	matchTopic  = mqtttopic.Match
 )
 
 func joinHostPort(host string, port int) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -126,7 +127,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		script = s
 	}
 	inv := &protocol.Invoke{
-		ActivationID:   protocol.NewActivationID(start),
+		ActivationID:   activationid.New(start),
 		Module:         req.Module,
 		Function:       req.Function,
 		Digest:         req.Digest,

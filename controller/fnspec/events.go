@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
 // Event is one trigger of a function. Only MQTT exists. Its JSON is
@@ -70,7 +70,7 @@ func ParseEvents(raw []byte) ([]Event, error) {
 		if p.Topic == "" {
 			return nil, invalid("events", "event %d: params.topic is missing", i)
 		}
-		if !protocol.ValidTopicFilter(p.Topic) {
+		if !mqtttopic.ValidFilter(p.Topic) {
 			return nil, invalid("events", "event %d: params.topic %q is not a valid MQTT topic filter", i, p.Topic)
 		}
 		if p.Local {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/mqtttopic"
 )
 
 // The per-field parsers as decoders of one field's JSON to its normalised
@@ -19,7 +19,7 @@ func parseEvents(raw []byte) ([]byte, error) {
 		// What every reader relies on (the agents' triggers, the cloud
 		// subscriptions): a plain error here fails the fuzz target.
 		p := e.Params
-		if e.Type != "mqtt" || !protocol.ValidTopicFilter(p.Topic) ||
+		if e.Type != "mqtt" || !mqtttopic.ValidFilter(p.Topic) ||
 			(p.Local && (p.Host != "" || p.Port != 0)) || (!p.Local && (p.Host == "" || p.Port < 1 || p.Port > 65535)) {
 			return nil, fmt.Errorf("accepted an unusable event %+v", e)
 		}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
+	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/internal/testpg"
-	"github.com/wispfn/wisp/protocol"
 )
 
 // pgAdmin and pgSchema: see internal/testpg.
@@ -389,7 +389,7 @@ func benchRecordActivations(b *testing.B, s store.Store) {
 		started := time.Now()
 		for i := range batch {
 			batch[i] = store.ActivationWithSinks{Activation: store.Activation{
-				ID: protocol.NewActivationID(started), Module: "_", Function: "hello", Digest: "sha256:" + strings.Repeat("0", 64),
+				ID: activationid.New(started), Module: "_", Function: "hello", Digest: "sha256:" + strings.Repeat("0", 64),
 				Agent: "ag_0000000000000001", Source: "local-mqtt", Output: output, Started: started, Duration: 150 * time.Microsecond,
 			}, Sinks: sinks}
 		}

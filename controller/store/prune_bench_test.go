@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/protocol"
+	"github.com/wispfn/wisp/internal/activationid"
 )
 
 // The prune benchmarks measure what retention costs on a store holding
@@ -51,7 +51,7 @@ func benchPrune(b *testing.B, s store.Store) {
 		batch := make([]store.ActivationWithSinks, 0, 1000)
 		for i := range n {
 			batch = append(batch, store.ActivationWithSinks{Activation: store.Activation{
-				ID: protocol.NewActivationID(at), Module: "_", Function: fmt.Sprint("f", i%functions), Digest: "sha256:" + strings.Repeat("0", 64),
+				ID: activationid.New(at), Module: "_", Function: fmt.Sprint("f", i%functions), Digest: "sha256:" + strings.Repeat("0", 64),
 				Agent: "ag_0000000000000001", Source: "api", Output: output, Started: at, Duration: time.Millisecond,
 			}})
 			if len(batch) == cap(batch) || i == n-1 {
@@ -64,7 +64,7 @@ func benchPrune(b *testing.B, s store.Store) {
 	}
 	record(stored, time.Now())
 	b.Run("PassNothingToPrune", func(b *testing.B) {
-		before := protocol.FirstActivationID(time.Now().Add(-time.Hour))
+		before := activationid.First(time.Now().Add(-time.Hour))
 		for b.Loop() {
 			for _, prune := range []func() (int, error){
 				func() (int, error) { return s.PruneActivationsBefore(ctx, before, batchSize) },

@@ -82,7 +82,7 @@ type Agent struct {
 }
 
 // Activation is one invocation's record. IDs are 26-character sortable
-// strings (protocol.NewActivationID): their text order is their time order.
+// strings (activationid.New): their text order is their time order.
 type Activation struct {
 	ID       string
 	Module   string
@@ -276,7 +276,7 @@ type Store interface {
 	SinkFailures(ctx context.Context, module, function string) ([]SinkDelivery, error)
 
 	// PruneActivationsBefore removes, oldest first, at most limit of the
-	// activations whose ID sorts before id (with protocol.FirstActivationID,
+	// activations whose ID sorts before id (with activationid.First,
 	// those older than a time). It returns how many it removed: fewer than
 	// limit means none is left to remove. limit as in ActivationFilter.
 	//

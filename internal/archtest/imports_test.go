@@ -70,6 +70,19 @@ var controllerRules = []struct {
 		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
 }
 
+// stdlibOnly lists the packages that import only the standard library:
+// the wire format and the LRU (shared by both binaries), and the small
+// packages both sides share that are not wire format: activation ids and
+// MQTT topic filters.
+func stdlibOnly(rel string) bool {
+	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic"} {
+		if rel == p || strings.HasPrefix(rel, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func TestImportRules(t *testing.T) {
 	pkgs := list(t, "./...")
 	for path, p := range pkgs {
@@ -78,10 +91,10 @@ func TestImportRules(t *testing.T) {
 		}
 		rel := strings.TrimPrefix(path, module+"/")
 		switch {
-		case strings.HasPrefix(rel, "protocol") || strings.HasPrefix(rel, "cache"):
+		case stdlibOnly(rel):
 			for _, d := range p.Deps {
-				if dp, ok := pkgs[d]; ok && !dp.Standard && !strings.HasPrefix(d, module+"/protocol") && !strings.HasPrefix(d, module+"/cache") {
-					t.Errorf("%s depends on %s: protocol/ and cache/ may use only the standard library", rel, d)
+				if dp, ok := pkgs[d]; ok && !dp.Standard && !stdlibOnly(strings.TrimPrefix(d, module+"/")) {
+					t.Errorf("%s depends on %s: %s may use only the standard library", rel, d, rel)
 				}
 			}
 		case rel == "internal/authlimit":
@@ -133,6 +146,34 @@ func TestAgentBinaryDeps(t *testing.T) {
 		for _, f := range forbidden {
 			if strings.HasPrefix(path, f) {
 				t.Errorf("wisp-agent links %s (forbidden prefix %s)", path, f)
+			}
+		}
+	}
+}
+
+// TestAgentLayers keeps the agent's local activations in one place: the
+// local API is HTTP only and the triggers MQTT only, both over
+// agent/activation (the triggers through the Invoke the agent gives them,
+// so they work with the local API off), and agent/activation speaks
+// neither HTTP nor MQTT.
+func TestAgentLayers(t *testing.T) {
+	pkgs := list(t, "./agent/...")
+	forbidden := map[string][]string{
+		"agent/activation": {"net/http", module + "/agent/localapi", module + "/agent/triggers", "github.com/eclipse/paho.mqtt.golang"},
+		"agent/localapi":   {module + "/agent/executor", module + "/agent/state", module + "/agent/triggers"},
+		"agent/triggers":   {module + "/agent/localapi", module + "/agent/activation", module + "/agent/executor", module + "/agent/state"},
+	}
+	for rel, bad := range forbidden {
+		p, ok := pkgs[module+"/"+rel]
+		if !ok {
+			t.Errorf("%s: not found", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			for _, b := range bad {
+				if imp == b || strings.HasPrefix(imp, b+"/") {
+					t.Errorf("%s imports %s", rel, imp)
+				}
 			}
 		}
 	}

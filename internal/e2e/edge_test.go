@@ -190,3 +190,37 @@ func listActivations(t *testing.T, c *controller, fn string) []activation {
 		after = env.Data[len(env.Data)-1].ID
 	}
 }
+
+// TestEdgeTriggersWithoutLocalAPI: an agent whose local invoke API is off
+// (--local-api=) still runs its edge-local MQTT triggers, and their
+// activations reach the controller.
+func TestEdgeTriggersWithoutLocalAPI(t *testing.T) {
+	testenv.Mosquitto(t)
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
+	edge := start(t, "wisp-agent edge", "run", "--controllers", c.quic, "--join-token", c.joinToken(t, ""),
+		"--data-dir", t.TempDir(), "--agent-name", "edge", "--metrics-addr", "127.0.0.1:0", "--local-api=")
+	edge.Await(`msg=connected`)
+	topic := "wisp/e2e/nolocalapi/" + testenv.Unique()
+	events := fmt.Sprintf(`[{"type":"mqtt","params":{"topic":%q,"local":true}}]`, topic)
+	c.upload(t, "_", "hello", "hello_c", map[string]string{"events": events, "wait_for_workers": "true"})
+	edge.Await(`triggers: connected to the MQTT broker`)
+	edge.Await(`msg="local triggers synced" bindings=1`)
+
+	pub := mqttClient(t)
+	if tok := pub.Publish(topic, 1, false, `{"name":"NoAPI"}`); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	var got []activation
+	waitFor(t, "the trigger's activation recorded by the controller", func() bool {
+		got = listActivations(t, c, "hello")
+		return len(got) >= 1
+	})
+	var out struct{ Payload string }
+	json.Unmarshal(got[0].Output, &out)
+	if len(got) != 1 || got[0].Source != "local-mqtt" || out.Payload != "Hello NoAPI!" {
+		t.Fatalf("activations %+v, want the one from the trigger", got)
+	}
+	if strings.Contains(edge.Log(), "local invoke API") {
+		t.Fatal("the agent served its local API although --local-api was empty")
+	}
+}

@@ -25,16 +25,31 @@ const FinTimeout = 5 * time.Second
 // exchange until the connection stalls.
 func Finish(s *quic.Stream) {
 	s.Close()
-	go func() {
-		s.SetReadDeadline(time.Now().Add(FinTimeout))
-		var buf [64]byte
-		for {
-			if _, err := s.Read(buf[:]); err != nil {
-				if !errors.Is(err, io.EOF) {
-					s.CancelRead(0)
-				}
-				return
+	go awaitFIN(s)
+}
+
+// FinishWait is Finish that waits for the peer's FIN itself: it returns once
+// the FIN arrived, FinTimeout passed, or the stream failed. A peer that ends
+// its side only after reading the answer (the controller does) has then
+// read it: the agent finishes its invocation streams this way, so that a
+// drain closes the connection only after every answer was read (closing a
+// QUIC connection drops the stream data not yet delivered).
+func FinishWait(s *quic.Stream) {
+	s.Close()
+	awaitFIN(s)
+}
+
+// awaitFIN reads s until the peer's FIN, cancelling the read side if none
+// comes within FinTimeout.
+func awaitFIN(s *quic.Stream) {
+	s.SetReadDeadline(time.Now().Add(FinTimeout))
+	var buf [64]byte
+	for {
+		if _, err := s.Read(buf[:]); err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.CancelRead(0)
 			}
+			return
 		}
-	}()
+	}
 }

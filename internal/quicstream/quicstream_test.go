@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"io"
 	"math/big"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,5 +80,63 @@ func TestFinishReturnsStreamCredit(t *testing.T) {
 			t.Fatalf("exchange %d: %q %v", i, ans, err)
 		}
 		Finish(s)
+	}
+}
+
+// TestFinishWaitReturnsAfterThePeersFIN: FinishWait returns only once the
+// peer ended its side, after reading the answer.
+func TestFinishWaitReturnsAfterThePeersFIN(t *testing.T) {
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var peerClosed atomic.Bool
+	finished := make(chan bool, 1)
+	go func() {
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		s, err := conn.AcceptStream(context.Background())
+		if err != nil {
+			return
+		}
+		var req [4]byte
+		io.ReadFull(s, req[:])
+		s.Write([]byte("answer"))
+		FinishWait(s)
+		finished <- peerClosed.Load()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("ping"))
+	ans, err := io.ReadAll(s) // until the other side's FIN
+	if err != nil || string(ans) != "answer" {
+		t.Fatalf("%q %v", ans, err)
+	}
+	select {
+	case <-finished:
+		t.Fatal("FinishWait returned before the peer closed its side")
+	default:
+	}
+	peerClosed.Store(true)
+	s.Close()
+	select {
+	case ok := <-finished:
+		if !ok {
+			t.Fatal("FinishWait returned before the peer closed its side")
+		}
+	case <-time.After(FinTimeout / 2):
+		t.Fatal("FinishWait did not return after the peer's FIN")
 	}
 }

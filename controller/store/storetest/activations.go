@@ -15,7 +15,7 @@ import (
 // The contract of activations and the sink delivery queue.
 
 // actID returns the i-th test activation id: 26 characters, like
-// protocol.NewActivationID's, in the order of i.
+// activationid.New's, in the order of i.
 func actID(i int) string { return fmt.Sprintf("01TEST%020d", i) }
 
 // actBase is when test activation 0 started; activation i starts i seconds later.

@@ -1,4 +1,4 @@
-package protocol
+package activationid
 
 import (
 	"sort"
@@ -26,33 +26,33 @@ func TestActivationIDsSortAndCarryTime(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	got, ok := ActivationTime(ids[0])
+	got, ok := Time(ids[0])
 	if !ok || !got.Equal(now) {
 		t.Fatalf("time %v %v, want %v", got, ok, now)
 	}
-	if _, ok := ActivationTime("not-an-id"); ok {
+	if _, ok := Time("not-an-id"); ok {
 		t.Fatal("accepted garbage")
 	}
 }
 
-func TestFirstActivationIDBoundsTheIDsOfItsTime(t *testing.T) {
+func TestFirstBoundsTheIDsOfItsTime(t *testing.T) {
 	var g idGen
 	at := time.UnixMilli(1_764_000_000_123)
-	first := FirstActivationID(at)
-	if got, ok := ActivationTime(first); !ok || !got.Equal(at) {
-		t.Fatalf("FirstActivationID(%v) = %q, which carries %v %v", at, first, got, ok)
+	first := First(at)
+	if got, ok := Time(first); !ok || !got.Equal(at) {
+		t.Fatalf("First(%v) = %q, which carries %v %v", at, first, got, ok)
 	}
 	for range 100 {
 		before, same, after := g.next(at.Add(-time.Millisecond)), g.next(at), g.next(at.Add(time.Millisecond))
 		if !(before < first && first <= same && same < after) {
-			t.Fatalf("ids %q (1 ms before), %q (same ms), %q (after) around FirstActivationID %q", before, same, after, first)
+			t.Fatalf("ids %q (1 ms before), %q (same ms), %q (after) around First %q", before, same, after, first)
 		}
 		g = idGen{} // a fresh generator: random bits again, not incremented ones
 	}
-	if FirstActivationID(at.Add(500*time.Microsecond)) != first {
-		t.Fatal("FirstActivationID does not truncate to the millisecond as ids do")
+	if First(at.Add(500*time.Microsecond)) != first {
+		t.Fatal("First does not truncate to the millisecond as ids do")
 	}
-	if got := FirstActivationID(time.Unix(-5, 0)); got != strings.Repeat("0", 26) {
-		t.Fatalf("FirstActivationID before 1970 = %q", got)
+	if got := First(time.Unix(-5, 0)); got != strings.Repeat("0", 26) {
+		t.Fatalf("First before 1970 = %q", got)
 	}
 }

@@ -1,4 +1,22 @@
-package protocol
+// Package activationid makes and reads activation ids, the names of one
+// invocation everywhere: in Invoke and Result frames, outbox entries,
+// activation records and sink documents (the CouchDB _id), so a replay is
+// recognised as the same activation.
+//
+// The wire protocol carries an id as an opaque string (package protocol);
+// what an id looks like, and how one is made, is this package's business,
+// shared by the controller (ids of dispatched calls, retention by age) and
+// the agent (ids of local activations). Both binaries are built from this
+// module, so they agree on the layout below.
+//
+// Layout (ULID-like, 26 characters of Crockford base32, sortable as text):
+// 48 bits of Unix milliseconds, then 80 random bits. Ids made in the same
+// millisecond by one process increase monotonically (the random part is
+// incremented), so ids from one agent sort in the order they were made;
+// ids from different agents never collide in practice (80 random bits).
+//
+// It imports only the standard library (internal/archtest).
+package activationid
 
 import (
 	"crypto/rand"
@@ -7,18 +25,10 @@ import (
 	"time"
 )
 
-// Activation ids name one invocation everywhere: in results, outboxes,
-// activation records and sink documents (the CouchDB _id), so a replay is
-// recognised as the same activation.
-//
-// Layout (ULID-like, 26 characters of Crockford base32, sortable as text):
-// 48 bits of Unix milliseconds, then 80 random bits. Ids made in the same
-// millisecond by one process increase monotonically (the random part is
-// incremented), so ids from one agent sort in the order they were made;
-// ids from different agents never collide in practice (80 random bits).
-const activationAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+// alphabet is Crockford's base32.
+const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-// idGen makes monotonic ids; the process shares one (activationGen).
+// idGen makes monotonic ids; the process shares one (gen).
 type idGen struct {
 	sync.Mutex
 	lastMS uint64
@@ -26,10 +36,10 @@ type idGen struct {
 	lo     uint64 // low 64
 }
 
-var activationGen idGen
+var gen idGen
 
-// NewActivationID returns a new id; now is usually time.Now().
-func NewActivationID(now time.Time) string { return activationGen.next(now) }
+// New returns a new id; now is usually time.Now().
+func New(now time.Time) string { return gen.next(now) }
 
 func (g *idGen) next(now time.Time) string {
 	ms := uint64(now.UnixMilli())
@@ -54,19 +64,19 @@ func (g *idGen) next(now time.Time) string {
 	var out [26]byte
 	top := ms<<16 | uint64(hi) // 64 bits
 	for i := 25; i >= 0; i-- {
-		out[i] = activationAlphabet[lo&31]
+		out[i] = alphabet[lo&31]
 		lo = lo>>5 | (top&31)<<59
 		top >>= 5
 	}
 	return string(out[:])
 }
 
-// FirstActivationID returns the smallest id NewActivationID can make at t
+// First returns the smallest id New can make at t
 // (its millisecond, random bits all zero): every id made at or after t sorts
 // at or after it, every id made before t sorts before it. The controller
 // removes activations older than its retention as the ids below
-// FirstActivationID(now - retention). Times before 1970 give the id of 1970.
-func FirstActivationID(t time.Time) string {
+// First(now - retention). Times before 1970 give the id of 1970.
+func First(t time.Time) string {
 	ms := t.UnixMilli()
 	if ms < 0 {
 		ms = 0
@@ -75,16 +85,16 @@ func FirstActivationID(t time.Time) string {
 	top := uint64(ms) << 16 // the 48-bit ms, then 16 zero bits; the low 64 bits are zero
 	lo := uint64(0)
 	for i := 25; i >= 0; i-- {
-		out[i] = activationAlphabet[lo&31]
+		out[i] = alphabet[lo&31]
 		lo = lo>>5 | (top&31)<<59
 		top >>= 5
 	}
 	return string(out[:])
 }
 
-// ActivationTime returns the time encoded in an activation id, and false if
-// id is not one.
-func ActivationTime(id string) (time.Time, bool) {
+// Time returns the time encoded in an activation id, and false if id is not
+// one.
+func Time(id string) (time.Time, bool) {
 	if len(id) != 26 {
 		return time.Time{}, false
 	}
@@ -105,8 +115,8 @@ func ActivationTime(id string) (time.Time, bool) {
 }
 
 func indexByte(c byte) int {
-	for i := 0; i < len(activationAlphabet); i++ {
-		if activationAlphabet[i] == c {
+	for i := 0; i < len(alphabet); i++ {
+		if alphabet[i] == c {
 			return i
 		}
 	}
