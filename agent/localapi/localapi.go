@@ -45,6 +45,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/internal/jsonerr"
 )
 
 // Server is the local invoke API.
@@ -70,7 +71,20 @@ type Config struct {
 	// false waits for it.
 	Unsynced bool
 	Logger   *slog.Logger
+	// ReadTimeout bounds reading a request, headers and body: a client that
+	// sends slowly on purpose is cut off then. Default DefaultReadTimeout.
+	ReadTimeout time.Duration
 }
+
+// Bounds of the local API's HTTP server (Config.ReadTimeout can lower the
+// first). A response is written within WriteTimeout of the function's
+// answer; an idle keep-alive connection is closed after IdleTimeout.
+const (
+	DefaultReadTimeout = 30 * time.Second
+	WriteTimeout       = 30 * time.Second
+	IdleTimeout        = 2 * time.Minute
+	MaxHeaderBytes     = 64 << 10
+)
 
 // New builds the server; it does no I/O.
 func New(cfg Config) (*Server, error) {
@@ -89,7 +103,12 @@ func New(cfg Config) (*Server, error) {
 		io.WriteString(w, "wisp agent local API up and running\n")
 	})
 	mux.HandleFunc("POST /v1/fn/{mod}/{fn}", s.invoke)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	read := cfg.ReadTimeout
+	if read <= 0 {
+		read = DefaultReadTimeout
+	}
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: min(read, 10*time.Second), ReadTimeout: read,
+		IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
 	return s, nil
 }
 
@@ -98,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 // goroutine has ended.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(ln) }()
+	go func() { errc <- s.srv.Serve(framingListener{ln}) }()
 	select {
 	case err := <-errc:
 		return err
@@ -183,7 +202,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		}
 		dec := json.NewDecoder(strings.NewReader(string(body)))
 		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "The body is not valid JSON: "+err.Error())
+			writeError(w, http.StatusBadRequest, "Invalid JSON body: "+jsonerr.Reason(err))
+			return
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, "Invalid JSON body: unexpected data after the JSON value")
 			return
 		}
 		if len(req.Args) > 0 && string(req.Args) != "null" {
@@ -200,6 +223,9 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.runner.Run(r.Context(), activation.Request{Module: module, Function: name, Args: args, Source: activation.SourceLocalAPI, Unsynced: s.unsynced})
+	// The function may have run for long; the answer is written within
+	// WriteTimeout of now, however slowly the client reads.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
 	if errors.Is(err, activation.ErrUnknownFunction) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Function %s/%s not found on this agent", module, name))
 		return

@@ -178,7 +178,7 @@ func TestLocalInvoke(t *testing.T) {
 		{"code not here", "/v1/fn/_/missing_code", e.token, `{}`, 503, `not on this agent`, false},
 		{"no token", "/v1/fn/_/hello_c", "", `{}`, 401, `Missing or invalid token`, false},
 		{"wrong token", "/v1/fn/_/hello_c", "wispl_nope", `{}`, 401, `Missing or invalid token`, false},
-		{"bad JSON", "/v1/fn/_/hello_c", e.token, `{"args":`, 400, `not valid JSON`, true},
+		{"bad JSON", "/v1/fn/_/hello_c", e.token, `{"args":`, 400, `Invalid JSON body`, true},
 		{"args not object", "/v1/fn/_/hello_c", e.token, `{"args":[1]}`, 400, `args must be a JSON object`, true},
 		{"bad name", "/v1/fn/_/bad-name", e.token, `{}`, 422, `alphanumeric`, true},
 	}

@@ -1,42 +1,12 @@
 package api
 
 import (
-	"bytes"
-	"io"
-	"net"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-)
 
-// rawExchange writes raw to addr and reads until the server closes the
-// connection or goes quiet for a second; it returns what came back and
-// whether the server closed the connection.
-func rawExchange(t *testing.T, addr, raw string) (string, bool) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	buf := make([]byte, 4096)
-	for {
-		conn.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := conn.Read(buf)
-		out.Write(buf[:n])
-		if err == io.EOF {
-			return out.String(), true
-		}
-		if err != nil { // quiet: the connection is still open
-			return out.String(), false
-		}
-	}
-}
+	"github.com/wispfn/wisp/internal/testhttp"
+)
 
 // TestHTTPHygiene sends what a smuggler or a sloppy client sends, on raw
 // sockets: every one is refused with 400 and the connection closed, so a
@@ -55,11 +25,11 @@ func TestHTTPHygiene(t *testing.T) {
 		{"obs-fold", "GET /v1 HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + hidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, closed := rawExchange(t, addr, tc.raw)
+			out, closed := testhttp.Raw(t, addr, tc.raw, time.Second)
 			if !strings.HasPrefix(out, "HTTP/1.1 400") {
 				t.Errorf("answer %q, want 400", firstLineOf(out))
 			}
-			if n := len(statusLine.FindAllString(out, -1)); n != 1 {
+			if n := testhttp.StatusLines(out); n != 1 {
 				t.Errorf("%d responses, want 1 (the hidden request was served): %q", n, out)
 			}
 			if !closed {
@@ -68,13 +38,11 @@ func TestHTTPHygiene(t *testing.T) {
 		})
 	}
 	// A clean request on the same kind of connection is served, twice.
-	out, _ := rawExchange(t, addr, "GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n"+hidden)
+	out, _ := testhttp.Raw(t, addr, "GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n"+hidden, time.Second)
 	if n := strings.Count(out, "HTTP/1.1 200"); n != 2 {
 		t.Errorf("two clean pipelined requests: %d answers of 200: %q", n, out)
 	}
 }
-
-var statusLine = regexp.MustCompile(`HTTP/1\.1 \d{3} `)
 
 func firstLineOf(s string) string {
 	line, _, _ := strings.Cut(s, "\r\n")

@@ -4,10 +4,14 @@ package testhttp
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
+	"regexp"
 	"testing"
+	"time"
 )
 
 // Do sends one request and returns the status and the body. token, when
@@ -50,3 +54,39 @@ func Multipart(fields map[string]string, fileField, fileName string, content []b
 	mw.Close()
 	return &buf, mw.FormDataContentType()
 }
+
+// Raw writes raw to the TCP address addr and reads until the server closes
+// the connection or stays quiet for quiet; it returns what came back and
+// whether the server closed the connection. For requests no client library
+// would send (request smuggling, broken headers, slow bodies).
+func Raw(t testing.TB, addr, raw string, quiet time.Duration) (string, bool) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for {
+		conn.SetReadDeadline(time.Now().Add(quiet))
+		n, err := conn.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			return out.String(), true
+		}
+		if err != nil { // quiet, or reset
+			var ne net.Error
+			return out.String(), !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+}
+
+// StatusLines counts the HTTP/1.1 status lines in a raw answer: the
+// responses a server sent on one connection.
+func StatusLines(raw string) int { return len(statusLine.FindAllString(raw, -1)) }
+
+var statusLine = regexp.MustCompile(`HTTP/1\.1 \d{3} `)

@@ -1,0 +1,97 @@
+package localapi
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/internal/testhttp"
+)
+
+// TestHTTPHygiene sends, on raw sockets, what a smuggler or a sloppy client
+// sends: each is refused with 400 and the connection is closed, so a
+// request hidden after it is never served. The same cases as the
+// controller's (controller/api TestHTTPHygiene).
+func TestHTTPHygiene(t *testing.T) {
+	e := start(t)
+	addr := strings.TrimPrefix(e.url, "http://")
+	auth := "Authorization: Bearer " + e.token + "\r\n"
+	hidden := "GET /v1/ HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, tc := range []struct{ name, raw string }{
+		{"content-length and chunked", "POST /v1/fn/_/hello_c HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + hidden},
+		{"chunked and content-length", "POST /v1/fn/_/hello_c HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n" + hidden},
+		{"no host", "GET /v1/ HTTP/1.1\r\n\r\n" + hidden},
+		{"NUL in a header", "GET /v1/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + hidden},
+		{"obs-fold", "GET /v1/ HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + hidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, closed := testhttp.Raw(t, addr, tc.raw, time.Second)
+			if !strings.HasPrefix(out, "HTTP/1.1 400") {
+				t.Errorf("answer %q, want 400", strings.SplitN(out, "\r\n", 2)[0])
+			}
+			if n := testhttp.StatusLines(out); n != 1 {
+				t.Errorf("%d responses, want 1 (the hidden request was served): %q", n, out)
+			}
+			if !closed {
+				t.Error("the connection stays open")
+			}
+		})
+	}
+	out, _ := testhttp.Raw(t, addr, "GET /v1/ HTTP/1.1\r\nHost: x\r\n\r\n"+hidden, time.Second)
+	if n := strings.Count(out, "HTTP/1.1 200"); n != 2 {
+		t.Errorf("two clean pipelined requests: %d answers of 200: %q", n, out)
+	}
+}
+
+// TestStrictJSON: exactly one JSON value, as on the controller.
+func TestStrictJSON(t *testing.T) {
+	e := start(t)
+	for _, body := range []string{`{"args":{}}]]}}`, `{"args":{}} {}`, `{"args":{}}x`} {
+		status, out := e.postTo(t, e.url, "/v1/fn/_/hello_c", e.token, body, false)
+		if status != 400 || !strings.Contains(out, "after the JSON") {
+			t.Errorf("%s: %d %s, want 400 naming the data after the JSON value", body, status, out)
+		}
+	}
+	if status, out := e.post(t, "/v1/fn/_/hello_c", e.token, "{\"args\":{\"name\":\"Ada\"}} \n\t"); status != 200 {
+		t.Errorf("trailing white space: %d %s", status, out)
+	}
+}
+
+// TestSlowBodyCutOff: a client that sends its body a byte at a time, with
+// a wrong token or a right one, is cut off within the read timeout.
+func TestSlowBodyCutOff(t *testing.T) {
+	e := start(t)
+	url := e.serve(t, Config{Token: e.token, ReadTimeout: 500 * time.Millisecond})
+	addr := strings.TrimPrefix(url, "http://")
+	for _, tc := range []struct{ name, token string }{{"a wrong token", "wrong"}, {"the right token", e.token}} {
+		token := tc.token
+		conn := dialSlow(t, addr, "POST /v1/fn/_/hello_c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+		start := time.Now()
+		for time.Since(start) < 10*time.Second {
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				break // cut off
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		took := time.Since(start)
+		conn.Close()
+		if took >= 10*time.Second {
+			t.Fatalf("%s: a byte every 200ms held the connection for %v", tc.name, took)
+		}
+		t.Logf("%s: cut off after %v", tc.name, took.Round(time.Millisecond))
+	}
+}
+
+// dialSlow connects to addr and sends head (request line and headers).
+func dialSlow(t *testing.T, addr, head string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
