@@ -19,11 +19,11 @@ build: ## build the binaries into bin/
 test: ## run every test with the race detector (skips what needs a missing service, and lists them)
 	$(GO) vet $(PKGS)
 	$(GO) build -o bin/testreport ./internal/tools/testreport
-	set -o pipefail; $(GO) test -race -count=1 -json $(PKGS) | bin/testreport
+	set -o pipefail; $(GO) test -race -count=1 -timeout 30m -json $(PKGS) | bin/testreport
 	@# Memory-bound and timing tests measure RSS or latency, which the race
 	@# detector inflates, and compile-worker tests need a worker binary
 	@# without it: they skip themselves under -race and run here without it.
-	$(GO) test -count=1 -run 'RSSBounded|Worker|Flood' ./agent/runtime/ ./internal/e2e/
+	$(GO) test -count=1 -timeout 20m -run 'RSSBounded|Worker|Flood' ./agent/runtime/ ./internal/e2e/
 
 test-short: ## quick tests only, no race detector
 	$(GO) test -short -count=1 $(PKGS)
