@@ -99,22 +99,11 @@ func EnsureAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.
 		}
 	}
 	subject, tok := NewSubject(AdminName, true)
-	tmp, err := os.CreateTemp(dataDir, ".admin.token-*")
+	tmp, err := stageTokenFile(dataDir, tok)
 	if err != nil {
-		return path, false, fmt.Errorf("auth: write admin token: %w", err)
+		return path, false, err
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return path, false, fmt.Errorf("auth: write admin token: %w", err)
-	}
-	if _, err := tmp.WriteString(tok + "\n"); err != nil {
-		tmp.Close()
-		return path, false, fmt.Errorf("auth: write admin token: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return path, false, fmt.Errorf("auth: write admin token: %w", err)
-	}
+	defer os.Remove(tmp) // no-op after the rename
 	if _, err := st.CreateSubject(ctx, subject); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			log.Info("admin subject created by another controller", "subject", AdminName)
@@ -122,11 +111,68 @@ func EnsureAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.
 		}
 		return path, false, fmt.Errorf("auth: create admin subject: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return path, true, fmt.Errorf("auth: admin created but its token could not be moved to %s: %w", path, err)
 	}
 	log.Info("created admin subject; its token is in the token file", "subject", AdminName, "token_file", path)
 	return path, true, nil
+}
+
+// RotateAdmin gives the admin subject (AdminName) a new token, written to
+// dataDir/admin.token (mode 0600), and returns the file's path. The old
+// token stops working as soon as the store has the new one.
+//
+// # Notes
+//
+// As in EnsureAdmin, the new token is written to a temporary file before
+// the store changes and renamed over the old file after, so a failure
+// leaves either the old token working or the new one on disk. With several
+// controllers on one Postgres, only this data dir's file is replaced: copy
+// it to the others (or keep it in a shared Secret).
+//
+// # Errors
+//
+// ErrNoAdmin when the store has no admin subject yet (the controller never
+// started on it); a store or file error otherwise.
+func RotateAdmin(ctx context.Context, st store.Store, dataDir string) (path string, err error) {
+	path = filepath.Join(dataDir, AdminTokenFile)
+	tok := NewToken()
+	tmp, err := stageTokenFile(dataDir, tok)
+	if err != nil {
+		return path, err
+	}
+	defer os.Remove(tmp) // no-op after the rename
+	if err := st.SetSubjectToken(ctx, AdminName, Hash(tok)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return path, ErrNoAdmin
+		}
+		return path, fmt.Errorf("auth: store the new admin token: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return path, fmt.Errorf("auth: the admin token was replaced but the new one could not be moved to %s (it is in %s): %w", path, tmp, err)
+	}
+	return path, nil
+}
+
+// stageTokenFile writes tok to a new temporary file (mode 0600) in dataDir
+// and returns its name; the caller renames it into place or removes it.
+func stageTokenFile(dataDir, tok string) (string, error) {
+	tmp, err := os.CreateTemp(dataDir, ".admin.token-*")
+	if err != nil {
+		return "", fmt.Errorf("auth: write admin token: %w", err)
+	}
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.WriteString(tok + "\n")
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("auth: write admin token: %w", err)
+	}
+	return tmp.Name(), nil
 }
 
 // ReadTokenFile reads a token written by EnsureAdmin.

@@ -97,3 +97,42 @@ func TestAuthenticateRefuses(t *testing.T) {
 		t.Fatalf("Authenticate = %+v, %v", s, err)
 	}
 }
+
+func TestRotateAdmin(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	dir := t.TempDir()
+
+	if _, err := RotateAdmin(ctx, st, dir); !errors.Is(err, ErrNoAdmin) {
+		t.Fatalf("RotateAdmin before any admin = %v, want ErrNoAdmin", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a refused rotation left %v in the data dir", entries)
+	}
+	path, _, err := EnsureAdmin(ctx, st, dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := ReadTokenFile(path)
+
+	got, err := RotateAdmin(ctx, st, dir)
+	if err != nil || got != path {
+		t.Fatalf("RotateAdmin = %q, %v", got, err)
+	}
+	tok, err := ReadTokenFile(path)
+	if err != nil || tok == old {
+		t.Fatalf("token file after rotation: %q, %v (old %q)", tok, err, old)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := Authenticate(ctx, st, old); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("old admin token after rotation: %v, want ErrBadToken", err)
+	}
+	if subj, err := Authenticate(ctx, st, tok); err != nil || !subj.Admin {
+		t.Fatalf("new admin token: %+v, %v", subj, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("data dir holds %v, want only the token file", entries)
+	}
+}

@@ -48,7 +48,7 @@ func startProc(t testing.TB, name string, args ...string) *testproc.Proc {
 func TestAgainstController(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
+	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir, "--tls", "off")
 	url := "http://" + ctl.Await(`msg="REST API listening" addr=(\S+)`)
 	quic := ctl.Await(`msg="QUIC listening" addr=(\S+)`)
 	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
