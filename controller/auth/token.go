@@ -75,8 +75,10 @@ func Authenticate(ctx context.Context, st store.Store, token string) (store.Subj
 }
 
 // EnsureAdmin makes sure an admin subject exists. When none does, it creates
-// one named AdminName and writes its token to dataDir/admin.token with mode
-// 0600 (replacing any stale file). It returns the token file's path and
+// one named AdminName: with the token already in dataDir/admin.token when
+// that file holds one (an operator's, e.g. from a Kubernetes Secret; see
+// looksLikeToken), else with a new token written there with mode 0600
+// (replacing a file that holds none). It returns the token file's path and
 // whether it created the admin.
 //
 // # Notes
@@ -97,6 +99,19 @@ func EnsureAdmin(ctx context.Context, st store.Store, dataDir string, log *slog.
 			log.Info("admin subject exists", "subject", s.Name, "token_file", path)
 			return path, false, nil
 		}
+	}
+	if tok, err := ReadTokenFile(path); err == nil && looksLikeToken(tok) {
+		// An operator-provided token (a Kubernetes Secret mounted there):
+		// the admin gets it, and the file stays as it is.
+		if _, err := st.CreateSubject(ctx, store.Subject{Name: AdminName, TokenHash: Hash(tok), Admin: true}); err != nil {
+			if errors.Is(err, store.ErrExists) {
+				log.Info("admin subject created by another controller", "subject", AdminName)
+				return path, false, nil
+			}
+			return path, false, fmt.Errorf("auth: create admin subject: %w", err)
+		}
+		log.Info("created admin subject with the token already in the token file", "subject", AdminName, "token_file", path)
+		return path, true, nil
 	}
 	subject, tok := NewSubject(AdminName, true)
 	tmp, err := stageTokenFile(dataDir, tok)
@@ -173,6 +188,22 @@ func stageTokenFile(dataDir, tok string) (string, error) {
 		return "", fmt.Errorf("auth: write admin token: %w", err)
 	}
 	return tmp.Name(), nil
+}
+
+// looksLikeToken says whether tok has the form NewToken gives (the prefix
+// and at least 256 bits in base64url), so that a file holding anything
+// else is never made the admin's token.
+func looksLikeToken(tok string) bool {
+	rest, ok := strings.CutPrefix(tok, TokenPrefix)
+	if !ok || len(rest) < 43 || len(tok) > maxTokenLen {
+		return false
+	}
+	for _, r := range rest {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // ReadTokenFile reads a token written by EnsureAdmin.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/store"
@@ -134,5 +135,40 @@ func TestRotateAdmin(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("data dir holds %v, want only the token file", entries)
+	}
+}
+
+// TestEnsureAdminAdoptsTokenFile: a token the operator put in admin.token
+// before the first start becomes the admin's, and the file is left alone;
+// a file holding no token is replaced.
+func TestEnsureAdminAdoptsTokenFile(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name, content string
+		adopted       bool
+	}{
+		{"operator token", NewToken() + "\n", true},
+		{"garbage", "hunter2\n", false},
+		{"short", TokenPrefix + "abc\n", false},
+		{"bad characters", TokenPrefix + strings.Repeat("a+", 30) + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, dir := openStore(t), t.TempDir()
+			path := filepath.Join(dir, AdminTokenFile)
+			if err := os.WriteFile(path, []byte(tc.content), 0o400); err != nil {
+				t.Fatal(err)
+			}
+			if _, created, err := EnsureAdmin(ctx, st, dir, log); err != nil || !created {
+				t.Fatalf("EnsureAdmin = %v, %v", created, err)
+			}
+			tok, _ := ReadTokenFile(path)
+			if adopted := tok == strings.TrimSpace(tc.content); adopted != tc.adopted {
+				t.Fatalf("file holds %q after EnsureAdmin; adopted %v, want %v", tok, adopted, tc.adopted)
+			}
+			if subj, err := Authenticate(ctx, st, tok); err != nil || !subj.Admin {
+				t.Fatalf("the file's token: %+v, %v", subj, err)
+			}
+		})
 	}
 }
