@@ -30,11 +30,12 @@ COPY --from=build /out/wisp-controller /usr/local/bin/wisp-controller
 ENV WISP_DATA_DIR=/var/lib/wisp \
     WISP_LISTEN=:4000 \
     WISP_QUIC_LISTEN=:4433 \
+    WISP_METRICS_ADDR=:9465 \
     WISP_LOG_FORMAT=json
 USER 10001:10001
 WORKDIR /var/lib/wisp
 VOLUME ["/var/lib/wisp"]
-EXPOSE 4000/tcp 4433/udp
+EXPOSE 4000/tcp 4433/udp 9465/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD wget -q -O /dev/null http://127.0.0.1:4000/metrics || exit 1
+    CMD wget -q -O /dev/null http://127.0.0.1:9465/metrics || exit 1
 ENTRYPOINT ["/usr/local/bin/wisp-controller"]

@@ -27,6 +27,14 @@ type config struct {
 	CrashHold       time.Duration
 	ShutdownTimeout time.Duration
 	Log             settings.Logging
+	// TLS is "auto" (the files of TLSCert and TLSKey when given, else the
+	// controller's self-signed certificate in the data dir) or "off"
+	// (plain HTTP).
+	TLS             string
+	TLSCert, TLSKey string
+	// MetricsAddr serves /metrics on its own listener (no token); empty:
+	// on the REST port, for the admin token.
+	MetricsAddr string
 	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits
 	// (see runtime.ParseModuleLimits); module size defaults to the upload
 	// limit.
@@ -57,6 +65,7 @@ func defaults() config {
 		CrashHold:       30 * time.Second,
 		ShutdownTimeout: api.DefaultShutdownTimeout,
 		Log:             settings.DefaultLogging(),
+		TLS:             "auto",
 
 		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
 		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
@@ -75,7 +84,11 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.Listen, "listen", "REST API listen `address`"),
 		settings.String(&c.QUICListen, "quic_listen", "UDP `address` agents connect to over QUIC"),
 		settings.Duration(&c.InvokeTimeout, "invoke_timeout", "deadline of an invocation whose request sets none"),
-		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC identity, embedded store"),
+		settings.Choice(&c.TLS, "tls", "REST API transport: auto serves TLS with --tls-cert/--tls-key when given, else with the controller's self-signed certificate in the data dir (pin it: 'wisp-controller tls fingerprint'); off serves plain HTTP", "auto", "off"),
+		settings.String(&c.TLSCert, "tls_cert", "PEM certificate (chain) `file` for the REST API; needs --tls-key"),
+		settings.String(&c.TLSKey, "tls_key", "PEM private key `file` of --tls-cert"),
+		settings.String(&c.MetricsAddr, "metrics_addr", "serve Prometheus /metrics on this `address` (plain HTTP, no token) instead of the REST port, where it needs the admin token"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, embedded store"),
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
@@ -118,6 +131,12 @@ func (c config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is empty"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both or neither"))
+	}
+	if c.TLS == "off" && c.TLSCert != "" {
+		errs = append(errs, errors.New("--tls off with --tls-cert: choose plain HTTP or TLS"))
 	}
 	if c.MaxUploadBytes <= 0 || c.MaxUploadBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("max upload bytes %d: want 1 byte to 1 GiB", c.MaxUploadBytes))

@@ -5,6 +5,8 @@
 //	wisp-controller [run] [flags]     run the controller (the default command)
 //	wisp-controller token create      make a join token for agents
 //	wisp-controller compact           shrink the embedded store (controller stopped)
+//	wisp-controller admin-token rotate  give the admin a new token
+//	wisp-controller tls fingerprint   print the REST certificate key fingerprint
 //	wisp-controller version
 //
 // Every setting is a flag, a WISP_* variable and a key of the YAML file

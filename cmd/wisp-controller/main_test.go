@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,9 +58,21 @@ func loadArgs(args []string, env settings.LookupEnv) (config, error) {
 }
 
 // startController runs the controller with args and env until the returned
-// stop is called; stop returns the exit code.
+// stop is called; stop returns the exit code. The REST API is plain HTTP
+// (WISP_TLS=off) unless env or args choose TLS; base is then https://.
 func startController(t *testing.T, args []string, env map[string]string) (base string, logs *syncBuffer, stop func() int) {
 	t.Helper()
+	scheme := "https://"
+	if _, ok := env["WISP_TLS"]; !ok && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "tls") }) {
+		env = maps.Clone(env)
+		if env == nil {
+			env = map[string]string{}
+		}
+		env["WISP_TLS"] = "off"
+	}
+	if env["WISP_TLS"] == "off" || slices.Contains(args, "off") {
+		scheme = "http://"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
 	addrc := make(chan net.Addr, 1)
@@ -68,7 +82,7 @@ func startController(t *testing.T, args []string, env map[string]string) (base s
 	}()
 	select {
 	case a := <-addrc:
-		base = "http://" + a.String()
+		base = scheme + a.String()
 	case code := <-codec:
 		cancel()
 		t.Fatalf("controller exited with %d before serving:\n%s", code, logs)
@@ -131,7 +145,10 @@ func TestRunEmbeddedAndRestart(t *testing.T) {
 	if code, body := get(t, base+"/v1/fn", token); code != 200 || body != `{"data":[{"name":"_"}]}` {
 		t.Fatalf("GET /v1/fn = %d %q", code, body)
 	}
-	if code, body := get(t, base+"/metrics", ""); code != 200 || !strings.Contains(body, "go_goroutines") {
+	if code, _ := get(t, base+"/metrics", ""); code != 401 {
+		t.Fatalf("GET /metrics without token = %d, want 401", code)
+	}
+	if code, body := get(t, base+"/metrics", token); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("GET /metrics = %d", code)
 	}
 	if code := stop(); code != 0 {

@@ -60,7 +60,7 @@ string counts as set.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return serve(cmd, d) },
 	}
 	addFlags(runCmd)
-	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d))
+	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d), adminTokenCommand(d), tlsCommand(d))
 	return root
 }
 
@@ -116,5 +116,7 @@ func (c config) server() server.Config {
 		},
 		PruneInterval: c.ActivationPruneInterval,
 		MaxInputBytes: int(c.MaxInputBytes), CrashHold: hold,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSSelfSigned: c.TLS == "auto",
+		MetricsListen: c.MetricsAddr,
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/settings"
 )
 
@@ -58,10 +59,14 @@ while its controller runs).`,
 				return err
 			}
 			if url == "" {
-				url = localURL(cfg.Listen)
+				url = localURL(cfg.Listen, cfg.TLS != "off")
 			}
 			url = strings.TrimRight(url, "/")
-			tok, err := tokenViaAPI(cmd.Context(), url, cfg.DataDir, ttl, uses)
+			client, err := restClient(cfg)
+			if err != nil {
+				return err
+			}
+			tok, err := tokenViaAPI(cmd.Context(), client, url, cfg.DataDir, ttl, uses)
 			if errors.Is(err, errNoController) {
 				tok, err = tokenViaStore(cmd.Context(), cfg, ttl, uses)
 			}
@@ -76,26 +81,44 @@ while its controller runs).`,
 	f.DurationVar(&ttl, "ttl", 0, "how long the token stays valid; 0: the controller's default (24h)")
 	f.IntVar(&uses, "uses", 1, "how many agents may join with the token")
 	f.StringVar(&url, "url", "", "the running controller's REST `address` (default: --listen on this machine)")
-	addFlags(create, "listen", "data_dir", "database_url", "log_level", "log_format")
+	addFlags(create, "listen", "tls", "tls_cert", "tls_key", "data_dir", "database_url", "log_level", "log_format")
 	token := settings.Group("token", "Manage join tokens")
 	token.AddCommand(create)
 	return token
 }
 
-func localURL(listen string) string {
+func localURL(listen string, useTLS bool) string {
+	scheme := "http://"
+	if useTLS {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "http://127.0.0.1:4000"
+		return scheme + "127.0.0.1:4000"
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return scheme + net.JoinHostPort(host, port)
+}
+
+// restClient is an HTTP client for this machine's controller: over TLS it
+// pins the key of the certificate the controller serves (cfg's files or
+// the data dir's own), which this command can read.
+func restClient(cfg config) (*http.Client, error) {
+	if cfg.TLS == "off" {
+		return http.DefaultClient, nil
+	}
+	cert, _, err := server.RESTCertificate(cfg.server())
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: keypin.ClientConfig(keypin.Of(cert.Leaf))}}, nil
 }
 
 var errNoController = errors.New("no controller answers")
 
-func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration, uses int) (string, error) {
+func tokenViaAPI(ctx context.Context, client *http.Client, url, dataDir string, ttl time.Duration, uses int) (string, error) {
 	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		return "", errNoController // never started: no admin token yet
@@ -113,7 +136,7 @@ func tokenViaAPI(ctx context.Context, url, dataDir string, ttl time.Duration, us
 	}
 	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(admin)))
 	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
+	resp, err := client.Do(hreq)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) {

@@ -61,7 +61,7 @@ func TestFunLessFlow(t *testing.T) {
 }
 
 func testFlow(t *testing.T, e *env) {
-	// Banner and metrics need no token.
+	// The banner needs no token.
 	status, body := e.do(req{method: "GET", path: "/v1/", token: noToken})
 	if status != 200 || !strings.Contains(string(body), "up and running") {
 		t.Fatalf("GET /v1/ = %d %q", status, body)
@@ -213,8 +213,13 @@ func testFlow(t *testing.T, e *env) {
 	status, body = e.do(req{method: "GET", path: "/v1/admin/subjects", token: "Bearer " + created.Token})
 	wantError(t, status, body, 403, "admin")
 
-	// Metrics, without a token, count requests by route pattern and status.
+	// Metrics are the admin's: 401 without a token, 403 for a subject.
 	status, body = e.do(req{method: "GET", path: "/metrics", token: noToken})
+	wantError(t, status, body, 401, "token")
+	status, body = e.do(req{method: "GET", path: "/metrics", token: "Bearer " + created.Token})
+	wantError(t, status, body, 403, "admin")
+	// With the admin token, they count requests by route pattern and status.
+	status, body = e.do(req{method: "GET", path: "/metrics"})
 	for _, want := range []string{`wisp_http_requests_total{method="GET",route="/v1/fn/:mod/:fn",status="200"}`, "go_goroutines", "wisp_http_request_duration_seconds_bucket"} {
 		if status != 200 || !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics = %d, lacks %s:\n%.2000s", status, want, body)

@@ -47,9 +47,12 @@ type Config struct {
 	// DefaultMaxUploadBytes. Larger uploads get 413.
 	MaxUploadBytes int64
 	// Registerer receives the Go and HTTP metrics and Gatherer serves them
-	// on /metrics; nil means a fresh registry of the server's own.
-	Registerer prometheus.Registerer
-	Gatherer   prometheus.Gatherer
+	// on /metrics, for the admin token only; nil means a fresh registry of
+	// the server's own. MetricsElsewhere leaves /metrics off this server
+	// (the controller serves it on its own listener, --metrics-addr).
+	Registerer       prometheus.Registerer
+	Gatherer         prometheus.Gatherer
+	MetricsElsewhere bool
 	// ShutdownTimeout bounds the drain in Run; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// Distributor pushes code to agents on create/update and drops it on
@@ -178,7 +181,9 @@ func New(cfg Config) (*Server, error) {
 	s.app.Use(m.middleware(routes, s.writeError))
 	s.app.Use(checkFraming)
 
-	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(gat, promhttp.HandlerOpts{})))
+	if !cfg.MetricsElsewhere {
+		s.app.Get("/metrics", s.authenticate, s.requireAdmin, adaptor.HTTPHandler(promhttp.HandlerFor(gat, promhttp.HandlerOpts{})))
+	}
 	s.app.Get("/v1", s.banner)
 
 	v1 := s.app.Group("/v1", s.authenticate)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/store"
@@ -95,5 +96,79 @@ func TestAuthenticateRefuses(t *testing.T) {
 	}
 	if s, err := Authenticate(ctx, st, tok); err != nil || s.Name != "alice" || s.Admin {
 		t.Fatalf("Authenticate = %+v, %v", s, err)
+	}
+}
+
+func TestRotateAdmin(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	dir := t.TempDir()
+
+	if _, err := RotateAdmin(ctx, st, dir); !errors.Is(err, ErrNoAdmin) {
+		t.Fatalf("RotateAdmin before any admin = %v, want ErrNoAdmin", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a refused rotation left %v in the data dir", entries)
+	}
+	path, _, err := EnsureAdmin(ctx, st, dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := ReadTokenFile(path)
+
+	got, err := RotateAdmin(ctx, st, dir)
+	if err != nil || got != path {
+		t.Fatalf("RotateAdmin = %q, %v", got, err)
+	}
+	tok, err := ReadTokenFile(path)
+	if err != nil || tok == old {
+		t.Fatalf("token file after rotation: %q, %v (old %q)", tok, err, old)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := Authenticate(ctx, st, old); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("old admin token after rotation: %v, want ErrBadToken", err)
+	}
+	if subj, err := Authenticate(ctx, st, tok); err != nil || !subj.Admin {
+		t.Fatalf("new admin token: %+v, %v", subj, err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("data dir holds %v, want only the token file", entries)
+	}
+}
+
+// TestEnsureAdminAdoptsTokenFile: a token the operator put in admin.token
+// before the first start becomes the admin's, and the file is left alone;
+// a file holding no token is replaced.
+func TestEnsureAdminAdoptsTokenFile(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name, content string
+		adopted       bool
+	}{
+		{"operator token", NewToken() + "\n", true},
+		{"garbage", "hunter2\n", false},
+		{"short", TokenPrefix + "abc\n", false},
+		{"bad characters", TokenPrefix + strings.Repeat("a+", 30) + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, dir := openStore(t), t.TempDir()
+			path := filepath.Join(dir, AdminTokenFile)
+			if err := os.WriteFile(path, []byte(tc.content), 0o400); err != nil {
+				t.Fatal(err)
+			}
+			if _, created, err := EnsureAdmin(ctx, st, dir, log); err != nil || !created {
+				t.Fatalf("EnsureAdmin = %v, %v", created, err)
+			}
+			tok, _ := ReadTokenFile(path)
+			if adopted := tok == strings.TrimSpace(tc.content); adopted != tc.adopted {
+				t.Fatalf("file holds %q after EnsureAdmin; adopted %v, want %v", tok, adopted, tc.adopted)
+			}
+			if subj, err := Authenticate(ctx, st, tok); err != nil || !subj.Admin {
+				t.Fatalf("the file's token: %+v, %v", subj, err)
+			}
+		})
 	}
 }

@@ -12,14 +12,18 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/activations"
@@ -29,6 +33,7 @@ import (
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -57,6 +62,44 @@ type Config struct {
 	MaxInputBytes int
 	// CrashHold is fleet.Config.CrashHold; 0: its default.
 	CrashHold time.Duration
+
+	// TLSCert and TLSKey are PEM files the REST API serves TLS with. When
+	// they are empty, TLSSelfSigned serves it with the controller's own
+	// certificate from the data dir (the one agents pin over QUIC); with
+	// neither, the REST API is plain HTTP (as `wisp dev` serves it on
+	// loopback). See RESTCertificate.
+	TLSCert, TLSKey string
+	TLSSelfSigned   bool
+	// MetricsListen, when set, serves /metrics there (plain HTTP, no token,
+	// like the agent's --metrics-addr) and not on the REST port; empty
+	// keeps /metrics on the REST port, for the admin token only.
+	MetricsListen string
+}
+
+// RESTCertificate is the certificate the REST API serves (ok false: plain
+// HTTP): the files of cfg.TLSCert and cfg.TLSKey, else, with
+// cfg.TLSSelfSigned, the controller's own identity in the data dir, made
+// there if absent. `wisp-controller tls fingerprint` prints its key's
+// fingerprint, which the CLI pins.
+func RESTCertificate(cfg Config) (cert tls.Certificate, ok bool, err error) {
+	switch {
+	case cfg.TLSCert != "" || cfg.TLSKey != "":
+		if cfg.TLSCert == "" || cfg.TLSKey == "" {
+			return cert, false, errors.New("TLS needs both a certificate and a key file")
+		}
+		cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return cert, false, fmt.Errorf("REST TLS certificate: %w", err)
+		}
+		return cert, true, nil
+	case cfg.TLSSelfSigned:
+		id, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
+		if err != nil {
+			return cert, false, err
+		}
+		return id.Cert, true, nil
+	}
+	return cert, false, nil
 }
 
 // OpenStore opens Postgres when a DSN is configured, else the embedded
@@ -163,6 +206,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		ShutdownTimeout:     cfg.ShutdownTimeout,
 		MaxInvokeInputBytes: cfg.MaxInputBytes,
 		Inspector:           runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
+		MetricsElsewhere:    cfg.MetricsListen != "",
 	})
 	if err != nil {
 		return err
@@ -172,9 +216,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return fmt.Errorf("QUIC listen: %w", err)
 	}
 	defer pc.Close()
+	cert, useTLS, err := RESTCertificate(cfg)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	restLog := []any{"addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes, "tls", useTLS}
+	if useTLS {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		restLog = append(restLog, "tls_fingerprint", keypin.Of(cert.Leaf).String())
+	}
+	var metricsSrv *http.Server
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+		go metricsSrv.Serve(mln)
+		defer metricsSrv.Close()
+		log.Info("metrics", "addr", mln.Addr().String())
 	}
 	// The fleet outlives the REST server: in-flight invocations drain
 	// through it after the API stops accepting requests.
@@ -196,7 +264,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		dist.syncEvents(fleetCtx)
 	}()
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
-	log.Info("REST API listening", "addr", ln.Addr().String(), "max_upload_bytes", cfg.MaxUploadBytes)
+	log.Info("REST API listening", restLog...)
 	if ready != nil {
 		ready(ln.Addr(), pc.LocalAddr())
 	}

@@ -744,6 +744,37 @@ func (e *Embedded) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject
 	return s, nil
 }
 
+// SetSubjectToken implements Store.
+func (e *Embedded) SetSubjectToken(ctx context.Context, name string, hash []byte) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		subjects, tokens := tx.Bucket(bucketSubjects), tx.Bucket(bucketTokens)
+		v := subjects.Get([]byte(name))
+		if v == nil {
+			return ErrNotFound
+		}
+		var r subjectRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode subject %q: %w", name, err)
+		}
+		if holder := tokens.Get(hash); holder != nil && string(holder) != name {
+			return ErrExists
+		}
+		if err := tokens.Delete(r.TokenHash); err != nil {
+			return err
+		}
+		r.TokenHash = hash
+		nv, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := subjects.Put([]byte(name), nv); err != nil {
+			return err
+		}
+		return tokens.Put(hash, []byte(name))
+	})
+	return boltFail(err, "set the token of subject %q", name)
+}
+
 // PutScript implements Store.
 func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
 	s.Created = now()

@@ -528,6 +528,18 @@ func (p *Postgres) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject
 	return s, nil
 }
 
+// SetSubjectToken implements Store.
+func (p *Postgres) SetSubjectToken(ctx context.Context, name string, hash []byte) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE subjects SET token_hash = $2 WHERE name = $1`, name, hash)
+	if err != nil {
+		return pgFail(err, "set the token of subject %q", name)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set the token of subject %q: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
 // PutScript implements Store.
 func (p *Postgres) PutScript(ctx context.Context, s Script) (Script, error) {
 	s.Created = now()

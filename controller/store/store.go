@@ -211,6 +211,10 @@ type Store interface {
 	ListSubjects(ctx context.Context) ([]Subject, error)
 	// SubjectByTokenHash finds the subject holding a token. ErrNotFound.
 	SubjectByTokenHash(ctx context.Context, hash []byte) (Subject, error)
+	// SetSubjectToken replaces a subject's token hash: the old token stops
+	// working at once. ErrNotFound for an unknown subject, ErrExists when
+	// another subject holds the hash.
+	SetSubjectToken(ctx context.Context, name string, hash []byte) error
 
 	// PutScript creates a script. ErrExists.
 	PutScript(ctx context.Context, s Script) (Script, error)

@@ -103,6 +103,12 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s depends on %s: it may use only the standard library and cache/, so both servers can link it", rel, d)
 				}
 			}
+		case rel == "internal/keypin":
+			for _, d := range p.Deps {
+				if dp, ok := pkgs[d]; ok && !dp.Standard && !strings.HasPrefix(d, module+"/protocol") {
+					t.Errorf("%s depends on %s: it may use only the standard library and protocol/, so any binary can link it", rel, d)
+				}
+			}
 		case rel == "internal/settings":
 			for _, d := range p.Deps {
 				if strings.HasPrefix(d, module+"/controller") || strings.HasPrefix(d, module+"/agent") {

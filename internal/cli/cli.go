@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -29,6 +30,7 @@ const (
 // globals are the flags every command takes.
 type globals struct {
 	host, token, config, output string
+	tlsFingerprint              string
 }
 
 // app is one Run: the streams, the environment and the global flags.
@@ -87,7 +89,10 @@ controller, and makes and builds new functions.
 The controller's address and token come from the config file
 (--config, WISP_CLI_CONFIG, else $XDG_CONFIG_HOME/wisp/config.yaml or
 ~/.config/wisp/config.yaml; see 'wisp config'), then WISP_HOST / WISP_TOKEN,
-then --host / --token.`,
+then --host / --token. A controller serving its self-signed certificate
+(https://) is trusted by its key fingerprint: 'wisp config set
+tls-fingerprint sha256:...' with what 'wisp-controller tls fingerprint'
+prints on the controller.`,
 		Version:           version.Line("wisp"),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -100,6 +105,7 @@ then --host / --token.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.g.host, "host", "", "controller address, e.g. http://127.0.0.1:4000 (env WISP_HOST)")
 	pf.StringVar(&a.g.token, "token", "", "API token (env WISP_TOKEN)")
+	pf.StringVar(&a.g.tlsFingerprint, "tls-fingerprint", "", "trust only the controller whose key has this fingerprint, sha256:... from 'wisp-controller tls fingerprint' (env WISP_TLS_FINGERPRINT)")
 	pf.StringVar(&a.g.config, "config", "", "config file (env WISP_CLI_CONFIG; default $XDG_CONFIG_HOME/wisp/config.yaml)")
 	pf.StringVarP(&a.g.output, "output", "o", "text", "output format: text or json")
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
@@ -177,7 +183,14 @@ func (a *app) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{host: s.host, token: s.token, http: a.http}, nil
+	c := &client{host: s.host, token: s.token, http: a.http, pinFrom: s.pinFrom}
+	if s.pin != nil {
+		// Pinned: the controller's key is trusted, no CA is consulted.
+		tr := a.http.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig = keypin.ClientConfig(*s.pin)
+		c.http = &http.Client{Transport: tr}
+	}
+	return c, nil
 }
 
 // emit prints data as JSON with -o json, or calls text.

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,13 +15,16 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/wispfn/wisp/internal/keypin"
 )
 
 // client talks to the controller's REST API.
 type client struct {
-	host  string // base URL, e.g. http://127.0.0.1:4000
-	token string
-	http  *http.Client
+	host    string // base URL, e.g. http://127.0.0.1:4000
+	token   string
+	http    *http.Client
+	pinFrom string // where the pinned TLS fingerprint came from; "" when none
 }
 
 // request is one REST call.
@@ -55,6 +60,9 @@ func (c *client) do(ctx context.Context, req request) (json.RawMessage, int, err
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
+		if terr := c.tlsError(err); terr != nil {
+			return nil, 0, terr
+		}
 		return nil, 0, reachError(c.host, err)
 	}
 	defer resp.Body.Close()
@@ -169,6 +177,35 @@ func oneLine(s string) string {
 }
 
 // reachError explains a transport failure in one line naming the host.
+// tlsError explains a refused certificate: a key that is not the pinned
+// one, or a certificate no CA here vouches for (a self-signed controller
+// not pinned yet). Other errors give nil.
+func (c *client) tlsError(err error) error {
+	if errors.Is(err, keypin.ErrMismatch) {
+		var ue *url.Error
+		reason := err.Error()
+		if errors.As(err, &ue) {
+			reason = ue.Err.Error()
+		}
+		return fmt.Errorf("refusing the controller at %s: %s (pinned by %s); if its certificate's key was replaced on purpose, "+
+			"pin the new one ('wisp-controller tls fingerprint' on the controller)", c.host, oneLine(reason), c.pinFrom)
+	}
+	var presented *x509.Certificate
+	var ua x509.UnknownAuthorityError
+	var cv *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ua) && ua.Cert != nil:
+		presented = ua.Cert
+	case errors.As(err, &cv) && len(cv.UnverifiedCertificates) > 0:
+		presented = cv.UnverifiedCertificates[0]
+	default:
+		return nil
+	}
+	return fmt.Errorf("the controller at %s presented a certificate this machine does not trust (its key fingerprint is %s); "+
+		"if 'wisp-controller tls fingerprint' on the controller prints the same, pin it: wisp config set tls-fingerprint %s",
+		c.host, keypin.Of(presented), keypin.Of(presented))
+}
+
 func reachError(host string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return errors.New("interrupted")

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wispfn/wisp/internal/keypin"
 )
 
 // DefaultHost is where the controller listens by default (FunLess's port).
@@ -18,18 +20,24 @@ const DefaultHost = "http://127.0.0.1:4000"
 
 // fileConfig is the config file: YAML with FunLess's key names.
 //
-//	api_host: http://127.0.0.1:4000
+//	api_host: https://ctl.example:4000
 //	api_token: wisp_...
+//	tls_fingerprint: sha256:...   (Wisp's own: pins the controller's key)
 type fileConfig struct {
-	Host  string `yaml:"api_host,omitempty"`
-	Token string `yaml:"api_token,omitempty"`
+	Host           string `yaml:"api_host,omitempty"`
+	Token          string `yaml:"api_token,omitempty"`
+	TLSFingerprint string `yaml:"tls_fingerprint,omitempty"`
 }
 
 // settings are the resolved connection settings and where each came from.
 type settings struct {
 	host, token         string
 	hostFrom, tokenFrom string // "default", the file path, "WISP_HOST", "--host"...
-	path                string // config file
+	// pin, when set, is the only controller key trusted over TLS (no CA
+	// is consulted); pinFrom says where it came from.
+	pin     *keypin.Fingerprint
+	pinFrom string
+	path    string // config file
 }
 
 // configPath is --config, else $WISP_CLI_CONFIG, else the former
@@ -123,11 +131,26 @@ func resolve(g *globals, getenv func(string) string, warn io.Writer) (settings, 
 	set(&s.token, &s.tokenFrom, getenv("WISP_TOKEN"), "WISP_TOKEN")
 	set(&s.host, &s.hostFrom, g.host, "--host")
 	set(&s.token, &s.tokenFrom, g.token, "--token")
+	var pin string
+	set(&pin, &s.pinFrom, fc.TLSFingerprint, path)
+	set(&pin, &s.pinFrom, getenv("WISP_TLS_FINGERPRINT"), "WISP_TLS_FINGERPRINT")
+	set(&pin, &s.pinFrom, g.tlsFingerprint, "--tls-fingerprint")
 	host, err := normalizeHost(s.host)
 	if err != nil {
 		return s, fmt.Errorf("controller address from %s: %v", s.hostFrom, err)
 	}
 	s.host = host
+	if pin != "" {
+		fp, err := keypin.Parse(pin)
+		if err != nil {
+			return s, fmt.Errorf("TLS fingerprint from %s: %v", s.pinFrom, err)
+		}
+		if !strings.HasPrefix(s.host, "https://") {
+			return s, fmt.Errorf("a TLS fingerprint is pinned (from %s) but the controller address %s (from %s) is not https://: "+
+				"use https://, or unset the fingerprint to talk plain HTTP", s.pinFrom, s.host, s.hostFrom)
+		}
+		s.pin = &fp
+	}
 	return s, nil
 }
 

@@ -48,7 +48,7 @@ func startProc(t testing.TB, name string, args ...string) *testproc.Proc {
 func TestAgainstController(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
-	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
+	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir, "--tls", "off")
 	url := "http://" + ctl.Await(`msg="REST API listening" addr=(\S+)`)
 	quic := ctl.Await(`msg="QUIC listening" addr=(\S+)`)
 	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -188,4 +188,81 @@ func TestAgainstController(t *testing.T) {
 	fails("", "mod", "delete", "_")
 	has(ok("mod", "delete", "m2"), "deleted module m2")
 	fails("not found", "mod", "get", "m2")
+}
+
+// TestPinnedTLS: the CLI talks TLS to a real controller serving its
+// self-signed certificate once its key fingerprint is pinned, refuses it
+// before (saying what it presented) and with a wrong pin, and refuses to
+// send a pinned configuration over plain HTTP.
+func TestPinnedTLS(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	ctl := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir)
+	addr := ctl.Await(`msg="REST API listening" addr=(\S+)`)
+	logged := ctl.Await(`msg="REST API listening" .*tls_fingerprint=(\S+)`)
+	out, err := exec.Command(filepath.Join(bin, "wisp-controller"), "tls", "fingerprint", "--data-dir", dataDir).Output()
+	if err != nil {
+		t.Fatalf("wisp-controller tls fingerprint: %v", err)
+	}
+	pin := strings.TrimSpace(string(out))
+	if pin != logged || !strings.HasPrefix(pin, "sha256:") {
+		t.Fatalf("tls fingerprint printed %q, the log says %q", pin, logged)
+	}
+	admin, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := env{"XDG_CONFIG_HOME": t.TempDir()}
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, e, args...)
+	}
+	fails := func(args []string, want ...string) {
+		t.Helper()
+		code, stdout, stderr := run(args...)
+		if code == 0 || stdout != "" || strings.Count(stderr, "\n") != 1 {
+			t.Fatalf("wisp %s: exit %d, stdout %q, stderr %q; want a one-line failure", strings.Join(args, " "), code, stdout, stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(stderr, w) {
+				t.Fatalf("wisp %s: %q lacks %q", strings.Join(args, " "), stderr, w)
+			}
+		}
+	}
+	if code, _, stderr := run("config", "set", "host", "https://"+addr); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := run("config", "set", "token", strings.TrimSpace(string(admin))); code != 0 {
+		t.Fatal(stderr)
+	}
+
+	// Not pinned: no CA vouches for it; the error shows its fingerprint.
+	fails([]string{"mod", "list"}, "does not trust", pin, "wisp config set tls-fingerprint")
+	// A wrong pin is refused, naming both keys; nothing is served.
+	wrong := "sha256:" + strings.Repeat("ab", 32)
+	fails([]string{"mod", "list", "--tls-fingerprint", wrong}, "refusing the controller", pin, wrong, "--tls-fingerprint")
+	fails([]string{"mod", "list", "--tls-fingerprint", "sha256:12"}, "TLS fingerprint from --tls-fingerprint")
+
+	// Pinned: served.
+	if code, _, stderr := run("config", "set", "tls-fingerprint", strings.ToUpper(pin[len("sha256:"):])); code == 0 {
+		t.Fatalf("a fingerprint without sha256: was saved: %s", stderr)
+	}
+	if code, _, stderr := run("config", "set", "tls-fingerprint", pin); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, stdout, stderr := run("mod", "list"); code != 0 || !strings.Contains(stdout, "_") {
+		t.Fatalf("pinned mod list: exit %d: %s %s", code, stdout, stderr)
+	}
+	if code, stdout, _ := run("config", "get", "tls-fingerprint"); code != 0 || strings.TrimSpace(stdout) != pin {
+		t.Fatalf("config get tls-fingerprint = %q", stdout)
+	}
+	if code, stdout, _ := run("config", "get"); code != 0 || !strings.Contains(stdout, pin) {
+		t.Fatalf("config get lacks the pin:\n%s", stdout)
+	}
+	// A pin from the environment overrides the file's.
+	e["WISP_TLS_FINGERPRINT"] = wrong
+	fails([]string{"mod", "list"}, "refusing the controller", "WISP_TLS_FINGERPRINT")
+	delete(e, "WISP_TLS_FINGERPRINT")
+	// A pin never goes with plain HTTP.
+	fails([]string{"mod", "list", "--host", "http://" + addr}, "not https://")
 }

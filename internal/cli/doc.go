@@ -12,6 +12,12 @@
 // ~/.config/wisp/config.yaml, mode 0600), then WISP_HOST / WISP_TOKEN, then
 // --host / --token. The former WISP_CONFIG is still read, with a warning.
 //
+// A TLS fingerprint (tls_fingerprint, WISP_TLS_FINGERPRINT,
+// --tls-fingerprint; internal/keypin) pins the controller's key: over
+// https:// only that key is trusted, no CA is consulted, and an http:// host
+// is refused. It must never fall back to another trust: a mismatch is an
+// error naming both keys.
+//
 // # Output
 //
 // Human text on stdout by default (aligned tables for lists); with -o json

@@ -652,8 +652,12 @@ func (c *checker) checkCompose(file string) {
 			if !ok {
 				proto = "tcp"
 			}
-			if _, ok := listens[name][mkPort(cp, proto)]; !ok {
+			env, ok := listens[name][mkPort(cp, proto)]
+			if !ok {
 				c.errorf(where, "publishes %s but listens on %v", mkPort(cp, proto), keys(listens[name]))
+			}
+			if svcBinary[name] == "wisp-controller" && (env == "WISP_LISTEN" || env == "WISP_METRICS_ADDR") && (len(parts) < 3 || parts[0] != "127.0.0.1") {
+				c.errorf(where, "publishes the controller's %s (%s) on every interface: only its QUIC port should be (bind it to 127.0.0.1)", env, p)
 			}
 		}
 		refs := commandString(s.Command) + " " + strings.Join(s.Entrypoint, " ")
@@ -860,6 +864,8 @@ func (c *checker) checkK8s(dir string) {
 		}
 	}
 	identity, _ := c.read("controller/fleet/identity.go")
+	adminFile, _ := c.read("controller/auth/token.go")
+	identity += adminFile // the files the controller reads from its data dir
 	type workload struct {
 		labels obj
 		ports  map[string]port // name -> port; also "4000" -> port
@@ -956,7 +962,7 @@ func (c *checker) checkK8s(dir string) {
 				c.errorf(cw, "prometheus.io/port %s is not %s's metrics port", ann, bin)
 			}
 			dataDir := set["WISP_DATA_DIR"]
-			onVolume := false
+			onVolume, dataEmpty, adminFromSecret := false, false, false
 			for _, vm := range list(ct, "volumeMounts") {
 				v, ok := volumes[str(vm, "name")]
 				if !ok {
@@ -965,6 +971,12 @@ func (c *checker) checkK8s(dir string) {
 				}
 				mp := str(vm, "mountPath")
 				onVolume = onVolume || mp == dataDir
+				if mp == dataDir && get(v, "emptyDir") != nil {
+					dataEmpty = true
+				}
+				if mp == path.Join(dataDir, "admin.token") && str(v, "secret", "secretName") != "" {
+					adminFromSecret = true
+				}
 				if sub := str(vm, "subPath"); sub != "" {
 					sn := str(v, "secret", "secretName")
 					if !secrets[sn][sub] {
@@ -978,6 +990,9 @@ func (c *checker) checkK8s(dir string) {
 			if !onVolume {
 				c.errorf(cw, "data dir %q is not on a volume (readOnlyRootFilesystem)", dataDir)
 			}
+			if bin == "wisp-controller" && dataEmpty && !adminFromSecret {
+				c.errorf(cw, "the data dir is an emptyDir but admin.token is not mounted from a Secret: the admin token would be lost with the pod")
+			}
 			if ctls := set["WISP_CONTROLLERS"]; ctls != "" {
 				for _, hp := range strings.Split(ctls, ",") {
 					h, p, _ := net.SplitHostPort(hp)
@@ -987,6 +1002,7 @@ func (c *checker) checkK8s(dir string) {
 		}
 		workloads = append(workloads, wl)
 	}
+	restServices := map[string]string{} // Service name (and name/port name) -> port of the controller's REST API
 	for i, o := range docs {
 		if str(o, "kind") != "Service" {
 			continue
@@ -1006,6 +1022,7 @@ func (c *checker) checkK8s(dir string) {
 			c.errorf(w, "selects no Deployment or DaemonSet")
 			continue
 		}
+		public := str(o, "spec", "type") == "LoadBalancer" || str(o, "spec", "type") == "NodePort"
 		for _, p := range list(o, "spec", "ports") {
 			tp := fmt.Sprint(get(p, "targetPort"))
 			cp, ok := target.ports[tp]
@@ -1016,7 +1033,48 @@ func (c *checker) checkK8s(dir string) {
 			if !ok || !strings.HasSuffix(string(cp), "/"+proto) {
 				c.errorf(w, "port %v: targetPort %s/%s is no containerPort of %s", get(p, "port"), tp, proto, target.bin)
 			}
+			if env := target.listen[cp]; public && target.bin == "wisp-controller" && (env == "WISP_LISTEN" || env == "WISP_METRICS_ADDR") {
+				c.errorf(w, "a %s Service publishes the controller's %s (%s) outside the cluster: keep it behind a ClusterIP Service (REST through an Ingress with TLS)",
+					str(o, "spec", "type"), env, cp)
+			}
 		}
+		if target.bin == "wisp-controller" {
+			for _, p := range list(o, "spec", "ports") {
+				if target.listen[target.ports[fmt.Sprint(get(p, "targetPort"))]] == "WISP_LISTEN" {
+					restServices[str(o, "metadata", "name")] = fmt.Sprint(get(p, "port"))
+					restServices[str(o, "metadata", "name")+"/"+str(p, "name")] = fmt.Sprint(get(p, "port"))
+				}
+			}
+		}
+	}
+	// The REST API is reached from outside through an Ingress with TLS.
+	ingressed := false
+	for i, o := range docs {
+		if str(o, "kind") != "Ingress" {
+			continue
+		}
+		if len(list(o, "spec", "tls")) == 0 {
+			c.errorf(where[i], "no tls: the REST API carries bearer tokens")
+		}
+		for _, r := range list(o, "spec", "rules") {
+			for _, hp := range list(r, "http", "paths") {
+				svc := get(hp, "backend", "service")
+				name := str(svc, "name")
+				if pn := str(svc, "port", "name"); pn != "" {
+					name += "/" + pn
+				} else if get(svc, "port", "number") != nil && restServices[name] != fmt.Sprint(get(svc, "port", "number")) {
+					name = ""
+				}
+				if _, ok := restServices[name]; ok {
+					ingressed = true
+				} else {
+					c.errorf(where[i], "backend %v is not the controller's REST port behind a Service", svc)
+				}
+			}
+		}
+	}
+	if !ingressed {
+		c.errorf(dir, "no Ingress with TLS leads to the controller's REST API")
 	}
 }
 

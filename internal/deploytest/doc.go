@@ -10,7 +10,12 @@
 //     install script, the Kubernetes manifests, docker-compose.yml and the
 //     Prometheus config, and checks that each image has a tag and that each
 //     flag, environment variable, port and file they name exists, taking the
-//     names from the built binaries' help output. No Docker engine is needed.
+//     names from the built binaries' help output; and that the controller's
+//     REST and metrics ports stay private (compose publishes them on
+//     127.0.0.1 only; Kubernetes keeps them off LoadBalancer/NodePort
+//     Services and reaches REST through an Ingress with TLS) and that an
+//     emptyDir data dir gets admin.token from a Secret. No Docker engine is
+//     needed.
 //   - TestInstallAgentScript runs builds/install-agent.sh against a fake root.
 //
 // It has no non-test code and must never be imported.

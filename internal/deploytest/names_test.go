@@ -58,15 +58,17 @@ var helpDefault = regexp.MustCompile(`\(default "([^"]*)"; env (WISP_[A-Z0-9_]+)
 func loadNames() (names, error) {
 	ctl := &binNames{commands: map[string]bool{}, flags: map[string]bool{}, env: map[string]bool{}}
 	agent := &binNames{commands: map[string]bool{}, flags: map[string]bool{}, env: map[string]bool{}}
-	defaults := map[string]string{} // WISP_* -> default, both binaries
+	defaults := map[*binNames]map[string]string{} // WISP_* -> default, per binary
 	for _, h := range []struct {
 		b    *binNames
 		bin  string
 		args [][]string
 	}{
-		{ctl, "wisp-controller", [][]string{{"--help"}, {"token", "create", "--help"}, {"compact", "--help"}}},
+		{ctl, "wisp-controller", [][]string{{"--help"}, {"token", "create", "--help"}, {"compact", "--help"},
+			{"admin-token", "rotate", "--help"}, {"tls", "fingerprint", "--help"}}},
 		{agent, "wisp-agent", [][]string{{"--help"}, {"run", "--help"}, {"invoke", "--help"}}},
 	} {
+		defaults[h.b] = map[string]string{}
 		for i, args := range h.args {
 			help, err := helpOutput(h.bin, args...)
 			if err != nil {
@@ -84,7 +86,7 @@ func loadNames() (names, error) {
 				h.b.env[e] = true
 			}
 			for _, m := range helpDefault.FindAllStringSubmatch(help, -1) {
-				defaults[m[2]] = m[1]
+				defaults[h.b][m[2]] = m[1]
 			}
 		}
 	}
@@ -95,10 +97,10 @@ func loadNames() (names, error) {
 		return nil, fmt.Errorf("wisp-agent's help lacks run, --controllers or WISP_CONTROLLERS: %v", agent)
 	}
 	var err error
-	if ctl.listens, err = listenDefaults(defaults, map[string]string{"WISP_LISTEN": "tcp", "WISP_QUIC_LISTEN": "udp"}); err != nil {
+	if ctl.listens, err = listenDefaults(defaults[ctl], map[string]string{"WISP_LISTEN": "tcp", "WISP_QUIC_LISTEN": "udp", "WISP_METRICS_ADDR": "tcp"}); err != nil {
 		return nil, err
 	}
-	if agent.listens, err = listenDefaults(defaults, map[string]string{"WISP_METRICS_ADDR": "tcp", "WISP_LOCAL_API": "tcp"}); err != nil {
+	if agent.listens, err = listenDefaults(defaults[agent], map[string]string{"WISP_METRICS_ADDR": "tcp", "WISP_LOCAL_API": "tcp"}); err != nil {
 		return nil, err
 	}
 	return names{"wisp-controller": ctl, "wisp-agent": agent}, nil

@@ -67,7 +67,7 @@ func TestAgentsUnderQEMU(t *testing.T) {
 	}
 
 	ctlDir := t.TempDir()
-	ctl := startProc(t, "wisp-controller", nativeBin("wisp-controller"), "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", ctlDir)
+	ctl := startProc(t, "wisp-controller", nativeBin("wisp-controller"), "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", ctlDir, "--tls", "off")
 	api := "http://" + ctl.Await(`msg="REST API listening" addr=(\S+)`)
 	quic := ctl.Await(`msg="QUIC listening" addr=(\S+)`)
 	admin, err := os.ReadFile(filepath.Join(ctlDir, "admin.token"))

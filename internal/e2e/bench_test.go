@@ -484,7 +484,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 }
 
 func scheduleHistogram(b *testing.B, c *controller) (sum, count float64) {
-	resp, err := http.Get(c.url + "/metrics")
+	resp, err := c.getMetrics()
 	if err != nil {
 		b.Fatal(err)
 	}

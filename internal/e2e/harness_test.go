@@ -91,6 +91,9 @@ func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []strin
 		args = append(args, "--database-url", dsn)
 	}
 	args = append(args, extra...)
+	// Plain HTTP unless a test chooses TLS (a variable, which binaries from
+	// before --tls ignore: the benchmarks run those too).
+	env = append([]string{"WISP_TLS=off"}, env...)
 	p := startEnv(t, "wisp-controller", env, args...)
 	c := &controller{proc: p, dataDir: dataDir}
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
@@ -243,4 +246,15 @@ func metric(t testing.TB, addr, name string) string {
 		return ""
 	}
 	return m[1]
+}
+
+// getMetrics GETs the controller's /metrics with the admin token (which it
+// needs on the REST port).
+func (c *controller) getMetrics() (*http.Response, error) {
+	req, err := http.NewRequest("GET", c.url+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.admin)
+	return http.DefaultClient.Do(req)
 }

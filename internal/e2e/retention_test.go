@@ -84,7 +84,7 @@ func (c *controller) activations(t *testing.T, fn string) []retainedActivation {
 // controllerMetric scrapes one value from the controller's /metrics.
 func (c *controller) metric(t *testing.T, name string) string {
 	t.Helper()
-	resp, err := http.Get(c.url + "/metrics")
+	resp, err := c.getMetrics()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -641,6 +641,23 @@ func testSubjects(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	subs, err = s.ListSubjects(ctx)
 	noErr(t, "ListSubjects", err)
 	equal(t, "ListSubjects", subs, []store.Subject{admin, bob})
+
+	// A new token replaces the old one at once.
+	noErr(t, "SetSubjectToken", s.SetSubjectToken(ctx, "Admin", tokenHash("new admin token")))
+	_, err = s.SubjectByTokenHash(ctx, tokenHash("admin token"))
+	wantErr(t, "SubjectByTokenHash of the replaced token", err, store.ErrNotFound)
+	got, err = s.SubjectByTokenHash(ctx, tokenHash("new admin token"))
+	noErr(t, "SubjectByTokenHash of the new token", err)
+	admin.TokenHash = tokenHash("new admin token")
+	equal(t, "SubjectByTokenHash of the new token", got, admin)
+	wantErr(t, "SetSubjectToken unknown", s.SetSubjectToken(ctx, "nobody", tokenHash("x")), store.ErrNotFound)
+	wantErr(t, "SetSubjectToken to another's hash", s.SetSubjectToken(ctx, "Admin", tokenHash("bob's token")), store.ErrExists)
+	got, err = s.SubjectByTokenHash(ctx, tokenHash("bob's token"))
+	noErr(t, "SubjectByTokenHash bob after the refused set", err)
+	equal(t, "bob keeps his token", got, bob)
+	subs, err = s.ListSubjects(ctx)
+	noErr(t, "ListSubjects", err)
+	equal(t, "ListSubjects after SetSubjectToken", subs, []store.Subject{admin, bob})
 }
 
 func testScripts(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
