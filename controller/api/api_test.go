@@ -212,6 +212,17 @@ func testFlow(t *testing.T, e *env) {
 	wantData[[]nameItem](t, status, body, 200)
 	status, body = e.do(req{method: "GET", path: "/v1/admin/subjects", token: "Bearer " + created.Token})
 	wantError(t, status, body, 403, "admin")
+	// Rotate and delete (their behaviour: TestSubjectsOwnTheirModules).
+	status, body = e.do(req{method: "POST", path: "/v1/admin/subjects/alice/rotate"})
+	rotated := wantData[newSubject](t, status, body, 200)
+	status, body = e.do(req{method: "GET", path: "/v1/fn", token: "Bearer " + created.Token})
+	wantError(t, status, body, 401)
+	status, body = e.do(req{method: "DELETE", path: "/v1/admin/subjects/alice"})
+	if status != 204 {
+		t.Fatalf("delete alice = %d %s", status, body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/fn", token: "Bearer " + rotated.Token})
+	wantError(t, status, body, 401)
 
 	// Metrics, without a token, count requests by route pattern and status.
 	status, body = e.do(req{method: "GET", path: "/metrics", token: noToken})
