@@ -99,7 +99,7 @@ func (s *Server) createModule(c *fiber.Ctx) error {
 		if errors.Is(err, store.ErrExists) {
 			return failCause(store.ErrExists, err, "Module %s already exists", name)
 		}
-		return err
+		return ownerGone(err)
 	}
 	s.log.Info("module created", "module", name)
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{name}})

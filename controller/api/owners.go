@@ -1,6 +1,8 @@
 package api
 
 import (
+	"errors"
+
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/wispfn/wisp/controller/store"
@@ -48,6 +50,16 @@ func (s *Server) ownModule(c *fiber.Ctx, module string) error {
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// ownerGone reports a create refused because its owner, the caller, was
+// deleted after it authenticated (store.ErrNotFound) as the refusal of
+// its token.
+func ownerGone(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return failCause(ErrUnauthorized, err, "Missing or invalid token")
+	}
+	return err
 }
 
 // ownScript finds the APP script name if the caller may use it; another's

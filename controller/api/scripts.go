@@ -84,7 +84,7 @@ func (s *Server) createScript(c *fiber.Ctx) error {
 		return failCause(store.ErrExists, err, "Script %s already exists", name)
 	}
 	if err != nil {
-		return err
+		return ownerGone(err)
 	}
 	s.changed(c.UserContext()) // scripts can decide which agents hold a function
 	s.log.Info("APP script created", "script", sc.Name)

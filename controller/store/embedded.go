@@ -359,6 +359,9 @@ func createModule(tx *bolt.Tx, name, owner string) error {
 	if modules.Get([]byte(name)) != nil {
 		return ErrExists
 	}
+	if err := ownerExists(tx, owner); err != nil {
+		return err
+	}
 	id, err := modules.NextSequence()
 	if err != nil {
 		return err
@@ -373,6 +376,15 @@ func createModule(tx *bolt.Tx, name, owner string) error {
 	}
 	_, err = tx.Bucket(bucketFunctions).CreateBucket(u64(id))
 	return err
+}
+
+// ownerExists is nil when owner is the admin ("") or a subject, and
+// ErrNotFound otherwise.
+func ownerExists(tx *bolt.Tx, owner string) error {
+	if owner != "" && tx.Bucket(bucketSubjects).Get([]byte(owner)) == nil {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // moduleOwner returns the owner of the module with id ("": the admin).
@@ -871,6 +883,9 @@ func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
 		scripts := tx.Bucket(bucketScripts)
 		if scripts.Get([]byte(s.Name)) != nil {
 			return ErrExists
+		}
+		if err := ownerExists(tx, s.Owner); err != nil {
+			return err
 		}
 		v, err := json.Marshal(scriptRecord{Source: s.Source, Owner: s.Owner, Created: s.Created})
 		if err != nil {

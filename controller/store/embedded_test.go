@@ -342,7 +342,9 @@ func writeFixtureData(ctx context.Context, s store.Store, version uint64) error 
 		steps = append(steps, err)
 	}
 	if version >= 5 {
-		_, err := s.PutScript(ctx, store.Script{Name: "sub_app", Source: []byte("- t:\n  - workers: \"*\"\n"), Owner: "sub"})
+		_, err := s.CreateSubject(ctx, store.Subject{Name: "sub", TokenHash: []byte("fixture sub token hash")})
+		steps = append(steps, err)
+		_, err = s.PutScript(ctx, store.Script{Name: "sub_app", Source: []byte("- t:\n  - workers: \"*\"\n"), Owner: "sub"})
 		steps = append(steps, err, s.CreateModule(ctx, "mine", "sub"))
 	}
 	return errors.Join(steps...)

@@ -264,9 +264,17 @@ func (p *Postgres) ListModules(ctx context.Context) ([]Module, error) {
 
 // CreateModule implements Store.
 func (p *Postgres) CreateModule(ctx context.Context, name, owner string) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO modules (name, owner) VALUES ($1, $2)`, name, owner)
+	tag, err := p.pool.Exec(ctx, `INSERT INTO modules (name, owner) SELECT $1, $2 WHERE `+pgOwnerExists, name, owner)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
 	return pgFail(err, "create module %q", name)
 }
+
+// pgOwnerExists is true when $2 is the admin ("") or a subject, whose row it
+// locks against DeleteSubject (which locks it FOR UPDATE) until the insert
+// commits: a subject's delete and its creates are ordered.
+const pgOwnerExists = `($2 = '' OR EXISTS (SELECT 1 FROM subjects WHERE name = $2 FOR KEY SHARE))`
 
 // ModuleOwner implements Store.
 func (p *Postgres) ModuleOwner(ctx context.Context, name string) (string, error) {
@@ -589,7 +597,11 @@ func (p *Postgres) PutScript(ctx context.Context, s Script) (Script, error) {
 	if s.Source == nil {
 		s.Source = []byte{}
 	}
-	_, err := p.pool.Exec(ctx, `INSERT INTO scripts (name, source, owner, created) VALUES ($1, $2, $3, $4)`, s.Name, s.Source, s.Owner, s.Created)
+	tag, err := p.pool.Exec(ctx, `INSERT INTO scripts (name, owner, source, created) SELECT $1, $2, $3, $4 WHERE `+pgOwnerExists,
+		s.Name, s.Owner, s.Source, s.Created)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return Script{}, pgFail(err, "put script %q", s.Name)
 	}

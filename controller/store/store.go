@@ -201,7 +201,9 @@ type Store interface {
 	// sorted by name, always including DefaultModule.
 	ListModules(ctx context.Context) ([]Module, error)
 	// CreateModule creates a module owned by owner ("": the admin). It
-	// fails with ErrExists if the name is taken, whoever owns it.
+	// fails with ErrExists if the name is taken, whoever owns it, and with
+	// ErrNotFound if owner is no subject (deleted meanwhile: DeleteSubject
+	// and CreateModule are ordered, so no module outlives its owner).
 	CreateModule(ctx context.Context, name, owner string) error
 	// GetModule fails with ErrNotFound.
 	GetModule(ctx context.Context, name string) (Module, error)
@@ -246,7 +248,8 @@ type Store interface {
 	// none of them. ErrNotFound; ErrOwner while it owns a module.
 	DeleteSubject(ctx context.Context, name string) error
 
-	// PutScript creates a script, owned by s.Owner. ErrExists.
+	// PutScript creates a script, owned by s.Owner. ErrExists; ErrNotFound
+	// if s.Owner is not "" and no subject, as CreateModule.
 	PutScript(ctx context.Context, s Script) (Script, error)
 	// GetScript fails with ErrNotFound.
 	GetScript(ctx context.Context, name string) (Script, error)

@@ -1,6 +1,9 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/store"
@@ -11,6 +14,13 @@ import (
 // recorded and keep it when the module's name passes to another subject.
 func testOwners(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
 	ctx := t.Context()
+	wantErr(t, "CreateModule of no subject", s.CreateModule(ctx, "a_mod", "alice"), store.ErrNotFound)
+	_, err := s.PutScript(ctx, store.Script{Name: "a_s", Source: []byte("x"), Owner: "alice"})
+	wantErr(t, "PutScript of no subject", err, store.ErrNotFound)
+	for _, name := range []string{"alice", "bob"} {
+		_, err := s.CreateSubject(ctx, store.Subject{Name: name, TokenHash: tokenHash(name)})
+		noErr(t, "CreateSubject", err)
+	}
 	noErr(t, "CreateModule a_mod", s.CreateModule(ctx, "a_mod", "alice"))
 	noErr(t, "CreateModule b_mod", s.CreateModule(ctx, "b_mod", "bob"))
 	mustCreateModule(t, s, "admin_mod")
@@ -160,4 +170,29 @@ func testSubjectRotateDelete(t *testing.T, s store.Store, _ func(*testing.T) sto
 	as, err := s.ListActivations(ctx, store.ActivationFilter{Owner: "carol"})
 	noErr(t, "ListActivations", err)
 	equal(t, "the new carol's activations", ids(as), []string{})
+}
+
+// testConcurrentDeleteSubject races a subject's delete with its module's
+// create: either the module is made and the delete refused, or the delete
+// wins and the create fails; never a module whose owner is gone.
+func testConcurrentDeleteSubject(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	for i := range 20 {
+		name := fmt.Sprintf("s%d", i)
+		_, err := s.CreateSubject(ctx, store.Subject{Name: name, TokenHash: tokenHash(name)})
+		noErr(t, "CreateSubject", err)
+		var createErr, deleteErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); createErr = s.CreateModule(ctx, "m_"+name, name) }()
+		go func() { defer wg.Done(); deleteErr = s.DeleteSubject(ctx, name) }()
+		wg.Wait()
+		_, ownerErr := s.ModuleOwner(ctx, "m_"+name)
+		switch {
+		case createErr == nil && errors.Is(deleteErr, store.ErrOwner) && ownerErr == nil:
+		case errors.Is(createErr, store.ErrNotFound) && deleteErr == nil && errors.Is(ownerErr, store.ErrNotFound):
+		default:
+			t.Fatalf("round %d: create %v, delete %v, module's owner %v", i, createErr, deleteErr, ownerErr)
+		}
+	}
 }

@@ -59,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 		{"Scripts", testScripts},
 		{"Owners", testOwners},
 		{"SubjectRotateDelete", testSubjectRotateDelete},
+		{"ConcurrentDeleteSubject", testConcurrentDeleteSubject},
 		{"JoinTokens", testJoinTokens},
 		{"JoinTokenExpires", testJoinTokenExpires},
 		{"JoinTokenUses", testJoinTokenUses},
