@@ -582,7 +582,7 @@ func (p *Postgres) DeleteSubject(ctx context.Context, name string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM scripts WHERE owner = $1`, name); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE activations SET owner = '' WHERE owner = $1`, name); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE activations SET owner = '' WHERE owner = $1 AND owner <> ''`, name); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM subjects WHERE name = $1`, name)

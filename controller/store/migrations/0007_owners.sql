@@ -9,5 +9,8 @@ ALTER TABLE scripts ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
 ALTER TABLE activations ADD COLUMN owner text COLLATE "C" NOT NULL DEFAULT '';
 
 -- A subject's activations, in id order, and DeleteSubject's hand-over;
--- the admin's (most rows) are listed without an owner filter.
+-- the admin's (most rows) are listed without an owner filter. The queries
+-- say owner <> '' too, so that a generic plan of a prepared statement can
+-- use this partial index (checked with plan_cache_mode =
+-- force_generic_plan: without it, the plan walks the primary key).
 CREATE INDEX activations_owner_id ON activations (owner, id) WHERE owner <> '';
