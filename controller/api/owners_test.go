@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/protocol"
 )
 
 // owners is the state TestSubjectsOwnTheirModules builds: subjects alice
@@ -219,7 +218,7 @@ var ownerCases = []struct {
 		wantHas(t, "alice's activations of _", o.activationIDs(t, o.alice, "/v1/activations?module=_"), nil, []string{o.adminAct})
 	}},
 	{"GET /v1/activations/{id}", func(t *testing.T, o *owners) {
-		missing := protocol.NewActivationID(time.Now())
+		missing := "0100000000000000000000AB09"
 		o.hidden(t, o.aliceAct, missing, func(id string) (int, []byte) { return o.as(o.bob, req{method: "GET", path: "/v1/activations/" + id}) })
 		o.hidden(t, o.adminAct, missing, func(id string) (int, []byte) { return o.as(o.alice, req{method: "GET", path: "/v1/activations/" + id}) })
 		for _, who := range []string{o.alice, ""} {
@@ -375,7 +374,8 @@ func setUpOwners(t *testing.T, e *env) *owners {
 	// Activations as the fleet records them: the store gives each its
 	// module's owner.
 	ctx := context.Background()
-	o.aliceAct, o.adminAct = protocol.NewActivationID(time.Now()), protocol.NewActivationID(time.Now())
+	// Ids of 26 characters, as the fleet's (the API checks only their length).
+	o.aliceAct, o.adminAct = "0100000000000000000000AB01", "0100000000000000000000AB02"
 	for id, fn := range map[string][2]string{o.aliceAct: {"a_mod", "a_fn"}, o.adminAct: {store.DefaultModule, "admin_fn"}} {
 		a := store.Activation{ID: id, Module: fn[0], Function: fn[1], Digest: "sha256:" + strings.Repeat("0", 64), Source: "api",
 			Output: []byte(`{}`), Started: time.Now()}
