@@ -63,10 +63,9 @@ func (s *Server) createSubject(c *fiber.Ctx) error {
 }
 
 // subjectToChange finds the subject of the path for a delete or a rotate.
-// It refuses an admin: deleting the
-// last one would lock everyone out, and its token is re-issued with
-// wisp-controller admin-token rotate, which works with the controller
-// stopped.
+// It refuses an admin: deleting the last one would lock everyone out, and
+// its token is re-issued with wisp-controller admin-token rotate, which
+// works with the controller stopped.
 func (s *Server) subjectToChange(c *fiber.Ctx) (store.Subject, error) {
 	name, err := pathName(c, "name", "subject")
 	if err != nil {
@@ -115,8 +114,8 @@ func (s *Server) rotateSubject(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	fresh, token := auth.NewSubject(sub.Name, false)
-	if err := s.store.RotateSubjectToken(c.UserContext(), sub.Name, fresh.TokenHash); err != nil {
+	token := auth.NewToken()
+	if err := s.store.RotateSubjectToken(c.UserContext(), sub.Name, auth.Hash(token)); err != nil {
 		return notFound("Subject", sub.Name, err)
 	}
 	s.log.Info("subject token rotated", "subject", sub.Name)
