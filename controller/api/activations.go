@@ -58,6 +58,9 @@ func (s *Server) getActivation(c *fiber.Ctx) error {
 		return fail(store.ErrNotFound, "Activation %q not found", id)
 	}
 	a, err := s.store.GetActivation(c.UserContext(), id)
+	if err == nil && !sees(caller(c), a.Owner) {
+		err = store.ErrNotFound
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return failCause(store.ErrNotFound, err, "Activation %s not found", id)
 	}
@@ -70,6 +73,9 @@ func (s *Server) getActivation(c *fiber.Ctx) error {
 // listActivations is GET /v1/activations?module=&function=&since=&after=&limit=.
 func (s *Server) listActivations(c *fiber.Ctx) error {
 	f := store.ActivationFilter{Module: c.Query("module"), Function: c.Query("function"), After: c.Query("after")}
+	if subj := caller(c); !subj.Admin {
+		f.Owner = subj.Name // only the activations of its modules
+	}
 	if f.Module != "" {
 		if err := checkName("module", f.Module); err != nil {
 			return err

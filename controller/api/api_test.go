@@ -212,11 +212,24 @@ func testFlow(t *testing.T, e *env) {
 	wantData[[]nameItem](t, status, body, 200)
 	status, body = e.do(req{method: "GET", path: "/v1/admin/subjects", token: "Bearer " + created.Token})
 	wantError(t, status, body, 403, "admin")
+	// Rotate and delete (their behaviour: TestSubjectsOwnTheirModules).
+	status, body = e.do(req{method: "POST", path: "/v1/admin/subjects/alice/rotate"})
+	rotated := wantData[newSubject](t, status, body, 200)
+	status, body = e.do(req{method: "GET", path: "/v1/fn", token: "Bearer " + created.Token})
+	wantError(t, status, body, 401)
+	status, body = e.do(req{method: "DELETE", path: "/v1/admin/subjects/alice"})
+	if status != 204 {
+		t.Fatalf("delete alice = %d %s", status, body)
+	}
+	status, body = e.do(req{method: "GET", path: "/v1/fn", token: "Bearer " + rotated.Token})
+	wantError(t, status, body, 401)
 
 	// Metrics are the admin's: 401 without a token, 403 for a subject.
 	status, body = e.do(req{method: "GET", path: "/metrics", token: noToken})
 	wantError(t, status, body, 401, "token")
-	status, body = e.do(req{method: "GET", path: "/metrics", token: "Bearer " + created.Token})
+	status, body = e.json("POST", "/v1/admin/subjects", map[string]any{"subject": map[string]string{"name": "metrics_reader"}})
+	reader := wantData[newSubject](t, status, body, 201)
+	status, body = e.do(req{method: "GET", path: "/metrics", token: "Bearer " + reader.Token})
 	wantError(t, status, body, 403, "admin")
 	// With the admin token, they count requests by route pattern and status.
 	status, body = e.do(req{method: "GET", path: "/metrics"})

@@ -7,6 +7,10 @@
 // auth, runtime and invoker errors to status codes. Handlers return errors;
 // they never write error responses themselves.
 //
+// A subject sees and changes only its own modules, their functions and
+// activations, and its APP scripts; anything else answers as if it did not
+// exist (owners.go). The admin sees everything.
+//
 // Uploaded code is validated with an agent/runtime.Inspector, the loader
 // agents use, so that what the controller accepts every agent can run: the
 // static module limits first (a refusal is 400 naming the limit), then a

@@ -92,7 +92,7 @@ func statusOf(err error) (int, string) {
 		code = http.StatusTooManyRequests
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, store.ErrExists):
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrOwner):
 		code = http.StatusConflict
 	case errors.Is(err, ErrTooLarge), errors.Is(err, invoke.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge

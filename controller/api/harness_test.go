@@ -285,11 +285,11 @@ func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	ctx := context.Background()
 	var s snapshot
-	names, err := e.st.ListModules(ctx)
+	mods, err := e.st.ListModules(ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for _, n := range names {
+	for _, n := range store.ModuleNames(mods) {
 		m, err := e.st.GetModule(ctx, n)
 		if err != nil {
 			e.t.Fatal(err)

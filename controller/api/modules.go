@@ -72,13 +72,16 @@ func (b moduleBody) name() (string, error) {
 }
 
 func (s *Server) listModules(c *fiber.Ctx) error {
-	names, err := s.store.ListModules(c.UserContext())
+	mods, err := s.store.ListModules(c.UserContext())
 	if err != nil {
 		return err
 	}
-	out := make([]nameItem, len(names))
-	for i, n := range names {
-		out[i] = nameItem{n}
+	subj := caller(c)
+	out := []nameItem{}
+	for _, m := range mods {
+		if sees(subj, m.Owner) {
+			out = append(out, nameItem{m.Name})
+		}
 	}
 	return c.JSON(dataBody[[]nameItem]{out})
 }
@@ -92,11 +95,11 @@ func (s *Server) createModule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.CreateModule(c.UserContext(), name); err != nil {
+	if err := s.store.CreateModule(c.UserContext(), name, ownerFor(caller(c))); err != nil {
 		if errors.Is(err, store.ErrExists) {
 			return failCause(store.ErrExists, err, "Module %s already exists", name)
 		}
-		return err
+		return ownerGone(err)
 	}
 	s.log.Info("module created", "module", name)
 	return c.Status(http.StatusCreated).JSON(dataBody[nameItem]{nameItem{name}})
@@ -121,6 +124,9 @@ func (s *Server) getModule(c *fiber.Ctx) error {
 		return err
 	}
 	m, err := s.store.GetModule(c.UserContext(), name)
+	if err == nil && !sees(caller(c), m.Owner) {
+		err = store.ErrNotFound
+	}
 	if err != nil {
 		return notFound("Module", name, err)
 	}
@@ -144,6 +150,9 @@ func (s *Server) renameModule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.ownModule(c, from); err != nil {
+		return notFound("Module", from, err)
+	}
 	err = s.store.RenameModule(c.UserContext(), from, to)
 	switch {
 	case errors.Is(err, store.ErrDefaultModule):
@@ -162,6 +171,9 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 	name, err := pathName(c, "mod", "module")
 	if err != nil {
 		return err
+	}
+	if err := s.ownModule(c, name); err != nil {
+		return notFound("Module", name, err)
 	}
 	var digests []string
 	if s.dist != nil {

@@ -25,9 +25,12 @@ func (s *Server) listScripts(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]nameItem, len(scripts))
-	for i, sc := range scripts {
-		out[i] = nameItem{sc.Name}
+	subj := caller(c)
+	out := []nameItem{}
+	for _, sc := range scripts {
+		if sees(subj, sc.Owner) {
+			out = append(out, nameItem{sc.Name})
+		}
 	}
 	return c.JSON(dataBody[[]nameItem]{out})
 }
@@ -76,12 +79,12 @@ func (s *Server) createScript(c *fiber.Ctx) error {
 	if _, err := scheduler.ParseAPP(src); err != nil {
 		return failCause(ErrBadRequest, err, "%s", err.Error())
 	}
-	sc, err := s.store.PutScript(c.UserContext(), store.Script{Name: name, Source: src})
+	sc, err := s.store.PutScript(c.UserContext(), store.Script{Name: name, Source: src, Owner: ownerFor(caller(c))})
 	if errors.Is(err, store.ErrExists) {
 		return failCause(store.ErrExists, err, "Script %s already exists", name)
 	}
 	if err != nil {
-		return err
+		return ownerGone(err)
 	}
 	s.changed(c.UserContext()) // scripts can decide which agents hold a function
 	s.log.Info("APP script created", "script", sc.Name)
@@ -93,9 +96,9 @@ func (s *Server) getScript(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	sc, err := s.store.GetScript(c.UserContext(), name)
+	sc, err := s.ownScript(c, name)
 	if err != nil {
-		return notFound("Script", name, err)
+		return err
 	}
 	return c.JSON(dataBody[scriptInfo]{scriptInfo{Name: sc.Name, Source: string(sc.Source), Created: sc.Created}})
 }

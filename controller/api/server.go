@@ -202,6 +202,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Get("/scripts/app/:name", s.getScript)
 	v1.Get("/admin/subjects", s.requireAdmin, s.listSubjects)
 	v1.Post("/admin/subjects", s.requireAdmin, s.createSubject)
+	v1.Delete("/admin/subjects/:name", s.requireAdmin, s.deleteSubject)
+	v1.Post("/admin/subjects/:name/rotate", s.requireAdmin, s.rotateSubject)
 	v1.Get("/agents", s.requireAdmin, s.listAgents)
 	v1.Get("/activations", s.listActivations)
 	v1.Get("/activations/:id", s.getActivation)

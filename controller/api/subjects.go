@@ -61,3 +61,63 @@ func (s *Server) createSubject(c *fiber.Ctx) error {
 	s.log.Info("subject created", "subject", name)
 	return c.Status(http.StatusCreated).JSON(dataBody[newSubject]{newSubject{Name: name, Token: token}})
 }
+
+// subjectToChange finds the subject of the path for a delete or a rotate.
+// It refuses an admin: deleting the last one would lock everyone out, and
+// its token is re-issued with wisp-controller admin-token rotate, which
+// works with the controller stopped.
+func (s *Server) subjectToChange(c *fiber.Ctx) (store.Subject, error) {
+	name, err := pathName(c, "name", "subject")
+	if err != nil {
+		return store.Subject{}, err
+	}
+	subjects, err := s.store.ListSubjects(c.UserContext())
+	if err != nil {
+		return store.Subject{}, err
+	}
+	for _, sub := range subjects {
+		if sub.Name != name {
+			continue
+		}
+		if sub.Admin {
+			return store.Subject{}, fail(ErrBadRequest, "Subject %s is an admin: admins are not deleted or rotated here (use wisp-controller admin-token rotate)", name)
+		}
+		return sub, nil
+	}
+	return store.Subject{}, fail(store.ErrNotFound, "Subject %s not found", name)
+}
+
+// deleteSubject is DELETE /v1/admin/subjects/{name}: its token stops
+// working and its APP scripts go; refused (409) while it owns modules; its
+// activations pass to the admin.
+func (s *Server) deleteSubject(c *fiber.Ctx) error {
+	sub, err := s.subjectToChange(c)
+	if err != nil {
+		return err
+	}
+	err = s.store.DeleteSubject(c.UserContext(), sub.Name)
+	switch {
+	case errors.Is(err, store.ErrOwner):
+		return failCause(store.ErrOwner, err, "Subject %s owns modules; delete them first", sub.Name)
+	case err != nil:
+		return notFound("Subject", sub.Name, err)
+	}
+	s.log.Info("subject deleted", "subject", sub.Name)
+	s.changed(c.UserContext()) // its scripts went, and scripts can decide which agents hold a function
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// rotateSubject is POST /v1/admin/subjects/{name}/rotate: a new token, shown
+// once; the old one stops working.
+func (s *Server) rotateSubject(c *fiber.Ctx) error {
+	sub, err := s.subjectToChange(c)
+	if err != nil {
+		return err
+	}
+	token := auth.NewToken()
+	if err := s.store.RotateSubjectToken(c.UserContext(), sub.Name, auth.Hash(token)); err != nil {
+		return notFound("Subject", sub.Name, err)
+	}
+	s.log.Info("subject token rotated", "subject", sub.Name)
+	return c.JSON(dataBody[newSubject]{newSubject{Name: sub.Name, Token: token}})
+}

@@ -157,7 +157,7 @@ func RotateAdmin(ctx context.Context, st store.Store, dataDir string) (path stri
 		return path, err
 	}
 	defer os.Remove(tmp) // no-op after the rename
-	if err := st.SetSubjectToken(ctx, AdminName, Hash(tok)); err != nil {
+	if err := st.RotateSubjectToken(ctx, AdminName, Hash(tok)); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return path, ErrNoAdmin
 		}

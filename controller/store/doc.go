@@ -25,6 +25,11 @@
 //     function, delete of a module). A write whose Digest does not match its
 //     code fails with ErrDigestMismatch; Function.Size is set from the code.
 //   - Every write is atomic: a failed call changes nothing.
+//   - Modules, scripts and activations have an Owner, the creating subject's
+//     name; "" is the admin (the default module, and rows from before
+//     owners). The store keeps it and filters by it (ActivationFilter.Owner)
+//     but decides nothing: controller/api says who sees what. An activation
+//     takes its module's owner in the transaction that records it.
 //   - The default module "_" always exists and cannot be deleted or renamed
 //     (nor can another module be renamed to "_"); ErrDefaultModule is checked
 //     before existence. Renaming a module to its own name is a no-op.

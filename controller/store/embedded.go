@@ -19,12 +19,14 @@ import (
 // Embedded is the Store kept in one bbolt file, for a controller without
 // Postgres (wisp dev, a single box). One process at a time may open the file.
 //
-// The file's buckets (schema version 4):
+// The file's buckets (schema version 5):
 //
 //	meta/
-//	  version          -> uint64 big-endian: the schema version (4)
+//	  version          -> uint64 big-endian: the schema version (5)
 //	modules/           the bucket's sequence numbers module ids
 //	  <name>           -> module id, uint64 big-endian
+//	moduleowners/      (since version 5)
+//	  <module id>      -> the owning subject's name; absent: the admin (Module.Owner "")
 //	functions/
 //	  <module id>/     one bucket per module, keyed by id so a rename moves nothing
 //	    <name>         -> functionRecord (JSON)
@@ -38,7 +40,7 @@ import (
 //	tokens/
 //	  <token hash>     -> subject name (the unique index on token hashes)
 //	scripts/
-//	  <name>           -> scriptRecord (JSON)
+//	  <name>           -> scriptRecord (JSON; its optional "owner" came with version 5: absent = the admin)
 //	jointokens/        (since version 2)
 //	  <id>             -> joinTokenRecord (JSON)
 //	jointokenhashes/   (since version 2)
@@ -49,7 +51,8 @@ import (
 //	  <credential hash> -> agent id (the unique index on credential hashes)
 //	activations/       (since version 3)
 //	  <id>             -> started (µs since 1970, int64 big-endian), then activationRecord (JSON;
-//	                      its optional "truncated" came later without a new version: absent = false)
+//	                      its optional "truncated" came later without a new version: absent = false;
+//	                      its optional "owner" came with version 5: absent = the admin)
 //	activationsbyfn/   (since version 3)
 //	  <fn key>/        one bucket per (module, function) that has activations;
 //	                   fn key = len(module) (uint16 big-endian), module, function
@@ -83,8 +86,9 @@ var _ Store = (*Embedded)(nil)
 
 // embeddedVersion is the schema version this build writes and reads.
 // History: 1 (first version); 2 (join tokens and agents); 3 (activations
-// and the sink delivery queue); 4 (the quarantine).
-const embeddedVersion = 4
+// and the sink delivery queue); 4 (the quarantine); 5 (owners of modules,
+// scripts and activations).
+const embeddedVersion = 5
 
 // embeddedLockTimeout is how long OpenEmbedded waits for another process to
 // release the file before failing with ErrLocked.
@@ -111,12 +115,15 @@ var (
 
 	bucketQuarantine = []byte("quarantine")
 
+	bucketModuleOwners = []byte("moduleowners")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
 		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts,
 		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds,
-		bucketActivations, bucketActivationsByFn, bucketDeliveries, bucketQuarantine}
+		bucketActivations, bucketActivationsByFn, bucketDeliveries, bucketQuarantine,
+		bucketModuleOwners}
 )
 
 // embeddedUpgrades[v] turns a file of schema version v+1 into one of version
@@ -134,6 +141,11 @@ var embeddedUpgrades = []func(tx *bolt.Tx) error{
 	// 3 -> 4: the quarantine.
 	func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketQuarantine)
+	},
+	// 4 -> 5: module owners. Existing modules, scripts and activations
+	// have none recorded: they are the admin's.
+	func(tx *bolt.Tx) error {
+		return createBuckets(tx, bucketModuleOwners)
 	},
 }
 
@@ -166,6 +178,7 @@ type subjectRecord struct {
 
 type scriptRecord struct {
 	Source  []byte    `json:"source"`
+	Owner   string    `json:"owner,omitempty"` // "": the admin
 	Created time.Time `json:"created"`
 }
 
@@ -274,7 +287,7 @@ func initEmbedded(tx *bolt.Tx) (uint64, error) {
 	if err := tx.Bucket(bucketMeta).Put(keyVersion, u64(embeddedVersion)); err != nil {
 		return 0, err
 	}
-	return 0, createModule(tx, DefaultModule)
+	return 0, createModule(tx, DefaultModule, "")
 }
 
 func u64(n uint64) []byte {
@@ -341,10 +354,13 @@ func moduleBucket(tx *bolt.Tx, module string) (*bolt.Bucket, error) {
 	return b, nil
 }
 
-func createModule(tx *bolt.Tx, name string) error {
+func createModule(tx *bolt.Tx, name, owner string) error {
 	modules := tx.Bucket(bucketModules)
 	if modules.Get([]byte(name)) != nil {
 		return ErrExists
+	}
+	if err := ownerExists(tx, owner); err != nil {
+		return err
 	}
 	id, err := modules.NextSequence()
 	if err != nil {
@@ -353,8 +369,27 @@ func createModule(tx *bolt.Tx, name string) error {
 	if err := modules.Put([]byte(name), u64(id)); err != nil {
 		return err
 	}
+	if owner != "" {
+		if err := tx.Bucket(bucketModuleOwners).Put(u64(id), []byte(owner)); err != nil {
+			return err
+		}
+	}
 	_, err = tx.Bucket(bucketFunctions).CreateBucket(u64(id))
 	return err
+}
+
+// ownerExists is nil when owner is the admin ("") or a subject, and
+// ErrNotFound otherwise.
+func ownerExists(tx *bolt.Tx, owner string) error {
+	if owner != "" && tx.Bucket(bucketSubjects).Get([]byte(owner)) == nil {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// moduleOwner returns the owner of the module with id ("": the admin).
+func moduleOwner(tx *bolt.Tx, id []byte) string {
+	return string(tx.Bucket(bucketModuleOwners).Get(id))
 }
 
 // addCodeRef records one more function using digest, storing code if it is
@@ -419,24 +454,41 @@ func putFunction(b *bolt.Bucket, fn Function) error {
 }
 
 // ListModules implements Store.
-func (e *Embedded) ListModules(ctx context.Context) ([]string, error) {
-	names := []string{}
+func (e *Embedded) ListModules(ctx context.Context) ([]Module, error) {
+	ms := []Module{}
 	err := e.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketModules).ForEach(func(k, _ []byte) error {
-			names = append(names, string(k))
+		return tx.Bucket(bucketModules).ForEach(func(k, id []byte) error {
+			ms = append(ms, Module{Name: string(k), Owner: moduleOwner(tx, id)})
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, boltFail(err, "list modules")
 	}
-	return names, nil
+	return ms, nil
 }
 
 // CreateModule implements Store.
-func (e *Embedded) CreateModule(ctx context.Context, name string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error { return createModule(tx, name) })
+func (e *Embedded) CreateModule(ctx context.Context, name, owner string) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error { return createModule(tx, name, owner) })
 	return boltFail(err, "create module %q", name)
+}
+
+// ModuleOwner implements Store.
+func (e *Embedded) ModuleOwner(ctx context.Context, name string) (string, error) {
+	var owner string
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketModules).Get([]byte(name))
+		if id == nil {
+			return ErrNotFound
+		}
+		owner = moduleOwner(tx, id)
+		return nil
+	})
+	if err != nil {
+		return "", boltFail(err, "owner of module %q", name)
+	}
+	return owner, nil
 }
 
 // GetModule implements Store.
@@ -447,6 +499,7 @@ func (e *Embedded) GetModule(ctx context.Context, name string) (Module, error) {
 		if err != nil {
 			return err
 		}
+		m.Owner = moduleOwner(tx, tx.Bucket(bucketModules).Get([]byte(name)))
 		return b.ForEach(func(k, _ []byte) error {
 			m.Functions = append(m.Functions, string(k))
 			return nil
@@ -514,6 +567,9 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 			}
 		}
 		if err := tx.Bucket(bucketFunctions).DeleteBucket(id); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketModuleOwners).Delete(id); err != nil {
 			return err
 		}
 		return modules.Delete([]byte(name))
@@ -744,35 +800,77 @@ func (e *Embedded) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject
 	return s, nil
 }
 
-// SetSubjectToken implements Store.
-func (e *Embedded) SetSubjectToken(ctx context.Context, name string, hash []byte) error {
+// RotateSubjectToken implements Store.
+func (e *Embedded) RotateSubjectToken(ctx context.Context, name string, hash []byte) error {
 	err := e.update(ctx, func(tx *bolt.Tx) error {
-		subjects, tokens := tx.Bucket(bucketSubjects), tx.Bucket(bucketTokens)
-		v := subjects.Get([]byte(name))
-		if v == nil {
-			return ErrNotFound
-		}
-		var r subjectRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode subject %q: %w", name, err)
-		}
-		if holder := tokens.Get(hash); holder != nil && string(holder) != name {
-			return ErrExists
-		}
-		if err := tokens.Delete(r.TokenHash); err != nil {
-			return err
-		}
-		r.TokenHash = hash
-		nv, err := json.Marshal(r)
+		s, err := getSubject(tx, []byte(name))
 		if err != nil {
 			return err
 		}
-		if err := subjects.Put([]byte(name), nv); err != nil {
+		tokens := tx.Bucket(bucketTokens)
+		if holder := tokens.Get(hash); holder != nil {
+			if string(holder) != name {
+				return ErrExists
+			}
+			return nil // the same token again: nothing changes
+		}
+		if err := tokens.Delete(s.TokenHash); err != nil {
+			return err
+		}
+		v, err := json.Marshal(subjectRecord{TokenHash: hash, Admin: s.Admin, Created: s.Created})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketSubjects).Put([]byte(name), v); err != nil {
 			return err
 		}
 		return tokens.Put(hash, []byte(name))
 	})
-	return boltFail(err, "set the token of subject %q", name)
+	return boltFail(err, "rotate the token of subject %q", name)
+}
+
+// DeleteSubject implements Store. It walks the module owners and the
+// scripts (few), then every activation record (many: bounded by the
+// retention) to give the subject's to the admin.
+func (e *Embedded) DeleteSubject(ctx context.Context, name string) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		s, err := getSubject(tx, []byte(name))
+		if err != nil {
+			return err
+		}
+		owns := func(_, v []byte) error {
+			if string(v) == name {
+				return ErrOwner
+			}
+			return nil
+		}
+		if err := tx.Bucket(bucketModuleOwners).ForEach(owns); err != nil {
+			return err
+		}
+		var scripts [][]byte
+		if err := tx.Bucket(bucketScripts).ForEach(func(k, _ []byte) error {
+			sc, err := getScript(tx, k)
+			if err == nil && sc.Owner == name {
+				scripts = append(scripts, bytes.Clone(k))
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, k := range scripts {
+			if err := tx.Bucket(bucketScripts).Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := disownActivations(tx, name); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketTokens).Delete(s.TokenHash); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketSubjects).Delete([]byte(name))
+	})
+	return boltFail(err, "delete subject %q", name)
 }
 
 // PutScript implements Store.
@@ -786,7 +884,10 @@ func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
 		if scripts.Get([]byte(s.Name)) != nil {
 			return ErrExists
 		}
-		v, err := json.Marshal(scriptRecord{Source: s.Source, Created: s.Created})
+		if err := ownerExists(tx, s.Owner); err != nil {
+			return err
+		}
+		v, err := json.Marshal(scriptRecord{Source: s.Source, Owner: s.Owner, Created: s.Created})
 		if err != nil {
 			return err
 		}
@@ -810,7 +911,7 @@ func getScript(tx *bolt.Tx, name []byte) (Script, error) {
 	if r.Source == nil {
 		r.Source = []byte{}
 	}
-	return Script{Name: string(name), Source: r.Source, Created: r.Created.UTC()}, nil
+	return Script{Name: string(name), Source: r.Source, Owner: r.Owner, Created: r.Created.UTC()}, nil
 }
 
 // GetScript implements Store.

@@ -34,6 +34,9 @@ type activationRecord struct {
 	// Truncated is absent from records written before it existed, which
 	// were whole.
 	Truncated bool `json:"truncated,omitempty"`
+	// Owner is absent from records written before version 5 (the admin's)
+	// and from the admin's.
+	Owner string `json:"owner,omitempty"`
 }
 
 // deliveryRecord is a queued delivery as stored after its 8-byte next
@@ -111,7 +114,7 @@ func putActivation(tx *bolt.Tx, a Activation) error {
 	}
 	rec, err := json.Marshal(activationRecord{Module: a.Module, Function: a.Function, Digest: a.Digest,
 		Agent: a.Agent, Source: a.Source, Code: a.Code, Message: a.Message, Output: a.Output,
-		Duration: int64(a.Duration), Recorded: a.Recorded, Truncated: a.Truncated})
+		Duration: int64(a.Duration), Recorded: a.Recorded, Truncated: a.Truncated, Owner: a.Owner})
 	if err != nil {
 		return err
 	}
@@ -142,7 +145,8 @@ func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
 	}
 	return Activation{ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
 		Agent: r.Agent, Source: r.Source, Code: r.Code, Message: r.Message, Output: r.Output,
-		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC(), Truncated: r.Truncated}, nil
+		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC(), Truncated: r.Truncated,
+		Owner: r.Owner}, nil
 }
 
 // RecordActivation implements Store.
@@ -177,6 +181,10 @@ func (e *Embedded) recordActivations(ctx context.Context, as []ActivationWithSin
 		for _, a := range batch {
 			if acts.Get([]byte(a.ID)) != nil {
 				continue // a replay
+			}
+			a.Owner = ""
+			if id := tx.Bucket(bucketModules).Get([]byte(a.Module)); id != nil {
+				a.Owner = moduleOwner(tx, id)
 			}
 			if err := putActivation(tx, a.Activation); err != nil {
 				return err
@@ -271,7 +279,9 @@ func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 				if err != nil {
 					return err
 				}
-				as = append(as, a)
+				if f.Owner == "" || a.Owner == f.Owner {
+					as = append(as, a)
+				}
 			}
 			min.k, min.v = min.c.Next()
 		}
@@ -281,6 +291,28 @@ func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 		return nil, boltFail(err, "list activations")
 	}
 	return as, nil
+}
+
+// disownActivations gives the activations of subject to the admin.
+func disownActivations(tx *bolt.Tx, subject string) error {
+	acts := tx.Bucket(bucketActivations)
+	var mine []Activation
+	if err := acts.ForEach(func(k, _ []byte) error {
+		a, err := getActivation(tx, k)
+		if err == nil && a.Owner == subject {
+			mine = append(mine, a)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, a := range mine { // not while walking: bbolt forbids writes under ForEach
+		a.Owner = ""
+		if err := putActivation(tx, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // getDelivery decodes the delivery at key k with value v and joins it with

@@ -299,7 +299,7 @@ var (
 func writeFixtureData(ctx context.Context, s store.Store, version uint64) error {
 	code, digest := storetest.Code("fixture")
 	steps := []error{
-		s.CreateModule(ctx, "math"),
+		s.CreateModule(ctx, "math", ""),
 		func() error {
 			_, err := s.CreateFunction(ctx, store.Function{Module: "math", Name: "add", Digest: digest,
 				ABI: "funless-v1", Spec: fnspec.Spec{Metadata: fnspec.Metadata{Tag: "t"}}}, code)
@@ -340,6 +340,12 @@ func writeFixtureData(ctx context.Context, s store.Store, version uint64) error 
 	if version >= 4 {
 		_, err := s.QuarantineDigest(ctx, fixtureQuarantine)
 		steps = append(steps, err)
+	}
+	if version >= 5 {
+		_, err := s.CreateSubject(ctx, store.Subject{Name: "sub", TokenHash: []byte("fixture sub token hash")})
+		steps = append(steps, err)
+		_, err = s.PutScript(ctx, store.Script{Name: "sub_app", Source: []byte("- t:\n  - workers: \"*\"\n"), Owner: "sub"})
+		steps = append(steps, err, s.CreateModule(ctx, "mine", "sub"))
 	}
 	return errors.Join(steps...)
 }
@@ -442,8 +448,17 @@ func checkFixtureData(t *testing.T, s store.Store, version uint64) {
 	t.Helper()
 	ctx := t.Context()
 	mods, err := s.ListModules(ctx)
-	if err != nil || strings.Join(mods, ",") != "_,math" {
-		t.Fatalf("ListModules = %v, %v", mods, err)
+	want := []store.Module{{Name: "_"}, {Name: "math"}} // made before owners: the admin's
+	if version >= 5 {
+		want = append(want, store.Module{Name: "mine", Owner: "sub"})
+	}
+	if err != nil || !reflect.DeepEqual(mods, want) {
+		t.Fatalf("ListModules = %+v, %v; want %+v", mods, err, want)
+	}
+	if version >= 5 {
+		if sc, err := s.GetScript(ctx, "sub_app"); err != nil || sc.Owner != "sub" {
+			t.Fatalf("GetScript sub_app = %+v, %v", sc, err)
+		}
 	}
 	code, digest := storetest.Code("fixture")
 	fn, err := s.GetFunction(ctx, "math", "add")
@@ -456,7 +471,7 @@ func checkFixtureData(t *testing.T, s store.Store, version uint64) {
 	if sub, err := s.SubjectByTokenHash(ctx, []byte("fixture token hash")); err != nil || sub.Name != "admin" || !sub.Admin {
 		t.Fatalf("SubjectByTokenHash = %+v, %v", sub, err)
 	}
-	if sc, err := s.GetScript(ctx, "app"); err != nil || string(sc.Source) != "- t:\n  - workers: \"*\"\n" {
+	if sc, err := s.GetScript(ctx, "app"); err != nil || string(sc.Source) != "- t:\n  - workers: \"*\"\n" || sc.Owner != "" {
 		t.Fatalf("GetScript = %+v, %v", sc, err)
 	}
 	if version < 2 {

@@ -18,6 +18,8 @@ var (
 	// ErrInvalid: a value the store cannot keep as given (an empty
 	// activation id). The callers validate; this guards against their bugs.
 	ErrInvalid = errors.New("invalid value")
+	// ErrOwner: the subject still owns modules, so it cannot be deleted.
+	ErrOwner = errors.New("the subject owns modules")
 	// ErrLocked: the embedded store's file is held by another process (another
 	// controller, or `wisp dev`, using the same data directory).
 	ErrLocked = errors.New("locked by another process")

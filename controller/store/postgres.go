@@ -247,40 +247,67 @@ func dropUnusedCode(ctx context.Context, tx pgx.Tx, digests ...string) error {
 }
 
 // ListModules implements Store.
-func (p *Postgres) ListModules(ctx context.Context) ([]string, error) {
-	rows, _ := p.pool.Query(ctx, `SELECT name FROM modules ORDER BY name`)
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+func (p *Postgres) ListModules(ctx context.Context) ([]Module, error) {
+	rows, _ := p.pool.Query(ctx, `SELECT name, owner FROM modules ORDER BY name`)
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Module, error) {
+		var m Module
+		return m, r.Scan(&m.Name, &m.Owner)
+	})
 	if err != nil {
 		return nil, pgFail(err, "list modules")
 	}
-	if names == nil {
-		names = []string{}
+	if ms == nil {
+		ms = []Module{}
 	}
-	return names, nil
+	return ms, nil
 }
 
 // CreateModule implements Store.
-func (p *Postgres) CreateModule(ctx context.Context, name string) error {
-	_, err := p.pool.Exec(ctx, `INSERT INTO modules (name) VALUES ($1)`, name)
+func (p *Postgres) CreateModule(ctx context.Context, name, owner string) error {
+	tag, err := p.pool.Exec(ctx, `INSERT INTO modules (name, owner) SELECT $1, $2 WHERE `+pgOwnerExists, name, owner)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
 	return pgFail(err, "create module %q", name)
+}
+
+// pgOwnerExists is true when $2 is the admin ("") or a subject, whose row it
+// locks against DeleteSubject (which locks it FOR UPDATE) until the insert
+// commits: a subject's delete and its creates are ordered.
+const pgOwnerExists = `($2 = '' OR EXISTS (SELECT 1 FROM subjects WHERE name = $2 FOR KEY SHARE))`
+
+// ModuleOwner implements Store.
+func (p *Postgres) ModuleOwner(ctx context.Context, name string) (string, error) {
+	var owner string
+	if err := p.pool.QueryRow(ctx, `SELECT owner FROM modules WHERE name = $1`, name).Scan(&owner); err != nil {
+		return "", pgFail(err, "owner of module %q", name)
+	}
+	return owner, nil
 }
 
 // GetModule implements Store.
 func (p *Postgres) GetModule(ctx context.Context, name string) (Module, error) {
 	rows, _ := p.pool.Query(ctx, `
-		SELECT f.name FROM modules m LEFT JOIN functions f ON f.module_id = m.id
+		SELECT m.owner, f.name FROM modules m LEFT JOIN functions f ON f.module_id = m.id
 		WHERE m.name = $1 ORDER BY f.name`, name)
-	fns, err := pgx.CollectRows(rows, pgx.RowTo[*string])
+	type row struct {
+		owner string
+		fn    *string
+	}
+	fns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.owner, &x.fn)
+	})
 	if err != nil {
 		return Module{}, pgFail(err, "get module %q", name)
 	}
 	if len(fns) == 0 {
 		return Module{}, pgFail(pgx.ErrNoRows, "get module %q", name)
 	}
-	m := Module{Name: name, Functions: []string{}}
+	m := Module{Name: name, Owner: fns[0].owner, Functions: []string{}}
 	for _, f := range fns {
-		if f != nil { // the LEFT JOIN's row for a module without functions
-			m.Functions = append(m.Functions, *f)
+		if f.fn != nil { // the LEFT JOIN's row for a module without functions
+			m.Functions = append(m.Functions, *f.fn)
 		}
 	}
 	return m, nil
@@ -528,16 +555,40 @@ func (p *Postgres) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject
 	return s, nil
 }
 
-// SetSubjectToken implements Store.
-func (p *Postgres) SetSubjectToken(ctx context.Context, name string, hash []byte) error {
+// RotateSubjectToken implements Store.
+func (p *Postgres) RotateSubjectToken(ctx context.Context, name string, hash []byte) error {
 	tag, err := p.pool.Exec(ctx, `UPDATE subjects SET token_hash = $2 WHERE name = $1`, name, hash)
-	if err != nil {
-		return pgFail(err, "set the token of subject %q", name)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
 	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: set the token of subject %q: %w", name, ErrNotFound)
-	}
-	return nil
+	return pgFail(err, "rotate the token of subject %q", name)
+}
+
+// DeleteSubject implements Store.
+func (p *Postgres) DeleteSubject(ctx context.Context, name string) error {
+	err := p.inTx(ctx, func(tx pgx.Tx) error {
+		// The row lock orders this delete with a concurrent rotate or delete.
+		var n string
+		if err := tx.QueryRow(ctx, `SELECT name FROM subjects WHERE name = $1 FOR UPDATE`, name).Scan(&n); err != nil {
+			return err
+		}
+		var owns bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM modules WHERE owner = $1)`, name).Scan(&owns); err != nil {
+			return err
+		}
+		if owns {
+			return ErrOwner
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM scripts WHERE owner = $1`, name); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE activations SET owner = '' WHERE owner = $1 AND owner <> ''`, name); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM subjects WHERE name = $1`, name)
+		return err
+	})
+	return pgFail(err, "delete subject %q", name)
 }
 
 // PutScript implements Store.
@@ -546,7 +597,11 @@ func (p *Postgres) PutScript(ctx context.Context, s Script) (Script, error) {
 	if s.Source == nil {
 		s.Source = []byte{}
 	}
-	_, err := p.pool.Exec(ctx, `INSERT INTO scripts (name, source, created) VALUES ($1, $2, $3)`, s.Name, s.Source, s.Created)
+	tag, err := p.pool.Exec(ctx, `INSERT INTO scripts (name, owner, source, created) SELECT $1, $2, $3, $4 WHERE `+pgOwnerExists,
+		s.Name, s.Owner, s.Source, s.Created)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
 	if err != nil {
 		return Script{}, pgFail(err, "put script %q", s.Name)
 	}
@@ -555,14 +610,14 @@ func (p *Postgres) PutScript(ctx context.Context, s Script) (Script, error) {
 
 func scanScript(row pgx.Row) (Script, error) {
 	var s Script
-	err := row.Scan(&s.Name, &s.Source, &s.Created)
+	err := row.Scan(&s.Name, &s.Source, &s.Owner, &s.Created)
 	s.Created = s.Created.UTC()
 	return s, err
 }
 
 // GetScript implements Store.
 func (p *Postgres) GetScript(ctx context.Context, name string) (Script, error) {
-	s, err := scanScript(p.pool.QueryRow(ctx, `SELECT name, source, created FROM scripts WHERE name = $1`, name))
+	s, err := scanScript(p.pool.QueryRow(ctx, `SELECT name, source, owner, created FROM scripts WHERE name = $1`, name))
 	if err != nil {
 		return Script{}, pgFail(err, "get script %q", name)
 	}
@@ -571,7 +626,7 @@ func (p *Postgres) GetScript(ctx context.Context, name string) (Script, error) {
 
 // ListScripts implements Store.
 func (p *Postgres) ListScripts(ctx context.Context) ([]Script, error) {
-	rows, _ := p.pool.Query(ctx, `SELECT name, source, created FROM scripts ORDER BY name`)
+	rows, _ := p.pool.Query(ctx, `SELECT name, source, owner, created FROM scripts ORDER BY name`)
 	ss, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Script, error) { return scanScript(r) })
 	if err != nil {
 		return nil, pgFail(err, "list scripts")

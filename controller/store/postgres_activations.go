@@ -68,10 +68,11 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 	var created int
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `
-			INSERT INTO activations (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated, recorded)
-			SELECT u.*, $13::timestamptz FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+			INSERT INTO activations (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated, recorded, owner)
+			SELECT u.*, $13::timestamptz, coalesce(m.owner, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
 				$7::integer[], $8::text[], $9::bytea[], $10::timestamptz[], $11::bigint[], $12::boolean[])
 				AS u (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated)
+				LEFT JOIN modules m ON m.name = u.module
 			ORDER BY u.id
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id`,
@@ -115,7 +116,7 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 	return created, err
 }
 
-const activationColumns = `id, module, function, digest, agent, source, code, message, output, started, duration_ns, recorded, truncated`
+const activationColumns = `id, module, function, digest, agent, source, code, message, output, started, duration_ns, recorded, truncated, owner`
 
 func scanActivation(row pgx.Row) (Activation, error) {
 	var (
@@ -124,7 +125,7 @@ func scanActivation(row pgx.Row) (Activation, error) {
 		duration int64
 	)
 	err := row.Scan(&a.ID, &a.Module, &a.Function, &a.Digest, &a.Agent, &a.Source, &code, &a.Message,
-		&a.Output, &a.Started, &duration, &a.Recorded, &a.Truncated)
+		&a.Output, &a.Started, &duration, &a.Recorded, &a.Truncated, &a.Owner)
 	a.Code, a.Duration = int(code), time.Duration(duration)
 	a.Started, a.Recorded = a.Started.UTC(), a.Recorded.UTC()
 	return a, err
@@ -156,6 +157,11 @@ func (p *Postgres) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 	}
 	if f.Function != "" {
 		add("function = $%d", f.Function)
+	}
+	if f.Owner != "" {
+		// owner <> '' lets a generic plan use the partial index
+		// activations_owner_id too.
+		add("owner = $%d AND owner <> ''", f.Owner)
 	}
 	if !f.Since.IsZero() {
 		add("started >= $%d", storeTime(f.Since))

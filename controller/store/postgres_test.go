@@ -108,7 +108,7 @@ func TestPostgresConcurrentMigration(t *testing.T) {
 	}
 	wantOneRowPerMigration(t, dsn)
 	mods, err := stores[0].ListModules(t.Context())
-	if err != nil || len(mods) != 1 || mods[0] != store.DefaultModule {
+	if err != nil || len(mods) != 1 || mods[0].Name != store.DefaultModule {
 		t.Fatalf("ListModules = %v, %v; want just the default module", mods, err)
 	}
 }
@@ -146,7 +146,7 @@ func TestPostgresMigrationIdempotent(t *testing.T) {
 	t.Parallel()
 	dsn := pgSchema(t)
 	s := openPostgresDSN(t, dsn)
-	if err := s.CreateModule(t.Context(), "m"); err != nil {
+	if err := s.CreateModule(t.Context(), "m", ""); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -158,7 +158,7 @@ func TestPostgresMigrationIdempotent(t *testing.T) {
 	if len(first) != len(again) || !first[0].Equal(again[0]) {
 		t.Fatalf("reopening re-applied migrations: %v then %v", first, again)
 	}
-	if mods, err := s.ListModules(t.Context()); err != nil || strings.Join(mods, ",") != "_,m" {
+	if mods, err := s.ListModules(t.Context()); err != nil || strings.Join(store.ModuleNames(mods), ",") != "_,m" {
 		t.Fatalf("ListModules after reopen = %v, %v", mods, err)
 	}
 }
@@ -279,7 +279,7 @@ func TestPostgresEmptyDSNUsesEnvironment(t *testing.T) {
 	t.Setenv("PGOPTIONS", "-c search_path="+schema)
 	s := openPostgresDSN(t, "")
 	defer s.Close()
-	if err := s.CreateModule(t.Context(), "from_env"); err != nil {
+	if err := s.CreateModule(t.Context(), "from_env", ""); err != nil {
 		t.Fatal(err)
 	}
 	// The tables went to the test schema, not to public.

@@ -34,8 +34,21 @@ type Function struct {
 
 // Module is a module with the names of its functions, sorted.
 type Module struct {
-	Name      string
-	Functions []string
+	Name string
+	// Owner is the name of the subject that created the module; "" is the
+	// admin (modules an admin created, the default module, and every module
+	// made before modules had owners).
+	Owner     string
+	Functions []string // nil in ListModules
+}
+
+// ModuleNames returns the names of ms, in their order.
+func ModuleNames(ms []Module) []string {
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.Name
+	}
+	return names
 }
 
 // Subject is an API user. Only the hash of its token is kept.
@@ -48,8 +61,10 @@ type Subject struct {
 
 // Script is an APP scheduling script: its name and YAML source.
 type Script struct {
-	Name    string
-	Source  []byte
+	Name   string
+	Source []byte
+	// Owner is the subject that created it; "" is the admin, as Module.Owner.
+	Owner   string
 	Created time.Time
 }
 
@@ -100,6 +115,11 @@ type Activation struct {
 	// the function returned: the recorder (controller/activations) bounds
 	// both before they are stored. The store keeps the flag as given.
 	Truncated bool
+	// Owner is the owner of the activation's module when it was recorded
+	// ("" is the admin, also when the module did not exist), set by the
+	// store: the record stays its owner's when the module is deleted and
+	// its name taken by another subject.
+	Owner string
 }
 
 // Quarantine is a digest that no agent may run: it was compiling or
@@ -148,6 +168,7 @@ type SinkDelivery struct {
 type ActivationFilter struct {
 	Module   string    // "" = any
 	Function string    // "" = any
+	Owner    string    // "" = any; otherwise only that subject's activations (Activation.Owner)
 	Since    time.Time // activations started at or after; zero = any
 	After    string    // only ids > After (cursor paging); "" = from the start
 	Limit    int       // <= 0: DefaultActivationLimit; capped at MaxActivationLimit
@@ -176,12 +197,18 @@ type ActivationVolume struct {
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {
-	// ListModules returns module names, sorted, always including DefaultModule.
-	ListModules(ctx context.Context) ([]string, error)
-	// CreateModule fails with ErrExists if the name is taken.
-	CreateModule(ctx context.Context, name string) error
+	// ListModules returns every module (Name and Owner; Functions nil),
+	// sorted by name, always including DefaultModule.
+	ListModules(ctx context.Context) ([]Module, error)
+	// CreateModule creates a module owned by owner ("": the admin). It
+	// fails with ErrExists if the name is taken, whoever owns it, and with
+	// ErrNotFound if owner is no subject (deleted meanwhile: DeleteSubject
+	// and CreateModule are ordered, so no module outlives its owner).
+	CreateModule(ctx context.Context, name, owner string) error
 	// GetModule fails with ErrNotFound.
 	GetModule(ctx context.Context, name string) (Module, error)
+	// ModuleOwner returns a module's Owner. ErrNotFound.
+	ModuleOwner(ctx context.Context, name string) (string, error)
 	// RenameModule keeps the module's functions. ErrNotFound, ErrExists,
 	// ErrDefaultModule (renaming "_" or to "_").
 	RenameModule(ctx context.Context, from, to string) error
@@ -211,12 +238,18 @@ type Store interface {
 	ListSubjects(ctx context.Context) ([]Subject, error)
 	// SubjectByTokenHash finds the subject holding a token. ErrNotFound.
 	SubjectByTokenHash(ctx context.Context, hash []byte) (Subject, error)
-	// SetSubjectToken replaces a subject's token hash: the old token stops
-	// working at once. ErrNotFound for an unknown subject, ErrExists when
-	// another subject holds the hash.
-	SetSubjectToken(ctx context.Context, name string, hash []byte) error
+	// RotateSubjectToken replaces a subject's token hash: the old token
+	// stops working when it returns. ErrNotFound, ErrExists if the hash is
+	// another subject's.
+	RotateSubjectToken(ctx context.Context, name string, hash []byte) error
+	// DeleteSubject deletes a subject (its token stops working) with its
+	// APP scripts (which only it could use), and gives its activations to
+	// the admin (Owner ""), so that a later subject of the same name sees
+	// none of them. ErrNotFound; ErrOwner while it owns a module.
+	DeleteSubject(ctx context.Context, name string) error
 
-	// PutScript creates a script. ErrExists.
+	// PutScript creates a script, owned by s.Owner. ErrExists; ErrNotFound
+	// if s.Owner is not "" and no subject, as CreateModule.
 	PutScript(ctx context.Context, s Script) (Script, error)
 	// GetScript fails with ErrNotFound.
 	GetScript(ctx context.Context, name string) (Script, error)

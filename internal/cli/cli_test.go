@@ -223,6 +223,10 @@ func TestRequests(t *testing.T) {
 			`{"data":{"id":"jt_1","token":"wispjoin1.x.y"}}`, "wispjoin1.x.y\n"},
 		{"user create", []string{"admin", "user", "create", "bob"}, "POST", "/v1/admin/subjects", "",
 			`{"data":{"name":"bob","token":"wisp_t"}}`, "wisp_t\n"},
+		{"subject rotate", []string{"admin", "subject", "rotate", "bob"}, "POST", "/v1/admin/subjects/bob/rotate", "",
+			`{"data":{"name":"bob","token":"wisp_u"}}`, "wisp_u\n"},
+		{"subject delete", []string{"admin", "subject", "delete", "bob"}, "DELETE", "/v1/admin/subjects/bob", "",
+			"", "deleted user bob; its activations are the admin's now\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -129,7 +129,22 @@ func TestAgainstController(t *testing.T) {
 	}
 	has(ok("admin", "user", "list"), "bob", "no")
 	fails("needs the admin token", "agent", "list", "--token", userToken)
-	has(ok("mod", "list", "--token", userToken), "m1")
+	// A user sees its own modules only, and may not delete another's
+	// user or module.
+	if out := ok("mod", "list", "--token", userToken); strings.Contains(out, "m1") {
+		t.Fatalf("bob's mod list shows the admin's m1:\n%s", out)
+	}
+	has(ok("mod", "create", "bobs", "--token", userToken), "created module bobs")
+	has(ok("mod", "list", "--token", userToken), "bobs")
+	fails("not found", "mod", "delete", "m1", "--token", userToken)
+	fails("owns modules", "admin", "subject", "delete", "bob")
+	rotated := strings.TrimSpace(ok("admin", "subject", "rotate", "bob"))
+	fails("invalid token", "mod", "list", "--token", userToken)
+	has(ok("mod", "delete", "bobs", "--token", rotated), "deleted module bobs")
+	has(ok("admin", "subject", "list"), "bob")
+	has(ok("admin", "subject", "delete", "bob"), "deleted user bob")
+	fails("invalid token", "mod", "list", "--token", rotated)
+	userToken = strings.TrimSpace(ok("admin", "user", "create", "bob")) // for what follows
 
 	// An agent joins with a token from the CLI.
 	join := strings.TrimSpace(ok("token", "create", "--ttl", "1h"))

@@ -152,6 +152,7 @@ func (a *app) adminCommand() *cobra.Command {
 		},
 	}
 	user.AddCommand(create, list)
+	user.AddCommand(a.subjectChangeCommands()...)
 	cmd.AddCommand(user)
 	return cmd
 }

@@ -57,6 +57,9 @@ func Run(t *testing.T, open Opener) {
 		{"DigestMismatch", testDigestMismatch},
 		{"Subjects", testSubjects},
 		{"Scripts", testScripts},
+		{"Owners", testOwners},
+		{"SubjectRotateDelete", testSubjectRotateDelete},
+		{"ConcurrentDeleteSubject", testConcurrentDeleteSubject},
 		{"JoinTokens", testJoinTokens},
 		{"JoinTokenExpires", testJoinTokenExpires},
 		{"JoinTokenUses", testJoinTokenUses},
@@ -139,7 +142,7 @@ func noErr(t *testing.T, what string, err error) {
 
 func mustCreateModule(t *testing.T, s store.Store, name string) {
 	t.Helper()
-	noErr(t, "CreateModule "+name, s.CreateModule(t.Context(), name))
+	noErr(t, "CreateModule "+name, s.CreateModule(t.Context(), name, ""))
 }
 
 func mustCreateFunction(t *testing.T, s store.Store, module, name string, code []byte) store.Function {
@@ -221,10 +224,10 @@ func testDefaultModule(t *testing.T, s store.Store, _ func(*testing.T) store.Sto
 	ctx := t.Context()
 	mods, err := s.ListModules(ctx)
 	noErr(t, "ListModules", err)
-	equal(t, "modules of a new store", mods, []string{store.DefaultModule})
+	equal(t, "modules of a new store", store.ModuleNames(mods), []string{store.DefaultModule})
 	equal(t, "functions of the default module", moduleFunctions(t, s, store.DefaultModule), []string{})
 
-	wantErr(t, "CreateModule _", s.CreateModule(ctx, store.DefaultModule), store.ErrExists)
+	wantErr(t, "CreateModule _", s.CreateModule(ctx, store.DefaultModule, ""), store.ErrExists)
 	wantErr(t, "DeleteModule _", s.DeleteModule(ctx, store.DefaultModule), store.ErrDefaultModule)
 	wantErr(t, "RenameModule _ -> x", s.RenameModule(ctx, store.DefaultModule, "x"), store.ErrDefaultModule)
 	mustCreateModule(t, s, "m")
@@ -237,7 +240,7 @@ func testDefaultModule(t *testing.T, s store.Store, _ func(*testing.T) store.Sto
 	equal(t, "functions of the default module", moduleFunctions(t, s, store.DefaultModule), []string{"f"})
 	mods, err = s.ListModules(ctx)
 	noErr(t, "ListModules", err)
-	equal(t, "modules", mods, []string{store.DefaultModule, "m"})
+	equal(t, "modules", store.ModuleNames(mods), []string{store.DefaultModule, "m"})
 }
 
 func testModules(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
@@ -248,9 +251,9 @@ func testModules(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	}
 	mods, err := s.ListModules(ctx)
 	noErr(t, "ListModules", err)
-	equal(t, "ListModules", mods, []string{"9z", "A", "B", "Z9", "_", "a", "a_1", "b"})
+	equal(t, "ListModules", store.ModuleNames(mods), []string{"9z", "A", "B", "Z9", "_", "a", "a_1", "b"})
 
-	wantErr(t, "CreateModule duplicate", s.CreateModule(ctx, "a"), store.ErrExists)
+	wantErr(t, "CreateModule duplicate", s.CreateModule(ctx, "a", ""), store.ErrExists)
 	_, err = s.GetModule(ctx, "missing")
 	wantErr(t, "GetModule missing", err, store.ErrNotFound)
 	wantErr(t, "DeleteModule missing", s.DeleteModule(ctx, "missing"), store.ErrNotFound)
@@ -264,7 +267,7 @@ func testModules(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	wantErr(t, "DeleteModule B again", s.DeleteModule(ctx, "B"), store.ErrNotFound)
 	mods, err = s.ListModules(ctx)
 	noErr(t, "ListModules", err)
-	equal(t, "ListModules after rename and delete", mods, []string{"9z", "A", "Z9", "_", "a_1", "b", "c"})
+	equal(t, "ListModules after rename and delete", store.ModuleNames(mods), []string{"9z", "A", "Z9", "_", "a_1", "b", "c"})
 
 	// A deleted or renamed-away name can be used again.
 	mustCreateModule(t, s, "a")
@@ -643,21 +646,21 @@ func testSubjects(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	equal(t, "ListSubjects", subs, []store.Subject{admin, bob})
 
 	// A new token replaces the old one at once.
-	noErr(t, "SetSubjectToken", s.SetSubjectToken(ctx, "Admin", tokenHash("new admin token")))
+	noErr(t, "RotateSubjectToken", s.RotateSubjectToken(ctx, "Admin", tokenHash("new admin token")))
 	_, err = s.SubjectByTokenHash(ctx, tokenHash("admin token"))
 	wantErr(t, "SubjectByTokenHash of the replaced token", err, store.ErrNotFound)
 	got, err = s.SubjectByTokenHash(ctx, tokenHash("new admin token"))
 	noErr(t, "SubjectByTokenHash of the new token", err)
 	admin.TokenHash = tokenHash("new admin token")
 	equal(t, "SubjectByTokenHash of the new token", got, admin)
-	wantErr(t, "SetSubjectToken unknown", s.SetSubjectToken(ctx, "nobody", tokenHash("x")), store.ErrNotFound)
-	wantErr(t, "SetSubjectToken to another's hash", s.SetSubjectToken(ctx, "Admin", tokenHash("bob's token")), store.ErrExists)
+	wantErr(t, "RotateSubjectToken unknown", s.RotateSubjectToken(ctx, "nobody", tokenHash("x")), store.ErrNotFound)
+	wantErr(t, "RotateSubjectToken to another's hash", s.RotateSubjectToken(ctx, "Admin", tokenHash("bob's token")), store.ErrExists)
 	got, err = s.SubjectByTokenHash(ctx, tokenHash("bob's token"))
 	noErr(t, "SubjectByTokenHash bob after the refused set", err)
 	equal(t, "bob keeps his token", got, bob)
 	subs, err = s.ListSubjects(ctx)
 	noErr(t, "ListSubjects", err)
-	equal(t, "ListSubjects after SetSubjectToken", subs, []store.Subject{admin, bob})
+	equal(t, "ListSubjects after RotateSubjectToken", subs, []store.Subject{admin, bob})
 }
 
 func testScripts(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
@@ -990,9 +993,9 @@ func take(t *testing.T, s store.Store) snapshot {
 	t.Helper()
 	ctx := t.Context()
 	var snap snapshot
-	names, err := s.ListModules(ctx)
+	mods, err := s.ListModules(ctx)
 	noErr(t, "ListModules", err)
-	for _, n := range names {
+	for _, n := range store.ModuleNames(mods) {
 		m, err := s.GetModule(ctx, n)
 		noErr(t, "GetModule", err)
 		snap.Modules = append(snap.Modules, m)
@@ -1070,7 +1073,7 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.
 		write  func(ctx context.Context) error
 		target error // nil: any error
 	}{
-		{"CreateModule taken", func(ctx context.Context) error { return s.CreateModule(ctx, "m") }, store.ErrExists},
+		{"CreateModule taken", func(ctx context.Context) error { return s.CreateModule(ctx, "m", "") }, store.ErrExists},
 		{"RenameModule onto taken", func(ctx context.Context) error { return s.RenameModule(ctx, "m", "n") }, store.ErrExists},
 		{"RenameModule missing", func(ctx context.Context) error { return s.RenameModule(ctx, "x", "y") }, store.ErrNotFound},
 		{"RenameModule default", func(ctx context.Context) error { return s.RenameModule(ctx, "_", "y") }, store.ErrDefaultModule},
@@ -1156,7 +1159,7 @@ func testFailedWritesChangeNothing(t *testing.T, s store.Store, _ func(*testing.
 			_, err := s.ReleaseDigest(canceled, want.Quarantine[0].Digest)
 			return err
 		}, nil},
-		{"CreateModule canceled context", func(context.Context) error { return s.CreateModule(canceled, "new") }, nil},
+		{"CreateModule canceled context", func(context.Context) error { return s.CreateModule(canceled, "new", "") }, nil},
 		{"CreateFunction canceled context", func(context.Context) error {
 			_, err := s.CreateFunction(canceled, newFunction("m", "new", code), code)
 			return err
@@ -1438,7 +1441,7 @@ func testReopen(t *testing.T, s store.Store, reopen func(*testing.T) store.Store
 	}
 	// Still writable, and still enforcing its rules.
 	mustCreateModule(t, s, "after")
-	wantErr(t, "CreateModule m after reopen", s.CreateModule(ctx, "m"), store.ErrExists)
+	wantErr(t, "CreateModule m after reopen", s.CreateModule(ctx, "m", ""), store.ErrExists)
 	wantErr(t, "DeleteModule _ after reopen", s.DeleteModule(ctx, store.DefaultModule), store.ErrDefaultModule)
 	_, err = s.JoinTokenByHash(ctx, tokenHash("jt past"))
 	wantErr(t, "JoinTokenByHash of an expired token after reopen", err, store.ErrNotFound)
