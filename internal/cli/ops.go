@@ -201,6 +201,7 @@ func (a *app) agentCommand() *cobra.Command {
 		},
 	}
 	cmd.AddCommand(list)
+	cmd.AddCommand(a.agentControlCommands()...)
 	return cmd
 }
 
