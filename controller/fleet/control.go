@@ -210,6 +210,7 @@ func (f *Fleet) drop(id, reason string) {
 	f.mu.Lock()
 	s := f.sessions[id]
 	delete(f.sessions, id)
+	f.removed[id] = struct{}{}
 	f.rebuildLive()
 	f.mu.Unlock()
 	if s == nil {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -54,5 +55,70 @@ func TestSchedulerMemory(t *testing.T) {
 				t.Fatalf("schedulerMemory = %d, %d; want %d, %d", total, avail, tc.wantTotal, tc.wantAvail)
 			}
 		})
+	}
+}
+
+// TestControlFromAnotherController: what another controller on the same
+// database sets (here written to the store directly) reaches this one's
+// sessions at its next refresh: a cordon takes the agent out of
+// scheduling, and a removal closes its session, after which its
+// credential is refused.
+func TestControlFromAnotherController(t *testing.T) {
+	c := startController(t)
+	// edge joins, then runs without its token: once refused, it cannot
+	// join again.
+	dir := t.TempDir()
+	first := startAgent(t, c.addr, c.token, "edge", dir)
+	waitFor(t, "edge joined", func() bool { return c.fleet.Connected() == 1 })
+	first.stop()
+	waitFor(t, "edge stopped", func() bool { return c.fleet.Connected() == 0 })
+	startAgent(t, c.addr, "", "edge", dir)
+	a := startAgent(t, c.addr, c.token, "other", t.TempDir())
+	defer a.stop()
+	waitFor(t, "two agents", func() bool { return c.fleet.Connected() == 2 })
+	var edge string
+	for _, info := range c.fleet.Agents() {
+		if info.Name == "edge" {
+			edge = info.ID
+		}
+	}
+	hello := createFunction(t, c.store, "hello", "hello_c", "")
+	ctx := t.Context()
+
+	if _, err := c.store.SetAgentControl(ctx, edge, store.AgentControl{Cordoned: true, Labels: []string{"zone=b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fleet.refreshAgents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range c.fleet.Agents() {
+		if info.ID == edge && (!info.Cordoned || !slices.Equal(info.Labels, []string{"zone=b"})) {
+			t.Fatalf("after a refresh: %+v", info)
+		}
+	}
+	for range 5 {
+		if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := &candidateBuf{}
+	c.fleet.candidates(hello.Digest, nil, buf)
+	for _, s := range buf.ss {
+		if s.ID == edge {
+			t.Fatal("the cordoned agent is a scheduling candidate")
+		}
+	}
+
+	if err := c.store.DeleteAgent(ctx, edge); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fleet.refreshAgents(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the removed agent's session closed", func() bool { return c.fleet.Connected() == 1 })
+	for _, info := range c.fleet.Agents() {
+		if info.ID == edge {
+			t.Fatalf("the fleet still lists the removed agent: %+v", info)
+		}
 	}
 }

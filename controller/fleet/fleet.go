@@ -102,6 +102,9 @@ type Fleet struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Session // by agent id, connected or not
+	// removed holds the ids of agents removed while this controller ran,
+	// so one authenticated just before its removal is refused (control.go).
+	removed map[string]struct{}
 	// live is the connected sessions, rebuilt under mu whenever one
 	// connects or disconnects, read without locking by the scheduler.
 	live atomic.Pointer[[]*Session]
@@ -142,7 +145,7 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, bg: tasks.New(context.Background())}
+	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, removed: map[string]struct{}{}, bg: tasks.New(context.Background())}
 	f.live.Store(&[]*Session{})
 	f.quarantine.init()
 	return f, nil
@@ -426,16 +429,7 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	agent, credential, perr := f.authenticate(ctx, hello)
 	if perr != nil {
-		log.Warn("refusing agent", "name", hello.Name, "err", perr)
-		f.cfg.Metrics.refused()
-		protocol.WriteMsg(ctrl, perr)
-		ctrl.Close()
-		// Give the Error frame a moment to leave before the close overtakes it.
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-		}
-		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
+		f.refuse(ctx, log, conn, ctrl, hello.Name, perr)
 		return
 	}
 	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version),
@@ -467,6 +461,13 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	// connection, never to a stale one of the same agent.
 	s.connected.Store(true)
 	f.mu.Lock()
+	if _, gone := f.removed[s.ID]; gone {
+		// Removed while it was being authenticated (control.go).
+		f.mu.Unlock()
+		s.connected.Store(false)
+		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
+		return
+	}
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
 	f.rebuildLive()
@@ -512,13 +513,30 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
 }
 
+// refuse answers a hello with perr and closes the connection.
+func (f *Fleet) refuse(ctx context.Context, log *slog.Logger, conn *quic.Conn, ctrl *quic.Stream, name string, perr *protocol.Error) {
+	log.Warn("refusing agent", "name", name, "err", perr)
+	f.cfg.Metrics.refused()
+	protocol.WriteMsg(ctrl, perr)
+	ctrl.Close()
+	// Give the Error frame a moment to leave before the close overtakes it.
+	select {
+	case <-time.After(200 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
+}
+
+// unknownAgent is the answer to a credential the store does not hold.
+var unknownAgent = &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential: the agent was removed, or this controller's database does not know it; it needs a new join token"}
+
 // authenticate checks a hello's credential or join secret. On a join it
 // creates the agent and returns its new credential.
 func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agent, []byte, *protocol.Error) {
 	if h.ProtocolVersion == 0 {
 		return store.Agent{}, nil, &protocol.Error{Code: protocol.UnsupportedVersion, Message: fmt.Sprintf("protocol version %d; this controller speaks 1 to %d", h.ProtocolVersion, protocol.Version)}
 	}
-	refused := &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential: the agent was removed, or this controller's database does not know it; it needs a new join token"}
+	refused := unknownAgent
 	now := time.Now().UTC()
 	switch {
 	case len(h.Credential) > 0:
