@@ -186,6 +186,10 @@ func TestAgainstController(t *testing.T) {
 	}
 	id := agents[0].ID
 	has(ok("agent", "cordon", id), "CORDONED", "yes")
+	has(ok("agent", "list"), "CORDONED")
+	if out := ok("agent", "list"); !strings.Contains(out, "edge1  "+id+"  yes        yes") {
+		t.Fatalf("agent list does not show edge1 cordoned:\n%s", out)
+	}
 	has(ok("agent", "label", id, "tag=gpu", "zone=b"), "tag=gpu,zone=b")
 	has(ok("agent", "label", id, "zone-"), "tag=gpu")
 	has(ok("agent", "list"), "tag=gpu")
