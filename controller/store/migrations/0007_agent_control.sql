@@ -1,4 +1,4 @@
--- 0007: what operators set on an agent (wisp agent cordon|label|cap) and the
+-- agent_control: what operators set on an agent (wisp agent cordon|label|cap) and the
 -- memory it reported when it joined, which bounds what the scheduler
 -- believes of it. join_mem_bytes is 0 for agents that joined before.
 ALTER TABLE agents ADD COLUMN join_mem_bytes bigint NOT NULL DEFAULT 0;
