@@ -234,8 +234,10 @@ func (l *Link) session(ctx context.Context) error {
 	case *protocol.Error:
 		if m.Code == protocol.Unauthorized {
 			if !joining && l.token != nil {
-				// The controller forgot us (new database?): join again.
-				l.log.Warn("credential refused; joining again with the join token", "err", m)
+				// An operator removed the agent, or the controller forgot
+				// it (new database): try the join token once. A spent
+				// single-use token is refused, and the agent stops.
+				l.log.Warn("credential refused (the agent was removed, or the controller does not know it); trying the join token once", "err", m)
 				if err := l.cfg.State.SetIdentity(state.Identity{}); err != nil {
 					return err
 				}

@@ -241,6 +241,13 @@ var ownerCases = []struct {
 	{"POST /v1/admin/tokens", adminOnly("POST", "/v1/admin/tokens")},
 	{"GET /v1/admin/tokens", adminOnly("GET", "/v1/admin/tokens")},
 	{"DELETE /v1/admin/tokens/{id}", adminOnly("DELETE", "/v1/admin/tokens/jt_00000000")},
+	{"GET /v1/admin/agents/{id}", adminOnly("GET", "/v1/admin/agents/ag_0000000000000000")},
+	{"DELETE /v1/admin/agents/{id}", adminOnly("DELETE", "/v1/admin/agents/ag_0000000000000000")},
+	{"PUT /v1/admin/agents/{id}/cordon", adminOnly("PUT", "/v1/admin/agents/ag_0000000000000000/cordon")},
+	{"DELETE /v1/admin/agents/{id}/cordon", adminOnly("DELETE", "/v1/admin/agents/ag_0000000000000000/cordon")},
+	{"POST /v1/admin/agents/{id}/drain", adminOnly("POST", "/v1/admin/agents/ag_0000000000000000/drain")},
+	{"PUT /v1/admin/agents/{id}/cap", adminOnly("PUT", "/v1/admin/agents/ag_0000000000000000/cap")},
+	{"POST /v1/admin/agents/{id}/labels", adminOnly("POST", "/v1/admin/agents/ag_0000000000000000/labels")},
 	{"GET /v1/admin/quarantine", adminOnly("GET", "/v1/admin/quarantine")},
 	{"DELETE /v1/admin/quarantine/{digest}", adminOnly("DELETE", "/v1/admin/quarantine/sha256:"+strings.Repeat("0", 64))},
 	{"POST /v1/admin/subjects/{name}/rotate", func(t *testing.T, o *owners) {

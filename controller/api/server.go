@@ -62,6 +62,9 @@ type Config struct {
 	Agents AgentLister
 	// JoinTokens makes agent join tokens (POST /v1/admin/tokens); nil: 503.
 	JoinTokens JoinTokens
+	// AgentControl removes, cordons, drains, labels and caps agents
+	// (/v1/admin/agents/{id}/...); nil: 503.
+	AgentControl AgentControl
 	// Inspector validates uploaded code (static limits, budgeted
 	// compilation); nil means runtime.NewInspector with default limits
 	// (module size: MaxUploadBytes) compiling in this process.
@@ -90,6 +93,7 @@ type Server struct {
 	dist    Distributor
 	agents  AgentLister
 	tokens  JoinTokens
+	control AgentControl
 	inspect *runtime.Inspector
 	// quarantine may be nil.
 	quarantine Quarantine
@@ -121,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		dist:    cfg.Distributor,
 		agents:  cfg.Agents,
 		tokens:  cfg.JoinTokens,
+		control: cfg.AgentControl,
 		inspect: cfg.Inspector,
 
 		quarantine: cfg.Quarantine,
@@ -212,6 +217,7 @@ func New(cfg Config) (*Server, error) {
 	v1.Delete("/admin/tokens/:id", s.requireAdmin, s.revokeToken)
 	v1.Get("/admin/quarantine", s.requireAdmin, s.listQuarantine)
 	v1.Delete("/admin/quarantine/:digest", s.requireAdmin, s.releaseQuarantine)
+	s.agentRoutes(v1)
 	return s, nil
 }
 

@@ -46,7 +46,7 @@ func assigned(s *Session, fn store.Function, scripts []scheduler.Script, labelle
 		}
 		mentioned = true
 		for _, b := range tag.Blocks {
-			if b.AllWorkers || slices.Contains(b.Workers, s.hello.Name) || slices.Contains(b.Workers, s.ID) {
+			if b.AllWorkers || slices.ContainsFunc(b.Workers, func(w string) bool { return scheduler.IsWorker(w, s.ID, s.hello.Name, s.Labels()) }) {
 				named = true
 			}
 		}
@@ -54,7 +54,7 @@ func assigned(s *Session, fn store.Function, scripts []scheduler.Script, labelle
 	if !mentioned {
 		return true
 	}
-	return named || slices.Contains(s.hello.Labels, "tag="+meta.Tag)
+	return named || slices.Contains(s.Labels(), "tag="+meta.Tag)
 }
 
 // assignmentInputs gathers what assigned needs beyond the session: the
@@ -72,7 +72,7 @@ func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[s
 	}
 	labelled := map[string]bool{}
 	for _, s := range f.Sessions() {
-		for _, l := range s.hello.Labels {
+		for _, l := range s.Labels() {
 			if t, ok := strings.CutPrefix(l, "tag="); ok {
 				labelled[t] = true
 			}

@@ -8,8 +8,10 @@
 // goroutine it starts ends before Serve returns.
 //
 // An agent that misses heartbeats, or whose connection drops, is marked
-// disconnected; it is never deleted, and it comes back as the same agent
-// when it reconnects with its credential.
+// disconnected; it comes back as the same agent when it reconnects with its
+// credential. Only an operator deletes an agent (Remove); what operators set
+// on agents (cordon, labels, memory cap) is kept in the store and applied
+// by every controller (control.go).
 //
 // Synchronous invocations run at most once (docs/delivery.md): Session.Invoke
 // reports "run it elsewhere" only when the Invoke provably never reached the
@@ -22,6 +24,9 @@
 // It must never run a call on a second agent after the first may have
 // started it (unless the function is idempotent and the first agent is
 // alive), nor answer "no worker" for a call that may have run.
+//
+// It must never schedule onto a cordoned agent, nor believe more memory of
+// an agent than it reported at join or an operator capped it at.
 //
 // It must never hold a database transaction open across network I/O, and
 // scheduling must not touch the database: everything Pick needs is in

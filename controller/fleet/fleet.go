@@ -31,6 +31,9 @@ type Store interface {
 	JoinAgent(ctx context.Context, hash []byte, a store.Agent) (store.Agent, error)
 	AgentByID(ctx context.Context, id string) (store.Agent, error)
 	TouchAgent(ctx context.Context, id, name string, labels []string, seen time.Time) error
+	ListAgents(ctx context.Context) ([]store.Agent, error)
+	SetAgentControl(ctx context.Context, id string, c store.AgentControl) (store.Agent, error)
+	DeleteAgent(ctx context.Context, id string) error
 	Code(ctx context.Context, digest string) ([]byte, error)
 	ListFunctions(ctx context.Context) ([]store.Function, error)
 	ListScripts(ctx context.Context) ([]store.Script, error)
@@ -64,8 +67,11 @@ type Config struct {
 	// store (other controllers on the same database change it too);
 	// default 5s.
 	QuarantineRefresh time.Duration
-	Metrics           *Metrics
-	Logger            *slog.Logger
+	// AgentRefresh is how often the agents' records are re-read from the
+	// store, for what other controllers changed (control.go); default 5s.
+	AgentRefresh time.Duration
+	Metrics      *Metrics
+	Logger       *slog.Logger
 	// Outbox records the activations agents replay from their outboxes;
 	// nil refuses them (agents keep them and retry).
 	Outbox OutboxRecorder
@@ -96,6 +102,9 @@ type Fleet struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*Session // by agent id, connected or not
+	// removed holds the ids of agents removed while this controller ran,
+	// so one authenticated just before its removal is refused (control.go).
+	removed map[string]struct{}
 	// live is the connected sessions, rebuilt under mu whenever one
 	// connects or disconnects, read without locking by the scheduler.
 	live atomic.Pointer[[]*Session]
@@ -130,10 +139,13 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.QuarantineRefresh <= 0 {
 		cfg.QuarantineRefresh = 5 * time.Second
 	}
+	if cfg.AgentRefresh <= 0 {
+		cfg.AgentRefresh = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, bg: tasks.New(context.Background())}
+	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, removed: map[string]struct{}{}, bg: tasks.New(context.Background())}
 	f.live.Store(&[]*Session{})
 	f.quarantine.init()
 	return f, nil
@@ -150,8 +162,16 @@ type Session struct {
 	ctrl    *quic.Stream
 	ctrlMu  sync.Mutex
 
-	connected atomic.Bool
-	lastSeen  atomic.Int64 // unix ns
+	// connectedAt is when the session was made (unix ns).
+	connectedAt int64
+	connected   atomic.Bool
+	// cordoned, labels and memCap follow the agent's stored record
+	// (control.go): out of scheduling, the effective labels, and the most
+	// memory the scheduler believes (0: no bound).
+	cordoned atomic.Bool
+	labels   atomic.Pointer[[]string]
+	memCap   atomic.Uint64
+	lastSeen atomic.Int64 // unix ns
 	// suspect is when the agent last failed to acknowledge an Invoke (unix
 	// ns); it is not scheduled until a heartbeat arrives after that.
 	suspect  atomic.Int64
@@ -169,16 +189,22 @@ type Session struct {
 
 // AgentInfo is what GET /v1/agents shows of an agent.
 type AgentInfo struct {
-	ID            string    `json:"id"`
-	Name          string    `json:"name"`
-	Connected     bool      `json:"connected"`
-	OS            string    `json:"os"`
-	Arch          string    `json:"arch"`
-	Engine        string    `json:"engine"`
-	Labels        []string  `json:"labels"`
-	CPUs          uint64    `json:"cpus"`
-	MemTotalBytes uint64    `json:"mem_total_bytes"`
-	MemAvailBytes uint64    `json:"mem_avail_bytes"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Connected bool   `json:"connected"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	Engine    string `json:"engine"`
+	// Labels are the effective labels: the agent's own, overridden by
+	// the operator's (ControlState.Labels).
+	Labels        []string `json:"labels"`
+	Cordoned      bool     `json:"cordoned"`
+	CPUs          uint64   `json:"cpus"`
+	MemTotalBytes uint64   `json:"mem_total_bytes"`
+	MemAvailBytes uint64   `json:"mem_avail_bytes"`
+	// MemBoundBytes is the most memory the scheduler believes the agent
+	// has (what it reported at join, or the operator's cap); 0: no bound.
+	MemBoundBytes uint64    `json:"mem_bound_bytes"`
 	InFlight      int64     `json:"in_flight"`
 	Digests       int       `json:"digests"`
 	Version       string    `json:"version"`
@@ -189,8 +215,8 @@ func (s *Session) info() AgentInfo {
 	n := len(*s.digests.Load())
 	return AgentInfo{
 		ID: s.ID, Name: s.hello.Name, Connected: s.connected.Load(), OS: s.hello.OS, Arch: s.hello.Arch,
-		Engine: s.hello.Engine, Labels: append([]string{}, s.hello.Labels...), CPUs: s.hello.CPUs,
-		MemTotalBytes: s.hello.MemTotalBytes, MemAvailBytes: s.memAvail.Load(), InFlight: s.inflight.Load(),
+		Engine: s.hello.Engine, Labels: append([]string{}, s.Labels()...), Cordoned: s.cordoned.Load(), CPUs: s.hello.CPUs,
+		MemTotalBytes: s.hello.MemTotalBytes, MemAvailBytes: s.memAvail.Load(), MemBoundBytes: s.memCap.Load(), InFlight: s.inflight.Load(),
 		Digests: n, Version: s.hello.AgentVersion, LastSeen: time.Unix(0, s.lastSeen.Load()).UTC(),
 	}
 }
@@ -290,13 +316,14 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 	live := *f.live.Load()
 	buf.ss, buf.cs = buf.ss[:0], buf.cs[:0]
 	for _, s := range live {
-		if !s.connected.Load() || s.suspect.Load() > s.lastBeat.Load() || slices.Contains(exclude, s) {
+		if !s.connected.Load() || s.cordoned.Load() || s.suspect.Load() > s.lastBeat.Load() || slices.Contains(exclude, s) {
 			continue
 		}
+		total, avail := s.schedulerMemory()
 		buf.ss = append(buf.ss, s)
 		buf.cs = append(buf.cs, scheduler.Candidate{
-			ID: s.ID, Name: s.hello.Name,
-			MemTotal: s.hello.MemTotalBytes, MemAvail: s.memAvail.Load(), MemKnown: s.memKnown.Load(),
+			ID: s.ID, Name: s.hello.Name, Labels: s.Labels(),
+			MemTotal: total, MemAvail: avail, MemKnown: s.memKnown.Load(),
 			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(digest),
 		})
 	}
@@ -333,6 +360,7 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	defer wg.Wait()
 	wg.Go(func() { f.watchHeartbeats(ctx) })
 	wg.Go(func() { f.watchQuarantine(ctx) })
+	wg.Go(func() { f.watchAgents(ctx) })
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
@@ -401,20 +429,13 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	agent, credential, perr := f.authenticate(ctx, hello)
 	if perr != nil {
-		log.Warn("refusing agent", "name", hello.Name, "err", perr)
-		f.cfg.Metrics.refused()
-		protocol.WriteMsg(ctrl, perr)
-		ctrl.Close()
-		// Give the Error frame a moment to leave before the close overtakes it.
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-		}
-		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
+		f.refuse(ctx, log, conn, ctrl, hello.Name, perr)
 		return
 	}
-	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version)}
+	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version),
+		connectedAt: time.Now().UnixNano()}
 	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests, s.hello.Crashed = nil, nil, nil, nil
+	s.apply(agent)
 	held := make(map[string]struct{}, len(hello.Digests))
 	for _, d := range hello.Digests {
 		held[d] = struct{}{}
@@ -440,6 +461,13 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	// connection, never to a stale one of the same agent.
 	s.connected.Store(true)
 	f.mu.Lock()
+	if _, gone := f.removed[s.ID]; gone {
+		// Removed while it was being authenticated (control.go).
+		f.mu.Unlock()
+		s.connected.Store(false)
+		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
+		return
+	}
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
 	f.rebuildLive()
@@ -485,13 +513,30 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
 }
 
+// refuse answers a hello with perr and closes the connection.
+func (f *Fleet) refuse(ctx context.Context, log *slog.Logger, conn *quic.Conn, ctrl *quic.Stream, name string, perr *protocol.Error) {
+	log.Warn("refusing agent", "name", name, "err", perr)
+	f.cfg.Metrics.refused()
+	protocol.WriteMsg(ctrl, perr)
+	ctrl.Close()
+	// Give the Error frame a moment to leave before the close overtakes it.
+	select {
+	case <-time.After(200 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), perr.Message)
+}
+
+// unknownAgent is the answer to a credential the store does not hold.
+var unknownAgent = &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential: the agent was removed, or this controller's database does not know it; it needs a new join token"}
+
 // authenticate checks a hello's credential or join secret. On a join it
 // creates the agent and returns its new credential.
 func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agent, []byte, *protocol.Error) {
 	if h.ProtocolVersion == 0 {
 		return store.Agent{}, nil, &protocol.Error{Code: protocol.UnsupportedVersion, Message: fmt.Sprintf("protocol version %d; this controller speaks 1 to %d", h.ProtocolVersion, protocol.Version)}
 	}
-	refused := &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential"}
+	refused := unknownAgent
 	now := time.Now().UTC()
 	switch {
 	case len(h.Credential) > 0:
@@ -519,7 +564,8 @@ func (f *Fleet) authenticate(ctx context.Context, h *protocol.Hello) (store.Agen
 		credSum := sha256.Sum256(cred)
 		// The token's use is spent in the transaction that creates the
 		// agent: a single-use token lets exactly one agent in.
-		a, err := f.cfg.Store.JoinAgent(ctx, sum[:], store.Agent{ID: "ag_" + hex.EncodeToString(idb), Name: h.Name, CredentialHash: credSum[:], Labels: h.Labels})
+		a, err := f.cfg.Store.JoinAgent(ctx, sum[:], store.Agent{ID: "ag_" + hex.EncodeToString(idb), Name: h.Name, CredentialHash: credSum[:],
+			Labels: h.Labels, JoinMemBytes: h.MemTotalBytes})
 		if errors.Is(err, store.ErrNotFound) {
 			return store.Agent{}, nil, &protocol.Error{Code: protocol.Unauthorized, Message: "unknown, expired, revoked or used-up join token"}
 		}

@@ -59,7 +59,8 @@ type Tag struct {
 
 // Block is a group of workers tried together.
 type Block struct {
-	// Workers are agent names; AllWorkers means any agent.
+	// Workers are agent names or ids, or "key=value" labels (IsWorker);
+	// AllWorkers means any agent.
 	Workers    []string   `json:"workers"`
 	AllWorkers bool       `json:"all_workers"`
 	Strategy   Strategy   `json:"strategy"`

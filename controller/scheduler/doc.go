@@ -20,7 +20,10 @@
 //   - max_concurrent_invocations: n means InFlight < n.
 //   - capacity_used: (MemTotal − MemAvail + capacity) / MemTotal ≤ n%,
 //     exact integer math; skipped for agents without metrics.
-//   - Workers are matched by Name or ID; names not connected are skipped;
+//   - Workers are matched by Name or ID, or, for an entry holding "=", by
+//     a "key=value" label of the agent (Wisp's addition, [IsWorker]: labels
+//     an operator sets from the controller reach scheduling); names not
+//     connected are skipped;
 //     "*" best-first orders by Name; random counts each agent once.
 //   - Tag lookup: fn's tag, else "default", else the default policy. The
 //     default tag, once used, never falls back further, so a decision runs

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
+	"strings"
 )
 
 // Candidate is the scheduler's view of one connected agent at decision time.
@@ -22,6 +24,19 @@ type Candidate struct {
 	InFlight int
 	// HasDigest says the agent already holds the function's code.
 	HasDigest bool
+	// Labels are the agent's "key=value" labels (its own, overridden by
+	// the operator's). APP scripts name workers by label too.
+	Labels []string
+}
+
+// IsWorker reports whether an APP block's worker entry w names the agent
+// with id, name and labels: an entry is an agent name, an agent id, or,
+// when it holds "=", a "key=value" label (every agent carrying it).
+func IsWorker(w, id, name string, labels []string) bool {
+	if w == "" {
+		return false
+	}
+	return w == name || w == id || (strings.Contains(w, "=") && slices.Contains(labels, w))
 }
 
 // Function is what is being scheduled.
@@ -225,7 +240,7 @@ func bestFirst(cands []Candidate, capB uint64, b *Block) int {
 		}
 		for i := range cands {
 			c := &cands[i]
-			if (c.Name == w || c.ID == w) && valid(c, capB, b.Invalidate) {
+			if IsWorker(w, c.ID, c.Name, c.Labels) && valid(c, capB, b.Invalidate) {
 				return i
 			}
 		}
@@ -284,7 +299,7 @@ func member(c *Candidate, b *Block) bool {
 		return true
 	}
 	for _, w := range b.Workers {
-		if w != "" && (w == c.Name || w == c.ID) {
+		if IsWorker(w, c.ID, c.Name, c.Labels) {
 			return true
 		}
 	}

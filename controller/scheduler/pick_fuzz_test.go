@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math"
 	"math/big"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -31,7 +33,9 @@ func (s *bytesource) u64() uint64 {
 	return v
 }
 
-var fuzzNames = []string{"a", "b", "c", "d", "id-a", "id-b", "ghost", ""}
+var fuzzNames = []string{"a", "b", "c", "d", "id-a", "id-b", "ghost", "", "zone=x", "zone=y"}
+
+var fuzzLabels = [][]string{nil, {"zone=x"}, {"zone=y"}, {"zone=y", "zone=x"}}
 
 func (s *bytesource) mem() uint64 {
 	switch s.pick(8) {
@@ -64,6 +68,7 @@ func (s *bytesource) candidates() []Candidate {
 		}
 		c.InFlight = int(int8(s.next())) % 7
 		c.HasDigest = s.next()&1 == 1
+		c.Labels = fuzzLabels[s.pick(len(fuzzLabels))]
 	}
 	return cands
 }
@@ -134,7 +139,7 @@ func FuzzPick(f *testing.F) {
 		before := slices.Clone(cands)
 
 		c, err := decide(cands, fn, sc, rnd())
-		if !slices.Equal(before, cands) {
+		if !slices.EqualFunc(before, cands, func(a, b Candidate) bool { return reflect.DeepEqual(a, b) }) {
 			t.Fatal("Pick changed cands")
 		}
 		if i, err2 := Pick(cands, fn, sc, rnd()); i != c.index || (err == nil) != (err2 == nil) {
@@ -231,7 +236,7 @@ func refPick(cands []Candidate, fn Function, sc *Script, rnd func(int) int) (int
 				}
 				for _, w := range b.Workers {
 					for _, i := range ws {
-						if w != "" && (cands[i].Name == w || cands[i].ID == w) {
+						if refIsWorker(w, &cands[i]) {
 							return i, nil
 						}
 					}
@@ -280,7 +285,7 @@ func refPick(cands []Candidate, fn Function, sc *Script, rnd func(int) int) (int
 }
 
 func refMember(c *Candidate, b Block) bool {
-	return b.AllWorkers || slices.ContainsFunc(b.Workers, func(w string) bool { return w != "" && (w == c.Name || w == c.ID) })
+	return b.AllWorkers || slices.ContainsFunc(b.Workers, func(w string) bool { return refIsWorker(w, c) })
 }
 
 func refValid(c *Candidate, capB uint64, inv Invalidate) bool {
@@ -345,4 +350,20 @@ func refPlatform(cands []Candidate, capB uint64, b Block) int {
 		)
 	})
 	return ws[0]
+}
+
+// refIsWorker is IsWorker written out: a name, an id, or a label.
+func refIsWorker(w string, c *Candidate) bool {
+	if w == "" {
+		return false
+	}
+	if w == c.Name || w == c.ID {
+		return true
+	}
+	for _, l := range c.Labels {
+		if strings.ContainsRune(w, '=') && l == w {
+			return true
+		}
+	}
+	return false
 }

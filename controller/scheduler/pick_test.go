@@ -4,11 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 const MiB = 1 << 20
+
+// labelled is c with labels.
+func labelled(c Candidate, labels ...string) Candidate {
+	c.Labels = labels
+	return c
+}
 
 // known is an agent with a heartbeat; memory in MiB.
 func known(name string, totalMiB, availMiB uint64, inFlight int) Candidate {
@@ -123,6 +130,12 @@ func TestPick(t *testing.T) {
 			script: script(Tag{Name: "t", Followup: "maybe", Blocks: []Block{all("")}}), want: -1, err: ErrInvalidScript, errHas: `"maybe"`},
 
 		// Workers.
+		{name: "a label names every agent carrying it", cands: []Candidate{known("a", 4096, 4096, 0), labelled(known("b", 4096, 1024, 0), "zone=x"), labelled(known("c", 4096, 2048, 0), "zone=y", "zone=x")}, fn: fnMiB("t", 1),
+			script: script(Tag{Name: "t", Blocks: []Block{strategy(names("zone=x"), StrategyPlatform)}}), want: 2, via: "t/0"},
+		{name: "a label no agent carries", cands: []Candidate{labelled(known("a", 4096, 4096, 0), "zone=y")}, fn: fnMiB("t", 1),
+			script: script(Tag{Name: "t", Blocks: []Block{names("zone=x")}}), want: -1, err: ErrNoWorker},
+		{name: "an entry without = is never a label", cands: []Candidate{labelled(known("a", 4096, 4096, 0), "gpu")}, fn: fnMiB("t", 1),
+			script: script(Tag{Name: "t", Blocks: []Block{names("gpu")}}), want: -1, err: ErrNoWorker},
 		{name: "names not connected are skipped", cands: []Candidate{known("a", 4096, 4096, 0), known("b", 4096, 4096, 0)}, fn: fnMiB("t", 1),
 			script: script(Tag{Name: "t", Blocks: []Block{names("ghost", "b")}}), want: 1, via: "t/0"},
 		{name: "only names not connected", cands: []Candidate{known("a", 4096, 4096, 0)}, fn: fnMiB("t", 1),
@@ -187,7 +200,7 @@ func TestPick(t *testing.T) {
 				}
 			}
 			for i := range before {
-				if before[i] != tc.cands[i] {
+				if !reflect.DeepEqual(before[i], tc.cands[i]) {
 					t.Fatalf("Pick changed cands[%d]: %+v -> %+v", i, before[i], tc.cands[i])
 				}
 			}

@@ -198,6 +198,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Distributor:         dist,
 		Agents:              fl,
 		JoinTokens:          fl,
+		AgentControl:        fl,
 		Quarantine:          fl,
 		Log:                 log,
 		MaxUploadBytes:      cfg.MaxUploadBytes,

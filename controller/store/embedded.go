@@ -190,12 +190,19 @@ type joinTokenRecord struct {
 	Used       int       `json:"used,omitempty"`
 }
 
+// agentRecord's fields after last_seen came later without a new schema
+// version: absent means zero (nothing set by an operator, join memory
+// unknown).
 type agentRecord struct {
 	Name           string    `json:"name"`
 	CredentialHash []byte    `json:"credential_hash"`
 	Labels         []string  `json:"labels"`
 	Created        time.Time `json:"created"`
 	LastSeen       time.Time `json:"last_seen"`
+	JoinMemBytes   uint64    `json:"join_mem_bytes,omitempty"`
+	Cordoned       bool      `json:"cordoned,omitempty"`
+	OperatorLabels []string  `json:"operator_labels,omitempty"`
+	MemCapBytes    uint64    `json:"mem_cap_bytes,omitempty"`
 }
 
 // OpenEmbedded opens (creating if needed) the store file at path. A new file
@@ -1008,9 +1015,7 @@ func (e *Embedded) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken,
 
 // JoinAgent implements Store.
 func (e *Embedded) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error) {
-	a.Labels = prepareLabels(a.Labels)
-	a.Created = now()
-	a.LastSeen = a.Created
+	a = prepareAgent(a)
 	err := e.update(ctx, func(tx *bolt.Tx) error {
 		jt, err := usableJoinToken(tx, hash)
 		if err != nil {
@@ -1063,7 +1068,8 @@ func (e *Embedded) DeleteJoinToken(ctx context.Context, id string) error {
 
 func putAgent(tx *bolt.Tx, a Agent) error {
 	v, err := json.Marshal(agentRecord{Name: a.Name, CredentialHash: a.CredentialHash, Labels: a.Labels,
-		Created: a.Created, LastSeen: a.LastSeen})
+		Created: a.Created, LastSeen: a.LastSeen, JoinMemBytes: a.JoinMemBytes, Cordoned: a.Control.Cordoned,
+		OperatorLabels: a.Control.Labels, MemCapBytes: a.Control.MemCapBytes})
 	if err != nil {
 		return err
 	}
@@ -1080,14 +1086,13 @@ func getAgent(tx *bolt.Tx, id []byte) (Agent, error) {
 		return Agent{}, fmt.Errorf("decode agent %q: %w", id, err)
 	}
 	return Agent{ID: string(id), Name: r.Name, CredentialHash: r.CredentialHash, Labels: prepareLabels(r.Labels),
-		Created: r.Created.UTC(), LastSeen: storeTime(r.LastSeen)}, nil
+		Created: r.Created.UTC(), LastSeen: storeTime(r.LastSeen), JoinMemBytes: r.JoinMemBytes,
+		Control: AgentControl{Cordoned: r.Cordoned, Labels: prepareLabels(r.OperatorLabels), MemCapBytes: r.MemCapBytes}}, nil
 }
 
 // CreateAgent implements Store.
 func (e *Embedded) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
-	a.Labels = prepareLabels(a.Labels)
-	a.Created = now()
-	a.LastSeen = a.Created
+	a = prepareAgent(a)
 	err := e.update(ctx, func(tx *bolt.Tx) error { return createAgent(tx, a) })
 	if err != nil {
 		return Agent{}, boltFail(err, "create agent %q", a.ID)
@@ -1140,6 +1145,38 @@ func (e *Embedded) TouchAgent(ctx context.Context, id string, name string, label
 		return putAgent(tx, a)
 	})
 	return boltFail(err, "touch agent %q", id)
+}
+
+// SetAgentControl implements Store.
+func (e *Embedded) SetAgentControl(ctx context.Context, id string, c AgentControl) (Agent, error) {
+	var a Agent
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		var err error
+		if a, err = getAgent(tx, []byte(id)); err != nil {
+			return err
+		}
+		a.Control = prepareControl(c)
+		return putAgent(tx, a)
+	})
+	if err != nil {
+		return Agent{}, boltFail(err, "set agent control %q", id)
+	}
+	return a, nil
+}
+
+// DeleteAgent implements Store.
+func (e *Embedded) DeleteAgent(ctx context.Context, id string) error {
+	err := e.update(ctx, func(tx *bolt.Tx) error {
+		a, err := getAgent(tx, []byte(id))
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketAgentCreds).Delete(a.CredentialHash); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAgents).Delete([]byte(id))
+	})
+	return boltFail(err, "delete agent %q", id)
 }
 
 // Close closes the file, waiting for running transactions. Closing twice is

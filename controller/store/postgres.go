@@ -698,9 +698,7 @@ func (p *Postgres) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken,
 // JoinAgent implements Store. The UPDATE takes the token's row lock, so
 // concurrent joins with one token are counted one after another.
 func (p *Postgres) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error) {
-	a.Labels = prepareLabels(a.Labels)
-	a.Created = now()
-	a.LastSeen = a.Created
+	a = prepareAgent(a)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var id string
 		err := tx.QueryRow(ctx, `
@@ -711,9 +709,8 @@ func (p *Postgres) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, 
 			return err
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO agents (id, name, credential_hash, labels, created, last_seen)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			a.ID, a.Name, a.CredentialHash, a.Labels, a.Created, a.LastSeen)
+			INSERT INTO agents (`+agentColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, agentValues(a)...)
 		return err
 	})
 	if err != nil {
@@ -746,25 +743,32 @@ func (p *Postgres) DeleteJoinToken(ctx context.Context, id string) error {
 
 // CreateAgent implements Store.
 func (p *Postgres) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
-	a.Labels = prepareLabels(a.Labels)
-	a.Created = now()
-	a.LastSeen = a.Created
+	a = prepareAgent(a)
 	_, err := p.pool.Exec(ctx, `
-		INSERT INTO agents (id, name, credential_hash, labels, created, last_seen)
-		VALUES ($1, $2, $3, $4, $5, $6)`,
-		a.ID, a.Name, a.CredentialHash, a.Labels, a.Created, a.LastSeen)
+		INSERT INTO agents (`+agentColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, agentValues(a)...)
 	if err != nil {
 		return Agent{}, pgFail(err, "create agent %q", a.ID)
 	}
 	return a, nil
 }
 
-const agentColumns = `id, name, credential_hash, labels, created, last_seen`
+const agentColumns = `id, name, credential_hash, labels, created, last_seen, join_mem_bytes, cordoned, operator_labels, mem_cap_bytes`
+
+// agentValues are a's agentColumns. Postgres has no unsigned integers:
+// byte counts go in bigint, so they are bounded by prepareAgent.
+func agentValues(a Agent) []any {
+	return []any{a.ID, a.Name, a.CredentialHash, a.Labels, a.Created, a.LastSeen,
+		int64(a.JoinMemBytes), a.Control.Cordoned, a.Control.Labels, int64(a.Control.MemCapBytes)}
+}
 
 func scanAgent(row pgx.Row) (Agent, error) {
 	var a Agent
-	err := row.Scan(&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen)
-	a.Labels = prepareLabels(a.Labels)
+	var joinMem, memCap int64
+	err := row.Scan(&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen,
+		&joinMem, &a.Control.Cordoned, &a.Control.Labels, &memCap)
+	a.Labels, a.Control.Labels = prepareLabels(a.Labels), prepareLabels(a.Control.Labels)
+	a.JoinMemBytes, a.Control.MemCapBytes = uint64(joinMem), uint64(memCap)
 	a.Created, a.LastSeen = a.Created.UTC(), a.LastSeen.UTC()
 	return a, err
 }
@@ -799,4 +803,25 @@ func (p *Postgres) TouchAgent(ctx context.Context, id string, name string, label
 		err = pgx.ErrNoRows
 	}
 	return pgFail(err, "touch agent %q", id)
+}
+
+// SetAgentControl implements Store.
+func (p *Postgres) SetAgentControl(ctx context.Context, id string, c AgentControl) (Agent, error) {
+	c = prepareControl(c)
+	a, err := scanAgent(p.pool.QueryRow(ctx, `
+		UPDATE agents SET cordoned = $2, operator_labels = $3, mem_cap_bytes = $4 WHERE id = $1
+		RETURNING `+agentColumns, id, c.Cordoned, c.Labels, int64(c.MemCapBytes)))
+	if err != nil {
+		return Agent{}, pgFail(err, "set agent control %q", id)
+	}
+	return a, nil
+}
+
+// DeleteAgent implements Store.
+func (p *Postgres) DeleteAgent(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM agents WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = pgx.ErrNoRows
+	}
+	return pgFail(err, "delete agent %q", id)
 }

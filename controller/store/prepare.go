@@ -34,6 +34,28 @@ func expired(expires, now time.Time) bool {
 	return !expires.IsZero() && !now.Before(expires)
 }
 
+// maxAgentBytes bounds the byte counts kept of an agent (Postgres keeps
+// them in a signed bigint): 2^62 bytes is far beyond any machine.
+const maxAgentBytes = 1 << 62
+
+// prepareAgent is how the stores keep a new agent: labels copied, Created
+// and LastSeen set to the store's clock, byte counts bounded.
+func prepareAgent(a Agent) Agent {
+	a.Labels = prepareLabels(a.Labels)
+	a.Created = now()
+	a.LastSeen = a.Created
+	a.JoinMemBytes = min(a.JoinMemBytes, maxAgentBytes)
+	a.Control = prepareControl(a.Control)
+	return a
+}
+
+// prepareControl copies an agent's operator labels and bounds its cap.
+func prepareControl(c AgentControl) AgentControl {
+	c.Labels = prepareLabels(c.Labels)
+	c.MemCapBytes = min(c.MemCapBytes, maxAgentBytes)
+	return c
+}
+
 // prepareLabels copies labels so the caller's slice is not retained, and
 // turns nil into an empty slice (lists are never nil).
 func prepareLabels(labels []string) []string {

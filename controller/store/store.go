@@ -94,6 +94,26 @@ type Agent struct {
 	Labels         []string  // "key=value", as last reported, in the order reported; never nil
 	Created        time.Time // set by the store
 	LastSeen       time.Time // set by the store at creation, then by TouchAgent
+	// JoinMemBytes is the total memory the agent reported when it joined
+	// (0: unknown, for agents that joined before it was kept). The
+	// scheduler never believes more than it.
+	JoinMemBytes uint64
+	// Control is what operators set on the agent; CreateAgent and JoinAgent
+	// store it as given, SetAgentControl replaces it, TouchAgent keeps it.
+	Control AgentControl
+}
+
+// AgentControl is what an operator sets on an agent (`wisp agent cordon`,
+// `label`, `cap`). It survives controller restarts and reconnections.
+type AgentControl struct {
+	// Cordoned: no new invocation is scheduled to the agent.
+	Cordoned bool
+	// Labels are "key=value" labels set from the controller; each overrides
+	// the agent's own label of the same key. Never nil when read back.
+	Labels []string
+	// MemCapBytes caps the memory the scheduler believes the agent has;
+	// 0: no operator cap.
+	MemCapBytes uint64
 }
 
 // Activation is one invocation's record. IDs are 26-character sortable
@@ -284,6 +304,12 @@ type Store interface {
 	// TouchAgent replaces an agent's name and labels and sets its LastSeen to
 	// seen (in UTC, truncated to microseconds). ErrNotFound.
 	TouchAgent(ctx context.Context, id string, name string, labels []string, seen time.Time) error
+	// SetAgentControl replaces what operators set on an agent and returns
+	// the agent. ErrNotFound.
+	SetAgentControl(ctx context.Context, id string, c AgentControl) (Agent, error)
+	// DeleteAgent removes an agent: its credential is unknown from then on.
+	// ErrNotFound.
+	DeleteAgent(ctx context.Context, id string) error
 
 	// RecordActivation stores a unless an activation with its ID exists and,
 	// in the same transaction, queues one SinkDelivery per element of sinks

@@ -203,6 +203,37 @@ func TestAgainstController(t *testing.T) {
 	fails("", "mod", "delete", "_")
 	has(ok("mod", "delete", "m2"), "deleted module m2")
 	fails("not found", "mod", "get", "m2")
+
+	// Agent control (its behaviour: internal/e2e TestAgentRemove and
+	// friends).
+	var agents []struct{ ID, Name string }
+	if err := json.Unmarshal([]byte(ok("agent", "list", "-o", "json")), &agents); err != nil || len(agents) != 1 {
+		t.Fatalf("agent list -o json: %v %+v", err, agents)
+	}
+	id := agents[0].ID
+	has(ok("agent", "cordon", id), "CORDONED", "yes")
+	has(ok("agent", "list"), "CORDONED")
+	if out := ok("agent", "list"); !strings.Contains(out, "edge1  "+id+"  yes        yes") {
+		t.Fatalf("agent list does not show edge1 cordoned:\n%s", out)
+	}
+	has(ok("agent", "label", id, "tag=gpu", "zone=b"), "tag=gpu,zone=b")
+	has(ok("agent", "label", id, "zone-"), "tag=gpu")
+	has(ok("agent", "list"), "tag=gpu")
+	has(ok("agent", "cap", id, "256MiB"), "256.0 MiB")
+	has(ok("agent", "cap", id, "none"), "none")
+	has(ok("agent", "uncordon", id), "no")
+	has(ok("agent", "drain", id, "--timeout", "5s"), "drained "+id)
+	fails("not an agent id", "agent", "cordon", "edge1")
+	fails("neither key=value nor key-", "agent", "label", id, "oops")
+	fails("not a positive size", "agent", "cap", id, "lots")
+	fails("needs the admin token", "agent", "remove", id, "--token", userToken)
+	has(ok("agent", "remove", id), "removed "+id)
+	fails("not found", "agent", "remove", id)
+	select {
+	case <-agent.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the removed agent still runs after 30 s")
+	}
 }
 
 // TestPinnedTLS: the CLI talks TLS to a real controller serving its

@@ -170,6 +170,7 @@ func (a *app) agentCommand() *cobra.Command {
 				ID        string   `json:"id"`
 				Name      string   `json:"name"`
 				Connected bool     `json:"connected"`
+				Cordoned  bool     `json:"cordoned"`
 				OS        string   `json:"os"`
 				Arch      string   `json:"arch"`
 				Engine    string   `json:"engine"`
@@ -193,15 +194,16 @@ func (a *app) agentCommand() *cobra.Command {
 					if g.MemTotal > 0 {
 						mem = humanBytes(g.MemAvail) + " / " + humanBytes(g.MemTotal)
 					}
-					rows[i] = []string{g.Name, g.ID, yesNo(g.Connected), g.OS + "/" + g.Arch, g.Engine,
+					rows[i] = []string{g.Name, g.ID, yesNo(g.Connected), yesNo(g.Cordoned), g.OS + "/" + g.Arch, g.Engine,
 						strconv.Itoa(g.CPUs), mem, strconv.Itoa(g.InFlight), strconv.Itoa(g.Digests),
 						strings.Join(g.Labels, ","), g.Version, when(g.LastSeen)}
 				}
-				return table(w, []string{"NAME", "ID", "CONNECTED", "PLATFORM", "ENGINE", "CPUS", "MEM AVAIL", "IN FLIGHT", "CODES", "LABELS", "VERSION", "LAST SEEN"}, rows)
+				return table(w, []string{"NAME", "ID", "CONNECTED", "CORDONED", "PLATFORM", "ENGINE", "CPUS", "MEM AVAIL", "IN FLIGHT", "CODES", "LABELS", "VERSION", "LAST SEEN"}, rows)
 			})
 		},
 	}
 	cmd.AddCommand(list)
+	cmd.AddCommand(a.agentControlCommands()...)
 	return cmd
 }
 

@@ -198,10 +198,13 @@ func (c *controller) invoke(t testing.TB, module, name, body string) (int, strin
 }
 
 type agentInfo struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Connected bool   `json:"connected"`
-	Digests   int    `json:"digests"`
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	Connected     bool     `json:"connected"`
+	Digests       int      `json:"digests"`
+	Labels        []string `json:"labels"`
+	Cordoned      bool     `json:"cordoned"`
+	MemBoundBytes uint64   `json:"mem_bound_bytes"`
 }
 
 func (c *controller) agents(t testing.TB) []agentInfo {

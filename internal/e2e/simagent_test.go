@@ -21,6 +21,12 @@ type simAgent struct {
 }
 
 func dialSimAgent(ctx context.Context, addr, token, name string) (*simAgent, error) {
+	return dialSimAgentMem(ctx, addr, token, name, 1<<30, 512<<20)
+}
+
+// dialSimAgentMem is dialSimAgent reporting total and available memory of
+// its choosing (a liar reports what it likes), in its hello and heartbeats.
+func dialSimAgentMem(ctx context.Context, addr, token, name string, total, avail uint64) (*simAgent, error) {
 	tok, err := protocol.ParseJoinToken(token)
 	if err != nil {
 		return nil, err
@@ -43,7 +49,7 @@ func dialSimAgent(ctx context.Context, addr, token, name string) (*simAgent, err
 		return nil, err
 	}
 	hello := &protocol.Hello{Name: name, OS: "linux", Arch: "sim", Engine: "compiler",
-		MemTotalBytes: 1 << 30, MemAvailBytes: 512 << 20, CPUs: 1, JoinSecret: tok.Secret, ProtocolVersion: protocol.Version}
+		MemTotalBytes: total, MemAvailBytes: avail, CPUs: 1, JoinSecret: tok.Secret, ProtocolVersion: protocol.Version}
 	if err := protocol.WriteMsg(ctrl, hello); err != nil {
 		return nil, err
 	}
@@ -62,7 +68,7 @@ func dialSimAgent(ctx context.Context, addr, token, name string) (*simAgent, err
 				return
 			case <-time.After(2 * time.Second):
 			}
-			if protocol.WriteMsg(ctrl, &protocol.Heartbeat{MemAvailBytes: 512 << 20}) != nil {
+			if protocol.WriteMsg(ctrl, &protocol.Heartbeat{MemAvailBytes: avail}) != nil {
 				return
 			}
 		}

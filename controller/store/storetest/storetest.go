@@ -65,6 +65,8 @@ func Run(t *testing.T, open Opener) {
 		{"JoinTokenUses", testJoinTokenUses},
 		{"Agents", testAgents},
 		{"TouchAgent", testTouchAgent},
+		{"AgentControl", testAgentControl},
+		{"DeleteAgent", testDeleteAgent},
 		{"FailedWritesChangeNothing", testFailedWritesChangeNothing},
 		{"ConcurrentDuplicateCreate", testConcurrentDuplicateCreate},
 		{"ConcurrentCreate", testConcurrentCreate},
@@ -974,6 +976,73 @@ func testTouchAgent(t *testing.T, s store.Store, _ func(*testing.T) store.Store)
 	if len(as) != 2 || as[0].ID != other.ID || as[1].ID != a.ID {
 		t.Fatalf("ListAgents after rename = %+v, want %s then %s", as, other.ID, a.ID)
 	}
+}
+
+// testAgentControl: what operators set on an agent is kept as given,
+// survives a reopen and TouchAgent, and touches no other agent; the join
+// memory is kept from the join.
+func testAgentControl(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
+	ctx := t.Context()
+	_, err := s.CreateJoinToken(ctx, store.JoinToken{ID: "jt_01", SecretHash: tokenHash("join"), Uses: 2})
+	noErr(t, "CreateJoinToken", err)
+	a, err := s.JoinAgent(ctx, tokenHash("join"), store.Agent{ID: agentID(1), Name: "edge", CredentialHash: tokenHash("cred 1"),
+		Labels: []string{"zone=a"}, JoinMemBytes: 4 << 30})
+	noErr(t, "JoinAgent", err)
+	equal(t, "a new agent's control", a.Control, store.AgentControl{Labels: []string{}})
+	equal(t, "JoinMemBytes", a.JoinMemBytes, uint64(4<<30))
+	other, err := s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "other", CredentialHash: tokenHash("cred 2")})
+	noErr(t, "CreateAgent", err)
+
+	labels := []string{"zone=b", "tag=gpu"}
+	got, err := s.SetAgentControl(ctx, a.ID, store.AgentControl{Cordoned: true, Labels: labels, MemCapBytes: 256 << 20})
+	noErr(t, "SetAgentControl", err)
+	labels[0] = "changed=by caller"
+	want := a
+	want.Control = store.AgentControl{Cordoned: true, Labels: []string{"zone=b", "tag=gpu"}, MemCapBytes: 256 << 20}
+	equal(t, "SetAgentControl's answer", got, want)
+	noErr(t, "TouchAgent", s.TouchAgent(ctx, a.ID, "edge", []string{"zone=c"}, a.LastSeen))
+	want.Labels = []string{"zone=c"}
+	noErr(t, "Close", s.Close())
+	s = reopen(t)
+	got, err = s.AgentByID(ctx, a.ID)
+	noErr(t, "AgentByID after a reopen", err)
+	equal(t, "control after TouchAgent and a reopen", got, want)
+	got, err = s.AgentByID(ctx, other.ID)
+	noErr(t, "AgentByID other", err)
+	equal(t, "the other agent", got, other)
+
+	// Huge byte counts are bounded, not refused (Postgres keeps bigint).
+	got, err = s.SetAgentControl(ctx, a.ID, store.AgentControl{MemCapBytes: ^uint64(0)})
+	noErr(t, "SetAgentControl huge cap", err)
+	equal(t, "huge cap", got.Control.MemCapBytes, uint64(1<<62))
+	got, err = s.AgentByID(ctx, a.ID)
+	noErr(t, "AgentByID", err)
+	equal(t, "uncordoned, labels cleared", got.Control, store.AgentControl{Labels: []string{}, MemCapBytes: 1 << 62})
+
+	_, err = s.SetAgentControl(ctx, "ag_missing", store.AgentControl{Cordoned: true})
+	wantErr(t, "SetAgentControl missing", err, store.ErrNotFound)
+}
+
+// testDeleteAgent: a deleted agent is gone (its credential with it), others
+// stay, and its credential hash can be used again.
+func testDeleteAgent(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
+	ctx := t.Context()
+	a, err := s.CreateAgent(ctx, store.Agent{ID: agentID(1), Name: "a", CredentialHash: tokenHash("cred 1")})
+	noErr(t, "CreateAgent", err)
+	b, err := s.CreateAgent(ctx, store.Agent{ID: agentID(2), Name: "b", CredentialHash: tokenHash("cred 2")})
+	noErr(t, "CreateAgent", err)
+	noErr(t, "DeleteAgent", s.DeleteAgent(ctx, a.ID))
+	wantErr(t, "DeleteAgent twice", s.DeleteAgent(ctx, a.ID), store.ErrNotFound)
+	noErr(t, "Close", s.Close())
+	s = reopen(t)
+	_, err = s.AgentByID(ctx, a.ID)
+	wantErr(t, "AgentByID of a deleted agent", err, store.ErrNotFound)
+	wantErr(t, "TouchAgent of a deleted agent", s.TouchAgent(ctx, a.ID, "a", nil, time.Now()), store.ErrNotFound)
+	as, err := s.ListAgents(ctx)
+	noErr(t, "ListAgents", err)
+	equal(t, "ListAgents after a delete", as, []store.Agent{b})
+	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(3), Name: "c", CredentialHash: tokenHash("cred 1")})
+	noErr(t, "CreateAgent with a deleted agent's credential hash", err)
 }
 
 // snapshot is everything a store shows through its interface.
