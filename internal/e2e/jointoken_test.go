@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -76,5 +77,47 @@ func TestJoinTokenNotOnCommandLine(t *testing.T) {
 		if err == nil && bytes.Contains(b, []byte(secret)) {
 			t.Errorf("process %s has the join token's secret on its command line: %q", e.Name(), bytes.ReplaceAll(b, []byte{0}, []byte(" ")))
 		}
+	}
+}
+
+// TestJoinTokenExpiredOrRevoked: an agent presenting an expired token, or
+// one an operator revoked (DELETE /v1/admin/tokens/{id}), is refused and
+// stops, and the controller records no agent.
+func TestJoinTokenExpiredOrRevoked(t *testing.T) {
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
+	create := func(args ...string) string {
+		out, err := exec.Command(filepath.Join(bin, "wisp-controller"), append([]string{"token", "create", "--data-dir", c.dataDir, "--url", c.url}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("token create: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	expiring := create("--ttl", "1s")
+	revoked := create("--uses", "5")
+	status, body := c.do(t, "GET", "/v1/admin/tokens", nil, "")
+	var list struct{ Data []struct{ ID, State string } }
+	if err := json.Unmarshal(body, &list); status != 200 || err != nil || len(list.Data) != 2 {
+		t.Fatalf("GET /v1/admin/tokens: %d %s", status, body)
+	}
+	if status, body := c.do(t, "DELETE", "/v1/admin/tokens/"+list.Data[1].ID, nil, ""); status != 204 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	waitFor(t, "the first token to expire", func() bool {
+		_, body := c.do(t, "GET", "/v1/admin/tokens", nil, "")
+		return strings.Contains(string(body), `"state":"expired"`)
+	})
+	for name, token := range map[string]string{"expired": expiring, "revoked": revoked} {
+		p := startEnv(t, "wisp-agent "+name, tokenEnv(token), agentArgs(c, name, t.TempDir())...)
+		select {
+		case <-p.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the agent with the %s token is still running after 30 s", name)
+		}
+		if log := p.Log(); !strings.Contains(log, "join token") || !strings.Contains(log, "giving up") {
+			t.Errorf("the agent with the %s token does not say why it stopped:\n%s", name, log)
+		}
+	}
+	if agents := c.agents(t); len(agents) != 0 {
+		t.Fatalf("the controller knows %d agents, want none", len(agents))
 	}
 }
