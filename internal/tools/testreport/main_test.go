@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -31,5 +34,49 @@ func TestReport(t *testing.T) {
 	out.Reset()
 	if code := run(strings.NewReader(`{"Action":"pass","Package":"p","Test":"T"}`+"\n"+`{"Action":"pass","Package":"p","Elapsed":1}`), &out); code != 0 {
 		t.Fatalf("all passing: exit %d\n%s", code, out.String())
+	}
+}
+
+// TestReportBuildFailures runs `go test -json` on testdata/mod, a module with
+// a package that passes (and skips), one whose test fails, one that does not
+// compile and one that imports it.
+func TestReportBuildFailures(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to produce the events: %v", err)
+	}
+	cmd := exec.Command(goBin, "test", "-json", "-count=1", "./...")
+	cmd.Dir = filepath.Join("testdata", "mod")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
+	var events, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &events, &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("go test passed on a module with a broken package:\n%s", events.String())
+	}
+	if !strings.Contains(events.String(), `"build-output"`) {
+		t.Fatalf("go test -json sent no build-output event (stderr: %s):\n%s", stderr.String(), events.String())
+	}
+
+	var out bytes.Buffer
+	if code := run(&events, &out); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	report := out.String()
+	const compilerMsg = `broken/broken.go:5:28: cannot use "forty-two"`
+	for _, want := range []string{
+		compilerMsg,
+		"FAIL\texample.com/testreport/broken [build failed]",
+		"FAIL\texample.com/testreport/importer [build failed]",
+		"a failure the report must show",
+		"SKIP example.com/testreport/passes TestSkips: passes_test.go:7: no service here",
+		// TestPasses; TestFails and the two packages that did not build; TestSkips.
+		"\n1 passed, 3 failed, 1 skipped\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if n := strings.Count(report, compilerMsg); n != 1 {
+		t.Errorf("the compiler's message is printed %d times, want once:\n%s", n, report)
 	}
 }
