@@ -32,9 +32,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 )
+
+// logLine is how a test's t.Log and t.Skip messages start.
+var logLine = regexp.MustCompile(`^\S+\.go:\d+: `)
 
 type event struct {
 	Action      string
@@ -105,15 +109,20 @@ func run(in io.Reader, out io.Writer) int {
 				continue
 			}
 			skipped++
-			reason := ""
+			var reason []string // the last message (file.go:N: ...) and its continuation lines
 			if b := outputs[key(e)]; b != nil {
 				for l := range strings.Lines(b.String()) {
-					if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "=== ") && !strings.HasPrefix(t, "--- SKIP") {
-						reason = t
+					t := strings.TrimSpace(l)
+					switch {
+					case t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- SKIP"):
+					case logLine.MatchString(t):
+						reason = []string{t}
+					default:
+						reason = append(reason, t)
 					}
 				}
 			}
-			skips = append(skips, fmt.Sprintf("SKIP %s %s: %s", e.Package, e.Test, reason))
+			skips = append(skips, fmt.Sprintf("SKIP %s %s: %s", e.Package, e.Test, strings.Join(reason, " ")))
 			delete(outputs, key(e))
 		case "fail":
 			if e.Test == "" {

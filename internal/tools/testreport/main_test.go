@@ -17,6 +17,11 @@ func TestReport(t *testing.T) {
 		`{"Action":"output","Package":"p","Test":"TestB","Output":"    x_test.go:9: skipped: PostgreSQL unavailable\n"}`,
 		`{"Action":"output","Package":"p","Test":"TestB","Output":"--- SKIP: TestB (0.00s)\n"}`,
 		`{"Action":"skip","Package":"p","Test":"TestB"}`,
+		`{"Action":"output","Package":"p","Test":"TestD","Output":"    d_test.go:1: a log line first\n"}`,
+		`{"Action":"output","Package":"p","Test":"TestD","Output":"    d_test.go:2: skipped: rust unavailable (\n"}`,
+		`{"Action":"output","Package":"p","Test":"TestD","Output":"        rustup target add wasm32-wasip1\n"}`,
+		`{"Action":"output","Package":"p","Test":"TestD","Output":"        ); set X=1\n"}`,
+		`{"Action":"skip","Package":"p","Test":"TestD"}`,
 		`{"Action":"output","Package":"p","Test":"TestC","Output":"    c_test.go:3: boom\n"}`,
 		`{"Action":"fail","Package":"p","Test":"TestC"}`,
 		`{"Action":"fail","Package":"p","Elapsed":0.5}`,
@@ -26,7 +31,8 @@ func TestReport(t *testing.T) {
 	if code := run(strings.NewReader(in), &out); code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
-	for _, want := range []string{"FAIL\tp\t0.500s", "boom", "SKIP p TestB: x_test.go:9: skipped: PostgreSQL unavailable", "q/x.go:1: syntax error", "1 passed, 1 failed, 1 skipped"} {
+	for _, want := range []string{"FAIL\tp\t0.500s", "boom", "SKIP p TestB: x_test.go:9: skipped: PostgreSQL unavailable",
+		"SKIP p TestD: d_test.go:2: skipped: rust unavailable ( rustup target add wasm32-wasip1 ); set X=1\n", "q/x.go:1: syntax error", "1 passed, 1 failed, 2 skipped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
