@@ -249,8 +249,16 @@ func testActivationStorageBounded(t *testing.T, dsn string) {
 	// 10 are still readable; 100 more calls leave 10, and the room freed
 	// is used again.
 	restart("--activation-max-count", "10", "--activation-prune-interval", "1s")
-	waitFor(t, "the oldest records pruned", func() bool { return len(c.activations(t, "big")) == 10 })
+	// Watched on the counter: a listing started before the pass returns
+	// the 200 records with their 106 MiB of output, which a test binary
+	// built with -race on a loaded machine took more than 30 s to decode.
+	waitFor(t, "the oldest records pruned", func() bool {
+		return c.metric(t, `wisp_controller_activations_pruned_total{reason="count"}`) == fmt.Sprint(2*calls-10)
+	})
 	left := c.activations(t, "big")
+	if len(left) != 10 {
+		t.Fatalf("%d records left, want the newest 10", len(left))
+	}
 	for i, a := range left {
 		if a.ID != list[2*calls-10+i].ID {
 			t.Fatalf("left %d: %s, want the newest %s", i, a.ID, list[2*calls-10+i].ID)
