@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/internal/testwait"
 	"github.com/wispfn/wisp/internal/testwasm"
 )
 
@@ -128,7 +129,9 @@ func TestWorkerEvictCancels(t *testing.T) {
 	code := hostile(t, "compile_locals")
 	done := make(chan error, 1)
 	go func() { _, err := r.Load(context.Background(), code); done <- err }()
-	time.Sleep(300 * time.Millisecond) // let the worker start
+	// The compile is in its worker (not still checking or queued), so the
+	// eviction has a worker to stop.
+	testwait.For(t, 30*time.Second, "the compile to take a worker", func() bool { return len(r.compiler.workers) == 1 })
 	start := time.Now()
 	r.Evict(Digest(code))
 	select {

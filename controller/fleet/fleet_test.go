@@ -126,8 +126,12 @@ func startAgentRuntime(t testing.TB, addr, token, name, dir string, rcfg runtime
 		t.Fatal(err)
 	}
 	ex := executor.New(rt, st, nil, nil)
+	logger := testLogger(t).With("agent", name)
+	if extra.Logger != nil {
+		logger = extra.Logger
+	}
 	l, err := link.New(link.Config{Addr: addr, JoinToken: token, State: st, Executor: ex, Name: name, PacketConn: extra.PacketConn, MaxStreams: extra.MaxStreams,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: testLogger(t).With("agent", name)})
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +330,8 @@ func TestRefusals(t *testing.T) {
 
 	for name, tok := range map[string]string{"wrong secret": wrongSecret, "forged certificate": otherKey} {
 		t.Run(name, func(t *testing.T) {
-			a := startAgent(t, c.addr, tok, "intruder", t.TempDir())
+			pinFailures := &recordCounter{msg: "controller link down, reconnecting", err: "does not match the pinned one"}
+			a := startAgentWith(t, c.addr, tok, "intruder", t.TempDir(), link.Config{Logger: slog.New(pinFailures)})
 			if name == "wrong secret" {
 				select {
 				case err := <-a.done:
@@ -338,7 +343,8 @@ func TestRefusals(t *testing.T) {
 					t.Fatal("agent with a wrong secret was not refused")
 				}
 			} else {
-				time.Sleep(300 * time.Millisecond) // a few dial attempts, all failing the pin
+				// A few dial attempts, all failing the pin, and never connected.
+				testwait.For(t, 10*time.Second, "three dial attempts failing the pin", func() bool { return pinFailures.count() >= 3 })
 				if a.link.Connected() {
 					t.Fatal("agent connected to a controller whose key does not match its pin")
 				}
@@ -484,4 +490,37 @@ func TestHelloWithoutSecretIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recordCounter is a slog.Handler that counts the records with message msg
+// whose "err" attribute contains err.
+type recordCounter struct {
+	msg, err string
+	mu       sync.Mutex
+	n        int
+}
+
+func (h *recordCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordCounter) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordCounter) WithGroup(string) slog.Handler            { return h }
+
+func (h *recordCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != h.msg {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" && strings.Contains(a.Value.String(), h.err) {
+			h.mu.Lock()
+			h.n++
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *recordCounter) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
 }

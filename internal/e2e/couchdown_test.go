@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,7 +65,20 @@ func TestCouchDBDownWhileResultsFlow(t *testing.T) {
 	for couchCount(t, couch, db) < before+during && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // a duplicate would show now
+	// Nothing more can be written once every activation's delivery is made
+	// (a document already stored answers "conflict") and the controller
+	// holds no other activation that could bring another document.
+	waitFor(t, "every delivery made", func() bool {
+		made := 0
+		for _, r := range []string{"ok", "conflict"} {
+			n, _ := strconv.Atoi(c.metric(t, `wisp_sink_deliveries_total{result="`+r+`"}`))
+			made += n
+		}
+		return made >= before+during && c.metric(t, "wisp_sink_in_flight") == "0"
+	})
+	if n := len(listActivations(t, c, "hello")); n != before+during {
+		t.Fatalf("the controller recorded %d activations, want %d", n, before+during)
+	}
 	if n := couchCount(t, couch, db); n != before+during {
 		t.Fatalf("CouchDB holds %d documents, want %d exactly", n, before+during)
 	}

@@ -83,7 +83,11 @@ func TestEdgeAutonomy(t *testing.T) {
 		got = listActivations(t, c, "hello")
 		return len(got) >= want
 	})
-	time.Sleep(500 * time.Millisecond) // a late duplicate would show up now
+	// The controller acknowledges outbox entries once it recorded them, and
+	// only the outbox replays: once it is empty no duplicate can come.
+	waitFor(t, "the agent's outbox to drain", func() bool {
+		return metric(t, metricsAddr, "wisp_agent_outbox_entries") == "0"
+	})
 	got = listActivations(t, c, "hello")
 	seen := map[string]bool{}
 	bySource := map[string]int{}
@@ -111,9 +115,6 @@ func TestEdgeAutonomy(t *testing.T) {
 			t.Errorf("local call %d recorded %d times", i, n)
 		}
 	}
-	waitFor(t, "the agent's outbox to drain", func() bool {
-		return metric(t, metricsAddr, "wisp_agent_outbox_entries") == "0"
-	})
 	if n, _ := strconv.Atoi(metric(t, metricsAddr, "wisp_agent_outbox_acked_total")); n < calls+messages-calls/2 {
 		t.Fatalf("the restarted agent counted %d acknowledged entries", n)
 	}

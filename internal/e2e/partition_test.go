@@ -155,6 +155,14 @@ func TestPartition(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	recordedIn := time.Since(healed)
+	// Only the outbox replays, and the controller acknowledges what it
+	// recorded: once the agent's outbox is empty no late duplicate can
+	// come, so the list checked is the final one.
+	edgeMetrics := edge.Await(`msg=metrics addr=(\S+)`)
+	waitFor(t, "the agent's outbox to drain", func() bool {
+		return metric(t, edgeMetrics, "wisp_agent_outbox_entries") == "0"
+	})
+	got = listActivations(t, c, "hello")
 	checkActivations(t, got, calls, messages)
 	t.Logf("cut %v; %d messages + %d local calls; all %d recorded %v after the heal", cut, messages, calls, len(got), recordedIn.Round(time.Millisecond))
 	if recordedIn > 10*time.Second {
@@ -175,6 +183,17 @@ func TestPartition(t *testing.T) {
 		}
 		inCouch := time.Since(healed)
 		t.Logf("all %d documents in CouchDB %v after the heal", docs, inCouch.Round(time.Millisecond))
+		// Every activation's delivery made (a document already stored
+		// answers "conflict"): no document can come after this count.
+		waitFor(t, "every delivery made", func() bool {
+			made := 0
+			for _, r := range []string{"ok", "conflict"} {
+				n, _ := strconv.Atoi(c.metric(t, `wisp_sink_deliveries_total{result="`+r+`"}`))
+				made += n
+			}
+			return made >= len(got) && c.metric(t, "wisp_sink_in_flight") == "0"
+		})
+		docs = couchCount(t, couch, db)
 		if docs != len(got) {
 			t.Fatalf("CouchDB holds %d documents for %d activations", docs, len(got))
 		}

@@ -239,7 +239,20 @@ func TestSlowStartedRunsOnce(t *testing.T) {
 	}
 	var acts []activation
 	waitFor(t, "the activation recorded", func() bool { acts = listActivations(t, c, "once"); return len(acts) >= 1 })
-	time.Sleep(300 * time.Millisecond) // a second record would show up now
+	// A record comes from a run that an agent answered or put in its
+	// outbox: once neither agent runs anything and both outboxes are
+	// empty, and the runs are still one, no other record can come.
+	waitFor(t, "both agents idle with empty outboxes", func() bool {
+		for _, e := range []*edgeProc{slow, fast} {
+			if metric(t, e.metrics, "wisp_agent_invocations_in_flight") != "0" || metric(t, e.metrics, "wisp_agent_outbox_entries") != "0" {
+				return false
+			}
+		}
+		return true
+	})
+	if s, f := ok(slow), ok(fast); s != 1 || f != 0 {
+		t.Fatalf("ran %d times on the slow agent and %d on the other by the end; want once", s, f)
+	}
 	if acts = listActivations(t, c, "once"); len(acts) != 1 {
 		t.Fatalf("%d activations recorded for one call", len(acts))
 	}

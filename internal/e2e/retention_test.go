@@ -249,8 +249,16 @@ func testActivationStorageBounded(t *testing.T, dsn string) {
 	// 10 are still readable; 100 more calls leave 10, and the room freed
 	// is used again.
 	restart("--activation-max-count", "10", "--activation-prune-interval", "1s")
-	waitFor(t, "the oldest records pruned", func() bool { return len(c.activations(t, "big")) == 10 })
+	// Watched on the counter: a listing started before the pass returns
+	// the 200 records with their 106 MiB of output, which a test binary
+	// built with -race on a loaded machine took more than 30 s to decode.
+	waitFor(t, "the oldest records pruned", func() bool {
+		return c.metric(t, `wisp_controller_activations_pruned_total{reason="count"}`) == fmt.Sprint(2*calls-10)
+	})
 	left := c.activations(t, "big")
+	if len(left) != 10 {
+		t.Fatalf("%d records left, want the newest 10", len(left))
+	}
 	for i, a := range left {
 		if a.ID != list[2*calls-10+i].ID {
 			t.Fatalf("left %d: %s, want the newest %s", i, a.ID, list[2*calls-10+i].ID)
@@ -328,8 +336,12 @@ func TestSinkGetsWholeOutputOfTruncatedRecord(t *testing.T) {
 		texts = append(texts, bigText(fmt.Sprintf("S%d", i), bigOutput))
 		c.invokeBig(t, "bigsink", texts[i])
 	}
-	// Several prune passes while the sink is down: all three stay.
-	time.Sleep(time.Second)
+	// A prune pass while the sink is down keeps all three: the gauge is
+	// set after each pass, from a count made after its removals, so it
+	// reads 3 only once a pass saw the three records and removed none.
+	waitFor(t, "a prune pass that kept the three records", func() bool {
+		return c.metric(t, "wisp_controller_activations_stored") == "3"
+	})
 	held := c.activations(t, "bigsink")
 	if len(held) != 3 {
 		t.Fatalf("%d records while their deliveries wait, want all 3", len(held))
