@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // TestHTTPHygiene sends, on raw sockets, what a smuggler or a sloppy client

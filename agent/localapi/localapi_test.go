@@ -20,8 +20,8 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/internal/testopenapi"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testopenapi"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
 

@@ -17,8 +17,8 @@ import (
 
 	"github.com/wispfn/wisp/agent/link"
 	"github.com/wispfn/wisp/agent/state"
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // logBuffer is a log the test can search while the agent writes it.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testwait"
-	"github.com/wispfn/wisp/internal/testwasm"
+	"github.com/wispfn/wisp/internal/testing/testwait"
+	"github.com/wispfn/wisp/internal/testing/testwasm"
 )
 
 // workerBudget makes this test binary the compile worker (TestMain calls

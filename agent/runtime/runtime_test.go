@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 func fixture(t testing.TB, name string) []byte {

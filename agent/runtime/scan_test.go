@@ -13,7 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/wispfn/wisp/internal/testwasm"
+	"github.com/wispfn/wisp/internal/testing/testwasm"
 )
 
 // wazeroAccepts reports whether wazero's interpreter decodes, validates and

@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // looping runs calls of loop.wasm under share, each until its own cancel.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testing/testenv"
 )
 
 // BenchmarkLocalThroughput measures messages/s from a QoS 1 publisher through

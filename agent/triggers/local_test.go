@@ -15,8 +15,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 type call struct {

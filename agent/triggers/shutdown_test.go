@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // TestRunWaitsForInvocations: an invocation still running when Run's

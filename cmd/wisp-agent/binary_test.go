@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wispfn/wisp/internal/testproc"
+	"github.com/wispfn/wisp/internal/testing/testproc"
 	"github.com/wispfn/wisp/protocol"
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/internal/settings"
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wispfn/wisp/internal/testproc"
+	"github.com/wispfn/wisp/internal/testing/testproc"
 )
 
 // TestBinary runs the built binary: --help exits 0 on the root and on a

@@ -16,7 +16,7 @@ import (
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
 	"github.com/wispfn/wisp/internal/activationid"
-	"github.com/wispfn/wisp/internal/testpg"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 	"github.com/wispfn/wisp/protocol"
 )
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/internal/testopenapi"
-	"github.com/wispfn/wisp/internal/testpg"
+	"github.com/wispfn/wisp/internal/testing/testopenapi"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 )
 
 // testStore is one Store implementation the API tests run against.

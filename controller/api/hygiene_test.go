@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // TestHTTPHygiene sends what a smuggler or a sloppy client sends, on raw

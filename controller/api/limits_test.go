@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/internal/testwasm"
+	"github.com/wispfn/wisp/internal/testing/testwasm"
 )
 
 // TestUploadLimit checks 413 at the default limit (16 MiB) and at a

@@ -25,7 +25,7 @@ import (
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 	"github.com/wispfn/wisp/protocol"
 )
 

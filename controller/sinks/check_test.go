@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testing/testenv"
 )
 
 func TestCheck(t *testing.T) {

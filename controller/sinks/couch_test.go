@@ -24,9 +24,9 @@ import (
 	_ "github.com/go-kivik/kivik/v4/couchdb"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testnet"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testnet"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // couchServer returns the URL of the CouchDB-compatible test server

@@ -17,10 +17,10 @@ import (
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/store/storetest"
 	"github.com/wispfn/wisp/internal/activationid"
-	"github.com/wispfn/wisp/internal/testpg"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 )
 
-// pgAdmin and pgSchema: see internal/testpg.
+// pgAdmin and pgSchema: see internal/testing/testpg.
 func pgAdmin(t testing.TB) (*pgx.Conn, string) { return testpg.Admin(t) }
 
 func pgSchema(t testing.TB) string { return testpg.Schema(t, 4) }

@@ -90,6 +90,15 @@ func TestImportRules(t *testing.T) {
 			continue
 		}
 		rel := strings.TrimPrefix(path, module+"/")
+		// Test helpers (internal/testing/...) are for tests only: no
+		// package's non-test code links them, but each other.
+		if !strings.HasPrefix(rel, "internal/testing/") {
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, module+"/internal/testing/") {
+					t.Errorf("%s depends on %s: test helpers are for _test.go files only", rel, d)
+				}
+			}
+		}
 		switch {
 		case stdlibOnly(rel):
 			for _, d := range p.Deps {

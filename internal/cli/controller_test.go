@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/runtime"
-	"github.com/wispfn/wisp/internal/testproc"
+	"github.com/wispfn/wisp/internal/testing/testproc"
 )
 
 // bin holds wisp-controller and wisp-agent, built once by TestMain.

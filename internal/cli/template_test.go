@@ -10,7 +10,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/internal/fntemplate"
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testing/testenv"
 )
 
 // toolchainPresent skips (or, under WISP_REQUIRE_SERVICES=1, fails) t when

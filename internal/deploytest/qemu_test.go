@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testhttp"
-	"github.com/wispfn/wisp/internal/testproc"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testproc"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // edge is one agent of TestAgentsUnderQEMU.
@@ -185,7 +185,7 @@ func (c client) do(t *testing.T, method, path string, body io.Reader, contentTyp
 	return testhttp.Do(t, method, c.url+path, c.token, contentType, body)
 }
 
-// startProc runs a binary for the test; see internal/testproc.
+// startProc runs a binary for the test; see internal/testing/testproc.
 func startProc(t *testing.T, name, path string, args ...string) *testproc.Proc {
 	t.Helper()
 	return testproc.Start(t, name, path, nil, args...)

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testhttp"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 // TestDevPlatform runs the whole platform in-process on free ports, uploads

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // agentControl is what the /v1/admin/agents/{id} routes answer.

@@ -24,7 +24,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // procCPU returns the user+system CPU time a process has used.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testnet"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testnet"
 )
 
 // TestCouchDBDownWhileResultsFlow: the sink's server goes away while

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wispfn/wisp/internal/testhttp"
-	"github.com/wispfn/wisp/internal/testpg"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 )
 
 // TestEndToEnd: one controller, two agents, functions created and invoked
@@ -123,5 +123,5 @@ func postScript(t *testing.T, c *controller, name, yaml string) (int, []byte) {
 }
 
 // freshSchema makes an empty Postgres schema for one test and returns a DSN
-// whose search_path points at it (internal/testpg).
+// whose search_path points at it (internal/testing/testpg).
 func freshSchema(t *testing.T) string { return testpg.Schema(t, 0) }

@@ -14,7 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testing/testenv"
 )
 
 // TestEdgeAutonomy: with the controller down, an agent keeps serving its

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
 )
 
 // TestCloudEventsSurviveControllerRestart: a function with a FunLess MQTT

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testhttp"
-	"github.com/wispfn/wisp/internal/testproc"
-	"github.com/wispfn/wisp/internal/testwait"
+	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testproc"
+	"github.com/wispfn/wisp/internal/testing/testwait"
 )
 
 var bin string // directory holding the built binaries

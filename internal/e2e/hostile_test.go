@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testwasm"
+	"github.com/wispfn/wisp/internal/testing/testwasm"
 )
 
 // Memory bounds of the hostile-module test, with headroom over what the

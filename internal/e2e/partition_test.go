@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testnet"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testnet"
 )
 
 // TestPartition: the agent's link to the controller is cut silently (a UDP

@@ -18,8 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/wispfn/wisp/internal/testenv"
-	"github.com/wispfn/wisp/internal/testnet"
+	"github.com/wispfn/wisp/internal/testing/testenv"
+	"github.com/wispfn/wisp/internal/testing/testnet"
 )
 
 // bigText returns n characters of random base64 text starting with tag:

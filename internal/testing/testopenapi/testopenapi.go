@@ -33,7 +33,7 @@ type Checker struct {
 var loadDoc = sync.OnceValues(func() (*openapi3.T, error) {
 	_, file, _, _ := goruntime.Caller(0)
 	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromFile(filepath.Join(filepath.Dir(file), "..", "..", "openapi", "openapi.yaml"))
+	doc, err := loader.LoadFromFile(filepath.Join(filepath.Dir(file), "..", "..", "..", "openapi", "openapi.yaml"))
 	if err != nil {
 		return nil, err
 	}

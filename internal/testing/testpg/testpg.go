@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/wispfn/wisp/internal/testenv"
+	"github.com/wispfn/wisp/internal/testing/testenv"
 )
 
 // DefaultURL is used when WISP_TEST_DATABASE_URL is not set.
