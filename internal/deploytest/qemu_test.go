@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,7 @@ func TestAgentsUnderQEMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := client{url: api, token: strings.TrimSpace(string(admin))}
-	out, err := exec.Command(nativeBin("wisp-controller"), "token", "create", "--data-dir", ctlDir, "--url", api).Output()
+	out, err := exec.Command(nativeBin("wisp-controller"), "token", "create", "--uses", strconv.Itoa(len(edges)), "--data-dir", ctlDir, "--url", api).Output()
 	if err != nil {
 		t.Fatalf("token create: %v", err)
 	}
