@@ -425,7 +425,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 		agents, _ = strconv.Atoi(v)
 	}
 	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
-	token := c.joinToken(b, "")
+	token := c.joinTokenUses(b, "", agents)
 	rss0 := procRSS(c.Cmd.Process.Pid)
 	var sims []*simAgent
 	var mu sync.Mutex

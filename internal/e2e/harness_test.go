@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +112,13 @@ func (c *controller) joinToken(t testing.TB, dsn string) string {
 	t.Helper()
 	// One token for every agent a test starts (a token lets one agent in
 	// by default).
-	args := []string{"token", "create", "--uses", "100", "--data-dir", c.dataDir, "--url", c.url}
+	return c.joinTokenUses(t, dsn, 100)
+}
+
+// joinTokenUses is joinToken for uses agents.
+func (c *controller) joinTokenUses(t testing.TB, dsn string, uses int) string {
+	t.Helper()
+	args := []string{"token", "create", "--uses", strconv.Itoa(uses), "--data-dir", c.dataDir, "--url", c.url}
 	if dsn != "" {
 		args = append(args, "--database-url", dsn)
 	}
