@@ -90,3 +90,41 @@ func Raw(t testing.TB, addr, raw string, quiet time.Duration) (string, bool) {
 func StatusLines(raw string) int { return len(statusLine.FindAllString(raw, -1)) }
 
 var statusLine = regexp.MustCompile(`HTTP/1\.1 \d{3} `)
+
+// CheckFraming sends, on raw sockets to addr, what a request smuggler or a
+// sloppy client sends — Content-Length with Transfer-Encoding (both
+// orders), no Host, a NUL in a header, obs-fold — each followed by a
+// pipelined GET of banner, and checks that the server answers 400 once
+// and closes the connection, so the hidden request is never served. Then
+// it checks that two clean pipelined GETs are both served. invokePath is
+// a POST route and auth its Authorization header line (with CRLF). Both
+// servers (controller REST, agent local API) must pass it.
+func CheckFraming(t *testing.T, addr, invokePath, auth, banner string) {
+	t.Helper()
+	hidden := "GET " + banner + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, tc := range []struct{ name, raw string }{
+		{"content-length and chunked", "POST " + invokePath + " HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + hidden},
+		{"chunked and content-length", "POST " + invokePath + " HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n" + hidden},
+		{"no host", "GET " + banner + " HTTP/1.1\r\n\r\n" + hidden},
+		{"NUL in a header", "GET " + banner + " HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + hidden},
+		{"obs-fold", "GET " + banner + " HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n" + hidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, closed := Raw(t, addr, tc.raw, time.Second)
+			if !bytes.HasPrefix([]byte(out), []byte("HTTP/1.1 400")) {
+				first, _, _ := bytes.Cut([]byte(out), []byte("\r\n"))
+				t.Errorf("answer %q, want 400", first)
+			}
+			if n := StatusLines(out); n != 1 {
+				t.Errorf("%d responses, want 1 (the hidden request was served): %q", n, out)
+			}
+			if !closed {
+				t.Error("the connection stays open")
+			}
+		})
+	}
+	out, _ := Raw(t, addr, hidden+hidden, time.Second)
+	if n := bytes.Count([]byte(out), []byte("HTTP/1.1 200")); n != 2 {
+		t.Errorf("two clean pipelined requests: %d answers of 200: %q", n, out)
+	}
+}
