@@ -364,3 +364,25 @@ func (t *Table) ReplaceReference(doc []byte, name string) ([]byte, error) {
 	out = append(out, ref.Bytes()...)
 	return append(out, doc[j:]...), nil
 }
+
+// SyncReference checks that the document at path holds t's reference table
+// for name (ReplaceReference). When it does not, it rewrites the document if
+// update is set and reports stale otherwise. The binaries' tests call it so
+// that docs/configuration.md is always the table itself.
+func (t *Table) SyncReference(path, name string, update bool) (stale bool, err error) {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	want, err := t.ReplaceReference(doc, name)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	if bytes.Equal(doc, want) {
+		return false, nil
+	}
+	if update {
+		return false, os.WriteFile(path, want, 0o644)
+	}
+	return true, nil
+}
