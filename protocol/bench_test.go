@@ -19,7 +19,7 @@ func benchInvoke() *Invoke {
 func benchResult() *Result {
 	return &Result{
 		ActivationID: "01JDQ7Z3XKQ8V4M2N6P0R5S9TB", Output: []byte(`{"total":31.5,"currency":"EUR","items":3}`),
-		Logs: []string{"priced cart"}, QueueUS: 40, TransferUS: 0, InstantiateUS: 35, RunUS: 180,
+		Logs: []LogLine{{UnixUS: 1764028800123456, Text: "priced cart"}}, QueueUS: 40, TransferUS: 0, InstantiateUS: 35, RunUS: 180,
 		DiskCacheHit: true,
 	}
 }

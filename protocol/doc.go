@@ -30,6 +30,10 @@
 //	   version is 2 or more), the error code Quarantined (116). A controller
 //	   accepts every Hello.protocol_version from 1 up and speaks the smaller
 //	   of the two.
+//	3: 2026-12-04: logs and traces: structured log lines ([LogLine]) in
+//	   Result (tag 14, replacing the bare strings of tag 5, still read) and
+//	   OutboxEntry (tag 11); W3C traceparent in Invoke (10), Result (15)
+//	   and OutboxEntry (12). Additions only.
 //
 // # Transport and message flow
 //

@@ -88,6 +88,9 @@ type OutboxEntry struct {
 	Output        []byte    // 8: JSON
 	StartedUnixUS uint64    // 9
 	DurationUS    uint64    // 10
+	Logs          []LogLine // 11 (version 3), nested
+	// TraceParent is the W3C traceparent the local caller sent, if any.
+	TraceParent string // 12 (version 3)
 }
 
 func (*OutboxBatch) Type() FrameType                           { return TypeOutboxBatch }
@@ -118,6 +121,8 @@ func (o *OutboxEntry) Append(dst []byte) []byte {
 	e.bytes(8, o.Output)
 	e.uint(9, o.StartedUnixUS)
 	e.uint(10, o.DurationUS)
+	appendLogLines(&e, 11, o.Logs)
+	e.string(12, o.TraceParent)
 	return e.buf
 }
 
@@ -163,6 +168,10 @@ func (o *OutboxEntry) decode(d decoder) error {
 			o.StartedUnixUS = d.uint64()
 		case 10:
 			o.DurationUS = d.uint64()
+		case 11:
+			o.Logs = decodeLogLine(&d, o.Logs)
+		case 12:
+			o.TraceParent = d.string()
 		}
 	}
 	return d.err

@@ -79,6 +79,7 @@ const (
 	//	7 allowed_hosts       string*   repeated
 	//	8 timeout_ms          uint      0 = agent default
 	//	9 memory_limit_bytes  uint      0 = agent default
+	//	10 trace_parent       string    W3C traceparent (version 3)
 	TypeInvoke FrameType = 0x04
 
 	// TypeNeedCode (agent→controller, invocation stream) asks for the code
@@ -101,7 +102,7 @@ const (
 	//	 2 code            uint      ErrorCode, 0 = OK
 	//	 3 message         string
 	//	 4 output          bytes     JSON
-	//	 5 logs            string*   repeated
+	//	 5 logs            string*   repeated; written up to version 2, read as console lines
 	//	 6 queue_us        uint
 	//	 7 transfer_us     uint
 	//	 8 compile_us      uint
@@ -110,6 +111,8 @@ const (
 	//	11 compiled        bool      this call compiled the module
 	//	12 disk_cache_hit  bool
 	//	13 exit_code       uint      WASI exit status (uint32)
+	//	14 log_lines       LogLine*  repeated, nested (version 3): see [LogLine]
+	//	15 trace_parent    string    Invoke.trace_parent, echoed (version 3)
 	TypeResult FrameType = 0x07
 
 	// TypeError (either way, any stream) refuses a request; see [Error].
@@ -178,7 +181,8 @@ const (
 	//	1 entries (repeated, nested OutboxEntry:
 	//	    1 activation_id, 2 module, 3 function, 4 digest, 5 source,
 	//	    6 code uint, 7 message, 8 output bytes, 9 started_unix_us uint,
-	//	    10 duration_us uint)
+	//	    10 duration_us uint, 11 log_lines (repeated nested LogLine,
+	//	    version 3), 12 trace_parent string (version 3))
 	TypeOutboxBatch FrameType = 0x11
 
 	// TypeOutboxAck (controller -> agent, same stream) lists the

@@ -13,12 +13,12 @@ func goldenMsgs() []Message {
 		&Invoke{
 			ActivationID: "a1", Module: "m", Function: "f", Digest: "sha256:ab",
 			Args: []byte(`{"x":1}`), DeadlineUnixMS: 1764028800000,
-			AllowedHosts: []string{"api.example.com"}, TimeoutMS: 5000,
+			AllowedHosts: []string{"api.example.com"}, TimeoutMS: 5000, TraceParent: "tp",
 		},
 		&Result{
 			ActivationID: "a1", Code: GuestError, Message: "boom", Output: []byte(`{"y":2}`),
-			Logs: []string{"hi", ""}, QueueUS: 12, CompileUS: 300, InstantiateUS: 45, RunUS: 1000,
-			Compiled: true, ExitCode: 3,
+			Logs: []LogLine{{UnixUS: 1, Text: "hi"}, {}}, QueueUS: 12, CompileUS: 300, InstantiateUS: 45, RunUS: 1000,
+			Compiled: true, ExitCode: 3, TraceParent: "tp",
 		},
 		&Error{Code: Unauthorized, Message: "bad secret"},
 		&Code{Digest: "sha256:ab", Wasm: []byte("\x00asm\x01\x00\x00\x00")},

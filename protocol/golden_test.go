@@ -29,7 +29,7 @@ var golden = []string{
 	 0d 02 7333                         join_secret "s3"
 	 0f 01 01                           protocol_version 1`,
 	// Invoke
-	`04 0000003b
+	`04 0000003f
 	 01 02 6131                         activation_id "a1"
 	 02 01 6d                           module "m"
 	 03 01 66                           function "f"
@@ -37,21 +37,25 @@ var golden = []string{
 	 05 07 7b2278223a317d               args {"x":1}
 	 06 06 80b8bdc2ab33                 deadline_unix_ms 1764028800000
 	 07 0f 6170692e6578616d706c652e636f6d   allowed_hosts "api.example.com"
-	 08 02 8827                         timeout_ms 5000`,
+	 08 02 8827                         timeout_ms 5000
+	 0a 02 7470                         trace_parent "tp"`,
 	// Result
-	`07 00000030
+	`07 00000039
 	 01 02 6131                         activation_id "a1"
 	 02 01 70                           code 112 (GuestError)
 	 03 04 626f6f6d                     message "boom"
 	 04 07 7b2279223a327d               output {"y":2}
-	 05 02 6869                         logs "hi"
-	 05 00                              logs ""
 	 06 01 0c                           queue_us 12
 	 08 02 ac02                         compile_us 300
 	 09 01 2d                           instantiate_us 45
 	 0a 02 e807                         run_us 1000
 	 0b 01 01                           compiled true
-	 0d 01 03                           exit_code 3`,
+	 0d 01 03                           exit_code 3
+	 0e 07                              log_lines (nested, 7 bytes)
+	 01 01 01                           unix_us 1
+	 03 02 6869                         text "hi"
+	 0e 00                              log_lines (nested, empty)
+	 0f 02 7470                         trace_parent "tp"`,
 	// Error
 	`08 0000000f
 	 01 01 02                           code 2 (Unauthorized)

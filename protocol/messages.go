@@ -195,6 +195,9 @@ type Invoke struct {
 	AllowedHosts     []string // 7
 	TimeoutMS        uint64   // 8, 0 = agent default
 	MemoryLimitBytes uint64   // 9, 0 = agent default
+	// TraceParent is the W3C traceparent of the span the controller
+	// dispatched under ("" = not traced); the agent echoes it in Result.
+	TraceParent string // 10 (version 3)
 }
 
 func (*Invoke) Type() FrameType                           { return TypeInvoke }
@@ -213,6 +216,7 @@ func (v *Invoke) Append(dst []byte) []byte {
 	e.strings(7, v.AllowedHosts)
 	e.uint(8, v.TimeoutMS)
 	e.uint(9, v.MemoryLimitBytes)
+	e.string(10, v.TraceParent)
 	return e.buf
 }
 
@@ -237,6 +241,8 @@ func (v *Invoke) decode(d decoder) error {
 			v.TimeoutMS = d.uint64()
 		case 9:
 			v.MemoryLimitBytes = d.uint64()
+		case 10:
+			v.TraceParent = d.string()
 		}
 	}
 	return d.err
@@ -324,11 +330,14 @@ func (c *Code) decode(d decoder) error {
 
 // Result reports the outcome of an Invoke. Durations are in microseconds.
 type Result struct {
-	ActivationID  string    // 1
-	Code          ErrorCode // 2, OK on success
-	Message       string    // 3
-	Output        []byte    // 4, JSON
-	Logs          []string  // 5
+	ActivationID string    // 1
+	Code         ErrorCode // 2, OK on success
+	Message      string    // 3
+	Output       []byte    // 4, JSON
+	// Logs are the lines the function wrote, in order (tag 14, version 3;
+	// a version 1–2 agent sends bare strings in tag 5, read here as
+	// console lines without a time).
+	Logs          []LogLine // 14 (5)
 	QueueUS       uint64    // 6
 	TransferUS    uint64    // 7
 	CompileUS     uint64    // 8
@@ -337,6 +346,7 @@ type Result struct {
 	Compiled      bool      // 11, this call compiled the module
 	DiskCacheHit  bool      // 12
 	ExitCode      uint32    // 13
+	TraceParent   string    // 15 (version 3): Invoke.TraceParent, echoed
 }
 
 func (*Result) Type() FrameType                           { return TypeResult }
@@ -359,7 +369,6 @@ func (r *Result) Append(dst []byte) []byte {
 	e.uint(2, uint64(r.Code))
 	e.string(3, r.Message)
 	e.bytes(4, r.Output)
-	e.strings(5, r.Logs)
 	e.uint(6, r.QueueUS)
 	e.uint(7, r.TransferUS)
 	e.uint(8, r.CompileUS)
@@ -368,6 +377,8 @@ func (r *Result) Append(dst []byte) []byte {
 	e.bool(11, r.Compiled)
 	e.bool(12, r.DiskCacheHit)
 	e.uint(13, uint64(r.ExitCode))
+	appendLogLines(&e, 14, r.Logs)
+	e.string(15, r.TraceParent)
 	return e.buf
 }
 
@@ -383,7 +394,7 @@ func (r *Result) decode(d decoder) error {
 		case 4:
 			r.Output = d.bytes()
 		case 5:
-			r.Logs = append(r.Logs, d.string())
+			r.Logs = append(r.Logs, LogLine{Stream: StreamConsole, Text: d.string()})
 		case 6:
 			r.QueueUS = d.uint64()
 		case 7:
@@ -400,6 +411,10 @@ func (r *Result) decode(d decoder) error {
 			r.DiskCacheHit = d.bool()
 		case 13:
 			r.ExitCode = uint32(d.uint(32))
+		case 14:
+			r.Logs = decodeLogLine(&d, r.Logs)
+		case 15:
+			r.TraceParent = d.string()
 		}
 	}
 	return d.err

@@ -55,14 +55,15 @@ func roundTripMsgs() map[string]Message {
 			AllowedHosts: []string{""}, TimeoutMS: max, MemoryLimitBytes: max,
 		},
 		"Result/max": &Result{
-			Code: math.MaxUint16, Logs: []string{"", "x"}, QueueUS: max, TransferUS: max, CompileUS: max,
+			Code: math.MaxUint16, Logs: []LogLine{{}, {UnixUS: max, Stream: 255, Text: "x"}}, QueueUS: max, TransferUS: max, CompileUS: max,
 			InstantiateUS: max, RunUS: max, Compiled: true, DiskCacheHit: true, ExitCode: math.MaxUint32,
 		},
-		"Error/max":  &Error{Code: math.MaxUint16, Message: "m"},
-		"Drop/one":   &Drop{Digests: []string{""}},
-		"Ping/max":   &Ping{Nonce: max, Payload: make([]byte, 200)},
-		"Pong/max":   &Pong{Nonce: max, Payload: make([]byte, 200)},
-		"Started/id": &Started{ActivationID: "01KAW0000000000000000000AB"},
+		"OutboxBatch/logs": &OutboxBatch{Entries: []OutboxEntry{{ActivationID: "a", Logs: []LogLine{{}, {UnixUS: max, Stream: StreamStderr, Text: "e"}}, TraceParent: "tp"}}},
+		"Error/max":        &Error{Code: math.MaxUint16, Message: "m"},
+		"Drop/one":         &Drop{Digests: []string{""}},
+		"Ping/max":         &Ping{Nonce: max, Payload: make([]byte, 200)},
+		"Pong/max":         &Pong{Nonce: max, Payload: make([]byte, 200)},
+		"Started/id":       &Started{ActivationID: "01KAW0000000000000000000AB"},
 	}
 	for _, m := range goldenMsgs() {
 		msgs[m.Type().String()+"/golden"] = m
@@ -353,7 +354,47 @@ func TestStableNumbers(t *testing.T) {
 			t.Errorf("%v = %d, want %d", c, c, n)
 		}
 	}
-	if ALPN != "wisp/1" || Version != 2 || MaxFrameSize != 64<<20 {
+	if ALPN != "wisp/1" || Version != 3 || MaxFrameSize != 64<<20 {
 		t.Errorf("ALPN %q, Version %d, MaxFrameSize %d", ALPN, Version, MaxFrameSize)
+	}
+}
+
+// A version 2 agent sends its logs as bare strings in Result tag 5: they
+// read as console lines without a time, in order, empty ones kept.
+func TestResultReadsVersion2Logs(t *testing.T) {
+	var e encoder
+	e.string(1, "a1")
+	e.strings(5, []string{"one", "", "three"})
+	var r Result
+	if err := r.UnmarshalBinary(e.buf); err != nil {
+		t.Fatal(err)
+	}
+	want := []LogLine{{Text: "one"}, {}, {Text: "three"}}
+	if !reflect.DeepEqual(r.Logs, want) {
+		t.Fatalf("logs %#v, want %#v", r.Logs, want)
+	}
+}
+
+// A malformed nested log line makes the whole message malformed.
+func TestResultMalformedLogLine(t *testing.T) {
+	var e encoder
+	e.bytes(14, []byte{0x02, 0x01, 0xff}) // stream 255 is fine; this is a 1-byte uvarint that does not end
+	var r Result
+	err := r.UnmarshalBinary(e.buf)
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("err %v, want ErrMalformed", err)
+	}
+	e = encoder{}
+	e.bytes(14, []byte{0x02, 0x02, 0x80, 0x02}) // stream 256 overflows uint8
+	if err := r.UnmarshalBinary(e.buf); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("stream 256: err %v, want ErrMalformed", err)
+	}
+}
+
+func TestLogStreamString(t *testing.T) {
+	for s, want := range map[LogStream]string{StreamConsole: "console", StreamStderr: "stderr", StreamPlatform: "wisp", 9: "stream9", 255: "stream255"} {
+		if got := s.String(); got != want {
+			t.Errorf("%d: %q, want %q", s, got, want)
+		}
 	}
 }

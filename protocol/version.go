@@ -12,4 +12,10 @@ const ALPN = "wisp/1"
 //	1: 2026-11-25: first version.
 //	2: 2026-12-04: poison pills: Hello.crashed (16), Welcome.crashes_recorded
 //	   (6), the Quarantine message (0x0E), the Quarantined error code (116).
-const Version = 2
+//	3: 2026-12-04: logs and traces: Result.log_lines (14) and
+//	   OutboxEntry.log_lines (11) carry structured lines (time, stream,
+//	   text) in place of Result.logs (5), which readers still accept;
+//	   Invoke.trace_parent (10), Result.trace_parent (15) and
+//	   OutboxEntry.trace_parent (12). Only additions: a version 2 peer
+//	   ignores them and loses the logs and the trace, nothing else.
+const Version = 3
