@@ -135,11 +135,22 @@ type Activation struct {
 	// the function returned: the recorder (controller/activations) bounds
 	// both before they are stored. The store keeps the flag as given.
 	Truncated bool
+	// Logs are the lines the function wrote, in order, as the recorder
+	// bounded them (controller/activations); nil when it wrote none.
+	Logs []LogLine
 	// Owner is the owner of the activation's module when it was recorded
 	// ("" is the admin, also when the module did not exist), set by the
 	// store: the record stays its owner's when the module is deleted and
 	// its name taken by another subject.
 	Owner string
+}
+
+// LogLine is one line a function wrote during an activation (the wire
+// form is protocol.LogLine).
+type LogLine struct {
+	Time   time.Time // when the agent captured it (UTC, µs); zero if the agent did not say
+	Stream string    // "console", "stderr" or "wisp" (a line the platform added, such as a truncation marker)
+	Text   string
 }
 
 // Quarantine is a digest that no agent may run: it was compiling or
