@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -536,4 +537,95 @@ func quicEchoProcess(b *testing.B) func() time.Duration {
 		b.Fatal(err)
 	}
 	return echoRoundTrip(b, strings.TrimSpace(line))
+}
+
+// BenchmarkInvokeLogs: the cost of recording logs on the warm path. Two
+// functions that differ only in three __console_log calls (log3 and its
+// twin hello_wat) are invoked alternately through REST on one platform;
+// their p50 and the ratio are reported, and the store growth each one
+// causes per activation (wisp_controller_activations_stored_bytes read
+// after a prune pass; the embedded store counts whole pages, so the figure
+// is an average over many activations).
+func BenchmarkInvokeLogs(b *testing.B) {
+	c := startController(b, b.TempDir(), "", "127.0.0.1:0", "--activation-prune-interval", "200ms")
+	startAgent(b, c, c.joinToken(b, ""), "edge1", b.TempDir())
+	c.upload(b, "_", "nolog", "hello_wat", map[string]string{"wait_for_workers": "true"})
+	c.upload(b, "_", "log3", "log3", map[string]string{"wait_for_workers": "true"})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	body := []byte(`{"args":{"name":"Ada"}}`)
+	call := func(fn string) time.Duration {
+		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/"+fn, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		req.Header.Set("Content-Type", "application/json")
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		d := time.Since(t0)
+		if resp.StatusCode != 200 || !bytes.Contains(out, []byte("Hello Ada!")) {
+			b.Fatalf("%s: %d %s", fn, resp.StatusCode, out)
+		}
+		return d
+	}
+	for range 50 { // warm both
+		call("nolog")
+		call("log3")
+	}
+	var none, logged []time.Duration
+	for b.Loop() {
+		none = append(none, call("nolog"))
+		logged = append(logged, call("log3"))
+	}
+	b.ReportMetric(float64(pct(none, .5).Microseconds()), "nolog-p50-µs")
+	b.ReportMetric(float64(pct(logged, .5).Microseconds()), "log3-p50-µs")
+	b.ReportMetric(float64(pct(logged, .5))/float64(pct(none, .5)), "x-log3-vs-nolog")
+
+	// Store growth per activation, each function alone.
+	b.StopTimer()
+	const n = 2000
+	growth := func(fn string) float64 {
+		count, before := storedCount(b, c), storedBytes(b, c)
+		for range n {
+			call(fn)
+		}
+		// The gauges are set by the pruner's pass after the recorder wrote
+		// the last batch.
+		waitFor(b, "the pruner's volume reading", func() bool { return storedCount(b, c) >= count+n })
+		return (storedBytes(b, c) - before) / n
+	}
+	nolog := growth("nolog")
+	log3 := growth("log3")
+	b.ReportMetric(nolog, "nolog-stored-B/act")
+	b.ReportMetric(log3, "log3-stored-B/act")
+}
+
+// storedBytes and storedCount read the controller's activation volume gauges.
+func storedBytes(t testing.TB, c *controller) float64 {
+	return controllerGauge(t, c, "wisp_controller_activations_stored_bytes")
+}
+
+func storedCount(t testing.TB, c *controller) float64 {
+	return controllerGauge(t, c, "wisp_controller_activations_stored")
+}
+
+func controllerGauge(t testing.TB, c *controller, name string) float64 {
+	t.Helper()
+	resp, err := c.getMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("%s not in the controller's /metrics", name)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
