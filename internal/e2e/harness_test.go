@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	// The binaries are built without the race detector even under -race:
 	// the in-process fleet tests cover races, and race-built processes on
 	// two cores would make every timing here meaningless.
-	args := []string{"build", "-o", dir + "/", "../../cmd/wisp-controller", "../../cmd/wisp-agent"}
+	args := []string{"build", "-o", dir + "/", "../../cmd/wisp-controller", "../../cmd/wisp-agent", "../../cmd/wisp"}
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
 		os.RemoveAll(dir)
