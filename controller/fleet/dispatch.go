@@ -102,7 +102,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 	start := time.Now()
 	m := d.fleet.cfg.Metrics
 	if err := d.fleet.refused(req.Digest); err != nil {
-		m.invoked("quarantined", time.Since(start), 0, 0, 0, 0, 0)
+		m.invoked(req.Module, req.Function, "quarantined", time.Since(start), 0, 0, 0, 0, 0)
 		return invoke.Result{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -152,10 +152,10 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		m.scheduled(time.Since(t0))
 		if err != nil {
 			if mayHaveRun != nil {
-				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 				return invoke.Result{}, invoke.Lost(fmt.Sprintf("agent %s did not start the invocation in time and no other agent could take it; it may have run there", mayHaveRun.Name()), err)
 			}
-			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			if refusal != nil {
 				return invoke.Result{}, fmt.Errorf("%w: %v (and no other agent could take it: %v)", invoke.ErrNoWorker, refusal, err)
 			}
@@ -180,21 +180,21 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 				continue
 			}
 			if mayHaveRun != nil {
-				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 				return invoke.Result{}, invoke.Lost(fmt.Sprintf("no agent started the invocation in time (%d tried); it may have run on %s", len(tried), mayHaveRun.Name()), err)
 			}
-			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, fmt.Errorf("%w: no agent could start the invocation (%d tried): %v", invoke.ErrNoWorker, len(tried), refusal)
 		}
 		if errors.Is(err, ErrAgentLost) {
-			m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, d.lost(s, inv, err)
 		}
 		if err != nil {
-			m.invoked("error", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "error", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, invocationFailure(s, err, ctx)
 		}
-		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		m.invoked(req.Module, req.Function, resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
 		if res.Code == protocol.Quarantined {
 			return resultOf(s, res) // refused: nothing ran, nothing to record
 		}
