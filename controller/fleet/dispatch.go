@@ -12,6 +12,7 @@ import (
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -37,7 +38,13 @@ type Dispatcher struct {
 	parsed map[string]*scheduler.Script // APP scripts are immutable once created
 
 	recorder ActivationRecorder
+	tracer   *tracing.Exporter
 }
+
+// TraceWith makes the dispatcher export spans (scheduling, dispatch, and
+// the agent's reported phases) for the invocations whose Request.Trace is
+// sampled; nil, the default, exports none.
+func (d *Dispatcher) TraceWith(e *tracing.Exporter) { d.tracer = e }
 
 // ActivationRecorder records the activations the dispatcher ran.
 type ActivationRecorder interface {
@@ -145,11 +152,20 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 	// started (ErrSlowStart); the answer must never say "no worker" then.
 	var mayHaveRun *Session
 	var refusal error
+	// traced: this invocation's spans are exported; an unsampled trace
+	// context is still carried to the agent.
+	traced := d.tracer.Enabled() && req.Trace.Valid() && req.Trace.Sampled()
+	if !traced && req.Trace.Valid() {
+		inv.TraceParent = req.Trace.String()
+	}
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
 		d.fleet.candidates(req.Digest, tried, buf)
 		idx, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
 		m.scheduled(time.Since(t0))
+		if traced {
+			d.traceSchedule(req, inv, attempt, t0, buf, idx, err)
+		}
 		if err != nil {
 			if mayHaveRun != nil {
 				m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
@@ -162,7 +178,16 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 			return invoke.Result{}, fmt.Errorf("%w: %v", invoke.ErrNoWorker, err)
 		}
 		s := buf.ss[idx]
+		var dispatch tracing.SpanContext
+		var t1 time.Time
+		if traced {
+			dispatch, t1 = req.Trace.Child(), time.Now()
+			inv.TraceParent = dispatch.String()
+		}
 		res, err := s.Invoke(ctx, inv, meta.Idempotent)
+		if traced {
+			d.traceDispatch(req, inv, attempt, s, dispatch, t1, res, err)
+		}
 		again := false
 		switch {
 		case err == nil && protocol.NotStarted(res.Code):
