@@ -122,22 +122,25 @@ func (e *Exporter) Export(s Span) {
 // still queued (within the exporter's Timeout) and returns nil.
 func (e *Exporter) Run(ctx context.Context) error {
 	batch := make([]Span, 0, e.cfg.BatchSize)
+	// A request in flight when ctx ends finishes (within Timeout): its
+	// spans are not lost to the shutdown.
+	sendCtx := context.WithoutCancel(ctx)
 	tick := time.NewTicker(e.cfg.FlushInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case s := <-e.queue:
 			if batch = append(batch, s); len(batch) == e.cfg.BatchSize {
-				e.send(ctx, batch)
+				e.send(sendCtx, batch)
 				batch = batch[:0]
 			}
 		case <-tick.C:
 			if len(batch) > 0 {
-				e.send(ctx, batch)
+				e.send(sendCtx, batch)
 				batch = batch[:0]
 			}
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
+			fctx, cancel := context.WithTimeout(sendCtx, e.cfg.Timeout)
 			defer cancel()
 			for {
 				select {
