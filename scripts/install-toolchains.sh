@@ -6,6 +6,7 @@
 #   wabt                                            .wat fixtures (wat2wasm)
 #   rustc libstd-rust-dev-wasm32                    Rust fixtures (wasm32-wasi)
 #   qemu-user-static                                the arm64/armv7 agent test
+#   prometheus                                      promtool: the alert rules test
 #
 # A package whose files are already there is left alone; apt-get runs only
 # when something is missing, with one `apt-get update` first. Safe to run
@@ -22,8 +23,9 @@ declare -A probe=(
 	[rustc]=/usr/bin/rustc
 	[libstd-rust-dev-wasm32]=/usr/lib/rustlib/wasm32-wasi
 	[qemu-user-static]=/usr/bin/qemu-aarch64-static
+	[prometheus]=/usr/bin/promtool
 )
-order=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt rustc libstd-rust-dev-wasm32 qemu-user-static)
+order=(clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt rustc libstd-rust-dev-wasm32 qemu-user-static prometheus)
 
 installed() { # package
 	local p="$1"

@@ -45,3 +45,26 @@ func (quarantineCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descQuar
 func (c quarantineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQuarantined, prometheus.GaugeValue, float64(len(c.st.Quarantine())))
 }
+
+// linkCollector exports each controller link's state: the series the
+// "agent disconnected" alert reads on the agent's side (the controller's
+// wisp_controller_agents_connected counts the other side).
+type linkCollector struct {
+	addrs []string
+	links []interface{ Connected() bool }
+}
+
+var descLinkConnected = prometheus.NewDesc("wisp_agent_link_connected",
+	"1 while the agent's link to a controller (the address it dials) is up, 0 while it is not.", []string{"controller"}, nil)
+
+func (linkCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLinkConnected }
+
+func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
+	for i, l := range c.links {
+		v := 0.0
+		if l.Connected() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descLinkConnected, prometheus.GaugeValue, v, c.addrs[i])
+	}
+}

@@ -162,6 +162,11 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 		}
 		a.links = append(a.links, l)
 	}
+	lc := linkCollector{addrs: cfg.Controllers}
+	for _, l := range a.links {
+		lc.links = append(lc.links, l)
+	}
+	a.reg.MustRegister(lc)
 	if cfg.LocalAPI != "" {
 		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
 		if err != nil {

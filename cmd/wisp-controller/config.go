@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -35,6 +36,9 @@ type config struct {
 	// MetricsAddr serves /metrics on its own listener (no token); empty:
 	// on the REST port, for the admin token.
 	MetricsAddr string
+	// OTLPEndpoint, when set, exports trace spans there over OTLP/HTTP
+	// (http://host:4318); empty: tracing off.
+	OTLPEndpoint string
 	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits
 	// (see runtime.ParseModuleLimits); module size defaults to the upload
 	// limit.
@@ -88,6 +92,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.TLSCert, "tls_cert", "PEM certificate (chain) `file` for the REST API; needs --tls-key"),
 		settings.String(&c.TLSKey, "tls_key", "PEM private key `file` of --tls-cert"),
 		settings.String(&c.MetricsAddr, "metrics_addr", "serve Prometheus /metrics on this `address` (plain HTTP, no token) instead of the REST port, where it needs the admin token"),
+		settings.String(&c.OTLPEndpoint, "otlp_endpoint", "export trace spans of invocations to this OTLP/HTTP receiver (`URL` such as http://collector:4318, protobuf to /v1/traces); empty: tracing off"),
 		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, embedded store"),
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
@@ -143,6 +148,11 @@ func (c config) Validate() error {
 	}
 	if c.MaxInputBytes <= 0 || c.MaxInputBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("max input bytes %d: want 1 byte to 64 MiB", c.MaxInputBytes))
+	}
+	if c.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("OTLP endpoint %q: want http://host:port or https://host:port", c.OTLPEndpoint))
+		}
 	}
 	if c.CrashHold < 0 {
 		errs = append(errs, fmt.Errorf("crash hold %s: want 0 (off) or more", c.CrashHold))

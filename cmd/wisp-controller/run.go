@@ -118,5 +118,6 @@ func (c config) server() server.Config {
 		MaxInputBytes: int(c.MaxInputBytes), CrashHold: hold,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSSelfSigned: c.TLS == "auto",
 		MetricsListen: c.MetricsAddr,
+		OTLPEndpoint:  c.OTLPEndpoint,
 	}
 }

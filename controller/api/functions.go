@@ -17,6 +17,7 @@ import (
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 )
 
 // upload is a validated function create or update request.
@@ -338,6 +339,14 @@ type invokeBody struct {
 }
 
 func (s *Server) invoke(c *fiber.Ctx) error {
+	if s.tracer.Enabled() {
+		return s.tracedInvoke(c)
+	}
+	return s.runInvoke(c, tracing.SpanContext{})
+}
+
+// runInvoke answers an invocation request; trace is its span (zero: untraced).
+func (s *Server) runInvoke(c *fiber.Ctx, trace tracing.SpanContext) error {
 	var body invokeBody
 	if _, err := decodeJSONBody(c, &body, true); err != nil {
 		return err
@@ -383,6 +392,7 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 	if body.Scheduling != nil {
 		req.Scheduling = *body.Scheduling
 	}
+	req.Trace = trace
 	res, err := s.invoker.Invoke(c.UserContext(), req)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/authlimit"
 	"github.com/wispfn/wisp/internal/tasks"
 	"github.com/wispfn/wisp/internal/version"
@@ -80,6 +81,9 @@ type Config struct {
 	// fields: authlimit's defaults, 20 in a row then one a second); a
 	// client over it gets 429 before its token is looked up.
 	AuthLimit authlimit.Config
+	// Tracer exports a span per invocation request (POST /v1/fn/...), the
+	// parent of the dispatcher's; nil, tracing off, reads no traceparent.
+	Tracer *tracing.Exporter
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -99,6 +103,7 @@ type Server struct {
 	quarantine Quarantine
 	maxInput   int
 	authLimit  *authlimit.Limiter
+	tracer     *tracing.Exporter
 	// bg owns what handlers leave running after their answer (code
 	// pushes without wait_for_workers, desired-set syncs); Run stops it
 	// after the drain.
@@ -131,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		quarantine: cfg.Quarantine,
 		maxInput:   cfg.MaxInvokeInputBytes,
 		authLimit:  authlimit.New(cfg.AuthLimit),
+		tracer:     cfg.Tracer,
 		bg:         tasks.New(context.Background()),
 	}
 	if s.maxInput == 0 {

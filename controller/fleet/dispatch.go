@@ -12,6 +12,7 @@ import (
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -37,7 +38,13 @@ type Dispatcher struct {
 	parsed map[string]*scheduler.Script // APP scripts are immutable once created
 
 	recorder ActivationRecorder
+	tracer   *tracing.Exporter
 }
+
+// TraceWith makes the dispatcher export spans (scheduling, dispatch, and
+// the agent's reported phases) for the invocations whose Request.Trace is
+// sampled; nil, the default, exports none.
+func (d *Dispatcher) TraceWith(e *tracing.Exporter) { d.tracer = e }
 
 // ActivationRecorder records the activations the dispatcher ran.
 type ActivationRecorder interface {
@@ -102,7 +109,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 	start := time.Now()
 	m := d.fleet.cfg.Metrics
 	if err := d.fleet.refused(req.Digest); err != nil {
-		m.invoked("quarantined", time.Since(start), 0, 0, 0, 0, 0)
+		m.invoked(req.Module, req.Function, "quarantined", time.Since(start), 0, 0, 0, 0, 0)
 		return invoke.Result{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
@@ -145,24 +152,42 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 	// started (ErrSlowStart); the answer must never say "no worker" then.
 	var mayHaveRun *Session
 	var refusal error
+	// traced: this invocation's spans are exported; an unsampled trace
+	// context is still carried to the agent.
+	traced := d.tracer.Enabled() && req.Trace.Valid() && req.Trace.Sampled()
+	if !traced && req.Trace.Valid() {
+		inv.TraceParent = req.Trace.String()
+	}
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
 		d.fleet.candidates(req.Digest, tried, buf)
 		idx, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
 		m.scheduled(time.Since(t0))
+		if traced {
+			d.traceSchedule(req, inv, attempt, t0, buf, idx, err)
+		}
 		if err != nil {
 			if mayHaveRun != nil {
-				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 				return invoke.Result{}, invoke.Lost(fmt.Sprintf("agent %s did not start the invocation in time and no other agent could take it; it may have run there", mayHaveRun.Name()), err)
 			}
-			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			if refusal != nil {
 				return invoke.Result{}, fmt.Errorf("%w: %v (and no other agent could take it: %v)", invoke.ErrNoWorker, refusal, err)
 			}
 			return invoke.Result{}, fmt.Errorf("%w: %v", invoke.ErrNoWorker, err)
 		}
 		s := buf.ss[idx]
+		var dispatch tracing.SpanContext
+		var t1 time.Time
+		if traced {
+			dispatch, t1 = req.Trace.Child(), time.Now()
+			inv.TraceParent = dispatch.String()
+		}
 		res, err := s.Invoke(ctx, inv, meta.Idempotent)
+		if traced {
+			d.traceDispatch(req, inv, attempt, s, dispatch, t1, res, err)
+		}
 		again := false
 		switch {
 		case err == nil && protocol.NotStarted(res.Code):
@@ -180,21 +205,21 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 				continue
 			}
 			if mayHaveRun != nil {
-				m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+				m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 				return invoke.Result{}, invoke.Lost(fmt.Sprintf("no agent started the invocation in time (%d tried); it may have run on %s", len(tried), mayHaveRun.Name()), err)
 			}
-			m.invoked("no_worker", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "no_worker", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, fmt.Errorf("%w: no agent could start the invocation (%d tried): %v", invoke.ErrNoWorker, len(tried), refusal)
 		}
 		if errors.Is(err, ErrAgentLost) {
-			m.invoked("lost", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "lost", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, d.lost(s, inv, err)
 		}
 		if err != nil {
-			m.invoked("error", time.Since(start), 0, 0, 0, 0, 0)
+			m.invoked(req.Module, req.Function, "error", time.Since(start), 0, 0, 0, 0, 0)
 			return invoke.Result{}, invocationFailure(s, err, ctx)
 		}
-		m.invoked(resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
+		m.invoked(req.Module, req.Function, resultLabel(res.Code), time.Since(start), res.QueueUS, res.TransferUS, res.CompileUS, res.InstantiateUS, res.RunUS)
 		if res.Code == protocol.Quarantined {
 			return resultOf(s, res) // refused: nothing ran, nothing to record
 		}

@@ -17,6 +17,11 @@ type Metrics struct {
 	retries     prometheus.Counter
 	schedule    prometheus.Histogram
 	quarantined *prometheus.GaugeVec
+	// byFunction and fnDuration are the per-function series the dashboard
+	// and the error-ratio alert read: one counter per result and one
+	// histogram per function that was invoked since the start.
+	byFunction *prometheus.CounterVec
+	fnDuration *prometheus.HistogramVec
 }
 
 // NewMetrics registers the fleet's metrics on reg.
@@ -48,8 +53,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "wisp_controller_schedule_seconds", Help: "Time to pick an agent.", Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 		}),
+		byFunction: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wisp_controller_function_invocations_total",
+			Help: "Invocations dispatched to agents, by module, function and result (ok or the error: guest_error, no_worker, lost, timeout...).",
+		}, []string{"module", "function", "result"}),
+		fnDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wisp_controller_function_duration_seconds",
+			Help:    "Time from dispatch to the agent's answer (scheduling, QUIC round trip and the agent's phases), by module and function.",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 4, 9), // 100µs .. 6.6s
+		}, []string{"module", "function"}),
 	}
-	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule, m.quarantined)
+	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule, m.quarantined, m.byFunction, m.fnDuration)
 	m.quarantined.WithLabelValues("quarantined")
 	m.quarantined.WithLabelValues("held")
 	return m
@@ -92,11 +106,13 @@ func (m *Metrics) scheduled(d time.Duration) {
 	}
 }
 
-func (m *Metrics) invoked(result string, total time.Duration, queueUS, transferUS, compileUS, instUS, runUS uint64) {
+func (m *Metrics) invoked(module, function, result string, total time.Duration, queueUS, transferUS, compileUS, instUS, runUS uint64) {
 	if m == nil {
 		return
 	}
 	m.invocations.WithLabelValues(result).Inc()
+	m.byFunction.WithLabelValues(module, function, result).Inc()
+	m.fnDuration.WithLabelValues(module, function).Observe(total.Seconds())
 	m.duration.WithLabelValues("total").Observe(total.Seconds())
 	for _, p := range [...]struct {
 		name string

@@ -6,6 +6,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 )
 
 // Dispatcher runs an invocation somewhere. The fleet implements it; the
@@ -45,6 +46,10 @@ type Request struct {
 	Args json.RawMessage
 	// Scheduling is the request's scheduling choice; zero when absent.
 	Scheduling Scheduling
+	// Trace is the span of the caller that started the invocation (the
+	// REST request); zero when untraced. The dispatcher makes its spans
+	// children of it when it is sampled, and carries it to the agent.
+	Trace tracing.SpanContext
 }
 
 // ForFunction is the request that invokes the stored function fn with

@@ -33,6 +33,7 @@ import (
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -74,6 +75,9 @@ type Config struct {
 	// like the agent's --metrics-addr) and not on the REST port; empty
 	// keeps /metrics on the REST port, for the admin token only.
 	MetricsListen string
+	// OTLPEndpoint, when set, exports invocation spans to this OTLP/HTTP
+	// receiver (controller/tracing); empty: tracing off.
+	OTLPEndpoint string
 }
 
 // RESTCertificate is the certificate the REST API serves (ok false: plain
@@ -176,8 +180,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	traceMetrics := tracing.NewMetrics(reg)
+	var tracer *tracing.Exporter // nil: tracing off
+	if cfg.OTLPEndpoint != "" {
+		if tracer, err = tracing.New(tracing.Config{Endpoint: cfg.OTLPEndpoint, Instance: hostname, Metrics: traceMetrics, Logger: log}); err != nil {
+			return err
+		}
+		log.Info("exporting trace spans over OTLP/HTTP", "endpoint", cfg.OTLPEndpoint)
+	}
 	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)
+	dispatcher.TraceWith(tracer)
 	evs, err := events.New(events.Config{
 		Invoke:   eventInvoker(st, dispatcher),
 		Instance: hostname,
@@ -208,6 +221,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		MaxInvokeInputBytes: cfg.MaxInputBytes,
 		Inspector:           runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
 		MetricsElsewhere:    cfg.MetricsListen != "",
+		Tracer:              tracer,
 	})
 	if err != nil {
 		return err
@@ -258,6 +272,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
+	// The span exporter stops last: after the fleet has drained, it sends
+	// the spans still queued (within its timeout).
+	traceCtx, stopTracing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTracing()
+	traceDone := make(chan error, 1)
+	if tracer != nil {
+		go func() { traceDone <- tracer.Run(traceCtx) }()
+	} else {
+		traceDone <- nil
+	}
 	// Restore the cloud MQTT events of every stored function.
 	restored := make(chan struct{})
 	go func() {
@@ -279,6 +303,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-sinksDone
 	<-prunerDone // stops between two batches
 	<-restored
+	stopTracing()
+	<-traceDone
 	if runErr != nil {
 		return runErr
 	}

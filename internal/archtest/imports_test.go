@@ -147,7 +147,8 @@ func TestImportRules(t *testing.T) {
 }
 
 // TestAgentBinaryDeps keeps the edge binary small: no Postgres driver, no
-// fiber, no controller code.
+// fiber, no controller code, no OpenTelemetry (the agent only echoes the
+// traceparent it is given; the controller makes the spans).
 func TestAgentBinaryDeps(t *testing.T) {
 	if m, _ := filepath.Glob("../../cmd/wisp-agent/*.go"); len(m) == 0 {
 		t.Skip("cmd/wisp-agent has no Go files yet")
@@ -156,11 +157,31 @@ func TestAgentBinaryDeps(t *testing.T) {
 	if len(pkgs) == 0 {
 		t.Fatal("go list returned nothing for ./cmd/wisp-agent")
 	}
-	forbidden := []string{"github.com/jackc/pgx", "github.com/gofiber/fiber", module + "/controller"}
+	forbidden := []string{"github.com/jackc/pgx", "github.com/gofiber/fiber", module + "/controller", "go.opentelemetry.io/", "google.golang.org/grpc"}
 	for path := range pkgs {
 		for _, f := range forbidden {
 			if strings.HasPrefix(path, f) {
 				t.Errorf("wisp-agent links %s (forbidden prefix %s)", path, f)
+			}
+		}
+	}
+}
+
+// TestControllerBinaryDeps: the controller exports traces with the OTLP
+// message types alone (controller/tracing), not an OpenTelemetry SDK, and
+// links no gRPC (which the OTLP collector service package would bring).
+func TestControllerBinaryDeps(t *testing.T) {
+	pkgs := list(t, "./cmd/wisp-controller")
+	if len(pkgs) == 0 {
+		t.Fatal("go list returned nothing for ./cmd/wisp-controller")
+	}
+	if _, ok := pkgs["go.opentelemetry.io/proto/otlp/trace/v1"]; !ok {
+		t.Error("wisp-controller does not link the OTLP trace types: is this test still looking at the right thing?")
+	}
+	for path := range pkgs {
+		for _, f := range []string{"go.opentelemetry.io/otel", "google.golang.org/grpc", "go.opentelemetry.io/proto/otlp/collector"} {
+			if strings.HasPrefix(path, f) {
+				t.Errorf("wisp-controller links %s (forbidden prefix %s)", path, f)
 			}
 		}
 	}

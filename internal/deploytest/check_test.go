@@ -738,6 +738,7 @@ func (c *checker) checkDSN(where, dsn string, cf composeFile) {
 
 type promConfig struct {
 	Global        map[string]any `yaml:"global"`
+	RuleFiles     []string       `yaml:"rule_files"`
 	ScrapeConfigs []struct {
 		JobName       string `yaml:"job_name"`
 		MetricsPath   string `yaml:"metrics_path"`
@@ -764,6 +765,20 @@ func (c *checker) checkPrometheus(file string, cf composeFile, listens map[strin
 	}
 	if promSvc == "" {
 		c.errorf("docker-compose.yml", "no service mounts %s", file)
+	}
+	// Each rule file is beside the config, and mounted beside it.
+	for _, rf := range pc.RuleFiles {
+		rel := path.Join(path.Dir(file), rf)
+		if !c.exists(rel) {
+			c.errorf(file, "rule file %s: no %s", rf, rel)
+		}
+		mounted := false
+		for _, v := range cf.Services[promSvc].Volumes {
+			mounted = mounted || strings.HasPrefix(v, "./"+rel+":/etc/prometheus/"+rf+":")
+		}
+		if promSvc != "" && !mounted {
+			c.errorf("docker-compose.yml", "service %s does not mount %s at /etc/prometheus/%s", promSvc, rel, rf)
+		}
 	}
 	scraped := map[string]bool{}
 	for _, sc := range pc.ScrapeConfigs {

@@ -17,6 +17,13 @@
 //     emptyDir data dir gets admin.token from a Secret. No Docker engine is
 //     needed.
 //   - TestInstallAgentScript runs builds/install-agent.sh against a fake root.
+//   - TestAlertRules runs `promtool check rules` and `promtool test rules`
+//     on builds/prometheus/wisp-alerts.yml (promtool: Debian's prometheus
+//     package, scripts/install-toolchains.sh), and wants promtool to refuse
+//     broken copies.
+//   - TestDashboardAndAlertMetricsExist runs the controller and an agent,
+//     invokes a function, scrapes both /metrics and checks that every
+//     metric builds/grafana/wisp.json and the alert rules query exists.
 //
 // It has no non-test code and must never be imported.
 package deploytest

@@ -64,6 +64,8 @@ func TestDeploymentChecksCatchMistakes(t *testing.T) {
 		{"k8s ingress backend", "builds/k8s/controller.yaml", "                name: wisp-controller\n                port:\n                  name: http", "                name: wisp-controller\n                port:\n                  name: quic"},
 		{"k8s metrics port", "builds/k8s/controller.yaml", `prometheus.io/port: "9465"`, `prometheus.io/port: "4433"`},
 		{"prometheus QUIC as metrics", "builds/prometheus/prometheus.yml", "agent:9464", "agent:4080"},
+		{"prometheus rule file name", "builds/prometheus/prometheus.yml", "  - wisp-alerts.yml", "  - wisp-alert.yml"},
+		{"compose rule file not mounted", "docker-compose.yml", "      - ./builds/prometheus/wisp-alerts.yml:/etc/prometheus/wisp-alerts.yml:ro\n", ""},
 		{"dockerfile env name", "builds/agent.Dockerfile", "WISP_METRICS_ADDR=0.0.0.0:9464", "WISP_METRICS=0.0.0.0:9464"},
 		{"dockerfile expose", "builds/controller.Dockerfile", "EXPOSE 4000/tcp 4433/udp", "EXPOSE 4000/tcp 4433/tcp"},
 		{"dockerfile builder tag", "builds/controller.Dockerfile", "golang:1.26 AS build", "golang AS build"},
