@@ -153,7 +153,7 @@ func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
 	if err != nil {
 		return Activation{}, fmt.Errorf("decode activation %q: %w", id, err)
 	}
-	return Activation{Logs: logs,ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
+	return Activation{Logs: logs, ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
 		Agent: r.Agent, Source: r.Source, Code: r.Code, Message: r.Message, Output: r.Output,
 		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC(), Truncated: r.Truncated,
 		Owner: r.Owner}, nil
