@@ -151,6 +151,7 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 	entry := protocol.OutboxEntry{
 		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: req.Source,
 		Output: out.Output, StartedUnixUS: uint64(started.UnixMicro()), DurationUS: uint64(time.Since(started).Microseconds()),
+		Logs: out.Logs, // bounded by the runtime (Limits.LogLines, LogBytes), failures included
 	}
 	res := Result{ActivationID: id, Output: out.Output, Err: out.Err}
 	if out.Err != nil {

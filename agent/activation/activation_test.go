@@ -41,7 +41,7 @@ func start(t testing.TB, cfg runtime.Config) *env {
 		st.Close()
 	})
 	var fs []protocol.DesiredFunction
-	for _, f := range []string{"hello_c", "guest_error", "loop"} {
+	for _, f := range []string{"hello_c", "guest_error", "loop", "log", "stdioflood"} {
 		code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", f+".wasm"))
 		if err != nil {
 			t.Fatal(err)
@@ -76,6 +76,40 @@ func (e *env) outbox(t testing.TB) []protocol.OutboxEntry {
 		t.Fatal(err)
 	}
 	return entries
+}
+
+// TestRunRecordsLogs: the outbox entry keeps the function's log lines, in
+// order with their stream and time, and a flooding function's entry stays
+// within the agent's log bound (plus the marker line).
+func TestRunRecordsLogs(t *testing.T) {
+	e := start(t, runtime.Config{Limits: runtime.Limits{LogLines: 10, LogBytes: 1000, Timeout: time.Minute}})
+	r := e.runner(t, Config{})
+	ctx := context.Background()
+	from := uint64(time.Now().UnixMicro())
+	if _, err := r.Run(ctx, Request{Module: "_", Function: "log", Args: []byte(`{}`), Source: SourceLocalAPI}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(ctx, Request{Module: "_", Function: "stdioflood", Args: []byte(`{}`), Source: SourceLocalMQTT}); err != nil {
+		t.Fatal(err)
+	}
+	entries := e.outbox(t)
+	if len(entries) != 2 {
+		t.Fatalf("%d outbox entries, want 2", len(entries))
+	}
+	logs := entries[0].Logs
+	if len(logs) != 2 || logs[0].Text != "first line" || logs[1].Text != "second line" ||
+		logs[0].Stream != protocol.StreamConsole || logs[0].UnixUS < from || logs[1].UnixUS < logs[0].UnixUS {
+		t.Errorf("outbox entry logs %+v, want first line, second line on the console stream, timed", logs)
+	}
+	flood := entries[1]
+	if n := len(flood.Logs); n == 0 || n > 10+1 || flood.Logs[n-1].Stream != protocol.StreamPlatform ||
+		!strings.HasPrefix(flood.Logs[n-1].Text, "log truncated") {
+		t.Errorf("flood entry logs %+v, want at most 10 lines and the marker", flood.Logs)
+	}
+	// 1000 bytes of text, a marker, per-line overhead and the entry's fields.
+	if size := len(flood.Append(nil)); size > 2<<10 {
+		t.Errorf("the flood's outbox entry is %d bytes, over its bound", size)
+	}
 }
 
 // TestRunRecords: what ran is in the outbox with its source and result,

@@ -26,6 +26,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/internal/fault"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // Call is one invocation as the executor sees it.
@@ -45,8 +46,10 @@ type Call struct {
 // unavailable).
 type Outcome struct {
 	Output json.RawMessage
-	Logs   []string
-	Err    error
+	// Logs are the lines the function wrote, bounded by the runtime (see
+	// runtime.Result.Logs), also when it failed.
+	Logs []protocol.LogLine
+	Err  error
 
 	Queue, Transfer, Compile, Instantiate, Run time.Duration
 	// Compiled: this call compiled the module; DiskCacheHit: from disk.

@@ -643,7 +643,7 @@ func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke, a
 	res := &protocol.Result{
 		ActivationID:  m.ActivationID,
 		Output:        out.Output,
-		Logs:          consoleLines(out.Logs),
+		Logs:          out.Logs,
 		TraceParent:   m.TraceParent,
 		QueueUS:       uint64(out.Queue.Microseconds()),
 		TransferUS:    uint64(out.Transfer.Microseconds()),
@@ -671,18 +671,4 @@ func CertFingerprint(der []byte) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	return sha256.Sum256(c.RawSubjectPublicKeyInfo), nil
-}
-
-// consoleLines wraps the runtime's log lines for the wire.
-// TODO(issue 13): the runtime captures each line's time and stream.
-func consoleLines(lines []string) []protocol.LogLine {
-	if len(lines) == 0 {
-		return nil
-	}
-	now := uint64(time.Now().UnixMicro())
-	out := make([]protocol.LogLine, len(lines))
-	for i, l := range lines {
-		out[i] = protocol.LogLine{UnixUS: now, Stream: protocol.StreamConsole, Text: l}
-	}
-	return out
 }

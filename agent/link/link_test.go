@@ -345,6 +345,14 @@ func TestInvokeFetchesCode(t *testing.T) {
 	if res := got[len(got)-1].(*protocol.Result); res.Code != protocol.GuestError {
 		t.Fatalf("pushed code: result %+v, want a guest error without NeedCode", res)
 	}
+	// The Result carries the function's log lines as the runtime captured
+	// them: text, stream and time.
+	logger := wasm(t, "log")
+	got = s.call(t, &protocol.Invoke{ActivationID: "act-3", Module: "_", Function: "log", Digest: runtime.Digest(logger), Args: []byte(`{}`), TimeoutMS: 10000}, logger)
+	if res := got[len(got)-1].(*protocol.Result); len(res.Logs) != 2 || res.Logs[0].Text != "first line" || res.Logs[1].Text != "second line" ||
+		res.Logs[0].Stream != protocol.StreamConsole || res.Logs[0].UnixUS == 0 {
+		t.Fatalf("log lines of the result: %+v", res.Logs)
+	}
 	pong := s.call(t, &protocol.Ping{Nonce: 7, Payload: []byte("p")}, nil)
 	if p, ok := pong[0].(*protocol.Pong); !ok || p.Nonce != 7 || string(p.Payload) != "p" {
 		t.Fatalf("ping answered %+v", pong)

@@ -49,6 +49,10 @@ type Config struct {
 	MQTTBroker       string // "" disables edge-local triggers
 	Timeout          time.Duration
 	MemoryMiB        uint64
+	// LogMaxLines and LogMaxBytes bound a function's log per invocation
+	// (runtime.Limits.LogLines, LogBytes; zero: the runtime's defaults).
+	LogMaxLines int
+	LogMaxBytes int
 	// MaxConcurrent, MaxPerFunction and MaxQueuedPerFunction bound the
 	// runtime's instance slots (runtime.Config; zero: its defaults).
 	MaxConcurrent        int
@@ -92,11 +96,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxConcurrent:        cfg.MaxConcurrent,
 		MaxPerFunction:       cfg.MaxPerFunction,
 		MaxQueuedPerFunction: cfg.MaxQueuedPerFunction,
-		Limits:               runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
-		ModuleLimits:         cfg.ModuleLimits,
-		Compile:              cfg.Compile,
-		Logger:               log,
-		Track:                executor.CrashMarks(st, log),
+		Limits: runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20,
+			LogLines: cfg.LogMaxLines, LogBytes: cfg.LogMaxBytes},
+		ModuleLimits: cfg.ModuleLimits,
+		Compile:      cfg.Compile,
+		Logger:       log,
+		Track:        executor.CrashMarks(st, log),
 	})
 	if err != nil {
 		return err

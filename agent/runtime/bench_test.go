@@ -108,7 +108,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 
 // BenchmarkInvoke reports time and allocations per warm call, per fixture.
 func BenchmarkInvoke(b *testing.B) {
-	for _, name := range []string{"hello_c", "hello_wat", "hello_go", "hello_rust"} {
+	for _, name := range []string{"hello_c", "hello_wat", "log", "hello_go", "hello_rust"} { // log: hello_wat's size, 2 log lines
 		b.Run(name, func(b *testing.B) {
 			r := newRuntime(b, Config{})
 			d := load(b, r, name)

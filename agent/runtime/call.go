@@ -5,12 +5,14 @@ import (
 	"context"
 	"math/bits"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/wispfn/wisp/protocol"
 )
 
 // call is the state of one invocation, shared by the host functions (which
@@ -30,12 +32,12 @@ type call struct {
 	errMsg       []byte
 	errSet       bool
 
-	logs        []string
-	logBytes    int
-	logsDropped int
-
-	// console collects stdout/stderr of FunLess-ABI guests; stderr of WASI commands.
-	console boundedBuffer
+	// log keeps the log lines: __console_log, stdout and stderr of
+	// FunLess-ABI guests (StreamConsole), stderr of WASI commands
+	// (StreamStderr), and the host's own lines (StreamPlatform).
+	log logBuffer
+	// streams are the log streams of stdio fds 1 and 2.
+	streams [2]protocol.LogStream
 	// stdout is a WASI command's output.
 	stdout boundedBuffer
 
@@ -63,28 +65,19 @@ func (c *call) hostTrap(format string, args ...any) {
 	panic(e)
 }
 
-func (c *call) addLog(line string) {
-	if len(c.logs) >= c.limits.LogLines || c.logBytes+len(line) > c.limits.LogBytes {
-		c.logsDropped++
-		return
-	}
-	c.logs = append(c.logs, line)
-	c.logBytes += len(line)
+// platformLog adds a line of the host's own about this invocation (such as
+// why an __http_request failed), bounded like the guest's.
+func (c *call) platformLog(line string) {
+	c.log.addString(protocol.StreamPlatform, line, time.Now())
 }
 
-// flushConsole turns what the guest wrote to its stdio into log lines.
-func (c *call) flushConsole() {
-	if c.console.Len() == 0 {
-		return
+// stderr is what a WASI command wrote to stderr, as far as the log bound
+// kept it ("" for FunLess-ABI guests, whose stdio is in their log).
+func (c *call) stderr() string {
+	if c.streams[1] != protocol.StreamStderr {
+		return ""
 	}
-	for line := range strings.Lines(c.console.String()) {
-		if line = strings.TrimRight(line, "\r\n"); line != "" {
-			c.addLog(line)
-		}
-	}
-	if c.console.dropped > 0 {
-		c.logsDropped++
-	}
+	return c.log.text(protocol.StreamStderr, 2)
 }
 
 // sleep bounds a guest's poll_oneoff sleep by the invocation deadline, so a
@@ -126,6 +119,7 @@ type slot struct{ c *call }
 
 type slotWriter struct {
 	s      *slot
+	fd     int  // 1 or 2
 	stdout bool // a WASI command's stdout is its output
 }
 
@@ -137,7 +131,8 @@ func (w slotWriter) Write(p []byte) (int, error) {
 	if w.stdout {
 		return c.stdout.Write(p)
 	}
-	return c.console.Write(p)
+	c.log.write(w.fd, c.streams[w.fd-1], p)
+	return len(p), nil
 }
 
 func (s *slot) sleep(ns int64) {
@@ -297,17 +292,17 @@ func hostConsoleLog(ctx context.Context, mod api.Module, stack []uint64) {
 		return // a log line from a spare's initialisation has nowhere to go
 	}
 	ptr, n := api.DecodeU32(stack[0]), api.DecodeU32(stack[1])
-	if len(c.logs) >= c.limits.LogLines || c.logBytes+int(n) > c.limits.LogBytes {
-		// Still check the pointer: a bad one is a bug the guest should see.
-		if uint64(ptr)+uint64(n) > uint64(mod.Memory().Size()) {
-			c.hostTrap("__console_log: %d bytes at %#x are outside linear memory", n, ptr)
-		}
-		c.logsDropped++
-		return
-	}
-	b, ok := mod.Memory().Read(ptr, n)
-	if !ok {
+	// Check the whole pointer, even for a line the bound drops: a bad one
+	// is a bug the guest should see.
+	if uint64(ptr)+uint64(n) > uint64(mod.Memory().Size()) {
 		c.hostTrap("__console_log: %d bytes at %#x are outside linear memory", n, ptr)
 	}
-	c.addLog(string(b))
+	// Read (a view of guest memory, no copy) at most what the bound can
+	// keep, plus a UTF-8 sequence to cut at; add copies what it keeps.
+	keep := uint32(min(uint64(n), uint64(c.log.room())+utf8.UTFMax))
+	b, _ := mod.Memory().Read(ptr, keep)
+	if keep < n {
+		c.log.droppedBytes += int(n - keep) // add counts the rest
+	}
+	c.log.add(protocol.StreamConsole, b, time.Now())
 }

@@ -31,8 +31,11 @@ type Limits struct {
 	InputBytes int
 	// OutputBytes caps the JSON output (or WASI stdout). Default 1 MiB.
 	OutputBytes int
-	// LogLines and LogBytes cap the console lines kept per invocation
-	// (__console_log, and stderr/stdout of FunLess-ABI guests). Defaults 100 and 64 KiB.
+	// LogLines and LogBytes cap the log lines kept per invocation
+	// (__console_log, stdout and stderr of FunLess-ABI guests, stderr of
+	// WASI commands, the host's own lines), and LogBytes also what waits
+	// for a newline. What does not fit is dropped, and one marker line
+	// (TruncatedMarker) says so. Defaults 100 and 64 KiB.
 	LogLines int
 	LogBytes int
 	// HTTPTimeout bounds one __http_request. Default 10s.

@@ -63,6 +63,20 @@
 // status 0 (FunLess's transport failure) with a log line saying why. Any
 // pointer outside linear memory traps that invocation, never the host.
 //
+// # Logs
+//
+// Result.Logs are protocol.LogLine values, each with the time the host
+// captured it and its stream: __console_log and the stdout/stderr of a
+// FunLess-ABI guest are StreamConsole, the stderr of a WASI command is
+// StreamStderr (its stdout is its output), and the host's own lines (why an
+// __http_request failed, the truncation marker) are StreamPlatform. Stdio is
+// split into lines as it is written (empty lines are skipped; a last line
+// without its newline ends with the invocation). Limits.LogLines and
+// Limits.LogBytes bound them: every byte a guest makes the host keep counts,
+// including an unfinished stdio line; a line that does not fit is cut at a
+// UTF-8 boundary or dropped, and one last StreamPlatform line
+// (TruncatedMarker) says how many lines and bytes were dropped.
+//
 // # Limits
 //
 // Per invocation (Config.Limits, overridable per Request): a deadline after

@@ -96,7 +96,7 @@ func hostHTTPRequest(ctx context.Context, mod api.Module, stack []uint64) {
 	room = min(room, uint64(c.limits.HTTPResponseBytes))
 
 	fail := func(format string, args ...any) {
-		c.addLog("__http_request: " + fmt.Sprintf(format, args...))
+		c.platformLog("__http_request: " + fmt.Sprintf(format, args...))
 		mem.WriteUint16Le(statusPtr, 0)
 		mem.WriteUint32Le(respLenPtr, 0)
 	}
@@ -145,7 +145,7 @@ func hostHTTPRequest(ctx context.Context, mod api.Module, stack []uint64) {
 	}
 	if uint64(len(got)) > room {
 		got = got[:room]
-		c.addLog(fmt.Sprintf("__http_request: response body truncated to %d bytes", room))
+		c.platformLog(fmt.Sprintf("__http_request: response body truncated to %d bytes", room))
 	}
 	if !mem.Write(respPtr, got) {
 		c.hostTrap("__http_request: %d bytes at %#x are outside linear memory", len(got), respPtr)

@@ -22,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wispfn/wisp/cache"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // Runtime compiles and runs wasm functions. It is safe for concurrent use;
@@ -88,10 +89,15 @@ type Result struct {
 	// Output is the function's JSON output (compact or as the guest wrote it).
 	Output []byte
 	ABI    ABI
-	// Logs are the guest's console lines, at most Limits.LogLines of them.
-	Logs []string
-	// LogsDropped counts lines (or writes) dropped by the log limits.
-	LogsDropped int
+	// Logs are the lines the guest wrote (and the host's own lines about
+	// it), in the order they were captured, each with its capture time and
+	// stream: at most Limits.LogLines of them holding at most
+	// Limits.LogBytes of text, then, when the bound dropped anything, one
+	// protocol.StreamPlatform line saying how much (TruncatedMarker).
+	Logs []protocol.LogLine
+	// LogsDropped counts the lines the bound dropped whole; LogBytesDropped
+	// the bytes it dropped (of those lines and of lines it cut).
+	LogsDropped, LogBytesDropped int
 	// Queue is the time spent waiting for an instance slot (MaxConcurrent,
 	// MaxPerFunction).
 	Queue time.Duration
@@ -434,7 +440,11 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	defer r.slots.release(held)
 	defer r.cfg.Track(ctx, digest, WorkRun)()
 	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
-	c.console.max = limits.LogBytes
+	c.log.maxLines, c.log.maxBytes = limits.LogLines, limits.LogBytes
+	c.streams = [2]protocol.LogStream{protocol.StreamConsole, protocol.StreamConsole}
+	if m.info.ABI != ABIFunLess {
+		c.streams[1] = protocol.StreamStderr // and stdout is the output
+	}
 	c.stdout.max = limits.OutputBytes
 	c.deadline, _ = ctx.Deadline()
 	ctx = context.WithValue(ctx, callKey{}, c)
@@ -445,8 +455,8 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	} else {
 		err = m.runCommand(ctx, c, &res)
 	}
-	c.flushConsole()
-	res.Logs, res.LogsDropped = c.logs, c.logsDropped
+	c.log.finish(c.streams)
+	res.Logs, res.LogsDropped, res.LogBytesDropped = c.log.lines, c.log.droppedLines, c.log.droppedBytes
 	return res, err
 }
 
@@ -519,11 +529,11 @@ func (r *Runtime) moduleConfig(s *slot, command bool) wazero.ModuleConfig {
 		WithSysNanotime().
 		WithNanosleep(s.sleep).
 		WithRandSource(rand.Reader).
-		WithStderr(slotWriter{s: s})
+		WithStderr(slotWriter{s: s, fd: 2})
 	if command {
-		return cfg.WithStdout(slotWriter{s: s, stdout: true})
+		return cfg.WithStdout(slotWriter{s: s, fd: 1, stdout: true})
 	}
-	return cfg.WithStartFunctions().WithStdout(slotWriter{s: s})
+	return cfg.WithStartFunctions().WithStdout(slotWriter{s: s, fd: 1})
 }
 
 // classify turns what wazero returned into a runtime error.
@@ -539,7 +549,7 @@ func classify(ctx context.Context, err error, c *call, alloc *capAllocator) *Err
 		case sys.ExitCodeContextCanceled:
 			return &Error{Kind: KindCanceled, Msg: "the caller canceled the invocation", Err: err}
 		}
-		return &Error{Kind: KindExit, Msg: exitMsg(exit.ExitCode(), c), ExitCode: exit.ExitCode(), Stderr: c.console.String(), Err: err}
+		return &Error{Kind: KindExit, Msg: exitMsg(exit.ExitCode(), c), ExitCode: exit.ExitCode(), Stderr: c.stderr(), Err: err}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &Error{Kind: KindTimeout, Msg: fmt.Sprintf("stopped after %v", c.limits.Timeout), Err: err}
@@ -548,11 +558,11 @@ func classify(ctx context.Context, err error, c *call, alloc *capAllocator) *Err
 	if alloc != nil && alloc.hit {
 		return &Error{Kind: KindMemoryLimit, Msg: fmt.Sprintf("the function needed more than its %d MiB of linear memory (%s)", c.linearCap>>20, msg), Err: err}
 	}
-	return &Error{Kind: KindTrap, Msg: msg, Stderr: c.console.String(), Err: err}
+	return &Error{Kind: KindTrap, Msg: msg, Stderr: c.stderr(), Err: err}
 }
 
 func exitMsg(code uint32, c *call) string {
-	s := strings.TrimSpace(c.console.String())
+	s := strings.TrimSpace(c.stderr())
 	if s == "" {
 		return fmt.Sprintf("exit code %d", code)
 	}

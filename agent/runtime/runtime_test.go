@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/internal/testing/testwait"
+	"github.com/wispfn/wisp/protocol"
 )
 
 func fixture(t testing.TB, name string) []byte {
@@ -85,7 +86,7 @@ func TestHello(t *testing.T) {
 			d := load(t, r, tt.fixture)
 			res, err := r.Invoke(context.Background(), d, Request{Input: []byte(tt.input)})
 			if err != nil {
-				t.Fatalf("Invoke: %v (logs %q)", err, res.Logs)
+				t.Fatalf("Invoke: %v (logs %q)", err, texts(res.Logs))
 			}
 			if got := string(res.Output); got != tt.want {
 				t.Errorf("output %s, want %s", got, tt.want)
@@ -103,8 +104,8 @@ func TestGoGuestLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Logs) == 0 || res.Logs[0] != "hello from go" {
-		t.Errorf("logs %q, want [hello from go]", res.Logs)
+	if len(res.Logs) == 0 || res.Logs[0].Text != "hello from go" || res.Logs[0].Stream != protocol.StreamConsole {
+		t.Errorf("logs %+v, want [hello from go] on the console stream", res.Logs)
 	}
 }
 
@@ -114,19 +115,23 @@ func TestConsoleLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(res.Logs, "|") != "first line|second line" || string(res.Output) != `{"logged":2}` {
-		t.Errorf("logs %q output %s", res.Logs, res.Output)
+	if strings.Join(texts(res.Logs), "|") != "first line|second line" || string(res.Output) != `{"logged":2}` {
+		t.Errorf("logs %q output %s", texts(res.Logs), res.Output)
 	}
 
 	res, err = r.Invoke(context.Background(), load(t, r, "logflood"), Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Logs) != 5 { // 500 bytes / 100-byte lines
-		t.Errorf("kept %d lines, want 5 (bounded by LogBytes)", len(res.Logs))
+	if len(res.Logs) != 5+1 { // 500 bytes / 100-byte lines, and the marker
+		t.Errorf("kept %d lines, want 5 (bounded by LogBytes) and the marker", len(res.Logs))
 	}
-	if res.LogsDropped != 100000-5 {
-		t.Errorf("dropped %d, want %d", res.LogsDropped, 100000-5)
+	if res.LogsDropped != 100000-5 || res.LogBytesDropped != (100000-5)*100 {
+		t.Errorf("dropped %d lines, %d bytes; want %d, %d", res.LogsDropped, res.LogBytesDropped, 100000-5, (100000-5)*100)
+	}
+	if last := res.Logs[len(res.Logs)-1]; last.Stream != protocol.StreamPlatform ||
+		last.Text != TruncatedMarker(100000-5, (100000-5)*100, 10, 500) {
+		t.Errorf("last line %+v, want the marker", last)
 	}
 }
 
@@ -252,7 +257,7 @@ func TestHTTPRequest(t *testing.T) {
 	t.Run("allowed GET", func(t *testing.T) {
 		res, err := r.Invoke(ctx, get, Request{Input: input, AllowedHosts: []string{host}})
 		if err != nil || string(res.Output) != `{"hello":"from server"}` {
-			t.Fatalf("%s %v %q", res.Output, err, res.Logs)
+			t.Fatalf("%s %v %q", res.Output, err, texts(res.Logs))
 		}
 		if gotMethod != "GET" {
 			t.Errorf("method %s", gotMethod)
@@ -261,7 +266,7 @@ func TestHTTPRequest(t *testing.T) {
 	t.Run("allowed POST with headers and body", func(t *testing.T) {
 		res, err := r.Invoke(ctx, post, Request{Input: input, AllowedHosts: []string{"127.0.0.1"}})
 		if err != nil || string(res.Output) != `{"hello":"from server"}` {
-			t.Fatalf("%s %v %q", res.Output, err, res.Logs)
+			t.Fatalf("%s %v %q", res.Output, err, texts(res.Logs))
 		}
 		if gotMethod != "POST" || gotHeader != "a:b" || gotBody != `{"ping":true}` {
 			t.Errorf("server saw %s %q %q", gotMethod, gotHeader, gotBody)
@@ -274,8 +279,8 @@ func TestHTTPRequest(t *testing.T) {
 		if gotMethod != "" {
 			t.Error("the request reached the server")
 		}
-		if len(res.Logs) == 0 || !strings.Contains(res.Logs[0], "allowlist") {
-			t.Errorf("logs %q should say why", res.Logs)
+		if len(res.Logs) == 0 || !strings.Contains(res.Logs[0].Text, "allowlist") || res.Logs[0].Stream != protocol.StreamPlatform {
+			t.Errorf("logs %q should say why", texts(res.Logs))
 		}
 	})
 	t.Run("other host refused", func(t *testing.T) {
@@ -285,8 +290,8 @@ func TestHTTPRequest(t *testing.T) {
 	t.Run("response truncated to limit", func(t *testing.T) {
 		res, err := r.Invoke(ctx, get, Request{Input: input, AllowedHosts: []string{"*"}, Limits: Limits{HTTPResponseBytes: 8}})
 		checkErr(t, err, ErrOutputNotJSON, `{\"hello`)
-		if !strings.Contains(strings.Join(res.Logs, "\n"), "truncated to 8 bytes") {
-			t.Errorf("logs %q", res.Logs)
+		if !strings.Contains(strings.Join(texts(res.Logs), "\n"), "truncated to 8 bytes") {
+			t.Errorf("logs %q", texts(res.Logs))
 		}
 	})
 }
@@ -393,8 +398,8 @@ func TestSpareInstances(t *testing.T) {
 	if err != nil || string(res.Output) != `{"payload":"Hello b!"}` || !res.Spare {
 		t.Fatalf("spare call: %s %v spare=%v", res.Output, err, res.Spare)
 	}
-	if len(res.Logs) != 1 || res.Logs[0] != "hello from go" {
-		t.Errorf("spare instance lost the call's logs: %q", res.Logs)
+	if len(res.Logs) != 1 || res.Logs[0].Text != "hello from go" {
+		t.Errorf("spare instance lost the call's logs: %q", texts(res.Logs))
 	}
 	// A spare is fresh: state from one call never leaks into the next.
 	res2, err := r.Invoke(ctx, d, Request{Input: []byte(`{"name":"c"}`)})

@@ -33,6 +33,10 @@ type config struct {
 	MQTTBroker    string // "" disables
 	Timeout       time.Duration
 	MemoryMiB     uint64
+	// LogMaxLines and LogMaxBytes bound the log lines a function keeps per
+	// invocation (runtime.Limits.LogLines, LogBytes).
+	LogMaxLines int
+	LogMaxBytes int64
 	// ModuleLimits is "key=value,..." over runtime.DefaultModuleLimits.
 	ModuleLimits         string
 	CompileTimeout       time.Duration
@@ -54,6 +58,8 @@ func defaultConfig() config {
 		MQTTBroker:   "tcp://127.0.0.1:1883",
 		Timeout:      runtime.DefaultLimits.Timeout,
 		MemoryMiB:    runtime.DefaultLimits.MemoryBytes >> 20,
+		LogMaxLines:  runtime.DefaultLimits.LogLines,
+		LogMaxBytes:  int64(runtime.DefaultLimits.LogBytes),
 		Log:          settings.DefaultLogging(),
 	}
 }
@@ -76,6 +82,8 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.MQTTBroker, "mqtt_broker", "the box's MQTT broker `URL` for edge-local triggers; empty disables"),
 		settings.Duration(&c.Timeout, "timeout", "deadline of an invocation whose request sets none"),
 		settings.Uint(&c.MemoryMiB, "memory_mib", "linear memory cap of an instance, in `MiB`"),
+		settings.Int(&c.LogMaxLines, "log_max_lines", "most log lines a function keeps per invocation (console_log, stdio); the rest is dropped and a marker line says how much (1 to 10000)"),
+		settings.Size(&c.LogMaxBytes, "log_max_bytes", "most bytes of log lines a function keeps per invocation, partial lines included (1 byte to 1 MiB)"),
 		settings.Int(&c.MaxConcurrent, "max_concurrent", "instances at once").WithDefault("0: 8 × GOMAXPROCS"),
 		settings.Int(&c.MaxPerFunction, "max_per_function", "instances of one function at once").WithDefault("0: GOMAXPROCS-1, at least 1"),
 		settings.Int(&c.MaxQueuedPerFunction, "max_queued_per_function", "calls of one function waiting for an instance before more are refused as overloaded").WithDefault("0: 256"),
@@ -108,6 +116,13 @@ func loadConfig(fs *pflag.FlagSet, env settings.LookupEnv, warn io.Writer) (conf
 	}
 	return c, c.Validate()
 }
+
+// The largest log bounds: an outbox entry carries its activation's log, and
+// a batch of them one frame (protocol.MaxFrameSize).
+const (
+	maxLogLines = 10_000
+	maxLogBytes = 1 << 20
+)
 
 // maxJoinTokenFile bounds what readJoinTokenFile reads.
 const maxJoinTokenFile = 4 << 10
@@ -159,6 +174,12 @@ func (c config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return errors.New("timeout must be positive")
+	}
+	if c.LogMaxLines < 1 || c.LogMaxLines > maxLogLines {
+		return fmt.Errorf("log max lines %d: want 1 to %d", c.LogMaxLines, maxLogLines)
+	}
+	if c.LogMaxBytes < 1 || c.LogMaxBytes > maxLogBytes {
+		return fmt.Errorf("log max bytes %d: want 1 byte to 1 MiB", c.LogMaxBytes)
 	}
 	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
 		return err

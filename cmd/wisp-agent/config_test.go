@@ -49,11 +49,11 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestConfigSlotBounds(t *testing.T) {
 	env := map[string]string{"WISP_MAX_QUEUED_PER_FUNCTION": "7", "WISP_MAX_PER_FUNCTION": "5"}
-	c, err := load([]string{"-controllers", "x:1", "-max-per-function", "3"}, env)
+	c, err := load([]string{"-controllers", "x:1", "-max-per-function", "3", "-log-max-lines", "7", "-log-max-bytes", "4KiB"}, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := c.node(); n.MaxPerFunction != 3 || n.MaxQueuedPerFunction != 7 {
+	if n := c.node(); n.MaxPerFunction != 3 || n.MaxQueuedPerFunction != 7 || n.LogMaxLines != 7 || n.LogMaxBytes != 4<<10 {
 		t.Fatalf("flag over env: %+v", n)
 	}
 }
@@ -75,6 +75,8 @@ func TestConfigErrors(t *testing.T) {
 		"bad cap":        {[]string{"-controllers", "x:1", "-max-per-function", "two"}, nil, "--max-per-function"},
 		"bad sync env":   {[]string{"-controllers", "x:1"}, map[string]string{"WISP_LOCAL_API_SYNC": "sometimes"}, "WISP_LOCAL_API_SYNC"},
 		"bad limits":     {[]string{"-controllers", "x:1", "-module-limits", "nope=1"}, nil, "nope"},
+		"no log lines":   {[]string{"-controllers", "x:1", "-log-max-lines", "0"}, nil, "log max lines 0"},
+		"huge log":       {[]string{"-controllers", "x:1"}, map[string]string{"WISP_LOG_MAX_BYTES": "2MiB"}, "log max bytes"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := load(tc.args, tc.env)

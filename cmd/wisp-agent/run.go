@@ -13,6 +13,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/internal/settings"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // run is main without the process: tests call it directly.
@@ -114,7 +115,11 @@ func invoke(ctx context.Context, cfg config, hosts []string, args []string, d de
 		Limits:       runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
 	})
 	for _, l := range res.Logs {
-		fmt.Fprintf(stderr, "log: %s\n", l)
+		if l.Stream == protocol.StreamConsole {
+			fmt.Fprintf(stderr, "log: %s\n", l.Text)
+		} else {
+			fmt.Fprintf(stderr, "log (%s): %s\n", l.Stream, l.Text)
+		}
 	}
 	if err != nil {
 		var rerr *runtime.Error

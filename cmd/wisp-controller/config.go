@@ -47,11 +47,13 @@ type config struct {
 	CompileMemory  int64
 	CompileWorkers int
 
-	// What the store keeps of activations: each record's output and error
-	// message are cut to the first two; the next three bound how many
-	// records are kept (0: no bound), checked every prune interval.
+	// What the store keeps of activations: each record's output, error
+	// message and log are cut to the first four; the next three bound how
+	// many records are kept (0: no bound), checked every prune interval.
 	ActivationMaxOutputBytes  int64
 	ActivationMaxMessageBytes int64
+	ActivationMaxLogLines     int
+	ActivationMaxLogBytes     int64
 	ActivationRetention       time.Duration
 	ActivationMaxCount        int
 	ActivationMaxPerFunction  int
@@ -73,6 +75,8 @@ func defaults() config {
 
 		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
 		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
+		ActivationMaxLogLines:     activations.DefaultLogLines,
+		ActivationMaxLogBytes:     activations.DefaultLogBytes,
 		ActivationRetention:       activations.DefaultRetention.MaxAge,
 		ActivationMaxCount:        activations.DefaultRetention.MaxCount,
 		ActivationMaxPerFunction:  activations.DefaultRetention.MaxPerFunction,
@@ -105,6 +109,8 @@ func (c *config) table() *settings.Table {
 		settings.Int(&c.CompileWorkers, "compile_workers", "compilations in worker processes at once").WithDefault("0: GOMAXPROCS/2, at least 1"),
 		settings.Size(&c.ActivationMaxOutputBytes, "activation_max_output_bytes", "most of a function's output an activation record keeps; the rest is cut and the record marked truncated"),
 		settings.Size(&c.ActivationMaxMessageBytes, "activation_max_message_bytes", "most of an error message an activation record keeps"),
+		settings.Int(&c.ActivationMaxLogLines, "activation_max_log_lines", "most log lines an activation record keeps, whatever its agent sent; the rest is dropped, the record marked truncated and a marker line added (1 to 10000)"),
+		settings.Size(&c.ActivationMaxLogBytes, "activation_max_log_bytes", "most bytes of log text an activation record keeps (1 byte to 1 MiB)"),
 		settings.Duration(&c.ActivationRetention, "activation_retention", "remove activation records older than this; 0 keeps them whatever their age"),
 		settings.Int(&c.ActivationMaxCount, "activation_max_count", "keep at most the newest `N` activation records in all; 0: no bound"),
 		settings.Int(&c.ActivationMaxPerFunction, "activation_max_per_function", "keep at most the newest `N` activation records of each function; 0: no bound"),
@@ -172,6 +178,12 @@ func (c config) Validate() error {
 	if c.ActivationMaxMessageBytes <= 0 || c.ActivationMaxMessageBytes > maxActivationMessageBytes {
 		errs = append(errs, fmt.Errorf("activation max message bytes %d: want 1 byte to 1 MiB", c.ActivationMaxMessageBytes))
 	}
+	if c.ActivationMaxLogLines <= 0 || c.ActivationMaxLogLines > maxActivationLogLines {
+		errs = append(errs, fmt.Errorf("activation max log lines %d: want 1 to %d", c.ActivationMaxLogLines, maxActivationLogLines))
+	}
+	if c.ActivationMaxLogBytes <= 0 || c.ActivationMaxLogBytes > maxActivationLogBytes {
+		errs = append(errs, fmt.Errorf("activation max log bytes %d: want 1 byte to 1 MiB", c.ActivationMaxLogBytes))
+	}
 	if c.ActivationRetention < 0 {
 		errs = append(errs, fmt.Errorf("activation retention %s: want 0 (no bound) or more", c.ActivationRetention))
 	}
@@ -192,4 +204,6 @@ func (c config) Validate() error {
 const (
 	maxActivationOutputBytes  = 64 << 20
 	maxActivationMessageBytes = 1 << 20
+	maxActivationLogLines     = 10_000
+	maxActivationLogBytes     = 1 << 20
 )

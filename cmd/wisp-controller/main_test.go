@@ -219,6 +219,8 @@ func TestRunBadConfig(t *testing.T) {
 		{"bad max per function", nil, map[string]string{"WISP_ACTIVATION_MAX_PER_FUNCTION": "many"}, "WISP_ACTIVATION_MAX_PER_FUNCTION"},
 		{"zero output bound", []string{"-activation-max-output-bytes", "0"}, nil, "activation-max-output-bytes"},
 		{"huge message bound", []string{"-activation-max-message-bytes", "2MiB"}, nil, "activation max message bytes"},
+		{"no log lines", []string{"-activation-max-log-lines", "0"}, nil, "activation max log lines 0"},
+		{"huge log bound", []string{"-activation-max-log-bytes", "2MiB"}, nil, "activation max log bytes"},
 		{"prune interval too short", []string{"-activation-prune-interval", "1ms"}, nil, "activation prune interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,13 +272,14 @@ func TestLoadConfigActivationBounds(t *testing.T) {
 	}
 	def := activations.DefaultRetention
 	if cfg.ActivationMaxOutputBytes != activations.DefaultOutputBytes || cfg.ActivationMaxMessageBytes != activations.DefaultMessageBytes ||
+		cfg.ActivationMaxLogLines != activations.DefaultLogLines || cfg.ActivationMaxLogBytes != activations.DefaultLogBytes ||
 		cfg.ActivationRetention != def.MaxAge || cfg.ActivationMaxCount != def.MaxCount || cfg.ActivationMaxPerFunction != def.MaxPerFunction {
 		t.Fatalf("defaults = %+v", cfg)
 	}
 	file := filepath.Join(t.TempDir(), "wisp.yaml")
 	os.WriteFile(file, []byte("activation_retention: 24h\nactivation_max_count: 50\nactivation_max_output_bytes: 1024\n"), 0o600)
-	env := map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_ACTIVATION_MAX_COUNT": "0", "WISP_ACTIVATION_MAX_MESSAGE_BYTES": "1KiB"}
-	cfg, err = loadArgs([]string{"-activation-max-per-function", "7", "-activation-retention", "0", "-activation-prune-interval", "2s"}, envFrom(env))
+	env := map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_ACTIVATION_MAX_COUNT": "0", "WISP_ACTIVATION_MAX_MESSAGE_BYTES": "1KiB", "WISP_ACTIVATION_MAX_LOG_BYTES": "2KiB"}
+	cfg, err = loadArgs([]string{"-activation-max-per-function", "7", "-activation-retention", "0", "-activation-prune-interval", "2s", "-activation-max-log-lines", "9"}, envFrom(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +288,7 @@ func TestLoadConfigActivationBounds(t *testing.T) {
 		t.Fatalf("file < env < flags, 0 disabling: %+v", cfg)
 	}
 	sc := cfg.server()
-	if sc.ActivationRetention != (activations.Retention{MaxPerFunction: 7}) || sc.ActivationBounds != (activations.Bounds{OutputBytes: 1024, MessageBytes: 1024}) ||
+	if sc.ActivationRetention != (activations.Retention{MaxPerFunction: 7}) || sc.ActivationBounds != (activations.Bounds{OutputBytes: 1024, MessageBytes: 1024, LogLines: 9, LogBytes: 2048}) ||
 		sc.PruneInterval != 2*time.Second {
 		t.Fatalf("server config: %+v %+v", sc.ActivationRetention, sc.ActivationBounds)
 	}

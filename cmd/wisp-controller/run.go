@@ -110,6 +110,7 @@ func (c config) server() server.Config {
 		},
 		ActivationBounds: activations.Bounds{
 			OutputBytes: int(c.ActivationMaxOutputBytes), MessageBytes: int(c.ActivationMaxMessageBytes),
+			LogLines: c.ActivationMaxLogLines, LogBytes: int(c.ActivationMaxLogBytes),
 		},
 		ActivationRetention: activations.Retention{
 			MaxAge: c.ActivationRetention, MaxCount: c.ActivationMaxCount, MaxPerFunction: c.ActivationMaxPerFunction,

@@ -18,6 +18,15 @@
 // keep their own copy of the whole output (store.ActivationWithSinks.SinkOutput).
 // An error message has no sink, and is only cut.
 //
+// A record also keeps at most Bounds.LogLines log lines holding at most
+// Bounds.LogBytes of text (100 and 64 KiB by default, the agent's own
+// defaults): an agent is not trusted to have bounded them. What does not
+// fit is dropped (the line that crosses the byte bound is cut at a UTF-8
+// boundary), the record is marked Truncated, and one "wisp" line saying how
+// much was dropped ends the log. A last "wisp" line of at most
+// MaxMarkerBytes is not counted, so the agent's own truncation marker
+// survives a bound equal to the agent's.
+//
 // The [Pruner] removes old records: those older than the retention, those
 // beyond the newest N of each function, then those beyond the newest N in
 // all ([Retention]), in batches of one short transaction each. It never
@@ -52,13 +61,20 @@ type Store interface {
 const (
 	DefaultOutputBytes  = 64 << 10
 	DefaultMessageBytes = 8 << 10
+	DefaultLogLines     = 100
+	DefaultLogBytes     = 64 << 10
+	// MaxMarkerBytes bounds the last "wisp" log line that the log bound
+	// does not count (an agent's truncation marker).
+	MaxMarkerBytes = 256
 )
 
-// Bounds caps what one activation record keeps, in bytes. Zero fields take
-// the defaults.
+// Bounds caps what one activation record keeps: bytes of output, of error
+// message and of log text, and log lines. Zero fields take the defaults.
 type Bounds struct {
 	OutputBytes  int
 	MessageBytes int
+	LogLines     int
+	LogBytes     int
 }
 
 func (b Bounds) withDefaults() Bounds {
@@ -67,6 +83,12 @@ func (b Bounds) withDefaults() Bounds {
 	}
 	if b.MessageBytes <= 0 {
 		b.MessageBytes = DefaultMessageBytes
+	}
+	if b.LogLines <= 0 {
+		b.LogLines = DefaultLogLines
+	}
+	if b.LogBytes <= 0 {
+		b.LogBytes = DefaultLogBytes
 	}
 	return b
 }
@@ -128,8 +150,87 @@ func (r *Recorder) bound(a store.Activation, sinks [][]byte) store.ActivationWit
 		out.Truncated = true
 		r.metrics.truncated(fieldMessage)
 	}
+	if logs, cut := boundLogs(a.Logs, r.bounds.LogLines, r.bounds.LogBytes); cut {
+		out.Logs = logs
+		out.Truncated = true
+		r.metrics.truncated(fieldLogs)
+	}
 	return out
 }
+
+// boundLogs returns lines within maxLines lines and maxBytes bytes of
+// text, and whether it cut them. A cut log is a new slice of copied texts
+// (the whole one is not kept in memory) ending with a "wisp" line that
+// says what was dropped. A last "wisp" line of at most MaxMarkerBytes (an
+// agent's truncation marker) is not counted, and is kept before it.
+func boundLogs(lines []store.LogLine, maxLines, maxBytes int) ([]store.LogLine, bool) {
+	body, marker := lines, []store.LogLine(nil)
+	if n := len(lines); n > 0 && lines[n-1].Stream == streamPlatform && len(lines[n-1].Text) <= MaxMarkerBytes {
+		body, marker = lines[:n-1], lines[n-1:]
+	}
+	size := 0
+	for _, l := range body {
+		size += len(l.Text)
+	}
+	if len(body) <= maxLines && size <= maxBytes {
+		return lines, false
+	}
+	kept := make([]store.LogLine, 0, min(len(body), maxLines)+2)
+	room := maxBytes
+	for _, l := range body {
+		if len(kept) == maxLines || room == 0 {
+			break
+		}
+		if len(l.Text) > room {
+			l.Text = l.Text[:utf8Cut(l.Text, room)]
+			if l.Text == "" {
+				break
+			}
+		}
+		l.Text = strings.Clone(l.Text)
+		kept = append(kept, l)
+		room -= len(l.Text)
+	}
+	keptBytes := maxBytes - room
+	for _, m := range marker {
+		m.Text = strings.Clone(m.Text)
+		kept = append(kept, m)
+	}
+	var at time.Time
+	if n := len(body); n > 0 {
+		at = body[n-1].Time
+	}
+	return append(kept, store.LogLine{Time: at, Stream: streamPlatform,
+		Text: fmt.Sprintf("log truncated by the controller: %d more lines and %d bytes dropped (bound: %d lines, %d bytes per activation)",
+			len(body)-(len(kept)-len(marker)), size-keptBytes, maxLines, maxBytes)}), true
+}
+
+// streamPlatform is the name of protocol.StreamPlatform, the stream of the
+// lines the platform adds.
+var streamPlatform = protocol.StreamPlatform.String()
+
+// WireLogs is the log lines of a Result or an OutboxEntry as a record keeps
+// them: the stream's name, the time in UTC (zero when the agent did not
+// say, as agents before protocol version 3). nil stays nil. The texts are
+// shared, not copied: the recorder's bound copies what it keeps of a log
+// it cuts.
+func WireLogs(lines []protocol.LogLine) []store.LogLine {
+	if len(lines) == 0 {
+		return nil
+	}
+	out := make([]store.LogLine, len(lines))
+	for i, l := range lines {
+		out[i] = store.LogLine{Stream: l.Stream.String(), Text: l.Text}
+		if l.UnixUS != 0 {
+			out[i].Time = time.UnixMicro(int64(min(l.UnixUS, maxUnixUS))).UTC()
+		}
+	}
+	return out
+}
+
+// maxUnixUS keeps a hostile time within what the stores keep (Postgres
+// timestamps end in the year 294276; this is the year 9999).
+const maxUnixUS = 253402300799999999
 
 // utf8Cut returns the length of the longest prefix of b that is at most n
 // bytes and does not end inside a UTF-8 sequence (b is cut before the
@@ -199,7 +300,8 @@ const linger = 10 * time.Millisecond
 // Run commits queued records in batches until ctx is done, then flushes
 // what is queued.
 func (r *Recorder) Run(ctx context.Context) error {
-	r.log.Info("activation records bounded", "max_output_bytes", r.bounds.OutputBytes, "max_message_bytes", r.bounds.MessageBytes)
+	r.log.Info("activation records bounded", "max_output_bytes", r.bounds.OutputBytes, "max_message_bytes", r.bounds.MessageBytes,
+		"max_log_lines", r.bounds.LogLines, "max_log_bytes", r.bounds.LogBytes)
 	timer := time.NewTimer(linger)
 	timer.Stop()
 	for {
@@ -307,6 +409,7 @@ func (r *Recorder) Outbox(ctx context.Context, agentID string, entries []protoco
 			Source: e.Source, Code: int(e.Code), Message: e.Message, Output: e.Output,
 			Started:  time.UnixMicro(int64(e.StartedUnixUS)).UTC(),
 			Duration: time.Duration(e.DurationUS) * time.Microsecond,
+			Logs:     WireLogs(e.Logs),
 		}
 		as = append(as, r.bound(a, s))
 	}

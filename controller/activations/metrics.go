@@ -16,6 +16,7 @@ type Metrics struct {
 const (
 	fieldOutput  = "output"
 	fieldMessage = "message"
+	fieldLogs    = "logs"
 )
 
 // Values of the "reason" label of wisp_controller_activations_pruned_total:
@@ -31,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		truncatedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wisp_controller_activations_truncated_total",
-			Help: "Activation records whose output or error message was cut to its bound before it was stored, by field.",
+			Help: "Activation records whose output, error message or log was cut to its bound before it was stored, by field.",
 		}, []string{"field"}),
 		prunedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wisp_controller_activations_pruned_total",
@@ -50,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Bytes the activation records and the sink delivery queue take in the store (Postgres relation sizes, or bbolt pages), after the last retention pass. Freed room is reused, not given back to the file system.",
 		}),
 	}
-	for _, f := range []string{fieldOutput, fieldMessage} {
+	for _, f := range []string{fieldOutput, fieldMessage, fieldLogs} {
 		m.truncatedTotal.WithLabelValues(f) // export zeros, so rates work from the start
 	}
 	for _, r := range []string{reasonAge, reasonFunctionCount, reasonCount} {

@@ -29,6 +29,34 @@ type activationInfo struct {
 	// the message (controller/activations bounds them); the output is then
 	// shown as a JSON string of that beginning, which is not JSON itself.
 	Truncated bool `json:"truncated"`
+	// Logs are the lines the function wrote, in order, as the record keeps
+	// them (bounded: --activation-max-log-lines/-bytes); [] for none.
+	Logs []logLineInfo `json:"logs"`
+}
+
+// logLineInfo is one log line of an activation.
+type logLineInfo struct {
+	// Time is when the agent captured the line, RFC 3339 in UTC to the
+	// microsecond; absent when the agent did not say (before protocol 3).
+	Time   string `json:"time,omitempty"`
+	Stream string `json:"stream"` // "console", "stderr" or "wisp" (a line the platform added)
+	// Text is the line without its line ending; bytes that are not UTF-8
+	// are shown as U+FFFD.
+	Text string `json:"text"`
+}
+
+// logTimeFormat is RFC 3339 with exactly six fractional digits.
+const logTimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+func toLogLines(lines []store.LogLine) []logLineInfo {
+	out := make([]logLineInfo, len(lines))
+	for i, l := range lines {
+		out[i] = logLineInfo{Stream: l.Stream, Text: l.Text}
+		if !l.Time.IsZero() {
+			out[i].Time = l.Time.UTC().Format(logTimeFormat)
+		}
+	}
+	return out
 }
 
 func toActivationInfo(a store.Activation) activationInfo {
@@ -38,7 +66,7 @@ func toActivationInfo(a store.Activation) activationInfo {
 	}
 	info := activationInfo{ID: a.ID, Module: a.Module, Function: a.Function, Digest: a.Digest, Agent: a.Agent,
 		Source: a.Source, Status: status, Code: a.Code, Message: a.Message, Started: a.Started, DurationUS: a.Duration.Microseconds(),
-		Truncated: a.Truncated}
+		Truncated: a.Truncated, Logs: toLogLines(a.Logs)}
 	switch {
 	case len(a.Output) == 0:
 	case a.Truncated:

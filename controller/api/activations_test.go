@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/activationid"
 	"github.com/wispfn/wisp/protocol"
@@ -105,5 +106,74 @@ func TestSinkFailuresShown(t *testing.T) {
 	fi := wantData[functionInfo](t, status, body, 200)
 	if len(fi.SinkFailures) != 1 || fi.SinkFailures[0].Activation != id || fi.SinkFailures[0].LastError != "connection refused" || fi.SinkFailures[0].Attempts != 1 {
 		t.Fatalf("sink failures: %s", body)
+	}
+}
+
+// TestActivationLogsShown: an agent's log lines, recorded by the recorder
+// (the outbox path: an edge activation after a partition) into each real
+// store, come back from GET /v1/activations/{id} and from the list, in
+// order with their time and stream, as openapi.yaml says; a hostile log is
+// shown as the controller bounded it.
+func TestActivationLogsShown(t *testing.T) {
+	t.Parallel()
+	for _, ts := range testStores() {
+		t.Run(ts.name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, ts.open(t))
+			ctx := t.Context()
+			rec := activations.New(activations.Config{Store: e.st, Bounds: activations.Bounds{LogLines: 5, LogBytes: 200}})
+			at := time.Date(2026, 12, 4, 16, 30, 1, 234567000, time.UTC)
+			us := uint64(at.UnixMicro())
+			logged, flood, quiet := activationid.New(at), activationid.New(at.Add(time.Second)), activationid.New(at.Add(2*time.Second))
+			var hostile []protocol.LogLine
+			for i := range 10_000 {
+				hostile = append(hostile, protocol.LogLine{UnixUS: us + uint64(i), Stream: protocol.StreamConsole, Text: strings.Repeat("x", i%100)})
+			}
+			err := rec.Outbox(ctx, "ag_1", []protocol.OutboxEntry{
+				{ActivationID: logged, Module: "_", Function: "f", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: us, Logs: []protocol.LogLine{
+					{UnixUS: us, Stream: protocol.StreamConsole, Text: "first line"},
+					{UnixUS: us + 1500, Stream: protocol.StreamStderr, Text: "ünïcode ✓ \xff"},
+					{UnixUS: us + 2000, Stream: protocol.StreamPlatform, Text: "log truncated: 1 more lines and 3 bytes dropped"},
+					{Stream: protocol.StreamConsole, Text: "an old agent's line"},
+				}},
+				{ActivationID: flood, Module: "_", Function: "f", Source: "local-mqtt", Output: []byte(`{}`), StartedUnixUS: us, Logs: hostile},
+				{ActivationID: quiet, Module: "_", Function: "f", Source: "local-api", Output: []byte(`{}`), StartedUnixUS: us},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []logLineInfo{
+				{Time: "2026-12-04T16:30:01.234567Z", Stream: "console", Text: "first line"},
+				{Time: "2026-12-04T16:30:01.236067Z", Stream: "stderr", Text: "ünïcode ✓ \uFFFD"},
+				{Time: "2026-12-04T16:30:01.236567Z", Stream: "wisp", Text: "log truncated: 1 more lines and 3 bytes dropped"},
+				{Stream: "console", Text: "an old agent's line"},
+			}
+			status, body := e.do(req{method: "GET", path: "/v1/activations/" + logged})
+			got := wantData[activationInfo](t, status, body, 200)
+			if fmt.Sprint(got.Logs) != fmt.Sprint(want) || got.Truncated {
+				t.Fatalf("logs %+v, want %+v", got.Logs, want)
+			}
+			if !strings.Contains(string(body), `"time":"2026-12-04T16:30:01.234567Z","stream":"console","text":"first line"`) {
+				t.Errorf("the JSON of a line: %s", body)
+			}
+
+			status, body = e.do(req{method: "GET", path: "/v1/activations/" + flood})
+			got = wantData[activationInfo](t, status, body, 200)
+			n := len(got.Logs)
+			if !got.Truncated || n != 5+1 || got.Logs[n-1].Stream != "wisp" || !strings.Contains(got.Logs[n-1].Text, "dropped") {
+				t.Fatalf("a hostile log: truncated %v, %d lines %+v; want 5 and the marker", got.Truncated, n, got.Logs)
+			}
+
+			status, body = e.do(req{method: "GET", path: "/v1/activations/" + quiet})
+			if got := wantData[activationInfo](t, status, body, 200); got.Logs == nil || len(got.Logs) != 0 || !strings.Contains(string(body), `"logs":[]`) {
+				t.Fatalf("no lines must show as []: %s", body)
+			}
+
+			status, body = e.do(req{method: "GET", path: "/v1/activations?function=f"})
+			list := wantData[[]activationInfo](t, status, body, 200)
+			if len(list) != 3 || fmt.Sprint(list[0].Logs) != fmt.Sprint(want) || len(list[1].Logs) != 6 || len(list[2].Logs) != 0 {
+				t.Fatalf("the list's logs: %s", body)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/scheduler"
@@ -64,7 +65,7 @@ func (d *Dispatcher) record(ctx context.Context, req invoke.Request, inv *protoc
 	a := store.Activation{
 		ID: inv.ActivationID, Module: req.Module, Function: req.Function, Digest: req.Digest, Agent: s.ID,
 		Source: req.SourceOrDefault(), Code: int(res.Code), Message: res.Message, Output: res.Output,
-		Started: started.UTC(), Duration: time.Since(started),
+		Started: started.UTC(), Duration: time.Since(started), Logs: activations.WireLogs(res.Logs),
 	}
 	wait := len(req.Sinks) > 0 && res.Code == protocol.OK
 	return d.recorder.Dispatched(context.WithoutCancel(ctx), a, req.Sinks, wait)

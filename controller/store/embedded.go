@@ -52,7 +52,9 @@ import (
 //	activations/       (since version 3)
 //	  <id>             -> started (µs since 1970, int64 big-endian), then activationRecord (JSON;
 //	                      its optional "truncated" came later without a new version: absent = false;
-//	                      its optional "owner" came with version 5: absent = the admin)
+//	                      its optional "owner" came with version 5: absent = the admin;
+//	                      its optional "logs" (encodeLogs, as base64) came later without a
+//	                      new version: absent = no lines)
 //	activationsbyfn/   (since version 3)
 //	  <fn key>/        one bucket per (module, function) that has activations;
 //	                   fn key = len(module) (uint16 big-endian), module, function

@@ -37,6 +37,11 @@ type activationRecord struct {
 	// Owner is absent from records written before version 5 (the admin's)
 	// and from the admin's.
 	Owner string `json:"owner,omitempty"`
+	// Logs are the log lines (encodeLogs). Absent from records without
+	// lines, and from those written before they were kept: no schema
+	// version came with them, since every record reads as it did (an older
+	// build ignores the field, a newer one reads its absence as no lines).
+	Logs []byte `json:"logs,omitempty"`
 }
 
 // deliveryRecord is a queued delivery as stored after its 8-byte next
@@ -114,7 +119,8 @@ func putActivation(tx *bolt.Tx, a Activation) error {
 	}
 	rec, err := json.Marshal(activationRecord{Module: a.Module, Function: a.Function, Digest: a.Digest,
 		Agent: a.Agent, Source: a.Source, Code: a.Code, Message: a.Message, Output: a.Output,
-		Duration: int64(a.Duration), Recorded: a.Recorded, Truncated: a.Truncated, Owner: a.Owner})
+		Duration: int64(a.Duration), Recorded: a.Recorded, Truncated: a.Truncated, Owner: a.Owner,
+		Logs: encodeLogs(a.Logs)})
 	if err != nil {
 		return err
 	}
@@ -143,7 +149,11 @@ func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
 	if err := json.Unmarshal(rec, &r); err != nil {
 		return Activation{}, fmt.Errorf("decode activation %q: %w", id, err)
 	}
-	return Activation{ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
+	logs, err := decodeLogs(r.Logs)
+	if err != nil {
+		return Activation{}, fmt.Errorf("decode activation %q: %w", id, err)
+	}
+	return Activation{Logs: logs, ID: string(id), Module: r.Module, Function: r.Function, Digest: r.Digest,
 		Agent: r.Agent, Source: r.Source, Code: r.Code, Message: r.Message, Output: r.Output,
 		Started: started, Duration: time.Duration(r.Duration), Recorded: r.Recorded.UTC(), Truncated: r.Truncated,
 		Owner: r.Owner}, nil

@@ -9,7 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Activations and sink deliveries in Postgres (migrations 0003 and 0004).
+// Activations and sink deliveries in Postgres (migrations 0003, 0004 and
+// 0009, the log lines: logs.go).
 //
 // A batch is written with two statements whatever its size: the activations
 // as arrays unnested into one INSERT ... ON CONFLICT (id) DO NOTHING
@@ -53,7 +54,7 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 		agents, sources, messages        = make([]string, n), make([]string, n), make([]string, n)
 		codes                            = make([]int32, n)
 		truncated                        = make([]bool, n)
-		outputs                          = make([][]byte, n)
+		outputs, logs                    = make([][]byte, n), make([][]byte, n)
 		started                          = make([]time.Time, n)
 		durations                        = make([]int64, n)
 		byID                             = make(map[string]int, n)
@@ -62,21 +63,21 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 		ids[i], modules[i], functions[i], digests[i] = a.ID, a.Module, a.Function, a.Digest
 		agents[i], sources[i], messages[i] = a.Agent, a.Source, a.Message
 		codes[i], outputs[i], started[i], durations[i] = int32(a.Code), a.Output, a.Started, int64(a.Duration)
-		truncated[i] = a.Truncated
+		truncated[i], logs[i] = a.Truncated, encodeLogs(a.Logs)
 		byID[a.ID] = i
 	}
 	var created int
 	err = p.inTx(ctx, func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `
-			INSERT INTO activations (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated, recorded, owner)
+			INSERT INTO activations (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated, logs, recorded, owner)
 			SELECT u.*, $13::timestamptz, coalesce(m.owner, '') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-				$7::integer[], $8::text[], $9::bytea[], $10::timestamptz[], $11::bigint[], $12::boolean[])
-				AS u (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated)
+				$7::integer[], $8::text[], $9::bytea[], $10::timestamptz[], $11::bigint[], $12::boolean[], $14::bytea[])
+				AS u (id, module, function, digest, agent, source, code, message, output, started, duration_ns, truncated, logs)
 				LEFT JOIN modules m ON m.name = u.module
 			ORDER BY u.id
 			ON CONFLICT (id) DO NOTHING
 			RETURNING id`,
-			ids, modules, functions, digests, agents, sources, codes, messages, outputs, started, durations, truncated, recorded)
+			ids, modules, functions, digests, agents, sources, codes, messages, outputs, started, durations, truncated, recorded, logs)
 		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err
@@ -116,16 +117,22 @@ func (p *Postgres) recordActivations(ctx context.Context, as []ActivationWithSin
 	return created, err
 }
 
-const activationColumns = `id, module, function, digest, agent, source, code, message, output, started, duration_ns, recorded, truncated, owner`
+const activationColumns = `id, module, function, digest, agent, source, code, message, output, started, duration_ns, recorded, truncated, owner, logs`
 
 func scanActivation(row pgx.Row) (Activation, error) {
 	var (
 		a        Activation
 		code     int32
 		duration int64
+		logs     []byte
 	)
 	err := row.Scan(&a.ID, &a.Module, &a.Function, &a.Digest, &a.Agent, &a.Source, &code, &a.Message,
-		&a.Output, &a.Started, &duration, &a.Recorded, &a.Truncated, &a.Owner)
+		&a.Output, &a.Started, &duration, &a.Recorded, &a.Truncated, &a.Owner, &logs)
+	if err == nil {
+		if a.Logs, err = decodeLogs(logs); err != nil {
+			err = fmt.Errorf("activation %q: %w", a.ID, err)
+		}
+	}
 	a.Code, a.Duration = int(code), time.Duration(duration)
 	a.Started, a.Recorded = a.Started.UTC(), a.Recorded.UTC()
 	return a, err

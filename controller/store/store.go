@@ -132,8 +132,9 @@ type Activation struct {
 	Duration time.Duration // kept exactly (nanoseconds)
 	Recorded time.Time     // set by the store
 	// Truncated says that Output or Message holds only the beginning of what
-	// the function returned: the recorder (controller/activations) bounds
-	// both before they are stored. The store keeps the flag as given.
+	// the function returned, or that Logs lost lines or bytes: the recorder
+	// (controller/activations) bounds them before they are stored. The
+	// store keeps the flag as given.
 	Truncated bool
 	// Logs are the lines the function wrote, in order, as the recorder
 	// bounded them (controller/activations); nil when it wrote none.

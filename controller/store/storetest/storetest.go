@@ -88,6 +88,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentRecord", testConcurrentRecord},
 		{"ActivationsReopen", testActivationsReopen},
 		{"ActivationTruncated", testActivationTruncated},
+		{"ActivationLogs", testActivationLogs},
+		{"ActivationLogsPruned", testActivationLogsPruned},
 		{"PruneBefore", testPruneBefore},
 		{"PruneBeyond", testPruneBeyond},
 		{"PruneBeyondPerFunction", testPruneBeyondPerFunction},

@@ -1,0 +1,12 @@
+-- 0009: an activation's log lines (issue 13), bounded by the recorder
+-- (controller/activations: 100 lines, 64 KiB of text by default).
+--
+-- One bytea per record in the store's own compact encoding (logs.go:
+-- per line a varint time delta in µs, a stream code and the text), not a
+-- table of lines or jsonb: the lines are always read and written together
+-- with their activation, retention removes them with its row, a guest's
+-- text may hold NUL bytes and invalid UTF-8 (which text and jsonb refuse),
+-- and a line costs its text plus 3-5 bytes instead of a row's 24-byte header
+-- and index entry. Large values are compressed and moved out of line by
+-- TOAST, as outputs are. NULL: no lines.
+ALTER TABLE activations ADD COLUMN logs bytea;
