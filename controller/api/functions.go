@@ -384,8 +384,14 @@ func (s *Server) invoke(c *fiber.Ctx) error {
 		req.Scheduling = *body.Scheduling
 	}
 	res, err := s.invoker.Invoke(c.UserContext(), req)
+	if id := invoke.ActivationOf(err); id != "" {
+		c.Set(invoke.ActivationHeader, id) // the envelope stays FunLess's
+	}
 	if err != nil {
 		return err
+	}
+	if res.Activation != "" {
+		c.Set(invoke.ActivationHeader, res.Activation)
 	}
 	out := res.Output
 	if len(out) == 0 {

@@ -80,6 +80,13 @@ type Config struct {
 	// fields: authlimit's defaults, 20 in a row then one a second); a
 	// client over it gets 429 before its token is looked up.
 	AuthLimit authlimit.Config
+	// Recorded wakes follow streams (GET /v1/activations?follow=1) when
+	// this process records activations; nil: they find them by polling
+	// the store every FollowPoll.
+	Recorded RecordedSignal
+	// MaxFollowers and MaxFollowersPerSubject cap the open follow streams;
+	// 0 means DefaultMaxFollowers and DefaultMaxFollowersPerSubject.
+	MaxFollowers, MaxFollowersPerSubject int
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -103,6 +110,9 @@ type Server struct {
 	// pushes without wait_for_workers, desired-set syncs); Run stops it
 	// after the drain.
 	bg *tasks.Group
+	// follow counts and ends the follow streams; recorded may be nil.
+	follow   *followers
+	recorded RecordedSignal
 }
 
 // New builds the API without doing any I/O.
@@ -132,6 +142,8 @@ func New(cfg Config) (*Server, error) {
 		maxInput:   cfg.MaxInvokeInputBytes,
 		authLimit:  authlimit.New(cfg.AuthLimit),
 		bg:         tasks.New(context.Background()),
+		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
+		recorded:   cfg.Recorded,
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -236,6 +248,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down the REST API", "timeout", s.drain)
+	// Follow streams never end by themselves: end them first.
+	fctx, cancel := context.WithTimeout(context.Background(), s.drain)
+	followErr := s.follow.shutdown(fctx)
+	cancel()
 	shutErr := s.app.ShutdownWithTimeout(s.drain)
 	// Shutdown closes only the listeners Serve has registered; close ln too
 	// in case Serve had not started yet, so that it cannot start serving now.
@@ -245,6 +261,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if shutErr != nil {
 		return fmt.Errorf("api: shutdown: %w", shutErr)
+	}
+	if followErr != nil {
+		return fmt.Errorf("api: shutdown: %w", followErr)
 	}
 	return nil
 }

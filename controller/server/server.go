@@ -160,7 +160,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	activationMetrics := activations.NewMetrics(reg)
-	recorder := activations.New(activations.Config{Store: st, Recorded: sinkWorker.Kick,
+	// The bell wakes the API's follow streams when activations are recorded.
+	bell := &activations.Bell{}
+	recorder := activations.New(activations.Config{Store: st, Recorded: func() { sinkWorker.Kick(); bell.Ring() },
 		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log})
 	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
 		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
@@ -208,6 +210,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		MaxInvokeInputBytes: cfg.MaxInputBytes,
 		Inspector:           runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
 		MetricsElsewhere:    cfg.MetricsListen != "",
+		Recorded:            bell,
 	})
 	if err != nil {
 		return err
