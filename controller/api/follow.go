@@ -236,7 +236,9 @@ func (fl *follower) serve(done context.Context, conn net.Conn, recorded Recorded
 		cancel()
 	}()
 	defer func() {
-		conn.Close() // ends the reader too
+		// fasthttp closes the connection when this returns (a hijacked
+		// conn's Close does nothing); a past deadline ends the reader now.
+		conn.SetReadDeadline(time.Now())
 		<-readerDone
 	}()
 
