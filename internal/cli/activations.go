@@ -248,7 +248,9 @@ func (a *app) activationCommand() *cobra.Command {
 				if r.Truncated {
 					kv = append(kv, [2]string{"truncated", "yes: the record kept only the beginning of the output or message"})
 				}
-				kv = append(kv, [2]string{"logs", fmt.Sprintf("%d line(s)", len(r.Logs))})
+				if len(r.Logs) > 0 {
+					kv = append(kv, [2]string{"logs", fmt.Sprintf("%d line(s):", len(r.Logs))})
+				}
 				if err := fields(w, kv); err != nil {
 					return err
 				}
