@@ -148,6 +148,11 @@ func LoadOrCreateToken(dir string) (string, error) {
 	return tok, nil
 }
 
+// ActivationHeader names the activation of an answer: the controller's
+// header (controller/invoke.ActivationHeader; this package may not import
+// the controller's).
+const ActivationHeader = "X-Wisp-Activation-Id"
+
 var nameRE = regexp.MustCompile(`^[_a-zA-Z0-9]{1,160}$`)
 
 // maxBody bounds a request body.
@@ -234,6 +239,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		status, detail := statusOf(err)
 		writeError(w, status, detail)
 		return
+	}
+	// The activation is recorded (in the outbox), also when the function
+	// failed: the answer names it, beside the FunLess envelope.
+	if res.ActivationID != "" {
+		w.Header().Set(ActivationHeader, res.ActivationID)
 	}
 	if res.Err != nil {
 		status, detail := statusOf(res.Err)

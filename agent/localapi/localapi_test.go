@@ -438,3 +438,57 @@ func TestTooLargeAndQuarantined(t *testing.T) {
 		t.Fatalf("another function: %d %s", status, body)
 	}
 }
+
+// TestLocalInvokeNamesActivation: every answer of an activation that was
+// recorded (ok, the function's error, a trap) carries its id in
+// X-Wisp-Activation-Id, the outbox entry's id, beside an unchanged
+// envelope; answers without an activation carry none.
+func TestLocalInvokeNamesActivation(t *testing.T) {
+	e := start(t)
+	tests := []struct {
+		path   string
+		status int
+		body   string // the whole envelope, when set
+		header bool
+	}{
+		{"/v1/fn/_/hello_c", 200, `{"data":{"payload":"Hello World!"}}`, true},
+		{"/v1/fn/_/guest_error", 422, `{"errors":{"detail":"Error: something went wrong"}}`, true},
+		{"/v1/fn/_/trap", 500, "", true},
+		{"/v1/fn/_/nope", 404, "", false},
+		{"/v1/fn/_/missing_code", 503, "", false},
+	}
+	var ids []string
+	for _, tt := range tests {
+		req, _ := http.NewRequest("POST", e.url+tt.path, strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		e.spec.Check(t, req, []byte(`{}`), true, resp, b)
+		id := resp.Header.Get(ActivationHeader)
+		if resp.StatusCode != tt.status || (tt.body != "" && strings.TrimSpace(string(b)) != tt.body) {
+			t.Fatalf("%s: %d %s", tt.path, resp.StatusCode, b)
+		}
+		if (id != "") != tt.header || (tt.header && len(id) != 26) {
+			t.Fatalf("%s: %s = %q, want one: %v", tt.path, ActivationHeader, id, tt.header)
+		}
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	entries, err := e.st.Outbox(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, en := range entries {
+		got = append(got, en.ActivationID)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("outbox ids %v, headers %v", got, ids)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -98,33 +99,129 @@ func (s *Server) getActivation(c *fiber.Ctx) error {
 	return c.JSON(dataBody[activationInfo]{toActivationInfo(a)})
 }
 
-// listActivations is GET /v1/activations?module=&function=&since=&after=&limit=.
-func (s *Server) listActivations(c *fiber.Ctx) error {
-	f := store.ActivationFilter{Module: c.Query("module"), Function: c.Query("function"), After: c.Query("after")}
+// activationPage is GET /v1/activations's answer: the page and, when the
+// page is full (there may be more), the cursor of the next one.
+type activationPage struct {
+	Data []activationInfo `json:"data"`
+	// Next is the id to pass as before (newest first) or after (oldest
+	// first) for the next page; absent when this page was the last.
+	Next string `json:"next,omitempty"`
+}
+
+// activationQuery parses the filters GET /v1/activations shares with its
+// follow mode: module, function, agent, status, source, since, until, and
+// the caller's ownership.
+func (s *Server) activationQuery(c *fiber.Ctx) (store.ActivationFilter, error) {
+	f := store.ActivationFilter{Module: c.Query("module"), Function: c.Query("function"), Source: c.Query("source")}
 	if subj := caller(c); !subj.Admin {
 		f.Owner = subj.Name // only the activations of its modules
 	}
 	if f.Module != "" {
 		if err := checkName("module", f.Module); err != nil {
-			return err
+			return f, err
 		}
 	}
 	if f.Function != "" {
 		if err := checkName("function", f.Function); err != nil {
-			return err
+			return f, err
 		}
 	}
-	if v := c.Query("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
+	switch f.Source {
+	case "", "api", "mqtt", "local-api", "local-mqtt":
+	default:
+		return f, fail(ErrBadRequest, "source %q: want api, mqtt, local-api or local-mqtt", f.Source)
+	}
+	switch st := store.ActivationStatus(c.Query("status")); st {
+	case "", store.StatusSuccess, store.StatusError:
+		f.Status = st
+	default:
+		return f, fail(ErrBadRequest, "status %q: want success or error", st)
+	}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if v := c.Query(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return f, fail(ErrBadRequest, "%s %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", p.name, v)
+			}
+			*p.t = t
+		}
+	}
+	if v := c.Query("agent"); v != "" {
+		agents, err := s.agentIDs(c, v)
 		if err != nil {
-			return fail(ErrBadRequest, "since %q: want an RFC 3339 time such as 2026-11-25T10:00:00Z", v)
+			return f, err
 		}
-		f.Since = t
+		f.Agents = agents
 	}
+	return f, nil
+}
+
+// agentIDs resolves the agent filter: an agent id ("ag_..."), or a name,
+// which selects every known agent of that name (names are not unique; a
+// name no agent has selects none). Removed agents are no longer known by
+// name, only by id.
+func (s *Server) agentIDs(c *fiber.Ctx, v string) ([]string, error) {
+	if strings.HasPrefix(v, "ag_") {
+		return []string{v}, nil
+	}
+	if len(v) > MaxNameLen {
+		return nil, fail(ErrBadRequest, "agent: want an agent id (ag_...) or a name of at most %d bytes", MaxNameLen)
+	}
+	all, err := s.store.ListAgents(c.UserContext())
+	if err != nil {
+		return nil, err
+	}
+	ids := []string{}
+	for _, a := range all {
+		if a.Name == v {
+			ids = append(ids, a.ID)
+		}
+	}
+	return ids, nil
+}
+
+// listActivations is GET /v1/activations: newest first (order=oldest for
+// oldest first), with the filters of activationQuery, before= and after=
+// id bounds, limit, and follow=1 for a stream (follow.go).
+func (s *Server) listActivations(c *fiber.Ctx) error {
+	f, err := s.activationQuery(c)
+	if err != nil {
+		return err
+	}
+	switch v := c.Query("follow"); v {
+	case "", "0", "false":
+	case "1", "true":
+		return s.followActivations(c, f)
+	default:
+		return fail(ErrBadRequest, "follow %q: want 1 or 0", v)
+	}
+	switch v := c.Query("order"); v {
+	case "", "newest":
+		f.Order = store.NewestFirst
+	case "oldest":
+		f.Order = store.OldestFirst
+	default:
+		return fail(ErrBadRequest, "order %q: want newest or oldest", v)
+	}
+	for _, p := range []struct {
+		name string
+		id   *string
+	}{{"after", &f.After}, {"before", &f.Before}} {
+		if v := c.Query(p.name); v != "" {
+			if len(v) != 26 {
+				return fail(ErrBadRequest, "%s %q: want an activation id (26 characters)", p.name, v)
+			}
+			*p.id = v
+		}
+	}
+	f.Limit = store.DefaultActivationLimit
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return fail(ErrBadRequest, "limit %q: want 1 to 1000", v)
+		if err != nil || n < 1 || n > store.MaxActivationLimit {
+			return fail(ErrBadRequest, "limit %q: want 1 to %d", v, store.MaxActivationLimit)
 		}
 		f.Limit = n
 	}
@@ -132,9 +229,12 @@ func (s *Server) listActivations(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := make([]activationInfo, len(as))
+	page := activationPage{Data: make([]activationInfo, len(as))}
 	for i, a := range as {
-		out[i] = toActivationInfo(a)
+		page.Data[i] = toActivationInfo(a)
 	}
-	return c.JSON(dataBody[[]activationInfo]{out})
+	if len(as) == f.Limit {
+		page.Next = as[len(as)-1].ID
+	}
+	return c.JSON(page)
 }

@@ -41,10 +41,10 @@ func testActivations(t *testing.T, e *env) {
 		t.Fatalf("failed activation %s", body)
 	}
 	status, body = e.do(req{method: "GET", path: "/v1/activations?function=f0"})
-	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 3 || list[0].ID != ids[0] {
-		t.Fatalf("function filter: %s", body)
+	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 3 || list[0].ID != ids[4] {
+		t.Fatalf("function filter, newest first: %s", body)
 	}
-	status, body = e.do(req{method: "GET", path: "/v1/activations?since=2026-11-25T10:03:00Z&limit=1"})
+	status, body = e.do(req{method: "GET", path: "/v1/activations?since=2026-11-25T10:03:00Z&limit=1&order=oldest"})
 	if list := wantData[[]activationInfo](t, status, body, 200); len(list) != 1 || list[0].ID != ids[3] {
 		t.Fatalf("since+limit: %s", body)
 	}

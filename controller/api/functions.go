@@ -394,8 +394,14 @@ func (s *Server) runInvoke(c *fiber.Ctx, trace tracing.SpanContext) error {
 	}
 	req.Trace = trace
 	res, err := s.invoker.Invoke(c.UserContext(), req)
+	if id := invoke.ActivationOf(err); id != "" {
+		c.Set(invoke.ActivationHeader, id) // the envelope stays FunLess's
+	}
 	if err != nil {
 		return err
+	}
+	if res.Activation != "" {
+		c.Set(invoke.ActivationHeader, res.Activation)
 	}
 	out := res.Output
 	if len(out) == 0 {

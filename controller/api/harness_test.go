@@ -81,6 +81,11 @@ type env struct {
 	admin  string // the admin's token
 	client *http.Client
 	spec   *testopenapi.Checker
+	server *Server
+	// cancel stops the server; stopped is closed when Run returned runErr.
+	cancel  context.CancelFunc
+	stopped chan struct{}
+	runErr  error
 }
 
 type envOption func(*Config)
@@ -110,21 +115,24 @@ func start(t testing.TB, st store.Store, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, ln) }()
+	stopped := make(chan struct{})
+	base := "http://" + ln.Addr().String()
+	e := &env{t: t, st: st, base: base, admin: token, spec: testopenapi.Load(t, base), server: srv, cancel: cancel, stopped: stopped}
+	go func() {
+		e.runErr = srv.Run(ctx, ln)
+		close(stopped)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+		case <-stopped:
+			if e.runErr != nil {
+				t.Errorf("Run: %v", e.runErr)
 			}
 		case <-time.After(15 * time.Second):
 			t.Errorf("Run did not return after cancel")
 		}
 	})
-	base := "http://" + ln.Addr().String()
-	e := &env{t: t, st: st, base: base, admin: token, spec: testopenapi.Load(t, base)}
 	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e

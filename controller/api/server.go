@@ -84,6 +84,13 @@ type Config struct {
 	// Tracer exports a span per invocation request (POST /v1/fn/...), the
 	// parent of the dispatcher's; nil, tracing off, reads no traceparent.
 	Tracer *tracing.Exporter
+	// Recorded wakes follow streams (GET /v1/activations?follow=1) when
+	// this process records activations; nil: they find them by polling
+	// the store every FollowPoll.
+	Recorded RecordedSignal
+	// MaxFollowers and MaxFollowersPerSubject cap the open follow streams;
+	// 0 means DefaultMaxFollowers and DefaultMaxFollowersPerSubject.
+	MaxFollowers, MaxFollowersPerSubject int
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -108,6 +115,9 @@ type Server struct {
 	// pushes without wait_for_workers, desired-set syncs); Run stops it
 	// after the drain.
 	bg *tasks.Group
+	// follow counts and ends the follow streams; recorded may be nil.
+	follow   *followers
+	recorded RecordedSignal
 }
 
 // New builds the API without doing any I/O.
@@ -138,6 +148,8 @@ func New(cfg Config) (*Server, error) {
 		authLimit:  authlimit.New(cfg.AuthLimit),
 		tracer:     cfg.Tracer,
 		bg:         tasks.New(context.Background()),
+		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
+		recorded:   cfg.Recorded,
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -242,6 +254,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down the REST API", "timeout", s.drain)
+	// Follow streams never end by themselves: end them first.
+	fctx, cancel := context.WithTimeout(context.Background(), s.drain)
+	followErr := s.follow.shutdown(fctx)
+	cancel()
 	shutErr := s.app.ShutdownWithTimeout(s.drain)
 	// Shutdown closes only the listeners Serve has registered; close ln too
 	// in case Serve had not started yet, so that it cannot start serving now.
@@ -251,6 +267,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if shutErr != nil {
 		return fmt.Errorf("api: shutdown: %w", shutErr)
+	}
+	if followErr != nil {
+		return fmt.Errorf("api: shutdown: %w", followErr)
 	}
 	return nil
 }

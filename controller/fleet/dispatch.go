@@ -227,7 +227,24 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		if err := d.record(ctx, req, inv, s, res, start); err != nil {
 			return invoke.Result{}, invoke.Failed("the function ran but its activation could not be recorded", err)
 		}
-		return resultOf(s, res)
+		return recordedAs(inv.ActivationID)(resultOf(s, res))
+	}
+}
+
+// recordedAs returns a function that names activation id on a result or
+// on its *invoke.Error: the caller's answer carries it (the
+// X-Wisp-Activation-Id header).
+func recordedAs(id string) func(invoke.Result, error) (invoke.Result, error) {
+	return func(r invoke.Result, err error) (invoke.Result, error) {
+		if err == nil {
+			r.Activation = id
+			return r, nil
+		}
+		var ie *invoke.Error
+		if errors.As(err, &ie) {
+			ie.Activation = id
+		}
+		return r, err
 	}
 }
 

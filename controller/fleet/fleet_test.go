@@ -524,3 +524,24 @@ func (h *recordCounter) count() int {
 	defer h.mu.Unlock()
 	return h.n
 }
+
+// TestInvokeNamesActivation: the dispatcher's answer names the activation
+// it recorded, on success and on the function's own error (the API sends
+// it as X-Wisp-Activation-Id).
+func TestInvokeNamesActivation(t *testing.T) {
+	c := startController(t)
+	startAgent(t, c.addr, c.token, "edge", t.TempDir())
+	waitFor(t, "agent", func() bool { return c.fleet.Connected() == 1 })
+	ok := createFunction(t, c.store, "hello", "hello_wat", "")
+	bad := createFunction(t, c.store, "bad", "guest_error", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := c.disp.Invoke(ctx, invoke.Request{Module: "_", Function: "hello", Digest: ok.Digest, Args: json.RawMessage(`{}`)})
+	if err != nil || len(res.Activation) != 26 {
+		t.Fatalf("hello: %+v, %v; want an activation id", res, err)
+	}
+	_, err = c.disp.Invoke(ctx, invoke.Request{Module: "_", Function: "bad", Digest: bad.Digest, Args: json.RawMessage(`{}`)})
+	if !errors.Is(err, invoke.ErrGuest) || len(invoke.ActivationOf(err)) != 26 || invoke.ActivationOf(err) == res.Activation {
+		t.Fatalf("guest error: %v, activation %q; want a new activation id", err, invoke.ActivationOf(err))
+	}
+}

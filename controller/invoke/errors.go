@@ -33,6 +33,19 @@ type Error struct {
 	Kind   error
 	Detail string
 	Cause  error
+	// Activation is the id of the failed invocation's activation record,
+	// when one was recorded (the function ran and failed); "" otherwise.
+	Activation string
+}
+
+// ActivationOf returns the activation id err carries (an *Error's
+// Activation), or "".
+func ActivationOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Activation
+	}
+	return ""
 }
 
 func (e *Error) Error() string {

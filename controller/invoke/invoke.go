@@ -87,10 +87,19 @@ type Scheduling struct {
 	Script   string `json:"script"`
 }
 
+// ActivationHeader is the response header that names an invocation's
+// activation (its record, GET /v1/activations/{id}) beside the FunLess
+// envelope, which stays as FunLess has it. The controller's REST API and
+// the agents' local API send it whenever an activation was recorded.
+const ActivationHeader = "X-Wisp-Activation-Id"
+
 // Result is a successful invocation.
 type Result struct {
 	// Output is the function's JSON output.
 	Output json.RawMessage
+	// Activation is the id of the invocation's activation record; "" when
+	// the dispatcher records none.
+	Activation string
 }
 
 // NoWorkers is the Dispatcher used until agents exist: every call fails

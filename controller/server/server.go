@@ -164,7 +164,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	activationMetrics := activations.NewMetrics(reg)
-	recorder := activations.New(activations.Config{Store: st, Recorded: sinkWorker.Kick,
+	// The bell wakes the API's follow streams when activations are recorded.
+	bell := &activations.Bell{}
+	recorder := activations.New(activations.Config{Store: st, Recorded: func() { sinkWorker.Kick(); bell.Ring() },
 		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log})
 	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
 		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
@@ -222,6 +224,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Inspector:           runtime.NewInspector(runtime.InspectConfig{Limits: limits, Compile: cfg.Compile}),
 		MetricsElsewhere:    cfg.MetricsListen != "",
 		Tracer:              tracer,
+		Recorded:            bell,
 	})
 	if err != nil {
 		return err

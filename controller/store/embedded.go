@@ -66,6 +66,9 @@ import (
 //	                      later without a new version: absent = read the activation's)
 //	quarantine/        (since version 4)
 //	  <digest>         -> quarantineRecord (JSON)
+//	activationsbyrecorded/ (since version 6) every activation, in the order recorded
+//	  <recorded (µs, int64 big-endian)> <id>
+//	                   -> empty
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not
@@ -89,8 +92,9 @@ var _ Store = (*Embedded)(nil)
 // embeddedVersion is the schema version this build writes and reads.
 // History: 1 (first version); 2 (join tokens and agents); 3 (activations
 // and the sink delivery queue); 4 (the quarantine); 5 (owners of modules,
-// scripts and activations).
-const embeddedVersion = 5
+// scripts and activations); 6 (activations in the order recorded, for
+// followers).
+const embeddedVersion = 6
 
 // embeddedLockTimeout is how long OpenEmbedded waits for another process to
 // release the file before failing with ErrLocked.
@@ -119,13 +123,15 @@ var (
 
 	bucketModuleOwners = []byte("moduleowners")
 
+	bucketActivationsByRecorded = []byte("activationsbyrecorded")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
 		bucketCodeRefs, bucketSubjects, bucketTokens, bucketScripts,
 		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds,
 		bucketActivations, bucketActivationsByFn, bucketDeliveries, bucketQuarantine,
-		bucketModuleOwners}
+		bucketModuleOwners, bucketActivationsByRecorded}
 )
 
 // embeddedUpgrades[v] turns a file of schema version v+1 into one of version
@@ -148,6 +154,25 @@ var embeddedUpgrades = []func(tx *bolt.Tx) error{
 	// have none recorded: they are the admin's.
 	func(tx *bolt.Tx) error {
 		return createBuckets(tx, bucketModuleOwners)
+	},
+	// 5 -> 6: the activations in the order recorded, indexed from their
+	// records.
+	func(tx *bolt.Tx) error {
+		if err := createBuckets(tx, bucketActivationsByRecorded); err != nil {
+			return err
+		}
+		byRec := tx.Bucket(bucketActivationsByRecorded)
+		return tx.Bucket(bucketActivations).ForEach(func(k, v []byte) error {
+			_, rec, err := splitMicros(v)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", k, err)
+			}
+			recorded, err := recordRecorded(rec)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", k, err)
+			}
+			return byRec.Put(recordedKey(recorded, k), nil)
+		})
 	},
 }
 

@@ -133,7 +133,28 @@ func putActivation(tx *bolt.Tx, a Activation) error {
 		return err
 	}
 	// bbolt keeps values until commit; neither slice is written again.
-	return byFn.Put([]byte(a.ID), v[:8])
+	if err := byFn.Put([]byte(a.ID), v[:8]); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketActivationsByRecorded).Put(recordedKey(a.Recorded, []byte(a.ID)), nil)
+}
+
+// recordedKey is the activationsbyrecorded/ key of an activation: its
+// recorded time then its id, so that the bucket's order is (Recorded, ID).
+func recordedKey(recorded time.Time, id []byte) []byte {
+	return append(appendMicros(make([]byte, 0, 8+len(id)), recorded), id...)
+}
+
+// recordRecorded reads the recorded time of an activation record without
+// decoding its output or message (json skips the fields it is not given).
+func recordRecorded(rec []byte) (time.Time, error) {
+	var r struct {
+		Recorded time.Time `json:"recorded"`
+	}
+	if err := json.Unmarshal(rec, &r); err != nil {
+		return time.Time{}, err
+	}
+	return storeTime(r.Recorded), nil
 }
 
 func getActivation(tx *bolt.Tx, id []byte) (Activation, error) {
@@ -220,23 +241,35 @@ func (e *Embedded) GetActivation(ctx context.Context, id string) (Activation, er
 	return viewOne(ctx, e, id, getActivation, "get activation %q")
 }
 
-// idCursor is one ascending walk over activation ids, in activations/ or in
-// one bucket of activationsbyfn/; each value starts with the started time.
+// idCursor is one walk over activation ids, ascending or descending, in
+// activations/ or in one bucket of activationsbyfn/; each value starts
+// with the started time.
 type idCursor struct {
 	c    *bolt.Cursor
 	k, v []byte
 }
 
-// ListActivations implements Store. Without a module or function it walks
-// activations/; otherwise it merges, by id, the walks of every
-// activationsbyfn/ bucket that matches (one for module and function, the
-// module's functions for a module alone, every module's function of that
-// name for a function alone).
+// ListActivations implements Store. In id order, without a module or
+// function it walks activations/; otherwise it merges, by id, the walks of
+// every activationsbyfn/ bucket that matches (one for module and function,
+// the module's functions for a module alone, every module's function of
+// that name for a function alone). OrderRecorded walks
+// activationsbyrecorded/. The started time is read from each value's
+// 8-byte prefix; the other conditions (owner, agents, source, status) need
+// the record, so a selective filter on them walks until it has Limit
+// matches or reaches the end.
 func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]Activation, error) {
 	limit := listLimit(f.Limit)
-	since := storeTime(f.Since)
 	as := []Activation{}
+	if f.Agents != nil && len(f.Agents) == 0 {
+		return as, nil
+	}
+	match := activationMatcher(f)
 	err := e.view(ctx, func(tx *bolt.Tx) error {
+		if f.Order == OrderRecorded {
+			return listRecorded(tx, f, limit, match, &as)
+		}
+		desc := f.Order == NewestFirst
 		var cursors []*idCursor
 		switch byFn := tx.Bucket(bucketActivationsByFn); {
 		case f.Module == "" && f.Function == "":
@@ -265,35 +298,42 @@ func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 			}
 		}
 		for _, ic := range cursors {
-			ic.k, ic.v = ic.c.Seek([]byte(f.After))
-			if f.After != "" && ic.k != nil && string(ic.k) == f.After {
-				ic.k, ic.v = ic.c.Next()
-			}
+			ic.start(f.After, f.Before, desc)
 		}
 		for len(as) < limit {
-			var min *idCursor
+			var next *idCursor
 			for _, ic := range cursors {
-				if ic.k != nil && (min == nil || bytes.Compare(ic.k, min.k) < 0) {
-					min = ic
+				if ic.k == nil {
+					continue
+				}
+				if next == nil || (bytes.Compare(ic.k, next.k) < 0) != desc {
+					next = ic
 				}
 			}
-			if min == nil {
+			if next == nil {
 				return nil
 			}
-			started, _, err := splitMicros(min.v)
-			if err != nil {
-				return fmt.Errorf("activation %q: %w", min.k, err)
+			if (desc && f.After != "" && string(next.k) <= f.After) || (!desc && f.Before != "" && string(next.k) >= f.Before) {
+				return nil // past the other bound
 			}
-			if since.IsZero() || !started.Before(since) {
-				a, err := getActivation(tx, min.k)
+			started, _, err := splitMicros(next.v)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", next.k, err)
+			}
+			if inStarted(f, started) {
+				a, err := getActivation(tx, next.k)
 				if err != nil {
 					return err
 				}
-				if f.Owner == "" || a.Owner == f.Owner {
+				if match(a) {
 					as = append(as, a)
 				}
 			}
-			min.k, min.v = min.c.Next()
+			if desc {
+				next.k, next.v = next.c.Prev()
+			} else {
+				next.k, next.v = next.c.Next()
+			}
 		}
 		return nil
 	})
@@ -301,6 +341,84 @@ func (e *Embedded) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 		return nil, boltFail(err, "list activations")
 	}
 	return as, nil
+}
+
+// start places ic on the first id of its walk: ascending, the first one
+// after after; descending, the last one before before.
+func (ic *idCursor) start(after, before string, desc bool) {
+	if !desc {
+		ic.k, ic.v = ic.c.Seek([]byte(after))
+		if after != "" && ic.k != nil && string(ic.k) == after {
+			ic.k, ic.v = ic.c.Next()
+		}
+		return
+	}
+	if before == "" {
+		ic.k, ic.v = ic.c.Last()
+		return
+	}
+	ic.k, ic.v = ic.c.Seek([]byte(before))
+	if ic.k == nil {
+		ic.k, ic.v = ic.c.Last() // every id is before it
+	} else {
+		ic.k, ic.v = ic.c.Prev() // the first id >= before: step back
+	}
+}
+
+// listRecorded appends to as the activations of activationsbyrecorded/
+// after (f.RecordedAfter, f.RecordedAfterID) that f selects, at most limit.
+func listRecorded(tx *bolt.Tx, f ActivationFilter, limit int, match func(Activation) bool, as *[]Activation) error {
+	c := tx.Bucket(bucketActivationsByRecorded).Cursor()
+	var k []byte
+	if f.RecordedAfter.IsZero() && f.RecordedAfterID == "" {
+		k, _ = c.First()
+	} else {
+		from := recordedKey(storeTime(f.RecordedAfter), []byte(f.RecordedAfterID))
+		k, _ = c.Seek(from)
+		if k != nil && bytes.Equal(k, from) {
+			k, _ = c.Next()
+		}
+	}
+	for ; k != nil && len(*as) < limit; k, _ = c.Next() {
+		if len(k) < 8 {
+			return fmt.Errorf("malformed activationsbyrecorded key %x", k)
+		}
+		id := k[8:]
+		if (f.After != "" && string(id) <= f.After) || (f.Before != "" && string(id) >= f.Before) {
+			continue
+		}
+		a, err := getActivation(tx, id)
+		if err != nil {
+			return fmt.Errorf("activationsbyrecorded %x: %w", k, err)
+		}
+		if inStarted(f, a.Started) && match(a) {
+			*as = append(*as, a)
+		}
+	}
+	return nil
+}
+
+// inStarted reports whether started is within f's Since and Until.
+func inStarted(f ActivationFilter, started time.Time) bool {
+	since, until := storeTime(f.Since), storeTime(f.Until)
+	return (since.IsZero() || !started.Before(since)) && (until.IsZero() || started.Before(until))
+}
+
+// activationMatcher tests the conditions of f that only the record holds.
+func activationMatcher(f ActivationFilter) func(Activation) bool {
+	return func(a Activation) bool {
+		switch {
+		case f.Module != "" && a.Module != f.Module,
+			f.Function != "" && a.Function != f.Function,
+			f.Owner != "" && a.Owner != f.Owner,
+			f.Source != "" && a.Source != f.Source,
+			f.Status == StatusSuccess && a.Code != 0,
+			f.Status == StatusError && a.Code == 0,
+			f.Agents != nil && !slices.Contains(f.Agents, a.Agent):
+			return false
+		}
+		return true
+	}
 }
 
 // disownActivations gives the activations of subject to the admin.
@@ -489,8 +607,22 @@ func recordFunction(rec []byte) (module, function string, err error) {
 // bucket goes with its last activation.
 func deleteActivations(tx *bolt.Tx, ids, fns [][]byte) error {
 	acts, byFn := tx.Bucket(bucketActivations), tx.Bucket(bucketActivationsByFn)
+	byRec := tx.Bucket(bucketActivationsByRecorded)
 	emptied := map[string]bool{}
 	for i, id := range ids {
+		if v := acts.Get(id); v != nil {
+			_, rec, err := splitMicros(v)
+			if err != nil {
+				return fmt.Errorf("activation %q: %w", id, err)
+			}
+			recorded, err := recordRecorded(rec)
+			if err != nil {
+				return fmt.Errorf("decode activation %q: %w", id, err)
+			}
+			if err := byRec.Delete(recordedKey(recorded, id)); err != nil {
+				return err
+			}
+		}
 		if err := acts.Delete(id); err != nil {
 			return err
 		}

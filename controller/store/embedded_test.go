@@ -416,6 +416,12 @@ func checkFixtureActivations(t *testing.T, s store.Store) {
 	if err != nil || len(as) != 2 || as[0].ID != fixtureActivationID(1) || as[1].ID != fixtureActivationID(2) {
 		t.Fatalf("ListActivations of math/add = %+v, %v", as, err)
 	}
+	// activationsbyrecorded (version 6) holds them too, also in a file
+	// upgraded from before it.
+	byRec, err := s.ListActivations(ctx, store.ActivationFilter{Order: store.OrderRecorded})
+	if err != nil || len(byRec) != len(fixtureActivations()) {
+		t.Fatalf("ListActivations in recorded order = %d, %v; want %d", len(byRec), err, len(fixtureActivations()))
+	}
 	if ds, err := s.PendingDeliveries(ctx, fixtureLater.Add(-time.Second), 0); err != nil || len(ds) != 0 {
 		t.Fatalf("PendingDeliveries before the retry = %+v, %v", ds, err)
 	}

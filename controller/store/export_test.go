@@ -146,8 +146,14 @@ func checkActivations(tx *bolt.Tx) error {
 		if b == nil || !bytes.Equal(b.Get(id), v[:8]) {
 			fail("activation %q of %s/%s: missing or wrong in activationsbyfn", id, a.Module, a.Function)
 		}
+		if tx.Bucket(bucketActivationsByRecorded).Get(recordedKey(a.Recorded, id)) == nil {
+			fail("activation %q recorded %s: missing in activationsbyrecorded", id, a.Recorded)
+		}
 		return nil
 	})
+	if n, m := tx.Bucket(bucketActivations).Stats().KeyN, tx.Bucket(bucketActivationsByRecorded).Stats().KeyN; n != m {
+		fail("%d activations but %d activationsbyrecorded entries", n, m)
+	}
 	_ = tx.Bucket(bucketActivationsByFn).ForEachBucket(func(k []byte) error {
 		if _, _, ok := parseFnKey(k); !ok {
 			fail("malformed activationsbyfn key %x", k)

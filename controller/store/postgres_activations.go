@@ -149,7 +149,10 @@ func (p *Postgres) GetActivation(ctx context.Context, id string) (Activation, er
 
 // ListActivations implements Store. The query names only the conditions f
 // sets, so that the planner (and pgx's statement cache) sees each shape on
-// its own rather than one generic plan with "$1 = ” OR ..." terms.
+// its own rather than one generic plan with "$1 = ” OR ..." terms. The
+// indexes it can walk in order are the primary key (either way),
+// (module, function, id), (owner, id), (agent, id), the failed ones' id
+// and (recorded, id) (migrations 0003, 0007 and 0010).
 func (p *Postgres) ListActivations(ctx context.Context, f ActivationFilter) ([]Activation, error) {
 	var (
 		where []string
@@ -170,18 +173,47 @@ func (p *Postgres) ListActivations(ctx context.Context, f ActivationFilter) ([]A
 		// activations_owner_id too.
 		add("owner = $%d AND owner <> ''", f.Owner)
 	}
+	if f.Agents != nil {
+		add("agent = ANY($%d::text[])", f.Agents)
+	}
+	if f.Source != "" {
+		add("source = $%d", f.Source)
+	}
+	switch f.Status {
+	case StatusSuccess:
+		where = append(where, "code = 0")
+	case StatusError:
+		where = append(where, "code <> 0")
+	}
 	if !f.Since.IsZero() {
 		add("started >= $%d", storeTime(f.Since))
 	}
+	if !f.Until.IsZero() {
+		add("started < $%d", storeTime(f.Until))
+	}
 	if f.After != "" {
 		add("id > $%d", f.After)
+	}
+	if f.Before != "" {
+		add("id < $%d", f.Before)
+	}
+	order := "id"
+	switch f.Order {
+	case NewestFirst:
+		order = "id DESC"
+	case OrderRecorded:
+		order = "recorded, id"
+		if !f.RecordedAfter.IsZero() || f.RecordedAfterID != "" {
+			args = append(args, storeTime(f.RecordedAfter), f.RecordedAfterID)
+			where = append(where, fmt.Sprintf("(recorded, id) > ($%d, $%d)", len(args)-1, len(args)))
+		}
 	}
 	q := `SELECT ` + activationColumns + ` FROM activations`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
 	args = append(args, listLimit(f.Limit))
-	q += fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args))
+	q += fmt.Sprintf(` ORDER BY %s LIMIT $%d`, order, len(args))
 	rows, _ := p.pool.Query(ctx, q, args...)
 	as, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Activation, error) { return scanActivation(r) })
 	if err != nil {

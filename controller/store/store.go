@@ -196,15 +196,52 @@ type SinkDelivery struct {
 	NextAttempt time.Time // not to be delivered before; set to Recorded when queued
 }
 
-// ActivationFilter selects activations for ListActivations.
+// ActivationFilter selects activations for ListActivations. Every
+// condition set must hold.
 type ActivationFilter struct {
-	Module   string    // "" = any
-	Function string    // "" = any
-	Owner    string    // "" = any; otherwise only that subject's activations (Activation.Owner)
-	Since    time.Time // activations started at or after; zero = any
-	After    string    // only ids > After (cursor paging); "" = from the start
-	Limit    int       // <= 0: DefaultActivationLimit; capped at MaxActivationLimit
+	Module   string // "" = any
+	Function string // "" = any
+	Owner    string // "" = any; otherwise only that subject's activations (Activation.Owner)
+	// Agents: nil = any; otherwise only activations run by one of these
+	// agent ids (an empty, non-nil slice selects none).
+	Agents []string
+	Source string           // "" = any; otherwise Activation.Source
+	Status ActivationStatus // "" = any
+	Since  time.Time        // activations started at or after; zero = any
+	Until  time.Time        // activations started before; zero = any
+	After  string           // only ids > After (cursor paging); "" = no bound
+	Before string           // only ids < Before (cursor paging); "" = no bound
+	// Order is the order of the list, and of the walk that Limit cuts.
+	Order ActivationOrder
+	// RecordedAfter and RecordedAfterID, with OrderRecorded only: only
+	// activations whose (Recorded, ID) pair comes after this pair (zero
+	// time and "": from the start). Followers page with it.
+	RecordedAfter   time.Time
+	RecordedAfterID string
+	Limit           int // <= 0: DefaultActivationLimit; capped at MaxActivationLimit
 }
+
+// ActivationStatus selects activations by outcome.
+type ActivationStatus string
+
+const (
+	StatusSuccess ActivationStatus = "success" // Code == 0
+	StatusError   ActivationStatus = "error"   // Code != 0
+)
+
+// ActivationOrder is the order ListActivations returns.
+type ActivationOrder int
+
+const (
+	// OldestFirst: ascending id (the zero value).
+	OldestFirst ActivationOrder = iota
+	// NewestFirst: descending id, that is newest start first.
+	NewestFirst
+	// OrderRecorded: ascending (Recorded, ID), the order in which the store
+	// recorded them; an activation recorded late (an agent's outbox after a
+	// partition) comes after the ones recorded before it, whatever its id.
+	OrderRecorded
+)
 
 const (
 	// DefaultActivationLimit is how many activations (or deliveries) a list

@@ -35,6 +35,8 @@ type request struct {
 	body        io.Reader
 	length      int64 // of body, when known (-1 otherwise)
 	contentType string
+	// header, when not nil, receives the answer's header (also of a failure).
+	header *http.Header
 }
 
 // do sends req and returns the raw `data` value of a 2xx answer (nil for
@@ -66,6 +68,9 @@ func (c *client) do(ctx context.Context, req request) (json.RawMessage, int, err
 		return nil, 0, reachError(c.host, err)
 	}
 	defer resp.Body.Close()
+	if req.header != nil {
+		*req.header = resp.Header
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, resp.StatusCode, fmt.Errorf("reading the controller's answer from %s: %v", c.host, err)

@@ -193,7 +193,9 @@ func TestAgainstController(t *testing.T) {
 		}
 	}
 	has(ok("activation", "list", "-m", "_", "-f", "hello"), "_/hello", "success")
-	has(ok("activation", "get", acts[0].ID), acts[0].ID, "success", `{"payload":"Hello Ada!"}`)
+	// Newest first: Bob's call, then Ada's.
+	has(ok("activation", "get", acts[0].ID), acts[0].ID, "success", `{"payload":"Hello Bob!"}`)
+	has(ok("activation", "get", acts[1].ID), acts[1].ID, "success", `{"payload":"Hello Ada!"}`)
 
 	// Clean up.
 	has(ok("fn", "delete", "hello"), "deleted function hello from module _")

@@ -22,7 +22,7 @@ func fnPath(mod, fn string) string {
 
 func (a *app) fnCommand() *cobra.Command {
 	cmd := group("fn", "Upload, invoke and manage functions; make new ones", "function", "fns")
-	cmd.AddCommand(a.fnUploadCommand(false), a.fnUploadCommand(true), a.fnInvokeCommand(),
+	cmd.AddCommand(a.fnUploadCommand(false), a.fnUploadCommand(true), a.fnInvokeCommand(), a.fnLogsCommand(),
 		a.fnGetCommand(), a.fnListCommand(), a.fnDeleteCommand(), a.fnNewCommand(), a.fnBuildCommand())
 	return cmd
 }
@@ -189,9 +189,19 @@ object (-j '{"name":"Ada"}'). --script picks an APP scheduling script.`,
 				return err
 			}
 			r, n := jsonBody(body)
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: fnPath(mod, name), body: r, length: n, contentType: "application/json"}, nil)
+			var h http.Header
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: fnPath(mod, name), body: r, length: n,
+				contentType: "application/json", header: &h}, nil)
+			id := h.Get(activationHeader)
 			if err != nil {
+				if id != "" {
+					return fmt.Errorf("%w (activation %s)", err, id)
+				}
 				return err
+			}
+			if a.g.output == "json" {
+				// The output and the activation that recorded it.
+				return a.printJSON(mustJSON(map[string]any{"activation": id, "output": json.RawMessage(compactOrNull(data))}))
 			}
 			var out bytes.Buffer
 			if json.Compact(&out, data) != nil {

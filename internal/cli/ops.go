@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -204,113 +203,6 @@ func (a *app) agentCommand() *cobra.Command {
 	}
 	cmd.AddCommand(list)
 	cmd.AddCommand(a.agentControlCommands()...)
-	return cmd
-}
-
-type activation struct {
-	ID         string          `json:"id"`
-	Module     string          `json:"module"`
-	Function   string          `json:"function"`
-	Digest     string          `json:"digest"`
-	Agent      string          `json:"agent"`
-	Source     string          `json:"source"`
-	Status     string          `json:"status"`
-	Code       int             `json:"code"`
-	Message    string          `json:"message"`
-	Output     json.RawMessage `json:"output"`
-	Started    string          `json:"started"`
-	DurationUS int64           `json:"duration_us"`
-	Truncated  bool            `json:"truncated"`
-}
-
-func duration(us int64) string {
-	return (time.Duration(us) * time.Microsecond).String()
-}
-
-func (a *app) activationCommand() *cobra.Command {
-	cmd := group("activation", "Records of past invocations", "activations", "act")
-	get := &cobra.Command{
-		Use: "get <id>", Short: "Show one activation", Args: nargs(1, 1, "<id>"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var r activation
-			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/activations/" + url.PathEscape(args[0])}, &r)
-			if err != nil {
-				return err
-			}
-			return a.emit(data, func(w io.Writer) error {
-				kv := [][2]string{{"id", r.ID}, {"function", r.Module + "/" + r.Function}, {"status", r.Status},
-					{"source", r.Source}, {"agent", r.Agent}, {"started", when(r.Started)},
-					{"duration", duration(r.DurationUS)}, {"digest", r.Digest}}
-				if r.Status != "success" {
-					kv = append(kv, [2]string{"code", strconv.Itoa(r.Code)}, [2]string{"message", r.Message})
-				}
-				if len(r.Output) > 0 {
-					kv = append(kv, [2]string{"output", compactOrNone(r.Output)})
-				}
-				if r.Truncated {
-					kv = append(kv, [2]string{"truncated", "yes: the record kept only the beginning of the output or message"})
-				}
-				return fields(w, kv)
-			})
-		},
-	}
-	var mod, fn, since, after string
-	var limit int
-	list := &cobra.Command{
-		Use: "list", Aliases: []string{"ls"}, Short: "List activations, oldest first", Args: nargs(0, 0, ""),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			q := url.Values{}
-			if mod != "" {
-				q.Set("module", mod)
-			}
-			if fn != "" {
-				q.Set("function", fn)
-			}
-			if since != "" {
-				t, err := parseSince(since, time.Now())
-				if err != nil {
-					return usagef(cmd, "--since %q: want an RFC 3339 time (2025-01-02T15:04:05Z) or a duration ago (1h, 30m)", since)
-				}
-				q.Set("since", t)
-			}
-			if after != "" {
-				q.Set("after", after)
-			}
-			if cmd.Flags().Changed("limit") {
-				if limit < 1 || limit > 1000 {
-					return usagef(cmd, "--limit %d: want 1 to 1000", limit)
-				}
-				q.Set("limit", strconv.Itoa(limit))
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			var acts []activation
-			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/activations", query: q}, &acts)
-			if err != nil {
-				return err
-			}
-			return a.emit(data, func(w io.Writer) error {
-				rows := make([][]string, len(acts))
-				for i, r := range acts {
-					rows[i] = []string{r.ID, r.Module + "/" + r.Function, r.Status, r.Source, r.Agent, when(r.Started), duration(r.DurationUS)}
-				}
-				return table(w, []string{"ID", "FUNCTION", "STATUS", "SOURCE", "AGENT", "STARTED", "DURATION"}, rows)
-			})
-		},
-	}
-	f := list.Flags()
-	f.StringVarP(&mod, "module", "m", "", "only this module")
-	f.StringVarP(&fn, "function", "f", "", "only this function")
-	f.StringVar(&since, "since", "", "only activations started since an RFC 3339 time or a duration ago (1h)")
-	f.StringVar(&after, "after", "", "only activations after this id (paging)")
-	f.IntVar(&limit, "limit", 100, "at most this many (1 to 1000)")
-	cmd.AddCommand(get, list)
 	return cmd
 }
 

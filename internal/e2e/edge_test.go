@@ -178,7 +178,7 @@ func listActivations(t *testing.T, c *controller, fn string) []activation {
 	var all []activation
 	after := ""
 	for {
-		status, b := c.do(t, "GET", "/v1/activations?function="+fn+"&limit=1000&after="+after, nil, "")
+		status, b := c.do(t, "GET", "/v1/activations?order=oldest&function="+fn+"&limit=1000&after="+after, nil, "")
 		if status != 200 {
 			t.Fatalf("list activations: %d %s", status, b)
 		}

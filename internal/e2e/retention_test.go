@@ -65,7 +65,7 @@ func (c *controller) activations(t *testing.T, fn string) []retainedActivation {
 	var all []retainedActivation
 	after := ""
 	for {
-		status, b := c.do(t, "GET", "/v1/activations?function="+fn+"&limit=1000&after="+after, nil, "")
+		status, b := c.do(t, "GET", "/v1/activations?order=oldest&function="+fn+"&limit=1000&after="+after, nil, "")
 		if status != 200 {
 			t.Fatalf("list activations: %d %s", status, b)
 		}
