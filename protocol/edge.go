@@ -133,11 +133,16 @@ func (o *OutboxEntry) UnmarshalBinary(p []byte) error {
 }
 
 func (m *OutboxBatch) decode(d decoder) error {
+	lines := 0
 	for d.next() {
 		if d.tag == 1 {
 			var o OutboxEntry
 			if err := o.decode(decoder{buf: d.val, typ: d.typ, alias: d.alias}); err != nil {
 				return err
+			}
+			if lines += len(o.Logs); lines > MaxLogLines {
+				d.fail("more than MaxLogLines log lines in the batch")
+				break
 			}
 			m.Entries = append(m.Entries, o)
 		}

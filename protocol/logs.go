@@ -77,6 +77,14 @@ func (l *LogLine) decode(d decoder) error {
 	return d.err
 }
 
+// MaxLogLines is the most log lines one message may carry: a Result, one
+// OutboxEntry, and all the entries of an OutboxBatch together. More makes
+// the message malformed, so a peer cannot turn a 64 MiB frame of empty
+// lines (2 bytes each on the wire) into a gigabyte of decoded ones. An
+// agent keeps at most 10,000 lines and a marker per activation, and cuts
+// its outbox batches to stay within it.
+const MaxLogLines = 1 << 16
+
 // appendLogLines encodes lines as repeated nested values of tag.
 func appendLogLines(e *encoder, tag uint64, lines []LogLine) {
 	var sub []byte
@@ -89,6 +97,10 @@ func appendLogLines(e *encoder, tag uint64, lines []LogLine) {
 
 // decodeLogLine decodes one nested LogLine value of d and appends it.
 func decodeLogLine(d *decoder, lines []LogLine) []LogLine {
+	if len(lines) >= MaxLogLines {
+		d.fail("more than MaxLogLines log lines")
+		return lines
+	}
 	var l LogLine
 	if err := l.decode(decoder{buf: d.val, typ: d.typ, alias: d.alias}); err != nil {
 		if d.err == nil {

@@ -398,3 +398,26 @@ func TestLogStreamString(t *testing.T) {
 		}
 	}
 }
+
+// A peer cannot make a receiver decode more than MaxLogLines lines from
+// one message: empty lines cost 2 bytes on the wire and 32 decoded.
+func TestMaxLogLines(t *testing.T) {
+	at := &Result{Logs: make([]LogLine, MaxLogLines)}
+	var r Result
+	if err := r.UnmarshalBinary(at.Append(nil)); err != nil || len(r.Logs) != MaxLogLines {
+		t.Fatalf("at the cap: %v, %d lines", err, len(r.Logs))
+	}
+	over := &Result{Logs: make([]LogLine, MaxLogLines+1)}
+	if err := r.UnmarshalBinary(over.Append(nil)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("over the cap: %v, want ErrMalformed", err)
+	}
+	half := OutboxEntry{Logs: make([]LogLine, MaxLogLines/2+1)}
+	batch := &OutboxBatch{Entries: []OutboxEntry{half, half}}
+	var b OutboxBatch
+	if err := b.UnmarshalBinary(batch.Append(nil)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a batch over the cap: %v, want ErrMalformed", err)
+	}
+	if err := b.UnmarshalBinary((&OutboxBatch{Entries: []OutboxEntry{half}}).Append(nil)); err != nil {
+		t.Fatalf("a batch within the cap: %v", err)
+	}
+}

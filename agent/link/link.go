@@ -429,8 +429,34 @@ func (l *Link) Kick() {
 	}
 }
 
-// outboxBatch bounds the activations sent in one OutboxBatch.
-const outboxBatch = 500
+// outboxBatch bounds the activations sent in one OutboxBatch;
+// outboxBatchBytes bounds their outputs, messages and log texts together,
+// well within protocol.MaxFrameSize. A batch also carries at most
+// protocol.MaxLogLines log lines (see batchPrefix).
+const (
+	outboxBatch      = 500
+	outboxBatchBytes = 16 << 20
+)
+
+// batchPrefix returns the longest prefix of entries that fits one batch:
+// at most outboxBatchBytes of outputs, messages and log texts (roughly the
+// encoded size) and protocol.MaxLogLines log lines, and never less than
+// one entry (an agent keeps one activation far within both).
+func batchPrefix(entries []protocol.OutboxEntry) []protocol.OutboxEntry {
+	size, lines := 0, 0
+	for i := range entries {
+		e := &entries[i]
+		n := len(e.Output) + len(e.Message) + 256
+		for _, l := range e.Logs {
+			n += len(l.Text) + 16
+		}
+		size, lines = size+n, lines+len(e.Logs)
+		if i > 0 && (size > outboxBatchBytes || lines > protocol.MaxLogLines) {
+			return entries[:i]
+		}
+	}
+	return entries
+}
 
 // drainOutbox streams the outbox to the controller while connected: a batch
 // at a time on a stream of its own, deleting entries only once the
@@ -452,7 +478,7 @@ func (l *Link) drainOutbox(ctx context.Context, conn *quic.Conn) error {
 			}
 			continue
 		}
-		if err := l.sendBatch(ctx, conn, entries); err != nil {
+		if err := l.sendBatch(ctx, conn, batchPrefix(entries)); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
 	}

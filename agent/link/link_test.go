@@ -461,3 +461,35 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("connection closed with %v, want the agent's CloseShutdown", err)
 	}
 }
+
+// A batch stays within the wire's log line cap and a byte budget, and
+// always carries at least one entry.
+func TestBatchPrefix(t *testing.T) {
+	lines := func(n int) []protocol.LogLine { return make([]protocol.LogLine, n) }
+	big := make([]byte, 4<<20)
+	cases := []struct {
+		name    string
+		entries []protocol.OutboxEntry
+		want    int
+	}{
+		{"small", make([]protocol.OutboxEntry, 500), 500},
+		{"lines", []protocol.OutboxEntry{{Logs: lines(10001)}, {Logs: lines(10001)}, {Logs: lines(10001)}, {Logs: lines(10001)},
+			{Logs: lines(10001)}, {Logs: lines(10001)}, {Logs: lines(10001)}}, 6},
+		{"bytes", []protocol.OutboxEntry{{Output: big}, {Output: big}, {Output: big}, {Output: big}, {Output: big}}, 3},
+		{"one huge", []protocol.OutboxEntry{{Output: make([]byte, 20<<20)}, {}}, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := batchPrefix(c.entries)
+			if len(got) != c.want {
+				t.Fatalf("%d entries, want %d", len(got), c.want)
+			}
+			// What the prefix holds decodes: within the frame and the line cap.
+			b := (&protocol.OutboxBatch{Entries: got}).Append(nil)
+			var back protocol.OutboxBatch
+			if err := back.UnmarshalBinary(b); err != nil && c.name != "one huge" {
+				t.Fatalf("the batch does not decode: %v", err)
+			}
+		})
+	}
+}
