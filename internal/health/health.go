@@ -22,6 +22,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -223,4 +224,21 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// LocalURL is the URL of path on a server of this machine that listens on
+// listen (host:port as the servers' settings take it): a wildcard or empty
+// host becomes loopback.
+func LocalURL(scheme, listen, path string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + path, nil
 }
