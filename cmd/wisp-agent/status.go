@@ -229,7 +229,8 @@ func healthcheckCommand(d deps) *cobra.Command {
 		Use:   "healthcheck [flags]",
 		Short: "Exit 0 when the agent on this machine is ready (/readyz; --live: /healthz), else 1",
 		Long: `GET the agent's /readyz (or /healthz with --live) on this machine and exit 0
-when it answers 200, 1 otherwise, for container and service health checks.
+when it answers 200 within --wait (it tries every 200ms), 1 otherwise, for container
+and service health checks.
 It asks the metrics listener (--metrics-addr), else the local API
 (--local-api), as the agent's settings give them; --url overrides both.`,
 		Args: cobra.NoArgs,
@@ -257,7 +258,7 @@ It asks the metrics listener (--metrics-addr), else the local API
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			if err := health.Get(ctx, &http.Client{}, url); err != nil {
+			if err := health.Wait(ctx, &http.Client{}, url); err != nil {
 				return fmt.Errorf("%s: %w", url, err)
 			}
 			fmt.Fprintln(d.stdout, "ok")
@@ -267,6 +268,6 @@ It asks the metrics listener (--metrics-addr), else the local API
 	addFlags(cmd.Flags(), "metrics_addr", "local_api")
 	cmd.Flags().BoolVar(&live, "live", false, "check liveness (/healthz) instead of readiness (/readyz)")
 	cmd.Flags().StringVar(&url, "url", "", "probe this `URL` instead")
-	cmd.Flags().DurationVar(&timeout, "wait", 3*time.Second, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "wait", 3*time.Second, "keep trying for this long (every 200ms) before giving up")
 	return cmd
 }

@@ -25,7 +25,8 @@ func healthcheckCommand(d deps) *cobra.Command {
 		Use:   "healthcheck [flags]",
 		Short: "Exit 0 when the controller on this machine is ready (/readyz; --live: /healthz), else 1",
 		Long: `GET the controller's /readyz (or /healthz with --live) on this machine and
-exit 0 when it answers 200, 1 otherwise, for container health checks. It asks
+exit 0 when it answers 200 within --wait (it tries every 200ms), 1 otherwise,
+for container health checks. It asks
 the metrics listener (--metrics-addr) when there is one, else the REST port
 (--listen; over TLS unless --tls off, without checking the certificate: the
 answer is only ok or not, from this machine); --url overrides both.`,
@@ -59,7 +60,7 @@ answer is only ok or not, from this machine); --url overrides both.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			if err := health.Get(ctx, client, url); err != nil {
+			if err := health.Wait(ctx, client, url); err != nil {
 				return fmt.Errorf("%s: %w", url, err)
 			}
 			fmt.Fprintln(d.stdout, "ok")
@@ -69,6 +70,6 @@ answer is only ok or not, from this machine); --url overrides both.`,
 	addFlags(cmd, "listen", "metrics_addr", "tls")
 	cmd.Flags().BoolVar(&live, "live", false, "check liveness (/healthz) instead of readiness (/readyz)")
 	cmd.Flags().StringVar(&url, "url", "", "probe this `URL` instead")
-	cmd.Flags().DurationVar(&timeout, "wait", 3*time.Second, "give up after this long")
+	cmd.Flags().DurationVar(&timeout, "wait", 3*time.Second, "keep trying for this long (every 200ms) before giving up")
 	return cmd
 }

@@ -242,3 +242,22 @@ func LocalURL(scheme, listen, path string) (string, error) {
 	}
 	return scheme + "://" + net.JoinHostPort(host, port) + path, nil
 }
+
+// Wait is Get repeated every 200ms until it succeeds or ctx is done (then
+// it returns the last failure): what a healthcheck command does, so that
+// one started together with its server waits for it to serve.
+func Wait(ctx context.Context, client *http.Client, url string) error {
+	for {
+		err := Get(ctx, client, url)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
