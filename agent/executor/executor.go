@@ -8,6 +8,9 @@
 // triggers all call Invoke, so the quarantine is enforced here, once for
 // every path: a quarantined digest is neither compiled nor run, and the
 // call fails with a *state.QuarantineError (wire code Quarantined).
+// With KeepRecent, every call, whatever its path, also goes into the
+// agent's ring of recent activations (agent/status) that `wisp-agent
+// status` shows.
 // CrashMarks is the runtime's Track hook that records, in the agent's
 // crash-marker file, what is about to compile or run.
 //

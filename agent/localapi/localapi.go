@@ -13,7 +13,10 @@
 // 423 for quarantined code, 503 when nothing ran, ...).
 //
 // It listens on loopback by default and needs the agent-local token (a
-// random secret kept in <data dir>/local.token, mode 0600).
+// random secret kept in <data dir>/local.token, mode 0600), but for the
+// health probes GET /healthz and GET /readyz (internal/health: ok or a
+// short reason, nothing else). GET /v1/status, for the token too, serves
+// the agent's status report (agent/status) that `wisp-agent status` shows.
 //
 // Config.Unsynced trades a little durability for latency: the answer goes
 // out once the outbox entry is written to the operating system, and the

@@ -3,6 +3,10 @@
 // metrics) and runs it. cmd/wisp-agent parses configuration and calls Run;
 // `wisp dev` runs one in the same process as a controller.
 //
+// It also decides the agent's readiness (/readyz on the local API and the
+// metrics listener; status.go) and makes its status report, live for the
+// local API and from a stopped agent's data dir (ReadStatus).
+//
 // It must never import controller packages.
 package node
 
