@@ -191,6 +191,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}
 	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
 	probe := newReadiness(ctx, st, log)
+	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
 	if limits.Bytes == 0 {
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
@@ -301,6 +302,8 @@ type readiness struct {
 	started  atomic.Bool
 	stopping atomic.Bool
 	store    *health.Cached // nil: the store cannot be pinged
+	// stopWatch unregisters the watch on Run's context.
+	stopWatch func() bool
 }
 
 // Readiness bounds of the store check.
@@ -315,7 +318,7 @@ func newReadiness(ctx context.Context, st store.Store, log *slog.Logger) *readin
 		r.store = health.NewCached(health.CachedConfig{Check: p.Ping, Reason: health.ReasonStoreUnreachable,
 			TTL: storePingEvery, Timeout: storePingTimeout, Logger: log})
 	}
-	context.AfterFunc(ctx, func() { r.stopping.Store(true) })
+	r.stopWatch = context.AfterFunc(ctx, func() { r.stopping.Store(true) })
 	return r
 }
 
