@@ -35,7 +35,9 @@ USER 10001:10001
 WORKDIR /var/lib/wisp
 VOLUME ["/var/lib/wisp"]
 EXPOSE 9464/tcp 4080/tcp
+# healthcheck GETs /readyz on --metrics-addr (else the local API): no curl
+# or wget needed in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD wget -q -O /dev/null http://127.0.0.1:9464/metrics || exit 1
+    CMD ["/usr/local/bin/wisp-agent", "healthcheck", "--wait", "2s"]
 ENTRYPOINT ["/usr/local/bin/wisp-agent"]
 CMD ["run"]

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The Wisp controller: REST API on tcp 4000 (with /metrics), QUIC for agents on
-# udp 4433. Build from the repository root:
+# The Wisp controller: REST API on tcp 4000, QUIC for agents on udp 4433,
+# /metrics, /healthz and /readyz on tcp 9465. Build from the repository root:
 #
 #   docker build -f builds/controller.Dockerfile --build-arg VERSION=0.1.0 -t wisp-controller:0.1.0 .
 #
@@ -36,6 +36,8 @@ USER 10001:10001
 WORKDIR /var/lib/wisp
 VOLUME ["/var/lib/wisp"]
 EXPOSE 4000/tcp 4433/udp 9465/tcp
+# healthcheck GETs /readyz on --metrics-addr (else the REST port): no
+# curl or wget needed in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD wget -q -O /dev/null http://127.0.0.1:9465/metrics || exit 1
+    CMD ["/usr/local/bin/wisp-controller", "healthcheck", "--wait", "2s"]
 ENTRYPOINT ["/usr/local/bin/wisp-controller"]

@@ -8,6 +8,9 @@
 // triggers all call Invoke, so the quarantine is enforced here, once for
 // every path: a quarantined digest is neither compiled nor run, and the
 // call fails with a *state.QuarantineError (wire code Quarantined).
+// With KeepRecent, every call, whatever its path, also goes into the
+// agent's ring of recent activations (agent/status) that `wisp-agent
+// status` shows.
 // CrashMarks is the runtime's Track hook that records, in the agent's
 // crash-marker file, what is about to compile or run.
 //
@@ -25,6 +28,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/agent/status"
 	"github.com/wispfn/wisp/internal/fault"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -39,6 +43,9 @@ type Call struct {
 	AllowedHosts []string
 	// Limits override the runtime defaults (zero fields: default).
 	Limits runtime.Limits
+	// Source names the path the call came from, for the ring of recent
+	// activations (status.SourceController when empty).
+	Source string
 }
 
 // Outcome is what a call produced. Err is nil on success; otherwise it is a
@@ -71,6 +78,8 @@ type Executor struct {
 
 	inflight atomic.Int64
 	total    atomic.Uint64
+	// recent, when set, keeps the last calls for `wisp-agent status`.
+	recent *status.Recent
 }
 
 // New returns an Executor over a runtime and a state file. metrics may be nil.
@@ -80,6 +89,10 @@ func New(rt *runtime.Runtime, st *state.State, m *Metrics, log *slog.Logger) *Ex
 	}
 	return &Executor{rt: rt, st: st, log: log, metrics: m}
 }
+
+// KeepRecent makes every later call, whatever its path, go into r (the
+// agent's ring for `wisp-agent status`). Call it before the first Invoke.
+func (e *Executor) KeepRecent(r *status.Recent) { e.recent = r }
 
 // InFlight is the number of calls running now.
 func (e *Executor) InFlight() int64 { return e.inflight.Load() }
@@ -136,6 +149,10 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		e.metrics.inflight(-1)
 	}()
 	var out Outcome
+	if e.recent != nil {
+		started := time.Now()
+		defer func() { e.remember(c, &out, started) }()
+	}
 	if q, ok := e.st.Quarantined(c.Digest); ok {
 		out.Err = &state.QuarantineError{Entry: q}
 		e.metrics.observe(c, &out)
@@ -162,6 +179,20 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		e.log.Debug("invocation failed", "activation", c.ActivationID, "module", c.Module, "function", c.Function, "err", err)
 	}
 	return out
+}
+
+// remember puts a finished call into the ring of recent activations.
+func (e *Executor) remember(c Call, out *Outcome, started time.Time) {
+	src := c.Source
+	if src == "" {
+		src = status.SourceController
+	}
+	code := protocol.OK
+	if out.Err != nil {
+		code = WireCode(out.Err)
+	}
+	e.recent.Add(status.Activation{ID: c.ActivationID, Module: c.Module, Function: c.Function, Source: src,
+		Status: status.StatusOf(code), Started: started, Duration: time.Since(started), Logs: out.Logs})
 }
 
 // shareOf is whose share of the instance slots a call uses: its function,

@@ -21,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/agent/executor"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/agent/status"
 	"github.com/wispfn/wisp/internal/fault"
 	"github.com/wispfn/wisp/internal/quicstream"
 	"github.com/wispfn/wisp/internal/version"
@@ -67,7 +68,11 @@ type Link struct {
 	token     *protocol.JoinToken
 	log       *slog.Logger
 	connected atomic.Bool
-	joinMu    sync.Mutex
+	// stateMu guards since and lastErr, for Status.
+	stateMu sync.Mutex
+	since   time.Time // when the link last came up or went down
+	lastErr string
+	joinMu  sync.Mutex
 	// draining: the agent is stopping; new invocations are answered
 	// Result{Draining} without running.
 	draining atomic.Bool
@@ -113,14 +118,36 @@ func New(cfg Config) (*Link, error) {
 // Connected reports whether the link is up now.
 func (l *Link) Connected() bool { return l.connected.Load() }
 
+// Status is the link's state for `wisp-agent status`: up or down, since
+// when, and the error that ended its last session or dial.
+func (l *Link) Status() status.Link {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	return status.Link{Controller: l.cfg.Addr, Connected: l.connected.Load(), Since: l.since, LastError: l.lastErr}
+}
+
+// setState records a change of state (err: why the link is down).
+func (l *Link) setState(up bool, err error) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	if up != l.connected.Load() || l.since.IsZero() {
+		l.since = time.Now()
+	}
+	l.connected.Store(up)
+	if err != nil {
+		l.lastErr = err.Error()
+	}
+}
+
 // Run keeps the link up until ctx is done. It returns ErrRefused when the
 // controller refuses the agent for good, otherwise ctx's error.
 func (l *Link) Run(ctx context.Context) error {
 	backoff := l.cfg.MinBackoff
+	l.setState(false, nil)
 	for {
 		start := time.Now()
 		err := l.session(ctx)
-		l.connected.Store(false)
+		l.setState(false, err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -258,7 +285,7 @@ func (l *Link) session(ctx context.Context) error {
 		}
 		l.log.Info("joined", "agent", welcome.AgentID)
 	}
-	l.connected.Store(true)
+	l.setState(true, nil)
 	l.log.Info("connected", "agent", welcome.AgentID, "controller_id", welcome.ControllerID)
 
 	interval := time.Duration(welcome.HeartbeatIntervalMS) * time.Millisecond

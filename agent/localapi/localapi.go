@@ -13,7 +13,10 @@
 // 423 for quarantined code, 503 when nothing ran, ...).
 //
 // It listens on loopback by default and needs the agent-local token (a
-// random secret kept in <data dir>/local.token, mode 0600).
+// random secret kept in <data dir>/local.token, mode 0600), but for the
+// health probes GET /healthz and GET /readyz (internal/health: ok or a
+// short reason, nothing else). GET /v1/status, for the token too, serves
+// the agent's status report (agent/status) that `wisp-agent status` shows.
 //
 // Config.Unsynced trades a little durability for latency: the answer goes
 // out once the outbox entry is written to the operating system, and the
@@ -45,6 +48,8 @@ import (
 
 	"github.com/wispfn/wisp/agent/activation"
 	"github.com/wispfn/wisp/agent/runtime"
+	"github.com/wispfn/wisp/agent/status"
+	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/internal/jsonerr"
 )
 
@@ -56,6 +61,7 @@ type Server struct {
 	log           *slog.Logger
 	unsynced      bool
 	srv           *http.Server
+	status        func(context.Context) (status.Report, error)
 }
 
 // Config configures a Server.
@@ -74,6 +80,12 @@ type Config struct {
 	// ReadTimeout bounds reading a request, headers and body: a client that
 	// sends slowly on purpose is cut off then. Default DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// Ready is the agent's /readyz verdict; nil: ready while serving.
+	// GET /healthz and GET /readyz need no token (internal/health).
+	Ready health.Ready
+	// Status makes the agent's status report, served as JSON on
+	// GET /v1/status to callers with the local token; nil: 404.
+	Status func(context.Context) (status.Report, error)
 }
 
 // Bounds of the local API's HTTP server (Config.ReadTimeout can lower the
@@ -91,7 +103,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Runner == nil || cfg.Token == "" {
 		return nil, errors.New("localapi: runner and token are required")
 	}
-	s := &Server{runner: cfg.Runner, tokenHash: sha256.Sum256([]byte(cfg.Token)), maxInputBytes: cfg.MaxInputBytes, log: cfg.Logger, unsynced: cfg.Unsynced}
+	s := &Server{runner: cfg.Runner, tokenHash: sha256.Sum256([]byte(cfg.Token)), maxInputBytes: cfg.MaxInputBytes, log: cfg.Logger, unsynced: cfg.Unsynced,
+		status: cfg.Status}
 	if s.maxInputBytes <= 0 {
 		s.maxInputBytes = runtime.DefaultLimits.InputBytes
 	}
@@ -103,6 +116,10 @@ func New(cfg Config) (*Server, error) {
 		io.WriteString(w, "wisp agent local API up and running\n")
 	})
 	mux.HandleFunc("POST /v1/fn/{mod}/{fn}", s.invoke)
+	health.Register(mux, cfg.Ready)
+	if s.status != nil {
+		mux.HandleFunc("GET /v1/status", s.serveStatus)
+	}
 	read := cfg.ReadTimeout
 	if read <= 0 {
 		read = DefaultReadTimeout
@@ -179,6 +196,26 @@ func (s *Server) authorized(r *http.Request) bool {
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenHash[:]) == 1
+}
+
+// serveStatus answers GET /v1/status: the agent's status report, for the
+// local token only (it names functions, controllers and log lines).
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "Missing or invalid token")
+		return
+	}
+	rep, err := s.status(r.Context())
+	if err != nil {
+		s.log.Error("status report", "err", err)
+		writeError(w, http.StatusInternalServerError, "The status report failed; see the agent's log")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	json.NewEncoder(w).Encode(struct {
+		Data status.Report `json:"data"`
+	}{rep})
 }
 
 func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,10 @@
 // metrics) and runs it. cmd/wisp-agent parses configuration and calls Run;
 // `wisp dev` runs one in the same process as a controller.
 //
+// It also decides the agent's readiness (/readyz on the local API and the
+// metrics listener; status.go) and makes its status report, live for the
+// local API and from a stopped agent's data dir (ReadStatus).
+//
 // It must never import controller packages.
 package node
 
@@ -29,7 +33,9 @@ import (
 	"github.com/wispfn/wisp/agent/localapi"
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/agent/status"
 	"github.com/wispfn/wisp/agent/triggers"
+	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -62,6 +68,10 @@ type Config struct {
 	// every module itself, whatever its controller accepted.
 	ModuleLimits runtime.ModuleLimits
 	Compile      runtime.CompileBudget
+	// ReadyRequiresLink makes /readyz answer 503 while no controller link
+	// is up. Off by default: an agent cut off from its controllers still
+	// serves its local API and MQTT triggers from its desired set.
+	ReadyRequiresLink bool
 }
 
 // Run runs an agent until ctx is done: its runtime and state, one link per
@@ -137,12 +147,16 @@ type agent struct {
 	syncMu   sync.Mutex // syncs take turns (resync)
 	metricLn net.Listener
 	apiLn    net.Listener
+	// recent is the ring of the last activations, every path (status).
+	recent *status.Recent
+	// serving: run has started every part; stopping: it is draining.
+	serving, stopping atomic.Bool
 }
 
 // build makes the parts and opens the listeners; on error it closes what
 // it opened.
 func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (_ *agent, err error) {
-	a := &agent{cfg: cfg, st: st, rt: rt, log: log, reg: prometheus.NewRegistry()}
+	a := &agent{cfg: cfg, st: st, rt: rt, log: log, reg: prometheus.NewRegistry(), recent: status.NewRecent(status.DefaultRecent)}
 	defer func() {
 		if err != nil {
 			for _, ln := range []net.Listener{a.metricLn, a.apiLn} {
@@ -154,6 +168,7 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), outboxCollector{st}, quarantineCollector{st})
 	a.ex = executor.New(rt, st, executor.NewMetrics(a.reg, rt), log)
+	a.ex.KeepRecent(a.recent)
 	// Local activations, from the local API and the triggers alike, run
 	// and are recorded by one runner; each wakes the outbox drains.
 	if a.runner, err = activation.New(activation.Config{Executor: a.ex, State: st, OnRecord: a.kick, Logger: log}); err != nil {
@@ -177,7 +192,8 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 		if err != nil {
 			return nil, err
 		}
-		if a.lapi, err = localapi.New(localapi.Config{Runner: a.runner, Token: tok, MaxInputBytes: rt.Limits().InputBytes, Logger: log, Unsynced: cfg.LocalAPIUnsynced}); err != nil {
+		if a.lapi, err = localapi.New(localapi.Config{Runner: a.runner, Token: tok, MaxInputBytes: rt.Limits().InputBytes, Logger: log, Unsynced: cfg.LocalAPIUnsynced,
+			Ready: a.ready, Status: a.status}); err != nil {
 			return nil, err
 		}
 		if a.apiLn, err = net.Listen("tcp", cfg.LocalAPI); err != nil {
@@ -226,6 +242,7 @@ func (a *agent) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
+		a.stopping.Store(true)
 		cancel()
 		wg.Wait()
 	}()
@@ -244,6 +261,7 @@ func (a *agent) run(ctx context.Context) error {
 	if a.metricLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+		health.Register(mux, a.ready)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		a.log.Info("metrics", "addr", a.metricLn.Addr().String())
 		wg.Go(func() { serveHTTP(ctx, srv, a.metricLn, a.log) })
@@ -259,8 +277,10 @@ func (a *agent) run(ctx context.Context) error {
 	if a.cfg.MQTTBroker != "" {
 		wg.Go(func() { a.runTriggers(ctx) })
 	}
+	a.serving.Store(true)
 	select {
 	case <-ctx.Done():
+		a.stopping.Store(true)
 		a.log.Info("agent stopping: draining in-flight invocations", "in_flight", a.ex.InFlight())
 		return nil
 	case err := <-errc: // refused for good: stop

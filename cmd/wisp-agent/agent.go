@@ -30,7 +30,8 @@ func (c config) node() node.Config {
 	return node.Config{
 		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
 		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,
-		Timeout: c.Timeout, MemoryMiB: c.MemoryMiB, LogMaxLines: c.LogMaxLines, LogMaxBytes: int(c.LogMaxBytes), MaxConcurrent: c.MaxConcurrent,
+		ReadyRequiresLink: c.ReadyRequiresLink,
+		Timeout:           c.Timeout, MemoryMiB: c.MemoryMiB, LogMaxLines: c.LogMaxLines, LogMaxBytes: int(c.LogMaxBytes), MaxConcurrent: c.MaxConcurrent,
 		ModuleLimits: limits, Compile: runtime.CompileBudget{
 			Timeout: c.CompileTimeout, MemoryBytes: c.CompileMemoryMiB << 20, Concurrent: c.CompileWorkers,
 			Worker: runtime.SelfWorker(),

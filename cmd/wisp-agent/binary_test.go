@@ -27,6 +27,9 @@ func TestBinary(t *testing.T) {
 				"--max-concurrent int", "(default 0: 8 × GOMAXPROCS; env WISP_MAX_CONCURRENT)"}},
 			{[]string{"run", "--help"}, []string{"wisp-agent run [flags]", "--controllers host:port,...", "--agent-name name", "--labels key=value,..."}},
 			{[]string{"invoke", "--help"}, []string{"wisp-agent invoke [flags] <file.wasm>", "--timeout duration", "--engine auto|compiler|interpreter", "--allow-hosts hosts"}},
+			{[]string{"status", "--help"}, []string{"wisp-agent status [flags]", "--output format", "--data-dir dir", "--local-api address", "--wait duration"}},
+			{[]string{"healthcheck", "--help"}, []string{"wisp-agent healthcheck [flags]", "--live", "--url URL", "--metrics-addr address"}},
+			{[]string{"--help"}, []string{"status", "healthcheck", "--ready-requires-link", "(default false; env WISP_READY_REQUIRES_LINK)"}},
 			{[]string{"help"}, []string{"Available Commands:", "  run "}},
 			{[]string{"help", "run"}, []string{"--data-dir dir"}},
 		} {

@@ -30,9 +30,11 @@ type config struct {
 	MetricsAddr   string
 	LocalAPI      string // "" disables
 	LocalAPISync  bool
-	MQTTBroker    string // "" disables
-	Timeout       time.Duration
-	MemoryMiB     uint64
+	// ReadyRequiresLink: /readyz wants a controller link up.
+	ReadyRequiresLink bool
+	MQTTBroker        string // "" disables
+	Timeout           time.Duration
+	MemoryMiB         uint64
 	// LogMaxLines and LogMaxBytes bound the log lines a function keeps per
 	// invocation (runtime.Limits.LogLines, LogBytes).
 	LogMaxLines int
@@ -79,6 +81,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.MetricsAddr, "metrics_addr", "Prometheus /metrics listen `address`; empty disables"),
 		settings.String(&c.LocalAPI, "local_api", "local invoke API listen `address`; empty disables"),
 		settings.Bool(&c.LocalAPISync, "local_api_sync", "answer local API calls only after their activation is fsync'd to the outbox"),
+		settings.Bool(&c.ReadyRequiresLink, "ready_requires_link", "answer 503 on /readyz while no controller link is up (off: an agent cut off from its controllers still serves its local API and triggers, so it stays ready)"),
 		settings.String(&c.MQTTBroker, "mqtt_broker", "the box's MQTT broker `URL` for edge-local triggers; empty disables"),
 		settings.Duration(&c.Timeout, "timeout", "deadline of an invocation whose request sets none"),
 		settings.Uint(&c.MemoryMiB, "memory_mib", "linear memory cap of an instance, in `MiB`"),

@@ -2,6 +2,8 @@
 //
 //	wisp-agent [run] [flags]                       run the agent (the default command)
 //	wisp-agent invoke [flags] <file.wasm> [json]   run one function here, no controller
+//	wisp-agent status [-o json]                    links, desired set, outbox, last activations
+//	wisp-agent healthcheck [--live]                exit 0 when the agent here is ready (live)
 //	wisp-agent version
 //
 // invoke prints the output JSON on stdout and the function's log lines on

@@ -54,7 +54,7 @@ string counts as set: WISP_LOCAL_API= turns the local API off.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, d) },
 	}
 	addFlags(runCmd.Flags())
-	root.AddCommand(runCmd, invokeCommand(d))
+	root.AddCommand(runCmd, invokeCommand(d), statusCommand(d), healthcheckCommand(d))
 	return root
 }
 

@@ -28,6 +28,8 @@ func TestBinaryHelpAndVersion(t *testing.T) {
 		{[]string{"token", "--help"}, []string{"create"}},
 		{[]string{"compact", "--help"}, []string{"--data-dir dir", "--config file"}},
 		{[]string{"help", "token", "create"}, []string{"--ttl duration"}},
+		{[]string{"healthcheck", "--help"}, []string{"wisp-controller healthcheck [flags]", "--live", "--url URL", "--metrics-addr address", "--tls auto|off"}},
+		{[]string{"--help"}, []string{"healthcheck"}},
 	} {
 		out, err := exec.Command(bin, tc.args...).CombinedOutput()
 		if err != nil {

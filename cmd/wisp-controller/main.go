@@ -7,6 +7,7 @@
 //	wisp-controller compact           shrink the embedded store (controller stopped)
 //	wisp-controller admin-token rotate  give the admin a new token
 //	wisp-controller tls fingerprint   print the REST certificate key fingerprint
+//	wisp-controller healthcheck       exit 0 when the controller here is ready (--live: live)
 //	wisp-controller version
 //
 // Every setting is a flag, a WISP_* variable and a key of the YAML file

@@ -60,7 +60,7 @@ string counts as set.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return serve(cmd, d) },
 	}
 	addFlags(runCmd)
-	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d), adminTokenCommand(d), tlsCommand(d))
+	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d), adminTokenCommand(d), tlsCommand(d), healthcheckCommand(d))
 	return root
 }
 

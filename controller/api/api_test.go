@@ -68,6 +68,12 @@ func testFlow(t *testing.T, e *env) {
 	if status != 200 || !strings.Contains(string(body), "up and running") {
 		t.Fatalf("GET /v1/ = %d %q", status, body)
 	}
+	// So do the probes (their behaviour: TestHealthProbes).
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if status, body := e.do(req{method: "GET", path: p, token: noToken}); status != 200 || string(body) != "ok\n" {
+			t.Fatalf("GET %s = %d %q", p, status, body)
+		}
+	}
 
 	names := func(items []nameItem) []string {
 		var out []string

@@ -100,6 +100,21 @@ func wantHas(t *testing.T, what string, got []string, has, hasNot []string) {
 	}
 }
 
+// probeHoldsNothing: a health probe answers the same to anyone, with no
+// token or any subject's, and names no module.
+func probeHoldsNothing(t *testing.T, o *owners, path string) {
+	t.Helper()
+	for _, who := range []string{o.bob, o.alice, ""} {
+		status, body := o.as(who, req{method: "GET", path: path})
+		if status != 200 || string(body) != "ok\n" {
+			t.Fatalf("%s as %q: %d %q", path, who, status, body)
+		}
+	}
+	if status, body := o.e.do(req{method: "GET", path: path, token: noToken}); status != 200 || string(body) != "ok\n" {
+		t.Fatalf("%s without a token: %d %q", path, status, body)
+	}
+}
+
 // ownerCases has one case per route of openapi/openapi.yaml ("METHOD
 // path" as the spec writes it), run in this order against one server: bob
 // tries alice's things and gets nothing, alice and the admin get them.
@@ -114,6 +129,8 @@ var ownerCases = []struct {
 			t.Fatalf("banner: %d", status)
 		}
 	}}, // public, holds no subject's data
+	{"GET /healthz", func(t *testing.T, o *owners) { probeHoldsNothing(t, o, "/healthz") }},
+	{"GET /readyz", func(t *testing.T, o *owners) { probeHoldsNothing(t, o, "/readyz") }},
 	{"GET /metrics", func(t *testing.T, o *owners) {
 		if status, _ := o.as(o.bob, req{method: "GET", path: "/metrics", bad: true}); status != 403 {
 			t.Fatalf("metrics for a subject: %d, want 403", status)

@@ -21,6 +21,7 @@ import (
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/authlimit"
+	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/internal/tasks"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -77,6 +78,11 @@ type Config struct {
 	// checked before dispatch (413); 0 means the agents' default input
 	// limit, runtime.DefaultLimits.InputBytes.
 	MaxInvokeInputBytes int
+	// Ready says why the controller is not ready ("" when it is), for
+	// GET /readyz; nil: ready whenever the API serves. GET /healthz is
+	// always 200 while the API serves. Both need no token and say nothing
+	// but ok or a short fixed reason (internal/health).
+	Ready health.Ready
 	// AuthLimit bounds failed authentications per client address (zero
 	// fields: authlimit's defaults, 20 in a row then one a second); a
 	// client over it gets 429 before its token is looked up.
@@ -111,6 +117,7 @@ type Server struct {
 	maxInput   int
 	authLimit  *authlimit.Limiter
 	tracer     *tracing.Exporter
+	ready      health.Ready
 	// bg owns what handlers leave running after their answer (code
 	// pushes without wait_for_workers, desired-set syncs); Run stops it
 	// after the drain.
@@ -147,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		maxInput:   cfg.MaxInvokeInputBytes,
 		authLimit:  authlimit.New(cfg.AuthLimit),
 		tracer:     cfg.Tracer,
+		ready:      cfg.Ready,
 		bg:         tasks.New(context.Background()),
 		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
 		recorded:   cfg.Recorded,
@@ -208,6 +216,8 @@ func New(cfg Config) (*Server, error) {
 		s.app.Get("/metrics", s.authenticate, s.requireAdmin, adaptor.HTTPHandler(promhttp.HandlerFor(gat, promhttp.HandlerOpts{})))
 	}
 	s.app.Get("/v1", s.banner)
+	s.app.Get(health.LivePath, s.live)
+	s.app.Get(health.ReadyPath, s.readyz)
 
 	v1 := s.app.Group("/v1", s.authenticate)
 	v1.Get("/fn", s.listModules)
@@ -291,6 +301,35 @@ func (s *Server) writeError(c *fiber.Ctx, err error) error {
 func (s *Server) banner(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMETextPlainCharsetUTF8)
 	return c.SendString("Wisp " + version.Version + " (FunLess API) is up and running\n")
+}
+
+// live answers GET /healthz: the API serves.
+func (s *Server) live(c *fiber.Ctx) error { return probeAnswer(c, "") }
+
+// readyz answers GET /readyz with Config.Ready's verdict.
+func (s *Server) readyz(c *fiber.Ctx) error {
+	reason := ""
+	if s.ready != nil {
+		reason = s.ready(c.UserContext())
+	}
+	return probeAnswer(c, reason)
+}
+
+// probeAnswer writes internal/health's answer for reason without
+// allocating: fasthttp copies the constant pieces into its own buffer.
+func probeAnswer(c *fiber.Ctx, reason string) error {
+	status, prefix, body := health.Answer(reason)
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, health.ContentType)
+	c.Set(fiber.HeaderCacheControl, health.CacheControl)
+	if prefix == "" {
+		c.Response().SetBodyString(body)
+		return nil
+	}
+	c.Response().AppendBodyString(prefix)
+	c.Response().AppendBodyString(body)
+	c.Response().AppendBodyString("\n")
+	return nil
 }
 
 const subjectKey = "wisp.subject"

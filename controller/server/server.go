@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ import (
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/tracing"
+	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -203,6 +205,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
+	probe := newReadiness(ctx, st, log)
+	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
 	if limits.Bytes == 0 {
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
@@ -225,6 +229,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		MetricsElsewhere:    cfg.MetricsListen != "",
 		Tracer:              tracer,
 		Recorded:            bell,
+		Ready:               probe.reason,
 	})
 	if err != nil {
 		return err
@@ -256,6 +261,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		health.Register(mux, probe.reason)
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 		go metricsSrv.Serve(mln)
@@ -293,6 +299,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}()
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
 	log.Info("REST API listening", restLog...)
+	probe.started.Store(true) // the store is open and the QUIC listener is up
 	if ready != nil {
 		ready(ln.Addr(), pc.LocalAddr())
 	}
@@ -313,4 +320,45 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	}
 	log.Info("stopped; closing the store")
 	return nil
+}
+
+// readiness is the controller's /readyz verdict, on the REST port and the
+// metrics listener alike: ready once Run has the store open and the QUIC
+// listener up, while the store answers (a ping at most once a second, two
+// seconds at most: a storm of probes never hammers Postgres), and until
+// shutdown begins.
+type readiness struct {
+	started  atomic.Bool
+	stopping atomic.Bool
+	store    *health.Cached // nil: the store cannot be pinged
+	// stopWatch unregisters the watch on Run's context.
+	stopWatch func() bool
+}
+
+// Readiness bounds of the store check.
+const (
+	storePingEvery   = time.Second
+	storePingTimeout = 2 * time.Second
+)
+
+func newReadiness(ctx context.Context, st store.Store, log *slog.Logger) *readiness {
+	r := &readiness{}
+	if p, ok := st.(store.Pinger); ok {
+		r.store = health.NewCached(health.CachedConfig{Check: p.Ping, Reason: health.ReasonStoreUnreachable,
+			TTL: storePingEvery, Timeout: storePingTimeout, Logger: log})
+	}
+	r.stopWatch = context.AfterFunc(ctx, func() { r.stopping.Store(true) })
+	return r
+}
+
+func (r *readiness) reason(ctx context.Context) string {
+	switch {
+	case r.stopping.Load():
+		return health.ReasonStopping
+	case !r.started.Load():
+		return health.ReasonStarting
+	case r.store != nil:
+		return r.store.Reason(ctx)
+	}
+	return ""
 }

@@ -1206,6 +1206,15 @@ func (e *Embedded) DeleteAgent(ctx context.Context, id string) error {
 	return boltFail(err, "delete agent %q", id)
 }
 
+// Ping checks that the file is open (Pinger): a read transaction, which
+// bbolt refuses once the file is closed. It does no I/O.
+func (e *Embedded) Ping(context.Context) error {
+	if err := e.db.View(func(*bolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
 // Close closes the file, waiting for running transactions. Closing twice is
 // harmless.
 func (e *Embedded) Close() error {

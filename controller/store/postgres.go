@@ -637,6 +637,15 @@ func (p *Postgres) ListScripts(ctx context.Context) ([]Script, error) {
 	return ss, nil
 }
 
+// Ping checks that Postgres answers (Pinger): one round trip on a pooled
+// connection, within ctx.
+func (p *Postgres) Ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("store: ping postgres: %w", err)
+	}
+	return nil
+}
+
 // Close closes the pool, waiting for connections in use to be released.
 func (p *Postgres) Close() error {
 	p.pool.Close()

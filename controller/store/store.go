@@ -263,6 +263,18 @@ type ActivationVolume struct {
 	Bytes int64
 }
 
+// Pinger is a store that can say whether it is reachable now, for the
+// controller's readiness probe (/readyz). Both implementations are one;
+// the Store interface does not require it, so a test double need not be.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+var (
+	_ Pinger = (*Postgres)(nil)
+	_ Pinger = (*Embedded)(nil)
+)
+
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {

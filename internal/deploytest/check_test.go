@@ -23,6 +23,10 @@ type checker struct {
 	names    names
 	overlay  map[string]string // repo-relative path -> content
 	problems []string
+	// probes are the HTTP probes the files point at the binaries;
+	// checkProbes asks live (when set) whether each path is served.
+	probes []probe
+	live   *liveServers
 }
 
 func (c *checker) errorf(file, format string, args ...any) {
@@ -68,6 +72,7 @@ func (c *checker) checkAll() {
 	c.checkInstallScript("builds/install-agent.sh")
 	c.checkCompose("docker-compose.yml")
 	c.checkK8s("builds/k8s")
+	c.checkProbes()
 }
 
 // --- shared checks ---
@@ -368,7 +373,18 @@ func (c *checker) checkDockerfile(file, binary string) {
 			}
 			cmd = v
 		case "HEALTHCHECK":
-			c.checkCommandLines(where, in.args)
+			_, cmdArgs, _ := strings.Cut(in.args, "CMD ")
+			if words, ok := jsonArray(strings.TrimSpace(cmdArgs)); ok && len(words) > 0 {
+				// Exec form: no shell in the image needed.
+				if path.Base(words[0]) != binary {
+					c.errorf(where, "HEALTHCHECK runs %s, not %s", words[0], binary)
+				} else if len(words) < 2 || words[1] != "healthcheck" {
+					c.errorf(where, "HEALTHCHECK runs %s without its healthcheck command", binary)
+				}
+				c.checkArgs(where, binary, words[1:])
+			} else {
+				c.checkCommandLines(where, in.args)
+			}
 			for _, m := range regexp.MustCompile(`http://127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(in.args, -1) {
 				if c.names[binary] != nil {
 					if _, ok := c.names[binary].listening(env)[mkPort(m[1], "tcp")]; !ok {
@@ -425,7 +441,7 @@ var unitDirectives = map[string][]string{
 		"PrivateDevices", "PrivateUsers", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
 		"ProtectControlGroups", "ProtectClock", "ProtectHostname", "RestrictAddressFamilies", "RestrictNamespaces",
 		"RestrictRealtime", "RestrictSUIDSGID", "LockPersonality", "RemoveIPC", "SystemCallArchitectures",
-		"SystemCallFilter", "SystemCallErrorNumber", "UMask", "ReadWritePaths", "MemoryMax"},
+		"SystemCallFilter", "SystemCallErrorNumber", "UMask", "ReadWritePaths", "MemoryMax", "ExecStartPost"},
 	"Install": {"WantedBy"},
 }
 
@@ -488,6 +504,17 @@ func (c *checker) checkUnit(file string) {
 		if sd := got["Service.StateDirectory"]; len(sd) != 1 || "/var/lib/"+sd[0] != dd {
 			c.errorf(file, "StateDirectory %v does not hold the data dir %q", sd, dd)
 		}
+	}
+	for _, post := range got["Service.ExecStartPost"] {
+		words := shellWords(post)
+		if len(words) == 0 || strings.TrimLeft(words[0], "-") != "/usr/local/bin/wisp-agent" {
+			c.errorf(file, "ExecStartPost %v: want /usr/local/bin/wisp-agent healthcheck", words)
+			continue
+		}
+		if len(words) < 2 || words[1] != "healthcheck" {
+			c.errorf(file, "ExecStartPost runs wisp-agent %v, not its healthcheck", words[1:])
+		}
+		c.checkArgs(file, "wisp-agent", words[1:])
 	}
 	if strings.Contains(src, "MemoryDenyWriteExecute=yes") {
 		c.errorf(file, "MemoryDenyWriteExecute=yes breaks wazero's compiler")
@@ -663,6 +690,14 @@ func (c *checker) checkCompose(file string) {
 		refs := commandString(s.Command) + " " + strings.Join(s.Entrypoint, " ")
 		if s.Healthcheck != nil {
 			refs += " " + strings.Join(s.Healthcheck.Test, " ")
+			if bin := svcBinary[name]; bin != "" {
+				test := s.Healthcheck.Test
+				if len(test) < 3 || test[0] != "CMD" || path.Base(test[1]) != bin || test[2] != "healthcheck" {
+					c.errorf(where, "healthcheck %v: want [CMD, %s, healthcheck, ...] (the image has no curl; wget may go)", test, bin)
+				} else {
+					c.checkArgs(where, bin, test[2:])
+				}
+			}
 		}
 		for k, v := range s.Environment {
 			refs += " " + v
@@ -964,11 +999,19 @@ func (c *checker) checkK8s(dir string) {
 					c.errorf(cw, "%s listens on %s but it is not a containerPort", bin, p)
 				}
 			}
-			for _, probe := range []string{"readinessProbe", "livenessProbe"} {
+			want := map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+			for _, kp := range []string{"readinessProbe", "livenessProbe"} {
+				if p := str(get(ct, kp, "httpGet"), "path"); p != want[kp] {
+					c.errorf(cw, "%s: httpGet path %q, want %s", kp, p, want[kp])
+				}
 				for _, kind := range []string{"httpGet", "tcpSocket"} {
-					if pr := get(ct, probe, kind); pr != nil {
-						if _, ok := wl.ports[fmt.Sprint(get(pr, "port"))]; !ok {
-							c.errorf(cw, "%s port %v is no containerPort", probe, get(pr, "port"))
+					if pr := get(ct, kp, kind); pr != nil {
+						pp, ok := wl.ports[fmt.Sprint(get(pr, "port"))]
+						if !ok {
+							c.errorf(cw, "%s port %v is no containerPort", kp, get(pr, "port"))
+						}
+						if kind == "httpGet" && ok {
+							c.probes = append(c.probes, probe{where: cw + " " + kp, bin: bin, listener: wl.listen[pp], path: str(pr, "path")})
 						}
 					}
 				}

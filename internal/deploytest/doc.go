@@ -14,8 +14,15 @@
 //     REST and metrics ports stay private (compose publishes them on
 //     127.0.0.1 only; Kubernetes keeps them off LoadBalancer/NodePort
 //     Services and reaches REST through an Ingress with TLS) and that an
-//     emptyDir data dir gets admin.token from a Secret. No Docker engine is
-//     needed.
+//     emptyDir data dir gets admin.token from a Secret. The health checks
+//     are checked against running binaries: every Kubernetes probe is
+//     liveness on /healthz and readiness on /readyz and gets 200 from the
+//     listener it names (a native controller and agent run on loopback),
+//     and the Dockerfiles, docker-compose.yml and the systemd unit run the
+//     binaries' healthcheck command (no curl or wget in the images).
+//     No Docker engine is needed.
+//   - TestHealthcheckCommands runs both healthcheck commands against those
+//     live servers (exit 0) and against nothing (exit 1).
 //   - TestInstallAgentScript runs builds/install-agent.sh against a fake root.
 //   - TestAlertRules runs `promtool check rules` and `promtool test rules`
 //     on builds/prometheus/wisp-alerts.yml (promtool: Debian's prometheus

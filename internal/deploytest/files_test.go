@@ -14,7 +14,7 @@ func TestDeploymentFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &checker{names: n}
+	c := &checker{names: n, live: startLiveServers(t)}
 	c.checkAll()
 	for _, p := range c.problems {
 		t.Error(p)
@@ -39,6 +39,7 @@ func TestDeploymentChecksCatchMistakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	live := startLiveServers(t)
 	mutations := []struct {
 		name, file, old, new string
 	}{
@@ -89,6 +90,14 @@ func TestDeploymentChecksCatchMistakes(t *testing.T) {
 		{"k8s agent command", "builds/k8s/agent.yaml", `args: ["run"]`, `args: ["start"]`},
 		{"k8s untagged image", "builds/k8s/agent.yaml", "- name: agent\n          image: wisp-agent:0.1.0", "- name: agent\n          image: wisp-agent"},
 		{"k8s container port", "builds/k8s/agent.yaml", "containerPort: 9464", "containerPort: 9465"},
+		{"k8s readiness probe path", "builds/k8s/agent.yaml", "path: /readyz", "path: /metrics"},
+		{"k8s liveness path not served", "builds/k8s/controller.yaml", "path: /healthz", "path: /health"},
+		{"k8s probe on the REST port without a token", "builds/k8s/controller.yaml", "path: /readyz\n              port: http", "path: /metrics\n              port: http"},
+		{"dockerfile healthcheck command", "builds/agent.Dockerfile", `wisp-agent", "healthcheck"`, `wisp-agent", "health"`},
+		{"dockerfile healthcheck flag", "builds/controller.Dockerfile", `"healthcheck", "--wait"`, `"healthcheck", "--timeout"`},
+		{"compose healthcheck with wget", "docker-compose.yml", `test: ["CMD", "wisp-agent", "healthcheck", "--wait", "2s"]`, `test: ["CMD", "wget", "-q", "http://127.0.0.1:9464/readyz"]`},
+		{"compose healthcheck command", "docker-compose.yml", `"wisp-controller", "healthcheck"`, `"wisp-controller", "healthz"`},
+		{"unit healthcheck command", "builds/systemd/wisp-agent.service", "wisp-agent healthcheck --live", "wisp-agent health --live"},
 	}
 	for _, m := range mutations {
 		t.Run(m.name, func(t *testing.T) {
@@ -99,7 +108,7 @@ func TestDeploymentChecksCatchMistakes(t *testing.T) {
 			if !strings.Contains(string(orig), m.old) {
 				t.Fatalf("%s no longer contains %q: update the mutation", m.file, m.old)
 			}
-			c := &checker{names: n, overlay: map[string]string{m.file: strings.Replace(string(orig), m.old, m.new, 1)}}
+			c := &checker{names: n, live: live, overlay: map[string]string{m.file: strings.Replace(string(orig), m.old, m.new, 1)}}
 			c.checkAll()
 			if len(c.problems) == 0 {
 				t.Fatalf("changing %q to %q in %s went unnoticed", m.old, m.new, m.file)

@@ -65,8 +65,8 @@ func loadNames() (names, error) {
 		args [][]string
 	}{
 		{ctl, "wisp-controller", [][]string{{"--help"}, {"token", "create", "--help"}, {"compact", "--help"},
-			{"admin-token", "rotate", "--help"}, {"tls", "fingerprint", "--help"}}},
-		{agent, "wisp-agent", [][]string{{"--help"}, {"run", "--help"}, {"invoke", "--help"}}},
+			{"admin-token", "rotate", "--help"}, {"tls", "fingerprint", "--help"}, {"healthcheck", "--help"}}},
+		{agent, "wisp-agent", [][]string{{"--help"}, {"run", "--help"}, {"invoke", "--help"}, {"status", "--help"}, {"healthcheck", "--help"}}},
 	} {
 		defaults[h.b] = map[string]string{}
 		for i, args := range h.args {

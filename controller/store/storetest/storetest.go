@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		fn   func(t *testing.T, s store.Store, reopen func(*testing.T) store.Store)
 	}{
 		{"DefaultModule", testDefaultModule},
+		{"Ping", testPing},
 		{"Modules", testModules},
 		{"RenameKeepsFunctions", testRenameKeepsFunctions},
 		{"DeleteModuleDeletesFunctions", testDeleteModuleDeletesFunctions},
