@@ -169,7 +169,7 @@ func TestActivationLogsShown(t *testing.T) {
 				t.Fatalf("no lines must show as []: %s", body)
 			}
 
-			status, body = e.do(req{method: "GET", path: "/v1/activations?function=f"})
+			status, body = e.do(req{method: "GET", path: "/v1/activations?function=f&order=oldest"})
 			list := wantData[[]activationInfo](t, status, body, 200)
 			if len(list) != 3 || fmt.Sprint(list[0].Logs) != fmt.Sprint(want) || len(list[1].Logs) != 6 || len(list[2].Logs) != 0 {
 				t.Fatalf("the list's logs: %s", body)
