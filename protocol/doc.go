@@ -34,6 +34,9 @@
 //	   Result (tag 14, replacing the bare strings of tag 5, still read) and
 //	   OutboxEntry (tag 11); W3C traceparent in Invoke (10), Result (15)
 //	   and OutboxEntry (12). Additions only.
+//	4: 2026-12-04: function configuration: Invoke.env (11) and
+//	   DesiredFunction env, allow_hosts, secrets, timers, keep_digests
+//	   (5–9). Additions only.
 //
 // # Transport and message flow
 //

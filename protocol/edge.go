@@ -14,6 +14,41 @@ type DesiredFunction struct {
 	Name        string   // 2
 	Digest      string   // 3
 	LocalTopics []string // 4: MQTT topics of its edge-local triggers
+	// Env is the function's configured environment, "NAME=value" each,
+	// without its secrets (version 4).
+	Env []string // 5
+	// AllowHosts is the function's egress allowlist for __http_request
+	// (its own, or the controller's default), as the runtime takes it;
+	// empty denies every host (version 4).
+	AllowHosts []string // 6
+	// Secrets are the values of the secrets the function's configuration
+	// names, reaching its environment beside Env. They cross only this
+	// QUIC session; the agent keeps them encrypted (version 4).
+	Secrets []Secret // 7, nested
+	// Timers are the function's edge-local timer triggers (version 4).
+	Timers []Timer // 8, nested
+	// KeepDigests are the code of earlier versions the agent keeps, so a
+	// rollback needs no transfer (version 4).
+	KeepDigests []string // 9
+}
+
+// Secret is one secret value of a DesiredFunction:
+//
+//	1 name   string
+//	2 value  bytes
+type Secret struct {
+	Name  string // 1
+	Value []byte // 2
+}
+
+// Timer is one timer trigger of a DesiredFunction: either a cron
+// expression (five fields, UTC) or a fixed period.
+//
+//	1 cron      string   "*/1 * * * *"; "" when EveryMS is set
+//	2 every_ms  uint     0 when Cron is set
+type Timer struct {
+	Cron    string // 1
+	EveryMS uint64 // 2
 }
 
 func (*DesiredSet) Type() FrameType                           { return TypeDesiredSet }
@@ -37,6 +72,26 @@ func (f *DesiredFunction) append(dst []byte) []byte {
 	e.string(2, f.Name)
 	e.string(3, f.Digest)
 	e.strings(4, f.LocalTopics)
+	e.strings(5, f.Env)
+	e.strings(6, f.AllowHosts)
+	var sub []byte
+	for i := range f.Secrets {
+		se := encoder{sub[:0]}
+		se.string(1, f.Secrets[i].Name)
+		se.bytes(2, f.Secrets[i].Value)
+		sub = se.buf
+		e.header(7, len(sub))
+		e.buf = append(e.buf, sub...)
+	}
+	for i := range f.Timers {
+		te := encoder{sub[:0]}
+		te.string(1, f.Timers[i].Cron)
+		te.uint(2, f.Timers[i].EveryMS)
+		sub = te.buf
+		e.header(8, len(sub))
+		e.buf = append(e.buf, sub...)
+	}
+	e.strings(9, f.KeepDigests)
 	return e.buf
 }
 
@@ -64,6 +119,42 @@ func (f *DesiredFunction) decode(d decoder) error {
 			f.Digest = d.string()
 		case 4:
 			f.LocalTopics = append(f.LocalTopics, d.string())
+		case 5:
+			f.Env = append(f.Env, d.string())
+		case 6:
+			f.AllowHosts = append(f.AllowHosts, d.string())
+		case 7:
+			var sec Secret
+			sd := decoder{buf: d.val, typ: d.typ}
+			for sd.next() {
+				switch sd.tag {
+				case 1:
+					sec.Name = sd.string()
+				case 2:
+					sec.Value = sd.bytes()
+				}
+			}
+			if sd.err != nil {
+				return sd.err
+			}
+			f.Secrets = append(f.Secrets, sec)
+		case 8:
+			var tm Timer
+			td := decoder{buf: d.val, typ: d.typ}
+			for td.next() {
+				switch td.tag {
+				case 1:
+					tm.Cron = td.string()
+				case 2:
+					tm.EveryMS = td.uint64()
+				}
+			}
+			if td.err != nil {
+				return td.err
+			}
+			f.Timers = append(f.Timers, tm)
+		case 9:
+			f.KeepDigests = append(f.KeepDigests, d.string())
 		}
 	}
 	return d.err

@@ -80,6 +80,7 @@ const (
 	//	8 timeout_ms          uint      0 = agent default
 	//	9 memory_limit_bytes  uint      0 = agent default
 	//	10 trace_parent       string    W3C traceparent (version 3)
+	//	11 env                string*   "NAME=value", secrets included (version 4)
 	TypeInvoke FrameType = 0x04
 
 	// TypeNeedCode (agent→controller, invocation stream) asks for the code
@@ -172,7 +173,11 @@ const (
 	// the previous one. See [DesiredSet].
 	//
 	//	1 functions (repeated, nested DesiredFunction:
-	//	    1 module, 2 name, 3 digest, 4 local_topics (repeated string))
+	//	    1 module, 2 name, 3 digest, 4 local_topics (repeated string),
+	//	    version 4: 5 env (repeated "NAME=value"), 6 allow_hosts (repeated),
+	//	    7 secrets (repeated nested Secret: 1 name, 2 value bytes),
+	//	    8 timers (repeated nested Timer: 1 cron, 2 every_ms uint),
+	//	    9 keep_digests (repeated string))
 	TypeDesiredSet FrameType = 0x10
 
 	// TypeOutboxBatch (agent -> controller, on a stream the agent opens)

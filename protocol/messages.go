@@ -198,6 +198,9 @@ type Invoke struct {
 	// TraceParent is the W3C traceparent of the span the controller
 	// dispatched under ("" = not traced); the agent echoes it in Result.
 	TraceParent string // 10 (version 3)
+	// Env is the function's environment, "NAME=value" each: its configured
+	// env and the values of the secrets it names (version 4).
+	Env []string // 11
 }
 
 func (*Invoke) Type() FrameType                           { return TypeInvoke }
@@ -217,6 +220,7 @@ func (v *Invoke) Append(dst []byte) []byte {
 	e.uint(8, v.TimeoutMS)
 	e.uint(9, v.MemoryLimitBytes)
 	e.string(10, v.TraceParent)
+	e.strings(11, v.Env)
 	return e.buf
 }
 
@@ -243,6 +247,8 @@ func (v *Invoke) decode(d decoder) error {
 			v.MemoryLimitBytes = d.uint64()
 		case 10:
 			v.TraceParent = d.string()
+		case 11:
+			v.Env = append(v.Env, d.string())
 		}
 	}
 	return d.err

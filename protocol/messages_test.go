@@ -58,6 +58,9 @@ func roundTripMsgs() map[string]Message {
 			Code: math.MaxUint16, Logs: []LogLine{{}, {UnixUS: max, Stream: 255, Text: "x"}}, QueueUS: max, TransferUS: max, CompileUS: max,
 			InstantiateUS: max, RunUS: max, Compiled: true, DiskCacheHit: true, ExitCode: math.MaxUint32,
 		},
+		"DesiredSet/config": &DesiredSet{Functions: []DesiredFunction{{Module: "m", Name: "f", Env: []string{"A=1", ""}, AllowHosts: []string{"*.example.com"},
+			Secrets: []Secret{{Name: "k", Value: []byte{0}}, {}}, Timers: []Timer{{Cron: "*/1 * * * *"}, {EveryMS: 1000}, {}}, KeepDigests: []string{"sha256:00"}}}},
+		"Invoke/env":       &Invoke{ActivationID: "a", Env: []string{"A=1", "S=secret"}},
 		"OutboxBatch/logs": &OutboxBatch{Entries: []OutboxEntry{{ActivationID: "a", Logs: []LogLine{{}, {UnixUS: max, Stream: StreamStderr, Text: "e"}}, TraceParent: "tp"}}},
 		"Error/max":        &Error{Code: math.MaxUint16, Message: "m"},
 		"Drop/one":         &Drop{Digests: []string{""}},
@@ -354,7 +357,7 @@ func TestStableNumbers(t *testing.T) {
 			t.Errorf("%v = %d, want %d", c, c, n)
 		}
 	}
-	if ALPN != "wisp/1" || Version != 3 || MaxFrameSize != 64<<20 {
+	if ALPN != "wisp/1" || Version != 4 || MaxFrameSize != 64<<20 {
 		t.Errorf("ALPN %q, Version %d, MaxFrameSize %d", ALPN, Version, MaxFrameSize)
 	}
 }

@@ -18,4 +18,9 @@ const ALPN = "wisp/1"
 //	   Invoke.trace_parent (10), Result.trace_parent (15) and
 //	   OutboxEntry.trace_parent (12). Only additions: a version 2 peer
 //	   ignores them and loses the logs and the trace, nothing else.
-const Version = 3
+//	4: 2026-12-04: function configuration: Invoke.env (11);
+//	   DesiredFunction env (5), allow_hosts (6), secrets (7, nested
+//	   Secret), timers (8, nested Timer), keep_digests (9). Additions: a
+//	   version 3 agent ignores them and runs functions without their
+//	   configuration.
+const Version = 4

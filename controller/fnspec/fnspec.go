@@ -34,6 +34,10 @@ type Spec struct {
 	Events   []Event
 	Sinks    []Sink
 	Metadata Metadata
+	// Config is the function's environment, secret names and egress
+	// allowlist (issue 14). Encode and Decode do not cover it yet: the
+	// stores keep it from the change that sends it to agents.
+	Config Config
 }
 
 // Encode returns the normalised JSON of each setting, nil for an absent
