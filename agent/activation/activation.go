@@ -86,6 +86,10 @@ type Request struct {
 	// Run honours it; RunMessage always waits for the fsync, since the
 	// broker redelivers what is not acknowledged.
 	Unsynced bool
+	// TraceParent is the caller's W3C traceparent ("" = none), kept in
+	// the outbox entry so that the controller can export the activation's
+	// span when the entry arrives.
+	TraceParent string
 }
 
 // Result is a recorded activation.
@@ -151,7 +155,8 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 	entry := protocol.OutboxEntry{
 		ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Source: req.Source,
 		Output: out.Output, StartedUnixUS: uint64(started.UnixMicro()), DurationUS: uint64(time.Since(started).Microseconds()),
-		Logs: out.Logs, // bounded by the runtime (Limits.LogLines, LogBytes), failures included
+		Logs:        out.Logs, // bounded by the runtime (Limits.LogLines, LogBytes), failures included
+		TraceParent: req.TraceParent,
 	}
 	res := Result{ActivationID: id, Output: out.Output, Err: out.Err}
 	if out.Err != nil {

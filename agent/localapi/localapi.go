@@ -264,7 +264,8 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The args are %d bytes; this agent's input limit is %d bytes", len(args), s.maxInputBytes))
 		return
 	}
-	res, err := s.runner.Run(r.Context(), activation.Request{Module: module, Function: name, Args: args, Source: activation.SourceLocalAPI, Unsynced: s.unsynced})
+	res, err := s.runner.Run(r.Context(), activation.Request{Module: module, Function: name, Args: args, Source: activation.SourceLocalAPI, Unsynced: s.unsynced,
+		TraceParent: traceParent(r.Header.Get("traceparent"))})
 	// The function may have run for long; the answer is written within
 	// WriteTimeout of now, however slowly the client reads.
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(WriteTimeout))
@@ -320,4 +321,24 @@ func statusOf(err error) (int, string) {
 		return http.StatusInternalServerError, rerr.Error()
 	}
 	return http.StatusInternalServerError, "Internal server error"
+}
+
+// traceParent returns h when it has the shape of a W3C traceparent of
+// version 00 ("00-" 32 hex "-" 16 hex "-" 2 hex), else "": the agent keeps
+// it in the outbox entry, and the controller, which knows tracing, parses
+// it when the entry arrives. Anything else is ignored, never an error.
+func traceParent(h string) string {
+	if len(h) != 55 || h[0] != '0' || h[1] != '0' || h[2] != '-' || h[35] != '-' || h[52] != '-' {
+		return ""
+	}
+	for i := 3; i < 55; i++ {
+		c := h[i]
+		if i == 35 || i == 52 {
+			continue
+		}
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return h
 }

@@ -492,3 +492,21 @@ func TestLocalInvokeNamesActivation(t *testing.T) {
 		t.Fatalf("outbox ids %v, headers %v", got, ids)
 	}
 }
+
+func TestTraceParentShape(t *testing.T) {
+	good := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for h, want := range map[string]string{
+		good: good,
+		"":   "",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":           "", // another version
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01":           "", // upper case
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra":     "",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736x00f067aa0ba902b7-01":           "",
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01":           "",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\u00e9"[:55]: "",
+	} {
+		if got := traceParent(h); got != want {
+			t.Errorf("traceParent(%q) = %q, want %q", h, got, want)
+		}
+	}
+}

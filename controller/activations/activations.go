@@ -48,6 +48,7 @@ import (
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -102,6 +103,9 @@ type Config struct {
 	Bounds   Bounds
 	Metrics  *Metrics // nil records nothing
 	Logger   *slog.Logger
+	// Tracer exports a span for each outbox entry that carries a sampled
+	// traceparent (a local-API caller's); nil exports nothing.
+	Tracer *tracing.Exporter
 }
 
 // Recorder records activations. Build it with New and run it with Run.
@@ -111,6 +115,7 @@ type Recorder struct {
 	recorded func()
 	bounds   Bounds
 	metrics  *Metrics
+	tracer   *tracing.Exporter
 
 	queue chan pending
 }
@@ -127,7 +132,7 @@ func New(cfg Config) *Recorder {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Recorder{st: cfg.Store, log: log, recorded: cfg.Recorded, bounds: cfg.Bounds.withDefaults(),
-		metrics: cfg.Metrics, queue: make(chan pending, 4096)}
+		metrics: cfg.Metrics, tracer: cfg.Tracer, queue: make(chan pending, 4096)}
 }
 
 // bound returns a with its output and message cut to the recorder's
@@ -418,6 +423,11 @@ func (r *Recorder) Outbox(ctx context.Context, agentID string, entries []protoco
 		return err
 	}
 	r.log.Info("outbox batch recorded", "agent", agentID, "entries", len(entries), "new", n)
+	if r.tracer.Enabled() {
+		for i := range entries {
+			r.traceEdge(agentID, &entries[i])
+		}
+	}
 	if n > 0 && r.recorded != nil {
 		r.recorded()
 	}

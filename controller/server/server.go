@@ -165,11 +165,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	traceMetrics := tracing.NewMetrics(reg)
+	var tracer *tracing.Exporter // nil: tracing off
+	if cfg.OTLPEndpoint != "" {
+		if tracer, err = tracing.New(tracing.Config{Endpoint: cfg.OTLPEndpoint, Instance: hostname, Metrics: traceMetrics, Logger: log}); err != nil {
+			return err
+		}
+		log.Info("exporting trace spans over OTLP/HTTP", "endpoint", cfg.OTLPEndpoint)
+	}
 	activationMetrics := activations.NewMetrics(reg)
 	// The bell wakes the API's follow streams when activations are recorded.
 	bell := &activations.Bell{}
 	recorder := activations.New(activations.Config{Store: st, Recorded: func() { sinkWorker.Kick(); bell.Ring() },
-		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log})
+		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log, Tracer: tracer})
 	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
 		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
 	fl, err := fleet.New(fleet.Config{
@@ -183,14 +191,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	})
 	if err != nil {
 		return err
-	}
-	traceMetrics := tracing.NewMetrics(reg)
-	var tracer *tracing.Exporter // nil: tracing off
-	if cfg.OTLPEndpoint != "" {
-		if tracer, err = tracing.New(tracing.Config{Endpoint: cfg.OTLPEndpoint, Instance: hostname, Metrics: traceMetrics, Logger: log}); err != nil {
-			return err
-		}
-		log.Info("exporting trace spans over OTLP/HTTP", "endpoint", cfg.OTLPEndpoint)
 	}
 	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)

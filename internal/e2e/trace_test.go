@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -270,4 +271,74 @@ func TestTracesStuckReceiver(t *testing.T) {
 		t.Errorf("the slowest of 50 calls took %s with a stuck OTLP receiver", worst)
 	}
 	t.Logf("slowest of 50 calls with a stuck receiver: %s", worst)
+}
+
+// TestTracesEdgeActivation: a local-API caller's traceparent travels in the
+// outbox entry; the controller exports the edge activation's span, a child
+// of the caller's, with the agent's timing, once the entry arrives — also
+// after a partition. A malformed traceparent is ignored.
+func TestTracesEdgeActivation(t *testing.T) {
+	rec := startOTLPReceiver(t)
+	dir, edgeDir := t.TempDir(), t.TempDir()
+	c := startController(t, dir, "", "127.0.0.1:0", "--otlp-endpoint", rec.URL)
+	edge := startEdgeAgent(t, c.quic, c.joinToken(t, ""), edgeDir)
+	localURL := edge.Await(`msg="local invoke API" addr=(\S+)`)
+	localToken := readToken(t, filepath.Join(edgeDir, "local.token"))
+	c.upload(t, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
+	waitFor(t, "the function on the agent", func() bool {
+		status, _ := localInvoke(t, localURL, localToken, "hello", `{"args":{}}`)
+		return status == 200
+	})
+
+	localTraced := func(traceparent string) string {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+localURL+"/v1/fn/_/hello", strings.NewReader(`{"args":{"name":"Ada"}}`))
+		req.Header.Set("Authorization", "Bearer "+localToken)
+		req.Header.Set("traceparent", traceparent)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("local invoke: %d", resp.StatusCode)
+		}
+		return resp.Header.Get("X-Wisp-Activation-Id")
+	}
+
+	// Connected: the entry arrives at once.
+	const trace1, trace2, caller = "0af7651916cd43dd8448eb211c80319c", "1af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	id1 := localTraced("00-" + trace1 + "-" + caller + "-01")
+	// Partitioned: it arrives after the heal.
+	quic := c.quic
+	c.Stop()
+	id2 := localTraced("00-" + trace2 + "-" + caller + "-01")
+	bad := localTraced("00-NOT-A-TRACE-PARENT")
+	c = startController(t, dir, "", quic, "--otlp-endpoint", rec.URL)
+
+	for _, w := range []struct{ trace, id string }{{trace1, id1}, {trace2, id2}} {
+		var spans []*tracepb.Span
+		waitFor(t, "the edge activation's span", func() bool {
+			spans = rec.trace(w.trace)
+			return len(spans) > 0
+		})
+		s := spans[0]
+		if len(spans) != 1 || s.Name != "wisp.edge.activation" || hex.EncodeToString(s.ParentSpanId) != caller ||
+			attr(s, "wisp.activation_id") != w.id || attr(s, "wisp.source") != "local-api" || attr(s, "wisp.function") != "hello" {
+			t.Fatalf("trace %s: %d spans, first %q parent %x attrs %v", w.trace, len(spans), s.Name, s.ParentSpanId, s.Attributes)
+		}
+		if s.EndTimeUnixNano <= s.StartTimeUnixNano {
+			t.Fatalf("span times %d..%d", s.StartTimeUnixNano, s.EndTimeUnixNano)
+		}
+	}
+	// The malformed one made no trace: every received span belongs to
+	// the two traces above.
+	waitFor(t, "the malformed call's record", func() bool {
+		status, _ := c.do(t, "GET", "/v1/activations/"+bad, nil, "")
+		return status == 200
+	})
+	for id := range rec.roots() {
+		t.Errorf("unexpected root span in trace %s", id)
+	}
 }
