@@ -321,3 +321,44 @@ func TestDeployJSON(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// TestStarterManifest: fn new writes a manifest beside the project, adds
+// later functions to it, and leaves a file that is not a manifest alone.
+func TestStarterManifest(t *testing.T) {
+	dir := t.TempDir()
+	e := homeEnv(t)
+	mf := filepath.Join(dir, "wisp.yaml")
+	code, stdout, stderr := runCLI(t, e, "fn", "new", "a", "-l", "c", "-d", filepath.Join(dir, "a"))
+	if code != 0 || !strings.Contains(stdout, "created deploy manifest "+mf) {
+		t.Fatalf("exit %d, %q, %q", code, stdout, stderr)
+	}
+	os.WriteFile(mf, append(mustRead(t, mf), "# my own note\n"...), 0o644)
+	code, stdout, _ = runCLI(t, e, "fn", "new", "b", "-l", "rust", "-d", filepath.Join(dir, "b"))
+	if code != 0 || !strings.Contains(stdout, "extended deploy manifest "+mf) {
+		t.Fatalf("exit %d, %q", code, stdout)
+	}
+	text := mustRead(t, mf)
+	m, err := parseManifest(mf, dir, text)
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, text)
+	}
+	if m.Module != "_" || len(m.Functions) != 2 || m.Functions[0].Source != filepath.Join(dir, "a") || m.Functions[1].Source != filepath.Join(dir, "b") {
+		t.Fatalf("manifest %+v:\n%s", m, text)
+	}
+	if !strings.Contains(string(text), "# my own note") || !strings.Contains(string(text), "# timers:") {
+		t.Errorf("comments lost:\n%s", text)
+	}
+	if code, stdout, _ := runCLI(t, e, "fn", "new", "c", "-l", "c", "-d", filepath.Join(dir, "c"), "--no-manifest"); code != 0 || strings.Contains(stdout, "manifest") {
+		t.Errorf("--no-manifest: %d %q", code, stdout)
+	}
+	// A project file beside the new project is not a manifest: kept.
+	other := t.TempDir()
+	writeFile(t, other, "wisp.yaml", []byte("name: x\nlanguage: c\n"))
+	code, stdout, _ = runCLI(t, e, "fn", "new", "d", "-l", "c", "-d", filepath.Join(other, "d"))
+	if code != 0 || !strings.Contains(stdout, "left "+filepath.Join(other, "wisp.yaml")+" alone") {
+		t.Errorf("exit %d, %q", code, stdout)
+	}
+	if string(mustRead(t, filepath.Join(other, "wisp.yaml"))) != "name: x\nlanguage: c\n" {
+		t.Error("a project file was changed")
+	}
+}
