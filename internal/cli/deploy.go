@@ -223,14 +223,8 @@ func (a *app) planDeploy(c *client, m *manifest, codes map[string]codeFile, opts
 			continue
 		}
 		var cur current
-		rawCur, err := c.call(a.ctx, request{method: http.MethodGet, path: fnPath(m.Module, f.Name)}, &cur)
-		if err != nil {
+		if _, err := c.call(a.ctx, request{method: http.MethodGet, path: fnPath(m.Module, f.Name)}, &cur); err != nil {
 			return nil, fmt.Errorf("reading function %s/%s: %w", m.Module, f.Name, err)
-		}
-		hasConfig := hasKey(rawCur, "config")
-		if f.Spec.Config != "" && !hasConfig {
-			return nil, fmt.Errorf("%s:%d: function %s sets config, but the controller at %s does not show function config (it is older than config support); nothing was changed",
-				m.file, f.line, f.Name, c.host)
 		}
 		curConfig, err := normConfig(cur.Config)
 		if err != nil {
@@ -399,14 +393,15 @@ func (a *app) applyItem(c *client, m *manifest, it *deployItem, opts deployOptio
 }
 
 // checkConfigKept reads a function back after a write that set its
-// config: a controller older than config support ignores the field.
+// config: a controller older than config support ignores the field, and a
+// GET without a config key cannot tell "none" from "not supported" before.
 func (a *app) checkConfigKept(c *client, m *manifest, f *manifestFunction) error {
 	var cur current
 	raw, err := c.call(a.ctx, request{method: http.MethodGet, path: fnPath(m.Module, f.Name)}, &cur)
 	if err != nil {
 		return err
 	}
-	if !hasKey(raw, "config") {
+	if got, err := normConfig(cur.Config); err != nil || got != f.Spec.Config || !hasKey(raw, "config") {
 		return fmt.Errorf("the controller at %s ignored the function's config (it is older than config support); the code, events, sinks and metadata were written", c.host)
 	}
 	return nil
