@@ -1,6 +1,11 @@
 // Package cli is the `wisp` command line: the FunLess `fl` habits (fn, mod,
 // app, admin) on top of the controller's REST API (openapi/openapi.yaml),
-// plus `fn new`/`fn build` for function projects (internal/fntemplate).
+// plus `fn new`/`fn build` for function projects (internal/fntemplate) and
+// `deploy`, which creates or updates a module and its functions from a YAML
+// manifest (manifest.go reads it strictly, deploy.go compares and applies;
+// docs/manifest.md). Deploy must never write before everything is checked
+// (manifest, code, secrets), never write what is unchanged, and never delete
+// a function without --prune.
 //
 // Run is the whole program without the process: cmd/wisp's main only wires
 // os.Args, the standard streams and os.Getenv into it, and tests call it

@@ -16,12 +16,18 @@ import (
 
 func (a *app) fnNewCommand() *cobra.Command {
 	var lang, dir string
+	var noManifest bool
 	cmd := &cobra.Command{
 		Use:   "new <name> -l c|go|rust",
 		Short: "Make a new function project from a template",
 		Long: `Make a new function project (a hello function: {"name":"Ada"} gives
 {"payload":"Hello Ada!"}) in ./<name>, or in --dir. Build it with
-'wisp fn build <dir>'.`,
+'wisp fn build <dir>'.
+
+Beside the project directory it also writes a starter deploy manifest,
+wisp.yaml (docs/manifest.md), that builds and deploys the function with
+'wisp deploy'; when that manifest exists already, the function is added to
+its list. --no-manifest leaves it out.`,
 		Args: nargs(1, 1, "<name>"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if lang == "" {
@@ -38,11 +44,31 @@ func (a *app) fnNewCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, _ := json.Marshal(map[string]any{"name": p.Name, "language": p.Language, "dir": dir, "files": written})
+			out := map[string]any{"name": p.Name, "language": p.Language, "dir": dir, "files": written}
+			var manifest, action string
+			if !noManifest {
+				manifest, action, err = starterManifest(dir, p.Name)
+				if err != nil {
+					return err
+				}
+				out["manifest"], out["manifest_action"] = manifest, action
+			}
+			data, _ := json.Marshal(out)
 			return a.emit(data, func(w io.Writer) error {
 				fmt.Fprintf(w, "created %s function %s in %s\n", p.Language, p.Name, dir)
 				for _, f := range written {
 					fmt.Fprintf(w, "  %s\n", filepath.Join(dir, f))
+				}
+				switch action {
+				case "created", "extended":
+					fmt.Fprintf(w, "%s deploy manifest %s\n", action, manifest)
+					_, err := fmt.Fprintf(w, "next: wisp deploy -f %s (builds and uploads it), or wisp fn build %s && wisp fn upload %s %s\n",
+						manifest, dir, p.Name, filepath.Join(dir, p.Name+".wasm"))
+					return err
+				case "kept":
+					fmt.Fprintf(w, "left %s alone: it is not a deploy manifest\n", manifest)
+				case "listed":
+					fmt.Fprintf(w, "deploy manifest %s already lists %s\n", manifest, p.Name)
 				}
 				_, err := fmt.Fprintf(w, "next: wisp fn build %s && wisp fn upload %s %s\n", dir, p.Name, filepath.Join(dir, p.Name+".wasm"))
 				return err
@@ -51,6 +77,7 @@ func (a *app) fnNewCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&lang, "language", "l", "", "language of the template: "+strings.Join(fntemplate.Languages, ", "))
 	cmd.Flags().StringVarP(&dir, "dir", "d", "", "project directory (default ./<name>)")
+	cmd.Flags().BoolVar(&noManifest, "no-manifest", false, "do not write or extend the deploy manifest beside the project")
 	cmd.RegisterFlagCompletionFunc("language", cobra.FixedCompletions(fntemplate.Languages, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

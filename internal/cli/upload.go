@@ -70,6 +70,7 @@ type uploadForm struct {
 	file                    string // path, for the part's file name
 	code                    []byte
 	events, sinks, metadata string // JSON text, empty: not sent
+	config                  string // JSON text, empty: not sent (issue 14)
 	wait                    bool
 }
 
@@ -101,7 +102,7 @@ func checkJSON(flag, text string, wantArray bool) error {
 func (f uploadForm) encode() ([]byte, string, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
-	for _, kv := range [][2]string{{"name", f.name}, {"events", f.events}, {"sinks", f.sinks}, {"metadata", f.metadata}} {
+	for _, kv := range [][2]string{{"name", f.name}, {"events", f.events}, {"sinks", f.sinks}, {"metadata", f.metadata}, {"config", f.config}} {
 		if kv[1] != "" {
 			if err := mw.WriteField(kv[0], kv[1]); err != nil {
 				return nil, "", err
