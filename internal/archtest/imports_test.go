@@ -72,10 +72,10 @@ var controllerRules = []struct {
 
 // stdlibOnly lists the packages that import only the standard library:
 // the wire format and the LRU (shared by both binaries), and the small
-// packages both sides share that are not wire format: activation ids and
-// MQTT topic filters.
+// packages both sides share that are not wire format: activation ids,
+// MQTT topic filters and timer schedules.
 func stdlibOnly(rel string) bool {
-	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic"} {
+	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic", "internal/cron"} {
 		if rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}
