@@ -142,7 +142,7 @@ func TestParseRefusals(t *testing.T) {
 func TestSpecRoundTrip(t *testing.T) {
 	capacity := int64(256)
 	spec := Spec{
-		Events:   []Event{{Type: "mqtt", Params: EventParams{Host: "b", Port: 1883, Topic: "a/#"}}, {Type: "mqtt", Params: EventParams{Topic: "x", Local: true}},
+		Events: []Event{{Type: "mqtt", Params: EventParams{Host: "b", Port: 1883, Topic: "a/#"}}, {Type: "mqtt", Params: EventParams{Topic: "x", Local: true}},
 			{Type: "timer", Params: EventParams{Cron: "*/5 * * * *"}}, {Type: "timer", Params: EventParams{Every: "1s", Local: true}}},
 		Sinks:    []Sink{{Type: "couchdb", Params: SinkParams{URL: "http://c:5984/db", Username: "u", Password: "p"}}},
 		Metadata: Metadata{Tag: "t", Capacity: &capacity, Idempotent: true},
