@@ -65,6 +65,7 @@ var controllerRules = []struct {
 	{"controller/events", []string{"controller/api", "controller/fleet"}, "cloud events speak controller/invoke, never the REST layer or the fleet"},
 	{"controller/sinks", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
 	{"controller/activations", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
+	{"controller/timers", []string{"controller/api", "controller/fleet"}, "cloud timers speak controller/invoke, never the REST layer or the fleet"},
 	{"controller/invoke", []string{"controller/api", "controller/fleet"}, "controller/invoke is the vocabulary both sides share"},
 	{"controller/fnspec", []string{"controller/api", "controller/store", "controller/fleet", "controller/invoke", "controller/events", "controller/sinks"},
 		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
