@@ -31,7 +31,7 @@ const (
 )
 
 // Source of an activation the controller dispatched (local ones carry
-// agent/activation's "local-api" and "local-mqtt").
+// agent/activation's "local-api", "local-mqtt" and "local-timer").
 const SourceController = "controller"
 
 // Report is an agent's status.
@@ -97,7 +97,7 @@ type Activation struct {
 	ID       string
 	Module   string
 	Function string
-	Source   string // SourceController, "local-api", "local-mqtt"
+	Source   string // SourceController, "local-api", "local-mqtt", "local-timer"
 	// Status is "ok" or the error code's name (protocol.ErrorCode).
 	Status   string
 	Started  time.Time
