@@ -88,8 +88,8 @@ func (iv Interval) String() string { return iv.D.String() }
 // Cron is a parsed five-field cron expression. Its fields are bit sets.
 type Cron struct {
 	minute, hour, dom, month, dow uint64
-	domStar, dowStar               bool
-	expr                           string
+	domStar, dowStar              bool
+	expr                          string
 }
 
 // String is the expression as given.
