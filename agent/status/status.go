@@ -70,6 +70,8 @@ type Function struct {
 	Name        string   `json:"name"`
 	Digest      string   `json:"digest"`
 	LocalTopics []string `json:"local_topics,omitempty"`
+	// LocalTimers are its edge-local timers: "cron <expr>" or "every <duration>".
+	LocalTimers []string `json:"local_timers,omitempty"`
 	HasCode     bool     `json:"has_code"`
 }
 
