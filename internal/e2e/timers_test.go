@@ -36,7 +36,7 @@ func TestTimers(t *testing.T) {
 		n, _ := strconv.Atoi(metric(t, metricsAddr, `wisp_agent_timer_runs_total{result="ok"}`))
 		return n >= 2
 	})
-	checkTicks(t, listActivations(t, c, "cloudtick"), "timer", nil)
+	checkTicks(t, listActivations(t, c, "cloudtick"), "timer", nil, 0)
 	if got := c.metric(t, `wisp_timer_runs_total{result="ok"}`); got == "" || got == "0" {
 		t.Fatalf("controller timer runs: %q", got)
 	}
@@ -47,6 +47,7 @@ func TestTimers(t *testing.T) {
 	c.Stop()
 	partitioned := time.Now()
 	time.Sleep(15 * time.Second)
+	skipped := skippedTicks(t, metricsAddr)
 	killed := time.Now()
 	edge.Kill()
 	edge = startEdgeAgentOffline(t, quicAddr, edgeDir)
@@ -67,7 +68,10 @@ func TestTimers(t *testing.T) {
 	})
 	edgeActs := listActivations(t, c, "edgetick")
 	gap := [2]time.Time{killed.Add(-time.Second), restarted.Add(time.Second)}
-	ticks := checkTicks(t, edgeActs, "local-timer", &gap)
+	// A tick the agent counted as skipped (late under load) may be absent;
+	// none other.
+	skipped += skippedTicks(t, metricsAddr)
+	ticks := checkTicks(t, edgeActs, "local-timer", &gap, skipped)
 	var during int
 	for _, at := range ticks {
 		if at.After(partitioned) && at.Before(healed) {
@@ -76,7 +80,7 @@ func TestTimers(t *testing.T) {
 	}
 	// Roughly one per second of the partition, less the agent's restart.
 	down := restarted.Sub(killed)
-	if want := int((healed.Sub(partitioned) - down).Seconds()); during < want-3 || during > want+3 {
+	if want := int((healed.Sub(partitioned) - down).Seconds()); during < want-3-skipped || during > want+3 {
 		t.Fatalf("%d edge ticks recorded during the partition of %s (agent down %s), want about %d",
 			during, healed.Sub(partitioned).Round(time.Second), down.Round(time.Second), want)
 	}
@@ -88,7 +92,7 @@ func TestTimers(t *testing.T) {
 	before := len(listActivations(t, c, "cloudtick"))
 	waitFor(t, "the cloud timer after the restart", func() bool { return len(listActivations(t, c, "cloudtick")) >= before+2 })
 	// Contiguous before the partition and after the agent reconnected.
-	cloud := checkTicks(t, listActivations(t, c, "cloudtick"), "timer", &[2]time.Time{partitioned.Add(-time.Second), time.Now()})
+	cloud := checkTicks(t, listActivations(t, c, "cloudtick"), "timer", &[2]time.Time{partitioned.Add(-time.Second), time.Now()}, 0)
 	for _, at := range cloud {
 		if at.After(partitioned.Add(time.Second)) && at.Before(healed.Add(-time.Second)) {
 			t.Fatalf("a cloud tick at %s, while the controller was down", at)
@@ -96,11 +100,24 @@ func TestTimers(t *testing.T) {
 	}
 }
 
+// skippedTicks is what an agent counted as ticks not recorded: missed,
+// overlapping and not run.
+func skippedTicks(t *testing.T, metricsAddr string) int {
+	t.Helper()
+	n := 0
+	for _, m := range []string{`wisp_agent_timer_skips_total{reason="missed"}`, `wisp_agent_timer_skips_total{reason="overlap"}`, `wisp_agent_timer_runs_total{result="not_run"}`} {
+		v, _ := strconv.Atoi(metric(t, metricsAddr, m))
+		n += v
+	}
+	return n
+}
+
 // checkTicks checks timer activations: each with source src and an
 // output {"scheduled": t} (echo_c echoes its args), no activation and no
 // tick twice, and consecutive ticks a second apart except across gap (when
-// not nil). It returns the ticks in order.
-func checkTicks(t *testing.T, acts []activation, src string, gap *[2]time.Time) []time.Time {
+// not nil) and for at most skipped ticks the process counted as skipped.
+// It returns the ticks in order.
+func checkTicks(t *testing.T, acts []activation, src string, gap *[2]time.Time, skipped int) []time.Time {
 	t.Helper()
 	ids := map[string]bool{}
 	seen := map[time.Time]bool{}
@@ -121,6 +138,11 @@ func checkTicks(t *testing.T, acts []activation, src string, gap *[2]time.Time) 
 		if d := ticks[i].Sub(ticks[i-1]); d != time.Second {
 			if gap != nil && !ticks[i-1].Before(gap[0].Truncate(time.Second)) && !ticks[i].After(gap[1].Add(time.Second)) {
 				continue // the agent's own downtime: skipped, not caught up
+			}
+			if missing := int(d/time.Second) - 1; d%time.Second == 0 && missing <= skipped {
+				skipped -= missing
+				t.Logf("ticks %s to %s skipped, as counted", ticks[i-1].Format(time.TimeOnly), ticks[i].Format(time.TimeOnly))
+				continue
 			}
 			t.Errorf("ticks %s and %s are %s apart: %s", ticks[i-1].Format(time.TimeOnly), ticks[i].Format(time.TimeOnly), d, fmt.Sprint(len(ticks)))
 		}
