@@ -144,7 +144,7 @@ func Parse(expr string) (*Cron, error) {
 	if c.dow&(1<<7) != 0 { // 7 is Sunday too
 		c.dow = c.dow&^(1<<7) | 1
 	}
-	if !c.possibleDay() {
+	if (c.domStar || c.dowStar) && !c.possibleDay() { // both must match: the day must exist
 		return nil, invalid("day-of-month %q never occurs in month %q", fs[2], fs[3])
 	}
 	if c.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {

@@ -36,6 +36,7 @@ func TestCronNext(t *testing.T) {
 		{"weekdays range by name", "0 9 * * mon-fri", "2026-12-04 10:00", []string{"2026-12-07 09:00", "2026-12-08 09:00"}},
 		{"months by name", "0 0 1 jan,JUL *", "2026-12-04 00:00", []string{"2027-01-01 00:00", "2027-07-01 00:00"}},
 		{"both days restricted: either", "0 0 13 * FRI", "2026-12-01 00:00", []string{"2026-12-04 00:00", "2026-12-11 00:00", "2026-12-13 00:00"}},
+		{"impossible day or a weekday: the weekday", "0 0 30 2 MON", "2026-02-01 00:00", []string{"2026-02-02 00:00", "2026-02-09 00:00"}},
 		{"day star step: both must match", "0 0 */2 * MON", "2026-12-01 00:00", []string{"2026-12-07 00:00", "2026-12-21 00:00"}},
 		{"after a tick is strictly after", "0 * * * *", "2026-12-04 17:00", []string{"2026-12-04 18:00"}},
 		{"extra spaces", "  0   12  *  *  * ", "2026-12-04 13:00", []string{"2026-12-05 12:00"}},
