@@ -173,7 +173,7 @@ type OutboxEntry struct {
 	Module        string    // 2
 	Function      string    // 3
 	Digest        string    // 4
-	Source        string    // 5: "local-api", "local-mqtt"
+	Source        string    // 5: "local-api", "local-mqtt", "local-timer"
 	Code          ErrorCode // 6: OK on success
 	Message       string    // 7
 	Output        []byte    // 8: JSON

@@ -17,8 +17,9 @@ import (
 // Sources of local activations, as their outbox entries (and the
 // controller's activation records) name them.
 const (
-	SourceLocalAPI  = "local-api"
-	SourceLocalMQTT = "local-mqtt"
+	SourceLocalAPI   = "local-api"
+	SourceLocalMQTT  = "local-mqtt"
+	SourceLocalTimer = "local-timer" // an edge-local timer (agent/timers)
 )
 
 // Recorder keeps a locally run activation: the agent's outbox
@@ -76,7 +77,7 @@ type Request struct {
 	Module, Function string
 	// Args is the function's input, a JSON object.
 	Args []byte
-	// Source names the caller (SourceLocalAPI, SourceLocalMQTT).
+	// Source names the caller (SourceLocalAPI, SourceLocalMQTT, SourceLocalTimer).
 	Source string
 	// ActivationID is the id to record; "" makes a new one.
 	ActivationID string

@@ -1,6 +1,6 @@
 // Package node assembles a Wisp agent from its parts (runtime, state,
 // executor, controller links, local invoke API, local MQTT triggers,
-// metrics) and runs it. cmd/wisp-agent parses configuration and calls Run;
+// local timers, metrics) and runs it. cmd/wisp-agent parses configuration and calls Run;
 // `wisp dev` runs one in the same process as a controller.
 //
 // It also decides the agent's readiness (/readyz on the local API and the
@@ -34,6 +34,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/agent/status"
+	"github.com/wispfn/wisp/agent/timers"
 	"github.com/wispfn/wisp/agent/triggers"
 	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/protocol"
@@ -144,6 +145,7 @@ type agent struct {
 	links    []*link.Link
 	lapi     *localapi.Server
 	local    atomic.Pointer[triggers.Local]
+	timers   *timers.Timers
 	syncMu   sync.Mutex // syncs take turns (resync)
 	metricLn net.Listener
 	apiLn    net.Listener
@@ -172,6 +174,9 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 	// Local activations, from the local API and the triggers alike, run
 	// and are recorded by one runner; each wakes the outbox drains.
 	if a.runner, err = activation.New(activation.Config{Executor: a.ex, State: st, OnRecord: a.kick, Logger: log}); err != nil {
+		return nil, err
+	}
+	if a.timers, err = timers.New(timers.Config{Invoke: timerInvoker(a.runner), Registry: a.reg, Logger: log}); err != nil {
 		return nil, err
 	}
 	for _, addr := range cfg.Controllers {
@@ -215,11 +220,26 @@ func (a *agent) kick() {
 	}
 }
 
-// onDesired re-syncs the local triggers after a link stored a new desired set.
+// onDesired re-syncs the local triggers and timers after a link stored a
+// new desired set.
 func (a *agent) onDesired([]protocol.DesiredFunction) {
+	a.resyncTimers()
 	if l := a.local.Load(); l != nil {
 		a.resync(context.Background(), l)
 	}
+}
+
+// resyncTimers makes the local timers follow the desired set as stored;
+// syncs take turns with the triggers'.
+func (a *agent) resyncTimers() {
+	a.syncMu.Lock()
+	defer a.syncMu.Unlock()
+	fs, err := a.st.Desired()
+	if err != nil {
+		a.log.Error("reading the desired set for local timers", "err", err)
+		return
+	}
+	a.timers.Sync(fs)
 }
 
 // resync makes the local triggers follow the desired set as stored when it
@@ -277,6 +297,14 @@ func (a *agent) run(ctx context.Context) error {
 	if a.cfg.MQTTBroker != "" {
 		wg.Go(func() { a.runTriggers(ctx) })
 	}
+	// Edge-local timers run from the persisted desired set, with or
+	// without a controller.
+	a.resyncTimers()
+	wg.Go(func() {
+		if err := a.timers.Run(ctx); err != nil {
+			a.log.Error("local timers stopped", "err", err)
+		}
+	})
 	a.serving.Store(true)
 	select {
 	case <-ctx.Done():
@@ -352,6 +380,18 @@ func syncTriggers(ctx context.Context, l *triggers.Local, fs []protocol.DesiredF
 		return
 	}
 	log.Info("local triggers synced", "bindings", len(bs))
+}
+
+// timerInvoker runs a function for a tick of its local timer and records
+// it (activation.Runner.Run, source local-timer, fsync'd).
+func timerInvoker(runner *activation.Runner) timers.Invoke {
+	return func(ctx context.Context, t timers.Tick) (bool, error) {
+		res, err := runner.Run(ctx, activation.Request{Module: t.Module, Function: t.Function, Args: t.Args, Source: activation.SourceLocalTimer})
+		if err != nil {
+			return false, err
+		}
+		return true, res.Err
+	}
 }
 
 // triggerInvoker runs a function for a local MQTT message and records it

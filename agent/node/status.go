@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"slices"
 	"time"
@@ -90,7 +91,21 @@ func ReadStatus(dataDir string, timeout time.Duration) (status.Report, error) {
 func desired(fs []protocol.DesiredFunction, hasCode func(string) bool) []status.Function {
 	out := make([]status.Function, 0, len(fs))
 	for _, f := range fs {
-		out = append(out, status.Function{Module: f.Module, Name: f.Name, Digest: f.Digest, LocalTopics: f.LocalTopics, HasCode: hasCode(f.Digest)})
+		out = append(out, status.Function{Module: f.Module, Name: f.Name, Digest: f.Digest, LocalTopics: f.LocalTopics,
+			LocalTimers: timerNames(f.Timers), HasCode: hasCode(f.Digest)})
+	}
+	return out
+}
+
+// timerNames shows desired-set timers as "cron <expr>" or "every <duration>".
+func timerNames(ts []protocol.Timer) []string {
+	var out []string
+	for _, t := range ts {
+		if t.Cron != "" {
+			out = append(out, "cron "+t.Cron)
+		} else {
+			out = append(out, "every "+(time.Duration(min(t.EveryMS, math.MaxInt64/uint64(time.Millisecond)))*time.Millisecond).String())
+		}
 	}
 	return out
 }

@@ -18,6 +18,8 @@
 //	    <digest>     -> wasm bytes      ("sha256:<hex>" of exactly these bytes)
 //	desired/
 //	    <module>/<name> -> protocol.DesiredSet with that one function
+//	                       (its local topics and timers too: the agent
+//	                       runs them from here, offline and after a restart)
 //	outbox/
 //	    <activation id> -> protocol.OutboxEntry (ids sort by time: oldest first)
 //	seen/

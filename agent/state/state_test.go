@@ -87,12 +87,14 @@ func TestFreshIdentityIsEmpty(t *testing.T) {
 
 func TestDesiredSet(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "agent.db"))
-	fs := []protocol.DesiredFunction{{Module: "_", Name: "b", Digest: "sha256:2"}, {Module: "_", Name: "a", Digest: "sha256:1", LocalTopics: []string{"x/y"}}}
+	fs := []protocol.DesiredFunction{{Module: "_", Name: "b", Digest: "sha256:2"}, {Module: "_", Name: "a", Digest: "sha256:1", LocalTopics: []string{"x/y"},
+		Timers: []protocol.Timer{{Cron: "*/5 * * * *"}, {EveryMS: 1000}}}}
 	if err := s.SetDesired(fs); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Desired()
-	if err != nil || len(got) != 2 || got[0].Name != "a" || got[0].LocalTopics[0] != "x/y" {
+	if err != nil || len(got) != 2 || got[0].Name != "a" || got[0].LocalTopics[0] != "x/y" ||
+		!slices.Equal(got[0].Timers, fs[1].Timers) || got[1].Timers != nil {
 		t.Fatalf("%+v %v", got, err)
 	}
 	if f, ok := s.DesiredFunction("_", "b"); !ok || f.Digest != "sha256:2" {

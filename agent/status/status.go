@@ -31,7 +31,7 @@ const (
 )
 
 // Source of an activation the controller dispatched (local ones carry
-// agent/activation's "local-api" and "local-mqtt").
+// agent/activation's "local-api", "local-mqtt" and "local-timer").
 const SourceController = "controller"
 
 // Report is an agent's status.
@@ -70,6 +70,8 @@ type Function struct {
 	Name        string   `json:"name"`
 	Digest      string   `json:"digest"`
 	LocalTopics []string `json:"local_topics,omitempty"`
+	// LocalTimers are its edge-local timers: "cron <expr>" or "every <duration>".
+	LocalTimers []string `json:"local_timers,omitempty"`
 	HasCode     bool     `json:"has_code"`
 }
 
@@ -97,7 +99,7 @@ type Activation struct {
 	ID       string
 	Module   string
 	Function string
-	Source   string // SourceController, "local-api", "local-mqtt"
+	Source   string // SourceController, "local-api", "local-mqtt", "local-timer"
 	// Status is "ok" or the error code's name (protocol.ErrorCode).
 	Status   string
 	Started  time.Time

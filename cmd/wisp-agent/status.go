@@ -173,6 +173,9 @@ func printStatus(w io.Writer, rep status.Report, now time.Time) {
 		if len(f.LocalTopics) > 0 {
 			fmt.Fprintf(w, "  local topics: %s", strings.Join(f.LocalTopics, ", "))
 		}
+		if len(f.LocalTimers) > 0 {
+			fmt.Fprintf(w, "  local timers: %s", strings.Join(f.LocalTimers, ", "))
+		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\noutbox: %d waiting", rep.Outbox.Count)

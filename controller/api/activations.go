@@ -127,9 +127,9 @@ func (s *Server) activationQuery(c *fiber.Ctx) (store.ActivationFilter, error) {
 		}
 	}
 	switch f.Source {
-	case "", "api", "mqtt", "local-api", "local-mqtt":
+	case "", "api", "mqtt", "timer", "local-api", "local-mqtt", "local-timer":
 	default:
-		return f, fail(ErrBadRequest, "source %q: want api, mqtt, local-api or local-mqtt", f.Source)
+		return f, fail(ErrBadRequest, "source %q: want api, mqtt, timer, local-api, local-mqtt or local-timer", f.Source)
 	}
 	switch st := store.ActivationStatus(c.Query("status")); st {
 	case "", store.StatusSuccess, store.StatusError:

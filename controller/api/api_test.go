@@ -99,7 +99,8 @@ func testFlow(t *testing.T, e *env) {
 	hello := fixture(t, "hello_c.wasm")
 	status, body = e.upload("POST", "/v1/fn/m",
 		part{name: "name", value: "hello"},
-		part{name: "events", value: `[{"type":"mqtt","params":{"host":"broker","port":"1883","topic":"t"}}]`},
+		part{name: "events", value: `[{"type":"mqtt","params":{"host":"broker","port":"1883","topic":"t"}},` +
+			`{"type":"timer","params":{"cron":"*/5  * * * MON-fri"}},{"type":"timer","params":{"every":"90s","local":true}}]`},
 		part{name: "sinks", value: `[{"type":"couchdb","params":{"url":"http://couch:5984/db","username":"u","password":"p"}}]`},
 		part{name: "metadata", value: `{"tag":"edge","capacity":2048}`},
 		part{name: "wait_for_workers", value: "false"},
@@ -114,11 +115,12 @@ func testFlow(t *testing.T, e *env) {
 	status, body = e.do(req{method: "GET", path: "/v1/fn/m/hello"})
 	fn := wantData[map[string]json.RawMessage](t, status, body, 200)
 	wantJSON := map[string]string{
-		"name":     `"hello"`,
-		"module":   `"m"`,
-		"digest":   `"` + runtime.Digest(hello) + `"`,
-		"abi":      `"funless-v1"`,
-		"events":   `[{"type":"mqtt","params":{"host":"broker","port":1883,"topic":"t"}}]`,
+		"name":   `"hello"`,
+		"module": `"m"`,
+		"digest": `"` + runtime.Digest(hello) + `"`,
+		"abi":    `"funless-v1"`,
+		"events": `[{"type":"mqtt","params":{"host":"broker","port":1883,"topic":"t"}},` +
+			`{"type":"timer","params":{"cron":"*/5 * * * MON-fri"}},{"type":"timer","params":{"every":"1m30s","local":true}}]`,
 		"sinks":    `[{"type":"couchdb","params":{"url":"http://couch:5984/db","username":"u","password":"********"}}]`,
 		"metadata": `{"tag":"edge","capacity":2048}`,
 	}

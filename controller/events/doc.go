@@ -4,8 +4,9 @@
 // A function's events are parsed and validated by controller/fnspec
 // (fnspec.Event); an event with "local": true is an edge-local trigger, run
 // by every agent that holds the function on the agent's own broker (package
-// agent/triggers), never by the controller. Bindings turns the others into
-// the subscriptions Manager.Sync takes.
+// agent/triggers), never by the controller. Timer events are
+// controller/timers' and the agents'. Bindings turns the cloud MQTT events
+// into the subscriptions Manager.Sync takes.
 //
 // # Contracts
 //

@@ -25,11 +25,12 @@ func (b Binding) String() string {
 }
 
 // Bindings returns the cloud subscriptions of a function's events: every
-// event but the edge-local ones, which are the agents'.
+// MQTT event but the edge-local ones, which are the agents'. Timers are
+// controller/timers'.
 func Bindings(module, function string, evs []fnspec.Event) []Binding {
 	var out []Binding
 	for _, e := range evs {
-		if !e.Params.Local {
+		if e.Type == fnspec.EventMQTT && !e.Params.Local {
 			out = append(out, Binding{Module: module, Function: function, Host: e.Params.Host, Port: e.Params.Port, Topic: e.Params.Topic})
 		}
 	}

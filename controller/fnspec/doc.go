@@ -1,5 +1,5 @@
 // Package fnspec holds a function's settings as typed values: its events
-// (MQTT triggers), sinks (CouchDB databases that receive its outputs) and
+// (MQTT triggers and timers, whose schedules internal/cron parses), sinks (CouchDB databases that receive its outputs) and
 // metadata (tag, capacity, idempotence).
 //
 // The REST API parses what a user sends with [ParseEvents], [ParseSinks]
@@ -16,7 +16,7 @@
 // and an error naming each unreadable field. The store keeps that error on
 // the function (store.Function.Unreadable), and such a function is never
 // run: invoke.ForFunction refuses it (500), the fleet leaves it out of the
-// agents' desired sets, and the cloud events do not subscribe for it. It is
+// agents' desired sets, and the cloud events and timers do not run for it. It is
 // still listed, shown and deleted, and an update rewrites its settings.
 // Running it without the sinks or the tag it was given would lose outputs
 // or run it where it was kept from.

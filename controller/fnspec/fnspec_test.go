@@ -19,6 +19,12 @@ func parseEvents(raw []byte) ([]byte, error) {
 		// What every reader relies on (the agents' triggers, the cloud
 		// subscriptions): a plain error here fails the fuzz target.
 		p := e.Params
+		if e.Type == "timer" {
+			if _, ok := e.Schedule(); !ok || p.Host != "" || p.Port != 0 || p.Topic != "" || (p.Cron == "") == (p.Every == "") {
+				return nil, fmt.Errorf("accepted an unusable timer %+v", e)
+			}
+			continue
+		}
 		if e.Type != "mqtt" || !mqtttopic.ValidFilter(p.Topic) ||
 			(p.Local && (p.Host != "" || p.Port != 0)) || (!p.Local && (p.Host == "" || p.Port < 1 || p.Port > 65535)) {
 			return nil, fmt.Errorf("accepted an unusable event %+v", e)
@@ -60,6 +66,10 @@ func TestParseFields(t *testing.T) {
 		{"events wildcard", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":8883,"topic":"a/+/c"}}]`, `[{"type":"mqtt","params":{"host":"b","port":8883,"topic":"a/+/c"}}]`},
 		{"events none", parseEvents, `[]`, `[]`},
 		{"events local", parseEvents, `[{"type":"mqtt","params":{"topic":"sensors/t","local":true}}]`, `[{"type":"mqtt","params":{"topic":"sensors/t","local":true}}]`},
+		{"timer cron", parseEvents, `[{"type":"timer","params":{"cron":" */1  *  * * * "}}]`, `[{"type":"timer","params":{"cron":"*/1 * * * *"}}]`},
+		{"timer cron names local", parseEvents, `[{"type":"timer","params":{"cron":"0 9 * JAN-MAR mon-fri","local":true}}]`, `[{"type":"timer","params":{"cron":"0 9 * JAN-MAR mon-fri","local":true}}]`},
+		{"timer every normalised", parseEvents, `[{"type":"timer","params":{"every":"90s","local":false}}]`, `[{"type":"timer","params":{"every":"1m30s"}}]`},
+		{"timer beside mqtt", parseEvents, `[{"type":"mqtt","params":{"topic":"t","local":true}},{"type":"timer","params":{"every":"1s","local":true}}]`, `[{"type":"mqtt","params":{"topic":"t","local":true}},{"type":"timer","params":{"every":"1s","local":true}}]`},
 		{"events local ignores broker", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":1,"topic":"t","local":true}}]`, `[{"type":"mqtt","params":{"topic":"t","local":true}}]`},
 		{"sinks", parseSinks, `[{"type":"couchdb","params":{"url":"https://c/db"}}]`, `[{"type":"couchdb","params":{"url":"https://c/db"}}]`},
 		{"metadata", parseMetadata, `{"capacity":128,"tag":"x"}`, `{"tag":"x","capacity":128}`},
@@ -96,6 +106,19 @@ func TestParseRefusals(t *testing.T) {
 		{"events port word", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":"mqtt","topic":"t"}}]`, "port number from 1 to 65535"},
 		{"events no topic", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":1883}}]`, "params.topic is missing"},
 		{"events bad filter", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"a/#/b"}}]`, "not a valid MQTT topic filter"},
+		{"timer bad cron", parseEvents, `[{"type":"timer","params":{"cron":"61 * * * *"}}]`, `event 0: params.cron "61 * * * *": minute field "61": 61 is outside 0-59`},
+		{"timer cron fields", parseEvents, `[{"type":"timer","params":{"cron":"* * *"}}]`, `params.cron "* * *": want 5 fields`},
+		{"timer cron never", parseEvents, `[{"type":"timer","params":{"cron":"0 0 30 2 *"}}]`, "never occurs"},
+		{"timer cron not a string", parseEvents, `[{"type":"timer","params":{"cron":5}}]`, "Invalid events: "},
+		{"timer every too short", parseEvents, `[{"type":"timer","params":{"every":"500ms"}}]`, `params.every "500ms": 500ms is shorter than the minimum of 1s`},
+		{"timer every too long", parseEvents, `[{"type":"timer","params":{"every":"800h"}}]`, "longer than the maximum"},
+		{"timer every word", parseEvents, `[{"type":"timer","params":{"every":"often"}}]`, `params.every "often": "often" is not a duration`},
+		{"timer both", parseEvents, `[{"type":"timer","params":{"every":"1s","cron":"* * * * *"}}]`, "not both"},
+		{"timer neither", parseEvents, `[{"type":"timer","params":{"local":true}}]`, "needs params.cron or params.every"},
+		{"timer with topic", parseEvents, `[{"type":"timer","params":{"every":"1s","topic":"t"}}]`, "not host, port or topic"},
+		{"mqtt with cron", parseEvents, `[{"type":"mqtt","params":{"topic":"t","local":true,"cron":"* * * * *"}}]`, "takes no cron or every"},
+		{"timer unknown key", parseEvents, `[{"type":"timer","params":{"every":"1s","jitter":"1s"}}]`, "unknown field"},
+		{"too many timers", parseEvents, "[" + strings.Repeat(`{"type":"timer","params":{"every":"1s"}},`, MaxTimers) + `{"type":"timer","params":{"every":"1s"}}]`, "more than 16 timers"},
 		{"events unknown key", parseEvents, `[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"t","qos":1}}]`, "unknown field"},
 		{"sinks other type", parseSinks, `[{"type":"s3","params":{"url":"http://c/db"}}]`, `sink 0: type "s3" is not supported`},
 		{"sinks bad url", parseSinks, `[{"type":"couchdb","params":{"url":"ftp://c/db"}}]`, "params.url must be an http or https URL"},
@@ -119,7 +142,8 @@ func TestParseRefusals(t *testing.T) {
 func TestSpecRoundTrip(t *testing.T) {
 	capacity := int64(256)
 	spec := Spec{
-		Events:   []Event{{Type: "mqtt", Params: EventParams{Host: "b", Port: 1883, Topic: "a/#"}}, {Type: "mqtt", Params: EventParams{Topic: "x", Local: true}}},
+		Events: []Event{{Type: "mqtt", Params: EventParams{Host: "b", Port: 1883, Topic: "a/#"}}, {Type: "mqtt", Params: EventParams{Topic: "x", Local: true}},
+			{Type: "timer", Params: EventParams{Cron: "*/5 * * * *"}}, {Type: "timer", Params: EventParams{Every: "1s", Local: true}}},
 		Sinks:    []Sink{{Type: "couchdb", Params: SinkParams{URL: "http://c:5984/db", Username: "u", Password: "p"}}},
 		Metadata: Metadata{Tag: "t", Capacity: &capacity, Idempotent: true},
 	}
@@ -210,7 +234,8 @@ func FuzzParseEvents(f *testing.F) {
 		`[{"type":"mqtt","params":{"host":"b","port":"1883","topic":"t"}}]`,
 		`[{"type":"mqtt","params":{"host":"b","port":1883,"topic":"t"}}]`,
 		`[{"type":"mqtt","params":{"topic":"a/+/#","local":true,"port":1e3}}]`,
-		`[]`, `null`, `{"a":1}`, `[{"type":"mqtt","params":{"host":"b","port":"0x10","topic":"t"}}]`)
+		`[]`, `null`, `{"a":1}`, `[{"type":"mqtt","params":{"host":"b","port":"0x10","topic":"t"}}]`,
+		`[{"type":"timer","params":{"cron":"*/5 1-3 * JAN SUN","local":true}}]`, `[{"type":"timer","params":{"every":"1m30s"}}]`)
 }
 
 func FuzzParseSinks(f *testing.F) {

@@ -25,8 +25,9 @@ type Dispatcher interface {
 
 // Sources of an invocation, as activation records show them.
 const (
-	SourceAPI  = "api"  // REST (the default)
-	SourceMQTT = "mqtt" // a cloud event
+	SourceAPI   = "api"   // REST (the default)
+	SourceMQTT  = "mqtt"  // a cloud event
+	SourceTimer = "timer" // a cloud timer (controller/timers)
 )
 
 // Request is one invocation, as the dispatcher receives it. Its fields

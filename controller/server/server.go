@@ -34,6 +34,7 @@ import (
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/timers"
 	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/internal/keypin"
@@ -131,11 +132,12 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 }
 
 // Run runs a controller until ctx is done: the REST API, the QUIC listener
-// for agents, the activation recorder and pruner, the sink worker and the
-// cloud MQTT events. ready, when set, is called with the REST and QUIC
-// addresses once both listen. Shutdown drains: the API stops accepting and
-// finishes its requests, then the fleet, the recorder (which flushes) and
-// the workers stop, then the store closes.
+// for agents, the activation recorder and pruner, the sink worker, the
+// cloud MQTT events and the cloud timers. ready, when set, is called with
+// the REST and QUIC addresses once both listen. Shutdown drains: the API
+// stops accepting and finishes its requests, the timers let their runs
+// finish, then the fleet, the recorder (which flushes) and the workers
+// stop, then the store closes.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, quic net.Addr)) (err error) {
 	log.Info("starting wisp-controller", "version", version.Version)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -204,7 +206,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	dist := &distributor{fleet: fl, events: evs, store: st, log: log}
+	cloudTimers, err := timers.New(timers.Config{Functions: st, Dispatcher: dispatcher, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: st, log: log}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -281,6 +287,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
+	// Cloud timers stop before the fleet, so that their runs in flight
+	// drain through it (cron.DefaultDrainTimeout).
+	timersCtx, stopTimers := context.WithCancel(fleetCtx)
+	defer stopTimers()
+	timersDone := make(chan error, 1)
+	go func() { timersDone <- cloudTimers.Run(timersCtx) }()
 	// The span exporter stops last: after the fleet has drained, it sends
 	// the spans still queued (within its timeout).
 	traceCtx, stopTracing := context.WithCancel(context.WithoutCancel(ctx))
@@ -291,10 +303,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	} else {
 		traceDone <- nil
 	}
-	// Restore the cloud MQTT events of every stored function.
+	// Restore the cloud MQTT events and timers of every stored function.
 	restored := make(chan struct{})
 	go func() {
 		defer close(restored)
+		dist.syncTimers(fleetCtx)
 		dist.syncEvents(fleetCtx)
 	}()
 	log.Info("QUIC listening", "addr", pc.LocalAddr().String(), "fingerprint", fmt.Sprintf("%x", identity.Fingerprint[:8]))
@@ -304,6 +317,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		ready(ln.Addr(), pc.LocalAddr())
 	}
 	runErr := srv.Run(ctx, ln)
+	stopTimers()
+	<-timersDone
 	stopFleet()
 	if err := <-fleetDone; err != nil && runErr == nil {
 		runErr = err

@@ -11,13 +11,15 @@ import (
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/controller/timers"
 )
 
 // distributor fans the API's function changes out to the fleet (code and
-// desired sets) and to the cloud MQTT events.
+// desired sets), to the cloud MQTT events and to the cloud timers.
 type distributor struct {
 	fleet  *fleet.Fleet
 	events *events.Manager
+	timers *timers.Runner
 	store  store.Store
 	log    *slog.Logger
 }
@@ -31,6 +33,14 @@ func (d *distributor) Removed(ctx context.Context, digests []string) { d.fleet.D
 func (d *distributor) Changed(ctx context.Context) {
 	d.fleet.SyncDesired(ctx)
 	d.syncEvents(ctx)
+	d.syncTimers(ctx)
+}
+
+// syncTimers makes the running cloud timers those of the stored functions.
+func (d *distributor) syncTimers(ctx context.Context) {
+	if err := d.timers.Sync(ctx); err != nil {
+		d.log.Error("syncing timers", "err", err)
+	}
 }
 
 // Connect implements api.Connector: it syncs the cloud events (waiting for

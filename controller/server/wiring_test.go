@@ -79,6 +79,7 @@ func TestConnectAnswersPerEventAndSink(t *testing.T) {
 			{Type: "mqtt", Params: fnspec.EventParams{Host: host, Port: port, Topic: topic}},
 			{Type: "mqtt", Params: fnspec.EventParams{Host: "127.0.0.1", Port: 1, Topic: topic}}, // nothing listens
 			{Type: "mqtt", Params: fnspec.EventParams{Topic: topic, Local: true}},
+			{Type: "timer", Params: fnspec.EventParams{Every: "1h"}}, // timers have nothing to connect
 		},
 		Sinks: []fnspec.Sink{
 			{Type: "couchdb", Params: fnspec.SinkParams{URL: couch.URL + "/db"}},
@@ -87,8 +88,8 @@ func TestConnectAnswersPerEventAndSink(t *testing.T) {
 	})
 	d := &distributor{events: evs, store: st, log: slog.New(slog.DiscardHandler)}
 	evErrs, sinkErrs := d.Connect(t.Context(), fn)
-	if len(evErrs) != 3 || evErrs[0] != nil || evErrs[1] == nil || evErrs[2] != nil {
-		t.Fatalf("event errors = %v, want [nil, an error, nil]", evErrs)
+	if len(evErrs) != 4 || evErrs[0] != nil || evErrs[1] == nil || evErrs[2] != nil || evErrs[3] != nil {
+		t.Fatalf("event errors = %v, want [nil, an error, nil, nil]", evErrs)
 	}
 	if len(sinkErrs) != 2 || sinkErrs[0] != nil || sinkErrs[1] == nil || strings.Contains(sinkErrs[1].Error(), "hunter2") {
 		t.Fatalf("sink errors = %v, want [nil, an error without the password]", sinkErrs)
@@ -99,13 +100,15 @@ func TestConnectAnswersPerEventAndSink(t *testing.T) {
 	}
 }
 
-// TestCloudBindings: edge-local events and functions whose settings are
-// unreadable (fnspec's "Bad stored data") get no cloud subscription.
+// TestCloudBindings: edge-local events, timers and functions whose
+// settings are unreadable (fnspec's "Bad stored data") get no cloud
+// subscription.
 func TestCloudBindings(t *testing.T) {
 	cloud := fnspec.Event{Type: "mqtt", Params: fnspec.EventParams{Host: "b", Port: 1883, Topic: "t"}}
 	local := fnspec.Event{Type: "mqtt", Params: fnspec.EventParams{Topic: "l", Local: true}}
+	timer := fnspec.Event{Type: "timer", Params: fnspec.EventParams{Cron: "* * * * *"}}
 	fns := []store.Function{
-		{Module: "m", Name: "a", Spec: fnspec.Spec{Events: []fnspec.Event{cloud, local}}},
+		{Module: "m", Name: "a", Spec: fnspec.Spec{Events: []fnspec.Event{cloud, local, timer}}},
 		{Module: "m", Name: "bad", Spec: fnspec.Spec{Events: []fnspec.Event{cloud}}, Unreadable: &fnspec.Error{Field: "sinks", Reason: "x"}},
 		{Module: "m", Name: "none"},
 	}

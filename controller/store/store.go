@@ -124,7 +124,7 @@ type Activation struct {
 	Function string
 	Digest   string
 	Agent    string // id of the agent that ran it; "" if none ran it
-	Source   string // "api", "mqtt", "local-api", "local-mqtt"
+	Source   string // "api", "mqtt", "timer", "local-api", "local-mqtt", "local-timer"
 	Code     int    // 0: ok; otherwise a stable wire error code (protocol.ErrorCode)
 	Message  string // the error message; "" when ok
 	Output   []byte // the function's JSON output (nil on error); kept verbatim

@@ -65,6 +65,7 @@ var controllerRules = []struct {
 	{"controller/events", []string{"controller/api", "controller/fleet"}, "cloud events speak controller/invoke, never the REST layer or the fleet"},
 	{"controller/sinks", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
 	{"controller/activations", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
+	{"controller/timers", []string{"controller/api", "controller/fleet"}, "cloud timers speak controller/invoke, never the REST layer or the fleet"},
 	{"controller/invoke", []string{"controller/api", "controller/fleet"}, "controller/invoke is the vocabulary both sides share"},
 	{"controller/fnspec", []string{"controller/api", "controller/store", "controller/fleet", "controller/invoke", "controller/events", "controller/sinks"},
 		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
@@ -72,10 +73,10 @@ var controllerRules = []struct {
 
 // stdlibOnly lists the packages that import only the standard library:
 // the wire format and the LRU (shared by both binaries), and the small
-// packages both sides share that are not wire format: activation ids and
-// MQTT topic filters.
+// packages both sides share that are not wire format: activation ids,
+// MQTT topic filters and timer schedules.
 func stdlibOnly(rel string) bool {
-	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic"} {
+	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic", "internal/cron"} {
 		if rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}

@@ -323,7 +323,7 @@ now on instead, as it is recorded, until interrupted.`,
 	fl.StringVarP(&f.fn, "function", "f", "", "only this function")
 	fl.StringVar(&f.agent, "agent", "", "only activations run by this agent (id or name)")
 	fl.StringVar(&f.status, "status", "", "only success or error")
-	fl.StringVar(&f.source, "source", "", "only api, mqtt, local-api or local-mqtt")
+	fl.StringVar(&f.source, "source", "", "only api, mqtt, timer, local-api, local-mqtt or local-timer")
 	fl.StringVar(&f.since, "since", "", "only activations started since an RFC 3339 time or a duration ago (1h)")
 	fl.StringVar(&f.until, "until", "", "only activations started before an RFC 3339 time or a duration ago")
 	fl.StringVar(&before, "before", "", "only activations before this id (the next page)")

@@ -38,6 +38,7 @@ func (a *app) fnUploadCommand(update bool) *cobra.Command {
 		Long: `Upload a new function from a .wasm file. The file is checked (wasm magic,
 size limit) before anything is sent. Events, sinks and metadata are JSON:
   --events '[{"type":"mqtt","params":{"host":"broker","port":1883,"topic":"t"}}]'
+  --events '[{"type":"timer","params":{"cron":"*/5 * * * *"}}]'   (UTC; or "every":"30s"; "local":true runs it on the agents)
   --sinks '[{"type":"couchdb","params":{"url":"http://couch:5984/db"}}]'
   --metadata '{"tag":"edge","capacity":1024}'   (capacity in KiB)`,
 		Args: nargs(2, 2, "<name> <file.wasm>"),
