@@ -71,7 +71,7 @@ func summarize(v store.FunctionVersion) settingsSummary {
 	c := v.Spec.Config
 	return settingsSummary{
 		Events: len(v.Spec.Events), Sinks: len(v.Spec.Sinks), Metadata: v.Spec.Metadata,
-		Env: slices.Sorted(maps.Keys(c.Env)), Secrets: orEmpty(c.Secrets), AllowHosts: orEmpty(c.AllowHosts),
+		Env: orEmpty(slices.Sorted(maps.Keys(c.Env))), Secrets: orEmpty(c.Secrets), AllowHosts: orEmpty(c.AllowHosts),
 		Unreadable: v.Unreadable != nil,
 	}
 }
