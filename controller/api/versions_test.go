@@ -4,7 +4,6 @@ import (
 	"context"
 	"reflect"
 	"testing"
-
 )
 
 func withFunctionVersions(n int) envOption { return func(c *Config) { c.FunctionVersions = n } }
@@ -176,4 +175,3 @@ func TestFunctionVersionsConfig(t *testing.T) {
 		t.Fatalf("default versions: %v %v", s, err)
 	}
 }
-
