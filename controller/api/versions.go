@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -188,6 +189,9 @@ func (s *Server) rollback(c *fiber.Ctx) error {
 	}
 	ctx := c.UserContext()
 	code, err := s.store.Code(ctx, target.Digest)
+	if errors.Is(err, store.ErrNotFound) { // pruned meanwhile
+		return failCause(store.ErrNotFound, err, "Version %d of %s/%s is no longer kept", target.Number, module, name)
+	}
 	if err != nil {
 		return fmt.Errorf("api: code of version %d of %s/%s: %w", target.Number, module, name, err)
 	}

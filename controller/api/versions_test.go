@@ -175,3 +175,21 @@ func TestFunctionVersionsConfig(t *testing.T) {
 		t.Fatalf("default versions: %v %v", s, err)
 	}
 }
+
+// reachVersions sends one good request to each versions route, for
+// TestFunLessFlow's check that every operation of openapi.yaml is reached.
+func reachVersions(t *testing.T, e *env) {
+	t.Helper()
+	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "versioned"}, codePart(fixture(t, "hello_wat.wasm")))
+	wantData[nameItem](t, status, body, 201)
+	status, body = e.upload("PUT", "/v1/fn/_/versioned", codePart(fixture(t, "hello_c.wasm")))
+	wantData[nameItem](t, status, body, 200)
+	if vs := versionsOf(t, e, "", "/v1/fn/_/versioned"); len(vs) != 2 {
+		t.Fatalf("versions: %+v", vs)
+	}
+	status, body = e.json("POST", "/v1/fn/_/versioned/rollback", map[string]any{"to": 1})
+	wantData[rollbackResult](t, status, body, 200)
+	if status, _ := e.do(req{method: "DELETE", path: "/v1/fn/_/versioned"}); status != 204 {
+		t.Fatalf("delete: %d", status)
+	}
+}
