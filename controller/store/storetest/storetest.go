@@ -102,6 +102,7 @@ func Run(t *testing.T, open Opener) {
 		{"Versions", testVersions},
 		{"VersionsBound", testVersionsBound},
 		{"VersionsDeleted", testVersionsDeleted},
+		{"ConcurrentVersions", testConcurrentVersions},
 		{"ConcurrentQuarantine", testConcurrentQuarantine},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,9 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/fnspec"
@@ -176,4 +179,56 @@ func testVersionsDeleted(t *testing.T, s store.Store, _ func(*testing.T) store.S
 	noErr(t, "UpdateFunction", err)
 	nums, _ = versionsOf(t, s, "n", "f")
 	equal(t, "versions after an update", nums, []int64{2, 1})
+}
+
+// testConcurrentVersions updates one function, prunes its versions and
+// reads them at once: numbers stay unique and descending, every kept
+// version's code is there, and deleting the function leaves no code.
+func testConcurrentVersions(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	first, _ := Code("first")
+	mustCreateFunction(t, s, store.DefaultModule, "f", first)
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	parallel(goroutines/2, func(i int) {
+		code, _ := Code(fmt.Sprintf("c%d", i%3))
+		for range 4 {
+			var err error
+			switch i % 3 {
+			case 0:
+				_, err = s.PruneFunctionVersions(ctx, store.DefaultModule, "f", 2)
+			case 1:
+				_, err = s.FunctionVersions(ctx, store.DefaultModule, "f")
+			default:
+				_, err = s.UpdateFunction(ctx, newFunction(store.DefaultModule, "f", code), code)
+			}
+			if err != nil {
+				fail(err)
+				return
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.FunctionVersions(ctx, store.DefaultModule, "f")
+	noErr(t, "FunctionVersions", err)
+	for i, v := range vs {
+		if i > 0 && v.Number >= vs[i-1].Number {
+			t.Fatalf("versions not descending: %d after %d", v.Number, vs[i-1].Number)
+		}
+		if _, err := s.Code(ctx, v.Digest); err != nil {
+			t.Fatalf("code of kept version %d: %v", v.Number, err)
+		}
+	}
+	_, err = s.DeleteFunction(ctx, store.DefaultModule, "f")
+	noErr(t, "DeleteFunction", err)
+	wantCodeCount(t, s, 0)
 }
