@@ -107,6 +107,7 @@ func (e *Executor) Runtime() *runtime.Runtime { return e.rt }
 // call is warm. Quarantined code is kept (it may be released) but not
 // compiled.
 func (e *Executor) Store(ctx context.Context, digest string, code []byte) error {
+	e.metrics.codeReceived("push")
 	if err := e.st.PutCode(digest, code); err != nil {
 		return err
 	}
@@ -218,6 +219,7 @@ func (e *Executor) ensureLoaded(ctx context.Context, digest string, fetch Fetch,
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrNoCode, digest, err)
 		}
+		e.metrics.codeReceived("fetch")
 		if runtime.Digest(code) != digest {
 			return fmt.Errorf("%w: %s: received bytes hash to %s", ErrNoCode, digest, runtime.Digest(code))
 		}

@@ -15,6 +15,7 @@ type Metrics struct {
 	phases      *prometheus.HistogramVec
 	inFlight    prometheus.Gauge
 	loads       *prometheus.CounterVec
+	code        *prometheus.CounterVec
 }
 
 // NewMetrics registers the executor's metrics and the runtime's counters on reg.
@@ -37,8 +38,15 @@ func NewMetrics(reg prometheus.Registerer, rt *runtime.Runtime) *Metrics {
 			Name: "wisp_agent_module_loads_total",
 			Help: "Modules compiled by this agent, by source: disk (compilation cache hit) or cold.",
 		}, []string{"source"}),
+		code: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wisp_agent_code_received_total",
+			Help: "Wasm modules this agent received from the controller, by how: push (sent ahead of invocations) or fetch (asked for by an invocation, NeedCode).",
+		}, []string{"how"}),
 	}
-	reg.MustRegister(m.invocations, m.phases, m.inFlight, m.loads)
+	for _, how := range []string{"push", "fetch"} {
+		m.code.WithLabelValues(how)
+	}
+	reg.MustRegister(m.invocations, m.phases, m.inFlight, m.loads, m.code)
 	if rt != nil {
 		reg.MustRegister(runtimeCollector{rt})
 	}
@@ -48,6 +56,13 @@ func NewMetrics(reg prometheus.Registerer, rt *runtime.Runtime) *Metrics {
 func (m *Metrics) inflight(d float64) {
 	if m != nil {
 		m.inFlight.Add(d)
+	}
+}
+
+// codeReceived counts one module received by how ("push" or "fetch").
+func (m *Metrics) codeReceived(how string) {
+	if m != nil {
+		m.code.WithLabelValues(how).Inc()
 	}
 }
 

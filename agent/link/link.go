@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +78,10 @@ type Link struct {
 	// draining: the agent is stopping; new invocations are answered
 	// Result{Draining} without running.
 	draining atomic.Bool
+	// kept are digests a Drop named while the desired set still did: they
+	// are dropped when a later desired set no longer names them. Only the
+	// control loop touches it.
+	kept map[string]bool
 }
 
 // New checks cfg and returns a Link; it does no I/O.
@@ -426,13 +432,14 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 				continue
 			}
 			l.log.Info("desired set updated", "functions", len(m.Functions))
+			if len(l.kept) > 0 {
+				l.drop(slices.Collect(maps.Keys(l.kept)))
+			}
 			if l.cfg.OnDesired != nil {
 				l.cfg.OnDesired(m.Functions)
 			}
 		case *protocol.Drop:
-			if err := l.cfg.Executor.Drop(m.Digests...); err != nil {
-				l.log.Error("dropping code", "err", err)
-			}
+			l.drop(m.Digests)
 		case *protocol.Quarantine:
 			released, err := l.cfg.State.SetQuarantine(m.Entries)
 			if err != nil {
@@ -603,6 +610,37 @@ func (l *Link) serveStream(ctx context.Context, s *quic.Stream) {
 		protocol.WriteMsg(s, &protocol.Pong{Nonce: m.Nonce, Payload: m.Payload})
 	default:
 		protocol.WriteMsg(s, &protocol.Error{Code: protocol.BadRequest, Message: fmt.Sprintf("unexpected %v on a new stream", msg.Type())})
+	}
+}
+
+// drop forgets code the controller no longer needs, except what the
+// stored desired set still names (a function's code or a kept version's):
+// a Drop that crossed a newer desired set must not cost a rollback its
+// code.
+func (l *Link) drop(digests []string) {
+	needed, err := l.cfg.State.Needed(digests)
+	if err != nil {
+		l.log.Error("reading the desired set before a drop; keeping the code", "err", err)
+		return
+	}
+	if l.kept == nil {
+		l.kept = map[string]bool{}
+	}
+	for _, d := range digests {
+		delete(l.kept, d)
+	}
+	if len(needed) > 0 {
+		l.log.Info("keeping code the desired set names", "digests", needed)
+		for _, d := range needed {
+			l.kept[d] = true
+		}
+		digests = slices.DeleteFunc(slices.Clone(digests), func(d string) bool { return l.kept[d] })
+	}
+	if len(digests) == 0 {
+		return
+	}
+	if err := l.cfg.Executor.Drop(digests...); err != nil {
+		l.log.Error("dropping code", "err", err)
 	}
 }
 

@@ -493,3 +493,40 @@ func TestBatchPrefix(t *testing.T) {
 		})
 	}
 }
+
+// TestDropKeepsDesiredCode: a Drop of code the stored desired set names
+// (a function's own, or a kept version's, KeepDigests) leaves it; once a
+// desired set no longer names it, the deferred drop happens. Other code
+// goes at once.
+func TestDropKeepsDesiredCode(t *testing.T) {
+	c := newController(t)
+	a := newAgent(t, c, c.token("secret-of-16-bytes"))
+	a.run(t)
+	s := c.accept(t)
+	s.welcome(t, "agent-1", []byte("cred"))
+	codes := map[string][]byte{}
+	for _, name := range []string{"hello_c", "guest_error", "log"} {
+		code := wasm(t, name)
+		codes[name] = code
+		if ack := s.call(t, &protocol.Code{Digest: runtime.Digest(code), Wasm: code}, nil); ack[0].Type() != protocol.TypeAck {
+			t.Fatalf("push of %s answered %+v", name, ack)
+		}
+	}
+	cur, kept, other := runtime.Digest(codes["hello_c"]), runtime.Digest(codes["guest_error"]), runtime.Digest(codes["log"])
+	s.send(t, &protocol.DesiredSet{Functions: []protocol.DesiredFunction{{Module: "_", Name: "f", Digest: cur, KeepDigests: []string{kept}}}})
+	testwait.For(t, 10*time.Second, "the desired set", func() bool {
+		fs, _ := a.st.Desired()
+		return len(fs) == 1
+	})
+	s.send(t, &protocol.Drop{Digests: []string{cur, kept, other}})
+	testwait.For(t, 10*time.Second, "the unneeded code to go", func() bool { return !a.st.HasCode(other) })
+	if !a.st.HasCode(cur) || !a.st.HasCode(kept) {
+		t.Fatalf("dropped code the desired set names: current %v, kept %v", a.st.HasCode(cur), a.st.HasCode(kept))
+	}
+	// A new desired set without the kept version: its deferred drop runs.
+	s.send(t, &protocol.DesiredSet{Functions: []protocol.DesiredFunction{{Module: "_", Name: "f", Digest: cur}}})
+	testwait.For(t, 10*time.Second, "the deferred drop", func() bool { return !a.st.HasCode(kept) })
+	if !a.st.HasCode(cur) {
+		t.Fatal("the current code went with the deferred drop")
+	}
+}

@@ -62,6 +62,30 @@ func (s *State) Desired() ([]protocol.DesiredFunction, error) {
 	return out, err
 }
 
+// Needed returns those of digests the desired set still names, as a
+// function's code or as code of an earlier version it keeps
+// (DesiredFunction.KeepDigests): code the agent must not drop.
+func (s *State) Needed(digests []string) ([]string, error) {
+	fs, err := s.Desired()
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]bool{}
+	for _, f := range fs {
+		named[f.Digest] = true
+		for _, d := range f.KeepDigests {
+			named[d] = true
+		}
+	}
+	var out []string
+	for _, d := range digests {
+		if named[d] {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
 // DesiredFunction looks one function of the desired set up.
 func (s *State) DesiredFunction(module, name string) (protocol.DesiredFunction, bool) {
 	var f protocol.DesiredFunction

@@ -27,7 +27,10 @@ type config struct {
 	MaxInputBytes   int64
 	CrashHold       time.Duration
 	ShutdownTimeout time.Duration
-	Log             settings.Logging
+	// FunctionVersions is how many versions of each function are kept
+	// (the current one included) for rollbacks.
+	FunctionVersions int
+	Log              settings.Logging
 	// TLS is "auto" (the files of TLSCert and TLSKey when given, else the
 	// controller's self-signed certificate in the data dir) or "off"
 	// (plain HTTP).
@@ -62,16 +65,17 @@ type config struct {
 
 func defaults() config {
 	return config{
-		Listen:          ":4000",
-		QUICListen:      ":4433",
-		InvokeTimeout:   30 * time.Second,
-		DataDir:         "./wisp-data",
-		MaxUploadBytes:  api.DefaultMaxUploadBytes,
-		MaxInputBytes:   int64(runtime.DefaultLimits.InputBytes),
-		CrashHold:       30 * time.Second,
-		ShutdownTimeout: api.DefaultShutdownTimeout,
-		Log:             settings.DefaultLogging(),
-		TLS:             "auto",
+		Listen:           ":4000",
+		QUICListen:       ":4433",
+		InvokeTimeout:    30 * time.Second,
+		DataDir:          "./wisp-data",
+		MaxUploadBytes:   api.DefaultMaxUploadBytes,
+		MaxInputBytes:    int64(runtime.DefaultLimits.InputBytes),
+		CrashHold:        30 * time.Second,
+		FunctionVersions: api.DefaultFunctionVersions,
+		ShutdownTimeout:  api.DefaultShutdownTimeout,
+		Log:              settings.DefaultLogging(),
+		TLS:              "auto",
 
 		ActivationMaxOutputBytes:  activations.DefaultOutputBytes,
 		ActivationMaxMessageBytes: activations.DefaultMessageBytes,
@@ -103,6 +107,7 @@ func (c *config) table() *settings.Table {
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
 		settings.Duration(&c.CrashHold, "crash_hold", "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables"),
 		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "how long to let in-flight requests finish on shutdown"),
+		settings.Int(&c.FunctionVersions, "function_versions", "versions of each function kept for rollbacks, the current one included; the oldest go first (1 to 1000; 1: no rollback)"),
 		settings.String(&c.ModuleLimits, "module_limits", "static limits on uploaded modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
 		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one upload's compilation").WithDefault("0: 60s"),
 		settings.Size(&c.CompileMemory, "compile_memory", "memory budget of one compilation").WithDefault("1GiB"),
@@ -162,6 +167,9 @@ func (c config) Validate() error {
 	}
 	if c.CrashHold < 0 {
 		errs = append(errs, fmt.Errorf("crash hold %s: want 0 (off) or more", c.CrashHold))
+	}
+	if c.FunctionVersions < 1 || c.FunctionVersions > api.MaxFunctionVersions {
+		errs = append(errs, fmt.Errorf("function versions %d: want 1 to %d", c.FunctionVersions, api.MaxFunctionVersions))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %s: want more than 0", c.ShutdownTimeout))

@@ -104,7 +104,8 @@ func (c config) server() server.Config {
 	return server.Config{
 		Listen: c.Listen, QUICListen: c.QUICListen, DataDir: c.DataDir, DatabaseURL: c.DatabaseURL,
 		MaxUploadBytes: c.MaxUploadBytes, ShutdownTimeout: c.ShutdownTimeout, InvokeTimeout: c.InvokeTimeout,
-		ModuleLimits: limits, Compile: runtime.CompileBudget{
+		FunctionVersions: c.FunctionVersions,
+		ModuleLimits:     limits, Compile: runtime.CompileBudget{
 			Timeout: c.CompileTimeout, MemoryBytes: uint64(c.CompileMemory), Concurrent: c.CompileWorkers,
 			Worker: runtime.SelfWorker(),
 		},

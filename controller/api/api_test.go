@@ -53,6 +53,7 @@ func TestFunLessFlow(t *testing.T) {
 			if status, body = e.do(req{method: "DELETE", path: "/v1/admin/quarantine/sha256:" + strings.Repeat("cd", 32)}); status != 204 {
 				t.Fatalf("quarantine release = %d %s", status, body)
 			}
+			reachVersions(t, e)     // (their behaviour: TestVersionsAndRollback)
 			reachAgentControl(t, e) // (their behaviour: TestAgentControl)
 			testActivations(t, e)
 			if miss := e.spec.Missing(); len(miss) > 0 {

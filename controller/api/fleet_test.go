@@ -71,7 +71,14 @@ func TestDistributionAndAgents(t *testing.T) {
 	agents := fakeAgents{{ID: "ag_0123", Name: "edge1", Connected: true, OS: "linux", Arch: "arm64",
 		Engine: "compiler", Labels: []string{"zone=a"}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 	tokens := &fakeTokens{}
-	e := start(t, openEmbedded(t), func(c *Config) { c.Distributor = dist; c.Agents = agents; c.JoinTokens = tokens })
+	// One version kept: an update leaves no earlier version keeping the old
+	// code, which TestVersionsAndRollback covers.
+	e := start(t, openEmbedded(t), func(c *Config) {
+		c.Distributor = dist
+		c.Agents = agents
+		c.JoinTokens = tokens
+		c.FunctionVersions = 1
+	})
 
 	wat, c := fixture(t, "hello_wat.wasm"), fixture(t, "hello_c.wasm")
 	dw, dc := runtime.Digest(wat), runtime.Digest(c)

@@ -206,11 +206,7 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 		return notFound("Function", module+"/"+name, err)
 	}
 	s.log.Info("function updated", "module", module, "function", name, "digest", u.fn.Digest, "abi", u.fn.ABI, "wait_for_workers", u.waitForWorkers)
-	s.stored(c.UserContext(), u.fn, u.code, u.waitForWorkers)
-	if prev.Digest != u.fn.Digest {
-		s.removed(c.UserContext(), prev.Digest)
-	}
-	s.changed(c.UserContext())
+	s.afterUpdate(c.UserContext(), prev, u.fn, u.code, u.waitForWorkers)
 	if partial, failed := s.connect(c.UserContext(), u.fn); failed {
 		return c.Status(http.StatusMultiStatus).JSON(dataBody[partialBody]{partial})
 	}

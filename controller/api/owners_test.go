@@ -209,6 +209,33 @@ var ownerCases = []struct {
 			wantError(t, status, body, 503, "No worker available")
 		}
 	}},
+	{"GET /v1/fn/{mod}/{fn}/versions", func(t *testing.T, o *owners) {
+		o.hidden(t, "a_mod", "nope_mod", func(m string) (int, []byte) {
+			return o.as(o.bob, req{method: "GET", path: "/v1/fn/" + m + "/a_fn/versions"})
+		})
+		for _, who := range []string{o.alice, ""} {
+			status, body := o.as(who, req{method: "GET", path: "/v1/fn/a_mod/a_fn/versions"})
+			if vs := wantData[[]versionInfo](t, status, body, 200); len(vs) < 2 {
+				t.Fatalf("versions of a_fn after two updates: %s", body)
+			}
+		}
+	}},
+	{"POST /v1/fn/{mod}/{fn}/rollback", func(t *testing.T, o *owners) {
+		before, err := o.e.st.FunctionVersions(context.Background(), "a_mod", "a_fn")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.hidden(t, "a_mod", "nope_mod", func(m string) (int, []byte) {
+			return o.as(o.bob, req{method: "POST", path: "/v1/fn/" + m + "/a_fn/rollback"})
+		})
+		if after, _ := o.e.st.FunctionVersions(context.Background(), "a_mod", "a_fn"); len(after) != len(before) || after[0].Number != before[0].Number {
+			t.Fatalf("bob's refused rollback made a version")
+		}
+		for _, who := range []string{o.alice, ""} {
+			status, body := o.as(who, req{method: "POST", path: "/v1/fn/a_mod/a_fn/rollback"})
+			wantData[rollbackResult](t, status, body, 200)
+		}
+	}},
 	{"GET /v1/scripts/app", func(t *testing.T, o *owners) {
 		wantHas(t, "bob's scripts", o.names(t, o.bob, "/v1/scripts/app"), nil, []string{"a_script"})
 		wantHas(t, "alice's scripts", o.names(t, o.alice, "/v1/scripts/app"), []string{"a_script"}, nil)

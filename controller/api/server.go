@@ -97,6 +97,10 @@ type Config struct {
 	// MaxFollowers and MaxFollowersPerSubject cap the open follow streams;
 	// 0 means DefaultMaxFollowers and DefaultMaxFollowersPerSubject.
 	MaxFollowers, MaxFollowersPerSubject int
+	// FunctionVersions is how many versions of each function are kept
+	// (the current one included; the oldest go first) for GET
+	// .../versions and rollbacks; 0 means DefaultFunctionVersions.
+	FunctionVersions int
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -125,6 +129,8 @@ type Server struct {
 	// follow counts and ends the follow streams; recorded may be nil.
 	follow   *followers
 	recorded RecordedSignal
+	// versions is how many versions of each function are kept.
+	versions int
 }
 
 // New builds the API without doing any I/O.
@@ -158,6 +164,13 @@ func New(cfg Config) (*Server, error) {
 		bg:         tasks.New(context.Background()),
 		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
 		recorded:   cfg.Recorded,
+		versions:   cfg.FunctionVersions,
+	}
+	if s.versions < 0 || s.versions > MaxFunctionVersions {
+		return nil, fmt.Errorf("api: FunctionVersions %d: want 1 to %d (0: the default)", cfg.FunctionVersions, MaxFunctionVersions)
+	}
+	if s.versions == 0 {
+		s.versions = DefaultFunctionVersions
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -230,6 +243,8 @@ func New(cfg Config) (*Server, error) {
 	v1.Put("/fn/:mod/:fn", s.updateFunction)
 	v1.Delete("/fn/:mod/:fn", s.deleteFunction)
 	v1.Post("/fn/:mod/:fn", s.invoke)
+	v1.Get("/fn/:mod/:fn/versions", s.listVersions)
+	v1.Post("/fn/:mod/:fn/rollback", s.rollback)
 	v1.Get("/scripts/app", s.listScripts)
 	v1.Post("/scripts/app", s.createScript)
 	v1.Get("/scripts/app/:name", s.getScript)

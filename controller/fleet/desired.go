@@ -81,6 +81,43 @@ func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[s
 	return scripts, labelled
 }
 
+// MaxKeepDigests is how many earlier versions' code an agent is asked to
+// keep per function (DesiredFunction.KeepDigests): the code of the newest
+// kept versions before the current one, distinct and not the current
+// digest. A rollback to one of them needs no transfer; older kept versions
+// still roll back, with a push or a fetch. The code is not pushed for
+// this: an agent keeps what it held.
+const MaxKeepDigests = 2
+
+// VersionLister is the store's list of a function's kept versions. A
+// Store without it (a test double) gives no KeepDigests.
+type VersionLister interface {
+	FunctionVersions(ctx context.Context, module, name string) ([]store.FunctionVersion, error)
+}
+
+// keepDigests is fn's KeepDigests: one store read per function and sync.
+func (f *Fleet) keepDigests(ctx context.Context, fn store.Function) []string {
+	vl, ok := f.cfg.Store.(VersionLister)
+	if !ok {
+		return nil
+	}
+	vs, err := vl.FunctionVersions(ctx, fn.Module, fn.Name)
+	if err != nil {
+		f.log.Warn("listing versions for the desired set", "module", fn.Module, "function", fn.Name, "err", err)
+		return nil
+	}
+	var keep []string
+	for _, v := range vs {
+		if len(keep) == MaxKeepDigests {
+			break
+		}
+		if v.Digest != fn.Digest && !slices.Contains(keep, v.Digest) {
+			keep = append(keep, v.Digest)
+		}
+	}
+	return keep
+}
+
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
 	scripts, labelled := f.assignmentInputs(ctx)
@@ -91,7 +128,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 			continue
 		}
 		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
-			Timers: localTimers(fn.Spec.Events)})
+			Timers: localTimers(fn.Spec.Events), KeepDigests: f.keepDigests(ctx, fn)})
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}

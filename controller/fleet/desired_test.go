@@ -1,6 +1,9 @@
 package fleet
 
 import (
+	"context"
+	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/fnspec"
@@ -49,5 +52,31 @@ func TestAssigned(t *testing.T) {
 				t.Errorf("edge2: %v, want %v", got, tt.edge2)
 			}
 		})
+	}
+}
+
+// versionStore is a Store whose only working method is FunctionVersions.
+type versionStore struct {
+	Store
+	vs []store.FunctionVersion
+}
+
+func (v versionStore) FunctionVersions(context.Context, string, string) ([]store.FunctionVersion, error) {
+	return v.vs, nil
+}
+
+// TestKeepDigests: the newest earlier versions' distinct digests, not the
+// current one, at most MaxKeepDigests; none from a store without versions.
+func TestKeepDigests(t *testing.T) {
+	vs := []store.FunctionVersion{{Number: 6, Digest: "d"}, {Number: 5, Digest: "c"}, {Number: 4, Digest: "d"},
+		{Number: 3, Digest: "c"}, {Number: 2, Digest: "b"}, {Number: 1, Digest: "a"}}
+	f := &Fleet{cfg: Config{Store: versionStore{vs: vs}}, log: slog.New(slog.DiscardHandler)}
+	got := f.keepDigests(t.Context(), store.Function{Module: "_", Name: "f", Digest: "d"})
+	if want := []string{"c", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("KeepDigests = %v, want %v", got, want)
+	}
+	f.cfg.Store = nil
+	if got := f.keepDigests(t.Context(), store.Function{Digest: "d"}); got != nil {
+		t.Fatalf("KeepDigests without a version store = %v", got)
 	}
 }

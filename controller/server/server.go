@@ -66,6 +66,9 @@ type Config struct {
 	MaxInputBytes int
 	// CrashHold is fleet.Config.CrashHold; 0: its default.
 	CrashHold time.Duration
+	// FunctionVersions is api.Config.FunctionVersions: how many versions
+	// of each function are kept; 0: api.DefaultFunctionVersions.
+	FunctionVersions int
 
 	// TLSCert and TLSKey are PEM files the REST API serves TLS with. When
 	// they are empty, TLSSelfSigned serves it with the controller's own
@@ -236,6 +239,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Tracer:              tracer,
 		Recorded:            bell,
 		Ready:               probe.reason,
+		FunctionVersions:    cfg.FunctionVersions,
 	})
 	if err != nil {
 		return err

@@ -20,9 +20,11 @@
 //     re-check them but never interprets them either (they are parameters,
 //     never SQL text).
 //   - Code bytes are stored once per digest ("sha256:<hex>"); functions refer
-//     to their code by digest. Code no function refers to is dropped in the
-//     same transaction that dropped its last reference (delete or update of a
-//     function, delete of a module). A write whose Digest does not match its
+//     to their code by digest; so do the kept versions of functions
+//     (FunctionVersions). Code no function and no kept version refers to is
+//     dropped in the same transaction that dropped its last reference
+//     (delete or update of a function, delete of a module, a prune of
+//     versions). A write whose Digest does not match its
 //     code fails with ErrDigestMismatch; Function.Size is set from the code.
 //   - Every write is atomic: a failed call changes nothing.
 //   - Modules, scripts and activations have an Owner, the creating subject's
@@ -84,7 +86,9 @@
 // under a transaction-scoped advisory lock keyed by the current schema, so
 // several controllers may start at once. Embedded keeps its schema version in
 // meta/version, upgrades an older file in place when it opens it, and refuses
-// a file written by a newer Wisp. testdata/embedded-v<N>.db holds a file
+// a file written by a newer Wisp. Buckets that need no backfilling
+// (versions/, see additiveBuckets) came without a new schema version: every
+// open creates them when missing. testdata/embedded-v<N>.db holds a file
 // written by each schema version N; the tests open every one.
 //
 // The store is pure persistence: it must never import agent, api or

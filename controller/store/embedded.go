@@ -33,7 +33,7 @@ import (
 //	code/
 //	  <digest>         -> wasm bytes ("sha256:<hex>" of them is the key)
 //	coderefs/
-//	  <digest>         -> how many functions use the digest, uint64 big-endian;
+//	  <digest>         -> how many functions and kept versions use the digest, uint64 big-endian;
 //	                      never 0: the last reference deletes it and code/<digest>
 //	subjects/
 //	  <name>           -> subjectRecord (JSON)
@@ -69,6 +69,11 @@ import (
 //	activationsbyrecorded/ (since version 6) every activation, in the order recorded
 //	  <recorded (µs, int64 big-endian)> <id>
 //	                   -> empty
+//	versions/          (added without a new version: created at open, see additiveBuckets)
+//	  <module id>/     one bucket per module with kept versions
+//	    <function>/    one bucket per function with kept versions
+//	      <number>     -> versionRecord (JSON); number uint64 big-endian; each
+//	                      version is one reference in coderefs/
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not
@@ -125,6 +130,8 @@ var (
 
 	bucketActivationsByRecorded = []byte("activationsbyrecorded")
 
+	bucketVersions = []byte("versions")
+
 	keyVersion = []byte("version")
 
 	allBuckets = [][]byte{bucketMeta, bucketModules, bucketFunctions, bucketCode,
@@ -132,6 +139,11 @@ var (
 		bucketJoinTokens, bucketJoinTokenHashes, bucketAgents, bucketAgentCreds,
 		bucketActivations, bucketActivationsByFn, bucketDeliveries, bucketQuarantine,
 		bucketModuleOwners, bucketActivationsByRecorded}
+
+	// additiveBuckets came after schema version 6 without a new version:
+	// nothing needs backfilling, so every open creates them if missing
+	// (an older Wisp opening the file ignores them).
+	additiveBuckets = [][]byte{bucketVersions}
 )
 
 // embeddedUpgrades[v] turns a file of schema version v+1 into one of version
@@ -261,8 +273,15 @@ func OpenEmbedded(path string, log *slog.Logger) (*Embedded, error) {
 	var found uint64 // the version before opening; 0: a new file
 	err = db.Update(func(tx *bolt.Tx) error {
 		var err error
-		found, err = initEmbedded(tx)
-		return err
+		if found, err = initEmbedded(tx); err != nil {
+			return err
+		}
+		for _, b := range additiveBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %q: %w", b, err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -600,6 +619,9 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 				return err
 			}
 		}
+		if err := deleteVersions(tx, id, ""); err != nil {
+			return err
+		}
 		if err := tx.Bucket(bucketFunctions).DeleteBucket(id); err != nil {
 			return err
 		}
@@ -653,14 +675,18 @@ func (e *Embedded) UpdateFunction(ctx context.Context, fn Function, code []byte)
 		if prev, err = getFunction(b, fn.Module, fn.Name); err != nil {
 			return err
 		}
-		// Add before dropping, so that keeping the same digest never deletes it.
+		fn.Created, fn.Updated = prev.Created, now()
+		// Add before dropping, so that keeping the same digest never
+		// deletes it; the versions take their references first too.
 		if err := addCodeRef(tx, fn.Digest, code); err != nil {
+			return err
+		}
+		if err := recordVersion(tx, fn.Module, prev, fn, code); err != nil {
 			return err
 		}
 		if err := dropCodeRef(tx, prev.Digest); err != nil {
 			return err
 		}
-		fn.Created, fn.Updated = prev.Created, now()
 		return putFunction(b, fn)
 	})
 	if err != nil {
@@ -720,6 +746,9 @@ func (e *Embedded) DeleteFunction(ctx context.Context, module, name string) (Fun
 			return err
 		}
 		if err := b.Delete([]byte(name)); err != nil {
+			return err
+		}
+		if err := deleteVersions(tx, tx.Bucket(bucketModules).Get([]byte(module)), name); err != nil {
 			return err
 		}
 		return dropCodeRef(tx, fn.Digest)

@@ -15,8 +15,8 @@ const EmbeddedVersion = embeddedVersion
 
 // CheckEmbeddedFile opens the closed store file at path read-only and runs
 // bbolt's consistency check plus the store's own invariants: every function
-// belongs to a module, coderefs counts exactly the functions using each
-// digest, code/ holds exactly the referenced digests, the unique indexes
+// belongs to a module, coderefs counts exactly the functions and kept
+// versions using each digest, every kept version belongs to a function, code/ holds exactly the referenced digests, the unique indexes
 // (tokens/, jointokenhashes/, agentcreds/) match their records,
 // activationsbyfn/ indexes exactly the activations, and every queued
 // delivery belongs to a recorded activation that succeeded.
@@ -68,15 +68,37 @@ func checkInvariants(tx *bolt.Tx) error {
 			return nil
 		})
 	})
+	if vb := tx.Bucket(bucketVersions); vb != nil {
+		_ = vb.ForEachBucket(func(id []byte) error {
+			fb := tx.Bucket(bucketFunctions).Bucket(id)
+			if !ids[string(id)] || fb == nil {
+				fail("versions bucket %x belongs to no module", id)
+				return nil
+			}
+			return vb.Bucket(id).ForEachBucket(func(name []byte) error {
+				if fb.Get(name) == nil {
+					fail("versions of %x/%q: no such function", id, name)
+				}
+				return vb.Bucket(id).Bucket(name).ForEach(func(k, v []byte) error {
+					var r versionRecord
+					if err := json.Unmarshal(v, &r); err != nil {
+						fail("version %x/%q/%d: %v", id, name, readU64(k), err)
+					}
+					refs[r.Digest]++
+					return nil
+				})
+			})
+		})
+	}
 	_ = tx.Bucket(bucketCodeRefs).ForEach(func(d, n []byte) error {
 		if readU64(n) != refs[string(d)] {
-			fail("coderefs/%s = %d, but %d functions use it", d, readU64(n), refs[string(d)])
+			fail("coderefs/%s = %d, but %d functions and versions use it", d, readU64(n), refs[string(d)])
 		}
 		return nil
 	})
 	for d, n := range refs {
 		if got := readU64(tx.Bucket(bucketCodeRefs).Get([]byte(d))); got != n {
-			fail("coderefs/%s = %d, but %d functions use it", d, got, n)
+			fail("coderefs/%s = %d, but %d functions and versions use it", d, got, n)
 		}
 		if tx.Bucket(bucketCode).Get([]byte(d)) == nil {
 			fail("code/%s is missing", d)

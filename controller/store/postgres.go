@@ -234,12 +234,14 @@ func putCode(ctx context.Context, tx pgx.Tx, digest string, code []byte) error {
 	return err
 }
 
-// dropUnusedCode deletes the code of digests no function refers to any more.
-// The caller holds the digests' locks.
+// dropUnusedCode deletes the code of digests no function, and no kept
+// version of a function, refers to any more. The caller holds the digests'
+// locks.
 func dropUnusedCode(ctx context.Context, tx pgx.Tx, digests ...string) error {
 	for _, d := range digests {
 		if _, err := tx.Exec(ctx,
-			`DELETE FROM code WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM functions WHERE digest = $1)`, d); err != nil {
+			`DELETE FROM code WHERE digest = $1 AND NOT EXISTS (SELECT 1 FROM functions WHERE digest = $1)
+			AND NOT EXISTS (SELECT 1 FROM function_versions WHERE digest = $1)`, d); err != nil {
 			return err
 		}
 	}
@@ -338,11 +340,21 @@ func (p *Postgres) DeleteModule(ctx context.Context, name string) error {
 		if err := tx.QueryRow(ctx, `SELECT id FROM modules WHERE name = $1 FOR UPDATE`, name).Scan(&id); err != nil {
 			return err
 		}
+		// The functions' row locks before their versions go, as
+		// DeleteFunction: an update waiting on one then finds it deleted.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM functions WHERE module_id = $1 FOR UPDATE`, id); err != nil {
+			return err
+		}
+		versions, err := pgDeleteVersions(ctx, tx, id, "")
+		if err != nil {
+			return err
+		}
 		rows, _ := tx.Query(ctx, `DELETE FROM functions WHERE module_id = $1 RETURNING digest`, id)
 		digests, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err
 		}
+		digests = append(digests, versions...)
 		if _, err := tx.Exec(ctx, `DELETE FROM modules WHERE id = $1`, id); err != nil {
 			return err
 		}
@@ -434,6 +446,9 @@ func (p *Postgres) UpdateFunction(ctx context.Context, fn Function, code []byte)
 			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, fn.Updated); err != nil {
 			return err
 		}
+		if err := pgRecordVersion(ctx, tx, moduleID, prev, fn); err != nil {
+			return err
+		}
 		if prev.Digest != fn.Digest {
 			return dropUnusedCode(ctx, tx, prev.Digest)
 		}
@@ -475,18 +490,30 @@ func (p *Postgres) ListFunctions(ctx context.Context) ([]Function, error) {
 func (p *Postgres) DeleteFunction(ctx context.Context, module, name string) (Function, error) {
 	var fn Function
 	err := p.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
+		// The function's row lock first, as UpdateFunction, so that no
+		// version is added between the two deletes.
+		var (
+			moduleID int64
+			err      error
+		)
 		fn, err = scanFunction(tx.QueryRow(ctx, `
-			DELETE FROM functions f USING modules m
-			WHERE m.id = f.module_id AND m.name = $1 AND f.name = $2
-			RETURNING `+functionColumns, module, name))
+			SELECT f.module_id, `+functionColumns+` FROM functions f JOIN modules m ON m.id = f.module_id
+			WHERE m.name = $1 AND f.name = $2 FOR UPDATE OF f`, module, name), &moduleID)
 		if err != nil {
 			return err
 		}
-		if err := lockDigests(ctx, tx, fn.Digest); err != nil {
+		digests, err := pgDeleteVersions(ctx, tx, moduleID, name)
+		if err != nil {
 			return err
 		}
-		return dropUnusedCode(ctx, tx, fn.Digest)
+		if _, err := tx.Exec(ctx, `DELETE FROM functions WHERE module_id = $1 AND name = $2`, moduleID, name); err != nil {
+			return err
+		}
+		digests = append(digests, fn.Digest)
+		if err := lockDigests(ctx, tx, digests...); err != nil {
+			return err
+		}
+		return dropUnusedCode(ctx, tx, digests...)
 	})
 	if err != nil {
 		return Function{}, pgFail(err, "delete function %s/%s", module, name)

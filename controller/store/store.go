@@ -312,6 +312,22 @@ type Store interface {
 	// Code returns the wasm bytes of a digest. ErrNotFound.
 	Code(ctx context.Context, digest string) ([]byte, error)
 
+	// FunctionVersions returns the kept versions of a function, newest
+	// first; the newest is the function as it is now. A function never
+	// updated since versions were kept has one, numbered 1, made from the
+	// function itself. ErrNotFound (module or function).
+	//
+	// UpdateFunction adds a version (first keeping the previous one as
+	// version 1 when the function has none), and its code is kept while
+	// any kept version uses it. DeleteFunction and DeleteModule remove the
+	// versions with the functions.
+	FunctionVersions(ctx context.Context, module, name string) ([]FunctionVersion, error)
+	// PruneFunctionVersions removes all but the newest keep versions of a
+	// function (keep < 1 counts as 1), dropping the code no function or
+	// kept version uses any more. It returns the digests of the versions
+	// removed, newest first. ErrNotFound (module or function).
+	PruneFunctionVersions(ctx context.Context, module, name string, keep int) (removed []string, err error)
+
 	// CreateSubject fails with ErrExists.
 	CreateSubject(ctx context.Context, s Subject) (Subject, error)
 	// ListSubjects returns subjects sorted by name (token hashes included; the

@@ -112,6 +112,21 @@ func TestAgainstController(t *testing.T) {
 	has(ok("fn", "list", "-m", "m1"), "NAME   MODULE\nhello  m1\n")
 	has(ok("fn", "update", "hello", hello, "-m", "m1", "--metadata", `{"tag":"t1","capacity":64}`), "updated function hello in module m1")
 	has(ok("fn", "get", "hello", "-m", "m1"), `{"tag":"t1","capacity":64}`)
+	// Versions and rollbacks.
+	has(ok("fn", "versions", "hello", "-m", "m1"), "VERSION", "2 *", `metadata {"tag":"t1","capacity":64}`, "\n1 ")
+	has(ok("fn", "rollback", "hello", "-m", "m1"), "rolled back m1/hello to version 1 (now version 3")
+	if out := ok("fn", "get", "hello", "-m", "m1"); strings.Contains(out, "t1") {
+		t.Fatalf("fn get after the rollback still shows version 2's metadata:\n%s", out)
+	}
+	has(ok("fn", "rollback", "hello", "-m", "m1", "--to", "2"), "to version 2 (now version 4")
+	has(ok("fn", "get", "hello", "-m", "m1"), `{"tag":"t1","capacity":64}`)
+	fails("want a version number", "fn", "rollback", "hello", "-m", "m1", "--to", "0")
+	fails("Version 99 of m1/hello is not kept", "fn", "rollback", "hello", "-m", "m1", "--to", "99")
+	fails("is the current version", "fn", "rollback", "hello", "-m", "m1", "--to", "4")
+	var vs []versionItem
+	if err := json.Unmarshal([]byte(ok("fn", "versions", "hello", "-m", "m1", "-o", "json")), &vs); err != nil || len(vs) != 4 || vs[0].Version != 4 || !vs[0].Current {
+		t.Fatalf("fn versions -o json: %+v %v", vs, err)
+	}
 	fails("not found", "fn", "get", "nope", "-m", "m1")
 	bad := writeFile(t, work, "bad.wasm", []byte("\x00asm\x01\x00\x00\x00garbage"))
 	fails("", "fn", "upload", "bad", bad) // the controller's loader refuses it

@@ -23,7 +23,8 @@ func fnPath(mod, fn string) string {
 func (a *app) fnCommand() *cobra.Command {
 	cmd := group("fn", "Upload, invoke and manage functions; make new ones", "function", "fns")
 	cmd.AddCommand(a.fnUploadCommand(false), a.fnUploadCommand(true), a.fnInvokeCommand(), a.fnLogsCommand(),
-		a.fnGetCommand(), a.fnListCommand(), a.fnDeleteCommand(), a.fnNewCommand(), a.fnBuildCommand())
+		a.fnGetCommand(), a.fnListCommand(), a.fnDeleteCommand(), a.fnNewCommand(), a.fnBuildCommand(),
+		a.fnVersionsCommand(), a.fnRollbackCommand())
 	return cmd
 }
 

@@ -99,6 +99,10 @@ func Run(t *testing.T, open Opener) {
 		{"PruneBeyondPerFunction", testPruneBeyondPerFunction},
 		{"ActivationVolume", testActivationVolume},
 		{"Quarantine", testQuarantine},
+		{"Versions", testVersions},
+		{"VersionsBound", testVersionsBound},
+		{"VersionsDeleted", testVersionsDeleted},
+		{"ConcurrentVersions", testConcurrentVersions},
 		{"ConcurrentQuarantine", testConcurrentQuarantine},
 	}
 	for _, tt := range tests {
@@ -529,6 +533,11 @@ func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.St
 	want.Created, want.Updated = orig.Created, got.Updated
 	equal(t, "updated function", got, want)
 	wantCode(t, s, newDigest, newCode)
+	wantCode(t, s, oldDigest, oldCode) // version 1 keeps it
+	wantCodeCount(t, s, 2)
+	removed, err := s.PruneFunctionVersions(ctx, "m", "f", 1)
+	noErr(t, "PruneFunctionVersions", err)
+	equal(t, "pruned digests", removed, []string{oldDigest})
 	wantNoCode(t, s, oldDigest)
 	wantCodeCount(t, s, 1)
 
@@ -573,6 +582,9 @@ func testCodeOncePerDigest(t *testing.T, s store.Store, _ func(*testing.T) store
 	wantCode(t, s, da, a)
 	_, err = s.DeleteFunction(ctx, store.DefaultModule, "a3")
 	noErr(t, "DeleteFunction a3", err)
+	wantCode(t, s, da, a) // a1's version 1 still uses it
+	_, err = s.PruneFunctionVersions(ctx, "m", "a1", 1)
+	noErr(t, "PruneFunctionVersions a1", err)
 	wantNoCode(t, s, da) // last user of a gone
 	wantCodeCount(t, s, 1)
 
