@@ -85,7 +85,10 @@
 // several controllers may start at once. Embedded keeps its schema version in
 // meta/version, upgrades an older file in place when it opens it, and refuses
 // a file written by a newer Wisp. testdata/embedded-v<N>.db holds a file
-// written by each schema version N; the tests open every one.
+// written by each schema version N; the tests open every one. Fields added
+// to a JSON record (a function's config, issue 14) are additive and absent
+// in older records, and new buckets are created on open: neither needs a
+// schema version bump when nothing has to be backfilled.
 //
 // The store is pure persistence: it must never import agent, api or
 // scheduler packages, and it never talks to agents.

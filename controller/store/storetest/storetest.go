@@ -428,8 +428,14 @@ func testFunctionSpec(t *testing.T, s store.Store, _ func(*testing.T) store.Stor
 			},
 			Sinks:    []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch:5984/db", Username: "u", Password: "p\u00e9"}}},
 			Metadata: fnspec.Metadata{Tag: "edge", Capacity: &capacity, Idempotent: true},
+			Config: fnspec.Config{
+				Env:        map[string]string{"GREETING": "hé llo", "EMPTY": ""},
+				Secrets:    []string{"API_KEY"},
+				AllowHosts: []string{"*.example.com", "127.0.0.1:8080", "[::1]", "*"},
+			},
 		}},
 		{"metadata only", fnspec.Spec{Metadata: fnspec.Metadata{Tag: "t"}}},
+		{"config only", fnspec.Spec{Config: fnspec.Config{AllowHosts: []string{"api.test"}}}},
 	}
 	for i, tt := range tests {
 		in := newFunction(store.DefaultModule, fmt.Sprintf("f%d", i), code)
@@ -511,7 +517,7 @@ func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.St
 
 	upd := newFunction("m", "f", newCode)
 	upd.ABI = "wasi-command"
-	upd.Spec = fnspec.Spec{Metadata: fnspec.Metadata{Tag: "x"}}
+	upd.Spec = fnspec.Spec{Metadata: fnspec.Metadata{Tag: "x"}, Config: fnspec.Config{Env: map[string]string{"V": "2"}, AllowHosts: []string{"a.test:443"}}}
 	before := time.Now()
 	prev, err := s.UpdateFunction(ctx, upd, newCode)
 	after := time.Now()
