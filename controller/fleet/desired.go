@@ -90,7 +90,8 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		if !assigned(s, fn, scripts, labelled) {
 			continue
 		}
-		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events)})
+		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
+			Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config)})
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
