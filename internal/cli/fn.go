@@ -248,8 +248,8 @@ type functionInfo struct {
 		Secrets    []string          `json:"secrets"`
 		AllowHosts []string          `json:"allow_hosts"`
 	} `json:"config"`
-	Created string `json:"created"`
-	Updated  string          `json:"updated"`
+	Created  string `json:"created"`
+	Updated  string `json:"updated"`
 	Failures []struct {
 		Activation string `json:"activation"`
 		Sink       int    `json:"sink"`
