@@ -95,6 +95,13 @@ step hello_c.wasm "$SRC/c/hello.c (FunLess ABI reactor)"
 "$CLANG" "${CFLAGS[@]}" -mexec-model=reactor \
   -o "$OUT/hello_c.wasm" "$SRC/c/hello.c"
 
+step env_c.wasm "$SRC/c/env.c (FunLess ABI reactor, getenv)"
+"$CLANG" "${CFLAGS[@]}" -mexec-model=reactor \
+  -o "$OUT/env_c.wasm" "$SRC/c/env.c"
+
+step envcmd_c.wasm "$SRC/c/env.c -DWISP_COMMAND (WASI command, getenv)"
+"$CLANG" "${CFLAGS[@]}" -DWISP_COMMAND -o "$OUT/envcmd_c.wasm" "$SRC/c/env.c"
+
 step echo_c.wasm "$SRC/c/echo.c (WASI command)"
 "$CLANG" "${CFLAGS[@]}" -o "$OUT/echo_c.wasm" "$SRC/c/echo.c"
 

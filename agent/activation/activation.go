@@ -149,7 +149,10 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 		id = activationid.New(time.Now())
 	}
 	started := time.Now()
-	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args, Source: req.Source}, nil)
+	// The function's config as the controller last sent it (kept in the
+	// desired set, so also after a restart in a partition).
+	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args,
+		AllowedHosts: fn.AllowHosts, Env: edgeEnv(fn), Source: req.Source}, nil)
 	if errors.Is(out.Err, ErrNoCode) || errors.Is(out.Err, ErrOverloaded) || errors.Is(out.Err, ErrClosed) {
 		return Result{}, out.Err // nothing ran: there is no activation to record
 	}
@@ -178,4 +181,11 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 		r.onRecord()
 	}
 	return res, nil
+}
+
+// edgeEnv is the environment of a function run at the edge (local API,
+// local triggers): its configured env, as the desired set carries it.
+// The controller's Invoke carries the same for the calls it dispatches.
+func edgeEnv(fn protocol.DesiredFunction) []string {
+	return fn.Env
 }

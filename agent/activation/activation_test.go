@@ -41,7 +41,7 @@ func start(t testing.TB, cfg runtime.Config) *env {
 		st.Close()
 	})
 	var fs []protocol.DesiredFunction
-	for _, f := range []string{"hello_c", "guest_error", "loop", "log", "stdioflood"} {
+	for _, f := range []string{"hello_c", "guest_error", "loop", "log", "stdioflood", "env_c"} {
 		code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", f+".wasm"))
 		if err != nil {
 			t.Fatal(err)
@@ -52,6 +52,7 @@ func start(t testing.TB, cfg runtime.Config) *env {
 		}
 		fs = append(fs, protocol.DesiredFunction{Module: "_", Name: f, Digest: d})
 	}
+	fs[len(fs)-1].Env = []string{"GREETING=from the desired set"} // env_c
 	fs = append(fs, protocol.DesiredFunction{Module: "_", Name: "missing_code", Digest: "sha256:00"})
 	if err := st.SetDesired(fs); err != nil {
 		t.Fatal(err)
@@ -313,5 +314,16 @@ func TestClosedIsNotRecorded(t *testing.T) {
 	}
 	if n := e.st.OutboxLen(); n != 0 {
 		t.Fatalf("the call was recorded (%d entries)", n)
+	}
+}
+
+// TestRunWithDesiredEnv: a local run gets the function's env from its
+// desired-set entry.
+func TestRunWithDesiredEnv(t *testing.T) {
+	e := start(t, runtime.Config{})
+	r := e.runner(t, Config{})
+	res, err := r.Run(context.Background(), Request{Module: "_", Function: "env_c", Args: []byte(`{"name":"GREETING"}`), Source: SourceLocalAPI})
+	if err != nil || res.Err != nil || string(res.Output) != `{"value":"from the desired set"}` {
+		t.Fatalf("%s %v %v", res.Output, err, res.Err)
 	}
 }

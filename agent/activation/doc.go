@@ -5,6 +5,12 @@
 // Activations the controller dispatches are not recorded here (the
 // controller records those itself).
 //
+// A function runs with the configuration its desired-set entry carries:
+// its environment (edgeEnv, the one place the edge assembles it) and its
+// egress allowlist (the function's own or the controller's default, as the
+// controller resolved it), so a partitioned agent, restarted or not, runs
+// it as the controller last configured it.
+//
 // # Contract
 //
 //   - A run that returns a nil error is recorded: its outbox entry is on

@@ -41,6 +41,8 @@ type Call struct {
 	Digest       string
 	Args         json.RawMessage
 	AllowedHosts []string
+	// Env is the guest's environment, "NAME=value" (runtime.Request.Env).
+	Env []string
 	// Limits override the runtime defaults (zero fields: default).
 	Limits runtime.Limits
 	// Source names the path the call came from, for the ring of recent
@@ -165,7 +167,7 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		return out
 	}
 	ctx = fault.WithInput(ctx, c.Args)
-	req := runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits, Share: shareOf(c)}
+	req := runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Env: c.Env, Limits: c.Limits, Share: shareOf(c)}
 	res, err := e.rt.Invoke(ctx, c.Digest, req)
 	if errors.Is(err, runtime.ErrNotLoaded) {
 		// Evicted between ensureLoaded and Invoke: load again once.

@@ -24,7 +24,11 @@ type call struct {
 	// the module's tables can take.
 	linearCap uint64
 	allowed   []string
-	client    *http.Client
+	// env is the guest's environment ("NAME=value", checked); an instance
+	// made for another call (a spare) has none, so a call with env never
+	// takes a spare.
+	env    []string
+	client *http.Client
 
 	output       []byte
 	outputSet    bool

@@ -46,9 +46,13 @@
 //     the exit code and stderr.
 //   - neither: KindMissingExport.
 //
-// Every guest gets WASI preview1 with no arguments, no environment, no
-// preopened directories (so no filesystem) and no sockets; real clocks and
-// crypto/rand randomness. Importing anything else is KindUnknownImport at
+// Every guest gets WASI preview1 with no arguments, the invocation's
+// environment (Request.Env: its function's config env and secrets; none
+// when empty, as FunLess gives), no preopened directories (so no
+// filesystem) and no sockets; real clocks and crypto/rand randomness. A
+// call with an environment never takes a spare instance (spares are built
+// without one and shared by every function of a digest), so no variable
+// leaks from one function to another. Importing anything else is KindUnknownImport at
 // load time, naming the import.
 //
 // # __http_request
@@ -58,8 +62,9 @@
 // "not said", as FunLess's own guests do); it never writes past that
 // capacity, past the end of linear memory, or past Limits.HTTPResponseBytes,
 // and a longer body is truncated with a log line. Lengths are bytes. Only
-// hosts on the invocation's allowlist (Request.AllowedHosts: host,
-// host:port, or "*") are reached, redirects included; anything else is
+// hosts on the invocation's allowlist (Request.AllowedHosts: "*", a host
+// or IP on any port, host:port, or "*.example.com" for any name under
+// example.com but not example.com itself) are reached, redirects included; anything else is
 // status 0 (FunLess's transport failure) with a log line saying why. Any
 // pointer outside linear memory traps that invocation, never the host.
 //

@@ -34,21 +34,44 @@ func defaultHTTPClient() *http.Client {
 	}
 }
 
-// hostAllowed matches u against the allowlist: an entry is a host name
-// ("api.example.com", any port), a host:port, or "*" for any host.
+// hostAllowed matches u against the allowlist. An entry is "*" (any
+// host), a host name or IP address ("[::1]" for IPv6) on any port,
+// "host:port" (that port only; a URL without a port has its scheme's), or
+// "*.example.com": any name under example.com, not example.com itself and
+// never an IP address, optionally with ":port".
 func hostAllowed(allowed []string, u *url.URL) bool {
-	host, hostport := strings.ToLower(u.Hostname()), strings.ToLower(u.Host)
-	if u.Port() == "" {
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	port := u.Port()
+	if port == "" {
 		switch u.Scheme {
 		case "http":
-			hostport = net.JoinHostPort(host, "80")
+			port = "80"
 		case "https":
-			hostport = net.JoinHostPort(host, "443")
+			port = "443"
 		}
 	}
+	isIP := net.ParseIP(host) != nil
 	for _, a := range allowed {
 		a = strings.ToLower(a)
-		if a == "*" || a == host || a == hostport {
+		if a == "*" {
+			return true
+		}
+		pattern, pport := a, ""
+		if h, p, err := net.SplitHostPort(a); err == nil {
+			pattern, pport = h, p
+		} else {
+			pattern = strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
+		}
+		if pport != "" && pport != port {
+			continue
+		}
+		if domain, ok := strings.CutPrefix(pattern, "*."); ok {
+			if !isIP && strings.HasSuffix(host, "."+domain) {
+				return true
+			}
+			continue
+		}
+		if pattern == host {
 			return true
 		}
 	}

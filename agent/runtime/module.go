@@ -97,10 +97,11 @@ func (m *module) drainSpares() {
 	}
 }
 
-// instantiate makes a fresh FunLess-ABI instance and runs _initialize.
-func (m *module) instantiate(ctx context.Context, memLimit uint64) (*instance, error) {
+// instantiate makes a fresh FunLess-ABI instance with the environment env
+// (nil for a spare) and runs _initialize.
+func (m *module) instantiate(ctx context.Context, memLimit uint64, env []string) (*instance, error) {
 	in := &instance{alloc: &capAllocator{limit: memLimit, pool: &m.r.memory}, slot: &slot{c: callFrom(ctx)}}
-	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, in.alloc), m.compiled, m.r.moduleConfig(in.slot, false))
+	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, in.alloc), m.compiled, m.r.moduleConfig(in.slot, false, env))
 	if err != nil {
 		return in, err
 	}
@@ -123,9 +124,15 @@ func (m *module) linearCap(total uint64) uint64 {
 	return c - c%pageSize
 }
 
-func (m *module) takeSpare(limits Limits) *instance {
-	if limits.MemoryBytes != m.r.cfg.Limits.MemoryBytes-m.r.cfg.Limits.MemoryBytes%pageSize {
+func (m *module) takeSpare(c *call) *instance {
+	if c.limits.MemoryBytes != m.r.cfg.Limits.MemoryBytes-m.r.cfg.Limits.MemoryBytes%pageSize {
 		return nil // spares are built with the default memory cap
+	}
+	if len(c.env) > 0 {
+		// Spares are built without an environment (they are shared by every
+		// function of the digest): wasi-libc may read environ in
+		// _initialize, so a call with env gets its own instance.
+		return nil
 	}
 	select {
 	case in := <-m.spareCh:
@@ -171,7 +178,7 @@ func (m *module) refill() {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), m.r.cfg.Limits.Timeout)
 			tracked := m.r.cfg.Track(ctx, m.info.Digest, WorkSpare)
-			in, err := m.instantiate(ctx, limit)
+			in, err := m.instantiate(ctx, limit, nil)
 			tracked()
 			cancel()
 			if err != nil {
@@ -207,14 +214,14 @@ func (m *module) noteInstantiate(d time.Duration) {
 
 func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error {
 	start := time.Now()
-	in := m.takeSpare(c.limits)
+	in := m.takeSpare(c)
 	if in != nil {
 		in.slot.c = c
 		res.Spare = true
 		m.r.stats.spareHits.Add(1)
 	} else {
 		var err error
-		in, err = m.instantiate(ctx, c.linearCap)
+		in, err = m.instantiate(ctx, c.linearCap, c.env)
 		res.Instantiate = time.Since(start)
 		if err != nil {
 			return classify(ctx, err, c, in.alloc)
@@ -255,7 +262,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	s := &slot{c: c}
 	alloc := &capAllocator{limit: c.linearCap, pool: &m.r.memory}
-	cfg := m.r.moduleConfig(s, true).WithStdin(bytes.NewReader(c.input))
+	cfg := m.r.moduleConfig(s, true, c.env).WithStdin(bytes.NewReader(c.input))
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)
 	res.Run = time.Since(start)

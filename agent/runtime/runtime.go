@@ -73,9 +73,15 @@ type loadCall struct {
 type Request struct {
 	// Input is the JSON input (FunLess: the compact JSON of args). Empty means {}.
 	Input []byte
-	// AllowedHosts may be reached by __http_request: host, host:port, or "*".
+	// AllowedHosts may be reached by __http_request: "*" (any host), a
+	// host name or IP address (any port), "host:port" (that port only), or
+	// "*.example.com" (any name under example.com, not example.com itself).
 	// Empty: none.
 	AllowedHosts []string
+	// Env is the guest's WASI environment, "NAME=value" entries (both
+	// ABIs; at most MaxEnvVars entries and MaxEnvBytes in all, else
+	// ErrInvalidInput). Empty: no environment, as FunLess gives.
+	Env []string
 	// Limits override the runtime's defaults field by field (zero = default).
 	Limits Limits
 	// Share says whose share of the instance slots the call uses (see
@@ -420,6 +426,9 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	if !json.Valid(input) {
 		return res, newError(KindInvalidInput, "input is not valid JSON")
 	}
+	if err := checkEnv(req.Env); err != nil {
+		return res, newError(KindInvalidInput, "%v", err)
+	}
 	limits.MemoryBytes -= limits.MemoryBytes % pageSize
 	if m.info.MemoryMinBytes+m.info.TableBytes > limits.MemoryBytes {
 		return res, newError(KindMemoryLimit, "module needs %d bytes at start (linear memory %d, tables %d), over the cap of %d bytes",
@@ -439,7 +448,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	}
 	defer r.slots.release(held)
 	defer r.cfg.Track(ctx, digest, WorkRun)()
-	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
+	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, env: req.Env, client: r.client}
 	c.log.maxLines, c.log.maxBytes = limits.LogLines, limits.LogBytes
 	c.streams = [2]protocol.LogStream{protocol.StreamConsole, protocol.StreamConsole}
 	if m.info.ABI != ABIFunLess {
@@ -519,11 +528,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 	return err
 }
 
-// moduleConfig is the per-instance configuration: no args, no env, no
-// preopened directories, real clocks, crypto randomness, and stdio and sleep
-// routed to the invocation through s.
-func (r *Runtime) moduleConfig(s *slot, command bool) wazero.ModuleConfig {
-	cfg := wazero.NewModuleConfig().
+// moduleConfig is the per-instance configuration: no args, the
+// invocation's env (none for a spare instance), no preopened directories,
+// real clocks, crypto randomness, and stdio and sleep routed to the
+// invocation through s.
+func (r *Runtime) moduleConfig(s *slot, command bool, env []string) wazero.ModuleConfig {
+	cfg := withEnv(wazero.NewModuleConfig(), env).
 		WithName("").
 		WithSysWalltime().
 		WithSysNanotime().

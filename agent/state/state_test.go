@@ -254,3 +254,25 @@ func TestSeenKeysAreWrittenWithTheEntry(t *testing.T) {
 		t.Fatal("key forgotten when the entry was acknowledged")
 	}
 }
+
+// TestDesiredConfigSurvivesReopen: a function's env and allowlist are kept
+// with the desired set, so a restarted agent without its controller still
+// runs the function with them.
+func TestDesiredConfigSurvivesReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := protocol.DesiredFunction{Module: "m", Name: "f", Digest: "sha256:1",
+		Env: []string{"A=1", "B=two words"}, AllowHosts: []string{"*.example.com", "127.0.0.1:8080"}}
+	if err := s.SetDesired([]protocol.DesiredFunction{want}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	got, ok := s.DesiredFunction("m", "f")
+	if !ok || !slices.Equal(got.Env, want.Env) || !slices.Equal(got.AllowHosts, want.AllowHosts) {
+		t.Fatalf("after reopen: %+v %v, want %+v", got, ok, want)
+	}
+}

@@ -26,7 +26,7 @@ func TestBinary(t *testing.T) {
 				"--engine auto|compiler|interpreter", "(default auto; env WISP_ENGINE)", "--log-level debug|info|warn|error", "--log-format text|json",
 				"--max-concurrent int", "(default 0: 8 × GOMAXPROCS; env WISP_MAX_CONCURRENT)"}},
 			{[]string{"run", "--help"}, []string{"wisp-agent run [flags]", "--controllers host:port,...", "--agent-name name", "--labels key=value,..."}},
-			{[]string{"invoke", "--help"}, []string{"wisp-agent invoke [flags] <file.wasm>", "--timeout duration", "--engine auto|compiler|interpreter", "--allow-hosts hosts"}},
+			{[]string{"invoke", "--help"}, []string{"wisp-agent invoke [flags] <file.wasm>", "--timeout duration", "--engine auto|compiler|interpreter", "--allow-hosts hosts", "--env NAME=value"}},
 			{[]string{"status", "--help"}, []string{"wisp-agent status [flags]", "--output format", "--data-dir dir", "--local-api address", "--wait duration"}},
 			{[]string{"healthcheck", "--help"}, []string{"wisp-agent healthcheck [flags]", "--live", "--url URL", "--metrics-addr address"}},
 			{[]string{"--help"}, []string{"status", "healthcheck", "--ready-requires-link", "(default false; env WISP_READY_REQUIRES_LINK)"}},

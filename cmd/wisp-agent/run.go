@@ -61,7 +61,7 @@ string counts as set: WISP_LOCAL_API= turns the local API off.`,
 // invokeCommand is `wisp-agent invoke`: one function run on this machine
 // with the agent's runtime, no controller.
 func invokeCommand(d deps) *cobra.Command {
-	var allow []string
+	var allow, env []string
 	cmd := &cobra.Command{
 		Use:   "invoke [flags] <file.wasm> [json-input|-]",
 		Short: "Run a function once on this machine (input: argument, or stdin when \"-\")",
@@ -77,15 +77,16 @@ WISP_MEMORY_MIB, WISP_ENGINE, the config file).`,
 			if err := cfg.table().Load(cmd.Flags(), d.env, d.stderr); err != nil {
 				return settings.UsageError(err)
 			}
-			return invoke(cmd.Context(), cfg, allow, args, d)
+			return invoke(cmd.Context(), cfg, allow, env, args, d)
 		},
 	}
 	addFlags(cmd.Flags(), "timeout", "memory_mib", "engine")
-	cmd.Flags().StringSliceVar(&allow, "allow-hosts", nil, "`hosts` the function may reach with __http_request, comma-separated")
+	cmd.Flags().StringSliceVar(&allow, "allow-hosts", nil, "`hosts` the function may reach with __http_request, comma-separated: *, host (any port), host:port, *.example.com")
+	cmd.Flags().StringArrayVar(&env, "env", nil, "an environment variable of the function, `NAME=value` (repeatable)")
 	return cmd
 }
 
-func invoke(ctx context.Context, cfg config, hosts []string, args []string, d deps) error {
+func invoke(ctx context.Context, cfg config, hosts, env []string, args []string, d deps) error {
 	stdin, stdout, stderr := d.stdin, d.stdout, d.stderr
 	code, err := os.ReadFile(args[0])
 	if err != nil {
@@ -112,6 +113,7 @@ func invoke(ctx context.Context, cfg config, hosts []string, args []string, d de
 	res, err := rt.Invoke(ctx, info.Digest, runtime.Request{
 		Input:        input,
 		AllowedHosts: hosts,
+		Env:          env,
 		Limits:       runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20},
 	})
 	for _, l := range res.Logs {

@@ -12,6 +12,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
+	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/internal/settings"
 )
 
@@ -49,6 +50,9 @@ type config struct {
 	CompileTimeout time.Duration
 	CompileMemory  int64
 	CompileWorkers int
+	// DefaultAllowHosts is the egress allowlist of functions whose config
+	// sets no allow_hosts; empty denies every host.
+	DefaultAllowHosts []string
 
 	// What the store keeps of activations: each record's output, error
 	// message and log are cut to the first four; the next three bound how
@@ -105,6 +109,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
+		settings.List(&c.DefaultAllowHosts, "default_allow_hosts", "egress allowlist of __http_request for functions whose config sets no allow_hosts, comma-separated `patterns`: * (any host), host or IP (any port), host:port, *.example.com (names under it); empty denies every host"),
 		settings.Duration(&c.CrashHold, "crash_hold", "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables"),
 		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "how long to let in-flight requests finish on shutdown"),
 		settings.Int(&c.FunctionVersions, "function_versions", "versions of each function kept for rollbacks, the current one included; the oldest go first (1 to 1000; 1: no rollback)"),
@@ -176,6 +181,14 @@ func (c config) Validate() error {
 	}
 	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
 		errs = append(errs, err)
+	}
+	if len(c.DefaultAllowHosts) > fnspec.MaxAllowHosts {
+		errs = append(errs, fmt.Errorf("default allow hosts: %d patterns; at most %d", len(c.DefaultAllowHosts), fnspec.MaxAllowHosts))
+	}
+	for _, h := range c.DefaultAllowHosts {
+		if err := fnspec.CheckHostPattern(h); err != nil {
+			errs = append(errs, fmt.Errorf("default allow hosts: %q: %w", h, err))
+		}
 	}
 	if c.CompileTimeout < 0 || c.CompileMemory < 0 || c.CompileWorkers < 0 {
 		errs = append(errs, errors.New("compile timeout, memory and workers must not be negative"))

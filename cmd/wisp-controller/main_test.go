@@ -222,6 +222,9 @@ func TestRunBadConfig(t *testing.T) {
 		{"no log lines", []string{"-activation-max-log-lines", "0"}, nil, "activation max log lines 0"},
 		{"huge log bound", []string{"-activation-max-log-bytes", "2MiB"}, nil, "activation max log bytes"},
 		{"prune interval too short", []string{"-activation-prune-interval", "1ms"}, nil, "activation prune interval"},
+		{"bad default allow host", []string{"--default-allow-hosts", "ok.test,bad host"}, nil, `default allow hosts: "bad host"`},
+		{"bad default allow host in env", nil, map[string]string{"WISP_DEFAULT_ALLOW_HOSTS": "*.com"}, `default allow hosts: "*.com"`},
+		{"bad default allow port", []string{"--default-allow-hosts", "a.test:0"}, nil, "port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -309,5 +312,22 @@ func TestConfigVariables(t *testing.T) {
 	cfg, err = loadConfig(nil, envFrom(map[string]string{"WISP_CONTROLLER_CONFIG": file, "WISP_DATABASE_URL": ""}), &warn)
 	if err != nil || cfg.DatabaseURL != "" || cfg.Listen != ":5000" || warn.Len() != 0 {
 		t.Fatalf("WISP_DATABASE_URL= over the file: %+v %v %q", cfg, err, warn.String())
+	}
+}
+
+// TestDefaultAllowHosts: the default egress allowlist is read from the
+// flag or the environment, checked, lowercased, and reaches the server.
+func TestDefaultAllowHosts(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadArgs(nil, envFrom(map[string]string{"WISP_DEFAULT_ALLOW_HOSTS": "API.test:443,*.Example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.server().DefaultAllowHosts; !slices.Equal(got, []string{"api.test:443", "*.example.com"}) {
+		t.Fatalf("DefaultAllowHosts = %q", got)
+	}
+	cfg, err = loadArgs(nil, envFrom(nil))
+	if err != nil || len(cfg.server().DefaultAllowHosts) != 0 {
+		t.Fatalf("default: %q %v, want none (deny)", cfg.server().DefaultAllowHosts, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -119,7 +120,17 @@ func (c config) server() server.Config {
 		PruneInterval: c.ActivationPruneInterval,
 		MaxInputBytes: int(c.MaxInputBytes), CrashHold: hold,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSSelfSigned: c.TLS == "auto",
-		MetricsListen: c.MetricsAddr,
-		OTLPEndpoint:  c.OTLPEndpoint,
+		MetricsListen:     c.MetricsAddr,
+		OTLPEndpoint:      c.OTLPEndpoint,
+		DefaultAllowHosts: lowerAll(c.DefaultAllowHosts),
 	}
+}
+
+// lowerAll lowercases host patterns as fnspec.ParseConfig does.
+func lowerAll(hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, strings.ToLower(h))
+	}
+	return out
 }

@@ -88,8 +88,8 @@ func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error)
 }
 
 // parseSpec parses the function's settings from their form fields, with
-// fnspec (the one parser of events, sinks and metadata); an absent or empty
-// field means none.
+// fnspec (the one parser of events, sinks, metadata and config); an absent
+// or empty field means none.
 func parseSpec(field func(string) (string, bool)) (fnspec.Spec, error) {
 	var spec fnspec.Spec
 	var err error
@@ -103,6 +103,10 @@ func parseSpec(field func(string) (string, bool)) (fnspec.Spec, error) {
 	}
 	metadata, _ := field("metadata")
 	if spec.Metadata, err = fnspec.ParseMetadata([]byte(metadata)); err != nil {
+		return spec, badSetting(err)
+	}
+	config, _ := field("config")
+	if spec.Config, err = fnspec.ParseConfig([]byte(config)); err != nil {
 		return spec, badSetting(err)
 	}
 	return spec, nil
@@ -223,11 +227,30 @@ type functionInfo struct {
 	Events   []fnspec.Event  `json:"events"`
 	Sinks    []fnspec.Sink   `json:"sinks"`
 	Metadata fnspec.Metadata `json:"metadata"`
+	Config   configInfo      `json:"config"`
 	Created  time.Time       `json:"created"`
 	Updated  time.Time       `json:"updated"`
 	// SinkFailures lists deliveries to this function's sinks that failed
 	// and are being retried (empty when every sink is keeping up).
 	SinkFailures []sinkFailure `json:"sink_failures"`
+}
+
+// configInfo is a function's config as GET shows it: every key present
+// (empty when unset), secrets by name only: their values never leave the
+// controller through the REST API. No allow_hosts: the controller's
+// default allowlist applies.
+type configInfo struct {
+	Env        map[string]string `json:"env"`
+	Secrets    []string          `json:"secrets"`
+	AllowHosts []string          `json:"allow_hosts"`
+}
+
+func showConfig(c fnspec.Config) configInfo {
+	info := configInfo{Env: c.Env, Secrets: orEmpty(c.Secrets), AllowHosts: orEmpty(c.AllowHosts)}
+	if info.Env == nil {
+		info.Env = map[string]string{}
+	}
+	return info
 }
 
 type sinkFailure struct {
@@ -276,7 +299,7 @@ func (s *Server) getFunction(c *fiber.Ctx) error {
 	info := functionInfo{
 		Name: fn.Name, Module: fn.Module, Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
 		Events: orEmpty(fn.Spec.Events), Sinks: redactSinks(fn.Spec.Sinks), Metadata: fn.Spec.Metadata,
-		Created: fn.Created, Updated: fn.Updated, SinkFailures: []sinkFailure{},
+		Config: showConfig(fn.Spec.Config), Created: fn.Created, Updated: fn.Updated, SinkFailures: []sinkFailure{},
 	}
 	if fn.Unreadable != nil {
 		s.log.Warn("function with unreadable stored settings shown without them", "module", fn.Module, "function", fn.Name, "err", fn.Unreadable)

@@ -128,6 +128,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 			continue
 		}
 		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
+			Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
 			Timers: localTimers(fn.Spec.Events), KeepDigests: f.keepDigests(ctx, fn)})
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)

@@ -141,7 +141,13 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		Digest:         req.Digest,
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
+		AllowedHosts:   d.fleet.allowHosts(req.Config),
 	}
+	env, err := d.fleet.invokeEnv(ctx, req.Module, req.Config)
+	if err != nil {
+		return invoke.Result{}, invoke.Failed("cannot assemble the function's environment", err)
+	}
+	inv.Env = env
 	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.CapacityKiB()}
 	var tried []*Session
 	buf := candidateBufs.Get().(*candidateBuf)

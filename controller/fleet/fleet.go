@@ -75,6 +75,10 @@ type Config struct {
 	// Outbox records the activations agents replay from their outboxes;
 	// nil refuses them (agents keep them and retry).
 	Outbox OutboxRecorder
+	// DefaultAllowHosts is the egress allowlist of the functions whose
+	// config sets no allow_hosts (patterns of fnspec.CheckHostPattern);
+	// empty denies every host.
+	DefaultAllowHosts []string
 }
 
 // Errors of Invoke and Push.

@@ -53,3 +53,36 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig: ParseConfig refuses with ErrInvalid or returns a config
+// within its bounds whose stored encoding reads back the same.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"env":{"A":"1","B_2":""},"secrets":["K"],"allow_hosts":["*.example.com","a.test:443","[::1]","*"]}`,
+		`{}`, `null`, `[]`, `{"env":{"1":"x"}}`, `{"allow_hosts":["*.com"]}`, `{"secrets":["A","A"]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := ParseConfig(in)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error is not ErrInvalid: %v", err)
+			}
+			return
+		}
+		if len(c.Env) > MaxEnvVars || len(c.Secrets) > MaxSecretRefs || len(c.AllowHosts) > MaxAllowHosts {
+			t.Fatalf("over the bounds: %+v", c)
+		}
+		for _, h := range c.AllowHosts {
+			if CheckHostPattern(h) != nil || h != strings.ToLower(h) {
+				t.Fatalf("kept a bad pattern %q", h)
+			}
+		}
+		_, _, _, raw := Spec{Config: c}.Encode()
+		back, err := ParseConfig(raw)
+		if err != nil || !reflect.DeepEqual(back, c) {
+			t.Fatalf("round trip: %q -> %+v -> %q -> %+v, %v", in, c, raw, back, err)
+		}
+	})
+}

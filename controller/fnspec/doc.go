@@ -1,9 +1,10 @@
 // Package fnspec holds a function's settings as typed values: its events
-// (MQTT triggers and timers, whose schedules internal/cron parses), sinks (CouchDB databases that receive its outputs) and
-// metadata (tag, capacity, idempotence).
+// (MQTT triggers and timers, whose schedules internal/cron parses), sinks (CouchDB databases that receive its outputs),
+// metadata (tag, capacity, idempotence) and config (environment, secret
+// names, egress allowlist).
 //
-// The REST API parses what a user sends with [ParseEvents], [ParseSinks]
-// and [ParseMetadata], once, at the boundary; the store keeps the typed
+// The REST API parses what a user sends with [ParseEvents], [ParseSinks],
+// [ParseMetadata] and [ParseConfig], once, at the boundary; the store keeps the typed
 // [Spec] (as the normalised JSON of [Spec.Encode], so the stored encoding
 // is the one Wisp always wrote) and reads it back with [Decode], which
 // runs the same parsers; every other package reads the typed values. A

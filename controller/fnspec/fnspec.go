@@ -35,14 +35,14 @@ type Spec struct {
 	Sinks    []Sink
 	Metadata Metadata
 	// Config is the function's environment, secret names and egress
-	// allowlist (issue 14). Encode and Decode do not cover it yet: the
-	// stores keep it from the change that sends it to agents.
+	// allowlist (issue 14).
 	Config Config
 }
 
 // Encode returns the normalised JSON of each setting, nil for an absent
-// one (no events, no sinks, zero metadata): what the store keeps.
-func (s Spec) Encode() (events, sinks, metadata []byte) {
+// one (no events, no sinks, zero metadata, zero config): what the store
+// keeps.
+func (s Spec) Encode() (events, sinks, metadata, config []byte) {
 	if len(s.Events) > 0 {
 		events = mustMarshal(s.Events)
 	}
@@ -52,13 +52,16 @@ func (s Spec) Encode() (events, sinks, metadata []byte) {
 	if s.Metadata != (Metadata{}) {
 		metadata = mustMarshal(s.Metadata)
 	}
-	return events, sinks, metadata
+	if !s.Config.IsZero() {
+		config = mustMarshal(s.Config)
+	}
+	return events, sinks, metadata, config
 }
 
 // Decode parses the stored JSON of each setting (nil or empty: absent)
 // with the parsers the API uses. A field that does not parse is left zero
 // and named in the error, which wraps ErrInvalid; the others are returned.
-func Decode(events, sinks, metadata []byte) (Spec, error) {
+func Decode(events, sinks, metadata, config []byte) (Spec, error) {
 	var s Spec
 	var errs []error
 	var err error
@@ -69,6 +72,9 @@ func Decode(events, sinks, metadata []byte) (Spec, error) {
 		errs = append(errs, err)
 	}
 	if s.Metadata, err = ParseMetadata(metadata); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Config, err = ParseConfig(config); err != nil {
 		errs = append(errs, err)
 	}
 	return s, errors.Join(errs...)

@@ -146,9 +146,10 @@ func TestSpecRoundTrip(t *testing.T) {
 			{Type: "timer", Params: EventParams{Cron: "*/5 * * * *"}}, {Type: "timer", Params: EventParams{Every: "1s", Local: true}}},
 		Sinks:    []Sink{{Type: "couchdb", Params: SinkParams{URL: "http://c:5984/db", Username: "u", Password: "p"}}},
 		Metadata: Metadata{Tag: "t", Capacity: &capacity, Idempotent: true},
+		Config:   Config{Env: map[string]string{"A": "1", "B": "x y"}, Secrets: []string{"KEY"}, AllowHosts: []string{"*.example.com", "api.test:8443"}},
 	}
-	ev, sk, md := spec.Encode()
-	got, err := Decode(ev, sk, md)
+	ev, sk, md, cf := spec.Encode()
+	got, err := Decode(ev, sk, md, cf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,10 +158,10 @@ func TestSpecRoundTrip(t *testing.T) {
 	if !bytes.Equal(gotJSON, wantJSON) {
 		t.Fatalf("round trip = %s, want %s", gotJSON, wantJSON)
 	}
-	if ev, sk, md := (Spec{}).Encode(); ev != nil || sk != nil || md != nil {
-		t.Fatalf("zero Spec encodes to %q %q %q, want nils", ev, sk, md)
+	if ev, sk, md, cf := (Spec{}).Encode(); ev != nil || sk != nil || md != nil || cf != nil {
+		t.Fatalf("zero Spec encodes to %q %q %q %q, want nils", ev, sk, md, cf)
 	}
-	if got, err := Decode(nil, nil, nil); err != nil || got.Events != nil || got.Sinks != nil || got.Metadata != (Metadata{}) {
+	if got, err := Decode(nil, nil, nil, nil); err != nil || got.Events != nil || got.Sinks != nil || got.Metadata != (Metadata{}) || !got.Config.IsZero() {
 		t.Fatalf("Decode of nothing = %+v, %v", got, err)
 	}
 }
@@ -168,12 +169,12 @@ func TestSpecRoundTrip(t *testing.T) {
 // TestDecodeUnreadable: a field that does not parse is zero and named in
 // the error; the others are read.
 func TestDecodeUnreadable(t *testing.T) {
-	ev, _, _ := Spec{Events: []Event{{Type: "mqtt", Params: EventParams{Topic: "x", Local: true}}}}.Encode()
-	got, err := Decode(ev, []byte(`[{"type":"ftp"}]`), []byte(`{"tag":`))
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Invalid sinks") || !strings.Contains(err.Error(), "Invalid metadata") {
-		t.Fatalf("err = %v, want one naming sinks and metadata", err)
+	ev, _, _, _ := Spec{Events: []Event{{Type: "mqtt", Params: EventParams{Topic: "x", Local: true}}}}.Encode()
+	got, err := Decode(ev, []byte(`[{"type":"ftp"}]`), []byte(`{"tag":`), []byte(`{"allow_hosts":["a b"]}`))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Invalid sinks") || !strings.Contains(err.Error(), "Invalid metadata") || !strings.Contains(err.Error(), "Invalid config") {
+		t.Fatalf("err = %v, want one naming sinks, metadata and config", err)
 	}
-	if len(got.Events) != 1 || got.Sinks != nil || got.Metadata != (Metadata{}) {
+	if len(got.Events) != 1 || got.Sinks != nil || got.Metadata != (Metadata{}) || !got.Config.IsZero() {
 		t.Fatalf("got %+v, want the events only", got)
 	}
 }

@@ -41,6 +41,9 @@ type Request struct {
 	Metadata fnspec.Metadata
 	// Sinks are the function's sinks: its outputs are delivered there.
 	Sinks []fnspec.Sink
+	// Config is the function's env, secret names and egress allowlist;
+	// the dispatcher turns it into the Invoke's env and allowlist.
+	Config fnspec.Config
 	// Source says what started the invocation; "" means SourceAPI.
 	Source string
 	// Args is the compact JSON object of the request's args, "{}" when absent.
@@ -70,7 +73,7 @@ func ForFunction(fn store.Function, args json.RawMessage, src string) (Request, 
 	}
 	return Request{
 		Module: fn.Module, Function: fn.Name, Digest: fn.Digest,
-		Metadata: fn.Spec.Metadata, Sinks: fn.Spec.Sinks, Source: src, Args: args,
+		Metadata: fn.Spec.Metadata, Sinks: fn.Spec.Sinks, Config: fn.Spec.Config, Source: src, Args: args,
 	}, nil
 }
 

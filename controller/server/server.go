@@ -84,6 +84,9 @@ type Config struct {
 	// OTLPEndpoint, when set, exports invocation spans to this OTLP/HTTP
 	// receiver (controller/tracing); empty: tracing off.
 	OTLPEndpoint string
+	// DefaultAllowHosts is fleet.Config.DefaultAllowHosts: the egress
+	// allowlist of functions whose config sets none (empty: deny).
+	DefaultAllowHosts []string
 }
 
 // RESTCertificate is the certificate the REST API serves (ok false: plain
@@ -193,6 +196,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Logger:       log,
 		Outbox:       recorder,
 		CrashHold:    cfg.CrashHold,
+
+		DefaultAllowHosts: cfg.DefaultAllowHosts,
 	})
 	if err != nil {
 		return err

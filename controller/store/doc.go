@@ -86,10 +86,12 @@
 // under a transaction-scoped advisory lock keyed by the current schema, so
 // several controllers may start at once. Embedded keeps its schema version in
 // meta/version, upgrades an older file in place when it opens it, and refuses
-// a file written by a newer Wisp. Buckets that need no backfilling
-// (versions/, see additiveBuckets) came without a new schema version: every
-// open creates them when missing. testdata/embedded-v<N>.db holds a file
-// written by each schema version N; the tests open every one.
+// a file written by a newer Wisp. testdata/embedded-v<N>.db holds a file
+// written by each schema version N; the tests open every one. Fields added
+// to a JSON record (a function's config, issue 14) are additive and absent
+// in older records, and buckets that need no backfilling (versions/, see
+// additiveBuckets) are created on every open: neither needs a schema
+// version bump.
 //
 // The store is pure persistence: it must never import agent, api or
 // scheduler packages, and it never talks to agents.

@@ -205,6 +205,7 @@ type functionRecord struct {
 	Events   []byte    `json:"events"` // fnspec.Spec.Encode's JSON; nil: absent
 	Sinks    []byte    `json:"sinks"`
 	Metadata []byte    `json:"metadata"`
+	Config   []byte    `json:"config,omitempty"` // issue 14; absent in older records
 	Created  time.Time `json:"created"`
 	Updated  time.Time `json:"updated"`
 }
@@ -489,15 +490,15 @@ func getFunction(b *bolt.Bucket, module, name string) (Function, error) {
 		Module: module, Name: name, Digest: r.Digest, Size: r.Size, ABI: r.ABI,
 		Created: r.Created.UTC(), Updated: r.Updated.UTC(),
 	}
-	fn.Spec, fn.Unreadable = decodeSpec(r.Events, r.Sinks, r.Metadata)
+	fn.Spec, fn.Unreadable = decodeSpec(r.Events, r.Sinks, r.Metadata, r.Config)
 	return fn, nil
 }
 
 func putFunction(b *bolt.Bucket, fn Function) error {
-	events, sinks, metadata := fn.Spec.Encode()
+	events, sinks, metadata, config := fn.Spec.Encode()
 	v, err := json.Marshal(functionRecord{
 		Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
-		Events: events, Sinks: sinks, Metadata: metadata,
+		Events: events, Sinks: sinks, Metadata: metadata, Config: config,
 		Created: fn.Created, Updated: fn.Updated,
 	})
 	if err != nil {

@@ -367,16 +367,16 @@ func (p *Postgres) DeleteModule(ctx context.Context, name string) error {
 }
 
 // functionColumns are read by scanFunction, in this order.
-const functionColumns = `m.name, f.name, f.digest, f.size, f.abi, f.events, f.sinks, f.metadata, f.created, f.updated`
+const functionColumns = `m.name, f.name, f.digest, f.size, f.abi, f.events, f.sinks, f.metadata, f.config, f.created, f.updated`
 
 // scanFunction reads functionColumns, after the extra destinations if any.
 func scanFunction(row pgx.Row, extra ...any) (Function, error) {
 	var fn Function
-	var events, sinks, metadata []byte
+	var events, sinks, metadata, config []byte
 	err := row.Scan(append(extra, &fn.Module, &fn.Name, &fn.Digest, &fn.Size, &fn.ABI,
-		&events, &sinks, &metadata, &fn.Created, &fn.Updated)...)
+		&events, &sinks, &metadata, &config, &fn.Created, &fn.Updated)...)
 	fn.Created, fn.Updated = fn.Created.UTC(), fn.Updated.UTC()
-	fn.Spec, fn.Unreadable = decodeSpec(events, sinks, metadata)
+	fn.Spec, fn.Unreadable = decodeSpec(events, sinks, metadata, config)
 	return fn, err
 }
 
@@ -401,11 +401,11 @@ func (p *Postgres) CreateFunction(ctx context.Context, fn Function, code []byte)
 		if err := putCode(ctx, tx, fn.Digest, code); err != nil {
 			return err
 		}
-		events, sinks, metadata := fn.Spec.Encode()
+		events, sinks, metadata, config := fn.Spec.Encode()
 		_, err := tx.Exec(ctx, `
-			INSERT INTO functions (module_id, name, digest, size, abi, events, sinks, metadata, created, updated)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, fn.Created, fn.Updated)
+			INSERT INTO functions (module_id, name, digest, size, abi, events, sinks, metadata, config, created, updated)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, config, fn.Created, fn.Updated)
 		return err
 	})
 	if err != nil {
@@ -439,11 +439,11 @@ func (p *Postgres) UpdateFunction(ctx context.Context, fn Function, code []byte)
 			return err
 		}
 		fn.Created, fn.Updated = prev.Created, now()
-		events, sinks, metadata := fn.Spec.Encode()
+		events, sinks, metadata, config := fn.Spec.Encode()
 		if _, err := tx.Exec(ctx, `
-			UPDATE functions SET digest = $3, size = $4, abi = $5, events = $6, sinks = $7, metadata = $8, updated = $9
+			UPDATE functions SET digest = $3, size = $4, abi = $5, events = $6, sinks = $7, metadata = $8, config = $9, updated = $10
 			WHERE module_id = $1 AND name = $2`,
-			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, fn.Updated); err != nil {
+			moduleID, fn.Name, fn.Digest, fn.Size, fn.ABI, events, sinks, metadata, config, fn.Updated); err != nil {
 			return err
 		}
 		if err := pgRecordVersion(ctx, tx, moduleID, prev, fn); err != nil {

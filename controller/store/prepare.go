@@ -64,8 +64,8 @@ func prepareLabels(labels []string) []string {
 
 // decodeSpec reads a function's stored settings. The error is
 // Function.Unreadable's: it names the store and every unreadable field.
-func decodeSpec(events, sinks, metadata []byte) (fnspec.Spec, error) {
-	spec, err := fnspec.Decode(events, sinks, metadata)
+func decodeSpec(events, sinks, metadata, config []byte) (fnspec.Spec, error) {
+	spec, err := fnspec.Decode(events, sinks, metadata, config)
 	if err != nil {
 		return spec, fmt.Errorf("store: the function's stored settings are unreadable: %w", err)
 	}

@@ -46,14 +46,7 @@ type versionSpec struct {
 // encodeVersionSpec returns the stored form of a version's settings.
 func encodeVersionSpec(s fnspec.Spec) []byte {
 	var v versionSpec
-	v.Events, v.Sinks, v.Metadata = s.Encode()
-	if !s.Config.IsZero() {
-		c, err := json.Marshal(s.Config)
-		if err != nil {
-			panic("store: marshal config: " + err.Error()) // maps and slices of strings always marshal
-		}
-		v.Config = c
-	}
+	v.Events, v.Sinks, v.Metadata, v.Config = s.Encode()
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic("store: marshal version settings: " + err.Error())
@@ -68,15 +61,7 @@ func decodeVersionSpec(raw []byte) (fnspec.Spec, error) {
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return fnspec.Spec{}, fmt.Errorf("store: the version's stored settings are unreadable: %w", err)
 	}
-	spec, err := decodeSpec(v.Events, v.Sinks, v.Metadata)
-	if cfg, cerr := fnspec.ParseConfig(v.Config); cerr != nil {
-		if err == nil {
-			err = fmt.Errorf("store: the version's stored settings are unreadable: %w", cerr)
-		}
-	} else {
-		spec.Config = cfg
-	}
-	return spec, err
+	return decodeSpec(v.Events, v.Sinks, v.Metadata, v.Config)
 }
 
 // keepVersions is how many versions PruneFunctionVersions keeps for a

@@ -127,6 +127,14 @@ func TestAgainstController(t *testing.T) {
 	if err := json.Unmarshal([]byte(ok("fn", "versions", "hello", "-m", "m1", "-o", "json")), &vs); err != nil || len(vs) != 4 || vs[0].Version != 4 || !vs[0].Current {
 		t.Fatalf("fn versions -o json: %+v %v", vs, err)
 	}
+	has(ok("fn", "get", "hello", "-m", "m1"), `{"tag":"t1","capacity":64}`, "env:", "none", "allow hosts:", "the controller's default")
+	cfgFile := writeFile(t, work, "config.json", []byte(`{"env":{"GREETING":"hi there","A":"1"},"allow_hosts":["API.example.com","*.example.org:443"]}`))
+	has(ok("fn", "update", "hello", hello, "-m", "m1", "--fn-config", cfgFile), "updated function hello in module m1")
+	has(ok("fn", "get", "hello", "-m", "m1"), `A="1" GREETING="hi there"`, "api.example.com, *.example.org:443")
+	badCfg := writeFile(t, work, "bad-config.json", []byte(`{"env":{"A":"1"},"allow_hosts":["bad host"]}`))
+	fails("Invalid config: allow_hosts[0]", "fn", "update", "hello", hello, "-m", "m1", "--fn-config", badCfg)
+	fails("must hold a JSON object", "fn", "update", "hello", hello, "-m", "m1", "--fn-config", hello)
+	has(ok("fn", "get", "hello", "-m", "m1"), `A="1" GREETING="hi there"`) // the refused update changed nothing
 	fails("not found", "fn", "get", "nope", "-m", "m1")
 	bad := writeFile(t, work, "bad.wasm", []byte("\x00asm\x01\x00\x00\x00garbage"))
 	fails("", "fn", "upload", "bad", bad) // the controller's loader refuses it

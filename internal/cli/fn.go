@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -30,7 +32,7 @@ func (a *app) fnCommand() *cobra.Command {
 
 // fnUploadCommand is `fn upload` (POST, create) or `fn update` (PUT).
 func (a *app) fnUploadCommand(update bool) *cobra.Command {
-	var mod, events, sinks, metadata string
+	var mod, events, sinks, metadata, configFile string
 	var wait bool
 	var max int64
 	cmd := &cobra.Command{
@@ -41,13 +43,19 @@ size limit) before anything is sent. Events, sinks and metadata are JSON:
   --events '[{"type":"mqtt","params":{"host":"broker","port":1883,"topic":"t"}}]'
   --events '[{"type":"timer","params":{"cron":"*/5 * * * *"}}]'   (UTC; or "every":"30s"; "local":true runs it on the agents)
   --sinks '[{"type":"couchdb","params":{"url":"http://couch:5984/db"}}]'
-  --metadata '{"tag":"edge","capacity":1024}'   (capacity in KiB)`,
+  --metadata '{"tag":"edge","capacity":1024}'   (capacity in KiB)
+The function's configuration is a JSON file (--fn-config FILE; --config
+is the CLI's own config file):
+  {"env":{"GREETING":"hi"},"secrets":["API_KEY"],"allow_hosts":["api.example.com","*.example.org:443"]}
+env and the named secrets reach the function as environment variables;
+allow_hosts are the hosts __http_request may reach (without it, the
+controller's --default-allow-hosts, which denies every host unless set).`,
 		Args: nargs(2, 2, "<name> <file.wasm>"),
 	}
 	if update {
 		cmd.Use = "update <name> <file.wasm>"
-		cmd.Short = "Replace a function's code, events, sinks and metadata"
-		cmd.Long = strings.Replace(cmd.Long, "Upload a new function", "Replace a function's code (absent events, sinks and metadata are cleared)", 1)
+		cmd.Short = "Replace a function's code, events, sinks, metadata and config"
+		cmd.Long = strings.Replace(cmd.Long, "Upload a new function", "Replace a function's code (absent events, sinks, metadata and config are cleared)", 1)
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		name, file := args[0], args[1]
@@ -66,11 +74,15 @@ size limit) before anything is sent. Events, sinks and metadata are JSON:
 		if err := checkJSON("metadata", metadata, false); err != nil {
 			return err
 		}
+		config, err := readFunctionConfig(configFile)
+		if err != nil {
+			return err
+		}
 		code, err := readWasm(file, max)
 		if err != nil {
 			return err
 		}
-		form := uploadForm{name: name, file: file, code: code, events: events, sinks: sinks, metadata: metadata, wait: wait}
+		form := uploadForm{name: name, file: file, code: code, events: events, sinks: sinks, metadata: metadata, config: config, wait: wait}
 		body, ctype, err := form.encode()
 		if err != nil {
 			return err
@@ -112,6 +124,7 @@ size limit) before anything is sent. Events, sinks and metadata are JSON:
 	f.StringVar(&events, "events", "", "events that invoke the function (JSON array)")
 	f.StringVar(&sinks, "sinks", "", "where outputs are stored (JSON array)")
 	f.StringVar(&metadata, "metadata", "", `scheduling metadata (JSON object: {"tag":"t","capacity":KiB})`)
+	f.StringVar(&configFile, "fn-config", "", "JSON `file` of the function's config: env, secrets (names), allow_hosts")
 	f.BoolVar(&wait, "wait", false, "wait until the code is on the connected agents")
 	f.Int64Var(&max, "max-size", DefaultMaxUpload, "largest file to send, in bytes (the controller's limit)")
 	return cmd
@@ -232,8 +245,13 @@ type functionInfo struct {
 	Events   json.RawMessage `json:"events"`
 	Sinks    json.RawMessage `json:"sinks"`
 	Metadata json.RawMessage `json:"metadata"`
-	Created  string          `json:"created"`
-	Updated  string          `json:"updated"`
+	Config   struct {
+		Env        map[string]string `json:"env"`
+		Secrets    []string          `json:"secrets"`
+		AllowHosts []string          `json:"allow_hosts"`
+	} `json:"config"`
+	Created  string `json:"created"`
+	Updated  string `json:"updated"`
 	Failures []struct {
 		Activation string `json:"activation"`
 		Sink       int    `json:"sink"`
@@ -267,6 +285,8 @@ func (a *app) fnGetCommand() *cobra.Command {
 					{"size", humanBytes(fi.Size)}, {"abi", fi.ABI},
 					{"events", compactOrNone(fi.Events)}, {"sinks", compactOrNone(fi.Sinks)},
 					{"metadata", compactOrNone(fi.Metadata)},
+					{"env", envLine(fi.Config.Env)}, {"secrets", listOrNone(fi.Config.Secrets, "none")},
+					{"allow hosts", listOrNone(fi.Config.AllowHosts, "the controller's default")},
 					{"created", when(fi.Created)}, {"updated", when(fi.Updated)},
 				}
 				for _, f := range fi.Failures {
@@ -286,6 +306,26 @@ func checkNames(mod, fn string) error {
 		return err
 	}
 	return checkName("function", fn)
+}
+
+// envLine shows a function's env as NAME=value pairs sorted by name.
+func envLine(env map[string]string) string {
+	if len(env) == 0 {
+		return "none"
+	}
+	kv := make([]string, 0, len(env))
+	for k, v := range env {
+		kv = append(kv, k+"="+strconv.Quote(v))
+	}
+	sort.Strings(kv)
+	return strings.Join(kv, " ")
+}
+
+func listOrNone(l []string, none string) string {
+	if len(l) == 0 {
+		return none
+	}
+	return strings.Join(l, ", ")
 }
 
 func compactOrNone(raw json.RawMessage) string {

@@ -70,8 +70,28 @@ type uploadForm struct {
 	file                    string // path, for the part's file name
 	code                    []byte
 	events, sinks, metadata string // JSON text, empty: not sent
-	config                  string // JSON text, empty: not sent (issue 14)
+	config                  string // JSON text of --fn-config's file, empty: not sent
 	wait                    bool
+}
+
+// maxConfigFile bounds --fn-config's file: a config's env is at most 32 KiB.
+const maxConfigFile = 256 << 10
+
+// readFunctionConfig reads --fn-config's file ("" : none) and checks that it holds a
+// JSON object; the controller checks the rest.
+func readFunctionConfig(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := readLimited(path, maxConfigFile, "the config file limit")
+	if err != nil {
+		return "", err
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil || v == nil {
+		return "", fmt.Errorf("--fn-config %s must hold a JSON object, e.g. {\"env\":{\"K\":\"V\"},\"allow_hosts\":[\"api.example.com\"]}", path)
+	}
+	return string(b), nil
 }
 
 // checkJSON fails when a JSON-in-a-field flag does not parse as the wanted kind.

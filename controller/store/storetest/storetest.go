@@ -432,8 +432,14 @@ func testFunctionSpec(t *testing.T, s store.Store, _ func(*testing.T) store.Stor
 			},
 			Sinks:    []fnspec.Sink{{Type: "couchdb", Params: fnspec.SinkParams{URL: "http://couch:5984/db", Username: "u", Password: "p\u00e9"}}},
 			Metadata: fnspec.Metadata{Tag: "edge", Capacity: &capacity, Idempotent: true},
+			Config: fnspec.Config{
+				Env:        map[string]string{"GREETING": "hé llo", "EMPTY": ""},
+				Secrets:    []string{"API_KEY"},
+				AllowHosts: []string{"*.example.com", "127.0.0.1:8080", "[::1]", "*"},
+			},
 		}},
 		{"metadata only", fnspec.Spec{Metadata: fnspec.Metadata{Tag: "t"}}},
+		{"config only", fnspec.Spec{Config: fnspec.Config{AllowHosts: []string{"api.test"}}}},
 	}
 	for i, tt := range tests {
 		in := newFunction(store.DefaultModule, fmt.Sprintf("f%d", i), code)
@@ -463,8 +469,8 @@ func testFunctionSpec(t *testing.T, s store.Store, _ func(*testing.T) store.Stor
 }
 
 // UnreadableSettings checks fnspec's answer to bad stored data on one
-// store: corrupt must overwrite the stored JSON of field ("events", "sinks"
-// or "metadata") of the function module/name with raw, behind the store's
+// store: corrupt must overwrite the stored JSON of field ("events", "sinks",
+// "metadata" or "config") of the function module/name with raw, behind the store's
 // back, and return the store to go on with (the same one, or one opened
 // anew). Each implementation's tests call it with its own corrupt.
 func UnreadableSettings(t *testing.T, s store.Store, corrupt func(t *testing.T, module, name, field string, raw []byte) store.Store) {
@@ -476,17 +482,20 @@ func UnreadableSettings(t *testing.T, s store.Store, corrupt func(t *testing.T, 
 	noErr(t, "CreateFunction", err)
 	s = corrupt(t, store.DefaultModule, "bad", "metadata", []byte(`{"tag":`))
 	s = corrupt(t, store.DefaultModule, "bad", "sinks", []byte(`[{"type":"ftp"}]`))
+	s = corrupt(t, store.DefaultModule, "bad", "config", []byte(`{"allow_hosts":["not a host"]}`))
 
 	got, err := s.GetFunction(ctx, store.DefaultModule, "bad")
 	noErr(t, "GetFunction of a function with unreadable settings", err)
 	if got.Unreadable == nil || !errors.Is(got.Unreadable, fnspec.ErrInvalid) ||
-		!strings.Contains(got.Unreadable.Error(), "metadata") || !strings.Contains(got.Unreadable.Error(), "sinks") {
-		t.Fatalf("Unreadable = %v, want an fnspec.ErrInvalid naming metadata and sinks", got.Unreadable)
+		!strings.Contains(got.Unreadable.Error(), "metadata") || !strings.Contains(got.Unreadable.Error(), "sinks") ||
+		!strings.Contains(got.Unreadable.Error(), "config") {
+		t.Fatalf("Unreadable = %v, want an fnspec.ErrInvalid naming metadata, sinks and config", got.Unreadable)
 	}
 	// What still reads is there; the unreadable fields are zero.
 	equal(t, "readable events", got.Spec.Events, in.Spec.Events)
 	equal(t, "unreadable sinks", got.Spec.Sinks, []fnspec.Sink(nil))
 	equal(t, "unreadable metadata", got.Spec.Metadata, fnspec.Metadata{})
+	equal(t, "unreadable config", got.Spec.Config, fnspec.Config{})
 	fns, err := s.ListFunctions(ctx)
 	noErr(t, "ListFunctions", err)
 	if len(fns) != 1 || fns[0].Unreadable == nil {
@@ -515,7 +524,7 @@ func testUpdateFunction(t *testing.T, s store.Store, _ func(*testing.T) store.St
 
 	upd := newFunction("m", "f", newCode)
 	upd.ABI = "wasi-command"
-	upd.Spec = fnspec.Spec{Metadata: fnspec.Metadata{Tag: "x"}}
+	upd.Spec = fnspec.Spec{Metadata: fnspec.Metadata{Tag: "x"}, Config: fnspec.Config{Env: map[string]string{"V": "2"}, AllowHosts: []string{"a.test:443"}}}
 	before := time.Now()
 	prev, err := s.UpdateFunction(ctx, upd, newCode)
 	after := time.Now()
