@@ -69,6 +69,9 @@ import (
 //	activationsbyrecorded/ (since version 6) every activation, in the order recorded
 //	  <recorded (µs, int64 big-endian)> <id>
 //	                   -> empty
+//	secrets/           (added without a new version: open creates it when missing)
+//	  <module id>/     module-scoped secrets, sealed (see embedded_secrets.go)
+//	    <name>         -> secretRecord (JSON)
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not
@@ -262,7 +265,10 @@ func OpenEmbedded(path string, log *slog.Logger) (*Embedded, error) {
 	err = db.Update(func(tx *bolt.Tx) error {
 		var err error
 		found, err = initEmbedded(tx)
-		return err
+		if err != nil {
+			return err
+		}
+		return createSecretsBucket(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -604,6 +610,9 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 			return err
 		}
 		if err := tx.Bucket(bucketModuleOwners).Delete(id); err != nil {
+			return err
+		}
+		if err := deleteModuleSecrets(tx, id); err != nil {
 			return err
 		}
 		return modules.Delete([]byte(name))

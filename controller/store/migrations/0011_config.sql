@@ -1,0 +1,1 @@
+-- reserved; filled by branch i14-config
