@@ -75,7 +75,7 @@ var controllerRules = []struct {
 // packages both sides share that are not wire format: activation ids and
 // MQTT topic filters.
 func stdlibOnly(rel string) bool {
-	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic"} {
+	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic", "internal/sealbox"} {
 		if rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}
