@@ -153,6 +153,11 @@ func (s *Server) renameModule(c *fiber.Ctx) error {
 	if err := s.ownModule(c, from); err != nil {
 		return notFound("Module", from, err)
 	}
+	if from != to {
+		if err := s.renameRefused(c.UserContext(), from); err != nil {
+			return err
+		}
+	}
 	err = s.store.RenameModule(c.UserContext(), from, to)
 	switch {
 	case errors.Is(err, store.ErrDefaultModule):

@@ -97,6 +97,9 @@ type Config struct {
 	// MaxFollowers and MaxFollowersPerSubject cap the open follow streams;
 	// 0 means DefaultMaxFollowers and DefaultMaxFollowersPerSubject.
 	MaxFollowers, MaxFollowersPerSubject int
+	// Secrets keeps module-scoped secrets (/v1/secrets/...); nil: those
+	// routes answer 503 and a config naming a secret is refused.
+	Secrets Secrets
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -125,6 +128,8 @@ type Server struct {
 	// follow counts and ends the follow streams; recorded may be nil.
 	follow   *followers
 	recorded RecordedSignal
+	// secrets may be nil.
+	secrets Secrets
 }
 
 // New builds the API without doing any I/O.
@@ -158,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 		bg:         tasks.New(context.Background()),
 		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
 		recorded:   cfg.Recorded,
+		secrets:    cfg.Secrets,
 	}
 	if s.maxInput == 0 {
 		s.maxInput = runtime.DefaultLimits.InputBytes
@@ -230,6 +236,9 @@ func New(cfg Config) (*Server, error) {
 	v1.Put("/fn/:mod/:fn", s.updateFunction)
 	v1.Delete("/fn/:mod/:fn", s.deleteFunction)
 	v1.Post("/fn/:mod/:fn", s.invoke)
+	v1.Get("/secrets/:mod", s.listSecrets)
+	v1.Put("/secrets/:mod/:name", s.putSecret)
+	v1.Delete("/secrets/:mod/:name", s.deleteSecret)
 	v1.Get("/scripts/app", s.listScripts)
 	v1.Post("/scripts/app", s.createScript)
 	v1.Get("/scripts/app/:name", s.getScript)
