@@ -90,7 +90,15 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		if !assigned(s, fn, scripts, labelled) {
 			continue
 		}
-		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events)})
+		df := protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events)}
+		// Secrets travel only in this QUIC session. A set without the
+		// values would strip them from the agent: none is sent then, and
+		// the agent keeps its last one.
+		var ok bool
+		if df.Secrets, ok = f.desiredSecrets(ctx, s.ID, fn); !ok {
+			return
+		}
+		set.Functions = append(set.Functions, df)
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}

@@ -134,6 +134,10 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		}
 		script = s
 	}
+	env, err := d.invokeEnv(ctx, req)
+	if err != nil {
+		return invoke.Result{}, err
+	}
 	inv := &protocol.Invoke{
 		ActivationID:   activationid.New(start),
 		Module:         req.Module,
@@ -141,6 +145,7 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		Digest:         req.Digest,
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
+		Env:            env,
 	}
 	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.CapacityKiB()}
 	var tried []*Session

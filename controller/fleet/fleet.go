@@ -75,6 +75,11 @@ type Config struct {
 	// Outbox records the activations agents replay from their outboxes;
 	// nil refuses them (agents keep them and retry).
 	Outbox OutboxRecorder
+	// Secrets opens the values of the secrets functions' configs name,
+	// for dispatches (Invoke.Env) and desired sets
+	// (DesiredFunction.Secrets); nil: a function whose config names a
+	// secret fails to dispatch and reaches agents without its values.
+	Secrets SecretValues
 }
 
 // Errors of Invoke and Push.

@@ -46,6 +46,10 @@ type Request struct {
 	Args json.RawMessage
 	// Scheduling is the request's scheduling choice; zero when absent.
 	Scheduling Scheduling
+	// Config is the function's configuration (env, secret names, egress
+	// allowlist): the dispatcher builds the invocation's environment from
+	// it. MERGE(i14-config): the same field as config's, if it adds one.
+	Config fnspec.Config
 	// Trace is the span of the caller that started the invocation (the
 	// REST request); zero when untraced. The dispatcher makes its spans
 	// children of it when it is sampled, and carries it to the agent.
@@ -70,6 +74,7 @@ func ForFunction(fn store.Function, args json.RawMessage, src string) (Request, 
 	return Request{
 		Module: fn.Module, Function: fn.Name, Digest: fn.Digest,
 		Metadata: fn.Spec.Metadata, Sinks: fn.Spec.Sinks, Source: src, Args: args,
+		Config: fn.Spec.Config,
 	}, nil
 }
 

@@ -1,0 +1,67 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/wispfn/wisp/controller/invoke"
+	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
+)
+
+// SecretValues opens the values of a module's secrets
+// (controller/secrets.Service). Its errors never hold a value.
+type SecretValues interface {
+	Values(ctx context.Context, module string, names []string) ([]protocol.Secret, error)
+}
+
+// invokeEnv is the environment of one dispatch of req, "NAME=value" each:
+// the function's configured env, then the values of the secrets its
+// config names. Values are never logged: they travel only in the Invoke,
+// inside the agent's QUIC session.
+//
+// MERGE(i14-config): config's env assembly (req.Config.Env, sorted) goes
+// where env starts empty here; the secrets are appended after it.
+func (d *Dispatcher) invokeEnv(ctx context.Context, req invoke.Request) ([]string, error) {
+	var env []string
+	vals, err := d.fleet.secretValues(ctx, req.Module, req.Config.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vals {
+		env = append(env, v.Name+"="+string(v.Value))
+	}
+	return env, nil
+}
+
+// secretValues opens the named secrets of module as an invoke error:
+// Failed (500) naming what is missing or unreadable, never a value.
+func (f *Fleet) secretValues(ctx context.Context, module string, names []string) ([]protocol.Secret, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if f.cfg.Secrets == nil {
+		return nil, invoke.Failed("This controller keeps no secrets, and the function's config names "+strings.Join(names, ", "), nil)
+	}
+	vals, err := f.cfg.Secrets.Values(ctx, module, names)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, invoke.Failed("Cannot read the function's secrets now", err)
+		}
+		return nil, invoke.Failed(fmt.Sprintf("Cannot give the function its secrets: %v", err), err)
+	}
+	return vals, nil
+}
+
+// desiredSecrets are the secret values of a desired function; on error
+// (logged without values) none, and the agent keeps what it had.
+func (f *Fleet) desiredSecrets(ctx context.Context, agent string, fn store.Function) ([]protocol.Secret, bool) {
+	vals, err := f.secretValues(ctx, fn.Module, fn.Spec.Config.Secrets)
+	if err != nil {
+		f.log.Warn("the desired set goes without a function's secrets", "agent", agent, "module", fn.Module, "function", fn.Name, "err", err)
+		return nil, false
+	}
+	return vals, true
+}

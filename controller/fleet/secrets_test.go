@@ -1,0 +1,50 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/wispfn/wisp/controller/fnspec"
+	"github.com/wispfn/wisp/controller/invoke"
+	"github.com/wispfn/wisp/protocol"
+)
+
+type fakeSecrets map[string]string // "module/name" -> value
+
+func (f fakeSecrets) Values(_ context.Context, module string, names []string) ([]protocol.Secret, error) {
+	var out []protocol.Secret
+	for _, n := range names {
+		v, ok := f[module+"/"+n]
+		if !ok {
+			return nil, errors.New("module " + module + " has no secret " + n)
+		}
+		out = append(out, protocol.Secret{Name: n, Value: []byte(v)})
+	}
+	return out, nil
+}
+
+func TestInvokeEnv(t *testing.T) {
+	d := &Dispatcher{fleet: &Fleet{cfg: Config{Secrets: fakeSecrets{"m/API_KEY": "k=v", "m/B": "b"}}}}
+	req := invoke.Request{Module: "m", Function: "f", Config: fnspec.Config{Secrets: []string{"B", "API_KEY"}}}
+	env, err := d.invokeEnv(t.Context(), req)
+	if err != nil || !slices.Equal(env, []string{"B=b", "API_KEY=k=v"}) {
+		t.Fatalf("invokeEnv: %q %v", env, err)
+	}
+	env, err = d.invokeEnv(t.Context(), invoke.Request{Module: "m"})
+	if err != nil || env != nil {
+		t.Fatalf("invokeEnv without secrets: %q %v", env, err)
+	}
+	req.Config.Secrets = []string{"GONE"}
+	_, err = d.invokeEnv(t.Context(), req)
+	var ie *invoke.Error
+	if !errors.As(err, &ie) || !errors.Is(err, invoke.ErrFailed) || !strings.Contains(ie.Detail, "GONE") {
+		t.Fatalf("invokeEnv of a missing secret: %v", err)
+	}
+	none := &Dispatcher{fleet: &Fleet{cfg: Config{}}}
+	if _, err := none.invokeEnv(t.Context(), req); !errors.Is(err, invoke.ErrFailed) {
+		t.Fatalf("invokeEnv without a secrets service: %v", err)
+	}
+}
