@@ -144,7 +144,8 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 		id = activationid.New(time.Now())
 	}
 	started := time.Now()
-	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args, Source: req.Source}, nil)
+	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args, Source: req.Source,
+		Env: state.DesiredEnv(fn)}, nil)
 	if errors.Is(out.Err, ErrNoCode) || errors.Is(out.Err, ErrOverloaded) || errors.Is(out.Err, ErrClosed) {
 		return Result{}, out.Err // nothing ran: there is no activation to record
 	}

@@ -41,6 +41,10 @@ type Call struct {
 	Digest       string
 	Args         json.RawMessage
 	AllowedHosts []string
+	// Env is the function's environment, "NAME=value" each (its config's
+	// env and its secrets' values). Never logged nor recorded.
+	// MERGE(i14-config): runtime.Request takes it (req.Env = c.Env).
+	Env []string
 	// Limits override the runtime defaults (zero fields: default).
 	Limits runtime.Limits
 	// Source names the path the call came from, for the ring of recent

@@ -688,6 +688,7 @@ func (l *Link) invoke(ctx context.Context, s *quic.Stream, m *protocol.Invoke, a
 		Digest:       m.Digest,
 		Args:         m.Args,
 		AllowedHosts: m.AllowedHosts,
+		Env:          m.Env,
 		Limits: runtime.Limits{
 			Timeout:     time.Duration(m.TimeoutMS) * time.Millisecond,
 			MemoryBytes: m.MemoryLimitBytes,
