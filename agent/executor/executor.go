@@ -43,7 +43,6 @@ type Call struct {
 	AllowedHosts []string
 	// Env is the function's environment, "NAME=value" each (its config's
 	// env and its secrets' values). Never logged nor recorded.
-	// MERGE(i14-config): runtime.Request takes it (req.Env = c.Env).
 	Env []string
 	// Limits override the runtime defaults (zero fields: default).
 	Limits runtime.Limits
@@ -168,7 +167,7 @@ func (e *Executor) Invoke(ctx context.Context, c Call, fetch Fetch) Outcome {
 		return out
 	}
 	ctx = fault.WithInput(ctx, c.Args)
-	req := runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits, Share: shareOf(c)}
+	req := runtime.Request{Input: c.Args, AllowedHosts: c.AllowedHosts, Limits: c.Limits, Share: shareOf(c), Env: c.Env}
 	res, err := e.rt.Invoke(ctx, c.Digest, req)
 	if errors.Is(err, runtime.ErrNotLoaded) {
 		// Evicted between ensureLoaded and Invoke: load again once.

@@ -24,6 +24,7 @@ type call struct {
 	// the module's tables can take.
 	linearCap uint64
 	allowed   []string
+	env       []string // "NAME=value"; MERGE(i14-config): see Request.Env
 	client    *http.Client
 
 	output       []byte

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,6 +257,11 @@ func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	s := &slot{c: c}
 	alloc := &capAllocator{limit: c.linearCap, pool: &m.r.memory}
 	cfg := m.r.moduleConfig(s, true).WithStdin(bytes.NewReader(c.input))
+	for _, kv := range c.env { // MERGE(i14-config): see Request.Env
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			cfg = cfg.WithEnv(k, v)
+		}
+	}
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)
 	res.Run = time.Since(start)

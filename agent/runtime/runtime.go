@@ -81,6 +81,11 @@ type Request struct {
 	// Share says whose share of the instance slots the call uses (see
 	// ShareKey). Zero: the digest's own.
 	Share ShareKey
+	// Env is the guest's environment, "NAME=value" each (its config's env
+	// and its secrets). MERGE(i14-config): a minimal seam from the
+	// secrets branch, for WASI commands only (a fresh instance per call);
+	// config's change gives it to both ABIs and replaces this.
+	Env []string
 }
 
 // Result is what an invocation produced. Invoke returns it even on error,
@@ -439,7 +444,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 	}
 	defer r.slots.release(held)
 	defer r.cfg.Track(ctx, digest, WorkRun)()
-	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client}
+	c := &call{input: input, limits: limits, linearCap: m.linearCap(limits.MemoryBytes), allowed: req.AllowedHosts, client: r.client, env: req.Env}
 	c.log.maxLines, c.log.maxBytes = limits.LogLines, limits.LogBytes
 	c.streams = [2]protocol.LogStream{protocol.StreamConsole, protocol.StreamConsole}
 	if m.info.ABI != ABIFunLess {
