@@ -64,6 +64,12 @@ func (s *Server) readUpload(c *fiber.Ctx, module, pathFn string) (upload, error)
 	if u.fn.Spec, err = parseSpec(field); err != nil {
 		return upload{}, err
 	}
+	// MERGE(i14-config): a minimal seam from the secrets branch; config's
+	// own parsing of the config field replaces these lines.
+	config, _ := field("config")
+	if u.fn.Spec.Config, err = fnspec.ParseConfig([]byte(config)); err != nil {
+		return upload{}, badSetting(err)
+	}
 	wait, _ := field("wait_for_workers")
 	if u.waitForWorkers, err = parseBool("wait_for_workers", wait); err != nil {
 		return upload{}, err
@@ -173,6 +179,9 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 	if err := s.ownModule(c, module); err != nil {
 		return notFound("Module", module, err)
 	}
+	if err := s.checkSecretRefs(c.UserContext(), module, u.fn.Spec.Config.Secrets); err != nil {
+		return err
+	}
 	fn, err := s.store.CreateFunction(c.UserContext(), u.fn, u.code)
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -200,6 +209,9 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 	}
 	if err := s.ownModule(c, module); err != nil {
 		return notFound("Function", module+"/"+name, err)
+	}
+	if err := s.checkSecretRefs(c.UserContext(), module, u.fn.Spec.Config.Secrets); err != nil {
+		return err
 	}
 	prev, err := s.store.UpdateFunction(c.UserContext(), u.fn, u.code)
 	if err != nil {

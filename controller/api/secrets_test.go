@@ -200,3 +200,37 @@ func (c configStore) Close() error { return c.Store.Close() }
 func digestOf(code []byte) string {
 	return fmt.Sprintf("sha256:%x", sha256.Sum256(code))
 }
+
+// TestConfigSecretRefsREST: through the REST API, a create or update
+// whose config names a secret the module lacks is 400 naming it and
+// changes nothing; once set, the create passes and the secret cannot be
+// deleted while the function names it. Embedded store only on this
+// branch: MERGE(i14-config) persists config in Postgres too.
+func TestConfigSecretRefsREST(t *testing.T) {
+	e := start(t, openEmbedded(t))
+	hello := fixture(t, "hello_c.wasm")
+	status, body := e.json("POST", "/v1/fn", map[string]any{"module": map[string]string{"name": "m"}})
+	wantData[nameItem](t, status, body, 201)
+	before := e.snapshot()
+	status, body = e.upload("POST", "/v1/fn/m", part{name: "name", value: "f"}, part{name: "config", value: `{"secrets":["API_KEY","NOPE"]}`}, codePart(hello))
+	wantError(t, status, body, 400, "module m has no secret API_KEY, NOPE")
+	e.wantUnchanged(before)
+
+	status, body = e.do(req{method: "PUT", path: "/v1/secrets/m/API_KEY", body: []byte(`{"value":"x"}`), contentType: "application/json"})
+	wantData[secretInfo](t, status, body, 200)
+	status, body = e.upload("POST", "/v1/fn/m", part{name: "name", value: "f"}, part{name: "config", value: `{"secrets":["API_KEY"]}`}, codePart(hello))
+	wantData[nameItem](t, status, body, 201)
+	before = e.snapshot()
+	status, body = e.upload("PUT", "/v1/fn/m/f", part{name: "config", value: `{"secrets":["API_KEY","GONE"]}`}, codePart(hello))
+	wantError(t, status, body, 400, "module m has no secret GONE")
+	e.wantUnchanged(before)
+
+	status, body = e.do(req{method: "DELETE", path: "/v1/secrets/m/API_KEY"})
+	wantError(t, status, body, 409, "Secret API_KEY is used by function(s) f of module m")
+	// Once the function names it no more, it goes.
+	status, body = e.upload("PUT", "/v1/fn/m/f", codePart(hello))
+	wantData[nameItem](t, status, body, 200)
+	if status, body = e.do(req{method: "DELETE", path: "/v1/secrets/m/API_KEY"}); status != 204 {
+		t.Fatalf("DELETE after the function let go: %d %s", status, body)
+	}
+}

@@ -14,6 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/wispfn/wisp/controller/fnspec"
 )
 
 // Embedded is the Store kept in one bbolt file, for a controller without
@@ -190,14 +192,18 @@ func createBuckets(tx *bolt.Tx, names ...[]byte) error {
 
 // functionRecord is a function as stored; its module and name are the keys.
 type functionRecord struct {
-	Digest   string    `json:"digest"`
-	Size     int64     `json:"size"`
-	ABI      string    `json:"abi"`
-	Events   []byte    `json:"events"` // fnspec.Spec.Encode's JSON; nil: absent
-	Sinks    []byte    `json:"sinks"`
-	Metadata []byte    `json:"metadata"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+	ABI      string `json:"abi"`
+	Events   []byte `json:"events"` // fnspec.Spec.Encode's JSON; nil: absent
+	Sinks    []byte `json:"sinks"`
+	Metadata []byte `json:"metadata"`
+	// Config is fnspec.Config's JSON; absent: none. MERGE(i14-config): a
+	// minimal seam from the secrets branch (embedded store only, no
+	// Postgres column); config's persistence replaces it.
+	Config  []byte    `json:"config,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }
 
 type subjectRecord struct {
@@ -477,6 +483,11 @@ func getFunction(b *bolt.Bucket, module, name string) (Function, error) {
 		Created: r.Created.UTC(), Updated: r.Updated.UTC(),
 	}
 	fn.Spec, fn.Unreadable = decodeSpec(r.Events, r.Sinks, r.Metadata)
+	if cfg, err := fnspec.ParseConfig(r.Config); err == nil { // MERGE(i14-config)
+		fn.Spec.Config = cfg
+	} else if fn.Unreadable == nil {
+		fn.Unreadable = err
+	}
 	return fn, nil
 }
 
@@ -485,12 +496,25 @@ func putFunction(b *bolt.Bucket, fn Function) error {
 	v, err := json.Marshal(functionRecord{
 		Digest: fn.Digest, Size: fn.Size, ABI: fn.ABI,
 		Events: events, Sinks: sinks, Metadata: metadata,
+		Config:  encodeConfig(fn.Spec.Config), // MERGE(i14-config)
 		Created: fn.Created, Updated: fn.Updated,
 	})
 	if err != nil {
 		return err
 	}
 	return b.Put([]byte(fn.Name), v)
+}
+
+// encodeConfig is a config's JSON, nil for none. MERGE(i14-config).
+func encodeConfig(c fnspec.Config) []byte {
+	if c.IsZero() {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // ListModules implements Store.
