@@ -17,7 +17,9 @@
 //	code/
 //	    <digest>     -> wasm bytes      ("sha256:<hex>" of exactly these bytes)
 //	desired/
-//	    <module>/<name> -> protocol.DesiredSet with that one function
+//	    <module>/<name> -> protocol.DesiredSet with that one function (its Secrets left out)
+//	desiredsecrets/
+//	    <module>/<name> -> key id, NUL, sealbox's sealing of that function's Secrets
 //	outbox/
 //	    <activation id> -> protocol.OutboxEntry (ids sort by time: oldest first)
 //	seen/
@@ -54,6 +56,13 @@
 //     quarantine bucket, replaced after every write); SetQuarantine replaces
 //     what a controller sent before and never drops a crash no controller
 //     has recorded yet (see quarantine.go).
+//
+//   - Secret values (DesiredFunction.Secrets) never reach the file in
+//     clear: they are sealed (AES-256-GCM, the function's key as
+//     additional data) with a key in its own file beside it
+//     (SecretsKeyFile, 0600, made when first needed), so a copy of the
+//     bbolt file alone reveals nothing. Values that do not open (the key
+//     file lost or replaced) are left out until the next desired set.
 //
 // It must never import controller packages.
 package state
