@@ -197,6 +197,9 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 	if err != nil {
 		return notFound("Module", name, err)
 	}
+	if s.secrets != nil {
+		s.secrets.Forget(name)
+	}
 	s.log.Info("module deleted", "module", name)
 	s.removed(c.UserContext(), digests...)
 	s.changed(c.UserContext())

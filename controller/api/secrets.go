@@ -20,6 +20,8 @@ type Secrets interface {
 	List(ctx context.Context, module string) ([]secrets.Info, error)
 	Delete(ctx context.Context, module, name string) error
 	CheckRefs(ctx context.Context, module string, names []string) error
+	// Forget drops what is cached of a deleted module's secrets.
+	Forget(module string)
 }
 
 // maxSecretBody bounds PUT /v1/secrets/{module}/{name}: the value's bound

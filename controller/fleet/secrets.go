@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/wispfn/wisp/controller/invoke"
+	"github.com/wispfn/wisp/controller/secrets"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -46,11 +47,14 @@ func (f *Fleet) secretValues(ctx context.Context, module string, names []string)
 		return nil, invoke.Failed("This controller keeps no secrets, and the function's config names "+strings.Join(names, ", "), nil)
 	}
 	vals, err := f.cfg.Secrets.Values(ctx, module, names)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, invoke.Failed("Cannot read the function's secrets now", err)
-		}
-		return nil, invoke.Failed(fmt.Sprintf("Cannot give the function its secrets: %v", err), err)
+	var miss *secrets.MissingError
+	switch {
+	case errors.As(err, &miss):
+		return nil, invoke.Failed(fmt.Sprintf("The function's config names secret(s) %s that module %s does not hold", strings.Join(miss.Names, ", "), module), err)
+	case errors.Is(err, secrets.ErrUnreadable):
+		return nil, invoke.Failed(fmt.Sprintf("A secret of module %s cannot be decrypted with this controller's keys (see the log)", module), err)
+	case err != nil:
+		return nil, invoke.Failed("Cannot read the function's secrets now", err)
 	}
 	return vals, nil
 }

@@ -3,12 +3,14 @@ package fleet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/invoke"
+	"github.com/wispfn/wisp/controller/secrets"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -19,7 +21,7 @@ func (f fakeSecrets) Values(_ context.Context, module string, names []string) ([
 	for _, n := range names {
 		v, ok := f[module+"/"+n]
 		if !ok {
-			return nil, errors.New("module " + module + " has no secret " + n)
+			return nil, &secrets.MissingError{Module: module, Names: []string{n}}
 		}
 		out = append(out, protocol.Secret{Name: n, Value: []byte(v)})
 	}
@@ -46,5 +48,31 @@ func TestInvokeEnv(t *testing.T) {
 	none := &Dispatcher{fleet: &Fleet{cfg: Config{}}}
 	if _, err := none.invokeEnv(t.Context(), req); !errors.Is(err, invoke.ErrFailed) {
 		t.Fatalf("invokeEnv without a secrets service: %v", err)
+	}
+}
+
+type failingSecrets struct{ err error }
+
+func (f failingSecrets) Values(context.Context, string, []string) ([]protocol.Secret, error) {
+	return nil, f.err
+}
+
+// TestInvokeEnvErrors: what a failed dispatch says names secrets, never
+// values nor infrastructure.
+func TestInvokeEnvErrors(t *testing.T) {
+	req := invoke.Request{Module: "m", Config: fnspec.Config{Secrets: []string{"K"}}}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: secret K of module m (key ab): sealbox: no", secrets.ErrUnreadable), "cannot be decrypted"},
+		{errors.New("store: dial tcp 10.0.0.1:5432: refused"), "Cannot read the function's secrets now"},
+	} {
+		d := &Dispatcher{fleet: &Fleet{cfg: Config{Secrets: failingSecrets{c.err}}}}
+		_, err := d.invokeEnv(t.Context(), req)
+		var ie *invoke.Error
+		if !errors.As(err, &ie) || !strings.Contains(ie.Detail, c.want) || strings.Contains(ie.Detail, "10.0.0.1") {
+			t.Fatalf("%v: %v", c.err, err)
+		}
 	}
 }

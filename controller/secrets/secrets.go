@@ -256,6 +256,10 @@ func (s *Service) opened(ctx context.Context, module string) (map[string][]byte,
 	return values, nil
 }
 
+// Forget drops what the cache holds of a module (its deletion: a new
+// module of its name must not see the old one's values).
+func (s *Service) Forget(module string) { s.forget(module) }
+
 func (s *Service) forget(module string) {
 	s.mu.Lock()
 	delete(s.cache, module)

@@ -66,6 +66,7 @@ var controllerRules = []struct {
 	{"controller/sinks", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
 	{"controller/activations", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
 	{"controller/invoke", []string{"controller/api", "controller/fleet"}, "controller/invoke is the vocabulary both sides share"},
+	{"controller/secrets", []string{"controller/api", "controller/fleet", "controller/invoke"}, "secrets sit below the layers that deliver them"},
 	{"controller/fnspec", []string{"controller/api", "controller/store", "controller/fleet", "controller/invoke", "controller/events", "controller/sinks"},
 		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
 }
