@@ -73,6 +73,11 @@ func (s *Server) putSecret(c *fiber.Ctx) error {
 	}
 	var fields map[string]json.RawMessage
 	if _, err := decodeJSONBody(c, &fields, false); err != nil {
+		// The JSON parser's reason may quote a character of the value:
+		// this answer (and the debug log) names none.
+		if _, detail := statusOf(err); strings.HasPrefix(detail, "Invalid JSON body") {
+			return fail(ErrBadRequest, `Invalid JSON body: send {"value":"..."}`)
+		}
 		return err
 	}
 	var body struct {

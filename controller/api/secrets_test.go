@@ -79,6 +79,7 @@ func TestSecrets(t *testing.T) {
 				{"unknown key", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`{"value":"x","extra":1}`), contentType: "application/json"}, 400, "unknown field"},
 				{"empty body", req{method: "PUT", path: "/v1/secrets/m/K", contentType: "application/json"}, 400, "empty"},
 				{"not JSON", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`value=x`), contentType: "text/plain"}, 400, "Content-Type"},
+				{"bad escape", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`{"value":"ab\qSECRETCHAR"}`), contentType: "application/json"}, 400, `Invalid JSON body: send {"value":"..."}`},
 				{"NUL", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`{"value":"a\u0000b"}`), contentType: "application/json"}, 400, "NUL"},
 				{"too large", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`{"value":"` + strings.Repeat("x", 16<<10+1) + `"}`), contentType: "application/json"}, 413, "the limit is 16384"},
 				{"huge body", req{method: "PUT", path: "/v1/secrets/m/K", body: []byte(`{"value":"` + strings.Repeat("x", 200<<10) + `"}`), contentType: "application/json"}, 413, "over"},
