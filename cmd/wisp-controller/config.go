@@ -103,7 +103,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.TLSKey, "tls_key", "PEM private key `file` of --tls-cert"),
 		settings.String(&c.MetricsAddr, "metrics_addr", "serve Prometheus /metrics on this `address` (plain HTTP, no token) instead of the REST port, where it needs the admin token"),
 		settings.String(&c.OTLPEndpoint, "otlp_endpoint", "export trace spans of invocations to this OTLP/HTTP receiver (`URL` such as http://collector:4318, protobuf to /v1/traces); empty: tracing off"),
-		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, embedded store"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, secrets key, embedded store"),
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
