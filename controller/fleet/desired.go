@@ -81,6 +81,10 @@ func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[s
 	return scripts, labelled
 }
 
+// maxDesiredSetBytes is the largest desired set sent: agent/link's
+// maxControlFrame (1 MiB). MERGE: keep the two equal.
+const maxDesiredSetBytes = 1 << 20
+
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
 	scripts, labelled := f.assignmentInputs(ctx)
@@ -102,6 +106,13 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
+	}
+	// Agents read control frames of at most 1 MiB (agent/link's
+	// maxControlFrame); secrets (16 KiB each) make a larger set possible.
+	// One over it is not sent: the agent keeps its last set.
+	if n := len(set.Append(nil)); n > maxDesiredSetBytes {
+		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
+		return
 	}
 	s.ctrlMu.Lock()
 	err := protocol.WriteMsg(s.ctrl, set)
