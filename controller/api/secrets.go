@@ -165,8 +165,9 @@ func (s *Server) deleteSecret(c *fiber.Ctx) error {
 // does not hold, before anything is changed. Without a secrets service a
 // config naming any secret is refused the same way.
 //
-// MERGE(i14-config): call it in createFunction and updateFunction right
-// after the config field is parsed, before the store is written.
+// createFunction and updateFunction call it after the owner check, before
+// the store is written. MERGE(i14-config): keep those two calls when
+// config's parsing of the field replaces the seam in readUpload.
 func (s *Server) checkSecretRefs(ctx context.Context, module string, names []string) error {
 	if len(names) == 0 {
 		return nil
