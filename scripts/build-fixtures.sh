@@ -108,6 +108,9 @@ step echo_c.wasm "$SRC/c/echo.c (WASI command)"
 step exit_c.wasm "$SRC/c/exit.c (WASI command)"
 "$CLANG" "${CFLAGS[@]}" -o "$OUT/exit_c.wasm" "$SRC/c/exit.c"
 
+step secret_echo.wasm "$SRC/c/secret_echo.c (WASI command reading API_KEY)"
+"$CLANG" "${CFLAGS[@]}" -o "$OUT/secret_echo.wasm" "$SRC/c/secret_echo.c"
+
 # --- Rust --------------------------------------------------------------------
 RUSTFLAGS_FIX=(--edition 2021 --target wasm32-wasi -C opt-level=s -C strip=symbols
   -C panic=abort -C codegen-units=1 -C lto "--remap-path-prefix=$ROOT=.")

@@ -150,9 +150,10 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 	}
 	started := time.Now()
 	// The function's config as the controller last sent it (kept in the
-	// desired set, so also after a restart in a partition).
+	// desired set, so also after a restart in a partition), with its
+	// secrets' values (state.DesiredEnv).
 	out := r.exec.Invoke(ctx, executor.Call{ActivationID: id, Module: fn.Module, Function: fn.Name, Digest: fn.Digest, Args: req.Args,
-		AllowedHosts: fn.AllowHosts, Env: edgeEnv(fn), Source: req.Source}, nil)
+		AllowedHosts: fn.AllowHosts, Env: state.DesiredEnv(fn), Source: req.Source}, nil)
 	if errors.Is(out.Err, ErrNoCode) || errors.Is(out.Err, ErrOverloaded) || errors.Is(out.Err, ErrClosed) {
 		return Result{}, out.Err // nothing ran: there is no activation to record
 	}
@@ -181,11 +182,4 @@ func (r *Runner) run(ctx context.Context, req Request, key []byte) (Result, erro
 		r.onRecord()
 	}
 	return res, nil
-}
-
-// edgeEnv is the environment of a function run at the edge (local API,
-// local triggers): its configured env, as the desired set carries it.
-// The controller's Invoke carries the same for the calls it dispatches.
-func edgeEnv(fn protocol.DesiredFunction) []string {
-	return fn.Env
 }

@@ -6,7 +6,8 @@
 // controller records those itself).
 //
 // A function runs with the configuration its desired-set entry carries:
-// its environment (edgeEnv, the one place the edge assembles it) and its
+// its environment (state.DesiredEnv: its env, then its secrets' values, the
+// one place the edge assembles it) and its
 // egress allowlist (the function's own or the controller's default, as the
 // controller resolved it), so a partitioned agent, restarted or not, runs
 // it as the controller last configured it.

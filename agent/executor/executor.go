@@ -41,7 +41,8 @@ type Call struct {
 	Digest       string
 	Args         json.RawMessage
 	AllowedHosts []string
-	// Env is the guest's environment, "NAME=value" (runtime.Request.Env).
+	// Env is the function's environment, "NAME=value" each (its config's
+	// env and its secrets' values). Never logged nor recorded.
 	Env []string
 	// Limits override the runtime defaults (zero fields: default).
 	Limits runtime.Limits

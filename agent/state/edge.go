@@ -23,18 +23,33 @@ func desiredKey(module, name string) []byte { return []byte(module + "/" + name)
 
 // SetDesired replaces the desired set: the functions this agent serves on
 // its own.
+//
+// Secret values are kept apart, sealed with the agent's key
+// (SecretsKeyFile, made 0600 beside the state file when first needed):
+// the file alone does not hold them.
 func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketDesired); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-			return err
+		for _, name := range [][]byte{bucketDesired, bucketDesiredSecrets} {
+			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+				return err
+			}
 		}
 		b, err := tx.CreateBucket(bucketDesired)
 		if err != nil {
 			return err
 		}
+		sb, err := tx.CreateBucket(bucketDesiredSecrets)
+		if err != nil {
+			return err
+		}
 		for i := range fs {
-			set := protocol.DesiredSet{Functions: fs[i : i+1]}
-			if err := b.Put(desiredKey(fs[i].Module, fs[i].Name), set.Append(nil)); err != nil {
+			f := fs[i]
+			if err := s.putSecrets(sb, &f); err != nil {
+				return err
+			}
+			f.Secrets = nil
+			set := protocol.DesiredSet{Functions: []protocol.DesiredFunction{f}}
+			if err := b.Put(desiredKey(f.Module, f.Name), set.Append(nil)); err != nil {
 				return err
 			}
 		}
@@ -42,7 +57,10 @@ func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
 	})
 }
 
-// Desired returns the desired set, sorted by module then name.
+// Desired returns the desired set, sorted by module then name, with the
+// secrets' values. Those that do not open (ErrSecretsKey: the key file was
+// lost or replaced) are left out, as DesiredFunction leaves them out; the
+// controller's next desired set brings them again.
 func (s *State) Desired() ([]protocol.DesiredFunction, error) {
 	var out []protocol.DesiredFunction
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -50,12 +68,15 @@ func (s *State) Desired() ([]protocol.DesiredFunction, error) {
 		if b == nil {
 			return nil
 		}
+		sb := tx.Bucket(bucketDesiredSecrets)
 		return b.ForEach(func(_, v []byte) error {
 			var set protocol.DesiredSet
 			if err := set.UnmarshalBinary(v); err != nil || len(set.Functions) != 1 {
 				return fmt.Errorf("corrupt desired-set entry: %v", err)
 			}
-			out = append(out, set.Functions[0])
+			f := set.Functions[0]
+			s.openSecrets(sb, &f)
+			out = append(out, f)
 			return nil
 		})
 	})
@@ -86,7 +107,8 @@ func (s *State) Needed(digests []string) ([]string, error) {
 	return out, nil
 }
 
-// DesiredFunction looks one function of the desired set up.
+// DesiredFunction looks one function of the desired set up, with its
+// secrets' values when they open with the agent's key.
 func (s *State) DesiredFunction(module, name string) (protocol.DesiredFunction, bool) {
 	var f protocol.DesiredFunction
 	found := false
@@ -99,6 +121,9 @@ func (s *State) DesiredFunction(module, name string) (protocol.DesiredFunction, 
 			var set protocol.DesiredSet
 			if set.UnmarshalBinary(v) == nil && len(set.Functions) == 1 {
 				f, found = set.Functions[0], true
+				// Without its secrets (ErrSecretsKey) it runs without them,
+				// as a function whose config names none.
+				s.openSecrets(tx.Bucket(bucketDesiredSecrets), &f)
 			}
 		}
 		return nil

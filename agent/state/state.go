@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/wispfn/wisp/internal/sealbox"
 )
 
 var (
@@ -54,6 +57,12 @@ type State struct {
 	// under quarantineMu after each write.
 	quarantine   atomic.Pointer[map[string]QuarantineEntry]
 	quarantineMu sync.Mutex
+
+	// keyPath is the secrets key's file (SecretsKeyFile beside the state
+	// file), read or made when first needed; key is it, once read.
+	keyPath string
+	keyMu   sync.Mutex
+	key     *sealbox.Key
 }
 
 // Identity is who the agent is to its controller.
@@ -102,7 +111,7 @@ func Open(path string) (*State, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &State{db: db, journal: j}
+	s := &State{db: db, journal: j, keyPath: filepath.Join(filepath.Dir(path), SecretsKeyFile)}
 	if err := s.recoverCrashes(path + runningSuffix); err != nil {
 		j.close()
 		db.Close()

@@ -74,7 +74,7 @@ func (c *config) table() *settings.Table {
 		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default)"),
 		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only. A flag is visible to every local user (ps): prefer WISP_JOIN_TOKEN or --join-token-file"),
 		settings.String(&c.JoinTokenFile, "join_token_file", "`file` holding the join token (first start only; a missing file is fine once the agent has joined)"),
-		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, local API token, compilation cache"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, the key sealing its secrets (secrets.key), local API token, compilation cache"),
 		settings.String(&c.Name, "agent_name", "this agent's `name` in the fleet").WithDefault(`"": the host name`),
 		settings.List(&c.Labels, "labels", "this agent's `key=value,...` labels, for APP scheduling"),
 		settings.Choice(&c.Engine, "engine", "wasm engine", runtime.EngineAuto, runtime.EngineCompiler, runtime.EngineInterpreter),

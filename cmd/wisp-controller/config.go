@@ -65,6 +65,12 @@ type config struct {
 	ActivationMaxCount        int
 	ActivationMaxPerFunction  int
 	ActivationPruneInterval   time.Duration
+
+	// SecretsKeyFile seals module secrets ("": <data-dir>/secrets.key,
+	// made on first start); WISP_SECRETS_KEY (base64) overrides it.
+	// SecretsOldKeyFiles only open values sealed before a rotation.
+	SecretsKeyFile     string
+	SecretsOldKeyFiles []string
 }
 
 func defaults() config {
@@ -105,7 +111,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.TLSKey, "tls_key", "PEM private key `file` of --tls-cert"),
 		settings.String(&c.MetricsAddr, "metrics_addr", "serve Prometheus /metrics on this `address` (plain HTTP, no token) instead of the REST port, where it needs the admin token"),
 		settings.String(&c.OTLPEndpoint, "otlp_endpoint", "export trace spans of invocations to this OTLP/HTTP receiver (`URL` such as http://collector:4318, protobuf to /v1/traces); empty: tracing off"),
-		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, embedded store"),
+		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, secrets key, embedded store"),
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
@@ -125,6 +131,8 @@ func (c *config) table() *settings.Table {
 		settings.Int(&c.ActivationMaxCount, "activation_max_count", "keep at most the newest `N` activation records in all; 0: no bound"),
 		settings.Int(&c.ActivationMaxPerFunction, "activation_max_per_function", "keep at most the newest `N` activation records of each function; 0: no bound"),
 		settings.Duration(&c.ActivationPruneInterval, "activation_prune_interval", "time between two removals of the activation records out of those bounds; one runs at start"),
+		settings.String(&c.SecretsKeyFile, "secrets_key_file", "`file` of the key (32 bytes, or their base64) sealing module secrets at rest; made 0600 with a random key when missing; WISP_SECRETS_KEY (base64) gives the key instead").WithDefault("<data-dir>/secrets.key"),
+		settings.List(&c.SecretsOldKeyFiles, "secrets_old_key_files", "key `files` of earlier secrets keys, only to read values not yet sealed again ('wisp-controller secrets rotate-key'); WISP_SECRETS_OLD_KEYS gives them as comma-separated base64"),
 	}, c.Log.Settings()...)}
 }
 

@@ -30,6 +30,13 @@ type deps struct {
 	ready func(addr net.Addr)
 }
 
+// getenv reads one variable through env (the secrets keys, which are no
+// settings: they must not show in --help or config files).
+func (d deps) getenv(name string) string {
+	v, _ := d.env(name)
+	return v
+}
+
 // runWith runs the command line args: the controller itself (no command,
 // or run), token create, compact, version.
 func runWith(ctx context.Context, args []string, d deps) int {
@@ -61,7 +68,7 @@ string counts as set.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return serve(cmd, d) },
 	}
 	addFlags(runCmd)
-	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d), adminTokenCommand(d), tlsCommand(d), healthcheckCommand(d))
+	root.AddCommand(runCmd, tokenCommand(d), compactCommand(d), adminTokenCommand(d), tlsCommand(d), healthcheckCommand(d), secretsCommand(d))
 	return root
 }
 
@@ -88,7 +95,9 @@ func serve(cmd *cobra.Command, d deps) error {
 	if d.ready != nil {
 		ready = func(rest, _ net.Addr) { d.ready(rest) }
 	}
-	if err := server.Run(cmd.Context(), cfg.server(), log, ready); err != nil {
+	scfg := cfg.server()
+	scfg.Getenv = d.getenv
+	if err := server.Run(cmd.Context(), scfg, log, ready); err != nil {
 		log.Error("controller stopped", "err", err)
 		return settings.Logged(err)
 	}
@@ -123,6 +132,7 @@ func (c config) server() server.Config {
 		MetricsListen:     c.MetricsAddr,
 		OTLPEndpoint:      c.OTLPEndpoint,
 		DefaultAllowHosts: lowerAll(c.DefaultAllowHosts),
+		SecretsKeyFile:    c.SecretsKeyFile, SecretsOldKeyFiles: c.SecretsOldKeyFiles,
 	}
 }
 

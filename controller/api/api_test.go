@@ -56,6 +56,14 @@ func TestFunLessFlow(t *testing.T) {
 			reachVersions(t, e)     // (their behaviour: TestVersionsAndRollback)
 			reachAgentControl(t, e) // (their behaviour: TestAgentControl)
 			testActivations(t, e)
+			// Secrets (their behaviour: TestSecrets).
+			status, body = e.do(req{method: "PUT", path: "/v1/secrets/_/K", body: []byte(`{"value":"v"}`), contentType: "application/json"})
+			wantData[secretInfo](t, status, body, 200)
+			status, body = e.do(req{method: "GET", path: "/v1/secrets/_"})
+			wantData[[]secretInfo](t, status, body, 200)
+			if status, body = e.do(req{method: "DELETE", path: "/v1/secrets/_/K"}); status != 204 {
+				t.Fatalf("DELETE secret = %d %s", status, body)
+			}
 			if miss := e.spec.Missing(); len(miss) > 0 {
 				t.Errorf("operations of openapi.yaml no test request reached: %v", miss)
 			}

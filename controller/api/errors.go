@@ -32,6 +32,9 @@ var (
 	// ErrBusy: the controller cannot do the work now, for reasons that
 	// are not the request's (503 with Retry-After); retrying later helps.
 	ErrBusy = errors.New("busy")
+	// ErrConflict: the request conflicts with the state (409): a secret
+	// still in use, a module whose secrets bind its name.
+	ErrConflict = errors.New("conflict")
 )
 
 // problem is an error with the detail a client sees. Its kind (a sentinel)
@@ -92,7 +95,7 @@ func statusOf(err error) (int, string) {
 		code = http.StatusTooManyRequests
 	case errors.Is(err, store.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrOwner):
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrOwner), errors.Is(err, ErrConflict):
 		code = http.StatusConflict
 	case errors.Is(err, ErrTooLarge), errors.Is(err, invoke.ErrTooLarge):
 		code = http.StatusRequestEntityTooLarge

@@ -177,6 +177,9 @@ func (s *Server) createFunction(c *fiber.Ctx) error {
 	if err := s.ownModule(c, module); err != nil {
 		return notFound("Module", module, err)
 	}
+	if err := s.checkSecretRefs(c.UserContext(), module, u.fn.Spec.Config.Secrets); err != nil {
+		return err
+	}
 	fn, err := s.store.CreateFunction(c.UserContext(), u.fn, u.code)
 	switch {
 	case errors.Is(err, store.ErrExists):
@@ -204,6 +207,9 @@ func (s *Server) updateFunction(c *fiber.Ctx) error {
 	}
 	if err := s.ownModule(c, module); err != nil {
 		return notFound("Function", module+"/"+name, err)
+	}
+	if err := s.checkSecretRefs(c.UserContext(), module, u.fn.Spec.Config.Secrets); err != nil {
+		return err
 	}
 	prev, err := s.store.UpdateFunction(c.UserContext(), u.fn, u.code)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/secrets"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testing/testopenapi"
 	"github.com/wispfn/wisp/internal/testing/testpg"
@@ -104,6 +105,9 @@ func start(t testing.TB, st store.Store, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{Store: st, Log: testLogger(t)}
+	if ss, ok := st.(store.SecretStore); ok {
+		cfg.Secrets = secrets.New(ss, testRing, 0)
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}

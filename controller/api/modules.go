@@ -153,6 +153,11 @@ func (s *Server) renameModule(c *fiber.Ctx) error {
 	if err := s.ownModule(c, from); err != nil {
 		return notFound("Module", from, err)
 	}
+	if from != to {
+		if err := s.renameRefused(c.UserContext(), from); err != nil {
+			return err
+		}
+	}
 	err = s.store.RenameModule(c.UserContext(), from, to)
 	switch {
 	case errors.Is(err, store.ErrDefaultModule):
@@ -191,6 +196,9 @@ func (s *Server) deleteModule(c *fiber.Ctx) error {
 	}
 	if err != nil {
 		return notFound("Module", name, err)
+	}
+	if s.secrets != nil {
+		s.secrets.Forget(name)
 	}
 	s.log.Info("module deleted", "module", name)
 	s.removed(c.UserContext(), digests...)

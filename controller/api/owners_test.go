@@ -258,6 +258,37 @@ var ownerCases = []struct {
 			wantData[scriptInfo](t, status, body, 200)
 		}
 	}},
+	{"PUT /v1/secrets/{mod}/{name}", func(t *testing.T, o *owners) {
+		o.hidden(t, "a_mod", "nope_mod", func(m string) (int, []byte) {
+			return o.jsonAs(o.bob, "PUT", "/v1/secrets/"+m+"/API_KEY", map[string]string{"value": "bobs"})
+		})
+		for _, who := range []string{o.alice, ""} {
+			status, body := o.jsonAs(who, "PUT", "/v1/secrets/a_mod/API_KEY", map[string]string{"value": "alices"})
+			wantData[secretInfo](t, status, body, 200)
+		}
+	}},
+	{"GET /v1/secrets/{mod}", func(t *testing.T, o *owners) {
+		o.hidden(t, "a_mod", "nope_mod", func(m string) (int, []byte) {
+			return o.as(o.bob, req{method: "GET", path: "/v1/secrets/" + m})
+		})
+		for _, who := range []string{o.alice, ""} {
+			status, body := o.as(who, req{method: "GET", path: "/v1/secrets/a_mod"})
+			if got := wantData[[]secretInfo](t, status, body, 200); len(got) != 1 || got[0].Name != "API_KEY" || strings.Contains(string(body), "alices") {
+				t.Fatalf("alice's secrets: %s", body)
+			}
+		}
+	}},
+	{"DELETE /v1/secrets/{mod}/{name}", func(t *testing.T, o *owners) {
+		o.hidden(t, "a_mod", "nope_mod", func(m string) (int, []byte) {
+			return o.as(o.bob, req{method: "DELETE", path: "/v1/secrets/" + m + "/API_KEY"})
+		})
+		status, body := o.as(o.alice, req{method: "DELETE", path: "/v1/secrets/a_mod/API_KEY"})
+		if status != 204 {
+			t.Fatalf("alice deletes her secret: %d %s", status, body)
+		}
+		status, body = o.as("", req{method: "DELETE", path: "/v1/secrets/a_mod/API_KEY"})
+		wantError(t, status, body, 404, "Secret API_KEY not found in module a_mod")
+	}},
 	{"GET /v1/activations", func(t *testing.T, o *owners) {
 		for _, q := range []string{"", "?module=a_mod", "?module=a_mod&function=a_fn", "?function=a_fn"} {
 			wantHas(t, "bob's activations"+q, o.activationIDs(t, o.bob, "/v1/activations"+q), nil, []string{o.aliceAct, o.adminAct})

@@ -101,6 +101,9 @@ type Config struct {
 	// (the current one included; the oldest go first) for GET
 	// .../versions and rollbacks; 0 means DefaultFunctionVersions.
 	FunctionVersions int
+	// Secrets keeps module-scoped secrets (/v1/secrets/...); nil: those
+	// routes answer 503 and a config naming a secret is refused.
+	Secrets Secrets
 }
 
 // Server is the REST API. Build it with New, serve it with Run.
@@ -131,6 +134,8 @@ type Server struct {
 	recorded RecordedSignal
 	// versions is how many versions of each function are kept.
 	versions int
+	// secrets may be nil.
+	secrets Secrets
 }
 
 // New builds the API without doing any I/O.
@@ -164,6 +169,7 @@ func New(cfg Config) (*Server, error) {
 		bg:         tasks.New(context.Background()),
 		follow:     newFollowers(cfg.MaxFollowers, cfg.MaxFollowersPerSubject),
 		recorded:   cfg.Recorded,
+		secrets:    cfg.Secrets,
 		versions:   cfg.FunctionVersions,
 	}
 	if s.versions < 0 || s.versions > MaxFunctionVersions {
@@ -245,6 +251,9 @@ func New(cfg Config) (*Server, error) {
 	v1.Post("/fn/:mod/:fn", s.invoke)
 	v1.Get("/fn/:mod/:fn/versions", s.listVersions)
 	v1.Post("/fn/:mod/:fn/rollback", s.rollback)
+	v1.Get("/secrets/:mod", s.listSecrets)
+	v1.Put("/secrets/:mod/:name", s.putSecret)
+	v1.Delete("/secrets/:mod/:name", s.deleteSecret)
 	v1.Get("/scripts/app", s.listScripts)
 	v1.Post("/scripts/app", s.createScript)
 	v1.Get("/scripts/app/:name", s.getScript)

@@ -37,10 +37,19 @@ func configEnv(c fnspec.Config) []string {
 }
 
 // invokeEnv is the environment an Invoke carries for a function of module
-// with config c: its env, and (issue 14's secrets) the values of the
-// secrets it names, appended here. It is the one place the guest's
-// environment is assembled for controller-dispatched calls.
-func (f *Fleet) invokeEnv(_ context.Context, module string, c fnspec.Config) ([]string, error) {
-	_ = module // the secrets are the module's
-	return slices.Clip(configEnv(c)), nil
+// with config c: its env, then the values of the secrets it names. It is
+// the one place the guest's environment is assembled for
+// controller-dispatched calls (the agent's edge paths use
+// state.DesiredEnv, in the same order). Errors are invoke errors (Failed,
+// 500) naming a missing or unreadable secret, never a value.
+func (f *Fleet) invokeEnv(ctx context.Context, module string, c fnspec.Config) ([]string, error) {
+	env := configEnv(c)
+	vals, err := f.secretValues(ctx, module, c.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vals {
+		env = append(env, v.Name+"="+string(v.Value))
+	}
+	return slices.Clip(env), nil
 }

@@ -118,6 +118,10 @@ func (f *Fleet) keepDigests(ctx context.Context, fn store.Function) []string {
 	return keep
 }
 
+// maxDesiredSetBytes is the largest desired set sent: agent/link's
+// maxControlFrame (1 MiB). MERGE: keep the two equal.
+const maxDesiredSetBytes = 1 << 20
+
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
 	scripts, labelled := f.assignmentInputs(ctx)
@@ -127,12 +131,27 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		if !assigned(s, fn, scripts, labelled) {
 			continue
 		}
-		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
+		df := protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
 			Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
-			Timers: localTimers(fn.Spec.Events), KeepDigests: f.keepDigests(ctx, fn)})
+			Timers: localTimers(fn.Spec.Events), KeepDigests: f.keepDigests(ctx, fn)}
+		// Secrets travel only in this QUIC session. A set without the
+		// values would strip them from the agent: none is sent then, and
+		// the agent keeps its last one.
+		var ok bool
+		if df.Secrets, ok = f.desiredSecrets(ctx, s.ID, fn); !ok {
+			return
+		}
+		set.Functions = append(set.Functions, df)
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
+	}
+	// Agents read control frames of at most 1 MiB (agent/link's
+	// maxControlFrame); secrets (16 KiB each) make a larger set possible.
+	// One over it is not sent: the agent keeps its last set.
+	if n := len(set.Append(nil)); n > maxDesiredSetBytes {
+		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
+		return
 	}
 	s.ctrlMu.Lock()
 	err := protocol.WriteMsg(s.ctrl, set)

@@ -134,6 +134,12 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		}
 		script = s
 	}
+	// The guest's environment: its config's env, then its secrets' values
+	// (an invoke error naming a missing secret, never a value).
+	env, err := d.fleet.invokeEnv(ctx, req.Module, req.Config)
+	if err != nil {
+		return invoke.Result{}, err
+	}
 	inv := &protocol.Invoke{
 		ActivationID:   activationid.New(start),
 		Module:         req.Module,
@@ -142,12 +148,8 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		Args:           req.Args,
 		DeadlineUnixMS: uint64(deadline.UnixMilli()),
 		AllowedHosts:   d.fleet.allowHosts(req.Config),
+		Env:            env,
 	}
-	env, err := d.fleet.invokeEnv(ctx, req.Module, req.Config)
-	if err != nil {
-		return invoke.Result{}, invoke.Failed("cannot assemble the function's environment", err)
-	}
-	inv.Env = env
 	fn := scheduler.Function{Digest: req.Digest, Tag: meta.Tag, CapacityKiB: meta.CapacityKiB()}
 	var tried []*Session
 	buf := candidateBufs.Get().(*candidateBuf)

@@ -79,6 +79,11 @@ type Config struct {
 	// config sets no allow_hosts (patterns of fnspec.CheckHostPattern);
 	// empty denies every host.
 	DefaultAllowHosts []string
+	// Secrets opens the values of the secrets functions' configs name,
+	// for dispatches (Invoke.Env) and desired sets
+	// (DesiredFunction.Secrets); nil: a function whose config names a
+	// secret fails to dispatch and reaches agents without its values.
+	Secrets SecretValues
 }
 
 // Errors of Invoke and Push.

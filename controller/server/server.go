@@ -32,6 +32,7 @@ import (
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/secrets"
 	"github.com/wispfn/wisp/controller/sinks"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/controller/timers"
@@ -87,6 +88,30 @@ type Config struct {
 	// DefaultAllowHosts is fleet.Config.DefaultAllowHosts: the egress
 	// allowlist of functions whose config sets none (empty: deny).
 	DefaultAllowHosts []string
+	// SecretsKeyFile, SecretsOldKeyFiles and Getenv say where the keys
+	// sealing module secrets are (controller/secrets.KeySource): the
+	// key file ("" = <DataDir>/secrets.key, made on first start) unless
+	// Getenv gives WISP_SECRETS_KEY.
+	SecretsKeyFile     string
+	SecretsOldKeyFiles []string
+	Getenv             func(string) string
+}
+
+// OpenSecrets loads the secrets key ring of cfg and returns the service
+// over st (which must be a store.SecretStore, as both stores are).
+func OpenSecrets(cfg Config, st store.Store, log *slog.Logger) (*secrets.Service, error) {
+	ss, ok := st.(store.SecretStore)
+	if !ok {
+		return nil, errors.New("the store keeps no secrets")
+	}
+	ring, created, err := secrets.LoadRing(secrets.KeySource{File: cfg.SecretsKeyFile, DataDir: cfg.DataDir, OldFiles: cfg.SecretsOldKeyFiles, Getenv: cfg.Getenv})
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created the key sealing module secrets; back it up with the store", "key_id", ring.CurrentID())
+	}
+	return secrets.New(ss, ring, 0), nil
 }
 
 // RESTCertificate is the certificate the REST API serves (ok false: plain
@@ -165,6 +190,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	secretSvc, err := OpenSecrets(cfg, st, log)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	hostname, _ := os.Hostname()
 	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
@@ -198,6 +227,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		CrashHold:    cfg.CrashHold,
 
 		DefaultAllowHosts: cfg.DefaultAllowHosts,
+		Secrets:           secretSvc,
 	})
 	if err != nil {
 		return err
@@ -245,6 +275,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Recorded:            bell,
 		Ready:               probe.reason,
 		FunctionVersions:    cfg.FunctionVersions,
+		Secrets:             secretSvc,
 	})
 	if err != nil {
 		return err

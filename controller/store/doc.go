@@ -42,8 +42,14 @@
 //     Created and sets Updated. Times the caller gives (JoinToken.Expires,
 //     TouchAgent's seen) are kept in UTC, truncated the same way; a zero
 //     Expires means never and stays zero.
-//   - Secrets are never stored, only their sha256 (Subject.TokenHash,
-//     JoinToken.SecretHash, Agent.CredentialHash), each unique. A join token
+//   - Credentials are never stored, only their sha256 (Subject.TokenHash,
+//     JoinToken.SecretHash, Agent.CredentialHash), each unique. Module
+//     secrets (SecretStore) are stored sealed by controller/secrets: the
+//     store keeps a key id and opaque bytes and never sees a value. They
+//     belong to their module by its id (a rename moves them, a module
+//     delete deletes them). The embedded store's secrets bucket came
+//     without a schema version: open creates it when missing, as nothing
+//     needs backfilling. A join token
 //     is expired when its Expires is not after the controller's clock (not
 //     the database's); JoinTokenByHash then answers ErrNotFound, but
 //     ListJoinTokens still lists it so that it can be deleted.

@@ -74,6 +74,9 @@ import (
 //	    <function>/    one bucket per function with kept versions
 //	      <number>     -> versionRecord (JSON); number uint64 big-endian; each
 //	                      version is one reference in coderefs/
+//	secrets/           (added without a new version: open creates it when missing)
+//	  <module id>/     module-scoped secrets, sealed (see embedded_secrets.go)
+//	    <name>         -> secretRecord (JSON)
 //
 // Activation ids are kept in bytes order, which is their time order; the
 // started time leads each value so that a Since filter reads 8 bytes, not
@@ -282,7 +285,7 @@ func OpenEmbedded(path string, log *slog.Logger) (*Embedded, error) {
 				return fmt.Errorf("create bucket %q: %w", b, err)
 			}
 		}
-		return nil
+		return createSecretsBucket(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -627,6 +630,9 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 			return err
 		}
 		if err := tx.Bucket(bucketModuleOwners).Delete(id); err != nil {
+			return err
+		}
+		if err := deleteModuleSecrets(tx, id); err != nil {
 			return err
 		}
 		return modules.Delete([]byte(name))

@@ -1,6 +1,6 @@
 // Package archtest holds no code, only tests that enforce the dependency
-// rules of DESIGN.md with `go list`: protocol/, cache/, internal/activationid
-// and internal/mqtttopic import only the standard library, internal/keypin
+// rules of DESIGN.md with `go list`: protocol/, cache/, internal/activationid,
+// internal/mqtttopic and internal/sealbox import only the standard library, internal/keypin
 // (the REST certificate pin) only the standard library and protocol,
 // agent/... never imports controller/..., internal/settings (both servers'
 // settings table) imports neither, the agent binary links neither pgx nor

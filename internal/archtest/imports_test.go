@@ -67,6 +67,7 @@ var controllerRules = []struct {
 	{"controller/activations", []string{"controller/api", "controller/fleet"}, "only the REST layer may import controller/api"},
 	{"controller/timers", []string{"controller/api", "controller/fleet"}, "cloud timers speak controller/invoke, never the REST layer or the fleet"},
 	{"controller/invoke", []string{"controller/api", "controller/fleet"}, "controller/invoke is the vocabulary both sides share"},
+	{"controller/secrets", []string{"controller/api", "controller/fleet", "controller/invoke"}, "secrets sit below the layers that deliver them"},
 	{"controller/fnspec", []string{"controller/api", "controller/store", "controller/fleet", "controller/invoke", "controller/events", "controller/sinks"},
 		"a function's settings are plain values every layer reads; fnspec depends on none of them"},
 }
@@ -76,7 +77,7 @@ var controllerRules = []struct {
 // packages both sides share that are not wire format: activation ids,
 // MQTT topic filters and timer schedules.
 func stdlibOnly(rel string) bool {
-	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic", "internal/cron"} {
+	for _, p := range []string{"protocol", "cache", "internal/activationid", "internal/mqtttopic", "internal/cron", "internal/sealbox"} {
 		if rel == p || strings.HasPrefix(rel, p+"/") {
 			return true
 		}

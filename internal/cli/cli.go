@@ -111,7 +111,7 @@ prints on the controller.`,
 	root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json"}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(a.fnCommand(), a.modCommand(), a.appCommand(), a.adminCommand(),
-		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.quarantineCommand(), a.configCommand(), a.devCommand(), a.deployCommand(),
+		a.agentCommand(), a.activationCommand(), a.tokenCommand(), a.quarantineCommand(), a.configCommand(), a.devCommand(), a.deployCommand(), a.secretCommand(),
 		&cobra.Command{
 			Use: "version", Short: "Print the version and the source revision", Args: nargs(0, 0, ""),
 			RunE: func(cmd *cobra.Command, _ []string) error {

@@ -76,6 +76,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentCreateAgent", testConcurrentCreateAgent},
 		{"ConcurrentDuplicateAgent", testConcurrentDuplicateAgent},
 		{"Reopen", testReopen},
+		{"Secrets", testSecrets},
 		{"ActivationRecordGet", testActivationRecordGet},
 		{"ActivationDuplicate", testActivationDuplicate},
 		{"ActivationBatch", testActivationBatch},
