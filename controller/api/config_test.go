@@ -28,8 +28,13 @@ func TestFunctionConfig(t *testing.T) {
 		}
 		return s
 	}
+	// A config may name only the module's secrets: set it first.
+	status, body := e.do(req{method: "PUT", path: "/v1/secrets/_/API_KEY", body: []byte(`{"value":"k"}`), contentType: "application/json"})
+	if status != 200 {
+		t.Fatalf("set the secret: %d %s", status, body)
+	}
 	cfg := `{"env":{"GREETING":"hi","B":"x=y"},"secrets":["API_KEY"],"allow_hosts":["API.Example.com","*.example.org:443","127.0.0.1"]}`
-	status, body := e.upload("POST", "/v1/fn/_", part{name: "name", value: "cfg"}, part{name: "config", value: cfg}, codePart(hello))
+	status, body = e.upload("POST", "/v1/fn/_", part{name: "name", value: "cfg"}, part{name: "config", value: cfg}, codePart(hello))
 	wantData[nameItem](t, status, body, 201)
 	want := shown{Env: map[string]string{"GREETING": "hi", "B": "x=y"}, Secrets: []string{"API_KEY"},
 		AllowHosts: []string{"api.example.com", "*.example.org:443", "127.0.0.1"}}

@@ -205,8 +205,7 @@ func digestOf(code []byte) string {
 // TestConfigSecretRefsREST: through the REST API, a create or update
 // whose config names a secret the module lacks is 400 naming it and
 // changes nothing; once set, the create passes and the secret cannot be
-// deleted while the function names it. Embedded store only on this
-// branch: MERGE(i14-config) persists config in Postgres too.
+// deleted while the function names it.
 func TestConfigSecretRefsREST(t *testing.T) {
 	e := start(t, openEmbedded(t))
 	hello := fixture(t, "hello_c.wasm")
