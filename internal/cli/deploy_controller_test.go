@@ -178,16 +178,11 @@ functions:
 		})
 	}
 
-	// Issue 14's settings: config, timers and secrets. These need the
-	// controller changes of other branches; until they are merged the
-	// controller refuses them and the subtests skip, saying which.
+	// Issue 14's settings: config, timers and secrets.
 	t.Run("config", func(t *testing.T) {
 		cfg := strings.Replace(changed, "    metadata: {tag: edge, capacity: 2048}", "    metadata: {tag: edge, capacity: 2048}\n    config: {env: {CURRENCY: EUR}, allow_hosts: [api.example.com]}", 1)
 		p := writeFile(t, work, "config.yaml", []byte(cfg))
 		code, stdout, stderr := runCLI(t, e, "deploy", "-f", p)
-		if code != 0 && strings.Contains(stderr, "older than config support") {
-			t.Skip("NEEDS i14-config: the controller does not keep function config yet: " + strings.TrimSpace(stderr))
-		}
 		if code != 0 || !strings.Contains(stdout, "function shop/price: updated (config)") {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
@@ -202,9 +197,6 @@ functions:
 		tm := strings.Replace(changed, "    metadata: {tag: edge, capacity: 2048}", "    metadata: {tag: edge, capacity: 2048}\n    timers: [{every: 30s, local: true}, {cron: \"*/5 * * * *\"}]", 1)
 		p := writeFile(t, work, "timers.yaml", []byte(tm))
 		code, stdout, stderr := runCLI(t, e, "deploy", "-f", p)
-		if code != 0 && strings.Contains(stderr, "Invalid events") && (strings.Contains(stderr, `"timer"`) || strings.Contains(stderr, `"every"`) || strings.Contains(stderr, `"cron"`)) {
-			t.Skip("NEEDS i14-timers: the controller refuses timer events yet: " + strings.TrimSpace(stderr))
-		}
 		if code != 0 || !strings.Contains(stdout, "function shop/price: updated (events)") {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 		}
@@ -220,9 +212,6 @@ functions:
 		before := wc.writes.Load()
 		code, stdout, stderr := runCLI(t, e, "deploy", "-f", p)
 		noWrites("a deploy refused for its secrets", before)
-		if code != 0 && strings.Contains(stderr, "does not list secrets") {
-			t.Skip("NEEDS i14-secrets: the controller does not list secrets yet: " + strings.TrimSpace(stderr))
-		}
 		if code != ExitError || stdout != "" || !strings.Contains(stderr, "module shop lacks the secret(s) API_KEY") {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want the missing secret named", code, stdout, stderr)
 		}
