@@ -147,4 +147,22 @@ func TestSecrets(t *testing.T) {
 			}
 		}
 	}
+
+	// A FunLess-ABI reactor (wasi-libc, getenv) reads a secret too, through
+	// the controller and at the edge. env_c answers the value itself, so
+	// this runs after the checks above, with a secret of its own.
+	const reactorValue = "reactor-visible-value-31"
+	waitFor(t, "the agent back", func() bool { return len(c.connected(t)) == 1 })
+	if status, b := c.do(t, "PUT", "/v1/secrets/_/REACTOR_KEY", strings.NewReader(`{"value":"`+reactorValue+`"}`), "application/json"); status != 200 {
+		t.Fatalf("PUT secret: %d %s", status, b)
+	}
+	c.upload(t, "_", "secret_reactor", "env_c", map[string]string{"config": `{"secrets":["REACTOR_KEY"]}`, "wait_for_workers": "true"})
+	want := `"value":"` + reactorValue + `"`
+	if status, out := c.invoke(t, "_", "secret_reactor", `{"args":{"name":"REACTOR_KEY"}}`); status != 200 || !strings.Contains(out, want) {
+		t.Fatalf("the reactor through the controller: %d %s", status, out)
+	}
+	waitFor(t, "the reactor at the edge with its secret", func() bool {
+		status, out := localInvoke(t, localURL, localToken, "secret_reactor", `{"args":{"name":"REACTOR_KEY"}}`)
+		return status == 200 && strings.Contains(out, want)
+	})
 }
