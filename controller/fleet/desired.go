@@ -89,33 +89,25 @@ func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[s
 // this: an agent keeps what it held.
 const MaxKeepDigests = 2
 
-// VersionLister is the store's list of a function's kept versions. A
-// Store without it (a test double) gives no KeepDigests.
-type VersionLister interface {
-	FunctionVersions(ctx context.Context, module, name string) ([]store.FunctionVersion, error)
+// KeptDigestLister is the store's list of the code each function's kept
+// versions use. A Store without it (a test double) gives no KeepDigests.
+type KeptDigestLister interface {
+	KeptDigests(ctx context.Context, n int) (map[string][]string, error)
 }
 
-// keepDigests is fn's KeepDigests: one store read per function and sync.
-func (f *Fleet) keepDigests(ctx context.Context, fn store.Function) []string {
-	vl, ok := f.cfg.Store.(VersionLister)
+// keptDigests is every function's KeepDigests, keyed "module/name": one
+// store read per desired-set sync, whatever the number of functions.
+func (f *Fleet) keptDigests(ctx context.Context) map[string][]string {
+	kl, ok := f.cfg.Store.(KeptDigestLister)
 	if !ok {
 		return nil
 	}
-	vs, err := vl.FunctionVersions(ctx, fn.Module, fn.Name)
+	kept, err := kl.KeptDigests(ctx, MaxKeepDigests)
 	if err != nil {
-		f.log.Warn("listing versions for the desired set", "module", fn.Module, "function", fn.Name, "err", err)
+		f.log.Warn("listing kept versions for the desired set", "err", err)
 		return nil
 	}
-	var keep []string
-	for _, v := range vs {
-		if len(keep) == MaxKeepDigests {
-			break
-		}
-		if v.Digest != fn.Digest && !slices.Contains(keep, v.Digest) {
-			keep = append(keep, v.Digest)
-		}
-	}
-	return keep
+	return kept
 }
 
 // maxDesiredSetBytes is the largest desired set sent: agent/link's
@@ -125,6 +117,7 @@ const maxDesiredSetBytes = 1 << 20
 // syncDesired sends a session its desired set and pushes the code it lacks.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
 	scripts, labelled := f.assignmentInputs(ctx)
+	kept := f.keptDigests(ctx)
 	set := &protocol.DesiredSet{}
 	var missing []store.Function
 	for _, fn := range fns {
@@ -133,7 +126,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		}
 		df := protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
 			Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
-			Timers: localTimers(fn.Spec.Events), KeepDigests: f.keepDigests(ctx, fn)}
+			Timers: localTimers(fn.Spec.Events), KeepDigests: kept[fn.Module+"/"+fn.Name]}
 		// Secrets travel only in this QUIC session. A set without the
 		// values would strip them from the agent: none is sent then, and
 		// the agent keeps its last one.

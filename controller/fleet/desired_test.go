@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
@@ -55,28 +56,29 @@ func TestAssigned(t *testing.T) {
 	}
 }
 
-// versionStore is a Store whose only working method is FunctionVersions.
-type versionStore struct {
+// keptStore is a Store whose only working method is KeptDigests.
+type keptStore struct {
 	Store
-	vs []store.FunctionVersion
+	kept map[string][]string
 }
 
-func (v versionStore) FunctionVersions(context.Context, string, string) ([]store.FunctionVersion, error) {
-	return v.vs, nil
+func (k keptStore) KeptDigests(_ context.Context, n int) (map[string][]string, error) {
+	if n != MaxKeepDigests {
+		return nil, fmt.Errorf("asked for %d digests, want MaxKeepDigests", n)
+	}
+	return k.kept, nil
 }
 
-// TestKeepDigests: the newest earlier versions' distinct digests, not the
-// current one, at most MaxKeepDigests; none from a store without versions.
-func TestKeepDigests(t *testing.T) {
-	vs := []store.FunctionVersion{{Number: 6, Digest: "d"}, {Number: 5, Digest: "c"}, {Number: 4, Digest: "d"},
-		{Number: 3, Digest: "c"}, {Number: 2, Digest: "b"}, {Number: 1, Digest: "a"}}
-	f := &Fleet{cfg: Config{Store: versionStore{vs: vs}}, log: slog.New(slog.DiscardHandler)}
-	got := f.keepDigests(t.Context(), store.Function{Module: "_", Name: "f", Digest: "d"})
-	if want := []string{"c", "b"}; !slices.Equal(got, want) {
-		t.Fatalf("KeepDigests = %v, want %v", got, want)
+// TestKeptDigests: the desired set takes each function's KeepDigests from
+// one store read; none from a store without versions.
+func TestKeptDigests(t *testing.T) {
+	kept := map[string][]string{"_/f": {"c", "b"}}
+	f := &Fleet{cfg: Config{Store: keptStore{kept: kept}}, log: slog.New(slog.DiscardHandler)}
+	if got := f.keptDigests(t.Context()); !slices.Equal(got["_/f"], []string{"c", "b"}) {
+		t.Fatalf("keptDigests = %v", got)
 	}
 	f.cfg.Store = nil
-	if got := f.keepDigests(t.Context(), store.Function{Digest: "d"}); got != nil {
-		t.Fatalf("KeepDigests without a version store = %v", got)
+	if got := f.keptDigests(t.Context()); got != nil {
+		t.Fatalf("keptDigests without a version store = %v", got)
 	}
 }

@@ -202,3 +202,46 @@ func (e *Embedded) PruneFunctionVersions(ctx context.Context, module, name strin
 	}
 	return removed, nil
 }
+
+// KeptDigests implements Store: one read transaction over every
+// function's versions bucket, decoding only each record's digest.
+func (e *Embedded) KeptDigests(ctx context.Context, n int) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketModules).ForEach(func(module, _ []byte) error {
+			fb, err := moduleBucket(tx, string(module))
+			if err != nil {
+				return err
+			}
+			return fb.ForEach(func(name, _ []byte) error {
+				b, err := functionVersions(tx, string(module), string(name), false)
+				if err != nil || b == nil {
+					return err
+				}
+				fn, err := getFunction(fb, string(module), string(name))
+				if err != nil {
+					return err
+				}
+				var keep []string
+				c := b.Cursor()
+				for k, v := c.Last(); k != nil && len(keep) < n; k, v = c.Prev() {
+					var r struct {
+						Digest string `json:"digest"`
+					}
+					if err := json.Unmarshal(v, &r); err != nil {
+						return fmt.Errorf("version %x of %s/%s: %w", k, module, name, err)
+					}
+					keep = keepDigestsOf(keep, fn.Digest, r.Digest, n)
+				}
+				if len(keep) > 0 {
+					out[string(module)+"/"+string(name)] = keep
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return nil, boltFail(err, "kept digests")
+	}
+	return out, nil
+}

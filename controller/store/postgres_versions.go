@@ -111,3 +111,25 @@ func (p *Postgres) PruneFunctionVersions(ctx context.Context, module, name strin
 	}
 	return removed, nil
 }
+
+// KeptDigests implements Store: one query over the versions whose code is
+// not their function's current code, newest first per function.
+func (p *Postgres) KeptDigests(ctx context.Context, n int) (map[string][]string, error) {
+	rows, _ := p.pool.Query(ctx, `
+		SELECT m.name, v.name, v.digest, f.digest FROM function_versions v
+		JOIN functions f ON f.module_id = v.module_id AND f.name = v.name
+		JOIN modules m ON m.id = v.module_id
+		WHERE v.digest <> f.digest
+		ORDER BY v.module_id, v.name, v.number DESC`)
+	out := map[string][]string{}
+	var module, name, digest, current string
+	_, err := pgx.ForEachRow(rows, []any{&module, &name, &digest, &current}, func() error {
+		key := module + "/" + name
+		out[key] = keepDigestsOf(out[key], current, digest, n)
+		return nil
+	})
+	if err != nil {
+		return nil, pgFail(err, "kept digests")
+	}
+	return out, nil
+}

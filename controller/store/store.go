@@ -327,6 +327,11 @@ type Store interface {
 	// kept version uses any more. It returns the digests of the versions
 	// removed, newest first. ErrNotFound (module or function).
 	PruneFunctionVersions(ctx context.Context, module, name string, keep int) (removed []string, err error)
+	// KeptDigests returns, for every function with kept versions (keyed
+	// "module/name"), up to n distinct digests of its versions other than
+	// its current code, newest first: the code agents keep for rollbacks.
+	// One read for all functions.
+	KeptDigests(ctx context.Context, n int) (map[string][]string, error)
 
 	// CreateSubject fails with ErrExists.
 	CreateSubject(ctx context.Context, s Subject) (Subject, error)

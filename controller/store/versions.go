@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/wispfn/wisp/controller/fnspec"
@@ -67,3 +68,13 @@ func decodeVersionSpec(raw []byte) (fnspec.Spec, error) {
 // keepVersions is how many versions PruneFunctionVersions keeps for a
 // caller's keep: at least the newest.
 func keepVersions(keep int) int { return max(keep, 1) }
+
+// keepDigestsOf appends to keep, up to n, the distinct digests of the
+// versions given newest first that are not current: a function's
+// KeptDigests entry.
+func keepDigestsOf(keep []string, current string, digest string, n int) []string {
+	if len(keep) < n && digest != current && !slices.Contains(keep, digest) {
+		keep = append(keep, digest)
+	}
+	return keep
+}

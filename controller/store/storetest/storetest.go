@@ -103,6 +103,7 @@ func Run(t *testing.T, open Opener) {
 		{"Versions", testVersions},
 		{"VersionsBound", testVersionsBound},
 		{"VersionsDeleted", testVersionsDeleted},
+		{"KeptDigests", testKeptDigests},
 		{"ConcurrentVersions", testConcurrentVersions},
 		{"ConcurrentQuarantine", testConcurrentQuarantine},
 	}

@@ -232,3 +232,31 @@ func testConcurrentVersions(t *testing.T, s store.Store, _ func(*testing.T) stor
 	noErr(t, "DeleteFunction", err)
 	wantCodeCount(t, s, 0)
 }
+
+// testKeptDigests: for every function with earlier versions, the distinct
+// digests of those versions that are not its current code, newest first,
+// at most n; functions without any are absent; one call for them all.
+func testKeptDigests(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ctx := t.Context()
+	mustCreateModule(t, s, "m")
+	mustCreateModule(t, s, "n")
+	ca, da := Code("kept a")
+	cb, db := Code("kept b")
+	cc, _ := Code("kept c")
+	mustCreateFunction(t, s, "m", "f", ca)
+	for _, c := range [][]byte{cb, ca, cc} { // versions: a, b, a, c (current)
+		_, err := s.UpdateFunction(ctx, newFunction("m", "f", c), c)
+		noErr(t, "UpdateFunction", err)
+	}
+	mustCreateFunction(t, s, "n", "g", cb) // one version: nothing kept
+	mustCreateFunction(t, s, "n", "h", cb)
+	_, err := s.UpdateFunction(ctx, newFunction("n", "h", cb), cb) // same code again: nothing other than current
+	noErr(t, "UpdateFunction with the same code", err)
+
+	got, err := s.KeptDigests(ctx, 2)
+	noErr(t, "KeptDigests", err)
+	equal(t, "KeptDigests(2)", got, map[string][]string{"m/f": {da, db}})
+	got, err = s.KeptDigests(ctx, 1)
+	noErr(t, "KeptDigests(1)", err)
+	equal(t, "KeptDigests(1)", got, map[string][]string{"m/f": {da}})
+}
