@@ -53,6 +53,8 @@ type config struct {
 	// DefaultAllowHosts is the egress allowlist of functions whose config
 	// sets no allow_hosts; empty denies every host.
 	DefaultAllowHosts []string
+	// InstanceID is server.Config.InstanceID.
+	InstanceID string
 
 	// What the store keeps of activations: each record's output, error
 	// message and log are cut to the first four; the next three bound how
@@ -115,6 +117,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),
 		settings.Size(&c.MaxUploadBytes, "max_upload_bytes", "largest wasm upload"),
 		settings.Size(&c.MaxInputBytes, "max_input_bytes", "largest invocation args (compact JSON); larger is 413 before dispatch; keep it at the agents' input limit"),
+		settings.String(&c.InstanceID, "controller_id", "this controller's `id` in its cluster (leases, agent links, MQTT client ids); default: the host name and 6 random hex digits, new at each start"),
 		settings.List(&c.DefaultAllowHosts, "default_allow_hosts", "egress allowlist of __http_request for functions whose config sets no allow_hosts, comma-separated `patterns`: * (any host), host or IP (any port), host:port, *.example.com (names under it); empty denies every host"),
 		settings.Duration(&c.CrashHold, "crash_hold", "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables"),
 		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "how long to let in-flight requests finish on shutdown"),

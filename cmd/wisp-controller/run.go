@@ -132,6 +132,7 @@ func (c config) server() server.Config {
 		MetricsListen:     c.MetricsAddr,
 		OTLPEndpoint:      c.OTLPEndpoint,
 		DefaultAllowHosts: lowerAll(c.DefaultAllowHosts),
+		InstanceID:        c.InstanceID,
 		SecretsKeyFile:    c.SecretsKeyFile, SecretsOldKeyFiles: c.SecretsOldKeyFiles,
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/wispfn/wisp/controller/activations"
 	"github.com/wispfn/wisp/controller/api"
 	"github.com/wispfn/wisp/controller/auth"
+	"github.com/wispfn/wisp/controller/cluster"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/secrets"
@@ -88,6 +89,9 @@ type Config struct {
 	// DefaultAllowHosts is fleet.Config.DefaultAllowHosts: the egress
 	// allowlist of functions whose config sets none (empty: deny).
 	DefaultAllowHosts []string
+	// InstanceID names this controller process in its cluster
+	// (cluster.NewInstanceID); "" makes one from the host name.
+	InstanceID string
 	// SecretsKeyFile, SecretsOldKeyFiles and Getenv say where the keys
 	// sealing module secrets are (controller/secrets.KeySource): the
 	// key file ("" = <DataDir>/secrets.key, made on first start) unless
@@ -195,7 +199,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	hostname, _ := os.Hostname()
+	hostname := cluster.NewInstanceID(cfg.InstanceID)
 	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
 		// A sink back from an outage should see its backlog within seconds.
 		MaxBackoff: 10 * time.Second})
