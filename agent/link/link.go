@@ -195,13 +195,21 @@ func (l *Link) tlsConfig(pin []byte) *tls.Config {
 	}
 }
 
+// KeepAlivePeriod and IdleTimeout are the agent's QUIC keep-alive period
+// and idle timeout (quicConfig); exported for simulators (internal/simagent)
+// that must send the controller what a real agent sends.
+const (
+	KeepAlivePeriod = 2 * time.Second
+	IdleTimeout     = 6 * time.Second
+)
+
 // quicConfig is the agent's QUIC configuration. maxStreams bounds the
 // streams the controller may have open at once (concurrent invocations and
 // pushes).
 func quicConfig(maxStreams int) *quic.Config {
 	return &quic.Config{
-		KeepAlivePeriod:       2 * time.Second,
-		MaxIdleTimeout:        6 * time.Second,
+		KeepAlivePeriod:       KeepAlivePeriod,
+		MaxIdleTimeout:        IdleTimeout,
 		MaxIncomingStreams:    int64(maxStreams),
 		MaxIncomingUniStreams: -1,
 	}

@@ -1,0 +1,369 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wispfn/wisp/internal/simagent"
+	"github.com/wispfn/wisp/internal/testing/testpg"
+	"github.com/wispfn/wisp/internal/testing/testproc"
+)
+
+// The scale benchmarks (issue 15, point 3): 10,000 simulated agents
+// (internal/simagent: real QUIC sessions, one UDP socket, in this process)
+// held by controller processes on one Postgres. They measure, on each
+// controller process:
+//
+//   - rss-KiB/agent: (VmRSS with the agents connected − VmRSS before any
+//     joined) / agents, the median of one sample per idle window;
+//   - idle-cpu-%: utime+stime over an idle window of WISP_BENCH_IDLE
+//     (default 20 s) as a percentage of one core, the median of
+//     WISP_BENCH_WINDOWS windows (default 3), with the spread (min, max);
+//   - schedule-µs: the mean of the controller's own schedule histogram
+//     (wisp_controller_schedule_seconds) over the invocations of the
+//     benchmark loop, and its p50 read from the buckets (coarse: 1, 4, 16,
+//     64 µs...). The exact pick cost is controller/fleet's
+//     BenchmarkSchedule10000.
+//
+// Each takes minutes (10,000 joins), whatever -benchtime: the agents join
+// once and the loop only invokes. Run one with
+//
+//	go test -run '^$' -bench 'TenThousandAgents$' -benchtime 200x -timeout 60m ./internal/e2e/
+//
+// WISP_BENCH_AGENTS changes the number of agents. WISP_BENCH_BASE_CONTROLLER,
+// the path of another wisp-controller build (the one before a change),
+// runs it first in the same benchmark ("base") with agents that behave as
+// the agent before issue 15 (QUIC keep-alive every 2 s), then this tree's
+// ("new"), so the two figures come from one run. WISP_BENCH_PROFILE_DIR
+// writes each controller's heap and goroutine profiles there with the
+// agents connected (this tree's controllers only: --pprof-addr).
+
+// BenchmarkTenThousandAgents: 10,000 agents on one controller.
+func BenchmarkTenThousandAgents(b *testing.B) { scaleBench(b, 1) }
+
+// BenchmarkTenThousandAgentsThreeControllers: the same 10,000 agents
+// spread over three controllers (each agent on one of them, in turn) on one
+// Postgres, sharing their identity files.
+func BenchmarkTenThousandAgentsThreeControllers(b *testing.B) { scaleBench(b, 3) }
+
+func scaleBench(b *testing.B, controllers int) {
+	agents := 10000
+	if v := os.Getenv("WISP_BENCH_AGENTS"); v != "" {
+		agents, _ = strconv.Atoi(v)
+	}
+	if base := os.Getenv("WISP_BENCH_BASE_CONTROLLER"); base != "" {
+		b.Run("base", func(b *testing.B) { scaleRun(b, base, true, controllers, agents) })
+		b.Run("new", func(b *testing.B) { scaleRun(b, filepath.Join(bin, "wisp-controller"), false, controllers, agents) })
+		return
+	}
+	scaleRun(b, filepath.Join(bin, "wisp-controller"), false, controllers, agents)
+}
+
+// scaleController is one controller process of a scale run.
+type scaleController struct {
+	*controller
+	metricsAddr, pprofAddr string
+	share                  int // agents connected to it
+	rss0                   int64
+}
+
+func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int) {
+	dsn := testpg.Schema(b, 0)
+	dirs := make([]string, controllers)
+	for i := range dirs {
+		dirs[i] = b.TempDir()
+	}
+	var cs []*scaleController
+	for i := range controllers {
+		if i > 0 {
+			// One identity for the cluster: the agents pin one key, and
+			// secrets sealed by one controller open on the others.
+			for _, f := range []string{"controller.crt", "controller.key", "secrets.key", "admin.token"} {
+				data, err := os.ReadFile(filepath.Join(dirs[0], f))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dirs[i], f), data, 0o600); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		cs = append(cs, startScaleController(b, binary, legacy, dirs[i], dsn))
+	}
+	for i := range agents {
+		cs[i%controllers].share++
+	}
+	tokenArgs := []string{"token", "create", "--uses", strconv.Itoa(agents), "--data-dir", dirs[0], "--database-url", dsn, "--url", cs[0].url}
+	out, err := exec.Command(binary, tokenArgs...).Output()
+	if err != nil {
+		b.Fatalf("token create: %v %s", err, out)
+	}
+	token := strings.TrimSpace(string(out))
+	time.Sleep(2 * time.Second) // the controllers' start-up work settles
+	for _, c := range cs {
+		c.rss0 = procRSS(c.Cmd.Process.Pid)
+	}
+
+	opts := simagent.Options{}
+	if legacy {
+		opts.KeepAlive = 2 * time.Second // agent/link before issue 15
+	}
+	swarm, err := simagent.New(nil, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(swarm.Close)
+	t0 := time.Now()
+	var joined, failed atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range agents {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if _, err := swarm.Dial(ctx, cs[i%controllers].quic, token, fmt.Sprintf("sim%05d", i), nil); err != nil {
+				if failed.Add(1) <= 5 {
+					b.Errorf("agent %d: %v", i, err)
+				}
+				return
+			}
+			joined.Add(1)
+		}()
+	}
+	wg.Wait()
+	joinTime := time.Since(t0)
+	if failed.Load() > 0 {
+		b.Fatalf("%d of %d agents failed to join", failed.Load(), agents)
+	}
+	for _, c := range cs {
+		waitScale(b, fmt.Sprintf("%d agents connected to %s", c.share, c.Name), func() bool {
+			return scrape(b, c.metricsAddr)["wisp_controller_agents_connected"] == float64(c.share)
+		})
+	}
+	b.Logf("%d agents joined %d controller(s) in %v", agents, controllers, joinTime.Round(time.Millisecond))
+	cs[0].upload(b, "_", "hello", "hello_wat", nil) // pushed to cs[0]'s agents
+	time.Sleep(5 * time.Second)                     // pushes, desired sets and first reports settle
+
+	idle := 20 * time.Second
+	if v := os.Getenv("WISP_BENCH_IDLE"); v != "" {
+		idle, _ = time.ParseDuration(v)
+	}
+	windows := 3
+	if v := os.Getenv("WISP_BENCH_WINDOWS"); v != "" {
+		windows, _ = strconv.Atoi(v)
+	}
+	cpu := make([][]float64, len(cs)) // % of one core, per controller per window
+	rss := make([][]float64, len(cs)) // KiB per agent
+	for range windows {
+		before := make([]time.Duration, len(cs))
+		for i, c := range cs {
+			before[i] = procCPU(c.Cmd.Process.Pid)
+		}
+		w0 := time.Now()
+		time.Sleep(idle)
+		wall := time.Since(w0)
+		for i, c := range cs {
+			cpu[i] = append(cpu[i], 100*float64(procCPU(c.Cmd.Process.Pid)-before[i])/float64(wall))
+			rss[i] = append(rss[i], float64(procRSS(c.Cmd.Process.Pid)-c.rss0)/1024/float64(c.share))
+		}
+	}
+	for _, a := range swarm.Agents() {
+		if !a.Connected() {
+			b.Fatalf("an agent was disconnected while idle")
+		}
+	}
+	if dir := os.Getenv("WISP_BENCH_PROFILE_DIR"); dir != "" && !legacy {
+		for i, c := range cs {
+			for _, p := range []string{"heap", "goroutine"} {
+				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%dc-%d.pb.gz", p, controllers, i)))
+			}
+		}
+	}
+
+	m0 := scrape(b, cs[0].metricsAddr)
+	b.ResetTimer()
+	for b.Loop() {
+		if status, body := cs[0].invoke(b, "_", "hello", `{}`); status != 200 {
+			b.Fatalf("%d %s", status, body)
+		}
+	}
+	b.StopTimer()
+	m1 := scrape(b, cs[0].metricsAddr)
+
+	var allCPU, allRSS []float64
+	for i, c := range cs {
+		b.Logf("%s: %d agents, RSS %.1f MiB before, KiB/agent per window %.1f, idle CPU %% per window %.1f",
+			c.Name, c.share, float64(c.rss0)/(1<<20), rss[i], cpu[i])
+		allCPU = append(allCPU, median(cpu[i]))
+		allRSS = append(allRSS, median(rss[i]))
+	}
+	var flat []float64
+	for _, w := range cpu {
+		flat = append(flat, w...)
+	}
+	b.ReportMetric(mean(allRSS), "rss-KiB/agent")
+	b.ReportMetric(mean(allCPU), "idle-cpu-%")
+	b.ReportMetric(slices.Min(flat), "idle-cpu-min-%")
+	b.ReportMetric(slices.Max(flat), "idle-cpu-max-%")
+	b.ReportMetric(joinTime.Seconds(), "join-s")
+	if n := m1["wisp_controller_schedule_seconds_count"] - m0["wisp_controller_schedule_seconds_count"]; n > 0 {
+		sum := m1["wisp_controller_schedule_seconds_sum"] - m0["wisp_controller_schedule_seconds_sum"]
+		b.ReportMetric(sum/n*1e6, "schedule-mean-µs")
+		b.ReportMetric(histogramP50(m0, m1, "wisp_controller_schedule_seconds")*1e6, "schedule-p50-µs")
+	}
+}
+
+// startScaleController starts binary on dataDir and Postgres at dsn, with
+// its metrics (and, for this tree's build, its profiles) on their own
+// listeners.
+func startScaleController(b *testing.B, binary string, legacy bool, dataDir, dsn string) *scaleController {
+	b.Helper()
+	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir, "--database-url", dsn,
+		"--metrics-addr", "127.0.0.1:0"}
+	if !legacy {
+		args = append(args, "--pprof-addr", "127.0.0.1:0")
+	}
+	name := fmt.Sprintf("wisp-controller %s", filepath.Base(dataDir))
+	p := testproc.Start(b, name, binary, []string{"WISP_TLS=off", "WISP_LOG_LEVEL=info"}, args...)
+	c := &scaleController{controller: &controller{proc: p, dataDir: dataDir}}
+	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
+	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
+	c.metricsAddr = p.Await(`msg=metrics addr=(\S+)`)
+	if !legacy {
+		c.pprofAddr = p.Await(`msg="pprof listening" addr=(\S+)`)
+	}
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.admin = strings.TrimSpace(string(tok))
+	return c
+}
+
+func waitScale(b *testing.B, what string, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// scrape reads every unlabelled sample and every histogram bucket of a
+// /metrics page.
+func scrape(b *testing.B, addr string) map[string]float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// histogramP50 estimates the median of the observations of histogram name
+// made between two scrapes, interpolating linearly inside its bucket.
+func histogramP50(m0, m1 map[string]float64, name string) float64 {
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range m1 {
+		le, ok := strings.CutPrefix(k, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le = strings.TrimSuffix(le, `"}`)
+		f, err := strconv.ParseFloat(le, 64)
+		if err != nil {
+			f = math.Inf(1)
+		}
+		bs = append(bs, bucket{f, v - m0[k]})
+	}
+	slices.SortFunc(bs, func(a, b bucket) int {
+		switch {
+		case a.le < b.le:
+			return -1
+		case a.le > b.le:
+			return 1
+		}
+		return 0
+	})
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return 0
+	}
+	half, lo, below := bs[len(bs)-1].n/2, 0.0, 0.0
+	for _, bk := range bs {
+		if bk.n >= half {
+			if math.IsInf(bk.le, 1) {
+				return lo
+			}
+			return lo + (bk.le-lo)*(half-below)/(bk.n-below)
+		}
+		lo, below = bk.le, bk.n
+	}
+	return lo
+}
+
+func saveProfile(b *testing.B, addr, profile, path string) {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + profile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%s profile: %s", profile, path)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func mean(xs []float64) float64 {
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
