@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -84,19 +85,27 @@ func New(pc net.PacketConn, opts Options) (*Swarm, error) {
 	return s, nil
 }
 
-// Agent is one simulated agent.
+// Agent is one simulated agent. Like a real agent it reconnects, with its
+// credential, when the controller closes its session or the connection
+// times out, until Close.
 type Agent struct {
 	swarm *Swarm
-	conn  *quic.Conn
-	ctrl  *quic.Stream
+	addr  string
+	tok   protocol.JoinToken
+	name  string
 	// ID and Credential are what the controller issued at join.
 	ID         string
 	Credential []byte
 	invoked    atomic.Int64
 	reports    atomic.Int64
-	beat       *time.Timer
-	every      time.Duration
-	beatMu     sync.Mutex
+	reconnects atomic.Int64
+	closed     atomic.Bool
+
+	mu    sync.Mutex // guards the session's fields below
+	conn  *quic.Conn
+	ctrl  *quic.Stream
+	beat  *time.Timer
+	every time.Duration
 }
 
 // Identity is what an agent that joined keeps to come back.
@@ -105,22 +114,38 @@ type Identity struct {
 	Credential []byte
 }
 
-// Dial connects one agent named name to the controller at addr. token is a
-// join token (its fingerprint is pinned); with id set, the agent presents
-// that credential instead of joining.
+// Dial connects one agent named name to the controller at addr and
+// returns once it is welcomed. token is a join token (its fingerprint is
+// pinned); with id set, the agent presents that credential instead of
+// joining. After that the agent keeps its session up by itself.
 func (s *Swarm) Dial(ctx context.Context, addr, token, name string, id *Identity) (*Agent, error) {
 	tok, err := protocol.ParseJoinToken(token)
 	if err != nil {
 		return nil, err
 	}
-	raddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
+	a := &Agent{swarm: s, addr: addr, tok: tok, name: name}
+	if err := a.connect(ctx, id); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.agents[a] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Go(a.keep)
+	return a, nil
+}
+
+// connect dials, says hello and starts the session's goroutines.
+func (a *Agent) connect(ctx context.Context, id *Identity) error {
+	s := a.swarm
+	raddr, err := net.ResolveUDPAddr("udp", a.addr)
+	if err != nil {
+		return err
+	}
+	fp := a.tok.Fingerprint
 	tlsConf := &tls.Config{
 		MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}, InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if protocol.KeyFingerprint(cs.PeerCertificates[0]) != tok.Fingerprint {
+			if protocol.KeyFingerprint(cs.PeerCertificates[0]) != fp {
 				return errors.New("controller key fingerprint mismatch")
 			}
 			return nil
@@ -131,38 +156,70 @@ func (s *Swarm) Dial(ctx context.Context, addr, token, name string, id *Identity
 		MaxIncomingStreams: 10000, MaxIncomingUniStreams: -1,
 	})
 	if err != nil {
-		return nil, err
-	}
-	a := &Agent{swarm: s, conn: conn}
-	if err := a.hello(ctx, tok, name, id); err != nil {
-		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
-		return nil, err
-	}
-	s.mu.Lock()
-	s.agents[a] = struct{}{}
-	s.mu.Unlock()
-	s.wg.Go(a.readControl)
-	s.wg.Go(a.acceptStreams)
-	a.scheduleReport()
-	return a, nil
-}
-
-func (a *Agent) hello(ctx context.Context, tok protocol.JoinToken, name string, id *Identity) error {
-	o := a.swarm.opts
-	ctrl, err := a.conn.OpenStreamSync(ctx)
-	if err != nil {
 		return err
 	}
-	a.ctrl = ctrl
-	h := &protocol.Hello{Name: name, OS: "linux", Arch: "sim", Engine: "compiler", Labels: o.Labels,
+	ctrl, every, err := a.hello(ctx, conn, id)
+	if err != nil {
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
+		return err
+	}
+	a.mu.Lock()
+	a.conn, a.ctrl, a.every = conn, ctrl, every
+	a.mu.Unlock()
+	s.wg.Go(func() { readControl(ctrl) })
+	s.wg.Go(func() { a.acceptStreams(conn) })
+	a.scheduleReport(conn, ctrl)
+	return nil
+}
+
+// keep reconnects the agent whenever its connection ends, with backoff,
+// until Close.
+func (a *Agent) keep() {
+	backoff := 200 * time.Millisecond
+	for {
+		a.mu.Lock()
+		conn := a.conn
+		a.mu.Unlock()
+		<-conn.Context().Done()
+		for {
+			if a.closed.Load() {
+				return
+			}
+			time.Sleep(backoff/2 + rand.N(backoff/2+1))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := a.connect(ctx, &Identity{ID: a.ID, Credential: a.Credential})
+			cancel()
+			if err == nil && a.closed.Load() {
+				a.mu.Lock()
+				a.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "simulated agent closing")
+				a.mu.Unlock()
+				return
+			}
+			if err == nil {
+				a.reconnects.Add(1)
+				backoff = 200 * time.Millisecond
+				break
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+func (a *Agent) hello(ctx context.Context, conn *quic.Conn, id *Identity) (*quic.Stream, time.Duration, error) {
+	o := a.swarm.opts
+	ctrl, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	h := &protocol.Hello{Name: a.name, OS: "linux", Arch: "sim", Engine: "compiler", Labels: o.Labels,
 		MemTotalBytes: o.MemTotal, MemAvailBytes: o.MemAvail, CPUs: 1, ProtocolVersion: protocol.Version}
 	if id != nil {
 		h.AgentID, h.Credential = id.ID, id.Credential
 	} else {
-		h.JoinSecret = tok.Secret
+		h.JoinSecret = a.tok.Secret
 	}
 	if err := protocol.WriteMsg(ctrl, h); err != nil {
-		return err
+		return nil, 0, err
 	}
 	if d, ok := ctx.Deadline(); ok {
 		ctrl.SetReadDeadline(d)
@@ -170,58 +227,57 @@ func (a *Agent) hello(ctx context.Context, tok protocol.JoinToken, name string, 
 	msg, err := protocol.ReadMsg(ctrl, 1<<20)
 	ctrl.SetReadDeadline(time.Time{})
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	w, ok := msg.(*protocol.Welcome)
 	if !ok {
-		return fmt.Errorf("hello answered with %v: %v", msg.Type(), msg)
+		return nil, 0, fmt.Errorf("hello answered with %v: %v", msg.Type(), msg)
 	}
-	a.ID, a.Credential = w.AgentID, w.Credential
-	if id != nil {
-		a.Credential = id.Credential
+	if id == nil {
+		a.ID, a.Credential = w.AgentID, w.Credential
 	}
-	a.every = time.Duration(w.HeartbeatIntervalMS) * time.Millisecond
+	every := time.Duration(w.HeartbeatIntervalMS) * time.Millisecond
 	if o.ReportEvery > 0 {
-		a.every = o.ReportEvery
+		every = o.ReportEvery
 	}
-	if a.every <= 0 {
-		a.every = 2 * time.Second
+	if every <= 0 {
+		every = 2 * time.Second
 	}
-	return nil
+	return ctrl, every, nil
 }
 
-// scheduleReport arms the next load report. A simulated agent's load
-// never changes, so it reports only when its period is up, as the real
-// agent does (agent/link: reports on change, or every period).
-func (a *Agent) scheduleReport() {
-	a.beatMu.Lock()
-	defer a.beatMu.Unlock()
-	if a.conn.Context().Err() != nil {
+// scheduleReport arms the next load report of a session. A simulated
+// agent's load never changes, so it reports only when its period is up, as
+// the real agent does (agent/link: reports on change, or every period).
+func (a *Agent) scheduleReport(conn *quic.Conn, ctrl *quic.Stream) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if conn.Context().Err() != nil || a.closed.Load() {
 		return
 	}
 	a.beat = time.AfterFunc(a.every, func() {
 		hb := &protocol.Heartbeat{MemAvailBytes: a.swarm.opts.MemAvail, SentUnixMS: uint64(time.Now().UnixMilli())}
-		if protocol.WriteMsg(a.ctrl, hb) != nil {
+		if protocol.WriteMsg(ctrl, hb) != nil {
 			return
 		}
 		a.reports.Add(1)
-		a.scheduleReport()
+		a.scheduleReport(conn, ctrl)
 	})
 }
 
 // readControl reads and drops what the controller sends on the control
 // stream (desired sets, drops, quarantine sets).
-func (a *Agent) readControl() {
+func readControl(ctrl *quic.Stream) {
 	for {
-		if _, err := protocol.ReadMsg(a.ctrl, 1<<20); err != nil {
+		if _, err := protocol.ReadMsg(ctrl, 1<<20); err != nil {
 			return
 		}
 	}
 }
 
-func (a *Agent) acceptStreams() {
+func (a *Agent) acceptStreams(conn *quic.Conn) {
 	for {
-		s, err := a.conn.AcceptStream(context.Background())
+		s, err := conn.AcceptStream(context.Background())
 		if err != nil {
 			return
 		}
@@ -254,8 +310,15 @@ func (a *Agent) Invoked() int64 { return a.invoked.Load() }
 // Reports counts the load reports the agent sent.
 func (a *Agent) Reports() int64 { return a.reports.Load() }
 
+// Reconnects counts the sessions the agent made again after one ended.
+func (a *Agent) Reconnects() int64 { return a.reconnects.Load() }
+
 // Connected reports whether the agent's connection is up.
-func (a *Agent) Connected() bool { return a.conn.Context().Err() == nil }
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn.Context().Err() == nil
+}
 
 // Identity is what the agent needs to come back without a join token.
 func (a *Agent) Identity() *Identity { return &Identity{ID: a.ID, Credential: a.Credential} }
@@ -263,12 +326,14 @@ func (a *Agent) Identity() *Identity { return &Identity{ID: a.ID, Credential: a.
 // Close ends the agent's session with CloseShutdown (it ran nothing, so
 // every invocation stream it accepted was answered).
 func (a *Agent) Close() {
-	a.beatMu.Lock()
+	a.closed.Store(true)
+	a.mu.Lock()
 	if a.beat != nil {
 		a.beat.Stop()
 	}
-	a.beatMu.Unlock()
-	a.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "simulated agent closing")
+	conn := a.conn
+	a.mu.Unlock()
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "simulated agent closing")
 	a.swarm.mu.Lock()
 	delete(a.swarm.agents, a)
 	a.swarm.mu.Unlock()
