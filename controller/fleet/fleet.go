@@ -48,10 +48,21 @@ type Config struct {
 	Store    Store
 	// ControllerID names this controller to agents (logs only).
 	ControllerID string
-	// HeartbeatInterval is what agents are told; default 2s. An agent that
-	// misses MissedHeartbeats (default 3) is marked disconnected.
+	// HeartbeatInterval is the longest time between two load reports
+	// (Heartbeat frames) agents are told to keep; default 30s. Agents
+	// report sooner when their load changes (agent/link). Liveness is the
+	// QUIC connection's: a dead or cut-off agent is noticed by the idle
+	// timeout (IdleTimeout, and the agent's own, which is shorter). An
+	// agent whose connection stays up but that sends no frame for
+	// MissedHeartbeats intervals (default 3) is disconnected: its process
+	// answers QUIC but not the protocol.
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
+	// IdleTimeout closes a connection that received no packet for that
+	// long; default 8s. The agents' keep-alives (agent/link) keep a live
+	// one busy, and their idle timeout (6s) is the one QUIC applies when
+	// shorter.
+	IdleTimeout time.Duration
 	// StartTimeout is how long an agent has to acknowledge an Invoke
 	// (protocol.Started); default 2s. An agent that does not is left out of
 	// scheduling until its next heartbeat and probed with a Ping; the
@@ -86,6 +97,12 @@ type Config struct {
 	Secrets SecretValues
 }
 
+// DefaultHeartbeatInterval and DefaultIdleTimeout are Config's defaults.
+const (
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultIdleTimeout       = 8 * time.Second
+)
+
 // Errors of Invoke and Push.
 var (
 	// ErrNotStarted: the invocation provably never reached the agent's
@@ -114,9 +131,9 @@ type Fleet struct {
 	// removed holds the ids of agents removed while this controller ran,
 	// so one authenticated just before its removal is refused (control.go).
 	removed map[string]struct{}
-	// live is the connected sessions, rebuilt under mu whenever one
-	// connects or disconnects, read without locking by the scheduler.
-	live atomic.Pointer[[]*Session]
+	// index is the connected sessions in the scheduler's order, read
+	// without locking by every decision (index.go).
+	index schedIndex
 
 	quarantine quarantineState
 
@@ -134,10 +151,13 @@ func New(cfg Config) (*Fleet, error) {
 		return nil, errors.New("fleet: an identity is required")
 	}
 	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = 2 * time.Second
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if cfg.MissedHeartbeats <= 0 {
 		cfg.MissedHeartbeats = 3
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 2 * time.Second
@@ -155,7 +175,7 @@ func New(cfg Config) (*Fleet, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, removed: map[string]struct{}{}, bg: tasks.New(context.Background())}
-	f.live.Store(&[]*Session{})
+	f.index.init(f.current, f.later)
 	f.quarantine.init()
 	return f, nil
 }
@@ -180,11 +200,12 @@ type Session struct {
 	cordoned atomic.Bool
 	labels   atomic.Pointer[[]string]
 	memCap   atomic.Uint64
-	lastSeen atomic.Int64 // unix ns
+	// lastSeen is when the agent last sent a frame (unix ns): a load
+	// report, an outbox batch, or any frame on an invocation stream.
+	lastSeen atomic.Int64
 	// suspect is when the agent last failed to acknowledge an Invoke (unix
-	// ns); it is not scheduled until a heartbeat arrives after that.
+	// ns); it is not scheduled until it is heard from again (lastSeen).
 	suspect  atomic.Int64
-	lastBeat atomic.Int64 // unix ns of the last heartbeat
 	memAvail atomic.Uint64
 	memKnown atomic.Bool
 	inflight atomic.Int64
@@ -194,6 +215,15 @@ type Session struct {
 	// pushes, pulls, drops) so the scheduler reads it without locking.
 	digestMu sync.Mutex
 	digests  atomic.Pointer[map[string]struct{}]
+
+	// idxAvail and idxKnown are the memory the scheduling index holds for
+	// the session; idxDirty marks it for re-indexing (under index.mu).
+	idxAvail atomic.Uint64
+	idxKnown atomic.Bool
+	idxDirty bool
+	// quiet closes the session when the agent sends no frame for
+	// MissedHeartbeats load-report intervals (watchQuiet).
+	quiet *time.Timer
 }
 
 // AgentInfo is what GET /v1/agents shows of an agent.
@@ -299,19 +329,27 @@ func (f *Fleet) Connected() int {
 	return n
 }
 
-// rebuildLive republishes the connected sessions; f.mu must be held.
-func (f *Fleet) rebuildLive() {
-	live := make([]*Session, 0, len(f.sessions))
-	for _, s := range f.sessions {
-		if s.connected.Load() {
-			live = append(live, s)
-		}
-	}
-	f.live.Store(&live)
+// current reports whether s is its agent's current session (for the
+// index: a session superseded by a reconnection leaves it).
+func (f *Fleet) current(s *Session) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sessions[s.ID] == s
 }
 
-// candidateBuf holds the slices of one scheduling decision; pooled, since
-// with thousands of agents they are the decision's only allocations.
+// later runs fn after indexDelay, unless the fleet has stopped.
+func (f *Fleet) later(fn func()) {
+	time.AfterFunc(indexDelay, func() {
+		if done, ok := f.bg.Enter(); ok {
+			defer done()
+			fn()
+		}
+	})
+}
+
+// candidateBuf holds the slices of one scheduling decision under an APP
+// script; pooled, since with thousands of agents they are the decision's
+// only allocations.
 type candidateBuf struct {
 	ss []*Session
 	cs []scheduler.Candidate
@@ -320,12 +358,13 @@ type candidateBuf struct {
 var candidateBufs = sync.Pool{New: func() any { return new(candidateBuf) }}
 
 // candidates fills buf with the schedulable sessions and their scheduler
-// view. It takes no lock: a scheduling decision costs O(agents) reads.
+// view, for APP scripts (the default policy reads the index: pickDefault).
+// It takes no lock: a decision under a script costs O(agents) reads.
 func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf) {
-	live := *f.live.Load()
 	buf.ss, buf.cs = buf.ss[:0], buf.cs[:0]
-	for _, s := range live {
-		if !s.connected.Load() || s.cordoned.Load() || s.suspect.Load() > s.lastBeat.Load() || slices.Contains(exclude, s) {
+	for _, e := range f.index.entries() {
+		s := e.s
+		if !s.schedulable(exclude) {
 			continue
 		}
 		total, avail := s.schedulerMemory()
@@ -346,11 +385,15 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{protocol.ALPN},
 		Certificates: []tls.Certificate{f.cfg.Identity.Cert},
+		// Agents keep one long connection and never resume a TLS
+		// session: a ticket would be work and memory for nothing.
+		SessionTicketsDisabled: true,
 	}
 	qconf := &quic.Config{
-		// No keep-alives from this side: the agents' heartbeats keep the
-		// connections alive, and with thousands of agents every packet counts.
-		MaxIdleTimeout:        time.Duration(f.cfg.MissedHeartbeats+1) * f.cfg.HeartbeatInterval,
+		// No keep-alives from this side: the agents' keep-alives keep the
+		// connections alive, and with thousands of agents every packet
+		// counts.
+		MaxIdleTimeout:        f.cfg.IdleTimeout,
 		MaxIncomingStreams:    64, // control stream + outbox batches
 		MaxIncomingUniStreams: -1,
 	}
@@ -367,7 +410,6 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { f.watchHeartbeats(ctx) })
 	wg.Go(func() { f.watchQuarantine(ctx) })
 	wg.Go(func() { f.watchAgents(ctx) })
 	for {
@@ -393,27 +435,27 @@ func (f *Fleet) closeAll() {
 	}
 }
 
-// watchHeartbeats marks agents that went quiet as disconnected.
-func (f *Fleet) watchHeartbeats(ctx context.Context) {
-	t := time.NewTicker(f.cfg.HeartbeatInterval)
-	defer t.Stop()
+// watchQuiet arms s's quiet timer: an agent that sends no frame for
+// MissedHeartbeats load-report intervals while its connection stays up is
+// disconnected. The timer re-arms itself for what is left when frames
+// came meanwhile, so the fleet never walks its sessions for this and a
+// frame costs no timer update.
+func (f *Fleet) watchQuiet(s *Session) {
 	limit := time.Duration(f.cfg.MissedHeartbeats) * f.cfg.HeartbeatInterval
-	for {
-		select {
-		case <-ctx.Done():
+	var check func()
+	check = func() {
+		if !s.connected.Load() {
 			return
-		case <-t.C:
 		}
-		now := time.Now().UnixNano()
-		f.mu.RLock()
-		for _, s := range f.sessions {
-			if s.connected.Load() && time.Duration(now-s.lastSeen.Load()) > limit {
-				f.log.Warn("agent missed heartbeats", "agent", s.ID, "name", s.hello.Name)
-				s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "missed heartbeats")
-			}
+		quiet := time.Duration(time.Now().UnixNano() - s.lastSeen.Load())
+		if quiet < limit {
+			s.quiet.Reset(limit - quiet)
+			return
 		}
-		f.mu.RUnlock()
+		f.log.Warn("agent missed heartbeats", "agent", s.ID, "name", s.hello.Name, "quiet", quiet.Round(time.Millisecond))
+		s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "missed heartbeats")
 	}
+	s.quiet = time.AfterFunc(limit, check)
 }
 
 const maxControlFrame = 1 << 20
@@ -479,22 +521,25 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
-	f.rebuildLive()
 	// It came back, and reported its crashes: what it was running when it
 	// went silent did not kill it (or is quarantined now).
 	f.releaseHolds(s.ID)
 	f.mu.Unlock()
+	if old != nil {
+		f.index.update(s, old)
+	} else {
+		f.index.update(s)
+	}
 	if old != nil && old.connected.Load() {
 		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
 	}
 	if err := protocol.WriteMsg(ctrl, welcome); err != nil {
 		s.connected.Store(false)
-		f.mu.Lock()
-		f.rebuildLive()
-		f.mu.Unlock()
+		f.index.mark(s)
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
 		return
 	}
+	f.watchQuiet(s)
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine, "protocol_version", s.version)
 	f.sendQuarantine(s)
@@ -514,9 +559,8 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 
 	err = f.readControl(s)
 	s.connected.Store(false)
-	f.mu.Lock()
-	f.rebuildLive()
-	f.mu.Unlock()
+	s.quiet.Stop()
+	f.index.mark(s)
 	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
@@ -596,12 +640,14 @@ func (f *Fleet) readControl(s *Session) error {
 		s.lastSeen.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *protocol.Heartbeat:
-			s.lastBeat.Store(time.Now().UnixNano())
 			s.memAvail.Store(m.MemAvailBytes)
 			if m.MemAvailBytes > 0 {
 				s.memKnown.Store(s.hello.MemTotalBytes > 0)
 			}
 			s.total.Store(m.InvocationsTotal)
+			if s.stale() {
+				f.index.mark(s)
+			}
 		case *protocol.Unknown:
 		default:
 			f.log.Warn("unexpected control message", "agent", s.ID, "type", msg.Type())
