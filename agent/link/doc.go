@@ -2,8 +2,11 @@
 // a controller over QUIC (outbound only, so NAT and firewalls are fine),
 // pins the controller's key from the join token, joins once with the token's
 // secret and then authenticates with the credential kept in the agent's
-// state, sends heartbeats, and serves the streams the controller opens
-// (invocations, code pushes, pings) through the executor.
+// state, sends load reports (heartbeats: on a change of its available
+// memory, and at least every interval the controller asks for), and serves
+// the streams the controller opens (invocations, code pushes, pings)
+// through the executor. Liveness is QUIC's: keep-alives every 3 s, and a
+// 6 s idle timeout on both sides (KeepAlivePeriod, IdleTimeout).
 //
 // A Link reconnects by itself with exponential backoff and jitter; an agent
 // given several controllers runs one Link per address.
