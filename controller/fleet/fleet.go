@@ -460,14 +460,56 @@ func (f *Fleet) watchQuiet(s *Session) {
 
 const maxControlFrame = 1 << 20
 
+// serveConn serves one agent connection for as long as it lasts.
 func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
+	// The admission (hello, the store's checks, welcome) runs on a
+	// goroutine of its own: its stack grows deep in the database driver
+	// and is freed when it ends, while this one, which waits for the
+	// agent's frames as long as the session lasts (one per agent), stays
+	// shallow.
+	var s *Session
+	admitted := make(chan struct{})
+	go func() {
+		defer close(admitted)
+		s = f.admit(ctx, conn)
+	}()
+	<-admitted
+	if s == nil {
+		return
+	}
+	sctx, stopStreams := context.WithCancel(ctx)
+	var streams sync.WaitGroup
+	defer streams.Wait()
+	defer stopStreams()
+	streams.Go(func() { f.serveAgentStreams(sctx, s) })
+	streams.Go(func() {
+		fns, err := f.cfg.Store.ListFunctions(sctx)
+		if err != nil {
+			f.log.Error("listing functions for the desired set", "agent", s.ID, "err", err)
+			return
+		}
+		f.syncDesired(sctx, s, fns)
+	})
+
+	err := f.readControl(s)
+	s.connected.Store(false)
+	s.quiet.Stop()
+	f.index.mark(s)
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
+	f.cfg.Metrics.connected(f.Connected())
+	f.log.Info("agent disconnected", "agent", s.ID, "name", s.hello.Name, "err", err)
+}
+
+// admit reads an agent's hello, authenticates it, makes its session live
+// and welcomes it; nil when the connection was refused or failed.
+func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 	log := f.log.With("remote", conn.RemoteAddr().String())
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ctrl, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "no control stream")
-		return
+		return nil
 	}
 	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
 	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
@@ -476,12 +518,12 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	if err != nil || !ok {
 		log.Warn("refusing connection: no hello", "err", err)
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "expected hello")
-		return
+		return nil
 	}
 	agent, credential, perr := f.authenticate(ctx, hello)
 	if perr != nil {
 		f.refuse(ctx, log, conn, ctrl, hello.Name, perr)
-		return
+		return nil
 	}
 	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version),
 		connectedAt: time.Now().UnixNano()}
@@ -517,7 +559,7 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		f.mu.Unlock()
 		s.connected.Store(false)
 		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
-		return
+		return nil
 	}
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
@@ -537,33 +579,13 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		s.connected.Store(false)
 		f.index.mark(s)
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
-		return
+		return nil
 	}
 	f.watchQuiet(s)
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine, "protocol_version", s.version)
 	f.sendQuarantine(s)
-	sctx, stopStreams := context.WithCancel(ctx)
-	var streams sync.WaitGroup
-	defer streams.Wait()
-	defer stopStreams()
-	streams.Go(func() { f.serveAgentStreams(sctx, s) })
-	streams.Go(func() {
-		fns, err := f.cfg.Store.ListFunctions(sctx)
-		if err != nil {
-			log.Error("listing functions for the desired set", "err", err)
-			return
-		}
-		f.syncDesired(sctx, s, fns)
-	})
-
-	err = f.readControl(s)
-	s.connected.Store(false)
-	s.quiet.Stop()
-	f.index.mark(s)
-	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
-	f.cfg.Metrics.connected(f.Connected())
-	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
+	return s
 }
 
 // refuse answers a hello with perr and closes the connection.

@@ -50,6 +50,8 @@ import (
 // ("new"), so the two figures come from one run. WISP_BENCH_PROFILE_DIR
 // writes each controller's heap and goroutine profiles there with the
 // agents connected (this tree's controllers only: --pprof-addr).
+// WISP_BENCH_CONTROLLER_ENV adds space-separated NAME=value pairs to the
+// controllers' environment (GOGC=50, GODEBUG=...).
 
 // BenchmarkTenThousandAgents: 10,000 agents on one controller.
 func BenchmarkTenThousandAgents(b *testing.B) { scaleBench(b, 1) }
@@ -237,8 +239,8 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	}
 	if dir := os.Getenv("WISP_BENCH_PROFILE_DIR"); dir != "" && !legacy {
 		for i, c := range cs {
-			for _, p := range []string{"heap", "goroutine", "profile?seconds=10"} {
-				name := strings.TrimSuffix(p, "?seconds=10") // profile: 10 s of CPU at idle
+			for _, p := range []string{"heap?gc=1", "goroutine", "profile?seconds=10"} {
+				name, _, _ := strings.Cut(p, "?") // heap after a GC; profile: 10 s of CPU at idle
 				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%dc-%d-%d.pb.gz", name, controllers, agents, i)))
 			}
 		}
@@ -289,7 +291,11 @@ func startScaleController(b *testing.B, binary string, legacy bool, dataDir, dsn
 		args = append(args, "--pprof-addr", "127.0.0.1:0")
 	}
 	name := fmt.Sprintf("wisp-controller %s", filepath.Base(dataDir))
-	p := testproc.Start(b, name, binary, []string{"WISP_TLS=off", "WISP_LOG_LEVEL=info"}, args...)
+	env := []string{"WISP_TLS=off", "WISP_LOG_LEVEL=info"}
+	if v := os.Getenv("WISP_BENCH_CONTROLLER_ENV"); v != "" {
+		env = append(env, strings.Fields(v)...) // GOGC=50 GODEBUG=..., to try the runtime's settings
+	}
+	p := testproc.Start(b, name, binary, env, args...)
 	c := &scaleController{controller: &controller{proc: p, dataDir: dataDir}}
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
 	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
