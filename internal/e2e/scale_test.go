@@ -29,6 +29,9 @@ import (
 //
 //   - rss-KiB/agent: (VmRSS with the agents connected − VmRSS before any
 //     joined) / agents, the median of one sample per idle window;
+//   - rss-gc-KiB/agent: the same after two forced collections and 15 s
+//     (what an idle controller comes to: the runtime collects every 2
+//     minutes), when the controller serves pprof;
 //   - idle-cpu-%: utime+stime over an idle window of WISP_BENCH_IDLE
 //     (default 20 s) as a percentage of one core, the median of
 //     WISP_BENCH_WINDOWS windows (default 3), with the spread (min, max);
@@ -48,8 +51,10 @@ import (
 // runs it first in the same benchmark ("base") with agents that behave as
 // the agent before issue 15 (QUIC keep-alive every 2 s), then this tree's
 // ("new"), so the two figures come from one run. WISP_BENCH_PROFILE_DIR
-// writes each controller's heap and goroutine profiles there with the
-// agents connected (this tree's controllers only: --pprof-addr).
+// writes each controller's heap, goroutine and CPU profiles there with the
+// agents connected. The controllers must serve pprof (--pprof-addr; to
+// measure a build from before it, add cmd/wisp-controller/pprof.go and
+// its setting to that build).
 // WISP_BENCH_CONTROLLER_ENV adds space-separated NAME=value pairs to the
 // controllers' environment (GOGC=50, GODEBUG=...).
 
@@ -123,7 +128,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 				}
 			}
 		}
-		cs = append(cs, startScaleController(b, binary, legacy, dirs[i], dsn))
+		cs = append(cs, startScaleController(b, binary, dirs[i], dsn))
 	}
 	for i := range agents {
 		cs[i%controllers].share++
@@ -232,16 +237,36 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	for _, c := range cs {
 		b.Logf("%s: per agent: %s", c.Name, memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
 	}
+	// The same after the runtime's next collections (forced here through
+	// pprof, twice: sync.Pool keeps its contents for one; an idle Go
+	// process collects every 2 minutes anyway) and 15 s of scavenging.
+	var rssGC []float64
+	if cs[0].pprofAddr != "" {
+		for range 2 {
+			for _, c := range cs {
+				forceGC(b, c.pprofAddr)
+			}
+		}
+		time.Sleep(15 * time.Second)
+		for _, c := range cs {
+			rssGC = append(rssGC, float64(procRSS(c.Cmd.Process.Pid)-c.rss0)/1024/float64(c.share))
+			b.Logf("%s: after GC: RSS %.1f KiB/agent; per agent: %s", c.Name, rssGC[len(rssGC)-1], memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
+		}
+	}
 	for _, c := range cs {
 		if n := connectedTo(b, c); n != float64(c.share) {
 			b.Logf("%s: %v of %d agents connected after the idle windows", c.Name, n, c.share)
 		}
 	}
-	if dir := os.Getenv("WISP_BENCH_PROFILE_DIR"); dir != "" && !legacy {
+	if dir := os.Getenv("WISP_BENCH_PROFILE_DIR"); dir != "" {
+		build := "new"
+		if legacy {
+			build = "base"
+		}
 		for i, c := range cs {
 			for _, p := range []string{"heap?gc=1", "goroutine", "profile?seconds=10"} {
 				name, _, _ := strings.Cut(p, "?") // heap after a GC; profile: 10 s of CPU at idle
-				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%dc-%d-%d.pb.gz", name, controllers, agents, i)))
+				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%s-%dc-%d-%d.pb.gz", build, name, controllers, agents, i)))
 			}
 		}
 	}
@@ -268,6 +293,9 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 		flat = append(flat, w...)
 	}
 	b.ReportMetric(mean(allRSS), "rss-KiB/agent")
+	if len(rssGC) > 0 {
+		b.ReportMetric(mean(rssGC), "rss-gc-KiB/agent")
+	}
 	b.ReportMetric(mean(allCPU), "idle-cpu-%")
 	b.ReportMetric(slices.Min(flat), "idle-cpu-min-%")
 	b.ReportMetric(slices.Max(flat), "idle-cpu-max-%")
@@ -281,15 +309,11 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 }
 
 // startScaleController starts binary on dataDir and Postgres at dsn, with
-// its metrics (and, for this tree's build, its profiles) on their own
-// listeners.
-func startScaleController(b *testing.B, binary string, legacy bool, dataDir, dsn string) *scaleController {
+// its metrics and its profiles on their own listeners.
+func startScaleController(b *testing.B, binary, dataDir, dsn string) *scaleController {
 	b.Helper()
 	args := []string{"--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dataDir, "--database-url", dsn,
-		"--metrics-addr", "127.0.0.1:0"}
-	if !legacy {
-		args = append(args, "--pprof-addr", "127.0.0.1:0")
-	}
+		"--metrics-addr", "127.0.0.1:0", "--pprof-addr", "127.0.0.1:0"}
 	name := fmt.Sprintf("wisp-controller %s", filepath.Base(dataDir))
 	env := []string{"WISP_TLS=off", "WISP_LOG_LEVEL=info"}
 	if v := os.Getenv("WISP_BENCH_CONTROLLER_ENV"); v != "" {
@@ -300,9 +324,7 @@ func startScaleController(b *testing.B, binary string, legacy bool, dataDir, dsn
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
 	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
 	c.metricsAddr = p.Await(`msg=metrics addr=(\S+)`)
-	if !legacy {
-		c.pprofAddr = p.Await(`msg="pprof listening" addr=(\S+)`)
-	}
+	c.pprofAddr = p.Await(`msg="pprof listening" addr=(\S+)`)
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
 	if err != nil {
 		b.Fatal(err)
@@ -390,6 +412,17 @@ func histogramP50(m0, m1 map[string]float64, name string) float64 {
 		lo, below = bk.le, bk.n
 	}
 	return lo
+}
+
+// forceGC has the controller at addr collect (pprof's heap?gc=1).
+func forceGC(b *testing.B, addr string) {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 func saveProfile(b *testing.B, addr, profile, path string) {
