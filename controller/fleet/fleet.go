@@ -460,6 +460,9 @@ func (f *Fleet) watchQuiet(s *Session) {
 
 const maxControlFrame = 1 << 20
 
+// admitTimeout bounds the store's work to admit one agent.
+const admitTimeout = 20 * time.Second
+
 // serveConn serves one agent connection for as long as it lasts.
 func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	// The admission (hello, the store's checks, welcome) runs on a
@@ -520,7 +523,14 @@ func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "expected hello")
 		return nil
 	}
-	agent, credential, perr := f.authenticate(ctx, hello)
+	// The store's work for an agent that gave up waiting (it closes the
+	// connection; a real one waits 10 s for its welcome) stops, so that a
+	// storm of reconnections cannot pile up behind abandoned admissions.
+	actx, cancelAdmission := context.WithTimeout(ctx, admitTimeout)
+	defer cancelAdmission()
+	stop := context.AfterFunc(conn.Context(), cancelAdmission)
+	defer stop()
+	agent, credential, perr := f.authenticate(actx, hello)
 	if perr != nil {
 		f.refuse(ctx, log, conn, ctrl, hello.Name, perr)
 		return nil
@@ -544,9 +554,9 @@ func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 	// Crash reports are stored before the Welcome that says so, and
 	// before the session takes invocations.
 	if len(hello.Crashed) > 0 {
-		welcome.CrashesRecorded = f.recordCrashes(ctx, agent.ID, hello.Name, hello.Crashed)
+		welcome.CrashesRecorded = f.recordCrashes(actx, agent.ID, hello.Name, hello.Crashed)
 	}
-	if _, err := f.refreshQuarantine(ctx); err != nil {
+	if _, err := f.refreshQuarantine(actx); err != nil {
 		log.Warn("reading the quarantine", "err", err)
 	}
 	// The session is live before the Welcome leaves, so once the agent
