@@ -205,7 +205,19 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	b.Logf("%d agents joined %d controller(s) in %v (%d joins retried, %d sessions made again)", agents, controllers,
 		joinTime.Round(time.Millisecond), retried.Load(), reconnects(swarm))
 	cs[0].upload(b, "_", "hello", "hello_wat", nil) // pushed to cs[0]'s agents
-	time.Sleep(5 * time.Second)                     // pushes, desired sets and first reports settle
+	// Pushes, desired sets and first reports settle: until a 2-s sample
+	// of each controller's CPU is under half a core, for at most a minute.
+	settled := time.Now()
+	for _, c := range cs {
+		for time.Since(settled) < time.Minute {
+			cpu0 := procCPU(c.Cmd.Process.Pid)
+			time.Sleep(2 * time.Second)
+			if procCPU(c.Cmd.Process.Pid)-cpu0 < time.Second {
+				break
+			}
+		}
+	}
+	b.Logf("settled in %v", time.Since(settled).Round(time.Second))
 
 	idle := 20 * time.Second
 	if v := os.Getenv("WISP_BENCH_IDLE"); v != "" {
