@@ -157,6 +157,10 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	}
 	b.Cleanup(swarm.Close)
 	t0 := time.Now()
+	// A controller that cannot take the agents in 5 minutes fails the run
+	// (the agents it took keep retrying the others, as real ones would).
+	joinCtx, stopJoining := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer stopJoining()
 	var retried, failed atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -173,7 +177,10 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 					retried.Add(1)
 					time.Sleep(time.Duration(try) * 500 * time.Millisecond)
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if joinCtx.Err() != nil {
+					break
+				}
+				ctx, cancel := context.WithTimeout(joinCtx, 30*time.Second)
 				_, err = swarm.Dial(ctx, cs[i%controllers].quic, token, fmt.Sprintf("sim%05d", i), nil)
 				cancel()
 				if err == nil {
@@ -188,7 +195,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	wg.Wait()
 	joinTime := time.Since(t0)
 	if failed.Load() > 0 {
-		b.Fatalf("%d of %d agents failed to join", failed.Load(), agents)
+		b.Fatalf("%d of %d agents failed to join in %v (%d joins retried)", failed.Load(), agents, joinTime.Round(time.Second), retried.Load())
 	}
 	// A controller that cannot hold its agents drops some (they come
 	// back): that shows in idle-reconnects, and does not stop the run.
