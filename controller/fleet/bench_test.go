@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -50,11 +51,11 @@ func schedFleet(n int) *Fleet {
 		s.memAvail.Store(uint64(512+i%7) << 20)
 		s.memKnown.Store(true)
 		s.connected.Store(true)
-		held := map[string]struct{}{}
 		if i%3 == 0 {
-			held["sha256:aa"] = struct{}{}
+			s.digests.Store(newDigestSet("sha256:aa"))
+		} else {
+			s.digests.Store(newDigestSet())
 		}
-		s.digests.Store(&held)
 		f.sessions[s.ID] = s
 		ss = append(ss, s)
 	}
@@ -116,4 +117,59 @@ func BenchmarkSchedule(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkDigestSet: the memory of one agent's set of 100 digests, as
+// admit builds it from the agent's hello (each hello decodes its own copy
+// of every digest's text), against a map keyed by those strings (before
+// issue 15). Run with
+//
+//	go test -run '^$' -bench DigestSet ./controller/fleet/
+func BenchmarkDigestSet(b *testing.B) {
+	digests := make([]string, 100)
+	for i := range digests {
+		digests[i] = fmt.Sprintf("sha256:%064x", i)
+	}
+	hello := func() []string { // the digests as a fresh hello decodes them
+		out := make([]string, len(digests))
+		for i, d := range digests {
+			out[i] = string([]byte(d))
+		}
+		return out
+	}
+	newDigestSet(digests...) // the fleet already knows these digests
+	perSet := func(b *testing.B, build func([]string) any) {
+		const sets = 1000
+		keep := make([]any, sets)
+		hellos := make([][]string, sets)
+		var before, after runtime.MemStats
+		for b.Loop() {
+			clear(keep)
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			for i := range hellos {
+				hellos[i] = hello()
+			}
+			for i := range keep {
+				keep[i] = build(hellos[i])
+			}
+			clear(hellos) // the hello frames are gone once admitted
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+		}
+		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/sets, "B/agent")
+		runtime.KeepAlive(keep)
+	}
+	b.Run("strings", func(b *testing.B) {
+		perSet(b, func(ds []string) any {
+			m := make(map[string]struct{}, len(ds))
+			for _, d := range ds {
+				m[d] = struct{}{}
+			}
+			return m
+		})
+	})
+	b.Run("interned", func(b *testing.B) {
+		perSet(b, func(ds []string) any { return newDigestSet(ds...) })
+	})
 }

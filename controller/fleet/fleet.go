@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/quic-go/quic-go"
 
@@ -214,7 +215,7 @@ type Session struct {
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.
 	digestMu sync.Mutex
-	digests  atomic.Pointer[map[string]struct{}]
+	digests  atomic.Pointer[digestSet]
 
 	// idxAvail and idxKnown are the memory the scheduling index holds for
 	// the session; idxDirty marks it for re-indexing (under index.mu).
@@ -260,18 +261,36 @@ func (s *Session) info() AgentInfo {
 	}
 }
 
+// digestSet is the code an agent holds. Its digests are interned
+// (unique.Handle): thousands of agents holding the same functions share
+// one copy of each digest's text, and a set costs 8 bytes and a map slot
+// per digest.
+type digestSet map[unique.Handle[string]]struct{}
+
+// newDigestSet is the set of ds.
+func newDigestSet(ds ...string) *digestSet {
+	m := make(digestSet, len(ds))
+	for _, d := range ds {
+		m[unique.Make(d)] = struct{}{}
+	}
+	return &m
+}
+
 // HasDigest reports whether the agent holds the code.
-func (s *Session) HasDigest(d string) bool {
+func (s *Session) HasDigest(d string) bool { return s.holds(unique.Make(d)) }
+
+// holds is HasDigest for an interned digest (a decision interns it once).
+func (s *Session) holds(d unique.Handle[string]) bool {
 	_, ok := (*s.digests.Load())[d]
 	return ok
 }
 
 // updateDigests applies change to a copy of the digest set and publishes it.
-func (s *Session) updateDigests(change func(map[string]struct{})) {
+func (s *Session) updateDigests(change func(digestSet)) {
 	s.digestMu.Lock()
 	defer s.digestMu.Unlock()
 	old := *s.digests.Load()
-	m := make(map[string]struct{}, len(old)+1)
+	m := make(digestSet, len(old)+1)
 	for k := range old {
 		m[k] = struct{}{}
 	}
@@ -280,10 +299,11 @@ func (s *Session) updateDigests(change func(map[string]struct{})) {
 }
 
 func (s *Session) addDigest(d string) {
-	if s.HasDigest(d) {
+	h := unique.Make(d)
+	if s.holds(h) {
 		return
 	}
-	s.updateDigests(func(m map[string]struct{}) { m[d] = struct{}{} })
+	s.updateDigests(func(m digestSet) { m[h] = struct{}{} })
 }
 
 // Agents lists every agent this controller has seen since it started,
@@ -361,6 +381,7 @@ var candidateBufs = sync.Pool{New: func() any { return new(candidateBuf) }}
 // view, for APP scripts (the default policy reads the index: pickDefault).
 // It takes no lock: a decision under a script costs O(agents) reads.
 func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf) {
+	held := unique.Make(digest)
 	buf.ss, buf.cs = buf.ss[:0], buf.cs[:0]
 	for _, e := range f.index.entries() {
 		s := e.s
@@ -372,7 +393,7 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 		buf.cs = append(buf.cs, scheduler.Candidate{
 			ID: s.ID, Name: s.hello.Name, Labels: s.Labels(),
 			MemTotal: total, MemAvail: avail, MemKnown: s.memKnown.Load(),
-			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(digest),
+			InFlight: int(s.inflight.Load()), HasDigest: s.holds(held),
 		})
 	}
 }
@@ -539,11 +560,7 @@ func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 		connectedAt: time.Now().UnixNano()}
 	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests, s.hello.Crashed = nil, nil, nil, nil
 	s.apply(agent)
-	held := make(map[string]struct{}, len(hello.Digests))
-	for _, d := range hello.Digests {
-		held[d] = struct{}{}
-	}
-	s.digests.Store(&held)
+	s.digests.Store(newDigestSet(hello.Digests...))
 	s.memAvail.Store(hello.MemAvailBytes)
 	s.memKnown.Store(hello.MemTotalBytes > 0)
 	s.lastSeen.Store(time.Now().UnixNano())
@@ -900,9 +917,9 @@ func (f *Fleet) Drop(digests ...string) {
 		if !s.connected.Load() {
 			continue
 		}
-		s.updateDigests(func(m map[string]struct{}) {
+		s.updateDigests(func(m digestSet) {
 			for _, d := range digests {
-				delete(m, d)
+				delete(m, unique.Make(d))
 			}
 		})
 		s.ctrlMu.Lock()

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/wispfn/wisp/controller/scheduler"
 )
@@ -172,6 +173,7 @@ func (s *Session) schedulable(exclude []*Session) bool {
 // the session chosen, and how many sessions the index held.
 func (f *Fleet) pickDefault(fn scheduler.Function, exclude []*Session) (*Session, int, error) {
 	es := f.index.entries()
+	held := unique.Make(fn.Digest)
 	i, err := scheduler.PickRanked(len(es), func(i int, c *scheduler.Candidate) bool {
 		e := &es[i]
 		s := e.s
@@ -179,7 +181,7 @@ func (f *Fleet) pickDefault(fn scheduler.Function, exclude []*Session) (*Session
 			return false
 		}
 		*c = scheduler.Candidate{ID: s.ID, Name: s.hello.Name, MemAvail: e.avail, MemKnown: e.known,
-			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(fn.Digest)}
+			InFlight: int(s.inflight.Load()), HasDigest: s.holds(held)}
 		return true
 	}, fn)
 	if err != nil {

@@ -39,8 +39,7 @@ func (x *indexFleet) connect(id, name string, availMiB int) *Session {
 		s.memAvail.Store(uint64(availMiB) << 20)
 		s.memKnown.Store(true)
 	}
-	held := map[string]struct{}{}
-	s.digests.Store(&held)
+	s.digests.Store(newDigestSet())
 	s.connected.Store(true)
 	old := x.sessions[id]
 	x.sessions[id] = s
@@ -152,7 +151,7 @@ func TestPickDefaultMatchesPick(t *testing.T) {
 			}
 			s := x.connect(fmt.Sprintf("ag_%02d", i), fmt.Sprintf("edge%02d", r.IntN(n)), avail)
 			if r.IntN(2) == 0 {
-				s.updateDigests(func(m map[string]struct{}) { m["sha256:f"] = struct{}{} })
+				s.addDigest("sha256:f")
 			}
 			ss = append(ss, s)
 		}
