@@ -209,7 +209,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			b.Logf("%s: %v of %d agents connected after a minute", c.Name, n, c.share)
 		}
 	}
-	b.Logf("%d agents joined %d controller(s) in %v (%d joins retried, %d sessions made again)", agents, controllers,
+	joined := fmt.Sprintf("%d agents joined %d controller(s) in %v (%d joins retried, %d sessions made again)", agents, controllers,
 		joinTime.Round(time.Millisecond), retried.Load(), reconnects(swarm))
 	cs[0].upload(b, "_", "hello", "hello_wat", nil) // pushed to cs[0]'s agents
 	// Pushes, desired sets and first reports settle: until a 2-s sample
@@ -224,7 +224,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			}
 		}
 	}
-	b.Logf("settled in %v", time.Since(settled).Round(time.Second))
+	b.Logf("%s; settled in %v", joined, time.Since(settled).Round(time.Second))
 
 	idle := 20 * time.Second
 	if v := os.Getenv("WISP_BENCH_IDLE"); v != "" {
@@ -253,8 +253,9 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	// Sessions the controllers dropped while idle (missed load reports,
 	// idle timeouts) and the agents made again: 0 when they hold.
 	idleReconnects := reconnects(swarm) - r0
-	for _, c := range cs {
-		b.Logf("%s: per agent: %s", c.Name, memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
+	notes := make([]string, len(cs)) // what each controller's line says
+	for i, c := range cs {
+		notes[i] = "per agent: " + memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share)
 	}
 	// The same after the runtime's next collections (forced here through
 	// pprof, twice: sync.Pool keeps its contents for one; an idle Go
@@ -267,9 +268,9 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			}
 		}
 		time.Sleep(15 * time.Second)
-		for _, c := range cs {
+		for i, c := range cs {
 			rssGC = append(rssGC, float64(procRSS(c.Cmd.Process.Pid)-c.rss0)/1024/float64(c.share))
-			b.Logf("%s: after GC: RSS %.1f KiB/agent; per agent: %s", c.Name, rssGC[len(rssGC)-1], memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
+			notes[i] += fmt.Sprintf("; after GC: RSS %.1f KiB/agent, %s", rssGC[i], memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
 		}
 	}
 	for _, c := range cs {
@@ -288,6 +289,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%s-%dc-%d-%d.pb.gz", build, name, controllers, agents, i)))
 			}
 		}
+		b.Logf("profiles: %s", filepath.Join(dir, fmt.Sprintf("%s-*-%dc-%d-*.pb.gz", build, controllers, agents)))
 	}
 
 	m0 := scrape(b, cs[0].metricsAddr)
@@ -302,8 +304,8 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 
 	var allCPU, allRSS []float64
 	for i, c := range cs {
-		b.Logf("%s: %d agents, RSS %.1f MiB before, KiB/agent per window %.1f, idle CPU %% per window %.1f",
-			c.Name, c.share, float64(c.rss0)/(1<<20), rss[i], cpu[i])
+		b.Logf("%s: %d agents, RSS %.1f MiB before, KiB/agent per window %.1f, idle CPU %% per window %.1f; %s",
+			c.Name, c.share, float64(c.rss0)/(1<<20), rss[i], cpu[i], notes[i])
 		allCPU = append(allCPU, median(cpu[i]))
 		allRSS = append(allRSS, median(rss[i]))
 	}
@@ -458,7 +460,6 @@ func saveProfile(b *testing.B, addr, profile, path string) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s profile: %s", profile, path)
 }
 
 func median(xs []float64) float64 {

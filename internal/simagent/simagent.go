@@ -100,6 +100,7 @@ type Agent struct {
 	reports    atomic.Int64
 	reconnects atomic.Int64
 	closed     atomic.Bool
+	ownsSwarm  bool // DialOne's: Close closes the swarm too
 
 	mu    sync.Mutex // guards the session's fields below
 	conn  *quic.Conn
@@ -323,9 +324,33 @@ func (a *Agent) Connected() bool {
 // Identity is what the agent needs to come back without a join token.
 func (a *Agent) Identity() *Identity { return &Identity{ID: a.ID, Credential: a.Credential} }
 
+// DialOne dials one agent on a swarm of its own (one UDP socket), which
+// its Close closes: for tests that need an agent or two.
+func DialOne(ctx context.Context, addr, token, name string, opts Options) (*Agent, error) {
+	s, err := New(nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.Dial(ctx, addr, token, name, nil)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	a.ownsSwarm = true
+	return a, nil
+}
+
 // Close ends the agent's session with CloseShutdown (it ran nothing, so
-// every invocation stream it accepted was answered).
+// every invocation stream it accepted was answered), and stops it coming
+// back.
 func (a *Agent) Close() {
+	a.closeSession()
+	if a.ownsSwarm {
+		a.swarm.Close()
+	}
+}
+
+func (a *Agent) closeSession() {
 	a.closed.Store(true)
 	a.mu.Lock()
 	if a.beat != nil {
@@ -354,7 +379,7 @@ func (s *Swarm) Agents() []*Agent {
 // goroutines.
 func (s *Swarm) Close() {
 	for _, a := range s.Agents() {
-		a.Close()
+		a.closeSession()
 	}
 	s.tr.Close()
 	if s.own != nil {
