@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -133,14 +132,19 @@ func BenchmarkInvokeLatency(b *testing.B) {
 	quicRTT := quicEcho(b)
 	quicXRTT := quicEchoProcess(b)
 	rtCall := runtimeCall(b)
+	chain := startChainFloor(b, 1)
+	for range 100 {
+		chain.call(b)
+	}
 
-	var lr, lh, lq, lqx, lrt []time.Duration
+	var lr, lh, lq, lqx, lrt, lc []time.Duration
 	for b.Loop() {
 		lr = append(lr, rest())
 		lh = append(lh, httpRTT())
 		lq = append(lq, quicRTT())
 		lqx = append(lqx, quicXRTT())
 		lrt = append(lrt, rtCall())
+		lc = append(lc, chain.call(b))
 	}
 	// The invocation crosses processes twice (client -> controller ->
 	// agent), so its QUIC floor is a stream round trip to another process,
@@ -153,6 +157,9 @@ func BenchmarkInvokeLatency(b *testing.B) {
 	b.ReportMetric(float64(pct(lq, .5).Microseconds()), "quic-rtt-p50-µs")
 	b.ReportMetric(float64(pct(lrt, .5).Microseconds()), "runtime-p50-µs")
 	b.ReportMetric(float64(pct(lr, .5))/float64(floor), "x-floor-sum")
+	b.ReportMetric(float64(pct(lc, .5).Microseconds()), "chained-floor-p50-µs")
+	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lc, .5)), "x-chained-floor")
+	b.ReportMetric(float64(pct(lr, .99))/float64(pct(lr, .5)), "p99-over-p50")
 	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lh, .5)+pct(lq, .5)+pct(lrt, .5)), "x-floor-sum-inproc-quic")
 }
 
@@ -251,42 +258,33 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	client := &http.Client{Transport: tr}
 	body := []byte(`{"args":{"name":"Ada"}}`)
-	var failed atomic.Int64
-	cpu0 := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid)
-	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	// The chained floor runs first, in the same run and with as many
+	// calls, so each figure has its same-run baseline.
+	chain := startChainFloor(b, clients)
+	chainPerSec, chainCPU := chain.throughput(b, max(b.N, 2000), clients)
+	cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
 	b.ResetTimer()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+c.admin)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	perSec, cpuPer := loadRun(b, b.N, clients, cpu, func() error {
+		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 	b.StopTimer()
-	cpu := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) - cpu0
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d invocations failed", n, b.N)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "invocations/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-µs/inv")
+	b.ReportMetric(perSec, "invocations/s")
+	b.ReportMetric(float64(cpuPer.Microseconds()), "server-cpu-µs/inv")
+	b.ReportMetric(chainPerSec, "chained-floor-req/s")
+	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
+	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
 }
 
 // BenchmarkFirstInvocation: a new 100 KiB function, pushed to the agent
