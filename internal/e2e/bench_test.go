@@ -83,9 +83,22 @@ func pct(d []time.Duration, p float64) time.Duration {
 
 // benchPlatform starts a controller and one agent as processes, with the
 // C hello function uploaded and warm.
+//
+// With WISP_BENCH_PROFILE_DIR set, both processes write CPU profiles there
+// (controller.prof, agent.prof; internal/profiling), stopped gracefully
+// when the benchmark ends so the files are complete.
 func benchPlatform(b *testing.B) (*controller, *proc) {
-	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
-	agent := startAgent(b, c, c.joinToken(b, ""), "edge1", b.TempDir())
+	var cenv, aenv []string
+	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
+	if profDir != "" {
+		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
+		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
+	}
+	c := startControllerEnv(b, b.TempDir(), "", "127.0.0.1:0", cenv)
+	agent := startAgentEnv(b, c, c.joinToken(b, ""), "edge1", b.TempDir(), aenv)
+	if profDir != "" {
+		b.Cleanup(func() { agent.Stop(); c.Stop() })
+	}
 	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
 	if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {
 		b.Fatalf("warm-up: %d %s", status, body)
