@@ -25,6 +25,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 )
 
 // procCPU returns the user+system CPU time a process has used.
@@ -87,15 +88,19 @@ func pct(d []time.Duration, p float64) time.Duration {
 // With WISP_BENCH_PROFILE_DIR set, both processes write CPU profiles there
 // (controller.prof, agent.prof; internal/profiling), stopped gracefully
 // when the benchmark ends so the files are complete.
-func benchPlatform(b *testing.B) (*controller, *proc) {
+func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b, "") }
+
+// benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
+// embedded store).
+func benchPlatformOn(b *testing.B, dsn string) (*controller, *proc) {
 	var cenv, aenv []string
 	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
 	if profDir != "" {
 		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
 		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
 	}
-	c := startControllerEnv(b, b.TempDir(), "", "127.0.0.1:0", cenv)
-	agent := startAgentEnv(b, c, c.joinToken(b, ""), "edge1", b.TempDir(), aenv)
+	c := startControllerEnv(b, b.TempDir(), dsn, "127.0.0.1:0", cenv)
+	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
 	if profDir != "" {
 		b.Cleanup(func() { agent.Stop(); c.Stop() })
 	}
@@ -298,6 +303,41 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	b.ReportMetric(chainPerSec, "chained-floor-req/s")
 	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
 	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
+}
+
+// BenchmarkInvokeThroughputStores: BenchmarkInvokeThroughput's load on the
+// embedded store and on Postgres, one after the other in the same run
+// (issue 16, point 5: Postgres ≥ 0.9× the embedded store).
+func BenchmarkInvokeThroughputStores(b *testing.B) {
+	const clients = 64
+	body := []byte(`{"args":{"name":"Ada"}}`)
+	run := func(dsn string) (float64, time.Duration) {
+		c, agent := benchPlatformOn(b, dsn)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+		cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
+		return loadRun(b, max(b.N, 2000), clients, cpu, func() error {
+			req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+c.admin)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		})
+	}
+	embedded, ecpu := run("")
+	pg, pcpu := run(testpg.Schema(b, 0))
+	b.ReportMetric(embedded, "embedded-inv/s")
+	b.ReportMetric(pg, "postgres-inv/s")
+	b.ReportMetric(float64(ecpu.Microseconds()), "embedded-cpu-µs/inv")
+	b.ReportMetric(float64(pcpu.Microseconds()), "postgres-cpu-µs/inv")
+	b.ReportMetric(pg/embedded, "x-postgres-vs-embedded")
 }
 
 // BenchmarkFirstInvocation: a new 100 KiB function, pushed to the agent
