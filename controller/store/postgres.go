@@ -24,6 +24,9 @@ import (
 type Postgres struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// closedCtx is done once Close is called: change feeds end then.
+	closedCtx context.Context
+	closed    context.CancelFunc
 }
 
 var _ Store = (*Postgres)(nil)
@@ -77,9 +80,10 @@ func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres,
 		pool.Close()
 		return nil, fmt.Errorf("store: connect to postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	p := &Postgres{pool: pool, log: log}
+	closedCtx, closed := context.WithCancel(context.Background())
+	p := &Postgres{pool: pool, log: log, closedCtx: closedCtx, closed: closed}
 	if err := p.migrate(ctx); err != nil {
-		pool.Close()
+		p.Close()
 		return nil, err
 	}
 	return p, nil
@@ -675,6 +679,7 @@ func (p *Postgres) Ping(ctx context.Context) error {
 
 // Close closes the pool, waiting for connections in use to be released.
 func (p *Postgres) Close() error {
+	p.closed()
 	p.pool.Close()
 	return nil
 }
@@ -798,11 +803,12 @@ func agentValues(a Agent) []any {
 		int64(a.JoinMemBytes), a.Control.Cordoned, a.Control.Labels, int64(a.Control.MemCapBytes)}
 }
 
-func scanAgent(row pgx.Row) (Agent, error) {
+// scanAgent reads agentColumns, then the extra destinations if any.
+func scanAgent(row pgx.Row, extra ...any) (Agent, error) {
 	var a Agent
 	var joinMem, memCap int64
-	err := row.Scan(&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen,
-		&joinMem, &a.Control.Cordoned, &a.Control.Labels, &memCap)
+	err := row.Scan(append([]any{&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen,
+		&joinMem, &a.Control.Cordoned, &a.Control.Labels, &memCap}, extra...)...)
 	a.Labels, a.Control.Labels = prepareLabels(a.Labels), prepareLabels(a.Control.Labels)
 	a.JoinMemBytes, a.Control.MemCapBytes = uint64(joinMem), uint64(memCap)
 	a.Created, a.LastSeen = a.Created.UTC(), a.LastSeen.UTC()

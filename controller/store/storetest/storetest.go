@@ -106,6 +106,8 @@ func Run(t *testing.T, open Opener) {
 		{"KeptDigests", testKeptDigests},
 		{"ConcurrentVersions", testConcurrentVersions},
 		{"ConcurrentQuarantine", testConcurrentQuarantine},
+		{"ChangeFeed", testChangeFeed},
+		{"Membership", testMembership},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
