@@ -25,7 +25,8 @@ type MemberConfig struct {
 	Store store.Membership
 	// ID is this controller's instance id (NewInstanceID).
 	ID string
-	// RESTAddr and QUICAddr are where it listens, as shown to operators.
+	// RESTAddr and QUICAddr are where it listens, as shown to operators
+	// (or later, SetAddrs).
 	RESTAddr, QUICAddr string
 	// Heartbeat and DeadAfter: zero takes HeartbeatInterval and DeadAfter.
 	Heartbeat, DeadAfter time.Duration
@@ -42,10 +43,12 @@ type Member struct {
 	log  *slog.Logger
 	kick chan struct{}
 
-	mu   sync.Mutex
-	up   map[string]store.AgentLink // this controller's live sessions, by agent
-	puts map[string]store.AgentLink // links to write, by agent
-	dels []store.AgentLink          // ended sessions whose links to remove
+	mu sync.Mutex
+	// restAddr and quicAddr are where this controller listens (SetAddrs).
+	restAddr, quicAddr string
+	up                 map[string]store.AgentLink // this controller's live sessions, by agent
+	puts               map[string]store.AgentLink // links to write, by agent
+	dels               []store.AgentLink          // ended sessions whose links to remove
 }
 
 // NewMember checks cfg and returns a Member; it does no I/O.
@@ -62,8 +65,16 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Member{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1),
+	return &Member{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), restAddr: cfg.RESTAddr, quicAddr: cfg.QUICAddr,
 		up: map[string]store.AgentLink{}, puts: map[string]store.AgentLink{}}, nil
+}
+
+// SetAddrs sets the addresses the next heartbeats show (the controller
+// knows them once it listens).
+func (m *Member) SetAddrs(rest, quic string) {
+	m.mu.Lock()
+	m.restAddr, m.quicAddr = rest, quic
+	m.mu.Unlock()
 }
 
 // ID is this controller's instance id.
@@ -138,7 +149,10 @@ func (m *Member) Run(ctx context.Context) error {
 // beat, or one after others removed this controller as dead while it was
 // stalled) gets every live session's link written again.
 func (m *Member) heartbeat(ctx context.Context) {
-	created, err := m.cfg.Store.HeartbeatController(ctx, store.Controller{ID: m.cfg.ID, RESTAddr: m.cfg.RESTAddr, QUICAddr: m.cfg.QUICAddr})
+	m.mu.Lock()
+	c := store.Controller{ID: m.cfg.ID, RESTAddr: m.restAddr, QUICAddr: m.quicAddr}
+	m.mu.Unlock()
+	created, err := m.cfg.Store.HeartbeatController(ctx, c)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("cluster: heartbeat failed", "err", err)

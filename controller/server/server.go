@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -225,7 +226,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log, Tracer: tracer})
 	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
 		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
-	fl, err := fleet.New(fleet.Config{
+	member, err := newMember(st, hostname, log)
+	if err != nil {
+		return err
+	}
+	flCfg := fleet.Config{
 		Identity:     identity,
 		Store:        st,
 		ControllerID: hostname,
@@ -236,7 +241,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 
 		DefaultAllowHosts: cfg.DefaultAllowHosts,
 		Secrets:           secretSvc,
-	})
+	}
+	if member != nil {
+		flCfg.Cluster = member
+	}
+	if _, ok := st.(store.ChangeFeed); ok {
+		flCfg.AgentRefresh = -1 // the follower below refreshes agents
+	}
+	fl, err := fleet.New(flCfg)
 	if err != nil {
 		return err
 	}
@@ -257,6 +269,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return err
 	}
 	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: hot, log: log}
+	follower, err := newFollower(st, dist, fl, log)
+	if err != nil {
+		return err
+	}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -337,6 +353,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { cacheDone <- hot.Watch(fleetCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
+	// This controller in its cluster: its row and agent links, and the
+	// changes other controllers commit (controller/cluster).
+	clusterDone := make(chan struct{})
+	go func() {
+		defer close(clusterDone)
+		var wg sync.WaitGroup
+		if member != nil {
+			member.SetAddrs(ln.Addr().String(), pc.LocalAddr().String())
+			wg.Go(func() { member.Run(fleetCtx) })
+		}
+		if follower != nil {
+			wg.Go(func() { follower.Run(fleetCtx) })
+		}
+		wg.Wait()
+	}()
 	// Cloud timers stop before the fleet, so that their runs in flight
 	// drain through it (cron.DefaultDrainTimeout).
 	timersCtx, stopTimers := context.WithCancel(fleetCtx)
@@ -378,6 +409,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-sinksDone
 	<-prunerDone // stops between two batches
 	<-cacheDone
+	<-clusterDone
 	<-restored
 	stopTracing()
 	<-traceDone
