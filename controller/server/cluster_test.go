@@ -24,10 +24,10 @@ import (
 	"github.com/wispfn/wisp/agent/state"
 	"github.com/wispfn/wisp/controller/auth"
 	"github.com/wispfn/wisp/controller/fleet"
-	"github.com/wispfn/wisp/protocol"
 	"github.com/wispfn/wisp/internal/testing/testhttp"
 	"github.com/wispfn/wisp/internal/testing/testpg"
 	"github.com/wispfn/wisp/internal/testing/testwait"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // Two controller servers on one Postgres schema, in this process: the
