@@ -40,12 +40,16 @@ type FollowerConfig struct {
 
 // Follower makes this controller follow the changes every controller
 // commits to the store (its own included): it watches the store's change
-// feed and calls Content and Agents, coalesced, and both every Reconcile
-// even when the feed is silent.
+// feed and calls Content and Agents, each coalesced, and both every
+// Reconcile even when the feed is silent. The two reactions run apart, so
+// a slow one (a content resync waiting for an MQTT broker) never holds up
+// the other (a removed agent's session closed at once).
 type Follower struct {
-	cfg  FollowerConfig
-	log  *slog.Logger
-	kick chan struct{}
+	cfg FollowerConfig
+	log *slog.Logger
+
+	// contentKick and agentsKick wake the two reactions (capacity 1).
+	contentKick, agentsKick chan struct{}
 
 	mu        sync.Mutex
 	content   bool
@@ -67,31 +71,42 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), agents: map[string]struct{}{}}, nil
+	return &Follower{cfg: cfg, log: cfg.Logger, contentKick: make(chan struct{}, 1), agentsKick: make(chan struct{}, 1),
+		agents: map[string]struct{}{}}, nil
 }
 
-// note records a change for the next reaction; it never blocks (the
+// note records a change for the next reactions; it never blocks (the
 // feed's connection waits for it).
 func (f *Follower) note(c store.Change) {
+	content, agents := false, false
 	f.mu.Lock()
 	switch c.Kind {
 	case store.ChangeAll:
 		f.content, f.allAgents = true, true
+		content, agents = true, true
 	case store.ChangeFunctions, store.ChangeModules, store.ChangeScripts, store.ChangeSecrets:
-		f.content = true
+		f.content, content = true, true
 	case store.ChangeAgents:
 		if c.Key == "" || len(f.agents) >= maxAgentKeys {
 			f.allAgents = true
 		} else {
 			f.agents[c.Key] = struct{}{}
 		}
-	default:
-		f.mu.Unlock()
-		return // subjects, join tokens: nothing here follows them
+		agents = true
 	}
+	// Subjects and join tokens: nothing here follows them.
 	f.mu.Unlock()
+	if content {
+		kick(f.contentKick)
+	}
+	if agents {
+		kick(f.agentsKick)
+	}
+}
+
+func kick(ch chan struct{}) {
 	select {
-	case f.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -114,6 +129,8 @@ func (f *Follower) Run(ctx context.Context) error {
 			}
 		}
 	})
+	wg.Go(func() { f.react(ctx, f.contentKick, f.reactContent) })
+	wg.Go(func() { f.react(ctx, f.agentsKick, f.reactAgents) })
 	reconcile := time.NewTicker(f.cfg.Reconcile)
 	defer reconcile.Stop()
 	for {
@@ -122,32 +139,48 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		case <-reconcile.C:
 			f.note(store.Change{Kind: store.ChangeAll})
-			continue
-		case <-f.kick:
 		}
-		// Let the changes of the next Coalesce join this reaction.
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(f.cfg.Coalesce):
-		}
-		f.react(ctx)
 	}
 }
 
-// react takes what was noted and calls the reactions: agents first, so
-// that a removed agent is gone and a cordon applied before desired sets
-// are sent.
-func (f *Follower) react(ctx context.Context) {
+// react runs reaction after each wake-up, once the changes of the next
+// Coalesce have joined it.
+func (f *Follower) react(ctx context.Context, wake <-chan struct{}, reaction func(context.Context)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(f.cfg.Coalesce):
+		}
+		reaction(ctx)
+	}
+}
+
+func (f *Follower) reactContent(ctx context.Context) {
 	f.mu.Lock()
-	content, all := f.content, f.allAgents
+	content := f.content
+	f.content = false
+	f.mu.Unlock()
+	if content {
+		f.cfg.Content(ctx)
+	}
+}
+
+func (f *Follower) reactAgents(ctx context.Context) {
+	f.mu.Lock()
+	all := f.allAgents
 	var ids []string
 	if !all {
 		for id := range f.agents {
 			ids = append(ids, id)
 		}
 	}
-	f.content, f.allAgents = false, false
+	f.allAgents = false
 	clear(f.agents)
 	f.mu.Unlock()
 	switch {
@@ -155,8 +188,5 @@ func (f *Follower) react(ctx context.Context) {
 		f.cfg.Agents(ctx, nil)
 	case len(ids) > 0:
 		f.cfg.Agents(ctx, ids)
-	}
-	if content {
-		f.cfg.Content(ctx)
 	}
 }

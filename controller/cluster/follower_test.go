@@ -86,7 +86,7 @@ func TestFollowerCoalesces(t *testing.T) {
 	} {
 		feed.ch <- c
 	}
-	testwait.For(t, 5*time.Second, "the burst's reaction", func() bool { c, _ := r.counts(); return c == 2 })
+	testwait.For(t, 5*time.Second, "the burst's reactions", func() bool { c, a := r.counts(); return c == 2 && len(a) == 2 })
 	c, a := r.counts()
 	if c != 2 || len(a) != 2 || !slices.Equal(a[1], []string{"ag_1", "ag_2"}) {
 		t.Fatalf("after a burst: content %d, agents %v; want one reaction with ag_1, ag_2", c, a)
@@ -118,4 +118,41 @@ func TestFollowerReconciles(t *testing.T) {
 		c, a := r.counts()
 		return c >= 3 && len(a) >= 3 && a[2] == nil
 	})
+}
+
+// TestFollowerReactionsApart: a content resync that hangs (a broker that
+// does not answer) does not hold up the agents' reaction.
+func TestFollowerReactionsApart(t *testing.T) {
+	t.Parallel()
+	feed := &fakeFeed{ch: make(chan store.Change)}
+	release := make(chan struct{})
+	agents := make(chan []string, 10)
+	f, err := NewFollower(FollowerConfig{Feed: feed, Reconcile: time.Hour,
+		Content: func(ctx context.Context) { // every resync hangs, the first included
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		},
+		Agents: func(_ context.Context, ids []string) { agents <- ids }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() { close(release); cancel(); <-done })
+	if ids := <-agents; ids != nil {
+		t.Fatalf("first agents reaction %v, want all", ids)
+	}
+	feed.ch <- store.Change{Kind: store.ChangeFunctions, Key: "_/f"}
+	feed.ch <- store.Change{Kind: store.ChangeAgents, Key: "ag_1"}
+	select {
+	case ids := <-agents:
+		if !slices.Equal(ids, []string{"ag_1"}) {
+			t.Fatalf("agents reaction %v, want ag_1", ids)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the agents' reaction waited for a hung content resync")
+	}
 }
