@@ -13,8 +13,10 @@
 // subjects, join tokens, and what operators set on agents) with
 // LISTEN/NOTIFY from triggers (migration 0014), whichever controller made
 // it, or an operator by hand in SQL. A Follower watches the feed and calls
-// two reactions of the controller, coalesced (the changes that come
-// within 25 ms of the first make one call):
+// two reactions of the controller, each coalesced (the changes that come
+// within 25 ms of the first make one call) and run apart from the other
+// (a content resync waiting for an MQTT broker does not hold up a
+// removal):
 //
 //   - functions, modules, scripts, secrets: Content, which re-syncs every
 //     agent's desired set (an agent whose set did not change is sent
