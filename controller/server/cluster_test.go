@@ -329,9 +329,28 @@ func TestClusterFollowsChanges(t *testing.T) {
 		t.Fatal("the agent lost its session after forged notifications")
 	}
 
+	// Cordoned through A: B stops scheduling on it at once; uncordoned, it
+	// schedules again.
+	invokeB := func() int {
+		status, _ := testhttp.Do(t, http.MethodPost, b.url+"/v1/fn/_/hello", b.admin, "application/json", strings.NewReader(`{"args":{}}`))
+		return status
+	}
+	if st := invokeB(); st != http.StatusOK {
+		t.Fatalf("invoke through B: %d", st)
+	}
+	start := time.Now()
+	a.do(t, http.MethodPut, "/v1/admin/agents/"+id+"/cordon", "", nil, http.StatusOK, nil)
+	testwait.For(t, 5*time.Second, "B refusing to schedule on the cordoned agent", func() bool { return invokeB() == http.StatusServiceUnavailable })
+	t.Logf("cordoned through A: B stopped scheduling on the agent after %v", time.Since(start).Round(time.Millisecond))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the cordon reached B after %v, want within 1s", d)
+	}
+	a.do(t, http.MethodDelete, "/v1/admin/agents/"+id+"/cordon", "", nil, http.StatusOK, nil)
+	testwait.For(t, 5*time.Second, "B scheduling on the uncordoned agent", func() bool { return invokeB() == http.StatusOK })
+
 	// Removed through A: B closes its session, and the agent, its token
 	// kept, stays out (it is refused and its link ends).
-	start := time.Now()
+	start = time.Now()
 	a.do(t, http.MethodDelete, "/v1/admin/agents/"+id, "", nil, http.StatusNoContent, nil)
 	testwait.For(t, 5*time.Second, "the agent's session with B closed", func() bool { return !agent.link.Status().Connected })
 	t.Logf("removed through A: the agent's session with B closed after %v", time.Since(start).Round(time.Millisecond))
@@ -358,4 +377,25 @@ func schemaOf(t testing.TB, dsn string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestClusterControllerLeaves: a controller that stops takes its links
+// with it: the other lists its agent as connected to no controller.
+func TestClusterControllerLeaves(t *testing.T) {
+	t.Parallel()
+	a, b, _ := clusterOfTwo(t)
+	startTestAgent(t, b.quic, a.joinToken(t), "edge")
+	testwait.Until(t, 15*time.Second, func() error {
+		if as := a.agents(t); len(as) != 1 || !slices.Equal(as[0].Controllers, []string{"ctl-b"}) || as[0].Engine == "" {
+			return fmt.Errorf("GET /v1/agents on A: %+v", as)
+		}
+		return nil
+	})
+	b.stop() // its agent keeps trying to reconnect to it
+	testwait.Until(t, 5*time.Second, func() error {
+		if as := a.agents(t); len(as) != 1 || as[0].Connected || len(as[0].Controllers) != 0 {
+			return fmt.Errorf("GET /v1/agents on A after B stopped: %+v", as)
+		}
+		return nil
+	})
 }
