@@ -254,14 +254,23 @@ func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
 // own included), and pushes the code the agent lacks in any case (an
 // agent of another controller may lack code this one never pushed).
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) {
+	if missing := f.sendDesired(s, in); len(missing) > 0 {
+		f.pushMissing(ctx, s, missing)
+	}
+}
+
+// sendDesired sends s its set made of in unless it is the one sent last,
+// and returns the functions whose code the agent lacks. Sends to one
+// session are ordered; pushes are not held up by them, nor they by
+// pushes.
+func (f *Fleet) sendDesired(s *Session, in *desiredInputs) (missing []store.Function) {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	if in.gen < s.desiredGen {
-		return // a set made from a later read was sent already
+		return nil // a set made from a later read was sent already
 	}
 	s.desiredGen = in.gen
 	set := &protocol.DesiredSet{}
-	var missing []store.Function
 	for _, fn := range in.fns {
 		if !assigned(s, fn, in.scripts, in.labelled) {
 			continue
@@ -272,7 +281,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) 
 		// the agent keeps its last one.
 		if in.unreadable[key] {
 			f.log.Warn("the desired set is not sent: a function's secrets cannot be read now", "agent", s.ID, "module", fn.Module, "function", fn.Name)
-			return
+			return nil
 		}
 		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest,
 			LocalTopics: fnspec.LocalTopics(fn.Spec.Events), Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
@@ -287,7 +296,7 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) 
 	payload := set.Append(nil)
 	if n := len(payload); n > maxDesiredSetBytes {
 		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
-		return
+		return nil
 	}
 	if sum := sha256.Sum256(payload); !s.desiredSent || sum != s.desiredSum {
 		s.ctrlMu.Lock()
@@ -295,27 +304,56 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) 
 		s.ctrlMu.Unlock()
 		if err != nil {
 			f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
-			return
+			return nil
 		}
 		s.desiredSum, s.desiredSent = sum, true
 		f.cfg.Metrics.desiredSent()
 	}
-	pushed := map[string]bool{}
-	for _, fn := range missing {
-		if pushed[fn.Digest] || s.HasDigest(fn.Digest) {
+	return missing
+}
+
+// pushMissing pushes the code of fns the agent still lacks, one digest
+// at a time, skipping a digest another sync of the session is pushing.
+func (f *Fleet) pushMissing(ctx context.Context, s *Session, fns []store.Function) {
+	for _, fn := range fns {
+		if s.HasDigest(fn.Digest) || !s.startPush(fn.Digest) {
 			continue
 		}
-		pushed[fn.Digest] = true
-		code, err := f.cfg.Store.Code(ctx, fn.Digest)
-		if err != nil {
-			f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, pushTimeout)
-		if err := s.Push(pctx, fn.Digest, code); err != nil {
-			f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
-		}
-		cancel()
+		f.pushOne(ctx, s, fn)
+		s.endPush(fn.Digest)
+	}
+}
+
+// startPush claims digest d for a push to s; false when one is running.
+func (s *Session) startPush(d string) bool {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if _, busy := s.pushing[d]; busy {
+		return false
+	}
+	if s.pushing == nil {
+		s.pushing = map[string]struct{}{}
+	}
+	s.pushing[d] = struct{}{}
+	return true
+}
+
+func (s *Session) endPush(d string) {
+	s.syncMu.Lock()
+	delete(s.pushing, d)
+	s.syncMu.Unlock()
+}
+
+func (f *Fleet) pushOne(ctx context.Context, s *Session, fn store.Function) {
+	code, err := f.cfg.Store.Code(ctx, fn.Digest)
+	if err != nil {
+		f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	if err := s.Push(pctx, fn.Digest, code); err != nil {
+		f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
 	}
 }
 

@@ -214,14 +214,16 @@ type Session struct {
 	inflight atomic.Int64
 	total    atomic.Uint64
 
-	// syncMu orders the desired-set syncs of the session; desiredGen is
+	// syncMu orders the desired sets sent to the session; desiredGen is
 	// the read its last set was made from, desiredSum that set's sha256
 	// (desiredSent: one was sent), so that an unchanged set is not sent
-	// again. A new connection is a new Session: it gets its set.
+	// again. A new connection is a new Session: it gets its set. pushing
+	// holds the digests a sync is pushing (desired.go).
 	syncMu      sync.Mutex
 	desiredGen  uint64
 	desiredSum  [sha256.Size]byte
 	desiredSent bool
+	pushing     map[string]struct{}
 
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.

@@ -4,18 +4,22 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/wispfn/wisp/controller/store"
 )
 
-// BenchmarkPropagation: the time from a function change made through
-// controller A's REST API (the call's start: the change commits within
-// it) to an agent connected only to controller B holding the new desired
-// set, beside the same change made through B itself, alternately in one
-// run (the same-run baseline). Each iteration updates the function twice,
-// once through each controller, flipping its code between two fixtures.
+// BenchmarkPropagation: the time from a function change committed through
+// controller A's REST API (when a listener of its own on the database got
+// the change's notification) to an agent connected only to controller B
+// holding the new desired set, beside the same change made through B
+// itself, alternately in one run (the same-run baseline). Each iteration
+// updates the function twice, once through each controller, flipping its
+// code between two fixtures.
 //
 //	go test -run '^$' -bench Propagation -benchtime 50x ./controller/server/
 func BenchmarkPropagation(b *testing.B) {
-	a, bc, _ := clusterOfTwo(b)
+	a, bc, dsn := clusterOfTwo(b)
+	commits := watchCommits(b, dsn)
 	agent := startTestAgent(b, bc.quic, a.joinToken(b), "edge")
 	codes := []string{"hello_c", "echo_rust"}
 	digests := []string{digestOf(b, codes[0]), digestOf(b, codes[1])}
@@ -27,7 +31,8 @@ func BenchmarkPropagation(b *testing.B) {
 		flip = 1 - flip
 		start := time.Now()
 		through.putFunction(b, "f", codes[flip], true)
-		return agent.waitSet(b, 30*time.Second, "f@"+digests[flip]).Sub(start)
+		held := agent.waitSet(b, 30*time.Second, "f@"+digests[flip])
+		return held.Sub(commits.first(b, start, store.Change{Kind: store.ChangeFunctions, Key: "_/f"}))
 	}
 	b.ResetTimer()
 	for range b.N {
