@@ -219,11 +219,37 @@ type desiredInputs struct {
 	// whose secrets cannot be opened now.
 	secrets    map[string][]protocol.Secret
 	unreadable map[string]bool
+	// used holds the digests of every function and of the code agents
+	// keep for rollbacks; gone caches, for a digest an agent holds
+	// outside it, whether the store still has its code (goneMu).
+	used   map[string]bool
+	goneMu sync.Mutex
+	gone   map[string]bool
+}
+
+// codeGone reports whether the store no longer holds d's code (no
+// function and no kept version uses it: it was collected), asking it at
+// most once per sync. A store that cannot say (no store.CodeChecker), or
+// a read that fails, says no.
+func (in *desiredInputs) codeGone(ctx context.Context, st Store, d string) bool {
+	cc, ok := st.(store.CodeChecker)
+	if !ok {
+		return false
+	}
+	in.goneMu.Lock()
+	defer in.goneMu.Unlock()
+	if g, ok := in.gone[d]; ok {
+		return g
+	}
+	has, err := cc.HasCode(ctx, d)
+	in.gone[d] = err == nil && !has
+	return in.gone[d]
 }
 
 // desiredInputs reads what desired sets are made of.
 func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
-	in := &desiredInputs{gen: f.desiredGen.Add(1), secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{}}
+	in := &desiredInputs{gen: f.desiredGen.Add(1), secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{},
+		used: map[string]bool{}, gone: map[string]bool{}}
 	fns, err := f.cfg.Store.ListFunctions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list functions: %w", err)
@@ -232,7 +258,13 @@ func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
 	in.scripts = f.scripts(ctx)
 	in.labelled = f.labelledTags(ctx)
 	in.kept = f.keptDigests(ctx)
+	for _, ds := range in.kept {
+		for _, d := range ds {
+			in.used[d] = true
+		}
+	}
 	for _, fn := range fns {
+		in.used[fn.Digest] = true
 		if len(fn.Spec.Config.Secrets) == 0 {
 			continue
 		}
@@ -253,9 +285,24 @@ func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
 // nothing: every controller resyncs on every change it learns of, its
 // own included), and pushes the code the agent lacks in any case (an
 // agent of another controller may lack code this one never pushed).
+//
+// An agent holding code the store collected (a function deleted through
+// another controller, whose Drop went only to that controller's agents)
+// is told to drop it.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) {
 	if missing := f.sendDesired(s, in); len(missing) > 0 {
 		f.pushMissing(ctx, s, missing)
+	}
+	var gone []string
+	for d := range *s.digests.Load() {
+		if !in.used[d] && in.codeGone(ctx, f.cfg.Store, d) {
+			gone = append(gone, d)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		f.log.Info("telling an agent to drop code no function uses any more", "agent", s.ID, "digests", gone)
+		s.drop(gone)
 	}
 }
 

@@ -913,20 +913,24 @@ func (f *Fleet) Drop(digests ...string) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for _, s := range f.sessions {
-		if !s.connected.Load() {
-			continue
+		if s.connected.Load() {
+			s.drop(digests)
 		}
-		s.updateDigests(func(m map[string]struct{}) {
-			for _, d := range digests {
-				delete(m, d)
-			}
-		})
-		s.ctrlMu.Lock()
-		err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
-		s.ctrlMu.Unlock()
-		if err != nil {
-			f.log.Warn("sending drop", "agent", s.ID, "err", err)
+	}
+}
+
+// drop tells the session's agent to forget digests.
+func (s *Session) drop(digests []string) {
+	s.updateDigests(func(m map[string]struct{}) {
+		for _, d := range digests {
+			delete(m, d)
 		}
+	})
+	s.ctrlMu.Lock()
+	err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
+	s.ctrlMu.Unlock()
+	if err != nil {
+		s.f.log.Warn("sending drop", "agent", s.ID, "err", err)
 	}
 }
 

@@ -296,6 +296,15 @@ func TestClusterFollowsChanges(t *testing.T) {
 	measure("delete", "two", func() { a.do(t, http.MethodDelete, "/v1/fn/_/two", "", nil, http.StatusNoContent, nil) }, "hello@"+echo)
 	// B pushed the code its agent lacked, though the function was made on A.
 	testwait.For(t, 10*time.Second, "the code on the agent", func() bool { return agent.state.HasCode(echo) })
+	// Code no function uses any more after a delete through A (whose Drop
+	// goes to A's agents only) leaves the agent of B too.
+	trap := digestOf(t, "trap")
+	a.putFunction(t, "solo", "trap", false)
+	testwait.For(t, 10*time.Second, "solo's code on the agent", func() bool { return agent.state.HasCode(trap) })
+	a.do(t, http.MethodDelete, "/v1/fn/_/solo", "", nil, http.StatusNoContent, nil)
+	start := time.Now()
+	testwait.For(t, 5*time.Second, "solo's code dropped by the agent", func() bool { return !agent.state.HasCode(trap) })
+	t.Logf("deleted through A: the agent of B dropped its code after %v", time.Since(start).Round(time.Millisecond))
 
 	// Both controllers list the agent as B's, B with what its session knows.
 	var id string
@@ -345,7 +354,7 @@ func TestClusterFollowsChanges(t *testing.T) {
 	if st := invokeB(); st != http.StatusOK {
 		t.Fatalf("invoke through B: %d", st)
 	}
-	start := time.Now()
+	start = time.Now()
 	a.do(t, http.MethodPut, "/v1/admin/agents/"+id+"/cordon", "", nil, http.StatusOK, nil)
 	testwait.For(t, 5*time.Second, "B refusing to schedule on the cordoned agent", func() bool { return invokeB() == http.StatusServiceUnavailable })
 	t.Logf("cordoned through A: B stopped scheduling on the agent after %v", time.Since(start).Round(time.Millisecond))

@@ -815,6 +815,20 @@ func (e *Embedded) Code(ctx context.Context, digest string) ([]byte, error) {
 	return code, nil
 }
 
+// HasCode reports whether the code of a digest is stored, without reading
+// it (CodeChecker).
+func (e *Embedded) HasCode(ctx context.Context, digest string) (bool, error) {
+	var ok bool
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketCode).Get([]byte(digest)) != nil
+		return nil
+	})
+	if err != nil {
+		return false, boltFail(err, "code %s", digest)
+	}
+	return ok, nil
+}
+
 // CodeCount returns how many distinct code blobs are stored. It is not part
 // of Store; tests use it to check that code is kept once per digest and
 // dropped when unused.

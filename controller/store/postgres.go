@@ -534,6 +534,16 @@ func (p *Postgres) Code(ctx context.Context, digest string) ([]byte, error) {
 	return b, nil
 }
 
+// HasCode reports whether the code of a digest is stored, without reading
+// it (CodeChecker).
+func (p *Postgres) HasCode(ctx context.Context, digest string) (bool, error) {
+	var ok bool
+	if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM code WHERE digest = $1)`, digest).Scan(&ok); err != nil {
+		return false, pgFail(err, "code %s", digest)
+	}
+	return ok, nil
+}
+
 // CodeCount returns how many distinct code blobs are stored. It is not part
 // of Store; tests use it to check that code is kept once per digest and
 // dropped when unused.
