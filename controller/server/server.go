@@ -8,6 +8,8 @@
 // for FunLess's 207, cloud bindings of the stored functions, cloud
 // messages turned into invocations) are tested here, in wiring_test.go;
 // that no goroutine outlives Run is checked by internal/devenv's test.
+// Several controllers on one Postgres (controller/cluster) are tested in
+// cluster_test.go: two servers in one process, a real agent, real QUIC.
 package server
 
 import (
@@ -169,7 +171,8 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 
 // Run runs a controller until ctx is done: the REST API, the QUIC listener
 // for agents, the activation recorder and pruner, the sink worker, the
-// cloud MQTT events and the cloud timers. ready, when set, is called with
+// cloud MQTT events, the cloud timers, and this controller's part in its
+// cluster (its membership, and following the store's change feed). ready, when set, is called with
 // the REST and QUIC addresses once both listen. Shutdown drains: the API
 // stops accepting and finishes its requests, the timers let their runs
 // finish, then the fleet, the recorder (which flushes) and the workers
