@@ -72,6 +72,8 @@ type agentTags struct {
 	mu     sync.Mutex
 	loaded bool
 	byID   map[string][]string
+	// loadMu makes the first read of every agent one read.
+	loadMu sync.Mutex
 }
 
 // tagsOf is the tag values of labels ("tag=t" gives t).
@@ -135,17 +137,25 @@ func (t *agentTags) set(id string, labels []string) bool {
 }
 
 // labelledTags is the cluster's set of tags some agent is labelled with,
-// reading every agent the first time.
+// reading every agent the first time (once, however many sessions ask at
+// once: agents reconnecting to a restarted controller).
 func (f *Fleet) labelledTags(ctx context.Context) map[string]bool {
 	f.tags.mu.Lock()
 	loaded := f.tags.loaded
 	f.tags.mu.Unlock()
 	if !loaded {
-		if as, err := f.cfg.Store.ListAgents(ctx); err == nil {
-			f.tags.setAll(as)
-		} else {
-			f.log.Warn("listing agents for assignment", "err", err)
+		f.tags.loadMu.Lock()
+		f.tags.mu.Lock()
+		loaded = f.tags.loaded
+		f.tags.mu.Unlock()
+		if !loaded {
+			if as, err := f.cfg.Store.ListAgents(ctx); err == nil {
+				f.tags.setAll(as)
+			} else {
+				f.log.Warn("listing agents for assignment", "err", err)
+			}
 		}
+		f.tags.loadMu.Unlock()
 	}
 	f.tags.mu.Lock()
 	defer f.tags.mu.Unlock()
@@ -408,6 +418,7 @@ func (f *Fleet) pushOne(ctx context.Context, s *Session, fn store.Function) {
 // function changed) and pushes the code it lacks. Agents whose set did
 // not change get nothing.
 func (f *Fleet) SyncDesired(ctx context.Context) {
+	f.desiredEpoch.Add(1) // what connecting sessions share is stale now
 	in, err := f.desiredInputs(ctx)
 	if err != nil {
 		f.log.Error("reading the desired sets", "err", err)
@@ -418,14 +429,41 @@ func (f *Fleet) SyncDesired(ctx context.Context) {
 	}
 }
 
-// syncOne sends one session its desired set, read for it alone.
+// syncOne sends one session its desired set (a new session, or one
+// whose labels changed).
 func (f *Fleet) syncOne(ctx context.Context, s *Session) {
-	in, err := f.desiredInputs(ctx)
+	in, err := f.sharedInputs(ctx)
 	if err != nil {
 		f.log.Error("reading the desired set", "agent", s.ID, "err", err)
 		return
 	}
 	f.syncDesired(ctx, s, in)
+}
+
+// sharedInputsAge bounds how long sessions share one read of the desired
+// sets' inputs.
+const sharedInputsAge = 2 * time.Second
+
+// sharedInputs is one read of the desired sets' inputs shared by the
+// sessions that connect while nothing changed (a thousand agents coming
+// back to a restarted controller make a few reads, not a thousand): it
+// is read again after SyncDesired was called (every change leads to one,
+// from the API or the store's change feed, which also sends every session
+// a set from a later read) and after sharedInputsAge.
+func (f *Fleet) sharedInputs(ctx context.Context) (*desiredInputs, error) {
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	epoch := f.desiredEpoch.Load()
+	if sh := &f.shared; sh.in != nil && sh.epoch == epoch && time.Since(sh.at) < sharedInputsAge {
+		return sh.in, nil
+	}
+	at := time.Now()
+	in, err := f.desiredInputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.shared.in, f.shared.epoch, f.shared.at = in, epoch, at
+	return in, nil
 }
 
 // serveAgentStreams handles the streams an agent opens after its hello:

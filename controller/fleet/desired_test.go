@@ -112,3 +112,25 @@ func TestTagsAreTheCluster(t *testing.T) {
 	c.fleet.RefreshAgents(ctx, []string{cam.ID})
 	waitFor(t, "camfn on edge once nobody is labelled cam", func() bool { _, ok := a.state.DesiredFunction("_", "camfn"); return ok })
 }
+
+// TestSharedInputs: sessions that connect while nothing changed share one
+// read of the desired sets' inputs; a SyncDesired (which every change
+// leads to) makes the next one read again.
+func TestSharedInputs(t *testing.T) {
+	c := startController(t)
+	ctx := t.Context()
+	first, err := c.fleet.sharedInputs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.fleet.sharedInputs(ctx)
+	if err != nil || again != first {
+		t.Fatalf("a second connect read again (%v)", err)
+	}
+	createFunction(t, c.store, "f", "hello_c", "")
+	c.fleet.SyncDesired(ctx)
+	after, err := c.fleet.sharedInputs(ctx)
+	if err != nil || after == first || after.gen <= first.gen || len(after.fns) != 1 {
+		t.Fatalf("after a change: shared the old read (%v)", err)
+	}
+}

@@ -139,8 +139,17 @@ type Fleet struct {
 
 	quarantine quarantineState
 
-	// desiredGen numbers the reads of desired sets (desiredInputs.gen).
-	desiredGen atomic.Uint64
+	// desiredGen numbers the reads of desired sets (desiredInputs.gen);
+	// desiredEpoch counts SyncDesired calls, and shared is the read that
+	// connecting sessions share until the next (desired.go).
+	desiredGen   atomic.Uint64
+	desiredEpoch atomic.Uint64
+	shared       struct {
+		mu    sync.Mutex
+		in    *desiredInputs
+		epoch uint64
+		at    time.Time
+	}
 	// tags are the cluster's agents' tags, for assignment (desired.go).
 	tags agentTags
 
