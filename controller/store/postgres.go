@@ -22,8 +22,9 @@ import (
 // controllers may share one database: every write is one transaction, and the
 // code garbage collection is serialised per digest (see lockDigests).
 type Postgres struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	coord coordination // leases' own connections (postgres_cluster.go)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -675,6 +676,7 @@ func (p *Postgres) Ping(ctx context.Context) error {
 
 // Close closes the pool, waiting for connections in use to be released.
 func (p *Postgres) Close() error {
+	p.closeCoordination()
 	p.pool.Close()
 	return nil
 }

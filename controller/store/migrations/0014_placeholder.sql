@@ -1,0 +1,1 @@
+-- 0014 placeholder for the cluster-lease branch's tests: the cluster-feed branch brings the real 0014 (the lead drops this file at merge).
