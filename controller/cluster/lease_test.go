@@ -284,7 +284,7 @@ func TestLeaseNeverTwoHolders(t *testing.T) {
 	j := &journal{t: t}
 	const ttl, renew, margin = 1500 * time.Millisecond, 200 * time.Millisecond, 600 * time.Millisecond
 	type contender struct {
-		name  string
+		name   string
 		store  cluster.LeaseStore
 		leases *cluster.Leases
 		stop   func()
