@@ -126,13 +126,15 @@ var identityAAD = []byte("wisp cluster identity\x00controller")
 //     working), else a new one, is stored with its key sealed by ring's
 //     current key. Two controllers doing this at once both read back the
 //     one the database kept.
-//   - One stored: it is used. New controllers write nothing to their
-//     data dir.
+//   - One stored: it is used, and copied into a data dir that holds none
+//     (controller.crt/.key, as a lone controller keeps its own), for what
+//     reads it there.
 //   - A data dir holding another key than the stored one: ErrIdentityMismatch,
 //     naming both fingerprints (agents pinned one of them; the controller
 //     must not start with the other).
 //   - A stored key that ring cannot open: ErrIdentitySealed (the cluster's
-//     controllers must share the secrets key).
+//     controllers must share the secrets key), unless the data dir holds
+//     that very identity (a mounted Secret): it is served, with a warning.
 //
 // A stored key sealed by an older key of ring is sealed again under the
 // current one (ResealIdentity), so that old keys can be dropped after a
@@ -177,9 +179,16 @@ func SharedIdentity(ctx context.Context, st IdentityStore, dir string, ring *sea
 	storedFP := keypinOf(stored.CertPEM)
 	keyPEM, err := ring.Open(stored.KeyID, stored.SealedKey, identityAAD)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: the identity in the database (%s) was sealed with secrets key %s and this controller's key is %s (%v). "+
+		sealedErr := fmt.Errorf("%w: the identity in the database (%s) was sealed with secrets key %s and this controller's key is %s (%v). "+
 			"Every controller of a cluster must use the same secrets key: give each the same WISP_SECRETS_KEY (or the same secrets.key file)",
 			ErrIdentitySealed, storedFP, stored.KeyID, ring.CurrentID(), err)
+		if local && localID.String() == storedFP {
+			// The data dir holds the cluster's key itself (a mounted
+			// Secret): serve it; the secrets key is wrong all the same.
+			log.Warn("serving the cluster's identity from the data dir; module secrets sealed by the other controllers will not open here", "err", sealedErr)
+			return localID, nil
+		}
+		return Identity{}, sealedErr
 	}
 	id, err := parseIdentity(stored.CertPEM, keyPEM)
 	clear(keyPEM)
@@ -197,7 +206,50 @@ func SharedIdentity(ctx context.Context, st IdentityStore, dir string, ring *sea
 			log.Warn("could not seal the cluster's identity again under the current secrets key; the old key is still needed", "err", err)
 		}
 	}
+	if !local {
+		writeIdentityFiles(dir, id, log)
+	}
 	return id, nil
+}
+
+// writeIdentityFiles copies the cluster's identity into the data dir, as
+// a lone controller keeps its own, for what reads it there (an agent-token
+// job pinning the key, a backup). Best effort: a read-only data dir (a
+// mounted Secret) keeps what it has, and nothing depends on the copy.
+func writeIdentityFiles(dir string, id Identity, log *slog.Logger) {
+	err := func() error {
+		keyDER, err := x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey)
+		if err != nil {
+			return err
+		}
+		keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+		clear(keyDER)
+		defer clear(keyPEM)
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Cert.Leaf.Raw})
+		// Both written aside first, so that a crash leaves both or neither
+		// (but for the instant between the two renames).
+		for _, f := range []struct {
+			name string
+			data []byte
+			mode os.FileMode
+		}{{keyFile, keyPEM, 0o600}, {certFile, certPEM, 0o644}} {
+			if err := os.WriteFile(filepath.Join(dir, f.name+".tmp"), f.data, f.mode); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(filepath.Join(dir, keyFile+".tmp"), filepath.Join(dir, keyFile)); err != nil {
+			return err
+		}
+		return os.Rename(filepath.Join(dir, certFile+".tmp"), filepath.Join(dir, certFile))
+	}()
+	if err != nil {
+		for _, f := range []string{keyFile + ".tmp", certFile + ".tmp", keyFile} {
+			os.Remove(filepath.Join(dir, f))
+		}
+		log.Warn("could not copy the cluster's identity into the data dir (the controller uses the database's)", "dir", dir, "err", err)
+		return
+	}
+	log.Info("copied the cluster's identity into the data dir", "dir", dir, "fingerprint", id.String())
 }
 
 // ResealIdentity seals the stored cluster identity's key again under

@@ -39,7 +39,7 @@ func newRing(t *testing.T, old ...*sealbox.Key) (*sealbox.Ring, *sealbox.Key) {
 
 // TestSharedIdentityConcurrentFirstStarts: controllers with empty data
 // dirs start at once on an empty database; they all end with one
-// identity, and none writes it to its data dir.
+// identity, and each keeps a copy of it in its data dir.
 func TestSharedIdentityConcurrentFirstStarts(t *testing.T) {
 	t.Parallel()
 	st := identityStore(t)
@@ -64,9 +64,12 @@ func TestSharedIdentityConcurrentFirstStarts(t *testing.T) {
 			t.Errorf("controller %d has %s, controller 0 %s", i, ids[i], ids[0])
 		}
 	}
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, certFile)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s: the identity was written to the data dir (%v)", d, err)
+	for _, d := range dirs { // each data dir has a copy of the cluster's
+		if copied, err := LoadOrCreateIdentity(d); err != nil || copied.Fingerprint != ids[0].Fingerprint {
+			t.Errorf("%s: the data dir holds %s (%v), want a copy of the cluster's %s", d, copied, err, ids[0])
+		}
+		if fi, err := os.Stat(filepath.Join(d, keyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: key file %v, %v", d, fi, err)
 		}
 	}
 	// A later controller gets the same, and so does a restart.
@@ -158,7 +161,8 @@ func TestSharedIdentityConcurrentDataDirs(t *testing.T) {
 
 // TestSharedIdentityWrongSecretsKey: a controller whose secrets key is
 // not the cluster's cannot open the identity and is refused with a message
-// saying the controllers must share WISP_SECRETS_KEY.
+// saying the controllers must share WISP_SECRETS_KEY, unless its data dir
+// holds the cluster's identity.
 func TestSharedIdentityWrongSecretsKey(t *testing.T) {
 	t.Parallel()
 	st := identityStore(t)
@@ -177,6 +181,17 @@ func TestSharedIdentityWrongSecretsKey(t *testing.T) {
 		}
 	}
 	t.Logf("wrong key: %v", err)
+
+	// The data dir holds the cluster's identity itself (a mounted Secret):
+	// it is served, the wrong key notwithstanding.
+	dir := t.TempDir()
+	want, err := SharedIdentity(t.Context(), st, dir, ring, nil) // copies it into dir
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := SharedIdentity(t.Context(), st, dir, other, nil); err != nil || got.Fingerprint != want.Fingerprint {
+		t.Errorf("another secrets key, the identity in the data dir: %s, %v; want %s", got, err, want)
+	}
 }
 
 // TestSharedIdentityResealed: after a secrets key rotation, a controller
