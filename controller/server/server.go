@@ -227,6 +227,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	// hot answers the reads of every invocation (token, function, module
+	// owner) from memory, kept true by the store's change feed (Watch,
+	// started with the fleet). Type assertions stay on st.
+	hot := store.NewCached(st, store.CacheLimits{})
 	reg := prometheus.NewRegistry()
 	hostname := cluster.NewInstanceID(cfg.InstanceID)
 	// Singleton work (sinks, events) runs under leases on Postgres; on the
@@ -278,11 +282,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher := fleet.NewDispatcher(fl, hot, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)
 	dispatcher.TraceWith(tracer)
 	evs, err := events.New(events.Config{
-		Invoke:   eventInvoker(st, dispatcher),
+		Invoke:   eventInvoker(hot, dispatcher),
 		Instance: hostname,
 		// One MQTT session per broker for the whole cluster, named after
 		// the identity every controller of it shares.
@@ -297,11 +301,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if ts, ok := st.(cluster.TickStore); ok {
 		claimer = &cluster.TickClaims{Store: ts, Owner: hostname, Log: log}
 	}
-	cloudTimers, err := timers.New(timers.Config{Functions: st, Dispatcher: dispatcher, Claimer: claimer, Registerer: reg, Logger: log})
+	cloudTimers, err := timers.New(timers.Config{Functions: hot, Dispatcher: dispatcher, Claimer: claimer, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: st, log: log}
+	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: hot, log: log}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -309,7 +313,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
 	}
 	srv, err := api.New(api.Config{
-		Store:               st,
+		Store:               hot,
 		Invoker:             dispatcher,
 		Distributor:         dist,
 		Agents:              fl,
@@ -380,6 +384,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { eventsHeld <- leases.Run(fleetCtx, cluster.LeaseEvents, evs.Hold) }()
 	sinksDone := make(chan error, 1)
 	go func() { sinksDone <- leases.Run(fleetCtx, cluster.LeaseSinks, sinkWorker.Run) }()
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- hot.Watch(fleetCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
 	// Cloud timers stop before the fleet, so that their runs in flight
@@ -423,6 +429,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-cacheDone
 	<-restored
 	stopTracing()
 	<-traceDone
