@@ -53,6 +53,11 @@
 //   - A broker no binding uses any more has its session ended by the
 //     holder (a clean-session connection under its id), so the broker stops
 //     queueing for it.
+//   - Nothing accumulates on the controller's side of a persistent session:
+//     paho keeps an incoming QoS 1 message in its in-memory store only until
+//     it is acknowledged (every message is, but those left to the next
+//     holder), each Hold makes new clients, and the repeat check keeps 1,024
+//     entries per broker.
 //
 // # What can still be lost or repeated
 //
