@@ -45,12 +45,17 @@ func (d *distributor) syncTimers(ctx context.Context) {
 }
 
 // Connect implements api.Connector: it syncs the cloud events (waiting for
-// this function's brokers) and checks each CouchDB sink, so the API can
-// answer FunLess's 207 when one fails. Local events belong to the agents
+// this function's brokers, or, when another controller holds the events
+// lease, probing them with events.Check) and checks each CouchDB sink, so
+// the API can answer FunLess's 207 when one fails. Local events belong to the agents
 // and count as connected.
 func (d *distributor) Connect(ctx context.Context, fn store.Function) (evErrs, sinkErrs []error) {
 	if len(fn.Spec.Events) > 0 {
-		evErrs = eventErrors(fn, d.syncEvents(ctx))
+		statuses := d.syncEvents(ctx)
+		if !d.events.Holding() { // another controller holds the subscriptions: probe the brokers from here
+			statuses = d.events.Check(ctx, events.Bindings(fn.Module, fn.Name, fn.Spec.Events))
+		}
+		evErrs = eventErrors(fn, statuses)
 	}
 	for _, sk := range fn.Spec.Sinks {
 		sinkErrs = append(sinkErrs, sinks.Check(ctx, sinks.Params(sk.Params)))

@@ -109,6 +109,16 @@
 // Both implementations also have CodeCount, the number of distinct code blobs
 // stored; it exists for tests and metrics and is not part of Store.
 //
+// Postgres also keeps what several controllers coordinate through
+// (leases.go, migration 0015; controller/cluster uses it): leases for
+// singleton work (TakeLease, ReleaseLease; expiries on the database's
+// clock), claimed cloud timer ticks (ClaimTick, PruneTickClaims) and the
+// cluster's TLS identity, its key sealed by controller/secrets' key
+// (StoreIdentity, LoadIdentity, RewrapIdentity). Lease statements use a
+// pool of their own (two connections, made at the first lease), so that
+// a renewal never queues behind API queries for a connection. The
+// embedded store serves one controller and keeps none of it.
+//
 // Neither gives the room of removed records back to the file system. bbolt
 // keeps the freed pages in its file for later writes, so the file keeps the
 // largest size it ever had; CompactEmbedded rewrites a file (its controller

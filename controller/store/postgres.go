@@ -27,6 +27,7 @@ type Postgres struct {
 	// closedCtx is done once Close is called: change feeds end then.
 	closedCtx context.Context
 	closed    context.CancelFunc
+	coord     coordination // leases' own connections (postgres_leases.go)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -690,6 +691,7 @@ func (p *Postgres) Ping(ctx context.Context) error {
 // Close closes the pool, waiting for connections in use to be released.
 func (p *Postgres) Close() error {
 	p.closed()
+	p.closeCoordination()
 	p.pool.Close()
 	return nil
 }
