@@ -442,7 +442,10 @@ func (l *Link) session(ctx context.Context) error {
 		return fmt.Errorf("hello: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The agent's stop ends the wait for the Welcome at once.
+	unwatch := context.AfterFunc(ctx, func() { conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "agent stopping") })
 	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
+	unwatch()
 	if err != nil {
 		return fmt.Errorf("waiting for welcome: %w", peerClose(conn, err))
 	}
