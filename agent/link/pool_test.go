@@ -190,7 +190,9 @@ func refuse(t *testing.T, s *session) {
 	s.send(t, &protocol.Error{Code: protocol.Unauthorized, Message: "unknown agent or bad credential"})
 }
 
-func isJoin(h *protocol.Hello) bool { return len(h.JoinSecret) > 0 && h.AgentID == "" && len(h.Credential) == 0 }
+func isJoin(h *protocol.Hello) bool {
+	return len(h.JoinSecret) > 0 && h.AgentID == "" && len(h.Credential) == 0
+}
 
 func presents(h *protocol.Hello, id, cred string) bool {
 	return len(h.JoinSecret) == 0 && h.AgentID == id && string(h.Credential) == cred

@@ -48,12 +48,12 @@ type Config struct {
 	// (link.PoolConfig.ResolveEvery; 0: its default).
 	ResolveEvery time.Duration
 	JoinToken    string
-	DataDir     string
-	Name        string
-	Labels      []string
-	Engine      string
-	MetricsAddr string // "" disables
-	LocalAPI    string // "" disables
+	DataDir      string
+	Name         string
+	Labels       []string
+	Engine       string
+	MetricsAddr  string // "" disables
+	LocalAPI     string // "" disables
 	// LocalAPIUnsynced answers local API calls before the outbox fsync
 	// (localapi.Config.Unsynced).
 	LocalAPIUnsynced bool
