@@ -147,8 +147,8 @@ func (f *Fleet) Control(ctx context.Context, id string, change func(*store.Agent
 		if s.connected.Load() {
 			// Labels decide assignment: the agent's desired set may change.
 			f.bg.Go(func(ctx context.Context) {
-				if fns, err := f.cfg.Store.ListFunctions(ctx); err == nil {
-					f.syncDesired(ctx, s, fns)
+				if read, err := f.readFunctions(ctx); err == nil {
+					f.syncDesired(ctx, s, read)
 				}
 			})
 		}
@@ -272,12 +272,12 @@ func (f *Fleet) refreshAgents(ctx context.Context) error {
 		f.drop(id, "agent removed")
 	}
 	if len(relabelled) > 0 {
-		fns, err := f.cfg.Store.ListFunctions(ctx)
+		read, err := f.readFunctions(ctx)
 		if err != nil {
 			return fmt.Errorf("fleet: list functions: %w", err)
 		}
 		for _, s := range relabelled {
-			f.bg.Go(func(ctx context.Context) { f.syncDesired(ctx, s, fns) })
+			f.bg.Go(func(ctx context.Context) { f.syncDesired(ctx, s, read) })
 		}
 	}
 	return nil

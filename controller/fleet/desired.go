@@ -114,8 +114,44 @@ func (f *Fleet) keptDigests(ctx context.Context) map[string][]string {
 // maxControlFrame (1 MiB). MERGE: keep the two equal.
 const maxDesiredSetBytes = 1 << 20
 
+// Desired sets from several controllers (issue 15, point 1): every
+// controller sends each of its agents the set it computes from the one
+// store, after every change it learns of (its own, and the others'
+// through the store), and the agent keeps the last set it received from
+// any of them. A controller that read the store before a change may send
+// its older set after another controller sent the newer one; it learns of
+// the change too, reads again and sends the newer set, so a stale set
+// lasts until the lagging controller's next sync. For that, a
+// controller's own sends to a session must never go out of order: a
+// sync whose store read began before that of a set already sent is
+// dropped (desiredOrder). No version travels on the wire: the store is
+// the one source, and a controller's next sync after a change is what
+// corrects an agent.
+
+// functionsRead is the store's functions as a desired-set sync read
+// them; seq orders the reads (a larger one began later).
+type functionsRead struct {
+	fns []store.Function
+	seq uint64
+}
+
+// readFunctions lists the functions for desired-set syncs.
+func (f *Fleet) readFunctions(ctx context.Context) (functionsRead, error) {
+	seq := f.desiredSeq.Add(1) // before the read: a later seq reads later
+	fns, err := f.cfg.Store.ListFunctions(ctx)
+	return functionsRead{fns: fns, seq: seq}, err
+}
+
+// desiredOrder keeps a session's desired sets in the order their reads
+// began: sent is the seq of the last set sent.
+type desiredOrder struct {
+	mu   sync.Mutex
+	sent uint64
+}
+
 // syncDesired sends a session its desired set and pushes the code it lacks.
-func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
+func (f *Fleet) syncDesired(ctx context.Context, s *Session, read functionsRead) {
+	fns := read.fns
 	scripts, labelled := f.assignmentInputs(ctx)
 	kept := f.keptDigests(ctx)
 	set := &protocol.DesiredSet{}
@@ -146,9 +182,19 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
 		return
 	}
+	s.desired.mu.Lock()
+	if read.seq < s.desired.sent {
+		s.desired.mu.Unlock()
+		f.log.Debug("a desired set from a later read was sent already; not sending this one", "agent", s.ID)
+		return
+	}
 	s.ctrlMu.Lock()
 	err := protocol.WriteMsg(s.ctrl, set)
 	s.ctrlMu.Unlock()
+	if err == nil {
+		s.desired.sent = read.seq
+	}
+	s.desired.mu.Unlock()
 	if err != nil {
 		f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
 		return
@@ -175,13 +221,13 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 // SyncDesired sends every connected agent its desired set (after a
 // function changed) and pushes the code it lacks.
 func (f *Fleet) SyncDesired(ctx context.Context) {
-	fns, err := f.cfg.Store.ListFunctions(ctx)
+	read, err := f.readFunctions(ctx)
 	if err != nil {
 		f.log.Error("listing functions for the desired sets", "err", err)
 		return
 	}
 	for _, s := range f.Sessions() {
-		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, fns) })
+		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, read) })
 	}
 }
 

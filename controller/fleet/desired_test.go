@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
@@ -80,5 +82,35 @@ func TestKeptDigests(t *testing.T) {
 	f.cfg.Store = nil
 	if got := f.keptDigests(t.Context()); got != nil {
 		t.Fatalf("keptDigests without a version store = %v", got)
+	}
+}
+
+// TestDesiredSetsInReadOrder: a sync whose store read began before that of
+// a set already sent to the agent is dropped, so a slow sync never puts an
+// older set back (several syncs run at once, one per change).
+func TestDesiredSetsInReadOrder(t *testing.T) {
+	c := startController(t)
+	a := startAgent(t, c.addr, c.token, "edge", t.TempDir())
+	waitFor(t, "the agent", func() bool { return c.fleet.Connected() == 1 })
+	s := c.fleet.Sessions()[0]
+	fn := func(name string) []store.Function {
+		return []store.Function{{Module: "_", Name: name, Digest: "sha256:" + strings.Repeat("0", 64)}}
+	}
+	older := functionsRead{fns: fn("older"), seq: c.fleet.desiredSeq.Add(1)}
+	newer := functionsRead{fns: fn("newer"), seq: c.fleet.desiredSeq.Add(1)}
+	c.fleet.syncDesired(t.Context(), s, newer)
+	c.fleet.syncDesired(t.Context(), s, older) // it read first, but comes last
+	names := func() []string {
+		fs, _ := a.state.Desired()
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	waitFor(t, "the newer set", func() bool { return slices.Equal(names(), []string{"newer"}) })
+	time.Sleep(300 * time.Millisecond)
+	if got := names(); !slices.Equal(got, []string{"newer"}) {
+		t.Fatalf("desired set %v: the older read was sent after the newer", got)
 	}
 }

@@ -126,6 +126,8 @@ type Fleet struct {
 
 	// shutting: Serve's context ended; it drains (shutdown.go).
 	shutting atomic.Bool
+	// desiredSeq orders the store reads of desired-set syncs (desired.go).
+	desiredSeq atomic.Uint64
 
 	// bg owns the goroutines that outlive the call that started them
 	// (desired-set syncs, late-start probes); Serve stops it last.
@@ -199,6 +201,8 @@ type Session struct {
 	memKnown atomic.Bool
 	inflight atomic.Int64
 	total    atomic.Uint64
+	// desired keeps the desired sets sent in order (desired.go).
+	desired desiredOrder
 
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.
@@ -530,12 +534,12 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer stopStreams()
 	streams.Go(func() { f.serveAgentStreams(sctx, s) })
 	streams.Go(func() {
-		fns, err := f.cfg.Store.ListFunctions(sctx)
+		read, err := f.readFunctions(sctx)
 		if err != nil {
 			log.Error("listing functions for the desired set", "err", err)
 			return
 		}
-		f.syncDesired(sctx, s, fns)
+		f.syncDesired(sctx, s, read)
 	})
 
 	err = f.readControl(s)
