@@ -286,6 +286,7 @@ func (k *keeper) fail(err error) {
 		return
 	}
 	k.fatal = err
+	k.log.Error("giving up", "err", err)
 	close(k.failed)
 	k.signal()
 }

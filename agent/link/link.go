@@ -258,8 +258,7 @@ func (l *Link) Run(ctx context.Context) error {
 		next := min(backoff*2, l.cfg.MaxBackoff)
 		code, closed := closedBy(err)
 		switch {
-		case errors.Is(err, ErrRefused):
-			l.log.Error("giving up", "err", err)
+		case errors.Is(err, ErrRefused): // the keeper said why
 			return err
 		case errors.Is(err, errRejoin):
 			wait, next = l.cfg.MinBackoff, l.cfg.MinBackoff
