@@ -110,7 +110,7 @@ type PoolConfig struct {
 	// per address.
 	Controllers []string
 	// Link is what every link is configured with; Addr and Controller are
-	// set per link.
+	// set per link, and PacketConn must be nil.
 	Link Config
 	// Resolve looks a host name up (net.Resolver.LookupHost's contract);
 	// nil: net.DefaultResolver.
@@ -153,6 +153,9 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 		if _, _, err := splitAddr(c); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Link.PacketConn != nil {
+		return nil, errors.New("link: a Pool's links dial with sockets of their own; Link.PacketConn must be nil")
 	}
 	if cfg.Resolve == nil {
 		cfg.Resolve = net.DefaultResolver.LookupHost

@@ -82,8 +82,8 @@ type Config struct {
 // Run runs an agent until ctx is done: its runtime and state, a link to
 // every controller (link.Pool: one per address the controllers given
 // resolve to), the local invoke API, the edge-local triggers and the
-// metrics endpoint. It returns early, with an error, when a controller
-// refuses the agent for good.
+// metrics endpoint. It returns early, with an error, when the controllers
+// refuse the agent for good (every link refused: link's keeper).
 //
 // Every goroutine it starts is waited for before it returns. Shutdown
 // drains: the links refuse new invocations and let those in flight finish,
