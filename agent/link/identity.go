@@ -46,7 +46,9 @@ var (
 // Refusals: a controller that answers Error{Unauthorized} records a
 // refused verdict for its link; any other end (a dial failure, a timeout,
 // a closed connection) records nothing. The agent gives its identity up
-// only when every link's latest verdict for it is refused: then it clears
+// only when every link's latest verdict for it is refused (and every
+// controller given has a link: a name that resolves to nothing is a
+// controller without an answer): then it clears
 // the identity and joins again with the token if it has one, or stops
 // (ErrRefused). A link that has not had an answer (its controller is down,
 // or the link is new) keeps the identity: a controller pointed at a wrong
@@ -64,7 +66,11 @@ type keeper struct {
 	gen     uint64        // grows whenever the stored identity changes
 	joiner  *Link         // the link presenting the join token, nil if none
 	links   map[*Link]verdict
-	last    error // the last refusal, for the fatal error's text
+	// silent counts the controllers given that have no link (a name that
+	// resolved to no address): like a link without an answer, each keeps
+	// the identity.
+	silent int
+	last   error // the last refusal, for the fatal error's text
 	fatal   error // set once: the agent was refused for good
 	failed  chan struct{}
 }
@@ -95,6 +101,13 @@ func (k *keeper) add(l *Link) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.links[l] = unanswered
+}
+
+// setSilent records how many controllers given have no link.
+func (k *keeper) setSilent(n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.silent = n
 }
 
 // remove forgets l (its address vanished, or it stopped); the links left
@@ -249,7 +262,7 @@ func (k *keeper) refused(c credentials, l *Link, why error) error {
 // clear the identity to join again (rejoin true), or fail for good. The
 // caller holds k.mu.
 func (k *keeper) decide() (rejoin bool, err error) {
-	if len(k.links) == 0 {
+	if len(k.links) == 0 || k.silent > 0 {
 		return false, nil
 	}
 	for _, v := range k.links {

@@ -168,6 +168,9 @@ func newLink(cfg Config, sh *shared) (*Link, error) {
 	if l.cfg.MaxStreams <= 0 {
 		l.cfg.MaxStreams = 10000
 	}
+	// It counts among the links whose answers decide the identity's fate
+	// from now on, before any link's Run can be refused.
+	sh.ids.add(l)
 	if l.cfg.Name == "" {
 		l.cfg.Name, _ = osHostname()
 	}
@@ -228,8 +231,7 @@ func (l *Link) retire(on bool) {
 // agent is refused for good (see keeper: every link's controller refused
 // it), nil when a Pool retired the link, otherwise ctx's error.
 func (l *Link) Run(ctx context.Context) error {
-	l.sh.ids.add(l)
-	defer l.sh.ids.remove(l)
+	defer l.sh.ids.remove(l) // newLink added it
 	backoff := l.cfg.MinBackoff
 	// restarting: the controller said it was shutting down and has not
 	// welcomed this link since; its dial failures are expected.

@@ -291,6 +291,9 @@ func (p *Pool) resolve(ctx context.Context) (unsolved bool) {
 		return false
 	}
 	p.wanted, p.unsolved = wanted, why
+	p.sh.ids.setSilent(len(why))
+	// Every new link counts in the refusal rule before any of them runs.
+	var added []*Link
 	for addr, given := range wanted {
 		if l := p.links[addr]; l != nil {
 			l.retire(false)
@@ -299,7 +302,12 @@ func (p *Pool) resolve(ctx context.Context) (unsolved bool) {
 		if _, ok := previous[addr]; !ok && len(previous) > 0 {
 			p.log.Info("new controller address", "controller", given, "addr", addr)
 		}
-		p.start(addr, given)
+		if l := p.add(addr, given); l != nil {
+			added = append(added, l)
+		}
+	}
+	for _, l := range added {
+		p.run(l)
 	}
 	for addr, l := range p.links {
 		if _, ok := wanted[addr]; !ok && !l.retiring.Load() {
@@ -339,25 +347,32 @@ func addWanted(wanted map[string]string, addr, given string) {
 	}
 }
 
-// start runs a link to addr; the caller holds p.mu.
-func (p *Pool) start(addr, given string) {
+// add makes a link to addr; the caller holds p.mu and runs it.
+func (p *Pool) add(addr, given string) *Link {
 	cfg := p.cfg.Link
 	cfg.Addr, cfg.Controller = addr, given
 	l, err := newLink(cfg, p.sh)
 	if err != nil { // cfg was checked by NewPool
 		p.log.Error("starting a controller link", "addr", addr, "err", err)
-		return
+		return nil
 	}
 	p.links[addr] = l
-	ctx := p.ctx
+	return l
+}
+
+// run runs l until it ends; the caller holds p.mu.
+func (p *Pool) run(l *Link) {
+	ctx, addr := p.ctx, l.cfg.Addr
 	p.wg.Go(func() {
 		err := l.Run(ctx)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		delete(p.links, addr)
 		// Retired, but resolved again meanwhile: start over.
-		if _, ok := p.wanted[addr]; ok && err == nil && ctx.Err() == nil {
-			p.start(addr, p.wanted[addr])
+		if given, ok := p.wanted[addr]; ok && err == nil && ctx.Err() == nil {
+			if l := p.add(addr, given); l != nil {
+				p.run(l)
+			}
 		}
 	})
 }

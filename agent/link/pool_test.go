@@ -373,6 +373,24 @@ func TestRefusalRule(t *testing.T) {
 		default:
 		}
 	})
+	t.Run("one refuses while the other's name resolves to nothing", func(t *testing.T) {
+		c1 := newController(t)
+		s1 := acceptAll(t, c1)
+		noDNS := func(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }
+		a := newPoolAgent(t, PoolConfig{Controllers: []string{c1.addr, "ctl.wisp.test:4433"}, Resolve: noDNS}, identity(c1))
+		a.run(t)
+		for range 3 {
+			refuse(t, next(t, s1, "the refusing controller"))
+		}
+		if got, _ := a.st.Identity(); got.AgentID != "agent-1" {
+			t.Fatalf("identity %+v forgotten while a controller's name did not resolve", got)
+		}
+		select {
+		case err := <-a.done:
+			t.Fatalf("Run returned %v while a controller's name did not resolve", err)
+		default:
+		}
+	})
 	t.Run("every controller refuses, no token", func(t *testing.T) {
 		cert := newCert(t)
 		c1, c2 := newControllerAt(t, cert, "127.0.0.1:0"), newControllerAt(t, cert, "127.0.0.1:0")
