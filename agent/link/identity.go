@@ -71,8 +71,8 @@ type keeper struct {
 	// the identity.
 	silent int
 	last   error // the last refusal, for the fatal error's text
-	fatal   error // set once: the agent was refused for good
-	failed  chan struct{}
+	fatal  error // set once: the agent was refused for good
+	failed chan struct{}
 }
 
 // credentials is what one connection attempt presents.
