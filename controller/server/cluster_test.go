@@ -166,14 +166,65 @@ func TestAgentServesEveryController(t *testing.T) {
 		return agentConnected(t, a.url, admin, "edge") && agentConnected(t, b.url, admin, "edge")
 	})
 
+	localToken := readFile(t, filepath.Join(agentDir, "local.token"))
+	report := func() status.Report {
+		req, _ := http.NewRequest("GET", "http://"+localAPI+"/v1/status", nil)
+		req.Header.Set("Authorization", "Bearer "+localToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var rep struct{ Data status.Report }
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatalf("status %s: %v", b, err)
+		}
+		return rep.Data
+	}
+	links := func() []status.Link { return report().Links }
+	up := func(addr string) bool {
+		for _, l := range links() {
+			if l.Controller == addr {
+				return l.Connected
+			}
+		}
+		t.Fatalf("no link to %s in %+v", addr, links())
+		return false
+	}
 	code, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", "hello_c.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	form, ct := testhttp.Multipart(map[string]string{"name": "hello"}, "code", "hello.wasm", code)
-	if status, body := testhttp.Do(t, "POST", a.url+"/v1/fn/_", admin, ct, form); status != 201 {
-		t.Fatalf("create: %d %s", status, body)
+	create := func(url, name string) {
+		form, ct := testhttp.Multipart(map[string]string{"name": name}, "code", name+".wasm", code)
+		if status, body := testhttp.Do(t, "POST", url+"/v1/fn/_", admin, ct, form); status != 201 {
+			t.Fatalf("create %s: %d %s", name, status, body)
+		}
 	}
+	desired := func(want ...string) func() bool {
+		return func() bool {
+			names := map[string]bool{}
+			for _, f := range report().Desired {
+				names[f.Name] = true
+			}
+			for _, n := range want {
+				if !names[n] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	create(a.url, "hello")
+	testwait.For(t, 10*time.Second, "A's desired set with hello", desired("hello"))
+	// Each controller sends the agent the set it reads from the store: B's
+	// first one, read when the agent connected, may still arrive after A's
+	// with hello. B corrects it at its next sync, here after a change made
+	// through it (with the store's change feed, after every change), and
+	// that set is the last one sent.
+	create(b.url, "hello2")
+	testwait.For(t, 10*time.Second, "B's desired set with both functions", desired("hello", "hello2"))
 	invoke := func(url string) (int, string) {
 		status, body := testhttp.Do(t, "POST", url+"/v1/fn/_/hello", admin, "application/json", strings.NewReader(`{"args":{"name":"Q"}}`))
 		return status, string(body)
@@ -194,33 +245,8 @@ func TestAgentServesEveryController(t *testing.T) {
 			t.Fatalf("invoke through B with A down: %d %s", status, body)
 		}
 	}
-	localToken := readFile(t, filepath.Join(agentDir, "local.token"))
 	if status, body := testhttp.Do(t, "POST", "http://"+localAPI+"/v1/fn/_/hello", localToken, "application/json", strings.NewReader(`{"args":{"name":"Q"}}`)); status != 200 {
 		t.Fatalf("local invoke with A down: %d %s", status, body)
-	}
-	links := func() []status.Link {
-		req, _ := http.NewRequest("GET", "http://"+localAPI+"/v1/status", nil)
-		req.Header.Set("Authorization", "Bearer "+localToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var rep struct{ Data status.Report }
-		b, _ := io.ReadAll(resp.Body)
-		if err := json.Unmarshal(b, &rep); err != nil {
-			t.Fatalf("status %s: %v", b, err)
-		}
-		return rep.Data.Links
-	}
-	up := func(addr string) bool {
-		for _, l := range links() {
-			if l.Controller == addr {
-				return l.Connected
-			}
-		}
-		t.Fatalf("no link to %s in %+v", addr, links())
-		return false
 	}
 	if up(a.quic) || !up(b.quic) {
 		t.Fatalf("links with A down: %+v", links())
