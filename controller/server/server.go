@@ -205,6 +205,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	// hot answers the reads of every invocation (token, function, module
+	// owner) from memory, kept true by the store's change feed (Watch,
+	// started with the fleet). Type assertions stay on st.
+	hot := store.NewCached(st, store.CacheLimits{})
 	reg := prometheus.NewRegistry()
 	hostname := cluster.NewInstanceID(cfg.InstanceID)
 	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
@@ -244,11 +248,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher := fleet.NewDispatcher(fl, hot, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)
 	dispatcher.TraceWith(tracer)
 	evs, err := events.New(events.Config{
-		Invoke:   eventInvoker(st, dispatcher),
+		Invoke:   eventInvoker(hot, dispatcher),
 		Instance: hostname,
 		Logger:   log,
 		Registry: reg,
@@ -256,11 +260,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	cloudTimers, err := timers.New(timers.Config{Functions: st, Dispatcher: dispatcher, Registerer: reg, Logger: log})
+	cloudTimers, err := timers.New(timers.Config{Functions: hot, Dispatcher: dispatcher, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: st, log: log}
+	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: hot, log: log}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -268,7 +272,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
 	}
 	srv, err := api.New(api.Config{
-		Store:               st,
+		Store:               hot,
 		Invoker:             dispatcher,
 		Distributor:         dist,
 		Agents:              fl,
@@ -341,6 +345,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { recorderDone <- recorder.Run(workersCtx) }()
 	sinksDone := make(chan error, 1)
 	go func() { sinksDone <- sinkWorker.Run(workersCtx) }()
+	// The cache follows the store's changes for as long as the API, the
+	// events and the fleet read through it: it stops with the workers.
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- hot.Watch(workersCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(workersCtx) }()
 	eventsCtx, stopEvents := context.WithCancel(bgCtx)
@@ -388,6 +396,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-cacheDone
 	<-restored
 	stopTracing()
 	<-traceDone
