@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,7 +84,9 @@ func readFile(t *testing.T, path string) string {
 
 // agentConnected reports whether the controller at url has the agent
 // named name connected.
-func agentConnected(t *testing.T, url, admin, name string) bool {
+// agentConnected: the agent named name has a session with the controller
+// whose instance id is ctl (GET /v1/agents of the cluster, through url).
+func agentConnected(t *testing.T, url, admin, name, ctl string) bool {
 	t.Helper()
 	code, b := testhttp.Do(t, "GET", url+"/v1/agents", admin, "", nil)
 	if code != 200 {
@@ -91,15 +94,15 @@ func agentConnected(t *testing.T, url, admin, name string) bool {
 	}
 	var env struct {
 		Data []struct {
-			Name      string `json:"name"`
-			Connected bool   `json:"connected"`
+			Name        string   `json:"name"`
+			Controllers []string `json:"controllers"`
 		}
 	}
 	if err := json.Unmarshal(b, &env); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range env.Data {
-		if a.Name == name && a.Connected {
+		if a.Name == name && slices.Contains(a.Controllers, ctl) {
 			return true
 		}
 	}
@@ -163,7 +166,7 @@ func TestAgentServesEveryController(t *testing.T) {
 		}
 	})
 	testwait.For(t, 30*time.Second, "the agent connected to both controllers", func() bool {
-		return agentConnected(t, a.url, admin, "edge") && agentConnected(t, b.url, admin, "edge")
+		return agentConnected(t, a.url, admin, "edge", "ctl-a") && agentConnected(t, b.url, admin, "edge", "ctl-b")
 	})
 
 	localToken := readFile(t, filepath.Join(agentDir, "local.token"))
@@ -254,7 +257,7 @@ func TestAgentServesEveryController(t *testing.T) {
 
 	// A comes back on its address: the agent's link to it reconnects.
 	a2 := startServer(t, "ctl-a2", dirA, dsn, a.quic)
-	testwait.For(t, 30*time.Second, "the agent back on A", func() bool { return agentConnected(t, a2.url, admin, "edge") })
+	testwait.For(t, 30*time.Second, "the agent back on A", func() bool { return agentConnected(t, a2.url, admin, "edge", "ctl-a2") })
 	if status, body := invoke(a2.url); status != 200 || body != want {
 		t.Fatalf("invoke through A back: %d %s", status, body)
 	}
