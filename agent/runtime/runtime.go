@@ -522,6 +522,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.modules.Purge()
 	err := r.rt.Close(ctx)
+	r.memory.drain()
 	if r.ccache != nil {
 		err = errors.Join(err, r.ccache.Close(ctx))
 	}

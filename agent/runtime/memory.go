@@ -1,0 +1,205 @@
+package runtime
+
+import (
+	"math/bits"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// capAllocator backs an instance's linear memory with a region of the
+// runtime's memoryPool and refuses to grow it past the cap: memory.grow then
+// returns -1 in the guest, and the runtime knows the cap was hit.
+type capAllocator struct {
+	limit uint64
+	hit   bool
+	pool  *memoryPool
+}
+
+var _ experimental.MemoryAllocator = (*capAllocator)(nil)
+
+func (a *capAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
+	m := &capMemory{a: a, hold: &memoryHold{reg: a.pool.get(min(capacity, a.limit))}}
+	m.watch()
+	return m
+}
+
+// watch makes sure a mapped region that wazero never frees (an instance
+// dropped without Close) is released once nothing can reach its memory: a
+// mapping is not garbage collected.
+func (m *capMemory) watch() {
+	if m.watched || !m.hold.reg.mapped {
+		return
+	}
+	m.watched = true
+	pool := m.a.pool
+	runtime.AddCleanup(m, func(h *memoryHold) {
+		if !h.freed.Load() {
+			pool.release(h.reg)
+		}
+	}, m.hold)
+}
+
+// capMemory is one instance's linear memory.
+type capMemory struct {
+	a    *capAllocator
+	hold *memoryHold
+	// used is the longest slice of the region wazero was given: no guest
+	// can have touched a byte past it.
+	used    uint64
+	watched bool
+}
+
+// memoryHold is what the cleanup of a capMemory needs: its region, and
+// whether Free already gave it back.
+type memoryHold struct {
+	reg   *region
+	freed atomic.Bool
+}
+
+func (m *capMemory) Reallocate(size uint64) []byte {
+	if size > m.a.limit {
+		m.a.hit = true
+		return nil
+	}
+	reg := m.hold.reg
+	if size <= uint64(len(reg.b)) {
+		m.used = max(m.used, size)
+		return reg.b[:size]
+	}
+	// Grow geometrically (within the cap) so a guest growing page by page
+	// costs amortised O(n) copying, not O(n²).
+	nr := m.a.pool.get(min(max(size, 2*uint64(len(reg.b))), m.a.limit))
+	copy(nr.b, reg.b[:m.used])
+	m.a.pool.put(reg, m.used)
+	m.hold.reg, m.used = nr, size
+	m.watch()
+	return nr.b[:size]
+}
+
+// Free is called by wazero when the instance is closed, after its last call
+// returned or, for a module stopped by its deadline, once the guest noticed
+// and unwound: the region is no longer reachable by guest code and may be
+// reset and reused.
+func (m *capMemory) Free() {
+	if m.hold.freed.Swap(true) {
+		return
+	}
+	m.a.pool.put(m.hold.reg, m.used)
+}
+
+// memoryPool recycles linear-memory regions of power-of-two sizes from 64 KiB
+// to 4 MiB: allocating a fresh zeroed buffer per invocation made garbage
+// collection the main cost of a small function. A region is reset when it
+// comes back, so no guest ever sees another's data, and the reset costs what
+// the guest touched, not the size of its memory (resetRegion: on Linux a
+// region is an anonymous mapping, and only the pages the kernel says were
+// touched are cleared). A pool belongs to one Runtime and keeps at most
+// maxIdleRegions idle regions per size; the others are released.
+type memoryPool struct {
+	mu   sync.Mutex
+	idle [poolClasses][]*region
+
+	// pages reads this process's page map (Linux), once opened.
+	pages pageMap
+
+	// wholeReset makes the pool work as it did before issue 16, for
+	// same-run baselines in benchmarks: regions are Go slices, and each
+	// is cleared whole when it comes back. Set before the first call.
+	wholeReset bool
+}
+
+// region is one linear-memory buffer.
+type region struct {
+	b      []byte // the whole region: len == cap
+	pooled bool   // its size is a pool class
+	mapped bool   // b is an anonymous mapping of its own (Linux)
+}
+
+const (
+	poolMinShift = 16 // 64 KiB, one wasm page
+	poolClasses  = 7  // up to 4 MiB
+	// maxIdleRegions bounds the idle regions kept per size: enough for
+	// the instances of a busy agent's usual concurrency to find one.
+	maxIdleRegions = 8
+)
+
+func poolClass(n uint64) (int, bool) {
+	if n == 0 {
+		n = 1
+	}
+	shift := bits.Len64(n - 1)
+	if shift < poolMinShift {
+		shift = poolMinShift
+	}
+	c := shift - poolMinShift
+	return c, c < poolClasses
+}
+
+// get returns a zeroed region of at least n bytes.
+func (p *memoryPool) get(n uint64) *region {
+	c, ok := poolClass(n)
+	if !ok {
+		return newRegion(int(roundUp(max(n, 1), uint64(hostPageSize))), false)
+	}
+	p.mu.Lock()
+	if k := len(p.idle[c]); k > 0 {
+		r := p.idle[c][k-1]
+		p.idle[c][k-1] = nil
+		p.idle[c] = p.idle[c][:k-1]
+		p.mu.Unlock()
+		return r
+	}
+	p.mu.Unlock()
+	if p.wholeReset {
+		return &region{b: make([]byte, 1<<(c+poolMinShift)), pooled: true}
+	}
+	return newRegion(1<<(c+poolMinShift), true)
+}
+
+// put resets the first used bytes of r (no guest touched the rest since its
+// last reset) and keeps it for reuse, or releases it.
+func (p *memoryPool) put(r *region, used uint64) {
+	if !r.pooled {
+		p.release(r)
+		return
+	}
+	if p.wholeReset {
+		clear(r.b)
+	} else {
+		p.resetRegion(r, int(min(used, uint64(len(r.b)))))
+	}
+	c, _ := poolClass(uint64(len(r.b)))
+	p.mu.Lock()
+	if len(p.idle[c]) < maxIdleRegions {
+		p.idle[c] = append(p.idle[c], r)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.release(r)
+}
+
+// release gives r back to the system (or to the Go heap).
+func (p *memoryPool) release(r *region) {
+	freeRegion(r)
+}
+
+// drain releases every idle region.
+func (p *memoryPool) drain() {
+	p.mu.Lock()
+	var all []*region
+	for c := range p.idle {
+		all = append(all, p.idle[c]...)
+		p.idle[c] = nil
+	}
+	p.mu.Unlock()
+	for _, r := range all {
+		p.release(r)
+	}
+	p.pages.close()
+}
+
+func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
