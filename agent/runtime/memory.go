@@ -34,12 +34,14 @@ func (m *capMemory) watch() {
 		return
 	}
 	m.watched = true
-	pool := m.a.pool
-	runtime.AddCleanup(m, func(h *memoryHold) {
-		if !h.freed.Load() {
-			pool.release(h.reg)
-		}
-	}, m.hold)
+	m.hold.pool = m.a.pool
+	runtime.AddCleanup(m, releaseUnfreed, m.hold)
+}
+
+func releaseUnfreed(h *memoryHold) {
+	if !h.freed.Load() {
+		h.pool.release(h.reg)
+	}
 }
 
 // capMemory is one instance's linear memory.
@@ -55,6 +57,7 @@ type capMemory struct {
 // memoryHold is what the cleanup of a capMemory needs: its region, and
 // whether Free already gave it back.
 type memoryHold struct {
+	pool  *memoryPool
 	reg   *region
 	freed atomic.Bool
 }

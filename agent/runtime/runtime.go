@@ -49,6 +49,10 @@ type Runtime struct {
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
 
+	// baseConfig is what every instance's configuration starts from:
+	// [0] FunLess ABI, [1] WASI command (see moduleConfig).
+	baseConfig [2]wazero.ModuleConfig
+
 	spares atomic.Int64 // spare instances alive, all modules
 	slots  *slotScheduler
 	memory memoryPool
@@ -148,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient,
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfigs(),
 		slots: newSlotScheduler(cfg.MaxConcurrent, cfg.MaxPerFunction, cfg.MaxQueuedPerFunction)}
 	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
 	var cc wazero.CompilationCache
@@ -532,19 +536,32 @@ func (r *Runtime) Close(ctx context.Context) error {
 // moduleConfig is the per-instance configuration: no args, the
 // invocation's env (none for a spare instance), no preopened directories,
 // real clocks, crypto randomness, and stdio and sleep routed to the
-// invocation through s.
+// invocation through s. What does not depend on the instance is built once
+// (baseConfig): every With clones the configuration.
 func (r *Runtime) moduleConfig(s *slot, command bool, env []string) wazero.ModuleConfig {
-	cfg := withEnv(wazero.NewModuleConfig(), env).
-		WithName("").
-		WithSysWalltime().
-		WithSysNanotime().
+	base := r.baseConfig[0]
+	if command {
+		base = r.baseConfig[1]
+	}
+	cfg := withEnv(base, env).
 		WithNanosleep(s.sleep).
-		WithRandSource(rand.Reader).
 		WithStderr(slotWriter{s: s, fd: 2})
 	if command {
 		return cfg.WithStdout(slotWriter{s: s, fd: 1, stdout: true})
 	}
-	return cfg.WithStartFunctions().WithStdout(slotWriter{s: s, fd: 1})
+	return cfg.WithStdout(slotWriter{s: s, fd: 1})
+}
+
+// newBaseConfigs returns the parts of moduleConfig shared by every
+// instance: [0] for FunLess-ABI instances (no start function runs), [1]
+// for WASI commands.
+func newBaseConfigs() [2]wazero.ModuleConfig {
+	base := wazero.NewModuleConfig().
+		WithName("").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	return [2]wazero.ModuleConfig{base.WithStartFunctions(), base}
 }
 
 // classify turns what wazero returned into a runtime error.
