@@ -66,7 +66,7 @@ func newFunless(t testing.TB, code []byte) *funless {
 			f.output = append(f.output[:0], memory(c)[p:p+n]...)
 			return nil, nil
 		}},
-		"__console_log": {2, func(*wt.Caller, []wt.Val) ([]wt.Val, *wt.Trap) { return nil, nil }},
+		"__console_log":  {2, func(*wt.Caller, []wt.Val) ([]wt.Val, *wt.Trap) { return nil, nil }},
 		"__http_request": {10, func(*wt.Caller, []wt.Val) ([]wt.Val, *wt.Trap) { return nil, nil }},
 	}
 	for name, h := range host {
