@@ -124,8 +124,14 @@ func TestStoreAndDrop(t *testing.T) {
 	if err := e.Store(context.Background(), d, code); err != nil {
 		t.Fatal(err)
 	}
-	if !e.rt.Loaded(d) || len(e.Digests()) != 1 {
-		t.Fatal("pushed code not compiled or not stored")
+	// Compiled into the disk cache, not kept in memory: the first call
+	// loads it from there.
+	if e.rt.Loaded(d) || e.rt.Stats().Compiles != 1 || len(e.Digests()) != 1 {
+		t.Fatalf("pushed code not compiled (%d compiles), kept in memory (%v), or not stored", e.rt.Stats().Compiles, e.rt.Loaded(d))
+	}
+	call := Call{ActivationID: "a1", Module: "_", Function: "hello", Digest: d, Args: []byte(`{}`)}
+	if out := e.Invoke(context.Background(), call, nil); out.Err != nil || !out.Compiled || !out.DiskCacheHit {
+		t.Fatalf("first call after the push: %v, compiled %v, from disk %v", out.Err, out.Compiled, out.DiskCacheHit)
 	}
 	if err := e.Drop(d); err != nil {
 		t.Fatal(err)

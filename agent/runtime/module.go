@@ -19,6 +19,11 @@ type module struct {
 	info     Info
 	compiled wazero.CompiledModule
 
+	// cost is the memory the compiled module is estimated to hold
+	// (compiledCost); lastUse the last invocation's start (Unix ns).
+	cost    int64
+	lastUse atomic.Int64
+
 	mu      sync.Mutex
 	refs    int
 	evicted bool

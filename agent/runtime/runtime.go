@@ -44,6 +44,12 @@ type Runtime struct {
 
 	mu      sync.RWMutex
 	loading map[string]*loadCall
+	// preparing are the Prepare calls under way (see flight).
+	preparing map[string]*loadCall
+	// sweeper evicts the modules idle for Config.ModuleIdle until
+	// stopSweep closes.
+	sweeper   *time.Ticker
+	stopSweep chan struct{}
 	closed  bool
 	// active counts invocations and background spare refills, so Close can
 	// let them finish before it releases what they use.
@@ -58,7 +64,7 @@ type Runtime struct {
 	memory memoryPool
 
 	stats struct {
-		compiles, diskHits, memHits, invocations, spareHits, evictions atomic.Uint64
+		compiles, diskHits, memHits, invocations, spareHits, evictions, idleEvictions atomic.Uint64
 	}
 }
 
@@ -127,10 +133,13 @@ type Stats struct {
 	Invocations                              uint64
 	// SpareHits counts invocations served by a pre-instantiated instance.
 	SpareHits uint64
-	// Modules and ModuleBytes describe the in-memory cache of compiled modules.
-	Modules     int
-	ModuleBytes int64
-	Evictions   uint64
+	// Modules and ModuleBytes describe the in-memory cache of compiled
+	// modules: how many, and their estimated memory (see
+	// Config.MaxCompiledBytes). Evictions counts the modules dropped
+	// from it, IdleEvictions those of them dropped for being idle.
+	Modules                  int
+	ModuleBytes              int64
+	Evictions, IdleEvictions uint64
 	// Spares is how many spare instances are alive.
 	Spares int64
 
@@ -152,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfigs(),
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, preparing: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfigs(),
 		slots: newSlotScheduler(cfg.MaxConcurrent, cfg.MaxPerFunction, cfg.MaxQueuedPerFunction)}
 	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
 	var cc wazero.CompilationCache
@@ -199,10 +208,14 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		r.rt.Close(ctx)
 		return nil, fmt.Errorf("runtime: fl_imps: %w", err)
 	}
-	r.modules = cache.NewLRU(cache.Limits{Entries: cfg.MaxModules, Cost: cfg.MaxModuleBytes}, func(_ string, m *module) {
+	r.modules = cache.NewLRU(cache.Limits{Entries: cfg.MaxModules, Cost: cfg.MaxCompiledBytes}, func(_ string, m *module) {
 		r.stats.evictions.Add(1)
 		m.evict()
 	})
+	if cfg.ModuleIdle > 0 {
+		r.sweeper, r.stopSweep = time.NewTicker(max(cfg.ModuleIdle/4, time.Millisecond)), make(chan struct{})
+		go r.sweep(r.sweeper.C, r.stopSweep)
+	}
 	return r, nil
 }
 
@@ -229,6 +242,7 @@ func (r *Runtime) Stats() Stats {
 		Modules:         cs.Entries,
 		ModuleBytes:     cs.Cost,
 		Evictions:       r.stats.evictions.Load(),
+		IdleEvictions:   r.stats.idleEvictions.Load(),
 		Spares:          r.spares.Load(),
 	}
 }
@@ -246,6 +260,31 @@ func (r *Runtime) Stats() Stats {
 // Inspect; ErrModuleLimit, ErrCompileBudget; ErrCanceled or ErrTimeout when
 // ctx is done first (or the digest was evicted); ErrClosed.
 func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
+	return r.flight(ctx, code, true)
+}
+
+// Prepare makes a later Load of code cheap without keeping code in memory:
+// the agent calls it when the controller pushes code, so that memory holds
+// only the functions that are called. With a disk compilation cache
+// (compiler engine and Config.CacheDir) it checks and compiles code into
+// that cache, under the same limits and budget as Load, and drops the
+// compiled module from memory: the first call then loads it from disk
+// (DiskCacheHits). Without one (the interpreter, or no CacheDir) it only
+// checks code against ModuleLimits; the first call compiles. A digest
+// already in memory is left there. Info is complete only when Prepare
+// compiled (Info.Compiled).
+//
+// # Errors
+//
+// As for Load.
+func (r *Runtime) Prepare(ctx context.Context, code []byte) (Info, error) {
+	return r.flight(ctx, code, false)
+}
+
+// flight runs one compilation of code at a time per digest and purpose
+// (keep it in memory, or only prepare it), shared by the callers that
+// arrive meanwhile; a Prepare also joins a Load under way.
+func (r *Runtime) flight(ctx context.Context, code []byte, keep bool) (Info, error) {
 	if err := checkMagic(code); err != nil {
 		return Info{}, err
 	}
@@ -259,7 +298,14 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 		r.mu.Unlock()
 		return Info{}, ErrClosed
 	}
-	lc, ok := r.loading[digest]
+	flights := r.loading
+	if !keep {
+		flights = r.preparing
+	}
+	lc, ok := flights[digest]
+	if !ok && !keep {
+		lc, ok = r.loading[digest]
+	}
 	if !ok {
 		// A compilation may have finished since the lookup above: it adds
 		// the module before it leaves r.loading, both seen under r.mu.
@@ -271,15 +317,15 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 		var lctx context.Context
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		lc = &loadCall{done: make(chan struct{}), cancel: cancel}
-		r.loading[digest] = lc
+		flights[digest] = lc
 		r.active.Add(1)
 		go func() {
 			defer r.active.Done()
-			lc.info, lc.err = r.compile(lctx, digest, code)
+			lc.info, lc.err = r.compile(lctx, digest, code, keep)
 			cancel()
 			r.mu.Lock()
-			if r.loading[digest] == lc {
-				delete(r.loading, digest)
+			if flights[digest] == lc {
+				delete(flights, digest)
 			}
 			r.mu.Unlock()
 			close(lc.done)
@@ -294,10 +340,9 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 	}
 }
 
-func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info, error) {
-	if int64(len(code)) > r.cfg.MaxModuleBytes {
-		return Info{}, newError(KindInvalidModule, "module of %d bytes exceeds the module cache (%d bytes)", len(code), r.cfg.MaxModuleBytes)
-	}
+// compile checks and compiles code; keep puts the compiled module in the
+// in-memory cache, else (Prepare) it goes only to the disk cache, if any.
+func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep bool) (Info, error) {
 	prof, err := r.compiler.check(digest, code)
 	if err != nil {
 		return Info{}, err
@@ -312,6 +357,14 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		_, err := os.Stat(marker)
 		diskHit = err == nil
 	}
+	if !keep && marker == "" {
+		// No disk cache to prepare into: compiling now would only hold
+		// memory for a function that may never be called.
+		return Info{Digest: digest, Size: len(code), TableBytes: prof.TableBytes}, nil
+	}
+	if !keep && diskHit {
+		return Info{Digest: digest, Size: len(code), TableBytes: prof.TableBytes, DiskCacheHit: true}, nil
+	}
 	// A digest already in the disk cache compiled within its budget once:
 	// loading it back costs little, whatever its profile.
 	if !diskHit && r.compiler.isolated(prof) {
@@ -319,8 +372,15 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		if r.cfg.Engine == EngineCompiler {
 			dir = r.wazeroDir
 		}
-		if _, err := r.compiler.inWorker(ctx, digest, code, dir); err != nil {
+		winfo, err := r.compiler.inWorker(ctx, digest, code, dir)
+		if err != nil {
 			return Info{}, err
+		}
+		if !keep { // the worker left the compiled code in the disk cache
+			r.stats.compiles.Add(1)
+			r.writeMarker(marker)
+			winfo.TableBytes, winfo.Compiled = prof.TableBytes, true
+			return winfo, nil
 		}
 	}
 	release, err := r.compiler.inProcess(ctx, prof)
@@ -342,7 +402,16 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		return Info{}, err
 	}
 	info.TableBytes = prof.TableBytes
-	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
+	if !keep {
+		cm.Close(context.Background())
+		r.stats.compiles.Add(1)
+		r.writeMarker(marker)
+		info.Compiled = true
+		return info, nil
+	}
+	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0)),
+		cost: r.compiledCost(prof, len(code))}
+	m.lastUse.Store(time.Now().UnixNano())
 	// Evict cancels ctx under r.mu: checking it under r.mu too means a
 	// module evicted while it compiled is never kept.
 	r.mu.Lock()
@@ -351,19 +420,74 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		cm.Close(context.Background())
 		return Info{}, canceled(ctx, "compiling")
 	}
-	r.modules.Add(digest, m, int64(len(code)))
+	r.modules.Add(digest, m, min(m.cost, r.cfg.MaxCompiledBytes))
 	r.mu.Unlock()
 	r.stats.compiles.Add(1)
 	if diskHit {
 		r.stats.diskHits.Add(1)
-	} else if marker != "" {
-		if err := os.WriteFile(marker, nil, 0o600); err != nil {
-			r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
-		}
+	} else {
+		r.writeMarker(marker)
 	}
 	r.cfg.Logger.Debug("module loaded", "digest", digest, "abi", info.ABI, "disk_cache_hit", diskHit)
 	info.Compiled, info.DiskCacheHit = true, diskHit
 	return info, nil
+}
+
+// sweep evicts, at every tick, the modules no call used for
+// Config.ModuleIdle, until stop closes.
+func (r *Runtime) sweep(tick <-chan time.Time, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick:
+			r.evictIdle(now)
+		}
+	}
+}
+
+func (r *Runtime) evictIdle(now time.Time) {
+	for _, digest := range r.modules.Keys() {
+		m, ok := r.modules.Peek(digest)
+		if ok && now.Sub(time.Unix(0, m.lastUse.Load())) >= r.cfg.ModuleIdle && r.modules.Remove(digest) {
+			r.stats.idleEvictions.Add(1)
+		}
+	}
+}
+
+// Estimates of the memory a compiled module holds (Config.MaxCompiledBytes),
+// measured on amd64 with 100 copies of the Rust and C fixtures
+// (docs/decisions.md, issue 16): the optimising compiler's machine code is
+// about 5 bytes per byte of function bodies (hello_fl_rust: 264 KiB of
+// disk-cache file for 55 KB of bodies), the interpreter's compiled form about
+// 34 (1.8 MiB of Go heap for hello_fl_rust), wazero's decoded module about
+// 2.3 bytes per byte of wasm, and each module some fixed tens of KiB. The
+// factors round up.
+const (
+	compiledCodeFactor    = 6
+	interpretedCodeFactor = 36
+	decodedFactor         = 3
+	moduleFixedBytes      = 32 << 10
+)
+
+// compiledCost estimates the memory of a compiled module of size bytes with
+// profile p.
+func (r *Runtime) compiledCost(p Profile, size int) int64 {
+	f := compiledCodeFactor
+	if r.cfg.Engine == EngineInterpreter {
+		f = interpretedCodeFactor
+	}
+	return int64(f)*int64(p.CodeBytes) + decodedFactor*int64(size) + moduleFixedBytes
+}
+
+// writeMarker records that a digest's compiled code is in the disk cache.
+func (r *Runtime) writeMarker(marker string) {
+	if marker == "" {
+		return
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
+	}
 }
 
 // Loaded reports whether digest is compiled and in memory.
@@ -386,9 +510,11 @@ func (r *Runtime) Info(digest string) (Info, bool) {
 // normally.
 func (r *Runtime) Evict(digest string) bool {
 	r.mu.Lock()
-	if lc, ok := r.loading[digest]; ok {
-		lc.cancel()
-		delete(r.loading, digest)
+	for _, flights := range []map[string]*loadCall{r.loading, r.preparing} {
+		if lc, ok := flights[digest]; ok {
+			lc.cancel()
+			delete(flights, digest)
+		}
 	}
 	r.mu.Unlock()
 	return r.modules.Remove(digest)
@@ -416,6 +542,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		return Result{}, newError(KindNotLoaded, "%s", digest)
 	}
 	defer m.release()
+	m.lastUse.Store(time.Now().UnixNano())
 	r.stats.invocations.Add(1)
 	res := Result{ABI: m.info.ABI}
 
@@ -514,6 +641,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.closed = true
 	for _, lc := range r.loading {
 		lc.cancel()
+	}
+	for _, lc := range r.preparing {
+		lc.cancel()
+	}
+	if r.sweeper != nil {
+		r.sweeper.Stop()
+		close(r.stopSweep)
 	}
 	r.mu.Unlock()
 	r.slots.close()
