@@ -107,7 +107,7 @@ type Config struct {
 	// MiB for a 70 KB Rust function compiled, 2 MiB interpreted. The least
 	// recently used go first; their compiled code stays in the disk cache
 	// (Config.CacheDir), so loading one again is cheap. A module estimated
-	// at more than the bound is kept alone. Default 12 MiB.
+	// at more than the bound is kept alone. Default 8 MiB.
 	MaxCompiledBytes int64
 	// ModuleIdle: a compiled module that no call used for this long
 	// leaves memory (as above). Default 5 minutes; negative: never.
@@ -222,7 +222,7 @@ func (c Config) withDefaults() Config {
 		c.MaxModules = 64
 	}
 	if c.MaxCompiledBytes == 0 {
-		c.MaxCompiledBytes = 12 << 20
+		c.MaxCompiledBytes = 8 << 20
 	}
 	if c.ModuleIdle == 0 {
 		c.ModuleIdle = 5 * time.Minute

@@ -88,6 +88,7 @@ func (m *module) evict() {
 func (m *module) free() {
 	m.drainSpares()
 	m.compiled.Close(context.Background())
+	m.r.releaseSoon()
 }
 
 func (m *module) drainSpares() {

@@ -50,7 +50,7 @@ type Runtime struct {
 	// stopSweep closes.
 	sweeper   *time.Ticker
 	stopSweep chan struct{}
-	closed  bool
+	closed    bool
 	// active counts invocations and background spare refills, so Close can
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
@@ -59,7 +59,8 @@ type Runtime struct {
 	// [0] FunLess ABI, [1] WASI command (see moduleConfig).
 	baseConfig [2]wazero.ModuleConfig
 
-	spares atomic.Int64 // spare instances alive, all modules
+	spares    atomic.Int64 // spare instances alive, all modules
+	releasing atomic.Bool  // a releaseSoon is pending
 	slots  *slotScheduler
 	memory memoryPool
 
@@ -432,6 +433,22 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	info.Compiled, info.DiskCacheHit = true, diskHit
 	return info, nil
 }
+
+// releaseSoon gives the memory of closed modules back to the system within
+// releaseDelay: their compiled code is unmapped at once, but the Go heap
+// they held (the decoded module, what loading it used) would stay with the
+// process until the collector's own pace returns it. At most one release
+// per releaseDelay, however many modules close.
+func (r *Runtime) releaseSoon() {
+	if r.releasing.CompareAndSwap(false, true) {
+		time.AfterFunc(releaseDelay, func() {
+			r.releasing.Store(false)
+			debug.FreeOSMemory()
+		})
+	}
+}
+
+const releaseDelay = time.Second
 
 // sweep evicts, at every tick, the modules no call used for
 // Config.ModuleIdle, until stop closes.
