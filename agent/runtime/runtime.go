@@ -61,8 +61,8 @@ type Runtime struct {
 
 	spares    atomic.Int64 // spare instances alive, all modules
 	releasing atomic.Bool  // a releaseSoon is pending
-	slots  *slotScheduler
-	memory memoryPool
+	slots     *slotScheduler
+	memory    memoryPool
 
 	stats struct {
 		compiles, diskHits, memHits, invocations, spareHits, evictions, idleEvictions atomic.Uint64
