@@ -16,12 +16,17 @@ type capAllocator struct {
 	limit uint64
 	hit   bool
 	pool  *memoryPool
+	// dense is its module's hint: its last call touched most of the memory
+	// it was given (see memoryPool), or nil.
+	dense *atomic.Bool
 }
+
+func (a *capAllocator) wantDense() bool { return a.dense != nil && a.dense.Load() }
 
 var _ experimental.MemoryAllocator = (*capAllocator)(nil)
 
 func (a *capAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	m := &capMemory{a: a, hold: &memoryHold{reg: a.pool.get(min(capacity, a.limit))}}
+	m := &capMemory{a: a, hold: &memoryHold{reg: a.pool.get(min(capacity, a.limit), a.wantDense())}}
 	m.watch()
 	return m
 }
@@ -74,7 +79,7 @@ func (m *capMemory) Reallocate(size uint64) []byte {
 	}
 	// Grow geometrically (within the cap) so a guest growing page by page
 	// costs amortised O(n) copying, not O(n²).
-	nr := m.a.pool.get(min(max(size, 2*uint64(len(reg.b))), m.a.limit))
+	nr := m.a.pool.get(min(max(size, 2*uint64(len(reg.b))), m.a.limit), m.a.wantDense())
 	copy(nr.b, reg.b[:m.used])
 	m.a.pool.put(reg, m.used)
 	m.hold.reg, m.used = nr, size
@@ -90,20 +95,27 @@ func (m *capMemory) Free() {
 	if m.hold.freed.Swap(true) {
 		return
 	}
-	m.a.pool.put(m.hold.reg, m.used)
+	dense := m.a.pool.put(m.hold.reg, m.used)
+	if m.a.dense != nil && dense != m.a.dense.Load() {
+		m.a.dense.Store(dense)
+	}
 }
 
 // memoryPool recycles linear-memory regions of power-of-two sizes from 64 KiB
 // to 4 MiB: allocating a fresh zeroed buffer per invocation made garbage
 // collection the main cost of a small function. A region is reset when it
 // comes back, so no guest ever sees another's data, and the reset costs what
-// the guest touched, not the size of its memory (resetRegion: on Linux a
+// the guests touched, not the size of their memory (resetRegion: on Linux a
 // region is an anonymous mapping, and only the pages the kernel says were
-// touched are cleared). A pool belongs to one Runtime and keeps at most
-// maxIdleRegions idle regions per size; the others are released.
+// touched are cleared). Finding those pages costs about as much per page as
+// clearing it, so a region whose pages were mostly touched (dense) is
+// cleared without asking, and kept apart for the modules whose calls touch
+// most of their memory (a module's last call decides; sparse regions stay
+// sparse for the others). A pool belongs to one Runtime and keeps at most
+// maxIdleRegions idle regions per size and kind; the others are released.
 type memoryPool struct {
 	mu   sync.Mutex
-	idle [poolClasses][]*region
+	idle [2][poolClasses][]*region // [sparse, dense][class]
 
 	// pages reads this process's page map (Linux), once opened.
 	pages pageMap
@@ -119,6 +131,10 @@ type region struct {
 	b      []byte // the whole region: len == cap
 	pooled bool   // its size is a pool class
 	mapped bool   // b is an anonymous mapping of its own (Linux)
+	// dense: most of the pages of b that guests were given are mapped
+	// (once touched, a page stays mapped), so a reset clears the bytes
+	// used without reading the page map.
+	dense bool
 }
 
 const (
@@ -141,19 +157,26 @@ func poolClass(n uint64) (int, bool) {
 	return c, c < poolClasses
 }
 
-// get returns a zeroed region of at least n bytes.
-func (p *memoryPool) get(n uint64) *region {
+// get returns a zeroed region of at least n bytes, dense or not as asked
+// when the pool has one of each.
+func (p *memoryPool) get(n uint64, dense bool) *region {
 	c, ok := poolClass(n)
 	if !ok {
 		return newRegion(int(roundUp(max(n, 1), uint64(hostPageSize))), false)
 	}
 	p.mu.Lock()
-	if k := len(p.idle[c]); k > 0 {
-		r := p.idle[c][k-1]
-		p.idle[c][k-1] = nil
-		p.idle[c] = p.idle[c][:k-1]
-		p.mu.Unlock()
-		return r
+	kind := 0
+	if dense {
+		kind = 1
+	}
+	for _, k := range [2]int{kind, 1 - kind} {
+		if idle := p.idle[k][c]; len(idle) > 0 {
+			r := idle[len(idle)-1]
+			idle[len(idle)-1] = nil
+			p.idle[k][c] = idle[:len(idle)-1]
+			p.mu.Unlock()
+			return r
+		}
 	}
 	p.mu.Unlock()
 	if p.wholeReset {
@@ -163,26 +186,33 @@ func (p *memoryPool) get(n uint64) *region {
 }
 
 // put resets the first used bytes of r (no guest touched the rest since its
-// last reset) and keeps it for reuse, or releases it.
-func (p *memoryPool) put(r *region, used uint64) {
+// last reset) and keeps it for reuse, or releases it. It reports whether r
+// is dense.
+func (p *memoryPool) put(r *region, used uint64) bool {
 	if !r.pooled {
 		p.release(r)
-		return
+		return false
 	}
 	if p.wholeReset {
 		clear(r.b)
 	} else {
 		p.resetRegion(r, int(min(used, uint64(len(r.b)))))
 	}
+	dense := r.dense
 	c, _ := poolClass(uint64(len(r.b)))
+	kind := 0
+	if dense {
+		kind = 1
+	}
 	p.mu.Lock()
-	if len(p.idle[c]) < maxIdleRegions {
-		p.idle[c] = append(p.idle[c], r)
+	if len(p.idle[kind][c]) < maxIdleRegions {
+		p.idle[kind][c] = append(p.idle[kind][c], r)
 		p.mu.Unlock()
-		return
+		return dense
 	}
 	p.mu.Unlock()
 	p.release(r)
+	return dense
 }
 
 // release gives r back to the system (or to the Go heap).
@@ -194,9 +224,11 @@ func (p *memoryPool) release(r *region) {
 func (p *memoryPool) drain() {
 	p.mu.Lock()
 	var all []*region
-	for c := range p.idle {
-		all = append(all, p.idle[c]...)
-		p.idle[c] = nil
+	for k := range p.idle {
+		for c := range p.idle[k] {
+			all = append(all, p.idle[k][c]...)
+			p.idle[k][c] = nil
+		}
 	}
 	p.mu.Unlock()
 	for _, r := range all {

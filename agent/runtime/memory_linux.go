@@ -30,6 +30,10 @@ const madvNoHugePage = 15 // MADV_NOHUGEPAGE, the same on every Linux architectu
 var hostPageSize = os.Getpagesize()
 
 func newRegion(size int, pooled bool) *region {
+	if size <= directClearBytes {
+		// Cleared whole anyway: a Go slice costs less to make and free.
+		return &region{b: make([]byte, size), pooled: pooled}
+	}
 	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
 	if err != nil {
 		return &region{b: make([]byte, size), pooled: pooled}
@@ -47,14 +51,24 @@ func freeRegion(r *region) {
 	r.b = nil
 }
 
-// resetRegion zeroes the first used bytes of r.
+// resetRegion zeroes the first used bytes of r, and marks r dense when
+// most of its pages were touched.
 func (p *memoryPool) resetRegion(r *region, used int) {
 	if used == 0 {
 		return
 	}
-	if !r.mapped || used <= directClearBytes || !p.pages.clearTouched(r.b[:used]) {
+	if !r.mapped || r.dense || used <= directClearBytes {
 		clear(r.b[:used])
+		return
 	}
+	touched, ok := p.pages.clearTouched(r.b[:used])
+	if !ok {
+		clear(r.b[:used])
+		return
+	}
+	// Reading the page map costs about what clearing costs per page: for a
+	// region mostly touched (its touched pages stay mapped) it is waste.
+	r.dense = 2*touched*hostPageSize >= used
 }
 
 // pageMap reads /proc/self/pagemap: 8 bytes per virtual page, bit 63 set
@@ -93,12 +107,13 @@ func (m *pageMap) close() {
 }
 
 // clearTouched zeroes every page of b (page-aligned at its start) that is
-// present or swapped out; it reports false, having cleared nothing, when
-// the page map cannot be read.
-func (m *pageMap) clearTouched(b []byte) bool {
+// present or swapped out, and returns how many; it reports false when the
+// page map cannot be read (the caller then clears b).
+func (m *pageMap) clearTouched(b []byte) (int, bool) {
 	if m.open() < 0 {
-		return false
+		return 0, false
 	}
+	touched := 0
 	ps := hostPageSize
 	first := uintptr(unsafe.Pointer(unsafe.SliceData(b))) / uintptr(ps)
 	n := (len(b) + ps - 1) / ps
@@ -113,11 +128,12 @@ func (m *pageMap) clearTouched(b []byte) bool {
 	for i := 0; i < n; i += pmBatch {
 		k := min(pmBatch, n-i)
 		if !m.read(buf[:k*8], int64(first+uintptr(i))*8) {
-			return false // the caller clears the whole range
+			return 0, false
 		}
 		for j := range k {
 			e := binary.LittleEndian.Uint64(buf[j*8:])
 			if e&(pmPresent|pmSwapped) != 0 {
+				touched++
 				if runStart < 0 {
 					runStart = i + j
 				}
@@ -127,7 +143,7 @@ func (m *pageMap) clearTouched(b []byte) bool {
 		}
 	}
 	flush(n)
-	return true
+	return touched, true
 }
 
 func (m *pageMap) read(p []byte, off int64) bool {

@@ -10,8 +10,10 @@
 ;;   1 data byte at 1024 is 'D'  5 table slot 1 is null
 ;;   2 i32 at 4096 (bss) is 0    6 a freshly grown page reads 0
 ;;   3 i32 in page 17 is 0       7 the last byte of page 19 is 0
-;; Then sets $g to 99, overwrites all those bytes, fills table slot 1, and
-;; writes into the grown page (which a fresh instance does not have).
+;; Then sets $g to 99, overwrites all those bytes, fills table slot 1,
+;; writes into the grown page (which a fresh instance does not have), and
+;; fills memory from 8192 to the end of page 19 with 0xAB (so the regions it
+;; used are dense: see agent/runtime's memoryPool).
 (module
   (import "fl_imps" "__insert_response" (func $resp (param i32 i32)))
   (memory (export "memory") 20)
@@ -46,4 +48,5 @@
     (if (i32.ne (local.get $old) (i32.const -1))
       (then (i32.store (i32.mul (local.get $old) (i32.const 65536)) (i32.const -1))))
     (table.set 0 (i32.const 1) (ref.func $dummy))
+    (memory.fill (i32.const 8192) (i32.const 0xAB) (i32.const 1302528))
     (i32.const 0)))
