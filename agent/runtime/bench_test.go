@@ -179,7 +179,7 @@ func BenchmarkInvokeNoSpares(b *testing.B) {
 // BenchmarkLoad compares a cold compile with a load after a restart that
 // finds the compiled code in the disk cache.
 func BenchmarkLoad(b *testing.B) {
-	for _, name := range []string{"hello_c", "hello_go"} {
+	for _, name := range []string{"hello_c", "hello_fl_rust", "hello_go"} {
 		code := fixture(b, name)
 		for _, mode := range []string{"cold", "disk-cache"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {

@@ -405,6 +405,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	info.TableBytes = prof.TableBytes
 	if !keep {
 		cm.Close(context.Background())
+		r.releaseSoon() // what compiling took from the Go heap
 		r.stats.compiles.Add(1)
 		r.writeMarker(marker)
 		info.Compiled = true
@@ -434,11 +435,12 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	return info, nil
 }
 
-// releaseSoon gives the memory of closed modules back to the system within
-// releaseDelay: their compiled code is unmapped at once, but the Go heap
-// they held (the decoded module, what loading it used) would stay with the
-// process until the collector's own pace returns it. At most one release
-// per releaseDelay, however many modules close.
+// releaseSoon gives the memory of closed modules (and of compiling one only
+// for the disk cache) back to the system within releaseDelay: their
+// compiled code is unmapped at once, but the Go heap they held (the decoded
+// module, what compiling or loading used) would stay with the process until
+// the collector's own pace returns it. At most one release per
+// releaseDelay, however many modules close.
 func (r *Runtime) releaseSoon() {
 	if r.releasing.CompareAndSwap(false, true) {
 		time.AfterFunc(releaseDelay, func() {

@@ -16,6 +16,9 @@ type manyFunctions struct {
 	// calls, and settled (2 s later, once the agent returned what it
 	// freed to the system).
 	idle, afterPush, afterCalls, settled int64
+	// settledAnon and settledFile split settled: anonymous memory (heap,
+	// compiled code) and mapped files (the binary, the state database).
+	settledAnon, settledFile int64
 	// firstCall is the p50 of the first calls (each loads its function:
 	// from the disk cache where the push compiled it); afterEviction the
 	// first call of the function used longest ago, once every other was
@@ -63,6 +66,7 @@ func runManyFunctions(t testing.TB, binDir string, n int) manyFunctions {
 	m.warm = call(0)
 	time.Sleep(2 * time.Second)
 	m.settled = procRSS(pid)
+	m.settledAnon, m.settledFile = procStatus(pid, "RssAnon"), procStatus(pid, "RssFile")
 	return m
 }
 
@@ -85,8 +89,8 @@ func TestAgentRSSBoundedManyFunctions(t *testing.T) {
 	}
 	for _, run := range runs {
 		m := runManyFunctions(t, run.dir, 100)
-		t.Logf("%s: agent RSS idle %d MiB, after 100 pushes %d MiB, after a call of each %d MiB, settled %d MiB; first calls p50 %v, first call after eviction %v, warm %v",
-			run.name, m.idle>>20, m.afterPush>>20, m.afterCalls>>20, m.settled>>20, m.firstCall.Round(10*time.Microsecond), m.afterEviction.Round(10*time.Microsecond), m.warm.Round(10*time.Microsecond))
+		t.Logf("%s: agent RSS idle %d MiB, after 100 pushes %d MiB, after a call of each %d MiB, settled %d MiB (anonymous %d, files %d); first calls p50 %v, first call after eviction %v, warm %v",
+			run.name, m.idle>>20, m.afterPush>>20, m.afterCalls>>20, m.settled>>20, m.settledAnon>>20, m.settledFile>>20, m.firstCall.Round(10*time.Microsecond), m.afterEviction.Round(10*time.Microsecond), m.warm.Round(10*time.Microsecond))
 		if run.name == "current" && (m.settled > 40<<20 || m.afterPush > 40<<20) {
 			t.Errorf("agent RSS %d MiB after the pushes, %d MiB settled after the calls; want at most 40", m.afterPush>>20, m.settled>>20)
 		}
