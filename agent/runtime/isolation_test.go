@@ -53,8 +53,10 @@ func TestIsolation(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"fresh", Config{SpareInstances: -1}},
-		{"spares", Config{SpareThreshold: time.Nanosecond, SpareInstances: 2}},
+		// Room for every fixture compiled, interpreted too: this is about
+		// isolation, not the module cache.
+		{"fresh", Config{SpareInstances: -1, MaxCompiledBytes: 256 << 20}},
+		{"spares", Config{SpareThreshold: time.Nanosecond, SpareInstances: 2, MaxCompiledBytes: 256 << 20}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			r := newRuntime(t, mode.cfg)

@@ -24,7 +24,19 @@ func variant(code []byte, name string) []byte {
 func TestPrepare(t *testing.T) {
 	ctx := context.Background()
 	code := variant(fixture(t, "hello_fl_rust"), t.Name())
+
+	interp := newRuntime(t, Config{Engine: EngineInterpreter})
+	if info, err := interp.Prepare(ctx, code); err != nil || info.Compiled || interp.Stats().Compiles != 0 {
+		t.Fatalf("Prepare without a disk cache compiled: %+v %v", info, err)
+	}
+	if info, err := interp.Load(ctx, code); err != nil || !info.Compiled {
+		t.Fatalf("first Load: %+v %v", info, err)
+	}
+
 	r := newRuntime(t, Config{CacheDir: t.TempDir()})
+	if r.Engine() != EngineCompiler {
+		t.Skip("the interpreter has no disk cache to prepare into")
+	}
 	info, err := r.Prepare(ctx, code)
 	if err != nil || !info.Compiled || info.ABI != ABIFunLess {
 		t.Fatalf("Prepare: %+v %v", info, err)
@@ -45,14 +57,6 @@ func TestPrepare(t *testing.T) {
 	if _, err := r.Prepare(ctx, bad); err == nil {
 		t.Fatal("Prepare accepted a broken module")
 	}
-
-	interp := newRuntime(t, Config{Engine: EngineInterpreter})
-	if info, err := interp.Prepare(ctx, code); err != nil || info.Compiled || interp.Stats().Compiles != 0 {
-		t.Fatalf("Prepare without a disk cache compiled: %+v %v", info, err)
-	}
-	if info, err := interp.Load(ctx, code); err != nil || !info.Compiled {
-		t.Fatalf("first Load: %+v %v", info, err)
-	}
 }
 
 // TestCompiledBytesBound: the in-memory modules stay within
@@ -67,6 +71,9 @@ func TestCompiledBytesBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newRuntime(t, Config{CacheDir: t.TempDir(), MaxCompiledBytes: 3 << 20})
+	if r.Engine() != EngineCompiler {
+		t.Skip("the interpreter has no disk cache to reload from")
+	}
 	one := r.compiledCost(p, len(code)+8)
 	if one < 256<<10 || one > 1<<20 {
 		t.Fatalf("estimate for hello_fl_rust %d KiB, measured about 480", one>>10)
