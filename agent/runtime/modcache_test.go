@@ -134,3 +134,31 @@ func TestIdleModulesGo(t *testing.T) {
 		t.Fatalf("idle evictions %d", s.IdleEvictions)
 	}
 }
+
+// TestLoadJoinsPrepare: a call that needs a module a push is preparing
+// waits for it and loads it from the disk cache: one compile, not two.
+func TestLoadJoinsPrepare(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t, Config{CacheDir: t.TempDir()})
+	if r.Engine() != EngineCompiler {
+		t.Skip("the interpreter has no disk cache to prepare into")
+	}
+	code := variant(fixture(t, "hello_fl_rust"), t.Name())
+	done := make(chan error, 1)
+	go func() { _, err := r.Prepare(ctx, code); done <- err }()
+	testwait.For(t, 5*time.Second, "the prepare to start", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.preparing) == 1 || r.Stats().Compiles == 1
+	})
+	info, err := r.Load(ctx, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Stats(); s.Compiles != 2 || s.DiskCacheHits != 1 || !info.DiskCacheHit {
+		t.Fatalf("compiles %d (the prepare's and the disk load), disk hits %d, load %+v", s.Compiles, s.DiskCacheHits, info)
+	}
+}

@@ -299,6 +299,19 @@ func (r *Runtime) flight(ctx context.Context, code []byte, keep bool) (Info, err
 		r.mu.Unlock()
 		return Info{}, ErrClosed
 	}
+	if _, loading := r.loading[digest]; keep && !loading {
+		if pc, ok := r.preparing[digest]; ok {
+			// A push is compiling it into the disk cache: wait, then
+			// load it from there, rather than compile it twice.
+			r.mu.Unlock()
+			select {
+			case <-pc.done:
+				return r.flight(ctx, code, keep)
+			case <-ctx.Done():
+				return Info{}, canceled(ctx, "waiting for the module to compile")
+			}
+		}
+	}
 	flights := r.loading
 	if !keep {
 		flights = r.preparing
