@@ -1,7 +1,8 @@
 // Package executor runs invocations on an agent: it makes sure the code of a
 // digest is in the agent's state and compiled in the runtime (fetching it
 // from the controller through a callback when it is missing; code pushed
-// ahead of its calls is compiled into the disk cache, not kept in memory), runs the
+// ahead of its calls is compiled into the disk cache, and kept in memory
+// only where there is room), runs the
 // function, and accounts for what it did (in-flight count, phase timings,
 // Prometheus metrics).
 //
@@ -109,9 +110,11 @@ func (e *Executor) Runtime() *runtime.Runtime { return e.rt }
 
 // Store keeps code pushed by the controller and prepares it
 // (runtime.Prepare): with the agent's disk compilation cache it is
-// compiled there now, so that the first call only loads it from disk, and
-// memory holds only the functions that are called. Quarantined code is
-// kept (it may be released) but not compiled.
+// compiled there now, and kept in memory too only if the module cache has
+// room for it without evicting another; so the first call is warm or a
+// disk load, and a push of many functions does not fill memory with
+// functions that are not called. Quarantined code is kept (it may be
+// released) but not compiled.
 func (e *Executor) Store(ctx context.Context, digest string, code []byte) error {
 	e.metrics.codeReceived("push")
 	if err := e.st.PutCode(digest, code); err != nil {

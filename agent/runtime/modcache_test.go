@@ -33,18 +33,24 @@ func TestPrepare(t *testing.T) {
 		t.Fatalf("first Load: %+v %v", info, err)
 	}
 
-	r := newRuntime(t, Config{CacheDir: t.TempDir()})
+	// Room for one such module: a first Prepare keeps it, a second one
+	// (another module) does not evict it.
+	r := newRuntime(t, Config{CacheDir: t.TempDir(), MaxCompiledBytes: 1 << 20})
 	if r.Engine() != EngineCompiler {
 		t.Skip("the interpreter has no disk cache to prepare into")
+	}
+	kept, err := r.Prepare(ctx, variant(code, "kept"))
+	if err != nil || !kept.Compiled || !r.Loaded(kept.Digest) {
+		t.Fatalf("Prepare with room: %+v %v, loaded %v", kept, err, r.Loaded(kept.Digest))
 	}
 	info, err := r.Prepare(ctx, code)
 	if err != nil || !info.Compiled || info.ABI != ABIFunLess {
 		t.Fatalf("Prepare: %+v %v", info, err)
 	}
-	if r.Loaded(info.Digest) || r.Stats().Compiles != 1 || r.Stats().Modules != 0 {
-		t.Fatalf("prepared module kept in memory: %+v", r.Stats())
+	if r.Loaded(info.Digest) || !r.Loaded(kept.Digest) || r.Stats().Compiles != 2 || r.Stats().Modules != 1 {
+		t.Fatalf("a prepared module without room was kept in memory, or evicted another: %+v", r.Stats())
 	}
-	if again, err := r.Prepare(ctx, code); err != nil || again.Compiled || !again.DiskCacheHit || r.Stats().Compiles != 1 {
+	if again, err := r.Prepare(ctx, code); err != nil || again.Compiled || !again.DiskCacheHit || r.Stats().Compiles != 2 {
 		t.Fatalf("second Prepare compiled again: %+v %v", again, err)
 	}
 	loaded, err := r.Load(ctx, code)
@@ -136,29 +142,43 @@ func TestIdleModulesGo(t *testing.T) {
 }
 
 // TestLoadJoinsPrepare: a call that needs a module a push is preparing
-// waits for it and loads it from the disk cache: one compile, not two.
+// waits for it, then takes it from memory (the cache had room) or from the
+// disk cache: one compile, never two.
 func TestLoadJoinsPrepare(t *testing.T) {
-	ctx := context.Background()
-	r := newRuntime(t, Config{CacheDir: t.TempDir()})
-	if r.Engine() != EngineCompiler {
-		t.Skip("the interpreter has no disk cache to prepare into")
-	}
-	code := variant(fixture(t, "hello_fl_rust"), t.Name())
-	done := make(chan error, 1)
-	go func() { _, err := r.Prepare(ctx, code); done <- err }()
-	testwait.For(t, 5*time.Second, "the prepare to start", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.preparing) == 1 || r.Stats().Compiles == 1
-	})
-	info, err := r.Load(ctx, code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if s := r.Stats(); s.Compiles != 2 || s.DiskCacheHits != 1 || !info.DiskCacheHit {
-		t.Fatalf("compiles %d (the prepare's and the disk load), disk hits %d, load %+v", s.Compiles, s.DiskCacheHits, info)
+	for _, room := range []bool{true, false} {
+		t.Run(fmt.Sprintf("room=%v", room), func(t *testing.T) {
+			ctx := context.Background()
+			bound := int64(8 << 20)
+			if !room {
+				bound = 64 << 10 // under one hello_fl_rust
+			}
+			r := newRuntime(t, Config{CacheDir: t.TempDir(), MaxCompiledBytes: bound})
+			if r.Engine() != EngineCompiler {
+				t.Skip("the interpreter has no disk cache to prepare into")
+			}
+			code := variant(fixture(t, "hello_fl_rust"), t.Name())
+			done := make(chan error, 1)
+			go func() { _, err := r.Prepare(ctx, code); done <- err }()
+			testwait.For(t, 5*time.Second, "the prepare to start", func() bool {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				return len(r.preparing) == 1 || r.Stats().Compiles == 1
+			})
+			info, err := r.Load(ctx, code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			s := r.Stats()
+			if room && (s.Compiles != 1 || s.MemoryCacheHits != 1) {
+				t.Fatalf("compiles %d, memory hits %d: want the prepared module", s.Compiles, s.MemoryCacheHits)
+			}
+			if !room && (s.Compiles != 2 || s.DiskCacheHits != 1 || !info.DiskCacheHit) {
+				t.Fatalf("compiles %d (want the prepare's and a disk load), disk hits %d", s.Compiles, s.DiskCacheHits)
+			}
+			checkHello(t, r, info.Digest)
+		})
 	}
 }

@@ -264,16 +264,17 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 	return r.flight(ctx, code, true)
 }
 
-// Prepare makes a later Load of code cheap without keeping code in memory:
-// the agent calls it when the controller pushes code, so that memory holds
-// only the functions that are called. With a disk compilation cache
-// (compiler engine and Config.CacheDir) it checks and compiles code into
-// that cache, under the same limits and budget as Load, and drops the
-// compiled module from memory: the first call then loads it from disk
-// (DiskCacheHits). Without one (the interpreter, or no CacheDir) it only
-// checks code against ModuleLimits; the first call compiles. A digest
-// already in memory is left there. Info is complete only when Prepare
-// compiled (Info.Compiled).
+// Prepare makes a later Load of code cheap without making room for it in
+// memory: the agent calls it when the controller pushes code, so that
+// memory holds the functions that are called, not every function pushed.
+// With a disk compilation cache (compiler engine and Config.CacheDir) it
+// checks and compiles code into that cache, under the same limits and
+// budget as Load, and keeps the compiled module in memory only if it fits
+// there without evicting another (Config.MaxCompiledBytes, MaxModules);
+// else the first call loads it from disk (DiskCacheHits). Without a disk
+// cache (the interpreter, or no CacheDir) it only checks code against
+// ModuleLimits; the first call compiles. A digest already in memory is left
+// there. Info is complete only when Prepare compiled (Info.Compiled).
 //
 // # Errors
 //
@@ -416,7 +417,8 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 		return Info{}, err
 	}
 	info.TableBytes = prof.TableBytes
-	if !keep {
+	cost := r.compiledCost(prof, len(code))
+	if !keep && !r.hasRoom(cost) {
 		cm.Close(context.Background())
 		r.releaseSoon() // what compiling took from the Go heap
 		r.stats.compiles.Add(1)
@@ -425,7 +427,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 		return info, nil
 	}
 	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0)),
-		cost: r.compiledCost(prof, len(code))}
+		cost: cost}
 	m.lastUse.Store(time.Now().UnixNano())
 	// Evict cancels ctx under r.mu: checking it under r.mu too means a
 	// module evicted while it compiled is never kept.
@@ -510,6 +512,13 @@ func (r *Runtime) compiledCost(p Profile, size int) int64 {
 		f = interpretedCodeFactor
 	}
 	return int64(f)*int64(p.CodeBytes) + decodedFactor*int64(size) + moduleFixedBytes
+}
+
+// hasRoom reports whether a module of cost fits in the in-memory cache
+// without evicting another (a Prepare keeps what it compiled then).
+func (r *Runtime) hasRoom(cost int64) bool {
+	s := r.modules.Stats()
+	return s.Entries < r.cfg.MaxModules && s.Cost+cost <= r.cfg.MaxCompiledBytes
 }
 
 // writeMarker records that a digest's compiled code is in the disk cache.
