@@ -31,9 +31,10 @@
 // version next to wazero's cache to tell a disk hit from a cold compile).
 // The interpreter engine (armv7, or Engine: "interpreter") has no disk
 // cache. Prepare is Load for code pushed ahead of its calls: it compiles
-// into the disk cache only, so memory holds only the functions that are
-// called (without a disk cache it only checks the code, and the first call
-// compiles).
+// into the disk cache, and keeps the module in memory only if there is room
+// for it without evicting another, so memory holds the functions that are
+// called rather than every function pushed (without a disk cache it only
+// checks the code, and the first call compiles).
 //
 // Invoke runs a loaded digest. Evicting a module while it runs is safe: it is
 // closed when its last invocation ends.
