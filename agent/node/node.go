@@ -69,6 +69,9 @@ type Config struct {
 	MaxConcurrent        int
 	MaxPerFunction       int
 	MaxQueuedPerFunction int
+	// MaxCompiledBytes bounds the compiled modules kept in memory
+	// (runtime.Config; zero: its default).
+	MaxCompiledBytes int64
 	// ModuleLimits and Compile bound what the agent compiles: it checks
 	// every module itself, whatever its controller accepted.
 	ModuleLimits runtime.ModuleLimits
@@ -112,6 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxConcurrent:        cfg.MaxConcurrent,
 		MaxPerFunction:       cfg.MaxPerFunction,
 		MaxQueuedPerFunction: cfg.MaxQueuedPerFunction,
+		MaxCompiledBytes:     cfg.MaxCompiledBytes,
 		Limits: runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20,
 			LogLines: cfg.LogMaxLines, LogBytes: cfg.LogMaxBytes},
 		ModuleLimits: cfg.ModuleLimits,

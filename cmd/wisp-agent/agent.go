@@ -37,5 +37,6 @@ func (c config) node() node.Config {
 			Worker: runtime.SelfWorker(),
 		},
 		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction,
+		MaxCompiledBytes: int64(c.CompiledCacheMiB) << 20,
 	}
 }

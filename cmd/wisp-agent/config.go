@@ -50,6 +50,7 @@ type config struct {
 	MaxConcurrent        int
 	MaxPerFunction       int
 	MaxQueuedPerFunction int
+	CompiledCacheMiB     uint64
 	Log                  settings.Logging
 }
 
@@ -98,6 +99,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.ModuleLimits, "module_limits", "static limits on modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
 		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one compilation in a worker").WithDefault("0: 60s"),
 		settings.Uint(&c.CompileMemoryMiB, "compile_memory_mib", "memory budget of one compilation worker, in `MiB`").WithDefault("0: 1024"),
+		settings.Uint(&c.CompiledCacheMiB, "compiled_cache_mib", "memory the compiled functions kept in memory may take, as estimated from their code, in `MiB` (the least recently used leave it; their code stays in the disk cache; a Go guest is estimated at about 22)").WithDefault("0: 8"),
 		settings.Int(&c.CompileWorkers, "compile_workers", "compilations in worker processes at once").WithDefault("0: GOMAXPROCS/2, at least 1"),
 	}, c.Log.Settings()...)}
 }
@@ -194,6 +196,9 @@ func (c config) Validate() error {
 	}
 	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
 		return err
+	}
+	if c.CompiledCacheMiB > 1<<20 {
+		return fmt.Errorf("compiled cache %d MiB: at most 1 TiB", c.CompiledCacheMiB)
 	}
 	if c.CompileTimeout < 0 || c.CompileWorkers < 0 {
 		return errors.New("compile timeout and workers must not be negative")
