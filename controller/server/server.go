@@ -198,6 +198,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
+	// hot answers the reads of every invocation (token, function, module
+	// owner) from memory, kept true by the store's change feed (Watch,
+	// started with the fleet). Type assertions stay on st.
+	hot := store.NewCached(st, store.CacheLimits{})
 	reg := prometheus.NewRegistry()
 	hostname := cluster.NewInstanceID(cfg.InstanceID)
 	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
@@ -236,11 +240,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher := fleet.NewDispatcher(fl, hot, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)
 	dispatcher.TraceWith(tracer)
 	evs, err := events.New(events.Config{
-		Invoke:   eventInvoker(st, dispatcher),
+		Invoke:   eventInvoker(hot, dispatcher),
 		Instance: hostname,
 		Logger:   log,
 		Registry: reg,
@@ -248,11 +252,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if err != nil {
 		return err
 	}
-	cloudTimers, err := timers.New(timers.Config{Functions: st, Dispatcher: dispatcher, Registerer: reg, Logger: log})
+	cloudTimers, err := timers.New(timers.Config{Functions: hot, Dispatcher: dispatcher, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: st, log: log}
+	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: hot, log: log}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -260,7 +264,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
 	}
 	srv, err := api.New(api.Config{
-		Store:               st,
+		Store:               hot,
 		Invoker:             dispatcher,
 		Distributor:         dist,
 		Agents:              fl,
@@ -329,6 +333,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	go func() { eventsDone <- evs.Run(fleetCtx) }()
 	sinksDone := make(chan error, 1)
 	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- hot.Watch(fleetCtx) }()
 	prunerDone := make(chan error, 1)
 	go func() { prunerDone <- pruner.Run(fleetCtx) }()
 	// Cloud timers stop before the fleet, so that their runs in flight
@@ -371,6 +377,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-cacheDone
 	<-restored
 	stopTracing()
 	<-traceDone

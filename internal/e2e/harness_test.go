@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 		runQUICEchoServer() // this process is the other end of a floor measurement
 		return
 	}
+	if addr := os.Getenv(chainHTTPEnv); addr != "" {
+		runChainHTTPServer(addr) // the middle hop of the chained floor
+		return
+	}
 	dir, err := os.MkdirTemp("", "wisp-e2e-")
 	if err != nil {
 		panic(err)
