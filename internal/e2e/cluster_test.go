@@ -43,7 +43,7 @@ var sharedFiles = []string{"controller.crt", "controller.key", "secrets.key", "a
 // startCluster starts n controllers on a fresh Postgres schema: the first
 // makes the identity, the secrets key and the admin, the others start
 // with copies of them.
-func startCluster(t *testing.T, n int, extra ...string) *cluster {
+func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
 	cl := &cluster{dsn: testpg.Schema(t, 0), extra: extra}
 	for i := range n {
@@ -67,7 +67,7 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 
 // restart starts controller i again on its data dir and addresses (after
 // it stopped or was killed).
-func (cl *cluster) restart(t *testing.T, i int) *controller {
+func (cl *cluster) restart(t testing.TB, i int) *controller {
 	t.Helper()
 	old := cl.ctls[i]
 	args := append([]string{"--listen", strings.TrimPrefix(old.url, "http://")}, cl.extra...)
@@ -105,14 +105,18 @@ type clusterAgent struct {
 
 // startClusterAgent runs an agent dialling controllers (QUIC addresses)
 // and waits until it has a session with each.
-func startClusterAgent(t *testing.T, token, name string, controllers []string) *clusterAgent {
+func startClusterAgent(t testing.TB, token, name string, controllers []string) *clusterAgent {
 	t.Helper()
 	dir := t.TempDir()
 	p := startEnv(t, "wisp-agent "+name, tokenEnv(token), "run", "--controllers", strings.Join(controllers, ","),
 		"--data-dir", dir, "--agent-name", name, "--metrics-addr", "127.0.0.1:0", "--local-api", "127.0.0.1:0")
 	a := &clusterAgent{proc: p, name: name, dir: dir}
 	a.api = p.Await(`msg="local invoke API" addr=(\S+)`)
-	a.token = readToken(t, filepath.Join(dir, "local.token"))
+	tok, err := os.ReadFile(filepath.Join(dir, "local.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.token = strings.TrimSpace(string(tok))
 	waitFor(t, name+" linked to "+strings.Join(controllers, ", "), func() bool {
 		up := a.links(t)
 		for _, c := range controllers {
@@ -126,7 +130,7 @@ func startClusterAgent(t *testing.T, token, name string, controllers []string) *
 }
 
 // status is the running agent's report (GET /v1/status on its local API).
-func (a *clusterAgent) status(t *testing.T) status.Report {
+func (a *clusterAgent) status(t testing.TB) status.Report {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+a.api+"/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+a.token)
@@ -135,15 +139,15 @@ func (a *clusterAgent) status(t *testing.T) status.Report {
 		t.Fatalf("%s status: %v", a.name, err)
 	}
 	defer resp.Body.Close()
-	var rep status.Report
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil || resp.StatusCode != 200 {
+	var env struct{ Data status.Report }
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%s status: %d %v", a.name, resp.StatusCode, err)
 	}
-	return rep
+	return env.Data
 }
 
 // links are the agent's links by the controller address it dialled.
-func (a *clusterAgent) links(t *testing.T) map[string]status.Link {
+func (a *clusterAgent) links(t testing.TB) map[string]status.Link {
 	out := map[string]status.Link{}
 	for _, l := range a.status(t).Links {
 		out[l.Controller] = l
@@ -152,7 +156,7 @@ func (a *clusterAgent) links(t *testing.T) map[string]status.Link {
 }
 
 // holds reports whether the agent's desired set names module/name.
-func (a *clusterAgent) holds(t *testing.T, module, name string) bool {
+func (a *clusterAgent) holds(t testing.TB, module, name string) bool {
 	for _, f := range a.status(t).Desired {
 		if f.Module == module && f.Name == name {
 			return true
