@@ -34,15 +34,26 @@ type backend struct {
 }
 
 func newBackend(t *testing.T, name string, status int) *backend {
+	return newBackendTLS(t, name, status, false)
+}
+
+// newBackendTLS is newBackend serving TLS (httptest's certificate, the
+// same for every such server) when useTLS.
+func newBackendTLS(t *testing.T, name string, status int, useTLS bool) *backend {
 	t.Helper()
 	b := &backend{name: name, bodys: make(chan string, 1000)}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.hits.Add(1)
 		b.bodys <- r.Method + " " + r.URL.Path + " " + string(body)
 		w.WriteHeader(status)
 		io.WriteString(w, name)
 	}))
+	if useTLS {
+		b.StartTLS()
+	} else {
+		b.Start()
+	}
 	t.Cleanup(b.Close)
 	return b
 }
@@ -150,25 +161,34 @@ func TestEveryHostDown(t *testing.T) {
 // that shuts down (closes its listener and idle connections, as a
 // draining controller does) between two requests; the second, an
 // invocation, reaches the other server exactly once, whichever way the
-// close races with it. Repeated to meet the races.
+// close races with it, over plain HTTP and over TLS (where the close
+// comes as a close_notify before the FIN). Repeated to meet the races.
 func TestServerShutDownBetweenRequests(t *testing.T) {
-	for i := range 30 {
-		a := newBackend(t, "a", 200)
-		b := newBackend(t, "b", 200)
-		_, c := newTransport(t, nil, a.URL, b.URL)
-		if _, body, err := post(t, c, a.URL, "/one", "1"); err != nil || body != "a" {
-			t.Fatalf("first request: %q %v", body, err)
-		}
-		a.Close() // listener and idle connections closed
-		if i%2 == 0 {
-			time.Sleep(time.Millisecond) // let the client see the close
-		}
-		if _, body, err := post(t, c, a.URL, "/two", "2"); err != nil || body != "b" {
-			t.Fatalf("round %d: second request: %q %v", i, body, err)
-		}
-		if a.hits.Load() != 1 || b.hits.Load() != 1 {
-			t.Fatalf("round %d: a saw %d, b %d; want 1 and 1", i, a.hits.Load(), b.hits.Load())
-		}
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "tls"}[useTLS], func(t *testing.T) {
+			for i := range 30 {
+				a := newBackendTLS(t, "a", 200, useTLS)
+				b := newBackendTLS(t, "b", 200, useTLS)
+				base := &http.Transport{}
+				if useTLS {
+					base.TLSClientConfig = keypin.ClientConfig(keypin.Of(a.Certificate()))
+				}
+				_, c := newTransport(t, base, a.URL, b.URL)
+				if _, body, err := post(t, c, a.URL, "/one", "1"); err != nil || body != "a" {
+					t.Fatalf("first request: %q %v", body, err)
+				}
+				a.Close() // listener and idle connections closed
+				if i%2 == 0 {
+					time.Sleep(time.Millisecond) // let the client see the close
+				}
+				if _, body, err := post(t, c, a.URL, "/two", "2"); err != nil || body != "b" {
+					t.Fatalf("round %d: second request: %q %v", i, body, err)
+				}
+				if a.hits.Load() != 1 || b.hits.Load() != 1 {
+					t.Fatalf("round %d: a saw %d, b %d; want 1 and 1", i, a.hits.Load(), b.hits.Load())
+				}
+			}
+		})
 	}
 }
 
