@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,10 +28,20 @@ import (
 // cluster is controllers sharing one Postgres schema (issue 15), each with
 // a data dir of its own, on REST and QUIC addresses kept across restarts.
 type cluster struct {
-	dsn   string
-	ctls  []*controller
-	dirs  []string
-	extra []string // flags of every controller
+	dsn    string
+	ctls   []*controller
+	dirs   []string
+	ids    []string // each controller's --controller-id, new at each start
+	extra  []string // flags of every controller
+	starts int
+}
+
+// nextID is a controller id never used before in this cluster (ids name
+// controllers in leases and agent links: a restarted controller is
+// another instance).
+func (cl *cluster) nextID(i int) string {
+	cl.starts++
+	return fmt.Sprintf("ctl%d-%d", i, cl.starts)
 }
 
 // sharedFiles are what the controllers of a cluster must share and, until
@@ -59,8 +71,9 @@ func startCluster(t testing.TB, n int, extra ...string) *cluster {
 				}
 			}
 		}
-		cl.dirs = append(cl.dirs, dir)
-		cl.ctls = append(cl.ctls, startController(t, dir, cl.dsn, "127.0.0.1:0", extra...))
+		id := cl.nextID(i)
+		cl.dirs, cl.ids = append(cl.dirs, dir), append(cl.ids, id)
+		cl.ctls = append(cl.ctls, startController(t, dir, cl.dsn, "127.0.0.1:0", append([]string{"--controller-id", id}, extra...)...))
 	}
 	return cl
 }
@@ -70,7 +83,8 @@ func startCluster(t testing.TB, n int, extra ...string) *cluster {
 func (cl *cluster) restart(t testing.TB, i int) *controller {
 	t.Helper()
 	old := cl.ctls[i]
-	args := append([]string{"--listen", strings.TrimPrefix(old.url, "http://")}, cl.extra...)
+	cl.ids[i] = cl.nextID(i)
+	args := append([]string{"--listen", strings.TrimPrefix(old.url, "http://"), "--controller-id", cl.ids[i]}, cl.extra...)
 	cl.ctls[i] = startController(t, cl.dirs[i], cl.dsn, old.quic, args...)
 	return cl.ctls[i]
 }
@@ -163,6 +177,33 @@ func (a *clusterAgent) holds(t testing.TB, module, name string) bool {
 		}
 	}
 	return false
+}
+
+// clusterAgents is GET /v1/agents through c: each connected agent's name
+// and the ids of the controllers it is linked to, joined by commas.
+func clusterAgents(t testing.TB, c *controller) map[string]string {
+	t.Helper()
+	status, b := c.do(t, "GET", "/v1/agents", nil, "")
+	if status != 200 {
+		t.Fatalf("GET /v1/agents: %d %s", status, b)
+	}
+	var env struct {
+		Data []struct {
+			Name        string   `json:"name"`
+			Connected   bool     `json:"connected"`
+			Controllers []string `json:"controllers"`
+		}
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, a := range env.Data {
+		if a.Connected {
+			out[a.Name] = strings.Join(slices.Sorted(slices.Values(a.Controllers)), ",")
+		}
+	}
+	return out
 }
 
 // call is one invocation made by a load client.
@@ -283,6 +324,16 @@ func TestClusterThreeControllers(t *testing.T) {
 	waitFor(t, "hello in both agents' desired sets", func() bool {
 		return all.holds(t, "_", "hello") && onlyC.holds(t, "_", "hello")
 	})
+	// Every controller lists both agents, each with the controllers it is
+	// linked to.
+	want := map[string]string{"all": strings.Join(slices.Sorted(slices.Values(cl.ids)), ","), "onlyc": cl.ids[2]}
+	for _, via := range cl.ctls {
+		var got map[string]string
+		waitFor(t, "GET /v1/agents through "+via.url+" showing every agent's controllers", func() bool {
+			got = clusterAgents(t, via)
+			return maps.Equal(got, want)
+		})
+	}
 
 	// A desired-set change made through a, seen by the agent linked to c
 	// only: a new function, then its deletion.
