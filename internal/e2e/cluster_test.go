@@ -450,6 +450,20 @@ func TestClusterKillOne(t *testing.T) {
 	calls := l.finish()
 	close(pubStop)
 	pubWG.Wait()
+	// The cluster sees it too: the survivors list both agents linked to
+	// the two of them (the dead controller's links go once it is found
+	// dead).
+	var survivors []string
+	for i, id := range cl.ids {
+		if i != victim {
+			survivors = append(survivors, id)
+		}
+	}
+	slices.Sort(survivors)
+	alive := cl.ctls[(victim+1)%3]
+	waitFor(t, "the survivors list the agents linked to the two of them", func() bool {
+		return maps.Equal(clusterAgents(t, alive), map[string]string{"edge1": strings.Join(survivors, ","), "edge2": strings.Join(survivors, ",")})
+	})
 
 	// Requests to the dead controller fail at the client; every other one
 	// succeeds.
