@@ -24,7 +24,7 @@ func BenchmarkClusterInvoke(b *testing.B) {
 	single := startController(b, b.TempDir(), dsn, "127.0.0.1:0")
 	startAgent(b, single, single.joinToken(b, dsn), "single", b.TempDir())
 	cl := startCluster(b, 3)
-	startClusterAgent(b, cl.ctls[0].joinTokenUses(b, cl.dsn, 3), "clustered", cl.quicAddrs())
+	startClusterAgent(b, cl.joinToken(b, 3), "clustered", cl.quicAddrs())
 	for _, c := range []*controller{single, cl.ctls[0]} {
 		c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
 		if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {

@@ -3,14 +3,19 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +33,7 @@ import (
 // cluster is controllers sharing one Postgres schema (issue 15), each with
 // a data dir of its own, on REST and QUIC addresses kept across restarts.
 type cluster struct {
+	key    string // WISP_SECRETS_KEY of every controller
 	dsn    string
 	ctls   []*controller
 	dirs   []string
@@ -44,25 +50,30 @@ func (cl *cluster) nextID(i int) string {
 	return fmt.Sprintf("ctl%d-%d", i, cl.starts)
 }
 
-// sharedFiles are what the controllers of a cluster must share and, until
-// the identity lives in the store, find in their data dirs: the TLS and
-// QUIC identity (join tokens and pinned CLIs carry its key's fingerprint),
-// the key sealing secrets (else one controller cannot open what another
-// sealed), and the admin token (the admin subject is in the store; the
-// file is only where the tests read it).
-var sharedFiles = []string{"controller.crt", "controller.key", "secrets.key", "admin.token"}
+// sharedFiles are data-dir files the controllers of a cluster must share
+// when the first one made them: the TLS and QUIC identity, until it lives
+// in the store (join tokens and pinned CLIs carry its key's fingerprint),
+// and the admin token (the admin subject is in the store; the file is only
+// where the tests read it). The secrets key is shared as
+// WISP_SECRETS_KEY, as docs/cluster.md says.
+var sharedFiles = []string{"controller.crt", "controller.key", "admin.token"}
 
-// startCluster starts n controllers on a fresh Postgres schema: the first
-// makes the identity, the secrets key and the admin, the others start
-// with copies of them.
+// startCluster starts n controllers on a fresh Postgres schema with one
+// secrets key: the first makes the identity and the admin, the others
+// start with copies of what it left in its data dir.
 func startCluster(t testing.TB, n int, extra ...string) *cluster {
 	t.Helper()
-	cl := &cluster{dsn: testpg.Schema(t, 0), extra: extra}
+	key := make([]byte, 32)
+	rand.Read(key)
+	cl := &cluster{dsn: testpg.Schema(t, 0), key: base64.StdEncoding.EncodeToString(key), extra: extra}
 	for i := range n {
 		dir := t.TempDir()
 		if i > 0 {
 			for _, f := range sharedFiles {
 				b, err := os.ReadFile(filepath.Join(cl.dirs[0], f))
+				if errors.Is(err, fs.ErrNotExist) && f != "admin.token" {
+					continue // the identity is in the store
+				}
 				if err != nil {
 					t.Fatalf("controller %d: %v", i, err)
 				}
@@ -73,7 +84,7 @@ func startCluster(t testing.TB, n int, extra ...string) *cluster {
 		}
 		id := cl.nextID(i)
 		cl.dirs, cl.ids = append(cl.dirs, dir), append(cl.ids, id)
-		cl.ctls = append(cl.ctls, startController(t, dir, cl.dsn, "127.0.0.1:0", append([]string{"--controller-id", id}, extra...)...))
+		cl.ctls = append(cl.ctls, startControllerEnv(t, dir, cl.dsn, "127.0.0.1:0", cl.env(), append([]string{"--controller-id", id}, extra...)...))
 	}
 	return cl
 }
@@ -85,8 +96,30 @@ func (cl *cluster) restart(t testing.TB, i int) *controller {
 	old := cl.ctls[i]
 	cl.ids[i] = cl.nextID(i)
 	args := append([]string{"--listen", strings.TrimPrefix(old.url, "http://"), "--controller-id", cl.ids[i]}, cl.extra...)
-	cl.ctls[i] = startController(t, cl.dirs[i], cl.dsn, old.quic, args...)
+	cl.ctls[i] = startControllerEnv(t, cl.dirs[i], cl.dsn, old.quic, cl.env(), args...)
 	return cl.ctls[i]
+}
+
+// env is the environment of the cluster's controllers and commands.
+func (cl *cluster) env() []string { return []string{"WISP_SECRETS_KEY=" + cl.key} }
+
+// joinToken makes a join token for uses agents through the first
+// controller's data dir and the database (wisp-controller token create).
+func (cl *cluster) joinToken(t testing.TB, uses int) string {
+	t.Helper()
+	c := cl.ctls[0]
+	cmd := exec.Command(filepath.Join(bin, "wisp-controller"), "token", "create", "--uses", strconv.Itoa(uses),
+		"--data-dir", c.dataDir, "--url", c.url, "--database-url", cl.dsn)
+	cmd.Env = append(os.Environ(), cl.env()...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(tok, "wispjoin1.") {
+		t.Fatalf("token create printed %q", out)
+	}
+	return tok
 }
 
 // quicAddrs are the controllers' QUIC addresses, for an agent's --controllers.
@@ -309,7 +342,7 @@ func activationRows(t *testing.T, dsn, module, name string) (ids map[string]int,
 func TestClusterThreeControllers(t *testing.T) {
 	cl := startCluster(t, 3)
 	a, b, c := cl.ctls[0], cl.ctls[1], cl.ctls[2]
-	token := a.joinTokenUses(t, cl.dsn, 2)
+	token := cl.joinToken(t, 2)
 	all := startClusterAgent(t, token, "all", cl.quicAddrs())
 	onlyC := startClusterAgent(t, token, "onlyc", cl.quicAddrs(2))
 
@@ -373,7 +406,7 @@ func TestClusterKillOne(t *testing.T) {
 	couch := couchURL(t)
 	testenv.Mosquitto(t)
 	cl := startCluster(t, 3)
-	token := cl.ctls[0].joinTokenUses(t, cl.dsn, 2)
+	token := cl.joinToken(t, 2)
 	agents := []*clusterAgent{
 		startClusterAgent(t, token, "edge1", cl.quicAddrs()),
 		startClusterAgent(t, token, "edge2", cl.quicAddrs()),
@@ -560,7 +593,7 @@ func TestClusterKillOne(t *testing.T) {
 // CLI does (internal/failover): no request fails.
 func TestClusterRollingRestart(t *testing.T) {
 	cl := startCluster(t, 3)
-	token := cl.ctls[0].joinTokenUses(t, cl.dsn, 2)
+	token := cl.joinToken(t, 2)
 	agents := []*clusterAgent{
 		startClusterAgent(t, token, "edge1", cl.quicAddrs()),
 		startClusterAgent(t, token, "edge2", cl.quicAddrs()),
