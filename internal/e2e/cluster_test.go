@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -425,7 +424,7 @@ func TestClusterKillOne(t *testing.T) {
 
 	// MQTT messages, 20 a second, each naming itself.
 	pub := mqttClient(t)
-	var published atomic.Int64
+	var published []string // the payload names the broker took
 	pubStop := make(chan struct{})
 	var pubWG sync.WaitGroup
 	pubWG.Go(func() {
@@ -436,7 +435,7 @@ func TestClusterKillOne(t *testing.T) {
 			case <-time.After(50 * time.Millisecond):
 			}
 			if tok := pub.Publish(topic, 1, false, fmt.Sprintf(`{"name":"m%d"}`, i)); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
-				published.Store(int64(i + 1))
+				published = append(published, fmt.Sprintf("m%d", i))
 			}
 		}
 	})
@@ -545,13 +544,27 @@ func TestClusterKillOne(t *testing.T) {
 	// Every MQTT message published was handled, once; every activation
 	// was recorded once and answered at most once, the REST ones being the
 	// answers plus at most the calls in flight at the dead controller.
-	sent := int(published.Load())
 	var rows map[string]int
 	var bySource map[string]int
-	waitFor(t, "every MQTT message handled", func() bool {
+	var handled map[string]int
+	settle(30*time.Second, func() bool {
 		rows, bySource = activationRows(t, cl.dsn, "_", "hello")
-		return bySource["mqtt"] >= sent
+		handled = mqttHandled(t, cl.dsn, "_", "hello")
+		return len(handled) >= len(published)
 	})
+	var lost, twice []string
+	for _, name := range published {
+		switch n := handled[name]; {
+		case n == 0:
+			lost = append(lost, name)
+		case n > 1:
+			twice = append(twice, fmt.Sprintf("%s×%d", name, n))
+		}
+	}
+	if len(lost) > 0 || len(twice) > 0 {
+		t.Errorf("of %d MQTT messages published, %d were never handled (%s) and %d more than once (%s)",
+			len(published), len(lost), firstFew(lost), len(twice), firstFew(twice))
+	}
 	for id, n := range rows {
 		if n != 1 {
 			t.Errorf("activation %s recorded %d times", id, n)
@@ -562,29 +575,68 @@ func TestClusterKillOne(t *testing.T) {
 			t.Errorf("answered activation %s is not recorded", id)
 		}
 	}
-	names := map[string]int{}
-	for _, a := range listActivations(t, back, "hello") {
-		if a.Source == "mqtt" {
-			var out struct{ Payload string }
-			json.Unmarshal(a.Output, &out)
-			names[out.Payload]++
-		}
-	}
-	for i := range sent {
-		if n := names[fmt.Sprintf("Hello m%d!", i)]; n != 1 {
-			t.Errorf("MQTT message m%d handled %d times", i, n)
-		}
-	}
 	rest := len(rows) - bySource["mqtt"]
 	if rest < ok+1 || rest > ok+1+deadFailed {
 		t.Errorf("%d activations from REST calls; want the %d answered (+1 after the restart), plus at most the %d that failed at the dead controller", rest, ok, deadFailed)
 	}
 	// Every result reached CouchDB, once (a document per activation id).
-	waitFor(t, "every result in CouchDB", func() bool { return couchCount(t, couch, db) >= len(rows) })
+	settle(30*time.Second, func() bool { return couchCount(t, couch, db) >= len(rows) })
 	if n := couchCount(t, couch, db); n != len(rows) {
 		t.Errorf("CouchDB holds %d documents for %d activations", n, len(rows))
 	}
-	t.Logf("%d MQTT messages, %d activations (%v), %d CouchDB documents", sent, len(rows), bySource, couchCount(t, couch, db))
+	t.Logf("%d MQTT messages, %d activations (%v), %d CouchDB documents", len(published), len(rows), bySource, couchCount(t, couch, db))
+}
+
+// settle polls cond every 200 ms until it holds or d has passed, and
+// reports whether it held; the caller says what is wrong.
+func settle(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return true
+}
+
+// mqttHandled counts the cloud MQTT activations of module/name by the
+// name their message carried (hello's output is {"payload":"Hello <name>!"}).
+func mqttHandled(t testing.TB, dsn, module, name string) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT output FROM activations WHERE module = $1 AND function = $2 AND source = 'mqtt'`, module, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		var o struct{ Payload string }
+		json.Unmarshal(b, &o)
+		out[strings.TrimSuffix(strings.TrimPrefix(o.Payload, "Hello "), "!")]++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// firstFew is the first ten of xs, for a message.
+func firstFew(xs []string) string {
+	if len(xs) > 10 {
+		return strings.Join(xs[:10], " ") + " ..."
+	}
+	return strings.Join(xs, " ")
 }
 
 // TestClusterRollingRestart: the three controllers are restarted one at a
