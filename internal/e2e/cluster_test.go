@@ -390,7 +390,7 @@ func TestClusterThreeControllers(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		t.Logf("hello2 %s through the first controller: in the desired set of the agent of the third after %v", step.what, time.Since(t0).Round(time.Millisecond))
+		t.Logf("hello2 %s through the first controller: the desired set of the agent of the third followed after %v", step.what, time.Since(t0).Round(time.Millisecond))
 	}
 }
 
