@@ -21,9 +21,9 @@ import (
 func BenchmarkClusterInvoke(b *testing.B) {
 	const clients, rounds = 64, 4
 	dsn := testpg.Schema(b, 0)
-	single := startController(b, b.TempDir(), dsn, "127.0.0.1:0")
+	single := startController(b, b.TempDir(), dsn, "127.0.0.1:0", keepActivations...)
 	startAgent(b, single, single.joinToken(b, dsn), "single", b.TempDir())
-	cl := startCluster(b, 3)
+	cl := startCluster(b, 3, keepActivations...)
 	startClusterAgent(b, cl.joinToken(b, 3), "clustered", cl.quicAddrs())
 	for _, c := range []*controller{single, cl.ctls[0]} {
 		c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})

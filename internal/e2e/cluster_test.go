@@ -99,6 +99,13 @@ func (cl *cluster) restart(t testing.TB, i int) *controller {
 	return cl.ctls[i]
 }
 
+// keepActivations turns the activation retention off: the load tests
+// record tens of thousands of activations of one function, which the
+// default bound (10,000 per function) would prune while the tests count
+// them (and the pruning statement outlives a killed controller, holding
+// the schema's drop).
+var keepActivations = []string{"--activation-max-per-function", "0", "--activation-max-count", "0", "--activation-retention", "0"}
+
 // env is the environment of the cluster's controllers and commands.
 func (cl *cluster) env() []string { return []string{"WISP_SECRETS_KEY=" + cl.key} }
 
@@ -404,7 +411,7 @@ func TestClusterThreeControllers(t *testing.T) {
 func TestClusterKillOne(t *testing.T) {
 	couch := couchURL(t)
 	testenv.Mosquitto(t)
-	cl := startCluster(t, 3)
+	cl := startCluster(t, 3, keepActivations...)
 	token := cl.joinToken(t, 2)
 	agents := []*clusterAgent{
 		startClusterAgent(t, token, "edge1", cl.quicAddrs()),
@@ -644,7 +651,7 @@ func firstFew(xs []string) string {
 // back) under load from clients that move to another controller as the
 // CLI does (internal/failover): no request fails.
 func TestClusterRollingRestart(t *testing.T) {
-	cl := startCluster(t, 3)
+	cl := startCluster(t, 3, keepActivations...)
 	token := cl.joinToken(t, 2)
 	agents := []*clusterAgent{
 		startClusterAgent(t, token, "edge1", cl.quicAddrs()),
