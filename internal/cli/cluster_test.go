@@ -115,6 +115,9 @@ func killedWhileHandling(t *testing.T) (string, *atomic.Int64) {
 			go func() {
 				defer c.Close()
 				if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					if req.Header.Get("Expect") == "100-continue" {
+						io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
+					}
 					io.Copy(io.Discard, req.Body)
 					seen.Add(1)
 				}

@@ -25,6 +25,16 @@
 //     there means the server closed first and the request is not written.
 //     net/http's "server closed idle connection" is the same proof, found
 //     by its own read.
+//   - A request that is not idempotent and has a body is sent with
+//     "Expect: 100-continue": its headers go first and its body only once
+//     the controller says "100 Continue". When the connection breaks
+//     before that, the body was not sent, and a controller acts on a
+//     request only once it has read all of it (Wisp's controller reads
+//     every body before its handler runs; so does any proxy in front of
+//     it that buffers requests). This is what makes a keep-alive
+//     connection closed by a draining controller just as the request was
+//     sent on it provable: the close crosses the headers, not the body.
+//     It costs one round trip per such request (the wait for the 100).
 //   - The controller answered 503 Service Unavailable: a Wisp controller
 //     answers 503 only when nothing ran (no agent could take the call, it
 //     is starting or draining; docs/delivery.md), and another controller
@@ -110,6 +120,11 @@ func New(hosts []string, base *http.Transport) (*Transport, error) {
 	}
 	t := &Transport{base: base.Clone()}
 	t.base.DialContext = counting(dial)
+	if t.base.ExpectContinueTimeout <= 0 {
+		// The body waits at most this long for the 100 Continue, then
+		// goes anyway (a server that ignores Expect).
+		t.base.ExpectContinueTimeout = expectContinueTimeout
+	}
 	for _, h := range hosts {
 		u, err := url.Parse(h)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -202,6 +217,9 @@ func writeAttempts(b *strings.Builder, as []Attempt) {
 // Unwrap is the last attempt's error.
 func (e *Error) Unwrap() error { return e.Attempts[len(e.Attempts)-1].Err }
 
+// expectContinueTimeout is how long a body waits for "100 Continue".
+const expectContinueTimeout = 2 * time.Second
+
 // maxHeld bounds the body of a 503 kept while other controllers are tried.
 const maxHeld = 64 << 10
 
@@ -285,6 +303,10 @@ func (t *Transport) prepare(req *http.Request, h int, again bool) (*http.Request
 	}
 	out.URL = &u
 	out.Host = ""
+	if req.Body != nil && req.Body != http.NoBody && !idempotent(req) && out.Header.Get("Expect") == "" {
+		out.Header.Set("Expect", "100-continue")
+		tr.expect = true
+	}
 	if again && req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {
@@ -310,9 +332,14 @@ func hold(resp *http.Response) *http.Response {
 // an attempt (a reused connection found dead); each GetConn starts over, so
 // the state is that of the connection whose error is returned.
 type trace struct {
-	gotConn, reused, wroteHeaders, wroteRequest, firstByte atomic.Bool
-	conn                                                   atomic.Pointer[conn]
-	before                                                 atomic.Int64 // conn.written at GotConn
+	gotConn, reused, wroteHeaders, wroteRequest, firstByte, got100 atomic.Bool
+	// expect: the request was sent with "Expect: 100-continue".
+	expect bool
+	// headBytes is conn.written once the headers of an Expect request
+	// were flushed (net/http then waits for the 100); -1 before.
+	headBytes atomic.Int64
+	conn      atomic.Pointer[conn]
+	before    atomic.Int64 // conn.written at GotConn
 }
 
 // sent reports whether any byte of the request was written on the
@@ -325,6 +352,13 @@ func (tr *trace) sent() (sent, known bool) {
 	return c.written.Load() > tr.before.Load(), true
 }
 
+// bodyHeld reports whether an Expect request's headers were flushed and
+// no byte was written after them (its body never left this process).
+func (tr *trace) bodyHeld() bool {
+	c, head := tr.conn.Load(), tr.headBytes.Load()
+	return c != nil && head >= 0 && c.written.Load() == head
+}
+
 func (tr *trace) hooks() *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
 		GetConn: func(string) {
@@ -333,6 +367,8 @@ func (tr *trace) hooks() *httptrace.ClientTrace {
 			tr.wroteHeaders.Store(false)
 			tr.wroteRequest.Store(false)
 			tr.firstByte.Store(false)
+			tr.got100.Store(false)
+			tr.headBytes.Store(-1)
 			tr.conn.Store(nil)
 		},
 		GotConn: func(i httptrace.GotConnInfo) {
@@ -346,9 +382,17 @@ func (tr *trace) hooks() *httptrace.ClientTrace {
 				c.checkNext.Store(i.Reused)
 			}
 		},
-		WroteHeaders:         func() { tr.wroteHeaders.Store(true) },
-		WroteRequest:         func(httptrace.WroteRequestInfo) { tr.wroteRequest.Store(true) },
+		WroteHeaders: func() { tr.wroteHeaders.Store(true) },
+		// net/http calls WroteRequest also when it gave up on the body
+		// (no 100 Continue): bodyHeld says whether the body went.
+		WroteRequest:         func(i httptrace.WroteRequestInfo) { tr.wroteRequest.Store(i.Err == nil) },
 		GotFirstResponseByte: func() { tr.firstByte.Store(true) },
+		Got100Continue:       func() { tr.got100.Store(true) },
+		Wait100Continue: func() {
+			if c := tr.conn.Load(); c != nil {
+				tr.headBytes.Store(c.written.Load())
+			}
+		},
 	}
 }
 
@@ -373,7 +417,9 @@ func (tr *trace) verdict(req *http.Request, err error) verdict {
 	switch {
 	case !tr.gotConn.Load(), !tr.wroteHeaders.Load(), known && !sent:
 		return unsent
-	case tr.firstByte.Load():
+	case tr.expect && !tr.got100.Load() && tr.bodyHeld():
+		return unsent // no 100 Continue came: the body was held back
+	case tr.firstByte.Load() && !tr.got100.Load():
 		return final // the server answered something
 	case tr.reused.Load() && strings.Contains(err.Error(), errServerClosedIdle):
 		return unsent

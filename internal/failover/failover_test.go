@@ -192,10 +192,13 @@ func TestServerShutDownBetweenRequests(t *testing.T) {
 	}
 }
 
-// rawServer reads one whole request per connection, records it, then does
-// what kill says: "close" drops the connection without an answer (a
+// rawServer reads one whole request per connection (answering "100
+// Continue" first when asked, as a real server does), records it, then
+// does what kill says: "close" drops the connection without an answer (a
 // controller killed while its handler ran), "reset" the same with a TCP
-// reset, "handshake" closes before any byte (a TLS server stopping).
+// reset, "handshake" closes before any byte (a TLS server stopping),
+// "headers" reads the headers only and closes with a reset (a draining
+// server closing a keep-alive connection as the request arrives).
 type rawServer struct {
 	ln   net.Listener
 	seen atomic.Int64
@@ -223,6 +226,13 @@ func newRawServer(t *testing.T, kill string) *rawServer {
 				req, err := http.ReadRequest(bufio.NewReader(conn))
 				if err != nil {
 					return
+				}
+				if kill == "headers" {
+					conn.(*net.TCPConn).SetLinger(0)
+					return
+				}
+				if req.Header.Get("Expect") == "100-continue" {
+					io.WriteString(conn, "HTTP/1.1 100 Continue\r\n\r\n")
 				}
 				io.Copy(io.Discard, req.Body)
 				s.seen.Add(1)
@@ -272,6 +282,30 @@ func TestKilledWhileHandling(t *testing.T) {
 				t.Fatalf("b saw %d requests, want 2", b.hits.Load())
 			}
 		})
+	}
+}
+
+// TestClosedBeforeTheBody: an invocation goes with "Expect: 100-continue";
+// a server that closes the connection after its headers, before saying
+// 100 Continue, never had the body: the invocation goes to the next
+// server, whole, once.
+func TestClosedBeforeTheBody(t *testing.T) {
+	a := newRawServer(t, "headers")
+	b := newBackend(t, "b", 200)
+	_, c := newTransport(t, nil, a.url(), b.URL)
+	if _, body, err := post(t, c, a.url(), "/v1/fn/_/f", `{"args":{"n":1}}`); err != nil || body != "b" {
+		t.Fatalf("POST: %q %v", body, err)
+	}
+	if got := <-b.bodys; got != `POST /v1/fn/_/f {"args":{"n":1}}` || b.hits.Load() != 1 {
+		t.Fatalf("b received %q (%d requests)", got, b.hits.Load())
+	}
+	// A GET has no body to hold back and is idempotent anyway; a PUT with
+	// an Idempotency-Key is sent without Expect.
+	req, _ := http.NewRequest("PUT", a.url()+"/x", strings.NewReader("y"))
+	req.Header.Set("Idempotency-Key", "k")
+	c.Transport.(*Transport).StartAt(0)
+	if _, body, err := send(c, req); err != nil || body != "b" {
+		t.Fatalf("PUT: %q %v", body, err)
 	}
 }
 
@@ -392,6 +426,7 @@ func TestVerdicts(t *testing.T) {
 	post, _ := http.NewRequest("POST", "http://x/v1/fn/_/f", nil)
 	get, _ := http.NewRequest("GET", "http://x/v1/fn", nil)
 	closedIdle := errors.New("http: server closed idle connection")
+	postExpect, postExpect100 := post, post // marked below by name
 	eof := io.EOF
 	refusal := errors.New("the server's key fingerprint is not the pinned one")
 	for _, tt := range []struct {
@@ -408,12 +443,28 @@ func TestVerdicts(t *testing.T) {
 		{"closed idle on a fresh connection", post, true, false, true, true, false, closedIdle, mayHaveRun},
 		{"EOF after a POST", post, true, true, true, true, false, eof, mayHaveRun},
 		{"EOF after a POST's headers", post, true, false, true, false, false, eof, mayHaveRun},
+		{"EOF before 100 Continue", postExpect, true, true, true, false, false, eof, unsent},
+		{"EOF after 100 Continue", postExpect100, true, true, true, false, true, eof, mayHaveRun},
+		{"EOF after an Expect body went anyway", postExpect, true, true, true, true, false, eof, mayHaveRun},
 		{"EOF after a GET", get, true, true, true, true, false, eof, unsent},
 		{"broken answer", get, true, true, true, true, true, io.ErrUnexpectedEOF, final},
 		{"canceled", get, false, false, false, false, false, context.Canceled, final},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := &trace{}
+			tr := &trace{expect: strings.Contains(tt.name, "100 Continue") || strings.Contains(tt.name, "Expect")}
+			tr.got100.Store(strings.Contains(tt.name, "after 100 Continue"))
+			tr.headBytes.Store(-1)
+			if tr.expect {
+				// Headers flushed (10 bytes); the body (10 more) only
+				// when it "went anyway".
+				c := &conn{}
+				c.written.Store(10)
+				if strings.Contains(tt.name, "went anyway") {
+					c.written.Store(20)
+				}
+				tr.conn.Store(c)
+				tr.headBytes.Store(10)
+			}
 			tr.gotConn.Store(tt.gotConn)
 			tr.reused.Store(tt.reused)
 			tr.wroteHeaders.Store(tt.headers)
