@@ -22,7 +22,8 @@
 // internal/failover: to one controller, starting at a random one and
 // keeping to the last that answered, and to the next only when the failure
 // proves the request never reached the first one's handler (no connection,
-// nothing written, a keep-alive connection the server had closed, or a
+// nothing written, a keep-alive connection the server had closed, a write
+// whose body was held back until a "100 Continue" that never came, or a
 // 503). An invocation whose connection broke after it was sent may have
 // run: the CLI says so and never sends it again.
 //
