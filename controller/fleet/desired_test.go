@@ -82,3 +82,55 @@ func TestKeptDigests(t *testing.T) {
 		t.Fatalf("keptDigests without a version store = %v", got)
 	}
 }
+
+// TestTagsAreTheCluster: whether a tag is mentioned by a label is decided
+// from every agent in the store, connected to this controller or not: a
+// function tagged for an agent that is not connected here does not go to
+// the others; once that agent is removed, nobody mentions the tag and
+// the function goes to everyone, at once.
+func TestTagsAreTheCluster(t *testing.T) {
+	c := startController(t)
+	ctx := t.Context()
+	// An agent of the cluster labelled tag=cam, connected elsewhere or
+	// nowhere: only its record is here.
+	cam, err := c.store.CreateAgent(ctx, store.Agent{ID: "ag_00000000000000ca", Name: "cam", CredentialHash: []byte("cam"), Labels: []string{"tag=cam"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, c.addr, c.token, "edge", t.TempDir())
+	waitFor(t, "the agent", func() bool { return c.fleet.Connected() == 1 })
+	createFunction(t, c.store, "plain", "hello_c", "")
+	createFunction(t, c.store, "camfn", "hello_c", `{"tag":"cam"}`)
+	c.fleet.SyncDesired(ctx)
+	waitFor(t, "plain on edge", func() bool { _, ok := a.state.DesiredFunction("_", "plain"); return ok })
+	if _, ok := a.state.DesiredFunction("_", "camfn"); ok {
+		t.Fatal("a function tagged for another agent of the cluster reached edge")
+	}
+	if err := c.store.DeleteAgent(ctx, cam.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.fleet.RefreshAgents(ctx, []string{cam.ID})
+	waitFor(t, "camfn on edge once nobody is labelled cam", func() bool { _, ok := a.state.DesiredFunction("_", "camfn"); return ok })
+}
+
+// TestSharedInputs: sessions that connect while nothing changed share one
+// read of the desired sets' inputs; a SyncDesired (which every change
+// leads to) makes the next one read again.
+func TestSharedInputs(t *testing.T) {
+	c := startController(t)
+	ctx := t.Context()
+	first, err := c.fleet.sharedInputs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.fleet.sharedInputs(ctx)
+	if err != nil || again != first {
+		t.Fatalf("a second connect read again (%v)", err)
+	}
+	createFunction(t, c.store, "f", "hello_c", "")
+	c.fleet.SyncDesired(ctx)
+	after, err := c.fleet.sharedInputs(ctx)
+	if err != nil || after == first || after.gen <= first.gen || len(after.fns) != 1 {
+		t.Fatalf("after a change: shared the old read (%v)", err)
+	}
+}

@@ -11,7 +11,13 @@
 // disconnected; it comes back as the same agent when it reconnects with its
 // credential. Only an operator deletes an agent (Remove); what operators set
 // on agents (cordon, labels, memory cap) is kept in the store and applied
-// by every controller (control.go).
+// by every controller (control.go) as soon as the store's change feed
+// reports it (RefreshAgents). Desired sets follow the stored functions
+// (desired.go): SyncDesired reads what they are made of once, and a
+// session is sent its set only when it differs from the last one it got.
+// With several controllers (Config.Cluster), sessions are reported to the
+// cluster's membership as they come and go, and Agents lists every agent
+// of the cluster with the controllers it is connected to.
 //
 // Synchronous invocations run at most once (docs/delivery.md): Session.Invoke
 // reports "run it elsewhere" only when the Invoke provably never reached the

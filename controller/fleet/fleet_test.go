@@ -243,7 +243,7 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 			t.Fatalf("after edge1 stopped: %s %v", out, err)
 		}
 	}
-	agents := c.fleet.Agents()
+	agents := c.agents(t)
 	if len(agents) != 2 || !agents[0].Connected || agents[1].Connected || agents[1].Name != "edge1" {
 		t.Fatalf("agents list: %+v", agents)
 	}
@@ -263,14 +263,14 @@ func TestAgentRestartKeepsIdentityAndCompiledCode(t *testing.T) {
 	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
 		t.Fatal(err)
 	}
-	id1 := c.fleet.Agents()[0].ID
+	id1 := c.agents(t)[0].ID
 	a.stop()
 	waitFor(t, "disconnect", func() bool { return c.fleet.Connected() == 0 })
 
 	// Restart without a join token: the stored credential is enough.
 	a = startAgent(t, c.addr, "", "edge", dir)
 	waitFor(t, "reconnect", func() bool { return c.fleet.Connected() == 1 })
-	if got := c.fleet.Agents(); len(got) != 1 || got[0].ID != id1 {
+	if got := c.agents(t); len(got) != 1 || got[0].ID != id1 {
 		t.Fatalf("identity changed: %+v (was %s)", got, id1)
 	}
 	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
@@ -544,4 +544,14 @@ func TestInvokeNamesActivation(t *testing.T) {
 	if !errors.Is(err, invoke.ErrGuest) || len(invoke.ActivationOf(err)) != 26 || invoke.ActivationOf(err) == res.Activation {
 		t.Fatalf("guest error: %v, activation %q; want a new activation id", err, invoke.ActivationOf(err))
 	}
+}
+
+// agents is the fleet's GET /v1/agents list.
+func (c *testController) agents(t testing.TB) []AgentInfo {
+	t.Helper()
+	as, err := c.fleet.Agents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
 }

@@ -231,11 +231,15 @@ func TestAgainstController(t *testing.T) {
 
 	// Agent control (its behaviour: internal/e2e TestAgentRemove and
 	// friends).
-	var agents []struct{ ID, Name string }
-	if err := json.Unmarshal([]byte(ok("agent", "list", "-o", "json")), &agents); err != nil || len(agents) != 1 {
+	var agents []struct {
+		ID, Name    string
+		Controllers []string
+	}
+	if err := json.Unmarshal([]byte(ok("agent", "list", "-o", "json")), &agents); err != nil || len(agents) != 1 || len(agents[0].Controllers) != 1 {
 		t.Fatalf("agent list -o json: %v %+v", err, agents)
 	}
 	id := agents[0].ID
+	has(ok("agent", "list"), "CONTROLLERS", agents[0].Controllers[0])
 	has(ok("agent", "cordon", id), "CORDONED", "yes")
 	has(ok("agent", "list"), "CORDONED")
 	if out := ok("agent", "list"); !strings.Contains(out, "edge1  "+id+"  yes        yes") {
