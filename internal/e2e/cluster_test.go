@@ -561,26 +561,32 @@ func TestClusterKillOne(t *testing.T) {
 		handled = mqttHandled(t, cl.dsn, "_", "hello")
 		return len(handled) >= len(published)
 	})
-	// Cloud events run at most once (docs/delivery.md): a message the dead
-	// controller had taken (acknowledged and handed to an invocation) when
-	// it was killed may be lost, nothing else; none runs twice.
-	var lost, lostAfter, twice []string
+	// Cloud events across a kill -9 (controller/events package doc): the
+	// dead controller may lose messages it had taken (acknowledged and
+	// handed to invocations) and the broker sends again those in flight
+	// to it that it had not acknowledged, which the next holder runs
+	// again. Both only for messages published before the kill, at most an
+	// in-flight window of them (64 invocation slots; the broker's window is
+	// 20); every message published after the kill runs exactly once.
+	var lost, twice, wrongAfter []string
 	for i, name := range published {
-		switch n := handled[name]; {
-		case n == 0 && publishedAt[i].Before(killed):
-			lost = append(lost, name)
+		n := handled[name]
+		switch {
+		case n == 1:
+		case !publishedAt[i].Before(killed):
+			wrongAfter = append(wrongAfter, fmt.Sprintf("%s×%d", name, n))
 		case n == 0:
-			lostAfter = append(lostAfter, name)
-		case n > 1:
+			lost = append(lost, name)
+		default:
 			twice = append(twice, fmt.Sprintf("%s×%d", name, n))
 		}
 	}
-	if len(lostAfter) > 0 || len(twice) > 0 || len(lost) > 64 {
-		t.Errorf("of %d MQTT messages published, %d published after the kill were never handled (%s), %d before it (%s), and %d more than once (%s)",
-			len(published), len(lostAfter), firstFew(lostAfter), len(lost), firstFew(lost), len(twice), firstFew(twice))
+	if len(wrongAfter) > 0 || len(lost) > 64 || len(twice) > 20 {
+		t.Errorf("of %d MQTT messages published, %d published after the kill did not run exactly once (%s); before it, %d were lost (%s) and %d ran more than once (%s)",
+			len(published), len(wrongAfter), firstFew(wrongAfter), len(lost), firstFew(lost), len(twice), firstFew(twice))
 	}
-	if len(lost) > 0 {
-		t.Logf("%d MQTT messages taken by the killed controller were lost: %s", len(lost), firstFew(lost))
+	if len(lost)+len(twice) > 0 {
+		t.Logf("MQTT messages in flight at the kill: %d lost (%s), %d run twice (%s)", len(lost), firstFew(lost), len(twice), firstFew(twice))
 	}
 	for id, n := range rows {
 		if n != 1 {
