@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
+	"github.com/wispfn/wisp/protocol"
 )
 
 func TestAssigned(t *testing.T) {
@@ -132,5 +135,38 @@ func TestSharedInputs(t *testing.T) {
 	after, err := c.fleet.sharedInputs(ctx)
 	if err != nil || after == first || after.gen <= first.gen || len(after.fns) != 1 {
 		t.Fatalf("after a change: shared the old read (%v)", err)
+	}
+}
+
+// TestDesiredSetsInReadOrder: a sync whose store read began before that of
+// a set already sent to the agent is dropped, so a slow sync never puts an
+// older set back (several syncs run at once, one per change).
+func TestDesiredSetsInReadOrder(t *testing.T) {
+	c := startController(t)
+	a := startAgent(t, c.addr, c.token, "edge", t.TempDir())
+	waitFor(t, "the agent", func() bool { return c.fleet.Connected() == 1 })
+	s := c.fleet.Sessions()[0]
+	fn := func(name string) []store.Function {
+		return []store.Function{{Module: "_", Name: name, Digest: "sha256:" + strings.Repeat("0", 64)}}
+	}
+	inputs := func(name string) *desiredInputs {
+		return &desiredInputs{gen: c.fleet.desiredGen.Add(1), fns: fn(name), labelled: map[string]bool{},
+			secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{}, used: map[string]bool{}, gone: map[string]bool{}}
+	}
+	older, newer := inputs("older"), inputs("newer")
+	c.fleet.syncDesired(t.Context(), s, newer)
+	c.fleet.syncDesired(t.Context(), s, older) // it read first, but comes last
+	names := func() []string {
+		fs, _ := a.state.Desired()
+		var out []string
+		for _, f := range fs {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	waitFor(t, "the newer set", func() bool { return slices.Equal(names(), []string{"newer"}) })
+	time.Sleep(300 * time.Millisecond)
+	if got := names(); !slices.Equal(got, []string{"newer"}) {
+		t.Fatalf("desired set %v: the older read was sent after the newer", got)
 	}
 }

@@ -27,6 +27,13 @@
 // agent reported dying of, stored and sent to every agent, and code held in
 // memory while an agent that went silent running it may be restarting.
 //
+// When Serve's context ends the fleet drains for a rolling restart
+// (shutdown.go): no new agents or dispatches, the invocations it runs on
+// agents return (Config.DrainTimeout), then every session is closed with
+// protocol.CloseShutdown. An agent has a session with every controller of
+// its cluster; each controller sends it the desired set it computes from
+// the one store, in the order of its store reads (desired.go).
+//
 // It must never run a call on a second agent after the first may have
 // started it (unless the function is idempotent and the first agent is
 // alive), nor answer "no worker" for a call that may have run.

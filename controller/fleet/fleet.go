@@ -82,6 +82,10 @@ type Config struct {
 	// config sets no allow_hosts (patterns of fnspec.CheckHostPattern);
 	// empty denies every host.
 	DefaultAllowHosts []string
+	// DrainTimeout bounds how long Serve, once its context ends, waits for
+	// the invocations this controller runs on agents before it closes
+	// their sessions (shutdown.go); default 10s.
+	DrainTimeout time.Duration
 	// Secrets opens the values of the secrets functions' configs name,
 	// for dispatches (Invoke.Env) and desired sets
 	// (DesiredFunction.Secrets); nil: a function whose config names a
@@ -152,6 +156,8 @@ type Fleet struct {
 	}
 	// tags are the cluster's agents' tags, for assignment (desired.go).
 	tags agentTags
+	// shutting: Serve's context ended; it drains (shutdown.go).
+	shutting atomic.Bool
 
 	// bg owns the goroutines that outlive the call that started them
 	// (desired-set syncs, late-start probes); Serve stops it last.
@@ -183,6 +189,9 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	if cfg.AgentRefresh <= 0 {
 		cfg.AgentRefresh = 5 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -438,9 +447,11 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 	}
 }
 
-// Serve accepts agents on pc until ctx is done, then closes every
-// connection with CloseShutdown. It returns once every goroutine the
-// fleet started has ended (their contexts are cancelled first).
+// Serve accepts agents on pc until ctx is done, then drains: it stops
+// accepting agents, lets the invocations it runs on agents return (at most
+// DrainTimeout; new ones are refused meanwhile) and closes every session
+// with CloseShutdown (shutdown.go). It returns once every goroutine the
+// fleet started has ended.
 func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	tlsConf := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -465,27 +476,35 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	if _, err := f.refreshQuarantine(ctx); err != nil {
 		f.log.Error("reading the quarantine; retrying in the background", "err", err)
 	}
+	// Sessions outlive ctx while the fleet drains: their outbox batches
+	// and desired-set syncs go on until the sessions are closed.
+	sessCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer endSessions()
 	wg.Go(func() { f.watchHeartbeats(ctx) })
 	wg.Go(func() { f.watchQuarantine(ctx) })
 	wg.Go(func() { f.watchAgents(ctx) })
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
-			f.closeAll()
 			if ctx.Err() != nil {
+				ln.Close() // no new agents while draining
+				f.drain()
+				f.closeAll()
 				return nil
 			}
+			f.closeAll()
 			return fmt.Errorf("fleet: accept: %w", err)
 		}
-		wg.Go(func() { f.serveConn(ctx, conn) })
+		wg.Go(func() { f.serveConn(sessCtx, conn) })
 	}
 }
 
 func (f *Fleet) closeAll() {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutting.Store(true) // a session authenticated from now on is closed at once
 	for _, s := range f.sessions {
 		if s.connected.Load() {
 			s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
@@ -575,6 +594,12 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		f.mu.Unlock()
 		s.connected.Store(false)
 		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
+		return
+	}
+	if f.shutting.Load() {
+		// Authenticated while the fleet drains: come back later.
+		f.mu.Unlock()
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
 		return
 	}
 	old := f.sessions[s.ID]

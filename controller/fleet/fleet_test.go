@@ -35,6 +35,8 @@ type testController struct {
 	addr  string
 	token string
 	disp  *Dispatcher
+	// stop ends Serve and returns its error.
+	stop func() error
 }
 
 func startController(t testing.TB) *testController {
@@ -66,9 +68,9 @@ func startController(t testing.TB) *testController {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Serve(ctx, pc) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		pc.Close()
@@ -77,6 +79,7 @@ func startController(t testing.TB) *testController {
 		fleet: f, store: st, addr: pc.LocalAddr().String(),
 		token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(),
 		disp:  NewDispatcher(f, st, 10*time.Second),
+		stop:  stop,
 	}
 }
 

@@ -197,11 +197,19 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 // Run runs a controller until ctx is done: the REST API, the QUIC listener
 // for agents, the activation recorder and pruner, the sink worker, the
 // cloud MQTT events, the cloud timers, and this controller's part in its
-// cluster (its membership, and following the store's change feed). ready, when set, is called with
-// the REST and QUIC addresses once both listen. Shutdown drains: the API
-// stops accepting and finishes its requests, the timers let their runs
-// finish, then the fleet, the recorder (which flushes) and the workers
-// stop, then the store closes.
+// cluster (its membership, and following the store's change feed). ready,
+// when set, is called with
+// the REST and QUIC addresses once both listen.
+//
+// Shutdown drains, for rolling restarts: /readyz answers 503 at once; the
+// API closes its listener (new connections are refused), closes idle
+// keep-alive connections, answers its requests in flight with
+// "Connection: close" within cfg.ShutdownTimeout; the cloud timers and
+// then the cloud MQTT events stop taking work and let their runs finish;
+// the fleet waits for the invocations it runs on agents (cfg.ShutdownTimeout)
+// and closes the agents' sessions with CloseShutdown; then the recorder
+// (which flushes), the sink worker and the pruner stop, and the store
+// closes last.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, quic net.Addr)) (err error) {
 	log.Info("starting wisp-controller", "version", version.Version)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -283,6 +291,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Logger:       log,
 		Outbox:       recorder,
 		CrashHold:    cfg.CrashHold,
+		DrainTimeout: cfg.ShutdownTimeout,
 
 		DefaultAllowHosts: cfg.DefaultAllowHosts,
 		Secrets:           secretSvc,
@@ -390,23 +399,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		defer metricsSrv.Close()
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
-	// The fleet outlives the REST server: in-flight invocations drain
-	// through it after the API stops accepting requests.
-	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	// Each part stops in turn once the REST server has drained (see Run's
+	// doc): the cloud timers and events, whose runs drain through the
+	// fleet; the fleet, whose sessions record outbox batches until they
+	// close; then the recorder and the workers.
+	bgCtx := context.WithoutCancel(ctx)
+	fleetCtx, stopFleet := context.WithCancel(bgCtx)
+	defer stopFleet()
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Serve(fleetCtx, pc) }()
+	workersCtx, stopWorkers := context.WithCancel(bgCtx)
+	defer stopWorkers()
 	recorderDone := make(chan error, 1)
-	go func() { recorderDone <- recorder.Run(fleetCtx) }()
-	eventsDone := make(chan error, 1)
-	go func() { eventsDone <- evs.Run(fleetCtx) }()
-	eventsHeld := make(chan error, 1)
-	go func() { eventsHeld <- leases.Run(fleetCtx, cluster.LeaseEvents, evs.Hold) }()
+	go func() { recorderDone <- recorder.Run(workersCtx) }()
 	sinksDone := make(chan error, 1)
-	go func() { sinksDone <- leases.Run(fleetCtx, cluster.LeaseSinks, sinkWorker.Run) }()
+	go func() { sinksDone <- leases.Run(workersCtx, cluster.LeaseSinks, sinkWorker.Run) }()
+	// The cache follows the store's changes for as long as the API, the
+	// events and the fleet read through it: it stops with the workers.
 	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- hot.Watch(fleetCtx) }()
+	go func() { cacheDone <- hot.Watch(workersCtx) }()
 	prunerDone := make(chan error, 1)
-	go func() { prunerDone <- pruner.Run(fleetCtx) }()
+	go func() { prunerDone <- pruner.Run(workersCtx) }()
 	// This controller in its cluster: its row and agent links, and the
 	// changes other controllers commit (controller/cluster).
 	clusterDone := make(chan struct{})
@@ -422,9 +435,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		}
 		wg.Wait()
 	}()
-	// Cloud timers stop before the fleet, so that their runs in flight
-	// drain through it (cron.DefaultDrainTimeout).
-	timersCtx, stopTimers := context.WithCancel(fleetCtx)
+	eventsCtx, stopEvents := context.WithCancel(bgCtx)
+	defer stopEvents()
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- evs.Run(eventsCtx) }()
+	eventsHeld := make(chan error, 1)
+	go func() { eventsHeld <- leases.Run(eventsCtx, cluster.LeaseEvents, evs.Hold) }()
+	// Cloud timers let their runs in flight finish (cron.DefaultDrainTimeout).
+	timersCtx, stopTimers := context.WithCancel(bgCtx)
 	defer stopTimers()
 	timersDone := make(chan error, 1)
 	go func() { timersDone <- cloudTimers.Run(timersCtx) }()
@@ -454,12 +472,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	runErr := srv.Run(ctx, ln)
 	stopTimers()
 	<-timersDone
+	stopEvents()
+	<-eventsHeld
+	<-eventsDone // lets the invocations of messages in flight finish
 	stopFleet()
 	if err := <-fleetDone; err != nil && runErr == nil {
 		runErr = err
 	}
-	<-eventsHeld
-	<-eventsDone
+	stopWorkers()
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
