@@ -24,7 +24,7 @@ func serverSpoke(c net.Conn) bool {
 	var buf [1]byte
 	raw.Control(func(fd uintptr) {
 		for {
-			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			if err == syscall.EINTR {
 				continue
 			}
@@ -32,7 +32,6 @@ func serverSpoke(c net.Conn) bool {
 			// an error other than EAGAIN: the connection is broken (a
 			// reset). EAGAIN: nothing yet.
 			spoke = err == nil || err != syscall.EAGAIN && err != syscall.EWOULDBLOCK
-			_ = n
 			return
 		}
 	})
