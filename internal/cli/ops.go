@@ -42,7 +42,7 @@ func (a *app) appCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/scripts/app", body: &buf, length: int64(buf.Len()), contentType: mw.FormDataContentType()}, nil)
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/scripts/app", body: buf.Bytes(), contentType: mw.FormDataContentType()}, nil)
 			if err != nil {
 				return err
 			}
@@ -113,8 +113,8 @@ func (a *app) adminCommand() *cobra.Command {
 				return err
 			}
 			var r struct{ Name, Token string }
-			body, n := jsonBody(map[string]any{"subject": map[string]string{"name": args[0]}})
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/subjects", body: body, length: n, contentType: "application/json"}, &r)
+			body := jsonBody(map[string]any{"subject": map[string]string{"name": args[0]}})
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/subjects", body: body, contentType: "application/json"}, &r)
 			if err != nil {
 				return err
 			}
@@ -245,12 +245,12 @@ within 24 hours (--ttl). Start an agent with it once:
 			if uses < 1 {
 				return usagef(cmd, "--uses must be at least 1")
 			}
-			body, n := jsonBody(req)
+			body := jsonBody(req)
 			var r struct {
 				ID, Token, Expires string
 				Uses               int
 			}
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, length: n, contentType: "application/json"}, &r)
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, contentType: "application/json"}, &r)
 			if err != nil {
 				return err
 			}
