@@ -64,8 +64,9 @@
 // # Leases
 //
 // Work that one controller of a cluster must do alone runs under a named
-// lease (Leases.Run): "sinks" (the CouchDB delivery worker) and "events"
-// (the cloud MQTT subscriptions). A lease is one row of the leases table
+// lease (Leases.Run): "sinks" (the CouchDB delivery worker), "events"
+// (the cloud MQTT subscriptions) and "pruner" (activation retention, whose
+// DELETEs must not run on every controller at once). A lease is one row of the leases table
 // (store.Postgres.TakeLease): an owner (the holder's instance id), an
 // epoch that grows at each change of owner, and an expiry. One statement
 // takes or renews it: an INSERT for a lease never taken, else an UPDATE

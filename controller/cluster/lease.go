@@ -17,6 +17,10 @@ const (
 	LeaseSinks = "sinks"
 	// LeaseEvents: the cloud MQTT subscriptions (controller/events.Manager.Hold).
 	LeaseEvents = "events"
+	// LeasePruner: activation retention (controller/activations.Pruner):
+	// one controller prunes, so several never run the same long DELETE
+	// at once.
+	LeasePruner = "pruner"
 )
 
 // LeaseStore keeps leases: store.Postgres does. TakeLease takes name for

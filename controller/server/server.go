@@ -419,7 +419,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	cacheDone := make(chan error, 1)
 	go func() { cacheDone <- hot.Watch(workersCtx) }()
 	prunerDone := make(chan error, 1)
-	go func() { prunerDone <- pruner.Run(workersCtx) }()
+	go func() { prunerDone <- leases.Run(workersCtx, cluster.LeasePruner, pruner.Run) }()
 	// This controller in its cluster: its row and agent links, and the
 	// changes other controllers commit (controller/cluster).
 	clusterDone := make(chan struct{})
