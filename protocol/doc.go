@@ -37,6 +37,12 @@
 //	4: 2026-12-04: function configuration: Invoke.env (11) and
 //	   DesiredFunction env, allow_hosts, secrets, timers, keep_digests
 //	   (5–9). Additions only.
+//	   Issue 15 (no new version: the layout is the same and a version 4
+//	   agent, reporting every interval, obeys it): a Heartbeat is a load
+//	   report, sent at least every Welcome.heartbeat_interval_ms (30 s from
+//	   controllers since) and sooner when the agent's load changed; liveness
+//	   is the QUIC connection's (keep-alives, idle timeout), not
+//	   Heartbeats.
 //
 // # Transport and message flow
 //
@@ -60,7 +66,7 @@
 //	  |  control stream (the agent opens it, first)              |
 //	  |------ Hello -------------------------------------------->|
 //	  |<----- Welcome | Error -----------------------------------|  after Error: close(Refused)
-//	  |------ Heartbeat (every heartbeat interval) ------------->|
+//	  |------ Heartbeat (on load change, at least each interval)>|
 //	  |<----- Drop (whenever the controller likes) --------------|
 //	  |<----> Ping / Pong (either side asks) ------------------->|
 //	  |<----- DesiredSet (on connect and after every change) ----|
@@ -137,12 +143,12 @@
 //     code, normally [Canceled].
 //   - Frames out of place: a connection whose first stream does not start
 //     with Hello is closed with [CloseProtocolViolation], and so is one whose
-//     agent missed its heartbeats. A new stream whose first frame does not
-//     belong there (a Hello on an invocation stream, anything but
-//     OutboxBatch on a stream the agent opened) is answered Error{BadRequest}
-//     and closed; a known message out of place on the control stream (a
-//     second Hello) is logged and skipped. The connection stays up in both
-//     cases.
+//     agent sent no frame for several heartbeat intervals. A new stream
+//     whose first frame does not belong there (a Hello on an invocation
+//     stream, anything but OutboxBatch on a stream the agent opened) is
+//     answered Error{BadRequest} and closed; a known message out of place
+//     on the control stream (a second Hello) is logged and skipped. The
+//     connection stays up in both cases.
 //   - The controller closes an agent's older connection with [CloseSuperseded]
 //     when the same agent connects again, and every connection with
 //     [CloseShutdown] when it shuts down after draining. An agent closes

@@ -52,14 +52,16 @@ const (
 	//	1 agent_id               string
 	//	2 credential             bytes    non-empty only when newly issued
 	//	3 controller_id          string
-	//	4 heartbeat_interval_ms  uint
+	//	4 heartbeat_interval_ms  uint     the longest time between two
+	//	                                  Heartbeats (load reports)
 	//	5 protocol_version       uint     the controller's Version
 	//	6 crashes_recorded       bool     since version 2: every Hello.crashed
 	//	                                  entry is stored by the controller
 	TypeWelcome FrameType = 0x02
 
 	// TypeHeartbeat (agent→controller, control stream) reports the agent's
-	// load; see [Heartbeat].
+	// load: at least every Welcome.heartbeat_interval_ms, and sooner when
+	// it changed; see [Heartbeat].
 	//
 	//	1 mem_avail_bytes    uint
 	//	2 inflight           uint

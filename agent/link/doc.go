@@ -2,8 +2,11 @@
 // each controller over QUIC (outbound only, so NAT and firewalls are
 // fine), pins the controller's key from the join token, joins once with
 // the token's secret and then authenticates with the credential kept in
-// the agent's state, sends heartbeats, and serves the streams the
-// controller opens (invocations, code pushes, pings) through the executor.
+// the agent's state, sends load reports (heartbeats: on a change of its
+// available memory, and at least every interval the controller asks for),
+// and serves the streams the controller opens (invocations, code pushes,
+// pings) through the executor. Liveness is QUIC's: keep-alives every 3 s,
+// and a 6 s idle timeout on both sides (KeepAlivePeriod, IdleTimeout).
 //
 // A Link is one connection, kept up by Run with exponential backoff and
 // jitter. A Pool keeps a Link with every controller of the agent: one per

@@ -389,13 +389,29 @@ func (l *Link) tlsConfig(pin []byte) *tls.Config {
 	}
 }
 
+// KeepAlivePeriod and IdleTimeout are the agent's QUIC keep-alive period
+// and idle timeout (quicConfig); exported for simulators (internal/simagent)
+// that must send the controller what a real agent sends.
+//
+// They are the link's liveness, both ways: a connection that carried no
+// packet for IdleTimeout is closed by either side (the controller's idle
+// timeout is longer; QUIC applies the shorter), so a dead or cut-off peer
+// is noticed within 6 s. An idle link costs a PING and its ACK every
+// KeepAlivePeriod: IdleTimeout/2, the longest quic-go allows, so a lost
+// PING is sent again (PTO) before the timeout. Load reports are not
+// liveness (heartbeats).
+const (
+	KeepAlivePeriod = 3 * time.Second
+	IdleTimeout     = 6 * time.Second
+)
+
 // quicConfig is the agent's QUIC configuration. maxStreams bounds the
 // streams the controller may have open at once (concurrent invocations and
 // pushes).
 func quicConfig(maxStreams int) *quic.Config {
 	return &quic.Config{
-		KeepAlivePeriod:       2 * time.Second,
-		MaxIdleTimeout:        6 * time.Second,
+		KeepAlivePeriod:       KeepAlivePeriod,
+		MaxIdleTimeout:        IdleTimeout,
 		MaxIncomingStreams:    int64(maxStreams),
 		MaxIncomingUniStreams: -1,
 	}
@@ -607,16 +623,32 @@ func (l *Link) hello(id state.Identity, joining bool) *protocol.Hello {
 	return h
 }
 
+// loadCheck is how often the agent looks at its load between two load
+// reports.
+const loadCheck = 2 * time.Second
+
+// heartbeats sends load reports (Heartbeat frames) on the control stream:
+// at least every `every` (the welcome's heartbeat interval), and sooner,
+// at the next loadCheck, when the available memory moved enough for the
+// controller's scheduling to care (loadChanged). A controller that asks
+// for reports every 2 s (before issue 15) gets one every 2 s. Liveness is
+// QUIC's keep-alives (KeepAlivePeriod), not these.
 func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Duration) error {
-	t := time.NewTicker(every)
+	check := min(every, loadCheck)
+	t := time.NewTicker(check)
 	defer t.Stop()
+	var sent time.Time // zero until the first report, due at the first check
+	var reported uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
-		_, avail := memInfo()
+		total, avail := memInfo()
+		if !reportDue(sent.IsZero(), time.Since(sent), every, check, total, reported, avail) {
+			continue
+		}
 		hb := &protocol.Heartbeat{
 			MemAvailBytes:    avail,
 			Inflight:         uint64(l.cfg.Executor.InFlight()),
@@ -626,7 +658,17 @@ func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Dur
 		if err := protocol.WriteMsg(ctrl, hb); err != nil {
 			return fmt.Errorf("heartbeat: %w", err)
 		}
+		sent, reported = time.Now(), avail
 	}
+}
+
+// reportDue decides, at a check every `check`, whether a load report goes
+// out: the first one, one whose interval is up (within half a check), or
+// one whose available memory moved from the last report's (was) to now by
+// a sixteenth of the total or 64 MiB, whichever is less (64 MiB on a 1 GiB
+// board, 16 MiB on a 256 MiB one).
+func reportDue(first bool, since, every, check time.Duration, total, was, now uint64) bool {
+	return first || since >= every-check/2 || max(was, now)-min(was, now) >= min(total/16, 64<<20)
 }
 
 // control reads what the controller sends on the control stream.

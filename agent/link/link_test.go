@@ -558,3 +558,34 @@ func TestDropKeepsDesiredCode(t *testing.T) {
 		t.Fatal("the current code went with the deferred drop")
 	}
 }
+
+// TestReportDue: a load report goes out first, when its interval is up,
+// and early only when the available memory moved by a sixteenth of the
+// total or 64 MiB, whichever is less; a controller asking for a report
+// every 2 s gets one at every check.
+func TestReportDue(t *testing.T) {
+	const MiB = 1 << 20
+	for _, tc := range []struct {
+		name          string
+		first         bool
+		since, every  time.Duration
+		total, was, n uint64
+		want          bool
+	}{
+		{"first", true, 0, 30 * time.Second, 1024 * MiB, 0, 512 * MiB, true},
+		{"quiet", false, 10 * time.Second, 30 * time.Second, 1024 * MiB, 512 * MiB, 500 * MiB, false},
+		{"interval up", false, 29 * time.Second, 30 * time.Second, 1024 * MiB, 512 * MiB, 512 * MiB, true},
+		{"fell 64 MiB of 1 GiB", false, 2 * time.Second, 30 * time.Second, 1024 * MiB, 512 * MiB, 448 * MiB, true},
+		{"fell 63 MiB of 1 GiB", false, 2 * time.Second, 30 * time.Second, 1024 * MiB, 512 * MiB, 449 * MiB, false},
+		{"rose 64 MiB of 64 GiB", false, 2 * time.Second, 30 * time.Second, 64 << 30, 10 << 30, 10<<30 + 64*MiB, true},
+		{"16 MiB of 256 MiB", false, 2 * time.Second, 30 * time.Second, 256 * MiB, 100 * MiB, 116 * MiB, true},
+		{"15 MiB of 256 MiB", false, 2 * time.Second, 30 * time.Second, 256 * MiB, 100 * MiB, 115 * MiB, false},
+		{"an older controller's 2 s", false, 2 * time.Second, 2 * time.Second, 1024 * MiB, 512 * MiB, 512 * MiB, true},
+		{"its 2 s, a tick early", false, 1900 * time.Millisecond, 2 * time.Second, 1024 * MiB, 512 * MiB, 512 * MiB, true},
+	} {
+		check := min(tc.every, loadCheck)
+		if got := reportDue(tc.first, tc.since, tc.every, check, tc.total, tc.was, tc.n); got != tc.want {
+			t.Errorf("%s: reportDue = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

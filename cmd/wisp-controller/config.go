@@ -40,6 +40,9 @@ type config struct {
 	// MetricsAddr serves /metrics on its own listener (no token); empty:
 	// on the REST port, for the admin token.
 	MetricsAddr string
+	// PprofAddr, when set, serves Go's profiles (net/http/pprof) there:
+	// no token, so a loopback or otherwise private address.
+	PprofAddr string
 	// OTLPEndpoint, when set, exports trace spans there over OTLP/HTTP
 	// (http://host:4318); empty: tracing off.
 	OTLPEndpoint string
@@ -112,6 +115,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.TLSCert, "tls_cert", "PEM certificate (chain) `file` for the REST API; needs --tls-key"),
 		settings.String(&c.TLSKey, "tls_key", "PEM private key `file` of --tls-cert"),
 		settings.String(&c.MetricsAddr, "metrics_addr", "serve Prometheus /metrics on this `address` (plain HTTP, no token) instead of the REST port, where it needs the admin token"),
+		settings.String(&c.PprofAddr, "pprof_addr", "serve Go's runtime profiles (/debug/pprof/, net/http/pprof) on this `address`, plain HTTP and no token: bind it to loopback or a private network; empty: off"),
 		settings.String(&c.OTLPEndpoint, "otlp_endpoint", "export trace spans of invocations to this OTLP/HTTP receiver (`URL` such as http://collector:4318, protobuf to /v1/traces); empty: tracing off"),
 		settings.String(&c.DataDir, "data_dir", "data `dir`: admin token, QUIC and TLS identity, secrets key, embedded store"),
 		settings.String(&c.DatabaseURL, "database_url", "Postgres `DSN`; empty uses the embedded store <data-dir>/controller.db"),

@@ -95,6 +95,14 @@ func serve(cmd *cobra.Command, d deps) error {
 	if d.ready != nil {
 		ready = func(rest, _ net.Addr) { d.ready(rest) }
 	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			log.Error("controller stopped", "err", err)
+			return settings.Logged(err)
+		}
+		defer stop()
+	}
 	scfg := cfg.server()
 	scfg.Getenv = d.getenv
 	if err := server.Run(cmd.Context(), scfg, log, ready); err != nil {

@@ -148,6 +148,9 @@ func (f *Fleet) Control(ctx context.Context, id string, change func(*store.Agent
 	f.mu.RUnlock()
 	if s != nil {
 		s.apply(a)
+		if s.stale() {
+			f.index.update(s) // a cap applies to the next decision
+		}
 	}
 	// Labels decide assignment: desired sets may change (this agent's,
 	// or every agent's when the cluster's tags changed).
@@ -215,12 +218,12 @@ func (f *Fleet) drop(id, reason string) {
 	s := f.sessions[id]
 	delete(f.sessions, id)
 	f.removed[id] = struct{}{}
-	f.rebuildLive()
 	f.mu.Unlock()
 	if s == nil {
 		return
 	}
 	s.cordoned.Store(true) // an Invoke racing with the removal finds it out of scheduling
+	f.index.update(s)      // no longer current: it leaves the index
 	if s.connected.Load() {
 		s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseRefused), reason)
 	}
@@ -320,13 +323,16 @@ func (f *Fleet) refreshAgents(ctx context.Context) error {
 	}
 	f.mu.RLock()
 	var gone []string
-	var relabelled []*Session
+	var relabelled, stale []*Session
 	for id, s := range f.sessions {
 		a, ok := byID[id]
 		switch {
 		case ok:
 			before := s.Labels()
 			s.apply(a)
+			if s.stale() {
+				stale = append(stale, s)
+			}
 			if !slices.Equal(before, s.Labels()) && s.connected.Load() {
 				relabelled = append(relabelled, s)
 			}
@@ -336,6 +342,9 @@ func (f *Fleet) refreshAgents(ctx context.Context) error {
 		}
 	}
 	f.mu.RUnlock()
+	if len(stale) > 0 {
+		f.index.update(stale...) // caps apply to the next decision
+	}
 	for _, id := range gone {
 		f.drop(id, "agent removed")
 	}

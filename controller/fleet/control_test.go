@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wispfn/wisp/controller/invoke"
+	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
@@ -107,6 +108,9 @@ func TestControlFromAnotherController(t *testing.T) {
 		if s.ID == edge {
 			t.Fatal("the cordoned agent is a scheduling candidate")
 		}
+	}
+	if s, _, err := c.fleet.pickDefault(scheduler.Function{Digest: hello.Digest}, nil); err != nil || s.ID == edge {
+		t.Fatalf("the default policy picked %v (%v), want the agent not cordoned", s, err)
 	}
 
 	if err := c.store.DeleteAgent(ctx, edge); err != nil {

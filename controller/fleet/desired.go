@@ -304,8 +304,8 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) 
 		f.pushMissing(ctx, s, missing)
 	}
 	var gone []string
-	for d := range *s.digests.Load() {
-		if !in.used[d] && in.codeGone(ctx, f.cfg.Store, d) {
+	for h := range *s.digests.Load() {
+		if d := h.Value(); !in.used[d] && in.codeGone(ctx, f.cfg.Store, d) {
 			gone = append(gone, d)
 		}
 	}

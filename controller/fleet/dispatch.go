@@ -173,11 +173,10 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 	}
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
-		d.fleet.candidates(req.Digest, tried, buf)
-		idx, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
+		s, considered, err := d.pick(fn, script, tried, buf)
 		m.scheduled(time.Since(t0))
 		if traced {
-			d.traceSchedule(req, inv, attempt, t0, buf, idx, err)
+			d.traceSchedule(req, inv, attempt, t0, considered, s, err)
 		}
 		if err != nil {
 			if mayHaveRun != nil {
@@ -190,7 +189,6 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 			}
 			return invoke.Result{}, fmt.Errorf("%w: %v", invoke.ErrNoWorker, err)
 		}
-		s := buf.ss[idx]
 		var dispatch tracing.SpanContext
 		var t1 time.Time
 		if traced {
@@ -241,6 +239,22 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		}
 		return recordedAs(inv.ActivationID)(resultOf(s, res))
 	}
+}
+
+// pick makes one scheduling decision: the default policy from the fleet's
+// index, reading a few agents (pickDefault), or an APP script over every
+// schedulable agent. It returns the session chosen and how many agents
+// the decision considered.
+func (d *Dispatcher) pick(fn scheduler.Function, script *scheduler.Script, tried []*Session, buf *candidateBuf) (*Session, int, error) {
+	if script == nil {
+		return d.fleet.pickDefault(fn, tried)
+	}
+	d.fleet.candidates(fn.Digest, tried, buf)
+	i, err := scheduler.Pick(buf.cs, fn, script, rand.IntN)
+	if err != nil {
+		return nil, len(buf.cs), err
+	}
+	return buf.ss[i], len(buf.cs), nil
 }
 
 // recordedAs returns a function that names activation id on a result or

@@ -7,9 +7,18 @@
 // call; the fleet never imports the REST layer (internal/archtest). Every
 // goroutine it starts ends before Serve returns.
 //
-// An agent that misses heartbeats, or whose connection drops, is marked
-// disconnected; it comes back as the same agent when it reconnects with its
-// credential. Only an operator deletes an agent (Remove); what operators set
+// An agent whose connection drops or goes silent (QUIC idle timeout: the
+// agents keep their connections alive with keep-alives, not with load
+// reports), or that sends no frame for several load-report intervals, is
+// marked disconnected; it comes back as the same agent when it reconnects
+// with its credential. Load reports (Heartbeat frames) come when an
+// agent's memory changed, and at least every HeartbeatInterval (30 s).
+//
+// Scheduling reads no lock across agents: the default policy reads the
+// scheduling index (index.go: connected sessions in scheduler.Order, so a
+// decision usually reads a handful), an APP script a snapshot of every
+// schedulable agent. Per agent the fleet keeps one goroutine reading its
+// control stream and one accepting its outbox streams (quic-go adds two). Only an operator deletes an agent (Remove); what operators set
 // on agents (cordon, labels, memory cap) is kept in the store and applied
 // by every controller (control.go) as soon as the store's change feed
 // reports it (RefreshAgents). Desired sets follow the stored functions

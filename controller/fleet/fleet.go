@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/quic-go/quic-go"
 
@@ -49,10 +50,21 @@ type Config struct {
 	Store    Store
 	// ControllerID names this controller to agents (logs only).
 	ControllerID string
-	// HeartbeatInterval is what agents are told; default 2s. An agent that
-	// misses MissedHeartbeats (default 3) is marked disconnected.
+	// HeartbeatInterval is the longest time between two load reports
+	// (Heartbeat frames) agents are told to keep; default 30s. Agents
+	// report sooner when their load changes (agent/link). Liveness is the
+	// QUIC connection's: a dead or cut-off agent is noticed by the idle
+	// timeout (IdleTimeout, and the agent's own, which is shorter). An
+	// agent whose connection stays up but that sends no frame for
+	// MissedHeartbeats intervals (default 3) is disconnected: its process
+	// answers QUIC but not the protocol.
 	HeartbeatInterval time.Duration
 	MissedHeartbeats  int
+	// IdleTimeout closes a connection that received no packet for that
+	// long; default 8s. The agents' keep-alives (agent/link) keep a live
+	// one busy, and their idle timeout (6s) is the one QUIC applies when
+	// shorter.
+	IdleTimeout time.Duration
 	// StartTimeout is how long an agent has to acknowledge an Invoke
 	// (protocol.Started); default 2s. An agent that does not is left out of
 	// scheduling until its next heartbeat and probed with a Ping; the
@@ -109,6 +121,12 @@ type Cluster interface {
 	ClusterAgents(ctx context.Context) ([]store.ClusterAgent, error)
 }
 
+// DefaultHeartbeatInterval and DefaultIdleTimeout are Config's defaults.
+const (
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultIdleTimeout       = 8 * time.Second
+)
+
 // Errors of Invoke and Push.
 var (
 	// ErrNotStarted: the invocation provably never reached the agent's
@@ -137,9 +155,9 @@ type Fleet struct {
 	// removed holds the ids of agents removed while this controller ran,
 	// so one authenticated just before its removal is refused (control.go).
 	removed map[string]struct{}
-	// live is the connected sessions, rebuilt under mu whenever one
-	// connects or disconnects, read without locking by the scheduler.
-	live atomic.Pointer[[]*Session]
+	// index is the connected sessions in the scheduler's order, read
+	// without locking by every decision (index.go).
+	index schedIndex
 
 	quarantine quarantineState
 
@@ -173,10 +191,13 @@ func New(cfg Config) (*Fleet, error) {
 		return nil, errors.New("fleet: an identity is required")
 	}
 	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = 2 * time.Second
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if cfg.MissedHeartbeats <= 0 {
 		cfg.MissedHeartbeats = 3
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 2 * time.Second
@@ -197,7 +218,7 @@ func New(cfg Config) (*Fleet, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, log: cfg.Logger, sessions: map[string]*Session{}, removed: map[string]struct{}{}, bg: tasks.New(context.Background())}
-	f.live.Store(&[]*Session{})
+	f.index.init(f.current, f.later)
 	f.quarantine.init()
 	return f, nil
 }
@@ -222,11 +243,12 @@ type Session struct {
 	cordoned atomic.Bool
 	labels   atomic.Pointer[[]string]
 	memCap   atomic.Uint64
-	lastSeen atomic.Int64 // unix ns
+	// lastSeen is when the agent last sent a frame (unix ns): a load
+	// report, an outbox batch, or any frame on an invocation stream.
+	lastSeen atomic.Int64
 	// suspect is when the agent last failed to acknowledge an Invoke (unix
-	// ns); it is not scheduled until a heartbeat arrives after that.
+	// ns); it is not scheduled until it is heard from again (lastSeen).
 	suspect  atomic.Int64
-	lastBeat atomic.Int64 // unix ns of the last heartbeat
 	memAvail atomic.Uint64
 	memKnown atomic.Bool
 	inflight atomic.Int64
@@ -246,7 +268,16 @@ type Session struct {
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.
 	digestMu sync.Mutex
-	digests  atomic.Pointer[map[string]struct{}]
+	digests  atomic.Pointer[digestSet]
+
+	// idxAvail and idxKnown are the memory the scheduling index holds for
+	// the session; idxDirty marks it for re-indexing (under index.mu).
+	idxAvail atomic.Uint64
+	idxKnown atomic.Bool
+	idxDirty bool
+	// quiet closes the session when the agent sends no frame for
+	// MissedHeartbeats load-report intervals (watchQuiet).
+	quiet *time.Timer
 }
 
 // AgentInfo is what GET /v1/agents shows of an agent.
@@ -297,18 +328,36 @@ func (s *Session) info(self string) AgentInfo {
 	}
 }
 
+// digestSet is the code an agent holds. Its digests are interned
+// (unique.Handle): thousands of agents holding the same functions share
+// one copy of each digest's text, and a set costs 8 bytes and a map slot
+// per digest.
+type digestSet map[unique.Handle[string]]struct{}
+
+// newDigestSet is the set of ds.
+func newDigestSet(ds ...string) *digestSet {
+	m := make(digestSet, len(ds))
+	for _, d := range ds {
+		m[unique.Make(d)] = struct{}{}
+	}
+	return &m
+}
+
 // HasDigest reports whether the agent holds the code.
-func (s *Session) HasDigest(d string) bool {
+func (s *Session) HasDigest(d string) bool { return s.holds(unique.Make(d)) }
+
+// holds is HasDigest for an interned digest (a decision interns it once).
+func (s *Session) holds(d unique.Handle[string]) bool {
 	_, ok := (*s.digests.Load())[d]
 	return ok
 }
 
 // updateDigests applies change to a copy of the digest set and publishes it.
-func (s *Session) updateDigests(change func(map[string]struct{})) {
+func (s *Session) updateDigests(change func(digestSet)) {
 	s.digestMu.Lock()
 	defer s.digestMu.Unlock()
 	old := *s.digests.Load()
-	m := make(map[string]struct{}, len(old)+1)
+	m := make(digestSet, len(old)+1)
 	for k := range old {
 		m[k] = struct{}{}
 	}
@@ -317,10 +366,11 @@ func (s *Session) updateDigests(change func(map[string]struct{})) {
 }
 
 func (s *Session) addDigest(d string) {
-	if s.HasDigest(d) {
+	h := unique.Make(d)
+	if s.holds(h) {
 		return
 	}
-	s.updateDigests(func(m map[string]struct{}) { m[d] = struct{}{} })
+	s.updateDigests(func(m digestSet) { m[h] = struct{}{} })
 }
 
 // Agents lists the agents of the cluster, connected first, then by name
@@ -408,19 +458,27 @@ func (f *Fleet) Connected() int {
 	return n
 }
 
-// rebuildLive republishes the connected sessions; f.mu must be held.
-func (f *Fleet) rebuildLive() {
-	live := make([]*Session, 0, len(f.sessions))
-	for _, s := range f.sessions {
-		if s.connected.Load() {
-			live = append(live, s)
-		}
-	}
-	f.live.Store(&live)
+// current reports whether s is its agent's current session (for the
+// index: a session superseded by a reconnection leaves it).
+func (f *Fleet) current(s *Session) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sessions[s.ID] == s
 }
 
-// candidateBuf holds the slices of one scheduling decision; pooled, since
-// with thousands of agents they are the decision's only allocations.
+// later runs fn after indexDelay, unless the fleet has stopped.
+func (f *Fleet) later(fn func()) {
+	time.AfterFunc(indexDelay, func() {
+		if done, ok := f.bg.Enter(); ok {
+			defer done()
+			fn()
+		}
+	})
+}
+
+// candidateBuf holds the slices of one scheduling decision under an APP
+// script; pooled, since with thousands of agents they are the decision's
+// only allocations.
 type candidateBuf struct {
 	ss []*Session
 	cs []scheduler.Candidate
@@ -429,12 +487,14 @@ type candidateBuf struct {
 var candidateBufs = sync.Pool{New: func() any { return new(candidateBuf) }}
 
 // candidates fills buf with the schedulable sessions and their scheduler
-// view. It takes no lock: a scheduling decision costs O(agents) reads.
+// view, for APP scripts (the default policy reads the index: pickDefault).
+// It takes no lock: a decision under a script costs O(agents) reads.
 func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf) {
-	live := *f.live.Load()
+	held := unique.Make(digest)
 	buf.ss, buf.cs = buf.ss[:0], buf.cs[:0]
-	for _, s := range live {
-		if !s.connected.Load() || s.cordoned.Load() || s.suspect.Load() > s.lastBeat.Load() || slices.Contains(exclude, s) {
+	for _, e := range f.index.entries() {
+		s := e.s
+		if !s.schedulable(exclude) {
 			continue
 		}
 		total, avail := s.schedulerMemory()
@@ -442,7 +502,7 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 		buf.cs = append(buf.cs, scheduler.Candidate{
 			ID: s.ID, Name: s.hello.Name, Labels: s.Labels(),
 			MemTotal: total, MemAvail: avail, MemKnown: s.memKnown.Load(),
-			InFlight: int(s.inflight.Load()), HasDigest: s.HasDigest(digest),
+			InFlight: int(s.inflight.Load()), HasDigest: s.holds(held),
 		})
 	}
 }
@@ -457,11 +517,15 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{protocol.ALPN},
 		Certificates: []tls.Certificate{f.cfg.Identity.Cert},
+		// Agents keep one long connection and never resume a TLS
+		// session: a ticket would be work and memory for nothing.
+		SessionTicketsDisabled: true,
 	}
 	qconf := &quic.Config{
-		// No keep-alives from this side: the agents' heartbeats keep the
-		// connections alive, and with thousands of agents every packet counts.
-		MaxIdleTimeout:        time.Duration(f.cfg.MissedHeartbeats+1) * f.cfg.HeartbeatInterval,
+		// No keep-alives from this side: the agents' keep-alives keep the
+		// connections alive, and with thousands of agents every packet
+		// counts.
+		MaxIdleTimeout:        f.cfg.IdleTimeout,
 		MaxIncomingStreams:    64, // control stream + outbox batches
 		MaxIncomingUniStreams: -1,
 	}
@@ -482,7 +546,6 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer endSessions()
-	wg.Go(func() { f.watchHeartbeats(ctx) })
 	wg.Go(func() { f.watchQuarantine(ctx) })
 	wg.Go(func() { f.watchAgents(ctx) })
 	for {
@@ -512,39 +575,88 @@ func (f *Fleet) closeAll() {
 	}
 }
 
-// watchHeartbeats marks agents that went quiet as disconnected.
-func (f *Fleet) watchHeartbeats(ctx context.Context) {
-	t := time.NewTicker(f.cfg.HeartbeatInterval)
-	defer t.Stop()
+// watchQuiet arms s's quiet timer: an agent that sends no frame for
+// MissedHeartbeats load-report intervals while its connection stays up is
+// disconnected. The timer re-arms itself for what is left when frames
+// came meanwhile, so the fleet never walks its sessions for this and a
+// frame costs no timer update.
+func (f *Fleet) watchQuiet(s *Session) {
 	limit := time.Duration(f.cfg.MissedHeartbeats) * f.cfg.HeartbeatInterval
-	for {
-		select {
-		case <-ctx.Done():
+	var check func()
+	check = func() {
+		if !s.connected.Load() {
 			return
-		case <-t.C:
 		}
-		now := time.Now().UnixNano()
-		f.mu.RLock()
-		for _, s := range f.sessions {
-			if s.connected.Load() && time.Duration(now-s.lastSeen.Load()) > limit {
-				f.log.Warn("agent missed heartbeats", "agent", s.ID, "name", s.hello.Name)
-				s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "missed heartbeats")
-			}
+		quiet := time.Duration(time.Now().UnixNano() - s.lastSeen.Load())
+		if quiet < limit {
+			s.quiet.Reset(limit - quiet)
+			return
 		}
-		f.mu.RUnlock()
+		f.log.Warn("agent missed heartbeats", "agent", s.ID, "name", s.hello.Name, "quiet", quiet.Round(time.Millisecond))
+		s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "missed heartbeats")
 	}
+	s.quiet = time.AfterFunc(limit, check)
 }
 
 const maxControlFrame = 1 << 20
 
+// admitTimeout bounds the store's work to admit one agent.
+const admitTimeout = 20 * time.Second
+
+// serveConn serves one agent connection for as long as it lasts.
 func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
+	// The admission (hello, the store's checks, welcome) runs on a
+	// goroutine of its own: its stack grows deep in the database driver
+	// and is freed when it ends, while this one, which waits for the
+	// agent's frames as long as the session lasts (one per agent), stays
+	// shallow.
+	var s *Session
+	admitted := make(chan struct{})
+	go func() {
+		defer close(admitted)
+		s = f.admit(ctx, conn)
+	}()
+	<-admitted
+	if s == nil {
+		return
+	}
+	sctx, stopStreams := context.WithCancel(ctx)
+	var streams sync.WaitGroup
+	defer streams.Wait()
+	defer stopStreams()
+	streams.Go(func() { f.serveAgentStreams(sctx, s) })
+	if f.tags.set(s.ID, s.Labels()) {
+		// A tag no agent had before: other agents' sets may change too.
+		f.bg.Go(f.SyncDesired)
+	}
+	streams.Go(func() { f.syncOne(sctx, s) })
+	h := &s.hello
+	link := store.AgentLink{Agent: s.ID, Since: time.Unix(0, s.connectedAt), OS: h.OS, Arch: h.Arch, Engine: h.Engine,
+		Version: h.AgentVersion, CPUs: h.CPUs, MemTotalBytes: h.MemTotalBytes}
+	if f.cfg.Cluster != nil {
+		f.cfg.Cluster.AgentUp(link)
+		defer f.cfg.Cluster.AgentDown(link)
+	}
+
+	err := f.readControl(s)
+	s.connected.Store(false)
+	s.quiet.Stop()
+	f.index.mark(s)
+	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
+	f.cfg.Metrics.connected(f.Connected())
+	f.log.Info("agent disconnected", "agent", s.ID, "name", s.hello.Name, "err", err)
+}
+
+// admit reads an agent's hello, authenticates it, makes its session live
+// and welcomes it; nil when the connection was refused or failed.
+func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 	log := f.log.With("remote", conn.RemoteAddr().String())
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	ctrl, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "no control stream")
-		return
+		return nil
 	}
 	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
 	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
@@ -553,22 +665,25 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	if err != nil || !ok {
 		log.Warn("refusing connection: no hello", "err", err)
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseProtocolViolation), "expected hello")
-		return
+		return nil
 	}
-	agent, credential, perr := f.authenticate(ctx, hello)
+	// The store's work for an agent that gave up waiting (it closes the
+	// connection; a real one waits 10 s for its welcome) stops, so that a
+	// storm of reconnections cannot pile up behind abandoned admissions.
+	actx, cancelAdmission := context.WithTimeout(ctx, admitTimeout)
+	defer cancelAdmission()
+	stop := context.AfterFunc(conn.Context(), cancelAdmission)
+	defer stop()
+	agent, credential, perr := f.authenticate(actx, hello)
 	if perr != nil {
 		f.refuse(ctx, log, conn, ctrl, hello.Name, perr)
-		return
+		return nil
 	}
 	s := &Session{ID: agent.ID, hello: *hello, f: f, conn: conn, ctrl: ctrl, version: min(hello.ProtocolVersion, protocol.Version),
 		connectedAt: time.Now().UnixNano()}
 	s.hello.JoinSecret, s.hello.Credential, s.hello.Digests, s.hello.Crashed = nil, nil, nil, nil
 	s.apply(agent)
-	held := make(map[string]struct{}, len(hello.Digests))
-	for _, d := range hello.Digests {
-		held[d] = struct{}{}
-	}
-	s.digests.Store(&held)
+	s.digests.Store(newDigestSet(hello.Digests...))
 	s.memAvail.Store(hello.MemAvailBytes)
 	s.memKnown.Store(hello.MemTotalBytes > 0)
 	s.lastSeen.Store(time.Now().UnixNano())
@@ -579,9 +694,9 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	// Crash reports are stored before the Welcome that says so, and
 	// before the session takes invocations.
 	if len(hello.Crashed) > 0 {
-		welcome.CrashesRecorded = f.recordCrashes(ctx, agent.ID, hello.Name, hello.Crashed)
+		welcome.CrashesRecorded = f.recordCrashes(actx, agent.ID, hello.Name, hello.Crashed)
 	}
-	if _, err := f.refreshQuarantine(ctx); err != nil {
+	if _, err := f.refreshQuarantine(actx); err != nil {
 		log.Warn("reading the quarantine", "err", err)
 	}
 	// The session is live before the Welcome leaves, so once the agent
@@ -594,60 +709,39 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 		f.mu.Unlock()
 		s.connected.Store(false)
 		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
-		return
+		return nil
 	}
 	if f.shutting.Load() {
 		// Authenticated while the fleet drains: come back later.
 		f.mu.Unlock()
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
-		return
+		return nil
 	}
 	old := f.sessions[s.ID]
 	f.sessions[s.ID] = s
-	f.rebuildLive()
 	// It came back, and reported its crashes: what it was running when it
 	// went silent did not kill it (or is quarantined now).
 	f.releaseHolds(s.ID)
 	f.mu.Unlock()
+	if old != nil {
+		f.index.update(s, old)
+	} else {
+		f.index.update(s)
+	}
 	if old != nil && old.connected.Load() {
 		old.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseSuperseded), "agent connected again")
 	}
 	if err := protocol.WriteMsg(ctrl, welcome); err != nil {
 		s.connected.Store(false)
-		f.mu.Lock()
-		f.rebuildLive()
-		f.mu.Unlock()
+		f.index.mark(s)
 		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "")
-		return
+		return nil
 	}
+	f.watchQuiet(s)
 	f.cfg.Metrics.connected(f.Connected())
 	log.Info("agent connected", "agent", s.ID, "name", hello.Name, "arch", hello.Arch, "engine", hello.Engine, "protocol_version", s.version)
 	f.sendQuarantine(s)
-	sctx, stopStreams := context.WithCancel(ctx)
-	var streams sync.WaitGroup
-	defer streams.Wait()
-	defer stopStreams()
-	streams.Go(func() { f.serveAgentStreams(sctx, s) })
-	if f.tags.set(s.ID, s.Labels()) {
-		// A tag no agent had before: other agents' sets may change too.
-		f.bg.Go(f.SyncDesired)
-	}
-	streams.Go(func() { f.syncOne(sctx, s) })
-	link := store.AgentLink{Agent: s.ID, Since: time.Unix(0, s.connectedAt), OS: hello.OS, Arch: hello.Arch, Engine: hello.Engine,
-		Version: hello.AgentVersion, CPUs: hello.CPUs, MemTotalBytes: hello.MemTotalBytes}
-	if f.cfg.Cluster != nil {
-		f.cfg.Cluster.AgentUp(link)
-		defer f.cfg.Cluster.AgentDown(link)
-	}
-
-	err = f.readControl(s)
-	s.connected.Store(false)
-	f.mu.Lock()
-	f.rebuildLive()
-	f.mu.Unlock()
-	conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "")
-	f.cfg.Metrics.connected(f.Connected())
-	log.Info("agent disconnected", "agent", s.ID, "name", hello.Name, "err", err)
+	return s
 }
 
 // refuse answers a hello with perr and closes the connection.
@@ -724,12 +818,14 @@ func (f *Fleet) readControl(s *Session) error {
 		s.lastSeen.Store(time.Now().UnixNano())
 		switch m := msg.(type) {
 		case *protocol.Heartbeat:
-			s.lastBeat.Store(time.Now().UnixNano())
 			s.memAvail.Store(m.MemAvailBytes)
 			if m.MemAvailBytes > 0 {
 				s.memKnown.Store(s.hello.MemTotalBytes > 0)
 			}
 			s.total.Store(m.InvocationsTotal)
+			if s.stale() {
+				f.index.mark(s)
+			}
 		case *protocol.Unknown:
 		default:
 			f.log.Warn("unexpected control message", "agent", s.ID, "type", msg.Type())
@@ -955,9 +1051,9 @@ func (f *Fleet) Drop(digests ...string) {
 
 // drop tells the session's agent to forget digests.
 func (s *Session) drop(digests []string) {
-	s.updateDigests(func(m map[string]struct{}) {
+	s.updateDigests(func(m digestSet) {
 		for _, d := range digests {
-			delete(m, d)
+			delete(m, unique.Make(d))
 		}
 	})
 	s.ctrlMu.Lock()

@@ -43,6 +43,8 @@ type quarantineState struct {
 	known   atomic.Pointer[map[string]store.Quarantine] // the store's, as last read
 	holds   atomic.Pointer[map[string]hold]
 	refresh sync.Mutex // one store read at a time
+	// read is when the last successful store read began (under refresh).
+	read time.Time
 }
 
 func (q *quarantineState) init() {
@@ -241,13 +243,24 @@ func (f *Fleet) recordCrashes(ctx context.Context, agentID, name string, crashes
 
 // refreshQuarantine re-reads the store's quarantine; when it changed it
 // tells every connected agent. It reports whether it changed.
+//
+// A read that began after the call did is as good as its own: callers
+// waiting while one runs share the next (every agent admission asks for
+// one, and a thousand reconnecting agents must not queue a thousand store
+// reads one after another). Such a caller reports no change.
 func (f *Fleet) refreshQuarantine(ctx context.Context) (bool, error) {
+	asked := time.Now()
 	f.quarantine.refresh.Lock()
 	defer f.quarantine.refresh.Unlock()
+	if f.quarantine.read.After(asked) {
+		return false, nil
+	}
+	began := time.Now()
 	qs, err := f.cfg.Store.ListQuarantine(ctx)
 	if err != nil {
 		return false, err
 	}
+	f.quarantine.read = began
 	fresh := make(map[string]store.Quarantine, len(qs))
 	for _, q := range qs {
 		fresh[q.Digest] = q

@@ -23,17 +23,16 @@ const (
 )
 
 // traceSchedule exports the span of one scheduling decision.
-func (d *Dispatcher) traceSchedule(req invoke.Request, inv *protocol.Invoke, attempt int, start time.Time, buf *candidateBuf, idx int, err error) {
+func (d *Dispatcher) traceSchedule(req invoke.Request, inv *protocol.Invoke, attempt int, start time.Time, considered int, s *Session, err error) {
 	sp := tracing.Span{Context: req.Trace.Child(), Parent: req.Trace.SpanID, Name: spanSchedule, Kind: tracing.KindInternal,
 		Start: start, End: time.Now(), Attrs: []tracing.Attr{
 			tracing.String(tracing.AttrModule, req.Module), tracing.String(tracing.AttrFunction, req.Function),
 			tracing.String(tracing.AttrActivationID, inv.ActivationID), tracing.Int(tracing.AttrAttempt, int64(attempt)),
-			tracing.Int("wisp.candidates", int64(len(buf.ss))),
+			tracing.Int("wisp.candidates", int64(considered)),
 		}}
 	if err != nil {
 		sp.Err = err.Error()
 	} else {
-		s := buf.ss[idx]
 		sp.Attrs = append(sp.Attrs, tracing.String(tracing.AttrAgentID, s.ID), tracing.String(tracing.AttrAgentName, s.Name()))
 	}
 	d.tracer.Export(sp)
