@@ -8,7 +8,7 @@ VERSION   ?= dev
 BIN       := bin
 LDFLAGS   := -s -w -X github.com/wispfn/wisp/internal/version.Version=$(VERSION)
 
-.PHONY: help build test test-short bench fixtures lint services clean demo release release
+.PHONY: help build test test-short bench bench-peer fixtures lint services clean demo release release
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,8 +29,12 @@ test: ## run every test with the race detector (skips what needs a missing servi
 test-short: ## quick tests only, no race detector
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: ## run the benchmarks (BENCHTIME=2s by default; BENCH=regexp picks some, e.g. BENCH=TenThousandAgents PKGS=./internal/e2e/)
+bench: ## run the benchmarks (BENCHTIME=2s by default; BENCH=regexp picks some, e.g. BENCH=TenThousandAgents PKGS=./internal/e2e/), then bench-peer
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 90m $(PKGS)
+	@$(MAKE) --no-print-directory bench-peer
+
+bench-peer: ## Wisp's runtime against wasmtime on the FunLess-ABI fixtures (bench/wasmtime; skipped without cgo)
+	GO=$(GO) bash scripts/bench-peer.sh $(BENCHTIME)
 
 fixtures: ## rebuild the wasm test functions in testdata/ from their sources
 	bash scripts/build-fixtures.sh

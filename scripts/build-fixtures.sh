@@ -121,6 +121,15 @@ step echo_rust.wasm "$SRC/rust/echo.rs (WASI command)"
 step hello_rust.wasm "$SRC/rust/hello.rs (WASI command)"
 "$RUSTC" "${RUSTFLAGS_FIX[@]}" --crate-name hello_rust -o "$OUT/hello_rust.wasm" "$SRC/rust/hello.rs"
 
+step hello_fl_rust.wasm "$SRC/rust/hello_fl.rs (FunLess ABI cdylib)"
+"$RUSTC" "${RUSTFLAGS_FIX[@]}" --crate-type cdylib --crate-name hello_fl_rust -o "$OUT/hello_fl_rust.wasm" "$SRC/rust/hello_fl.rs"
+
+step isolation_rust.wasm "$SRC/rust/isolation.rs (FunLess ABI cdylib)"
+"$RUSTC" "${RUSTFLAGS_FIX[@]}" --crate-type cdylib --crate-name isolation_rust -o "$OUT/isolation_rust.wasm" "$SRC/rust/isolation.rs"
+
+step isolation_rust_cmd.wasm "$SRC/rust/isolation.rs --cfg wisp_command (WASI command)"
+"$RUSTC" "${RUSTFLAGS_FIX[@]}" --cfg wisp_command --crate-name isolation_rust_cmd -o "$OUT/isolation_rust_cmd.wasm" "$SRC/rust/isolation.rs"
+
 # --- Go ----------------------------------------------------------------------
 # Own module (testdata/src/go/hello/go.mod), so the main module never sees it.
 step hello_go.wasm "$SRC/go/hello (FunLess ABI reactor, c-shared)"

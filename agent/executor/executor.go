@@ -1,6 +1,8 @@
 // Package executor runs invocations on an agent: it makes sure the code of a
 // digest is in the agent's state and compiled in the runtime (fetching it
-// from the controller through a callback when it is missing), runs the
+// from the controller through a callback when it is missing; code pushed
+// ahead of its calls is compiled into the disk cache, and kept in memory
+// only where there is room), runs the
 // function, and accounts for what it did (in-flight count, phase timings,
 // Prometheus metrics).
 //
@@ -106,9 +108,13 @@ func (e *Executor) Total() uint64 { return e.total.Load() }
 // Runtime returns the runtime calls run on.
 func (e *Executor) Runtime() *runtime.Runtime { return e.rt }
 
-// Store keeps code pushed by the controller and compiles it, so the first
-// call is warm. Quarantined code is kept (it may be released) but not
-// compiled.
+// Store keeps code pushed by the controller and prepares it
+// (runtime.Prepare): with the agent's disk compilation cache it is
+// compiled there now, and kept in memory too only if the module cache has
+// room for it without evicting another; so the first call is warm or a
+// disk load, and a push of many functions does not fill memory with
+// functions that are not called. Quarantined code is kept (it may be
+// released) but not compiled.
 func (e *Executor) Store(ctx context.Context, digest string, code []byte) error {
 	e.metrics.codeReceived("push")
 	if err := e.st.PutCode(digest, code); err != nil {
@@ -118,7 +124,7 @@ func (e *Executor) Store(ctx context.Context, digest string, code []byte) error 
 		e.log.Info("keeping quarantined code without compiling it", "digest", digest)
 		return nil
 	}
-	info, err := e.rt.Load(ctx, code)
+	info, err := e.rt.Prepare(ctx, code)
 	if err == nil {
 		e.metrics.observeLoad(info)
 	}

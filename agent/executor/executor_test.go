@@ -124,7 +124,8 @@ func TestStoreAndDrop(t *testing.T) {
 	if err := e.Store(context.Background(), d, code); err != nil {
 		t.Fatal(err)
 	}
-	if !e.rt.Loaded(d) || len(e.Digests()) != 1 {
+	// The module cache has room: the pushed code is compiled and kept.
+	if !e.rt.Loaded(d) || e.rt.Stats().Compiles != 1 || len(e.Digests()) != 1 {
 		t.Fatal("pushed code not compiled or not stored")
 	}
 	if err := e.Drop(d); err != nil {
@@ -132,6 +133,28 @@ func TestStoreAndDrop(t *testing.T) {
 	}
 	if e.rt.Loaded(d) || len(e.Digests()) != 0 {
 		t.Fatal("dropped code still there")
+	}
+}
+
+// TestStoreWithoutRoom: pushed code that does not fit in the module cache
+// beside what is there is compiled into the disk cache only; the first
+// call loads it from there.
+func TestStoreWithoutRoom(t *testing.T) {
+	e, _, _ := newExecutorWith(t, runtime.Config{CacheDir: t.TempDir(), MaxCompiledBytes: 16 << 10})
+	if e.rt.Engine() != runtime.EngineCompiler {
+		t.Skip("no disk cache with the interpreter")
+	}
+	code, _ := os.ReadFile("../../testdata/wasm/hello_wat.wasm")
+	d := runtime.Digest(code)
+	if err := e.Store(context.Background(), d, code); err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.Loaded(d) || e.rt.Stats().Compiles != 1 {
+		t.Fatalf("pushed code not compiled (%d compiles) or kept in memory without room (%v)", e.rt.Stats().Compiles, e.rt.Loaded(d))
+	}
+	call := Call{ActivationID: "a1", Module: "_", Function: "hello", Digest: d, Args: []byte(`{}`)}
+	if out := e.Invoke(context.Background(), call, nil); out.Err != nil || !out.Compiled || !out.DiskCacheHit {
+		t.Fatalf("first call after the push: %v, compiled %v, from disk %v", out.Err, out.Compiled, out.DiskCacheHit)
 	}
 }
 

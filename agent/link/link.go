@@ -32,8 +32,13 @@ import (
 
 // Config configures a Link.
 type Config struct {
-	// Addr is the controller's QUIC address, host:port.
+	// Addr is the controller's QUIC address, host:port: the address
+	// dialled.
 	Addr string
+	// Controller is the controller's address as the operator gave it (a
+	// host name, for a Pool's links, that resolved to Addr); it names the
+	// link in logs and status. Default Addr.
+	Controller string
 	// JoinToken is needed only until the agent has joined (its identity is
 	// then in State). Empty when the agent already has an identity.
 	JoinToken string
@@ -44,6 +49,15 @@ type Config struct {
 	Labels []string
 	// MinBackoff and MaxBackoff bound reconnection delays. Defaults 200ms, 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// RefusedBackoff is the delay before a link whose controller refused
+	// the agent, while other controllers accept it, tries again (a
+	// controller on a wrong database may be fixed). Default 30s.
+	RefusedBackoff time.Duration
+	// RestartDelay bounds the wait before reconnecting to a controller
+	// that closed the session because it is shutting down (a rolling
+	// restart): a random delay between a fifth of it and all of it, so that
+	// its agents do not all come back in the same instant. Default 5s.
+	RestartDelay time.Duration
 	// PacketConn, when set, is used instead of a new UDP socket (tests).
 	PacketConn net.PacketConn
 	// MaxStreams bounds the streams the controller may open at once
@@ -65,16 +79,26 @@ var ErrRefused = errors.New("the controller refused this agent")
 // Link is one agent↔controller connection, kept up by Run.
 type Link struct {
 	cfg       Config
+	sh        *shared       // what the agent's links share: identity, outbox drain
 	kick      chan struct{} // wakes the outbox drain
 	handlers  atomic.Int64  // stream handlers in flight
 	token     *protocol.JoinToken
 	log       *slog.Logger
 	connected atomic.Bool
-	// stateMu guards since and lastErr, for Status.
-	stateMu sync.Mutex
-	since   time.Time // when the link last came up or went down
-	lastErr string
-	joinMu  sync.Mutex
+	// stateMu guards since, lastErr, note and controllerID, for Status.
+	stateMu      sync.Mutex
+	since        time.Time // when the link last came up or went down
+	lastErr      string
+	note         string // what the link waits for, when it is down on purpose
+	controllerID string // the Welcome's controller id, kept after the session ends
+	// drainsOutbox: this link holds the agent's outbox drain.
+	drainsOutbox atomic.Bool
+	// retiring: the Pool no longer resolves this link's address; Run
+	// returns once its session ends. wake interrupts a wait between
+	// sessions.
+	retiring atomic.Bool
+	wake     chan struct{}
+	welcomes atomic.Uint64 // sessions welcomed
 	// draining: the agent is stopping; new invocations are answered
 	// Result{Draining} without running.
 	draining atomic.Bool
@@ -84,25 +108,48 @@ type Link struct {
 	kept map[string]bool
 }
 
-// New checks cfg and returns a Link; it does no I/O.
+// New checks cfg and returns a Link of its own: an agent with one
+// controller. An agent with several runs a Pool, whose links share the
+// agent's identity and outbox. New does no I/O.
 func New(cfg Config) (*Link, error) {
+	sh, err := newShared(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newLink(cfg, sh)
+}
+
+// parseToken parses cfg's join token, nil when there is none.
+func parseToken(cfg Config) (*protocol.JoinToken, error) {
+	if cfg.JoinToken == "" {
+		return nil, nil
+	}
+	t, err := protocol.ParseJoinToken(cfg.JoinToken)
+	if err != nil {
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	return &t, nil
+}
+
+// newLink returns a Link sharing sh with the agent's other links.
+func newLink(cfg Config, sh *shared) (*Link, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("link: controller address is required")
 	}
 	if cfg.State == nil || cfg.Executor == nil {
 		return nil, errors.New("link: state and executor are required")
 	}
-	l := &Link{cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1)}
+	if cfg.Controller == "" {
+		cfg.Controller = cfg.Addr
+	}
+	l := &Link{cfg: cfg, sh: sh, log: cfg.Logger, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1), token: sh.ids.token}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	l.log = l.log.With("controller", cfg.Addr)
-	if cfg.JoinToken != "" {
-		t, err := protocol.ParseJoinToken(cfg.JoinToken)
-		if err != nil {
-			return nil, fmt.Errorf("link: %w", err)
-		}
-		l.token = &t
+	if cfg.Controller != cfg.Addr {
+		l.log = l.log.With("controller", cfg.Controller, "addr", cfg.Addr)
+	} else {
+		l.log = l.log.With("controller", cfg.Addr)
 	}
 	if l.cfg.MinBackoff <= 0 {
 		l.cfg.MinBackoff = 200 * time.Millisecond
@@ -112,9 +159,18 @@ func New(cfg Config) (*Link, error) {
 		// comes back from a partition should be heard from within seconds.
 		l.cfg.MaxBackoff = 5 * time.Second
 	}
+	if l.cfg.RefusedBackoff <= 0 {
+		l.cfg.RefusedBackoff = 30 * time.Second
+	}
+	if l.cfg.RestartDelay <= 0 {
+		l.cfg.RestartDelay = 5 * time.Second
+	}
 	if l.cfg.MaxStreams <= 0 {
 		l.cfg.MaxStreams = 10000
 	}
+	// It counts among the links whose answers decide the identity's fate
+	// from now on, before any link's Run can be refused.
+	sh.ids.add(l)
 	if l.cfg.Name == "" {
 		l.cfg.Name, _ = osHostname()
 	}
@@ -125,11 +181,17 @@ func New(cfg Config) (*Link, error) {
 func (l *Link) Connected() bool { return l.connected.Load() }
 
 // Status is the link's state for `wisp-agent status`: up or down, since
-// when, and the error that ended its last session or dial.
+// when, the error that ended its last session or dial, and what it waits
+// for when it is down on purpose.
 func (l *Link) Status() status.Link {
 	l.stateMu.Lock()
 	defer l.stateMu.Unlock()
-	return status.Link{Controller: l.cfg.Addr, Connected: l.connected.Load(), Since: l.since, LastError: l.lastErr}
+	st := status.Link{Controller: l.cfg.Controller, ControllerID: l.controllerID, Connected: l.connected.Load(), Since: l.since,
+		LastError: l.lastErr, Note: l.note, DrainsOutbox: l.drainsOutbox.Load()}
+	if l.cfg.Addr != l.cfg.Controller {
+		st.Address = l.cfg.Addr
+	}
+	return st
 }
 
 // setState records a change of state (err: why the link is down).
@@ -143,38 +205,170 @@ func (l *Link) setState(up bool, err error) {
 	if err != nil {
 		l.lastErr = err.Error()
 	}
+	if up {
+		l.note = ""
+	}
+}
+
+// setNote says what the link waits for ("" when it does not).
+func (l *Link) setNote(note string) {
+	l.stateMu.Lock()
+	defer l.stateMu.Unlock()
+	l.note = note
+}
+
+// retire makes Run return once the session in progress, if any, ends
+// (on is false: the address is back, keep going).
+func (l *Link) retire(on bool) {
+	l.retiring.Store(on)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run keeps the link up until ctx is done. It returns ErrRefused when the
-// controller refuses the agent for good, otherwise ctx's error.
+// agent is refused for good (see keeper: every link's controller refused
+// it), nil when a Pool retired the link, otherwise ctx's error.
 func (l *Link) Run(ctx context.Context) error {
+	defer l.sh.ids.remove(l) // newLink added it
 	backoff := l.cfg.MinBackoff
+	// restarting: the controller said it was shutting down and has not
+	// welcomed this link since; its dial failures are expected.
+	var restarting bool
+	welcomes := l.welcomes.Load()
 	l.setState(false, nil)
 	for {
+		if l.retiring.Load() {
+			l.log.Info("controller address no longer resolved; link retired")
+			return nil
+		}
 		start := time.Now()
 		err := l.session(ctx)
 		l.setState(false, err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, ErrRefused) {
-			l.log.Error("giving up", "err", err)
-			return err
-		}
 		if time.Since(start) > 30*time.Second {
 			backoff = l.cfg.MinBackoff // it was up for a while: start over
 		}
+		if l.welcomes.Load() != welcomes {
+			welcomes, restarting = l.welcomes.Load(), false
+		}
 		// Full jitter between backoff/2 and backoff.
 		wait := backoff/2 + rand.N(backoff/2+1)
-		l.log.Warn("controller link down, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		next := min(backoff*2, l.cfg.MaxBackoff)
+		code, closed := closedBy(err)
+		switch {
+		case errors.Is(err, ErrRefused): // the keeper said why
+			return err
+		case errors.Is(err, errRejoin):
+			wait, next = l.cfg.MinBackoff, l.cfg.MinBackoff
+			l.log.Warn("identity cleared; joining again", "err", err)
+		case errors.Is(err, errRefusedHere):
+			// Other controllers still accept the agent (or have not
+			// answered yet): this one may be on a wrong database.
+			wait, next = l.cfg.RefusedBackoff/2+rand.N(l.cfg.RefusedBackoff/2+1), backoff
+			l.log.Warn("this controller refused the agent; keeping the identity the others accept and retrying later", "err", err, "in", wait.Round(time.Millisecond))
+		case closed && code == protocol.CloseShutdown:
+			// A rolling restart: the controller drained its invocations
+			// and said goodbye. Not an error: come back when it may be up
+			// again, spread out so that its agents do not all come back in
+			// the same instant, then retry at the shortest backoff.
+			restarting = true
+			wait, next = l.cfg.RestartDelay/5+rand.N(l.cfg.RestartDelay*4/5+1), l.cfg.MinBackoff
+			l.log.Info("controller shutting down; reconnecting later", "in", wait.Round(time.Millisecond))
+		case closed && code == protocol.CloseSuperseded:
+			// Another link of this agent reached the same controller (one
+			// controller behind two addresses): stand by while it holds
+			// the session.
+			l.standby(ctx)
+			l.log.Info("another connection of this agent replaced this one; reconnecting", "in", wait.Round(time.Millisecond))
+		case restarting:
+			l.log.Info("controller not back yet, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		default:
+			l.log.Warn("controller link down, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		}
-		backoff = min(backoff*2, l.cfg.MaxBackoff)
+		if l.sh.onDown != nil {
+			l.sh.onDown(l)
+		}
+		if !l.sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		backoff = next
 	}
 }
+
+// sleep waits d, or less if the link is retired; false when ctx ended.
+func (l *Link) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-l.wake:
+			if l.retiring.Load() {
+				return true
+			}
+		}
+	}
+}
+
+// closedBy reports the close code of a connection the controller closed,
+// when err says so.
+func closedBy(err error) (protocol.CloseCode, bool) {
+	var app *quic.ApplicationError
+	if errors.As(err, &app) && app.Remote {
+		return protocol.CloseCode(app.ErrorCode), true
+	}
+	return 0, false
+}
+
+// standby waits, after the controller replaced this link's connection by
+// another of this agent's, while another link holds a session with that
+// controller. The replacing link may not have had its Welcome yet: it is
+// given supersedeGrace to show up.
+func (l *Link) standby(ctx context.Context) {
+	l.stateMu.Lock()
+	id := l.controllerID
+	l.stateMu.Unlock()
+	if id == "" {
+		return
+	}
+	defer l.setNote("")
+	deadline := time.Now().Add(supersedeGrace)
+	for {
+		other, changed := l.sh.heldBy(id, l)
+		var giveUp <-chan time.Time
+		if other != nil {
+			l.setNote("standby: controller " + id + " is reached through " + other.cfg.Addr)
+		} else {
+			d := time.Until(deadline)
+			if d <= 0 {
+				return
+			}
+			giveUp = time.After(d)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-giveUp:
+			return
+		case <-l.wake:
+			if l.retiring.Load() {
+				return
+			}
+		}
+	}
+}
+
+// supersedeGrace is how long a link replaced by another of the agent's
+// links waits for that link's session to show before reconnecting.
+const supersedeGrace = 2 * time.Second
 
 func (l *Link) tlsConfig(pin []byte) *tls.Config {
 	return &tls.Config{
@@ -225,18 +419,13 @@ func quicConfig(maxStreams int) *quic.Config {
 
 // session dials, authenticates and serves one connection until it fails.
 func (l *Link) session(ctx context.Context) error {
-	id, err := l.cfg.State.Identity()
+	c, err := l.sh.ids.acquire(ctx, l, func() { l.setNote("waiting for the agent's identity: another link is joining") })
+	l.setNote("")
 	if err != nil {
 		return err
 	}
-	pin := id.Controller
-	joining := id.AgentID == "" || len(id.Credential) == 0
-	if joining {
-		if l.token == nil {
-			return fmt.Errorf("%w: the agent has no identity yet and no join token was given", ErrRefused)
-		}
-		pin = l.token.Fingerprint[:]
-	} else if l.token != nil && subtle.ConstantTimeCompare(pin, l.token.Fingerprint[:]) != 1 {
+	defer l.sh.ids.release(l)
+	if !c.joining && l.token != nil && subtle.ConstantTimeCompare(c.pin, l.token.Fingerprint[:]) != 1 {
 		l.log.Warn("join token names another controller key than the one pinned; keeping the pinned one")
 	}
 
@@ -248,9 +437,9 @@ func (l *Link) session(ctx context.Context) error {
 		if rerr != nil {
 			return rerr
 		}
-		conn, err = quic.Dial(dctx, l.cfg.PacketConn, raddr, l.tlsConfig(pin), quicConfig(l.cfg.MaxStreams))
+		conn, err = quic.Dial(dctx, l.cfg.PacketConn, raddr, l.tlsConfig(c.pin), quicConfig(l.cfg.MaxStreams))
 	} else {
-		conn, err = quic.DialAddr(dctx, l.cfg.Addr, l.tlsConfig(pin), quicConfig(l.cfg.MaxStreams))
+		conn, err = quic.DialAddr(dctx, l.cfg.Addr, l.tlsConfig(c.pin), quicConfig(l.cfg.MaxStreams))
 	}
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
@@ -265,14 +454,17 @@ func (l *Link) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control stream: %w", err)
 	}
-	hello := l.hello(id, joining)
+	hello := l.hello(c.id, c.joining)
 	if err := protocol.WriteMsg(ctrl, hello); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
 	ctrl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The agent's stop ends the wait for the Welcome at once.
+	unwatch := context.AfterFunc(ctx, func() { conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseNoError), "agent stopping") })
 	msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
+	unwatch()
 	if err != nil {
-		return fmt.Errorf("waiting for welcome: %w", err)
+		return fmt.Errorf("waiting for welcome: %w", peerClose(conn, err))
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	var welcome *protocol.Welcome
@@ -282,31 +474,31 @@ func (l *Link) session(ctx context.Context) error {
 		l.crashesRecorded(hello, m)
 	case *protocol.Error:
 		if m.Code == protocol.Unauthorized {
-			if !joining && l.token != nil {
-				// An operator removed the agent, or the controller forgot
-				// it (new database): try the join token once. A spent
-				// single-use token is refused, and the agent stops.
-				l.log.Warn("credential refused (the agent was removed, or the controller does not know it); trying the join token once", "err", m)
-				if err := l.cfg.State.SetIdentity(state.Identity{}); err != nil {
-					return err
-				}
-				return fmt.Errorf("credential refused: %w", m)
-			}
-			return fmt.Errorf("%w: %v", ErrRefused, m)
+			// The keeper decides what a refusal means: wait and retry
+			// (other controllers accept the agent), join again, or stop.
+			return l.sh.ids.refused(c, l, m)
 		}
 		return fmt.Errorf("controller answered hello with %w", m)
 	default:
 		return fmt.Errorf("controller answered hello with %v", msg.Type())
 	}
-	if joining {
+	if c.joining {
 		if len(welcome.Credential) == 0 || welcome.AgentID == "" {
 			return errors.New("controller welcomed a join without issuing a credential")
 		}
-		if err := l.cfg.State.SetIdentity(state.Identity{AgentID: welcome.AgentID, Credential: welcome.Credential, Controller: pin}); err != nil {
-			return fmt.Errorf("saving identity: %w", err)
+		if err := l.sh.ids.joined(c, l, welcome.AgentID, welcome.Credential); err != nil {
+			return err
 		}
 		l.log.Info("joined", "agent", welcome.AgentID)
+	} else {
+		l.sh.ids.accepted(c, l)
 	}
+	l.welcomes.Add(1)
+	l.stateMu.Lock()
+	l.controllerID = welcome.ControllerID
+	l.stateMu.Unlock()
+	l.sh.hold(welcome.ControllerID, l)
+	defer l.sh.letGo(welcome.ControllerID, l)
 	l.setState(true, nil)
 	l.log.Info("connected", "agent", welcome.AgentID, "controller_id", welcome.ControllerID)
 
@@ -347,6 +539,25 @@ func (l *Link) session(ctx context.Context) error {
 	stopAccepting()
 	conn.CloseWithError(quic.ApplicationErrorCode(closeCode), closeReason)
 	wg.Wait()
+	return peerClose(conn, err)
+}
+
+// peerClose returns the controller's close of conn, which says why the
+// session ended (protocol.CloseCode), in place of err, the read or write
+// that found the connection gone; err when the controller did not close it.
+func peerClose(conn *quic.Conn, err error) error {
+	if _, ok := closedBy(err); ok {
+		return err
+	}
+	select {
+	case <-conn.Context().Done():
+	default:
+		return err
+	}
+	cause := context.Cause(conn.Context())
+	if _, ok := closedBy(cause); ok {
+		return fmt.Errorf("%w (%v)", cause, err)
+	}
 	return err
 }
 
@@ -469,10 +680,18 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 		}
 		switch m := msg.(type) {
 		case *protocol.DesiredSet:
+			// Every controller sends the set it computes from the one
+			// store: the same set again from another is not news.
+			sum := sha256.Sum256(m.Append(nil))
+			if l.sh.sameDesired(sum) {
+				l.log.Debug("desired set unchanged", "functions", len(m.Functions))
+				continue
+			}
 			if err := l.cfg.State.SetDesired(m.Functions); err != nil {
 				l.log.Error("storing the desired set", "err", err)
 				continue
 			}
+			l.sh.storedDesired(sum)
 			l.log.Info("desired set updated", "functions", len(m.Functions))
 			if len(l.kept) > 0 {
 				l.drop(slices.Collect(maps.Keys(l.kept)))
@@ -539,7 +758,21 @@ func batchPrefix(entries []protocol.OutboxEntry) []protocol.OutboxEntry {
 // controller acknowledged them. A crash at any point leaves unacknowledged
 // entries in place to be sent again; the controller drops ids it already
 // has, so a replay never duplicates.
+//
+// One link drains at a time, agent-wide (the outbox slot of shared): two
+// controllers never record and acknowledge the same batch at once. The
+// link holds the slot until its session ends; another link then takes it.
 func (l *Link) drainOutbox(ctx context.Context, conn *quic.Conn) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case l.sh.outbox <- struct{}{}:
+	}
+	l.drainsOutbox.Store(true)
+	defer func() {
+		l.drainsOutbox.Store(false)
+		<-l.sh.outbox
+	}()
 	for {
 		entries, err := l.cfg.State.Outbox(outboxBatch)
 		if err != nil {

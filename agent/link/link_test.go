@@ -39,6 +39,12 @@ type controller struct {
 
 func newController(t *testing.T) *controller {
 	t.Helper()
+	return newControllerAt(t, newCert(t), "127.0.0.1:0")
+}
+
+// newCert makes a controller's self-signed certificate.
+func newCert(t *testing.T) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -50,14 +56,28 @@ func newController(t *testing.T) *controller {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	tc := &tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN},
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}
-	ln, err := quic.ListenAddr("127.0.0.1:0", tc, &quic.Config{MaxIdleTimeout: 6 * time.Second, KeepAlivePeriod: 2 * time.Second})
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// newControllerAt listens at addr with cert (controllers of one cluster
+// share their key).
+func newControllerAt(t *testing.T, cert tls.Certificate, addr string) *controller {
+	t.Helper()
+	c, err := listenController(t, cert, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func listenController(t *testing.T, cert tls.Certificate, addr string) (*controller, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}, Certificates: []tls.Certificate{cert}}
+	ln, err := quic.ListenAddr(addr, tc, &quic.Config{MaxIdleTimeout: 6 * time.Second, KeepAlivePeriod: 2 * time.Second})
+	if err != nil {
+		return nil, err
+	}
 	t.Cleanup(func() { ln.Close() })
-	return &controller{ln: ln, pin: protocol.KeyFingerprint(leaf), addr: ln.Addr().String()}
+	return &controller{ln: ln, pin: protocol.KeyFingerprint(cert.Leaf), addr: ln.Addr().String()}, nil
 }
 
 // token is a join token for c.
@@ -70,6 +90,14 @@ type session struct {
 	conn  *quic.Conn
 	ctrl  *quic.Stream
 	hello *protocol.Hello
+	acks  []func() // acknowledgements held back (batchOn)
+}
+
+// ack sends the acknowledgements held back.
+func (s *session) ack() {
+	for _, f := range s.acks {
+		f()
+	}
 }
 
 // accept takes the next connection and reads its Hello.

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"cmp"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wispfn/wisp/agent/state"
+	"github.com/wispfn/wisp/agent/status"
 )
 
 // outboxCollector exports the outbox: the backlog a partition builds up
@@ -48,10 +51,10 @@ func (c quarantineCollector) Collect(ch chan<- prometheus.Metric) {
 
 // linkCollector exports each controller link's state: the series the
 // "agent disconnected" alert reads on the agent's side (the controller's
-// wisp_controller_agents_connected counts the other side).
+// wisp_controller_agents_connected counts the other side). Links come and
+// go with DNS (link.Pool), so they are listed at each scrape.
 type linkCollector struct {
-	addrs []string
-	links []interface{ Connected() bool }
+	links func() []status.Link
 }
 
 var descLinkConnected = prometheus.NewDesc("wisp_agent_link_connected",
@@ -60,11 +63,17 @@ var descLinkConnected = prometheus.NewDesc("wisp_agent_link_connected",
 func (linkCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLinkConnected }
 
 func (c linkCollector) Collect(ch chan<- prometheus.Metric) {
-	for i, l := range c.links {
+	seen := map[string]bool{}
+	for _, l := range c.links() {
+		addr := cmp.Or(l.Address, l.Controller)
+		if seen[addr] { // a name that resolves to nothing shows once
+			continue
+		}
+		seen[addr] = true
 		v := 0.0
-		if l.Connected() {
+		if l.Connected {
 			v = 1
 		}
-		ch <- prometheus.MustNewConstMetric(descLinkConnected, prometheus.GaugeValue, v, c.addrs[i])
+		ch <- prometheus.MustNewConstMetric(descLinkConnected, prometheus.GaugeValue, v, addr)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,13 +44,16 @@ import (
 // Config is what Run needs; cmd/wisp-agent documents each field's flag.
 type Config struct {
 	Controllers []string
-	JoinToken   string
-	DataDir     string
-	Name        string
-	Labels      []string
-	Engine      string
-	MetricsAddr string // "" disables
-	LocalAPI    string // "" disables
+	// ResolveEvery is how often controller host names are resolved again
+	// (link.PoolConfig.ResolveEvery; 0: its default).
+	ResolveEvery time.Duration
+	JoinToken    string
+	DataDir      string
+	Name         string
+	Labels       []string
+	Engine       string
+	MetricsAddr  string // "" disables
+	LocalAPI     string // "" disables
 	// LocalAPIUnsynced answers local API calls before the outbox fsync
 	// (localapi.Config.Unsynced).
 	LocalAPIUnsynced bool
@@ -65,6 +69,9 @@ type Config struct {
 	MaxConcurrent        int
 	MaxPerFunction       int
 	MaxQueuedPerFunction int
+	// MaxCompiledBytes bounds the compiled modules kept in memory
+	// (runtime.Config; zero: its default).
+	MaxCompiledBytes int64
 	// ModuleLimits and Compile bound what the agent compiles: it checks
 	// every module itself, whatever its controller accepted.
 	ModuleLimits runtime.ModuleLimits
@@ -75,10 +82,11 @@ type Config struct {
 	ReadyRequiresLink bool
 }
 
-// Run runs an agent until ctx is done: its runtime and state, one link per
-// controller, the local invoke API, the edge-local triggers and the
-// metrics endpoint. It returns early, with an error, when a controller
-// refuses the agent for good.
+// Run runs an agent until ctx is done: its runtime and state, a link to
+// every controller (link.Pool: one per address the controllers given
+// resolve to), the local invoke API, the edge-local triggers and the
+// metrics endpoint. It returns early, with an error, when the controllers
+// refuse the agent for good (every link refused: link's keeper).
 //
 // Every goroutine it starts is waited for before it returns. Shutdown
 // drains: the links refuse new invocations and let those in flight finish,
@@ -107,6 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxConcurrent:        cfg.MaxConcurrent,
 		MaxPerFunction:       cfg.MaxPerFunction,
 		MaxQueuedPerFunction: cfg.MaxQueuedPerFunction,
+		MaxCompiledBytes:     cfg.MaxCompiledBytes,
 		Limits: runtime.Limits{Timeout: cfg.Timeout, MemoryBytes: cfg.MemoryMiB << 20,
 			LogLines: cfg.LogMaxLines, LogBytes: cfg.LogMaxBytes},
 		ModuleLimits: cfg.ModuleLimits,
@@ -142,7 +151,7 @@ type agent struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	runner   *activation.Runner
-	links    []*link.Link
+	links    *link.Pool
 	lapi     *localapi.Server
 	local    atomic.Pointer[triggers.Local]
 	timers   *timers.Timers
@@ -179,19 +188,12 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 	if a.timers, err = timers.New(timers.Config{Invoke: timerInvoker(a.runner), Registry: a.reg, Logger: log}); err != nil {
 		return nil, err
 	}
-	for _, addr := range cfg.Controllers {
-		l, err := link.New(link.Config{Addr: addr, JoinToken: cfg.JoinToken, State: st, Executor: a.ex,
-			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: a.onDesired})
-		if err != nil {
-			return nil, err
-		}
-		a.links = append(a.links, l)
+	if a.links, err = link.NewPool(link.PoolConfig{Controllers: cfg.Controllers, ResolveEvery: cfg.ResolveEvery,
+		Link: link.Config{JoinToken: cfg.JoinToken, State: st, Executor: a.ex,
+			Name: cfg.Name, Labels: cfg.Labels, Logger: log, OnDesired: a.onDesired}}); err != nil {
+		return nil, err
 	}
-	lc := linkCollector{addrs: cfg.Controllers}
-	for _, l := range a.links {
-		lc.links = append(lc.links, l)
-	}
-	a.reg.MustRegister(lc)
+	a.reg.MustRegister(linkCollector{links: a.links.Status})
 	if cfg.LocalAPI != "" {
 		tok, err := localapi.LoadOrCreateToken(cfg.DataDir)
 		if err != nil {
@@ -213,12 +215,8 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 	return a, nil
 }
 
-// kick wakes every link's outbox drain.
-func (a *agent) kick() {
-	for _, l := range a.links {
-		l.Kick()
-	}
-}
+// kick wakes the links' outbox drain.
+func (a *agent) kick() { a.links.Kick() }
 
 // onDesired re-syncs the local triggers and timers after a link stored a
 // new desired set.
@@ -256,8 +254,8 @@ func (a *agent) resync(ctx context.Context, l *triggers.Local) {
 }
 
 // run starts every part in a goroutine of its own and waits for all of
-// them: until ctx is done, or a link is refused for good (its error is
-// returned), then while they drain.
+// them: until ctx is done, or the controllers refuse the agent for good
+// (the links' error is returned), then while they drain.
 func (a *agent) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -266,14 +264,12 @@ func (a *agent) run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 	}()
-	errc := make(chan error, len(a.links))
-	for i, l := range a.links {
-		wg.Go(func() {
-			if err := l.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("controller %s: %w", a.cfg.Controllers[i], err)
-			}
-		})
-	}
+	errc := make(chan error, 1)
+	wg.Go(func() {
+		if err := a.links.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errc <- fmt.Errorf("controllers %s: %w", strings.Join(a.cfg.Controllers, ","), err)
+		}
+	})
 	// Appended entries reach the drain's reads a little after they are
 	// durable (agent/state's journal): wake it then too.
 	a.st.OnOutboxCommit(a.kick)

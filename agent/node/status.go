@@ -30,14 +30,7 @@ func (a *agent) ready(context.Context) string {
 }
 
 // linked reports whether a controller link is up.
-func (a *agent) linked() bool {
-	for _, l := range a.links {
-		if l.Connected() {
-			return true
-		}
-	}
-	return false
-}
+func (a *agent) linked() bool { return a.links.Connected() }
 
 // statusRecent is how many undelivered outbox entries a status shows
 // beside the ring.
@@ -53,9 +46,7 @@ func (a *agent) status(context.Context) (status.Report, error) {
 	r.AgentID = id.AgentID
 	reason := a.ready(context.Background())
 	r.Ready = &status.Readiness{Ready: reason == "", Reason: reason}
-	for _, l := range a.links {
-		r.Links = append(r.Links, l.Status())
-	}
+	r.Links = append(r.Links, a.links.Status()...)
 	fs, err := a.st.Desired()
 	if err != nil {
 		return r, err

@@ -108,7 +108,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 
 // BenchmarkInvoke reports time and allocations per warm call, per fixture.
 func BenchmarkInvoke(b *testing.B) {
-	for _, name := range []string{"hello_c", "hello_wat", "log", "hello_go", "hello_rust"} { // log: hello_wat's size, 2 log lines
+	for _, name := range []string{"hello_c", "hello_wat", "log", "hello_go", "hello_rust", "hello_fl_rust"} { // log: hello_wat's size, 2 log lines
 		b.Run(name, func(b *testing.B) {
 			r := newRuntime(b, Config{})
 			d := load(b, r, name)
@@ -179,7 +179,7 @@ func BenchmarkInvokeNoSpares(b *testing.B) {
 // BenchmarkLoad compares a cold compile with a load after a restart that
 // finds the compiled code in the disk cache.
 func BenchmarkLoad(b *testing.B) {
-	for _, name := range []string{"hello_c", "hello_go"} {
+	for _, name := range []string{"hello_c", "hello_fl_rust", "hello_go"} {
 		code := fixture(b, name)
 		for _, mode := range []string{"cold", "disk-cache"} {
 			b.Run(name+"/"+mode, func(b *testing.B) {
@@ -309,4 +309,36 @@ func BenchmarkParallelRSS(b *testing.B) {
 		worst = max(worst, parallelRSS(b, r, d, 1000))
 	}
 	b.ReportMetric(float64(worst)/(1<<20), "peak-rss-growth-MiB")
+}
+
+// BenchmarkPageLevelReset times warm calls of each FunLess-ABI fixture on
+// a runtime whose linear memory is reset page by page (what runs) and, in
+// the same loop, on one that clears every region whole as before issue 16.
+func BenchmarkPageLevelReset(b *testing.B) {
+	for _, name := range []string{"hello_wat", "hello_c", "env_c", "hello_fl_rust", "mem1m"} {
+		b.Run(name, func(b *testing.B) {
+			now := newRuntime(b, Config{})
+			before := newRuntime(b, Config{})
+			before.memory.wholeReset = true
+			dn, db := load(b, now, name), load(b, before, name)
+			ctx := context.Background()
+			var tn, tb []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				if _, err := before.Invoke(ctx, db, Request{Input: helloInput}); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if _, err := now.Invoke(ctx, dn, Request{Input: helloInput}); err != nil {
+					b.Fatal(err)
+				}
+				tn = append(tn, time.Since(t1))
+				tb = append(tb, t1.Sub(t0))
+			}
+			pn, pb := percentile(tn, 0.5), percentile(tb, 0.5)
+			b.ReportMetric(float64(pn.Nanoseconds()), "page-p50-ns")
+			b.ReportMetric(float64(pb.Nanoseconds()), "whole-p50-ns")
+			b.ReportMetric(float64(pn)/float64(pb), "ratio-p50")
+		})
+	}
 }

@@ -3,14 +3,11 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"math/bits"
 	"net/http"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/wispfn/wisp/protocol"
 )
@@ -145,100 +142,6 @@ func (s *slot) sleep(ns int64) {
 		return
 	}
 	time.Sleep(min(time.Duration(ns), time.Second))
-}
-
-// capAllocator backs an instance's linear memory with a Go slice and refuses
-// to grow it past the cap: memory.grow then returns -1 in the guest, and the
-// runtime knows the cap was hit.
-type capAllocator struct {
-	limit uint64
-	hit   bool
-	pool  *memoryPool
-}
-
-var _ experimental.MemoryAllocator = (*capAllocator)(nil)
-
-func (a *capAllocator) Allocate(capacity, _ uint64) experimental.LinearMemory {
-	return &capMemory{a: a, buf: a.pool.get(min(capacity, a.limit))}
-}
-
-type capMemory struct {
-	a   *capAllocator
-	buf []byte
-}
-
-func (m *capMemory) Reallocate(size uint64) []byte {
-	if size > m.a.limit {
-		m.a.hit = true
-		return nil
-	}
-	if size <= uint64(cap(m.buf)) {
-		m.buf = m.buf[:size]
-		return m.buf
-	}
-	// Grow geometrically (within the cap) so a guest growing page by page
-	// costs amortised O(n) copying, not O(n²).
-	nb := m.a.pool.get(min(max(size, 2*uint64(cap(m.buf))), m.a.limit))[:size]
-	copy(nb, m.buf)
-	m.a.pool.put(m.buf)
-	m.buf = nb
-	return m.buf
-}
-
-// Free is called by wazero when the instance is closed normally, after its
-// last call returned (a module stopped by its deadline is never freed here,
-// its memory goes to the GC), so the buffer is no longer reachable by guest
-// code and may be reused.
-func (m *capMemory) Free() {
-	m.a.pool.put(m.buf)
-	m.buf = nil
-}
-
-// memoryPool recycles linear-memory buffers of power-of-two sizes from 64 KiB
-// to 4 MiB: allocating a fresh zeroed buffer per invocation made garbage
-// collection the main cost of a small function. Buffers are zeroed when they
-// come back, so no guest ever sees another's data. A pool belongs to one
-// Runtime.
-type memoryPool struct {
-	classes [poolClasses]sync.Pool
-}
-
-const (
-	poolMinShift = 16 // 64 KiB, one wasm page
-	poolClasses  = 7  // up to 4 MiB
-)
-
-func poolClass(n uint64) (int, bool) {
-	if n == 0 {
-		n = 1
-	}
-	shift := bits.Len64(n - 1)
-	if shift < poolMinShift {
-		shift = poolMinShift
-	}
-	c := shift - poolMinShift
-	return c, c < poolClasses
-}
-
-func (p *memoryPool) get(n uint64) []byte {
-	c, ok := poolClass(n)
-	if !ok {
-		return make([]byte, 0, n)
-	}
-	if b, _ := p.classes[c].Get().(*[]byte); b != nil {
-		return (*b)[:0]
-	}
-	return make([]byte, 0, 1<<(c+poolMinShift))
-}
-
-func (p *memoryPool) put(b []byte) {
-	c, ok := poolClass(uint64(cap(b)))
-	if !ok || cap(b) != 1<<(c+poolMinShift) {
-		return
-	}
-	b = b[:cap(b)]
-	clear(b)
-	p.classes[c].Put(&b)
 }
 
 // FunLess host functions (module fl_imps). Every pointer the guest hands us

@@ -101,9 +101,17 @@ type Config struct {
 	Limits Limits
 	// MaxModules bounds how many compiled modules stay in memory. Default 64.
 	MaxModules int
-	// MaxModuleBytes bounds the summed wasm size of compiled modules in
-	// memory (compiled code is a small multiple of it). Default 64 MiB.
-	MaxModuleBytes int64
+	// MaxCompiledBytes bounds the memory the compiled modules kept in
+	// memory hold, as estimated from their code: machine code (or the
+	// interpreter's compiled form) and wazero's decoded module, about 0.5
+	// MiB for a 70 KB Rust function compiled, 2 MiB interpreted. The least
+	// recently used go first; their compiled code stays in the disk cache
+	// (Config.CacheDir), so loading one again is cheap. A module estimated
+	// at more than the bound is kept alone. Default 8 MiB.
+	MaxCompiledBytes int64
+	// ModuleIdle: a compiled module that no call used for this long
+	// leaves memory (as above). Default 5 minutes; negative: never.
+	ModuleIdle time.Duration
 	// SpareInstances is how many pre-instantiated instances are kept ready
 	// for each module whose instantiation is slow (see SpareThreshold).
 	// Default 2; negative disables spares.
@@ -188,7 +196,7 @@ func (c Config) Validate() error {
 	if l.MemoryBytes != 0 && l.MemoryBytes < 1<<16 {
 		return fmt.Errorf("runtime: memory limit %d bytes is below one wasm page (65536)", l.MemoryBytes)
 	}
-	if c.MaxModules < 0 || c.MaxModuleBytes < 0 {
+	if c.MaxModules < 0 || c.MaxCompiledBytes < 0 {
 		return errors.New("runtime: module cache bounds must not be negative")
 	}
 	if c.MaxConcurrent < 0 || c.MaxPerFunction < 0 || c.MaxQueuedPerFunction < 0 {
@@ -213,8 +221,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxModules == 0 {
 		c.MaxModules = 64
 	}
-	if c.MaxModuleBytes == 0 {
-		c.MaxModuleBytes = 64 << 20
+	if c.MaxCompiledBytes == 0 {
+		c.MaxCompiledBytes = 8 << 20
+	}
+	if c.ModuleIdle == 0 {
+		c.ModuleIdle = 5 * time.Minute
 	}
 	if c.MaxConcurrent == 0 {
 		c.MaxConcurrent = 8 * goruntime.GOMAXPROCS(0)

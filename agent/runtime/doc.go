@@ -21,12 +21,20 @@
 //
 // Load compiles code once per digest ("sha256:<hex>") and keeps the compiled
 // module in a bounded LRU (cache.LRU: Config.MaxModules entries and
-// Config.MaxModuleBytes of wasm). With Config.CacheDir set, wazero also
-// writes the compiled machine code to disk, so an agent that restarts loads
-// its functions without recompiling; Stats.DiskCacheHits counts those loads
-// (the runtime keeps a marker per digest and wazero version next to wazero's
-// cache to tell a disk hit from a cold compile). The interpreter engine
-// (armv7, or Engine: "interpreter") has no disk cache.
+// Config.MaxCompiledBytes of compiled module, as estimated from the code:
+// compiledCost; a module no call used for Config.ModuleIdle leaves it too,
+// and the memory of the modules that leave is given back to the system
+// within a second). With Config.CacheDir set, wazero also writes the
+// compiled machine code to disk, so an agent that restarts, or calls a
+// module the LRU dropped, loads it without recompiling; Stats.DiskCacheHits
+// counts those loads (the runtime keeps a marker per digest and wazero
+// version next to wazero's cache to tell a disk hit from a cold compile).
+// The interpreter engine (armv7, or Engine: "interpreter") has no disk
+// cache. Prepare is Load for code pushed ahead of its calls: it compiles
+// into the disk cache, and keeps the module in memory only if there is room
+// for it without evicting another, so memory holds the functions that are
+// called rather than every function pushed (without a disk cache it only
+// checks the code, and the first call compiles).
 //
 // Invoke runs a loaded digest. Evicting a module while it runs is safe: it is
 // closed when its last invocation ends.
@@ -128,9 +136,17 @@
 // # Speed
 //
 // Instantiating a small C function takes tens of microseconds, so every
-// invocation gets a fresh instance; linear-memory buffers are recycled
-// through a per-runtime pool and zeroed on return, which removed garbage
-// collection as the main cost of a warm call.
+// invocation gets a fresh instance, which keeps calls apart by construction:
+// globals, tables, memory size, environment and WASI state are a new
+// instance's. Linear memory comes from a per-runtime pool of regions
+// (memory.go), reset when an instance closes at a cost that follows the
+// pages the guest touched, not the size of its memory: on Linux a region is
+// an anonymous mapping without huge pages, and only the pages its page
+// table holds (/proc/self/pagemap) are cleared, so a Rust guest's 1 MiB
+// stack costs the few pages it reached; elsewhere the bytes the guest was
+// given are cleared. Pooling removed garbage collection as the main cost of
+// a warm call; the page-level reset removed the clearing of memory no guest
+// touched (docs/decisions.md, issue 16).
 //
 // Go guests (wasip1) take milliseconds to instantiate because the Go runtime
 // initialises in _initialize. Wisp hides this with spare instances: when a

@@ -19,6 +19,14 @@ type module struct {
 	info     Info
 	compiled wazero.CompiledModule
 
+	// cost is the memory the compiled module is estimated to hold
+	// (compiledCost); lastUse the last invocation's start (Unix ns).
+	cost    int64
+	lastUse atomic.Int64
+	// denseMemory: its last call touched most of its linear memory, so
+	// its instances take dense regions (memoryPool).
+	denseMemory atomic.Bool
+
 	mu      sync.Mutex
 	refs    int
 	evicted bool
@@ -83,6 +91,7 @@ func (m *module) evict() {
 func (m *module) free() {
 	m.drainSpares()
 	m.compiled.Close(context.Background())
+	m.r.releaseSoon()
 }
 
 func (m *module) drainSpares() {
@@ -100,7 +109,7 @@ func (m *module) drainSpares() {
 // instantiate makes a fresh FunLess-ABI instance with the environment env
 // (nil for a spare) and runs _initialize.
 func (m *module) instantiate(ctx context.Context, memLimit uint64, env []string) (*instance, error) {
-	in := &instance{alloc: &capAllocator{limit: memLimit, pool: &m.r.memory}, slot: &slot{c: callFrom(ctx)}}
+	in := &instance{alloc: &capAllocator{limit: memLimit, pool: &m.r.memory, dense: &m.denseMemory}, slot: &slot{c: callFrom(ctx)}}
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, in.alloc), m.compiled, m.r.moduleConfig(in.slot, false, env))
 	if err != nil {
 		return in, err
@@ -261,7 +270,7 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 // runCommand runs a WASI command: input on stdin, output from stdout.
 func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	s := &slot{c: c}
-	alloc := &capAllocator{limit: c.linearCap, pool: &m.r.memory}
+	alloc := &capAllocator{limit: c.linearCap, pool: &m.r.memory, dense: &m.denseMemory}
 	cfg := m.r.moduleConfig(s, true, c.env).WithStdin(bytes.NewReader(c.input))
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)

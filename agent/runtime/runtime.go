@@ -44,17 +44,28 @@ type Runtime struct {
 
 	mu      sync.RWMutex
 	loading map[string]*loadCall
-	closed  bool
+	// preparing are the Prepare calls under way (see flight).
+	preparing map[string]*loadCall
+	// sweeper evicts the modules idle for Config.ModuleIdle until
+	// stopSweep closes.
+	sweeper   *time.Ticker
+	stopSweep chan struct{}
+	closed    bool
 	// active counts invocations and background spare refills, so Close can
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
 
-	spares atomic.Int64 // spare instances alive, all modules
-	slots  *slotScheduler
-	memory memoryPool
+	// baseConfig is what every instance's configuration starts from:
+	// [0] FunLess ABI, [1] WASI command (see moduleConfig).
+	baseConfig [2]wazero.ModuleConfig
+
+	spares    atomic.Int64 // spare instances alive, all modules
+	releasing atomic.Bool  // a releaseSoon is pending
+	slots     *slotScheduler
+	memory    memoryPool
 
 	stats struct {
-		compiles, diskHits, memHits, invocations, spareHits, evictions atomic.Uint64
+		compiles, diskHits, memHits, invocations, spareHits, evictions, idleEvictions atomic.Uint64
 	}
 }
 
@@ -123,10 +134,13 @@ type Stats struct {
 	Invocations                              uint64
 	// SpareHits counts invocations served by a pre-instantiated instance.
 	SpareHits uint64
-	// Modules and ModuleBytes describe the in-memory cache of compiled modules.
-	Modules     int
-	ModuleBytes int64
-	Evictions   uint64
+	// Modules and ModuleBytes describe the in-memory cache of compiled
+	// modules: how many, and their estimated memory (see
+	// Config.MaxCompiledBytes). Evictions counts the modules dropped
+	// from it, IdleEvictions those of them dropped for being idle.
+	Modules                  int
+	ModuleBytes              int64
+	Evictions, IdleEvictions uint64
 	// Spares is how many spare instances are alive.
 	Spares int64
 
@@ -148,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, client: cfg.HTTPClient,
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, preparing: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfigs(),
 		slots: newSlotScheduler(cfg.MaxConcurrent, cfg.MaxPerFunction, cfg.MaxQueuedPerFunction)}
 	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
 	var cc wazero.CompilationCache
@@ -195,10 +209,14 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		r.rt.Close(ctx)
 		return nil, fmt.Errorf("runtime: fl_imps: %w", err)
 	}
-	r.modules = cache.NewLRU(cache.Limits{Entries: cfg.MaxModules, Cost: cfg.MaxModuleBytes}, func(_ string, m *module) {
+	r.modules = cache.NewLRU(cache.Limits{Entries: cfg.MaxModules, Cost: cfg.MaxCompiledBytes}, func(_ string, m *module) {
 		r.stats.evictions.Add(1)
 		m.evict()
 	})
+	if cfg.ModuleIdle > 0 {
+		r.sweeper, r.stopSweep = time.NewTicker(max(cfg.ModuleIdle/4, time.Millisecond)), make(chan struct{})
+		go r.sweep(r.sweeper.C, r.stopSweep)
+	}
 	return r, nil
 }
 
@@ -225,6 +243,7 @@ func (r *Runtime) Stats() Stats {
 		Modules:         cs.Entries,
 		ModuleBytes:     cs.Cost,
 		Evictions:       r.stats.evictions.Load(),
+		IdleEvictions:   r.stats.idleEvictions.Load(),
 		Spares:          r.spares.Load(),
 	}
 }
@@ -242,6 +261,32 @@ func (r *Runtime) Stats() Stats {
 // Inspect; ErrModuleLimit, ErrCompileBudget; ErrCanceled or ErrTimeout when
 // ctx is done first (or the digest was evicted); ErrClosed.
 func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
+	return r.flight(ctx, code, true)
+}
+
+// Prepare makes a later Load of code cheap without making room for it in
+// memory: the agent calls it when the controller pushes code, so that
+// memory holds the functions that are called, not every function pushed.
+// With a disk compilation cache (compiler engine and Config.CacheDir) it
+// checks and compiles code into that cache, under the same limits and
+// budget as Load, and keeps the compiled module in memory only if it fits
+// there without evicting another (Config.MaxCompiledBytes, MaxModules);
+// else the first call loads it from disk (DiskCacheHits). Without a disk
+// cache (the interpreter, or no CacheDir) it only checks code against
+// ModuleLimits; the first call compiles. A digest already in memory is left
+// there. Info is complete only when Prepare compiled (Info.Compiled).
+//
+// # Errors
+//
+// As for Load.
+func (r *Runtime) Prepare(ctx context.Context, code []byte) (Info, error) {
+	return r.flight(ctx, code, false)
+}
+
+// flight runs one compilation of code at a time per digest and purpose
+// (keep it in memory, or only prepare it), shared by the callers that
+// arrive meanwhile; a Prepare also joins a Load under way.
+func (r *Runtime) flight(ctx context.Context, code []byte, keep bool) (Info, error) {
 	if err := checkMagic(code); err != nil {
 		return Info{}, err
 	}
@@ -255,7 +300,27 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 		r.mu.Unlock()
 		return Info{}, ErrClosed
 	}
-	lc, ok := r.loading[digest]
+	if _, loading := r.loading[digest]; keep && !loading {
+		if pc, ok := r.preparing[digest]; ok {
+			// A push is compiling it into the disk cache: wait, then
+			// load it from there, rather than compile it twice.
+			r.mu.Unlock()
+			select {
+			case <-pc.done:
+				return r.flight(ctx, code, keep)
+			case <-ctx.Done():
+				return Info{}, canceled(ctx, "waiting for the module to compile")
+			}
+		}
+	}
+	flights := r.loading
+	if !keep {
+		flights = r.preparing
+	}
+	lc, ok := flights[digest]
+	if !ok && !keep {
+		lc, ok = r.loading[digest]
+	}
 	if !ok {
 		// A compilation may have finished since the lookup above: it adds
 		// the module before it leaves r.loading, both seen under r.mu.
@@ -267,15 +332,15 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 		var lctx context.Context
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		lc = &loadCall{done: make(chan struct{}), cancel: cancel}
-		r.loading[digest] = lc
+		flights[digest] = lc
 		r.active.Add(1)
 		go func() {
 			defer r.active.Done()
-			lc.info, lc.err = r.compile(lctx, digest, code)
+			lc.info, lc.err = r.compile(lctx, digest, code, keep)
 			cancel()
 			r.mu.Lock()
-			if r.loading[digest] == lc {
-				delete(r.loading, digest)
+			if flights[digest] == lc {
+				delete(flights, digest)
 			}
 			r.mu.Unlock()
 			close(lc.done)
@@ -290,10 +355,9 @@ func (r *Runtime) Load(ctx context.Context, code []byte) (Info, error) {
 	}
 }
 
-func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info, error) {
-	if int64(len(code)) > r.cfg.MaxModuleBytes {
-		return Info{}, newError(KindInvalidModule, "module of %d bytes exceeds the module cache (%d bytes)", len(code), r.cfg.MaxModuleBytes)
-	}
+// compile checks and compiles code; keep puts the compiled module in the
+// in-memory cache, else (Prepare) it goes only to the disk cache, if any.
+func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep bool) (Info, error) {
 	prof, err := r.compiler.check(digest, code)
 	if err != nil {
 		return Info{}, err
@@ -308,6 +372,14 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		_, err := os.Stat(marker)
 		diskHit = err == nil
 	}
+	if !keep && marker == "" {
+		// No disk cache to prepare into: compiling now would only hold
+		// memory for a function that may never be called.
+		return Info{Digest: digest, Size: len(code), TableBytes: prof.TableBytes}, nil
+	}
+	if !keep && diskHit {
+		return Info{Digest: digest, Size: len(code), TableBytes: prof.TableBytes, DiskCacheHit: true}, nil
+	}
 	// A digest already in the disk cache compiled within its budget once:
 	// loading it back costs little, whatever its profile.
 	if !diskHit && r.compiler.isolated(prof) {
@@ -315,8 +387,15 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		if r.cfg.Engine == EngineCompiler {
 			dir = r.wazeroDir
 		}
-		if _, err := r.compiler.inWorker(ctx, digest, code, dir); err != nil {
+		winfo, err := r.compiler.inWorker(ctx, digest, code, dir)
+		if err != nil {
 			return Info{}, err
+		}
+		if !keep { // the worker left the compiled code in the disk cache
+			r.stats.compiles.Add(1)
+			r.writeMarker(marker)
+			winfo.TableBytes, winfo.Compiled = prof.TableBytes, true
+			return winfo, nil
 		}
 	}
 	release, err := r.compiler.inProcess(ctx, prof)
@@ -338,7 +417,18 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		return Info{}, err
 	}
 	info.TableBytes = prof.TableBytes
-	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0))}
+	cost := r.compiledCost(prof, len(code))
+	if !keep && !r.hasRoom(cost) {
+		cm.Close(context.Background())
+		r.releaseSoon() // what compiling took from the Go heap
+		r.stats.compiles.Add(1)
+		r.writeMarker(marker)
+		info.Compiled = true
+		return info, nil
+	}
+	m := &module{r: r, info: info, compiled: cm, spareCh: make(chan *instance, max(r.cfg.SpareInstances, 0)),
+		cost: cost}
+	m.lastUse.Store(time.Now().UnixNano())
 	// Evict cancels ctx under r.mu: checking it under r.mu too means a
 	// module evicted while it compiled is never kept.
 	r.mu.Lock()
@@ -347,19 +437,98 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte) (Info
 		cm.Close(context.Background())
 		return Info{}, canceled(ctx, "compiling")
 	}
-	r.modules.Add(digest, m, int64(len(code)))
+	r.modules.Add(digest, m, min(m.cost, r.cfg.MaxCompiledBytes))
 	r.mu.Unlock()
 	r.stats.compiles.Add(1)
 	if diskHit {
 		r.stats.diskHits.Add(1)
-	} else if marker != "" {
-		if err := os.WriteFile(marker, nil, 0o600); err != nil {
-			r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
-		}
+	} else {
+		r.writeMarker(marker)
 	}
 	r.cfg.Logger.Debug("module loaded", "digest", digest, "abi", info.ABI, "disk_cache_hit", diskHit)
 	info.Compiled, info.DiskCacheHit = true, diskHit
 	return info, nil
+}
+
+// releaseSoon gives the memory of closed modules (and of compiling one only
+// for the disk cache) back to the system within releaseDelay: their
+// compiled code is unmapped at once, but the Go heap they held (the decoded
+// module, what compiling or loading used) would stay with the process until
+// the collector's own pace returns it. At most one release per
+// releaseDelay, however many modules close.
+func (r *Runtime) releaseSoon() {
+	if r.releasing.CompareAndSwap(false, true) {
+		time.AfterFunc(releaseDelay, func() {
+			r.releasing.Store(false)
+			debug.FreeOSMemory()
+		})
+	}
+}
+
+const releaseDelay = time.Second
+
+// sweep evicts, at every tick, the modules no call used for
+// Config.ModuleIdle, until stop closes.
+func (r *Runtime) sweep(tick <-chan time.Time, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick:
+			r.evictIdle(now)
+		}
+	}
+}
+
+func (r *Runtime) evictIdle(now time.Time) {
+	for _, digest := range r.modules.Keys() {
+		m, ok := r.modules.Peek(digest)
+		if ok && now.Sub(time.Unix(0, m.lastUse.Load())) >= r.cfg.ModuleIdle && r.modules.Remove(digest) {
+			r.stats.idleEvictions.Add(1)
+		}
+	}
+}
+
+// Estimates of the memory a compiled module holds (Config.MaxCompiledBytes),
+// measured on amd64 with 100 copies of the Rust and C fixtures
+// (docs/decisions.md, issue 16): the optimising compiler's machine code is
+// about 5 bytes per byte of function bodies (hello_fl_rust: 264 KiB of
+// disk-cache file for 55 KB of bodies), the interpreter's compiled form about
+// 34 (1.8 MiB of Go heap for hello_fl_rust), wazero's decoded module about
+// 2.3 bytes per byte of wasm, and each module some fixed tens of KiB. The
+// factors round up.
+const (
+	compiledCodeFactor    = 6
+	interpretedCodeFactor = 36
+	decodedFactor         = 3
+	moduleFixedBytes      = 32 << 10
+)
+
+// compiledCost estimates the memory of a compiled module of size bytes with
+// profile p.
+func (r *Runtime) compiledCost(p Profile, size int) int64 {
+	f := compiledCodeFactor
+	if r.cfg.Engine == EngineInterpreter {
+		f = interpretedCodeFactor
+	}
+	return int64(f)*int64(p.CodeBytes) + decodedFactor*int64(size) + moduleFixedBytes
+}
+
+// hasRoom reports whether a module of cost fits in the in-memory cache
+// without evicting another (a Prepare keeps what it compiled then).
+func (r *Runtime) hasRoom(cost int64) bool {
+	s := r.modules.Stats()
+	return s.Entries < r.cfg.MaxModules && s.Cost+cost <= r.cfg.MaxCompiledBytes
+}
+
+// writeMarker records that a digest's compiled code is in the disk cache.
+func (r *Runtime) writeMarker(marker string) {
+	if marker == "" {
+		return
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		r.cfg.Logger.Warn("runtime: cannot write compile marker", "err", err)
+	}
 }
 
 // Loaded reports whether digest is compiled and in memory.
@@ -382,9 +551,11 @@ func (r *Runtime) Info(digest string) (Info, bool) {
 // normally.
 func (r *Runtime) Evict(digest string) bool {
 	r.mu.Lock()
-	if lc, ok := r.loading[digest]; ok {
-		lc.cancel()
-		delete(r.loading, digest)
+	for _, flights := range []map[string]*loadCall{r.loading, r.preparing} {
+		if lc, ok := flights[digest]; ok {
+			lc.cancel()
+			delete(flights, digest)
+		}
 	}
 	r.mu.Unlock()
 	return r.modules.Remove(digest)
@@ -412,6 +583,7 @@ func (r *Runtime) Invoke(ctx context.Context, digest string, req Request) (Resul
 		return Result{}, newError(KindNotLoaded, "%s", digest)
 	}
 	defer m.release()
+	m.lastUse.Store(time.Now().UnixNano())
 	r.stats.invocations.Add(1)
 	res := Result{ABI: m.info.ABI}
 
@@ -511,6 +683,13 @@ func (r *Runtime) Close(ctx context.Context) error {
 	for _, lc := range r.loading {
 		lc.cancel()
 	}
+	for _, lc := range r.preparing {
+		lc.cancel()
+	}
+	if r.sweeper != nil {
+		r.sweeper.Stop()
+		close(r.stopSweep)
+	}
 	r.mu.Unlock()
 	r.slots.close()
 	drained := make(chan struct{})
@@ -522,6 +701,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.modules.Purge()
 	err := r.rt.Close(ctx)
+	r.memory.drain()
 	if r.ccache != nil {
 		err = errors.Join(err, r.ccache.Close(ctx))
 	}
@@ -531,19 +711,32 @@ func (r *Runtime) Close(ctx context.Context) error {
 // moduleConfig is the per-instance configuration: no args, the
 // invocation's env (none for a spare instance), no preopened directories,
 // real clocks, crypto randomness, and stdio and sleep routed to the
-// invocation through s.
+// invocation through s. What does not depend on the instance is built once
+// (baseConfig): every With clones the configuration.
 func (r *Runtime) moduleConfig(s *slot, command bool, env []string) wazero.ModuleConfig {
-	cfg := withEnv(wazero.NewModuleConfig(), env).
-		WithName("").
-		WithSysWalltime().
-		WithSysNanotime().
+	base := r.baseConfig[0]
+	if command {
+		base = r.baseConfig[1]
+	}
+	cfg := withEnv(base, env).
 		WithNanosleep(s.sleep).
-		WithRandSource(rand.Reader).
 		WithStderr(slotWriter{s: s, fd: 2})
 	if command {
 		return cfg.WithStdout(slotWriter{s: s, fd: 1, stdout: true})
 	}
-	return cfg.WithStartFunctions().WithStdout(slotWriter{s: s, fd: 1})
+	return cfg.WithStdout(slotWriter{s: s, fd: 1})
+}
+
+// newBaseConfigs returns the parts of moduleConfig shared by every
+// instance: [0] for FunLess-ABI instances (no start function runs), [1]
+// for WASI commands.
+func newBaseConfigs() [2]wazero.ModuleConfig {
+	base := wazero.NewModuleConfig().
+		WithName("").
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	return [2]wazero.ModuleConfig{base.WithStartFunctions(), base}
 }
 
 // classify turns what wazero returned into a runtime error.

@@ -299,7 +299,9 @@ func TestHTTPRequest(t *testing.T) {
 func TestParallelInvocations(t *testing.T) {
 	// Correctness under concurrency, not speed: a loaded CI machine under
 	// -race can take seconds per Go guest instance, and queued calls wait.
-	r := newRuntime(t, Config{Limits: Limits{Timeout: 5 * time.Minute}})
+	// The Go guest alone is estimated over the default MaxCompiledBytes:
+	// room for all four, so none is evicted between its Load and calls.
+	r := newRuntime(t, Config{Limits: Limits{Timeout: 5 * time.Minute}, MaxCompiledBytes: 64 << 20})
 	digests := map[string]string{
 		"hello_c": load(t, r, "hello_c"), "hello_go": load(t, r, "hello_go"),
 		"hello_rust": load(t, r, "hello_rust"), "trap": load(t, r, "trap"),

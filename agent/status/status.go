@@ -55,13 +55,25 @@ type Readiness struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// Link is one controller link.
+// Link is one controller link: one per address a controller address
+// given to the agent resolves to.
 type Link struct {
-	Controller string `json:"controller"` // the address dialled
-	Connected  bool   `json:"connected"`
+	// Controller is the controller's address as given (--controllers).
+	Controller string `json:"controller"`
+	// Address is the address dialled, when the one given is a host name
+	// (it may resolve to several, one link each).
+	Address string `json:"address,omitempty"`
+	// ControllerID is the controller process's id, from its last Welcome.
+	ControllerID string `json:"controller_id,omitempty"`
+	Connected    bool   `json:"connected"`
 	// Since is when the link last came up (Connected) or went down.
 	Since     time.Time `json:"since,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
+	// Note says what a link that is down on purpose waits for (another
+	// link's join, another link's session with the same controller).
+	Note string `json:"note,omitempty"`
+	// DrainsOutbox: this link sends the outbox (one link at a time does).
+	DrainsOutbox bool `json:"drains_outbox,omitempty"`
 }
 
 // Function is one function of the desired set.

@@ -28,7 +28,7 @@ func runAgent(cmd *cobra.Command, d deps) error {
 func (c config) node() node.Config {
 	limits, _ := runtime.ParseModuleLimits(c.ModuleLimits) // checked by Validate
 	return node.Config{
-		Controllers: c.Controllers, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
+		Controllers: c.Controllers, ResolveEvery: c.ResolveInterval, JoinToken: c.JoinToken, DataDir: c.DataDir, Name: c.Name, Labels: c.Labels,
 		Engine: c.Engine, MetricsAddr: c.MetricsAddr, LocalAPI: c.LocalAPI, LocalAPIUnsynced: !c.LocalAPISync, MQTTBroker: c.MQTTBroker,
 		ReadyRequiresLink: c.ReadyRequiresLink,
 		Timeout:           c.Timeout, MemoryMiB: c.MemoryMiB, LogMaxLines: c.LogMaxLines, LogMaxBytes: int(c.LogMaxBytes), MaxConcurrent: c.MaxConcurrent,
@@ -37,5 +37,6 @@ func (c config) node() node.Config {
 			Worker: runtime.SelfWorker(),
 		},
 		MaxPerFunction: c.MaxPerFunction, MaxQueuedPerFunction: c.MaxQueuedPerFunction,
+		MaxCompiledBytes: int64(c.CompiledCacheMiB) << 20,
 	}
 }

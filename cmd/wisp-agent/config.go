@@ -19,7 +19,10 @@ import (
 // settings table (table): defaults < file < environment < flags.
 type config struct {
 	Controllers []string
-	JoinToken   string
+	// ResolveInterval is how often controller host names are resolved
+	// again (link.PoolConfig.ResolveEvery).
+	ResolveInterval time.Duration
+	JoinToken       string
 	// JoinTokenFile names a file holding the join token (loadConfig
 	// reads it into JoinToken), so that the token is on no command line.
 	JoinTokenFile string
@@ -47,22 +50,24 @@ type config struct {
 	MaxConcurrent        int
 	MaxPerFunction       int
 	MaxQueuedPerFunction int
+	CompiledCacheMiB     uint64
 	Log                  settings.Logging
 }
 
 func defaultConfig() config {
 	return config{
-		DataDir:      "wisp-agent-data",
-		Engine:       runtime.EngineAuto,
-		MetricsAddr:  "127.0.0.1:9464",
-		LocalAPI:     "127.0.0.1:4080",
-		LocalAPISync: true,
-		MQTTBroker:   "tcp://127.0.0.1:1883",
-		Timeout:      runtime.DefaultLimits.Timeout,
-		MemoryMiB:    runtime.DefaultLimits.MemoryBytes >> 20,
-		LogMaxLines:  runtime.DefaultLimits.LogLines,
-		LogMaxBytes:  int64(runtime.DefaultLimits.LogBytes),
-		Log:          settings.DefaultLogging(),
+		DataDir:         "wisp-agent-data",
+		ResolveInterval: 30 * time.Second,
+		Engine:          runtime.EngineAuto,
+		MetricsAddr:     "127.0.0.1:9464",
+		LocalAPI:        "127.0.0.1:4080",
+		LocalAPISync:    true,
+		MQTTBroker:      "tcp://127.0.0.1:1883",
+		Timeout:         runtime.DefaultLimits.Timeout,
+		MemoryMiB:       runtime.DefaultLimits.MemoryBytes >> 20,
+		LogMaxLines:     runtime.DefaultLimits.LogLines,
+		LogMaxBytes:     int64(runtime.DefaultLimits.LogBytes),
+		Log:             settings.DefaultLogging(),
 	}
 }
 
@@ -71,7 +76,8 @@ func defaultConfig() config {
 // is called are the defaults --help shows.
 func (c *config) table() *settings.Table {
 	return &settings.Table{Program: "wisp-agent", ConfigEnv: "WISP_AGENT_CONFIG", Settings: append([]settings.Setting{
-		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default)"),
+		settings.List(&c.Controllers, "controllers", "the controllers to dial, as `host:port,...` of their QUIC listeners (port 4433 by default); the agent keeps a link with each, and with each address a host name resolves to"),
+		settings.Duration(&c.ResolveInterval, "resolve_interval", "how often controller host names are resolved again (also when a link goes down): a new address gets a link, a vanished one loses it once its session ends"),
 		settings.String(&c.JoinToken, "join_token", "join `token` from wisp-controller token create; used on the first start only. A flag is visible to every local user (ps): prefer WISP_JOIN_TOKEN or --join-token-file"),
 		settings.String(&c.JoinTokenFile, "join_token_file", "`file` holding the join token (first start only; a missing file is fine once the agent has joined)"),
 		settings.String(&c.DataDir, "data_dir", "data `dir`: the agent's state file, the key sealing its secrets (secrets.key), local API token, compilation cache"),
@@ -93,6 +99,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.ModuleLimits, "module_limits", "static limits on modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
 		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one compilation in a worker").WithDefault("0: 60s"),
 		settings.Uint(&c.CompileMemoryMiB, "compile_memory_mib", "memory budget of one compilation worker, in `MiB`").WithDefault("0: 1024"),
+		settings.Uint(&c.CompiledCacheMiB, "compiled_cache_mib", "memory the compiled functions kept in memory may take, as estimated from their code, in `MiB` (the least recently used leave it; their code stays in the disk cache; a Go guest is estimated at about 22)").WithDefault("0: 8"),
 		settings.Int(&c.CompileWorkers, "compile_workers", "compilations in worker processes at once").WithDefault("0: GOMAXPROCS/2, at least 1"),
 	}, c.Log.Settings()...)}
 }
@@ -175,6 +182,9 @@ func (c config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data dir must not be empty")
 	}
+	if c.ResolveInterval < time.Second {
+		return fmt.Errorf("resolve interval %s: want 1s or more", c.ResolveInterval)
+	}
 	if c.Timeout <= 0 {
 		return errors.New("timeout must be positive")
 	}
@@ -186,6 +196,9 @@ func (c config) Validate() error {
 	}
 	if _, err := runtime.ParseModuleLimits(c.ModuleLimits); err != nil {
 		return err
+	}
+	if c.CompiledCacheMiB > 1<<20 {
+		return fmt.Errorf("compiled cache %d MiB: at most 1 TiB", c.CompiledCacheMiB)
 	}
 	if c.CompileTimeout < 0 || c.CompileWorkers < 0 {
 		return errors.New("compile timeout and workers must not be negative")

@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"github.com/wispfn/wisp/internal/profiling"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,5 +26,8 @@ func main() {
 	runtime.RunCompileWorkerIfAsked() // a compile worker started by this very binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)) // tests call run directly
+	stopProfile := profiling.Start()                                            // WISP_CPU_PROFILE (benchmarks)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv) // tests call run directly
+	stopProfile()
+	os.Exit(code)
 }

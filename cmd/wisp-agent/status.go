@@ -31,7 +31,8 @@ func statusCommand(d deps) *cobra.Command {
 		Use:   "status [flags]",
 		Short: "Show the agent's controller links, desired set, outbox backlog and last activations",
 		Long: `Show what the agent is doing: its link to each controller (connected or not,
-since when, the last error), its desired set (functions, digests, local MQTT
+since when, the last error; a host name that resolves to several addresses
+has a link per address, and the link that sends the outbox is marked), its desired set (functions, digests, local MQTT
 topics), its outbox backlog (activations run here that no controller has
 recorded yet: count, age of the oldest, bytes) and its last activations with
 their log lines.
@@ -156,7 +157,20 @@ func printStatus(w io.Writer, rep status.Report, now time.Time) {
 			if l.Connected {
 				state = "connected"
 			}
-			fmt.Fprintf(w, "  %-24s %-12s since %s", l.Controller, state, ago(l.Since, now))
+			name := l.Controller
+			if l.Address != "" {
+				name += " (" + l.Address + ")"
+			}
+			fmt.Fprintf(w, "  %-24s %-12s since %s", name, state, ago(l.Since, now))
+			if l.ControllerID != "" {
+				fmt.Fprintf(w, "  controller %s", l.ControllerID)
+			}
+			if l.DrainsOutbox {
+				fmt.Fprint(w, "  sends the outbox")
+			}
+			if l.Note != "" {
+				fmt.Fprintf(w, "  %s", l.Note)
+			}
 			if l.LastError != "" {
 				fmt.Fprintf(w, "  last error: %s", l.LastError)
 			}

@@ -124,7 +124,7 @@ func (c *config) table() *settings.Table {
 		settings.String(&c.InstanceID, "controller_id", "this controller's `id` in its cluster (leases, agent links, MQTT client ids); default: the host name and 6 random hex digits, new at each start"),
 		settings.List(&c.DefaultAllowHosts, "default_allow_hosts", "egress allowlist of __http_request for functions whose config sets no allow_hosts, comma-separated `patterns`: * (any host), host or IP (any port), host:port, *.example.com (names under it); empty denies every host"),
 		settings.Duration(&c.CrashHold, "crash_hold", "how long code is held (its invocations answered 423) after an agent went silent running it, unless the agent reconnects sooner; 0 disables"),
-		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "how long to let in-flight requests finish on shutdown"),
+		settings.Duration(&c.ShutdownTimeout, "shutdown_timeout", "on SIGTERM, how long to let REST requests in flight finish (new connections are refused at once), then how long to let the invocations this controller runs on agents return before their sessions close"),
 		settings.Int(&c.FunctionVersions, "function_versions", "versions of each function kept for rollbacks, the current one included; the oldest go first (1 to 1000; 1: no rollback)"),
 		settings.String(&c.ModuleLimits, "module_limits", "static limits on uploaded modules, `key=value,...` over the defaults: "+runtime.DefaultModuleLimits.String()),
 		settings.Duration(&c.CompileTimeout, "compile_timeout", "time budget of one upload's compilation").WithDefault("0: 60s"),

@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"github.com/wispfn/wisp/internal/profiling"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,5 +33,8 @@ func main() {
 	runtime.RunCompileWorkerIfAsked() // a compile worker started by this very binary
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr)) // tests call run directly
+	stopProfile := profiling.Start() // WISP_CPU_PROFILE (benchmarks)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
+	os.Exit(code) // tests call run directly
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/internal/settings"
 )
@@ -19,7 +20,10 @@ func secretsCommand(d deps) *cobra.Command {
 		Long: `rotate-key reads every module secret with the current key and the old
 ones (--secrets-old-key-files, WISP_SECRETS_OLD_KEYS) and seals again,
 under the current key, each one sealed under another. A value set
-meanwhile is left as it is. Run it with the store's settings; it is safe
+meanwhile is left as it is. With Postgres, the cluster's controller
+identity (sealed with the same key) is sealed again too, so every
+controller of the cluster needs the new key before it restarts. Run it
+with the store's settings; it is safe
 while controllers on the same Postgres run (each reads the new rows
 within seconds, given the same keys). The embedded store needs its
 controller stopped.
@@ -49,8 +53,25 @@ start the controller, and delete the old key once it ran.`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(d.stdout, "sealed again: %d; already under the current key: %d; changed meanwhile (left): %d\n", rep.Resealed, rep.Current, rep.Changed)
-			return err
+			if _, err = fmt.Fprintf(d.stdout, "sealed again: %d; already under the current key: %d; changed meanwhile (left): %d\n", rep.Resealed, rep.Current, rep.Changed); err != nil {
+				return err
+			}
+			// The cluster's identity (Postgres) is sealed with the same key.
+			if is, ok := st.(fleet.IdentityStore); ok {
+				ring, err := server.LoadSecretsRing(scfg, log)
+				if err != nil {
+					return err
+				}
+				resealed, err := fleet.ResealIdentity(cmd.Context(), is, ring)
+				if err != nil {
+					return err
+				}
+				if resealed {
+					_, err = fmt.Fprintln(d.stdout, "the cluster's controller identity: sealed again")
+				}
+				return err
+			}
+			return nil
 		},
 	}
 	addFlags(rotate, "data_dir", "database_url", "secrets_key_file", "secrets_old_key_files", "log_level", "log_format")

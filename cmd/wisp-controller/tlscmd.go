@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/server"
 	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/settings"
@@ -20,8 +21,9 @@ func tlsCommand(d deps) *cobra.Command {
 		Short: "Print the REST certificate's key fingerprint (sha256:...) for 'wisp config set tls-fingerprint'",
 		Long: `Print the key fingerprint (sha256 of the public key) of the certificate the
 REST API serves: --tls-cert when given, else the controller's self-signed
-certificate in the data dir, made there now if the controller has never
-started. Clients pin it: 'wisp config set tls-fingerprint sha256:...'.
+certificate: with --database-url the cluster's, kept in the database
+(stored now if no controller has started on it), else the one in the
+data dir, made there now if the controller has never started. Clients pin it: 'wisp config set tls-fingerprint sha256:...'.
 It is also the fingerprint join tokens carry for QUIC when the REST API uses
 the self-signed certificate.`,
 		Args: cobra.NoArgs,
@@ -32,7 +34,13 @@ the self-signed certificate.`,
 			}
 			sc := cfg.server()
 			sc.TLSSelfSigned = true // print what --tls auto would serve, even under --tls off
-			cert, _, err := server.RESTCertificate(sc)
+			var id fleet.Identity
+			if sc.TLSCert == "" && sc.TLSKey == "" {
+				if id, err = controllerIdentity(cmd.Context(), cfg, d, cfg.Log.Logger(d.stderr)); err != nil {
+					return err
+				}
+			}
+			cert, _, err := server.RESTCertificate(sc, id)
 			if err != nil {
 				return err
 			}
@@ -43,7 +51,7 @@ the self-signed certificate.`,
 			return err
 		},
 	}
-	addFlags(fingerprint, "data_dir", "tls_cert", "tls_key", "log_level", "log_format")
+	addFlags(fingerprint, "data_dir", "database_url", "secrets_key_file", "secrets_old_key_files", "tls_cert", "tls_key", "log_level", "log_format")
 	group := settings.Group("tls", "The REST API's TLS certificate")
 	group.AddCommand(fingerprint)
 	return group

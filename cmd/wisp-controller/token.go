@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -62,13 +63,18 @@ while its controller runs).`,
 				url = localURL(cfg.Listen, cfg.TLS != "off")
 			}
 			url = strings.TrimRight(url, "/")
-			client, err := restClient(cfg)
+			log := cfg.Log.Logger(io.Discard)
+			id, err := controllerIdentity(cmd.Context(), cfg, d, log)
+			if err != nil {
+				return err
+			}
+			client, err := restClient(cfg, id)
 			if err != nil {
 				return err
 			}
 			tok, err := tokenViaAPI(cmd.Context(), client, url, cfg.DataDir, ttl, uses)
 			if errors.Is(err, errNoController) {
-				tok, err = tokenViaStore(cmd.Context(), cfg, ttl, uses)
+				tok, err = tokenViaStore(cmd.Context(), cfg, id, ttl, uses)
 			}
 			if err != nil {
 				return err
@@ -81,7 +87,7 @@ while its controller runs).`,
 	f.DurationVar(&ttl, "ttl", 0, "how long the token stays valid; 0: the controller's default (24h)")
 	f.IntVar(&uses, "uses", 1, "how many agents may join with the token")
 	f.StringVar(&url, "url", "", "the running controller's REST `address` (default: --listen on this machine)")
-	addFlags(create, "listen", "tls", "tls_cert", "tls_key", "data_dir", "database_url", "log_level", "log_format")
+	addFlags(create, "listen", "tls", "tls_cert", "tls_key", "data_dir", "database_url", "secrets_key_file", "secrets_old_key_files", "log_level", "log_format")
 	token := settings.Group("token", "Manage join tokens")
 	token.AddCommand(create)
 	return token
@@ -102,14 +108,37 @@ func localURL(listen string, useTLS bool) string {
 	return scheme + net.JoinHostPort(host, port)
 }
 
+// controllerIdentity is the identity the controller of cfg serves and
+// join tokens pin: with Postgres the cluster's (it opens the store and
+// the secrets key, and stores the identity if the cluster never started),
+// else the data dir's (the embedded store is locked while its controller
+// runs, and keeps no identity).
+func controllerIdentity(ctx context.Context, cfg config, d deps, log *slog.Logger) (fleet.Identity, error) {
+	sc := cfg.server()
+	sc.Getenv = d.getenv
+	if sc.DatabaseURL == "" {
+		return fleet.LoadOrCreateIdentity(sc.DataDir)
+	}
+	st, err := server.OpenStore(ctx, sc, log)
+	if err != nil {
+		return fleet.Identity{}, err
+	}
+	defer st.Close()
+	ring, err := server.LoadSecretsRing(sc, log)
+	if err != nil {
+		return fleet.Identity{}, err
+	}
+	return server.Identity(ctx, sc, st, ring, log)
+}
+
 // restClient is an HTTP client for this machine's controller: over TLS it
 // pins the key of the certificate the controller serves (cfg's files or
-// the data dir's own), which this command can read.
-func restClient(cfg config) (*http.Client, error) {
+// the controller's identity id), which this command can read.
+func restClient(cfg config, id fleet.Identity) (*http.Client, error) {
 	if cfg.TLS == "off" {
 		return http.DefaultClient, nil
 	}
-	cert, _, err := server.RESTCertificate(cfg.server())
+	cert, _, err := server.RESTCertificate(cfg.server(), id)
 	if err != nil {
 		return nil, err
 	}
@@ -156,11 +185,7 @@ func tokenViaAPI(ctx context.Context, client *http.Client, url, dataDir string, 
 	return env.Data.Token, nil
 }
 
-func tokenViaStore(ctx context.Context, cfg config, ttl time.Duration, uses int) (string, error) {
-	id, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		return "", err
-	}
+func tokenViaStore(ctx context.Context, cfg config, id fleet.Identity, ttl time.Duration, uses int) (string, error) {
 	st, err := server.OpenStore(ctx, cfg.server(), cfg.Log.Logger(io.Discard))
 	if errors.Is(err, store.ErrLocked) {
 		return "", fmt.Errorf("the embedded store is locked by a running controller that does not answer at --url: %w", err)

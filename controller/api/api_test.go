@@ -26,7 +26,7 @@ func TestFunLessFlow(t *testing.T) {
 		t.Run(ts.name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, ts.open(t), func(c *Config) {
-				c.Agents = fakeAgents{{ID: "ag_01", Name: "edge", Connected: false, OS: "linux", Arch: "arm",
+				c.Agents = fakeAgents{{ID: "ag_01", Name: "edge", Connected: false, Controllers: []string{}, OS: "linux", Arch: "arm",
 					Engine: "interpreter", Labels: []string{}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 				c.JoinTokens = &fakeTokens{}
 				c.AgentControl = fakeControl{}

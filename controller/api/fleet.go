@@ -87,9 +87,11 @@ func (s *Server) connect(ctx context.Context, fn store.Function) (partialBody, b
 	return body, failed
 }
 
-// AgentLister lists the agents for GET /v1/agents. The fleet implements it.
+// AgentLister lists the agents for GET /v1/agents: every agent of the
+// cluster, with the controllers each is connected to. The fleet
+// implements it.
 type AgentLister interface {
-	Agents() []fleet.AgentInfo
+	Agents(ctx context.Context) ([]fleet.AgentInfo, error)
 }
 
 // JoinTokens makes join tokens for new agents (POST /v1/admin/tokens). The
@@ -137,7 +139,10 @@ func (s *Server) createToken(c *fiber.Ctx) error {
 func (s *Server) listAgents(c *fiber.Ctx) error {
 	agents := []fleet.AgentInfo{}
 	if s.agents != nil {
-		agents = s.agents.Agents()
+		var err error
+		if agents, err = s.agents.Agents(c.UserContext()); err != nil {
+			return fmt.Errorf("api: list agents: %w", err)
+		}
 	}
 	return c.JSON(dataBody[[]fleet.AgentInfo]{agents})
 }

@@ -63,12 +63,12 @@ func (f *fakeTokens) CreateJoinToken(_ context.Context, ttl time.Duration, uses 
 
 type fakeAgents []fleet.AgentInfo
 
-func (f fakeAgents) Agents() []fleet.AgentInfo { return f }
+func (f fakeAgents) Agents(context.Context) ([]fleet.AgentInfo, error) { return f, nil }
 
 func TestDistributionAndAgents(t *testing.T) {
 	t.Parallel()
 	dist := &recordingDist{}
-	agents := fakeAgents{{ID: "ag_0123", Name: "edge1", Connected: true, OS: "linux", Arch: "arm64",
+	agents := fakeAgents{{ID: "ag_0123", Name: "edge1", Connected: true, Controllers: []string{"ctl-a"}, OS: "linux", Arch: "arm64",
 		Engine: "compiler", Labels: []string{"zone=a"}, LastSeen: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}}
 	tokens := &fakeTokens{}
 	// One version kept: an update leaves no earlier version keeping the old

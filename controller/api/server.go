@@ -223,6 +223,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:  120 * time.Second,
 		ErrorHandler: s.writeError,
 	})
+	s.app.Server().CloseOnShutdown = true // see Run
 	routes := map[string]bool{}
 	s.app.Hooks().OnRoute(func(r fiber.Route) error {
 		routes[r.Method+" "+r.Path] = true
@@ -288,11 +289,17 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.log.Info("shutting down the REST API", "timeout", s.drain)
-	// Follow streams never end by themselves: end them first.
+	// The listener closes first, so new connections are refused at once;
+	// idle keep-alive connections are closed, and a request in flight gets
+	// its answer with "Connection: close" (CloseOnShutdown) and then its
+	// connection closes, so clients move to another controller. Follow
+	// streams never end by themselves: they are ended meanwhile.
+	shutc := make(chan error, 1)
+	go func() { shutc <- s.app.ShutdownWithTimeout(s.drain) }()
 	fctx, cancel := context.WithTimeout(context.Background(), s.drain)
 	followErr := s.follow.shutdown(fctx)
 	cancel()
-	shutErr := s.app.ShutdownWithTimeout(s.drain)
+	shutErr := <-shutc
 	// Shutdown closes only the listeners Serve has registered; close ln too
 	// in case Serve had not started yet, so that it cannot start serving now.
 	ln.Close()

@@ -30,6 +30,7 @@ type broker struct {
 	done     chan struct{} // closed when run returns
 
 	subs      map[string]*subscription // by filter; nil once retired
+	forget    bool                     // end the broker's session once retired: no binding uses it any more
 	connected bool
 	cur       mqtt.Client // the connected client, nil while disconnected
 	gen       int         // incremented on every (re)connect; SUBACKs of older connections are ignored
@@ -40,7 +41,7 @@ func newBroker(m *Manager, addr string) *broker {
 	return &broker{
 		m:        m,
 		addr:     addr,
-		clientID: ClientID(m.cfg.Instance, addr),
+		clientID: ClientID(m.cfg.Cluster, addr),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		subs:     map[string]*subscription{},
@@ -151,9 +152,17 @@ func (b *broker) state(filter string) (decided bool, err error) {
 	return false, nil
 }
 
+// disconnectQuiesce is how long a disconnect waits for the DISCONNECT
+// packet to be written. Acknowledgements handed to paho before it are
+// written first (one writer, in order), so a clean stop acknowledges
+// every message handed to an invocation; paho returns as soon as it is
+// written, so this is only a bound for a stuck connection.
+const disconnectQuiesce = 2000 // ms
+
 // run connects, retrying with exponential backoff until the first success;
 // from then on paho reconnects by itself (onConnect re-subscribes). It
-// disconnects when the broker is retired.
+// disconnects when the broker is retired, and then, when the broker is
+// forgotten, ends its session.
 func (b *broker) run() {
 	defer close(b.done)
 	backoff := 500 * time.Millisecond
@@ -163,7 +172,13 @@ func (b *broker) run() {
 		tok.Wait() // bounded by the connect timeout in options
 		if err := tok.Error(); err == nil {
 			<-b.stop
-			c.Disconnect(250)
+			c.Disconnect(disconnectQuiesce)
+			b.m.mu.Lock()
+			forget := b.forget
+			b.m.mu.Unlock()
+			if forget {
+				b.endSession()
+			}
 			return
 		} else {
 			b.m.mu.Lock()
@@ -183,13 +198,35 @@ func (b *broker) run() {
 	}
 }
 
+// endSession connects once with a clean session under the session's
+// client id, which makes the broker drop the session (its subscriptions
+// and the messages it queued), then disconnects. Best effort: a broker
+// that does not answer keeps the session until its own expiry.
+func (b *broker) endSession() {
+	o := b.options().SetCleanSession(true).SetAutoReconnect(false).
+		SetOnConnectHandler(nil).SetConnectionLostHandler(nil).SetDefaultPublishHandler(nil)
+	c := mqtt.NewClient(o)
+	tok := c.Connect()
+	tok.Wait()
+	if err := tok.Error(); err != nil {
+		b.m.log.Warn("events: could not end the MQTT session of a broker no binding uses", "broker", b.addr, "client_id", b.clientID, "err", err)
+		return
+	}
+	c.Disconnect(disconnectQuiesce)
+	b.m.log.Info("events: ended the MQTT session of a broker no binding uses", "broker", b.addr, "client_id", b.clientID)
+}
+
 func (b *broker) options() *mqtt.ClientOptions {
 	cfg := &b.m.cfg
 	return mqtt.NewClientOptions().
 		AddBroker("tcp://" + b.addr).
 		SetClientID(b.clientID).
-		SetCleanSession(true). // subscriptions are restored by onConnect, not by the broker
-		SetProtocolVersion(4). // MQTT 3.1.1
+		// The cluster's session outlives its connections: the broker keeps
+		// QoS 1 messages for it while no controller holds it. onConnect
+		// subscribes again all the same (the broker may have lost it).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true). // onMessage acknowledges once a message is handed to an invocation
+		SetProtocolVersion(4).    // MQTT 3.1.1
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetConnectRetry(false). // run retries the first connection, so Sync can report its error
@@ -237,10 +274,22 @@ func (b *broker) onLost(_ mqtt.Client, err error) {
 	b.m.log.Warn("events: lost the MQTT broker; reconnecting", "broker", b.addr, "err", err)
 }
 
-// onMessage runs on paho's router goroutine, one message at a time.
+// onMessage runs on paho's router goroutine, one message at a time. It
+// acknowledges a message once it is handed to an invocation slot (for
+// each function bound to it; once at least one took it), or at once when
+// nothing is to run (no route, not JSON, already handed). A message that
+// came while the broker is being retired, before any slot took it, is
+// not acknowledged: the broker sends it again to the session's next
+// connection.
 func (b *broker) onMessage(_ mqtt.Client, msg mqtt.Message) {
 	topic := msg.Topic()
+	payload := msg.Payload()
+	d := digestOf(topic, payload)
 	b.m.mu.Lock()
+	if b.subs == nil { // retired: left to the session's next connection
+		b.m.mu.Unlock()
+		return
+	}
 	var targets []target
 	for f, s := range b.subs {
 		if matchTopic(f, topic) {
@@ -251,22 +300,48 @@ func (b *broker) onMessage(_ mqtt.Client, msg mqtt.Message) {
 			}
 		}
 	}
+	recent := b.m.handed[b.addr]
+	repeat := msg.Duplicate() && recent != nil && recent.has(msg.MessageID(), d)
 	b.m.mu.Unlock()
 	if len(targets) == 0 {
-		return // unsubscribed since the broker sent it
+		msg.Ack()
+		return // unsubscribed since the broker sent it (or by a session before this controller's)
 	}
-	payload := msg.Payload()
+	if repeat {
+		b.m.metrics.messages.WithLabelValues(resultRepeat).Inc()
+		b.m.log.Info("events: MQTT message sent again after a lost acknowledgement; already invoked, not again", "topic", topic, "broker", b.addr, "message_id", msg.MessageID())
+		msg.Ack()
+		return
+	}
 	if !json.Valid(payload) {
 		b.m.metrics.messages.WithLabelValues(resultNotJSON).Inc()
 		for _, t := range targets {
 			b.m.log.Warn("events: MQTT message is not JSON; not invoking", "module", t.module, "function", t.function, "topic", topic, "broker", b.addr, "bytes", len(payload))
 		}
+		msg.Ack()
 		return
 	}
+	handed := 0
 	for _, t := range targets {
-		if !b.m.startInvoke() {
-			return
+		if !b.m.startInvoke(b.stop) {
+			break
 		}
+		handed++
 		go b.m.invoke(t, topic, payload)
 	}
+	if handed == 0 {
+		return // stopping: left to the session's next connection
+	}
+	if handed < len(targets) {
+		b.m.log.Warn("events: stopping before every function bound to an MQTT message got it; the others miss it (at most once)", "topic", topic, "broker", b.addr, "invoked", handed, "bound", len(targets))
+	}
+	if msg.Qos() > 0 {
+		b.m.mu.Lock()
+		if b.m.handed[b.addr] == nil {
+			b.m.handed[b.addr] = newRecentSet()
+		}
+		b.m.handed[b.addr].add(msg.MessageID(), d)
+		b.m.mu.Unlock()
+	}
+	msg.Ack()
 }

@@ -22,10 +22,15 @@ type Invoke func(ctx context.Context, module, function string, args []byte) erro
 // Config configures a Manager. Only Invoke is required.
 type Config struct {
 	Invoke Invoke
-	// Instance names this controller in MQTT client ids, which must differ
-	// between controllers sharing a broker (a broker drops the older of two
-	// connections with the same id). Default: os.Hostname().
+	// Instance names this controller process in the client ids of the
+	// short connections Check makes. Default: os.Hostname().
 	Instance string
+	// Cluster names the cluster in the client id of its session on each
+	// broker (ClientID): every controller of one cluster uses the same
+	// session, so that the broker keeps its messages while no controller
+	// holds it (see the package doc). Two clusters sharing a broker must
+	// differ. Default: Instance.
+	Cluster  string
 	Logger   *slog.Logger          // default slog.Default()
 	Registry prometheus.Registerer // where metrics are registered; nil: nowhere
 
@@ -46,6 +51,9 @@ func (c *Config) setDefaults() error {
 			h = "controller"
 		}
 		c.Instance = h
+	}
+	if c.Cluster == "" {
+		c.Cluster = c.Instance
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -68,12 +76,14 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// ClientID is the MQTT client id of controller instance on broker
-// ("host:port"): stable across restarts of the same instance, different per
-// broker and per instance.
-func ClientID(instance, broker string) string {
-	sum := sha256.Sum256([]byte(broker))
-	return "wisp-ctl-" + instance + "-" + hex.EncodeToString(sum[:4])
+// ClientID is the MQTT client id of cluster's session on broker
+// ("host:port"): the same for every controller of the cluster and across
+// restarts, different per cluster and per broker. It is 22 characters,
+// within the 23 every MQTT 3.1.1 broker must accept.
+func ClientID(cluster, broker string) string {
+	c := sha256.Sum256([]byte(cluster))
+	b := sha256.Sum256([]byte(broker))
+	return "wisp-" + hex.EncodeToString(c[:4]) + "-" + hex.EncodeToString(b[:4])
 }
 
 // Status is the outcome of one binding given to Sync: Err is nil when the
@@ -86,7 +96,8 @@ type Status struct {
 }
 
 // Manager keeps the controller's MQTT subscriptions equal to the set last
-// given to Sync and turns their JSON messages into invocations.
+// given to Sync, while it holds them (Hold), and turns their JSON messages
+// into invocations.
 //
 // The name follows the brief the controller integrates against; it is the
 // one exception to the "no manager" naming habit.
@@ -107,12 +118,15 @@ type Manager struct {
 
 	mu      sync.Mutex
 	closed  bool
-	brokers map[string]*broker // by "host:port"
-	changed chan struct{}      // closed and replaced on any connection or subscription change
+	holding bool                                      // within Hold: brokers are connected
+	want    map[string]map[string]map[target]struct{} // broker -> filter -> functions, of the last Sync; nil before the first
+	brokers map[string]*broker                        // by "host:port"; empty unless holding
+	handed  map[string]*recentSet                     // by broker: messages recently handed to invocations
+	changed chan struct{}                             // closed and replaced on any connection or subscription change
 }
 
-// New returns a Manager; it does no I/O. Connections are made by Sync and
-// closed when Run returns.
+// New returns a Manager; it does no I/O. Connections are made while Hold
+// runs and closed when it returns.
 func New(cfg Config) (*Manager, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -127,13 +141,15 @@ func New(cfg Config) (*Manager, error) {
 		cancelInvoke: cancel,
 		stopping:     make(chan struct{}),
 		brokers:      map[string]*broker{},
+		handed:       map[string]*recentSet{},
 		changed:      make(chan struct{}),
 	}, nil
 }
 
 // Run blocks until ctx ends, then shuts down: no new invocations, every
-// broker disconnected, running invocations given Config.DrainTimeout to end
-// before their context is cancelled. Sync may be called before Run.
+// broker disconnected (Hold returns), running invocations given
+// Config.DrainTimeout to end before their context is cancelled. Sync and
+// Hold may be called before Run.
 func (m *Manager) Run(ctx context.Context) error {
 	<-ctx.Done()
 	m.shutdown()
@@ -147,10 +163,7 @@ func (m *Manager) shutdown() {
 		return
 	}
 	m.closed = true
-	for addr, b := range m.brokers {
-		b.retire()
-		delete(m.brokers, addr)
-	}
+	m.retireAll()
 	m.mu.Unlock()
 
 	m.runMu.Lock()
@@ -172,51 +185,91 @@ func (m *Manager) shutdown() {
 	<-done
 }
 
-// Sync makes the live subscriptions exactly bindings: it subscribes the new
-// ones, unsubscribes those no longer given and leaves the others alone. It
-// returns one Status per binding, in order, after every binding is decided or
-// Config.ConnectTimeout has passed (or ctx ended), whichever is first.
+// Hold connects to the brokers of the subscriptions and keeps them equal
+// to what Sync is given, until ctx ends (or Run shuts the Manager down);
+// then it disconnects from every broker and returns. The controller calls
+// it while it holds the cluster's "events" lease (controller/cluster), so
+// that one controller of a cluster subscribes at a time; a lone
+// controller calls it for its whole run.
 //
-// Local events must not be given (see the package comment).
+// Hold connects nothing before the first Sync: connecting to a session
+// the broker kept, with no routes known, would acknowledge its queued
+// messages without invoking anything. Invocations started while holding keep
+// running after Hold returns (their messages are acknowledged); Run
+// drains them.
 //
 // # Errors
 //
-// Sync itself fails only after Run has returned (ErrClosed). Per-binding
-// problems are in the statuses: ErrInvalidEvent (empty names, bad port or
-// topic filter; such a binding is ignored), ErrNotConnected (the broker
-// refused or did not answer; retried with backoff) and ErrSubscribe.
-func (m *Manager) Sync(ctx context.Context, bindings []Binding) ([]Status, error) {
-	statuses := make([]Status, len(bindings))
-	want := map[string]map[string]map[target]struct{}{} // broker -> filter -> functions
-	for i, b := range bindings {
-		statuses[i].Binding = b
-		if err := checkBinding(b); err != nil {
-			statuses[i].Err = err
-			continue
-		}
-		addr := b.Broker()
-		if want[addr] == nil {
-			want[addr] = map[string]map[target]struct{}{}
-		}
-		if want[addr][b.Topic] == nil {
-			want[addr][b.Topic] = map[target]struct{}{}
-		}
-		want[addr][b.Topic][target{b.Module, b.Function}] = struct{}{}
+// ErrClosed once Run has returned; ErrHolding when another Hold runs.
+func (m *Manager) Hold(ctx context.Context) error {
+	m.mu.Lock()
+	switch {
+	case m.closed:
+		m.mu.Unlock()
+		return ErrClosed
+	case m.holding:
+		m.mu.Unlock()
+		return ErrHolding
+	}
+	m.holding = true
+	m.apply()
+	m.notify()
+	m.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+	case <-m.stopping:
 	}
 
 	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, ErrClosed
+	retired := m.retireAll()
+	m.holding = false
+	m.notify()
+	m.mu.Unlock()
+	for _, b := range retired {
+		<-b.done // disconnected: the next holder's connection does not meet this one
+	}
+	return nil
+}
+
+// Holding reports whether Hold runs: this controller is the one connected
+// to the brokers.
+func (m *Manager) Holding() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.holding
+}
+
+// retireAll stops every broker's loop, keeping the brokers' sessions (the
+// next holder resumes them). Call with m.mu held.
+func (m *Manager) retireAll() []*broker {
+	var out []*broker
+	for addr, b := range m.brokers {
+		b.retire()
+		delete(m.brokers, addr)
+		m.metrics.connected.DeleteLabelValues(addr)
+		out = append(out, b)
+	}
+	return out
+}
+
+// apply makes the brokers those of m.want while holding. A broker no
+// longer wanted is disconnected and its session ended (forget). Call with
+// m.mu held.
+func (m *Manager) apply() {
+	if !m.holding || m.want == nil {
+		return
 	}
 	for addr, b := range m.brokers {
-		if _, ok := want[addr]; !ok {
+		if _, ok := m.want[addr]; !ok {
+			b.forget = true
 			b.retire()
 			delete(m.brokers, addr)
+			delete(m.handed, addr)
 			m.metrics.connected.DeleteLabelValues(addr)
 		}
 	}
-	for addr, filters := range want {
+	for addr, filters := range m.want {
 		b, ok := m.brokers[addr]
 		if !ok {
 			b = newBroker(m, addr)
@@ -227,6 +280,38 @@ func (m *Manager) Sync(ctx context.Context, bindings []Binding) ([]Status, error
 		}
 		b.setRoutes(filters)
 	}
+}
+
+// Sync makes the subscriptions exactly bindings: while holding, it
+// subscribes the new ones, unsubscribes those no longer given and leaves
+// the others alone; while not, it only records them for the next Hold. It
+// returns one Status per binding, in order: while holding, after every
+// binding is decided or Config.ConnectTimeout has passed (or ctx ended),
+// whichever is first; while not, at once, with no error for a valid
+// binding (this controller does not connect: Check probes a broker).
+//
+// Local events must not be given (see the package comment).
+//
+// # Errors
+//
+// Sync itself fails only after Run has returned (ErrClosed). Per-binding
+// problems are in the statuses: ErrInvalidEvent (empty names, bad port or
+// topic filter; such a binding is ignored), ErrNotConnected (the broker
+// refused or did not answer; retried with backoff) and ErrSubscribe.
+func (m *Manager) Sync(ctx context.Context, bindings []Binding) ([]Status, error) {
+	statuses, want := wanted(bindings)
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	m.want = want
+	if !m.holding {
+		m.mu.Unlock()
+		return statuses, nil
+	}
+	m.apply()
 	m.mu.Unlock()
 
 	deadline := time.NewTimer(m.cfg.ConnectTimeout)
@@ -237,6 +322,10 @@ func (m *Manager) Sync(ctx context.Context, bindings []Binding) ([]Status, error
 		for i := range statuses {
 			s := &statuses[i]
 			if s.Err != nil && errors.Is(s.Err, ErrInvalidEvent) {
+				continue
+			}
+			if !m.holding { // Hold ended meanwhile: no longer this controller's
+				s.Err = nil
 				continue
 			}
 			b := m.brokers[s.Broker()]
@@ -261,6 +350,29 @@ func (m *Manager) Sync(ctx context.Context, bindings []Binding) ([]Status, error
 			return m.timedOut(statuses), nil
 		}
 	}
+}
+
+// wanted checks bindings: one Status each (ErrInvalidEvent, or nil), and
+// the valid ones by broker and filter.
+func wanted(bindings []Binding) ([]Status, map[string]map[string]map[target]struct{}) {
+	statuses := make([]Status, len(bindings))
+	want := map[string]map[string]map[target]struct{}{} // broker -> filter -> functions
+	for i, b := range bindings {
+		statuses[i].Binding = b
+		if err := checkBinding(b); err != nil {
+			statuses[i].Err = err
+			continue
+		}
+		addr := b.Broker()
+		if want[addr] == nil {
+			want[addr] = map[string]map[target]struct{}{}
+		}
+		if want[addr][b.Topic] == nil {
+			want[addr][b.Topic] = map[target]struct{}{}
+		}
+		want[addr][b.Topic][target{b.Module, b.Function}] = struct{}{}
+	}
+	return statuses, want
 }
 
 // timedOut fills in the statuses still undecided when Sync stops waiting.
@@ -309,11 +421,14 @@ func checkBinding(b Binding) error {
 
 // startInvoke takes an invocation slot, waiting while all are taken (which
 // stops the broker connection from reading: backpressure). It returns false
-// when the Manager is shutting down.
-func (m *Manager) startInvoke() bool {
+// when the Manager is shutting down or stop (the broker's retirement) is
+// closed first.
+func (m *Manager) startInvoke(stop <-chan struct{}) bool {
 	select {
 	case m.slots <- struct{}{}:
 	case <-m.stopping:
+		return false
+	case <-stop:
 		return false
 	}
 	m.runMu.Lock()

@@ -86,13 +86,49 @@ func startManager(t *testing.T, cfg Config) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
+	held := make(chan error, 1)
+	go func() { held <- m.Hold(ctx) }() // a lone controller holds the subscriptions all along
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+		if err := <-held; err != nil {
+			t.Errorf("Hold: %v", err)
+		}
+		endSessions(t, m)
 	})
+	waitHolding(t, m)
 	return m
+}
+
+func waitHolding(t *testing.T, m *Manager) {
+	t.Helper()
+	testwait.Until(t, 5*time.Second, func() error {
+		if !m.Holding() {
+			return errors.New("Hold has not begun")
+		}
+		return nil
+	})
+}
+
+// endSessions ends the MQTT sessions m's brokers kept for its cluster, so
+// that the shared test broker does not queue messages for them forever.
+func endSessions(t *testing.T, m *Manager) {
+	m.mu.Lock()
+	var addrs []string
+	for addr := range m.want {
+		addrs = append(addrs, addr)
+	}
+	m.mu.Unlock()
+	for _, addr := range addrs {
+		o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(ClientID(m.cfg.Cluster, addr)).
+			SetCleanSession(true).SetConnectTimeout(2 * time.Second)
+		c := mqtt.NewClient(o)
+		if tok := c.Connect(); tok.WaitTimeout(3*time.Second) && tok.Error() == nil {
+			c.Disconnect(100)
+		}
+	}
 }
 
 func publisher(t *testing.T, addr string) mqtt.Client {
@@ -292,12 +328,18 @@ func TestRestoredAfterRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m1.Run(ctx) }()
+	held := make(chan error, 1)
+	go func() { held <- m1.Hold(ctx) }()
+	waitHolding(t, m1)
 	mustSync(t, m1, b)
 	publish(t, pub, topic, `{"run":1}`)
 	rec1.waitFor(t, call{"mod", "fn", `{"run":1}`})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("Hold: %v", err)
 	}
 	if _, err := m1.Sync(context.Background(), []Binding{b}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Sync after Run returned: %v, want ErrClosed", err)

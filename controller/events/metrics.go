@@ -7,6 +7,7 @@ const (
 	resultInvoked = "invoked"  // Invoke returned nil (one count per bound function)
 	resultNotJSON = "not_json" // the payload was not JSON; nothing invoked
 	resultError   = "error"    // Invoke returned an error
+	resultRepeat  = "repeat"   // sent again after a lost acknowledgement, already handed: not invoked again
 )
 
 type metrics struct {
@@ -20,14 +21,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wisp_events_messages_total",
-			Help: "MQTT event messages handled by the controller, by result: invoked, not_json or error (Invoke failed).",
+			Help: "MQTT event messages handled by the controller, by result: invoked, not_json, error (Invoke failed) or repeat (sent again by the broker after a lost acknowledgement; not invoked again).",
 		}, []string{"result"}),
 		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "wisp_events_connected",
 			Help: "1 while the controller is connected to an events broker (host:port), 0 while it is not.",
 		}, []string{"broker"}),
 	}
-	for _, r := range []string{resultInvoked, resultNotJSON, resultError} {
+	for _, r := range []string{resultInvoked, resultNotJSON, resultError, resultRepeat} {
 		m.messages.WithLabelValues(r) // export zeros, so rates work from the start
 	}
 	if reg != nil {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,9 +19,12 @@ import (
 // What an operator sets is kept in the store (store.AgentControl), so it
 // survives controller restarts and reaches every controller on the same
 // database: each applies it to its sessions at once when it made the
-// change, at the agent's next connection, and otherwise within
-// Config.AgentRefresh (the refresh also closes the sessions of agents
-// another controller removed).
+// change, at the agent's next connection, and when the store's change
+// feed reports it (RefreshAgents, called by controller/cluster.Follower,
+// within a second of the change on another controller; a full re-read
+// every 30 s is the safety net), or, without a feed, within
+// Config.AgentRefresh. Both close the sessions of agents another
+// controller removed.
 //
 //   - cordoned: the agent is left out of scheduling; invocations already
 //     sent to it finish. It keeps its desired set and serves its local
@@ -147,14 +151,14 @@ func (f *Fleet) Control(ctx context.Context, id string, change func(*store.Agent
 		if s.stale() {
 			f.index.update(s) // a cap applies to the next decision
 		}
-		if s.connected.Load() {
-			// Labels decide assignment: the agent's desired set may change.
-			f.bg.Go(func(ctx context.Context) {
-				if fns, err := f.cfg.Store.ListFunctions(ctx); err == nil {
-					f.syncDesired(ctx, s, fns)
-				}
-			})
-		}
+	}
+	// Labels decide assignment: desired sets may change (this agent's,
+	// or every agent's when the cluster's tags changed).
+	switch {
+	case f.tags.set(id, effectiveLabels(a.Labels, a.Control.Labels)):
+		f.bg.Go(f.SyncDesired)
+	case s != nil && s.connected.Load():
+		f.bg.Go(func(ctx context.Context) { f.syncOne(ctx, s) })
 	}
 	f.log.Info("agent control set", "agent", id, "cordoned", c.Cordoned, "labels", c.Labels, "mem_cap_bytes", c.MemCapBytes)
 	return f.controlState(a), nil
@@ -227,8 +231,11 @@ func (f *Fleet) drop(id, reason string) {
 }
 
 // watchAgents applies what other controllers changed of the agents this
-// one serves, every AgentRefresh.
+// one serves, every AgentRefresh (not at all when it is negative).
 func (f *Fleet) watchAgents(ctx context.Context) {
+	if f.cfg.AgentRefresh < 0 {
+		return
+	}
 	t := time.NewTicker(f.cfg.AgentRefresh)
 	defer t.Stop()
 	for {
@@ -243,12 +250,73 @@ func (f *Fleet) watchAgents(ctx context.Context) {
 	}
 }
 
+// RefreshAgents applies the stored records of the agents ids names (nil:
+// every agent) to this controller's sessions, at once: what operators
+// set, and the removal of an agent (its session is closed, its next hello
+// refused). A desired set that may have changed with an agent's labels is
+// sent again. Errors are logged; the next refresh retries.
+func (f *Fleet) RefreshAgents(ctx context.Context, ids []string) {
+	if ids == nil {
+		if err := f.refreshAgents(ctx); err != nil && ctx.Err() == nil {
+			f.log.Warn("reading agents", "err", err)
+		}
+		return
+	}
+	tagsChanged := false
+	var relabelled []*Session
+	for _, id := range ids {
+		a, err := f.cfg.Store.AgentByID(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			f.drop(id, "agent removed")
+			tagsChanged = f.tags.set(id, nil) || tagsChanged
+			continue
+		case err != nil:
+			if ctx.Err() == nil {
+				f.log.Warn("reading an agent", "agent", id, "err", err)
+			}
+			continue
+		}
+		tagsChanged = f.tags.set(id, effectiveLabels(a.Labels, a.Control.Labels)) || tagsChanged
+		f.mu.RLock()
+		s := f.sessions[id]
+		f.mu.RUnlock()
+		if s != nil {
+			before := s.Labels()
+			s.apply(a)
+			if !slices.Equal(before, s.Labels()) && s.connected.Load() {
+				relabelled = append(relabelled, s)
+			}
+		}
+	}
+	f.resyncRelabelled(ctx, tagsChanged, relabelled)
+}
+
+// resyncRelabelled sends desired sets after agents' labels changed: every
+// agent's when the cluster's tags changed, else the relabelled ones'.
+func (f *Fleet) resyncRelabelled(ctx context.Context, tagsChanged bool, relabelled []*Session) {
+	switch {
+	case tagsChanged:
+		f.SyncDesired(ctx)
+	case len(relabelled) > 0:
+		in, err := f.desiredInputs(ctx)
+		if err != nil {
+			f.log.Warn("reading the desired sets", "err", err)
+			return
+		}
+		for _, s := range relabelled {
+			f.bg.Go(func(ctx context.Context) { f.syncDesired(ctx, s, in) })
+		}
+	}
+}
+
 func (f *Fleet) refreshAgents(ctx context.Context) error {
 	listed := time.Now().UnixNano()
 	as, err := f.cfg.Store.ListAgents(ctx)
 	if err != nil {
 		return fmt.Errorf("fleet: list agents: %w", err)
 	}
+	tagsChanged := f.tags.setAll(as)
 	byID := make(map[string]store.Agent, len(as))
 	for _, a := range as {
 		byID[a.ID] = a
@@ -280,14 +348,6 @@ func (f *Fleet) refreshAgents(ctx context.Context) error {
 	for _, id := range gone {
 		f.drop(id, "agent removed")
 	}
-	if len(relabelled) > 0 {
-		fns, err := f.cfg.Store.ListFunctions(ctx)
-		if err != nil {
-			return fmt.Errorf("fleet: list functions: %w", err)
-		}
-		for _, s := range relabelled {
-			f.bg.Go(func(ctx context.Context) { f.syncDesired(ctx, s, fns) })
-		}
-	}
+	f.resyncRelabelled(ctx, tagsChanged, relabelled)
 	return nil
 }

@@ -78,7 +78,7 @@ func TestControlFromAnotherController(t *testing.T) {
 	defer a.stop()
 	waitFor(t, "two agents", func() bool { return c.fleet.Connected() == 2 })
 	var edge string
-	for _, info := range c.fleet.Agents() {
+	for _, info := range c.agents(t) {
 		if info.Name == "edge" {
 			edge = info.ID
 		}
@@ -92,7 +92,7 @@ func TestControlFromAnotherController(t *testing.T) {
 	if err := c.fleet.refreshAgents(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, info := range c.fleet.Agents() {
+	for _, info := range c.agents(t) {
 		if info.ID == edge && (!info.Cordoned || !slices.Equal(info.Labels, []string{"zone=b"})) {
 			t.Fatalf("after a refresh: %+v", info)
 		}
@@ -120,7 +120,7 @@ func TestControlFromAnotherController(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the removed agent's session closed", func() bool { return c.fleet.Connected() == 1 })
-	for _, info := range c.fleet.Agents() {
+	for _, info := range c.agents(t) {
 		if info.ID == edge {
 			t.Fatalf("the fleet still lists the removed agent: %+v", info)
 		}

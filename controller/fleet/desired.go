@@ -2,6 +2,9 @@ package fleet
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -57,28 +60,123 @@ func assigned(s *Session, fn store.Function, scripts []scheduler.Script, labelle
 	return named || slices.Contains(s.Labels(), "tag="+meta.Tag)
 }
 
-// assignmentInputs gathers what assigned needs beyond the session: the
-// parsed APP scripts and the tags some connected agent is labelled with.
-func (f *Fleet) assignmentInputs(ctx context.Context) ([]scheduler.Script, map[string]bool) {
-	var scripts []scheduler.Script
-	if all, err := f.cfg.Store.ListScripts(ctx); err == nil {
-		for _, sc := range all {
-			if parsed, err := scheduler.ParseAPP(sc.Source); err == nil {
-				scripts = append(scripts, parsed)
-			}
+// Tags some agent is labelled with (assigned's labelled) are the
+// cluster's: the "tag=" labels of every agent in the store, connected or
+// not, with the operator's labels applied, so that every controller
+// computes the same desired set for an agent whichever agents it has
+// sessions with, and an agent going offline does not move functions on
+// the others. The fleet keeps each agent's tags in memory, read with the
+// agents (refreshAgents, RefreshAgents) and at its hello; the union's
+// change resyncs every desired set.
+type agentTags struct {
+	mu     sync.Mutex
+	loaded bool
+	byID   map[string][]string
+	// loadMu makes the first read of every agent one read.
+	loadMu sync.Mutex
+}
+
+// tagsOf is the tag values of labels ("tag=t" gives t).
+func tagsOf(labels []string) []string {
+	var out []string
+	for _, l := range labels {
+		if t, ok := strings.CutPrefix(l, "tag="); ok {
+			out = append(out, t)
 		}
+	}
+	return out
+}
+
+// union is every tag of m; t.mu is held.
+func (t *agentTags) union() map[string]bool {
+	u := map[string]bool{}
+	for _, ts := range t.byID {
+		for _, tag := range ts {
+			u[tag] = true
+		}
+	}
+	return u
+}
+
+// setAll replaces every agent's tags with those of as and reports
+// whether the union changed.
+func (t *agentTags) setAll(as []store.Agent) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	before := t.union()
+	t.byID = make(map[string][]string, len(as))
+	for _, a := range as {
+		if ts := tagsOf(effectiveLabels(a.Labels, a.Control.Labels)); len(ts) > 0 {
+			t.byID[a.ID] = ts
+		}
+	}
+	t.loaded = true
+	return !maps.Equal(before, t.union())
+}
+
+// set replaces one agent's tags from its effective labels (nil: the
+// agent is gone) and reports whether the union changed. Before the
+// first setAll it only records them.
+func (t *agentTags) set(id string, labels []string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID == nil {
+		t.byID = map[string][]string{}
+	}
+	ts := tagsOf(labels)
+	if slices.Equal(ts, t.byID[id]) {
+		return false
+	}
+	before := t.union()
+	if len(ts) == 0 {
+		delete(t.byID, id)
 	} else {
-		f.log.Warn("listing APP scripts for assignment", "err", err)
+		t.byID[id] = ts
 	}
-	labelled := map[string]bool{}
-	for _, s := range f.Sessions() {
-		for _, l := range s.Labels() {
-			if t, ok := strings.CutPrefix(l, "tag="); ok {
-				labelled[t] = true
+	return t.loaded && !maps.Equal(before, t.union())
+}
+
+// labelledTags is the cluster's set of tags some agent is labelled with,
+// reading every agent the first time (once, however many sessions ask at
+// once: agents reconnecting to a restarted controller).
+func (f *Fleet) labelledTags(ctx context.Context) map[string]bool {
+	f.tags.mu.Lock()
+	loaded := f.tags.loaded
+	f.tags.mu.Unlock()
+	if !loaded {
+		f.tags.loadMu.Lock()
+		f.tags.mu.Lock()
+		loaded = f.tags.loaded
+		f.tags.mu.Unlock()
+		if !loaded {
+			if as, err := f.cfg.Store.ListAgents(ctx); err == nil {
+				f.tags.setAll(as)
+			} else {
+				f.log.Warn("listing agents for assignment", "err", err)
 			}
 		}
+		f.tags.loadMu.Unlock()
 	}
-	return scripts, labelled
+	f.tags.mu.Lock()
+	defer f.tags.mu.Unlock()
+	return f.tags.union()
+}
+
+// scripts are the parsed APP scripts (one that does not parse names no
+// agent).
+func (f *Fleet) scripts(ctx context.Context) []scheduler.Script {
+	var scripts []scheduler.Script
+	all, err := f.cfg.Store.ListScripts(ctx)
+	if err != nil {
+		f.log.Warn("listing APP scripts for assignment", "err", err)
+		return nil
+	}
+	for _, sc := range all {
+		if parsed, err := scheduler.ParseAPP(sc.Source); err == nil {
+			scripts = append(scripts, parsed)
+		}
+	}
+	return scripts
 }
 
 // MaxKeepDigests is how many earlier versions' code an agent is asked to
@@ -114,27 +212,137 @@ func (f *Fleet) keptDigests(ctx context.Context) map[string][]string {
 // maxControlFrame (1 MiB). MERGE: keep the two equal.
 const maxDesiredSetBytes = 1 << 20
 
-// syncDesired sends a session its desired set and pushes the code it lacks.
-func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Function) {
-	scripts, labelled := f.assignmentInputs(ctx)
-	kept := f.keptDigests(ctx)
-	set := &protocol.DesiredSet{}
-	var missing []store.Function
+// desiredInputs is what every session's desired set is made of, read
+// once for a sync of all sessions (not once per session: with thousands
+// of agents that would be thousands of store reads and secret openings).
+type desiredInputs struct {
+	// gen orders snapshots: taken before the store is read, so a higher
+	// gen read the store later. A session never gets a set made from a
+	// lower gen than one it already got.
+	gen      uint64
+	fns      []store.Function
+	scripts  []scheduler.Script
+	labelled map[string]bool
+	kept     map[string][]string
+	// secrets are the values of each function's secrets ("module/name"),
+	// for the functions whose config names some; unreadable marks those
+	// whose secrets cannot be opened now.
+	secrets    map[string][]protocol.Secret
+	unreadable map[string]bool
+	// used holds the digests of every function and of the code agents
+	// keep for rollbacks; gone caches, for a digest an agent holds
+	// outside it, whether the store still has its code (goneMu).
+	used   map[string]bool
+	goneMu sync.Mutex
+	gone   map[string]bool
+}
+
+// codeGone reports whether the store no longer holds d's code (no
+// function and no kept version uses it: it was collected), asking it at
+// most once per sync. A store that cannot say (no store.CodeChecker), or
+// a read that fails, says no.
+func (in *desiredInputs) codeGone(ctx context.Context, st Store, d string) bool {
+	cc, ok := st.(store.CodeChecker)
+	if !ok {
+		return false
+	}
+	in.goneMu.Lock()
+	defer in.goneMu.Unlock()
+	if g, ok := in.gone[d]; ok {
+		return g
+	}
+	has, err := cc.HasCode(ctx, d)
+	in.gone[d] = err == nil && !has
+	return in.gone[d]
+}
+
+// desiredInputs reads what desired sets are made of.
+func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
+	in := &desiredInputs{gen: f.desiredGen.Add(1), secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{},
+		used: map[string]bool{}, gone: map[string]bool{}}
+	fns, err := f.cfg.Store.ListFunctions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: list functions: %w", err)
+	}
+	in.fns = fns
+	in.scripts = f.scripts(ctx)
+	in.labelled = f.labelledTags(ctx)
+	in.kept = f.keptDigests(ctx)
+	for _, ds := range in.kept {
+		for _, d := range ds {
+			in.used[d] = true
+		}
+	}
 	for _, fn := range fns {
-		if !assigned(s, fn, scripts, labelled) {
+		in.used[fn.Digest] = true
+		if len(fn.Spec.Config.Secrets) == 0 {
 			continue
 		}
-		df := protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest, LocalTopics: fnspec.LocalTopics(fn.Spec.Events),
-			Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
-			Timers: localTimers(fn.Spec.Events), KeepDigests: kept[fn.Module+"/"+fn.Name]}
+		key := fn.Module + "/" + fn.Name
+		vals, err := f.secretValues(ctx, fn.Module, fn.Spec.Config.Secrets)
+		if err != nil {
+			f.log.Warn("the desired sets go without a function's secrets", "module", fn.Module, "function", fn.Name, "err", err)
+			in.unreadable[key] = true
+			continue
+		}
+		in.secrets[key] = vals
+	}
+	return in, nil
+}
+
+// syncDesired sends a session its desired set, unless it is the set the
+// session got last (a resync that changes nothing for an agent sends it
+// nothing: every controller resyncs on every change it learns of, its
+// own included), and pushes the code the agent lacks in any case (an
+// agent of another controller may lack code this one never pushed).
+//
+// An agent holding code the store collected (a function deleted through
+// another controller, whose Drop went only to that controller's agents)
+// is told to drop it.
+func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) {
+	if missing := f.sendDesired(s, in); len(missing) > 0 {
+		f.pushMissing(ctx, s, missing)
+	}
+	var gone []string
+	for h := range *s.digests.Load() {
+		if d := h.Value(); !in.used[d] && in.codeGone(ctx, f.cfg.Store, d) {
+			gone = append(gone, d)
+		}
+	}
+	if len(gone) > 0 {
+		slices.Sort(gone)
+		f.log.Info("telling an agent to drop code no function uses any more", "agent", s.ID, "digests", gone)
+		s.drop(gone)
+	}
+}
+
+// sendDesired sends s its set made of in unless it is the one sent last,
+// and returns the functions whose code the agent lacks. Sends to one
+// session are ordered; pushes are not held up by them, nor they by
+// pushes.
+func (f *Fleet) sendDesired(s *Session, in *desiredInputs) (missing []store.Function) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if in.gen < s.desiredGen {
+		return nil // a set made from a later read was sent already
+	}
+	s.desiredGen = in.gen
+	set := &protocol.DesiredSet{}
+	for _, fn := range in.fns {
+		if !assigned(s, fn, in.scripts, in.labelled) {
+			continue
+		}
+		key := fn.Module + "/" + fn.Name
 		// Secrets travel only in this QUIC session. A set without the
 		// values would strip them from the agent: none is sent then, and
 		// the agent keeps its last one.
-		var ok bool
-		if df.Secrets, ok = f.desiredSecrets(ctx, s.ID, fn); !ok {
-			return
+		if in.unreadable[key] {
+			f.log.Warn("the desired set is not sent: a function's secrets cannot be read now", "agent", s.ID, "module", fn.Module, "function", fn.Name)
+			return nil
 		}
-		set.Functions = append(set.Functions, df)
+		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest,
+			LocalTopics: fnspec.LocalTopics(fn.Spec.Events), Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
+			Timers: localTimers(fn.Spec.Events), KeepDigests: in.kept[key], Secrets: in.secrets[key]})
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
@@ -142,47 +350,120 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, fns []store.Functio
 	// Agents read control frames of at most 1 MiB (agent/link's
 	// maxControlFrame); secrets (16 KiB each) make a larger set possible.
 	// One over it is not sent: the agent keeps its last set.
-	if n := len(set.Append(nil)); n > maxDesiredSetBytes {
+	payload := set.Append(nil)
+	if n := len(payload); n > maxDesiredSetBytes {
 		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
-		return
+		return nil
 	}
-	s.ctrlMu.Lock()
-	err := protocol.WriteMsg(s.ctrl, set)
-	s.ctrlMu.Unlock()
-	if err != nil {
-		f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
-		return
-	}
-	pushed := map[string]bool{}
-	for _, fn := range missing {
-		if pushed[fn.Digest] {
-			continue
-		}
-		pushed[fn.Digest] = true
-		code, err := f.cfg.Store.Code(ctx, fn.Digest)
+	if sum := sha256.Sum256(payload); !s.desiredSent || sum != s.desiredSum {
+		s.ctrlMu.Lock()
+		err := protocol.WriteFrame(s.ctrl, protocol.Frame{Type: set.Type(), Payload: payload})
+		s.ctrlMu.Unlock()
 		if err != nil {
-			f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
+			f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
+			return nil
+		}
+		s.desiredSum, s.desiredSent = sum, true
+		f.cfg.Metrics.desiredSent()
+	}
+	return missing
+}
+
+// pushMissing pushes the code of fns the agent still lacks, one digest
+// at a time, skipping a digest another sync of the session is pushing.
+func (f *Fleet) pushMissing(ctx context.Context, s *Session, fns []store.Function) {
+	for _, fn := range fns {
+		if s.HasDigest(fn.Digest) || !s.startPush(fn.Digest) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, pushTimeout)
-		if err := s.Push(pctx, fn.Digest, code); err != nil {
-			f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
-		}
-		cancel()
+		f.pushOne(ctx, s, fn)
+		s.endPush(fn.Digest)
+	}
+}
+
+// startPush claims digest d for a push to s; false when one is running.
+func (s *Session) startPush(d string) bool {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if _, busy := s.pushing[d]; busy {
+		return false
+	}
+	if s.pushing == nil {
+		s.pushing = map[string]struct{}{}
+	}
+	s.pushing[d] = struct{}{}
+	return true
+}
+
+func (s *Session) endPush(d string) {
+	s.syncMu.Lock()
+	delete(s.pushing, d)
+	s.syncMu.Unlock()
+}
+
+func (f *Fleet) pushOne(ctx context.Context, s *Session, fn store.Function) {
+	code, err := f.cfg.Store.Code(ctx, fn.Digest)
+	if err != nil {
+		f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
+	defer cancel()
+	if err := s.Push(pctx, fn.Digest, code); err != nil {
+		f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
 	}
 }
 
 // SyncDesired sends every connected agent its desired set (after a
-// function changed) and pushes the code it lacks.
+// function changed) and pushes the code it lacks. Agents whose set did
+// not change get nothing.
 func (f *Fleet) SyncDesired(ctx context.Context) {
-	fns, err := f.cfg.Store.ListFunctions(ctx)
+	f.desiredEpoch.Add(1) // what connecting sessions share is stale now
+	in, err := f.desiredInputs(ctx)
 	if err != nil {
-		f.log.Error("listing functions for the desired sets", "err", err)
+		f.log.Error("reading the desired sets", "err", err)
 		return
 	}
 	for _, s := range f.Sessions() {
-		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, fns) })
+		f.bg.Go(func(bctx context.Context) { f.syncDesired(bctx, s, in) })
 	}
+}
+
+// syncOne sends one session its desired set (a new session, or one
+// whose labels changed).
+func (f *Fleet) syncOne(ctx context.Context, s *Session) {
+	in, err := f.sharedInputs(ctx)
+	if err != nil {
+		f.log.Error("reading the desired set", "agent", s.ID, "err", err)
+		return
+	}
+	f.syncDesired(ctx, s, in)
+}
+
+// sharedInputsAge bounds how long sessions share one read of the desired
+// sets' inputs.
+const sharedInputsAge = 2 * time.Second
+
+// sharedInputs is one read of the desired sets' inputs shared by the
+// sessions that connect while nothing changed (a thousand agents coming
+// back to a restarted controller make a few reads, not a thousand): it
+// is read again after SyncDesired was called (every change leads to one,
+// from the API or the store's change feed, which also sends every session
+// a set from a later read) and after sharedInputsAge.
+func (f *Fleet) sharedInputs(ctx context.Context) (*desiredInputs, error) {
+	f.shared.mu.Lock()
+	defer f.shared.mu.Unlock()
+	epoch := f.desiredEpoch.Load()
+	if sh := &f.shared; sh.in != nil && sh.epoch == epoch && time.Since(sh.at) < sharedInputsAge {
+		return sh.in, nil
+	}
+	at := time.Now()
+	in, err := f.desiredInputs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.shared.in, f.shared.epoch, f.shared.at = in, epoch, at
+	return in, nil
 }
 
 // serveAgentStreams handles the streams an agent opens after its hello:

@@ -113,6 +113,10 @@ func (d *Dispatcher) Invoke(ctx context.Context, req invoke.Request) (invoke.Res
 		m.invoked(req.Module, req.Function, "quarantined", time.Since(start), 0, 0, 0, 0, 0)
 		return invoke.Result{}, err
 	}
+	if d.fleet.shutting.Load() {
+		// Draining (shutdown.go): nothing new starts here.
+		return invoke.Result{}, fmt.Errorf("%w: this controller is shutting down", invoke.ErrNoWorker)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d.timeout)

@@ -20,7 +20,13 @@
 // schedulable agent. Per agent the fleet keeps one goroutine reading its
 // control stream and one accepting its outbox streams (quic-go adds two). Only an operator deletes an agent (Remove); what operators set
 // on agents (cordon, labels, memory cap) is kept in the store and applied
-// by every controller (control.go).
+// by every controller (control.go) as soon as the store's change feed
+// reports it (RefreshAgents). Desired sets follow the stored functions
+// (desired.go): SyncDesired reads what they are made of once, and a
+// session is sent its set only when it differs from the last one it got.
+// With several controllers (Config.Cluster), sessions are reported to the
+// cluster's membership as they come and go, and Agents lists every agent
+// of the cluster with the controllers it is connected to.
 //
 // Synchronous invocations run at most once (docs/delivery.md): Session.Invoke
 // reports "run it elsewhere" only when the Invoke provably never reached the
@@ -29,6 +35,13 @@
 // it in time. The fleet also keeps the quarantine (quarantine.go): code an
 // agent reported dying of, stored and sent to every agent, and code held in
 // memory while an agent that went silent running it may be restarting.
+//
+// When Serve's context ends the fleet drains for a rolling restart
+// (shutdown.go): no new agents or dispatches, the invocations it runs on
+// agents return (Config.DrainTimeout), then every session is closed with
+// protocol.CloseShutdown. An agent has a session with every controller of
+// its cluster; each controller sends it the desired set it computes from
+// the one store, in the order of its store reads (desired.go).
 //
 // It must never run a call on a second agent after the first may have
 // started it (unless the function is idempotent and the first agent is

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -80,7 +81,9 @@ type Config struct {
 	// default 5s.
 	QuarantineRefresh time.Duration
 	// AgentRefresh is how often the agents' records are re-read from the
-	// store, for what other controllers changed (control.go); default 5s.
+	// store, for what other controllers changed (control.go); default 5s;
+	// negative: never (a controller following the store's change feed
+	// calls RefreshAgents instead, controller/cluster.Follower).
 	AgentRefresh time.Duration
 	Metrics      *Metrics
 	Logger       *slog.Logger
@@ -91,11 +94,31 @@ type Config struct {
 	// config sets no allow_hosts (patterns of fnspec.CheckHostPattern);
 	// empty denies every host.
 	DefaultAllowHosts []string
+	// DrainTimeout bounds how long Serve, once its context ends, waits for
+	// the invocations this controller runs on agents before it closes
+	// their sessions (shutdown.go); default 10s.
+	DrainTimeout time.Duration
 	// Secrets opens the values of the secrets functions' configs name,
 	// for dispatches (Invoke.Env) and desired sets
 	// (DesiredFunction.Secrets); nil: a function whose config names a
 	// secret fails to dispatch and reaches agents without its values.
 	Secrets SecretValues
+	// Cluster is this controller's membership of its cluster
+	// (controller/cluster.Member): sessions are reported to it as they
+	// come and go, and Agents lists the cluster's agents through it. nil:
+	// Agents lists this controller's own sessions.
+	Cluster Cluster
+}
+
+// Cluster is what the fleet needs of its controller's cluster membership.
+type Cluster interface {
+	// AgentUp and AgentDown report a session with an agent (its link:
+	// Since names the session) as it comes and goes; they never block.
+	AgentUp(store.AgentLink)
+	AgentDown(store.AgentLink)
+	// ClusterAgents is every stored agent with its links to the live
+	// controllers.
+	ClusterAgents(ctx context.Context) ([]store.ClusterAgent, error)
 }
 
 // DefaultHeartbeatInterval and DefaultIdleTimeout are Config's defaults.
@@ -138,6 +161,22 @@ type Fleet struct {
 
 	quarantine quarantineState
 
+	// desiredGen numbers the reads of desired sets (desiredInputs.gen);
+	// desiredEpoch counts SyncDesired calls, and shared is the read that
+	// connecting sessions share until the next (desired.go).
+	desiredGen   atomic.Uint64
+	desiredEpoch atomic.Uint64
+	shared       struct {
+		mu    sync.Mutex
+		in    *desiredInputs
+		epoch uint64
+		at    time.Time
+	}
+	// tags are the cluster's agents' tags, for assignment (desired.go).
+	tags agentTags
+	// shutting: Serve's context ended; it drains (shutdown.go).
+	shutting atomic.Bool
+
 	// bg owns the goroutines that outlive the call that started them
 	// (desired-set syncs, late-start probes); Serve stops it last.
 	bg *tasks.Group
@@ -171,6 +210,9 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	if cfg.AgentRefresh <= 0 {
 		cfg.AgentRefresh = 5 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -212,6 +254,17 @@ type Session struct {
 	inflight atomic.Int64
 	total    atomic.Uint64
 
+	// syncMu orders the desired sets sent to the session; desiredGen is
+	// the read its last set was made from, desiredSum that set's sha256
+	// (desiredSent: one was sent), so that an unchanged set is not sent
+	// again. A new connection is a new Session: it gets its set. pushing
+	// holds the digests a sync is pushing (desired.go).
+	syncMu      sync.Mutex
+	desiredGen  uint64
+	desiredSum  [sha256.Size]byte
+	desiredSent bool
+	pushing     map[string]struct{}
+
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.
 	digestMu sync.Mutex
@@ -229,12 +282,20 @@ type Session struct {
 
 // AgentInfo is what GET /v1/agents shows of an agent.
 type AgentInfo struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Connected bool   `json:"connected"`
-	OS        string `json:"os"`
-	Arch      string `json:"arch"`
-	Engine    string `json:"engine"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Connected: some live controller of the cluster has a session with
+	// it; Controllers are their instance ids, sorted.
+	Connected   bool     `json:"connected"`
+	Controllers []string `json:"controllers"`
+	// OS, Arch, Engine, Version, CPUs and MemTotalBytes are what it said
+	// in its hello (to this controller, or to one it is connected to);
+	// empty when it is connected to none and this controller has not seen
+	// it since it started. MemAvailBytes, InFlight and Digests are this
+	// controller's view (0 without a session here).
+	OS     string `json:"os"`
+	Arch   string `json:"arch"`
+	Engine string `json:"engine"`
 	// Labels are the effective labels: the agent's own, overridden by
 	// the operator's (ControlState.Labels).
 	Labels        []string `json:"labels"`
@@ -251,10 +312,16 @@ type AgentInfo struct {
 	LastSeen      time.Time `json:"last_seen"`
 }
 
-func (s *Session) info() AgentInfo {
+// info is what this controller's session shows of its agent; self is
+// this controller's id, its one controller while it is connected.
+func (s *Session) info(self string) AgentInfo {
 	n := len(*s.digests.Load())
+	controllers := []string{}
+	if s.connected.Load() && self != "" {
+		controllers = append(controllers, self)
+	}
 	return AgentInfo{
-		ID: s.ID, Name: s.hello.Name, Connected: s.connected.Load(), OS: s.hello.OS, Arch: s.hello.Arch,
+		ID: s.ID, Name: s.hello.Name, Connected: s.connected.Load(), Controllers: controllers, OS: s.hello.OS, Arch: s.hello.Arch,
 		Engine: s.hello.Engine, Labels: append([]string{}, s.Labels()...), Cordoned: s.cordoned.Load(), CPUs: s.hello.CPUs,
 		MemTotalBytes: s.hello.MemTotalBytes, MemAvailBytes: s.memAvail.Load(), MemBoundBytes: s.memCap.Load(), InFlight: s.inflight.Load(),
 		Digests: n, Version: s.hello.AgentVersion, LastSeen: time.Unix(0, s.lastSeen.Load()).UTC(),
@@ -306,15 +373,35 @@ func (s *Session) addDigest(d string) {
 	s.updateDigests(func(m digestSet) { m[h] = struct{}{} })
 }
 
-// Agents lists every agent this controller has seen since it started,
-// connected first, then by name.
-func (f *Fleet) Agents() []AgentInfo {
+// Agents lists the agents of the cluster, connected first, then by name
+// and id: every agent in the store, with the controllers it has sessions
+// with, from one store read (Config.Cluster); without a cluster, the
+// agents this controller has seen since it started. What this controller
+// knows from its own session with an agent (its load, its code, its
+// calls in flight) is shown when it has one.
+func (f *Fleet) Agents(ctx context.Context) ([]AgentInfo, error) {
 	f.mu.RLock()
-	out := make([]AgentInfo, 0, len(f.sessions))
-	for _, s := range f.sessions {
-		out = append(out, s.info())
+	local := make(map[string]*Session, len(f.sessions))
+	for id, s := range f.sessions {
+		local[id] = s
 	}
 	f.mu.RUnlock()
+	var out []AgentInfo
+	if f.cfg.Cluster == nil {
+		out = make([]AgentInfo, 0, len(local))
+		for _, s := range local {
+			out = append(out, s.info(f.cfg.ControllerID))
+		}
+	} else {
+		cas, err := f.cfg.Cluster.ClusterAgents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: list the cluster's agents: %w", err)
+		}
+		out = make([]AgentInfo, 0, len(cas))
+		for _, ca := range cas {
+			out = append(out, f.clusterInfo(ca, local[ca.ID]))
+		}
+	}
 	slices.SortFunc(out, func(a, b AgentInfo) int {
 		if a.Connected != b.Connected {
 			if a.Connected {
@@ -322,18 +409,40 @@ func (f *Fleet) Agents() []AgentInfo {
 			}
 			return 1
 		}
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		return 1
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
 	})
-	return out
+	return out, nil
+}
+
+// clusterInfo is what GET /v1/agents shows of a stored agent: its record
+// and links, with this controller's session s (nil: none) for what only
+// a session knows.
+func (f *Fleet) clusterInfo(ca store.ClusterAgent, s *Session) AgentInfo {
+	var info AgentInfo
+	if s != nil {
+		info = s.info(f.cfg.ControllerID)
+	} else {
+		info = AgentInfo{ID: ca.ID, Controllers: []string{}, Labels: effectiveLabels(ca.Labels, ca.Control.Labels), LastSeen: ca.LastSeen}
+		if len(ca.Links) > 0 {
+			l := ca.Links[0]
+			info.OS, info.Arch, info.Engine, info.Version = l.OS, l.Arch, l.Engine, l.Version
+			info.CPUs, info.MemTotalBytes = l.CPUs, l.MemTotalBytes
+		}
+	}
+	info.Name = ca.Name
+	info.Cordoned = ca.Control.Cordoned
+	info.MemBoundBytes = memBound(ca.Agent)
+	if ca.LastSeen.After(info.LastSeen) {
+		info.LastSeen = ca.LastSeen
+	}
+	for _, l := range ca.Links {
+		if !slices.Contains(info.Controllers, l.Controller) {
+			info.Controllers = append(info.Controllers, l.Controller)
+		}
+	}
+	slices.Sort(info.Controllers)
+	info.Connected = len(info.Controllers) > 0
+	return info
 }
 
 // Connected counts connected agents.
@@ -398,9 +507,11 @@ func (f *Fleet) candidates(digest string, exclude []*Session, buf *candidateBuf)
 	}
 }
 
-// Serve accepts agents on pc until ctx is done, then closes every
-// connection with CloseShutdown. It returns once every goroutine the
-// fleet started has ended (their contexts are cancelled first).
+// Serve accepts agents on pc until ctx is done, then drains: it stops
+// accepting agents, lets the invocations it runs on agents return (at most
+// DrainTimeout; new ones are refused meanwhile) and closes every session
+// with CloseShutdown (shutdown.go). It returns once every goroutine the
+// fleet started has ended.
 func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	tlsConf := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -429,26 +540,34 @@ func (f *Fleet) Serve(ctx context.Context, pc net.PacketConn) error {
 	if _, err := f.refreshQuarantine(ctx); err != nil {
 		f.log.Error("reading the quarantine; retrying in the background", "err", err)
 	}
+	// Sessions outlive ctx while the fleet drains: their outbox batches
+	// and desired-set syncs go on until the sessions are closed.
+	sessCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer endSessions()
 	wg.Go(func() { f.watchQuarantine(ctx) })
 	wg.Go(func() { f.watchAgents(ctx) })
 	for {
 		conn, err := ln.Accept(ctx)
 		if err != nil {
-			f.closeAll()
 			if ctx.Err() != nil {
+				ln.Close() // no new agents while draining
+				f.drain()
+				f.closeAll()
 				return nil
 			}
+			f.closeAll()
 			return fmt.Errorf("fleet: accept: %w", err)
 		}
-		wg.Go(func() { f.serveConn(ctx, conn) })
+		wg.Go(func() { f.serveConn(sessCtx, conn) })
 	}
 }
 
 func (f *Fleet) closeAll() {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutting.Store(true) // a session authenticated from now on is closed at once
 	for _, s := range f.sessions {
 		if s.connected.Load() {
 			s.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
@@ -506,14 +625,18 @@ func (f *Fleet) serveConn(ctx context.Context, conn *quic.Conn) {
 	defer streams.Wait()
 	defer stopStreams()
 	streams.Go(func() { f.serveAgentStreams(sctx, s) })
-	streams.Go(func() {
-		fns, err := f.cfg.Store.ListFunctions(sctx)
-		if err != nil {
-			f.log.Error("listing functions for the desired set", "agent", s.ID, "err", err)
-			return
-		}
-		f.syncDesired(sctx, s, fns)
-	})
+	if f.tags.set(s.ID, s.Labels()) {
+		// A tag no agent had before: other agents' sets may change too.
+		f.bg.Go(f.SyncDesired)
+	}
+	streams.Go(func() { f.syncOne(sctx, s) })
+	h := &s.hello
+	link := store.AgentLink{Agent: s.ID, Since: time.Unix(0, s.connectedAt), OS: h.OS, Arch: h.Arch, Engine: h.Engine,
+		Version: h.AgentVersion, CPUs: h.CPUs, MemTotalBytes: h.MemTotalBytes}
+	if f.cfg.Cluster != nil {
+		f.cfg.Cluster.AgentUp(link)
+		defer f.cfg.Cluster.AgentDown(link)
+	}
 
 	err := f.readControl(s)
 	s.connected.Store(false)
@@ -586,6 +709,12 @@ func (f *Fleet) admit(ctx context.Context, conn *quic.Conn) *Session {
 		f.mu.Unlock()
 		s.connected.Store(false)
 		f.refuse(ctx, log, conn, ctrl, hello.Name, unknownAgent)
+		return nil
+	}
+	if f.shutting.Load() {
+		// Authenticated while the fleet drains: come back later.
+		f.mu.Unlock()
+		conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "controller shutting down")
 		return nil
 	}
 	old := f.sessions[s.ID]
@@ -914,20 +1043,24 @@ func (f *Fleet) Drop(digests ...string) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for _, s := range f.sessions {
-		if !s.connected.Load() {
-			continue
+		if s.connected.Load() {
+			s.drop(digests)
 		}
-		s.updateDigests(func(m digestSet) {
-			for _, d := range digests {
-				delete(m, unique.Make(d))
-			}
-		})
-		s.ctrlMu.Lock()
-		err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
-		s.ctrlMu.Unlock()
-		if err != nil {
-			f.log.Warn("sending drop", "agent", s.ID, "err", err)
+	}
+}
+
+// drop tells the session's agent to forget digests.
+func (s *Session) drop(digests []string) {
+	s.updateDigests(func(m digestSet) {
+		for _, d := range digests {
+			delete(m, unique.Make(d))
 		}
+	})
+	s.ctrlMu.Lock()
+	err := protocol.WriteMsg(s.ctrl, &protocol.Drop{Digests: digests})
+	s.ctrlMu.Unlock()
+	if err != nil {
+		s.f.log.Warn("sending drop", "agent", s.ID, "err", err)
 	}
 }
 

@@ -35,6 +35,8 @@ type testController struct {
 	addr  string
 	token string
 	disp  *Dispatcher
+	// stop ends Serve and returns its error.
+	stop func() error
 }
 
 func startController(t testing.TB) *testController {
@@ -66,9 +68,9 @@ func startController(t testing.TB) *testController {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Serve(ctx, pc) }()
+	stop := sync.OnceValue(func() error { cancel(); return <-done })
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		pc.Close()
@@ -77,6 +79,7 @@ func startController(t testing.TB) *testController {
 		fleet: f, store: st, addr: pc.LocalAddr().String(),
 		token: protocol.JoinToken{Fingerprint: id.Fingerprint, Secret: secret}.String(),
 		disp:  NewDispatcher(f, st, 10*time.Second),
+		stop:  stop,
 	}
 }
 
@@ -243,7 +246,7 @@ func TestInvokeAcrossTwoAgents(t *testing.T) {
 			t.Fatalf("after edge1 stopped: %s %v", out, err)
 		}
 	}
-	agents := c.fleet.Agents()
+	agents := c.agents(t)
 	if len(agents) != 2 || !agents[0].Connected || agents[1].Connected || agents[1].Name != "edge1" {
 		t.Fatalf("agents list: %+v", agents)
 	}
@@ -263,14 +266,14 @@ func TestAgentRestartKeepsIdentityAndCompiledCode(t *testing.T) {
 	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
 		t.Fatal(err)
 	}
-	id1 := c.fleet.Agents()[0].ID
+	id1 := c.agents(t)[0].ID
 	a.stop()
 	waitFor(t, "disconnect", func() bool { return c.fleet.Connected() == 0 })
 
 	// Restart without a join token: the stored credential is enough.
 	a = startAgent(t, c.addr, "", "edge", dir)
 	waitFor(t, "reconnect", func() bool { return c.fleet.Connected() == 1 })
-	if got := c.fleet.Agents(); len(got) != 1 || got[0].ID != id1 {
+	if got := c.agents(t); len(got) != 1 || got[0].ID != id1 {
 		t.Fatalf("identity changed: %+v (was %s)", got, id1)
 	}
 	if _, err := invokeFn(t, c, hello, `{}`, invoke.Scheduling{}); err != nil {
@@ -544,4 +547,14 @@ func TestInvokeNamesActivation(t *testing.T) {
 	if !errors.Is(err, invoke.ErrGuest) || len(invoke.ActivationOf(err)) != 26 || invoke.ActivationOf(err) == res.Activation {
 		t.Fatalf("guest error: %v, activation %q; want a new activation id", err, invoke.ActivationOf(err))
 	}
+}
+
+// agents is the fleet's GET /v1/agents list.
+func (c *testController) agents(t testing.TB) []AgentInfo {
+	t.Helper()
+	as, err := c.fleet.Agents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	invocations *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	codeBytes   prometheus.Counter
+	desired     prometheus.Counter
 	retries     prometheus.Counter
 	schedule    prometheus.Histogram
 	quarantined *prometheus.GaugeVec
@@ -44,6 +45,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		codeBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wisp_controller_code_sent_bytes_total", Help: "Wasm bytes sent to agents (pushes and pulls).",
 		}),
+		desired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wisp_controller_desired_sets_sent_total", Help: "Desired sets sent to agents (a resync that changes nothing for an agent sends none).",
+		}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wisp_controller_invocation_retries_total", Help: "Invocations run on another agent because they provably never started (or, idempotent ones, did not start in time).",
 		}),
@@ -63,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(100e-6, 4, 9), // 100µs .. 6.6s
 		}, []string{"module", "function"}),
 	}
-	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.retries, m.schedule, m.quarantined, m.byFunction, m.fnDuration)
+	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.desired, m.retries, m.schedule, m.quarantined, m.byFunction, m.fnDuration)
 	m.quarantined.WithLabelValues("quarantined")
 	m.quarantined.WithLabelValues("held")
 	return m
@@ -91,6 +95,12 @@ func (m *Metrics) refused() {
 func (m *Metrics) codeSent(n int) {
 	if m != nil {
 		m.codeBytes.Add(float64(n))
+	}
+}
+
+func (m *Metrics) desiredSent() {
+	if m != nil {
+		m.desired.Inc()
 	}
 }
 

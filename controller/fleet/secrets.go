@@ -8,7 +8,6 @@ import (
 
 	"github.com/wispfn/wisp/controller/invoke"
 	"github.com/wispfn/wisp/controller/secrets"
-	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
 )
 
@@ -38,15 +37,4 @@ func (f *Fleet) secretValues(ctx context.Context, module string, names []string)
 		return nil, invoke.Failed("Cannot read the function's secrets now", err)
 	}
 	return vals, nil
-}
-
-// desiredSecrets are the secret values of a desired function; on error
-// (logged without values) none, and the agent keeps what it had.
-func (f *Fleet) desiredSecrets(ctx context.Context, agent string, fn store.Function) ([]protocol.Secret, bool) {
-	vals, err := f.secretValues(ctx, fn.Module, fn.Spec.Config.Secrets)
-	if err != nil {
-		f.log.Warn("the desired set goes without a function's secrets", "agent", agent, "module", fn.Module, "function", fn.Name, "err", err)
-		return nil, false
-	}
-	return vals, true
 }

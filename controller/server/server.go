@@ -8,6 +8,8 @@
 // for FunLess's 207, cloud bindings of the stored functions, cloud
 // messages turned into invocations) are tested here, in wiring_test.go;
 // that no goroutine outlives Run is checked by internal/devenv's test.
+// Several controllers on one Postgres (controller/cluster) are tested in
+// cluster_test.go: two servers in one process, a real agent, real QUIC.
 package server
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +43,7 @@ import (
 	"github.com/wispfn/wisp/controller/tracing"
 	"github.com/wispfn/wisp/internal/health"
 	"github.com/wispfn/wisp/internal/keypin"
+	"github.com/wispfn/wisp/internal/sealbox"
 	"github.com/wispfn/wisp/internal/version"
 )
 
@@ -101,13 +105,9 @@ type Config struct {
 	Getenv             func(string) string
 }
 
-// OpenSecrets loads the secrets key ring of cfg and returns the service
-// over st (which must be a store.SecretStore, as both stores are).
-func OpenSecrets(cfg Config, st store.Store, log *slog.Logger) (*secrets.Service, error) {
-	ss, ok := st.(store.SecretStore)
-	if !ok {
-		return nil, errors.New("the store keeps no secrets")
-	}
+// LoadSecretsRing loads the key ring of cfg sealing module secrets and
+// the cluster's identity (controller/secrets.LoadRing).
+func LoadSecretsRing(cfg Config, log *slog.Logger) (*sealbox.Ring, error) {
 	ring, created, err := secrets.LoadRing(secrets.KeySource{File: cfg.SecretsKeyFile, DataDir: cfg.DataDir, OldFiles: cfg.SecretsOldKeyFiles, Getenv: cfg.Getenv})
 	if err != nil {
 		return nil, err
@@ -115,15 +115,47 @@ func OpenSecrets(cfg Config, st store.Store, log *slog.Logger) (*secrets.Service
 	if created {
 		log.Info("created the key sealing module secrets; back it up with the store", "key_id", ring.CurrentID())
 	}
+	return ring, nil
+}
+
+// OpenSecrets loads the secrets key ring of cfg and returns the service
+// over st (which must be a store.SecretStore, as both stores are).
+func OpenSecrets(cfg Config, st store.Store, log *slog.Logger) (*secrets.Service, error) {
+	ring, err := LoadSecretsRing(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return newSecrets(st, ring)
+}
+
+func newSecrets(st store.Store, ring *sealbox.Ring) (*secrets.Service, error) {
+	ss, ok := st.(store.SecretStore)
+	if !ok {
+		return nil, errors.New("the store keeps no secrets")
+	}
 	return secrets.New(ss, ring, 0), nil
+}
+
+// Identity is the controller's TLS identity (QUIC for agents, and the
+// REST API's self-signed certificate): on Postgres the cluster's, shared
+// by every controller on the database and sealed there with ring
+// (fleet.SharedIdentity, which states the rules and refuses a data dir
+// holding another one); on the embedded store the data dir's own
+// controller.crt/.key, made there if absent.
+func Identity(ctx context.Context, cfg Config, st store.Store, ring *sealbox.Ring, log *slog.Logger) (fleet.Identity, error) {
+	if is, ok := st.(fleet.IdentityStore); ok {
+		return fleet.SharedIdentity(ctx, is, cfg.DataDir, ring, log)
+	}
+	return fleet.LoadOrCreateIdentity(cfg.DataDir)
 }
 
 // RESTCertificate is the certificate the REST API serves (ok false: plain
 // HTTP): the files of cfg.TLSCert and cfg.TLSKey, else, with
-// cfg.TLSSelfSigned, the controller's own identity in the data dir, made
-// there if absent. `wisp-controller tls fingerprint` prints its key's
-// fingerprint, which the CLI pins.
-func RESTCertificate(cfg Config) (cert tls.Certificate, ok bool, err error) {
+// cfg.TLSSelfSigned, the controller's identity id (see Identity: the
+// cluster's on Postgres, so that every controller behind a load balancer
+// presents the key the CLI pinned). `wisp-controller tls fingerprint`
+// prints its key's fingerprint.
+func RESTCertificate(cfg Config, id fleet.Identity) (cert tls.Certificate, ok bool, err error) {
 	switch {
 	case cfg.TLSCert != "" || cfg.TLSKey != "":
 		if cfg.TLSCert == "" || cfg.TLSKey == "" {
@@ -135,10 +167,6 @@ func RESTCertificate(cfg Config) (cert tls.Certificate, ok bool, err error) {
 		}
 		return cert, true, nil
 	case cfg.TLSSelfSigned:
-		id, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
-		if err != nil {
-			return cert, false, err
-		}
 		return id.Cert, true, nil
 	}
 	return cert, false, nil
@@ -168,11 +196,20 @@ func OpenStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, 
 
 // Run runs a controller until ctx is done: the REST API, the QUIC listener
 // for agents, the activation recorder and pruner, the sink worker, the
-// cloud MQTT events and the cloud timers. ready, when set, is called with
-// the REST and QUIC addresses once both listen. Shutdown drains: the API
-// stops accepting and finishes its requests, the timers let their runs
-// finish, then the fleet, the recorder (which flushes) and the workers
-// stop, then the store closes.
+// cloud MQTT events, the cloud timers, and this controller's part in its
+// cluster (its membership, and following the store's change feed). ready,
+// when set, is called with
+// the REST and QUIC addresses once both listen.
+//
+// Shutdown drains, for rolling restarts: /readyz answers 503 at once; the
+// API closes its listener (new connections are refused), closes idle
+// keep-alive connections, answers its requests in flight with
+// "Connection: close" within cfg.ShutdownTimeout; the cloud timers and
+// then the cloud MQTT events stop taking work and let their runs finish;
+// the fleet waits for the invocations it runs on agents (cfg.ShutdownTimeout)
+// and closes the agents' sessions with CloseShutdown; then the recorder
+// (which flushes), the sink worker and the pruner stop, and the store
+// closes last.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, quic net.Addr)) (err error) {
 	log.Info("starting wisp-controller", "version", version.Version)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -190,19 +227,40 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	if _, _, err := auth.EnsureAdmin(ctx, st, cfg.DataDir, log); err != nil {
 		return err
 	}
-	identity, err := fleet.LoadOrCreateIdentity(cfg.DataDir)
+	ring, err := LoadSecretsRing(cfg, log)
 	if err != nil {
 		return err
 	}
-	secretSvc, err := OpenSecrets(cfg, st, log)
+	identity, err := Identity(ctx, cfg, st, ring, log)
 	if err != nil {
 		return err
 	}
+	secretSvc, err := newSecrets(st, ring)
+	if err != nil {
+		return err
+	}
+	// hot answers the reads of every invocation (token, function, module
+	// owner) from memory, kept true by the store's change feed (Watch,
+	// started with the fleet). Type assertions stay on st.
+	hot := store.NewCached(st, store.CacheLimits{})
 	reg := prometheus.NewRegistry()
 	hostname := cluster.NewInstanceID(cfg.InstanceID)
+	// Singleton work (sinks, events) runs under leases on Postgres; on the
+	// embedded store this controller is the only one and holds them all.
+	var leaseStore cluster.LeaseStore
+	if ls, ok := st.(cluster.LeaseStore); ok {
+		leaseStore = ls
+	}
+	leases, err := cluster.NewLeases(cluster.LeaseConfig{Store: leaseStore, Owner: hostname, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	sinkWorker, err := sinks.NewWorker(sinks.Config{Queue: &sinks.StoreQueue{Store: st, Log: log}, Logger: log, Registerer: reg,
 		// A sink back from an outage should see its backlog within seconds.
-		MaxBackoff: 10 * time.Second})
+		MaxBackoff: 10 * time.Second,
+		// Writes cut short stay pending (a repeat is a conflict, counted
+		// as delivered): stop within the lease margin.
+		DrainTimeout: time.Second})
 	if err != nil {
 		return err
 	}
@@ -221,7 +279,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Bounds: cfg.ActivationBounds, Metrics: activationMetrics, Logger: log, Tracer: tracer})
 	pruner := activations.NewPruner(activations.PrunerConfig{Store: st, Retention: cfg.ActivationRetention,
 		Interval: cfg.PruneInterval, Metrics: activationMetrics, Logger: log})
-	fl, err := fleet.New(fleet.Config{
+	member, err := newMember(st, hostname, log)
+	if err != nil {
+		return err
+	}
+	flCfg := fleet.Config{
 		Identity:     identity,
 		Store:        st,
 		ControllerID: hostname,
@@ -229,30 +291,49 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		Logger:       log,
 		Outbox:       recorder,
 		CrashHold:    cfg.CrashHold,
+		DrainTimeout: cfg.ShutdownTimeout,
 
 		DefaultAllowHosts: cfg.DefaultAllowHosts,
 		Secrets:           secretSvc,
-	})
+	}
+	if member != nil {
+		flCfg.Cluster = member
+	}
+	if _, ok := st.(store.ChangeFeed); ok {
+		flCfg.AgentRefresh = -1 // the follower below refreshes agents
+	}
+	fl, err := fleet.New(flCfg)
 	if err != nil {
 		return err
 	}
-	dispatcher := fleet.NewDispatcher(fl, st, cfg.InvokeTimeout)
+	dispatcher := fleet.NewDispatcher(fl, hot, cfg.InvokeTimeout)
 	dispatcher.RecordWith(recorder)
 	dispatcher.TraceWith(tracer)
 	evs, err := events.New(events.Config{
-		Invoke:   eventInvoker(st, dispatcher),
+		Invoke:   eventInvoker(hot, dispatcher),
 		Instance: hostname,
+		// One MQTT session per broker for the whole cluster, named after
+		// the identity every controller of it shares.
+		Cluster:  identity.String(),
 		Logger:   log,
 		Registry: reg,
 	})
 	if err != nil {
 		return err
 	}
-	cloudTimers, err := timers.New(timers.Config{Functions: st, Dispatcher: dispatcher, Registerer: reg, Logger: log})
+	var claimer timers.Claimer // nil: every tick is this controller's (embedded store)
+	if ts, ok := st.(cluster.TickStore); ok {
+		claimer = &cluster.TickClaims{Store: ts, Owner: hostname, Log: log}
+	}
+	cloudTimers, err := timers.New(timers.Config{Functions: hot, Dispatcher: dispatcher, Claimer: claimer, Registerer: reg, Logger: log})
 	if err != nil {
 		return err
 	}
-	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: st, log: log}
+	dist := &distributor{fleet: fl, events: evs, timers: cloudTimers, store: hot, log: log}
+	follower, err := newFollower(st, dist, fl, log)
+	if err != nil {
+		return err
+	}
 	probe := newReadiness(ctx, st, log)
 	defer probe.stopWatch()
 	limits := cfg.ModuleLimits
@@ -260,7 +341,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		limits.Bytes = int(min(cfg.MaxUploadBytes, 1<<30))
 	}
 	srv, err := api.New(api.Config{
-		Store:               st,
+		Store:               hot,
 		Invoker:             dispatcher,
 		Distributor:         dist,
 		Agents:              fl,
@@ -289,7 +370,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		return fmt.Errorf("QUIC listen: %w", err)
 	}
 	defer pc.Close()
-	cert, useTLS, err := RESTCertificate(cfg)
+	cert, useTLS, err := RESTCertificate(cfg, identity)
 	if err != nil {
 		return err
 	}
@@ -318,22 +399,50 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 		defer metricsSrv.Close()
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
-	// The fleet outlives the REST server: in-flight invocations drain
-	// through it after the API stops accepting requests.
-	fleetCtx, stopFleet := context.WithCancel(context.WithoutCancel(ctx))
+	// Each part stops in turn once the REST server has drained (see Run's
+	// doc): the cloud timers and events, whose runs drain through the
+	// fleet; the fleet, whose sessions record outbox batches until they
+	// close; then the recorder and the workers.
+	bgCtx := context.WithoutCancel(ctx)
+	fleetCtx, stopFleet := context.WithCancel(bgCtx)
+	defer stopFleet()
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Serve(fleetCtx, pc) }()
+	workersCtx, stopWorkers := context.WithCancel(bgCtx)
+	defer stopWorkers()
 	recorderDone := make(chan error, 1)
-	go func() { recorderDone <- recorder.Run(fleetCtx) }()
-	eventsDone := make(chan error, 1)
-	go func() { eventsDone <- evs.Run(fleetCtx) }()
+	go func() { recorderDone <- recorder.Run(workersCtx) }()
 	sinksDone := make(chan error, 1)
-	go func() { sinksDone <- sinkWorker.Run(fleetCtx) }()
+	go func() { sinksDone <- leases.Run(workersCtx, cluster.LeaseSinks, sinkWorker.Run) }()
+	// The cache follows the store's changes for as long as the API, the
+	// events and the fleet read through it: it stops with the workers.
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- hot.Watch(workersCtx) }()
 	prunerDone := make(chan error, 1)
-	go func() { prunerDone <- pruner.Run(fleetCtx) }()
-	// Cloud timers stop before the fleet, so that their runs in flight
-	// drain through it (cron.DefaultDrainTimeout).
-	timersCtx, stopTimers := context.WithCancel(fleetCtx)
+	go func() { prunerDone <- leases.Run(workersCtx, cluster.LeasePruner, pruner.Run) }()
+	// This controller in its cluster: its row and agent links, and the
+	// changes other controllers commit (controller/cluster).
+	clusterDone := make(chan struct{})
+	go func() {
+		defer close(clusterDone)
+		var wg sync.WaitGroup
+		if member != nil {
+			member.SetAddrs(ln.Addr().String(), pc.LocalAddr().String())
+			wg.Go(func() { member.Run(fleetCtx) })
+		}
+		if follower != nil {
+			wg.Go(func() { follower.Run(fleetCtx) })
+		}
+		wg.Wait()
+	}()
+	eventsCtx, stopEvents := context.WithCancel(bgCtx)
+	defer stopEvents()
+	eventsDone := make(chan error, 1)
+	go func() { eventsDone <- evs.Run(eventsCtx) }()
+	eventsHeld := make(chan error, 1)
+	go func() { eventsHeld <- leases.Run(eventsCtx, cluster.LeaseEvents, evs.Hold) }()
+	// Cloud timers let their runs in flight finish (cron.DefaultDrainTimeout).
+	timersCtx, stopTimers := context.WithCancel(bgCtx)
 	defer stopTimers()
 	timersDone := make(chan error, 1)
 	go func() { timersDone <- cloudTimers.Run(timersCtx) }()
@@ -363,14 +472,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	runErr := srv.Run(ctx, ln)
 	stopTimers()
 	<-timersDone
+	stopEvents()
+	<-eventsHeld
+	<-eventsDone // lets the invocations of messages in flight finish
 	stopFleet()
 	if err := <-fleetDone; err != nil && runErr == nil {
 		runErr = err
 	}
-	<-eventsDone
+	stopWorkers()
 	<-recorderDone // flushes the activations still queued
 	<-sinksDone
 	<-prunerDone // stops between two batches
+	<-cacheDone
+	<-clusterDone
 	<-restored
 	stopTracing()
 	<-traceDone

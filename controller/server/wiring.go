@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 
+	"github.com/wispfn/wisp/controller/cluster"
 	"github.com/wispfn/wisp/controller/events"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/controller/fnspec"
@@ -44,12 +45,17 @@ func (d *distributor) syncTimers(ctx context.Context) {
 }
 
 // Connect implements api.Connector: it syncs the cloud events (waiting for
-// this function's brokers) and checks each CouchDB sink, so the API can
-// answer FunLess's 207 when one fails. Local events belong to the agents
+// this function's brokers, or, when another controller holds the events
+// lease, probing them with events.Check) and checks each CouchDB sink, so
+// the API can answer FunLess's 207 when one fails. Local events belong to the agents
 // and count as connected.
 func (d *distributor) Connect(ctx context.Context, fn store.Function) (evErrs, sinkErrs []error) {
 	if len(fn.Spec.Events) > 0 {
-		evErrs = eventErrors(fn, d.syncEvents(ctx))
+		statuses := d.syncEvents(ctx)
+		if !d.events.Holding() { // another controller holds the subscriptions: probe the brokers from here
+			statuses = d.events.Check(ctx, events.Bindings(fn.Module, fn.Name, fn.Spec.Events))
+		}
+		evErrs = eventErrors(fn, statuses)
 	}
 	for _, sk := range fn.Spec.Sinks {
 		sinkErrs = append(sinkErrs, sinks.Check(ctx, sinks.Params(sk.Params)))
@@ -127,4 +133,26 @@ func eventInvoker(st store.Store, disp invoke.Dispatcher) events.Invoke {
 		_, err = disp.Invoke(ctx, req)
 		return err
 	}
+}
+
+// newMember is this controller's cluster membership (its row and its
+// agents' links in the store); nil for a store without membership.
+func newMember(st store.Store, id string, log *slog.Logger) (*cluster.Member, error) {
+	ms, ok := st.(store.Membership)
+	if !ok {
+		return nil, nil
+	}
+	return cluster.NewMember(cluster.MemberConfig{Store: ms, ID: id, Logger: log})
+}
+
+// newFollower makes this controller follow what every controller commits
+// to the store: desired sets, cloud events and timers after functions,
+// modules, scripts or secrets changed; operator control and removals of
+// agents at once. nil for a store without a change feed.
+func newFollower(st store.Store, dist *distributor, fl *fleet.Fleet, log *slog.Logger) (*cluster.Follower, error) {
+	feed, ok := st.(store.ChangeFeed)
+	if !ok {
+		return nil, nil
+	}
+	return cluster.NewFollower(cluster.FollowerConfig{Feed: feed, Content: dist.Changed, Agents: fl.RefreshAgents, Logger: log})
 }

@@ -31,6 +31,21 @@
 // which counts as delivered: each activation is one document, however often
 // it is sent.
 //
+// # Several controllers
+//
+// Controllers sharing one Postgres share its delivery queue, and one of
+// them delivers: the controller runs [Worker.Run] while it holds the
+// cluster's "sinks" lease (controller/cluster). Every controller records
+// activations and queues their deliveries; the one that records one kicks
+// its worker, which does nothing unless the worker runs there ([Worker.Kick]);
+// the holder also polls the queue every second, so results recorded by
+// another controller are delivered within about a second. When the holder
+// dies, another takes the lease within a few seconds (TTL 5 s + 1 s) and
+// delivers what is pending. A write the old holder had in flight and did
+// not mark delivered is sent again and meets a conflict (counted as
+// delivered): each result stays one document. [Worker.Health] is per
+// process: a controller that does not hold the lease has none to show.
+//
 // # Contracts
 //
 //   - Nothing is dropped: a delivery leaves the queue only through

@@ -129,8 +129,13 @@ func NewWorker(cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Kick tells the worker that deliveries were added. It never blocks.
+// Kick tells the worker that deliveries were added. It never blocks, and
+// does nothing while Run is not running (another controller of the
+// cluster delivers: it finds them at its next poll).
 func (w *Worker) Kick() {
+	if !w.running.Load() {
+		return
+	}
 	select {
 	case w.kick <- struct{}{}:
 	default:

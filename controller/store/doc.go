@@ -77,10 +77,47 @@
 //     reason comes from an agent and is kept as bounded, valid UTF-8 text.
 //   - Errors wrap the sentinels of errors.go so callers use errors.Is.
 //
+// # Several controllers: the change feed and membership
+//
+// Both stores are a ChangeFeed (changes.go): every committed change of a
+// ChangeKind is reported to every watcher, after its commit. Postgres
+// reports it from triggers (migration 0014) with NOTIFY on channel
+// wisp_changes, payload "<schema>:<kind>:<key>", to every controller on
+// the database whichever made the change (by hand in SQL too); the
+// watcher holds one connection of its own with LISTEN, reconnects with
+// backoff, and reports ChangeAll after each (re)connection, since
+// notifications sent while it was down are lost. A notification of
+// another schema, of an unknown kind or not of that form is ignored, and
+// a key over 1 KiB dropped. Not reported: TouchAgent (every agent
+// connection writes it), activations, deliveries, the quarantine. The
+// embedded store reports its own commits in process; a watcher's queue
+// holds each distinct change once and collapses into one ChangeAll past
+// 1,024 of them, so a slow watcher never holds up a writer nor loses the
+// fact that something changed.
+//
+// Both are a Membership (cluster.go): which controllers share the store
+// (a heartbeat row each, dead after a silence) and which agents each has
+// sessions with (agent links, removed with their agent, their session or
+// their controller). Postgres keeps them in tables every controller reads,
+// with the database's clock for liveness; the embedded store keeps them
+// in memory (one process holds its file, and a restarted controller has
+// no sessions). ClusterAgents lists every agent with its links in one
+// read.
+//
 // # Notes
 //
 // Both implementations also have CodeCount, the number of distinct code blobs
 // stored; it exists for tests and metrics and is not part of Store.
+//
+// Postgres also keeps what several controllers coordinate through
+// (leases.go, migration 0015; controller/cluster uses it): leases for
+// singleton work (TakeLease, ReleaseLease; expiries on the database's
+// clock), claimed cloud timer ticks (ClaimTick, PruneTickClaims) and the
+// cluster's TLS identity, its key sealed by controller/secrets' key
+// (StoreIdentity, LoadIdentity, RewrapIdentity). Lease statements use a
+// pool of their own (two connections, made at the first lease), so that
+// a renewal never queues behind API queries for a connection. The
+// embedded store serves one controller and keeps none of it.
 //
 // Neither gives the room of removed records back to the file system. bbolt
 // keeps the freed pages in its file for later writes, so the file keeps the

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -93,6 +94,13 @@ import (
 type Embedded struct {
 	db  *bolt.DB
 	log *slog.Logger
+	// writeMu orders write transactions with the reports of their
+	// changes (bbolt runs one writer at a time anyway), so watchers get
+	// changes in commit order.
+	writeMu sync.Mutex
+	changes changeHub
+	// members is the cluster membership, in memory (embedded_cluster.go).
+	members members
 }
 
 var _ Store = (*Embedded)(nil)
@@ -384,10 +392,29 @@ func viewOne[T any](ctx context.Context, e *Embedded, key string, get func(*bolt
 }
 
 func (e *Embedded) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return e.updateThen(ctx, fn, nil)
+}
+
+// updateThen is update, then, once fn's transaction committed, reports
+// the changes report returns (nil: none) to the change feed's watchers.
+func (e *Embedded) updateThen(ctx context.Context, fn func(*bolt.Tx) error, report func() []Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return e.db.Update(fn)
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	if err := e.db.Update(fn); err != nil {
+		return err
+	}
+	if report != nil {
+		e.changes.changed(report()...)
+	}
+	return nil
+}
+
+// one is a report of a single change.
+func one(kind ChangeKind, key string) func() []Change {
+	return func() []Change { return []Change{{Kind: kind, Key: key}} }
 }
 
 // boltFail wraps err with what the call was doing.
@@ -527,7 +554,7 @@ func (e *Embedded) ListModules(ctx context.Context) ([]Module, error) {
 
 // CreateModule implements Store.
 func (e *Embedded) CreateModule(ctx context.Context, name, owner string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error { return createModule(tx, name, owner) })
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error { return createModule(tx, name, owner) }, one(ChangeModules, name))
 	return boltFail(err, "create module %q", name)
 }
 
@@ -573,7 +600,7 @@ func (e *Embedded) RenameModule(ctx context.Context, from, to string) error {
 	if from == DefaultModule || to == DefaultModule {
 		return fmt.Errorf("store: rename module %q to %q: %w", from, to, ErrDefaultModule)
 	}
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		modules := tx.Bucket(bucketModules)
 		id := bytes.Clone(modules.Get([]byte(from)))
 		switch {
@@ -588,6 +615,11 @@ func (e *Embedded) RenameModule(ctx context.Context, from, to string) error {
 			return err
 		}
 		return modules.Put([]byte(to), id)
+	}, func() []Change {
+		if from == to {
+			return nil
+		}
+		return []Change{{Kind: ChangeModules, Key: from}, {Kind: ChangeModules, Key: to}}
 	})
 	return boltFail(err, "rename module %q to %q", from, to)
 }
@@ -597,7 +629,7 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 	if name == DefaultModule {
 		return fmt.Errorf("store: delete module %q: %w", name, ErrDefaultModule)
 	}
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		modules := tx.Bucket(bucketModules)
 		id := bytes.Clone(modules.Get([]byte(name)))
 		if id == nil {
@@ -636,7 +668,7 @@ func (e *Embedded) DeleteModule(ctx context.Context, name string) error {
 			return err
 		}
 		return modules.Delete([]byte(name))
-	})
+	}, one(ChangeModules, name))
 	return boltFail(err, "delete module %q", name)
 }
 
@@ -648,7 +680,7 @@ func (e *Embedded) CreateFunction(ctx context.Context, fn Function, code []byte)
 	}
 	fn.Created = now()
 	fn.Updated = fn.Created
-	err = e.update(ctx, func(tx *bolt.Tx) error {
+	err = e.updateThen(ctx, func(tx *bolt.Tx) error {
 		b, err := moduleBucket(tx, fn.Module)
 		if err != nil {
 			return err
@@ -660,7 +692,7 @@ func (e *Embedded) CreateFunction(ctx context.Context, fn Function, code []byte)
 			return err
 		}
 		return putFunction(b, fn)
-	})
+	}, one(ChangeFunctions, fn.Module+"/"+fn.Name))
 	if err != nil {
 		return Function{}, boltFail(err, "create function %s/%s", fn.Module, fn.Name)
 	}
@@ -674,7 +706,7 @@ func (e *Embedded) UpdateFunction(ctx context.Context, fn Function, code []byte)
 		return Function{}, err
 	}
 	var prev Function
-	err = e.update(ctx, func(tx *bolt.Tx) error {
+	err = e.updateThen(ctx, func(tx *bolt.Tx) error {
 		b, err := moduleBucket(tx, fn.Module)
 		if err != nil {
 			return err
@@ -695,7 +727,7 @@ func (e *Embedded) UpdateFunction(ctx context.Context, fn Function, code []byte)
 			return err
 		}
 		return putFunction(b, fn)
-	})
+	}, one(ChangeFunctions, fn.Module+"/"+fn.Name))
 	if err != nil {
 		return Function{}, boltFail(err, "update function %s/%s", fn.Module, fn.Name)
 	}
@@ -744,7 +776,7 @@ func (e *Embedded) ListFunctions(ctx context.Context) ([]Function, error) {
 // DeleteFunction implements Store.
 func (e *Embedded) DeleteFunction(ctx context.Context, module, name string) (Function, error) {
 	var fn Function
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		b, err := moduleBucket(tx, module)
 		if err != nil {
 			return err
@@ -759,7 +791,7 @@ func (e *Embedded) DeleteFunction(ctx context.Context, module, name string) (Fun
 			return err
 		}
 		return dropCodeRef(tx, fn.Digest)
-	})
+	}, one(ChangeFunctions, module+"/"+name))
 	if err != nil {
 		return Function{}, boltFail(err, "delete function %s/%s", module, name)
 	}
@@ -783,6 +815,20 @@ func (e *Embedded) Code(ctx context.Context, digest string) ([]byte, error) {
 	return code, nil
 }
 
+// HasCode reports whether the code of a digest is stored, without reading
+// it (CodeChecker).
+func (e *Embedded) HasCode(ctx context.Context, digest string) (bool, error) {
+	var ok bool
+	err := e.view(ctx, func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketCode).Get([]byte(digest)) != nil
+		return nil
+	})
+	if err != nil {
+		return false, boltFail(err, "code %s", digest)
+	}
+	return ok, nil
+}
+
 // CodeCount returns how many distinct code blobs are stored. It is not part
 // of Store; tests use it to check that code is kept once per digest and
 // dropped when unused.
@@ -804,7 +850,7 @@ func (e *Embedded) CodeCount(ctx context.Context) (int, error) {
 // CreateSubject implements Store.
 func (e *Embedded) CreateSubject(ctx context.Context, s Subject) (Subject, error) {
 	s.Created = now()
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		subjects, tokens := tx.Bucket(bucketSubjects), tx.Bucket(bucketTokens)
 		if subjects.Get([]byte(s.Name)) != nil || tokens.Get(s.TokenHash) != nil {
 			return ErrExists
@@ -817,7 +863,7 @@ func (e *Embedded) CreateSubject(ctx context.Context, s Subject) (Subject, error
 			return err
 		}
 		return tokens.Put(s.TokenHash, []byte(s.Name))
-	})
+	}, one(ChangeSubjects, s.Name))
 	if err != nil {
 		return Subject{}, boltFail(err, "create subject %q", s.Name)
 	}
@@ -872,7 +918,7 @@ func (e *Embedded) SubjectByTokenHash(ctx context.Context, hash []byte) (Subject
 
 // RotateSubjectToken implements Store.
 func (e *Embedded) RotateSubjectToken(ctx context.Context, name string, hash []byte) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		s, err := getSubject(tx, []byte(name))
 		if err != nil {
 			return err
@@ -895,7 +941,7 @@ func (e *Embedded) RotateSubjectToken(ctx context.Context, name string, hash []b
 			return err
 		}
 		return tokens.Put(hash, []byte(name))
-	})
+	}, one(ChangeSubjects, name))
 	return boltFail(err, "rotate the token of subject %q", name)
 }
 
@@ -903,7 +949,9 @@ func (e *Embedded) RotateSubjectToken(ctx context.Context, name string, hash []b
 // scripts (few), then every activation record (many: bounded by the
 // retention) to give the subject's to the admin.
 func (e *Embedded) DeleteSubject(ctx context.Context, name string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	var scripts [][]byte // the subject's, deleted with it
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
+		scripts = nil
 		s, err := getSubject(tx, []byte(name))
 		if err != nil {
 			return err
@@ -917,7 +965,6 @@ func (e *Embedded) DeleteSubject(ctx context.Context, name string) error {
 		if err := tx.Bucket(bucketModuleOwners).ForEach(owns); err != nil {
 			return err
 		}
-		var scripts [][]byte
 		if err := tx.Bucket(bucketScripts).ForEach(func(k, _ []byte) error {
 			sc, err := getScript(tx, k)
 			if err == nil && sc.Owner == name {
@@ -939,6 +986,12 @@ func (e *Embedded) DeleteSubject(ctx context.Context, name string) error {
 			return err
 		}
 		return tx.Bucket(bucketSubjects).Delete([]byte(name))
+	}, func() []Change {
+		cs := []Change{{Kind: ChangeSubjects, Key: name}}
+		for _, k := range scripts {
+			cs = append(cs, Change{Kind: ChangeScripts, Key: string(k)})
+		}
+		return cs
 	})
 	return boltFail(err, "delete subject %q", name)
 }
@@ -949,7 +1002,7 @@ func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
 	if s.Source == nil {
 		s.Source = []byte{}
 	}
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		scripts := tx.Bucket(bucketScripts)
 		if scripts.Get([]byte(s.Name)) != nil {
 			return ErrExists
@@ -962,7 +1015,7 @@ func (e *Embedded) PutScript(ctx context.Context, s Script) (Script, error) {
 			return err
 		}
 		return scripts.Put([]byte(s.Name), v)
-	})
+	}, one(ChangeScripts, s.Name))
 	if err != nil {
 		return Script{}, boltFail(err, "put script %q", s.Name)
 	}
@@ -1009,7 +1062,7 @@ func (e *Embedded) ListScripts(ctx context.Context) ([]Script, error) {
 func (e *Embedded) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken, error) {
 	jt.Created = now()
 	jt.Expires = storeTime(jt.Expires)
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		tokens, hashes := tx.Bucket(bucketJoinTokens), tx.Bucket(bucketJoinTokenHashes)
 		if tokens.Get([]byte(jt.ID)) != nil || hashes.Get(jt.SecretHash) != nil {
 			return ErrExists
@@ -1019,7 +1072,7 @@ func (e *Embedded) CreateJoinToken(ctx context.Context, jt JoinToken) (JoinToken
 			return err
 		}
 		return hashes.Put(jt.SecretHash, []byte(jt.ID))
-	})
+	}, one(ChangeJoinTokens, jt.ID))
 	if err != nil {
 		return JoinToken{}, boltFail(err, "create join token %q", jt.ID)
 	}
@@ -1079,16 +1132,20 @@ func (e *Embedded) JoinTokenByHash(ctx context.Context, hash []byte) (JoinToken,
 // JoinAgent implements Store.
 func (e *Embedded) JoinAgent(ctx context.Context, hash []byte, a Agent) (Agent, error) {
 	a = prepareAgent(a)
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	var tokenID string
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		jt, err := usableJoinToken(tx, hash)
 		if err != nil {
 			return err
 		}
+		tokenID = jt.ID
 		jt.Used++
 		if err := putJoinToken(tx, jt); err != nil {
 			return err
 		}
 		return createAgent(tx, a)
+	}, func() []Change {
+		return []Change{{Kind: ChangeJoinTokens, Key: tokenID}, {Kind: ChangeAgents, Key: a.ID}}
 	})
 	if err != nil {
 		return Agent{}, boltFail(err, "join agent %q", a.ID)
@@ -1116,7 +1173,7 @@ func (e *Embedded) ListJoinTokens(ctx context.Context) ([]JoinToken, error) {
 
 // DeleteJoinToken implements Store.
 func (e *Embedded) DeleteJoinToken(ctx context.Context, id string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		jt, err := getJoinToken(tx, []byte(id))
 		if err != nil {
 			return err
@@ -1125,7 +1182,7 @@ func (e *Embedded) DeleteJoinToken(ctx context.Context, id string) error {
 			return err
 		}
 		return tx.Bucket(bucketJoinTokens).Delete([]byte(id))
-	})
+	}, one(ChangeJoinTokens, id))
 	return boltFail(err, "delete join token %q", id)
 }
 
@@ -1156,7 +1213,7 @@ func getAgent(tx *bolt.Tx, id []byte) (Agent, error) {
 // CreateAgent implements Store.
 func (e *Embedded) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
 	a = prepareAgent(a)
-	err := e.update(ctx, func(tx *bolt.Tx) error { return createAgent(tx, a) })
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error { return createAgent(tx, a) }, one(ChangeAgents, a.ID))
 	if err != nil {
 		return Agent{}, boltFail(err, "create agent %q", a.ID)
 	}
@@ -1213,13 +1270,21 @@ func (e *Embedded) TouchAgent(ctx context.Context, id string, name string, label
 // SetAgentControl implements Store.
 func (e *Embedded) SetAgentControl(ctx context.Context, id string, c AgentControl) (Agent, error) {
 	var a Agent
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	changed := false // as Postgres's trigger: only a change is reported
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		var err error
 		if a, err = getAgent(tx, []byte(id)); err != nil {
 			return err
 		}
-		a.Control = prepareControl(c)
+		c = prepareControl(c)
+		changed = a.Control.Cordoned != c.Cordoned || a.Control.MemCapBytes != c.MemCapBytes || !slices.Equal(a.Control.Labels, c.Labels)
+		a.Control = c
 		return putAgent(tx, a)
+	}, func() []Change {
+		if !changed {
+			return nil
+		}
+		return []Change{{Kind: ChangeAgents, Key: id}}
 	})
 	if err != nil {
 		return Agent{}, boltFail(err, "set agent control %q", id)
@@ -1229,7 +1294,7 @@ func (e *Embedded) SetAgentControl(ctx context.Context, id string, c AgentContro
 
 // DeleteAgent implements Store.
 func (e *Embedded) DeleteAgent(ctx context.Context, id string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		a, err := getAgent(tx, []byte(id))
 		if err != nil {
 			return err
@@ -1238,7 +1303,10 @@ func (e *Embedded) DeleteAgent(ctx context.Context, id string) error {
 			return err
 		}
 		return tx.Bucket(bucketAgents).Delete([]byte(id))
-	})
+	}, one(ChangeAgents, id))
+	if err == nil {
+		e.members.dropAgent(id)
+	}
 	return boltFail(err, "delete agent %q", id)
 }
 

@@ -35,7 +35,7 @@ func createSecretsBucket(tx *bolt.Tx) error {
 // PutSecret implements SecretStore.
 func (e *Embedded) PutSecret(ctx context.Context, s Secret) (Secret, error) {
 	s.Updated = now()
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketModules).Get([]byte(s.Module))
 		if id == nil {
 			return ErrNotFound
@@ -49,7 +49,7 @@ func (e *Embedded) PutSecret(ctx context.Context, s Secret) (Secret, error) {
 			return err
 		}
 		return b.Put([]byte(s.Name), v)
-	})
+	}, one(ChangeSecrets, s.Module+"/"+s.Name))
 	if err != nil {
 		return Secret{}, boltFail(err, "put secret %q of module %q", s.Name, s.Module)
 	}
@@ -91,7 +91,7 @@ func (e *Embedded) ListSecrets(ctx context.Context, module string) ([]Secret, er
 
 // DeleteSecret implements SecretStore.
 func (e *Embedded) DeleteSecret(ctx context.Context, module, name string) error {
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketModules).Get([]byte(module))
 		if id == nil {
 			return ErrNotFound
@@ -107,7 +107,7 @@ func (e *Embedded) DeleteSecret(ctx context.Context, module, name string) error 
 			return tx.Bucket(bucketSecrets).DeleteBucket(id)
 		}
 		return nil
-	})
+	}, one(ChangeSecrets, module+"/"+name))
 	return boltFail(err, "delete secret %q of module %q", name, module)
 }
 
@@ -131,7 +131,7 @@ func (e *Embedded) AllSecrets(ctx context.Context) ([]Secret, error) {
 // RewrapSecret implements SecretStore.
 func (e *Embedded) RewrapSecret(ctx context.Context, s Secret, prev []byte) (bool, error) {
 	swapped := false
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketModules).Get([]byte(s.Module))
 		if id == nil {
 			return nil
@@ -158,6 +158,11 @@ func (e *Embedded) RewrapSecret(ctx context.Context, s Secret, prev []byte) (boo
 		}
 		swapped = true
 		return b.Put([]byte(s.Name), nv)
+	}, func() []Change {
+		if !swapped {
+			return nil
+		}
+		return []Change{{Kind: ChangeSecrets, Key: s.Module + "/" + s.Name}}
 	})
 	if err != nil {
 		return false, boltFail(err, "rewrap secret %q of module %q", s.Name, s.Module)

@@ -160,7 +160,7 @@ func (e *Embedded) FunctionVersions(ctx context.Context, module, name string) ([
 // PruneFunctionVersions implements Store.
 func (e *Embedded) PruneFunctionVersions(ctx context.Context, module, name string, keep int) ([]string, error) {
 	removed := []string{}
-	err := e.update(ctx, func(tx *bolt.Tx) error {
+	err := e.updateThen(ctx, func(tx *bolt.Tx) error {
 		fb, err := moduleBucket(tx, module)
 		if err != nil {
 			return err
@@ -196,6 +196,11 @@ func (e *Embedded) PruneFunctionVersions(ctx context.Context, module, name strin
 			}
 		}
 		return nil
+	}, func() []Change {
+		if len(removed) == 0 {
+			return nil
+		}
+		return []Change{{Kind: ChangeFunctions, Key: module + "/" + name}}
 	})
 	if err != nil {
 		return nil, boltFail(err, "prune versions of function %s/%s", module, name)

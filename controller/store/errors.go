@@ -23,4 +23,6 @@ var (
 	// ErrLocked: the embedded store's file is held by another process (another
 	// controller, or `wisp dev`, using the same data directory).
 	ErrLocked = errors.New("locked by another process")
+	// ErrClosed: the store was closed (WatchChanges ends with it).
+	ErrClosed = errors.New("store closed")
 )

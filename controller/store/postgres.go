@@ -24,6 +24,10 @@ import (
 type Postgres struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// closedCtx is done once Close is called: change feeds end then.
+	closedCtx context.Context
+	closed    context.CancelFunc
+	coord     coordination // leases' own connections (postgres_leases.go)
 }
 
 var _ Store = (*Postgres)(nil)
@@ -77,9 +81,10 @@ func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres,
 		pool.Close()
 		return nil, fmt.Errorf("store: connect to postgres %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	p := &Postgres{pool: pool, log: log}
+	closedCtx, closed := context.WithCancel(context.Background())
+	p := &Postgres{pool: pool, log: log, closedCtx: closedCtx, closed: closed}
 	if err := p.migrate(ctx); err != nil {
-		pool.Close()
+		p.Close()
 		return nil, err
 	}
 	return p, nil
@@ -530,6 +535,16 @@ func (p *Postgres) Code(ctx context.Context, digest string) ([]byte, error) {
 	return b, nil
 }
 
+// HasCode reports whether the code of a digest is stored, without reading
+// it (CodeChecker).
+func (p *Postgres) HasCode(ctx context.Context, digest string) (bool, error) {
+	var ok bool
+	if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM code WHERE digest = $1)`, digest).Scan(&ok); err != nil {
+		return false, pgFail(err, "code %s", digest)
+	}
+	return ok, nil
+}
+
 // CodeCount returns how many distinct code blobs are stored. It is not part
 // of Store; tests use it to check that code is kept once per digest and
 // dropped when unused.
@@ -675,6 +690,8 @@ func (p *Postgres) Ping(ctx context.Context) error {
 
 // Close closes the pool, waiting for connections in use to be released.
 func (p *Postgres) Close() error {
+	p.closed()
+	p.closeCoordination()
 	p.pool.Close()
 	return nil
 }
@@ -798,11 +815,12 @@ func agentValues(a Agent) []any {
 		int64(a.JoinMemBytes), a.Control.Cordoned, a.Control.Labels, int64(a.Control.MemCapBytes)}
 }
 
-func scanAgent(row pgx.Row) (Agent, error) {
+// scanAgent reads agentColumns, then the extra destinations if any.
+func scanAgent(row pgx.Row, extra ...any) (Agent, error) {
 	var a Agent
 	var joinMem, memCap int64
-	err := row.Scan(&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen,
-		&joinMem, &a.Control.Cordoned, &a.Control.Labels, &memCap)
+	err := row.Scan(append([]any{&a.ID, &a.Name, &a.CredentialHash, &a.Labels, &a.Created, &a.LastSeen,
+		&joinMem, &a.Control.Cordoned, &a.Control.Labels, &memCap}, extra...)...)
 	a.Labels, a.Control.Labels = prepareLabels(a.Labels), prepareLabels(a.Control.Labels)
 	a.JoinMemBytes, a.Control.MemCapBytes = uint64(joinMem), uint64(memCap)
 	a.Created, a.LastSeen = a.Created.UTC(), a.LastSeen.UTC()

@@ -142,13 +142,20 @@ func prepareQuarantine(q Quarantine, created time.Time) (Quarantine, error) {
 	if q.Digest == "" || strings.IndexByte(q.Digest, 0) >= 0 || !utf8.ValidString(q.Digest) {
 		return Quarantine{}, fmt.Errorf("quarantine of %q: the digest is empty or not text: %w", q.Digest, ErrInvalid)
 	}
-	r := strings.ToValidUTF8(strings.ReplaceAll(q.Reason, "\x00", ""), "\uFFFD")
-	if len(r) > MaxQuarantineReason {
-		r = strings.ToValidUTF8(r[:MaxQuarantineReason], "")
-	}
-	q.Reason = r
+	q.Reason = boundText(q.Reason, MaxQuarantineReason)
 	q.Agent = strings.ToValidUTF8(strings.ReplaceAll(q.Agent, "\x00", ""), "")
 	q.Since = storeTime(q.Since)
 	q.Created = created
 	return q, nil
+}
+
+// boundText is s as any store keeps text from an agent: without NUL bytes,
+// valid UTF-8 (invalid bytes replaced), at most n bytes (cut at a
+// character boundary).
+func boundText(s string, n int) string {
+	r := strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(r) > n {
+		r = strings.ToValidUTF8(r[:n], "")
+	}
+	return r
 }

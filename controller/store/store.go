@@ -275,6 +275,18 @@ var (
 	_ Pinger = (*Embedded)(nil)
 )
 
+// CodeChecker is a store that can say whether it holds a digest's code
+// without reading it: whether the code was collected (no function and no
+// kept version uses it). Both implementations are one.
+type CodeChecker interface {
+	HasCode(ctx context.Context, digest string) (bool, error)
+}
+
+var (
+	_ CodeChecker = (*Postgres)(nil)
+	_ CodeChecker = (*Embedded)(nil)
+)
+
 // Store is the controller's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {

@@ -17,14 +17,17 @@
 //
 // # Several controllers (issue 15)
 //
-// Today one controller runs every cloud timer. When several share one
-// Postgres, each would run each tick: Config.Claimer is the seam. Every
-// controller computes the same tick times (UTC, epoch-aligned), so a
-// claim keyed by (timer key, scheduled time), e.g. an INSERT ... ON
-// CONFLICT DO NOTHING into a table of claimed ticks, lets exactly one of
-// them run it; the others count the tick as skipped ("claimed"). Nothing
-// else here needs to change. Without a Claimer every tick is this
-// controller's.
+// Every controller on one Postgres runs every cloud timer, and
+// Config.Claimer decides which one runs a tick: controller/cluster's
+// TickClaims inserts (timer key, scheduled time) into the timer_claims
+// table with ON CONFLICT DO NOTHING, and the controller whose row went in
+// runs the tick; the others count it as skipped ("claimed"). Every
+// controller computes the same tick times (UTC, epoch-aligned), so no
+// lease is needed and no controller is idle. A tick whose claimer dies
+// before running it is not run (at most once); a tick the store cannot be
+// asked about is skipped by that controller and may be run by another.
+// Claims are pruned after an hour. Without a Claimer (the embedded store,
+// one controller) every tick is this controller's.
 //
 // It must never import the REST layer or the fleet: it speaks
 // controller/invoke.

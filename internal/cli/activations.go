@@ -102,21 +102,14 @@ func (f *activationFilters) query(cmd *cobra.Command, now time.Time) (url.Values
 // recorded from then on comes through it.
 func (c *client) follow(ctx context.Context, q url.Values, ready func() error, each func(activation) error) error {
 	q.Set("follow", "1")
-	u := c.host + "/v1/activations?" + q.Encode()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	hr, err := c.newRequest(ctx, http.MethodGet, "/v1/activations", q, nil, nil)
 	if err != nil {
-		return fmt.Errorf("bad controller address %q: %v", c.host, err)
+		return err
 	}
 	hr.Header.Set("Accept", "text/event-stream")
-	if c.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(hr)
+	resp, err := c.send(hr)
 	if err != nil {
-		if terr := c.tlsError(err); terr != nil {
-			return terr
-		}
-		return reachError(c.host, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -195,20 +188,14 @@ func (c *client) listAll(ctx context.Context, q url.Values, max int) ([]activati
 
 // rawGet is a GET whose whole 2xx body is returned (not only its data).
 func (c *client) rawGet(ctx context.Context, path string, q url.Values) ([]byte, int, error) {
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, c.host+path+"?"+q.Encode(), nil)
+	hr, err := c.newRequest(ctx, http.MethodGet, path, q, nil, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("bad controller address %q: %v", c.host, err)
+		return nil, 0, err
 	}
 	hr.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(hr)
+	resp, err := c.send(hr)
 	if err != nil {
-		if terr := c.tlsError(err); terr != nil {
-			return nil, 0, terr
-		}
-		return nil, 0, reachError(c.host, err)
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))

@@ -59,7 +59,7 @@ func (a *app) agentControlCommands() []*cobra.Command {
 		}
 		r := request{method: method, path: path, query: query}
 		if body != nil {
-			r.body, r.length = jsonBody(body)
+			r.body = jsonBody(body)
 			r.contentType = "application/json"
 		}
 		data, err := c.call(a.ctx, r, &st)

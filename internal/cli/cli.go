@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wispfn/wisp/internal/failover"
 	"github.com/wispfn/wisp/internal/keypin"
 	"github.com/wispfn/wisp/internal/version"
 )
@@ -58,7 +59,7 @@ func usagef(cmd *cobra.Command, format string, a ...any) error {
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	a := &app{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	a.http = &http.Client{Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout}).DialContext,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Minute, // an invocation may run long
 	}}
@@ -92,7 +93,15 @@ The controller's address and token come from the config file
 then --host / --token. A controller serving its self-signed certificate
 (https://) is trusted by its key fingerprint: 'wisp config set
 tls-fingerprint sha256:...' with what 'wisp-controller tls fingerprint'
-prints on the controller.`,
+prints on the controller.
+
+Several controllers of one cluster: give them all, separated by commas
+(--host https://a:4000,https://b:4000,https://c:4000, the same in WISP_HOST
+or the config file). Each request goes to one of them, starting at a
+random one and then keeping to the last that answered, and moves to the
+next only when it provably did not reach the first (it could not connect,
+nothing was sent, or the controller answered 503): an invocation is never
+run twice by it. They share one key, so one fingerprint pins them all.`,
 		Version:           version.Line("wisp"),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -103,7 +112,7 @@ prints on the controller.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usagef(cmd, "%v", err) })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.g.host, "host", "", "controller address, e.g. http://127.0.0.1:4000 (env WISP_HOST)")
+	pf.StringVar(&a.g.host, "host", "", "controller address, e.g. http://127.0.0.1:4000, or a cluster's controllers separated by commas (env WISP_HOST)")
 	pf.StringVar(&a.g.token, "token", "", "API token (env WISP_TOKEN)")
 	pf.StringVar(&a.g.tlsFingerprint, "tls-fingerprint", "", "trust only the controller whose key has this fingerprint, sha256:... from 'wisp-controller tls fingerprint' (env WISP_TLS_FINGERPRINT)")
 	pf.StringVar(&a.g.config, "config", "", "config file (env WISP_CLI_CONFIG; default $XDG_CONFIG_HOME/wisp/config.yaml)")
@@ -183,15 +192,28 @@ func (a *app) client() (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &client{host: s.host, token: s.token, http: a.http, pinFrom: s.pinFrom}
+	base := a.http.Transport.(*http.Transport).Clone()
 	if s.pin != nil {
-		// Pinned: the controller's key is trusted, no CA is consulted.
-		tr := a.http.Transport.(*http.Transport).Clone()
-		tr.TLSClientConfig = keypin.ClientConfig(*s.pin)
-		c.http = &http.Client{Transport: tr}
+		// Pinned: the controllers' key is trusted, no CA is consulted.
+		base.TLSClientConfig = keypin.ClientConfig(*s.pin)
 	}
-	return c, nil
+	if len(s.hosts) > 1 {
+		// A controller whose packets vanish costs this much before the
+		// next is tried.
+		base.DialContext = (&net.Dialer{Timeout: clusterDialTimeout}).DialContext
+	}
+	tr, err := failover.New(s.hosts, base)
+	if err != nil {
+		return nil, err
+	}
+	return &client{hosts: s.hosts, host: s.hosts[0], token: s.token, http: &http.Client{Transport: tr}, pinFrom: s.pinFrom}, nil
 }
+
+// Connect timeouts: one controller gets 10 s, each of a cluster's 3 s.
+const (
+	dialTimeout        = 10 * time.Second
+	clusterDialTimeout = 3 * time.Second
+)
 
 // emit prints data as JSON with -o json, or calls text.
 func (a *app) emit(data json.RawMessage, text func(w io.Writer) error) error {

@@ -16,12 +16,22 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/wispfn/wisp/internal/failover"
 	"github.com/wispfn/wisp/internal/keypin"
 )
 
-// client talks to the controller's REST API.
+// client talks to the controller's REST API: to one of the cluster's
+// controllers, through a failover.Transport that moves a request to the
+// next controller only when it provably did not reach the first one's
+// handler (internal/failover).
 type client struct {
-	host    string // base URL, e.g. http://127.0.0.1:4000
+	// hosts are the controllers' base URLs, e.g. http://127.0.0.1:4000;
+	// requests are addressed to hosts[0] and the transport sends each to
+	// the controller it picks.
+	hosts []string
+	// host is the controller messages name: the one that answered last,
+	// else the first.
+	host    string
 	token   string
 	http    *http.Client
 	pinFrom string // where the pinned TLS fingerprint came from; "" when none
@@ -32,40 +42,70 @@ type request struct {
 	method      string
 	path        string // escaped path below the host, e.g. /v1/fn/_
 	query       url.Values
-	body        io.Reader
-	length      int64 // of body, when known (-1 otherwise)
+	body        []byte // nil: none
 	contentType string
+	// wrap, when not nil, wraps the body's reader of each attempt (the
+	// upload progress bar).
+	wrap func(io.Reader) io.Reader
 	// header, when not nil, receives the answer's header (also of a failure).
 	header *http.Header
+}
+
+// newRequest is an HTTP request for path (with its query) whose body can
+// be sent again to another controller (GetBody).
+func (c *client) newRequest(ctx context.Context, method, path string, query url.Values, body []byte, wrap func(io.Reader) io.Reader) (*http.Request, error) {
+	u := c.hosts[0] + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("bad controller address %q: %v", c.hosts[0], err)
+	}
+	if body != nil {
+		open := func() (io.ReadCloser, error) {
+			var r io.Reader = bytes.NewReader(body)
+			if wrap != nil {
+				r = wrap(r)
+			}
+			return io.NopCloser(r), nil
+		}
+		hr.Body, _ = open()
+		hr.GetBody = open
+		hr.ContentLength = int64(len(body))
+	}
+	if c.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return hr, nil
+}
+
+// send sends hr and remembers which controller answered.
+func (c *client) send(hr *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		return nil, c.transportError(err)
+	}
+	if h := failover.Host(resp); h != "" {
+		c.host = h
+	}
+	return resp, nil
 }
 
 // do sends req and returns the raw `data` value of a 2xx answer (nil for
 // 204). Every failure is an error whose text is one readable line.
 func (c *client) do(ctx context.Context, req request) (json.RawMessage, int, error) {
-	u := c.host + req.path
-	if len(req.query) > 0 {
-		u += "?" + req.query.Encode()
-	}
-	hr, err := http.NewRequestWithContext(ctx, req.method, u, req.body)
+	hr, err := c.newRequest(ctx, req.method, req.path, req.query, req.body, req.wrap)
 	if err != nil {
-		return nil, 0, fmt.Errorf("bad controller address %q: %v", c.host, err)
-	}
-	if req.body != nil && req.length >= 0 {
-		hr.ContentLength = req.length
+		return nil, 0, err
 	}
 	if req.contentType != "" {
 		hr.Header.Set("Content-Type", req.contentType)
 	}
 	hr.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(hr)
+	resp, err := c.send(hr)
 	if err != nil {
-		if terr := c.tlsError(err); terr != nil {
-			return nil, 0, terr
-		}
-		return nil, 0, reachError(c.host, err)
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	if req.header != nil {
@@ -104,9 +144,9 @@ func (c *client) call(ctx context.Context, req request, v any) (json.RawMessage,
 	return data, nil
 }
 
-func jsonBody(v any) (io.Reader, int64) {
+func jsonBody(v any) []byte {
 	b, _ := json.Marshal(v)
-	return bytes.NewReader(b), int64(len(b))
+	return b
 }
 
 // statusError turns a non-2xx answer into one line.
@@ -181,11 +221,44 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// reachError explains a transport failure in one line naming the host.
+// transportError explains in one line a request that no controller
+// answered: a refused certificate, a request that may have run on the
+// controller whose connection broke, or the controllers that could not
+// be reached and why.
+func (c *client) transportError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted")
+	}
+	var fe *failover.Error
+	if !errors.As(err, &fe) || len(fe.Attempts) == 0 {
+		if terr := c.tlsError(c.host, err); terr != nil {
+			return terr
+		}
+		return reachError(c.host, err)
+	}
+	last := fe.Attempts[len(fe.Attempts)-1]
+	if terr := c.tlsError(last.Host, last.Err); terr != nil {
+		return terr
+	}
+	if fe.MayHaveRun {
+		return fmt.Errorf("the connection to the controller at %s broke after the request was sent and before any answer (%s); "+
+			"it may have been carried out there, so it was not sent to another controller: check before repeating it",
+			last.Host, reachReason(last.Err))
+	}
+	if len(fe.Attempts) == 1 {
+		return reachError(last.Host, last.Err)
+	}
+	parts := make([]string, len(fe.Attempts))
+	for i, a := range fe.Attempts {
+		parts[i] = a.Host + ": " + reachReason(a.Err)
+	}
+	return fmt.Errorf("cannot reach any of the controllers (%s)", strings.Join(parts, "; "))
+}
+
 // tlsError explains a refused certificate: a key that is not the pinned
 // one, or a certificate no CA here vouches for (a self-signed controller
 // not pinned yet). Other errors give nil.
-func (c *client) tlsError(err error) error {
+func (c *client) tlsError(host string, err error) error {
 	if errors.Is(err, keypin.ErrMismatch) {
 		var ue *url.Error
 		reason := err.Error()
@@ -193,7 +266,7 @@ func (c *client) tlsError(err error) error {
 			reason = ue.Err.Error()
 		}
 		return fmt.Errorf("refusing the controller at %s: %s (pinned by %s); if its certificate's key was replaced on purpose, "+
-			"pin the new one ('wisp-controller tls fingerprint' on the controller)", c.host, oneLine(reason), c.pinFrom)
+			"pin the new one ('wisp-controller tls fingerprint' on the controller)", host, oneLine(reason), c.pinFrom)
 	}
 	var presented *x509.Certificate
 	var ua x509.UnknownAuthorityError
@@ -208,13 +281,19 @@ func (c *client) tlsError(err error) error {
 	}
 	return fmt.Errorf("the controller at %s presented a certificate this machine does not trust (its key fingerprint is %s); "+
 		"if 'wisp-controller tls fingerprint' on the controller prints the same, pin it: wisp config set tls-fingerprint %s",
-		c.host, keypin.Of(presented), keypin.Of(presented))
+		host, keypin.Of(presented), keypin.Of(presented))
 }
 
+// reachError explains a transport failure in one line naming the host.
 func reachError(host string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return errors.New("interrupted")
 	}
+	return fmt.Errorf("cannot reach the controller at %s: %s", host, reachReason(err))
+}
+
+// reachReason is the plainest known words for a transport failure.
+func reachReason(err error) string {
 	reason := err.Error()
 	var errno syscall.Errno
 	var dns *net.DNSError
@@ -230,5 +309,5 @@ func reachError(host string, err error) error {
 	case errors.As(err, &ue):
 		reason = ue.Err.Error()
 	}
-	return fmt.Errorf("cannot reach the controller at %s: %s", host, oneLine(reason))
+	return oneLine(reason)
 }

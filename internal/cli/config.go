@@ -23,14 +23,57 @@ const DefaultHost = "http://127.0.0.1:4000"
 //	api_host: https://ctl.example:4000
 //	api_token: wisp_...
 //	tls_fingerprint: sha256:...   (Wisp's own: pins the controller's key)
+//
+// api_host may list the controllers of a cluster, as a YAML list or
+// separated by commas:
+//
+//	api_host: [https://ctl-a:4000, https://ctl-b:4000, https://ctl-c:4000]
 type fileConfig struct {
-	Host           string `yaml:"api_host,omitempty"`
-	Token          string `yaml:"api_token,omitempty"`
-	TLSFingerprint string `yaml:"tls_fingerprint,omitempty"`
+	Hosts          hostList `yaml:"api_host,omitempty"`
+	Token          string   `yaml:"api_token,omitempty"`
+	TLSFingerprint string   `yaml:"tls_fingerprint,omitempty"`
+}
+
+// hostList is api_host: one address, several separated by commas, or a
+// YAML list of them. It is written back as one string when it holds one
+// address (FunLess's form), else as a list.
+type hostList []string
+
+func (h *hostList) UnmarshalYAML(n *yaml.Node) error {
+	var items []string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		items = []string{n.Value}
+	case yaml.SequenceNode:
+		if err := n.Decode(&items); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("line %d: api_host: want an address or a list of addresses", n.Line)
+	}
+	*h = nil
+	for _, it := range items {
+		for _, a := range strings.Split(it, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				*h = append(*h, a)
+			}
+		}
+	}
+	return nil
+}
+
+func (h hostList) MarshalYAML() (any, error) {
+	if len(h) == 1 {
+		return h[0], nil
+	}
+	return []string(h), nil
 }
 
 // settings are the resolved connection settings and where each came from.
 type settings struct {
+	// hosts are the controllers' base URLs (one, or the controllers of a
+	// cluster); host is them joined by commas, for people.
+	hosts               []string
 	host, token         string
 	hostFrom, tokenFrom string // "default", the file path, "WISP_HOST", "--host"...
 	// pin, when set, is the only controller key trusted over TLS (no CA
@@ -125,7 +168,7 @@ func resolve(g *globals, getenv func(string) string, warn io.Writer) (settings, 
 			*dst, *from = v, src
 		}
 	}
-	set(&s.host, &s.hostFrom, fc.Host, path)
+	set(&s.host, &s.hostFrom, strings.Join(fc.Hosts, ","), path)
 	set(&s.token, &s.tokenFrom, fc.Token, path)
 	set(&s.host, &s.hostFrom, getenv("WISP_HOST"), "WISP_HOST")
 	set(&s.token, &s.tokenFrom, getenv("WISP_TOKEN"), "WISP_TOKEN")
@@ -135,23 +178,51 @@ func resolve(g *globals, getenv func(string) string, warn io.Writer) (settings, 
 	set(&pin, &s.pinFrom, fc.TLSFingerprint, path)
 	set(&pin, &s.pinFrom, getenv("WISP_TLS_FINGERPRINT"), "WISP_TLS_FINGERPRINT")
 	set(&pin, &s.pinFrom, g.tlsFingerprint, "--tls-fingerprint")
-	host, err := normalizeHost(s.host)
+	hosts, err := normalizeHosts(s.host)
 	if err != nil {
 		return s, fmt.Errorf("controller address from %s: %v", s.hostFrom, err)
 	}
-	s.host = host
+	s.hosts, s.host = hosts, strings.Join(hosts, ",")
 	if pin != "" {
 		fp, err := keypin.Parse(pin)
 		if err != nil {
 			return s, fmt.Errorf("TLS fingerprint from %s: %v", s.pinFrom, err)
 		}
-		if !strings.HasPrefix(s.host, "https://") {
-			return s, fmt.Errorf("a TLS fingerprint is pinned (from %s) but the controller address %s (from %s) is not https://: "+
-				"use https://, or unset the fingerprint to talk plain HTTP", s.pinFrom, s.host, s.hostFrom)
+		// One pin for the cluster: its controllers share one key
+		// (docs/cluster.md), so every address must be https://.
+		for _, h := range s.hosts {
+			if !strings.HasPrefix(h, "https://") {
+				return s, fmt.Errorf("a TLS fingerprint is pinned (from %s) but the controller address %s (from %s) is not https://: "+
+					"use https://, or unset the fingerprint to talk plain HTTP", s.pinFrom, h, s.hostFrom)
+			}
 		}
 		s.pin = &fp
 	}
 	return s, nil
+}
+
+// normalizeHosts reads one controller address or several separated by
+// commas (the controllers of one cluster), each as normalizeHost does. A
+// repeated address is kept once.
+func normalizeHosts(list string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range strings.Split(list, ",") {
+		if strings.TrimSpace(h) == "" {
+			if strings.Contains(list, ",") {
+				return nil, fmt.Errorf("%q: an empty address in the list", list)
+			}
+		}
+		n, err := normalizeHost(h)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 // normalizeHost accepts "host:port", "http://host:port" or "https://...",

@@ -38,10 +38,14 @@ func (a *app) configCommand() *cobra.Command {
 	set := &cobra.Command{
 		Use:   "set <host|token|tls-fingerprint> <value>",
 		Short: "Save a setting in the config file (mode 0600)",
-		Long: `Save a setting in the config file (mode 0600). tls-fingerprint pins the
-controller's key (sha256:..., as 'wisp-controller tls fingerprint' prints
-it): over https:// only that key is trusted, no CA; an empty value removes
-the pin.`,
+		Long: `Save a setting in the config file (mode 0600). host takes one controller
+address or the controllers of a cluster separated by commas
+(https://a:4000,https://b:4000): each request goes to one of them and moves
+to the next only when it provably did not reach the first (docs/cluster.md).
+tls-fingerprint pins the controller's key (sha256:..., as 'wisp-controller
+tls fingerprint' prints it; the controllers of a cluster share one key):
+over https:// only that key is trusted, no CA; an empty value removes the
+pin.`,
 		Args:      nargs(2, 2, "<host|token|tls-fingerprint> <value>"),
 		ValidArgs: []string{"host", "token", "tls-fingerprint"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,11 +63,11 @@ the pin.`,
 			}
 			switch key {
 			case "api_host":
-				h, err := normalizeHost(args[1])
+				hs, err := normalizeHosts(args[1])
 				if err != nil {
 					return err
 				}
-				fc.Host = h
+				fc.Hosts = hs
 			case "api_token":
 				fc.Token = args[1]
 			case "tls_fingerprint":

@@ -231,11 +231,15 @@ func TestAgainstController(t *testing.T) {
 
 	// Agent control (its behaviour: internal/e2e TestAgentRemove and
 	// friends).
-	var agents []struct{ ID, Name string }
-	if err := json.Unmarshal([]byte(ok("agent", "list", "-o", "json")), &agents); err != nil || len(agents) != 1 {
+	var agents []struct {
+		ID, Name    string
+		Controllers []string
+	}
+	if err := json.Unmarshal([]byte(ok("agent", "list", "-o", "json")), &agents); err != nil || len(agents) != 1 || len(agents[0].Controllers) != 1 {
 		t.Fatalf("agent list -o json: %v %+v", err, agents)
 	}
 	id := agents[0].ID
+	has(ok("agent", "list"), "CONTROLLERS", agents[0].Controllers[0])
 	has(ok("agent", "cordon", id), "CORDONED", "yes")
 	has(ok("agent", "list"), "CORDONED")
 	if out := ok("agent", "list"); !strings.Contains(out, "edge1  "+id+"  yes        yes") {
@@ -336,4 +340,67 @@ func TestPinnedTLS(t *testing.T) {
 	delete(e, "WISP_TLS_FINGERPRINT")
 	// A pin never goes with plain HTTP.
 	fails([]string{"mod", "list", "--host", "http://" + addr}, "not https://")
+}
+
+// TestPinnedCluster: two real controllers sharing one key (as the
+// controllers of a cluster do) are pinned by one fingerprint; with one of
+// them killed the CLI goes on through the other; a controller presenting
+// another key is refused, not skipped.
+func TestPinnedCluster(t *testing.T) {
+	t.Parallel()
+	dirA, dirB, dirC := t.TempDir(), t.TempDir(), t.TempDir()
+	out, err := exec.Command(filepath.Join(bin, "wisp-controller"), "tls", "fingerprint", "--data-dir", dirA).Output()
+	if err != nil {
+		t.Fatalf("wisp-controller tls fingerprint: %v", err)
+	}
+	pin := strings.TrimSpace(string(out))
+	for _, f := range []string{"controller.crt", "controller.key"} {
+		b, err := os.ReadFile(filepath.Join(dirA, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dirB, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dirA)
+	addrA := a.Await(`msg="REST API listening" addr=(\S+)`)
+	admin, err := os.ReadFile(filepath.Join(dirA, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second adopts the first's admin token (a token found in
+	// admin.token at the first start), as a cluster's controllers share
+	// their subjects through the store.
+	if err := os.WriteFile(filepath.Join(dirB, "admin.token"), admin, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dirB)
+	addrB := b.Await(`msg="REST API listening" addr=(\S+)`)
+	if got := b.Await(`msg="REST API listening" .*tls_fingerprint=(\S+)`); got != pin {
+		t.Fatalf("the second controller presents %s, want the shared %s", got, pin)
+	}
+	c := startProc(t, "wisp-controller", "--listen", "127.0.0.1:0", "--quic-listen", "127.0.0.1:0", "--data-dir", dirC)
+	addrC := c.Await(`msg="REST API listening" addr=(\S+)`)
+
+	e := env{"XDG_CONFIG_HOME": t.TempDir(), "WISP_TOKEN": strings.TrimSpace(string(admin)), "WISP_TLS_FINGERPRINT": pin}
+	cluster := "https://" + addrA + ",https://" + addrB
+	for range 6 {
+		if code, stdout, stderr := runCLI(t, e, "mod", "list", "--host", cluster); code != 0 || !strings.Contains(stdout, "_") {
+			t.Fatalf("mod list through the pinned cluster: exit %d %q %q", code, stdout, stderr)
+		}
+	}
+	a.Kill()
+	for range 6 {
+		if code, stdout, stderr := runCLI(t, e, "mod", "list", "--host", cluster); code != 0 || !strings.Contains(stdout, "_") {
+			t.Fatalf("mod list with the first controller killed: exit %d %q %q", code, stdout, stderr)
+		}
+	}
+	// Another key in the list: refused wherever it comes, never skipped.
+	for _, hosts := range []string{"https://" + addrC + ",https://" + addrA, "https://" + addrA + ",https://" + addrC} {
+		code, _, stderr := runCLI(t, e, "mod", "list", "--host", hosts)
+		if code != ExitError || !strings.Contains(stderr, "refusing the controller at https://"+addrC) || !strings.Contains(stderr, pin) {
+			t.Fatalf("mod list with %s: exit %d %q; want the pin refusal", hosts, code, stderr)
+		}
+	}
 }

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -352,8 +350,7 @@ func secretNames(data json.RawMessage) (map[string]bool, error) {
 func (a *app) applyItem(c *client, m *manifest, it *deployItem, opts deployOptions) error {
 	switch {
 	case it.Kind == "module" && it.Action == actCreate:
-		body, n := moduleBody(m.Module)
-		_, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/fn", body: body, length: n, contentType: "application/json"}, nil)
+		_, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/fn", body: moduleBody(m.Module), contentType: "application/json"}, nil)
 		return err
 	case it.Kind == "function" && (it.Action == actCreate || it.Action == actUpdate):
 		f := it.fn
@@ -370,11 +367,8 @@ func (a *app) applyItem(c *client, m *manifest, it *deployItem, opts deployOptio
 		if it.Action == actUpdate {
 			method, path = http.MethodPut, fnPath(m.Module, f.Name)
 		}
-		var r io.Reader = bytes.NewReader(body)
-		if a.showProgress(len(body)) {
-			r = newProgress(r, a.stderr, "uploading "+f.Name, int64(len(body)))
-		}
-		data, status, err := c.do(a.ctx, request{method: method, path: path, body: r, length: int64(len(body)), contentType: ctype})
+		wrap := a.progress(body, "uploading "+f.Name)
+		data, status, err := c.do(a.ctx, request{method: method, path: path, body: body, wrap: wrap, contentType: ctype})
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ config is pointed at it, so the next wisp command just works.`,
 				path, err := configPath(a.g.config, a.getenv, a.stderr)
 				if err == nil {
 					fc, _ := readConfig(path)
-					fc.Host, fc.Token = in.URL, in.AdminToken
+					fc.Hosts, fc.Token = hostList{in.URL}, in.AdminToken
 					err = writeConfig(path, fc)
 				}
 				dir, _ := filepath.Abs(in.Dir)

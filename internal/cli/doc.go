@@ -17,11 +17,23 @@
 // ~/.config/wisp/config.yaml, mode 0600), then WISP_HOST / WISP_TOKEN, then
 // --host / --token. The former WISP_CONFIG is still read, with a warning.
 //
+// The host may be a list: the controllers of one cluster, separated by
+// commas (or a YAML list in the file). Requests go through
+// internal/failover: to one controller, starting at a random one and
+// keeping to the last that answered, and to the next only when the failure
+// proves the request never reached the first one's handler (no connection,
+// nothing written, a keep-alive connection the server had closed, a write
+// whose body was held back until a "100 Continue" that never came, or a
+// 503). An invocation whose connection broke after it was sent may have
+// run: the CLI says so and never sends it again.
+//
 // A TLS fingerprint (tls_fingerprint, WISP_TLS_FINGERPRINT,
 // --tls-fingerprint; internal/keypin) pins the controller's key: over
 // https:// only that key is trusted, no CA is consulted, and an http:// host
 // is refused. It must never fall back to another trust: a mismatch is an
-// error naming both keys.
+// error naming both keys, and with several controllers it stops the
+// request rather than skipping to the next (one pin serves a cluster: its
+// controllers share one key).
 //
 // # Output
 //

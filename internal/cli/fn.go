@@ -91,10 +91,7 @@ controller's --default-allow-hosts, which denies every host unless set).`,
 		if err != nil {
 			return err
 		}
-		var r io.Reader = bytes.NewReader(body)
-		if a.showProgress(len(body)) {
-			r = newProgress(r, a.stderr, "uploading "+file, int64(len(body)))
-		}
+		wrap := a.progress(body, "uploading "+file)
 		method := http.MethodPost
 		if update {
 			method = http.MethodPut
@@ -103,7 +100,7 @@ controller's --default-allow-hosts, which denies every host unless set).`,
 		if update {
 			path = fnPath(mod, name)
 		}
-		data, status, err := c.do(a.ctx, request{method: method, path: path, body: r, length: int64(len(body)), contentType: ctype})
+		data, status, err := c.do(a.ctx, request{method: method, path: path, body: body, wrap: wrap, contentType: ctype})
 		if err != nil {
 			return err
 		}
@@ -203,9 +200,8 @@ object (-j '{"name":"Ada"}'). --script picks an APP scheduling script.`,
 			if err != nil {
 				return err
 			}
-			r, n := jsonBody(body)
 			var h http.Header
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: fnPath(mod, name), body: r, length: n,
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: fnPath(mod, name), body: jsonBody(body),
 				contentType: "application/json", header: &h}, nil)
 			id := h.Get(activationHeader)
 			if err != nil {

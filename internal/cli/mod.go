@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func moduleBody(name string) (io.Reader, int64) {
+func moduleBody(name string) []byte {
 	return jsonBody(map[string]any{"module": map[string]string{"name": name}})
 }
 
@@ -92,8 +92,7 @@ func (a *app) modCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, n := moduleBody(args[1])
-			data, err := c.call(a.ctx, request{method: http.MethodPut, path: fnPath(args[0], ""), body: body, length: n, contentType: "application/json"}, nil)
+			data, err := c.call(a.ctx, request{method: http.MethodPut, path: fnPath(args[0], ""), body: moduleBody(args[1]), contentType: "application/json"}, nil)
 			if err != nil {
 				return err
 			}
@@ -119,7 +118,7 @@ func (a *app) simple(kind, name, method, path, done string, withBody bool) error
 	}
 	req := request{method: method, path: path}
 	if withBody {
-		req.body, req.length = moduleBody(name)
+		req.body = moduleBody(name)
 		req.contentType = "application/json"
 	}
 	data, err := c.call(a.ctx, req, nil)

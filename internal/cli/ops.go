@@ -42,7 +42,7 @@ func (a *app) appCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/scripts/app", body: &buf, length: int64(buf.Len()), contentType: mw.FormDataContentType()}, nil)
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/scripts/app", body: buf.Bytes(), contentType: mw.FormDataContentType()}, nil)
 			if err != nil {
 				return err
 			}
@@ -113,8 +113,8 @@ func (a *app) adminCommand() *cobra.Command {
 				return err
 			}
 			var r struct{ Name, Token string }
-			body, n := jsonBody(map[string]any{"subject": map[string]string{"name": args[0]}})
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/subjects", body: body, length: n, contentType: "application/json"}, &r)
+			body := jsonBody(map[string]any{"subject": map[string]string{"name": args[0]}})
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/subjects", body: body, contentType: "application/json"}, &r)
 			if err != nil {
 				return err
 			}
@@ -159,28 +159,29 @@ func (a *app) adminCommand() *cobra.Command {
 func (a *app) agentCommand() *cobra.Command {
 	cmd := group("agent", "Edge agents known to the controller", "agents")
 	list := &cobra.Command{
-		Use: "list", Aliases: []string{"ls"}, Short: "List agents, connected first (needs the admin token)", Args: nargs(0, 0, ""),
+		Use: "list", Aliases: []string{"ls"}, Short: "List the cluster's agents, connected first, with the controllers each is connected to (needs the admin token)", Args: nargs(0, 0, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
 			var agents []struct {
-				ID        string   `json:"id"`
-				Name      string   `json:"name"`
-				Connected bool     `json:"connected"`
-				Cordoned  bool     `json:"cordoned"`
-				OS        string   `json:"os"`
-				Arch      string   `json:"arch"`
-				Engine    string   `json:"engine"`
-				Labels    []string `json:"labels"`
-				CPUs      int      `json:"cpus"`
-				MemTotal  int64    `json:"mem_total_bytes"`
-				MemAvail  int64    `json:"mem_avail_bytes"`
-				InFlight  int      `json:"in_flight"`
-				Digests   int      `json:"digests"`
-				Version   string   `json:"version"`
-				LastSeen  string   `json:"last_seen"`
+				ID          string   `json:"id"`
+				Name        string   `json:"name"`
+				Connected   bool     `json:"connected"`
+				Controllers []string `json:"controllers"`
+				Cordoned    bool     `json:"cordoned"`
+				OS          string   `json:"os"`
+				Arch        string   `json:"arch"`
+				Engine      string   `json:"engine"`
+				Labels      []string `json:"labels"`
+				CPUs        int      `json:"cpus"`
+				MemTotal    int64    `json:"mem_total_bytes"`
+				MemAvail    int64    `json:"mem_avail_bytes"`
+				InFlight    int      `json:"in_flight"`
+				Digests     int      `json:"digests"`
+				Version     string   `json:"version"`
+				LastSeen    string   `json:"last_seen"`
 			}
 			data, err := c.call(a.ctx, request{method: http.MethodGet, path: "/v1/agents"}, &agents)
 			if err != nil {
@@ -195,9 +196,9 @@ func (a *app) agentCommand() *cobra.Command {
 					}
 					rows[i] = []string{g.Name, g.ID, yesNo(g.Connected), yesNo(g.Cordoned), g.OS + "/" + g.Arch, g.Engine,
 						strconv.Itoa(g.CPUs), mem, strconv.Itoa(g.InFlight), strconv.Itoa(g.Digests),
-						strings.Join(g.Labels, ","), g.Version, when(g.LastSeen)}
+						strings.Join(g.Labels, ","), g.Version, when(g.LastSeen), strings.Join(g.Controllers, ",")}
 				}
-				return table(w, []string{"NAME", "ID", "CONNECTED", "CORDONED", "PLATFORM", "ENGINE", "CPUS", "MEM AVAIL", "IN FLIGHT", "CODES", "LABELS", "VERSION", "LAST SEEN"}, rows)
+				return table(w, []string{"NAME", "ID", "CONNECTED", "CORDONED", "PLATFORM", "ENGINE", "CPUS", "MEM AVAIL", "IN FLIGHT", "CODES", "LABELS", "VERSION", "LAST SEEN", "CONTROLLERS"}, rows)
 			})
 		},
 	}
@@ -244,12 +245,12 @@ within 24 hours (--ttl). Start an agent with it once:
 			if uses < 1 {
 				return usagef(cmd, "--uses must be at least 1")
 			}
-			body, n := jsonBody(req)
+			body := jsonBody(req)
 			var r struct {
 				ID, Token, Expires string
 				Uses               int
 			}
-			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, length: n, contentType: "application/json"}, &r)
+			data, err := c.call(a.ctx, request{method: http.MethodPost, path: "/v1/admin/tokens", body: body, contentType: "application/json"}, &r)
 			if err != nil {
 				return err
 			}

@@ -88,9 +88,9 @@ which every local user could see: printf %s "$KEY" | wisp secret set m API_KEY.`
 			if err != nil {
 				return err
 			}
-			body, n := jsonBody(map[string]string{"value": string(value)})
+			body := jsonBody(map[string]string{"value": string(value)})
 			clear(value)
-			data, err := c.call(a.ctx, request{method: http.MethodPut, path: secretPath(args[0], args[1]), body: body, length: n, contentType: "application/json"}, nil)
+			data, err := c.call(a.ctx, request{method: http.MethodPut, path: secretPath(args[0], args[1]), body: body, contentType: "application/json"}, nil)
 			if err != nil {
 				return err
 			}

@@ -143,6 +143,15 @@ func (f uploadForm) encode() ([]byte, string, error) {
 	return buf.Bytes(), mw.FormDataContentType(), nil
 }
 
+// progress is the wrapper that draws an upload's progress bar when
+// showProgress says so (a fresh bar for each controller tried), else nil.
+func (a *app) progress(body []byte, label string) func(io.Reader) io.Reader {
+	if !a.showProgress(len(body)) {
+		return nil
+	}
+	return func(r io.Reader) io.Reader { return newProgress(r, a.stderr, label, int64(len(body))) }
+}
+
 // showProgress decides whether an upload of n bytes draws a progress bar:
 // over 4 MiB and stderr a terminal, unless WISP_PROGRESS says always/never.
 func (a *app) showProgress(n int) bool {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,7 +118,7 @@ func (a *app) fnRollbackCommand() *cobra.Command {
 					return fmt.Errorf("--to %d: want a version number from 1", to)
 				}
 				body := fmt.Sprintf(`{"to":%d}`, to)
-				req.body, req.length, req.contentType = bytes.NewReader([]byte(body)), int64(len(body)), "application/json"
+				req.body, req.contentType = []byte(body), "application/json"
 			}
 			c, err := a.client()
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -547,6 +548,9 @@ type composeFile struct {
 	Name     string                    `yaml:"name"`
 	Services map[string]composeService `yaml:"services"`
 	Volumes  map[string]any            `yaml:"volumes"`
+	// Extensions are the x- keys (anchors merged into services); any
+	// other unknown key lands here too and is refused by checkCompose.
+	Extensions map[string]any `yaml:",inline"`
 }
 
 type composeService struct {
@@ -592,6 +596,11 @@ func (c *checker) checkCompose(file string) {
 	if err := decodeStrict(c.mustRead(file), &cf); err != nil {
 		c.errorf(file, "%v", err)
 		return
+	}
+	for k := range cf.Extensions {
+		if !strings.HasPrefix(k, "x-") {
+			c.errorf(file, "unknown top-level key %q", k)
+		}
 	}
 	// First pass: what each service listens on.
 	listens := map[string]map[port]string{}
@@ -717,7 +726,102 @@ func (c *checker) checkCompose(file string) {
 		}
 		c.checkHostPorts(where, refs, name, listens)
 	}
+	c.checkComposeCluster(file, cf, svcBinary)
 	c.checkPrometheus("builds/prometheus/prometheus.yml", cf, listens, svcBinary)
+}
+
+// identityInStore reports whether the controllers keep their cluster's TLS
+// identity in Postgres (a migration makes its table); until then every
+// controller must find the same identity files in its data dir.
+func (c *checker) identityInStore() bool {
+	ents, err := os.ReadDir(filepath.Join(repo, "controller/store/migrations"))
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if b, err := os.ReadFile(filepath.Join(repo, "controller/store/migrations", e.Name())); err == nil &&
+			strings.Contains(string(b), "CREATE TABLE cluster_identity") {
+			return true
+		}
+	}
+	return false
+}
+
+// clusterSize is how many controllers the deployment files run
+// (docs/cluster.md).
+const clusterSize = 3
+
+// checkComposeCluster: the compose file runs clusterSize controllers that
+// share one database, one secrets key and one identity, every agent links
+// to all of them, and no host port is published twice.
+func (c *checker) checkComposeCluster(file string, cf composeFile, svcBinary map[string]string) {
+	var ctls []string
+	for name, s := range cf.Services {
+		if svcBinary[name] == "wisp-controller" && len(s.Entrypoint) == 0 {
+			ctls = append(ctls, name)
+		}
+	}
+	sort.Strings(ctls)
+	if len(ctls) != clusterSize {
+		c.errorf(file, "%d controller services (%v), want a cluster of %d", len(ctls), ctls, clusterSize)
+	}
+	same := func(what string, value func(s composeService) string) {
+		vals := map[string][]string{}
+		for _, n := range ctls {
+			v := value(cf.Services[n])
+			vals[v] = append(vals[v], n)
+		}
+		if _, empty := vals[""]; empty || len(vals) > 1 {
+			c.errorf(file, "the controllers must share one %s: %v", what, vals)
+		}
+	}
+	same("database (WISP_DATABASE_URL)", func(s composeService) string { return s.Environment["WISP_DATABASE_URL"] })
+	same("secrets key (WISP_SECRETS_KEY)", func(s composeService) string { return s.Environment["WISP_SECRETS_KEY"] })
+	if !c.identityInStore() {
+		same("data volume (their TLS identity is in the data dir)", func(s composeService) string {
+			for _, v := range s.Volumes {
+				if src, dst, _ := strings.Cut(v, ":"); strings.TrimSuffix(dst, ":ro") == s.Environment["WISP_DATA_DIR"] {
+					return src
+				}
+			}
+			return ""
+		})
+	}
+	published := map[string]string{}
+	for name, s := range cf.Services {
+		where := file + ": service " + name
+		if v, ok := s.Environment["WISP_CONTROLLERS"]; ok {
+			named := map[string]bool{}
+			for _, hp := range strings.Split(v, ",") {
+				h, _, _ := net.SplitHostPort(hp)
+				named[h] = true
+			}
+			for _, ctl := range ctls {
+				if !named[ctl] {
+					c.errorf(where, "WISP_CONTROLLERS does not name controller %s: an agent must link to every controller", ctl)
+				}
+			}
+		}
+		for _, p := range s.Ports {
+			parts := strings.Split(p, ":")
+			if len(parts) < 2 {
+				continue
+			}
+			_, proto, ok := strings.Cut(parts[len(parts)-1], "/")
+			if !ok {
+				proto = "tcp"
+			}
+			host := strings.Join(parts[:len(parts)-1], ":")
+			if !strings.Contains(host, ":") {
+				host = "0.0.0.0:" + host
+			}
+			key := host + "/" + proto
+			if other, dup := published[key]; dup {
+				c.errorf(where, "publishes %s, which %s publishes too", key, other)
+			}
+			published[key] = name
+		}
+	}
 }
 
 func commandString(cmd any) string {
@@ -917,10 +1021,21 @@ func (c *checker) checkK8s(dir string) {
 	adminFile, _ := c.read("controller/auth/token.go")
 	identity += adminFile // the files the controller reads from its data dir
 	type workload struct {
-		labels obj
-		ports  map[string]port // name -> port; also "4000" -> port
-		listen map[port]string
-		bin    string
+		kind, name string
+		replicas   int
+		labels     obj
+		ports      map[string]port // name -> port; also "4000" -> port
+		listen     map[port]string
+		bin        string
+	}
+	// An agent's WISP_CONTROLLERS, checked once the Services are known.
+	type agentTarget struct{ where, host, port string }
+	var agentTargets []agentTarget
+	headless := map[string]bool{} // Service name -> clusterIP None
+	for _, o := range docs {
+		if str(o, "kind") == "Service" && str(o, "spec", "clusterIP") == "None" {
+			headless[str(o, "metadata", "name")] = true
+		}
 	}
 	var workloads []workload
 	for i, o := range docs {
@@ -932,8 +1047,15 @@ func (c *checker) checkK8s(dir string) {
 			c.errorf(w, "namespace %q is not created by namespace.yaml", ns)
 		}
 		kind := str(o, "kind")
-		if kind != "Deployment" && kind != "DaemonSet" {
+		if kind != "Deployment" && kind != "DaemonSet" && kind != "StatefulSet" {
 			continue
+		}
+		replicas := 1
+		if n, ok := get(o, "spec", "replicas").(int); ok {
+			replicas = n
+		}
+		if kind == "StatefulSet" && !headless[str(o, "spec", "serviceName")] {
+			c.errorf(w, "serviceName %q is no headless Service (clusterIP: None)", str(o, "spec", "serviceName"))
 		}
 		tmpl := get(o, "spec", "template")
 		labels, _ := get(tmpl, "metadata", "labels").(obj)
@@ -946,7 +1068,7 @@ func (c *checker) checkK8s(dir string) {
 		for _, v := range list(tmpl, "spec", "volumes") {
 			volumes[str(v, "name")] = v
 		}
-		wl := workload{labels: labels, ports: map[string]port{}}
+		wl := workload{kind: kind, name: str(o, "metadata", "name"), replicas: replicas, labels: labels, ports: map[string]port{}}
 		containers := append(list(tmpl, "spec", "initContainers"), list(tmpl, "spec", "containers")...)
 		initCount := len(list(tmpl, "spec", "initContainers"))
 		for ci, ct := range containers {
@@ -1021,6 +1143,7 @@ func (c *checker) checkK8s(dir string) {
 			}
 			dataDir := set["WISP_DATA_DIR"]
 			onVolume, dataEmpty, adminFromSecret := false, false, false
+			fromSecret := map[string]string{} // data-dir file -> the Secret it is mounted from
 			for _, vm := range list(ct, "volumeMounts") {
 				v, ok := volumes[str(vm, "name")]
 				if !ok {
@@ -1034,6 +1157,9 @@ func (c *checker) checkK8s(dir string) {
 				}
 				if mp == path.Join(dataDir, "admin.token") && str(v, "secret", "secretName") != "" {
 					adminFromSecret = true
+				}
+				if sn := str(v, "secret", "secretName"); sn != "" && path.Dir(mp) == dataDir {
+					fromSecret[path.Base(mp)] = sn
 				}
 				if sub := str(vm, "subPath"); sub != "" {
 					sn := str(v, "secret", "secretName")
@@ -1055,6 +1181,25 @@ func (c *checker) checkK8s(dir string) {
 				for _, hp := range strings.Split(ctls, ",") {
 					h, p, _ := net.SplitHostPort(hp)
 					c.checkK8sService(cw, docs, h, p, "UDP")
+					agentTargets = append(agentTargets, agentTarget{cw, h, p})
+				}
+			}
+			if bin == "wisp-controller" {
+				// A cluster (docs/cluster.md): clusterSize controllers on
+				// Postgres, sharing the secrets key and the identity.
+				if replicas != clusterSize {
+					c.errorf(cw, "%d replicas, want a cluster of %d controllers", replicas, clusterSize)
+				}
+				if replicas > 1 {
+					if set["WISP_DATABASE_URL"] == "" {
+						c.errorf(cw, "%d replicas on the embedded store, which serves one controller: set WISP_DATABASE_URL", replicas)
+					}
+					if set["WISP_SECRETS_KEY"] != "(secret)" && fromSecret["secrets.key"] == "" {
+						c.errorf(cw, "%d replicas without one secrets key: give WISP_SECRETS_KEY from a Secret (or mount secrets.key from one)", replicas)
+					}
+					if !c.identityInStore() && (fromSecret["controller.crt"] == "" || fromSecret["controller.crt"] != fromSecret["controller.key"]) {
+						c.errorf(cw, "%d replicas without one identity: mount controller.crt and controller.key from one Secret", replicas)
+					}
 				}
 			}
 		}
@@ -1067,9 +1212,18 @@ func (c *checker) checkK8s(dir string) {
 		}
 		w := where[i]
 		var target *workload
+		onePod := false
 		for j := range workloads {
 			match := true
 			for k, v := range get(o, "spec", "selector").(obj) {
+				if k == "statefulset.kubernetes.io/pod-name" {
+					// One pod of a StatefulSet: <name>-<ordinal>.
+					ord, ok := strings.CutPrefix(fmt.Sprint(v), workloads[j].name+"-")
+					n, err := strconv.Atoi(ord)
+					match = match && ok && err == nil && workloads[j].kind == "StatefulSet" && n >= 0 && n < workloads[j].replicas
+					onePod = true
+					continue
+				}
 				match = match && workloads[j].labels[k] == v
 			}
 			if match {
@@ -1077,8 +1231,15 @@ func (c *checker) checkK8s(dir string) {
 			}
 		}
 		if target == nil {
-			c.errorf(w, "selects no Deployment or DaemonSet")
+			c.errorf(w, "selects no Deployment, StatefulSet or DaemonSet (or no pod of one)")
 			continue
+		}
+		if target.bin == "wisp-controller" && target.replicas > 1 && !onePod && !headless[str(o, "metadata", "name")] {
+			for _, p := range list(o, "spec", "ports") {
+				if target.listen[target.ports[fmt.Sprint(get(p, "targetPort"))]] == "WISP_QUIC_LISTEN" {
+					c.errorf(w, "balances the QUIC port over %d controllers: an agent would reach one of them only; make it headless or select one pod", target.replicas)
+				}
+			}
 		}
 		public := str(o, "spec", "type") == "LoadBalancer" || str(o, "spec", "type") == "NodePort"
 		for _, p := range list(o, "spec", "ports") {
@@ -1101,6 +1262,18 @@ func (c *checker) checkK8s(dir string) {
 				if target.listen[target.ports[fmt.Sprint(get(p, "targetPort"))]] == "WISP_LISTEN" {
 					restServices[str(o, "metadata", "name")] = fmt.Sprint(get(p, "port"))
 					restServices[str(o, "metadata", "name")+"/"+str(p, "name")] = fmt.Sprint(get(p, "port"))
+				}
+			}
+		}
+	}
+	// Agents dial every controller: a name they give must resolve to each
+	// (a headless Service) or to one controller's pod.
+	for _, at := range agentTargets {
+		name := strings.Split(at.host, ".")[0]
+		for _, o := range docs {
+			if str(o, "kind") == "Service" && str(o, "metadata", "name") == name && str(o, "spec", "clusterIP") != "None" {
+				if _, byPod := get(o, "spec", "selector").(obj)["statefulset.kubernetes.io/pod-name"]; !byPod {
+					c.errorf(at.where, "WISP_CONTROLLERS %s:%s is a balanced Service: the agent would link to one controller only; name the headless Service", at.host, at.port)
 				}
 			}
 		}

@@ -14,7 +14,13 @@
 //     REST and metrics ports stay private (compose publishes them on
 //     127.0.0.1 only; Kubernetes keeps them off LoadBalancer/NodePort
 //     Services and reaches REST through an Ingress with TLS) and that an
-//     emptyDir data dir gets admin.token from a Secret. The health checks
+//     emptyDir data dir gets admin.token from a Secret. Both run a cluster
+//     (docs/cluster.md): three controllers on one database with one secrets
+//     key and one identity (a Secret, a shared volume, or the store once it
+//     keeps the identity), every agent linked to every controller (compose
+//     names all three; Kubernetes agents dial a headless Service, and no
+//     balanced Service carries the QUIC port of several controllers), and
+//     no host port published twice. The health checks
 //     are checked against running binaries: every Kubernetes probe is
 //     liveness on /healthz and readiness on /readyz and gets 200 from the
 //     listener it names (a native controller and agent run on loopback),

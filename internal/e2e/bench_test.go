@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
 	"github.com/wispfn/wisp/internal/testing/testhttp"
+	"github.com/wispfn/wisp/internal/testing/testpg"
 )
 
 // procCPU returns the user+system CPU time a process has used.
@@ -84,9 +84,26 @@ func pct(d []time.Duration, p float64) time.Duration {
 
 // benchPlatform starts a controller and one agent as processes, with the
 // C hello function uploaded and warm.
-func benchPlatform(b *testing.B) (*controller, *proc) {
-	c := startController(b, b.TempDir(), "", "127.0.0.1:0")
-	agent := startAgent(b, c, c.joinToken(b, ""), "edge1", b.TempDir())
+//
+// With WISP_BENCH_PROFILE_DIR set, both processes write CPU profiles there
+// (controller.prof, agent.prof; internal/profiling), stopped gracefully
+// when the benchmark ends so the files are complete.
+func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b, "") }
+
+// benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
+// embedded store).
+func benchPlatformOn(b *testing.B, dsn string) (*controller, *proc) {
+	var cenv, aenv []string
+	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
+	if profDir != "" {
+		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
+		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
+	}
+	c := startControllerEnv(b, b.TempDir(), dsn, "127.0.0.1:0", cenv)
+	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
+	if profDir != "" {
+		b.Cleanup(func() { agent.Stop(); c.Stop() })
+	}
 	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
 	if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {
 		b.Fatalf("warm-up: %d %s", status, body)
@@ -133,14 +150,19 @@ func BenchmarkInvokeLatency(b *testing.B) {
 	quicRTT := quicEcho(b)
 	quicXRTT := quicEchoProcess(b)
 	rtCall := runtimeCall(b)
+	chain := startChainFloor(b, 1)
+	for range 100 {
+		chain.call(b)
+	}
 
-	var lr, lh, lq, lqx, lrt []time.Duration
+	var lr, lh, lq, lqx, lrt, lc []time.Duration
 	for b.Loop() {
 		lr = append(lr, rest())
 		lh = append(lh, httpRTT())
 		lq = append(lq, quicRTT())
 		lqx = append(lqx, quicXRTT())
 		lrt = append(lrt, rtCall())
+		lc = append(lc, chain.call(b))
 	}
 	// The invocation crosses processes twice (client -> controller ->
 	// agent), so its QUIC floor is a stream round trip to another process,
@@ -153,6 +175,9 @@ func BenchmarkInvokeLatency(b *testing.B) {
 	b.ReportMetric(float64(pct(lq, .5).Microseconds()), "quic-rtt-p50-µs")
 	b.ReportMetric(float64(pct(lrt, .5).Microseconds()), "runtime-p50-µs")
 	b.ReportMetric(float64(pct(lr, .5))/float64(floor), "x-floor-sum")
+	b.ReportMetric(float64(pct(lc, .5).Microseconds()), "chained-floor-p50-µs")
+	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lc, .5)), "x-chained-floor")
+	b.ReportMetric(float64(pct(lr, .99))/float64(pct(lr, .5)), "p99-over-p50")
 	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lh, .5)+pct(lq, .5)+pct(lrt, .5)), "x-floor-sum-inproc-quic")
 }
 
@@ -251,42 +276,68 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	client := &http.Client{Transport: tr}
 	body := []byte(`{"args":{"name":"Ada"}}`)
-	var failed atomic.Int64
-	cpu0 := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid)
-	start := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	// The chained floor runs first, in the same run and with as many
+	// calls, so each figure has its same-run baseline.
+	chain := startChainFloor(b, clients)
+	chainPerSec, chainCPU := chain.throughput(b, max(b.N, 2000), clients)
+	cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
 	b.ResetTimer()
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+c.admin)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	perSec, cpuPer := loadRun(b, b.N, clients, cpu, func() error {
+		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 	b.StopTimer()
-	cpu := procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) - cpu0
-	if n := failed.Load(); n > 0 {
-		b.Fatalf("%d of %d invocations failed", n, b.N)
+	b.ReportMetric(perSec, "invocations/s")
+	b.ReportMetric(float64(cpuPer.Microseconds()), "server-cpu-µs/inv")
+	b.ReportMetric(chainPerSec, "chained-floor-req/s")
+	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
+	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
+}
+
+// BenchmarkInvokeThroughputStores: BenchmarkInvokeThroughput's load on the
+// embedded store and on Postgres, one after the other in the same run
+// (issue 16, point 5: Postgres ≥ 0.9× the embedded store).
+func BenchmarkInvokeThroughputStores(b *testing.B) {
+	const clients = 64
+	body := []byte(`{"args":{"name":"Ada"}}`)
+	run := func(dsn string) (float64, time.Duration) {
+		c, agent := benchPlatformOn(b, dsn)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+		cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
+		return loadRun(b, max(b.N, 2000), clients, cpu, func() error {
+			req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+c.admin)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		})
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "invocations/s")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "server-cpu-µs/inv")
+	embedded, ecpu := run("")
+	pg, pcpu := run(testpg.Schema(b, 0))
+	b.ReportMetric(embedded, "embedded-inv/s")
+	b.ReportMetric(pg, "postgres-inv/s")
+	b.ReportMetric(float64(ecpu.Microseconds()), "embedded-cpu-µs/inv")
+	b.ReportMetric(float64(pcpu.Microseconds()), "postgres-cpu-µs/inv")
+	b.ReportMetric(pg/embedded, "x-postgres-vs-embedded")
 }
 
 // BenchmarkFirstInvocation: a new 100 KiB function, pushed to the agent

@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wispfn/wisp/internal/testing/testenv"
 	"github.com/wispfn/wisp/internal/testing/testhttp"
 	"github.com/wispfn/wisp/internal/testing/testproc"
 	"github.com/wispfn/wisp/internal/testing/testwait"
@@ -29,6 +31,10 @@ var faultBin string
 func TestMain(m *testing.M) {
 	if os.Getenv("WISP_E2E_QUIC_ECHO") == "1" {
 		runQUICEchoServer() // this process is the other end of a floor measurement
+		return
+	}
+	if addr := os.Getenv(chainHTTPEnv); addr != "" {
+		runChainHTTPServer(addr) // the middle hop of the chained floor
 		return
 	}
 	dir, err := os.MkdirTemp("", "wisp-e2e-")
@@ -75,6 +81,9 @@ func startEnv(t testing.TB, name string, env []string, args ...string) *proc {
 type controller struct {
 	*proc
 	dataDir, url, quic, admin string
+	// id is the controller's instance id (--controller-id): GET
+	// /v1/agents names the controllers each agent has a session with.
+	id string
 }
 
 // startController runs wisp-controller on dataDir (and Postgres at dsn, if
@@ -95,8 +104,17 @@ func startControllerEnv(t testing.TB, dataDir, dsn, quicAddr string, env []strin
 	// Plain HTTP unless a test chooses TLS (a variable, which binaries from
 	// before --tls ignore: the benchmarks run those too).
 	env = append([]string{"WISP_TLS=off"}, env...)
+	// A known instance id (a variable, for the same reason), unless the
+	// test chose one.
+	id := "ctl-" + testenv.Unique()
+	for i, a := range extra {
+		if a == "--controller-id" && i+1 < len(extra) {
+			id = extra[i+1]
+		}
+	}
+	env = append([]string{"WISP_CONTROLLER_ID=" + id}, env...)
 	p := startEnv(t, "wisp-controller", env, args...)
-	c := &controller{proc: p, dataDir: dataDir}
+	c := &controller{proc: p, dataDir: dataDir, id: id}
 	c.url = "http://" + p.Await(`msg="REST API listening" addr=(\S+)`)
 	c.quic = p.Await(`msg="QUIC listening" addr=(\S+)`)
 	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
@@ -208,6 +226,7 @@ type agentInfo struct {
 	ID            string   `json:"id"`
 	Name          string   `json:"name"`
 	Connected     bool     `json:"connected"`
+	Controllers   []string `json:"controllers"`
 	Digests       int      `json:"digests"`
 	Labels        []string `json:"labels"`
 	Cordoned      bool     `json:"cordoned"`
@@ -227,10 +246,13 @@ func (c *controller) agents(t testing.TB) []agentInfo {
 	return env.Data
 }
 
+// connected returns the agents that have a session with c, by name
+// (connected means with any controller of the cluster; Controllers names
+// which).
 func (c *controller) connected(t testing.TB) map[string]agentInfo {
 	out := map[string]agentInfo{}
 	for _, a := range c.agents(t) {
-		if a.Connected {
+		if a.Connected && slices.Contains(a.Controllers, c.id) {
 			out[a.Name] = a
 		}
 	}

@@ -106,6 +106,9 @@ func Run(t *testing.T, open Opener) {
 		{"KeptDigests", testKeptDigests},
 		{"ConcurrentVersions", testConcurrentVersions},
 		{"ConcurrentQuarantine", testConcurrentQuarantine},
+		{"HasCode", testHasCode},
+		{"ChangeFeed", testChangeFeed},
+		{"Membership", testMembership},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1551,4 +1554,32 @@ func testReopen(t *testing.T, s store.Store, reopen func(*testing.T) store.Store
 	_, err = s.CreateAgent(ctx, store.Agent{ID: agentID(3), Name: "x", CredentialHash: tokenHash("ag 1")})
 	wantErr(t, "CreateAgent with a taken credential after reopen", err, store.ErrExists)
 	noErr(t, "TouchAgent after reopen", s.TouchAgent(ctx, agentID(1), "renamed", nil, time.Now()))
+}
+
+// testHasCode: a store.CodeChecker says whether a digest's code is stored:
+// while a function uses it, not after its last user is deleted.
+func testHasCode(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	cc, ok := s.(store.CodeChecker)
+	if !ok {
+		t.Skip("the store is no store.CodeChecker")
+	}
+	ctx := t.Context()
+	code, digest := Code("has")
+	has := func() bool {
+		ok, err := cc.HasCode(ctx, digest)
+		noErr(t, "HasCode", err)
+		return ok
+	}
+	if has() {
+		t.Fatal("HasCode of code never stored")
+	}
+	mustCreateFunction(t, s, "_", "f", code)
+	if !has() {
+		t.Fatal("HasCode of a function's code is false")
+	}
+	_, err := s.DeleteFunction(ctx, "_", "f")
+	noErr(t, "DeleteFunction", err)
+	if has() {
+		t.Fatal("HasCode after its last function was deleted")
+	}
 }
