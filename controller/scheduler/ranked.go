@@ -34,9 +34,9 @@ func Order(a, b *Candidate) int {
 // candidates that at hands out in [Order], and returns the position of
 // the one chosen. at(i) returns the i-th candidate and whether it is one
 // (false: skip it, as if it were not in the slice: a disconnected,
-// cordoned or excluded agent). It chooses what Pick would
-// choose among the same candidates (an agent tied with it on every
-// ranked field may stand in for it).
+// cordoned or excluded agent). It chooses what Pick would choose among the
+// same candidates (an agent tied with it on every ranked field may stand
+// in for it).
 //
 // # Cost
 //
