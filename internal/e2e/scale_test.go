@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,8 +56,10 @@ import (
 // agents connected. The controllers must serve pprof (--pprof-addr; to
 // measure a build from before it, add cmd/wisp-controller/pprof.go and
 // its setting to that build).
-// WISP_BENCH_CONTROLLER_ENV adds space-separated NAME=value pairs to the
-// controllers' environment (GOGC=50, GODEBUG=...).
+// WISP_BENCH_STALL=10s stops the first controller that long at the end
+// (SIGSTOP, then SIGCONT) and reports how long its agents take to come
+// back (recovery-s). WISP_BENCH_CONTROLLER_ENV adds space-separated
+// NAME=value pairs to the controllers' environment (GOGC=50, GODEBUG=...).
 
 // BenchmarkTenThousandAgents: 10,000 agents on one controller.
 func BenchmarkTenThousandAgents(b *testing.B) { scaleBench(b, 1) }
@@ -327,6 +330,36 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 		b.ReportMetric(sum/n*1e6, "schedule-mean-µs")
 		b.ReportMetric(histogramP50(m0, m1, "wisp_controller_schedule_seconds")*1e6, "schedule-p50-µs")
 	}
+	if v := os.Getenv("WISP_BENCH_STALL"); v != "" {
+		stallAndRecover(b, cs[0], swarm, v)
+	}
+}
+
+// stallAndRecover stops the controller c (SIGSTOP) for the duration d,
+// longer than the idle timeout, so that every session it holds times out
+// at once on both sides, then lets it go on and reports how long its
+// agents take to be connected again (recovery-s) and how many sessions
+// they made meanwhile.
+func stallAndRecover(b *testing.B, c *scaleController, swarm *simagent.Swarm, d string) {
+	stall, err := time.ParseDuration(d)
+	if err != nil {
+		b.Fatalf("WISP_BENCH_STALL: %v", err)
+	}
+	r0 := reconnects(swarm)
+	c.Cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(stall)
+	c.Cmd.Process.Signal(syscall.SIGCONT)
+	t0 := time.Now()
+	var n float64
+	for n = connectedTo(b, c); n != float64(c.share) && time.Since(t0) < 5*time.Minute; n = connectedTo(b, c) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.Logf("%s stopped %v: %v of %d agents connected %v after it went on; %d sessions made again", c.Name, stall, n, c.share,
+		time.Since(t0).Round(100*time.Millisecond), reconnects(swarm)-r0)
+	if n != float64(c.share) {
+		b.Errorf("%v of %d agents connected 5 minutes after a %v stall", n, c.share, stall)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "recovery-s")
 }
 
 // startScaleController starts binary on dataDir and Postgres at dsn, with
