@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -256,6 +257,9 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	// Sessions the controllers dropped while idle (missed load reports,
 	// idle timeouts) and the agents made again: 0 when they hold.
 	idleReconnects := reconnects(swarm) - r0
+	if ends := swarm.Ends(); len(ends) > 0 {
+		b.Logf("sessions ended or redials failed (so far): %v", topEnds(ends, 5))
+	}
 	notes := make([]string, len(cs)) // what each controller's line says
 	for i, c := range cs {
 		notes[i] = "per agent: " + memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share)
@@ -354,8 +358,8 @@ func stallAndRecover(b *testing.B, c *scaleController, swarm *simagent.Swarm, d 
 	for n = connectedTo(b, c); n != float64(c.share) && time.Since(t0) < 5*time.Minute; n = connectedTo(b, c) {
 		time.Sleep(500 * time.Millisecond)
 	}
-	b.Logf("%s stopped %v: %v of %d agents connected %v after it went on; %d sessions made again", c.Name, stall, n, c.share,
-		time.Since(t0).Round(100*time.Millisecond), reconnects(swarm)-r0)
+	b.Logf("%s stopped %v: %v of %d agents connected %v after it went on; %d sessions made again; ends so far: %v", c.Name, stall, n, c.share,
+		time.Since(t0).Round(100*time.Millisecond), reconnects(swarm)-r0, topEnds(swarm.Ends(), 5))
 	if n != float64(c.share) {
 		b.Errorf("%v of %d agents connected 5 minutes after a %v stall", n, c.share, stall)
 	}
@@ -385,6 +389,17 @@ func startScaleController(b *testing.B, binary, dataDir, dsn string) *scaleContr
 	}
 	c.admin = strings.TrimSpace(string(tok))
 	return c
+}
+
+// topEnds is the n most frequent reasons of ends, with their counts.
+func topEnds(ends map[string]int, n int) string {
+	reasons := slices.Collect(maps.Keys(ends))
+	slices.SortFunc(reasons, func(a, b string) int { return ends[b] - ends[a] })
+	var out []string
+	for _, r := range reasons[:min(n, len(reasons))] {
+		out = append(out, fmt.Sprintf("%d× %s", ends[r], r))
+	}
+	return strings.Join(out, "; ")
 }
 
 func reconnects(s *simagent.Swarm) int64 {

@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -54,13 +55,14 @@ type Swarm struct {
 
 	mu     sync.Mutex
 	agents map[*Agent]struct{}
+	ends   map[string]int // why sessions ended and redials failed, counted
 	wg     sync.WaitGroup
 }
 
 // New returns a Swarm sending from pc, or from a new UDP socket on
 // 127.0.0.1 when pc is nil.
 func New(pc net.PacketConn, opts Options) (*Swarm, error) {
-	s := &Swarm{opts: opts, agents: map[*Agent]struct{}{}}
+	s := &Swarm{opts: opts, agents: map[*Agent]struct{}{}, ends: map[string]int{}}
 	if pc == nil {
 		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -182,6 +184,9 @@ func (a *Agent) keep() {
 		conn := a.conn
 		a.mu.Unlock()
 		<-conn.Context().Done()
+		if !a.closed.Load() {
+			a.swarm.count("session ended: " + context.Cause(conn.Context()).Error())
+		}
 		for {
 			if a.closed.Load() {
 				return
@@ -190,6 +195,9 @@ func (a *Agent) keep() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := a.connect(ctx, &Identity{ID: a.ID, Credential: a.Credential})
 			cancel()
+			if err != nil {
+				a.swarm.count("redial failed: " + err.Error())
+			}
 			if err == nil && a.closed.Load() {
 				a.mu.Lock()
 				a.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "simulated agent closing")
@@ -362,6 +370,23 @@ func (a *Agent) closeSession() {
 	a.swarm.mu.Lock()
 	delete(a.swarm.agents, a)
 	a.swarm.mu.Unlock()
+}
+
+func (s *Swarm) count(why string) {
+	if len(why) > 120 {
+		why = why[:120]
+	}
+	s.mu.Lock()
+	s.ends[why]++
+	s.mu.Unlock()
+}
+
+// Ends counts why sessions ended and why dials to make them again failed
+// (the error texts, cut at 120 bytes), since the swarm began.
+func (s *Swarm) Ends() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.ends)
 }
 
 // Agents lists the swarm's agents that were not closed.
