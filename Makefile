@@ -3,6 +3,7 @@ SHELL := /bin/bash
 GO        ?= go
 PKGS      ?= ./...
 BENCHTIME ?= 2s
+BENCH     ?= .
 VERSION   ?= dev
 BIN       := bin
 LDFLAGS   := -s -w -X github.com/wispfn/wisp/internal/version.Version=$(VERSION)
@@ -28,8 +29,8 @@ test: ## run every test with the race detector (skips what needs a missing servi
 test-short: ## quick tests only, no race detector
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: ## run the benchmarks (BENCHTIME=2s by default), then bench-peer
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+bench: ## run the benchmarks (BENCHTIME=2s by default; BENCH=regexp picks some, e.g. BENCH=TenThousandAgents PKGS=./internal/e2e/), then bench-peer
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 90m $(PKGS)
 	@$(MAKE) --no-print-directory bench-peer
 
 bench-peer: ## Wisp's runtime against wasmtime on the FunLess-ABI fixtures (bench/wasmtime; skipped without cgo)

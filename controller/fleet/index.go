@@ -174,15 +174,14 @@ func (s *Session) schedulable(exclude []*Session) bool {
 func (f *Fleet) pickDefault(fn scheduler.Function, exclude []*Session) (*Session, int, error) {
 	es := f.index.entries()
 	held := unique.Make(fn.Digest)
-	i, err := scheduler.PickRanked(len(es), func(i int, c *scheduler.Candidate) bool {
+	i, err := scheduler.PickRanked(len(es), func(i int) (scheduler.Candidate, bool) {
 		e := &es[i]
 		s := e.s
 		if !s.schedulable(exclude) {
-			return false
+			return scheduler.Candidate{}, false
 		}
-		*c = scheduler.Candidate{ID: s.ID, Name: s.hello.Name, MemAvail: e.avail, MemKnown: e.known,
-			InFlight: int(s.inflight.Load()), HasDigest: s.holds(held)}
-		return true
+		return scheduler.Candidate{ID: s.ID, Name: s.hello.Name, MemAvail: e.avail, MemKnown: e.known,
+			InFlight: int(s.inflight.Load()), HasDigest: s.holds(held)}, true
 	}, fn)
 	if err != nil {
 		return nil, len(es), err

@@ -32,11 +32,11 @@ func Order(a, b *Candidate) int {
 
 // PickRanked applies the default policy (Pick with no script) to n
 // candidates that at hands out in [Order], and returns the position of
-// the one chosen. at(i, c) fills c with the i-th candidate and reports
-// whether it is one (false: skip it, as if it were not in the slice: a
-// disconnected, cordoned or excluded agent). It chooses what Pick would
-// choose among the same candidates (an agent tied with it on every
-// ranked field may stand in for it).
+// the one chosen. at(i) returns the i-th candidate and whether it is one
+// (false: skip it, as if it were not in the slice: a disconnected,
+// cordoned or excluded agent). It chooses what Pick would choose among the
+// same candidates (an agent tied with it on every ranked field may stand
+// in for it).
 //
 // # Cost
 //
@@ -51,15 +51,16 @@ func Order(a, b *Candidate) int {
 // # Errors
 //
 // ErrNoWorker, as Pick words it, when no candidate qualifies.
-func PickRanked(n int, at func(i int, c *Candidate) bool, fn Function) (int, error) {
+func PickRanked(n int, at func(i int) (Candidate, bool), fn Function) (int, error) {
 	capB := fn.capacityBytes()
 	// The best valid holder of the code, and the best valid agent, for
 	// when no valid agent holds it (rule 2).
 	held, any := -1, -1
-	var heldC, anyC, c Candidate
+	var heldC, anyC Candidate
 	seen := 0
 	for i := range n {
-		if !at(i, &c) {
+		c, ok := at(i)
+		if !ok {
 			continue
 		}
 		seen++

@@ -42,7 +42,7 @@ func checkRanked(t *testing.T, cands []Candidate, skip []bool, fn Function) {
 		}
 	}
 	slices.SortStableFunc(items, func(a, b item) int { return Order(&a.c, &b.c) })
-	got, err := PickRanked(len(items), func(i int, c *Candidate) bool { *c = items[i].c; return !items[i].skip }, fn)
+	got, err := PickRanked(len(items), func(i int) (Candidate, bool) { return items[i].c, !items[i].skip }, fn)
 	want, wantErr := Pick(kept, fn, nil, nil)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("PickRanked: %d, %v; Pick: %d, %v\ncands %+v\nskip %v\nfn %+v", got, err, want, wantErr, cands, skip, fn)
@@ -139,11 +139,11 @@ func TestPickRankedStopsEarly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reads := 0
-			i, err := PickRanked(len(cands), func(i int, c *Candidate) bool {
+			i, err := PickRanked(len(cands), func(i int) (Candidate, bool) {
 				reads++
-				*c = cands[i]
+				c := cands[i]
 				c.HasDigest = tc.held
-				return true
+				return c, true
 			}, Function{CapacityKiB: tc.capKiB})
 			if err != nil || cands[i].Name != tc.want {
 				t.Fatalf("picked %d (%v), want %s", i, err, tc.want)

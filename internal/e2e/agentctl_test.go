@@ -131,7 +131,7 @@ func TestAgentCordonDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.close()
+	defer sim.Close()
 	waitFor(t, "two agents", func() bool { return len(c.connected(t)) == 2 })
 	edge, simID := c.idOf(t, "edge1"), c.idOf(t, "sim")
 	c.upload(t, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
@@ -214,7 +214,7 @@ func TestAgentLabelReachesScheduling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.close()
+	defer sim.Close()
 	waitFor(t, "two agents", func() bool { return len(c.connected(t)) == 2 })
 	edge, simID := c.idOf(t, "edge1"), c.idOf(t, "sim")
 
@@ -289,7 +289,7 @@ func TestAgentMemoryCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer liar.close()
+	defer liar.Close()
 	waitFor(t, "two agents", func() bool { return len(c.connected(t)) == 2 })
 	liarID := c.idOf(t, "liar")
 	c.upload(t, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})

@@ -504,7 +504,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 	wg.Wait()
 	b.Cleanup(func() {
 		for _, a := range sims {
-			a.close()
+			a.Close()
 		}
 	})
 	if len(sims) != agents {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,8 +57,10 @@ import (
 // agents connected. The controllers must serve pprof (--pprof-addr; to
 // measure a build from before it, add cmd/wisp-controller/pprof.go and
 // its setting to that build).
-// WISP_BENCH_CONTROLLER_ENV adds space-separated NAME=value pairs to the
-// controllers' environment (GOGC=50, GODEBUG=...).
+// WISP_BENCH_STALL=10s stops the first controller that long at the end
+// (SIGSTOP, then SIGCONT) and reports how long its agents take to come
+// back (recovery-s). WISP_BENCH_CONTROLLER_ENV adds space-separated
+// NAME=value pairs to the controllers' environment (GOGC=50, GODEBUG=...).
 
 // BenchmarkTenThousandAgents: 10,000 agents on one controller.
 func BenchmarkTenThousandAgents(b *testing.B) { scaleBench(b, 1) }
@@ -209,7 +213,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			b.Logf("%s: %v of %d agents connected after a minute", c.Name, n, c.share)
 		}
 	}
-	b.Logf("%d agents joined %d controller(s) in %v (%d joins retried, %d sessions made again)", agents, controllers,
+	joined := fmt.Sprintf("%d agents joined %d controller(s) in %v (%d joins retried, %d sessions made again)", agents, controllers,
 		joinTime.Round(time.Millisecond), retried.Load(), reconnects(swarm))
 	cs[0].upload(b, "_", "hello", "hello_wat", nil) // pushed to cs[0]'s agents
 	// Pushes, desired sets and first reports settle: until a 2-s sample
@@ -224,7 +228,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			}
 		}
 	}
-	b.Logf("settled in %v", time.Since(settled).Round(time.Second))
+	b.Logf("%s; settled in %v", joined, time.Since(settled).Round(time.Second))
 
 	idle := 20 * time.Second
 	if v := os.Getenv("WISP_BENCH_IDLE"); v != "" {
@@ -253,8 +257,12 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 	// Sessions the controllers dropped while idle (missed load reports,
 	// idle timeouts) and the agents made again: 0 when they hold.
 	idleReconnects := reconnects(swarm) - r0
-	for _, c := range cs {
-		b.Logf("%s: per agent: %s", c.Name, memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
+	if ends := swarm.Ends(); len(ends) > 0 {
+		b.Logf("sessions ended or redials failed (so far): %v", topEnds(ends, 5))
+	}
+	notes := make([]string, len(cs)) // what each controller's line says
+	for i, c := range cs {
+		notes[i] = "per agent: " + memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share)
 	}
 	// The same after the runtime's next collections (forced here through
 	// pprof, twice: sync.Pool keeps its contents for one; an idle Go
@@ -267,9 +275,9 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 			}
 		}
 		time.Sleep(15 * time.Second)
-		for _, c := range cs {
+		for i, c := range cs {
 			rssGC = append(rssGC, float64(procRSS(c.Cmd.Process.Pid)-c.rss0)/1024/float64(c.share))
-			b.Logf("%s: after GC: RSS %.1f KiB/agent; per agent: %s", c.Name, rssGC[len(rssGC)-1], memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
+			notes[i] += fmt.Sprintf("; after GC: RSS %.1f KiB/agent, %s", rssGC[i], memoryPerAgent(c.mem0, scrape(b, c.metricsAddr), c.share))
 		}
 	}
 	for _, c := range cs {
@@ -288,6 +296,7 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 				saveProfile(b, c.pprofAddr, p, filepath.Join(dir, fmt.Sprintf("%s-%s-%dc-%d-%d.pb.gz", build, name, controllers, agents, i)))
 			}
 		}
+		b.Logf("profiles: %s", filepath.Join(dir, fmt.Sprintf("%s-*-%dc-%d-*.pb.gz", build, controllers, agents)))
 	}
 
 	m0 := scrape(b, cs[0].metricsAddr)
@@ -302,8 +311,8 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 
 	var allCPU, allRSS []float64
 	for i, c := range cs {
-		b.Logf("%s: %d agents, RSS %.1f MiB before, KiB/agent per window %.1f, idle CPU %% per window %.1f",
-			c.Name, c.share, float64(c.rss0)/(1<<20), rss[i], cpu[i])
+		b.Logf("%s: %d agents, RSS %.1f MiB before, KiB/agent per window %.1f, idle CPU %% per window %.1f; %s",
+			c.Name, c.share, float64(c.rss0)/(1<<20), rss[i], cpu[i], notes[i])
 		allCPU = append(allCPU, median(cpu[i]))
 		allRSS = append(allRSS, median(rss[i]))
 	}
@@ -325,6 +334,36 @@ func scaleRun(b *testing.B, binary string, legacy bool, controllers, agents int)
 		b.ReportMetric(sum/n*1e6, "schedule-mean-µs")
 		b.ReportMetric(histogramP50(m0, m1, "wisp_controller_schedule_seconds")*1e6, "schedule-p50-µs")
 	}
+	if v := os.Getenv("WISP_BENCH_STALL"); v != "" {
+		stallAndRecover(b, cs[0], swarm, v)
+	}
+}
+
+// stallAndRecover stops the controller c (SIGSTOP) for the duration d,
+// longer than the idle timeout, so that every session it holds times out
+// at once on both sides, then lets it go on and reports how long its
+// agents take to be connected again (recovery-s) and how many sessions
+// they made meanwhile.
+func stallAndRecover(b *testing.B, c *scaleController, swarm *simagent.Swarm, d string) {
+	stall, err := time.ParseDuration(d)
+	if err != nil {
+		b.Fatalf("WISP_BENCH_STALL: %v", err)
+	}
+	r0 := reconnects(swarm)
+	c.Cmd.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(stall)
+	c.Cmd.Process.Signal(syscall.SIGCONT)
+	t0 := time.Now()
+	var n float64
+	for n = connectedTo(b, c); n != float64(c.share) && time.Since(t0) < 5*time.Minute; n = connectedTo(b, c) {
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.Logf("%s stopped %v: %v of %d agents connected %v after it went on; %d sessions made again; ends so far: %v", c.Name, stall, n, c.share,
+		time.Since(t0).Round(100*time.Millisecond), reconnects(swarm)-r0, topEnds(swarm.Ends(), 5))
+	if n != float64(c.share) {
+		b.Errorf("%v of %d agents connected 5 minutes after a %v stall", n, c.share, stall)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "recovery-s")
 }
 
 // startScaleController starts binary on dataDir and Postgres at dsn, with
@@ -350,6 +389,17 @@ func startScaleController(b *testing.B, binary, dataDir, dsn string) *scaleContr
 	}
 	c.admin = strings.TrimSpace(string(tok))
 	return c
+}
+
+// topEnds is the n most frequent reasons of ends, with their counts.
+func topEnds(ends map[string]int, n int) string {
+	reasons := slices.Collect(maps.Keys(ends))
+	slices.SortFunc(reasons, func(a, b string) int { return ends[b] - ends[a] })
+	var out []string
+	for _, r := range reasons[:min(n, len(reasons))] {
+		out = append(out, fmt.Sprintf("%d× %s", ends[r], r))
+	}
+	return strings.Join(out, "; ")
 }
 
 func reconnects(s *simagent.Swarm) int64 {
@@ -458,7 +508,6 @@ func saveProfile(b *testing.B, addr, profile, path string) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("%s profile: %s", profile, path)
 }
 
 func median(xs []float64) float64 {

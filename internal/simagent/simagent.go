@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -54,13 +55,14 @@ type Swarm struct {
 
 	mu     sync.Mutex
 	agents map[*Agent]struct{}
+	ends   map[string]int // why sessions ended and redials failed, counted
 	wg     sync.WaitGroup
 }
 
 // New returns a Swarm sending from pc, or from a new UDP socket on
 // 127.0.0.1 when pc is nil.
 func New(pc net.PacketConn, opts Options) (*Swarm, error) {
-	s := &Swarm{opts: opts, agents: map[*Agent]struct{}{}}
+	s := &Swarm{opts: opts, agents: map[*Agent]struct{}{}, ends: map[string]int{}}
 	if pc == nil {
 		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		if err != nil {
@@ -100,6 +102,7 @@ type Agent struct {
 	reports    atomic.Int64
 	reconnects atomic.Int64
 	closed     atomic.Bool
+	ownsSwarm  bool // DialOne's: Close closes the swarm too
 
 	mu    sync.Mutex // guards the session's fields below
 	conn  *quic.Conn
@@ -181,6 +184,9 @@ func (a *Agent) keep() {
 		conn := a.conn
 		a.mu.Unlock()
 		<-conn.Context().Done()
+		if !a.closed.Load() {
+			a.swarm.count("session ended: " + context.Cause(conn.Context()).Error())
+		}
 		for {
 			if a.closed.Load() {
 				return
@@ -189,6 +195,9 @@ func (a *Agent) keep() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := a.connect(ctx, &Identity{ID: a.ID, Credential: a.Credential})
 			cancel()
+			if err != nil {
+				a.swarm.count("redial failed: " + err.Error())
+			}
 			if err == nil && a.closed.Load() {
 				a.mu.Lock()
 				a.conn.CloseWithError(quic.ApplicationErrorCode(protocol.CloseShutdown), "simulated agent closing")
@@ -323,9 +332,33 @@ func (a *Agent) Connected() bool {
 // Identity is what the agent needs to come back without a join token.
 func (a *Agent) Identity() *Identity { return &Identity{ID: a.ID, Credential: a.Credential} }
 
+// DialOne dials one agent on a swarm of its own (one UDP socket), which
+// its Close closes: for tests that need an agent or two.
+func DialOne(ctx context.Context, addr, token, name string, opts Options) (*Agent, error) {
+	s, err := New(nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.Dial(ctx, addr, token, name, nil)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	a.ownsSwarm = true
+	return a, nil
+}
+
 // Close ends the agent's session with CloseShutdown (it ran nothing, so
-// every invocation stream it accepted was answered).
+// every invocation stream it accepted was answered), and stops it coming
+// back.
 func (a *Agent) Close() {
+	a.closeSession()
+	if a.ownsSwarm {
+		a.swarm.Close()
+	}
+}
+
+func (a *Agent) closeSession() {
 	a.closed.Store(true)
 	a.mu.Lock()
 	if a.beat != nil {
@@ -337,6 +370,23 @@ func (a *Agent) Close() {
 	a.swarm.mu.Lock()
 	delete(a.swarm.agents, a)
 	a.swarm.mu.Unlock()
+}
+
+func (s *Swarm) count(why string) {
+	if len(why) > 120 {
+		why = why[:120]
+	}
+	s.mu.Lock()
+	s.ends[why]++
+	s.mu.Unlock()
+}
+
+// Ends counts why sessions ended and why dials to make them again failed
+// (the error texts, cut at 120 bytes), since the swarm began.
+func (s *Swarm) Ends() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.ends)
 }
 
 // Agents lists the swarm's agents that were not closed.
@@ -354,7 +404,7 @@ func (s *Swarm) Agents() []*Agent {
 // goroutines.
 func (s *Swarm) Close() {
 	for _, a := range s.Agents() {
-		a.Close()
+		a.closeSession()
 	}
 	s.tr.Close()
 	if s.own != nil {
