@@ -119,6 +119,11 @@
 // a renewal never queues behind API queries for a connection. The
 // embedded store serves one controller and keeps none of it.
 //
+// Cached (cached.go) wraps a store whose change feed keeps it true and
+// answers the reads of every invocation — a token's subject, a function's
+// record, a module's owner — from memory; docs/decisions.md (issue 16,
+// point 5) states its rules.
+//
 // Neither gives the room of removed records back to the file system. bbolt
 // keeps the freed pages in its file for later writes, so the file keeps the
 // largest size it ever had; CompactEmbedded rewrites a file (its controller

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -282,21 +280,7 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	chainPerSec, chainCPU := chain.throughput(b, max(b.N, 2000), clients)
 	cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
 	b.ResetTimer()
-	perSec, cpuPer := loadRun(b, b.N, clients, cpu, func() error {
-		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+c.admin)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	perSec, cpuPer := loadRun(b, b.N, clients, cpu, func() error { return postOK(client, c.url+"/v1/fn/_/hello", c.admin, body) })
 	b.StopTimer()
 	b.ReportMetric(perSec, "invocations/s")
 	b.ReportMetric(float64(cpuPer.Microseconds()), "server-cpu-µs/inv")
@@ -315,21 +299,7 @@ func BenchmarkInvokeThroughputStores(b *testing.B) {
 		c, agent := benchPlatformOn(b, dsn)
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
 		cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
-		return loadRun(b, max(b.N, 2000), clients, cpu, func() error {
-			req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+c.admin)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				return fmt.Errorf("status %d", resp.StatusCode)
-			}
-			return nil
-		})
+		return loadRun(b, max(b.N, 2000), clients, cpu, func() error { return postOK(client, c.url+"/v1/fn/_/hello", c.admin, body) })
 	}
 	embedded, ecpu := run("")
 	pg, pcpu := run(testpg.Schema(b, 0))
@@ -575,19 +545,8 @@ func runQUICEchoServer() {
 // test binary again) and returns a function timing one stream round trip
 // to it.
 func quicEchoProcess(b *testing.B) func() time.Duration {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "WISP_E2E_QUIC_ECHO=1")
-	stdin, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	return echoRoundTrip(b, strings.TrimSpace(line))
+	_, addr := spawnSelf(b, "WISP_E2E_QUIC_ECHO=1")
+	return echoRoundTrip(b, addr)
 }
 
 // BenchmarkInvokeLogs: the cost of recording logs on the warm path. Two

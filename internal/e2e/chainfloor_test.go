@@ -76,25 +76,29 @@ type chainFloor struct {
 // startChainFloor starts the echo and HTTP processes (this test binary
 // again) and returns the floor.
 func startChainFloor(b *testing.B, clients int) *chainFloor {
-	spawn := func(env string) (*exec.Cmd, string) {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), env)
-		stdin, _ := cmd.StdinPipe()
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-		line, err := bufio.NewReader(out).ReadString('\n')
-		if err != nil {
-			b.Fatal(err)
-		}
-		return cmd, strings.TrimSpace(line)
-	}
-	echo, echoAddr := spawn("WISP_E2E_QUIC_ECHO=1")
-	hop, httpAddr := spawn(chainHTTPEnv + "=" + echoAddr)
+	echo, echoAddr := spawnSelf(b, "WISP_E2E_QUIC_ECHO=1")
+	hop, httpAddr := spawnSelf(b, chainHTTPEnv+"="+echoAddr)
 	return &chainFloor{url: "http://" + httpAddr + "/", pids: [2]int{echo.Process.Pid, hop.Process.Pid},
 		httpClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}}
+}
+
+// spawnSelf starts this test binary again with env added (TestMain picks
+// its role), stops it when b ends, and returns it with the address it
+// prints first.
+func spawnSelf(b *testing.B, env string) (*exec.Cmd, string) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env)
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cmd, strings.TrimSpace(line)
 }
 
 var chainBody = []byte(`{"args":{"name":"Ada"}}`)
@@ -120,18 +124,27 @@ func (f *chainFloor) cpu() time.Duration { return procCPU(f.pids[0]) + procCPU(f
 // throughput runs n requests from clients concurrent clients and returns
 // requests/s and the servers' CPU per request.
 func (f *chainFloor) throughput(b *testing.B, n, clients int) (perSec float64, cpuPer time.Duration) {
-	return loadRun(b, n, clients, f.cpu, func() error {
-		resp, err := f.httpClient.Post(f.url, "application/json", bytes.NewReader(chainBody))
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	return loadRun(b, n, clients, f.cpu, func() error { return postOK(f.httpClient, f.url, "", chainBody) })
+}
+
+// postOK posts a JSON body (with a bearer token unless token is empty),
+// reads the answer and fails unless it is 200.
+func postOK(client *http.Client, url, token string, body []byte) error {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // loadRun makes n calls of do from clients goroutines and returns calls/s
