@@ -179,8 +179,7 @@ type agent struct {
 	ex   *executor.Executor
 	link *Link
 	log  *logBuffer
-	stop context.CancelFunc
-	done chan error
+	runner
 
 	mu      sync.Mutex
 	desired [][]protocol.DesiredFunction
@@ -234,26 +233,37 @@ func newAgent(t *testing.T, c *controller, token string) *agent {
 }
 
 // run starts the link; the test's end stops it (if it has not stopped).
-func (a *agent) run(t *testing.T) {
+func (a *agent) run(t *testing.T) { a.start(t, "Link.Run", a.log, a.link.Run) }
+
+// runner runs a Link or a Pool in the background for a test.
+type runner struct {
+	stop context.CancelFunc
+	done chan error
+	what string
+	log  *logBuffer
+}
+
+// start runs run until the test's end (or stop).
+func (r *runner) start(t *testing.T, what string, log *logBuffer, run func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a.stop, a.done = cancel, make(chan error, 1)
-	go func() { a.done <- a.link.Run(ctx) }()
+	r.stop, r.done, r.what, r.log = cancel, make(chan error, 1), what, log
+	go func() { r.done <- run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		a.wait(t)
+		r.wait(t)
 	})
 }
 
-// wait returns Run's error once it returned.
-func (a *agent) wait(t *testing.T) error {
+// wait returns run's error once it returned.
+func (r *runner) wait(t *testing.T) error {
 	t.Helper()
 	select {
-	case err := <-a.done:
-		a.done <- err // later waits see it too
+	case err := <-r.done:
+		r.done <- err // later waits see it too
 		return err
 	case <-time.After(30 * time.Second):
-		t.Fatalf("Run did not return; log:\n%s", a.log)
+		t.Fatalf("%s did not return; log:\n%s", r.what, r.log)
 		return nil
 	}
 }

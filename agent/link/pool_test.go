@@ -32,8 +32,7 @@ type poolAgent struct {
 	st   *state.State
 	pool *Pool
 	log  *logBuffer
-	stop context.CancelFunc
-	done chan error
+	runner
 }
 
 // newPoolAgent makes a Pool of cfg over a fresh state; a test's
@@ -72,28 +71,7 @@ func newPoolAgent(t *testing.T, cfg PoolConfig, id *state.Identity) *poolAgent {
 	return a
 }
 
-func (a *poolAgent) run(t *testing.T) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stop, a.done = cancel, make(chan error, 1)
-	go func() { a.done <- a.pool.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		a.wait(t)
-	})
-}
-
-func (a *poolAgent) wait(t *testing.T) error {
-	t.Helper()
-	select {
-	case err := <-a.done:
-		a.done <- err
-		return err
-	case <-time.After(30 * time.Second):
-		t.Fatalf("Pool.Run did not return; log:\n%s", a.log)
-		return nil
-	}
-}
+func (a *poolAgent) run(t *testing.T) { a.start(t, "Pool.Run", a.log, a.pool.Run) }
 
 // links returns the pool's links by address dialled.
 func (a *poolAgent) links() map[string]status.Link {
