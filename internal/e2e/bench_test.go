@@ -267,26 +267,75 @@ func runtimeCall(b *testing.B) func() time.Duration {
 
 // BenchmarkInvokeThroughput: 64 concurrent REST clients invoking the C hello
 // function; reports invocations/s and the CPU the controller and the agent
-// processes spent per invocation.
+// processes spent per invocation. With WISP_E2E_BASELINE_BIN naming a
+// directory of other wisp-controller and wisp-agent binaries, the same load
+// runs on them too, alternating halves with the current ones in the same
+// run, and the ratios current ÷ baseline are reported.
 func BenchmarkInvokeThroughput(b *testing.B) {
-	c, agent := benchPlatform(b)
 	const clients = 64
-	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
-	client := &http.Client{Transport: tr}
 	body := []byte(`{"args":{"name":"Ada"}}`)
 	// The chained floor runs first, in the same run and with as many
 	// calls, so each figure has its same-run baseline.
 	chain := startChainFloor(b, clients)
 	chainPerSec, chainCPU := chain.throughput(b, max(b.N, 2000), clients)
-	cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
+	type platform struct {
+		load    func(n int) (float64, time.Duration)
+		elapsed time.Duration
+		cpu     time.Duration
+		n       int
+	}
+	start := func() *platform {
+		c, agent := benchPlatform(b)
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+		cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
+		return &platform{load: func(n int) (float64, time.Duration) {
+			return loadRun(b, n, clients, cpu, func() error { return postOK(client, c.url+"/v1/fn/_/hello", c.admin, body) })
+		}}
+	}
+	run := func(p *platform, n int) {
+		if n == 0 {
+			return
+		}
+		perSec, cpuPer := p.load(n)
+		p.elapsed += time.Duration(float64(n) / perSec * float64(time.Second))
+		p.cpu += cpuPer * time.Duration(n)
+		p.n += n
+	}
+	cur := start()
+	var base *platform
+	if dir := os.Getenv("WISP_E2E_BASELINE_BIN"); dir != "" {
+		current := bin
+		bin = dir
+		base = start()
+		bin = current
+	}
 	b.ResetTimer()
-	perSec, cpuPer := loadRun(b, b.N, clients, cpu, func() error { return postOK(client, c.url+"/v1/fn/_/hello", c.admin, body) })
+	if base == nil {
+		run(cur, b.N)
+	} else {
+		for _, half := range []int{b.N / 2, b.N - b.N/2} {
+			run(cur, half)
+			run(base, half)
+		}
+	}
 	b.StopTimer()
+	if cur.n == 0 || base != nil && base.n == 0 {
+		return
+	}
+	perSec := float64(cur.n) / cur.elapsed.Seconds()
+	cpuPer := cur.cpu / time.Duration(cur.n)
 	b.ReportMetric(perSec, "invocations/s")
 	b.ReportMetric(float64(cpuPer.Microseconds()), "server-cpu-µs/inv")
 	b.ReportMetric(chainPerSec, "chained-floor-req/s")
 	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
 	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
+	if base != nil {
+		basePerSec := float64(base.n) / base.elapsed.Seconds()
+		baseCPU := base.cpu / time.Duration(base.n)
+		b.ReportMetric(float64(baseCPU.Microseconds()), "baseline-server-cpu-µs/inv")
+		b.ReportMetric(perSec/basePerSec, "throughput-x-baseline")
+		b.ReportMetric(float64(cpuPer)/float64(baseCPU), "cpu-x-baseline")
+	}
 }
 
 // BenchmarkInvokeThroughputStores: BenchmarkInvokeThroughput's load on the

@@ -23,10 +23,31 @@ const FinTimeout = 5 * time.Second
 // cost a STOP_SENDING and a RESET_STREAM, two packets every invocation
 // would pay for; forgetting the read side leaks one stream credit per
 // exchange until the connection stalls.
+//
+// When the peer's FIN has already been read (it came with the last frame,
+// as the agent sends it), Finish returns at once without a goroutine.
 func Finish(s *quic.Stream) {
 	s.Close()
+	if finRead(s) {
+		return
+	}
 	go awaitFIN(s)
 }
+
+// finRead reports whether s's read side is at its end now: a read that
+// cannot wait returns io.EOF. quic-go answers a stream whose FIN was read
+// with io.EOF before it looks at the deadline; a stream with anything left
+// to read reports false (data read here is dropped, as awaitFIN drops it).
+func finRead(s *quic.Stream) bool {
+	s.SetReadDeadline(pastDeadline)
+	var buf [1]byte
+	_, err := s.Read(buf[:])
+	return errors.Is(err, io.EOF)
+}
+
+// pastDeadline is a read deadline that has passed: a read returns what is
+// there without waiting.
+var pastDeadline = time.Unix(1, 0)
 
 // FinishWait is Finish that waits for the peer's FIN itself: it returns once
 // the FIN arrived, FinTimeout passed, or the stream failed. A peer that ends

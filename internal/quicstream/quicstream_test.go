@@ -140,3 +140,73 @@ func TestFinishWaitReturnsAfterThePeersFIN(t *testing.T) {
 		t.Fatal("FinishWait did not return after the peer's FIN")
 	}
 }
+
+// TestFinReadSeesOnlyAReadFIN: finRead, which lets Finish skip its
+// goroutine, is true on a stream whose FIN was read and false, without
+// waiting, on one whose peer has not ended its side.
+func TestFinReadSeesOnlyAReadFIN(t *testing.T) {
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	release := make(chan struct{})
+	go func() {
+		conn, err := ln.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		for {
+			s, err := conn.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				var req [4]byte
+				io.ReadFull(s, req[:])
+				s.Write([]byte("answer"))
+				if string(req[:]) == "open" {
+					<-release // keep the write side open
+				}
+				s.Close()
+			}()
+		}
+	}()
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	exchange := func(req string) *quic.Stream {
+		s, err := conn.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte(req))
+		var ans [6]byte
+		if _, err := io.ReadFull(s, ans[:]); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	closed := exchange("done")
+	if _, err := io.ReadAll(closed); err != nil { // up to the FIN
+		t.Fatal(err)
+	}
+	if !finRead(closed) {
+		t.Error("finRead is false on a stream whose FIN was read")
+	}
+	open := exchange("open")
+	t0 := time.Now()
+	if finRead(open) {
+		t.Error("finRead is true on a stream the peer keeps open")
+	}
+	if d := time.Since(t0); d > FinTimeout/2 {
+		t.Errorf("finRead waited %v", d)
+	}
+	Finish(closed)
+	Finish(open)
+}
