@@ -42,7 +42,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -117,8 +119,28 @@ type Recorder struct {
 	metrics  *Metrics
 	tracer   *tracing.Exporter
 
-	queue chan pending
+	// Records wait in queued (at most maxQueued) for Run. The first record
+	// of a batch wakes Run, and so does one whose caller waits (urgent);
+	// the others only join the batch: one wake-up of Run per batch, not per
+	// invocation. mu guards queued, waiters and room.
+	mu      sync.Mutex
+	queued  []pending
+	spare   []pending // Run's: the last batch's slice, reused for the next queue
+	waiters int       // queued records whose caller waits
+	// room, when not nil, is closed once Run takes records out of a full
+	// queue (Dispatched waits on it).
+	room   chan struct{}
+	wake   chan struct{} // capacity 1: records are queued
+	urgent chan struct{} // capacity 1: a queued record's caller waits
 }
+
+// maxQueued bounds the records waiting to be committed: past it, Dispatched
+// waits (for room or its context), so a store slower than the invocations
+// holds them back rather than filling memory. maxBatch bounds one commit.
+const (
+	maxQueued = 4096
+	maxBatch  = 500
+)
 
 type pending struct {
 	a    store.ActivationWithSinks
@@ -132,7 +154,7 @@ func New(cfg Config) *Recorder {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Recorder{st: cfg.Store, log: log, recorded: cfg.Recorded, bounds: cfg.Bounds.withDefaults(),
-		metrics: cfg.Metrics, tracer: cfg.Tracer, queue: make(chan pending, 4096)}
+		metrics: cfg.Metrics, tracer: cfg.Tracer, wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
 }
 
 // bound returns a with its output and message cut to the recorder's
@@ -279,10 +301,8 @@ func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks []f
 	if wait {
 		p.done = make(chan error, 1)
 	}
-	select {
-	case r.queue <- p:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := r.enqueue(ctx, p); err != nil {
+		return err
 	}
 	if !wait {
 		return nil
@@ -293,6 +313,71 @@ func (r *Recorder) Dispatched(ctx context.Context, a store.Activation, sinks []f
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// enqueue adds p to the queue, waiting for room (or ctx) while it is full.
+func (r *Recorder) enqueue(ctx context.Context, p pending) error {
+	for {
+		r.mu.Lock()
+		if len(r.queued) < maxQueued {
+			first := len(r.queued) == 0
+			r.queued = append(r.queued, p)
+			if p.done != nil {
+				r.waiters++
+			}
+			r.mu.Unlock()
+			if first {
+				signal(r.wake)
+			}
+			if p.done != nil {
+				signal(r.urgent)
+			}
+			return nil
+		}
+		if r.room == nil {
+			r.room = make(chan struct{})
+		}
+		room := r.room
+		r.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// signal sends on a channel of capacity 1 without blocking: a signal
+// already pending stands for this one.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// take removes up to n records from the front of the queue (all of them
+// when n <= 0) and reports whether some are left.
+func (r *Recorder) take(n int) ([]pending, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var batch []pending
+	if n <= 0 || len(r.queued) <= n {
+		batch, r.queued, r.spare = r.queued, r.spare[:0], nil
+	} else {
+		batch = slices.Clone(r.queued[:n])
+		r.queued = append(r.queued[:0], r.queued[n:]...)
+	}
+	for _, p := range batch {
+		if p.done != nil {
+			r.waiters--
+		}
+	}
+	if r.room != nil {
+		close(r.room)
+		r.room = nil
+	}
+	return batch, len(r.queued) > 0
 }
 
 // linger is how long a batch with no waiting caller collects more records
@@ -310,60 +395,43 @@ func (r *Recorder) Run(ctx context.Context) error {
 	timer := time.NewTimer(linger)
 	timer.Stop()
 	for {
-		var first pending
 		select {
-		case first = <-r.queue:
+		case <-r.wake:
 		case <-ctx.Done():
 			r.flushQueued()
 			return nil
 		}
-		batch := []pending{first}
-		waiting := first.done != nil
+		r.mu.Lock()
+		waiting := r.waiters > 0
+		r.mu.Unlock()
 		if !waiting {
 			timer.Reset(linger)
-		}
-	collect:
-		for len(batch) < 500 {
-			if waiting {
-				select {
-				case p := <-r.queue:
-					batch = append(batch, p)
-				default:
-					break collect
-				}
-				continue
-			}
 			select {
-			case p := <-r.queue:
-				batch = append(batch, p)
-				if p.done != nil {
-					waiting = true
-				}
 			case <-timer.C:
-				break collect
+			case <-r.urgent:
 			case <-ctx.Done():
-				break collect
 			}
+			timer.Stop()
 		}
-		timer.Stop()
-		r.commit(context.WithoutCancel(ctx), batch)
+		batch, more := r.take(maxBatch)
+		if more {
+			signal(r.wake)
+		}
+		if len(batch) > 0 {
+			r.commit(context.WithoutCancel(ctx), batch)
+		}
+		clear(batch) // drop the records before the slice is reused
+		if !more && cap(batch) <= maxBatch {
+			r.spare = batch[:0]
+		}
 	}
 }
 
 func (r *Recorder) flushQueued() {
-	var batch []pending
-	for {
-		select {
-		case p := <-r.queue:
-			batch = append(batch, p)
-		default:
-			if len(batch) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				r.commit(ctx, batch)
-				cancel()
-			}
-			return
-		}
+	if batch, _ := r.take(0); len(batch) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r.commit(ctx, batch)
+		cancel()
 	}
 }
 

@@ -2,6 +2,8 @@ package activations
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -88,5 +90,60 @@ func TestOutboxRecordsOnceWithSinks(t *testing.T) {
 	as, err := s.ListActivations(context.Background(), store.ActivationFilter{})
 	if err != nil || len(as) != 1 || as[0].Agent != "ag_1" || as[0].Source != "local-api" {
 		t.Fatalf("%+v %v", as, err)
+	}
+}
+
+// blockingStore holds every commit until release is closed.
+type blockingStore struct {
+	countingStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingStore) RecordActivations(ctx context.Context, as []store.ActivationWithSinks) (int, error) {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	<-b.release
+	return b.countingStore.RecordActivations(ctx, as)
+}
+
+// TestDispatchedWaitsForRoom: with the store stuck, the queue holds at most
+// maxQueued records; the next caller waits for room until its context ends,
+// and records queued meanwhile are all committed once the store moves.
+func TestDispatchedWaitsForRoom(t *testing.T) {
+	st := &blockingStore{countingStore: countingStore{ids: map[string]bool{}}, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	r := New(Config{Store: st})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	r.Dispatched(ctx, store.Activation{ID: "first"}, nil, false)
+	<-st.entered // Run holds "first" in a stuck commit
+	for i := range maxQueued {
+		if err := r.Dispatched(ctx, store.Activation{ID: fmt.Sprint("q", i)}, nil, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if err := r.Dispatched(full, store.Activation{ID: "over"}, nil, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dispatched on a full queue: %v, want it to wait until its context ended", err)
+	}
+	later := make(chan error, 1)
+	go func() { later <- r.Dispatched(ctx, store.Activation{ID: "later"}, nil, false) }()
+	close(st.release)
+	if err := <-later; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if n := len(st.ids); n != maxQueued+2 {
+		t.Fatalf("%d records committed, want %d", n, maxQueued+2)
+	}
+	if st.ids["over"] {
+		t.Fatal("a record whose caller gave up was committed")
 	}
 }
