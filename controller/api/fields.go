@@ -1,18 +1,25 @@
 package api
 
-import (
-	"regexp"
-	"strings"
-)
+import "strings"
 
 // MaxNameLen is the longest module, function, subject or script name.
 const MaxNameLen = 160
 
-var nameRE = regexp.MustCompile(`^[_a-zA-Z0-9]+$`)
+// nameOK reports whether name is only letters, digits and underscores
+// (ASCII; a byte loop: names are checked on every invocation).
+func nameOK(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
 
 // checkName enforces FunLess's naming rule. what is "module", "function"...
 func checkName(what, name string) error {
-	if len(name) == 0 || len(name) > MaxNameLen || !nameRE.MatchString(name) {
+	if len(name) == 0 || len(name) > MaxNameLen || !nameOK(name) {
 		return fail(ErrInvalidName, "Invalid %s name: must be 1 to %d characters among letters, digits and underscores", what, MaxNameLen)
 	}
 	return nil

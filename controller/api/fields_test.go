@@ -22,3 +22,22 @@ func TestParseBool(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckName: letters, digits and underscores, 1 to MaxNameLen of them,
+// nothing else (non-ASCII letters, separators, NUL included).
+func TestCheckName(t *testing.T) {
+	long := make([]byte, MaxNameLen)
+	for i := range long {
+		long[i] = 'a'
+	}
+	for _, ok := range []string{"a", "_", "Z9", "hello_world", "0", string(long)} {
+		if err := checkName("function", ok); err != nil {
+			t.Errorf("checkName(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a-b", "a.b", "a/b", "a b", "é", "a\x00", "ß", "a\n", string(long) + "a"} {
+		if err := checkName("function", bad); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("checkName(%q) = %v, want ErrInvalidName", bad, err)
+		}
+	}
+}

@@ -267,10 +267,11 @@ func runtimeCall(b *testing.B) func() time.Duration {
 
 // BenchmarkInvokeThroughput: 64 concurrent REST clients invoking the C hello
 // function; reports invocations/s and the CPU the controller and the agent
-// processes spent per invocation. With WISP_E2E_BASELINE_BIN naming a
-// directory of other wisp-controller and wisp-agent binaries, the same load
-// runs on them too, alternating halves with the current ones in the same
-// run, and the ratios current ÷ baseline are reported.
+// processes spent per invocation, together and each. With
+// WISP_E2E_BASELINE_BIN naming a directory of other wisp-controller and
+// wisp-agent binaries, the same load runs on them too, in rounds
+// alternating with the current ones in the same run, and the ratios
+// current ÷ baseline are reported.
 func BenchmarkInvokeThroughput(b *testing.B) {
 	const clients = 64
 	body := []byte(`{"args":{"name":"Ada"}}`)
@@ -279,26 +280,29 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	chain := startChainFloor(b, clients)
 	chainPerSec, chainCPU := chain.throughput(b, max(b.N, 2000), clients)
 	type platform struct {
-		load    func(n int) (float64, time.Duration)
-		elapsed time.Duration
-		cpu     time.Duration
-		n       int
+		c          *controller
+		agent      *proc
+		client     *http.Client
+		elapsed    time.Duration
+		ccpu, acpu time.Duration // the controller's and the agent's
+		n          int
 	}
 	start := func() *platform {
 		c, agent := benchPlatform(b)
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
-		cpu := func() time.Duration { return procCPU(c.Cmd.Process.Pid) + procCPU(agent.Cmd.Process.Pid) }
-		return &platform{load: func(n int) (float64, time.Duration) {
-			return loadRun(b, n, clients, cpu, func() error { return postOK(client, c.url+"/v1/fn/_/hello", c.admin, body) })
-		}}
+		return &platform{c: c, agent: agent,
+			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}}
 	}
 	run := func(p *platform, n int) {
 		if n == 0 {
 			return
 		}
-		perSec, cpuPer := p.load(n)
+		c0, a0 := procCPU(p.c.Cmd.Process.Pid), procCPU(p.agent.Cmd.Process.Pid)
+		perSec, _ := loadRun(b, n, clients, func() time.Duration { return 0 }, func() error {
+			return postOK(p.client, p.c.url+"/v1/fn/_/hello", p.c.admin, body)
+		})
 		p.elapsed += time.Duration(float64(n) / perSec * float64(time.Second))
-		p.cpu += cpuPer * time.Duration(n)
+		p.ccpu += procCPU(p.c.Cmd.Process.Pid) - c0
+		p.acpu += procCPU(p.agent.Cmd.Process.Pid) - a0
 		p.n += n
 	}
 	cur := start()
@@ -313,28 +317,40 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	if base == nil {
 		run(cur, b.N)
 	} else {
-		for _, half := range []int{b.N / 2, b.N - b.N/2} {
-			run(cur, half)
-			run(base, half)
+		// Rounds alternate which one goes first, so that neither gains
+		// from the machine's load drifting.
+		const rounds = 8
+		for i := range rounds {
+			n := b.N/rounds + min(1, max(0, b.N%rounds-i))
+			first, second := cur, base
+			if i%2 == 1 {
+				first, second = base, cur
+			}
+			run(first, n)
+			run(second, n)
 		}
 	}
 	b.StopTimer()
 	if cur.n == 0 || base != nil && base.n == 0 {
 		return
 	}
+	perInv := func(p *platform, d time.Duration) float64 { return float64(d.Microseconds()) / float64(p.n) }
 	perSec := float64(cur.n) / cur.elapsed.Seconds()
-	cpuPer := cur.cpu / time.Duration(cur.n)
+	cpuPer := perInv(cur, cur.ccpu+cur.acpu)
 	b.ReportMetric(perSec, "invocations/s")
-	b.ReportMetric(float64(cpuPer.Microseconds()), "server-cpu-µs/inv")
+	b.ReportMetric(cpuPer, "server-cpu-µs/inv")
+	b.ReportMetric(perInv(cur, cur.ccpu), "controller-cpu-µs/inv")
+	b.ReportMetric(perInv(cur, cur.acpu), "agent-cpu-µs/inv")
 	b.ReportMetric(chainPerSec, "chained-floor-req/s")
 	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
 	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
 	if base != nil {
 		basePerSec := float64(base.n) / base.elapsed.Seconds()
-		baseCPU := base.cpu / time.Duration(base.n)
-		b.ReportMetric(float64(baseCPU.Microseconds()), "baseline-server-cpu-µs/inv")
+		b.ReportMetric(perInv(base, base.ccpu+base.acpu), "baseline-server-cpu-µs/inv")
 		b.ReportMetric(perSec/basePerSec, "throughput-x-baseline")
-		b.ReportMetric(float64(cpuPer)/float64(baseCPU), "cpu-x-baseline")
+		b.ReportMetric(cpuPer/perInv(base, base.ccpu+base.acpu), "cpu-x-baseline")
+		b.ReportMetric(perInv(cur, cur.ccpu)/perInv(base, base.ccpu), "controller-cpu-x-baseline")
+		b.ReportMetric(perInv(cur, cur.acpu)/perInv(base, base.acpu), "agent-cpu-x-baseline")
 	}
 }
 
