@@ -341,6 +341,7 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 	b.ReportMetric(cpuPer, "server-cpu-µs/inv")
 	b.ReportMetric(perInv(cur, cur.ccpu), "controller-cpu-µs/inv")
 	b.ReportMetric(perInv(cur, cur.acpu), "agent-cpu-µs/inv")
+	b.ReportMetric(float64(procPeakRSS(cur.agent.Cmd.Process.Pid))/(1<<20), "agent-peak-rss-MiB")
 	b.ReportMetric(chainPerSec, "chained-floor-req/s")
 	b.ReportMetric(float64(chainCPU.Microseconds()), "chained-floor-cpu-µs/req")
 	b.ReportMetric(perSec/chainPerSec, "x-chained-floor")
@@ -351,6 +352,7 @@ func BenchmarkInvokeThroughput(b *testing.B) {
 		b.ReportMetric(cpuPer/perInv(base, base.ccpu+base.acpu), "cpu-x-baseline")
 		b.ReportMetric(perInv(cur, cur.ccpu)/perInv(base, base.ccpu), "controller-cpu-x-baseline")
 		b.ReportMetric(perInv(cur, cur.acpu)/perInv(base, base.acpu), "agent-cpu-x-baseline")
+		b.ReportMetric(float64(procPeakRSS(base.agent.Cmd.Process.Pid))/(1<<20), "baseline-agent-peak-rss-MiB")
 	}
 }
 
