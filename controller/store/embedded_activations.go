@@ -125,19 +125,32 @@ func putActivation(tx *bolt.Tx, a Activation) error {
 		return err
 	}
 	v := append(appendMicros(make([]byte, 0, 8+len(rec)), a.Started), rec...)
-	if err := tx.Bucket(bucketActivations).Put([]byte(a.ID), v); err != nil {
+	acts := tx.Bucket(bucketActivations)
+	acts.FillPercent = appendFill
+	if err := acts.Put([]byte(a.ID), v); err != nil {
 		return err
 	}
 	byFn, err := tx.Bucket(bucketActivationsByFn).CreateBucketIfNotExists(fnKey(a.Module, a.Function))
 	if err != nil {
 		return err
 	}
+	byFn.FillPercent = appendFill
 	// bbolt keeps values until commit; neither slice is written again.
 	if err := byFn.Put([]byte(a.ID), v[:8]); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketActivationsByRecorded).Put(recordedKey(a.Recorded, []byte(a.ID)), nil)
+	byRec := tx.Bucket(bucketActivationsByRecorded)
+	byRec.FillPercent = appendFill
+	return byRec.Put(recordedKey(a.Recorded, []byte(a.ID)), nil)
 }
+
+// appendFill is how full bbolt fills a page it splits in the activation
+// buckets. Their keys grow with time (activation ids and recorded times),
+// so new records go to the last page: at bbolt's default (0.5) every page
+// left behind stays half empty, and a commit writes twice the pages it
+// needs. An out-of-order key (an outbox replay) still fits: a full page
+// splits.
+const appendFill = 0.95
 
 // recordedKey is the activationsbyrecorded/ key of an activation: its
 // recorded time then its id, so that the bucket's order is (Recorded, ID).
