@@ -29,16 +29,16 @@ func selfSigned(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// TestFinishReturnsStreamCredit: with the peer allowed two open streams,
-// fifty request/answer exchanges in a row only go through if Finish on
-// both sides really closes each stream in both directions.
-func TestFinishReturnsStreamCredit(t *testing.T) {
-	conf := &quic.Config{MaxIncomingStreams: 2}
+// connected starts a QUIC server on loopback that runs serve, in a goroutine
+// of its own, for every stream a client opens, and returns a client
+// connection to it (both closed when the test ends) and a context for the
+// test's calls.
+func connected(t *testing.T, conf *quic.Config, serve func(*quic.Stream)) (*quic.Conn, context.Context) {
 	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		conn, err := ln.Accept(context.Background())
 		if err != nil {
@@ -49,24 +49,31 @@ func TestFinishReturnsStreamCredit(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer Finish(s)
-				var req [4]byte
-				if _, err := io.ReadFull(s, req[:]); err != nil {
-					return
-				}
-				s.Write(append(req[:], '!'))
-			}()
+			go serve(s)
 		}
 	}()
-
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.CloseWithError(0, "")
+	t.Cleanup(func() { conn.CloseWithError(0, "") })
+	return conn, ctx
+}
+
+// TestFinishReturnsStreamCredit: with the peer allowed two open streams,
+// fifty request/answer exchanges in a row only go through if Finish on
+// both sides really closes each stream in both directions.
+func TestFinishReturnsStreamCredit(t *testing.T) {
+	conn, ctx := connected(t, &quic.Config{MaxIncomingStreams: 2}, func(s *quic.Stream) {
+		defer Finish(s)
+		var req [4]byte
+		if _, err := io.ReadFull(s, req[:]); err != nil {
+			return
+		}
+		s.Write(append(req[:], '!'))
+	})
 	for i := range 50 {
 		s, err := conn.OpenStreamSync(ctx) // blocks for good if credits leak
 		if err != nil {
@@ -86,35 +93,15 @@ func TestFinishReturnsStreamCredit(t *testing.T) {
 // TestFinishWaitReturnsAfterThePeersFIN: FinishWait returns only once the
 // peer ended its side, after reading the answer.
 func TestFinishWaitReturnsAfterThePeersFIN(t *testing.T) {
-	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	var peerClosed atomic.Bool
 	finished := make(chan bool, 1)
-	go func() {
-		conn, err := ln.Accept(context.Background())
-		if err != nil {
-			return
-		}
-		s, err := conn.AcceptStream(context.Background())
-		if err != nil {
-			return
-		}
+	conn, ctx := connected(t, nil, func(s *quic.Stream) {
 		var req [4]byte
 		io.ReadFull(s, req[:])
 		s.Write([]byte("answer"))
 		FinishWait(s)
 		finished <- peerClosed.Load()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	})
 	s, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -145,41 +132,17 @@ func TestFinishWaitReturnsAfterThePeersFIN(t *testing.T) {
 // goroutine, is true on a stream whose FIN was read and false, without
 // waiting, on one whose peer has not ended its side.
 func TestFinReadSeesOnlyAReadFIN(t *testing.T) {
-	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"t"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	release := make(chan struct{})
-	go func() {
-		conn, err := ln.Accept(context.Background())
-		if err != nil {
-			return
-		}
-		for {
-			s, err := conn.AcceptStream(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				var req [4]byte
-				io.ReadFull(s, req[:])
-				s.Write([]byte("answer"))
-				if string(req[:]) == "open" {
-					<-release // keep the write side open
-				}
-				s.Close()
-			}()
-		}
-	}()
 	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"t"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
+	conn, ctx := connected(t, nil, func(s *quic.Stream) {
+		var req [4]byte
+		io.ReadFull(s, req[:])
+		s.Write([]byte("answer"))
+		if string(req[:]) == "open" {
+			<-release // keep the write side open
+		}
+		s.Close()
+	})
 	exchange := func(req string) *quic.Stream {
 		s, err := conn.OpenStreamSync(ctx)
 		if err != nil {
