@@ -56,8 +56,11 @@
 //
 // Run owns every goroutine it starts: when it returns, the session's
 // heartbeats, control reader, outbox drain, stream acceptor and every stream
-// handler have ended (the connection is closed first, which ends their
-// reads and the contexts of invocations still running). A Pool's Run
+// worker have ended (the connection is closed first, which ends their
+// reads and the contexts of invocations still running). Stream workers
+// serve one stream after another, so that an invocation does not grow a
+// fresh goroutine's stack each time; there are never more of them than
+// streams served at once, and one idle for 2 s ends. A Pool's Run
 // returns once every link's Run has.
 //
 // It must never import controller packages.
