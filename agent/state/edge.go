@@ -21,13 +21,29 @@ const maxSeen = 100_000
 
 func desiredKey(module, name string) []byte { return []byte(module + "/" + name) }
 
+// keyDesiredDigest (in bucketMeta) is the digest of the stored desired
+// set (protocol.SetDigest), written in the same transaction as the set:
+// absent when the set came without one.
+var keyDesiredDigest = []byte("desired_digest")
+
+// ErrDesiredBase: a delta was made for another desired set than the one
+// stored; nothing was changed (the controller is asked for its full set).
+var ErrDesiredBase = errors.New("the delta applies to another desired set")
+
 // SetDesired replaces the desired set: the functions this agent serves on
-// its own.
+// its own. The stored set has no digest: a delta applies to it only after
+// a full set with one (SetDesiredSet).
 //
 // Secret values are kept apart, sealed with the agent's key
 // (SecretsKeyFile, made 0600 beside the state file when first needed):
 // the file alone does not hold them.
 func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
+	return s.SetDesiredSet(&protocol.DesiredSet{Functions: fs})
+}
+
+// SetDesiredSet is SetDesired that also stores the set's digest, for the
+// deltas that follow it (ApplyDesired).
+func (s *State) SetDesiredSet(set *protocol.DesiredSet) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketDesired, bucketDesiredSecrets} {
 			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -42,19 +58,89 @@ func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
 		if err != nil {
 			return err
 		}
-		for i := range fs {
-			f := fs[i]
-			if err := s.putSecrets(sb, &f); err != nil {
-				return err
-			}
-			f.Secrets = nil
-			set := protocol.DesiredSet{Functions: []protocol.DesiredFunction{f}}
-			if err := b.Put(desiredKey(f.Module, f.Name), set.Append(nil)); err != nil {
+		for i := range set.Functions {
+			if err := s.putDesired(b, sb, set.Functions[i]); err != nil {
 				return err
 			}
 		}
+		return putDesiredDigest(tx, set.Digest)
+	})
+}
+
+// putDesired stores one function of the desired set, its secrets sealed
+// apart.
+func (s *State) putDesired(b, sb *bolt.Bucket, f protocol.DesiredFunction) error {
+	if err := s.putSecrets(sb, &f); err != nil {
+		return err
+	}
+	f.Secrets = nil
+	set := protocol.DesiredSet{Functions: []protocol.DesiredFunction{f}}
+	return b.Put(desiredKey(f.Module, f.Name), set.Append(nil))
+}
+
+func putDesiredDigest(tx *bolt.Tx, d protocol.SetDigest) error {
+	meta := tx.Bucket(bucketMeta)
+	if d == (protocol.SetDigest{}) {
+		return meta.Delete(keyDesiredDigest)
+	}
+	return meta.Put(keyDesiredDigest, d[:])
+}
+
+// DesiredDigest is the digest of the stored desired set (zero: none).
+func (s *State) DesiredDigest() protocol.SetDigest {
+	var d protocol.SetDigest
+	s.db.View(func(tx *bolt.Tx) error {
+		copy(d[:], tx.Bucket(bucketMeta).Get(keyDesiredDigest))
 		return nil
 	})
+	return d
+}
+
+// ApplyDesired changes the stored desired set by d, writing and deleting
+// only the functions d names, when the stored set's digest is d.Base
+// (else ErrDesiredBase and nothing changes; a zero Base never applies).
+// It reports whether a function d touched has local triggers or timers,
+// before or after: only then do they need a resync.
+func (s *State) ApplyDesired(d *protocol.DesiredDelta) (triggers bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		var stored protocol.SetDigest
+		copy(stored[:], tx.Bucket(bucketMeta).Get(keyDesiredDigest))
+		if d.Base == (protocol.SetDigest{}) || stored != d.Base {
+			return ErrDesiredBase
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketDesired)
+		if err != nil {
+			return err
+		}
+		sb, err := tx.CreateBucketIfNotExists(bucketDesiredSecrets)
+		if err != nil {
+			return err
+		}
+		hasTriggers := func(key []byte) bool {
+			var old protocol.DesiredSet
+			v := b.Get(key)
+			return v != nil && old.UnmarshalBinary(v) == nil && len(old.Functions) == 1 &&
+				(len(old.Functions[0].LocalTopics) > 0 || len(old.Functions[0].Timers) > 0)
+		}
+		for _, f := range d.Upserts {
+			triggers = triggers || len(f.LocalTopics) > 0 || len(f.Timers) > 0 || hasTriggers(desiredKey(f.Module, f.Name))
+			if err := s.putDesired(b, sb, f); err != nil {
+				return err
+			}
+		}
+		for _, r := range d.Removes {
+			key := desiredKey(r.Module, r.Name)
+			triggers = triggers || hasTriggers(key)
+			if err := b.Delete(key); err != nil {
+				return err
+			}
+			if err := sb.Delete(key); err != nil {
+				return err
+			}
+		}
+		return putDesiredDigest(tx, d.Result)
+	})
+	return triggers, err
 }
 
 // Desired returns the desired set, sorted by module then name, with the
