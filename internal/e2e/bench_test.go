@@ -342,7 +342,7 @@ func BenchmarkFirstInvocation(b *testing.B) {
 		b.Fatal(err)
 	}
 	type platform struct {
-		c                                *controller
+		c                              *controller
 		pushed, firstAfterPush, pulled []time.Duration
 	}
 	plats := make([]*platform, len(counts))
