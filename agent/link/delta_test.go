@@ -55,11 +55,7 @@ func (a *agent) onDesiredCalls() int {
 // are resynced only when a delta touches a function that has some; after
 // a restart the stored set keeps its name.
 func TestDesiredDeltas(t *testing.T) {
-	c := newController(t)
-	a := newAgent(t, c, c.token("secret-of-16-bytes"))
-	a.run(t)
-	s := c.accept(t)
-	s.welcome(t, "agent-1", []byte("cred"))
+	c, a, s := connectedAgent(t)
 	asked := s.resyncs(t)
 	fn := func(name string, topics ...string) protocol.DesiredFunction {
 		return protocol.DesiredFunction{Module: "_", Name: name, Digest: "sha256:00", LocalTopics: topics}
@@ -120,11 +116,7 @@ func TestDesiredDeltas(t *testing.T) {
 // TestHostileDelta: a delta that names a function twice ends the session
 // (a malformed control frame) and changes nothing; the agent comes back.
 func TestHostileDelta(t *testing.T) {
-	c := newController(t)
-	a := newAgent(t, c, c.token("secret-of-16-bytes"))
-	a.run(t)
-	s := c.accept(t)
-	s.welcome(t, "agent-1", []byte("cred"))
+	c, a, s := connectedAgent(t)
 	s.send(t, &protocol.DesiredSet{Functions: []protocol.DesiredFunction{{Module: "_", Name: "f"}}, Digest: protocol.SetDigest{1}})
 	testwait.For(t, 10*time.Second, "the full set", func() bool { return a.st.DesiredDigest() == protocol.SetDigest{1} })
 	f := protocol.DesiredFunction{Module: "_", Name: "g"}
@@ -139,6 +131,17 @@ func TestHostileDelta(t *testing.T) {
 	if got := a.desiredNames(t); !slices.Equal(got, []string{"f"}) || a.st.DesiredDigest() != (protocol.SetDigest{1}) {
 		t.Fatalf("a malformed delta changed the set: %v", got)
 	}
+}
+
+// connectedAgent runs an agent with a session to a test controller.
+func connectedAgent(t *testing.T) (*controller, *agent, *session) {
+	t.Helper()
+	c := newController(t)
+	a := newAgent(t, c, c.token("secret-of-16-bytes"))
+	a.run(t)
+	s := c.accept(t)
+	s.welcome(t, "agent-1", []byte("cred"))
+	return c, a, s
 }
 
 // restart stops a's link and runs a new one on the same state, as an

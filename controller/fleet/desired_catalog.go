@@ -88,12 +88,12 @@ type desiredEntry struct {
 // (their values change without the record), as it was before deltas.
 type fnStamp struct {
 	digest           string
-	created, updated time.Time
+	created, updated int64 // Unix nanoseconds
 	unreadable       bool
 }
 
 func stampOf(fn store.Function) fnStamp {
-	return fnStamp{fn.Digest, fn.Created, fn.Updated, fn.Unreadable != nil}
+	return fnStamp{fn.Digest, fn.Created.UnixNano(), fn.Updated.UnixNano(), fn.Unreadable != nil}
 }
 
 // desiredChange is one function's change from one catalog generation to

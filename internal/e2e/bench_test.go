@@ -324,7 +324,10 @@ func BenchmarkInvokeThroughputStores(b *testing.B) {
 // created, so every create meets the same number of functions. The
 // figures without a suffix are the first platform's; "-at-<n>" are
 // another's, and x-create+push-<n>-vs-<first> their ratio: what a
-// desired-set change costs as deployments grow (issue 16, point 7).
+// desired-set change costs as deployments grow (issue 16, point 7). With
+// WISP_E2E_BASELINE_BIN naming a directory of other wisp-controller and
+// wisp-agent binaries, the same platforms run on them too, in the same
+// loop, with "baseline-" figures.
 func BenchmarkFirstInvocation(b *testing.B) {
 	counts := []int{60, 6000}
 	if v := os.Getenv("WISP_BENCH_DEPLOYED"); v != "" {
@@ -342,12 +345,24 @@ func BenchmarkFirstInvocation(b *testing.B) {
 		b.Fatal(err)
 	}
 	type platform struct {
+		prefix                         string // "" or "baseline-"
+		n                              int
 		c                              *controller
 		pushed, firstAfterPush, pulled []time.Duration
 	}
-	plats := make([]*platform, len(counts))
-	for i, n := range counts {
-		plats[i] = &platform{c: benchPlatformDeployed(b, n, wat)}
+	bins := []struct{ prefix, dir string }{{"", bin}}
+	if base := os.Getenv("WISP_E2E_BASELINE_BIN"); base != "" {
+		bins = append(bins, struct{ prefix, dir string }{"baseline-", base})
+	}
+	var plats []*platform
+	for _, bb := range bins {
+		for _, n := range counts {
+			func() {
+				defer func(old string) { bin = old }(bin)
+				bin = bb.dir
+				plats = append(plats, &platform{prefix: bb.prefix, n: n, c: benchPlatformDeployed(b, n, wat)})
+			}()
+		}
 	}
 	i := 0
 	for b.Loop() {
@@ -377,15 +392,18 @@ func BenchmarkFirstInvocation(b *testing.B) {
 			}
 		}
 	}
-	for j, p := range plats {
+	var first *platform
+	for _, p := range plats {
 		suffix := ""
-		if j > 0 {
-			suffix = fmt.Sprintf("-at-%d", counts[j])
-			b.ReportMetric(float64(pct(p.pushed, .5))/float64(pct(plats[0].pushed, .5)), fmt.Sprintf("x-create+push-%d-vs-%d", counts[j], counts[0]))
+		if p.n != counts[0] {
+			suffix = fmt.Sprintf("-at-%d", p.n)
+			b.ReportMetric(float64(pct(p.pushed, .5))/float64(pct(first.pushed, .5)), fmt.Sprintf("%sx-create+push-%d-vs-%d", p.prefix, p.n, counts[0]))
+		} else {
+			first = p
 		}
-		b.ReportMetric(float64(pct(p.pushed, .5).Microseconds()), "create+push-p50-µs"+suffix)
-		b.ReportMetric(float64(pct(p.firstAfterPush, .5).Microseconds()), "first-after-push-p50-µs"+suffix)
-		b.ReportMetric(float64(pct(p.pulled, .5).Microseconds()), "first-with-pull-p50-µs"+suffix)
+		b.ReportMetric(float64(pct(p.pushed, .5).Microseconds()), p.prefix+"create+push-p50-µs"+suffix)
+		b.ReportMetric(float64(pct(p.firstAfterPush, .5).Microseconds()), p.prefix+"first-after-push-p50-µs"+suffix)
+		b.ReportMetric(float64(pct(p.pulled, .5).Microseconds()), p.prefix+"first-with-pull-p50-µs"+suffix)
 	}
 }
 
