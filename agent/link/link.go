@@ -63,12 +63,13 @@ type Config struct {
 	// MaxStreams bounds the streams the controller may open at once
 	// (concurrent invocations and code pushes). Default 10000.
 	MaxStreams int
-	// OnDesired, when set, is called after a new desired set was stored,
-	// or a delta that touched a function with local triggers or timers
-	// (before or after) was applied: the agent re-syncs its local
-	// triggers and timers. It gets the set's functions, or the delta's
-	// upserts.
-	OnDesired func([]protocol.DesiredFunction)
+	// OnDesired, when set, is called after each change of the stored
+	// desired set, with the set's functions (a full set) or the delta's
+	// upserts, and triggers: whether the change may have touched local
+	// triggers or timers (always for a full set; for a delta, when a
+	// function it named has some, before or after). The agent re-syncs
+	// its triggers and timers then, and only then.
+	OnDesired func(fs []protocol.DesiredFunction, triggers bool)
 	Logger    *slog.Logger
 }
 
@@ -780,14 +781,13 @@ func (l *Link) applyDesired(m *protocol.DesiredDelta) bool {
 }
 
 // desiredChanged follows a stored change of the desired set: code a Drop
-// named while the set still did may go now, and the local triggers and
-// timers follow the set when the change touched some.
+// named while the set still did may go now, and OnDesired is told.
 func (l *Link) desiredChanged(fs []protocol.DesiredFunction, triggers bool) {
 	if len(l.kept) > 0 {
 		l.drop(slices.Collect(maps.Keys(l.kept)))
 	}
-	if triggers && l.cfg.OnDesired != nil {
-		l.cfg.OnDesired(fs)
+	if l.cfg.OnDesired != nil {
+		l.cfg.OnDesired(fs, triggers)
 	}
 }
 
