@@ -44,6 +44,9 @@ func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
 // SetDesiredSet is SetDesired that also stores the set's digest, for the
 // deltas that follow it (ApplyDesired).
 func (s *State) SetDesiredSet(set *protocol.DesiredSet) error {
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	s.named = nil // counted again when next needed
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketDesired, bucketDesiredSecrets} {
 			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -102,7 +105,17 @@ func (s *State) DesiredDigest() protocol.SetDigest {
 // It reports whether a function d touched has local triggers or timers,
 // before or after: only then do they need a resync.
 func (s *State) ApplyDesired(d *protocol.DesiredDelta) (triggers bool, err error) {
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	count := map[string]int{} // what the delta changes in s.named
+	name := func(f *protocol.DesiredFunction, n int) {
+		count[f.Digest] += n
+		for _, k := range f.KeepDigests {
+			count[k] += n
+		}
+	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		clear(count)
 		var stored protocol.SetDigest
 		copy(stored[:], tx.Bucket(bucketMeta).Get(keyDesiredDigest))
 		if d.Base == (protocol.SetDigest{}) || stored != d.Base {
@@ -116,21 +129,29 @@ func (s *State) ApplyDesired(d *protocol.DesiredDelta) (triggers bool, err error
 		if err != nil {
 			return err
 		}
-		hasTriggers := func(key []byte) bool {
+		// replaced takes out the stored function at key, if any, and
+		// reports whether it had triggers.
+		replaced := func(key []byte) bool {
 			var old protocol.DesiredSet
 			v := b.Get(key)
-			return v != nil && old.UnmarshalBinary(v) == nil && len(old.Functions) == 1 &&
-				(len(old.Functions[0].LocalTopics) > 0 || len(old.Functions[0].Timers) > 0)
+			if v == nil || old.UnmarshalBinary(v) != nil || len(old.Functions) != 1 {
+				return false
+			}
+			name(&old.Functions[0], -1)
+			return len(old.Functions[0].LocalTopics) > 0 || len(old.Functions[0].Timers) > 0
 		}
-		for _, f := range d.Upserts {
-			triggers = triggers || len(f.LocalTopics) > 0 || len(f.Timers) > 0 || hasTriggers(desiredKey(f.Module, f.Name))
-			if err := s.putDesired(b, sb, f); err != nil {
+		for i := range d.Upserts {
+			f := &d.Upserts[i]
+			had := replaced(desiredKey(f.Module, f.Name))
+			triggers = triggers || had || len(f.LocalTopics) > 0 || len(f.Timers) > 0
+			name(f, 1)
+			if err := s.putDesired(b, sb, *f); err != nil {
 				return err
 			}
 		}
 		for _, r := range d.Removes {
 			key := desiredKey(r.Module, r.Name)
-			triggers = triggers || hasTriggers(key)
+			triggers = replaced(key) || triggers
 			if err := b.Delete(key); err != nil {
 				return err
 			}
@@ -140,6 +161,13 @@ func (s *State) ApplyDesired(d *protocol.DesiredDelta) (triggers bool, err error
 		}
 		return putDesiredDigest(tx, d.Result)
 	})
+	if err == nil && s.named != nil {
+		for dg, n := range count {
+			if s.named[dg] += n; s.named[dg] <= 0 {
+				delete(s.named, dg)
+			}
+		}
+	}
 	return triggers, err
 }
 
@@ -172,21 +200,41 @@ func (s *State) Desired() ([]protocol.DesiredFunction, error) {
 // Needed returns those of digests the desired set still names, as a
 // function's code or as code of an earlier version it keeps
 // (DesiredFunction.KeepDigests): code the agent must not drop.
+//
+// The digests are counted once (a read of the whole set) and the count
+// is then kept by ApplyDesired, so a Drop costs O(digests), not a read
+// of every function.
 func (s *State) Needed(digests []string) ([]string, error) {
-	fs, err := s.Desired()
-	if err != nil {
-		return nil, err
-	}
-	named := map[string]bool{}
-	for _, f := range fs {
-		named[f.Digest] = true
-		for _, d := range f.KeepDigests {
-			named[d] = true
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	if s.named == nil {
+		named := map[string]int{}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketDesired)
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(_, v []byte) error {
+				var set protocol.DesiredSet
+				if err := set.UnmarshalBinary(v); err != nil || len(set.Functions) != 1 {
+					return fmt.Errorf("corrupt desired-set entry: %v", err)
+				}
+				f := set.Functions[0]
+				named[f.Digest]++
+				for _, d := range f.KeepDigests {
+					named[d]++
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
 		}
+		s.named = named
 	}
 	var out []string
 	for _, d := range digests {
-		if named[d] {
+		if s.named[d] > 0 {
 			out = append(out, d)
 		}
 	}

@@ -115,10 +115,9 @@ const catalogRebuild = 30 * time.Second
 // desiredCatalog is every function's desiredEntry, with the recent
 // changes. desiredInputs updates it under Fleet.catalogMu.
 type desiredCatalog struct {
-	gen    uint64
-	byKey  map[string]*desiredEntry
-	stamps map[string]fnStamp
-	log    []desiredChange // oldest first; appended, trimmed by copying
+	gen   uint64
+	items map[fnKey]catalogItem
+	log   []desiredChange // oldest first; appended, trimmed by copying
 	built  time.Time
 	// used counts, per digest, the entries naming it as code or kept code
 	// (usedMu: read by syncs while the next refresh runs).
@@ -189,11 +188,11 @@ func (f *Fleet) entryOf(ctx context.Context, fn store.Function, kept []string) *
 // generation when there are some.
 func (f *Fleet) refreshCatalog(ctx context.Context, c *desiredCatalog, fns []store.Function) []*desiredEntry {
 	var kept map[string][]string
-	whole := c.byKey == nil || time.Since(c.built) >= catalogRebuild
+	whole := c.items == nil || time.Since(c.built) >= catalogRebuild
 	if whole {
 		kept = f.keptDigests(ctx)
-		if c.byKey == nil {
-			c.byKey, c.stamps = map[string]*desiredEntry{}, map[string]fnStamp{}
+		if c.items == nil {
+			c.items = map[fnKey]catalogItem{}
 			c.usedMu.Lock()
 			c.used = map[string]int{}
 			c.usedMu.Unlock()
@@ -225,42 +224,41 @@ func (f *Fleet) refreshCatalog(ctx context.Context, c *desiredCatalog, fns []sto
 	entries := make([]*desiredEntry, len(fns))
 	seen := 0
 	for i, fn := range fns {
-		key := fn.Module + "/" + fn.Name
-		old := c.byKey[key]
-		if old != nil {
+		key := fnKey{fn.Module, fn.Name}
+		it, found := c.items[key]
+		if found {
 			seen++
 		}
 		st := stampOf(fn)
-		if old != nil && !whole && c.stamps[key] == st && len(fn.Spec.Config.Secrets) == 0 {
-			entries[i] = old
+		if found && !whole && it.stamp == st && len(fn.Spec.Config.Secrets) == 0 {
+			entries[i] = it.entry
 			continue
 		}
 		var k []string
 		if whole {
-			k = kept[key]
+			k = kept[fn.Module+"/"+fn.Name]
 		} else {
 			k = f.keptOf(ctx, fn)
 		}
 		e := f.entryOf(ctx, fn, k)
-		c.stamps[key] = st
-		if old != nil && old.hash == e.hash && old.unreadable == e.unreadable {
-			entries[i] = old
+		if found && it.entry.hash == e.hash && it.entry.unreadable == e.unreadable {
+			c.items[key] = catalogItem{it.entry, st}
+			entries[i] = it.entry
 			continue
 		}
-		c.byKey[key] = e
+		c.items[key] = catalogItem{e, st}
 		entries[i] = e
-		change(old, e)
+		change(it.entry, e)
 	}
-	if seen < len(c.byKey) { // some are gone
-		listed := make(map[string]bool, len(fns))
+	if seen < len(c.items) { // some are gone
+		listed := make(map[fnKey]bool, len(fns))
 		for _, fn := range fns {
-			listed[fn.Module+"/"+fn.Name] = true
+			listed[fnKey{fn.Module, fn.Name}] = true
 		}
-		for key, old := range c.byKey {
+		for key, it := range c.items {
 			if !listed[key] {
-				delete(c.byKey, key)
-				delete(c.stamps, key)
-				change(old, nil)
+				delete(c.items, key)
+				change(it.entry, nil)
 			}
 		}
 	}
@@ -275,6 +273,17 @@ func (f *Fleet) refreshCatalog(ctx context.Context, c *desiredCatalog, fns []sto
 		}
 	}
 	return entries
+}
+
+// fnKey names a function without building a "module/name" string: a
+// sync looks every function up.
+type fnKey struct{ module, name string }
+
+// catalogItem is a function's entry and the stamp of the record it was
+// built from.
+type catalogItem struct {
+	entry *desiredEntry
+	stamp fnStamp
 }
 
 // changesSince returns the changes after generation from up to to, from a log
