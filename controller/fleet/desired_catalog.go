@@ -118,7 +118,7 @@ type desiredCatalog struct {
 	gen   uint64
 	items map[fnKey]catalogItem
 	log   []desiredChange // oldest first; appended, trimmed by copying
-	built  time.Time
+	built time.Time
 	// used counts, per digest, the entries naming it as code or kept code
 	// (usedMu: read by syncs while the next refresh runs).
 	usedMu sync.Mutex
