@@ -321,13 +321,15 @@ func BenchmarkInvokeThroughputStores(b *testing.B) {
 // It runs on two platforms side by side, one with 60 functions already
 // deployed and one with 6,000 (WISP_BENCH_DEPLOYED="60,6000" changes
 // them), taking turns each iteration, and deletes what an iteration
-// created, so every create meets the same number of functions. The
-// figures without a suffix are the first platform's; "-at-<n>" are
+// created, so every create meets the same number of functions (the
+// order flips every iteration). The figures without a suffix are the first platform's; "-at-<n>" are
 // another's, and x-create+push-<n>-vs-<first> their ratio: what a
 // desired-set change costs as deployments grow (issue 16, point 7). With
 // WISP_E2E_BASELINE_BIN naming a directory of other wisp-controller and
-// wisp-agent binaries, the same platforms run on them too, in the same
-// loop, with "baseline-" figures.
+// wisp-agent binaries, the same platforms run on them after the loop
+// (the first ones stopped: a baseline whose every change costs CPU in the
+// background would slow both), as many iterations, with "baseline-"
+// figures.
 func BenchmarkFirstInvocation(b *testing.B) {
 	counts := []int{60, 6000}
 	if v := os.Getenv("WISP_BENCH_DEPLOYED"); v != "" {
@@ -345,29 +347,30 @@ func BenchmarkFirstInvocation(b *testing.B) {
 		b.Fatal(err)
 	}
 	type platform struct {
-		prefix                         string // "" or "baseline-"
 		n                              int
 		c                              *controller
+		agent                          *proc
 		pushed, firstAfterPush, pulled []time.Duration
 	}
-	bins := []struct{ prefix, dir string }{{"", bin}}
-	if base := os.Getenv("WISP_E2E_BASELINE_BIN"); base != "" {
-		bins = append(bins, struct{ prefix, dir string }{"baseline-", base})
-	}
-	var plats []*platform
-	for _, bb := range bins {
+	start := func(dir string) []*platform {
+		defer func(old string) { bin = old }(bin)
+		bin = dir
+		var plats []*platform
 		for _, n := range counts {
-			func() {
-				defer func(old string) { bin = old }(bin)
-				bin = bb.dir
-				plats = append(plats, &platform{prefix: bb.prefix, n: n, c: benchPlatformDeployed(b, n, wat)})
-			}()
+			c, agent := benchPlatformDeployed(b, n, wat)
+			plats = append(plats, &platform{n: n, c: c, agent: agent})
 		}
+		return plats
 	}
-	i := 0
-	for b.Loop() {
-		i++
-		for _, p := range plats {
+	// The platforms take turns in an order that flips every iteration:
+	// the one that goes second meets the first one's background work
+	// (its deletes' syncs) on this machine's two cores.
+	iteration := func(plats []*platform, i int) {
+		order := slices.Clone(plats)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
 			for _, wait := range []string{"true", "false"} {
 				name := fmt.Sprintf("f%d_%s", i, wait)
 				code := padModule(wat, 100<<10, name)
@@ -392,18 +395,37 @@ func BenchmarkFirstInvocation(b *testing.B) {
 			}
 		}
 	}
-	var first *platform
-	for _, p := range plats {
-		suffix := ""
-		if p.n != counts[0] {
-			suffix = fmt.Sprintf("-at-%d", p.n)
-			b.ReportMetric(float64(pct(p.pushed, .5))/float64(pct(first.pushed, .5)), fmt.Sprintf("%sx-create+push-%d-vs-%d", p.prefix, p.n, counts[0]))
-		} else {
-			first = p
+	report := func(plats []*platform, prefix string) {
+		for _, p := range plats[1:] {
+			b.ReportMetric(float64(pct(p.pushed, .5))/float64(pct(plats[0].pushed, .5)), fmt.Sprintf("%sx-create+push-%d-vs-%d", prefix, p.n, plats[0].n))
 		}
-		b.ReportMetric(float64(pct(p.pushed, .5).Microseconds()), p.prefix+"create+push-p50-µs"+suffix)
-		b.ReportMetric(float64(pct(p.firstAfterPush, .5).Microseconds()), p.prefix+"first-after-push-p50-µs"+suffix)
-		b.ReportMetric(float64(pct(p.pulled, .5).Microseconds()), p.prefix+"first-with-pull-p50-µs"+suffix)
+		for j, p := range plats {
+			suffix := ""
+			if j > 0 {
+				suffix = fmt.Sprintf("-at-%d", p.n)
+			}
+			b.ReportMetric(float64(pct(p.pushed, .5).Microseconds()), prefix+"create+push-p50-µs"+suffix)
+			b.ReportMetric(float64(pct(p.firstAfterPush, .5).Microseconds()), prefix+"first-after-push-p50-µs"+suffix)
+			b.ReportMetric(float64(pct(p.pulled, .5).Microseconds()), prefix+"first-with-pull-p50-µs"+suffix)
+		}
+	}
+	plats := start(bin)
+	i := 0
+	for b.Loop() {
+		i++
+		iteration(plats, i)
+	}
+	report(plats, "")
+	if base := os.Getenv("WISP_E2E_BASELINE_BIN"); base != "" {
+		for _, p := range plats {
+			p.agent.Stop()
+			p.c.Stop()
+		}
+		plats = start(base)
+		for j := range i {
+			iteration(plats, j+1)
+		}
+		report(plats, "baseline-")
 	}
 }
 
@@ -413,7 +435,7 @@ func BenchmarkFirstInvocation(b *testing.B) {
 // 6,000. The controller is started once to make its data directory,
 // stopped, filled and started again. With WISP_BENCH_PROFILE_DIR set,
 // the processes write controller-<n>.prof and agent-<n>.prof there.
-func benchPlatformDeployed(b *testing.B, n int, code []byte) *controller {
+func benchPlatformDeployed(b *testing.B, n int, code []byte) (*controller, *proc) {
 	var cenv, aenv []string
 	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
 	if profDir != "" {
@@ -446,7 +468,7 @@ func benchPlatformDeployed(b *testing.B, n int, code []byte) *controller {
 	if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {
 		b.Fatalf("warm-up: %d %s", status, body)
 	}
-	return c
+	return c, agent
 }
 
 // BenchmarkUpload: creating a function from hello_c, hello_rust and
