@@ -95,13 +95,19 @@ func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b
 // benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
 // embedded store).
 func benchPlatformOn(b *testing.B, dsn string) (*controller, *proc) {
+	return benchPlatformIn(b, b.TempDir(), dsn, "")
+}
+
+// benchPlatformIn is benchPlatformOn with the controller's data directory
+// given, and suffix added to the profiles' names.
+func benchPlatformIn(b *testing.B, dataDir, dsn, suffix string) (*controller, *proc) {
 	var cenv, aenv []string
 	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
 	if profDir != "" {
-		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
-		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
+		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller"+suffix+".prof")}
+		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent"+suffix+".prof")}
 	}
-	c := startControllerEnv(b, b.TempDir(), dsn, "127.0.0.1:0", cenv)
+	c := startControllerEnv(b, dataDir, dsn, "127.0.0.1:0", cenv)
 	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
 	if profDir != "" {
 		b.Cleanup(func() { agent.Stop(); c.Stop() })
@@ -436,12 +442,6 @@ func BenchmarkFirstInvocation(b *testing.B) {
 // stopped, filled and started again. With WISP_BENCH_PROFILE_DIR set,
 // the processes write controller-<n>.prof and agent-<n>.prof there.
 func benchPlatformDeployed(b *testing.B, n int, code []byte) (*controller, *proc) {
-	var cenv, aenv []string
-	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
-	if profDir != "" {
-		cenv = []string{fmt.Sprintf("WISP_CPU_PROFILE=%s/controller-%d.prof", profDir, n)}
-		aenv = []string{fmt.Sprintf("WISP_CPU_PROFILE=%s/agent-%d.prof", profDir, n)}
-	}
 	dir := b.TempDir()
 	startControllerEnv(b, dir, "", "127.0.0.1:0", nil).Stop()
 	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), slog.New(slog.DiscardHandler))
@@ -459,16 +459,7 @@ func benchPlatformDeployed(b *testing.B, n int, code []byte) (*controller, *proc
 	if err := st.Close(); err != nil {
 		b.Fatal(err)
 	}
-	c := startControllerEnv(b, dir, "", "127.0.0.1:0", cenv)
-	agent := startAgentEnv(b, c, c.joinToken(b, ""), "edge1", b.TempDir(), aenv)
-	if profDir != "" {
-		b.Cleanup(func() { agent.Stop(); c.Stop() })
-	}
-	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
-	if status, body := c.invoke(b, "_", "hello", `{"args":{"name":"warm"}}`); status != 200 {
-		b.Fatalf("warm-up: %d %s", status, body)
-	}
-	return c, agent
+	return benchPlatformIn(b, dir, "", fmt.Sprintf("-%d", n))
 }
 
 // BenchmarkUpload: creating a function from hello_c, hello_rust and
