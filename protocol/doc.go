@@ -43,6 +43,10 @@
 //	   controllers since) and sooner when the agent's load changed; liveness
 //	   is the QUIC connection's (keep-alives, idle timeout), not
 //	   Heartbeats.
+//	5: 2026-12-04: desired-set deltas: DesiredSet.digest (tag 2), the
+//	   DesiredDelta message (0x13, core, sent only when the agreed version
+//	   is 5 or more), Heartbeat.desired_resync (tag 5). See "Desired sets
+//	   and deltas" below.
 //
 // # Transport and message flow
 //
@@ -69,7 +73,9 @@
 //	  |------ Heartbeat (on load change, at least each interval)>|
 //	  |<----- Drop (whenever the controller likes) --------------|
 //	  |<----> Ping / Pong (either side asks) ------------------->|
-//	  |<----- DesiredSet (on connect and after every change) ----|
+//	  |<----- DesiredSet (on connect, and when asked: see below) |
+//	  |<----- DesiredDelta (v5: after a change) -----------------|
+//	  |------ Heartbeat{desired_resync} (v5: a delta missed) --->|
 //	  |<----- Quarantine (v2: on connect and after every change) |
 //	  |                                                          |
 //	  |  outbox stream (the agent opens one per batch)           |
@@ -93,6 +99,34 @@
 //	  |  ping stream (the controller opens it, to time a stream) |
 //	  |<----- Ping ----------------------------------------------|
 //	  |------ Pong (same nonce and payload) -------------------->|
+//
+// # Desired sets and deltas
+//
+// The desired set is every function the agent serves on its own. Since
+// version 5 a controller names each set it sends with a 32-byte digest
+// (DesiredSet.digest; how it is computed is the controller's business,
+// controller/fleet/desired_catalog.go, but every controller of a cluster
+// computes the same digest for the same set) and sends a change as a
+// DesiredDelta: the functions to add or replace (upserts) and those to
+// remove, the digest of the set it applies to (base) and of the set it
+// makes (result). The rules:
+//   - The agent keeps the digest of its stored set with the set, and
+//     applies a delta only when that digest is the delta's base. A delta
+//     whose result is the stored set's digest is already applied (another
+//     controller sent the same change): it is skipped.
+//   - Any other delta is not applied. The agent asks the controller that
+//     sent it for the full set with a Heartbeat whose desired_resync is
+//     set, at once; the controller answers with a DesiredSet from a fresh
+//     read (spacing such answers by a second per agent).
+//   - A controller sends a full DesiredSet at every connection (so a
+//     reconnection, an agent restart or a lost delta never leave a gap),
+//     when asked, and whenever a delta cannot say the change (the
+//     assignment rules moved, it is behind the changes it remembers, or
+//     the delta would be large). A set received whole replaces the stored
+//     one, whatever its base.
+//   - A delta names each function at most once, every name with a module
+//     and a name, at most [MaxDeltaFunctions] names; anything else is a
+//     malformed message. Removing a function the agent lacks is nothing.
 //
 // Notes on the flow:
 //   - Each side closes its write direction (QUIC FIN) after its last frame on
@@ -175,7 +209,8 @@
 //	            the version the peers agreed on. A peer never sends a core type
 //	            newer than that version. An unknown core type is an error that
 //	            closes the connection with CloseProtocolViolation.
-//	            0x10-0x1F belong to the desired set and the outbox.
+//	            0x10-0x1F belong to the desired set and the outbox
+//	            (0x13: DesiredDelta, version 5).
 //	0x40-0x7F   optional: a receiver that does not know the type skips the
 //	            frame (ReadMsg returns it as *Unknown). Use them for hints and
 //	            telemetry that an older peer may lose without harm.

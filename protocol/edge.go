@@ -2,11 +2,49 @@ package protocol
 
 // DesiredSet is the full set of functions an agent must hold and serve on
 // its own (local invoke API, local triggers), sent on the control stream
-// when the agent connects and after every change. It replaces the previous
-// set; the agent persists it.
+// when the agent connects and after every change that a DesiredDelta does
+// not carry. It replaces the previous set; the agent persists it.
 type DesiredSet struct {
 	Functions []DesiredFunction // 1, nested
+	// Digest names the set for the DesiredDelta that may follow (version
+	// 5); zero from a controller that sends no deltas. It is the
+	// controller's to compute (the agent never recomputes it): see
+	// DesiredDelta.
+	Digest SetDigest // 2
 }
+
+// SetDigest names a desired set's contents (32 bytes; zero: unnamed). Two
+// controllers computing the set from the same store give it the same
+// digest.
+type SetDigest [32]byte
+
+// DesiredDelta changes the agent's desired set in place (version 5): it
+// applies only to the set whose digest is Base, and leaves the one whose
+// digest is Result. An agent holding another set ignores it and, unless
+// it holds Result already (another controller's copy of the same change),
+// asks the controller for the full set (Heartbeat.DesiredResync). Upserts
+// replace or add functions by module and name; Removes delete them (a
+// name the agent lacks is nothing to delete). A name appears at most once
+// across both; at most MaxDeltaFunctions in all.
+type DesiredDelta struct {
+	Base    SetDigest         // 1
+	Result  SetDigest         // 2
+	Upserts []DesiredFunction // 3, nested
+	Removes []FunctionName    // 4, nested
+}
+
+// FunctionName names a function of a DesiredDelta's Removes.
+//
+//	1 module string
+//	2 name   string
+type FunctionName struct {
+	Module string // 1
+	Name   string // 2
+}
+
+// MaxDeltaFunctions bounds a DesiredDelta's Upserts and Removes together;
+// a change to more functions travels as a DesiredSet.
+const MaxDeltaFunctions = 4096
 
 // DesiredFunction is one function of a DesiredSet.
 type DesiredFunction struct {
@@ -61,9 +99,117 @@ func (m *DesiredSet) Append(dst []byte) []byte {
 	var sub []byte
 	for _, f := range m.Functions {
 		sub = f.append(sub[:0])
-		e.bytes(1, sub)
+		e.header(1, len(sub)) // an empty function too: it decodes as one
+		e.buf = append(e.buf, sub...)
+	}
+	e.digest(2, m.Digest)
+	return e.buf
+}
+
+// Append encodes the function alone, as a DesiredSet's field 1 holds it
+// (the agent stores functions and the controller hashes them in this
+// form).
+func (f *DesiredFunction) Append(dst []byte) []byte { return f.append(dst) }
+
+// UnmarshalBinary decodes what Append encoded, copying what it keeps.
+func (f *DesiredFunction) UnmarshalBinary(p []byte) error {
+	*f = DesiredFunction{}
+	return f.decode(decoder{buf: p, typ: TypeDesiredSet})
+}
+
+// digest writes a SetDigest; zero is omitted.
+func (e *encoder) digest(tag uint64, d SetDigest) {
+	if d != (SetDigest{}) {
+		e.bytes(tag, d[:])
+	}
+}
+
+// digest reads a SetDigest: exactly 32 bytes.
+func (d *decoder) digest() (out SetDigest) {
+	if len(d.val) != len(out) {
+		d.fail("a set digest is not 32 bytes")
+		return out
+	}
+	copy(out[:], d.val)
+	return out
+}
+
+func (*DesiredDelta) Type() FrameType                           { return TypeDesiredDelta }
+func (m *DesiredDelta) AppendBinary(dst []byte) ([]byte, error) { return m.Append(dst), nil }
+func (m *DesiredDelta) MarshalBinary() ([]byte, error)          { return m.Append(nil), nil }
+func (m *DesiredDelta) UnmarshalBinary(p []byte) error          { return unmarshal(m, p) }
+
+func (m *DesiredDelta) Append(dst []byte) []byte {
+	e := encoder{dst}
+	e.digest(1, m.Base)
+	e.digest(2, m.Result)
+	var sub []byte
+	for _, f := range m.Upserts {
+		sub = f.append(sub[:0])
+		e.header(3, len(sub))
+		e.buf = append(e.buf, sub...)
+	}
+	for _, r := range m.Removes {
+		se := encoder{sub[:0]}
+		se.string(1, r.Module)
+		se.string(2, r.Name)
+		sub = se.buf
+		e.header(4, len(sub))
+		e.buf = append(e.buf, sub...)
 	}
 	return e.buf
+}
+
+func (m *DesiredDelta) decode(d decoder) error {
+	named := map[FunctionName]bool{}
+	name := func(n FunctionName) bool {
+		switch {
+		case n.Module == "" || n.Name == "":
+			d.fail("a delta names a function without a module or a name")
+		case named[n]:
+			d.fail("a delta names a function twice")
+		case len(named) == MaxDeltaFunctions:
+			d.fail("more than MaxDeltaFunctions functions in a delta")
+		default:
+			named[n] = true
+			return true
+		}
+		return false
+	}
+	for d.next() {
+		switch d.tag {
+		case 1:
+			m.Base = d.digest()
+		case 2:
+			m.Result = d.digest()
+		case 3:
+			var f DesiredFunction
+			if err := f.decode(decoder{buf: d.val, typ: d.typ}); err != nil {
+				return err
+			}
+			if name(FunctionName{f.Module, f.Name}) {
+				m.Upserts = append(m.Upserts, f)
+			}
+		case 4:
+			var r FunctionName
+			sd := decoder{buf: d.val, typ: d.typ}
+			for sd.next() {
+				switch sd.tag {
+				case 1:
+					r.Module = sd.string()
+				case 2:
+					r.Name = sd.string()
+				}
+			}
+			if sd.err != nil {
+				return sd.err
+			}
+			if name(r) {
+				m.Removes = append(m.Removes, r)
+			}
+		}
+	}
+	return d.err
 }
 
 func (f *DesiredFunction) append(dst []byte) []byte {
@@ -97,12 +243,15 @@ func (f *DesiredFunction) append(dst []byte) []byte {
 
 func (m *DesiredSet) decode(d decoder) error {
 	for d.next() {
-		if d.tag == 1 {
+		switch d.tag {
+		case 1:
 			var f DesiredFunction
 			if err := f.decode(decoder{buf: d.val, typ: d.typ}); err != nil {
 				return err
 			}
 			m.Functions = append(m.Functions, f)
+		case 2:
+			m.Digest = d.digest()
 		}
 	}
 	return d.err
@@ -194,7 +343,8 @@ func (m *OutboxBatch) Append(dst []byte) []byte {
 	var sub []byte
 	for i := range m.Entries {
 		sub = m.Entries[i].Append(sub[:0])
-		e.bytes(1, sub)
+		e.header(1, len(sub)) // an empty entry too: it decodes as one
+		e.buf = append(e.buf, sub...)
 	}
 	return e.buf
 }

@@ -180,6 +180,7 @@ const (
 	//	    7 secrets (repeated nested Secret: 1 name, 2 value bytes),
 	//	    8 timers (repeated nested Timer: 1 cron, 2 every_ms uint),
 	//	    9 keep_digests (repeated string))
+	//	2 digest (32 bytes, version 5; absent: unnamed)
 	TypeDesiredSet FrameType = 0x10
 
 	// TypeOutboxBatch (agent -> controller, on a stream the agent opens)
@@ -199,7 +200,17 @@ const (
 	//	1 ids (repeated string)
 	TypeOutboxAck FrameType = 0x12
 
-	// 0x13-0x1F: unassigned, kept for the edge features; version 1
+	// TypeDesiredDelta (controller -> agent, control stream; version 5)
+	// changes the desired set named base into the one named result. See
+	// [DesiredDelta].
+	//
+	//	1 base (32 bytes)
+	//	2 result (32 bytes)
+	//	3 upserts (repeated, nested DesiredFunction as in DesiredSet)
+	//	4 removes (repeated, nested FunctionName: 1 module, 2 name)
+	TypeDesiredDelta FrameType = 0x13
+
+	// 0x14-0x1F: unassigned, kept for the edge features; version 1
 	// treats them as unknown core types.
 )
 
@@ -208,23 +219,24 @@ const (
 func (t FrameType) Optional() bool { return t >= 0x40 && t <= 0x7F }
 
 var typeNames = [...]string{
-	TypeHello:       "Hello",
-	TypeWelcome:     "Welcome",
-	TypeHeartbeat:   "Heartbeat",
-	TypeInvoke:      "Invoke",
-	TypeNeedCode:    "NeedCode",
-	TypeCode:        "Code",
-	TypeResult:      "Result",
-	TypeError:       "Error",
-	TypeAck:         "Ack",
-	TypeDrop:        "Drop",
-	TypePing:        "Ping",
-	TypePong:        "Pong",
-	TypeStarted:     "Started",
-	TypeDesiredSet:  "DesiredSet",
-	TypeOutboxBatch: "OutboxBatch",
-	TypeOutboxAck:   "OutboxAck",
-	TypeQuarantine:  "Quarantine",
+	TypeHello:        "Hello",
+	TypeWelcome:      "Welcome",
+	TypeHeartbeat:    "Heartbeat",
+	TypeInvoke:       "Invoke",
+	TypeNeedCode:     "NeedCode",
+	TypeCode:         "Code",
+	TypeResult:       "Result",
+	TypeError:        "Error",
+	TypeAck:          "Ack",
+	TypeDrop:         "Drop",
+	TypePing:         "Ping",
+	TypePong:         "Pong",
+	TypeStarted:      "Started",
+	TypeDesiredSet:   "DesiredSet",
+	TypeOutboxBatch:  "OutboxBatch",
+	TypeOutboxAck:    "OutboxAck",
+	TypeDesiredDelta: "DesiredDelta",
+	TypeQuarantine:   "Quarantine",
 }
 
 func (t FrameType) String() string {

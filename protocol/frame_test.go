@@ -77,7 +77,7 @@ func TestStream(t *testing.T) {
 }
 
 func TestUnknownTypes(t *testing.T) {
-	for _, typ := range []FrameType{0x00, 0x0f, 0x13, 0x1f, 0x3f, 0x80, 0xff} {
+	for _, typ := range []FrameType{0x00, 0x0f, 0x14, 0x1f, 0x3f, 0x80, 0xff} {
 		var b bytes.Buffer
 		if err := WriteFrame(&b, Frame{Type: typ, Payload: []byte{1, 2, 3}}); err != nil {
 			t.Fatal(err)

@@ -45,6 +45,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(TypeResult), unhex(f, `0b 02 0100`))
 	f.Add(uint8(TypeHeartbeat), unhex(f, `01 0b ffffffffffffffffffff01`))
 	f.Add(uint8(0x41), []byte("x"))
+	f.Add(uint8(TypeDesiredDelta), unhex(f, `03 06 01016d020166 04 06 01016d020166`)) // a name twice
 	f.Fuzz(func(t *testing.T, typ uint8, payload []byte) {
 		m, err := Decode(Frame{Type: FrameType(typ), Payload: payload})
 		if err != nil {

@@ -34,5 +34,8 @@ func goldenMsgs() []Message {
 		&OutboxBatch{Entries: []OutboxEntry{{ActivationID: "a1", Module: "m", Function: "f", Source: "local-api", Code: Trap, Output: []byte("{}"), StartedUnixUS: 1, DurationUS: 2}}},
 		&OutboxAck{IDs: []string{"a1", "a2"}},
 		&Quarantine{Entries: []QuarantineEntry{{Digest: "sha256:ab", Reason: "oom", SinceUnixMS: 1764028800000}}},
+		&DesiredDelta{Base: SetDigest{0: 0xaa, 31: 0x01}, Result: SetDigest{0: 0xbb, 31: 0x02},
+			Upserts: []DesiredFunction{{Module: "m", Name: "f", Digest: "sha256:ab"}},
+			Removes: []FunctionName{{Module: "m", Name: "g"}}},
 	}
 }

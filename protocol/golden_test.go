@@ -126,6 +126,21 @@ var golden = []string{
 	 01 09 7368613235363a6162           digest "sha256:ab"
 	 02 03 6f6f6d                       reason "oom"
 	 03 06 80b8bdc2ab33                 since_unix_ms 1764028800000`,
+	// DesiredDelta (version 5)
+	`13 0000005f
+	 01 20                              base (32 bytes)
+	 aa000000000000000000000000000000
+	 00000000000000000000000000000001
+	 02 20                              result (32 bytes)
+	 bb000000000000000000000000000000
+	 00000000000000000000000000000002
+	 03 11                              upsert (nested, 17 bytes)
+	 01 01 6d                           module "m"
+	 02 01 66                           name "f"
+	 03 09 7368613235363a6162           digest "sha256:ab"
+	 04 06                              remove (nested, 6 bytes)
+	 01 01 6d                           module "m"
+	 02 01 67                           name "g"`,
 }
 
 // unhex decodes an annotated golden string: on each line, the hex words up to

@@ -152,6 +152,10 @@ type Heartbeat struct {
 	Inflight         uint64 // 2
 	InvocationsTotal uint64 // 3
 	SentUnixMS       uint64 // 4
+	// DesiredResync asks the controller for its full desired set: a
+	// DesiredDelta of its did not apply to the set the agent holds
+	// (version 5). Sent at once, not at the next load report.
+	DesiredResync bool // 5
 }
 
 func (*Heartbeat) Type() FrameType                           { return TypeHeartbeat }
@@ -165,6 +169,7 @@ func (h *Heartbeat) Append(dst []byte) []byte {
 	e.uint(2, h.Inflight)
 	e.uint(3, h.InvocationsTotal)
 	e.uint(4, h.SentUnixMS)
+	e.bool(5, h.DesiredResync)
 	return e.buf
 }
 
@@ -179,6 +184,8 @@ func (h *Heartbeat) decode(d decoder) error {
 			h.InvocationsTotal = d.uint64()
 		case 4:
 			h.SentUnixMS = d.uint64()
+		case 5:
+			h.DesiredResync = d.bool()
 		}
 	}
 	return d.err

@@ -23,23 +23,29 @@ var (
 func roundTripMsgs() map[string]Message {
 	max := uint64(math.MaxUint64)
 	msgs := map[string]Message{
-		"Hello/zero":       &Hello{},
-		"Welcome/zero":     &Welcome{},
-		"Heartbeat/zero":   &Heartbeat{},
-		"Invoke/zero":      &Invoke{},
-		"NeedCode/zero":    &NeedCode{},
-		"Code/zero":        &Code{},
-		"Result/zero":      &Result{},
-		"Error/zero":       &Error{},
-		"Ack/zero":         &Ack{},
-		"Drop/zero":        &Drop{},
-		"Ping/zero":        &Ping{},
-		"Pong/zero":        &Pong{},
-		"Started/zero":     &Started{},
-		"DesiredSet/zero":  &DesiredSet{},
-		"OutboxBatch/zero": &OutboxBatch{},
-		"OutboxAck/zero":   &OutboxAck{},
-		"Quarantine/zero":  &Quarantine{},
+		"Hello/zero":        &Hello{},
+		"Welcome/zero":      &Welcome{},
+		"Heartbeat/zero":    &Heartbeat{},
+		"Invoke/zero":       &Invoke{},
+		"NeedCode/zero":     &NeedCode{},
+		"Code/zero":         &Code{},
+		"Result/zero":       &Result{},
+		"Error/zero":        &Error{},
+		"Ack/zero":          &Ack{},
+		"Drop/zero":         &Drop{},
+		"Ping/zero":         &Ping{},
+		"Pong/zero":         &Pong{},
+		"Started/zero":      &Started{},
+		"DesiredSet/zero":   &DesiredSet{},
+		"OutboxBatch/zero":  &OutboxBatch{},
+		"OutboxAck/zero":    &OutboxAck{},
+		"Quarantine/zero":   &Quarantine{},
+		"DesiredDelta/zero": &DesiredDelta{},
+		"DesiredDelta/max": &DesiredDelta{Base: SetDigest{0xff, 31: 1}, Result: SetDigest{1},
+			Upserts: []DesiredFunction{{Module: "m", Name: "f", Secrets: []Secret{{Name: "k", Value: []byte{0}}}, Timers: []Timer{{EveryMS: max}}}},
+			Removes: []FunctionName{{Module: "m", Name: "g"}, {Module: "n", Name: "f"}}},
+		"DesiredSet/digest": &DesiredSet{Digest: SetDigest{31: 7}},
+		"Heartbeat/resync":  &Heartbeat{DesiredResync: true},
 		"Hello/max": &Hello{
 			AgentID: "agent-\x00-\xff", Labels: []string{"", "", "a=b"},
 			MemTotalBytes: max, MemAvailBytes: max, CPUs: max, Inflight: max,
@@ -341,7 +347,7 @@ func TestStableNumbers(t *testing.T) {
 	types := map[FrameType]uint8{
 		TypeHello: 1, TypeWelcome: 2, TypeHeartbeat: 3, TypeInvoke: 4, TypeNeedCode: 5, TypeCode: 6,
 		TypeResult: 7, TypeError: 8, TypeAck: 9, TypeDrop: 10, TypePing: 11, TypePong: 12, TypeStarted: 13,
-		TypeQuarantine: 14, TypeDesiredSet: 16, TypeOutboxBatch: 17, TypeOutboxAck: 18,
+		TypeQuarantine: 14, TypeDesiredSet: 16, TypeOutboxBatch: 17, TypeOutboxAck: 18, TypeDesiredDelta: 19,
 	}
 	for ft, n := range types {
 		if uint8(ft) != n {
@@ -357,7 +363,7 @@ func TestStableNumbers(t *testing.T) {
 			t.Errorf("%v = %d, want %d", c, c, n)
 		}
 	}
-	if ALPN != "wisp/1" || Version != 4 || MaxFrameSize != 64<<20 {
+	if ALPN != "wisp/1" || Version != 5 || MaxFrameSize != 64<<20 {
 		t.Errorf("ALPN %q, Version %d, MaxFrameSize %d", ALPN, Version, MaxFrameSize)
 	}
 }

@@ -57,6 +57,8 @@ func newMessage(t FrameType) decodable {
 		return new(OutboxBatch)
 	case TypeOutboxAck:
 		return new(OutboxAck)
+	case TypeDesiredDelta:
+		return new(DesiredDelta)
 	case TypeQuarantine:
 		return new(Quarantine)
 	}

@@ -23,4 +23,9 @@ const ALPN = "wisp/1"
 //	   Secret), timers (8, nested Timer), keep_digests (9). Additions: a
 //	   version 3 agent ignores them and runs functions without their
 //	   configuration.
-const Version = 4
+//	5: 2026-12-04: desired-set deltas: DesiredSet.digest (2), the
+//	   DesiredDelta message (0x13), Heartbeat.desired_resync (5). A
+//	   controller sends DesiredDelta only to agents of version 5 or more
+//	   (an older agent would fail on an unknown core type); an older
+//	   controller's sets carry no digest and it ignores the resync flag.
+const Version = 5

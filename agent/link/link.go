@@ -63,9 +63,13 @@ type Config struct {
 	// MaxStreams bounds the streams the controller may open at once
 	// (concurrent invocations and code pushes). Default 10000.
 	MaxStreams int
-	// OnDesired, when set, is called after a new desired set was stored
-	// (the agent re-syncs its local triggers).
-	OnDesired func([]protocol.DesiredFunction)
+	// OnDesired, when set, is called after each change of the stored
+	// desired set, with the set's functions (a full set) or the delta's
+	// upserts, and triggers: whether the change may have touched local
+	// triggers or timers (always for a full set; for a delta, when a
+	// function it named has some, before or after). The agent re-syncs
+	// its triggers and timers then, and only then.
+	OnDesired func(fs []protocol.DesiredFunction, triggers bool)
 	Logger    *slog.Logger
 }
 
@@ -519,9 +523,12 @@ func (l *Link) session(ctx context.Context) error {
 	// block in and the contexts of the invocations still running.
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Go(func() { errc <- l.heartbeats(sctx, ctrl, interval) })
+	// The control loop asks for a full desired set through the heartbeat
+	// loop, the stream's only writer.
+	resync := make(chan struct{}, 1)
+	wg.Go(func() { errc <- l.heartbeats(sctx, ctrl, interval, resync) })
 	wg.Go(func() { errc <- l.drainOutbox(sctx, conn) })
-	wg.Go(func() { errc <- l.control(sctx, ctrl) })
+	wg.Go(func() { errc <- l.control(sctx, ctrl, resync) })
 	wg.Go(func() { errc <- l.acceptStreams(actx, conn, &wg) })
 	select {
 	case err = <-errc:
@@ -632,21 +639,26 @@ const loadCheck = 2 * time.Second
 // at the next loadCheck, when the available memory moved enough for the
 // controller's scheduling to care (loadChanged). A controller that asks
 // for reports every 2 s (before issue 15) gets one every 2 s. Liveness is
-// QUIC's keep-alives (KeepAlivePeriod), not these.
-func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Duration) error {
+// QUIC's keep-alives (KeepAlivePeriod), not these. A report goes at once,
+// with DesiredResync, when resync ticks: a desired-set delta did not
+// apply, and the controller is asked for its full set.
+func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Duration, resync <-chan struct{}) error {
 	check := min(every, loadCheck)
 	t := time.NewTicker(check)
 	defer t.Stop()
 	var sent time.Time // zero until the first report, due at the first check
 	var reported uint64
+	asked := false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-resync:
+			asked = true
 		}
 		total, avail := memInfo()
-		if !reportDue(sent.IsZero(), time.Since(sent), every, check, total, reported, avail) {
+		if !asked && !reportDue(sent.IsZero(), time.Since(sent), every, check, total, reported, avail) {
 			continue
 		}
 		hb := &protocol.Heartbeat{
@@ -654,7 +666,9 @@ func (l *Link) heartbeats(ctx context.Context, ctrl *quic.Stream, every time.Dur
 			Inflight:         uint64(l.cfg.Executor.InFlight()),
 			InvocationsTotal: l.cfg.Executor.Total(),
 			SentUnixMS:       uint64(time.Now().UnixMilli()),
+			DesiredResync:    asked,
 		}
+		asked = false
 		if err := protocol.WriteMsg(ctrl, hb); err != nil {
 			return fmt.Errorf("heartbeat: %w", err)
 		}
@@ -672,7 +686,7 @@ func reportDue(first bool, since, every, check time.Duration, total, was, now ui
 }
 
 // control reads what the controller sends on the control stream.
-func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
+func (l *Link) control(ctx context.Context, ctrl *quic.Stream, resync chan<- struct{}) error {
 	for {
 		msg, err := protocol.ReadMsg(ctrl, maxControlFrame)
 		if err != nil {
@@ -680,24 +694,13 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 		}
 		switch m := msg.(type) {
 		case *protocol.DesiredSet:
-			// Every controller sends the set it computes from the one
-			// store: the same set again from another is not news.
-			sum := sha256.Sum256(m.Append(nil))
-			if l.sh.sameDesired(sum) {
-				l.log.Debug("desired set unchanged", "functions", len(m.Functions))
-				continue
-			}
-			if err := l.cfg.State.SetDesired(m.Functions); err != nil {
-				l.log.Error("storing the desired set", "err", err)
-				continue
-			}
-			l.sh.storedDesired(sum)
-			l.log.Info("desired set updated", "functions", len(m.Functions))
-			if len(l.kept) > 0 {
-				l.drop(slices.Collect(maps.Keys(l.kept)))
-			}
-			if l.cfg.OnDesired != nil {
-				l.cfg.OnDesired(m.Functions)
+			l.storeDesired(m)
+		case *protocol.DesiredDelta:
+			if !l.applyDesired(m) {
+				select {
+				case resync <- struct{}{}:
+				default: // asked already
+				}
 			}
 		case *protocol.Drop:
 			l.drop(m.Digests)
@@ -713,6 +716,78 @@ func (l *Link) control(ctx context.Context, ctrl *quic.Stream) error {
 		default:
 			l.log.Warn("unexpected control message", "type", msg.Type())
 		}
+	}
+}
+
+// storeDesired stores a full desired set unless it is the one stored.
+// Every controller sends the set it computes from the one store: the same
+// set again from another is not news. A set is known by its digest, or,
+// from a controller that sends none (before version 5), by the hash of
+// its encoding.
+func (l *Link) storeDesired(m *protocol.DesiredSet) {
+	sum := m.Digest
+	if sum == (protocol.SetDigest{}) {
+		sum = sha256.Sum256(m.Append(nil))
+	}
+	l.sh.desiredMu.Lock()
+	defer l.sh.desiredMu.Unlock()
+	if l.sh.desired == sum {
+		l.log.Debug("desired set unchanged", "functions", len(m.Functions))
+		return
+	}
+	stored := *m
+	if stored.Digest != sum {
+		stored.Digest = protocol.SetDigest{} // no delta applies to it
+	}
+	if err := l.cfg.State.SetDesiredSet(&stored); err != nil {
+		l.log.Error("storing the desired set", "err", err)
+		return
+	}
+	l.sh.desired = sum
+	l.log.Info("desired set updated", "functions", len(m.Functions))
+	l.desiredChanged(m.Functions, true)
+}
+
+// applyDesired applies a delta to the stored desired set, and reports
+// false when it was made for another set: the controller must send its
+// full set. A delta whose result is the set stored (another controller
+// sent the same change first) is not news.
+//
+// Why a delta never applies to the wrong set: the agent keeps the digest
+// of its stored set in the same transaction as the set, and applies a
+// delta only when that digest is the delta's base (state.ApplyDesired);
+// a controller names a set by the digest of exactly the functions it
+// sent (controller/fleet).
+func (l *Link) applyDesired(m *protocol.DesiredDelta) bool {
+	l.sh.desiredMu.Lock()
+	defer l.sh.desiredMu.Unlock()
+	if l.sh.desired == m.Result {
+		l.log.Debug("desired set unchanged", "upserts", len(m.Upserts), "removes", len(m.Removes))
+		return true
+	}
+	triggers, err := l.cfg.State.ApplyDesired(m)
+	if errors.Is(err, state.ErrDesiredBase) {
+		l.log.Info("a desired-set delta for another set; asking for the full set", "upserts", len(m.Upserts), "removes", len(m.Removes))
+		return false
+	}
+	if err != nil {
+		l.log.Error("storing a desired-set delta; asking for the full set", "err", err)
+		return false
+	}
+	l.sh.desired = m.Result
+	l.log.Info("desired set changed", "upserts", len(m.Upserts), "removes", len(m.Removes))
+	l.desiredChanged(m.Upserts, triggers)
+	return true
+}
+
+// desiredChanged follows a stored change of the desired set: code a Drop
+// named while the set still did may go now, and OnDesired is told.
+func (l *Link) desiredChanged(fs []protocol.DesiredFunction, triggers bool) {
+	if len(l.kept) > 0 {
+		l.drop(slices.Collect(maps.Keys(l.kept)))
+	}
+	if l.cfg.OnDesired != nil {
+		l.cfg.OnDesired(fs, triggers)
 	}
 }
 

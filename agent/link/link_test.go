@@ -221,7 +221,10 @@ func newAgent(t *testing.T, c *controller, token string) *agent {
 	a.link, err = New(Config{Addr: c.addr, JoinToken: token, State: st, Executor: a.ex, Name: "edge", Labels: []string{"zone=a"},
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		OnDesired: func(fs []protocol.DesiredFunction) {
+		OnDesired: func(fs []protocol.DesiredFunction, triggers bool) {
+			if !triggers {
+				return // counted: the changes that resync triggers
+			}
 			a.mu.Lock()
 			a.desired = append(a.desired, fs)
 			a.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wispfn/wisp/agent/status"
+	"github.com/wispfn/wisp/protocol"
 )
 
 // shared is what the links of one agent share: its identity, the outbox
@@ -29,7 +30,11 @@ type shared struct {
 	mu      sync.Mutex
 	changed chan struct{}    // closed and replaced when held changes
 	held    map[string]*Link // controller id → the link with a session to it
-	desired [32]byte         // hash of the desired set last stored
+
+	// desiredMu orders the links' stores of desired sets and deltas, so
+	// that desired names what the state holds.
+	desiredMu sync.Mutex
+	desired   protocol.SetDigest // the digest (or hash) of the set last stored
 }
 
 func newShared(cfg Config) (*shared, error) {
@@ -82,20 +87,6 @@ func (sh *shared) heldBy(id string, l *Link) (*Link, <-chan struct{}) {
 		other = nil
 	}
 	return other, sh.changed
-}
-
-// sameDesired reports whether sum is the desired set last stored.
-func (sh *shared) sameDesired(sum [32]byte) bool {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return sh.desired == sum
-}
-
-// storedDesired records the hash of the desired set just stored.
-func (sh *shared) storedDesired(sum [32]byte) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.desired = sum
 }
 
 // DefaultPort is the controllers' QUIC port, used for an address given

@@ -219,8 +219,12 @@ func build(cfg Config, st *state.State, rt *runtime.Runtime, log *slog.Logger) (
 func (a *agent) kick() { a.links.Kick() }
 
 // onDesired re-syncs the local triggers and timers after a link stored a
-// new desired set.
-func (a *agent) onDesired([]protocol.DesiredFunction) {
+// new desired set, or a delta that touched a function with some (the
+// resync reads the whole set: a delta that touched none costs nothing).
+func (a *agent) onDesired(_ []protocol.DesiredFunction, triggers bool) {
+	if !triggers {
+		return
+	}
 	a.resyncTimers()
 	if l := a.local.Load(); l != nil {
 		a.resync(context.Background(), l)

@@ -10,6 +10,12 @@
 //
 //	meta/
 //	    version      -> "1"
+//	    desired_digest -> the stored desired set's digest (32 bytes;
+//	                    absent: a set that came without one), written in
+//	                    the same transaction as desired/: a DesiredDelta
+//	                    applies only when it is the delta's base
+//	                    (edge.go ApplyDesired). An addition: version "1"
+//	                    still, an older agent ignores it.
 //	identity/
 //	    agent_id     -> "ag_..."       (empty until the first join succeeded)
 //	    credential   -> secret bytes    (issued by the controller at join)

@@ -21,13 +21,32 @@ const maxSeen = 100_000
 
 func desiredKey(module, name string) []byte { return []byte(module + "/" + name) }
 
+// keyDesiredDigest (in bucketMeta) is the digest of the stored desired
+// set (protocol.SetDigest), written in the same transaction as the set:
+// absent when the set came without one.
+var keyDesiredDigest = []byte("desired_digest")
+
+// ErrDesiredBase: a delta was made for another desired set than the one
+// stored; nothing was changed (the controller is asked for its full set).
+var ErrDesiredBase = errors.New("the delta applies to another desired set")
+
 // SetDesired replaces the desired set: the functions this agent serves on
-// its own.
+// its own. The stored set has no digest: a delta applies to it only after
+// a full set with one (SetDesiredSet).
 //
 // Secret values are kept apart, sealed with the agent's key
 // (SecretsKeyFile, made 0600 beside the state file when first needed):
 // the file alone does not hold them.
 func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
+	return s.SetDesiredSet(&protocol.DesiredSet{Functions: fs})
+}
+
+// SetDesiredSet is SetDesired that also stores the set's digest, for the
+// deltas that follow it (ApplyDesired).
+func (s *State) SetDesiredSet(set *protocol.DesiredSet) error {
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	s.named = nil // counted again when next needed
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketDesired, bucketDesiredSecrets} {
 			if err := tx.DeleteBucket(name); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
@@ -42,19 +61,114 @@ func (s *State) SetDesired(fs []protocol.DesiredFunction) error {
 		if err != nil {
 			return err
 		}
-		for i := range fs {
-			f := fs[i]
-			if err := s.putSecrets(sb, &f); err != nil {
-				return err
-			}
-			f.Secrets = nil
-			set := protocol.DesiredSet{Functions: []protocol.DesiredFunction{f}}
-			if err := b.Put(desiredKey(f.Module, f.Name), set.Append(nil)); err != nil {
+		for i := range set.Functions {
+			if err := s.putDesired(b, sb, set.Functions[i]); err != nil {
 				return err
 			}
 		}
+		return putDesiredDigest(tx, set.Digest)
+	})
+}
+
+// putDesired stores one function of the desired set, its secrets sealed
+// apart.
+func (s *State) putDesired(b, sb *bolt.Bucket, f protocol.DesiredFunction) error {
+	if err := s.putSecrets(sb, &f); err != nil {
+		return err
+	}
+	f.Secrets = nil
+	set := protocol.DesiredSet{Functions: []protocol.DesiredFunction{f}}
+	return b.Put(desiredKey(f.Module, f.Name), set.Append(nil))
+}
+
+func putDesiredDigest(tx *bolt.Tx, d protocol.SetDigest) error {
+	meta := tx.Bucket(bucketMeta)
+	if d == (protocol.SetDigest{}) {
+		return meta.Delete(keyDesiredDigest)
+	}
+	return meta.Put(keyDesiredDigest, d[:])
+}
+
+// DesiredDigest is the digest of the stored desired set (zero: none).
+func (s *State) DesiredDigest() protocol.SetDigest {
+	var d protocol.SetDigest
+	s.db.View(func(tx *bolt.Tx) error {
+		copy(d[:], tx.Bucket(bucketMeta).Get(keyDesiredDigest))
 		return nil
 	})
+	return d
+}
+
+// ApplyDesired changes the stored desired set by d, writing and deleting
+// only the functions d names, when the stored set's digest is d.Base
+// (else ErrDesiredBase and nothing changes; a zero Base never applies).
+// It reports whether a function d touched has local triggers or timers,
+// before or after: only then do they need a resync.
+func (s *State) ApplyDesired(d *protocol.DesiredDelta) (triggers bool, err error) {
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	count := map[string]int{} // what the delta changes in s.named
+	name := func(f *protocol.DesiredFunction, n int) {
+		count[f.Digest] += n
+		for _, k := range f.KeepDigests {
+			count[k] += n
+		}
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		clear(count)
+		var stored protocol.SetDigest
+		copy(stored[:], tx.Bucket(bucketMeta).Get(keyDesiredDigest))
+		if d.Base == (protocol.SetDigest{}) || stored != d.Base {
+			return ErrDesiredBase
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketDesired)
+		if err != nil {
+			return err
+		}
+		sb, err := tx.CreateBucketIfNotExists(bucketDesiredSecrets)
+		if err != nil {
+			return err
+		}
+		// replaced takes out the stored function at key, if any, and
+		// reports whether it had triggers.
+		replaced := func(key []byte) bool {
+			var old protocol.DesiredSet
+			v := b.Get(key)
+			if v == nil || old.UnmarshalBinary(v) != nil || len(old.Functions) != 1 {
+				return false
+			}
+			name(&old.Functions[0], -1)
+			return len(old.Functions[0].LocalTopics) > 0 || len(old.Functions[0].Timers) > 0
+		}
+		for i := range d.Upserts {
+			f := &d.Upserts[i]
+			had := replaced(desiredKey(f.Module, f.Name))
+			triggers = triggers || had || len(f.LocalTopics) > 0 || len(f.Timers) > 0
+			name(f, 1)
+			if err := s.putDesired(b, sb, *f); err != nil {
+				return err
+			}
+		}
+		for _, r := range d.Removes {
+			key := desiredKey(r.Module, r.Name)
+			triggers = replaced(key) || triggers
+			if err := b.Delete(key); err != nil {
+				return err
+			}
+			if err := sb.Delete(key); err != nil {
+				return err
+			}
+		}
+		return putDesiredDigest(tx, d.Result)
+	})
+	if err == nil && s.named != nil {
+		for dg, n := range count {
+			if s.named[dg] += n; s.named[dg] <= 0 {
+				delete(s.named, dg)
+			}
+		}
+	}
+	return triggers, err
 }
 
 // Desired returns the desired set, sorted by module then name, with the
@@ -86,21 +200,41 @@ func (s *State) Desired() ([]protocol.DesiredFunction, error) {
 // Needed returns those of digests the desired set still names, as a
 // function's code or as code of an earlier version it keeps
 // (DesiredFunction.KeepDigests): code the agent must not drop.
+//
+// The digests are counted once (a read of the whole set) and the count
+// is then kept by ApplyDesired, so a Drop costs O(digests), not a read
+// of every function.
 func (s *State) Needed(digests []string) ([]string, error) {
-	fs, err := s.Desired()
-	if err != nil {
-		return nil, err
-	}
-	named := map[string]bool{}
-	for _, f := range fs {
-		named[f.Digest] = true
-		for _, d := range f.KeepDigests {
-			named[d] = true
+	s.namedMu.Lock()
+	defer s.namedMu.Unlock()
+	if s.named == nil {
+		named := map[string]int{}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketDesired)
+			if b == nil {
+				return nil
+			}
+			return b.ForEach(func(_, v []byte) error {
+				var set protocol.DesiredSet
+				if err := set.UnmarshalBinary(v); err != nil || len(set.Functions) != 1 {
+					return fmt.Errorf("corrupt desired-set entry: %v", err)
+				}
+				f := set.Functions[0]
+				named[f.Digest]++
+				for _, d := range f.KeepDigests {
+					named[d]++
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
 		}
+		s.named = named
 	}
 	var out []string
 	for _, d := range digests {
-		if named[d] {
+		if s.named[d] > 0 {
 			out = append(out, d)
 		}
 	}

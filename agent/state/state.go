@@ -63,6 +63,12 @@ type State struct {
 	keyPath string
 	keyMu   sync.Mutex
 	key     *sealbox.Key
+
+	// named counts, per digest, the desired functions naming it as code
+	// or kept code (Needed), built on first use and kept by the writes of
+	// the desired set under namedMu (edge.go).
+	namedMu sync.Mutex
+	named   map[string]int
 }
 
 // Identity is who the agent is to its controller.

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/protocol"
@@ -163,20 +163,23 @@ func (f *Fleet) labelledTags(ctx context.Context) map[string]bool {
 }
 
 // scripts are the parsed APP scripts (one that does not parse names no
-// agent).
-func (f *Fleet) scripts(ctx context.Context) []scheduler.Script {
+// agent), and a hash of every script's name and source: what decides
+// assignment besides the tags and labels.
+func (f *Fleet) scripts(ctx context.Context) ([]scheduler.Script, [sha256.Size]byte) {
 	var scripts []scheduler.Script
 	all, err := f.cfg.Store.ListScripts(ctx)
 	if err != nil {
 		f.log.Warn("listing APP scripts for assignment", "err", err)
-		return nil
+		return nil, [sha256.Size]byte{}
 	}
+	h := sha256.New()
 	for _, sc := range all {
+		fmt.Fprintf(h, "%d:%s%d:%s", len(sc.Name), sc.Name, len(sc.Source), sc.Source)
 		if parsed, err := scheduler.ParseAPP(sc.Source); err == nil {
 			scripts = append(scripts, parsed)
 		}
 	}
-	return scripts
+	return scripts, [sha256.Size]byte(h.Sum(nil))
 }
 
 // MaxKeepDigests is how many earlier versions' code an agent is asked to
@@ -215,26 +218,41 @@ const maxDesiredSetBytes = 1 << 20
 // desiredInputs is what every session's desired set is made of, read
 // once for a sync of all sessions (not once per session: with thousands
 // of agents that would be thousands of store reads and secret openings).
+// Reads take turns (Fleet.catalogMu), so a later gen is a later read and
+// a later catalog generation.
 type desiredInputs struct {
 	// gen orders snapshots: taken before the store is read, so a higher
 	// gen read the store later. A session never gets a set made from a
 	// lower gen than one it already got.
-	gen      uint64
-	fns      []store.Function
+	gen uint64
+	fns []store.Function
+	// entries are fns's desired forms (nil where a test made the inputs
+	// without the catalog); cat is the catalog generation they are at,
+	// log the catalog's changes up to it (desired_catalog.go).
+	entries  []*desiredEntry
+	cat      uint64
+	log      []desiredChange
+	catalog  *desiredCatalog
 	scripts  []scheduler.Script
 	labelled map[string]bool
-	kept     map[string][]string
-	// secrets are the values of each function's secrets ("module/name"),
-	// for the functions whose config names some; unreadable marks those
-	// whose secrets cannot be opened now.
-	secrets    map[string][]protocol.Secret
-	unreadable map[string]bool
-	// used holds the digests of every function and of the code agents
-	// keep for rollbacks; gone caches, for a digest an agent holds
-	// outside it, whether the store still has its code (goneMu).
-	used   map[string]bool
+	// assign hashes the scripts and the labelled tags: with an agent's
+	// labels, what assignment depends on (assignFor).
+	assign [sha256.Size]byte
+	// gone caches, for a digest an agent holds that no function uses,
+	// whether the store still has its code (goneMu).
 	goneMu sync.Mutex
 	gone   map[string]bool
+}
+
+// assignFor names the assignment inputs of s's set: a set made with other
+// ones may differ in any function, so it is followed by a full set.
+func (in *desiredInputs) assignFor(s *Session) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(in.assign[:])
+	for _, l := range s.Labels() {
+		fmt.Fprintf(h, "%d:%s", len(l), l)
+	}
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 // codeGone reports whether the store no longer holds d's code (no
@@ -242,6 +260,9 @@ type desiredInputs struct {
 // most once per sync. A store that cannot say (no store.CodeChecker), or
 // a read that fails, says no.
 func (in *desiredInputs) codeGone(ctx context.Context, st Store, d string) bool {
+	if in.catalog == nil || in.catalog.uses(d) {
+		return false
+	}
 	cc, ok := st.(store.CodeChecker)
 	if !ok {
 		return false
@@ -256,56 +277,52 @@ func (in *desiredInputs) codeGone(ctx context.Context, st Store, d string) bool 
 	return in.gone[d]
 }
 
-// desiredInputs reads what desired sets are made of.
+// desiredInputs reads what desired sets are made of and brings the
+// catalog to it.
 func (f *Fleet) desiredInputs(ctx context.Context) (*desiredInputs, error) {
-	in := &desiredInputs{gen: f.desiredGen.Add(1), secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{},
-		used: map[string]bool{}, gone: map[string]bool{}}
-	fns, err := f.cfg.Store.ListFunctions(ctx)
+	f.catalogMu.Lock()
+	defer f.catalogMu.Unlock()
+	in := &desiredInputs{gen: f.desiredGen.Add(1), catalog: &f.catalog, gone: map[string]bool{}}
+	fns, err := f.cfg.Functions.ListFunctions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list functions: %w", err)
 	}
 	in.fns = fns
-	in.scripts = f.scripts(ctx)
+	in.scripts, in.assign = f.scripts(ctx)
 	in.labelled = f.labelledTags(ctx)
-	in.kept = f.keptDigests(ctx)
-	for _, ds := range in.kept {
-		for _, d := range ds {
-			in.used[d] = true
-		}
+	h := sha256.New()
+	h.Write(in.assign[:])
+	for _, t := range slices.Sorted(maps.Keys(in.labelled)) {
+		fmt.Fprintf(h, "%d:%s", len(t), t)
 	}
-	for _, fn := range fns {
-		in.used[fn.Digest] = true
-		if len(fn.Spec.Config.Secrets) == 0 {
-			continue
-		}
-		key := fn.Module + "/" + fn.Name
-		vals, err := f.secretValues(ctx, fn.Module, fn.Spec.Config.Secrets)
-		if err != nil {
-			f.log.Warn("the desired sets go without a function's secrets", "module", fn.Module, "function", fn.Name, "err", err)
-			in.unreadable[key] = true
-			continue
-		}
-		in.secrets[key] = vals
-	}
+	in.assign = [sha256.Size]byte(h.Sum(nil))
+	in.entries = f.refreshCatalog(ctx, &f.catalog, fns)
+	in.cat, in.log = f.catalog.gen, f.catalog.log
 	return in, nil
 }
 
-// syncDesired sends a session its desired set, unless it is the set the
-// session got last (a resync that changes nothing for an agent sends it
-// nothing: every controller resyncs on every change it learns of, its
-// own included), and pushes the code the agent lacks in any case (an
-// agent of another controller may lack code this one never pushed).
+// syncDesired sends a session what changed in its desired set — a delta,
+// or the full set (desired_catalog.go says when) — unless nothing did (a
+// resync that changes nothing for an agent sends it nothing: every
+// controller resyncs on every change it learns of, its own included), and
+// pushes the code the agent lacks among the functions sent, and any whose
+// push failed before (an agent of another controller may lack code this
+// one never pushed).
 //
 // An agent holding code the store collected (a function deleted through
 // another controller, whose Drop went only to that controller's agents)
-// is told to drop it.
+// is told to drop it; this is looked at when its set changed.
 func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) {
-	if missing := f.sendDesired(s, in); len(missing) > 0 {
+	missing, sent := f.sendDesired(s, in)
+	if len(missing) > 0 {
 		f.pushMissing(ctx, s, missing)
+	}
+	if !sent {
+		return
 	}
 	var gone []string
 	for h := range *s.digests.Load() {
-		if d := h.Value(); !in.used[d] && in.codeGone(ctx, f.cfg.Store, d) {
+		if d := h.Value(); in.codeGone(ctx, f.cfg.Store, d) {
 			gone = append(gone, d)
 		}
 	}
@@ -316,57 +333,189 @@ func (f *Fleet) syncDesired(ctx context.Context, s *Session, in *desiredInputs) 
 	}
 }
 
-// sendDesired sends s its set made of in unless it is the one sent last,
-// and returns the functions whose code the agent lacks. Sends to one
-// session are ordered; pushes are not held up by them, nor they by
-// pushes.
-func (f *Fleet) sendDesired(s *Session, in *desiredInputs) (missing []store.Function) {
+// sendDesired sends s the change of its set made of in: a delta when it
+// can, else the full set. It returns the functions whose code the agent
+// lacks (of those sent, and those whose push failed), and whether
+// something was sent. Sends to one session are ordered; pushes are not
+// held up by them, nor they by pushes.
+func (f *Fleet) sendDesired(s *Session, in *desiredInputs) (missing []store.Function, sent bool) {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	if in.gen < s.desiredGen {
-		return nil // a set made from a later read was sent already
+	if in.gen < s.desiredGen || (in.entries != nil && in.cat < s.sentCat) {
+		return nil, false // a set made from a later read was sent already
 	}
 	s.desiredGen = in.gen
-	set := &protocol.DesiredSet{}
-	for _, fn := range in.fns {
-		if !assigned(s, fn, in.scripts, in.labelled) {
-			continue
-		}
-		key := fn.Module + "/" + fn.Name
-		// Secrets travel only in this QUIC session. A set without the
-		// values would strip them from the agent: none is sent then, and
-		// the agent keeps its last one.
-		if in.unreadable[key] {
-			f.log.Warn("the desired set is not sent: a function's secrets cannot be read now", "agent", s.ID, "module", fn.Module, "function", fn.Name)
-			return nil
-		}
-		set.Functions = append(set.Functions, protocol.DesiredFunction{Module: fn.Module, Name: fn.Name, Digest: fn.Digest,
-			LocalTopics: fnspec.LocalTopics(fn.Spec.Events), Env: configEnv(fn.Spec.Config), AllowHosts: f.allowHosts(fn.Spec.Config),
-			Timers: localTimers(fn.Spec.Events), KeepDigests: in.kept[key], Secrets: in.secrets[key]})
+	for _, fn := range s.unpushed {
 		if !s.HasDigest(fn.Digest) {
 			missing = append(missing, fn)
 		}
 	}
-	// Agents read control frames of at most 1 MiB (agent/link's
-	// maxControlFrame); secrets (16 KiB each) make a larger set possible.
-	// One over it is not sent: the agent keeps its last set.
-	payload := set.Append(nil)
-	if n := len(payload); n > maxDesiredSetBytes {
-		f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
-		return nil
-	}
-	if sum := sha256.Sum256(payload); !s.desiredSent || sum != s.desiredSum {
-		s.ctrlMu.Lock()
-		err := protocol.WriteFrame(s.ctrl, protocol.Frame{Type: set.Type(), Payload: payload})
-		s.ctrlMu.Unlock()
-		if err != nil {
-			f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
-			return nil
+	clear(s.unpushed)
+	assign := in.assignFor(s)
+	if s.desiredSent && s.sentAssign == assign && s.hello.ProtocolVersion >= 5 && in.entries != nil {
+		if changes, ok := changesSince(in.log, s.sentCat, in.cat); ok {
+			m, sent, ok := f.sendDelta(s, in, changes)
+			if ok {
+				return append(missing, m...), sent
+			}
 		}
-		s.desiredSum, s.desiredSent = sum, true
-		f.cfg.Metrics.desiredSent()
 	}
-	return missing
+	m, sent := f.sendFull(s, in, assign)
+	return append(missing, m...), sent
+}
+
+// sendDelta sends s the changes of its set, and reports false (nothing
+// sent) when they are better sent as a full set.
+func (f *Fleet) sendDelta(s *Session, in *desiredInputs, changes []desiredChange) (missing []store.Function, sent, ok bool) {
+	type span struct{ old, new *desiredEntry }
+	spans := map[string]*span{}
+	var order []string
+	for _, c := range changes {
+		key := cmp.Or(c.old, c.new).key
+		if sp := spans[key]; sp != nil {
+			sp.new = c.new
+			continue
+		}
+		spans[key] = &span{c.old, c.new}
+		order = append(order, key)
+	}
+	delta := &protocol.DesiredDelta{Base: s.sentDigest}
+	sum := s.sentDigest
+	for _, key := range order {
+		sp := spans[key]
+		was := sp.old != nil && assigned(s, sp.old.fn, in.scripts, in.labelled)
+		is := sp.new != nil && assigned(s, sp.new.fn, in.scripts, in.labelled)
+		if was {
+			sum = addDigest(sum, sp.old.hash, true)
+		}
+		switch {
+		case is && sp.new.unreadable:
+			// Secrets travel only in this QUIC session. A set without
+			// the values would strip them from the agent: nothing is
+			// sent then, and the agent keeps its set.
+			f.log.Warn("the desired set is not sent: a function's secrets cannot be read now", "agent", s.ID, "module", sp.new.fn.Module, "function", sp.new.fn.Name)
+			return nil, false, true
+		case is:
+			sum = addDigest(sum, sp.new.hash, false)
+			if !was || sp.old.hash != sp.new.hash {
+				delta.Upserts = append(delta.Upserts, sp.new.df)
+				if !s.HasDigest(sp.new.fn.Digest) {
+					missing = append(missing, sp.new.fn)
+				}
+			}
+		case was:
+			delta.Removes = append(delta.Removes, protocol.FunctionName{Module: sp.old.df.Module, Name: sp.old.df.Name})
+		}
+	}
+	if len(delta.Upserts)+len(delta.Removes) == 0 {
+		s.sentCat = in.cat // nothing of it is this agent's
+		return missing, false, true
+	}
+	if len(delta.Upserts)+len(delta.Removes) > protocol.MaxDeltaFunctions {
+		return nil, false, false
+	}
+	delta.Result = sum
+	payload := delta.Append(nil)
+	if len(payload) > maxDesiredSetBytes {
+		return nil, false, false
+	}
+	if !f.writeControl(s, delta.Type(), payload) {
+		return nil, false, true
+	}
+	s.sentCat, s.sentDigest = in.cat, sum
+	f.cfg.Metrics.deltaSent()
+	return missing, true, true
+}
+
+// sendFull sends s its full set made of in unless it is the one sent
+// last.
+func (f *Fleet) sendFull(s *Session, in *desiredInputs, assign [sha256.Size]byte) (missing []store.Function, sent bool) {
+	entries := in.entries
+	if entries == nil { // inputs made without the catalog (tests)
+		for _, fn := range in.fns {
+			entries = append(entries, f.entryOf(context.Background(), fn, nil))
+		}
+	}
+	set := &protocol.DesiredSet{}
+	sum := setDigestBase
+	for _, e := range entries {
+		if !assigned(s, e.fn, in.scripts, in.labelled) {
+			continue
+		}
+		if e.unreadable {
+			f.log.Warn("the desired set is not sent: a function's secrets cannot be read now", "agent", s.ID, "module", e.fn.Module, "function", e.fn.Name)
+			return nil, false
+		}
+		set.Functions = append(set.Functions, e.df)
+		sum = addDigest(sum, e.hash, false)
+		if !s.HasDigest(e.fn.Digest) {
+			missing = append(missing, e.fn)
+		}
+	}
+	set.Digest = sum
+	if !s.desiredSent || sum != s.sentDigest {
+		// Agents read control frames of at most 1 MiB (agent/link's
+		// maxControlFrame); secrets (16 KiB each) make a larger set
+		// possible. One over it is not sent: the agent keeps its last set.
+		payload := set.Append(nil)
+		if n := len(payload); n > maxDesiredSetBytes {
+			f.log.Error("the desired set is over the agents' control-frame bound; not sent", "agent", s.ID, "functions", len(set.Functions), "bytes", n, "limit", maxDesiredSetBytes)
+			return nil, false
+		}
+		if !f.writeControl(s, set.Type(), payload) {
+			return nil, false
+		}
+		f.cfg.Metrics.desiredSent()
+		sent = true
+	}
+	s.desiredSent, s.sentDigest, s.sentCat, s.sentAssign = true, sum, in.cat, assign
+	return missing, sent
+}
+
+// writeControl writes one frame on s's control stream.
+func (f *Fleet) writeControl(s *Session, t protocol.FrameType, payload []byte) bool {
+	s.ctrlMu.Lock()
+	err := protocol.WriteFrame(s.ctrl, protocol.Frame{Type: t, Payload: payload})
+	s.ctrlMu.Unlock()
+	if err != nil {
+		f.log.Warn("sending the desired set", "agent", s.ID, "err", err)
+		return false
+	}
+	return true
+}
+
+// resyncInterval spaces the full sets an agent's requests
+// (Heartbeat.DesiredResync) cost: a request within it waits for its end.
+const resyncInterval = time.Second
+
+// resyncRequested sends s its full set from a fresh read: its agent
+// could not apply a delta (it holds another set). Requests that come
+// while one waits are one.
+func (f *Fleet) resyncRequested(s *Session) {
+	if !s.resyncPending.CompareAndSwap(false, true) {
+		return
+	}
+	f.bg.Go(func(ctx context.Context) {
+		defer s.resyncPending.Store(false)
+		if wait := time.Until(time.Unix(0, s.lastResync.Load()).Add(resyncInterval)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return
+			}
+		}
+		s.lastResync.Store(time.Now().UnixNano())
+		s.syncMu.Lock()
+		s.desiredSent = false
+		s.syncMu.Unlock()
+		in, err := f.desiredInputs(ctx)
+		if err != nil {
+			f.log.Error("reading the desired set", "agent", s.ID, "err", err)
+			return
+		}
+		f.log.Info("an agent asked for its full desired set", "agent", s.ID)
+		f.syncDesired(ctx, s, in)
+	})
 }
 
 // pushMissing pushes the code of fns the agent still lacks, one digest
@@ -376,7 +525,14 @@ func (f *Fleet) pushMissing(ctx context.Context, s *Session, fns []store.Functio
 		if s.HasDigest(fn.Digest) || !s.startPush(fn.Digest) {
 			continue
 		}
-		f.pushOne(ctx, s, fn)
+		if !f.pushOne(ctx, s, fn) {
+			s.syncMu.Lock()
+			if s.unpushed == nil {
+				s.unpushed = map[string]store.Function{}
+			}
+			s.unpushed[fn.Digest] = fn // pushed again at the next sync
+			s.syncMu.Unlock()
+		}
 		s.endPush(fn.Digest)
 	}
 }
@@ -401,22 +557,25 @@ func (s *Session) endPush(d string) {
 	s.syncMu.Unlock()
 }
 
-func (f *Fleet) pushOne(ctx context.Context, s *Session, fn store.Function) {
+// pushOne pushes fn's code to s and reports whether it did.
+func (f *Fleet) pushOne(ctx context.Context, s *Session, fn store.Function) bool {
 	code, err := f.cfg.Store.Code(ctx, fn.Digest)
 	if err != nil {
 		f.log.Warn("reading code for a push", "digest", fn.Digest, "err", err)
-		return
+		return false
 	}
 	pctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	if err := s.Push(pctx, fn.Digest, code); err != nil {
 		f.log.Warn("pushing desired code", "agent", s.ID, "module", fn.Module, "function", fn.Name, "err", err)
+		return false
 	}
+	return true
 }
 
-// SyncDesired sends every connected agent its desired set (after a
-// function changed) and pushes the code it lacks. Agents whose set did
-// not change get nothing.
+// SyncDesired sends every connected agent what changed in its desired set
+// (after a function changed) and pushes the code it lacks. Agents whose
+// set did not change get nothing.
 func (f *Fleet) SyncDesired(ctx context.Context) {
 	f.desiredEpoch.Add(1) // what connecting sessions share is stale now
 	in, err := f.desiredInputs(ctx)

@@ -12,7 +12,6 @@ import (
 	"github.com/wispfn/wisp/controller/fnspec"
 	"github.com/wispfn/wisp/controller/scheduler"
 	"github.com/wispfn/wisp/controller/store"
-	"github.com/wispfn/wisp/protocol"
 )
 
 func TestAssigned(t *testing.T) {
@@ -150,8 +149,7 @@ func TestDesiredSetsInReadOrder(t *testing.T) {
 		return []store.Function{{Module: "_", Name: name, Digest: "sha256:" + strings.Repeat("0", 64)}}
 	}
 	inputs := func(name string) *desiredInputs {
-		return &desiredInputs{gen: c.fleet.desiredGen.Add(1), fns: fn(name), labelled: map[string]bool{},
-			secrets: map[string][]protocol.Secret{}, unreadable: map[string]bool{}, used: map[string]bool{}, gone: map[string]bool{}}
+		return &desiredInputs{gen: c.fleet.desiredGen.Add(1), fns: fn(name), labelled: map[string]bool{}, gone: map[string]bool{}}
 	}
 	older, newer := inputs("older"), inputs("newer")
 	c.fleet.syncDesired(t.Context(), s, newer)

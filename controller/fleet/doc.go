@@ -22,8 +22,12 @@
 // on agents (cordon, labels, memory cap) is kept in the store and applied
 // by every controller (control.go) as soon as the store's change feed
 // reports it (RefreshAgents). Desired sets follow the stored functions
-// (desired.go): SyncDesired reads what they are made of once, and a
-// session is sent its set only when it differs from the last one it got.
+// (desired.go): SyncDesired reads what they are made of once, bringing
+// the in-memory catalog of every function's desired form up to date, and a
+// session is sent only what changed for its agent, as a DesiredDelta on
+// the set it sent last, or its full set at connection and when a delta
+// cannot say the change (desired_catalog.go says when and why that is
+// correct).
 // With several controllers (Config.Cluster), sessions are reported to the
 // cluster's membership as they come and go, and Agents lists every agent
 // of the cluster with the controllers it is connected to.

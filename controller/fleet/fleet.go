@@ -44,10 +44,19 @@ type Store interface {
 	ReleaseDigest(ctx context.Context, digest string) (store.Quarantine, error)
 }
 
+// FunctionLister lists every function.
+type FunctionLister interface {
+	ListFunctions(ctx context.Context) ([]store.Function, error)
+}
+
 // Config configures a Fleet.
 type Config struct {
 	Identity Identity
 	Store    Store
+	// Functions, when set, lists the functions for the desired sets
+	// instead of Store: the controller passes its store.Cached, which
+	// answers from memory what did not change.
+	Functions FunctionLister
 	// ControllerID names this controller to agents (logs only).
 	ControllerID string
 	// HeartbeatInterval is the longest time between two load reports
@@ -161,6 +170,11 @@ type Fleet struct {
 
 	quarantine quarantineState
 
+	// catalog is every function's desired form and its recent changes,
+	// brought up to date by each read of the desired sets' inputs, which
+	// take turns (catalogMu; desired_catalog.go).
+	catalogMu sync.Mutex
+	catalog   desiredCatalog
 	// desiredGen numbers the reads of desired sets (desiredInputs.gen);
 	// desiredEpoch counts SyncDesired calls, and shared is the read that
 	// connecting sessions share until the next (desired.go).
@@ -189,6 +203,9 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	if len(cfg.Identity.Cert.Certificate) == 0 {
 		return nil, errors.New("fleet: an identity is required")
+	}
+	if cfg.Functions == nil {
+		cfg.Functions = cfg.Store
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
@@ -254,16 +271,26 @@ type Session struct {
 	inflight atomic.Int64
 	total    atomic.Uint64
 
-	// syncMu orders the desired sets sent to the session; desiredGen is
-	// the read its last set was made from, desiredSum that set's sha256
-	// (desiredSent: one was sent), so that an unchanged set is not sent
-	// again. A new connection is a new Session: it gets its set. pushing
-	// holds the digests a sync is pushing (desired.go).
-	syncMu      sync.Mutex
-	desiredGen  uint64
-	desiredSum  [sha256.Size]byte
-	desiredSent bool
-	pushing     map[string]struct{}
+	// syncMu orders the desired sets and deltas sent to the session;
+	// desiredGen is the read its last one was made from. desiredSent: a
+	// full set was sent on this session (a new connection is a new
+	// Session: it gets its full set); sentDigest names the agent's set as
+	// this session made it, sentCat the catalog generation it is at, and
+	// sentAssign the assignment inputs it was made with (desired.go,
+	// desired_catalog.go). pushing holds the digests a sync is pushing,
+	// unpushed the functions whose push failed (pushed again at the next
+	// sync). resyncPending and lastResync space the agent's requests for
+	// its full set.
+	syncMu        sync.Mutex
+	desiredGen    uint64
+	desiredSent   bool
+	sentDigest    protocol.SetDigest
+	sentCat       uint64
+	sentAssign    [sha256.Size]byte
+	pushing       map[string]struct{}
+	unpushed      map[string]store.Function
+	resyncPending atomic.Bool
+	lastResync    atomic.Int64
 
 	// digests is the set of code the agent holds, copied on write (rare:
 	// pushes, pulls, drops) so the scheduler reads it without locking.
@@ -825,6 +852,9 @@ func (f *Fleet) readControl(s *Session) error {
 			s.total.Store(m.InvocationsTotal)
 			if s.stale() {
 				f.index.mark(s)
+			}
+			if m.DesiredResync {
+				f.resyncRequested(s)
 			}
 		case *protocol.Unknown:
 		default:

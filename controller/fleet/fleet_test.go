@@ -41,6 +41,13 @@ type testController struct {
 
 func startController(t testing.TB) *testController {
 	t.Helper()
+	return startControllerWith(t, nil)
+}
+
+// startControllerWith is startController with its Config changed by edit
+// before the fleet is made.
+func startControllerWith(t testing.TB, edit func(*Config)) *testController {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), nil)
 	if err != nil {
@@ -57,7 +64,11 @@ func startController(t testing.TB) *testController {
 	if _, err := st.CreateJoinToken(context.Background(), store.JoinToken{ID: "jt_test", SecretHash: sum[:]}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := New(Config{Identity: id, Store: st, HeartbeatInterval: time.Second, Logger: testLogger(t)})
+	cfg := Config{Identity: id, Store: st, HeartbeatInterval: time.Second, Logger: testLogger(t)}
+	if edit != nil {
+		edit(&cfg)
+	}
+	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	codeBytes   prometheus.Counter
 	desired     prometheus.Counter
+	deltas      prometheus.Counter
 	retries     prometheus.Counter
 	schedule    prometheus.Histogram
 	quarantined *prometheus.GaugeVec
@@ -46,7 +47,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wisp_controller_code_sent_bytes_total", Help: "Wasm bytes sent to agents (pushes and pulls).",
 		}),
 		desired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "wisp_controller_desired_sets_sent_total", Help: "Desired sets sent to agents (a resync that changes nothing for an agent sends none).",
+			Name: "wisp_controller_desired_sets_sent_total", Help: "Full desired sets sent to agents: at each connection, and when a delta cannot carry a change (a resync that changes nothing for an agent sends none).",
+		}),
+		deltas: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wisp_controller_desired_deltas_sent_total", Help: "Desired-set deltas sent to agents: the functions of a set that changed, in place of the full set.",
 		}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wisp_controller_invocation_retries_total", Help: "Invocations run on another agent because they provably never started (or, idempotent ones, did not start in time).",
@@ -67,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(100e-6, 4, 9), // 100µs .. 6.6s
 		}, []string{"module", "function"}),
 	}
-	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.desired, m.retries, m.schedule, m.quarantined, m.byFunction, m.fnDuration)
+	reg.MustRegister(m.agents, m.refusals, m.invocations, m.duration, m.codeBytes, m.desired, m.deltas, m.retries, m.schedule, m.quarantined, m.byFunction, m.fnDuration)
 	m.quarantined.WithLabelValues("quarantined")
 	m.quarantined.WithLabelValues("held")
 	return m
@@ -101,6 +105,12 @@ func (m *Metrics) codeSent(n int) {
 func (m *Metrics) desiredSent() {
 	if m != nil {
 		m.desired.Inc()
+	}
+}
+
+func (m *Metrics) deltaSent() {
+	if m != nil {
+		m.deltas.Inc()
 	}
 }
 

@@ -172,7 +172,14 @@ func startTestAgent(t testing.TB, quicAddr, joinToken, name string) *testAgent {
 	a := &testAgent{state: st, done: make(chan error, 1)}
 	l, err := link.New(link.Config{Addr: quicAddr, JoinToken: joinToken, State: st, Executor: executor.New(rt, st, nil, nil), Name: name,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Logger: clusterLogger(t, name),
-		OnDesired: func(fns []protocol.DesiredFunction) {
+		OnDesired: func([]protocol.DesiredFunction, bool) {
+			// A delta brings only what changed: the set is the one stored
+			// now (changes are stored and reported one at a time).
+			fns, err := st.Desired()
+			if err != nil {
+				t.Errorf("reading the desired set: %v", err)
+				return
+			}
 			a.mu.Lock()
 			a.desired = append(a.desired, desiredAt{time.Now(), fns})
 			a.mu.Unlock()

@@ -286,6 +286,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(rest, qui
 	flCfg := fleet.Config{
 		Identity:     identity,
 		Store:        st,
+		Functions:    hot,
 		ControllerID: hostname,
 		Metrics:      fleet.NewMetrics(reg),
 		Logger:       log,

@@ -11,7 +11,9 @@ import (
 
 // Cached is a Store whose hot reads — a token's subject, a function's
 // record, a module's owner: three round trips on every invocation — are
-// answered from memory (issue 16, point 5). It is built over a store that
+// answered from memory (issue 16, point 5), and so is the list of every
+// function each change makes the controller read (cached_list.go; issue
+// 16, point 7). It is built over a store that
 // is a ChangeFeed and is kept true by it:
 //
 //   - A change this controller makes through Cached drops what it touched
@@ -42,6 +44,7 @@ type Cached struct {
 	tokens  *cache.LRU[string, cachedEntry[Subject]]
 	fns     *cache.LRU[string, cachedEntry[Function]]
 	owners  *cache.LRU[string, cachedEntry[string]]
+	list    cachedList // every function (cached_list.go)
 	hits    atomic.Uint64
 	misses  atomic.Uint64
 	started atomic.Bool
@@ -102,6 +105,7 @@ func (c *Cached) Invalidate(ch Change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen.Add(1)
+	c.list.mark(ch)
 	switch ch.Kind {
 	case ChangeFunctions:
 		if ch.Key == "" {

@@ -34,7 +34,12 @@ func (m *manualFeed) WatchChanges(ctx context.Context, fn func(store.Change)) er
 // countingStore counts the reads that reach it.
 type countingStore struct {
 	store.Store
-	fnReads, tokenReads, ownerReads atomic.Int64
+	fnReads, tokenReads, ownerReads, lists atomic.Int64
+}
+
+func (c *countingStore) ListFunctions(ctx context.Context) ([]store.Function, error) {
+	c.lists.Add(1)
+	return c.Store.ListFunctions(ctx)
 }
 
 func (c *countingStore) GetFunction(ctx context.Context, m, n string) (store.Function, error) {
@@ -170,6 +175,63 @@ func TestCachedMaxAge(t *testing.T) {
 	if n := counting.ownerReads.Load(); n != 2 {
 		t.Fatalf("%d reads, want 2 (one cached, one after MaxAge)", n)
 	}
+}
+
+// The list of every function is read whole once, then patched with the
+// functions changed since (each read alone), whoever changed them; a
+// change that may touch many functions reads it whole again.
+func TestCachedList(t *testing.T) {
+	ctx := context.Background()
+	c, counting, feed, raw := cachedOver(t, time.Minute)
+	create := func(st store.Store, name, code string) {
+		t.Helper()
+		fn := store.Function{Module: store.DefaultModule, Name: name, Digest: digestOf(code), ABI: "funless-v1"}
+		if _, err := st.CreateFunction(ctx, fn, []byte(code)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(lists, gets int64) {
+		t.Helper()
+		got, err := c.ListFunctions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := raw.ListFunctions(ctx)
+		if len(got) != len(want) {
+			t.Fatalf("%d functions listed, the store has %d", len(got), len(want))
+		}
+		for i := range got {
+			if got[i].Name != want[i].Name || got[i].Digest != want[i].Digest {
+				t.Fatalf("function %d: %s %s, the store has %s %s", i, got[i].Name, got[i].Digest, want[i].Name, want[i].Digest)
+			}
+		}
+		if l, g := counting.lists.Load(), counting.fnReads.Load(); l != lists || g != gets {
+			t.Fatalf("%d whole reads and %d function reads, want %d and %d", l, g, lists, gets)
+		}
+	}
+	for _, n := range []string{"c", "a", "e"} {
+		create(c, n, n)
+	}
+	check(1, 0)
+	check(1, 0) // nothing changed: from memory
+
+	create(c, "b", "b") // this controller's write
+	check(1, 1)
+	create(raw, "d", "d") // another's, through the feed
+	feed.changes <- store.Change{Kind: store.ChangeFunctions, Key: "_/d"}
+	feed.changes <- store.Change{Kind: store.ChangeScripts} // the first was handled
+	check(1, 2)
+	fn := store.Function{Module: store.DefaultModule, Name: "a", Digest: digestOf("a2"), ABI: "funless-v1"}
+	if _, err := c.UpdateFunction(ctx, fn, []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteFunction(ctx, store.DefaultModule, "e"); err != nil {
+		t.Fatal(err)
+	}
+	check(1, 4)
+	feed.changes <- store.Change{Kind: store.ChangeModules, Key: "m"}
+	feed.changes <- store.Change{Kind: store.ChangeScripts}
+	check(2, 4)
 }
 
 // A store that is no ChangeFeed is never cached.

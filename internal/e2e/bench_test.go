@@ -3,9 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/wispfn/wisp/agent/runtime"
 	"github.com/wispfn/wisp/controller/fleet"
+	"github.com/wispfn/wisp/controller/store"
 	"github.com/wispfn/wisp/internal/testing/testhttp"
 	"github.com/wispfn/wisp/internal/testing/testpg"
 )
@@ -91,13 +95,19 @@ func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b
 // benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
 // embedded store).
 func benchPlatformOn(b *testing.B, dsn string) (*controller, *proc) {
+	return benchPlatformIn(b, b.TempDir(), dsn, "")
+}
+
+// benchPlatformIn is benchPlatformOn with the controller's data directory
+// given, and suffix added to the profiles' names.
+func benchPlatformIn(b *testing.B, dataDir, dsn, suffix string) (*controller, *proc) {
 	var cenv, aenv []string
 	profDir := os.Getenv("WISP_BENCH_PROFILE_DIR")
 	if profDir != "" {
-		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
-		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
+		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller"+suffix+".prof")}
+		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent"+suffix+".prof")}
 	}
-	c := startControllerEnv(b, b.TempDir(), dsn, "127.0.0.1:0", cenv)
+	c := startControllerEnv(b, dataDir, dsn, "127.0.0.1:0", cenv)
 	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
 	if profDir != "" {
 		b.Cleanup(func() { agent.Stop(); c.Stop() })
@@ -382,37 +392,143 @@ func BenchmarkInvokeThroughputStores(b *testing.B) {
 // BenchmarkFirstInvocation: a new 100 KiB function, pushed to the agent
 // and compiled there on create (wait_for_workers=true), then invoked; and the
 // same without the push, where the first invocation pulls and compiles.
+//
+// It runs on two platforms side by side, one with 60 functions already
+// deployed and one with 6,000 (WISP_BENCH_DEPLOYED="60,6000" changes
+// them), taking turns each iteration, and deletes what an iteration
+// created, so every create meets the same number of functions (the
+// order flips every iteration). The figures without a suffix are the first platform's; "-at-<n>" are
+// another's, and x-create+push-<n>-vs-<first> their ratio: what a
+// desired-set change costs as deployments grow (issue 16, point 7). With
+// WISP_E2E_BASELINE_BIN naming a directory of other wisp-controller and
+// wisp-agent binaries, the same platforms run on them after the loop
+// (the first ones stopped: a baseline whose every change costs CPU in the
+// background would slow both), as many iterations, with "baseline-"
+// figures.
 func BenchmarkFirstInvocation(b *testing.B) {
-	c, _ := benchPlatform(b)
+	counts := []int{60, 6000}
+	if v := os.Getenv("WISP_BENCH_DEPLOYED"); v != "" {
+		counts = counts[:0]
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 {
+				b.Fatalf("WISP_BENCH_DEPLOYED=%q: want counts such as 60,6000", v)
+			}
+			counts = append(counts, n)
+		}
+	}
 	wat, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wasm", "hello_wat.wasm"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	var pushed, firstAfterPush, pulled []time.Duration
-	i := 0
-	for b.Loop() {
-		i++
-		for _, wait := range []string{"true", "false"} {
-			name := fmt.Sprintf("f%d_%s", i, wait)
-			code := padModule(wat, 100<<10, name)
-			t0 := time.Now()
-			uploadBytes(b, c, name, code, wait)
-			up := time.Since(t0)
-			t1 := time.Now()
-			if status, body := c.invoke(b, "_", name, `{}`); status != 200 {
-				b.Fatalf("%d %s", status, body)
+	type platform struct {
+		n                              int
+		c                              *controller
+		agent                          *proc
+		pushed, firstAfterPush, pulled []time.Duration
+	}
+	start := func(dir string) []*platform {
+		defer func(old string) { bin = old }(bin)
+		bin = dir
+		var plats []*platform
+		for _, n := range counts {
+			c, agent := benchPlatformDeployed(b, n, wat)
+			plats = append(plats, &platform{n: n, c: c, agent: agent})
+		}
+		return plats
+	}
+	// The platforms take turns in an order that flips every iteration:
+	// the one that goes second meets the first one's background work
+	// (its deletes' syncs) on this machine's two cores.
+	iteration := func(plats []*platform, i int) {
+		order := slices.Clone(plats)
+		if i%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, p := range order {
+			for _, wait := range []string{"true", "false"} {
+				name := fmt.Sprintf("f%d_%s", i, wait)
+				code := padModule(wat, 100<<10, name)
+				t0 := time.Now()
+				uploadBytes(b, p.c, name, code, wait)
+				up := time.Since(t0)
+				t1 := time.Now()
+				if status, body := p.c.invoke(b, "_", name, `{}`); status != 200 {
+					b.Fatalf("%d %s", status, body)
+				}
+				first := time.Since(t1)
+				if wait == "true" {
+					p.pushed, p.firstAfterPush = append(p.pushed, up), append(p.firstAfterPush, first)
+				} else {
+					p.pulled = append(p.pulled, first)
+				}
 			}
-			first := time.Since(t1)
-			if wait == "true" {
-				pushed, firstAfterPush = append(pushed, up), append(firstAfterPush, first)
-			} else {
-				pulled = append(pulled, first)
+			for _, wait := range []string{"true", "false"} {
+				if status, body := p.c.do(b, "DELETE", fmt.Sprintf("/v1/fn/_/f%d_%s", i, wait), nil, ""); status != 204 {
+					b.Fatalf("delete: %d %s", status, body)
+				}
 			}
 		}
 	}
-	b.ReportMetric(float64(pct(pushed, .5).Microseconds()), "create+push-p50-µs")
-	b.ReportMetric(float64(pct(firstAfterPush, .5).Microseconds()), "first-after-push-p50-µs")
-	b.ReportMetric(float64(pct(pulled, .5).Microseconds()), "first-with-pull-p50-µs")
+	report := func(plats []*platform, prefix string) {
+		for _, p := range plats[1:] {
+			b.ReportMetric(float64(pct(p.pushed, .5))/float64(pct(plats[0].pushed, .5)), fmt.Sprintf("%sx-create+push-%d-vs-%d", prefix, p.n, plats[0].n))
+		}
+		for j, p := range plats {
+			suffix := ""
+			if j > 0 {
+				suffix = fmt.Sprintf("-at-%d", p.n)
+			}
+			b.ReportMetric(float64(pct(p.pushed, .5).Microseconds()), prefix+"create+push-p50-µs"+suffix)
+			b.ReportMetric(float64(pct(p.firstAfterPush, .5).Microseconds()), prefix+"first-after-push-p50-µs"+suffix)
+			b.ReportMetric(float64(pct(p.pulled, .5).Microseconds()), prefix+"first-with-pull-p50-µs"+suffix)
+		}
+	}
+	plats := start(bin)
+	i := 0
+	for b.Loop() {
+		i++
+		iteration(plats, i)
+	}
+	report(plats, "")
+	if base := os.Getenv("WISP_E2E_BASELINE_BIN"); base != "" {
+		for _, p := range plats {
+			p.agent.Stop()
+			p.c.Stop()
+		}
+		plats = start(base)
+		for j := range i {
+			iteration(plats, j+1)
+		}
+		report(plats, "baseline-")
+	}
+}
+
+// benchPlatformDeployed is benchPlatform on the embedded store with n
+// functions (named pre00000…, sharing code) written into it before the
+// controller starts: filling it through the API would take minutes at
+// 6,000. The controller is started once to make its data directory,
+// stopped, filled and started again. With WISP_BENCH_PROFILE_DIR set,
+// the processes write controller-<n>.prof and agent-<n>.prof there.
+func benchPlatformDeployed(b *testing.B, n int, code []byte) (*controller, *proc) {
+	dir := b.TempDir()
+	startControllerEnv(b, dir, "", "127.0.0.1:0", nil).Stop()
+	st, err := store.OpenEmbedded(filepath.Join(dir, "controller.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(code)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	for i := range n {
+		fn := store.Function{Module: store.DefaultModule, Name: fmt.Sprintf("pre%05d", i), Digest: digest, ABI: string(runtime.ABIFunLess)}
+		if _, err := st.CreateFunction(context.Background(), fn, code); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return benchPlatformIn(b, dir, "", fmt.Sprintf("-%d", n))
 }
 
 // BenchmarkUpload: creating a function from hello_c, hello_rust and
