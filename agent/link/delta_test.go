@@ -68,6 +68,8 @@ func TestDesiredDeltas(t *testing.T) {
 
 	s.send(t, &protocol.DesiredSet{Functions: []protocol.DesiredFunction{fn("f"), fn("g", "t/#")}, Digest: d1})
 	wantNames("the full set", "f", "g")
+	// OnDesired runs after the store's commit: the names can show first.
+	testwait.For(t, 10*time.Second, "OnDesired after the full set", func() bool { return a.onDesiredCalls() >= 1 })
 	if a.st.DesiredDigest() != d1 || a.onDesiredCalls() != 1 {
 		t.Fatalf("after the full set: digest %x, %d OnDesired calls", a.st.DesiredDigest(), a.onDesiredCalls())
 	}
@@ -78,6 +80,7 @@ func TestDesiredDeltas(t *testing.T) {
 	// g (which has triggers) out, and a name the agent lacks: nothing to remove.
 	s.send(t, &protocol.DesiredDelta{Base: d2, Result: d3, Removes: []protocol.FunctionName{{Module: "_", Name: "g"}, {Module: "_", Name: "nope"}}})
 	wantNames("the second delta", "h")
+	testwait.For(t, 10*time.Second, "OnDesired after the second delta", func() bool { return a.onDesiredCalls() >= 2 })
 	if n := a.onDesiredCalls(); n != 2 {
 		t.Fatalf("%d OnDesired calls, want 2 (the set, the delta that removed g)", n)
 	}
