@@ -145,15 +145,17 @@ func TestDesiredSetsInReadOrder(t *testing.T) {
 	a := startAgent(t, c.addr, c.token, "edge", t.TempDir())
 	waitFor(t, "the agent", func() bool { return c.fleet.Connected() == 1 })
 	s := c.fleet.Sessions()[0]
+	// The store holds "newer" too, so the fleet's own syncs (which heal a
+	// set that disagrees with the store) agree with the newer set; they
+	// are done before the two sets below are sent.
+	createFunction(t, c.store, "newer", "hello_wat", "")
+	c.fleet.SyncDesired(t.Context())
 	fn := func(name string) []store.Function {
 		return []store.Function{{Module: "_", Name: name, Digest: "sha256:" + strings.Repeat("0", 64)}}
 	}
 	inputs := func(name string) *desiredInputs {
 		return &desiredInputs{gen: c.fleet.desiredGen.Add(1), fns: fn(name), labelled: map[string]bool{}, gone: map[string]bool{}}
 	}
-	older, newer := inputs("older"), inputs("newer")
-	c.fleet.syncDesired(t.Context(), s, newer)
-	c.fleet.syncDesired(t.Context(), s, older) // it read first, but comes last
 	names := func() []string {
 		fs, _ := a.state.Desired()
 		var out []string
@@ -162,6 +164,10 @@ func TestDesiredSetsInReadOrder(t *testing.T) {
 		}
 		return out
 	}
+	waitFor(t, "the store's set", func() bool { return slices.Equal(names(), []string{"newer"}) })
+	older, newer := inputs("older"), inputs("newer")
+	c.fleet.syncDesired(t.Context(), s, newer)
+	c.fleet.syncDesired(t.Context(), s, older) // it read first, but comes last
 	waitFor(t, "the newer set", func() bool { return slices.Equal(names(), []string{"newer"}) })
 	time.Sleep(300 * time.Millisecond)
 	if got := names(); !slices.Equal(got, []string{"newer"}) {
