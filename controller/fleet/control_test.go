@@ -70,7 +70,12 @@ func TestControlFromAnotherController(t *testing.T) {
 	// join again.
 	dir := t.TempDir()
 	first := startAgent(t, c.addr, c.token, "edge", dir)
-	waitFor(t, "edge joined", func() bool { return c.fleet.Connected() == 1 })
+	// The controller counts the session before the agent has stored the
+	// identity it was given: wait for that too.
+	waitFor(t, "edge joined", func() bool {
+		id, err := first.state.Identity()
+		return c.fleet.Connected() == 1 && err == nil && id.AgentID != ""
+	})
 	first.stop()
 	waitFor(t, "edge stopped", func() bool { return c.fleet.Connected() == 0 })
 	startAgent(t, c.addr, "", "edge", dir)
