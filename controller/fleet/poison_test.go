@@ -332,7 +332,8 @@ func TestHoldEndsWhenTheAgentReturns(t *testing.T) {
 	}
 	dir := t.TempDir()
 	doomed := startAgentOn(t, c.addr, c.token, "doomed", dir, pc)
-	waitFor(t, "doomed agent", func() bool { return c.fleet.Connected() == 1 })
+	// Its identity stored too, so that it comes back as the same agent.
+	waitFor(t, "doomed agent", func() bool { return c.fleet.Connected() == 1 && doomed.link.Connected() })
 	fn := createFunction(t, c.store, "hello", "hello_c", "")
 	pc.Close()
 	if _, err := invokeFn(t, c, fn, `{}`, invoke.Scheduling{}); !errors.Is(err, invoke.ErrLost) {
