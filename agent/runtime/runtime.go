@@ -405,7 +405,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	// Only a compilation in this process can take the agent down with it:
 	// a worker's cannot.
 	tracked := r.cfg.Track(ctx, digest, WorkCompile)
-	cm, err := r.rt.CompileModule(ctx, code)
+	cm, err := r.rt.CompileModule(ctx, packData(code))
 	tracked()
 	release()
 	if err != nil {

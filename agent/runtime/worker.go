@@ -86,7 +86,7 @@ func ServeCompileWorker(in io.Reader, out io.Writer) int {
 		}
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(req.Engine, cc))
-	cm, err := rt.CompileModule(ctx, code)
+	cm, err := rt.CompileModule(ctx, packData(code)) // as the runtime does: see packData
 	if err != nil {
 		return reply(workerReply{Kind: KindInvalidModule, Msg: err.Error()})
 	}
