@@ -70,6 +70,12 @@ func packData(code []byte) []byte {
 	return append(out, code[data.end:]...)
 }
 
+// packFormat names what packData makes. The disk cache holds the packed
+// module's compiled code, so the markers of digests compiled into it
+// (Runtime.markers) are kept per format: a digest compiled before its
+// module was packed is not in the cache under the packed module's key.
+const packFormat = "packed1"
+
 const (
 	// minPackSegments: below this many segments packing saves little.
 	minPackSegments = 64
@@ -82,7 +88,7 @@ const (
 // section is one top-level section of a module: its id, where it starts
 // (the id byte), where its body starts and where it ends.
 type section struct {
-	id                byte
+	id               byte
 	start, body, end int
 }
 
