@@ -327,3 +327,9 @@ func prepareCode(code []byte, engine string) ([]byte, error) {
 	}
 	return addStopCheck(code)
 }
+
+// preparedFormat names what prepareCode makes. The disk cache holds the
+// prepared module's compiled code, so the markers of digests compiled into
+// it (Runtime.markers) are kept per format: a digest marked for another
+// format is not in the cache under this one's key.
+const preparedFormat = "packed-stop-1"

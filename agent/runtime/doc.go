@@ -93,8 +93,9 @@
 // # Limits
 //
 // Per invocation (Config.Limits, overridable per Request): a deadline after
-// which the guest is really stopped (wazero closes the module when its
-// context is done), a memory cap (Limits.MemoryBytes) that covers linear
+// which the guest is really stopped (the compiler engine's modules carry a
+// stop check at their loop headers, stop.go; the interpreter closes the
+// module when its context is done), a memory cap (Limits.MemoryBytes) that covers linear
 // memory and tables, input, output and log bounds. Tables are host memory
 // outside linear memory: a module's tables count at their minimum, or at
 // twice their maximum when it uses table.grow (which then requires every
@@ -112,9 +113,9 @@
 //
 //   - Config.MaxPerFunction (default max(1, GOMAXPROCS-1)) bounds the
 //     instances of one function. A guest running flat out costs a whole
-//     core: wazero returns to Go at loop headers (WithCloseOnContextDone),
-//     so the Go scheduler time-slices guests, but only across GOMAXPROCS
-//     cores. With the default one function, even looping, leaves a core
+//     core: a looping guest returns to Go every 1,024 loop iterations
+//     (stop.go), so the Go scheduler time-slices guests, but only across
+//     GOMAXPROCS cores. With the default one function, even looping, leaves a core
 //     to the others.
 //   - A call that cannot have a slot now waits in its function's FIFO
 //     queue, within its deadline (KindTimeout, or KindCanceled, naming the
@@ -155,8 +156,13 @@
 // 0.18 ms). Packing leaves memory byte for byte as it was and is done only
 // where the guest cannot tell.
 //
-// Go guests (wasip1) still take about a millisecond to start, because the Go
-// runtime initialises in _initialize (and not from a post-initialisation
+// wazero's own way of stopping a guest at its deadline (an exit to Go at
+// every loop header) made a Go guest, which enters a loop in every Go
+// function, several times slower; the runtime adds a cheaper check of its
+// own to each module instead (stop.go).
+//
+// Go guests (wasip1) still take most of a millisecond to start, because the
+// Go runtime initialises in _initialize (and not from a post-initialisation
 // image, which would give every call the same random seeds:
 // docs/decisions.md, issue 16). Wisp hides this with spare instances: when a
 // module's fastest instantiation so far exceeds Config.SpareThreshold

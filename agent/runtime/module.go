@@ -130,8 +130,12 @@ func (m *module) instantiate(ctx context.Context, memLimit uint64, env []string)
 // start runs, with the stop armed, the module's start function if it had
 // one (see addStopCheck), then _initialize when initialize is set.
 func (in *instance) start(ctx context.Context, initialize bool) error {
+	f := in.mod.ExportedFunction(startExport)
+	if f == nil && !initialize {
+		return nil
+	}
 	defer in.stop.arm(ctx)()
-	if f := in.mod.ExportedFunction(startExport); f != nil {
+	if f != nil {
 		if _, err := f.Call(ctx); err != nil {
 			return err
 		}

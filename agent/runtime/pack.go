@@ -70,12 +70,6 @@ func packData(code []byte) []byte {
 	return append(out, code[data.end:]...)
 }
 
-// packFormat names what packData makes. The disk cache holds the packed
-// module's compiled code, so the markers of digests compiled into it
-// (Runtime.markers) are kept per format: a digest compiled before its
-// module was packed is not in the cache under the packed module's key.
-const packFormat = "packed1"
-
 const (
 	// minPackSegments: below this many segments packing saves little.
 	minPackSegments = 64

@@ -32,7 +32,7 @@ type Runtime struct {
 	rt     wazero.Runtime
 	ccache wazero.CompilationCache
 	client *http.Client
-	// markers records, per wazero version and packFormat, which digests
+	// markers records, per wazero version and preparedFormat, which digests
 	// were compiled into the disk cache, so a restart can tell a disk hit
 	// from a cold compile.
 	markers string
@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: compilation cache in %s: %w", dir, err)
 		}
 		r.ccache, r.wazeroDir = cc, dir
-		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion()+"-"+packFormat)
+		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion()+"-"+preparedFormat)
 		if err := os.MkdirAll(r.markers, 0o700); err != nil {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
