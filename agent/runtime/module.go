@@ -128,13 +128,20 @@ func (m *module) instantiate(ctx context.Context, memLimit uint64, env []string)
 }
 
 // start runs, with the stop armed, the module's start function if it had
-// one (see addStopCheck), then _initialize when initialize is set.
-func (in *instance) start(ctx context.Context, initialize bool) error {
+// one (see addStopCheck), then _initialize when initialize is set. An
+// instance whose stop fired is not used again, even if it finished first
+// (a spare would trap at its first loop).
+func (in *instance) start(ctx context.Context, initialize bool) (err error) {
 	f := in.mod.ExportedFunction(startExport)
 	if f == nil && !initialize {
 		return nil
 	}
-	defer in.stop.arm(ctx)()
+	disarm := in.stop.arm(ctx)
+	defer func() {
+		if !disarm() && err == nil {
+			err = canceled(ctx, "starting the instance")
+		}
+	}()
 	if f != nil {
 		if _, err := f.Call(ctx); err != nil {
 			return err
