@@ -176,6 +176,13 @@ func addStopCheck(code []byte) ([]byte, error) {
 			addMissing(sectionRank[sec.id])
 		}
 		switch sec.id {
+		case secMemory:
+			if memories == 0 { // declared empty
+				out = appendSection(out, secMemory, []byte{1, 0, 0})
+			} else {
+				out = append(out, code[sec.start:sec.end]...)
+			}
+			memoryDone = true
 		case secGlobal:
 			out = appendSection(out, secGlobal, appendEntries(code[sec.body:sec.end], 2, globals))
 			globalDone = true
