@@ -306,9 +306,30 @@ func runtimeConfig(engine string, cc wazero.CompilationCache) wazero.RuntimeConf
 	}
 	// DWARF stays off: parsing a module's debug sections is work (and an
 	// attack surface) that only improves stack traces Wisp does not show.
-	rc = rc.WithCloseOnContextDone(true).WithDebugInfoEnabled(false)
+	// The compiler engine's modules carry their own stop check
+	// (addStopCheck): wazero's costs an exit to Go at every loop header.
+	rc = rc.WithCloseOnContextDone(engine == EngineInterpreter).WithDebugInfoEnabled(false)
 	if cc != nil {
 		rc = rc.WithCompilationCache(cc)
 	}
 	return rc
 }
+
+// prepareCode returns the module the runtime compiles and instantiates for
+// code, which has passed Scan: its data segments packed (packData) and, on
+// the compiler engine, the stop check added (addStopCheck). The compile
+// worker and the process call it alike, so both compile the same bytes and
+// the disk cache holds what the runtime loads.
+func prepareCode(code []byte, engine string) ([]byte, error) {
+	code = packData(code)
+	if engine == EngineInterpreter {
+		return code, nil
+	}
+	return addStopCheck(code)
+}
+
+// preparedFormat names what prepareCode makes. The disk cache holds the
+// prepared module's compiled code, so the markers of digests compiled into
+// it (Runtime.markers) are kept per format: a digest marked for another
+// format is not in the cache under this one's key.
+const preparedFormat = "packed-stop-1"

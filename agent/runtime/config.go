@@ -133,7 +133,8 @@ type Config struct {
 	// (Request.Share) exist at once; its further calls wait, and slots go
 	// round-robin to the functions waiting, so a flooded function cannot
 	// starve the others. A guest running flat out costs a whole core (the
-	// Go scheduler time-slices guests at their loop headers), so the
+	// Go scheduler time-slices guests, which return to Go every 1,024 loop
+	// iterations: stop.go), so the
 	// default, max(1, GOMAXPROCS-1), leaves one core to every other
 	// function even when one of them loops. Capped at MaxConcurrent.
 	MaxPerFunction int

@@ -93,8 +93,9 @@
 // # Limits
 //
 // Per invocation (Config.Limits, overridable per Request): a deadline after
-// which the guest is really stopped (wazero closes the module when its
-// context is done), a memory cap (Limits.MemoryBytes) that covers linear
+// which the guest is really stopped (the compiler engine's modules carry a
+// stop check at their loop headers, stop.go; the interpreter closes the
+// module when its context is done), a memory cap (Limits.MemoryBytes) that covers linear
 // memory and tables, input, output and log bounds. Tables are host memory
 // outside linear memory: a module's tables count at their minimum, or at
 // twice their maximum when it uses table.grow (which then requires every
@@ -112,9 +113,9 @@
 //
 //   - Config.MaxPerFunction (default max(1, GOMAXPROCS-1)) bounds the
 //     instances of one function. A guest running flat out costs a whole
-//     core: wazero returns to Go at loop headers (WithCloseOnContextDone),
-//     so the Go scheduler time-slices guests, but only across GOMAXPROCS
-//     cores. With the default one function, even looping, leaves a core
+//     core: a looping guest returns to Go every 1,024 loop iterations
+//     (stop.go), so the Go scheduler time-slices guests, but only across
+//     GOMAXPROCS cores. With the default one function, even looping, leaves a core
 //     to the others.
 //   - A call that cannot have a slot now waits in its function's FIFO
 //     queue, within its deadline (KindTimeout, or KindCanceled, naming the
@@ -148,8 +149,22 @@
 // a warm call; the page-level reset removed the clearing of memory no guest
 // touched (docs/decisions.md, issue 16).
 //
-// Go guests (wasip1) take milliseconds to instantiate because the Go runtime
-// initialises in _initialize. Wisp hides this with spare instances: when a
+// The module compiled and instantiated is the uploaded one with its data
+// segments packed (packData): wazero's cost of applying data grows with the
+// number of segments, and a Go guest has tens of thousands of small ones
+// (hello_go: 36,556, packed into 3; its instantiation went from 1.2 ms to
+// 0.18 ms). Packing leaves memory byte for byte as it was and is done only
+// where the guest cannot tell.
+//
+// wazero's own way of stopping a guest at its deadline (an exit to Go at
+// every loop header) made a Go guest, which enters a loop in every Go
+// function, several times slower; the runtime adds a cheaper check of its
+// own to each module instead (stop.go).
+//
+// Go guests (wasip1) still take most of a millisecond to start, because the
+// Go runtime initialises in _initialize (and not from a post-initialisation
+// image, which would give every call the same random seeds:
+// docs/decisions.md, issue 16). Wisp hides this with spare instances: when a
 // module's fastest instantiation so far exceeds Config.SpareThreshold
 // (500µs), up to Config.SpareInstances (2) instances are instantiated and
 // initialised in the background, and an invocation takes one if ready. A

@@ -33,6 +33,11 @@ var isolationCases = []isolationCase{
 	{fixture: "hello_rust", input: `{"name":"Ada"}`, want: `{"payload":"Hello Ada!"}`},
 	{fixture: "echo_rust", input: `{"a":"` + strings.Repeat("y", 5000) + `"}`, want: `{"a":"` + strings.Repeat("y", 5000) + `"}`},
 	{fixture: "echo_rust", input: `{}`, want: `{}`},
+	// A Go guest (wasip1 reactor): its runtime starts in _initialize, in
+	// memory its packed data segments filled (packData), in regions the
+	// pool passes between modules.
+	{fixture: "hello_go", input: `{"name":"` + strings.Repeat("g", 2000) + `"}`, want: `{"payload":"Hello ` + strings.Repeat("g", 2000) + `!"}`},
+	{fixture: "hello_go", input: `{"name":"Ada"}`, want: `{"payload":"Hello Ada!"}`},
 	// A function's config env (issue 14) reaches only its own calls.
 	{fixture: "env_c", input: `{"name":"SECRET"}`, env: []string{"SECRET=one"}, want: `{"value":"one"}`},
 	{fixture: "env_c", input: `{"name":"SECRET"}`, want: `{"value":null}`},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // module is one compiled digest in the runtime's LRU.
@@ -47,6 +49,7 @@ type instance struct {
 	invoke api.Function
 	alloc  *capAllocator
 	slot   *slot
+	stop   stopper
 }
 
 func (i *instance) close() { i.mod.Close(context.Background()) }
@@ -114,16 +117,41 @@ func (m *module) instantiate(ctx context.Context, memLimit uint64, env []string)
 	if err != nil {
 		return in, err
 	}
-	in.mod = mod
-	if m.info.Initialize {
-		if _, err := mod.ExportedFunction("_initialize").Call(ctx); err != nil {
-			mod.Close(context.Background())
-			in.mod = nil
-			return in, err
-		}
+	in.mod, in.stop = mod, newStopper(mod)
+	if err := in.start(ctx, m.info.Initialize); err != nil {
+		mod.Close(context.Background())
+		in.mod = nil
+		return in, err
 	}
 	in.invoke = mod.ExportedFunction("__invoke")
 	return in, nil
+}
+
+// start runs, with the stop armed, the module's start function if it had
+// one (see addStopCheck), then _initialize when initialize is set. An
+// instance whose stop fired is not used again, even if it finished first
+// (a spare would trap at its first loop).
+func (in *instance) start(ctx context.Context, initialize bool) (err error) {
+	f := in.mod.ExportedFunction(startExport)
+	if f == nil && !initialize {
+		return nil
+	}
+	disarm := in.stop.arm(ctx)
+	defer func() {
+		if !disarm() && err == nil {
+			err = canceled(ctx, "starting the instance")
+		}
+	}()
+	if f != nil {
+		if _, err := f.Call(ctx); err != nil {
+			return err
+		}
+	}
+	if initialize {
+		_, err := in.mod.ExportedFunction("_initialize").Call(ctx)
+		return err
+	}
+	return nil
 }
 
 // linearCap is the linear memory an instance may take under a memory cap
@@ -242,7 +270,9 @@ func (m *module) invokeFunLess(ctx context.Context, c *call, res *Result) error 
 		m.refill()
 	}
 	runStart := time.Now()
+	disarm := in.stop.arm(ctx)
 	ret, err := in.invoke.Call(ctx, uint64(len(c.input)))
+	disarm()
 	res.Run = time.Since(runStart)
 	if err != nil {
 		return classify(ctx, err, c, in.alloc)
@@ -274,10 +304,20 @@ func (m *module) runCommand(ctx context.Context, c *call, res *Result) error {
 	cfg := m.r.moduleConfig(s, true, c.env).WithStdin(bytes.NewReader(c.input))
 	start := time.Now()
 	mod, err := m.r.rt.InstantiateModule(withAllocator(ctx, alloc), m.compiled, cfg)
-	res.Run = time.Since(start)
-	if mod != nil {
+	if err == nil {
 		defer mod.Close(context.Background())
+		in := &instance{mod: mod, stop: newStopper(mod)}
+		if err = in.start(ctx, false); err == nil {
+			disarm := in.stop.arm(ctx)
+			_, err = mod.ExportedFunction("_start").Call(ctx)
+			disarm()
+		}
+		var exit *sys.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 0 {
+			err = nil // proc_exit(0), as wazero's own start would take it
+		}
 	}
+	res.Run = time.Since(start)
 	if err != nil {
 		return classify(ctx, err, c, alloc)
 	}

@@ -32,8 +32,9 @@ type Runtime struct {
 	rt     wazero.Runtime
 	ccache wazero.CompilationCache
 	client *http.Client
-	// markers records, per wazero version, which digests were compiled into
-	// the disk cache, so a restart can tell a disk hit from a cold compile.
+	// markers records, per wazero version and preparedFormat, which digests
+	// were compiled into the disk cache, so a restart can tell a disk hit
+	// from a cold compile.
 	markers string
 
 	modules  *cache.LRU[string, *module]
@@ -55,9 +56,9 @@ type Runtime struct {
 	// let them finish before it releases what they use.
 	active sync.WaitGroup
 
-	// baseConfig is what every instance's configuration starts from:
-	// [0] FunLess ABI, [1] WASI command (see moduleConfig).
-	baseConfig [2]wazero.ModuleConfig
+	// baseConfig is what every instance's configuration starts from (see
+	// moduleConfig).
+	baseConfig wazero.ModuleConfig
 
 	spares    atomic.Int64 // spare instances alive, all modules
 	releasing atomic.Bool  // a releaseSoon is pending
@@ -162,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, preparing: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfigs(),
+	r := &Runtime{cfg: cfg, loading: map[string]*loadCall{}, preparing: map[string]*loadCall{}, client: cfg.HTTPClient, baseConfig: newBaseConfig(),
 		slots: newSlotScheduler(cfg.MaxConcurrent, cfg.MaxPerFunction, cfg.MaxQueuedPerFunction)}
 	r.compiler = newCompiler(cfg.ModuleLimits, cfg.Compile, cfg.Engine)
 	var cc wazero.CompilationCache
@@ -177,7 +178,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("runtime: compilation cache in %s: %w", dir, err)
 		}
 		r.ccache, r.wazeroDir = cc, dir
-		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion())
+		r.markers = filepath.Join(cfg.CacheDir, "compiled", wazeroVersion()+"-"+preparedFormat)
 		if err := os.MkdirAll(r.markers, 0o700); err != nil {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
@@ -398,6 +399,10 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 			return winfo, nil
 		}
 	}
+	prepared, err := prepareCode(code, r.cfg.Engine)
+	if err != nil {
+		return Info{}, err
+	}
 	release, err := r.compiler.inProcess(ctx, prof)
 	if err != nil {
 		return Info{}, err
@@ -405,7 +410,7 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	// Only a compilation in this process can take the agent down with it:
 	// a worker's cannot.
 	tracked := r.cfg.Track(ctx, digest, WorkCompile)
-	cm, err := r.rt.CompileModule(ctx, code)
+	cm, err := r.rt.CompileModule(ctx, prepared)
 	tracked()
 	release()
 	if err != nil {
@@ -714,11 +719,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 // invocation through s. What does not depend on the instance is built once
 // (baseConfig): every With clones the configuration.
 func (r *Runtime) moduleConfig(s *slot, command bool, env []string) wazero.ModuleConfig {
-	base := r.baseConfig[0]
-	if command {
-		base = r.baseConfig[1]
-	}
-	cfg := withEnv(base, env).
+	cfg := withEnv(r.baseConfig, env).
 		WithNanosleep(s.sleep).
 		WithStderr(slotWriter{s: s, fd: 2})
 	if command {
@@ -727,16 +728,17 @@ func (r *Runtime) moduleConfig(s *slot, command bool, env []string) wazero.Modul
 	return cfg.WithStdout(slotWriter{s: s, fd: 1})
 }
 
-// newBaseConfigs returns the parts of moduleConfig shared by every
-// instance: [0] for FunLess-ABI instances (no start function runs), [1]
-// for WASI commands.
-func newBaseConfigs() [2]wazero.ModuleConfig {
-	base := wazero.NewModuleConfig().
+// newBaseConfig returns the part of moduleConfig shared by every instance.
+// No start function runs on instantiation: the runtime calls _initialize
+// (FunLess ABI) or _start (WASI command) itself, once the stop is armed
+// (stopper).
+func newBaseConfig() wazero.ModuleConfig {
+	return wazero.NewModuleConfig().
 		WithName("").
 		WithSysWalltime().
 		WithSysNanotime().
-		WithRandSource(rand.Reader)
-	return [2]wazero.ModuleConfig{base.WithStartFunctions(), base}
+		WithRandSource(rand.Reader).
+		WithStartFunctions()
 }
 
 // classify turns what wazero returned into a runtime error.
@@ -754,8 +756,12 @@ func classify(ctx context.Context, err error, c *call, alloc *capAllocator) *Err
 		}
 		return &Error{Kind: KindExit, Msg: exitMsg(exit.ExitCode(), c), ExitCode: exit.ExitCode(), Stderr: c.stderr(), Err: err}
 	}
+	// A guest stopped by its stop check (addStopCheck) traps.
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &Error{Kind: KindTimeout, Msg: fmt.Sprintf("stopped after %v", c.limits.Timeout), Err: err}
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return &Error{Kind: KindCanceled, Msg: "the caller canceled the invocation", Err: err}
 	}
 	msg, _, _ := strings.Cut(err.Error(), "\n") // drop wazero's stack trace
 	if alloc != nil && alloc.hit {

@@ -42,6 +42,12 @@ type scanner struct {
 	p   Profile
 	// tables as declared (imported and defined), to size them at the end.
 	tables []tableDecl
+
+	// Hooks for addStopCheck, which walks a module with this scanner:
+	// onLoop gets the module offset just after each loop's block type in a
+	// function body, onGlobal the index of every global.get and global.set.
+	onLoop   func(pos int)
+	onGlobal func(index uint64) error
 }
 
 type tableDecl struct {
@@ -655,7 +661,7 @@ func (s *scanner) body(fn funcName, r *reader) error {
 		}
 	}
 	s.p.MaxLocals = max(s.p.MaxLocals, int(locals))
-	f := funcScan{s: s, r: r, fn: fn, depth: 1}
+	f := funcScan{s: s, r: r, fn: fn, depth: 1, body: true}
 	if err := f.instructions(); err != nil {
 		return err
 	}
@@ -747,6 +753,7 @@ type funcScan struct {
 	r     *reader
 	fn    funcName
 	depth int
+	body  bool // a function body, not a constant expression
 }
 
 // memarg skips a memory access's alignment and offset.
@@ -791,6 +798,14 @@ func (f *funcScan) instructions() error {
 				}
 			}
 			err = f.blockType()
+			if op == 0x03 && err == nil && f.body && f.s.onLoop != nil {
+				f.s.onLoop(r.off + r.i)
+			}
+		case (op == 0x23 || op == 0x24) && f.s.onGlobal != nil: // global.get, global.set
+			var idx uint64
+			if idx, err = r.u32(); err == nil {
+				err = f.s.onGlobal(idx)
+			}
 		case op == 0x0b: // end
 			f.depth--
 			if f.depth == 0 {

@@ -86,7 +86,15 @@ func ServeCompileWorker(in io.Reader, out io.Writer) int {
 		}
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, runtimeConfig(req.Engine, cc))
-	cm, err := rt.CompileModule(ctx, code)
+	prepared, err := prepareCode(code, req.Engine)
+	if err != nil {
+		var rerr *Error
+		if errors.As(err, &rerr) {
+			return reply(workerReply{Kind: rerr.Kind, Msg: rerr.Msg})
+		}
+		return reply(workerReply{Error: err.Error()})
+	}
+	cm, err := rt.CompileModule(ctx, prepared)
 	if err != nil {
 		return reply(workerReply{Kind: KindInvalidModule, Msg: err.Error()})
 	}

@@ -12,5 +12,7 @@
 // module through a linker made once (WASI and the fl_imps host functions),
 // calls _initialize when the module exports it, then __invoke. Wisp is
 // called as the agent calls it: Runtime.Invoke of a loaded digest with the
-// default Config.
+// default Config, and again on a runtime without spare instances
+// (ratio-cold-p50: every call instantiates on the caller's time, as on an
+// agent with no idle CPU).
 package wasmtime
