@@ -332,4 +332,4 @@ func prepareCode(code []byte, engine string) ([]byte, error) {
 // prepared module's compiled code, so the markers of digests compiled into
 // it (Runtime.markers) are kept per format: a digest marked for another
 // format is not in the cache under this one's key.
-const preparedFormat = "packed-stop-1"
+const preparedFormat = "packed-stop-2"

@@ -410,7 +410,11 @@ func (r *Runtime) compile(ctx context.Context, digest string, code []byte, keep 
 	// Only a compilation in this process can take the agent down with it:
 	// a worker's cannot.
 	tracked := r.cfg.Track(ctx, digest, WorkCompile)
-	cm, err := r.rt.CompileModule(ctx, prepared)
+	cctx := ctx
+	if r.cfg.Engine == EngineInterpreter {
+		cctx = experimental.WithFunctionListenerFactory(ctx, deadlineListener{})
+	}
+	cm, err := r.rt.CompileModule(cctx, prepared)
 	tracked()
 	release()
 	if err != nil {

@@ -177,6 +177,7 @@ func TestFailures(t *testing.T) {
 	}{
 		{"infinite loop", "loop", Request{Limits: short}, ErrTimeout, "stopped after 300ms"},
 		{"wasi infinite loop", "wasi_loop", Request{Limits: short}, ErrTimeout, "stopped after"},
+		{"endless recursion without a loop", "recurse", Request{Limits: short}, ErrTimeout, "stopped after 300ms"},
 		{"memory bomb", "membomb", Request{}, ErrMemoryLimit, "8 MiB"},
 		{"start memory over cap", "mem1m", Request{Limits: Limits{MemoryBytes: 512 << 10}}, ErrMemoryLimit, "at start"},
 		{"trap", "trap", Request{}, ErrTrap, "integer divide by zero"},

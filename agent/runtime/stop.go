@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // Stopping a guest at its deadline (compiler engine).
@@ -18,8 +19,8 @@ import (
 // _initialize 1.43 ms with the check and 0.86 ms without, __invoke 406 µs
 // against 141 µs (docs/decisions.md, issue 16). Instead, the runtime adds to
 // each module it compiles two mutable i32 globals of its own, $tick and
-// $stop (exported as stopExport), and at the head of every loop of every
-// function body:
+// $stop (exported as stopExport), and at the entry of every function and
+// the head of every loop:
 //
 //	$tick -= 1
 //	if $tick == 0 {
@@ -36,9 +37,10 @@ import (
 // scheduler can preempt it. Without that a guest spinning in machine code
 // cannot be stopped for a garbage collection, and the whole process waits
 // for it (a check on $stop alone was tried and hung the tests). Growing by 0
-// pages changes nothing. Code without loops ends by itself: it cannot run
-// longer than its size, or it overflows the call stack (whose growth is in
-// Go too).
+// pages changes nothing. The check at function entry is for code that
+// never loops but recurses: six calls per level, 64 levels deep, run for
+// ever without one loop (testdata recurse.wat; wazero's own check, at loop
+// headers only, let it run for ever too).
 //
 // # Notes
 //
@@ -59,8 +61,9 @@ import (
 //     interpreter engine (which reads globals from Go memory) keeps wazero's
 //     WithCloseOnContextDone instead.
 //   - A module that exports stopExport or startExport itself is refused.
-//   - The instrumented module grows by at most 32 bytes per loop plus a few
-//     entries; Scan's limits apply to the module as uploaded.
+//   - The instrumented module grows by at most 32 bytes per loop and per
+//     function plus a few entries; Scan's limits apply to the module as
+//     uploaded.
 const (
 	stopExport  = "wisp:stop"
 	startExport = "wisp:start"
@@ -310,18 +313,27 @@ func appendEntries(body []byte, n int, more []byte) []byte {
 }
 
 // checkedBodies returns the code section's body with check inserted at
-// every position of loops (module offsets, in increasing order), and each
-// function body's size written anew.
+// the start of every function body's code and at every position of loops
+// (module offsets, in increasing order), and each body's size written anew.
 func checkedBodies(code []byte, sec section, loops []int, check []byte) []byte {
 	r := &reader{b: code[sec.body:sec.end], off: sec.body}
 	n, _ := r.u32()
-	out := binary.AppendUvarint(make([]byte, 0, sec.end-sec.body+len(loops)*len(check)), n)
+	out := binary.AppendUvarint(make([]byte, 0, sec.end-sec.body+(len(loops)+int(n))*len(check)), n)
 	var body []byte
 	for range n {
 		size, _ := r.u32()
 		from, to := r.off+r.i, r.off+r.i+int(size)
 		r.i += int(size)
-		body = body[:0]
+		// The body's first instruction follows its local declarations:
+		// the check goes there too, so that calls count like loops.
+		lr := &reader{b: code[from:to]}
+		decls, _ := lr.u32()
+		for range decls {
+			lr.u32()
+			lr.byte()
+		}
+		body = append(append(body[:0], code[from:from+lr.i]...), check...)
+		from += lr.i
 		for len(loops) > 0 && loops[0] <= to {
 			body = append(body, code[from:loops[0]]...)
 			body = append(body, check...)
@@ -351,3 +363,27 @@ func (s stopper) arm(ctx context.Context) (disarm func() bool) {
 	}
 	return context.AfterFunc(ctx, func() { s.g.Set(1) })
 }
+
+// deadlineListener stops a guest run by the interpreter at its next
+// function call once the call's context is done. wazero's own check
+// (WithCloseOnContextDone) looks at the context at loop headers only, so a
+// guest that recurses without looping (testdata recurse.wat) would run for
+// ever. The listener panics with the context's error; wazero turns the
+// panic into the call's error, and classify reports the timeout or the
+// cancellation from the context. The compiler engine has the entry check
+// of addStopCheck instead.
+type deadlineListener struct{}
+
+func (deadlineListener) NewFunctionListener(api.FunctionDefinition) experimental.FunctionListener {
+	return deadlineListener{}
+}
+
+func (deadlineListener) Before(ctx context.Context, _ api.Module, _ api.FunctionDefinition, _ []uint64, _ experimental.StackIterator) {
+	if err := ctx.Err(); err != nil {
+		panic(err)
+	}
+}
+
+func (deadlineListener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
+
+func (deadlineListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}

@@ -11,13 +11,13 @@ import (
 	"github.com/wispfn/wisp/internal/testing/testwasm"
 )
 
-// TestStopUnderGC: guests looping forever (FunLess ABI and WASI command),
-// many at once, are all stopped at their deadline while the collector runs
+// TestStopUnderGC: guests looping forever (FunLess ABI and WASI command)
+// or recursing for ever without a loop, many at once, are all stopped at their deadline while the collector runs
 // over and over. A guest that never returned to Go would make the
 // collector's stop-the-world wait for it, and this test hang.
 func TestStopUnderGC(t *testing.T) {
 	r := newRuntime(t, Config{MaxConcurrent: 8, MaxPerFunction: 8, MaxQueuedPerFunction: 100})
-	loops := []string{load(t, r, "loop"), load(t, r, "wasi_loop")}
+	loops := []string{load(t, r, "loop"), load(t, r, "wasi_loop"), load(t, r, "recurse")}
 	stop := make(chan struct{})
 	var gc sync.WaitGroup
 	gc.Go(func() {
@@ -37,7 +37,7 @@ func TestStopUnderGC(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 32 {
 			wg.Go(func() {
-				_, err := r.Invoke(context.Background(), loops[i%2], Request{Limits: Limits{Timeout: 50 * time.Millisecond}})
+				_, err := r.Invoke(context.Background(), loops[i%len(loops)], Request{Limits: Limits{Timeout: 50 * time.Millisecond}})
 				errs <- err
 			})
 		}
@@ -53,6 +53,16 @@ func TestStopUnderGC(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		checkErr(t, err, ErrTimeout, "") // stopped, or its wait for a slot was
+	}
+}
+
+// TestStopInterpreter: the interpreter (armv7's engine), which keeps
+// wazero's own check, stops a loop and a recursion without a loop too.
+func TestStopInterpreter(t *testing.T) {
+	r := newRuntime(t, Config{Engine: EngineInterpreter})
+	for _, fixture := range []string{"loop", "recurse"} {
+		_, err := r.Invoke(context.Background(), load(t, r, fixture), Request{Limits: Limits{Timeout: 100 * time.Millisecond}})
+		checkErr(t, err, ErrTimeout, "")
 	}
 }
 

@@ -201,3 +201,25 @@ func childrenOf(pid int) []int {
 	}
 	return kids
 }
+
+// TestRecursionWithoutLoopStopped: a 117-byte function that recurses for
+// ever without a loop (six calls per level, 64 levels), uploaded and
+// invoked through the REST API, is stopped at the agent's timeout like a
+// loop, call after call; the agent keeps serving. Before the stop check
+// at function entry it ran for ever and held its slot and a core.
+func TestRecursionWithoutLoopStopped(t *testing.T) {
+	c := startController(t, t.TempDir(), "", "127.0.0.1:0")
+	startAgent(t, c, c.joinToken(t, ""), "edge1", t.TempDir(), "--timeout", "300ms")
+	waitFor(t, "the agent", func() bool { return len(c.connected(t)) == 1 })
+	c.upload(t, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
+	c.upload(t, "_", "recurse", "recurse", map[string]string{"wait_for_workers": "true"})
+	for range 3 { // one after the other: the function is allowed one instance
+		status, body := c.invoke(t, "_", "recurse", `{}`)
+		if status == 200 || !strings.Contains(body, "stopped after") {
+			t.Fatalf("endless recursion: %d %s, want it stopped at the timeout", status, body)
+		}
+	}
+	if status, body := c.invoke(t, "_", "hello", `{"args":{"name":"Ada"}}`); status != 200 || !strings.Contains(body, "Hello Ada") {
+		t.Fatalf("after the recursion: %d %s", status, body)
+	}
+}
