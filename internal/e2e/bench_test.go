@@ -85,7 +85,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 //
 // With WISP_BENCH_PROFILE_DIR set, both processes write CPU profiles there
 // (controller.prof, agent.prof; internal/profiling), stopped gracefully
-// when the benchmark ends so the files are complete.
+// when the benchmark ends so the files are complete. With
+// WISP_BENCH_TRACE_DIR set, they write execution traces there
+// (controller.trace, agent.trace) the same way.
 func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b, "") }
 
 // benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
@@ -97,9 +99,14 @@ func benchPlatformOn(b *testing.B, dsn string) (*controller, *proc) {
 		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller.prof")}
 		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent.prof")}
 	}
+	traceDir := os.Getenv("WISP_BENCH_TRACE_DIR")
+	if traceDir != "" {
+		cenv = append(cenv, "WISP_EXEC_TRACE="+filepath.Join(traceDir, "controller.trace"))
+		aenv = append(aenv, "WISP_EXEC_TRACE="+filepath.Join(traceDir, "agent.trace"))
+	}
 	c := startControllerEnv(b, b.TempDir(), dsn, "127.0.0.1:0", cenv)
 	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
-	if profDir != "" {
+	if profDir != "" || traceDir != "" {
 		b.Cleanup(func() { agent.Stop(); c.Stop() })
 	}
 	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
