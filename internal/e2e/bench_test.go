@@ -89,7 +89,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 //
 // With WISP_BENCH_PROFILE_DIR set, both processes write CPU profiles there
 // (controller.prof, agent.prof; internal/profiling), stopped gracefully
-// when the benchmark ends so the files are complete.
+// when the benchmark ends so the files are complete. With
+// WISP_BENCH_TRACE_DIR set, they write execution traces there
+// (controller.trace, agent.trace) the same way.
 func benchPlatform(b *testing.B) (*controller, *proc) { return benchPlatformOn(b, "") }
 
 // benchPlatformOn is benchPlatform on the Postgres at dsn ("": the
@@ -107,9 +109,14 @@ func benchPlatformIn(b *testing.B, dataDir, dsn, suffix string) (*controller, *p
 		cenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "controller"+suffix+".prof")}
 		aenv = []string{"WISP_CPU_PROFILE=" + filepath.Join(profDir, "agent"+suffix+".prof")}
 	}
+	traceDir := os.Getenv("WISP_BENCH_TRACE_DIR")
+	if traceDir != "" {
+		cenv = append(cenv, "WISP_EXEC_TRACE="+filepath.Join(traceDir, "controller"+suffix+".trace"))
+		aenv = append(aenv, "WISP_EXEC_TRACE="+filepath.Join(traceDir, "agent"+suffix+".trace"))
+	}
 	c := startControllerEnv(b, dataDir, dsn, "127.0.0.1:0", cenv)
 	agent := startAgentEnv(b, c, c.joinToken(b, dsn), "edge1", b.TempDir(), aenv)
-	if profDir != "" {
+	if profDir != "" || traceDir != "" {
 		b.Cleanup(func() { agent.Stop(); c.Stop() })
 	}
 	c.upload(b, "_", "hello", "hello_c", map[string]string{"wait_for_workers": "true"})
@@ -123,12 +130,22 @@ func benchPlatformIn(b *testing.B, dataDir, dsn, suffix string) (*controller, *p
 // controller → QUIC → agent and back, beside three floors measured in the
 // same run: a loopback HTTP round trip to the same server (GET /v1/), a
 // loopback QUIC stream round trip (quic-go echo), and the in-process runtime
-// call.
+// call. With WISP_E2E_BASELINE_BIN naming a directory of other
+// wisp-controller and wisp-agent binaries, a second platform runs on them
+// and every iteration invokes both, so the ratios current ÷ baseline come
+// from the same run.
 func BenchmarkInvokeLatency(b *testing.B) {
 	c, _ := benchPlatform(b)
+	var base *controller
+	if dir := os.Getenv("WISP_E2E_BASELINE_BIN"); dir != "" {
+		current := bin
+		bin = dir
+		base, _ = benchPlatform(b)
+		bin = current
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	body := []byte(`{"args":{"name":"Ada"}}`)
-	rest := func() time.Duration {
+	invoke := func(c *controller) time.Duration {
 		req, _ := http.NewRequest("POST", c.url+"/v1/fn/_/hello", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+c.admin)
 		req.Header.Set("Content-Type", "application/json")
@@ -163,9 +180,15 @@ func BenchmarkInvokeLatency(b *testing.B) {
 		chain.call(b)
 	}
 
-	var lr, lh, lq, lqx, lrt, lc []time.Duration
-	for b.Loop() {
-		lr = append(lr, rest())
+	var lr, lh, lq, lqx, lrt, lc, lb []time.Duration
+	for i := 0; b.Loop(); i++ {
+		if base == nil {
+			lr = append(lr, invoke(c))
+		} else if i%2 == 0 { // alternating which goes first
+			lr, lb = append(lr, invoke(c)), append(lb, invoke(base))
+		} else {
+			lb, lr = append(lb, invoke(base)), append(lr, invoke(c))
+		}
 		lh = append(lh, httpRTT())
 		lq = append(lq, quicRTT())
 		lqx = append(lqx, quicXRTT())
@@ -186,9 +209,19 @@ func BenchmarkInvokeLatency(b *testing.B) {
 	b.ReportMetric(float64(pct(lc, .5).Microseconds()), "chained-floor-p50-µs")
 	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lc, .5)), "x-chained-floor")
 	b.ReportMetric(float64(pct(lr, .99))/float64(pct(lr, .5)), "p99-over-p50")
+	// The chained floor runs no function: the same ratio with the
+	// in-process runtime call added to the floor.
+	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lc, .5)+pct(lrt, .5)), "x-chained-floor-plus-runtime")
 	// The floor's own tail on this machine, beside the invocation's.
 	b.ReportMetric(float64(pct(lc, .99))/float64(pct(lc, .5)), "chained-floor-p99-over-p50")
 	b.ReportMetric(float64(pct(lr, .5))/float64(pct(lh, .5)+pct(lq, .5)+pct(lrt, .5)), "x-floor-sum-inproc-quic")
+	if base != nil {
+		b.ReportMetric(float64(pct(lb, .5).Microseconds()), "baseline-invoke-p50-µs")
+		b.ReportMetric(float64(pct(lb, .5))/float64(pct(lc, .5)), "baseline-x-chained-floor")
+		b.ReportMetric(float64(pct(lb, .99))/float64(pct(lb, .5)), "baseline-p99-over-p50")
+		b.ReportMetric(float64(pct(lr, .5))/float64(pct(lb, .5)), "p50-x-baseline")
+		b.ReportMetric(float64(pct(lr, .99))/float64(pct(lb, .99)), "p99-x-baseline")
+	}
 }
 
 // quicEcho starts an in-process quic-go echo server and returns a function

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,25 @@ func runChainHTTPServer(echoAddr string) {
 	go srv.Serve(ln)
 	fmt.Println(ln.Addr().String())
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// traceFloor starts an execution trace of a floor's process when
+// WISP_BENCH_TRACE_DIR is set (benchPlatform traces the controller and the
+// agent there), in <dir>/<role>-<pid>.trace, and returns the function that
+// writes it.
+func traceFloor(role string) (stop func()) {
+	dir := os.Getenv("WISP_BENCH_TRACE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.trace", role, os.Getpid())))
+	if err != nil {
+		panic(err)
+	}
+	if err := trace.Start(f); err != nil {
+		panic(err)
+	}
+	return func() { trace.Stop(); f.Close() }
 }
 
 // chainFloor is a running chained floor: its URL and its two server

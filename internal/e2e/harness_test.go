@@ -30,10 +30,12 @@ var faultBin string
 
 func TestMain(m *testing.M) {
 	if os.Getenv("WISP_E2E_QUIC_ECHO") == "1" {
+		defer traceFloor("echo")()
 		runQUICEchoServer() // this process is the other end of a floor measurement
 		return
 	}
 	if addr := os.Getenv(chainHTTPEnv); addr != "" {
+		defer traceFloor("chain-http")()
 		runChainHTTPServer(addr) // the middle hop of the chained floor
 		return
 	}
