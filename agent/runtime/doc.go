@@ -113,8 +113,8 @@
 //
 //   - Config.MaxPerFunction (default max(1, GOMAXPROCS-1)) bounds the
 //     instances of one function. A guest running flat out costs a whole
-//     core: a looping guest returns to Go every 1,024 loop iterations
-//     (stop.go), so the Go scheduler time-slices guests, but only across
+//     core: a looping or recursing guest returns to Go every 1,024 loop
+//     iterations or function calls (stop.go), so the Go scheduler time-slices guests, but only across
 //     GOMAXPROCS cores. With the default one function, even looping, leaves a core
 //     to the others.
 //   - A call that cannot have a slot now waits in its function's FIFO
