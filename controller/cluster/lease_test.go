@@ -177,6 +177,8 @@ func TestLeaseTakeoverAfterDeath(t *testing.T) {
 	died := time.Now()
 	stopA() // its work stops; no release: the row stays a's until it expires
 	waitHeld(t, b, cluster.LeaseEvents, cluster.DefaultLeaseTTL+cluster.DefaultLeaseRenew+3*time.Second)
+	// Held comes true just before the work's goroutine records its start.
+	testwait.For(t, 5*time.Second, "b's work started", func() bool { return !j.startedBy("b").IsZero() })
 	took := j.startedBy("b").Sub(died)
 	t.Logf("takeover %s after the holder died (TTL %s, renew %s)", took.Round(time.Millisecond), cluster.DefaultLeaseTTL, cluster.DefaultLeaseRenew)
 	if max := cluster.DefaultLeaseTTL + cluster.DefaultLeaseRenew + 500*time.Millisecond; took > max {
@@ -229,6 +231,7 @@ func TestLeaseReleaseHandsOver(t *testing.T) {
 	stopped := time.Now()
 	stopA()
 	waitHeld(t, b, cluster.LeaseSinks, 5*time.Second)
+	testwait.For(t, 5*time.Second, "b's work started", func() bool { return !j.startedBy("b").IsZero() })
 	took := j.startedBy("b").Sub(stopped)
 	t.Logf("handover %s after a clean stop", took.Round(time.Millisecond))
 	if max := cluster.DefaultLeaseRenew + 500*time.Millisecond; took > max {
