@@ -94,8 +94,9 @@
 //
 // Per invocation (Config.Limits, overridable per Request): a deadline after
 // which the guest is really stopped (the compiler engine's modules carry a
-// stop check at their loop headers, stop.go; the interpreter closes the
-// module when its context is done), a memory cap (Limits.MemoryBytes) that covers linear
+// stop check at their loop headers and function entries, stop.go; the
+// interpreter closes the module when its context is done, checked by wazero
+// at loop headers and by deadlineListener at function entries), a memory cap (Limits.MemoryBytes) that covers linear
 // memory and tables, input, output and log bounds. Tables are host memory
 // outside linear memory: a module's tables count at their minimum, or at
 // twice their maximum when it uses table.grow (which then requires every
